@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Re-creates the bundled sample clip (tests/media/sample.mp4) and, with --large,
+# bigger clips for load tests under target/media/. Needs ffmpeg with libx264 and aac.
+#
+# The sample is 10 s of 640x360 testsrc2 at 25 fps, H.264 High with B-frames
+# (so composition offsets / ctts are exercised), a keyframe every 2 s, plus
+# 48 kHz stereo AAC-LC. It stays under 1 MB because it is compiled into the binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+make_clip() { # out seconds size fps keyint video_kbps
+  local out=$1 secs=$2 size=$3 fps=$4 gop=$5 vkbps=$6
+  ffmpeg -hide_banner -loglevel error -y \
+    -f lavfi -i "testsrc2=size=${size}:rate=${fps}:duration=${secs}" \
+    -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=${secs}" \
+    -map 0:v -map 1:a \
+    -c:v libx264 -profile:v high -preset veryfast -bf 2 -g "$gop" -keyint_min "$gop" \
+    -sc_threshold 0 -b:v "${vkbps}k" -maxrate "${vkbps}k" -bufsize "$((vkbps * 2))k" -pix_fmt yuv420p \
+    -c:a aac -b:a 64k -ac 2 \
+    -movflags +faststart "$out"
+}
+
+make_clip tests/media/sample.mp4 10 640x360 25 50 600
+
+if [[ "${1:-}" == "--large" ]]; then
+  mkdir -p target/media
+  make_clip target/media/long-60s.mp4 60 1280x720 30 60 2000
+fi
+ls -l tests/media/sample.mp4

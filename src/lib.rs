@@ -1,0 +1,29 @@
+//! shardcast: a live and on-demand RTSP/RTP streaming server on pinned per-core shards.
+//!
+//! ```text
+//!   RTSP clients ──TCP──▶ control thread (tokio current_thread)
+//!                          │  rtsp::server: parse, session state machine, SDP
+//!                          │  crossbeam channels: ShardCommand ▼   ▲ replies (tokio oneshot)
+//!        ┌─────────────────┴───────────────┬───────────────────────┐
+//!   shard 0 (pinned core 0)         shard 1 (pinned core 1)    ...
+//!   own RTP/RTCP UDP port pair      own RTP/RTCP UDP port pair
+//!   pacer: due-time queue → packetize (mapped bytes) → RTP header in place → sendmmsg
+//! ```
+//!
+//! Module map (details in `docs/ARCHITECTURE.md`):
+//! - [`media`]: memory-mapped files, the root-confined catalog, the ISO-BMFF reader.
+//! - [`packetize`]: RFC 6184 (H.264) and RFC 3640 (AAC) payload formats, sans-IO.
+//! - [`wire`]: RTP/RTCP headers (RFC 3550), SDP (RFC 8866), NTP time.
+//! - [`rtsp`]: RFC 2326 message parsing, Transport/Range headers, the control server.
+//! - [`shard`]: the per-core data plane and its send backends.
+//! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
+pub mod config;
+pub mod media;
+pub mod packetize;
+pub mod rtsp;
+pub mod shard;
+#[allow(unsafe_code)]
+mod sys;
+pub mod wire;

@@ -1,0 +1,2 @@
+//! The `shardcast` binary.
+fn main() {}

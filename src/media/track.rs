@@ -1,0 +1,170 @@
+//! The media model every other layer reads: tracks, their codec configuration,
+//! and a flat, `Copy` sample table whose offsets point into the media bytes.
+//!
+//! Nothing here holds sample data: a [`Sample`] is a range of the mapped file
+//! plus its timing, so indexing a file copies no media.
+
+use std::time::Duration;
+
+/// One access unit (a video frame or an audio frame) as stored in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Byte offset of the sample within the media bytes (already bounds-checked).
+    pub offset: u64,
+    /// Length of the sample in bytes.
+    pub len: u32,
+    /// Decode timestamp in the track's media timescale.
+    pub dts: u64,
+    /// Composition offset (`ctts`) in the track's timescale; pts = dts + cts_offset.
+    pub cts_offset: i32,
+    /// True for sync samples (keyframes; every sample when `stss` is absent).
+    pub sync: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Sample>() <= 32);
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    /// A video track (`hdlr` = `vide`).
+    Video,
+    /// An audio track (`hdlr` = `soun`).
+    Audio,
+}
+
+/// H.264 decoder configuration from the `avcC` box (ISO/IEC 14496-15 §5.3.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H264Config {
+    /// `AVCProfileIndication`.
+    pub profile_idc: u8,
+    /// `profile_compatibility` (the constraint flags byte).
+    pub profile_compat: u8,
+    /// `AVCLevelIndication`.
+    pub level_idc: u8,
+    /// Size in bytes of the NAL unit length prefix inside samples (1, 2 or 4).
+    pub nal_length_size: u8,
+    /// Sequence parameter sets, without length prefixes.
+    pub sps: Vec<Vec<u8>>,
+    /// Picture parameter sets, without length prefixes.
+    pub pps: Vec<Vec<u8>>,
+    /// Coded width in pixels (from the visual sample entry).
+    pub width: u16,
+    /// Coded height in pixels (from the visual sample entry).
+    pub height: u16,
+}
+
+/// AAC decoder configuration from the `esds` box (ISO/IEC 14496-1 §7.2.6.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AacConfig {
+    /// The raw AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1), announced in SDP `config=`.
+    pub audio_specific_config: Vec<u8>,
+    /// Audio object type (2 = AAC-LC).
+    pub object_type: u8,
+    /// Sampling rate in Hz (from the AudioSpecificConfig, else the sample entry).
+    pub sample_rate_hz: u32,
+    /// Channel count.
+    pub channels: u8,
+}
+
+/// The codec of a supported track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Codec {
+    /// H.264 / AVC (`avc1` or `avc3`).
+    H264(H264Config),
+    /// MPEG-4 AAC (`mp4a` with object type indication 0x40).
+    Aac(AacConfig),
+}
+
+impl Codec {
+    /// The RTP clock rate for this codec: 90 kHz for video (RFC 6184 §8.2.1),
+    /// the sampling rate for AAC (RFC 3640 §3.2.1).
+    pub fn clock_rate_hz(&self) -> u32 {
+        match self {
+            Codec::H264(_) => 90_000,
+            Codec::Aac(a) => a.sample_rate_hz,
+        }
+    }
+
+    /// Short codec name for logs and `probe` output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Codec::H264(_) => "H.264",
+            Codec::Aac(_) => "AAC",
+        }
+    }
+}
+
+/// One playable track of a media file.
+#[derive(Debug, Clone)]
+pub struct Track {
+    /// `track_ID` from `tkhd`.
+    pub track_id: u32,
+    /// Video or audio.
+    pub kind: TrackKind,
+    /// Codec and its decoder configuration.
+    pub codec: Codec,
+    /// Media timescale from `mdhd` (ticks per second); never zero.
+    pub timescale: u32,
+    /// Media time (in `timescale` ticks) that the first edit starts at: subtract it from
+    /// `dts + cts_offset` to get the presentation time (ISO/IEC 14496-12 §8.6.6, simple `elst`).
+    /// Negative for an initial empty edit (a delay).
+    pub edit_offset: i64,
+    /// Sample table in decode order; never empty.
+    pub samples: Vec<Sample>,
+}
+
+impl Track {
+    /// Presentation time of `sample` in timescale ticks, edit list applied (may be negative
+    /// for samples before the edit start).
+    pub fn pts_ticks(&self, sample: &Sample) -> i64 {
+        sample.dts as i64 + i64::from(sample.cts_offset) - self.edit_offset
+    }
+
+    /// Decode time of `sample` in timescale ticks on the presentation timeline
+    /// (edit list applied), used for pacing because it is monotonic.
+    pub fn dts_ticks(&self, sample: &Sample) -> i64 {
+        sample.dts as i64 - self.edit_offset
+    }
+
+    /// Track duration: end of the last sample on the presentation timeline.
+    pub fn duration(&self) -> Duration {
+        let last = self.samples.last().copied();
+        let end_ticks = last.map_or(0, |s| {
+            // Sample durations are not stored; the last sample lasts as long as the previous gap.
+            let n = self.samples.len();
+            let gap = if n >= 2 {
+                s.dts.saturating_sub(self.samples[n - 2].dts)
+            } else {
+                0
+            };
+            (s.dts + gap) as i64 - self.edit_offset
+        });
+        ticks_to_duration(end_ticks.max(0) as u64, self.timescale)
+    }
+}
+
+/// Everything the server knows about one media file.
+#[derive(Debug, Clone)]
+pub struct MediaIndex {
+    /// Supported tracks, video first, in file order otherwise.
+    pub tracks: Vec<Track>,
+    /// Tracks present in the file but not served, with the reason (e.g. `"hvc1: unsupported codec"`).
+    pub skipped: Vec<String>,
+}
+
+impl MediaIndex {
+    /// Presentation duration: the longest track.
+    pub fn duration(&self) -> Duration {
+        self.tracks
+            .iter()
+            .map(Track::duration)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// Converts media ticks to a `Duration`.
+pub fn ticks_to_duration(ticks: u64, timescale: u32) -> Duration {
+    let ts = u64::from(timescale.max(1));
+    Duration::from_secs(ticks / ts) + Duration::from_nanos((ticks % ts) * 1_000_000_000 / ts)
+}

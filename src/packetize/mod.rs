@@ -1,0 +1,1 @@
+//! RTP payload formats (filled in by the packetizer work).

@@ -1,0 +1,1 @@
+//! Syscall layer: the only module allowed `unsafe`.

@@ -1,0 +1,1 @@
+//! Wire formats: RTP, RTCP, SDP, NTP (filled in by the wire work).
