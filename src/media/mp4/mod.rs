@@ -14,10 +14,11 @@ mod boxes;
 mod error;
 mod esds;
 mod stbl;
+mod summary;
 mod trak;
 
-
 pub use error::{Mp4Error, Mp4ErrorKind};
+pub use summary::{summarize, TrackSummary};
 
 use boxes::{BoxIter, Mp4Box};
 use trak::{parse_trak, read_timescale, TrakOutcome};
@@ -75,4 +76,15 @@ pub fn parse_mp4(bytes: &[u8]) -> Result<MediaIndex, Mp4Error> {
     // Video first, then audio; the sort is stable so file order holds otherwise.
     tracks.sort_by_key(|t| t.kind != TrackKind::Video);
     Ok(MediaIndex { tracks, skipped })
+}
+
+/// Fuzz entry point: parses and summarizes `data`, ignoring the outcome (must never panic).
+#[cfg(any(test, fuzzing))]
+pub fn fuzz_parse_mp4(data: &[u8]) {
+    if let Ok(index) = parse_mp4(data) {
+        for s in summarize(&index) {
+            let _ = s.to_string();
+        }
+        let _ = index.duration();
+    }
 }
