@@ -17,6 +17,9 @@ mod stbl;
 mod summary;
 mod trak;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::{Mp4Error, Mp4ErrorKind};
 pub use summary::{summarize, TrackSummary};
 
