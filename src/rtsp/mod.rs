@@ -8,3 +8,4 @@
 
 pub mod msg;
 pub mod parse;
+pub mod transport;
