@@ -8,4 +8,5 @@
 
 pub mod msg;
 pub mod parse;
+pub mod range;
 pub mod transport;
