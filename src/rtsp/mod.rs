@@ -10,3 +10,4 @@ pub mod msg;
 pub mod parse;
 pub mod range;
 pub mod transport;
+pub mod uri;
