@@ -283,7 +283,7 @@ pub(crate) fn parse_cseq(value: &str) -> Option<u32> {
     v.parse().ok()
 }
 
-/// A response under construction; `serialize` writes "RTSP/1.0 <code> <reason>\r\n", headers (CSeq first), Content-Length when body non-empty, blank line, body.
+/// A response under construction; `serialize` writes `RTSP/1.0 <code> <reason>\r\n`, headers (CSeq first), Content-Length when body non-empty, blank line, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// The status line's code (§7.1).
