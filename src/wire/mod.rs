@@ -3,4 +3,5 @@
 //! parameters of RFC 6184 §8.1-8.2 and the AAC parameters of RFC 3640 §4.1).
 
 pub mod ntp;
+pub mod rtcp;
 pub mod rtp;
