@@ -5,3 +5,4 @@
 pub mod ntp;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdp;
