@@ -1,1 +1,13 @@
 //! RTSP 1.0 (RFC 2326) control plane.
+//!
+//! The message layer is sans-IO: [`parse`] frames and parses requests and
+//! interleaved frames (RFC 2326 §4, §6, §10.12), [`msg`] holds the request and
+//! response types and status codes (§6, §7, §11), [`transport`] and [`range`]
+//! handle the Transport (§12.39) and Range (§3.6, §12.29) headers, and [`uri`]
+//! confines request URIs (§3.2) to safe path segments.
+
+pub mod msg;
+pub mod parse;
+pub mod range;
+pub mod transport;
+pub mod uri;

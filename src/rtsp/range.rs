@@ -1,0 +1,344 @@
+//! The `Range` header in Normal Play Time (RFC 2326 §12.29, NPT syntax §3.6).
+//!
+//! Accepted: `npt=<start>-[<end>]` where each time is `now`, `npt-sec`
+//! (`1*DIGIT [ "." *DIGIT ]`) or `npt-hhmmss` (`H:MM:SS[.frac]`, minutes and
+//! seconds 0–59), with optional whitespace around the pieces; a `;time=...`
+//! suffix (§12.29) is ignored. The unit name is matched case-insensitively.
+//!
+//! Choices:
+//! - `npt=-x` is grammatical (§3.6 `"-" npt-time`) but gives no start; as most
+//!   servers do, it is read as `0-x`.
+//! - An end before the start is an error; an end equal to the start is kept.
+//! - `smpte`, `clock` and any other unit are [`RangeError::UnsupportedUnit`];
+//!   §12.29 says a recipient that does not understand the format should answer
+//!   501 Not Implemented, which [`RangeError::status`] returns. Every other
+//!   error maps to 457 Invalid Range (§11.3.5).
+//! - The grammar has no sign, exponent, `inf` or `nan`; values too large to be
+//!   finite are rejected.
+
+use crate::rtsp::msg::StatusCode;
+
+/// One end of an NPT range (§3.6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NptTime {
+    /// `now`: the live point.
+    Now,
+    /// Seconds from the start of the presentation; finite and non-negative.
+    Seconds(f64),
+}
+
+/// A parsed `npt=` range; `end: None` means "to the end".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NptRange {
+    /// Where to start.
+    pub start: NptTime,
+    /// Where to stop, if given.
+    pub end: Option<NptTime>,
+}
+
+/// Why a Range header was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// A unit other than `npt` (e.g. `smpte`, `clock`); → 501 per §12.29.
+    #[error("unsupported range unit {0:?}")]
+    UnsupportedUnit(String),
+    /// Not `unit=range` or not valid NPT syntax (§3.6); → 457.
+    #[error("malformed npt range")]
+    Malformed,
+    /// A time too large to represent; → 457.
+    #[error("npt time out of range")]
+    OutOfRange,
+    /// The end precedes the start; → 457.
+    #[error("range end precedes start")]
+    Reversed,
+}
+
+impl RangeError {
+    /// The status to answer with: 501 for an unknown unit (§12.29), else 457 (§11.3.5).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RangeError::UnsupportedUnit(_) => StatusCode::NotImplemented,
+            RangeError::Malformed | RangeError::OutOfRange | RangeError::Reversed => {
+                StatusCode::InvalidRange
+            }
+        }
+    }
+}
+
+/// Parses `npt=5-`, `npt=5.2-10`, `npt=-10` (as `0-10`), `npt=now-`, `npt=0:01:02.5-`, ignoring a `;time=` suffix; see the module notes.
+pub fn parse_range(value: &str) -> Result<NptRange, RangeError> {
+    let value = value.split(';').next().unwrap_or_default();
+    let (unit, spec) = value.split_once('=').ok_or(RangeError::Malformed)?;
+    let unit = unit.trim();
+    if !unit.eq_ignore_ascii_case("npt") {
+        return Err(if !unit.is_empty() && unit.bytes().all(is_unit_char) {
+            let mut unit = unit.to_owned();
+            unit.truncate(32);
+            RangeError::UnsupportedUnit(unit)
+        } else {
+            RangeError::Malformed
+        });
+    }
+    // §3.6: npt-range = ( npt-time "-" [ npt-time ] ) | ( "-" npt-time ).
+    // npt-time never contains '-', so the first '-' is the separator.
+    let (start, end) = spec.split_once('-').ok_or(RangeError::Malformed)?;
+    let (start, end) = (start.trim(), end.trim());
+    let range = match (start.is_empty(), end.is_empty()) {
+        (true, true) => return Err(RangeError::Malformed),
+        (true, false) => NptRange {
+            start: NptTime::Seconds(0.0),
+            end: Some(parse_npt_time(end)?),
+        },
+        (false, true) => NptRange {
+            start: parse_npt_time(start)?,
+            end: None,
+        },
+        (false, false) => NptRange {
+            start: parse_npt_time(start)?,
+            end: Some(parse_npt_time(end)?),
+        },
+    };
+    if let (NptTime::Seconds(s), Some(NptTime::Seconds(e))) = (range.start, range.end) {
+        if e < s {
+            return Err(RangeError::Reversed);
+        }
+    }
+    Ok(range)
+}
+
+/// Formats a range with millisecond precision: `npt=5.000-10.000` or `npt=5.000-`.
+/// Negative or non-finite inputs are written as 0.
+pub fn format_npt_range(start_secs: f64, end_secs: Option<f64>) -> String {
+    let clean = |s: f64| if s.is_finite() && s > 0.0 { s } else { 0.0 };
+    match end_secs {
+        Some(end) => format!("npt={:.3}-{:.3}", clean(start_secs), clean(end)),
+        None => format!("npt={:.3}-", clean(start_secs)),
+    }
+}
+
+fn is_unit_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Splits `1*DIGIT [ "." *DIGIT ]` and returns its value.
+fn decimal(s: &str) -> Result<f64, RangeError> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !all_digits(int) || !(frac.is_empty() || all_digits(frac)) {
+        return Err(RangeError::Malformed);
+    }
+    let text = if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    };
+    let v: f64 = text.parse().map_err(|_| RangeError::Malformed)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(RangeError::OutOfRange)
+    }
+}
+
+/// §3.6 `npt-time = "now" | npt-sec | npt-hhmmss`.
+fn parse_npt_time(s: &str) -> Result<NptTime, RangeError> {
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(NptTime::Now);
+    }
+    let mut parts = s.split(':');
+    let (Some(first), second, third, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(RangeError::Malformed);
+    };
+    let secs = match (second, third) {
+        (None, None) => decimal(first)?,
+        (Some(mm), Some(ss)) => {
+            // npt-hh = 1*DIGIT; npt-mm = 1*2DIGIT (0-59); npt-ss = 1*2DIGIT (0-59) [ "." *DIGIT ].
+            if !all_digits(first) || !all_digits(mm) || mm.len() > 2 {
+                return Err(RangeError::Malformed);
+            }
+            let hh = decimal(first)?;
+            let mm = decimal(mm)?;
+            let ss_int = ss.split('.').next().unwrap_or_default();
+            if ss_int.len() > 2 {
+                return Err(RangeError::Malformed);
+            }
+            let ss = decimal(ss)?;
+            if mm >= 60.0 || ss >= 60.0 {
+                return Err(RangeError::Malformed);
+            }
+            hh * 3600.0 + mm * 60.0 + ss
+        }
+        _ => return Err(RangeError::Malformed),
+    };
+    if secs.is_finite() {
+        Ok(NptTime::Seconds(secs))
+    } else {
+        Err(RangeError::OutOfRange)
+    }
+}
+
+/// Fuzz entry point: runs [`parse_range`] on arbitrary bytes and checks its invariants.
+#[cfg(any(test, fuzzing))]
+pub fn fuzz_range(data: &[u8]) {
+    let s = String::from_utf8_lossy(data);
+    match parse_range(&s) {
+        Ok(r) => {
+            let secs = |t: NptTime| match t {
+                NptTime::Now => None,
+                NptTime::Seconds(v) => {
+                    assert!(v.is_finite() && v >= 0.0);
+                    Some(v)
+                }
+            };
+            let start = secs(r.start);
+            let end = r.end.and_then(secs);
+            if let (Some(s), Some(e)) = (start, end) {
+                assert!(e >= s);
+            }
+            if let Some(s) = start {
+                let back = parse_range(&format_npt_range(s, end)).map(|b| b.start);
+                match back {
+                    Ok(NptTime::Seconds(b)) => assert!((b - s).abs() <= 1e-3 + s * 1e-12),
+                    other => panic!("round trip of {s} gave {other:?}"),
+                }
+            }
+        }
+        Err(e) => {
+            let _ = e.status();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(start: f64, end: Option<f64>) -> NptRange {
+        NptRange {
+            start: NptTime::Seconds(start),
+            end: end.map(NptTime::Seconds),
+        }
+    }
+
+    #[test]
+    fn client_forms() {
+        // ffmpeg, retina, VLC.
+        assert_eq!(parse_range("npt=0.000-"), Ok(secs(0.0, None)));
+        // GStreamer, VLC after seek.
+        assert_eq!(parse_range("npt=0-"), Ok(secs(0.0, None)));
+        assert_eq!(parse_range("npt=5-"), Ok(secs(5.0, None)));
+        assert_eq!(parse_range("npt=5.2-10"), Ok(secs(5.2, Some(10.0))));
+        assert_eq!(parse_range("npt=5.-10."), Ok(secs(5.0, Some(10.0))));
+        assert_eq!(parse_range("npt=-10"), Ok(secs(0.0, Some(10.0))));
+        assert_eq!(
+            parse_range("npt=now-"),
+            Ok(NptRange {
+                start: NptTime::Now,
+                end: None
+            })
+        );
+        assert_eq!(parse_range("npt=0:01:02.5-"), Ok(secs(62.5, None)));
+        assert_eq!(
+            parse_range("npt=1:00:00-1:30:00.25"),
+            Ok(secs(3600.0, Some(5400.25)))
+        );
+        assert_eq!(
+            parse_range("npt=5-10;time=19970123T143720Z"),
+            Ok(secs(5.0, Some(10.0)))
+        );
+        assert_eq!(parse_range(" NPT = 5 - 7 "), Ok(secs(5.0, Some(7.0))));
+        assert_eq!(parse_range("npt=3-3"), Ok(secs(3.0, Some(3.0))));
+    }
+
+    #[test]
+    fn rejected() {
+        use RangeError as E;
+        for (value, want) in [
+            ("smpte=0:10:20-", E::UnsupportedUnit("smpte".into())),
+            ("smpte-25=10:07:00-", E::UnsupportedUnit("smpte-25".into())),
+            (
+                "clock=19961108T143720.25Z-",
+                E::UnsupportedUnit("clock".into()),
+            ),
+            ("", E::Malformed),
+            ("npt", E::Malformed),
+            ("npt=", E::Malformed),
+            ("npt=-", E::Malformed),
+            ("npt=5", E::Malformed),
+            ("npt=-5-10", E::Malformed),
+            ("npt=nan-", E::Malformed),
+            ("npt=inf-", E::Malformed),
+            ("npt=1e3-", E::Malformed),
+            ("npt=+5-", E::Malformed),
+            ("npt=.5-", E::Malformed),
+            ("npt=5..1-", E::Malformed),
+            ("npt=0:60:00-", E::Malformed),
+            ("npt=0:00:60-", E::Malformed),
+            ("npt=0:001:00-", E::Malformed),
+            ("npt=1:2-", E::Malformed),
+            ("npt=1:2:3:4-", E::Malformed),
+            ("npt=10-5", E::Reversed),
+            ("=5-", E::Malformed),
+        ] {
+            assert_eq!(parse_range(value), Err(want), "{value:?}");
+        }
+        let huge = format!("npt={}-", "9".repeat(400));
+        assert_eq!(parse_range(&huge), Err(E::OutOfRange));
+        let huge_h = format!("npt={}:00:00-", "9".repeat(306));
+        assert_eq!(parse_range(&huge_h), Err(E::OutOfRange));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            RangeError::UnsupportedUnit("smpte".into()).status(),
+            StatusCode::NotImplemented
+        );
+        for e in [
+            RangeError::Malformed,
+            RangeError::OutOfRange,
+            RangeError::Reversed,
+        ] {
+            assert_eq!(e.status(), StatusCode::InvalidRange);
+        }
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_npt_range(5.0, Some(10.0)), "npt=5.000-10.000");
+        assert_eq!(format_npt_range(0.0, None), "npt=0.000-");
+        assert_eq!(format_npt_range(1.23456, None), "npt=1.235-");
+        assert_eq!(format_npt_range(f64::NAN, Some(-1.0)), "npt=0.000-0.000");
+        assert_eq!(
+            parse_range(&format_npt_range(62.5, Some(70.0))),
+            Ok(secs(62.5, Some(70.0)))
+        );
+    }
+
+    #[test]
+    fn fuzz_smoke() {
+        let pieces: &[&str] = &[
+            "npt", "=", "-", ":", ".", "now", "0", "5", "59", "60", "9999999", ";time=", " ",
+            "smpte", "e",
+        ];
+        let mut x: u64 = 0xdead_beef_cafe_f00d;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut y = x;
+            let mut s = String::new();
+            for _ in 0..(x % 12) {
+                s.push_str(pieces[(y % pieces.len() as u64) as usize]);
+                y = y.rotate_right(7) ^ 0x5851_f42d;
+            }
+            fuzz_range(s.as_bytes());
+            fuzz_range(&y.to_be_bytes());
+        }
+    }
+}

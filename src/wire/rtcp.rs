@@ -1,0 +1,643 @@
+//! RTCP (RFC 3550 §6): allocation-free builders for the sender's compound packets (§6.1
+//! compound rule: a report first, then SDES with a CNAME; SR §6.4.1, SDES §6.5, BYE §6.6) and a
+//! validating compound parser (the header checks of Appendix A.2; RR §6.4.2, APP §6.7) for
+//! tests and receiver-report statistics.
+//!
+//! ```text
+//! SR (§6.4.1):
+//!         0                   1                   2                   3
+//!         0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! header |V=2|P|    RC   |   PT=SR=200   |             length            |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                         SSRC of sender                        |
+//!        +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
+//! sender |              NTP timestamp, most significant word             |
+//! info   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |             NTP timestamp, least significant word             |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                         RTP timestamp                         |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                     sender's packet count                     |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                      sender's octet count                     |
+//!        +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
+//! report |                 SSRC_1 (SSRC of first source)                 |
+//! block  +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!   1    | fraction lost |       cumulative number of packets lost       |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |           extended highest sequence number received           |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                      interarrival jitter                      |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                         last SR (LSR)                         |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                   delay since last SR (DLSR)                  |
+//!        +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
+//!
+//! SDES (§6.5) with one CNAME item (§6.5.1), null-terminated and padded to 32 bits:
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! header |V=2|P|    SC   |  PT=SDES=202  |             length            |
+//!        +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
+//! chunk  |                          SSRC/CSRC_1                          |
+//!   1    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |    CNAME=1    |     length    | user and domain name        ...
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!
+//! BYE (§6.6):
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |V=2|P|    SC   |   PT=BYE=203  |             length            |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!        |                           SSRC/CSRC                           |
+//!        +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+
+use super::ntp::NtpTime;
+
+/// RTCP packet type: sender report (RFC 3550 §6.4.1).
+pub const PT_SR: u8 = 200;
+/// RTCP packet type: receiver report (RFC 3550 §6.4.2).
+pub const PT_RR: u8 = 201;
+/// RTCP packet type: source description (RFC 3550 §6.5).
+pub const PT_SDES: u8 = 202;
+/// RTCP packet type: goodbye (RFC 3550 §6.6).
+pub const PT_BYE: u8 = 203;
+/// RTCP packet type: application-defined (RFC 3550 §6.7).
+pub const PT_APP: u8 = 204;
+/// SDES item type of the canonical name (RFC 3550 §6.5.1).
+pub const SDES_CNAME: u8 = 1;
+/// Longest CNAME written; longer ones are truncated (at a UTF-8 boundary).
+pub const MAX_CNAME_LEN: usize = 64;
+/// A buffer this size always suffices for [`write_sender_report`] and [`write_bye`].
+pub const MAX_RTCP_COMPOUND: usize = 256;
+
+const SR_LEN: usize = 28;
+const BYE_LEN: usize = 8;
+
+/// Compound SR (no report blocks) + SDES CNAME (§6.1 compound rule, §6.4.1 SR, §6.5 SDES).
+/// Returns the length written, or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
+pub fn write_sender_report(
+    out: &mut [u8],
+    ssrc: u32,
+    ntp: NtpTime,
+    rtp_timestamp: u32,
+    packet_count: u32,
+    octet_count: u32,
+    cname: &str,
+) -> usize {
+    let cname = truncate_cname(cname);
+    let need = SR_LEN + sdes_len(cname.len());
+    if out.len() < need {
+        return 0;
+    }
+    let n = write_sr(out, ssrc, ntp, rtp_timestamp, packet_count, octet_count);
+    n + write_sdes_cname(&mut out[n..], ssrc, cname)
+}
+
+/// Compound SR + SDES CNAME + BYE (§6.6) for the end of a stream.
+/// Returns the length written, or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
+pub fn write_bye(
+    out: &mut [u8],
+    ssrc: u32,
+    ntp: NtpTime,
+    rtp_timestamp: u32,
+    packet_count: u32,
+    octet_count: u32,
+    cname: &str,
+) -> usize {
+    let cname = truncate_cname(cname);
+    let need = SR_LEN + sdes_len(cname.len()) + BYE_LEN;
+    if out.len() < need {
+        return 0;
+    }
+    let mut n = write_sr(out, ssrc, ntp, rtp_timestamp, packet_count, octet_count);
+    n += write_sdes_cname(&mut out[n..], ssrc, cname);
+    // §6.6: one SSRC, no reason.
+    write_common_header(&mut out[n..], 1, PT_BYE, BYE_LEN);
+    out[n + 4..n + 8].copy_from_slice(&ssrc.to_be_bytes());
+    n + BYE_LEN
+}
+
+/// The CNAME bytes actually sent: at most [`MAX_CNAME_LEN`], cut at a char boundary.
+fn truncate_cname(cname: &str) -> &[u8] {
+    let mut end = cname.len().min(MAX_CNAME_LEN);
+    while !cname.is_char_boundary(end) {
+        end -= 1;
+    }
+    &cname.as_bytes()[..end]
+}
+
+/// Length of an SDES packet with one CNAME chunk: header, SSRC, item type+length+text, then
+/// at least one null octet padding the chunk to a 32-bit boundary (§6.5).
+fn sdes_len(cname_len: usize) -> usize {
+    (4 + 4 + 2 + cname_len + 1).next_multiple_of(4)
+}
+
+/// Writes the 4-byte common header (§6.4.1): V=2, P=0, count, PT, length in words minus one.
+fn write_common_header(out: &mut [u8], count: u8, pt: u8, len_bytes: usize) {
+    out[0] = (2 << 6) | (count & 0x1f);
+    out[1] = pt;
+    out[2..4].copy_from_slice(&((len_bytes / 4 - 1) as u16).to_be_bytes());
+}
+
+/// Writes an SR without report blocks (§6.4.1); `out` holds at least 28 bytes.
+fn write_sr(out: &mut [u8], ssrc: u32, ntp: NtpTime, rtp_ts: u32, pc: u32, oc: u32) -> usize {
+    write_common_header(out, 0, PT_SR, SR_LEN);
+    out[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    out[8..16].copy_from_slice(&ntp.0.to_be_bytes());
+    out[16..20].copy_from_slice(&rtp_ts.to_be_bytes());
+    out[20..24].copy_from_slice(&pc.to_be_bytes());
+    out[24..28].copy_from_slice(&oc.to_be_bytes());
+    SR_LEN
+}
+
+/// Writes an SDES packet with one chunk holding one CNAME item (§6.5, §6.5.1).
+fn write_sdes_cname(out: &mut [u8], ssrc: u32, cname: &[u8]) -> usize {
+    let len = sdes_len(cname.len());
+    write_common_header(out, 1, PT_SDES, len);
+    out[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    out[8] = SDES_CNAME;
+    out[9] = cname.len() as u8;
+    out[10..10 + cname.len()].copy_from_slice(cname);
+    // End-of-list null item plus padding to the 32-bit boundary.
+    out[10 + cname.len()..len].fill(0);
+    len
+}
+
+/// A reception report block (RFC 3550 §6.4.1/§6.4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportBlock {
+    /// SSRC of the source this block reports on.
+    pub ssrc: u32,
+    /// Fraction lost since the last report, in 1/256 units.
+    pub fraction_lost: u8,
+    /// Cumulative packets lost (24-bit signed, sign-extended).
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received.
+    pub highest_seq: u32,
+    /// Interarrival jitter in timestamp units.
+    pub jitter: u32,
+    /// Middle 32 bits of the last SR's NTP timestamp (0 if none).
+    pub lsr: u32,
+    /// Delay since the last SR in 1/65536 s.
+    pub dlsr: u32,
+}
+
+/// One SDES item (RFC 3550 §6.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdesItem {
+    /// Item type (1 = CNAME).
+    pub item_type: u8,
+    /// Item text (UTF-8 by the RFC, kept raw).
+    pub value: Vec<u8>,
+}
+
+/// One SDES chunk: a source and its items (RFC 3550 §6.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdesChunk {
+    /// SSRC or CSRC the items describe.
+    pub ssrc: u32,
+    /// The items, end-of-list marker excluded.
+    pub items: Vec<SdesItem>,
+}
+
+impl SdesChunk {
+    /// The CNAME item's value, if present.
+    pub fn cname(&self) -> Option<&[u8]> {
+        self.items
+            .iter()
+            .find(|i| i.item_type == SDES_CNAME)
+            .map(|i| i.value.as_slice())
+    }
+}
+
+/// One packet of a parsed compound RTCP packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtcpPacket {
+    /// Sender report (§6.4.1).
+    SenderReport {
+        /// Sender SSRC.
+        ssrc: u32,
+        /// Wall-clock time of the report.
+        ntp: NtpTime,
+        /// RTP timestamp corresponding to `ntp`.
+        rtp_timestamp: u32,
+        /// Packets sent.
+        packet_count: u32,
+        /// Payload octets sent.
+        octet_count: u32,
+        /// Reception report blocks.
+        blocks: Vec<ReportBlock>,
+    },
+    /// Receiver report (§6.4.2).
+    ReceiverReport {
+        /// Reporter SSRC.
+        ssrc: u32,
+        /// Reception report blocks.
+        blocks: Vec<ReportBlock>,
+    },
+    /// Source description (§6.5).
+    Sdes {
+        /// The chunks.
+        chunks: Vec<SdesChunk>,
+    },
+    /// Goodbye (§6.6); the optional reason is validated but not kept.
+    Bye {
+        /// Sources leaving.
+        ssrcs: Vec<u32>,
+    },
+    /// Application-defined (§6.7).
+    App {
+        /// Subtype (the count field).
+        subtype: u8,
+        /// Source SSRC.
+        ssrc: u32,
+        /// Four-character name.
+        name: [u8; 4],
+        /// Application data.
+        data: Vec<u8>,
+    },
+    /// Any other packet type (e.g. RFC 4585 feedback), skipped by length.
+    Unknown {
+        /// The packet type.
+        packet_type: u8,
+    },
+}
+
+/// Why a compound RTCP packet was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RtcpError {
+    /// Fewer than 4 bytes where a header was expected (or an empty datagram).
+    #[error("rtcp packet shorter than its header")]
+    Truncated,
+    /// Version field is not 2.
+    #[error("rtcp version is not 2")]
+    BadVersion,
+    /// The length field runs past the end of the datagram.
+    #[error("rtcp length field runs past the datagram")]
+    LengthOverrun,
+    /// The padding bit is set on a packet other than the last (Appendix A.2).
+    #[error("rtcp padding bit set on a packet that is not last")]
+    PaddingNotLast,
+    /// The padding count is zero or larger than the packet body.
+    #[error("invalid rtcp padding length")]
+    BadPadding,
+    /// The compound packet does not start with an SR or RR (§6.1).
+    #[error("compound rtcp packet does not start with sr or rr")]
+    FirstNotReport,
+    /// A body is shorter than its count field requires.
+    #[error("rtcp packet body shorter than its count requires")]
+    BodyTooShort,
+    /// An SDES chunk or item runs past its packet.
+    #[error("malformed rtcp sdes chunk")]
+    BadSdes,
+}
+
+fn be32(b: &[u8], at: usize) -> Result<u32, RtcpError> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or(RtcpError::BodyTooShort)
+}
+
+/// Parses and validates a compound RTCP packet (RFC 3550 §6.1, Appendix A.2 checks: version 2
+/// everywhere, padding only on the last packet, first packet SR or RR, length words summing
+/// exactly to the datagram).
+pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
+    if buf.is_empty() {
+        return Err(RtcpError::Truncated);
+    }
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let hdr = rest.get(..4).ok_or(RtcpError::Truncated)?;
+        if hdr[0] >> 6 != 2 {
+            return Err(RtcpError::BadVersion);
+        }
+        let padding = hdr[0] & 0x20 != 0;
+        let count = hdr[0] & 0x1f;
+        let pt = hdr[1];
+        let len = (usize::from(u16::from_be_bytes([hdr[2], hdr[3]])) + 1) * 4;
+        let pkt = rest.get(..len).ok_or(RtcpError::LengthOverrun)?;
+        rest = &rest[len..];
+        if out.is_empty() && pt != PT_SR && pt != PT_RR {
+            return Err(RtcpError::FirstNotReport);
+        }
+        let mut body = &pkt[4..];
+        if padding {
+            if !rest.is_empty() {
+                return Err(RtcpError::PaddingNotLast);
+            }
+            let pad = usize::from(*body.last().ok_or(RtcpError::BadPadding)?);
+            if pad == 0 || pad > body.len() {
+                return Err(RtcpError::BadPadding);
+            }
+            body = &body[..body.len() - pad];
+        }
+        out.push(parse_one(pt, count, body)?);
+    }
+    Ok(out)
+}
+
+/// Parses one packet body (after the common header and without padding).
+fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
+    let count = usize::from(count);
+    Ok(match pt {
+        PT_SR => {
+            let blocks = parse_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?;
+            RtcpPacket::SenderReport {
+                ssrc: be32(body, 0)?,
+                ntp: NtpTime((u64::from(be32(body, 4)?) << 32) | u64::from(be32(body, 8)?)),
+                rtp_timestamp: be32(body, 12)?,
+                packet_count: be32(body, 16)?,
+                octet_count: be32(body, 20)?,
+                blocks,
+            }
+        }
+        PT_RR => RtcpPacket::ReceiverReport {
+            ssrc: be32(body, 0)?,
+            blocks: parse_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?,
+        },
+        PT_SDES => RtcpPacket::Sdes {
+            chunks: parse_sdes(body, count)?,
+        },
+        PT_BYE => {
+            let ssrcs = (0..count)
+                .map(|i| be32(body, 4 * i))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Optional reason: length octet + text, within the body.
+            if let Some(&n) = body.get(4 * count) {
+                if 4 * count + 1 + usize::from(n) > body.len() {
+                    return Err(RtcpError::BodyTooShort);
+                }
+            }
+            RtcpPacket::Bye { ssrcs }
+        }
+        PT_APP => RtcpPacket::App {
+            subtype: count as u8,
+            ssrc: be32(body, 0)?,
+            name: be32(body, 4)?.to_be_bytes(),
+            data: body[8..].to_vec(),
+        },
+        other => RtcpPacket::Unknown { packet_type: other },
+    })
+}
+
+/// Parses `count` 24-byte report blocks from the start of `b` (§6.4.1).
+fn parse_blocks(b: &[u8], count: usize) -> Result<Vec<ReportBlock>, RtcpError> {
+    if b.len() < count * 24 {
+        return Err(RtcpError::BodyTooShort);
+    }
+    (0..count)
+        .map(|i| {
+            let at = i * 24;
+            let lost = be32(b, at + 4)?;
+            Ok(ReportBlock {
+                ssrc: be32(b, at)?,
+                fraction_lost: (lost >> 24) as u8,
+                // 24-bit two's complement: shift up and arithmetic-shift back to sign-extend.
+                cumulative_lost: ((lost << 8) as i32) >> 8,
+                highest_seq: be32(b, at + 8)?,
+                jitter: be32(b, at + 12)?,
+                lsr: be32(b, at + 16)?,
+                dlsr: be32(b, at + 20)?,
+            })
+        })
+        .collect()
+}
+
+/// Parses `count` SDES chunks (§6.5): SSRC, items until a null type octet, then padding to
+/// the next 32-bit boundary.
+fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
+    let mut chunks = Vec::with_capacity(count.min(31));
+    let mut pos = 0usize;
+    for _ in 0..count {
+        let ssrc = be32(body, pos).map_err(|_| RtcpError::BadSdes)?;
+        pos += 4;
+        let mut items = Vec::new();
+        loop {
+            let item_type = *body.get(pos).ok_or(RtcpError::BadSdes)?;
+            if item_type == 0 {
+                pos = (pos + 1).next_multiple_of(4);
+                break;
+            }
+            let n = usize::from(*body.get(pos + 1).ok_or(RtcpError::BadSdes)?);
+            let value = body.get(pos + 2..pos + 2 + n).ok_or(RtcpError::BadSdes)?;
+            items.push(SdesItem {
+                item_type,
+                value: value.to_vec(),
+            });
+            pos += 2 + n;
+        }
+        if pos > body.len() {
+            return Err(RtcpError::BadSdes);
+        }
+        chunks.push(SdesChunk { ssrc, items });
+    }
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NTP: NtpTime = NtpTime(0x1122_3344_5566_7788);
+
+    #[test]
+    fn sender_report_fields_at_offsets() {
+        let mut buf = [0u8; MAX_RTCP_COMPOUND];
+        let n = write_sender_report(&mut buf, 0xaabb_ccdd, NTP, 90_000, 10, 12_345, "host");
+        // SR: 28 bytes; SDES: 4 + 4 + 2 + 4 + 1 null = 15 -> 16.
+        assert_eq!(n, 28 + 16);
+        let b = &buf[..n];
+        assert_eq!(&b[0..4], &[0x80, 200, 0, 6]);
+        assert_eq!(&b[4..8], &[0xaa, 0xbb, 0xcc, 0xdd]);
+        assert_eq!(&b[8..16], &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
+        assert_eq!(&b[16..20], &90_000u32.to_be_bytes());
+        assert_eq!(&b[20..24], &10u32.to_be_bytes());
+        assert_eq!(&b[24..28], &12_345u32.to_be_bytes());
+        assert_eq!(&b[28..32], &[0x81, 202, 0, 3]);
+        assert_eq!(&b[32..36], &[0xaa, 0xbb, 0xcc, 0xdd]);
+        assert_eq!(&b[36..44], &[1, 4, b'h', b'o', b's', b't', 0, 0]);
+
+        let pkts = parse_compound(b).unwrap();
+        assert_eq!(
+            pkts[0],
+            RtcpPacket::SenderReport {
+                ssrc: 0xaabb_ccdd,
+                ntp: NTP,
+                rtp_timestamp: 90_000,
+                packet_count: 10,
+                octet_count: 12_345,
+                blocks: vec![],
+            }
+        );
+        let RtcpPacket::Sdes { chunks } = &pkts[1] else {
+            panic!("expected SDES, got {:?}", pkts[1]);
+        };
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].ssrc, 0xaabb_ccdd);
+        assert_eq!(chunks[0].cname(), Some(&b"host"[..]));
+        assert_eq!(pkts.len(), 2);
+    }
+
+    #[test]
+    fn bye_compound() {
+        let mut buf = [0u8; MAX_RTCP_COMPOUND];
+        let n = write_bye(&mut buf, 7, NTP, 1, 2, 3, "abc");
+        // SDES: 4 + 4 + 2 + 3 + 1 = 14 -> 16.
+        assert_eq!(n, 28 + 16 + 8);
+        assert_eq!(&buf[44..52], &[0x81, 203, 0, 1, 0, 0, 0, 7]);
+        let pkts = parse_compound(&buf[..n]).unwrap();
+        assert_eq!(pkts.len(), 3);
+        assert_eq!(pkts[2], RtcpPacket::Bye { ssrcs: vec![7] });
+    }
+
+    #[test]
+    fn cname_lengths_and_truncation() {
+        for len in 0..100 {
+            let cname = "x".repeat(len);
+            let mut buf = [0u8; MAX_RTCP_COMPOUND];
+            let n = write_bye(&mut buf, 1, NTP, 0, 0, 0, &cname);
+            assert!(n > 0 && n.is_multiple_of(4));
+            let pkts = parse_compound(&buf[..n]).unwrap();
+            let RtcpPacket::Sdes { chunks } = &pkts[1] else {
+                panic!()
+            };
+            assert_eq!(chunks[0].cname().unwrap().len(), len.min(MAX_CNAME_LEN));
+        }
+        // Multi-byte characters are cut at a char boundary.
+        let cname = "é".repeat(40); // 80 bytes
+        let mut buf = [0u8; MAX_RTCP_COMPOUND];
+        let n = write_sender_report(&mut buf, 1, NTP, 0, 0, 0, &cname);
+        let pkts = parse_compound(&buf[..n]).unwrap();
+        let RtcpPacket::Sdes { chunks } = &pkts[1] else {
+            panic!()
+        };
+        let got = chunks[0].cname().unwrap();
+        assert_eq!(got.len(), 64);
+        assert!(std::str::from_utf8(got).is_ok());
+        // Too small a buffer writes nothing.
+        assert_eq!(
+            write_sender_report(&mut [0u8; 40], 1, NTP, 0, 0, 0, "abcd"),
+            0
+        );
+        assert_eq!(write_bye(&mut [0u8; 44], 1, NTP, 0, 0, 0, "abcd"), 0);
+    }
+
+    fn rr_with_block() -> Vec<u8> {
+        let mut b = vec![0x81, 201, 0, 7, 0, 0, 0, 0x42];
+        b.extend_from_slice(&[0, 0, 0, 9]); // ssrc
+        b.extend_from_slice(&[0x20, 0xff, 0xff, 0xfe]); // fraction 32, lost -2
+        b.extend_from_slice(&[0, 1, 0, 5]);
+        b.extend_from_slice(&[0, 0, 0, 33]);
+        b.extend_from_slice(&[0x44, 0x55, 0x66, 0x77]);
+        b.extend_from_slice(&[0, 1, 0, 0]);
+        b
+    }
+
+    #[test]
+    fn receiver_report_and_app_and_unknown() {
+        let mut b = rr_with_block();
+        b.extend_from_slice(&[
+            0x83, 204, 0, 3, 0, 0, 0, 1, b'n', b'a', b'm', b'e', 9, 9, 9, 9,
+        ]);
+        b.extend_from_slice(&[0x81, 205, 0, 0]);
+        let pkts = parse_compound(&b).unwrap();
+        assert_eq!(
+            pkts[0],
+            RtcpPacket::ReceiverReport {
+                ssrc: 0x42,
+                blocks: vec![ReportBlock {
+                    ssrc: 9,
+                    fraction_lost: 32,
+                    cumulative_lost: -2,
+                    highest_seq: 0x1_0005,
+                    jitter: 33,
+                    lsr: 0x4455_6677,
+                    dlsr: 0x1_0000,
+                }],
+            }
+        );
+        assert_eq!(
+            pkts[1],
+            RtcpPacket::App {
+                subtype: 3,
+                ssrc: 1,
+                name: *b"name",
+                data: vec![9; 4]
+            }
+        );
+        assert_eq!(pkts[2], RtcpPacket::Unknown { packet_type: 205 });
+    }
+
+    #[test]
+    fn validation_errors() {
+        assert_eq!(parse_compound(&[]), Err(RtcpError::Truncated));
+        assert_eq!(parse_compound(&[0x80, 201]), Err(RtcpError::Truncated));
+        assert_eq!(
+            parse_compound(&[0x40, 201, 0, 0]),
+            Err(RtcpError::BadVersion)
+        );
+        assert_eq!(
+            parse_compound(&[0x80, 202, 0, 0]),
+            Err(RtcpError::FirstNotReport)
+        );
+        assert_eq!(
+            parse_compound(&[0x80, 201, 0, 2, 0, 0, 0, 0]),
+            Err(RtcpError::LengthOverrun)
+        );
+        // RR claims one block but has none.
+        assert_eq!(
+            parse_compound(&[0x81, 201, 0, 1, 0, 0, 0, 0]),
+            Err(RtcpError::BodyTooShort)
+        );
+        // Padding on a non-last packet.
+        let mut b = vec![0xa0, 201, 0, 1, 0, 0, 0, 4];
+        b.extend_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(parse_compound(&b), Err(RtcpError::PaddingNotLast));
+        // Padding on the last packet is honoured; bad counts rejected.
+        let mut b = vec![0x80, 201, 0, 1, 0, 0, 0, 0];
+        b.extend_from_slice(&[0xa1, 203, 0, 2, 0, 0, 0, 5, 0, 0, 0, 4]);
+        assert_eq!(
+            parse_compound(&b).unwrap()[1],
+            RtcpPacket::Bye { ssrcs: vec![5] }
+        );
+        let n = b.len();
+        b[n - 1] = 0;
+        assert_eq!(parse_compound(&b), Err(RtcpError::BadPadding));
+        b[n - 1] = 9;
+        assert_eq!(parse_compound(&b), Err(RtcpError::BadPadding));
+        // SDES item running past its packet.
+        let mut b = vec![0x80, 201, 0, 1, 0, 0, 0, 0];
+        b.extend_from_slice(&[0x81, 202, 0, 2, 0, 0, 0, 1, 1, 9, b'a', b'b']);
+        assert_eq!(parse_compound(&b), Err(RtcpError::BadSdes));
+        // BYE reason longer than the packet.
+        let mut b = vec![0x80, 201, 0, 1, 0, 0, 0, 0];
+        b.extend_from_slice(&[0x81, 203, 0, 2, 0, 0, 0, 1, 5, b'a', b'b', b'c']);
+        assert_eq!(parse_compound(&b), Err(RtcpError::BodyTooShort));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u32 = 0x1234_5678;
+        for len in 0..300usize {
+            let mut b: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = parse_compound(&b);
+            // Mostly-valid headers reach the body parsers too.
+            if len >= 4 {
+                b[0] = 0x80 | (b[0] & 0x3f);
+                b[1] = 200 + b[1] % 6;
+                b[2] = 0;
+                b[3] = (len / 4 - 1) as u8;
+                let _ = parse_compound(&b[..len / 4 * 4]);
+            }
+        }
+    }
+}

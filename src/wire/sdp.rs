@@ -1,0 +1,307 @@
+//! SDP session descriptions for RTSP DESCRIBE (RFC 8866 §5: v=, o=, s=, c=, t=, a=, m= lines),
+//! with the H.264 media type parameters of RFC 6184 §8.1 (packetization-mode,
+//! profile-level-id, sprop-parameter-sets) mapped to SDP per §8.2.1, and the mpeg4-generic
+//! AAC-hbr parameters of RFC 3640 §4.1 (streamtype, mode, sizelength/indexlength, config).
+//! RTSP aggregate control (`a=control`) and `a=range` follow RFC 2326 §C.1.
+//!
+//! ```text
+//! v=0
+//! o=- <sess-id> <sess-version> IN IP4 <addr>
+//! s=<name>
+//! c=IN IP4 0.0.0.0
+//! t=0 0
+//! a=tool:shardcast
+//! a=control:*
+//! a=range:npt=0-10.000
+//! m=video 0 RTP/AVP 96
+//! a=rtpmap:96 H264/90000
+//! a=fmtp:96 packetization-mode=1;profile-level-id=...;sprop-parameter-sets=...
+//! a=framerate:25
+//! a=control:trackID=0
+//! ```
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::media::track::{AacConfig, Codec, H264Config};
+
+/// One media section of a session description.
+#[derive(Debug, Clone)]
+pub struct SdpTrack<'a> {
+    /// The track's codec configuration.
+    pub codec: &'a Codec,
+    /// Dynamic RTP payload type (96-127).
+    pub payload_type: u8,
+    /// The `a=control` URL of the track, relative to the session (e.g. `trackID=0`).
+    pub control: String,
+    /// Frame rate announced as `a=framerate` (video only).
+    pub frame_rate: Option<f64>,
+}
+
+/// A whole session description.
+#[derive(Debug, Clone)]
+pub struct SdpSession<'a> {
+    /// Session id and version of the `o=` line.
+    pub session_id: u64,
+    /// Origin address of the `o=` line (selects IP4/IP6 for `o=` and `c=`).
+    pub origin_addr: IpAddr,
+    /// Session name (`s=`).
+    pub name: &'a str,
+    /// Presentation length; `None` for live (`a=range:npt=now-`).
+    pub duration_secs: Option<f64>,
+    /// Media sections, in order.
+    pub tracks: Vec<SdpTrack<'a>>,
+}
+
+/// Renders the session description with CRLF line endings.
+pub fn write_sdp(s: &SdpSession) -> String {
+    let mut out = String::with_capacity(512);
+    let (addr_type, any) = match s.origin_addr {
+        IpAddr::V4(_) => ("IP4", "0.0.0.0"),
+        IpAddr::V6(_) => ("IP6", "::"),
+    };
+    let name = sanitize(s.name);
+    let name = if name.trim().is_empty() { "-" } else { &name };
+    line(&mut out, format_args!("v=0"));
+    line(
+        &mut out,
+        format_args!(
+            "o=- {0} {0} IN {addr_type} {1}",
+            s.session_id, s.origin_addr
+        ),
+    );
+    line(&mut out, format_args!("s={name}"));
+    line(&mut out, format_args!("c=IN {addr_type} {any}"));
+    line(&mut out, format_args!("t=0 0"));
+    line(&mut out, format_args!("a=tool:shardcast"));
+    line(&mut out, format_args!("a=control:*"));
+    match s.duration_secs {
+        Some(d) => {
+            let d = if d.is_finite() && d > 0.0 { d } else { 0.0 };
+            line(&mut out, format_args!("a=range:npt=0-{d:.3}"));
+        }
+        None => line(&mut out, format_args!("a=range:npt=now-")),
+    }
+    for t in &s.tracks {
+        let pt = t.payload_type & 0x7f;
+        match t.codec {
+            Codec::H264(h) => write_h264(&mut out, pt, h, t.frame_rate),
+            Codec::Aac(a) => write_aac(&mut out, pt, a),
+        }
+        line(&mut out, format_args!("a=control:{}", sanitize(&t.control)));
+    }
+    out
+}
+
+/// Appends one line plus CRLF.
+fn line(out: &mut String, args: std::fmt::Arguments<'_>) {
+    // Writing into a String cannot fail.
+    let _ = out.write_fmt(args);
+    out.push_str("\r\n");
+}
+
+/// Replaces control characters (CR/LF would inject SDP lines) with spaces.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The RFC 6184 §8.1 `profile-level-id`: SPS bytes 1..4 (profile_idc, constraint flags,
+/// level_idc) when an SPS is present, else the avcC fields, as 6 hex digits.
+pub fn profile_level_id(h: &H264Config) -> String {
+    match h.sps.first().and_then(|sps| sps.get(1..4)) {
+        Some(b) => hex(b),
+        None => hex(&[h.profile_idc, h.profile_compat, h.level_idc]),
+    }
+}
+
+/// Uppercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02X}");
+    }
+    s
+}
+
+/// Formats a frame rate with at most 3 decimals, trailing zeros trimmed (25 -> "25").
+fn format_rate(fps: f64) -> String {
+    let s = format!("{fps:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The H.264 media section (RFC 6184 §8.2.1).
+fn write_h264(out: &mut String, pt: u8, h: &H264Config, frame_rate: Option<f64>) {
+    line(out, format_args!("m=video 0 RTP/AVP {pt}"));
+    line(out, format_args!("a=rtpmap:{pt} H264/90000"));
+    let mut fmtp = format!(
+        "a=fmtp:{pt} packetization-mode=1;profile-level-id={}",
+        profile_level_id(h)
+    );
+    // §8.1: sprop-parameter-sets is a comma-separated list of base64 SPS and PPS NAL units.
+    let sets: Vec<String> = h
+        .sps
+        .iter()
+        .chain(h.pps.iter())
+        .filter(|p| !p.is_empty())
+        .map(|p| BASE64.encode(p))
+        .collect();
+    if !sets.is_empty() {
+        fmtp.push_str(";sprop-parameter-sets=");
+        fmtp.push_str(&sets.join(","));
+    }
+    line(out, format_args!("{fmtp}"));
+    if let Some(fps) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+        line(out, format_args!("a=framerate:{}", format_rate(fps)));
+    }
+}
+
+/// The AAC media section (RFC 3640 §4.1, mode=AAC-hbr as in §3.3.6).
+fn write_aac(out: &mut String, pt: u8, a: &AacConfig) {
+    line(out, format_args!("m=audio 0 RTP/AVP {pt}"));
+    line(
+        out,
+        format_args!(
+            "a=rtpmap:{pt} mpeg4-generic/{}/{}",
+            a.sample_rate_hz, a.channels
+        ),
+    );
+    line(
+        out,
+        format_args!(
+            "a=fmtp:{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+             indexlength=3;indexdeltalength=3;config={}",
+            hex(&a.audio_specific_config)
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn h264() -> Codec {
+        Codec::H264(H264Config {
+            profile_idc: 0x64,
+            profile_compat: 0,
+            level_idc: 0x1e,
+            nal_length_size: 4,
+            sps: vec![vec![0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9]],
+            pps: vec![vec![0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0]],
+            width: 640,
+            height: 360,
+        })
+    }
+
+    fn aac() -> Codec {
+        Codec::Aac(AacConfig {
+            audio_specific_config: vec![0x11, 0x90],
+            object_type: 2,
+            sample_rate_hz: 48_000,
+            channels: 2,
+        })
+    }
+
+    #[test]
+    fn golden_h264_aac() {
+        let (v, a) = (h264(), aac());
+        let s = SdpSession {
+            session_id: 1234,
+            origin_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+            name: "sample.mp4",
+            duration_secs: Some(10.0),
+            tracks: vec![
+                SdpTrack {
+                    codec: &v,
+                    payload_type: 96,
+                    control: "trackID=0".into(),
+                    frame_rate: Some(25.0),
+                },
+                SdpTrack {
+                    codec: &a,
+                    payload_type: 97,
+                    control: "trackID=1".into(),
+                    frame_rate: None,
+                },
+            ],
+        };
+        let expected = "v=0\r\n\
+            o=- 1234 1234 IN IP4 192.0.2.10\r\n\
+            s=sample.mp4\r\n\
+            c=IN IP4 0.0.0.0\r\n\
+            t=0 0\r\n\
+            a=tool:shardcast\r\n\
+            a=control:*\r\n\
+            a=range:npt=0-10.000\r\n\
+            m=video 0 RTP/AVP 96\r\n\
+            a=rtpmap:96 H264/90000\r\n\
+            a=fmtp:96 packetization-mode=1;profile-level-id=64001E;sprop-parameter-sets=Z2QAHqzZ,aOvjyyLA\r\n\
+            a=framerate:25\r\n\
+            a=control:trackID=0\r\n\
+            m=audio 0 RTP/AVP 97\r\n\
+            a=rtpmap:97 mpeg4-generic/48000/2\r\n\
+            a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1190\r\n\
+            a=control:trackID=1\r\n";
+        assert_eq!(write_sdp(&s), expected);
+    }
+
+    #[test]
+    fn live_ipv6_no_sprop() {
+        let mut cfg = match h264() {
+            Codec::H264(h) => h,
+            Codec::Aac(_) => unreachable!(),
+        };
+        cfg.sps.clear();
+        cfg.pps.clear();
+        cfg.profile_compat = 0xc0;
+        let v = Codec::H264(cfg);
+        let s = SdpSession {
+            session_id: 1,
+            origin_addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            name: "bad\r\nname",
+            duration_secs: None,
+            tracks: vec![SdpTrack {
+                codec: &v,
+                payload_type: 96,
+                control: "trackID=0".into(),
+                frame_rate: Some(30000.0 / 1001.0),
+            }],
+        };
+        let sdp = write_sdp(&s);
+        assert!(sdp.contains("o=- 1 1 IN IP6 ::1\r\n"));
+        assert!(sdp.contains("c=IN IP6 ::\r\n"));
+        assert!(sdp.contains("s=bad  name\r\n"));
+        assert!(sdp.contains("a=range:npt=now-\r\n"));
+        assert!(sdp.contains("a=fmtp:96 packetization-mode=1;profile-level-id=64C01E\r\n"));
+        assert!(sdp.contains("a=framerate:29.97\r\n"));
+        assert!(!sdp.contains("sprop"));
+        // Every line ends in CRLF and there are no bare LFs.
+        assert_eq!(sdp.matches('\n').count(), sdp.matches("\r\n").count());
+    }
+
+    #[test]
+    fn odd_durations_and_names() {
+        let s = SdpSession {
+            session_id: 0,
+            origin_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            name: "",
+            duration_secs: Some(f64::NAN),
+            tracks: vec![],
+        };
+        let sdp = write_sdp(&s);
+        assert!(sdp.contains("s=-\r\n"));
+        assert!(sdp.contains("a=range:npt=0-0.000\r\n"));
+        let s = SdpSession {
+            duration_secs: Some(9.9996),
+            ..s
+        };
+        assert!(write_sdp(&s).contains("a=range:npt=0-10.000\r\n"));
+        assert_eq!(format_rate(23.976), "23.976");
+        assert_eq!(format_rate(50.0), "50");
+    }
+}
