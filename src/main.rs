@@ -1,2 +1,149 @@
-//! The `shardcast` binary.
-fn main() {}
+//! The `shardcast` binary: command line, configuration, logging — the application edge
+//! (errors are `anyhow` here, typed in the library).
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use shardcast::config::{ConfigOverlay, ServerConfig};
+use shardcast::media::{MediaFile, MediaLibrary};
+
+/// Live and on-demand RTSP/RTP streaming on pinned per-core shards.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve media over RTSP (the bundled sample when no --media is given).
+    Serve(ServeArgs),
+    /// Print a media file's tracks, codecs, timing and the SDP it would announce.
+    Probe {
+        /// The MP4/MOV file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (flags override its values).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder whose MP4/MOV files are served as rtsp://ADDR/<path-without-extension>.
+    #[arg(long)]
+    media: Option<PathBuf>,
+    /// RTSP listen address [default: 127.0.0.1:8554]; port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Shard threads, each pinned to a core [default: one per core].
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Largest RTP payload in bytes [default: 1200].
+    #[arg(long)]
+    payload_budget: Option<usize>,
+    /// Seconds without RTSP or RTCP activity before a session expires [default: 60].
+    #[arg(long)]
+    session_timeout: Option<u64>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info].
+    #[arg(long)]
+    log: Option<String>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Probe { file } => probe(&file),
+    }
+}
+
+fn init_logging(filter: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid --log filter {filter:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigOverlay::from_file(path)?,
+        None => ConfigOverlay::default(),
+    };
+    let flags = ConfigOverlay {
+        media: args.media,
+        listen: args.listen,
+        shards: args.shards,
+        payload_budget: args.payload_budget,
+        session_timeout: args.session_timeout,
+        log: args.log,
+    };
+    let config = ServerConfig::from_overlay(file.overlaid_by(flags))?;
+    init_logging(&config.log)?;
+    let library = match &config.media {
+        Some(dir) => MediaLibrary::from_root(dir)
+            .with_context(|| format!("opening media folder {}", dir.display()))?,
+        None => MediaLibrary::bundled().context("indexing the bundled sample")?,
+    };
+    let streams = library.list();
+    if streams.is_empty() {
+        tracing::warn!("no MP4/MOV files found; streams added later are served on request");
+    }
+    let server = shardcast::rtsp::server::start(config.clone(), library)
+        .with_context(|| format!("starting the server on {}", config.listen))?;
+    let addr = server.local_addr;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "shardcast listening on rtsp://{addr}/ with {} shards",
+        config.shards
+    )?;
+    for name in &streams {
+        writeln!(out, "stream rtsp://{addr}/{name}")?;
+    }
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(out);
+    server.wait();
+    Ok(())
+}
+
+fn probe(path: &std::path::Path) -> Result<()> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "media".into());
+    let media = MediaFile::open(path, &name)?;
+    if media.index.tracks.is_empty() {
+        bail!("{}: no playable track", path.display());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}: duration {:.3} s",
+        path.display(),
+        media.duration().as_secs_f64()
+    )?;
+    for summary in shardcast::media::mp4::summarize(&media.index) {
+        writeln!(out, "  {summary}")?;
+    }
+    for skipped in &media.index.skipped {
+        writeln!(out, "  skipped: {skipped}")?;
+    }
+    writeln!(
+        out,
+        "\nSDP:\n{}",
+        shardcast::rtsp::server::describe_sdp(&media, "127.0.0.1:8554".parse()?)
+    )?;
+    Ok(())
+}

@@ -1,3 +1,6 @@
-//! Media files: the ISO-BMFF reader and the track model.
+//! Media files: the root-confined library, the ISO-BMFF reader and the track model.
+pub mod library;
 pub mod mp4;
 pub mod track;
+
+pub use library::{MediaFile, MediaLibrary};

@@ -9,5 +9,6 @@
 pub mod msg;
 pub mod parse;
 pub mod range;
+pub mod server;
 pub mod transport;
 pub mod uri;

@@ -1,1 +1,274 @@
-//! Per-core data plane.
+//! The per-core data plane: one pinned thread per shard, each owning its viewers' sessions
+//! and its own RTP/RTCP UDP port pair.
+//!
+//! The control thread sends [`ShardCommand`]s over a bounded crossbeam channel; answers that
+//! the RTSP reply needs (RTP-Info, the range actually played) come back over a tokio oneshot
+//! so the control thread never blocks on a shard.
+//!
+//! Not here: RTSP parsing or session negotiation (`rtsp`), payload formats (`packetize`).
+
+pub mod send;
+mod session;
+pub mod tcp;
+mod worker;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::media::MediaFile;
+pub use tcp::InterleavedSink;
+
+/// Pending commands a shard queue holds before the control thread answers 503.
+const COMMAND_QUEUE_DEPTH: usize = 4096;
+
+/// Session identifier, unique per server run.
+pub type SessionId = u64;
+
+/// Milliseconds since the process-wide monotonic base; used for cross-thread activity stamps.
+pub fn monotonic_ms(now: Instant) -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    now.saturating_duration_since(base).as_millis() as u64
+}
+
+/// Last time (in [`monotonic_ms`]) a session showed life: an RTSP request or an RTCP packet.
+#[derive(Debug, Default)]
+pub struct Activity(AtomicU64);
+
+impl Activity {
+    /// Records activity now.
+    pub fn touch(&self, now: Instant) {
+        self.0.store(monotonic_ms(now), Ordering::Relaxed);
+    }
+
+    /// How long since the last activity.
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        Duration::from_millis(monotonic_ms(now).saturating_sub(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+/// Where one track's packets go.
+#[derive(Debug, Clone)]
+pub enum TrackDest {
+    /// UDP to the client's RTP and RTCP ports.
+    Udp {
+        /// Client RTP address.
+        rtp: SocketAddr,
+        /// Client RTCP address.
+        rtcp: SocketAddr,
+    },
+    /// `$` frames on the RTSP connection.
+    Interleaved {
+        /// Channel for RTP.
+        rtp_channel: u8,
+        /// Channel for RTCP.
+        rtcp_channel: u8,
+    },
+}
+
+/// One track as negotiated by SETUP.
+#[derive(Debug, Clone)]
+pub struct TrackSetup {
+    /// Index into the media's `tracks`.
+    pub track_index: usize,
+    /// RTP payload type announced in SDP.
+    pub payload_type: u8,
+    /// Our SSRC for this track (RFC 3550 §8: random).
+    pub ssrc: u32,
+    /// First RTP sequence number (random, RFC 3550 §5.1).
+    pub initial_seq: u16,
+    /// RTP timestamp of media time zero (random, RFC 3550 §5.1).
+    pub initial_rtptime: u32,
+    /// Destination.
+    pub dest: TrackDest,
+}
+
+/// Everything a shard needs to stream one session.
+#[derive(Debug)]
+pub struct SessionSetup {
+    /// Session id.
+    pub id: SessionId,
+    /// The media played.
+    pub media: Arc<MediaFile>,
+    /// Tracks set up, in SETUP order.
+    pub tracks: Vec<TrackSetup>,
+    /// The connection's writer, for interleaved tracks.
+    pub sink: Option<Arc<InterleavedSink>>,
+    /// Liveness stamp shared with the control thread.
+    pub activity: Arc<Activity>,
+    /// Largest RTP payload.
+    pub payload_budget_bytes: usize,
+    /// SDES CNAME for RTCP.
+    pub cname: String,
+}
+
+/// Where one track starts after PLAY, for the RTP-Info header (RFC 2326 §12.33).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackStart {
+    /// Index into the media's `tracks`.
+    pub track_index: usize,
+    /// Sequence number of the first packet that will be sent.
+    pub seq: u16,
+    /// RTP timestamp of that packet.
+    pub rtptime: u32,
+}
+
+/// The shard's answer to PLAY.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayStarted {
+    /// Normal play time the stream starts at (the keyframe at or before the requested time).
+    pub start_npt_secs: f64,
+    /// Per-track start points.
+    pub tracks: Vec<TrackStart>,
+}
+
+/// Commands from the control thread.
+#[derive(Debug)]
+pub enum ShardCommand {
+    /// Start or resume playing; `setup` is given on the first PLAY of a session.
+    Play {
+        /// Session.
+        id: SessionId,
+        /// New session state, on the first PLAY.
+        setup: Option<Box<SessionSetup>>,
+        /// Seek target in seconds, or resume where paused / start at 0.
+        start_npt_secs: Option<f64>,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Option<PlayStarted>>,
+    },
+    /// Stop sending, keep the position.
+    Pause {
+        /// Session.
+        id: SessionId,
+        /// Position paused at, or `None` for an unknown session.
+        reply: tokio::sync::oneshot::Sender<Option<f64>>,
+    },
+    /// End the session: RTCP BYE and free everything.
+    Teardown {
+        /// Session.
+        id: SessionId,
+    },
+    /// Stop the thread after BYE to every session.
+    Shutdown,
+}
+
+/// Counters a shard publishes (plain relaxed atomics; read by the control thread).
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// Sessions owned now.
+    pub sessions: AtomicUsize,
+    /// RTP packets handed to the kernel.
+    pub packets: AtomicU64,
+    /// RTP payload+header bytes handed to the kernel.
+    pub bytes: AtomicU64,
+    /// Send syscalls made.
+    pub syscalls: AtomicU64,
+    /// Packets the kernel refused.
+    pub send_errors: AtomicU64,
+    /// TCP viewers cut off for not reading.
+    pub slow_viewers_dropped: AtomicU64,
+    /// RTCP packets received.
+    pub rtcp_received: AtomicU64,
+}
+
+/// The control thread's handle to a running shard.
+#[derive(Debug)]
+pub struct ShardHandle {
+    /// Shard number.
+    pub index: usize,
+    /// The shard's RTP (even) and RTCP (odd) server ports, as answered in `server_port`.
+    pub server_ports: (u16, u16),
+    /// Published counters.
+    pub counters: Arc<ShardCounters>,
+    tx: Sender<ShardCommand>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// The shard's queue is full.
+#[derive(Debug, thiserror::Error)]
+#[error("shard {0} is overloaded")]
+pub struct ShardBusy(pub usize);
+
+impl ShardHandle {
+    /// Queues a command; never blocks.
+    pub fn send(&self, cmd: ShardCommand) -> Result<(), ShardBusy> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                Err(ShardBusy(self.index))
+            }
+        }
+    }
+
+    /// Sessions it owns now.
+    pub fn load(&self) -> usize {
+        self.counters.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Asks the shard to stop and waits for it.
+    pub fn shutdown(mut self) {
+        let _ = self.tx.send(ShardCommand::Shutdown);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+/// Binds an RTP/RTCP pair on adjacent ports, RTP even (RFC 3550 §11).
+fn bind_port_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..64 {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free even/odd UDP port pair found",
+    ))
+}
+
+/// Starts `count` shard threads on `ip`, pinned round-robin to the available cores.
+pub fn spawn_shards(count: usize, ip: IpAddr) -> io::Result<Vec<ShardHandle>> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut shards = Vec::with_capacity(count);
+    for index in 0..count {
+        let (rtp, rtcp) = bind_port_pair(ip)?;
+        send::tune_socket(&rtp);
+        let server_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+        rtcp.set_nonblocking(true)?;
+        let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_DEPTH);
+        let counters = Arc::new(ShardCounters::default());
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let worker_counters = counters.clone();
+        let join = std::thread::Builder::new()
+            .name(format!("shard-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(shard = index, "could not pin to core {}", core.id);
+                    }
+                }
+                worker::Worker::new(index, rtp, rtcp, rx, worker_counters).run();
+            })?;
+        tracing::info!(shard = index, rtp = server_ports.0, rtcp = server_ports.1, core = ?core.map(|c| c.id), "shard started");
+        shards.push(ShardHandle {
+            index,
+            server_ports,
+            counters,
+            tx,
+            join: Some(join),
+        });
+    }
+    Ok(shards)
+}

@@ -1,0 +1,348 @@
+//! The media library: maps stream names to files under one root, indexes each file once
+//! (on first request, again when it changes on disk) and shares the index with every viewer.
+//!
+//! Root confinement: a stream name is a list of path segments already checked by
+//! `rtsp::uri` (no `.`/`..`, no separators inside a segment); the library adds a supported
+//! extension, canonicalizes the result and refuses anything whose real path (after symlinks)
+//! is not under the canonical root. Nothing outside the root is ever opened for serving.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::media::mp4::{parse_mp4, Mp4Error};
+use crate::media::track::MediaIndex;
+use crate::sys::mmap::MappedFile;
+
+/// File extensions served, in lookup order.
+pub const MEDIA_EXTENSIONS: [&str; 4] = ["mp4", "m4v", "mov", "m4a"];
+
+/// Deepest directory level scanned when listing a media root.
+const MAX_SCAN_DEPTH: usize = 8;
+
+/// The bundled sample clip, compiled into the binary.
+pub static SAMPLE_MP4: &[u8] = include_bytes!("../../tests/media/sample.mp4");
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// No such stream (also used for names that would leave the media root, so a prober learns nothing).
+    #[error("no stream named {0:?}")]
+    NotFound(String),
+    /// The file exists but could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a usable MP4.
+    #[error("{path}: {source}")]
+    Media {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: Mp4Error,
+    },
+}
+
+/// Media bytes: a file mapping or bytes compiled into the binary.
+#[derive(Debug)]
+pub enum MediaBytes {
+    /// A read-only memory map.
+    Mapped(MappedFileHandle),
+    /// Static bytes (the bundled sample).
+    Static(&'static [u8]),
+}
+
+/// Opaque owner of a mapping (the `sys` type stays private).
+#[derive(Debug)]
+pub struct MappedFileHandle(MappedFile);
+
+impl MediaBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            MediaBytes::Mapped(m) => m.0.bytes(),
+            MediaBytes::Static(s) => s,
+        }
+    }
+}
+
+/// An indexed media file, shared by all its viewers.
+#[derive(Debug)]
+pub struct MediaFile {
+    /// Stream name (path under the root without extension).
+    pub name: String,
+    /// The bytes sample offsets point into.
+    pub bytes: MediaBytes,
+    /// The parsed index.
+    pub index: MediaIndex,
+}
+
+impl MediaFile {
+    /// Indexes static bytes (the bundled sample, tests).
+    pub fn from_static(name: &str, bytes: &'static [u8]) -> Result<Self, Mp4Error> {
+        let index = parse_mp4(bytes)?;
+        Ok(Self {
+            name: name.to_owned(),
+            bytes: MediaBytes::Static(bytes),
+            index,
+        })
+    }
+
+    /// Maps and indexes one file (no root confinement: for `shardcast probe` and tests).
+    pub fn open(path: &Path, name: &str) -> Result<Self, LibraryError> {
+        let file = File::open(path).map_err(|source| LibraryError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::map(&file, path, name)
+    }
+
+    fn map(file: &File, path: &Path, name: &str) -> Result<Self, LibraryError> {
+        let map = MappedFile::map(file).map_err(|source| LibraryError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let index = parse_mp4(map.bytes()).map_err(|source| LibraryError::Media {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            bytes: MediaBytes::Mapped(MappedFileHandle(map)),
+            index,
+        })
+    }
+
+    /// Presentation duration.
+    pub fn duration(&self) -> Duration {
+        self.index.duration()
+    }
+}
+
+/// Cache key: a file is re-indexed when its length or modification time changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+/// Where streams come from.
+#[derive(Debug)]
+enum Source {
+    /// Only the bundled sample, as `sample`.
+    Bundled(Arc<MediaFile>),
+    /// Files under a root directory.
+    Root(PathBuf),
+}
+
+/// Resolves stream names to indexed files.
+#[derive(Debug)]
+pub struct MediaLibrary {
+    source: Source,
+    cache: Mutex<HashMap<PathBuf, (FileKey, Arc<MediaFile>)>>,
+}
+
+impl MediaLibrary {
+    /// A library serving only the bundled sample clip as `sample`.
+    pub fn bundled() -> Result<Self, Mp4Error> {
+        let file = MediaFile::from_static("sample", SAMPLE_MP4)?;
+        Ok(Self {
+            source: Source::Bundled(Arc::new(file)),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A library serving every supported file under `root`.
+    pub fn from_root(root: &Path) -> std::io::Result<Self> {
+        let root = root.canonicalize()?;
+        if !root.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(Self {
+            source: Source::Root(root),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Stream names available now, sorted (a scan of the root; the bundled sample otherwise).
+    pub fn list(&self) -> Vec<String> {
+        match &self.source {
+            Source::Bundled(f) => vec![f.name.clone()],
+            Source::Root(root) => {
+                let mut names = Vec::new();
+                scan(root, root, 0, &mut names);
+                names.sort();
+                names
+            }
+        }
+    }
+
+    /// Finds the stream named by the longest prefix of `segments`; returns it with the
+    /// number of segments the name used (the rest address a track, e.g. `trackID=1`).
+    pub fn resolve(&self, segments: &[String]) -> Result<(Arc<MediaFile>, usize), LibraryError> {
+        let joined = segments.join("/");
+        match &self.source {
+            Source::Bundled(f) => {
+                if segments.first().map(String::as_str) == Some(f.name.as_str()) {
+                    Ok((f.clone(), 1))
+                } else {
+                    Err(LibraryError::NotFound(joined))
+                }
+            }
+            Source::Root(root) => {
+                for used in (1..=segments.len()).rev() {
+                    if let Some(path) = find_file(root, &segments[..used]) {
+                        let name = segments[..used].join("/");
+                        return Ok((self.open(&path, &name)?, used));
+                    }
+                }
+                Err(LibraryError::NotFound(joined))
+            }
+        }
+    }
+
+    /// Returns the cached index of `path`, (re-)indexing it when new or changed on disk.
+    fn open(&self, path: &Path, name: &str) -> Result<Arc<MediaFile>, LibraryError> {
+        let io_err = |source| LibraryError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        let key = FileKey {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached_key, media)) = cache.get(path) {
+            if *cached_key == key {
+                return Ok(media.clone());
+            }
+            tracing::info!(path = %path.display(), "media changed on disk; re-indexing");
+        }
+        let media = Arc::new(MediaFile::map(&file, path, name)?);
+        // Bound the cache: drop entries nobody else holds before inserting.
+        cache.retain(|_, (_, m)| Arc::strong_count(m) > 1);
+        cache.insert(path.to_owned(), (key, media.clone()));
+        Ok(media)
+    }
+}
+
+/// The file for a stream name under `root`, if one exists and really lies under `root`.
+fn find_file(root: &Path, segments: &[String]) -> Option<PathBuf> {
+    let mut rel = PathBuf::new();
+    for seg in segments {
+        // Defence in depth: rtsp::uri already rejects these.
+        if seg.is_empty() || seg == "." || seg == ".." || seg.contains(['/', '\\', '\0']) {
+            return None;
+        }
+        rel.push(seg);
+    }
+    let last = segments.last()?;
+    let dir = root.join(&rel).parent()?.to_owned();
+    for ext in MEDIA_EXTENSIONS {
+        // Append the extension rather than replace one: `a.b` is served from `a.b.mp4`.
+        let candidate = dir.join(format!("{last}.{ext}"));
+        if let Ok(real) = candidate.canonicalize() {
+            if !real.starts_with(root) {
+                tracing::warn!(path = %candidate.display(), "refusing a file that resolves outside the media root");
+            } else if real.is_file() {
+                return Some(real);
+            }
+        }
+    }
+    None
+}
+
+fn scan(root: &Path, dir: &Path, depth: usize, out: &mut Vec<String>) {
+    if depth > MAX_SCAN_DEPTH {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(real) = path.canonicalize() else {
+            continue;
+        };
+        if !real.starts_with(root) {
+            continue;
+        }
+        if real.is_dir() {
+            scan(root, &path, depth + 1, out);
+        } else if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            if MEDIA_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+                if let Ok(rel) = path.with_extension("").strip_prefix(root) {
+                    let name: Vec<String> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    out.push(name.join("/"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(s: &str) -> Vec<String> {
+        s.split('/').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn bundled_library_serves_sample_and_nothing_else() {
+        let lib = MediaLibrary::bundled().unwrap();
+        let (f, used) = lib.resolve(&segs("sample/trackID=0")).unwrap();
+        assert_eq!((f.name.as_str(), used), ("sample", 1));
+        assert!(matches!(
+            lib.resolve(&segs("other")),
+            Err(LibraryError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn root_library_resolves_nested_names_and_refuses_escapes() {
+        let dir = std::env::temp_dir().join(format!("shardcast-lib-{}", std::process::id()));
+        let outside = dir.join("outside");
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("sub/clip.mp4"), SAMPLE_MP4).unwrap();
+        std::fs::write(outside.join("secret.mp4"), SAMPLE_MP4).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.mp4"), root.join("link.mp4")).unwrap();
+        std::fs::write(root.join("bad.mp4"), b"not an mp4 at all").unwrap();
+
+        let lib = MediaLibrary::from_root(&root).unwrap();
+        assert_eq!(lib.list(), vec!["bad".to_owned(), "sub/clip".to_owned()]);
+        let (f, used) = lib.resolve(&segs("sub/clip/trackID=1")).unwrap();
+        assert_eq!((f.name.as_str(), used), ("sub/clip", 2));
+        let (again, _) = lib.resolve(&segs("sub/clip")).unwrap();
+        assert!(Arc::ptr_eq(&f, &again), "index is shared, not rebuilt");
+        assert!(matches!(
+            lib.resolve(&segs("link")),
+            Err(LibraryError::NotFound(_))
+        ));
+        assert!(matches!(
+            lib.resolve(&segs("../outside/secret")),
+            Err(LibraryError::NotFound(_))
+        ));
+        assert!(matches!(
+            lib.resolve(&segs("bad")),
+            Err(LibraryError::Media { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,856 @@
+//! The control thread: one tokio current-thread runtime that accepts RTSP connections,
+//! negotiates sessions (RFC 2326 §10, state machine of Appendix A) and hands them to shards.
+//!
+//! Writes to a connection always go through its [`InterleavedSink`], shared with the shard
+//! that streams interleaved RTP on it, so responses and `$` frames never interleave
+//! mid-message. The thread never blocks: shard answers come back over oneshot channels.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::Rng;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::msg::{Method, Request, Response, StatusCode};
+use super::parse::{parse_message, Limits, Parsed};
+use super::range::{format_npt_range, parse_range, NptTime};
+use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
+use super::uri::split_request_uri;
+use crate::config::ServerConfig;
+use crate::media::{MediaFile, MediaLibrary};
+use crate::shard::{
+    Activity, InterleavedSink, SessionId, SessionSetup, ShardCommand, ShardHandle, TrackDest,
+    TrackSetup,
+};
+use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
+
+/// `Server` header value.
+pub const SERVER_NAME: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
+/// Methods we implement, for `Public` (OPTIONS) and `Allow` (405).
+const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";
+/// First RTP payload type; track `n` uses `96 + n` (dynamic range, RFC 3551 §6).
+const FIRST_PAYLOAD_TYPE: u8 = 96;
+/// How often expired sessions are looked for.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a session is in the RFC 2326 Appendix A state machine (Init = no record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionState {
+    Ready,
+    Playing,
+    Paused,
+}
+
+/// A session as the control thread knows it.
+struct SessionRecord {
+    media: Arc<MediaFile>,
+    shard: usize,
+    tracks: Vec<TrackSetup>,
+    state: SessionState,
+    on_shard: bool,
+    activity: Arc<Activity>,
+    /// Connection that set up interleaved tracks (they die with it) and its writer.
+    tcp_conn: Option<(u64, Arc<InterleavedSink>)>,
+    peer: SocketAddr,
+}
+
+/// Shared state of the control thread (single-threaded: `Rc`/`RefCell`).
+struct Control {
+    config: ServerConfig,
+    library: Arc<MediaLibrary>,
+    shards: Vec<ShardHandle>,
+    /// Sessions assigned per shard (counted here, so a burst of SETUPs spreads evenly).
+    assigned: Vec<Cell<usize>>,
+    sessions: RefCell<HashMap<SessionId, SessionRecord>>,
+    next_conn: Cell<u64>,
+    local_addr: SocketAddr,
+    limits: Limits,
+}
+
+/// What a connection learns from handling one request.
+struct Outcome {
+    response: Response,
+    close: bool,
+}
+
+/// Per-connection context handed to request handlers.
+struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    sink: Arc<InterleavedSink>,
+}
+
+/// A running server: the control thread and its shards.
+pub struct RunningServer {
+    /// The RTSP address actually bound.
+    pub local_addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits until the server stops (SIGINT/SIGTERM or [`RunningServer::stop`]).
+    pub fn wait(mut self) {
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+
+    /// Stops the server: BYE to every viewer, then the threads end.
+    pub fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait();
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+/// Binds the RTSP port, starts the shards and the control thread.
+pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<RunningServer> {
+    let listener = StdTcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    let shards = crate::shard::spawn_shards(config.shards, local_addr.ip())?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+    let library = Arc::new(library);
+    let join = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("control runtime: {e}");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let ctl = Rc::new(Control {
+                    assigned: shards.iter().map(|_| Cell::new(0)).collect(),
+                    shards,
+                    config,
+                    library,
+                    sessions: RefCell::new(HashMap::new()),
+                    next_conn: Cell::new(0),
+                    local_addr,
+                    limits: Limits::default(),
+                });
+                run_control(ctl.clone(), listener, shutdown_rx).await;
+                ctl.shutdown_all();
+            });
+        })?;
+    Ok(RunningServer {
+        local_addr,
+        shutdown: Some(shutdown_tx),
+        join: Some(join),
+    })
+}
+
+async fn run_control(
+    ctl: Rc<Control>,
+    listener: StdTcpListener,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("rtsp listener: {e}");
+            return;
+        }
+    };
+    tokio::task::spawn_local(reap_expired(ctl.clone()));
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::task::spawn_local(serve_connection(ctl.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted; stopping"); break; }
+            _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+                tracing::info!("SIGTERM; stopping");
+                break;
+            }
+        }
+    }
+}
+
+/// Tears down sessions idle for longer than the timeout (RFC 2326 §12.37).
+async fn reap_expired(ctl: Rc<Control>) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let expired: Vec<SessionId> = ctl
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(_, r)| r.activity.idle_for(now) > ctl.config.session_timeout)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(rec) = ctl.remove_session(id) {
+                tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session expired after {:?} without RTSP or RTCP", ctl.config.session_timeout);
+            }
+        }
+    }
+}
+
+async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let sink = match socket2::SockRef::from(&stream)
+        .try_clone()
+        .and_then(|s| InterleavedSink::new(s.into()))
+    {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::warn!(%peer, "connection setup: {e}");
+            return;
+        }
+    };
+    let conn_id = ctl.next_conn.get();
+    ctl.next_conn.set(conn_id + 1);
+    let conn = Conn {
+        id: conn_id,
+        peer,
+        sink,
+    };
+    let max_buffer = ctl.limits.max_head_bytes + ctl.limits.max_body_bytes + 8;
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let timeout = ctl.config.session_timeout;
+    let mut idle_deadline = tokio::time::Instant::now() + timeout;
+    'conn: loop {
+        // Handle every complete message already buffered (pipelining, RFC 2326 §12.17).
+        loop {
+            match parse_message(&buf, &ctl.limits) {
+                Ok(None) => break,
+                Ok(Some(Parsed::Interleaved {
+                    channel, consumed, ..
+                })) => {
+                    if buf.len() < consumed {
+                        break;
+                    }
+                    // RTCP from the client on an odd channel: liveness for its sessions.
+                    ctl.touch_conn_sessions(conn.id, channel);
+                    buf.drain(..consumed);
+                }
+                Ok(Some(Parsed::Request { request, consumed })) => {
+                    buf.drain(..consumed);
+                    let out = ctl.handle(&request, &conn).await;
+                    let mut bytes = Vec::with_capacity(512);
+                    out.response.serialize(&mut bytes);
+                    if conn.sink.write_parts(&[&bytes], true).is_err() || out.close {
+                        break 'conn;
+                    }
+                }
+                Err(e) => {
+                    let status = e.status();
+                    tracing::warn!(%peer, status = status.code(), "bad request: {e}");
+                    let mut resp = Response::new(status);
+                    if let Some(cseq) = e.cseq {
+                        resp = resp.header("CSeq", cseq.to_string());
+                    }
+                    let mut bytes = Vec::new();
+                    ctl.common_headers(resp)
+                        .header("Connection", "close")
+                        .serialize(&mut bytes);
+                    let _ = conn.sink.write_parts(&[&bytes], true);
+                    // Framing is lost after a malformed message: close the connection.
+                    let _ = flush_sink(&stream, &conn.sink).await;
+                    break 'conn;
+                }
+            }
+        }
+        if buf.len() > max_buffer || conn.sink.is_closed() {
+            break;
+        }
+        let want_flush = conn.sink.backlog_bytes() > 0;
+        tokio::select! {
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    break;
+                }
+                match stream.try_read_buf(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => idle_deadline = tokio::time::Instant::now() + timeout,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+            _ = stream.writable(), if want_flush => {
+                let _ = stream.try_io(Interest::WRITABLE, || conn.sink.flush().map(drop));
+            }
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                tracing::info!(%peer, "closing connection idle for {timeout:?}");
+                break;
+            }
+        }
+    }
+    ctl.connection_closed(conn.id);
+}
+
+/// Pushes out a connection's backlog, giving up after a short grace period.
+async fn flush_sink(stream: &TcpStream, sink: &InterleavedSink) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while sink.backlog_bytes() > 0 {
+        tokio::select! {
+            r = stream.writable() => r?,
+            _ = tokio::time::sleep_until(deadline) => return Ok(()),
+        }
+        match stream.try_io(Interest::WRITABLE, || sink.flush()) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `scheme://authority` of a request URI (falling back to our own address), without a slash.
+fn url_base(uri: &str, local: SocketAddr) -> String {
+    for scheme in ["rtsp://", "rtsps://"] {
+        if let Some(rest) = uri
+            .get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+        {
+            let _ = rest;
+            let after = &uri[scheme.len()..];
+            let end = after.find(['/', '?']).unwrap_or(after.len());
+            return format!("{scheme}{}", &after[..end]);
+        }
+    }
+    format!("rtsp://{local}")
+}
+
+fn error(status: StatusCode) -> Outcome {
+    Outcome {
+        response: Response::new(status),
+        close: false,
+    }
+}
+
+impl Control {
+    fn common_headers(&self, resp: Response) -> Response {
+        resp.header("Server", SERVER_NAME)
+            .header("Date", httpdate::fmt_http_date(SystemTime::now()))
+    }
+
+    async fn handle(&self, req: &Request, conn: &Conn) -> Outcome {
+        let mut out = self.dispatch(req, conn).await;
+        if !matches!(out.response.status, StatusCode::Ok) {
+            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %req.uri, status = out.response.status.code(), "request refused");
+        }
+        let mut resp = Response::new(out.response.status);
+        if let Some(cseq) = req.cseq() {
+            resp = resp.header("CSeq", cseq.to_string());
+        }
+        for (k, v) in out.response.headers.iter() {
+            resp = resp.header(k, v);
+        }
+        resp.body = std::mem::take(&mut out.response.body);
+        out.response = self.common_headers(resp);
+        out
+    }
+
+    async fn dispatch(&self, req: &Request, conn: &Conn) -> Outcome {
+        match req.method {
+            Method::Options => {
+                if let Some(id) = req.session_id() {
+                    self.touch(id);
+                }
+                Outcome {
+                    response: Response::new(StatusCode::Ok).header("Public", PUBLIC_METHODS),
+                    close: false,
+                }
+            }
+            Method::Describe => self.describe(req),
+            Method::Setup => self.setup(req, conn),
+            Method::Play => self.play(req).await,
+            Method::Pause => self.pause(req).await,
+            Method::Teardown => self.teardown(req),
+            Method::GetParameter => match req.session_id() {
+                Some(id) if !self.touch(id) => error(StatusCode::SessionNotFound),
+                _ => Outcome {
+                    response: Response::new(StatusCode::Ok),
+                    close: false,
+                },
+            },
+            Method::SetParameter | Method::Announce | Method::Record | Method::Redirect => {
+                Outcome {
+                    response: Response::new(StatusCode::MethodNotAllowed)
+                        .header("Allow", PUBLIC_METHODS),
+                    close: false,
+                }
+            }
+        }
+    }
+
+    /// Looks up the stream a request URI names: the media and the leftover segments.
+    fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), StatusCode> {
+        let path = split_request_uri(uri).map_err(|e| {
+            tracing::warn!(%uri, "refused request URI: {e}");
+            StatusCode::NotFound
+        })?;
+        let segments = path.segments;
+        match self.library.resolve(&segments) {
+            Ok((media, used)) => Ok((media, segments[used..].to_vec())),
+            Err(crate::media::library::LibraryError::NotFound(_)) => Err(StatusCode::NotFound),
+            Err(e) => {
+                tracing::warn!(%uri, "cannot serve: {e}");
+                Err(StatusCode::NotFound)
+            }
+        }
+    }
+
+    fn content_base(&self, uri: &str, media: &MediaFile) -> String {
+        format!("{}/{}/", url_base(uri, self.local_addr), media.name)
+    }
+
+    fn describe(&self, req: &Request) -> Outcome {
+        let (media, rest) = match self.resolve(&req.uri) {
+            Ok(r) => r,
+            Err(s) => return error(s),
+        };
+        if !rest.is_empty() {
+            return error(StatusCode::NotFound);
+        }
+        let sdp = describe_sdp(&media, self.local_addr);
+        Outcome {
+            response: Response::new(StatusCode::Ok)
+                .header("Content-Base", self.content_base(&req.uri, &media))
+                .body("application/sdp", sdp.into_bytes()),
+            close: false,
+        }
+    }
+
+    fn setup(&self, req: &Request, conn: &Conn) -> Outcome {
+        let (media, rest) = match self.resolve(&req.uri) {
+            Ok(r) => r,
+            Err(s) => return error(s),
+        };
+        let track_index = match rest.as_slice() {
+            [] if media.index.tracks.len() == 1 => 0,
+            [] => return error(StatusCode::AggregateOperationNotAllowed),
+            [one] => match one
+                .strip_prefix("trackID=")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) if n < media.index.tracks.len() => n,
+                _ => return error(StatusCode::NotFound),
+            },
+            _ => return error(StatusCode::NotFound),
+        };
+        let Some(transport) = req.header("Transport") else {
+            return error(StatusCode::BadRequest);
+        };
+        let alternatives = match parse_transport(transport) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(peer = %conn.peer, "unsupported transport {transport:?}: {e}");
+                return error(StatusCode::UnsupportedTransport);
+            }
+        };
+        let mut sessions = self.sessions.borrow_mut();
+        let existing = req.session_id();
+        let (id, shard) = match existing {
+            Some(sid) => {
+                let Some((id, rec)) =
+                    parse_session_id(sid).and_then(|id| sessions.get(&id).map(|r| (id, r)))
+                else {
+                    return error(StatusCode::SessionNotFound);
+                };
+                if !Arc::ptr_eq(&rec.media, &media) {
+                    return error(StatusCode::AggregateOperationNotAllowed);
+                }
+                if rec.state != SessionState::Ready {
+                    return error(StatusCode::MethodNotValidInThisState);
+                }
+                (id, rec.shard)
+            }
+            None => {
+                let shard = (0..self.shards.len())
+                    .min_by_key(|&i| self.assigned[i].get())
+                    .unwrap_or(0);
+                let mut id: SessionId = rand::thread_rng().gen();
+                while id == 0 || sessions.contains_key(&id) {
+                    id = rand::thread_rng().gen();
+                }
+                (id, shard)
+            }
+        };
+        let used_channels: Vec<u8> = sessions
+            .get(&id)
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .filter(|t| t.track_index != track_index)
+                    .filter_map(|t| match t.dest {
+                        TrackDest::Interleaved {
+                            rtp_channel,
+                            rtcp_channel,
+                        } => Some([rtp_channel, rtcp_channel]),
+                        TrackDest::Udp { .. } => None,
+                    })
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut rng = rand::thread_rng();
+        let ssrc: u32 = rng.gen();
+        let mut chosen = None;
+        for alt in alternatives {
+            if !alt.unicast {
+                continue;
+            }
+            match alt.lower {
+                LowerTransport::Udp => {
+                    if let Some((rtp, rtcp)) = alt.client_port {
+                        // The client's own address only: `destination` redirection would let
+                        // anyone aim a stream at a third party (RFC 2326 §12.39, §17).
+                        let dest = TrackDest::Udp {
+                            rtp: SocketAddr::new(conn.peer.ip(), rtp),
+                            rtcp: SocketAddr::new(conn.peer.ip(), rtcp),
+                        };
+                        let reply =
+                            format_udp_reply((rtp, rtcp), self.shards[shard].server_ports, ssrc);
+                        chosen = Some((dest, reply, false));
+                        break;
+                    }
+                }
+                LowerTransport::Tcp => {
+                    let (a, b) = alt.interleaved.unwrap_or_else(|| {
+                        let a = (track_index as u8).saturating_mul(2);
+                        (a, a.saturating_add(1))
+                    });
+                    if used_channels.contains(&a) || used_channels.contains(&b) {
+                        continue;
+                    }
+                    let dest = TrackDest::Interleaved {
+                        rtp_channel: a,
+                        rtcp_channel: b,
+                    };
+                    chosen = Some((dest, format_tcp_reply((a, b), ssrc), true));
+                    break;
+                }
+            }
+        }
+        let Some((dest, transport_reply, is_tcp)) = chosen else {
+            tracing::info!(peer = %conn.peer, "no supported alternative in transport {transport:?}");
+            return error(StatusCode::UnsupportedTransport);
+        };
+        let setup = TrackSetup {
+            track_index,
+            payload_type: FIRST_PAYLOAD_TYPE + track_index as u8,
+            ssrc,
+            initial_seq: rng.gen(),
+            initial_rtptime: rng.gen(),
+            dest,
+        };
+        let rec = sessions.entry(id).or_insert_with(|| {
+            self.assigned[shard].set(self.assigned[shard].get() + 1);
+            SessionRecord {
+                media: media.clone(),
+                shard,
+                tracks: Vec::new(),
+                state: SessionState::Ready,
+                on_shard: false,
+                activity: Arc::new(Activity::default()),
+                tcp_conn: None,
+                peer: conn.peer,
+            }
+        });
+        rec.activity.touch(Instant::now());
+        rec.tracks.retain(|t| t.track_index != track_index);
+        rec.tracks.push(setup);
+        if is_tcp {
+            rec.tcp_conn = Some((conn.id, conn.sink.clone()));
+        }
+        tracing::info!(session = %format_args!("{id:016X}"), peer = %conn.peer, stream = %media.name, track = track_index, shard, transport = %transport_reply, "setup");
+        Outcome {
+            response: Response::new(StatusCode::Ok)
+                .header("Transport", transport_reply)
+                .header("Session", self.session_header(id)),
+            close: false,
+        }
+    }
+
+    fn session_header(&self, id: SessionId) -> String {
+        format!(
+            "{id:016X};timeout={}",
+            self.config.session_timeout.as_secs()
+        )
+    }
+
+    /// Finds the session a request names; checks the URI is its aggregate (or its only track).
+    fn session_for(&self, req: &Request) -> Result<SessionId, StatusCode> {
+        let id = req
+            .session_id()
+            .and_then(parse_session_id)
+            .ok_or(StatusCode::SessionNotFound)?;
+        let sessions = self.sessions.borrow();
+        let rec = sessions.get(&id).ok_or(StatusCode::SessionNotFound)?;
+        rec.activity.touch(Instant::now());
+        if req.uri != "*" {
+            let (media, rest) = self.resolve(&req.uri)?;
+            if !Arc::ptr_eq(&media, &rec.media) {
+                return Err(StatusCode::NotFound);
+            }
+            if !rest.is_empty() && rec.tracks.len() > 1 {
+                return Err(StatusCode::OnlyAggregateOperationAllowed);
+            }
+        }
+        Ok(id)
+    }
+
+    async fn play(&self, req: &Request) -> Outcome {
+        let id = match self.session_for(req) {
+            Ok(id) => id,
+            Err(s) => return error(s),
+        };
+        let (rx, content_base, track_order, duration) = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(rec) = sessions.get_mut(&id) else {
+                return error(StatusCode::SessionNotFound);
+            };
+            let duration = rec.media.duration().as_secs_f64();
+            let start = match req.header("Range").map(parse_range) {
+                None => None,
+                Some(Err(e)) => {
+                    tracing::info!(peer = %rec.peer, "bad Range: {e}");
+                    return error(StatusCode::InvalidRange);
+                }
+                Some(Ok(r)) => match r.start {
+                    NptTime::Now => None,
+                    NptTime::Seconds(s) if s <= duration => Some(s),
+                    NptTime::Seconds(_) => return error(StatusCode::InvalidRange),
+                },
+            };
+            let setup = (!rec.on_shard).then(|| {
+                Box::new(SessionSetup {
+                    id,
+                    media: rec.media.clone(),
+                    tracks: rec.tracks.clone(),
+                    sink: rec.tcp_conn.as_ref().map(|(_, sink)| sink.clone()),
+                    activity: rec.activity.clone(),
+                    payload_budget_bytes: self.config.payload_budget_bytes,
+                    cname: format!("shardcast@{}", self.local_addr.ip()),
+                })
+            });
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if let Err(e) = self.shards[rec.shard].send(ShardCommand::Play {
+                id,
+                setup,
+                start_npt_secs: start,
+                reply: tx,
+            }) {
+                tracing::warn!("{e}");
+                return Outcome {
+                    response: Response::new(StatusCode::ServiceUnavailable)
+                        .header("Retry-After", "1"),
+                    close: false,
+                };
+            }
+            rec.on_shard = true;
+            let order: Vec<usize> = rec.tracks.iter().map(|t| t.track_index).collect();
+            (rx, self.content_base(&req.uri, &rec.media), order, duration)
+        };
+        let Ok(Some(started)) = rx.await else {
+            return error(StatusCode::InternalServerError);
+        };
+        if let Some(rec) = self.sessions.borrow_mut().get_mut(&id) {
+            rec.state = SessionState::Playing;
+        }
+        let rtp_info: Vec<String> = track_order
+            .iter()
+            .filter_map(|ti| started.tracks.iter().find(|t| t.track_index == *ti))
+            .map(|t| {
+                format!(
+                    "url={content_base}trackID={};seq={};rtptime={}",
+                    t.track_index, t.seq, t.rtptime
+                )
+            })
+            .collect();
+        Outcome {
+            response: Response::new(StatusCode::Ok)
+                .header(
+                    "Range",
+                    format_npt_range(started.start_npt_secs, Some(duration)),
+                )
+                .header("RTP-Info", rtp_info.join(","))
+                .header("Session", self.session_header(id)),
+            close: false,
+        }
+    }
+
+    async fn pause(&self, req: &Request) -> Outcome {
+        let id = match self.session_for(req) {
+            Ok(id) => id,
+            Err(s) => return error(s),
+        };
+        let rx = {
+            let sessions = self.sessions.borrow();
+            let Some(rec) = sessions.get(&id) else {
+                return error(StatusCode::SessionNotFound);
+            };
+            if rec.state == SessionState::Ready || !rec.on_shard {
+                return error(StatusCode::MethodNotValidInThisState);
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if self.shards[rec.shard]
+                .send(ShardCommand::Pause { id, reply: tx })
+                .is_err()
+            {
+                return error(StatusCode::ServiceUnavailable);
+            }
+            rx
+        };
+        let Ok(Some(pos)) = rx.await else {
+            return error(StatusCode::InternalServerError);
+        };
+        let duration = match self.sessions.borrow_mut().get_mut(&id) {
+            Some(rec) => {
+                rec.state = SessionState::Paused;
+                rec.media.duration().as_secs_f64()
+            }
+            None => return error(StatusCode::SessionNotFound),
+        };
+        Outcome {
+            response: Response::new(StatusCode::Ok)
+                .header("Range", format_npt_range(pos, Some(duration)))
+                .header("Session", self.session_header(id)),
+            close: false,
+        }
+    }
+
+    fn teardown(&self, req: &Request) -> Outcome {
+        let id = match self.session_for(req) {
+            Ok(id) => id,
+            Err(s) => return error(s),
+        };
+        self.remove_session(id);
+        Outcome {
+            response: Response::new(StatusCode::Ok),
+            close: false,
+        }
+    }
+
+    fn touch(&self, sid: &str) -> bool {
+        match parse_session_id(sid)
+            .and_then(|id| self.sessions.borrow().get(&id).map(|r| r.activity.clone()))
+        {
+            Some(a) => {
+                a.touch(Instant::now());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn touch_conn_sessions(&self, conn: u64, _channel: u8) {
+        let now = Instant::now();
+        for rec in self.sessions.borrow().values() {
+            if rec.tcp_conn.as_ref().is_some_and(|(c, _)| *c == conn) {
+                rec.activity.touch(now);
+            }
+        }
+    }
+
+    fn remove_session(&self, id: SessionId) -> Option<SessionRecord> {
+        let rec = self.sessions.borrow_mut().remove(&id)?;
+        let n = &self.assigned[rec.shard];
+        n.set(n.get().saturating_sub(1));
+        if rec.on_shard {
+            let _ = self.shards[rec.shard].send(ShardCommand::Teardown { id });
+        }
+        Some(rec)
+    }
+
+    fn connection_closed(&self, conn: u64) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(_, r)| r.tcp_conn.as_ref().is_some_and(|(c, _)| *c == conn))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.remove_session(id);
+            tracing::info!(session = %format_args!("{id:016X}"), "interleaved session ended with its connection");
+        }
+    }
+
+    fn shutdown_all(&self) {
+        let ids: Vec<SessionId> = self.sessions.borrow().keys().copied().collect();
+        for id in ids {
+            self.remove_session(id);
+        }
+    }
+}
+
+/// The SDP (RFC 8866) announced for a media file in DESCRIBE.
+pub fn describe_sdp(media: &MediaFile, origin: SocketAddr) -> String {
+    let tracks = media
+        .index
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SdpTrack {
+            codec: &t.codec,
+            payload_type: FIRST_PAYLOAD_TYPE + i as u8,
+            control: format!("trackID={i}"),
+            frame_rate: frame_rate(t),
+        })
+        .collect();
+    write_sdp(&SdpSession {
+        session_id: rand::thread_rng().gen_range(1..u64::from(u32::MAX)),
+        origin_addr: origin.ip(),
+        name: &media.name,
+        duration_secs: Some(media.duration().as_secs_f64()),
+        tracks,
+    })
+}
+
+/// Session ids are 16 hex digits (RFC 2326 §3.4: opaque, at least 8 octets of randomness).
+fn parse_session_id(s: &str) -> Option<SessionId> {
+    if s.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// Frames per second of a video track (for `a=framerate`).
+fn frame_rate(t: &crate::media::track::Track) -> Option<f64> {
+    if t.kind != crate::media::track::TrackKind::Video || t.samples.len() < 2 {
+        return None;
+    }
+    let secs = t.duration().as_secs_f64();
+    (secs > 0.0).then(|| t.samples.len() as f64 / secs)
+}

@@ -1,0 +1,232 @@
+//! A session as a shard sees it: per-track cursors into the sample table, RTP sequence and
+//! timestamp state, and the media-time ↔ wall-clock mapping used for pacing.
+//!
+//! Timing model: while playing, media time `t` (seconds on the presentation timeline) is due
+//! at `play_start + (t - play_start_npt)`. Samples are paced by their decode time (monotonic)
+//! and stamped with their presentation time (RFC 6184 §5.1: the RTP timestamp is the
+//! sampling/presentation timestamp of the access unit).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::SockAddr;
+
+use super::send::sock_addr;
+use super::{
+    Activity, InterleavedSink, SessionId, SessionSetup, TrackDest, TrackSetup, TrackStart,
+};
+use crate::media::track::{Track, TrackKind};
+use crate::media::MediaFile;
+use crate::packetize::{PacketizeError, Packetizer};
+
+/// Interval between RTCP sender reports per track (RFC 3550 §6.2 recommends 5 s minimum).
+pub(super) const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Playing state of a shard session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlayState {
+    /// Packets flow.
+    Playing,
+    /// Position kept, nothing sent.
+    Paused,
+    /// Every track reached its end; BYE was sent.
+    Ended,
+}
+
+/// One track's streaming state.
+pub(super) struct TrackStream {
+    pub(super) setup: TrackSetup,
+    /// Cached RTP socket address for the UDP case (no conversion per packet).
+    pub(super) rtp_dest: Option<SockAddr>,
+    pub(super) packetizer: Packetizer,
+    /// Sequence number of the next packet.
+    pub(super) seq: u16,
+    /// Index of the next sample to send.
+    pub(super) next_sample: usize,
+    /// RTP packets sent (for SR, wraps per RFC 3550 §6.4.1).
+    pub(super) packets_sent: u32,
+    /// RTP payload octets sent (for SR).
+    pub(super) octets_sent: u32,
+    /// When the last SR went out.
+    pub(super) last_sender_report: Option<Instant>,
+    pub(super) clock_rate_hz: u32,
+    pub(super) timescale: u32,
+    /// Sample errors seen (corrupt NAL lengths and the like).
+    pub(super) corrupt_samples: u64,
+}
+
+impl TrackStream {
+    /// RTP timestamp for a presentation time in media ticks.
+    pub(super) fn rtp_timestamp(&self, pts_ticks: i64) -> u32 {
+        let clock_ticks = i128::from(pts_ticks) * i128::from(self.clock_rate_hz)
+            / i128::from(self.timescale.max(1));
+        self.setup
+            .initial_rtptime
+            .wrapping_add(clock_ticks as i64 as u32)
+    }
+
+    /// RTP timestamp for a media time in seconds (sender reports).
+    pub(super) fn rtp_timestamp_at_secs(&self, secs: f64) -> u32 {
+        let clock_ticks = (secs * f64::from(self.clock_rate_hz)).round() as i64;
+        self.setup.initial_rtptime.wrapping_add(clock_ticks as u32)
+    }
+}
+
+/// A session owned by a shard.
+pub(super) struct ShardSession {
+    pub(super) id: SessionId,
+    pub(super) media: Arc<MediaFile>,
+    pub(super) tracks: Vec<TrackStream>,
+    pub(super) sink: Option<Arc<InterleavedSink>>,
+    pub(super) activity: Arc<Activity>,
+    pub(super) cname: String,
+    pub(super) state: PlayState,
+    /// Wall-clock instant media time `play_start_npt` is due.
+    pub(super) play_start: Instant,
+    pub(super) play_start_npt: f64,
+    /// Bumped on every PLAY/PAUSE so stale queue entries are ignored.
+    pub(super) generation: u32,
+    /// Set when a TCP viewer could not keep up; the worker cuts it off.
+    pub(super) cut_off: bool,
+}
+
+impl ShardSession {
+    /// Builds the shard state from a SETUP result.
+    pub(super) fn new(setup: SessionSetup, now: Instant) -> Result<Self, PacketizeError> {
+        let mut tracks = Vec::with_capacity(setup.tracks.len());
+        for t in setup.tracks {
+            let track = &setup.media.index.tracks[t.track_index];
+            let rtp_dest = match &t.dest {
+                TrackDest::Udp { rtp, .. } => Some(sock_addr(*rtp)),
+                TrackDest::Interleaved { .. } => None,
+            };
+            tracks.push(TrackStream {
+                packetizer: Packetizer::new(&track.codec, setup.payload_budget_bytes)?,
+                seq: t.initial_seq,
+                rtp_dest,
+                next_sample: 0,
+                packets_sent: 0,
+                octets_sent: 0,
+                last_sender_report: None,
+                clock_rate_hz: track.codec.clock_rate_hz(),
+                timescale: track.timescale,
+                corrupt_samples: 0,
+                setup: t,
+            });
+        }
+        Ok(Self {
+            id: setup.id,
+            media: setup.media,
+            tracks,
+            sink: setup.sink,
+            activity: setup.activity,
+            cname: setup.cname,
+            state: PlayState::Paused,
+            play_start: now,
+            play_start_npt: 0.0,
+            generation: 0,
+            cut_off: false,
+        })
+    }
+
+    /// The media track behind stream `i`.
+    pub(super) fn track(&self, i: usize) -> &Track {
+        &self.media.index.tracks[self.tracks[i].setup.track_index]
+    }
+
+    /// Seconds of a tick count.
+    fn secs(ticks: i64, timescale: u32) -> f64 {
+        ticks as f64 / f64::from(timescale.max(1))
+    }
+
+    /// When sample `sample_index` of stream `i` is due.
+    pub(super) fn due(&self, i: usize, sample_index: usize) -> Option<Instant> {
+        let track = self.track(i);
+        let sample = track.samples.get(sample_index)?;
+        let t = Self::secs(track.dts_ticks(sample), track.timescale) - self.play_start_npt;
+        Some(if t >= 0.0 {
+            self.play_start + Duration::from_secs_f64(t)
+        } else {
+            self.play_start
+                .checked_sub(Duration::from_secs_f64(-t))
+                .unwrap_or(self.play_start)
+        })
+    }
+
+    /// Positions every track at `npt_secs`: video at the sync sample at or before it, other
+    /// tracks at their first sample presented at or after the chosen start. Returns the start.
+    pub(super) fn seek(&mut self, npt_secs: f64) -> f64 {
+        let mut start = npt_secs.max(0.0);
+        let video = (0..self.tracks.len()).find(|&i| self.track(i).kind == TrackKind::Video);
+        if let Some(v) = video {
+            let track = self.track(v);
+            let ts = track.timescale;
+            let target = (start * f64::from(ts)).floor() as i64;
+            let mut key = 0;
+            for (idx, s) in track.samples.iter().enumerate() {
+                if s.sync && track.pts_ticks(s) <= target {
+                    key = idx;
+                }
+                if track.dts_ticks(s) > target {
+                    break;
+                }
+            }
+            start = Self::secs(track.pts_ticks(&track.samples[key]), ts).max(0.0);
+            self.tracks[v].next_sample = key;
+        }
+        for i in 0..self.tracks.len() {
+            if Some(i) == video {
+                continue;
+            }
+            let track = self.track(i);
+            let target = (start * f64::from(track.timescale)).floor() as i64;
+            let first = track
+                .samples
+                .iter()
+                .position(|s| track.pts_ticks(s) >= target)
+                .unwrap_or(track.samples.len());
+            self.tracks[i].next_sample = first;
+        }
+        start
+    }
+
+    /// Media time of the earliest unsent sample (the position to resume from).
+    pub(super) fn position_secs(&self) -> f64 {
+        (0..self.tracks.len())
+            .filter_map(|i| {
+                let track = self.track(i);
+                let s = track.samples.get(self.tracks[i].next_sample)?;
+                Some(Self::secs(track.pts_ticks(s), track.timescale))
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// RTP-Info data: the seq and timestamp of each track's next packet.
+    pub(super) fn track_starts(&self) -> Vec<TrackStart> {
+        (0..self.tracks.len())
+            .map(|i| {
+                let t = &self.tracks[i];
+                let track = self.track(i);
+                let pts = track
+                    .samples
+                    .get(t.next_sample)
+                    .map_or(0, |s| track.pts_ticks(s));
+                TrackStart {
+                    track_index: t.setup.track_index,
+                    seq: t.seq,
+                    rtptime: t.rtp_timestamp(pts),
+                }
+            })
+            .collect()
+    }
+
+    /// Media time now, for sender reports.
+    pub(super) fn media_secs_at(&self, now: Instant) -> f64 {
+        self.play_start_npt + now.saturating_duration_since(self.play_start).as_secs_f64()
+    }
+
+    /// True when every track has sent its last sample.
+    pub(super) fn all_tracks_done(&self) -> bool {
+        (0..self.tracks.len()).all(|i| self.tracks[i].next_sample >= self.track(i).samples.len())
+    }
+}

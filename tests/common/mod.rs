@@ -1,0 +1,299 @@
+//! Helpers shared by the integration tests: a server process on a free port that is killed
+//! on drop, a minimal raw RTSP client for requests no real player would send, and RTP
+//! header parsing for what arrives.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `shardcast serve` process on 127.0.0.1 with a free port.
+pub struct Server {
+    child: Child,
+    /// RTSP address it listens on.
+    pub addr: SocketAddr,
+    /// Stream URLs it printed.
+    pub streams: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server with the bundled sample and `extra` arguments.
+    pub fn start(extra: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn shardcast");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut addr = None;
+            let mut streams = Vec::new();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
+                    addr = rest
+                        .split('/')
+                        .next()
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                } else if let Some(url) = line.strip_prefix("stream ") {
+                    streams.push(url.to_owned());
+                } else if line == "ready" {
+                    break;
+                }
+            }
+            let _ = tx.send((
+                addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
+                streams,
+            ));
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let (addr, streams) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server printed its address");
+        assert_ne!(addr.port(), 0, "server failed to start");
+        Server {
+            child,
+            addr,
+            streams,
+        }
+    }
+
+    /// `rtsp://addr/name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("rtsp://{}/{}", self.addr, name)
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed RTSP response.
+#[derive(Debug, Clone)]
+pub struct RtspResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RtspResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn session(&self) -> Option<String> {
+        self.header("Session")
+            .map(|s| s.split(';').next().unwrap().trim().to_owned())
+    }
+}
+
+/// A blocking raw RTSP connection for hand-written (and hostile) requests.
+pub struct RawRtsp {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+impl RawRtsp {
+    pub fn connect(addr: SocketAddr) -> RawRtsp {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawRtsp {
+            stream,
+            buf: Vec::new(),
+            cseq: 0,
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a request with a fresh CSeq and the given extra header lines, returns the reply.
+    pub fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> RtspResponse {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.send_raw(req.as_bytes());
+        let resp = self.read_response().expect("a response");
+        assert_eq!(
+            resp.header("CSeq"),
+            Some(self.cseq.to_string().as_str()),
+            "CSeq echoed"
+        );
+        resp
+    }
+
+    /// Reads one response, skipping interleaved frames (returned separately by `read_frame`).
+    pub fn read_response(&mut self) -> Option<RtspResponse> {
+        loop {
+            if let Some(r) = self.try_parse() {
+                return Some(r);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn try_parse(&mut self) -> Option<RtspResponse> {
+        while self.buf.first() == Some(&b'$') {
+            if self.buf.len() < 4 {
+                return None;
+            }
+            let len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
+            if self.buf.len() < 4 + len {
+                return None;
+            }
+            self.buf.drain(..4 + len);
+        }
+        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next()?;
+        let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        if self.buf.len() < end + 4 + len {
+            return None;
+        }
+        let body = self.buf[end + 4..end + 4 + len].to_vec();
+        self.buf.drain(..end + 4 + len);
+        Some(RtspResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Reads one interleaved frame: (channel, payload).
+    pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 4 && self.buf[0] == b'$' {
+                let len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
+                if self.buf.len() >= 4 + len {
+                    let ch = self.buf[1];
+                    let payload = self.buf[4..4 + len].to_vec();
+                    self.buf.drain(..4 + len);
+                    return Some((ch, payload));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// The fields of an RTP header the tests look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rtp {
+    pub pt: u8,
+    pub marker: bool,
+    pub seq: u16,
+    pub ts: u32,
+    pub ssrc: u32,
+}
+
+pub fn parse_rtp(p: &[u8]) -> Option<Rtp> {
+    if p.len() < 12 || p[0] >> 6 != 2 {
+        return None;
+    }
+    Some(Rtp {
+        pt: p[1] & 0x7f,
+        marker: p[1] & 0x80 != 0,
+        seq: u16::from_be_bytes([p[2], p[3]]),
+        ts: u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+        ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+    })
+}
+
+/// A bound even/odd UDP port pair for a test client.
+pub fn udp_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..100 {
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 != 0 {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
+            rtp.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let sock = socket2::SockRef::from(&rtp);
+            let _ = sock.set_recv_buffer_size(4 << 20);
+            return (rtp, rtcp);
+        }
+    }
+    panic!("no UDP port pair")
+}
+
+/// Runs `cmd` with a deadline; returns (success, stdout, stderr).
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "spawning {:?}: {e} (is it installed? .ci/run installs it)",
+                cmd.get_program()
+            )
+        });
+    let start = Instant::now();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
+    (status.is_some_and(|s| s.success()), o, e)
+}

@@ -1,0 +1,220 @@
+//! RTSP behaviour a player depends on, checked on the wire with a hand-driven client:
+//! seeking (Range answered with the keyframe at or before the target, RTP-Info matching the
+//! first packets), pause/resume without a sequence gap, RTCP sender reports, and session
+//! expiry. Each assertion names the RFC 2326 rule it checks.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{parse_rtp, udp_pair, RawRtsp, Rtp};
+
+/// Parses `RTP-Info: url=...;seq=N;rtptime=M,...` into (url, seq, rtptime).
+fn rtp_info(v: &str) -> Vec<(String, u16, u32)> {
+    v.split(',')
+        .map(|entry| {
+            let mut url = String::new();
+            let (mut seq, mut ts) = (None, None);
+            for p in entry.split(';') {
+                let (k, val) = p.trim().split_once('=').unwrap();
+                match k {
+                    "url" => url = val.to_owned(),
+                    "seq" => seq = val.parse().ok(),
+                    "rtptime" => ts = val.parse().ok(),
+                    _ => {}
+                }
+            }
+            (url, seq.expect("seq"), ts.expect("rtptime"))
+        })
+        .collect()
+}
+
+/// First RTP packet on `sock` (skipping nothing: the first datagram must be RTP).
+fn first_rtp(sock: &UdpSocket) -> Rtp {
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).expect("an RTP packet");
+    parse_rtp(&buf[..n]).expect("valid RTP")
+}
+
+struct UdpSession {
+    rtsp: RawRtsp,
+    session: String,
+    socks: Vec<(UdpSocket, UdpSocket)>,
+    url: String,
+}
+
+fn setup_udp(server: &common::Server) -> UdpSession {
+    let url = server.url("sample");
+    let mut rtsp = RawRtsp::connect(server.addr);
+    let d = rtsp.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200);
+    let base = d.header("Content-Base").expect("Content-Base").to_owned();
+    let mut session = None::<String>;
+    let mut socks = Vec::new();
+    for track in 0..2 {
+        let (rtp, rtcp) = udp_pair();
+        let port = rtp.local_addr().unwrap().port();
+        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
+        let mut headers = vec![("Transport", transport.as_str())];
+        let sid;
+        if let Some(s) = &session {
+            sid = s.clone();
+            headers.push(("Session", sid.as_str()));
+        }
+        let r = rtsp.request("SETUP", &format!("{base}trackID={track}"), &headers);
+        assert_eq!(r.status, 200, "SETUP track {track}");
+        let t = r.header("Transport").unwrap();
+        assert!(
+            t.contains(&format!("client_port={}-{}", port, port + 1)),
+            "{t}"
+        );
+        assert!(
+            t.contains("server_port="),
+            "RFC 2326 §12.39: server_port answered: {t}"
+        );
+        session = r.session();
+        socks.push((rtp, rtcp));
+    }
+    UdpSession {
+        rtsp,
+        session: session.unwrap(),
+        socks,
+        url,
+    }
+}
+
+#[test]
+fn seek_starts_at_keyframe_before_target_and_rtp_info_matches_first_packets() {
+    let server = common::Server::start(&[]);
+    let mut s = setup_udp(&server);
+    let r = s.rtsp.request(
+        "PLAY",
+        &s.url,
+        &[("Session", &s.session), ("Range", "npt=5-")],
+    );
+    assert_eq!(r.status, 200);
+    // The sample has a keyframe every 2 s: the one at or before 5 s is at 4 s.
+    let range = r.header("Range").unwrap();
+    assert!(
+        range.starts_with("npt=4.000-"),
+        "Range answers the keyframe time: {range}"
+    );
+    let info = rtp_info(r.header("RTP-Info").expect("RTP-Info (RFC 2326 §12.33)"));
+    assert_eq!(info.len(), 2);
+    for (i, (rtp, _)) in s.socks.iter().enumerate() {
+        let first = first_rtp(rtp);
+        let (url, seq, rtptime) = &info[i];
+        assert!(url.ends_with(&format!("trackID={i}")), "{url}");
+        assert_eq!(
+            first.seq, *seq,
+            "track {i}: first packet's seq is RTP-Info seq"
+        );
+        assert_eq!(
+            first.ts, *rtptime,
+            "track {i}: first packet's timestamp is RTP-Info rtptime"
+        );
+    }
+    // The first video packets are the in-band parameter sets (STAP-A, type 24) of the keyframe.
+    let r = s
+        .rtsp
+        .request("TEARDOWN", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn pause_then_play_resumes_without_a_sequence_gap() {
+    let server = common::Server::start(&[]);
+    let mut s = setup_udp(&server);
+    let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 200);
+    let video = &s.socks[0].0;
+    let mut buf = [0u8; 2048];
+    let mut last: Option<u16> = None;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        if let Ok(n) = video.recv(&mut buf) {
+            let p = parse_rtp(&buf[..n]).unwrap();
+            if let Some(l) = last {
+                assert_eq!(p.seq, l.wrapping_add(1), "no gap while playing");
+            }
+            last = Some(p.seq);
+        }
+    }
+    let r = s.rtsp.request("PAUSE", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 200);
+    // Drain what was in flight; then nothing more may arrive while paused.
+    video
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while let Ok(n) = video.recv(&mut buf) {
+        let p = parse_rtp(&buf[..n]).unwrap();
+        assert_eq!(p.seq, last.unwrap().wrapping_add(1));
+        last = Some(p.seq);
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        video.recv(&mut buf).is_err(),
+        "nothing is sent while paused"
+    );
+    let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 200);
+    let info = rtp_info(r.header("RTP-Info").unwrap());
+    assert_eq!(
+        info[0].1,
+        last.unwrap().wrapping_add(1),
+        "RTP-Info continues the sequence"
+    );
+    video
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let first = first_rtp(video);
+    assert_eq!(
+        first.seq,
+        last.unwrap().wrapping_add(1),
+        "resume continues without a gap"
+    );
+}
+
+#[test]
+fn sender_reports_arrive_on_rtcp_port_from_server_rtcp_port() {
+    let server = common::Server::start(&[]);
+    let mut s = setup_udp(&server);
+    let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 200);
+    let rtcp = &s.socks[0].1;
+    rtcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _from) = rtcp.recv_from(&mut buf).expect("an RTCP SR at play start");
+    assert_eq!(buf[0] >> 6, 2, "RTCP version 2");
+    assert_eq!(buf[1], 200, "compound starts with an SR (RFC 3550 §6.1)");
+    assert!(n >= 28);
+}
+
+#[test]
+fn udp_session_without_keepalive_expires_and_stops_streaming() {
+    let server = common::Server::start(&["--session-timeout", "2"]);
+    let mut s = setup_udp(&server);
+    let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("Session").unwrap().contains("timeout=2"));
+    let video = &s.socks[0].0;
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    let mut last_packet = start;
+    // Send nothing back (no RTCP, no RTSP): the session must end well before the clip (10 s).
+    while start.elapsed() < Duration::from_secs(7) {
+        if video.recv(&mut buf).is_ok() {
+            last_packet = Instant::now();
+        }
+    }
+    let lived = last_packet - start;
+    assert!(
+        lived < Duration::from_secs(5),
+        "streaming stopped after expiry, lived {lived:?}"
+    );
+    // The idle RTSP connection was closed too; ask on a fresh one.
+    let mut again = RawRtsp::connect(server.addr);
+    let r = again.request("PLAY", &s.url, &[("Session", &s.session)]);
+    assert_eq!(r.status, 454, "expired session is gone (RFC 2326 §11.3.5)");
+}
