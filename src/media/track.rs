@@ -126,19 +126,21 @@ impl Track {
         sample.dts as i64 - self.edit_offset
     }
 
-    /// Track duration: end of the last sample on the presentation timeline.
+    /// Track duration: end of the last-presented sample on the presentation timeline. Sample
+    /// durations are not stored; the last one is taken to last as long as the previous
+    /// decode-time gap.
     pub fn duration(&self) -> Duration {
-        let last = self.samples.last().copied();
-        let end_ticks = last.map_or(0, |s| {
-            // Sample durations are not stored; the last sample lasts as long as the previous gap.
-            let n = self.samples.len();
-            let gap = if n >= 2 {
-                s.dts.saturating_sub(self.samples[n - 2].dts)
-            } else {
-                0
-            };
-            (s.dts + gap) as i64 - self.edit_offset
-        });
+        let n = self.samples.len();
+        let gap = match (self.samples.get(n.wrapping_sub(2)), self.samples.last()) {
+            (Some(a), Some(b)) => b.dts.saturating_sub(a.dts) as i64,
+            _ => 0,
+        };
+        let end_ticks = self
+            .samples
+            .iter()
+            .map(|s| self.pts_ticks(s))
+            .max()
+            .map_or(0, |pts| pts.saturating_add(gap));
         ticks_to_duration(end_ticks.max(0) as u64, self.timescale)
     }
 }

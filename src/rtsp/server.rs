@@ -76,6 +76,8 @@ struct Control {
 struct Outcome {
     response: Response,
     close: bool,
+    /// Shard command to send once the response is written (PLAY's `Start`).
+    after_response: Option<(usize, ShardCommand)>,
 }
 
 /// Per-connection context handed to request handlers.
@@ -269,6 +271,11 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
                     if conn.sink.write_parts(&[&bytes], true).is_err() || out.close {
                         break 'conn;
                     }
+                    if let Some((shard, cmd)) = out.after_response {
+                        if let Err(e) = ctl.shards[shard].send(cmd) {
+                            tracing::warn!("{e}");
+                        }
+                    }
                 }
                 Err(e) => {
                     let status = e.status();
@@ -354,6 +361,7 @@ fn error(status: StatusCode) -> Outcome {
     Outcome {
         response: Response::new(status),
         close: false,
+        after_response: None,
     }
 }
 
@@ -389,6 +397,7 @@ impl Control {
                 Outcome {
                     response: Response::new(StatusCode::Ok).header("Public", PUBLIC_METHODS),
                     close: false,
+                    after_response: None,
                 }
             }
             Method::Describe => self.describe(req),
@@ -401,6 +410,7 @@ impl Control {
                 _ => Outcome {
                     response: Response::new(StatusCode::Ok),
                     close: false,
+                    after_response: None,
                 },
             },
             Method::SetParameter | Method::Announce | Method::Record | Method::Redirect => {
@@ -408,6 +418,7 @@ impl Control {
                     response: Response::new(StatusCode::MethodNotAllowed)
                         .header("Allow", PUBLIC_METHODS),
                     close: false,
+                    after_response: None,
                 }
             }
         }
@@ -448,6 +459,7 @@ impl Control {
                 .header("Content-Base", self.content_base(&req.uri, &media))
                 .body("application/sdp", sdp.into_bytes()),
             close: false,
+            after_response: None,
         }
     }
 
@@ -599,6 +611,7 @@ impl Control {
                 .header("Transport", transport_reply)
                 .header("Session", self.session_header(id)),
             close: false,
+            after_response: None,
         }
     }
 
@@ -676,6 +689,7 @@ impl Control {
                     response: Response::new(StatusCode::ServiceUnavailable)
                         .header("Retry-After", "1"),
                     close: false,
+                    after_response: None,
                 };
             }
             rec.on_shard = true;
@@ -685,9 +699,13 @@ impl Control {
         let Ok(Some(started)) = rx.await else {
             return error(StatusCode::InternalServerError);
         };
-        if let Some(rec) = self.sessions.borrow_mut().get_mut(&id) {
-            rec.state = SessionState::Playing;
-        }
+        let shard = match self.sessions.borrow_mut().get_mut(&id) {
+            Some(rec) => {
+                rec.state = SessionState::Playing;
+                rec.shard
+            }
+            None => return error(StatusCode::SessionNotFound),
+        };
         let rtp_info: Vec<String> = track_order
             .iter()
             .filter_map(|ti| started.tracks.iter().find(|t| t.track_index == *ti))
@@ -707,6 +725,7 @@ impl Control {
                 .header("RTP-Info", rtp_info.join(","))
                 .header("Session", self.session_header(id)),
             close: false,
+            after_response: Some((shard, ShardCommand::Start { id })),
         }
     }
 
@@ -747,6 +766,7 @@ impl Control {
                 .header("Range", format_npt_range(pos, Some(duration)))
                 .header("Session", self.session_header(id)),
             close: false,
+            after_response: None,
         }
     }
 
@@ -759,6 +779,7 @@ impl Control {
         Outcome {
             response: Response::new(StatusCode::Ok),
             close: false,
+            after_response: None,
         }
     }
 

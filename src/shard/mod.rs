@@ -131,7 +131,8 @@ pub struct PlayStarted {
 /// Commands from the control thread.
 #[derive(Debug)]
 pub enum ShardCommand {
-    /// Start or resume playing; `setup` is given on the first PLAY of a session.
+    /// Prepare to play: create the session (first PLAY), seek or keep the position, and answer
+    /// where it starts. Nothing is sent until [`ShardCommand::Start`].
     Play {
         /// Session.
         id: SessionId,
@@ -141,6 +142,13 @@ pub enum ShardCommand {
         start_npt_secs: Option<f64>,
         /// Where the answer goes.
         reply: tokio::sync::oneshot::Sender<Option<PlayStarted>>,
+    },
+    /// Start sending from the position the last `Play` prepared. Sent by the control thread
+    /// only after the PLAY response is written, so media never precedes the response on an
+    /// interleaved connection (players discard `$` frames that arrive before it).
+    Start {
+        /// Session.
+        id: SessionId,
     },
     /// Stop sending, keep the position.
     Pause {

@@ -157,6 +157,7 @@ impl Worker {
                 });
                 let _ = reply.send(pos);
             }
+            ShardCommand::Start { id } => self.start(id, now),
             ShardCommand::Teardown { id } => self.remove(id, "teardown"),
             ShardCommand::Shutdown => self.running = false,
         }
@@ -209,12 +210,29 @@ impl Worker {
         };
         s.play_start = now;
         s.play_start_npt = start;
+        // Primed: stale queue entries die with the old generation; `Start` begins sending.
         s.generation = s.generation.wrapping_add(1);
-        s.state = PlayState::Playing;
-        let started = PlayStarted {
+        s.state = PlayState::Paused;
+        Some(PlayStarted {
             start_npt_secs: start,
             tracks: s.track_starts(),
+        })
+    }
+
+    /// Begins sending a primed session: media time `play_start_npt` is due now.
+    fn start(&mut self, id: SessionId, now: Instant) {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
         };
+        let Some(s) = self.sessions[slot].as_mut() else {
+            return;
+        };
+        if s.state == PlayState::Playing {
+            return;
+        }
+        s.play_start = now;
+        s.generation = s.generation.wrapping_add(1);
+        s.state = PlayState::Playing;
         for i in 0..s.tracks.len() {
             // A sender report right away gives players the RTP↔NTP mapping before media
             // (RFC 3550 §6.4.1), which A/V sync in ffmpeg and GStreamer relies on.
@@ -228,7 +246,6 @@ impl Worker {
                 }));
             }
         }
-        Some(started)
     }
 
     /// Sends everything due by `now`.
