@@ -154,7 +154,7 @@ impl ShardSession {
     }
 
     /// Positions every track at `npt_secs`: video at the sync sample at or before it, other
-    /// tracks at their first sample presented at or after the chosen start. Returns the start.
+    /// tracks one frame before their first sample presented at or after the chosen start. Returns the start.
     pub(super) fn seek(&mut self, npt_secs: f64) -> f64 {
         let mut start = npt_secs.max(0.0);
         let video = (0..self.tracks.len()).find(|&i| self.track(i).kind == TrackKind::Video);
@@ -185,7 +185,10 @@ impl ShardSession {
                 .iter()
                 .position(|s| track.pts_ticks(s) >= target)
                 .unwrap_or(track.samples.len());
-            self.tracks[i].next_sample = first;
+            // One frame of pre-roll: an AAC frame only decodes fully with its predecessor
+            // (MDCT overlap, ISO/IEC 14496-3 §4.6.11), and the file's first frame is usually
+            // encoder priming that the edit list places just before zero.
+            self.tracks[i].next_sample = first.saturating_sub(1);
         }
         start
     }
