@@ -21,10 +21,11 @@ impl Server {
     /// Starts the server with the bundled sample and `extra` arguments.
     pub fn start(extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log", "info"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        if !extra.contains(&"--log") {
+            cmd.args(["--log", "info"]);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn shardcast");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
