@@ -1,8 +1,8 @@
 //! UDP send backends behind one small interface.
 //!
-//! A shard collects a tick's packets as [`GatherMsg`]s (header slab + body slice of the
-//! mapping) and hands them to [`UdpSender::send_batch`]. Today the backend is `sendmmsg(2)`;
-//! the io_uring and UDP GSO backends of the line-rate work slot in as further [`Backend`]
+//! A shard collects a tick's packets as `GatherMsg`s (header slab + body slice of the
+//! mapping) and hands them to `UdpSender::send_batch`. Today the backend is `sendmmsg(2)`;
+//! the io_uring and UDP GSO backends of the line-rate work slot in as further `Backend`
 //! variants with the same call, so the shard loop does not change.
 
 use std::net::UdpSocket;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe and
+# GStreamer's rtspsrc with H.264/AAC decoders) from Debian packages, when missing.
+set -euo pipefail
+
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 rtspsrc >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 avdec_aac >/dev/null 2>&1; then
+  missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+            gstreamer1.0-plugins-bad gstreamer1.0-libav)
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing test peers: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
