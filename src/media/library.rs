@@ -32,20 +32,20 @@ pub enum LibraryError {
     #[error("no stream named {0:?}")]
     NotFound(String),
     /// The file exists but could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (not a `source`: the message already carries it).
+        cause: std::io::Error,
     },
     /// The file is not a usable MP4.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Media {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        source: Mp4Error,
+        cause: Mp4Error,
     },
 }
 
@@ -98,7 +98,7 @@ impl MediaFile {
     pub fn open(path: &Path, name: &str) -> Result<Self, LibraryError> {
         let file = File::open(path).map_err(|source| LibraryError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Self::map(&file, path, name)
     }
@@ -106,11 +106,11 @@ impl MediaFile {
     fn map(file: &File, path: &Path, name: &str) -> Result<Self, LibraryError> {
         let map = MappedFile::map(file).map_err(|source| LibraryError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         let index = parse_mp4(map.bytes()).map_err(|source| LibraryError::Media {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         Ok(Self {
             name: name.to_owned(),
@@ -214,7 +214,7 @@ impl MediaLibrary {
     fn open(&self, path: &Path, name: &str) -> Result<Arc<MediaFile>, LibraryError> {
         let io_err = |source| LibraryError::Io {
             path: path.to_owned(),
-            source,
+            cause: source,
         };
         let file = File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
