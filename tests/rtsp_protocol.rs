@@ -218,3 +218,65 @@ fn udp_session_without_keepalive_expires_and_stops_streaming() {
     let r = again.request("PLAY", &s.url, &[("Session", &s.session)]);
     assert_eq!(r.status, 454, "expired session is gone (RFC 2326 §11.3.5)");
 }
+
+#[test]
+fn packets_are_paced_in_real_time_not_burst() {
+    // Audio has no reordering, so its RTP timestamps are its due times: a packet with
+    // timestamp `ts` is due `(ts - ts0) / 48000` s after the first. The server may send a
+    // little early only as a small burst and must not fall behind; a server that sends the
+    // whole clip at once, or paces at the wrong rate, fails here.
+    let server = common::Server::start(&[]);
+    let mut s = setup_udp(&server);
+    let r = s.rtsp.request(
+        "PLAY",
+        &s.url,
+        &[("Session", &s.session), ("Range", "npt=0-")],
+    );
+    assert_eq!(r.status, 200);
+    let audio = &s.socks[1].0;
+    let mut buf = [0u8; 2048];
+    let mut offsets_ms = Vec::new();
+    let (mut t0, mut ts0) = (None, 0u32);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let Ok(n) = audio.recv(&mut buf) else {
+            continue;
+        };
+        let now = Instant::now();
+        let p = parse_rtp(&buf[..n]).unwrap();
+        let (t0, ts0) = match t0 {
+            Some(t) => (t, ts0),
+            None => {
+                t0 = Some(now);
+                ts0 = p.ts;
+                (now, p.ts)
+            }
+        };
+        let due = p.ts.wrapping_sub(ts0) as f64 / 48_000.0;
+        offsets_ms.push(((now - t0).as_secs_f64() - due) * 1000.0);
+    }
+    assert!(
+        offsets_ms.len() > 150,
+        "about 47 packets/s for 4 s, got {}",
+        offsets_ms.len()
+    );
+    offsets_ms.sort_by(f64::total_cmp);
+    let (min, median, max) = (
+        offsets_ms[0],
+        offsets_ms[offsets_ms.len() / 2],
+        offsets_ms[offsets_ms.len() - 1],
+    );
+    eprintln!("audio arrival minus due (ms): min {min:.2} median {median:.2} max {max:.2}");
+    // The first packet is the AAC pre-roll frame, due 21 ms before npt 0 and so sent at once:
+    // measure against the median instead of the first packet.
+    assert!(
+        min > median - 30.0,
+        "a packet arrived {:.1} ms ahead of the pace",
+        median - min
+    );
+    assert!(
+        max < median + 30.0,
+        "a packet arrived {:.1} ms behind the pace",
+        max - median
+    );
+}

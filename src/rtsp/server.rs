@@ -144,21 +144,31 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
                     return;
                 }
             };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
-                let ctl = Rc::new(Control {
-                    assigned: shards.iter().map(|_| Cell::new(0)).collect(),
-                    shards,
-                    config,
-                    library,
-                    sessions: RefCell::new(HashMap::new()),
-                    next_conn: Cell::new(0),
-                    local_addr,
-                    limits: Limits::default(),
-                });
-                run_control(ctl.clone(), listener, shutdown_rx).await;
-                ctl.shutdown_all();
+            let ctl = Rc::new(Control {
+                assigned: shards.iter().map(|_| Cell::new(0)).collect(),
+                shards,
+                config,
+                library,
+                sessions: RefCell::new(HashMap::new()),
+                next_conn: Cell::new(0),
+                local_addr,
+                limits: Limits::default(),
             });
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx));
+            // Teardown (RTCP BYE) to every session, then stop and join the shards once the
+            // connection tasks holding the control state are gone.
+            ctl.shutdown_all();
+            drop(local);
+            match Rc::try_unwrap(ctl) {
+                Ok(ctl) => {
+                    for shard in ctl.shards {
+                        shard.shutdown();
+                    }
+                }
+                Err(_) => tracing::warn!("control state still shared at exit; shards not joined"),
+            }
+            tracing::info!("stopped");
         })?;
     Ok(RunningServer {
         local_addr,
