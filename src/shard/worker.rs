@@ -23,7 +23,7 @@ use super::tcp::{interleaved_header, SinkError};
 use super::{PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::packetize::{BodySource, PacketSpec};
 use crate::wire::ntp::NtpTime;
-use crate::wire::rtcp::{write_bye, write_sender_report, MAX_RTCP_COMPOUND};
+use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COMPOUND};
 use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
 
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
@@ -560,7 +560,20 @@ fn deliver_rtcp(s: &ShardSession, i: usize, bytes: &[u8], rtcp: &UdpSocket) {
     }
 }
 
-/// RTCP SR (+SDES) for track `i` (RFC 3550 §6.4.1: NTP and RTP time of the same instant).
+/// The SR sender info of track `i` for media time `media_secs` (RFC 3550 §6.4.1: NTP and RTP
+/// time of the same instant).
+fn sender_info(s: &ShardSession, i: usize, media_secs: f64) -> SenderInfo {
+    let t = &s.tracks[i];
+    SenderInfo {
+        ssrc: t.setup.ssrc,
+        ntp: NtpTime::now(),
+        rtp_timestamp: t.rtp_timestamp_at_secs(media_secs),
+        packet_count: t.packets_sent,
+        octet_count: t.octets_sent,
+    }
+}
+
+/// RTCP SR (+SDES) for track `i`.
 fn send_sender_report(
     s: &mut ShardSession,
     i: usize,
@@ -568,17 +581,8 @@ fn send_sender_report(
     rtcp: &UdpSocket,
     buf: &mut [u8; MAX_RTCP_COMPOUND],
 ) {
-    let media_secs = s.media_secs_at(now);
-    let t = &s.tracks[i];
-    let n = write_sender_report(
-        buf,
-        t.setup.ssrc,
-        NtpTime::now(),
-        t.rtp_timestamp_at_secs(media_secs),
-        t.packets_sent,
-        t.octets_sent,
-        &s.cname,
-    );
+    let info = sender_info(s, i, s.media_secs_at(now));
+    let n = write_sender_report(buf, &info, &s.cname);
     deliver_rtcp(s, i, &buf[..n], rtcp);
     s.tracks[i].last_sender_report = Some(now);
 }
@@ -587,16 +591,7 @@ fn send_sender_report(
 fn send_byes(s: &mut ShardSession, rtcp: &UdpSocket, buf: &mut [u8; MAX_RTCP_COMPOUND]) {
     let media_secs = s.media_secs_at(Instant::now());
     for i in 0..s.tracks.len() {
-        let t = &s.tracks[i];
-        let n = write_bye(
-            buf,
-            t.setup.ssrc,
-            NtpTime::now(),
-            t.rtp_timestamp_at_secs(media_secs),
-            t.packets_sent,
-            t.octets_sent,
-            &s.cname,
-        );
+        let n = write_bye(buf, &sender_info(s, i, media_secs), &s.cname);
         deliver_rtcp(s, i, &buf[..n], rtcp);
     }
 }

@@ -74,47 +74,47 @@ pub const MAX_RTCP_COMPOUND: usize = 256;
 const SR_LEN: usize = 28;
 const BYE_LEN: usize = 8;
 
+/// The sender-info part of an SR (RFC 3550 §6.4.1): who sends, and the NTP and RTP time of
+/// the same instant with the cumulative counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderInfo {
+    /// SSRC of the sender.
+    pub ssrc: u32,
+    /// Wallclock time of the report.
+    pub ntp: NtpTime,
+    /// RTP timestamp of the same instant.
+    pub rtp_timestamp: u32,
+    /// RTP packets sent so far.
+    pub packet_count: u32,
+    /// RTP payload octets sent so far.
+    pub octet_count: u32,
+}
+
 /// Compound SR (no report blocks) + SDES CNAME (§6.1 compound rule, §6.4.1 SR, §6.5 SDES).
 /// Returns the length written, or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
-pub fn write_sender_report(
-    out: &mut [u8],
-    ssrc: u32,
-    ntp: NtpTime,
-    rtp_timestamp: u32,
-    packet_count: u32,
-    octet_count: u32,
-    cname: &str,
-) -> usize {
+pub fn write_sender_report(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     let cname = truncate_cname(cname);
     let need = SR_LEN + sdes_len(cname.len());
     if out.len() < need {
         return 0;
     }
-    let n = write_sr(out, ssrc, ntp, rtp_timestamp, packet_count, octet_count);
-    n + write_sdes_cname(&mut out[n..], ssrc, cname)
+    let n = write_sr(out, sender);
+    n + write_sdes_cname(&mut out[n..], sender.ssrc, cname)
 }
 
 /// Compound SR + SDES CNAME + BYE (§6.6) for the end of a stream.
-/// Returns the length written, or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
-pub fn write_bye(
-    out: &mut [u8],
-    ssrc: u32,
-    ntp: NtpTime,
-    rtp_timestamp: u32,
-    packet_count: u32,
-    octet_count: u32,
-    cname: &str,
-) -> usize {
+/// Returns the length written), or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
+pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     let cname = truncate_cname(cname);
     let need = SR_LEN + sdes_len(cname.len()) + BYE_LEN;
     if out.len() < need {
         return 0;
     }
-    let mut n = write_sr(out, ssrc, ntp, rtp_timestamp, packet_count, octet_count);
-    n += write_sdes_cname(&mut out[n..], ssrc, cname);
-    // §6.6: one SSRC, no reason.
+    let mut n = write_sr(out, sender);
+    n += write_sdes_cname(&mut out[n..], sender.ssrc, cname);
+    // §6.6: one SSRC), no reason.
     write_common_header(&mut out[n..], 1, PT_BYE, BYE_LEN);
-    out[n + 4..n + 8].copy_from_slice(&ssrc.to_be_bytes());
+    out[n + 4..n + 8].copy_from_slice(&sender.ssrc.to_be_bytes());
     n + BYE_LEN
 }
 
@@ -141,13 +141,13 @@ fn write_common_header(out: &mut [u8], count: u8, pt: u8, len_bytes: usize) {
 }
 
 /// Writes an SR without report blocks (§6.4.1); `out` holds at least 28 bytes.
-fn write_sr(out: &mut [u8], ssrc: u32, ntp: NtpTime, rtp_ts: u32, pc: u32, oc: u32) -> usize {
+fn write_sr(out: &mut [u8], sender: &SenderInfo) -> usize {
     write_common_header(out, 0, PT_SR, SR_LEN);
-    out[4..8].copy_from_slice(&ssrc.to_be_bytes());
-    out[8..16].copy_from_slice(&ntp.0.to_be_bytes());
-    out[16..20].copy_from_slice(&rtp_ts.to_be_bytes());
-    out[20..24].copy_from_slice(&pc.to_be_bytes());
-    out[24..28].copy_from_slice(&oc.to_be_bytes());
+    out[4..8].copy_from_slice(&sender.ssrc.to_be_bytes());
+    out[8..16].copy_from_slice(&sender.ntp.0.to_be_bytes());
+    out[16..20].copy_from_slice(&sender.rtp_timestamp.to_be_bytes());
+    out[20..24].copy_from_slice(&sender.packet_count.to_be_bytes());
+    out[24..28].copy_from_slice(&sender.octet_count.to_be_bytes());
     SR_LEN
 }
 
@@ -440,12 +440,32 @@ fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
 mod tests {
     use super::*;
 
+    fn info(
+        ssrc: u32,
+        ntp: NtpTime,
+        rtp_timestamp: u32,
+        packet_count: u32,
+        octet_count: u32,
+    ) -> SenderInfo {
+        SenderInfo {
+            ssrc,
+            ntp,
+            rtp_timestamp,
+            packet_count,
+            octet_count,
+        }
+    }
+
     const NTP: NtpTime = NtpTime(0x1122_3344_5566_7788);
 
     #[test]
     fn sender_report_fields_at_offsets() {
         let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_sender_report(&mut buf, 0xaabb_ccdd, NTP, 90_000, 10, 12_345, "host");
+        let n = write_sender_report(
+            &mut buf,
+            &info(0xaabb_ccdd, NTP, 90_000, 10, 12_345),
+            "host",
+        );
         // SR: 28 bytes; SDES: 4 + 4 + 2 + 4 + 1 null = 15 -> 16.
         assert_eq!(n, 28 + 16);
         let b = &buf[..n];
@@ -483,7 +503,7 @@ mod tests {
     #[test]
     fn bye_compound() {
         let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_bye(&mut buf, 7, NTP, 1, 2, 3, "abc");
+        let n = write_bye(&mut buf, &info(7, NTP, 1, 2, 3), "abc");
         // SDES: 4 + 4 + 2 + 3 + 1 = 14 -> 16.
         assert_eq!(n, 28 + 16 + 8);
         assert_eq!(&buf[44..52], &[0x81, 203, 0, 1, 0, 0, 0, 7]);
@@ -497,7 +517,7 @@ mod tests {
         for len in 0..100 {
             let cname = "x".repeat(len);
             let mut buf = [0u8; MAX_RTCP_COMPOUND];
-            let n = write_bye(&mut buf, 1, NTP, 0, 0, 0, &cname);
+            let n = write_bye(&mut buf, &info(1, NTP, 0, 0, 0), &cname);
             assert!(n > 0 && n.is_multiple_of(4));
             let pkts = parse_compound(&buf[..n]).unwrap();
             let RtcpPacket::Sdes { chunks } = &pkts[1] else {
@@ -508,7 +528,7 @@ mod tests {
         // Multi-byte characters are cut at a char boundary.
         let cname = "é".repeat(40); // 80 bytes
         let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_sender_report(&mut buf, 1, NTP, 0, 0, 0, &cname);
+        let n = write_sender_report(&mut buf, &info(1, NTP, 0, 0, 0), &cname);
         let pkts = parse_compound(&buf[..n]).unwrap();
         let RtcpPacket::Sdes { chunks } = &pkts[1] else {
             panic!()
@@ -518,10 +538,10 @@ mod tests {
         assert!(std::str::from_utf8(got).is_ok());
         // Too small a buffer writes nothing.
         assert_eq!(
-            write_sender_report(&mut [0u8; 40], 1, NTP, 0, 0, 0, "abcd"),
+            write_sender_report(&mut [0u8; 40], &info(1, NTP, 0, 0, 0), "abcd"),
             0
         );
-        assert_eq!(write_bye(&mut [0u8; 44], 1, NTP, 0, 0, 0, "abcd"), 0);
+        assert_eq!(write_bye(&mut [0u8; 44], &info(1, NTP, 0, 0, 0), "abcd"), 0);
     }
 
     fn rr_with_block() -> Vec<u8> {
