@@ -30,11 +30,17 @@ fn rtp_info(v: &str) -> Vec<(String, u16, u32)> {
         .collect()
 }
 
-/// First RTP packet on `sock` (skipping nothing: the first datagram must be RTP).
-fn first_rtp(sock: &UdpSocket) -> Rtp {
+/// First RTP packet on `sock` (skipping nothing: the first datagram must be RTP), with the
+/// first payload byte.
+fn first_rtp_with_payload(sock: &UdpSocket) -> (Rtp, u8) {
     let mut buf = [0u8; 2048];
     let n = sock.recv(&mut buf).expect("an RTP packet");
-    parse_rtp(&buf[..n]).expect("valid RTP")
+    assert!(n > 12);
+    (parse_rtp(&buf[..n]).expect("valid RTP"), buf[12])
+}
+
+fn first_rtp(sock: &UdpSocket) -> Rtp {
+    first_rtp_with_payload(sock).0
 }
 
 struct UdpSession {
@@ -103,7 +109,11 @@ fn seek_starts_at_keyframe_before_target_and_rtp_info_matches_first_packets() {
     let info = rtp_info(r.header("RTP-Info").expect("RTP-Info (RFC 2326 §12.33)"));
     assert_eq!(info.len(), 2);
     for (i, (rtp, _)) in s.socks.iter().enumerate() {
-        let first = first_rtp(rtp);
+        let (first, payload0) = first_rtp_with_payload(rtp);
+        if i == 0 {
+            // RFC 6184 §5.7.1: the keyframe starts with SPS+PPS in a STAP-A (NAL type 24).
+            assert_eq!(payload0 & 0x1f, 24, "first video packet is a STAP-A");
+        }
         let (url, seq, rtptime) = &info[i];
         assert!(url.ends_with(&format!("trackID={i}")), "{url}");
         assert_eq!(
@@ -115,7 +125,6 @@ fn seek_starts_at_keyframe_before_target_and_rtp_info_matches_first_packets() {
             "track {i}: first packet's timestamp is RTP-Info rtptime"
         );
     }
-    // The first video packets are the in-band parameter sets (STAP-A, type 24) of the keyframe.
     let r = s
         .rtsp
         .request("TEARDOWN", &s.url, &[("Session", &s.session)]);
