@@ -1,11 +1,14 @@
 //! Server configuration: a TOML file (`--config FILE`) overlaid by command-line flags
 //! (flags win), validated into [`ServerConfig`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::live::StartPolicy;
 
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
@@ -60,6 +63,10 @@ pub struct ConfigOverlay {
     pub session_timeout: Option<u64>,
     /// Log filter (`info`, `debug`, `shardcast=trace`, ...).
     pub log: Option<String>,
+    /// Live channels: name → file played in a loop (TOML table `[live]`).
+    pub live: Option<BTreeMap<String, PathBuf>>,
+    /// How viewers join a live channel: `delayed` or `burst`.
+    pub live_start: Option<StartPolicy>,
 }
 
 impl ConfigOverlay {
@@ -84,6 +91,14 @@ impl ConfigOverlay {
             payload_budget: flags.payload_budget.or(self.payload_budget),
             session_timeout: flags.session_timeout.or(self.session_timeout),
             log: flags.log.or(self.log),
+            live: match (self.live, flags.live) {
+                (Some(mut file), Some(flags)) => {
+                    file.extend(flags);
+                    Some(file)
+                }
+                (file, flags) => flags.or(file),
+            },
+            live_start: flags.live_start.or(self.live_start),
         }
     }
 }
@@ -103,6 +118,10 @@ pub struct ServerConfig {
     pub session_timeout: Duration,
     /// Log filter.
     pub log: String,
+    /// Live channels: name → file.
+    pub live: BTreeMap<String, PathBuf>,
+    /// Instant-start policy of live channels.
+    pub live_start: StartPolicy,
 }
 
 impl ServerConfig {
@@ -142,8 +161,41 @@ impl ServerConfig {
             payload_budget_bytes: budget,
             session_timeout: Duration::from_secs(timeout),
             log: o.log.unwrap_or_else(|| "info".into()),
+            live: live_channels(o.live.unwrap_or_default())?,
+            live_start: o.live_start.unwrap_or_default(),
         })
     }
+}
+
+/// Validates channel names: one URL path segment of safe characters.
+fn live_channels(
+    live: BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+    for name in live.keys() {
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && name != "."
+            && name != "..";
+        if !ok {
+            return Err(ConfigError::Invalid {
+                name: "live",
+                value: name.clone(),
+                why: "channel names are 1-128 characters of A-Z a-z 0-9 - _ .".into(),
+            });
+        }
+    }
+    Ok(live)
+}
+
+/// Parses `NAME=FILE` (the `--live` flag).
+pub fn parse_live_flag(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=FILE, got {s:?}"))?;
+    Ok((name.to_owned(), PathBuf::from(file)))
 }
 
 #[cfg(test)]
@@ -153,7 +205,7 @@ mod tests {
     #[test]
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let file: ConfigOverlay =
-            toml::from_str("shards = 3\npayload-budget = 1000\nlog = \"debug\"").unwrap();
+            toml::from_str("shards = 3\npayload-budget = 1000\nlog = \"debug\"\nlive-start = \"burst\"\n[live]\nnews = \"a.mp4\"").unwrap();
         let flags = ConfigOverlay {
             shards: Some(1),
             ..Default::default()
@@ -164,6 +216,8 @@ mod tests {
         assert_eq!(cfg.log, "debug");
         assert_eq!(cfg.listen.port(), 8554);
         assert_eq!(cfg.session_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.live_start, StartPolicy::Burst);
+        assert_eq!(cfg.live.get("news"), Some(&PathBuf::from("a.mp4")));
     }
 
     #[test]
@@ -175,5 +229,10 @@ mod tests {
         let err = ServerConfig::from_overlay(bad).unwrap_err().to_string();
         assert!(err.contains("payload-budget = 10"), "{err}");
         assert!(toml::from_str::<ConfigOverlay>("typo = 1").is_err());
+        let bad_name = ConfigOverlay {
+            live: Some([("a/b".to_owned(), PathBuf::from("x.mp4"))].into()),
+            ..Default::default()
+        };
+        assert!(ServerConfig::from_overlay(bad_name).is_err());
     }
 }

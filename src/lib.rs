@@ -20,6 +20,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod config;
+pub mod live;
 pub mod media;
 pub mod packetize;
 pub mod rtsp;

@@ -53,6 +53,13 @@ struct ServeArgs {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info].
     #[arg(long)]
     log: Option<String>,
+    /// A live channel: NAME=FILE plays FILE in a loop as rtsp://ADDR/NAME (repeatable).
+    #[arg(long, value_parser = shardcast::config::parse_live_flag)]
+    live: Vec<(String, PathBuf)>,
+    /// How viewers join live channels: delayed (from the latest keyframe in real time) or
+    /// burst (send the cached GOP, then follow live) [default: delayed].
+    #[arg(long)]
+    live_start: Option<shardcast::live::StartPolicy>,
 }
 
 fn main() -> Result<()> {
@@ -87,6 +94,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         payload_budget: args.payload_budget,
         session_timeout: args.session_timeout,
         log: args.log,
+        live: (!args.live.is_empty()).then(|| args.live.into_iter().collect()),
+        live_start: args.live_start,
     };
     let config = ServerConfig::from_overlay(file.overlaid_by(flags))?;
     init_logging(&config.log)?;
@@ -95,7 +104,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("opening media folder {}", dir.display()))?,
         None => MediaLibrary::bundled().context("indexing the bundled sample")?,
     };
-    let streams = library.list();
+    let mut streams = library.list();
+    streams.extend(config.live.keys().cloned());
     if streams.is_empty() {
         tracing::warn!("no MP4/MOV files found; streams added later are served on request");
     }
@@ -143,7 +153,7 @@ fn probe(path: &std::path::Path) -> Result<()> {
     writeln!(
         out,
         "\nSDP:\n{}",
-        shardcast::rtsp::server::describe_sdp(&media, "127.0.0.1:8554".parse()?)
+        shardcast::rtsp::server::describe_sdp(&media, "127.0.0.1:8554".parse()?, false)
     )?;
     Ok(())
 }

@@ -22,6 +22,7 @@ use super::range::{format_npt_range, parse_range, NptTime};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
+use crate::live::LiveChannel;
 use crate::media::{MediaFile, MediaLibrary};
 use crate::shard::{
     Activity, InterleavedSink, SessionId, SessionSetup, ShardCommand, ShardHandle, TrackDest,
@@ -67,6 +68,8 @@ struct Control {
     /// Sessions assigned per shard (counted here, so a burst of SETUPs spreads evenly).
     assigned: Vec<Cell<usize>>,
     sessions: RefCell<HashMap<SessionId, SessionRecord>>,
+    /// Live channels by name.
+    channels: HashMap<String, Arc<LiveChannel>>,
     next_conn: Cell<u64>,
     local_addr: SocketAddr,
     limits: Limits,
@@ -131,6 +134,20 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
     let shards = crate::shard::spawn_shards(config.shards, local_addr.ip())?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let library = Arc::new(library);
+    let mut channels = HashMap::new();
+    for (name, file) in &config.live {
+        let media = MediaFile::open(file, name)
+            .map_err(|e| std::io::Error::other(format!("live channel {name}: {e}")))?;
+        let channel = LiveChannel::new(
+            name,
+            Arc::new(media),
+            config.payload_budget_bytes,
+            config.live_start,
+        )
+        .map_err(|e| std::io::Error::other(format!("live channel {name}: {e}")))?;
+        tracing::info!(channel = %name, file = %file.display(), loop_secs = channel.loop_duration.as_secs_f64(), policy = ?config.live_start, "live channel on air");
+        channels.insert(name.clone(), Arc::new(channel));
+    }
     let join = std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -150,6 +167,7 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
                 config,
                 library,
                 sessions: RefCell::new(HashMap::new()),
+                channels,
                 next_conn: Cell::new(0),
                 local_addr,
                 limits: Limits::default(),
@@ -441,6 +459,9 @@ impl Control {
             StatusCode::NotFound
         })?;
         let segments = path.segments;
+        if let Some(ch) = segments.first().and_then(|name| self.channels.get(name)) {
+            return Ok((ch.media.clone(), segments[1..].to_vec()));
+        }
         match self.library.resolve(&segments) {
             Ok((media, used)) => Ok((media, segments[used..].to_vec())),
             Err(crate::media::library::LibraryError::NotFound(_)) => Err(StatusCode::NotFound),
@@ -449,6 +470,14 @@ impl Control {
                 Err(StatusCode::NotFound)
             }
         }
+    }
+
+    /// The live channel playing `media`, if it is one.
+    fn channel_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveChannel>> {
+        self.channels
+            .values()
+            .find(|c| Arc::ptr_eq(&c.media, media))
+            .cloned()
     }
 
     fn content_base(&self, uri: &str, media: &MediaFile) -> String {
@@ -463,7 +492,8 @@ impl Control {
         if !rest.is_empty() {
             return error(StatusCode::NotFound);
         }
-        let sdp = describe_sdp(&media, self.local_addr);
+        let live = self.channel_of(&media).is_some();
+        let sdp = describe_sdp(&media, self.local_addr, live);
         Outcome {
             response: Response::new(StatusCode::Ok)
                 .header("Content-Base", self.content_base(&req.uri, &media))
@@ -546,7 +576,10 @@ impl Control {
             })
             .unwrap_or_default();
         let mut rng = rand::thread_rng();
-        let ssrc: u32 = rng.gen();
+        let ssrc: u32 = match self.channel_of(&media) {
+            Some(ch) => ch.tracks[track_index].ssrc,
+            None => rng.gen(),
+        };
         let mut chosen = None;
         for alt in alternatives {
             if !alt.unicast {
@@ -588,12 +621,17 @@ impl Control {
             tracing::info!(peer = %conn.peer, "no supported alternative in transport {transport:?}");
             return error(StatusCode::UnsupportedTransport);
         };
+        // A live channel's viewers share its numbering space (one SSRC per channel track).
+        let (initial_seq, initial_rtptime) = match self.channel_of(&media) {
+            Some(ch) => (ch.tracks[track_index].seq0, ch.tracks[track_index].ts0),
+            None => (rng.gen(), rng.gen()),
+        };
         let setup = TrackSetup {
             track_index,
             payload_type: FIRST_PAYLOAD_TYPE + track_index as u8,
             ssrc,
-            initial_seq: rng.gen(),
-            initial_rtptime: rng.gen(),
+            initial_seq,
+            initial_rtptime,
             dest,
         };
         let rec = sessions.entry(id).or_insert_with(|| {
@@ -658,17 +696,21 @@ impl Control {
             Ok(id) => id,
             Err(s) => return error(s),
         };
-        let (rx, content_base, track_order, duration) = {
+        let (rx, content_base, track_order, duration, live) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(rec) = sessions.get_mut(&id) else {
                 return error(StatusCode::SessionNotFound);
             };
             let duration = rec.media.duration().as_secs_f64();
+            let live = self.channel_of(&rec.media).is_some();
             let start = match req.header("Range").map(parse_range) {
+                // A live channel cannot seek: every PLAY joins at the live edge, whatever
+                // Range asks (players such as ffmpeg always send `npt=0.000-`).
+                _ if live => None,
                 None => None,
                 Some(Err(e)) => {
                     tracing::info!(peer = %rec.peer, "bad Range: {e}");
-                    return error(StatusCode::InvalidRange);
+                    return error(e.status());
                 }
                 Some(Ok(r)) => match r.start {
                     NptTime::Now => None,
@@ -685,6 +727,7 @@ impl Control {
                     activity: rec.activity.clone(),
                     payload_budget_bytes: self.config.payload_budget_bytes,
                     cname: format!("shardcast@{}", self.local_addr.ip()),
+                    live: self.channel_of(&rec.media),
                 })
             });
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -704,7 +747,13 @@ impl Control {
             }
             rec.on_shard = true;
             let order: Vec<usize> = rec.tracks.iter().map(|t| t.track_index).collect();
-            (rx, self.content_base(&req.uri, &rec.media), order, duration)
+            (
+                rx,
+                self.content_base(&req.uri, &rec.media),
+                order,
+                duration,
+                live,
+            )
         };
         let Ok(Some(started)) = rx.await else {
             return error(StatusCode::InternalServerError);
@@ -730,7 +779,11 @@ impl Control {
             response: Response::new(StatusCode::Ok)
                 .header(
                     "Range",
-                    format_npt_range(started.start_npt_secs, Some(duration)),
+                    if live {
+                        "npt=now-".to_owned()
+                    } else {
+                        format_npt_range(started.start_npt_secs, Some(duration))
+                    },
                 )
                 .header("RTP-Info", rtp_info.join(","))
                 .header("Session", self.session_header(id)),
@@ -749,7 +802,12 @@ impl Control {
             let Some(rec) = sessions.get(&id) else {
                 return error(StatusCode::SessionNotFound);
             };
-            if rec.state == SessionState::Ready || !rec.on_shard {
+            // A live broadcast cannot be held (RFC 2326 §10.6 presumes stored media), and
+            // neither can a session that is not playing.
+            if rec.state == SessionState::Ready
+                || !rec.on_shard
+                || self.channel_of(&rec.media).is_some()
+            {
                 return error(StatusCode::MethodNotValidInThisState);
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -847,7 +905,8 @@ impl Control {
 }
 
 /// The SDP (RFC 8866) announced for a media file in DESCRIBE.
-pub fn describe_sdp(media: &MediaFile, origin: SocketAddr) -> String {
+/// Live channels announce `a=range:npt=now-` (RFC 2326 §C.1.5).
+pub fn describe_sdp(media: &MediaFile, origin: SocketAddr, live: bool) -> String {
     let tracks = media
         .index
         .tracks
@@ -864,7 +923,7 @@ pub fn describe_sdp(media: &MediaFile, origin: SocketAddr) -> String {
         session_id: rand::thread_rng().gen_range(1..u64::from(u32::MAX)),
         origin_addr: origin.ip(),
         name: &media.name,
-        duration_secs: Some(media.duration().as_secs_f64()),
+        duration_secs: (!live).then(|| media.duration().as_secs_f64()),
         tracks,
     })
 }

@@ -106,6 +106,8 @@ pub struct SessionSetup {
     pub payload_budget_bytes: usize,
     /// SDES CNAME for RTCP.
     pub cname: String,
+    /// The live channel, when the session watches one (its numbering comes from the channel).
+    pub live: Option<Arc<crate::live::LiveChannel>>,
 }
 
 /// Where one track starts after PLAY, for the RTP-Info header (RFC 2326 §12.33).

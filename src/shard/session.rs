@@ -15,6 +15,7 @@ use super::send::sock_addr;
 use super::{
     Activity, InterleavedSink, SessionId, SessionSetup, TrackDest, TrackSetup, TrackStart,
 };
+use crate::live::LiveChannel;
 use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
@@ -53,6 +54,8 @@ pub(super) struct TrackStream {
     pub(super) timescale: u32,
     /// Sample errors seen (corrupt NAL lengths and the like).
     pub(super) corrupt_samples: u64,
+    /// Live channels: which loop of the file `next_sample` belongs to.
+    pub(super) loop_index: u64,
 }
 
 impl TrackStream {
@@ -88,6 +91,10 @@ pub(super) struct ShardSession {
     pub(super) generation: u32,
     /// Set when a TCP viewer could not keep up; the worker cuts it off.
     pub(super) cut_off: bool,
+    /// The live channel watched, if any: numbering and timing come from its shared timeline.
+    pub(super) live: Option<Arc<LiveChannel>>,
+    /// How far behind the channel's live edge this viewer is paced.
+    pub(super) live_lag: Duration,
 }
 
 impl ShardSession {
@@ -111,6 +118,7 @@ impl ShardSession {
                 clock_rate_hz: track.codec.clock_rate_hz(),
                 timescale: track.timescale,
                 corrupt_samples: 0,
+                loop_index: 0,
                 setup: t,
             });
         }
@@ -126,6 +134,8 @@ impl ShardSession {
             play_start_npt: 0.0,
             generation: 0,
             cut_off: false,
+            live: setup.live,
+            live_lag: Duration::ZERO,
         })
     }
 
@@ -143,14 +153,67 @@ impl ShardSession {
     pub(super) fn due(&self, i: usize, sample_index: usize) -> Option<Instant> {
         let track = self.track(i);
         let sample = track.samples.get(sample_index)?;
-        let t = Self::secs(track.dts_ticks(sample), track.timescale) - self.play_start_npt;
+        let dts = Self::secs(track.dts_ticks(sample), track.timescale);
+        let (base, t) = match &self.live {
+            Some(ch) => {
+                let loops = ch.loop_duration.as_secs_f64() * self.tracks[i].loop_index as f64;
+                (ch.epoch + self.live_lag, loops + dts)
+            }
+            None => (self.play_start, dts - self.play_start_npt),
+        };
         Some(if t >= 0.0 {
-            self.play_start + Duration::from_secs_f64(t)
+            base + Duration::from_secs_f64(t)
         } else {
-            self.play_start
-                .checked_sub(Duration::from_secs_f64(-t))
-                .unwrap_or(self.play_start)
+            base.checked_sub(Duration::from_secs_f64(-t))
+                .unwrap_or(base)
         })
+    }
+
+    /// Joins the live channel at `now` (instant start at the latest keyframe).
+    pub(super) fn join_live(&mut self, now: Instant) {
+        let Some(ch) = self.live.clone() else {
+            return;
+        };
+        let join = ch.join(now);
+        self.live_lag = join.lag;
+        for t in &mut self.tracks {
+            if let Some(&(n, k)) = join.tracks.get(t.setup.track_index) {
+                t.loop_index = n;
+                t.next_sample = k;
+            }
+        }
+    }
+
+    /// Prepares track `i` to send its next sample: live channels take the sequence number
+    /// from the shared timeline. Returns the RTP timestamp for presentation time `pts_ticks`.
+    pub(super) fn stamp(&mut self, i: usize, pts_ticks: i64) -> u32 {
+        let t = &mut self.tracks[i];
+        match &self.live {
+            Some(ch) => {
+                let lt = &ch.tracks[t.setup.track_index];
+                t.seq = lt.seq_of(t.loop_index, t.next_sample);
+                t.rtp_timestamp(pts_ticks)
+                    .wrapping_add(lt.loop_offset_ticks(t.loop_index))
+            }
+            None => t.rtp_timestamp(pts_ticks),
+        }
+    }
+
+    /// Moves track `i` past the sample just sent; live channels wrap to the next loop.
+    pub(super) fn advance(&mut self, i: usize) {
+        let len = self.track(i).samples.len();
+        let loop_start = self
+            .live
+            .as_ref()
+            .map(|ch| ch.tracks[self.tracks[i].setup.track_index].first_sample);
+        let t = &mut self.tracks[i];
+        t.next_sample += 1;
+        if let Some(first) = loop_start {
+            if t.next_sample >= len {
+                t.next_sample = first;
+                t.loop_index += 1;
+            }
+        }
     }
 
     /// Positions every track at `npt_secs`: video at the sync sample at or before it, other
@@ -205,19 +268,20 @@ impl ShardSession {
     }
 
     /// RTP-Info data: the seq and timestamp of each track's next packet.
-    pub(super) fn track_starts(&self) -> Vec<TrackStart> {
+    pub(super) fn track_starts(&mut self) -> Vec<TrackStart> {
         (0..self.tracks.len())
             .map(|i| {
-                let t = &self.tracks[i];
                 let track = self.track(i);
                 let pts = track
                     .samples
-                    .get(t.next_sample)
+                    .get(self.tracks[i].next_sample)
                     .map_or(0, |s| track.pts_ticks(s));
+                let rtptime = self.stamp(i, pts);
+                let t = &self.tracks[i];
                 TrackStart {
                     track_index: t.setup.track_index,
                     seq: t.seq,
-                    rtptime: t.rtp_timestamp(pts),
+                    rtptime,
                 }
             })
             .collect()
@@ -225,11 +289,20 @@ impl ShardSession {
 
     /// Media time now, for sender reports.
     pub(super) fn media_secs_at(&self, now: Instant) -> f64 {
-        self.play_start_npt + now.saturating_duration_since(self.play_start).as_secs_f64()
+        match &self.live {
+            Some(ch) => now
+                .saturating_duration_since(ch.epoch + self.live_lag)
+                .as_secs_f64(),
+            None => {
+                self.play_start_npt + now.saturating_duration_since(self.play_start).as_secs_f64()
+            }
+        }
     }
 
     /// True when every track has sent its last sample.
     pub(super) fn all_tracks_done(&self) -> bool {
-        (0..self.tracks.len()).all(|i| self.tracks[i].next_sample >= self.track(i).samples.len())
+        self.live.is_none()
+            && (0..self.tracks.len())
+                .all(|i| self.tracks[i].next_sample >= self.track(i).samples.len())
     }
 }

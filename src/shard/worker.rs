@@ -197,6 +197,10 @@ impl Worker {
         let slot = *self.by_id.get(&id)?;
         let s = self.sessions[slot].as_mut()?;
         let start = match start_npt_secs {
+            _ if s.live.is_some() => {
+                s.join_live(now);
+                0.0
+            }
             Some(t) => s.seek(t),
             None if s.all_tracks_done() => s.media.duration().as_secs_f64(),
             None => {
@@ -462,7 +466,7 @@ fn emit_sample(
         send_sender_report(s, i, now, rtcp, rtcp_buf);
     }
     let bytes = media.bytes.as_slice();
-    let ts = s.tracks[i].rtp_timestamp(track.pts_ticks(&sample));
+    let ts = s.stamp(i, track.pts_ticks(&sample));
     s.tracks[i].packetizer.begin_sample(sample);
     loop {
         let spec = match s.tracks[i].packetizer.next_packet(bytes) {
@@ -539,7 +543,7 @@ fn emit_sample(
             }
         }
     }
-    s.tracks[i].next_sample += 1;
+    s.advance(i);
 }
 
 /// Sends an RTCP compound on track `i`'s RTCP path (UDP from our RTCP port, or the odd

@@ -1,0 +1,295 @@
+//! Live channels: a media file played in a loop on one shared timeline, as a broadcast.
+//!
+//! Every viewer of a channel gets the same bytes: one SSRC, sequence and timestamp space per
+//! channel and track, announced through RTP-Info. Shards need no coordination for that: the
+//! packetization of a sample is deterministic (it depends only on the payload budget), so a
+//! channel precomputes how many packets each sample yields, and the sequence number of any
+//! packet follows from (loop, sample, packet-in-sample):
+//!
+//! ```text
+//! seq(loop n, sample k, packet j) = seq0 + n·packets_per_loop + packets_before[k] + j   (mod 2^16)
+//! ts(loop n, sample k)            = ts0  + n·loop_ticks       + pts(k)                   (mod 2^32)
+//! due(loop n, sample k)           = epoch + n·loop_duration + dts(k)     (+ a viewer's lag)
+//! ```
+//!
+//! so timestamps and sequence numbers run on without a jump across the loop point
+//! (RFC 3550 §5.1). The loop lasts as long as the longest track; a shorter track is silent
+//! for the difference.
+//!
+//! **Instant start** ([`StartPolicy`]): a joining viewer begins at the most recent keyframe,
+//! so its decoder starts at once rather than waiting up to a GOP for the next one:
+//! - [`StartPolicy::Delayed`] plays from that keyframe in real time, so the viewer stays up
+//!   to one GOP behind the live edge. Smooth playback; a little more latency.
+//! - [`StartPolicy::Burst`] sends the cached GOP (keyframe to live edge) at once, then follows
+//!   live. Lowest latency; players may fast-forward through the burst.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::media::track::{Track, TrackKind};
+use crate::media::MediaFile;
+use crate::packetize::{PacketizeError, Packetizer};
+
+/// How a joining viewer catches the live stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartPolicy {
+    /// Start at the latest keyframe in real time (up to one GOP behind live).
+    #[default]
+    Delayed,
+    /// Burst from the latest keyframe to the live edge, then follow live.
+    Burst,
+}
+
+impl std::str::FromStr for StartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "delayed" => Ok(Self::Delayed),
+            "burst" => Ok(Self::Burst),
+            other => Err(format!("unknown start policy {other:?} (delayed or burst)")),
+        }
+    }
+}
+
+/// One track's shared numbering space.
+#[derive(Debug)]
+pub struct LiveTrack {
+    /// SSRC every viewer sees for this track.
+    pub ssrc: u32,
+    /// Sequence number of the first packet of loop 0.
+    pub seq0: u16,
+    /// RTP timestamp of media time zero in loop 0.
+    pub ts0: u32,
+    /// First sample of each loop. Samples presented before zero (AAC encoder priming, placed
+    /// there by the edit list) would overlap the previous loop's end if replayed, so a live
+    /// channel never sends them.
+    pub first_sample: usize,
+    /// Packets produced by the samples of a loop before sample `k` (0 up to `first_sample`);
+    /// one more entry than samples.
+    packets_before: Vec<u32>,
+    /// Loop length in RTP clock ticks.
+    pub loop_ticks: u64,
+}
+
+impl LiveTrack {
+    /// Packets in one loop.
+    pub fn packets_per_loop(&self) -> u32 {
+        self.packets_before.last().copied().unwrap_or(0)
+    }
+
+    /// Sequence number of the first packet of sample `k` in loop `n`.
+    pub fn seq_of(&self, loop_index: u64, k: usize) -> u16 {
+        let per_loop = u64::from(self.packets_per_loop());
+        let before = u64::from(self.packets_before.get(k).copied().unwrap_or(0));
+        (u64::from(self.seq0) + loop_index.wrapping_mul(per_loop) + before) as u16
+    }
+
+    /// RTP timestamp offset of loop `n`.
+    pub fn loop_offset_ticks(&self, loop_index: u64) -> u32 {
+        loop_index.wrapping_mul(self.loop_ticks) as u32
+    }
+}
+
+/// Where a joining viewer starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinPoint {
+    /// Per track: (loop index, first sample).
+    pub tracks: Vec<(u64, usize)>,
+    /// How far behind the live edge the viewer is paced.
+    pub lag: Duration,
+}
+
+/// A channel: a file looping on a shared timeline.
+#[derive(Debug)]
+pub struct LiveChannel {
+    /// Stream name.
+    pub name: String,
+    /// The looping media.
+    pub media: Arc<MediaFile>,
+    /// Wall-clock instant of media time zero of loop 0.
+    pub epoch: Instant,
+    /// Length of one loop.
+    pub loop_duration: Duration,
+    /// Per track, in `media.index.tracks` order.
+    pub tracks: Vec<LiveTrack>,
+    /// Instant-start policy for joining viewers.
+    pub policy: StartPolicy,
+}
+
+impl LiveChannel {
+    /// Builds a channel starting now, with random SSRCs and initial numbers (RFC 3550 §5.1).
+    pub fn new(
+        name: &str,
+        media: Arc<MediaFile>,
+        payload_budget_bytes: usize,
+        policy: StartPolicy,
+    ) -> Result<Self, PacketizeError> {
+        let loop_duration = media.duration().max(Duration::from_millis(1));
+        let bytes = media.bytes.as_slice();
+        let mut tracks = Vec::with_capacity(media.index.tracks.len());
+        for track in &media.index.tracks {
+            let mut packetizer = Packetizer::new(&track.codec, payload_budget_bytes)?;
+            let first_sample = if track.kind == TrackKind::Video {
+                0
+            } else {
+                track
+                    .samples
+                    .iter()
+                    .position(|s| track.pts_ticks(s) >= 0)
+                    .unwrap_or(0)
+            };
+            let mut packets_before = vec![0; first_sample];
+            let mut total = 0u32;
+            for &sample in &track.samples[first_sample..] {
+                packets_before.push(total);
+                packetizer.begin_sample(sample);
+                // A corrupt sample yields the packets it yields on the shard too: the same
+                // Err path abandons it there, so counting up to the error stays consistent.
+                while let Ok(Some(_)) = packetizer.next_packet(bytes) {
+                    total = total.wrapping_add(1);
+                }
+            }
+            packets_before.push(total);
+            let clock = u128::from(track.codec.clock_rate_hz());
+            tracks.push(LiveTrack {
+                first_sample,
+                ssrc: rand::random(),
+                seq0: rand::random(),
+                ts0: rand::random(),
+                packets_before,
+                // Rounded: the loop length came from ticks, and truncation would drift by one.
+                loop_ticks: ((loop_duration.as_nanos() * clock + 500_000_000) / 1_000_000_000)
+                    as u64,
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            media,
+            epoch: Instant::now(),
+            loop_duration,
+            tracks,
+            policy,
+        })
+    }
+
+    /// Channel time at `now` (seconds since the epoch, across loops).
+    fn channel_secs(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.epoch).as_secs_f64()
+    }
+
+    /// Where a viewer joining at `now` starts: the latest keyframe at or before the live edge
+    /// (see the module doc for the two policies).
+    pub fn join(&self, now: Instant) -> JoinPoint {
+        let loop_secs = self.loop_duration.as_secs_f64();
+        let t = self.channel_secs(now);
+        let n = (t / loop_secs).floor() as u64;
+        let within = t - n as f64 * loop_secs;
+        let tracks = &self.media.index.tracks;
+        let video = tracks.iter().position(|t| t.kind == TrackKind::Video);
+        // The keyframe at or before the live edge (by decode time: that is when it was sent).
+        let start_secs = match video {
+            Some(v) => {
+                let tr = &tracks[v];
+                let mut key = 0;
+                for (k, s) in tr.samples.iter().enumerate() {
+                    if secs(tr.dts_ticks(s), tr) > within {
+                        break;
+                    }
+                    if s.sync {
+                        key = k;
+                    }
+                }
+                tr.samples
+                    .get(key)
+                    .map_or(0.0, |s| secs(tr.dts_ticks(s), tr))
+            }
+            None => within,
+        };
+        let mut points = Vec::with_capacity(tracks.len());
+        for (i, tr) in tracks.iter().enumerate() {
+            let k = if Some(i) == video {
+                tr.samples
+                    .iter()
+                    .position(|s| secs(tr.dts_ticks(s), tr) >= start_secs)
+                    .unwrap_or(0)
+            } else {
+                let first = tr
+                    .samples
+                    .iter()
+                    .position(|s| secs(tr.pts_ticks(s), tr) >= start_secs)
+                    .unwrap_or(tr.samples.len());
+                // One frame of AAC pre-roll, as for VOD seeks.
+                first.saturating_sub(1).max(self.tracks[i].first_sample)
+            };
+            if k >= tr.samples.len() {
+                points.push((n + 1, self.tracks[i].first_sample));
+            } else {
+                points.push((n, k));
+            }
+        }
+        let lag = match self.policy {
+            StartPolicy::Delayed => Duration::from_secs_f64((within - start_secs).max(0.0)),
+            StartPolicy::Burst => Duration::ZERO,
+        };
+        JoinPoint {
+            tracks: points,
+            lag,
+        }
+    }
+}
+
+fn secs(ticks: i64, track: &Track) -> f64 {
+    ticks as f64 / f64::from(track.timescale.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::library::SAMPLE_MP4;
+
+    fn channel(policy: StartPolicy) -> LiveChannel {
+        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+        LiveChannel::new("live", media, 1200, policy).unwrap()
+    }
+
+    #[test]
+    fn sequence_numbers_continue_across_the_loop_point() {
+        let ch = channel(StartPolicy::Delayed);
+        for t in &ch.tracks {
+            let per_loop = t.packets_per_loop();
+            assert!(per_loop > 0);
+            let last_sample = t.packets_before.len() - 2;
+            let last_packets = per_loop - t.packets_before[last_sample];
+            // The packet after the last one of loop 0 is the first of loop 1.
+            assert_eq!(
+                t.seq_of(0, last_sample).wrapping_add(last_packets as u16),
+                t.seq_of(1, 0)
+            );
+        }
+    }
+
+    #[test]
+    fn joining_viewer_starts_at_latest_keyframe_before_the_live_edge() {
+        let mut ch = channel(StartPolicy::Delayed);
+        // Pretend the channel started 5.3 s ago: keyframes every 2 s → join at the 4 s one.
+        ch.epoch = Instant::now() - Duration::from_millis(5300);
+        let join = ch.join(Instant::now());
+        let video = &ch.media.index.tracks[0];
+        let (n, k) = join.tracks[0];
+        assert_eq!(n, 0);
+        assert!(video.samples[k].sync, "starts on a keyframe");
+        let key_secs = secs(video.dts_ticks(&video.samples[k]), video);
+        assert!((3.8..=4.1).contains(&key_secs), "keyframe at {key_secs}");
+        assert!(
+            join.lag > Duration::from_millis(1000) && join.lag < Duration::from_millis(1600),
+            "{:?}",
+            join.lag
+        );
+        let burst = LiveChannel {
+            policy: StartPolicy::Burst,
+            ..ch
+        };
+        assert_eq!(burst.join(Instant::now()).lag, Duration::ZERO);
+    }
+}

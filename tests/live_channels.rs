@@ -1,0 +1,196 @@
+//! Live channels, checked on the wire: viewers of one channel share one SSRC, sequence and
+//! timestamp space (the same bytes for the same media, whenever they joined); a viewer who
+//! joins mid-GOP starts with a keyframe (instant start); sequence numbers and timestamps run on
+//! across loops of the file without a jump; SDP announces `npt=now-`; PAUSE is refused.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{parse_rtp, udp_pair, RawRtsp};
+
+fn media(name: &str) -> String {
+    format!("{}/tests/media/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One received packet: RTP header fields and payload.
+#[derive(Debug, Clone)]
+struct Packet {
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+/// Plays `url` over UDP for `secs`; returns per track the packets in arrival order.
+fn watch(addr: SocketAddr, url: &str, secs: f64) -> (RawRtsp, Vec<Vec<Packet>>) {
+    let mut rtsp = RawRtsp::connect(addr);
+    let d = rtsp.request("DESCRIBE", url, &[]);
+    assert_eq!(d.status, 200);
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(
+        sdp.contains("a=range:npt=now-"),
+        "live SDP announces npt=now-:\n{sdp}"
+    );
+    let mut session: Option<String> = None;
+    let mut socks = Vec::new();
+    for track in 0..2 {
+        let (rtp, rtcp) = udp_pair();
+        let port = rtp.local_addr().unwrap().port();
+        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
+        let sid = session.clone().unwrap_or_default();
+        let mut headers = vec![("Transport", transport.as_str())];
+        if session.is_some() {
+            headers.push(("Session", sid.as_str()));
+        }
+        let r = rtsp.request("SETUP", &format!("{url}/trackID={track}"), &headers);
+        assert_eq!(r.status, 200);
+        session = r.session();
+        socks.push((rtp, rtcp));
+    }
+    let session = session.unwrap();
+    let r = rtsp.request(
+        "PLAY",
+        url,
+        &[("Session", &session), ("Range", "npt=0.000-")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Range"), Some("npt=now-"));
+    let p = rtsp.request("PAUSE", url, &[("Session", &session)]);
+    assert_eq!(p.status, 455, "a live broadcast cannot be paused");
+    let handles: Vec<_> = socks
+        .into_iter()
+        .map(|(rtp, rtcp)| {
+            std::thread::spawn(move || {
+                let _keep = rtcp;
+                rtp.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                let mut buf = [0u8; 2048];
+                let mut got = Vec::new();
+                while Instant::now() < end {
+                    if let Ok(n) = rtp.recv(&mut buf) {
+                        let h = parse_rtp(&buf[..n]).unwrap();
+                        got.push(Packet {
+                            seq: h.seq,
+                            ts: h.ts,
+                            ssrc: h.ssrc,
+                            payload: buf[12..n].to_vec(),
+                        });
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let tracks = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    (rtsp, tracks)
+}
+
+#[test]
+fn viewers_joining_apart_get_identical_packets_and_start_on_a_keyframe() {
+    let server = common::Server::start(&["--live", &format!("news={}", media("sample.mp4"))]);
+    let url = server.url("news");
+    // Join the channel 1.3 s in (mid-GOP: keyframes every 2 s), then a second viewer 3 s later.
+    std::thread::sleep(Duration::from_millis(1300));
+    let early = std::thread::spawn({
+        let url = url.clone();
+        let addr = server.addr;
+        move || watch(addr, &url, 6.0).1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let (_late_conn, late) = watch(server.addr, &url, 3.0);
+    let early = early.join().unwrap();
+    for (t, name) in [(0, "video"), (1, "audio")] {
+        assert!(
+            !late[t].is_empty() && !early[t].is_empty(),
+            "{name} packets arrive"
+        );
+        assert_eq!(
+            early[t][0].ssrc, late[t][0].ssrc,
+            "{name}: one SSRC per channel track"
+        );
+        let by_seq: HashMap<u16, &Packet> = early[t].iter().map(|p| (p.seq, p)).collect();
+        let mut shared = 0;
+        for p in &late[t] {
+            if let Some(e) = by_seq.get(&p.seq) {
+                assert_eq!(
+                    e.ts, p.ts,
+                    "{name} seq {}: same timestamp for both viewers",
+                    p.seq
+                );
+                assert_eq!(
+                    e.payload, p.payload,
+                    "{name} seq {}: same bytes for both viewers",
+                    p.seq
+                );
+                shared += 1;
+            }
+        }
+        assert!(
+            shared > 20,
+            "{name}: the viewers overlap in {shared} packets"
+        );
+    }
+    for viewer in [&early, &late] {
+        let nal_type = viewer[0][0].payload[0] & 0x1f;
+        assert_eq!(
+            nal_type, 24,
+            "instant start: the first video packet is the keyframe's STAP-A"
+        );
+    }
+}
+
+#[test]
+fn sequence_and_timestamps_are_continuous_across_three_loops() {
+    let server = common::Server::start(&["--live", &format!("short={}", media("short.mp4"))]);
+    let url = server.url("short");
+    // The clip is 2 s long: 6.5 s of viewing crosses the loop point at least three times.
+    let (_conn, tracks) = watch(server.addr, &url, 6.5);
+    for (t, name) in [(0usize, "video"), (1, "audio")] {
+        let packets = &tracks[t];
+        assert!(packets.len() > 100, "{name}: {} packets", packets.len());
+        for w in packets.windows(2) {
+            assert_eq!(
+                w[1].seq,
+                w[0].seq.wrapping_add(1),
+                "{name}: no sequence gap or jump"
+            );
+        }
+    }
+    // Audio timestamps advance by one AAC frame (1024 ticks) per packet; at the loop point the
+    // step may include the short gap by which the audio track is shorter than the loop
+    // (under one video frame, 40 ms = 1920 ticks at 48 kHz), never a jump back or far ahead.
+    let audio = &tracks[1];
+    let mut loops = 0;
+    for w in audio.windows(2) {
+        let step = w[1].ts.wrapping_sub(w[0].ts);
+        assert!(
+            (1024..=1024 + 1920).contains(&step),
+            "audio timestamp step {step}"
+        );
+        loops += usize::from(step != 1024);
+    }
+    eprintln!("audio steps that were not exactly one frame: {loops}");
+    // Video: per access unit (marker-free check): timestamps stay within one GOP's span of the
+    // running maximum, so no loop point resets them.
+    let video = &tracks[0];
+    let mut max_ts = video[0].ts;
+    for p in video {
+        let ahead = p.ts.wrapping_sub(max_ts) as i32;
+        assert!(
+            ahead > -(90_000 / 2) && ahead < 90_000 / 2,
+            "video timestamp jump of {ahead} ticks"
+        );
+        if ahead > 0 {
+            max_ts = p.ts;
+        }
+    }
+    let span = max_ts.wrapping_sub(video[0].ts);
+    assert!(
+        span > 5 * 90_000,
+        "video timestamps advanced {span} ticks over three loops"
+    );
+}
