@@ -428,7 +428,7 @@ impl Control {
     fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), StatusCode> {
         let path = split_request_uri(uri).map_err(|e| {
             tracing::warn!(%uri, "refused request URI: {e}");
-            StatusCode::NotFound
+            e.status()
         })?;
         let segments = path.segments;
         match self.library.resolve(&segments) {
@@ -658,7 +658,7 @@ impl Control {
                 None => None,
                 Some(Err(e)) => {
                     tracing::info!(peer = %rec.peer, "bad Range: {e}");
-                    return error(StatusCode::InvalidRange);
+                    return error(e.status());
                 }
                 Some(Ok(r)) => match r.start {
                     NptTime::Now => None,
