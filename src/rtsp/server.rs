@@ -456,7 +456,7 @@ impl Control {
     fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), StatusCode> {
         let path = split_request_uri(uri).map_err(|e| {
             tracing::warn!(%uri, "refused request URI: {e}");
-            StatusCode::NotFound
+            e.status()
         })?;
         let segments = path.segments;
         if let Some(ch) = segments.first().and_then(|name| self.channels.get(name)) {

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A `shardcast serve` process on 127.0.0.1 with a free port.
@@ -15,18 +16,52 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Stream URLs it printed.
     pub streams: Vec<String>,
+    /// Log lines (stderr) when started with [`Server::start_logged`].
+    log: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Server {
     /// Starts the server with the bundled sample and `extra` arguments.
     pub fn start(extra: &[&str]) -> Server {
+        Self::spawn(extra, false)
+    }
+
+    /// Like [`Server::start`], but its log (stderr) is collected for [`Server::log_lines`].
+    pub fn start_logged(extra: &[&str]) -> Server {
+        Self::spawn(extra, true)
+    }
+
+    /// The log lines collected so far (empty unless started with [`Server::start_logged`]).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log
+            .as_ref()
+            .map(|l| l.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
+    fn spawn(extra: &[&str], capture_log: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
         if !extra.contains(&"--log") {
             cmd.args(["--log", "info"]);
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped()).stderr(if capture_log {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
         let mut child = cmd.spawn().expect("spawn shardcast");
+        let log = child.stderr.take().map(|stderr| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            lines
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -60,6 +95,7 @@ impl Server {
             child,
             addr,
             streams,
+            log,
         }
     }
 
@@ -111,7 +147,11 @@ pub struct RawRtsp {
 
 impl RawRtsp {
     pub fn connect(addr: SocketAddr) -> RawRtsp {
-        let stream = TcpStream::connect(addr).unwrap();
+        Self::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Wraps an already connected stream (e.g. one with socket options set before connect).
+    pub fn from_stream(stream: TcpStream) -> RawRtsp {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -157,6 +197,39 @@ impl RawRtsp {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// Waits up to `limit` for the server to close the connection: true when a read sees
+    /// end-of-stream or a reset, false on timeout. Data still arriving is discarded.
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        self.buf.clear();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Bytes received but not yet returned by `read_response`/`read_frame`.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     fn try_parse(&mut self) -> Option<RtspResponse> {
