@@ -81,6 +81,32 @@ struct Outcome {
     close: bool,
     /// Shard command to send once the response is written (PLAY's `Start`).
     after_response: Option<(usize, ShardCommand)>,
+    /// Why a request was refused, for its one log line.
+    reason: Option<String>,
+}
+
+/// A refused request: the status to answer and, when there is more to say, why.
+struct Refusal {
+    status: StatusCode,
+    reason: Option<String>,
+}
+
+impl From<StatusCode> for Refusal {
+    fn from(status: StatusCode) -> Self {
+        Self {
+            status,
+            reason: None,
+        }
+    }
+}
+
+impl Refusal {
+    fn because(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: Some(reason.into()),
+        }
+    }
 }
 
 /// Per-connection context handed to request handlers.
@@ -385,11 +411,19 @@ fn url_base(uri: &str, local: SocketAddr) -> String {
     format!("rtsp://{local}")
 }
 
+fn refuse(r: Refusal) -> Outcome {
+    Outcome {
+        reason: r.reason,
+        ..error(r.status)
+    }
+}
+
 fn error(status: StatusCode) -> Outcome {
     Outcome {
         response: Response::new(status),
         close: false,
         after_response: None,
+        reason: None,
     }
 }
 
@@ -402,7 +436,11 @@ impl Control {
     async fn handle(&self, req: &Request, conn: &Conn) -> Outcome {
         let mut out = self.dispatch(req, conn).await;
         if !matches!(out.response.status, StatusCode::Ok) {
-            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %req.uri, status = out.response.status.code(), "request refused");
+            let reason = out
+                .reason
+                .as_deref()
+                .unwrap_or(out.response.status.reason());
+            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %req.uri, status = out.response.status.code(), "request refused: {reason}");
         }
         let mut resp = Response::new(out.response.status);
         if let Some(cseq) = req.cseq() {
@@ -426,6 +464,7 @@ impl Control {
                     response: Response::new(StatusCode::Ok).header("Public", PUBLIC_METHODS),
                     close: false,
                     after_response: None,
+                    reason: None,
                 }
             }
             Method::Describe => self.describe(req),
@@ -439,6 +478,7 @@ impl Control {
                     response: Response::new(StatusCode::Ok),
                     close: false,
                     after_response: None,
+                    reason: None,
                 },
             },
             Method::SetParameter | Method::Announce | Method::Record | Method::Redirect => {
@@ -447,28 +487,29 @@ impl Control {
                         .header("Allow", PUBLIC_METHODS),
                     close: false,
                     after_response: None,
+                    reason: None,
                 }
             }
         }
     }
 
     /// Looks up the stream a request URI names: the media and the leftover segments.
-    fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), StatusCode> {
-        let path = split_request_uri(uri).map_err(|e| {
-            tracing::warn!(%uri, "refused request URI: {e}");
-            e.status()
-        })?;
+    fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), Refusal> {
+        let path = split_request_uri(uri)
+            .map_err(|e| Refusal::because(e.status(), format!("request URI: {e}")))?;
         let segments = path.segments;
         if let Some(ch) = segments.first().and_then(|name| self.channels.get(name)) {
             return Ok((ch.media.clone(), segments[1..].to_vec()));
         }
         match self.library.resolve(&segments) {
             Ok((media, used)) => Ok((media, segments[used..].to_vec())),
-            Err(crate::media::library::LibraryError::NotFound(_)) => Err(StatusCode::NotFound),
-            Err(e) => {
-                tracing::warn!(%uri, "cannot serve: {e}");
-                Err(StatusCode::NotFound)
+            Err(crate::media::library::LibraryError::NotFound(_)) => {
+                Err(StatusCode::NotFound.into())
             }
+            Err(e) => Err(Refusal::because(
+                StatusCode::NotFound,
+                format!("cannot serve: {e}"),
+            )),
         }
     }
 
@@ -487,7 +528,7 @@ impl Control {
     fn describe(&self, req: &Request) -> Outcome {
         let (media, rest) = match self.resolve(&req.uri) {
             Ok(r) => r,
-            Err(s) => return error(s),
+            Err(r) => return refuse(r),
         };
         if !rest.is_empty() {
             return error(StatusCode::NotFound);
@@ -500,13 +541,14 @@ impl Control {
                 .body("application/sdp", sdp.into_bytes()),
             close: false,
             after_response: None,
+            reason: None,
         }
     }
 
     fn setup(&self, req: &Request, conn: &Conn) -> Outcome {
         let (media, rest) = match self.resolve(&req.uri) {
             Ok(r) => r,
-            Err(s) => return error(s),
+            Err(r) => return refuse(r),
         };
         let track_index = match rest.as_slice() {
             [] if media.index.tracks.len() == 1 => 0,
@@ -526,8 +568,10 @@ impl Control {
         let alternatives = match parse_transport(transport) {
             Ok(a) => a,
             Err(e) => {
-                tracing::info!(peer = %conn.peer, "unsupported transport {transport:?}: {e}");
-                return error(StatusCode::UnsupportedTransport);
+                return refuse(Refusal::because(
+                    StatusCode::UnsupportedTransport,
+                    format!("transport {transport:?}: {e}"),
+                ))
             }
         };
         let mut sessions = self.sessions.borrow_mut();
@@ -618,8 +662,10 @@ impl Control {
             }
         }
         let Some((dest, transport_reply, is_tcp)) = chosen else {
-            tracing::info!(peer = %conn.peer, "no supported alternative in transport {transport:?}");
-            return error(StatusCode::UnsupportedTransport);
+            return refuse(Refusal::because(
+                StatusCode::UnsupportedTransport,
+                format!("no supported alternative in transport {transport:?}"),
+            ));
         };
         // A live channel's viewers share its numbering space (one SSRC per channel track).
         let (initial_seq, initial_rtptime) = match self.channel_of(&media) {
@@ -660,6 +706,7 @@ impl Control {
                 .header("Session", self.session_header(id)),
             close: false,
             after_response: None,
+            reason: None,
         }
     }
 
@@ -671,21 +718,26 @@ impl Control {
     }
 
     /// Finds the session a request names; checks the URI is its aggregate (or its only track).
-    fn session_for(&self, req: &Request) -> Result<SessionId, StatusCode> {
+    fn session_for(&self, req: &Request) -> Result<SessionId, Refusal> {
         let id = req
             .session_id()
             .and_then(parse_session_id)
-            .ok_or(StatusCode::SessionNotFound)?;
+            .ok_or(Refusal::from(StatusCode::SessionNotFound))?;
         let sessions = self.sessions.borrow();
-        let rec = sessions.get(&id).ok_or(StatusCode::SessionNotFound)?;
+        let rec = sessions
+            .get(&id)
+            .ok_or(Refusal::from(StatusCode::SessionNotFound))?;
         rec.activity.touch(Instant::now());
         if req.uri != "*" {
             let (media, rest) = self.resolve(&req.uri)?;
             if !Arc::ptr_eq(&media, &rec.media) {
-                return Err(StatusCode::NotFound);
+                return Err(Refusal::because(
+                    StatusCode::NotFound,
+                    "URI names another stream than the session's",
+                ));
             }
             if !rest.is_empty() && rec.tracks.len() > 1 {
-                return Err(StatusCode::OnlyAggregateOperationAllowed);
+                return Err(StatusCode::OnlyAggregateOperationAllowed.into());
             }
         }
         Ok(id)
@@ -694,7 +746,7 @@ impl Control {
     async fn play(&self, req: &Request) -> Outcome {
         let id = match self.session_for(req) {
             Ok(id) => id,
-            Err(s) => return error(s),
+            Err(r) => return refuse(r),
         };
         let (rx, content_base, track_order, duration, live) = {
             let mut sessions = self.sessions.borrow_mut();
@@ -708,10 +760,7 @@ impl Control {
                 // Range asks (players such as ffmpeg always send `npt=0.000-`).
                 _ if live => None,
                 None => None,
-                Some(Err(e)) => {
-                    tracing::info!(peer = %rec.peer, "bad Range: {e}");
-                    return error(e.status());
-                }
+                Some(Err(e)) => return refuse(Refusal::because(e.status(), format!("Range: {e}"))),
                 Some(Ok(r)) => match r.start {
                     NptTime::Now => None,
                     NptTime::Seconds(s) if s <= duration => Some(s),
@@ -743,6 +792,7 @@ impl Control {
                         .header("Retry-After", "1"),
                     close: false,
                     after_response: None,
+                    reason: None,
                 };
             }
             rec.on_shard = true;
@@ -789,13 +839,14 @@ impl Control {
                 .header("Session", self.session_header(id)),
             close: false,
             after_response: Some((shard, ShardCommand::Start { id })),
+            reason: None,
         }
     }
 
     async fn pause(&self, req: &Request) -> Outcome {
         let id = match self.session_for(req) {
             Ok(id) => id,
-            Err(s) => return error(s),
+            Err(r) => return refuse(r),
         };
         let rx = {
             let sessions = self.sessions.borrow();
@@ -835,19 +886,21 @@ impl Control {
                 .header("Session", self.session_header(id)),
             close: false,
             after_response: None,
+            reason: None,
         }
     }
 
     fn teardown(&self, req: &Request) -> Outcome {
         let id = match self.session_for(req) {
             Ok(id) => id,
-            Err(s) => return error(s),
+            Err(r) => return refuse(r),
         };
         self.remove_session(id);
         Outcome {
             response: Response::new(StatusCode::Ok),
             close: false,
             after_response: None,
+            reason: None,
         }
     }
 
