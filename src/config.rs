@@ -1,7 +1,7 @@
 //! Server configuration: a TOML file (`--config FILE`) overlaid by command-line flags
 //! (flags win), validated into [`ServerConfig`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::live::StartPolicy;
+use crate::rtsp::auth::{AccessRule, UserSecret};
 
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
@@ -67,6 +68,28 @@ pub struct ConfigOverlay {
     pub live: Option<BTreeMap<String, PathBuf>>,
     /// How viewers join a live channel: `delayed` or `burst`.
     pub live_start: Option<StartPolicy>,
+    /// Users allowed to read streams (`[[users]]`); once any exists, streams need credentials.
+    pub users: Option<Vec<UserEntry>>,
+    /// Per-stream access rules (`[[access]]`), first match wins.
+    pub access: Option<Vec<AccessRule>>,
+    /// Accept HTTP Basic credentials (RFC 7617) as well as Digest; off by default because
+    /// Basic sends the password in the clear.
+    pub allow_basic: Option<bool>,
+}
+
+/// A user in the configuration: a password, or its Digest HA1 hashes (`H(user:shardcast:password)`)
+/// so the file holds no password.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserEntry {
+    /// User name.
+    pub name: String,
+    /// Plain password (prefer the hashes).
+    pub password: Option<String>,
+    /// MD5 HA1, lowercase hex.
+    pub ha1_md5: Option<String>,
+    /// SHA-256 HA1, lowercase hex.
+    pub ha1_sha256: Option<String>,
 }
 
 impl ConfigOverlay {
@@ -99,6 +122,15 @@ impl ConfigOverlay {
                 (file, flags) => flags.or(file),
             },
             live_start: flags.live_start.or(self.live_start),
+            users: match (self.users, flags.users) {
+                (Some(mut file), Some(flags)) => {
+                    file.extend(flags);
+                    Some(file)
+                }
+                (file, flags) => flags.or(file),
+            },
+            access: flags.access.or(self.access),
+            allow_basic: flags.allow_basic.or(self.allow_basic),
         }
     }
 }
@@ -122,6 +154,12 @@ pub struct ServerConfig {
     pub live: BTreeMap<String, PathBuf>,
     /// Instant-start policy of live channels.
     pub live_start: StartPolicy,
+    /// Users and their Digest secrets.
+    pub users: HashMap<String, UserSecret>,
+    /// Access rules.
+    pub access: Vec<AccessRule>,
+    /// Whether Basic credentials are accepted.
+    pub allow_basic: bool,
 }
 
 impl ServerConfig {
@@ -163,6 +201,9 @@ impl ServerConfig {
             log: o.log.unwrap_or_else(|| "info".into()),
             live: live_channels(o.live.unwrap_or_default())?,
             live_start: o.live_start.unwrap_or_default(),
+            users: user_secrets(o.users.unwrap_or_default())?,
+            access: o.access.unwrap_or_default(),
+            allow_basic: o.allow_basic.unwrap_or(false),
         })
     }
 }
@@ -188,6 +229,54 @@ fn live_channels(
         }
     }
     Ok(live)
+}
+
+/// Turns configured users into Digest secrets.
+fn user_secrets(users: Vec<UserEntry>) -> Result<HashMap<String, UserSecret>, ConfigError> {
+    let mut out = HashMap::new();
+    for u in users {
+        let invalid = |why: &str| ConfigError::Invalid {
+            name: "users",
+            value: u.name.clone(),
+            why: why.to_owned(),
+        };
+        if u.name.is_empty() || u.name.contains([':', '"', '\\']) {
+            return Err(invalid(
+                "user names are non-empty and contain no : \" or \\",
+            ));
+        }
+        let secret = match (&u.password, &u.ha1_md5, &u.ha1_sha256) {
+            (Some(p), None, None) => UserSecret::from_password(&u.name, p),
+            (None, md5, sha) if md5.is_some() || sha.is_some() => {
+                let check = |h: &Option<String>, len: usize| match h {
+                    Some(h) if h.len() == len && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                        Ok(h.to_ascii_lowercase())
+                    }
+                    Some(_) => Err(invalid("ha1 values are lowercase hex of the right length")),
+                    None => Ok(String::new()),
+                };
+                UserSecret {
+                    ha1_md5: check(md5, 32)?,
+                    ha1_sha256: check(sha, 64)?,
+                }
+            }
+            _ => return Err(invalid("give either password or ha1-md5/ha1-sha256")),
+        };
+        out.insert(u.name, secret);
+    }
+    Ok(out)
+}
+
+/// Parses `NAME:PASSWORD` (the `--user` flag).
+pub fn parse_user_flag(s: &str) -> Result<UserEntry, String> {
+    let (name, password) = s
+        .split_once(':')
+        .ok_or_else(|| "expected NAME:PASSWORD".to_owned())?;
+    Ok(UserEntry {
+        name: name.to_owned(),
+        password: Some(password.to_owned()),
+        ..Default::default()
+    })
 }
 
 /// Parses `NAME=FILE` (the `--live` flag).

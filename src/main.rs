@@ -60,6 +60,13 @@ struct ServeArgs {
     /// burst (send the cached GOP, then follow live) [default: delayed].
     #[arg(long)]
     live_start: Option<shardcast::live::StartPolicy>,
+    /// A user NAME:PASSWORD allowed to read streams (repeatable); once any user exists,
+    /// every stream needs Digest credentials unless an access rule opens it.
+    #[arg(long = "user", value_parser = shardcast::config::parse_user_flag)]
+    users: Vec<shardcast::config::UserEntry>,
+    /// Also accept Basic credentials (the password travels in the clear).
+    #[arg(long)]
+    allow_basic: bool,
 }
 
 fn main() -> Result<()> {
@@ -96,6 +103,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         log: args.log,
         live: (!args.live.is_empty()).then(|| args.live.into_iter().collect()),
         live_start: args.live_start,
+        users: (!args.users.is_empty()).then_some(args.users),
+        access: None,
+        allow_basic: args.allow_basic.then_some(true),
     };
     let config = ServerConfig::from_overlay(file.overlaid_by(flags))?;
     init_logging(&config.log)?;

@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::auth::{Authenticator, Verdict};
 use super::msg::{Method, Request, Response, StatusCode};
 use super::parse::{parse_message, Limits, Parsed};
 use super::range::{format_npt_range, parse_range, NptTime};
@@ -70,6 +71,8 @@ struct Control {
     sessions: RefCell<HashMap<SessionId, SessionRecord>>,
     /// Live channels by name.
     channels: HashMap<String, Arc<LiveChannel>>,
+    /// Credentials and access rules, when any are configured.
+    auth: Option<RefCell<Authenticator>>,
     next_conn: Cell<u64>,
     local_addr: SocketAddr,
     limits: Limits,
@@ -174,6 +177,19 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
         tracing::info!(channel = %name, file = %file.display(), loop_secs = channel.loop_duration.as_secs_f64(), policy = ?config.live_start, "live channel on air");
         channels.insert(name.clone(), Arc::new(channel));
     }
+    let auth = Authenticator::new(
+        config.users.clone(),
+        config.access.clone(),
+        config.allow_basic,
+    );
+    if auth.is_some() {
+        tracing::info!(
+            users = config.users.len(),
+            rules = config.access.len(),
+            basic = config.allow_basic,
+            "authentication required (Digest SHA-256/MD5)"
+        );
+    }
     let join = std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -194,6 +210,7 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
                 library,
                 sessions: RefCell::new(HashMap::new()),
                 channels,
+                auth: auth.map(RefCell::new),
                 next_conn: Cell::new(0),
                 local_addr,
                 limits: Limits::default(),
@@ -434,7 +451,10 @@ impl Control {
     }
 
     async fn handle(&self, req: &Request, conn: &Conn) -> Outcome {
-        let mut out = self.dispatch(req, conn).await;
+        let mut out = match self.authorize(req, conn).await {
+            Some(refused) => refused,
+            None => self.dispatch(req, conn).await,
+        };
         if !matches!(out.response.status, StatusCode::Ok) {
             let reason = out
                 .reason
@@ -447,11 +467,50 @@ impl Control {
             resp = resp.header("CSeq", cseq.to_string());
         }
         for (k, v) in out.response.headers.iter() {
-            resp = resp.header(k, v);
+            // append: a 401 carries several WWW-Authenticate challenges.
+            resp.headers.append(k, v);
         }
         resp.body = std::mem::take(&mut out.response.body);
         out.response = self.common_headers(resp);
         out
+    }
+
+    /// RFC 2326 §11.4.1 / RFC 7616: every method but OPTIONS needs credentials once users
+    /// are configured. Returns the refusal, or `None` to go ahead.
+    async fn authorize(&self, req: &Request, conn: &Conn) -> Option<Outcome> {
+        let auth = self.auth.as_ref()?;
+        if req.method == Method::Options {
+            return None;
+        }
+        let path = split_request_uri(&req.uri)
+            .map(|p| p.segments.join("/"))
+            .unwrap_or_default();
+        let verdict = auth.borrow_mut().check(
+            req.method.as_str(),
+            &req.uri,
+            &path,
+            req.header("Authorization"),
+            conn.peer.ip(),
+            Instant::now(),
+        );
+        match verdict {
+            Verdict::Allowed(_) => None,
+            Verdict::Forbidden(user) => Some(refuse(Refusal::because(
+                StatusCode::Forbidden,
+                format!("user {user:?} may not read {path:?}"),
+            ))),
+            Verdict::Challenge { stale, delay, why } => {
+                if !delay.is_zero() {
+                    // Slows a guessing client down without blocking anyone else.
+                    tokio::time::sleep(delay).await;
+                }
+                let mut out = refuse(Refusal::because(StatusCode::Unauthorized, why));
+                for challenge in auth.borrow().challenges(stale) {
+                    out.response.headers.append("WWW-Authenticate", challenge);
+                }
+                Some(out)
+            }
+        }
     }
 
     async fn dispatch(&self, req: &Request, conn: &Conn) -> Outcome {

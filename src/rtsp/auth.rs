@@ -1,0 +1,742 @@
+//! RTSP authentication: HTTP Digest (RFC 7616, MD5 and SHA-256, `qop=auth`) and, only when
+//! configured, Basic (RFC 7617), plus per-stream access rules and brute-force backoff.
+//!
+//! Secrets: users are stored as their Digest HA1 values, `H(user:realm:password)` per
+//! algorithm (RFC 7616 §3.4.2), never as passwords; Basic credentials are checked by
+//! computing the same HA1. Nonces are stateless: `issued time ‖ random ‖ tag`, where the tag is
+//! a SHA-256 keyed with a per-process secret, so a forged or altered nonce is refused and an
+//! expired one is answered with `stale=true` (§3.3). Replays are refused through the nonce
+//! count (§3.4: `nc` must grow for each nonce); that table is bounded.
+//!
+//! Not here: which methods need authentication (the server asks for all but OPTIONS).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use md5::Md5;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Realm announced in challenges (part of every stored HA1).
+pub const REALM: &str = "shardcast";
+/// How long a nonce is valid before the client must take a fresh one (`stale=true`).
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Nonces whose counts are remembered at most; older entries are dropped first.
+const MAX_TRACKED_NONCES: usize = 50_000;
+/// Failed attempts from one address tolerated before answers are slowed down.
+const FREE_FAILURES: u32 = 5;
+/// Longest delay imposed on a failing address.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A quiet period after which an address's failures are forgotten.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Digest algorithms (RFC 7616 §3.3 `algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// MD5 (what most RTSP clients, ffmpeg and GStreamer among them, implement).
+    Md5,
+    /// SHA-256 (preferred; offered first).
+    Sha256,
+}
+
+impl Algorithm {
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    fn hash_hex(self, data: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
+            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+        }
+    }
+}
+
+/// A user's stored secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSecret {
+    /// `MD5(user:realm:password)`, lowercase hex.
+    pub ha1_md5: String,
+    /// `SHA-256(user:realm:password)`, lowercase hex.
+    pub ha1_sha256: String,
+}
+
+impl UserSecret {
+    /// Derives both HA1 values from a password.
+    pub fn from_password(user: &str, password: &str) -> Self {
+        let a1 = format!("{user}:{REALM}:{password}");
+        Self {
+            ha1_md5: Algorithm::Md5.hash_hex(&a1),
+            ha1_sha256: Algorithm::Sha256.hash_hex(&a1),
+        }
+    }
+
+    fn ha1(&self, alg: Algorithm) -> &str {
+        match alg {
+            Algorithm::Md5 => &self.ha1_md5,
+            Algorithm::Sha256 => &self.ha1_sha256,
+        }
+    }
+}
+
+/// Who may read which streams.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AccessRule {
+    /// A stream name, or a prefix ending in `*` (`news/*`, `*`).
+    pub streams: String,
+    /// Open to anyone, without credentials.
+    #[serde(default)]
+    pub public: bool,
+    /// Users allowed (`*` = any authenticated user); ignored when `public`.
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+impl AccessRule {
+    fn matches(&self, path: &str) -> bool {
+        match self.streams.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == self.streams || path.starts_with(&format!("{}/", self.streams)),
+        }
+    }
+}
+
+/// The outcome of checking a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go ahead (with the authenticated user, if any).
+    Allowed(Option<String>),
+    /// 401 with fresh challenges; `stale` when only the nonce was too old. `delay` slows
+    /// down an address that keeps failing.
+    Challenge {
+        /// The nonce expired but the credentials were right.
+        stale: bool,
+        /// Wait this long before answering.
+        delay: Duration,
+        /// Why, for the log line.
+        why: &'static str,
+    },
+    /// 403: authenticated, but not allowed to read this stream.
+    Forbidden(String),
+}
+
+/// Checks credentials and access rules; one per server (control thread).
+#[derive(Debug)]
+pub struct Authenticator {
+    users: HashMap<String, UserSecret>,
+    rules: Vec<AccessRule>,
+    allow_basic: bool,
+    key: [u8; 32],
+    nonce_counts: HashMap<String, (u32, u64)>,
+    failures: HashMap<IpAddr, (u32, Instant)>,
+    /// Failed authentication attempts since start.
+    pub failed_attempts: u64,
+}
+
+impl Authenticator {
+    /// An authenticator for `users`; `None` when there is nothing to protect (no users and
+    /// no rules), so the server can skip every check.
+    pub fn new(
+        users: HashMap<String, UserSecret>,
+        rules: Vec<AccessRule>,
+        allow_basic: bool,
+    ) -> Option<Self> {
+        if users.is_empty() && rules.iter().all(|r| r.public) {
+            return None;
+        }
+        Some(Self {
+            users,
+            rules,
+            allow_basic,
+            key: rand::random(),
+            nonce_counts: HashMap::new(),
+            failures: HashMap::new(),
+            failed_attempts: 0,
+        })
+    }
+
+    /// `WWW-Authenticate` values, preferred first (RFC 7616 §3.7): SHA-256, then MD5 (a
+    /// client that understands only MD5 takes that one), then Basic when allowed.
+    pub fn challenges(&self, stale: bool) -> Vec<String> {
+        let now = unix_secs(SystemTime::now());
+        let mut out = Vec::with_capacity(3);
+        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+            let mut c = format!(
+                "Digest realm=\"{REALM}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
+                self.make_nonce(now),
+                alg.name()
+            );
+            if stale {
+                c.push_str(", stale=true");
+            }
+            out.push(c);
+        }
+        if self.allow_basic {
+            out.push(format!("Basic realm=\"{REALM}\""));
+        }
+        out
+    }
+
+    fn make_nonce(&self, issued: u64) -> String {
+        let random: u64 = rand::random();
+        let mut body = [0u8; 16];
+        body[..8].copy_from_slice(&issued.to_be_bytes());
+        body[8..].copy_from_slice(&random.to_be_bytes());
+        let tag = self.tag(&body);
+        format!("{}{}", hex(&body), hex(&tag))
+    }
+
+    fn tag(&self, body: &[u8; 16]) -> [u8; 8] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(body);
+        let d = h.finalize();
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&d[..8]);
+        t
+    }
+
+    /// Validates a nonce: `Some(issued_unix_secs)` when it is ours and untampered.
+    fn nonce_issued(&self, nonce: &str) -> Option<u64> {
+        let raw = unhex(nonce)?;
+        if raw.len() != 24 {
+            return None;
+        }
+        let mut body = [0u8; 16];
+        body.copy_from_slice(&raw[..16]);
+        let tag = self.tag(&body);
+        if !bool::from(tag.ct_eq(&raw[16..24])) {
+            return None;
+        }
+        let mut issued = [0u8; 8];
+        issued.copy_from_slice(&raw[..8]);
+        Some(u64::from_be_bytes(issued))
+    }
+
+    /// Checks one request. `path` is the request URI's stream path (`news/today/trackID=0`),
+    /// `uri` the Request-URI as sent (Digest `uri=` must equal it).
+    pub fn check(
+        &mut self,
+        method: &str,
+        uri: &str,
+        path: &str,
+        authorization: Option<&str>,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Verdict {
+        self.check_at(
+            method,
+            uri,
+            path,
+            authorization,
+            peer,
+            now,
+            SystemTime::now(),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_at(
+        &mut self,
+        method: &str,
+        uri: &str,
+        path: &str,
+        authorization: Option<&str>,
+        peer: IpAddr,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Verdict {
+        let rule = self.rules.iter().find(|r| r.matches(path)).cloned();
+        if rule.as_ref().is_some_and(|r| r.public) {
+            return Verdict::Allowed(None);
+        }
+        let result = match authorization {
+            None => Err((false, "no credentials")),
+            Some(a) => self.authenticate(method, uri, a, unix_secs(wall)),
+        };
+        match result {
+            Ok(user) => {
+                self.failures.remove(&peer);
+                match rule {
+                    Some(r) if !r.users.iter().any(|u| u == "*" || *u == user) => {
+                        Verdict::Forbidden(user)
+                    }
+                    _ => Verdict::Allowed(Some(user)),
+                }
+            }
+            Err((stale, why)) => {
+                // A first request without credentials is the normal start of the exchange,
+                // not a failure; wrong or replayed credentials are.
+                let delay = if authorization.is_some() && !stale {
+                    self.failed_attempts += 1;
+                    self.record_failure(peer, now)
+                } else {
+                    Duration::ZERO
+                };
+                Verdict::Challenge { stale, delay, why }
+            }
+        }
+    }
+
+    /// Counts a failure and returns the backoff for `peer`.
+    fn record_failure(&mut self, peer: IpAddr, now: Instant) -> Duration {
+        if self.failures.len() > MAX_TRACKED_NONCES {
+            self.failures
+                .retain(|_, (_, last)| now.saturating_duration_since(*last) < FAILURE_WINDOW);
+        }
+        let entry = self.failures.entry(peer).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) > FAILURE_WINDOW {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        let over = entry.0.saturating_sub(FREE_FAILURES);
+        if over == 0 {
+            Duration::ZERO
+        } else {
+            (Duration::from_millis(100) * 2u32.saturating_pow(over.min(10))).min(MAX_BACKOFF)
+        }
+    }
+
+    /// Verifies an `Authorization` value; `Err((stale, why))` on failure.
+    fn authenticate(
+        &mut self,
+        method: &str,
+        uri: &str,
+        authorization: &str,
+        now_secs: u64,
+    ) -> Result<String, (bool, &'static str)> {
+        let (scheme, rest) = authorization
+            .trim()
+            .split_once(' ')
+            .ok_or((false, "malformed Authorization"))?;
+        if scheme.eq_ignore_ascii_case("basic") {
+            if !self.allow_basic {
+                return Err((false, "Basic authentication is not enabled"));
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .map_err(|_| (false, "malformed Basic credentials"))?;
+            let text =
+                String::from_utf8(decoded).map_err(|_| (false, "malformed Basic credentials"))?;
+            let (user, pass) = text
+                .split_once(':')
+                .ok_or((false, "malformed Basic credentials"))?;
+            let secret = self.users.get(user).ok_or((false, "unknown user"))?;
+            let given = UserSecret::from_password(user, pass);
+            return if bool::from(
+                given
+                    .ha1_sha256
+                    .as_bytes()
+                    .ct_eq(secret.ha1_sha256.as_bytes()),
+            ) {
+                Ok(user.to_owned())
+            } else {
+                Err((false, "wrong password"))
+            };
+        }
+        if !scheme.eq_ignore_ascii_case("digest") {
+            return Err((false, "unsupported authentication scheme"));
+        }
+        let p = parse_params(rest);
+        let get = |k: &str| {
+            p.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.as_str())
+        };
+        let user = get("username").ok_or((false, "digest without username"))?;
+        let realm = get("realm").ok_or((false, "digest without realm"))?;
+        let nonce = get("nonce").ok_or((false, "digest without nonce"))?;
+        let digest_uri = get("uri").ok_or((false, "digest without uri"))?;
+        let response = get("response").ok_or((false, "digest without response"))?;
+        let alg = match get("algorithm").unwrap_or("MD5") {
+            a if a.eq_ignore_ascii_case("MD5") => Algorithm::Md5,
+            a if a.eq_ignore_ascii_case("SHA-256") => Algorithm::Sha256,
+            _ => return Err((false, "unsupported digest algorithm")),
+        };
+        if realm != REALM {
+            return Err((false, "wrong realm"));
+        }
+        // RFC 7616 §3.4.6: the digest must be for this request's URI.
+        if digest_uri != uri {
+            return Err((false, "digest uri differs from the request URI"));
+        }
+        let qop = get("qop");
+        if qop != Some("auth") {
+            return Err((
+                false,
+                "digest without qop=auth (replay protection needs it)",
+            ));
+        }
+        let nc_text = get("nc").ok_or((false, "digest without nc"))?;
+        let cnonce = get("cnonce").ok_or((false, "digest without cnonce"))?;
+        let nc = u32::from_str_radix(nc_text, 16).map_err(|_| (false, "malformed nc"))?;
+        let issued = self
+            .nonce_issued(nonce)
+            .ok_or((false, "unknown or altered nonce"))?;
+        let secret = self.users.get(user).ok_or((false, "unknown user"))?;
+        let ha2 = alg.hash_hex(&format!("{method}:{digest_uri}"));
+        let expected = alg.hash_hex(&format!(
+            "{}:{nonce}:{nc_text}:{cnonce}:auth:{ha2}",
+            secret.ha1(alg)
+        ));
+        if !bool::from(
+            expected
+                .as_bytes()
+                .ct_eq(response.to_ascii_lowercase().as_bytes()),
+        ) {
+            return Err((false, "wrong password"));
+        }
+        if now_secs.saturating_sub(issued) > NONCE_LIFETIME.as_secs() {
+            return Err((true, "nonce expired"));
+        }
+        // §3.4: a nonce count that does not grow is a replay.
+        if self.nonce_counts.len() >= MAX_TRACKED_NONCES {
+            let cutoff = now_secs.saturating_sub(NONCE_LIFETIME.as_secs());
+            self.nonce_counts.retain(|_, (_, issued)| *issued >= cutoff);
+        }
+        let full = self.nonce_counts.len() >= MAX_TRACKED_NONCES;
+        match self.nonce_counts.get_mut(nonce) {
+            Some((last, _)) if nc <= *last => return Err((false, "replayed nonce count")),
+            Some((last, _)) => *last = nc,
+            None if full => return Err((true, "too many live nonces")),
+            None => {
+                self.nonce_counts.insert(nonce.to_owned(), (nc, issued));
+            }
+        }
+        Ok(user.to_owned())
+    }
+}
+
+/// Splits `k=v, k="v, w"` auth-params (RFC 7235 §2.1).
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else { break };
+        let name = rest[..eq].trim().trim_start_matches(',').trim().to_owned();
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(q) = rest.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = q.char_indices();
+            let mut end = q.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            v.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            value = v;
+            rest = q.get(end..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_owned();
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start().trim_start_matches(',').trim_start();
+        out.push((name, value));
+    }
+    out
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn auth(basic: bool, rules: Vec<AccessRule>) -> Authenticator {
+        let users = [
+            (
+                "alice".to_owned(),
+                UserSecret::from_password("alice", "secret"),
+            ),
+            (
+                "bob".to_owned(),
+                UserSecret::from_password("bob", "hunter2"),
+            ),
+        ]
+        .into();
+        Authenticator::new(users, rules, basic).unwrap()
+    }
+
+    fn nonce_of(challenge: &str) -> String {
+        parse_params(challenge.trim_start_matches("Digest "))
+            .into_iter()
+            .find(|(k, _)| k == "nonce")
+            .unwrap()
+            .1
+    }
+
+    /// A client's Authorization header, computed independently of `authenticate`.
+    fn digest(
+        alg: Algorithm,
+        user: &str,
+        pass: &str,
+        method: &str,
+        uri: &str,
+        nonce: &str,
+        nc: u32,
+    ) -> String {
+        let ha1 = alg.hash_hex(&format!("{user}:{REALM}:{pass}"));
+        let ha2 = alg.hash_hex(&format!("{method}:{uri}"));
+        let nc = format!("{nc:08x}");
+        let resp = alg.hash_hex(&format!("{ha1}:{nonce}:{nc}:abcdef:auth:{ha2}"));
+        format!(
+            "Digest username=\"{user}\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             algorithm={}, qop=auth, nc={nc}, cnonce=\"abcdef\", response=\"{resp}\"",
+            alg.name()
+        )
+    }
+
+    const URI: &str = "rtsp://127.0.0.1:8554/news";
+
+    #[test]
+    fn rfc_7616_section_3_9_1_example_responses() {
+        // The RFC's worked example, composed the way `authenticate` composes it.
+        let nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
+        let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
+        for (alg, want) in [
+            (Algorithm::Md5, "8ca523f5e9506fed4657c9700eebdbec"),
+            (
+                Algorithm::Sha256,
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
+        ] {
+            let ha1 = alg.hash_hex("Mufasa:http-auth@example.org:Circle of Life");
+            let ha2 = alg.hash_hex("GET:/dir/index.html");
+            let got = alg.hash_hex(&format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+            assert_eq!(got, want, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn digest_md5_and_sha256_accept_right_and_refuse_wrong_passwords() {
+        let now = Instant::now();
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let mut a = auth(false, vec![]);
+            let nonce = nonce_of(&a.challenges(false)[0]);
+            let good = digest(alg, "alice", "secret", "DESCRIBE", URI, &nonce, 1);
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&good), PEER, now),
+                Verdict::Allowed(Some("alice".into()))
+            );
+            let bad = digest(alg, "alice", "wrong", "DESCRIBE", URI, &nonce, 2);
+            assert!(matches!(
+                a.check("DESCRIBE", URI, "news", Some(&bad), PEER, now),
+                Verdict::Challenge { stale: false, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn replayed_tampered_expired_and_misdirected_digests_are_refused() {
+        let now = Instant::now();
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_of(&a.challenges(false)[1]);
+        let first = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &nonce, 1);
+        assert!(matches!(
+            a.check("PLAY", URI, "news", Some(&first), PEER, now),
+            Verdict::Allowed(_)
+        ));
+        // Same nc again: replay.
+        assert!(matches!(
+            a.check("PLAY", URI, "news", Some(&first), PEER, now),
+            Verdict::Challenge {
+                why: "replayed nonce count",
+                ..
+            }
+        ));
+        // Growing nc is fine.
+        let second = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &nonce, 2);
+        assert!(matches!(
+            a.check("PLAY", URI, "news", Some(&second), PEER, now),
+            Verdict::Allowed(_)
+        ));
+        // A nonce with one hex digit changed.
+        let mut forged = nonce.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == '0' { '1' } else { '0' });
+        let tampered = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &forged, 1);
+        assert!(matches!(
+            a.check("PLAY", URI, "news", Some(&tampered), PEER, now),
+            Verdict::Challenge {
+                why: "unknown or altered nonce",
+                ..
+            }
+        ));
+        // Digest for another URI.
+        let elsewhere = digest(
+            Algorithm::Md5,
+            "alice",
+            "secret",
+            "PLAY",
+            "rtsp://h/other",
+            &nonce,
+            3,
+        );
+        assert!(matches!(
+            a.check("PLAY", URI, "news", Some(&elsewhere), PEER, now),
+            Verdict::Challenge { .. }
+        ));
+        // The same valid digest after the nonce lifetime: stale, so the client retries at once.
+        let later = SystemTime::now() + NONCE_LIFETIME + Duration::from_secs(5);
+        let fresh = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &nonce, 9);
+        assert!(matches!(
+            a.check_at("PLAY", URI, "news", Some(&fresh), PEER, now, later),
+            Verdict::Challenge { stale: true, .. }
+        ));
+    }
+
+    #[test]
+    fn basic_only_when_enabled() {
+        let now = Instant::now();
+        let creds = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:secret")
+        );
+        assert!(matches!(
+            auth(false, vec![]).check("DESCRIBE", URI, "news", Some(&creds), PEER, now),
+            Verdict::Challenge { .. }
+        ));
+        assert_eq!(
+            auth(true, vec![]).check("DESCRIBE", URI, "news", Some(&creds), PEER, now),
+            Verdict::Allowed(Some("alice".into()))
+        );
+        assert!(auth(true, vec![])
+            .challenges(false)
+            .iter()
+            .any(|c| c.starts_with("Basic ")));
+    }
+
+    #[test]
+    fn rules_open_streams_and_restrict_users() {
+        let rules = vec![
+            AccessRule {
+                streams: "public/*".into(),
+                public: true,
+                users: vec![],
+            },
+            AccessRule {
+                streams: "news".into(),
+                public: false,
+                users: vec!["alice".into()],
+            },
+        ];
+        let now = Instant::now();
+        let mut a = auth(false, rules);
+        assert_eq!(
+            a.check("DESCRIBE", URI, "public/clip", None, PEER, now),
+            Verdict::Allowed(None)
+        );
+        let nonce = nonce_of(&a.challenges(false)[0]);
+        let bob = digest(
+            Algorithm::Sha256,
+            "bob",
+            "hunter2",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            1,
+        );
+        assert_eq!(
+            a.check("DESCRIBE", URI, "news/trackID=0", Some(&bob), PEER, now),
+            Verdict::Forbidden("bob".into())
+        );
+        let alice = digest(
+            Algorithm::Sha256,
+            "alice",
+            "secret",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            2,
+        );
+        assert!(matches!(
+            a.check("DESCRIBE", URI, "news", Some(&alice), PEER, now),
+            Verdict::Allowed(_)
+        ));
+        // No rule for "other": any authenticated user.
+        let bob2 = digest(
+            Algorithm::Sha256,
+            "bob",
+            "hunter2",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            3,
+        );
+        assert!(matches!(
+            a.check("DESCRIBE", URI, "other", Some(&bob2), PEER, now),
+            Verdict::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn repeated_failures_from_one_address_are_slowed_down() {
+        let now = Instant::now();
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_of(&a.challenges(false)[0]);
+        let mut delays = Vec::new();
+        for nc in 1..=9 {
+            let bad = digest(Algorithm::Md5, "alice", "nope", "DESCRIBE", URI, &nonce, nc);
+            if let Verdict::Challenge { delay, .. } =
+                a.check("DESCRIBE", URI, "news", Some(&bad), PEER, now)
+            {
+                delays.push(delay);
+            }
+        }
+        assert!(delays[..5].iter().all(|d| d.is_zero()), "{delays:?}");
+        assert!(
+            delays[5] > Duration::ZERO && delays[8] > delays[5],
+            "{delays:?}"
+        );
+        assert_eq!(a.failed_attempts, 9);
+        // A missing Authorization (the normal first request) is not a failure.
+        assert!(
+            matches!(a.check("DESCRIBE", URI, "news", None, "10.0.0.1".parse().unwrap(), now), Verdict::Challenge { delay, .. } if delay.is_zero())
+        );
+    }
+
+    #[test]
+    fn param_parser_handles_quotes_escapes_and_commas() {
+        let p = parse_params(r#"username="a\"b", realm="x, y", nc=00000001, qop=auth"#);
+        assert_eq!(p[0], ("username".into(), "a\"b".into()));
+        assert_eq!(p[1], ("realm".into(), "x, y".into()));
+        assert_eq!(p[2], ("nc".into(), "00000001".into()));
+        assert_eq!(p[3], ("qop".into(), "auth".into()));
+    }
+}
