@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::live::StartPolicy;
+use crate::rtsp::admission::Limits as AdmissionLimits;
 use crate::rtsp::auth::{AccessRule, UserSecret};
 
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
@@ -75,6 +76,8 @@ pub struct ConfigOverlay {
     /// Accept HTTP Basic credentials (RFC 7617) as well as Digest; off by default because
     /// Basic sends the password in the clear.
     pub allow_basic: Option<bool>,
+    /// Admission limits (`[limits]`); 0 or absent = unlimited.
+    pub limits: Option<AdmissionLimits>,
 }
 
 /// A user in the configuration: a password, or its Digest HA1 hashes (`H(user:shardcast:password)`)
@@ -131,6 +134,23 @@ impl ConfigOverlay {
             },
             access: flags.access.or(self.access),
             allow_basic: flags.allow_basic.or(self.allow_basic),
+            limits: match (self.limits, flags.limits) {
+                (Some(file), Some(flags)) => Some(AdmissionLimits {
+                    max_viewers: pick(flags.max_viewers, file.max_viewers),
+                    max_viewers_per_ip: pick(flags.max_viewers_per_ip, file.max_viewers_per_ip),
+                    max_connections: pick(flags.max_connections, file.max_connections),
+                    max_connections_per_ip: pick(
+                        flags.max_connections_per_ip,
+                        file.max_connections_per_ip,
+                    ),
+                    max_requests_per_sec: pick(
+                        flags.max_requests_per_sec,
+                        file.max_requests_per_sec,
+                    ),
+                    max_mbps_per_shard: pick(flags.max_mbps_per_shard, file.max_mbps_per_shard),
+                }),
+                (file, flags) => flags.or(file),
+            },
         }
     }
 }
@@ -160,6 +180,8 @@ pub struct ServerConfig {
     pub access: Vec<AccessRule>,
     /// Whether Basic credentials are accepted.
     pub allow_basic: bool,
+    /// Admission limits.
+    pub admission: AdmissionLimits,
 }
 
 impl ServerConfig {
@@ -204,6 +226,7 @@ impl ServerConfig {
             users: user_secrets(o.users.unwrap_or_default())?,
             access: o.access.unwrap_or_default(),
             allow_basic: o.allow_basic.unwrap_or(false),
+            admission: o.limits.unwrap_or_default(),
         })
     }
 }
@@ -229,6 +252,15 @@ fn live_channels(
         }
     }
     Ok(live)
+}
+
+/// A flag's value when set (non-zero), else the file's.
+fn pick<T: Default + PartialEq>(flag: T, file: T) -> T {
+    if flag != T::default() {
+        flag
+    } else {
+        file
+    }
 }
 
 /// Turns configured users into Digest secrets.

@@ -67,6 +67,24 @@ struct ServeArgs {
     /// Also accept Basic credentials (the password travels in the clear).
     #[arg(long)]
     allow_basic: bool,
+    /// Most viewers (sessions) in the server; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    max_viewers: usize,
+    /// Most viewers from one IP address; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    max_viewers_per_ip: usize,
+    /// Most open RTSP connections; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+    /// Most open RTSP connections from one IP address; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_ip: usize,
+    /// Most requests per second on one connection; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    max_requests_per_sec: u32,
+    /// Most average outgoing Mbit/s per shard; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    max_mbps_per_shard: u64,
 }
 
 fn main() -> Result<()> {
@@ -106,6 +124,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         users: (!args.users.is_empty()).then_some(args.users),
         access: None,
         allow_basic: args.allow_basic.then_some(true),
+        limits: Some(shardcast::rtsp::admission::Limits {
+            max_viewers: args.max_viewers,
+            max_viewers_per_ip: args.max_viewers_per_ip,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            max_requests_per_sec: args.max_requests_per_sec,
+            max_mbps_per_shard: args.max_mbps_per_shard,
+        }),
     };
     let config = ServerConfig::from_overlay(file.overlaid_by(flags))?;
     init_logging(&config.log)?;

@@ -119,6 +119,19 @@ impl MediaFile {
         })
     }
 
+    /// Average media bitrate in bits/s over all tracks (for bandwidth admission).
+    pub fn bitrate_bps(&self) -> u64 {
+        let bytes: u64 = self
+            .index
+            .tracks
+            .iter()
+            .flat_map(|t| t.samples.iter())
+            .map(|s| u64::from(s.len))
+            .sum();
+        let secs = self.duration().as_secs_f64().max(0.001);
+        (bytes as f64 * 8.0 / secs) as u64
+    }
+
     /// Presentation duration.
     pub fn duration(&self) -> Duration {
         self.index.duration()

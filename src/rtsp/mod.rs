@@ -6,6 +6,7 @@
 //! handle the Transport (§12.39) and Range (§3.6, §12.29) headers, and [`uri`]
 //! confines request URIs (§3.2) to safe path segments.
 
+pub mod admission;
 pub mod auth;
 pub mod msg;
 pub mod parse;

@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::admission::{Admission, Refused};
 use super::auth::{Authenticator, Verdict};
 use super::msg::{Method, Request, Response, StatusCode};
 use super::parse::{parse_message, Limits, Parsed};
@@ -59,6 +60,8 @@ struct SessionRecord {
     /// Connection that set up interleaved tracks (they die with it) and its writer.
     tcp_conn: Option<(u64, Arc<InterleavedSink>)>,
     peer: SocketAddr,
+    /// Average bitrate committed against the shard's bandwidth limit.
+    bitrate_bps: u64,
 }
 
 /// Shared state of the control thread (single-threaded: `Rc`/`RefCell`).
@@ -73,6 +76,8 @@ struct Control {
     channels: HashMap<String, Arc<LiveChannel>>,
     /// Credentials and access rules, when any are configured.
     auth: Option<RefCell<Authenticator>>,
+    /// Connection, viewer and bandwidth limits.
+    admission: RefCell<Admission>,
     next_conn: Cell<u64>,
     local_addr: SocketAddr,
     limits: Limits,
@@ -190,6 +195,7 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
             "authentication required (Digest SHA-256/MD5)"
         );
     }
+    let admission = RefCell::new(Admission::new(config.admission, config.shards));
     let join = std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -211,6 +217,7 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
                 sessions: RefCell::new(HashMap::new()),
                 channels,
                 auth: auth.map(RefCell::new),
+                admission,
                 next_conn: Cell::new(0),
                 local_addr,
                 limits: Limits::default(),
@@ -308,6 +315,18 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
             return;
         }
     };
+    if let Err(r) = ctl.admission.borrow_mut().open_connection(peer.ip()) {
+        tracing::warn!(%peer, "connection refused: {}", r.why);
+        let mut bytes = Vec::new();
+        ctl.common_headers(Response::new(r.status))
+            .header("Retry-After", r.retry_after_secs.to_string())
+            .header("Connection", "close")
+            .serialize(&mut bytes);
+        let _ = sink.write_parts(&[&bytes], true);
+        let _ = flush_sink(&stream, &sink).await;
+        return;
+    }
+    let mut rate = ctl.admission.borrow().request_rate();
     let conn_id = ctl.next_conn.get();
     ctl.next_conn.set(conn_id + 1);
     let conn = Conn {
@@ -336,7 +355,17 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
                 }
                 Ok(Some(Parsed::Request { request, consumed })) => {
                     buf.drain(..consumed);
-                    let out = ctl.handle(&request, &conn).await;
+                    let out = if rate.allow(Instant::now()) {
+                        ctl.handle(&request, &conn).await
+                    } else {
+                        ctl.admission.borrow_mut().refused += 1;
+                        let refused = Refused {
+                            status: StatusCode::ServiceUnavailable,
+                            retry_after_secs: 1,
+                            why: "request rate over max-requests-per-sec".into(),
+                        };
+                        ctl.finish(&request, &conn, over_limit(refused))
+                    };
                     let mut bytes = Vec::with_capacity(512);
                     out.response.serialize(&mut bytes);
                     if conn.sink.write_parts(&[&bytes], true).is_err() || out.close {
@@ -392,6 +421,7 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
         }
     }
     ctl.connection_closed(conn.id);
+    ctl.admission.borrow_mut().close_connection(peer.ip());
 }
 
 /// Pushes out a connection's backlog, giving up after a short grace period.
@@ -428,6 +458,15 @@ fn url_base(uri: &str, local: SocketAddr) -> String {
     format!("rtsp://{local}")
 }
 
+/// A request over an admission limit: 503 or 453 with `Retry-After` (RFC 2326 §12.31).
+fn over_limit(r: Refused) -> Outcome {
+    let mut out = refuse(Refusal::because(r.status, r.why));
+    out.response
+        .headers
+        .insert("Retry-After", r.retry_after_secs.to_string());
+    out
+}
+
 fn refuse(r: Refusal) -> Outcome {
     Outcome {
         reason: r.reason,
@@ -451,10 +490,15 @@ impl Control {
     }
 
     async fn handle(&self, req: &Request, conn: &Conn) -> Outcome {
-        let mut out = match self.authorize(req, conn).await {
+        let out = match self.authorize(req, conn).await {
             Some(refused) => refused,
             None => self.dispatch(req, conn).await,
         };
+        self.finish(req, conn, out)
+    }
+
+    /// Logs a refusal (one line) and completes the response: CSeq, Server, Date.
+    fn finish(&self, req: &Request, conn: &Conn, mut out: Outcome) -> Outcome {
         if !matches!(out.response.status, StatusCode::Ok) {
             let reason = out
                 .reason
@@ -651,9 +695,16 @@ impl Control {
                 (id, rec.shard)
             }
             None => {
-                let shard = (0..self.shards.len())
-                    .min_by_key(|&i| self.assigned[i].get())
-                    .unwrap_or(0);
+                let mut order: Vec<usize> = (0..self.shards.len()).collect();
+                order.sort_by_key(|&i| self.assigned[i].get());
+                let shard = match self.admission.borrow_mut().open_viewer(
+                    conn.peer.ip(),
+                    media.bitrate_bps(),
+                    &order,
+                ) {
+                    Ok(shard) => shard,
+                    Err(r) => return over_limit(r),
+                };
                 let mut id: SessionId = rand::thread_rng().gen();
                 while id == 0 || sessions.contains_key(&id) {
                     id = rand::thread_rng().gen();
@@ -750,6 +801,7 @@ impl Control {
                 activity: Arc::new(Activity::default()),
                 tcp_conn: None,
                 peer: conn.peer,
+                bitrate_bps: media.bitrate_bps(),
             }
         });
         rec.activity.touch(Instant::now());
@@ -986,6 +1038,9 @@ impl Control {
 
     fn remove_session(&self, id: SessionId) -> Option<SessionRecord> {
         let rec = self.sessions.borrow_mut().remove(&id)?;
+        self.admission
+            .borrow_mut()
+            .close_viewer(rec.peer.ip(), rec.bitrate_bps, rec.shard);
         let n = &self.assigned[rec.shard];
         n.set(n.get().saturating_sub(1));
         if rec.on_shard {
