@@ -315,7 +315,8 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
             return;
         }
     };
-    if let Err(r) = ctl.admission.borrow_mut().open_connection(peer.ip()) {
+    let admitted = ctl.admission.borrow_mut().open_connection(peer.ip());
+    if let Err(r) = admitted {
         tracing::warn!(%peer, "connection refused: {}", r.why);
         let mut bytes = Vec::new();
         ctl.common_headers(Response::new(r.status))
