@@ -110,10 +110,7 @@ fn init_logging(filter: &str) -> Result<()> {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let file = match &args.config {
-        Some(path) => ConfigOverlay::from_file(path)?,
-        None => ConfigOverlay::default(),
-    };
+    let config_path = args.config.clone();
     let flags = ConfigOverlay {
         media: args.media,
         listen: args.listen,
@@ -135,19 +132,31 @@ fn serve(args: ServeArgs) -> Result<()> {
             max_mbps_per_shard: args.max_mbps_per_shard,
         }),
     };
-    let config = ServerConfig::from_overlay(file.overlaid_by(flags))?;
-    init_logging(&config.log)?;
-    let library = match &config.media {
-        Some(dir) => MediaLibrary::from_root(dir)
-            .with_context(|| format!("opening media folder {}", dir.display()))?,
-        None => MediaLibrary::bundled().context("indexing the bundled sample")?,
+    // The same steps run at start and on SIGHUP: read the file, let the flags win, open the
+    // media catalog.
+    let load = move || -> Result<(ServerConfig, MediaLibrary)> {
+        let file = match &config_path {
+            Some(path) => ConfigOverlay::from_file(path)?,
+            None => ConfigOverlay::default(),
+        };
+        let config = ServerConfig::from_overlay(file.overlaid_by(flags.clone()))?;
+        let library = match &config.media {
+            Some(dir) => MediaLibrary::from_root(dir)
+                .with_context(|| format!("opening media folder {}", dir.display()))?,
+            None => MediaLibrary::bundled().context("indexing the bundled sample")?,
+        };
+        Ok((config, library))
     };
+    let (config, library) = load()?;
+    init_logging(&config.log)?;
+    let reload: shardcast::rtsp::server::Reloader =
+        Box::new(move || load().map_err(|e| format!("{e:#}")));
     let mut streams = library.list();
     streams.extend(config.live.keys().cloned());
     if streams.is_empty() {
         tracing::warn!("no MP4/MOV files found; streams added later are served on request");
     }
-    let server = shardcast::rtsp::server::start(config.clone(), library)
+    let server = shardcast::rtsp::server::start(config.clone(), library, Some(reload))
         .with_context(|| format!("starting the server on {}", config.listen))?;
     let addr = server.local_addr;
     let mut out = std::io::stdout().lock();

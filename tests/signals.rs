@@ -1,5 +1,6 @@
 //! Process lifecycle: on SIGTERM the server stops accepting, sends RTCP BYE to every viewer
-//! and exits 0 within 5 s.
+//! and exits 0 within 5 s; on SIGHUP it reloads users, rules, limits and the media catalog
+//! while admitted viewers keep streaming.
 
 mod common;
 
@@ -57,4 +58,103 @@ fn send_signal(pid: u32, signal: i32) -> i32 {
     } else {
         1
     }
+}
+
+#[test]
+fn sighup_reloads_users_without_dropping_viewers_and_new_files_are_served() {
+    let dir = std::env::temp_dir().join(format!("shardcast-hup-{}", std::process::id()));
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::copy(
+        format!("{}/tests/media/sample.mp4", env!("CARGO_MANIFEST_DIR")),
+        media.join("one.mp4"),
+    )
+    .unwrap();
+    let config = dir.join("shardcast.toml");
+    let write_config = |user: &str| {
+        std::fs::write(
+            &config,
+            format!("allow-basic = true\nmedia = {:?}\n[[users]]\nname = \"{user}\"\npassword = \"pw\"\n", media),
+        )
+        .unwrap()
+    };
+    write_config("alice");
+    let mut server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let basic = |user: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"))
+        )
+    };
+    let alice = basic("alice");
+    let bob = basic("bob");
+
+    // A viewer plays "one" as alice.
+    let url = server.url("one");
+    let mut c = RawRtsp::connect(server.addr);
+    let (rtp, _rtcp) = udp_pair();
+    let port = rtp.local_addr().unwrap().port();
+    let t = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
+    let r = c.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", &t), ("Authorization", &alice)],
+    );
+    assert_eq!(r.status, 200);
+    let sid = r.session().unwrap();
+    assert_eq!(
+        c.request(
+            "PLAY",
+            &url,
+            &[("Session", &sid), ("Authorization", &alice)]
+        )
+        .status,
+        200
+    );
+
+    // Swap the user and add a file, then SIGHUP.
+    write_config("bob");
+    std::fs::copy(media.join("one.mp4"), media.join("two.mp4")).unwrap();
+    assert_eq!(send_signal(server.pid(), libc::SIGHUP), 0);
+    let mut d = RawRtsp::connect(server.addr);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = d.request("DESCRIBE", &server.url("two"), &[("Authorization", &bob)]);
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload never took effect (last status {})",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        d.request("DESCRIBE", &server.url("one"), &[("Authorization", &alice)])
+            .status,
+        401
+    );
+
+    // The viewer admitted before the reload still receives media without a gap.
+    rtp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut last: Option<u16> = None;
+    let mut got = 0;
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        if let Ok(n) = rtp.recv(&mut buf) {
+            let seq = common::parse_rtp(&buf[..n]).unwrap().seq;
+            if let Some(l) = last {
+                assert_eq!(seq, l.wrapping_add(1));
+            }
+            last = Some(seq);
+            got += 1;
+        }
+    }
+    assert!(got > 10, "viewer kept streaming through the reload");
+    assert!(server.is_running());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -75,6 +75,12 @@ impl Admission {
         }
     }
 
+    /// Replaces the limits (SIGHUP); current counts are kept, so a lowered limit only refuses
+    /// new arrivals.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     fn refuse(&mut self, r: Refused) -> Refused {
         self.refused += 1;
         r

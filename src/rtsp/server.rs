@@ -67,15 +67,16 @@ struct SessionRecord {
 /// Shared state of the control thread (single-threaded: `Rc`/`RefCell`).
 struct Control {
     config: ServerConfig,
-    library: Arc<MediaLibrary>,
+    /// The media catalog (replaced on SIGHUP; sessions keep the files they opened).
+    library: RefCell<Arc<MediaLibrary>>,
     shards: Vec<ShardHandle>,
     /// Sessions assigned per shard (counted here, so a burst of SETUPs spreads evenly).
     assigned: Vec<Cell<usize>>,
     sessions: RefCell<HashMap<SessionId, SessionRecord>>,
     /// Live channels by name.
     channels: HashMap<String, Arc<LiveChannel>>,
-    /// Credentials and access rules, when any are configured.
-    auth: Option<RefCell<Authenticator>>,
+    /// Credentials and access rules, when any are configured (replaced on SIGHUP).
+    auth: RefCell<Option<Authenticator>>,
     /// Connection, viewer and bandwidth limits.
     admission: RefCell<Admission>,
     next_conn: Cell<u64>,
@@ -161,7 +162,16 @@ impl Drop for RunningServer {
 }
 
 /// Binds the RTSP port, starts the shards and the control thread.
-pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<RunningServer> {
+/// Re-reads the configuration and media catalog (on SIGHUP).
+pub type Reloader = Box<dyn Fn() -> Result<(ServerConfig, MediaLibrary), String> + Send>;
+
+/// Binds the RTSP port, starts the shards and the control thread. `reload`, when given, is
+/// called on SIGHUP.
+pub fn start(
+    config: ServerConfig,
+    library: MediaLibrary,
+    reload: Option<Reloader>,
+) -> std::io::Result<RunningServer> {
     let listener = StdTcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
@@ -213,17 +223,17 @@ pub fn start(config: ServerConfig, library: MediaLibrary) -> std::io::Result<Run
                 assigned: shards.iter().map(|_| Cell::new(0)).collect(),
                 shards,
                 config,
-                library,
+                library: RefCell::new(library),
                 sessions: RefCell::new(HashMap::new()),
                 channels,
-                auth: auth.map(RefCell::new),
+                auth: RefCell::new(auth),
                 admission,
                 next_conn: Cell::new(0),
                 local_addr,
                 limits: Limits::default(),
             });
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx));
+            local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx, reload));
             // Teardown (RTCP BYE) to every session, then stop and join the shards once the
             // connection tasks holding the control state are gone.
             ctl.shutdown_all();
@@ -249,7 +259,9 @@ async fn run_control(
     ctl: Rc<Control>,
     listener: StdTcpListener,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
+    reload: Option<Reloader>,
 ) {
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -277,6 +289,15 @@ async fn run_control(
             _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
                 tracing::info!("SIGTERM; stopping");
                 break;
+            }
+            _ = async { match sighup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+                match &reload {
+                    Some(reload) => match reload() {
+                        Ok((config, library)) => ctl.apply_reload(config, library),
+                        Err(e) => tracing::warn!("SIGHUP: reload failed, keeping the running configuration: {e}"),
+                    },
+                    None => tracing::info!("SIGHUP: nothing to reload"),
+                }
             }
         }
     }
@@ -523,21 +544,24 @@ impl Control {
     /// RFC 2326 §11.4.1 / RFC 7616: every method but OPTIONS needs credentials once users
     /// are configured. Returns the refusal, or `None` to go ahead.
     async fn authorize(&self, req: &Request, conn: &Conn) -> Option<Outcome> {
-        let auth = self.auth.as_ref()?;
         if req.method == Method::Options {
             return None;
         }
         let path = split_request_uri(&req.uri)
             .map(|p| p.segments.join("/"))
             .unwrap_or_default();
-        let verdict = auth.borrow_mut().check(
-            req.method.as_str(),
-            &req.uri,
-            &path,
-            req.header("Authorization"),
-            conn.peer.ip(),
-            Instant::now(),
-        );
+        let verdict = {
+            let mut guard = self.auth.borrow_mut();
+            let auth = guard.as_mut()?;
+            auth.check(
+                req.method.as_str(),
+                &req.uri,
+                &path,
+                req.header("Authorization"),
+                conn.peer.ip(),
+                Instant::now(),
+            )
+        };
         match verdict {
             Verdict::Allowed(_) => None,
             Verdict::Forbidden(user) => Some(refuse(Refusal::because(
@@ -550,7 +574,13 @@ impl Control {
                     tokio::time::sleep(delay).await;
                 }
                 let mut out = refuse(Refusal::because(StatusCode::Unauthorized, why));
-                for challenge in auth.borrow().challenges(stale) {
+                let challenges = self
+                    .auth
+                    .borrow()
+                    .as_ref()
+                    .map(|a| a.challenges(stale))
+                    .unwrap_or_default();
+                for challenge in challenges {
                     out.response.headers.append("WWW-Authenticate", challenge);
                 }
                 Some(out)
@@ -605,7 +635,8 @@ impl Control {
         if let Some(ch) = segments.first().and_then(|name| self.channels.get(name)) {
             return Ok((ch.media.clone(), segments[1..].to_vec()));
         }
-        match self.library.resolve(&segments) {
+        let library = self.library.borrow().clone();
+        match library.resolve(&segments) {
             Ok((media, used)) => Ok((media, segments[used..].to_vec())),
             Err(crate::media::library::LibraryError::NotFound(_)) => {
                 Err(StatusCode::NotFound.into())
@@ -1061,6 +1092,49 @@ impl Control {
         for id in ids {
             self.remove_session(id);
             tracing::info!(session = %format_args!("{id:016X}"), "interleaved session ended with its connection");
+        }
+    }
+
+    /// Applies a reloaded configuration: users, access rules, Basic, admission limits and
+    /// the media catalog take effect for new requests; running sessions keep their files.
+    /// Settings that shape threads or sockets need a restart and are reported.
+    fn apply_reload(&self, config: ServerConfig, library: MediaLibrary) {
+        let auth = Authenticator::new(
+            config.users.clone(),
+            config.access.clone(),
+            config.allow_basic,
+        );
+        *self.auth.borrow_mut() = auth;
+        self.admission.borrow_mut().set_limits(config.admission);
+        *self.library.borrow_mut() = Arc::new(library);
+        let old = &self.config;
+        let mut needs_restart = Vec::new();
+        if config.listen != old.listen && config.listen.port() != 0 {
+            needs_restart.push("listen");
+        }
+        if config.shards != old.shards {
+            needs_restart.push("shards");
+        }
+        if config.payload_budget_bytes != old.payload_budget_bytes {
+            needs_restart.push("payload-budget");
+        }
+        if config.session_timeout != old.session_timeout {
+            needs_restart.push("session-timeout");
+        }
+        if config.live != old.live || config.live_start != old.live_start {
+            needs_restart.push("live");
+        }
+        tracing::info!(
+            users = config.users.len(),
+            rules = config.access.len(),
+            sessions = self.sessions.borrow().len(),
+            "SIGHUP: reloaded users, access rules, limits and media catalog"
+        );
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                "SIGHUP: changes to {} take effect after a restart",
+                needs_restart.join(", ")
+            );
         }
     }
 
