@@ -118,6 +118,17 @@ pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     n + BYE_LEN
 }
 
+/// Fuzzing entry point: validate arbitrary bytes as an RTCP compound; must never panic.
+#[cfg(any(test, fuzzing))]
+pub fn fuzz_rtcp(data: &[u8]) {
+    if let Ok(packets) = parse_compound(data) {
+        assert!(
+            !packets.is_empty(),
+            "a valid compound holds at least one packet"
+        );
+    }
+}
+
 /// The CNAME bytes actually sent: at most [`MAX_CNAME_LEN`], cut at a char boundary.
 fn truncate_cname(cname: &str) -> &[u8] {
     let mut end = cname.len().min(MAX_CNAME_LEN);
