@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::shard::send::{GsoMode, IoBackend, SendConfig};
+
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
 pub const MIN_PAYLOAD_BUDGET: usize = 64;
@@ -60,6 +62,10 @@ pub struct ConfigOverlay {
     pub session_timeout: Option<u64>,
     /// Log filter (`info`, `debug`, `shardcast=trace`, ...).
     pub log: Option<String>,
+    /// UDP send backend (`uring`, `sendmmsg`, `sendto`); unset picks io_uring if available.
+    pub io: Option<IoBackend>,
+    /// UDP GSO (`on`, `off`).
+    pub gso: Option<GsoMode>,
 }
 
 impl ConfigOverlay {
@@ -84,6 +90,8 @@ impl ConfigOverlay {
             payload_budget: flags.payload_budget.or(self.payload_budget),
             session_timeout: flags.session_timeout.or(self.session_timeout),
             log: flags.log.or(self.log),
+            io: flags.io.or(self.io),
+            gso: flags.gso.or(self.gso),
         }
     }
 }
@@ -103,6 +111,8 @@ pub struct ServerConfig {
     pub session_timeout: Duration,
     /// Log filter.
     pub log: String,
+    /// UDP send path (backend and GSO).
+    pub send: SendConfig,
 }
 
 impl ServerConfig {
@@ -142,6 +152,10 @@ impl ServerConfig {
             payload_budget_bytes: budget,
             session_timeout: Duration::from_secs(timeout),
             log: o.log.unwrap_or_else(|| "info".into()),
+            send: SendConfig {
+                io: o.io,
+                gso: o.gso.unwrap_or_default(),
+            },
         })
     }
 }
@@ -152,8 +166,10 @@ mod tests {
 
     #[test]
     fn flags_win_over_file_and_defaults_fill_the_rest() {
-        let file: ConfigOverlay =
-            toml::from_str("shards = 3\npayload-budget = 1000\nlog = \"debug\"").unwrap();
+        let file: ConfigOverlay = toml::from_str(
+            "shards = 3\npayload-budget = 1000\nlog = \"debug\"\nio = \"sendto\"\ngso = \"off\"",
+        )
+        .unwrap();
         let flags = ConfigOverlay {
             shards: Some(1),
             ..Default::default()
@@ -164,6 +180,8 @@ mod tests {
         assert_eq!(cfg.log, "debug");
         assert_eq!(cfg.listen.port(), 8554);
         assert_eq!(cfg.session_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.send.io, Some(IoBackend::Sendto));
+        assert_eq!(cfg.send.gso, GsoMode::Off);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use shardcast::config::{ConfigOverlay, ServerConfig};
 use shardcast::media::{MediaFile, MediaLibrary};
+use shardcast::shard::send::{GsoMode, IoBackend};
 
 /// Live and on-demand RTSP/RTP streaming on pinned per-core shards.
 #[derive(Parser)]
@@ -53,6 +54,12 @@ struct ServeArgs {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info].
     #[arg(long)]
     log: Option<String>,
+    /// UDP send backend: uring, sendmmsg or sendto [default: uring if the kernel allows it].
+    #[arg(long)]
+    io: Option<IoBackend>,
+    /// UDP GSO (one send per run of equal-size packets to a viewer): on or off [default: on].
+    #[arg(long)]
+    gso: Option<GsoMode>,
 }
 
 fn main() -> Result<()> {
@@ -87,6 +94,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         payload_budget: args.payload_budget,
         session_timeout: args.session_timeout,
         log: args.log,
+        io: args.io,
+        gso: args.gso,
     };
     let config = ServerConfig::from_overlay(file.overlaid_by(flags))?;
     init_logging(&config.log)?;
