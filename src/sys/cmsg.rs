@@ -115,7 +115,7 @@ mod tests {
         let c = GsoCmsg::new(1200);
         let data_offset = mem::offset_of!(GsoCmsg, segment_size);
         assert_eq!(data_offset, len0 as usize, "data starts at CMSG_DATA");
-        assert_eq!(c.hdr.cmsg_len as usize, len2 as usize);
+        assert_eq!(c.hdr.cmsg_len, len2 as usize);
         assert_eq!(GsoCmsg::SPACE, space2 as usize);
     }
 
