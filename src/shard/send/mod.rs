@@ -1,7 +1,7 @@
 //! UDP send backends behind one small interface.
 //!
 //! A shard collects a tick's packets as `GatherMsg`s (header slab + body slice of the
-//! mapping) and hands them to [`UdpSender::send_batch`]. The sender scans the batch once,
+//! mapping) and hands them to `UdpSender::send_batch`. The sender scans the batch once,
 //! forms UDP GSO trains ([`gso`]) and fills a window of up to 64 sends, each one datagram or
 //! one train; a full window goes to the kernel through the chosen backend:
 //!
