@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::live::StartPolicy;
 use crate::rtsp::admission::Limits as AdmissionLimits;
 use crate::rtsp::auth::{AccessRule, UserSecret};
+use crate::shard::send::{GsoMode, IoBackend, SendConfig};
 
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
@@ -78,6 +79,10 @@ pub struct ConfigOverlay {
     pub allow_basic: Option<bool>,
     /// Admission limits (`[limits]`); 0 or absent = unlimited.
     pub limits: Option<AdmissionLimits>,
+    /// UDP send backend (`uring`, `sendmmsg`, `sendto`); unset picks io_uring if available.
+    pub io: Option<IoBackend>,
+    /// UDP GSO (`on`, `off`).
+    pub gso: Option<GsoMode>,
 }
 
 /// A user in the configuration: a password, or its Digest HA1 hashes (`H(user:shardcast:password)`)
@@ -93,6 +98,10 @@ pub struct UserEntry {
     pub ha1_md5: Option<String>,
     /// SHA-256 HA1, lowercase hex.
     pub ha1_sha256: Option<String>,
+    /// UDP send backend (`uring`, `sendmmsg`, `sendto`); unset picks io_uring if available.
+    pub io: Option<IoBackend>,
+    /// UDP GSO (`on`, `off`).
+    pub gso: Option<GsoMode>,
 }
 
 impl ConfigOverlay {
@@ -151,6 +160,8 @@ impl ConfigOverlay {
                 }),
                 (file, flags) => flags.or(file),
             },
+            io: flags.io.or(self.io),
+            gso: flags.gso.or(self.gso),
         }
     }
 }
@@ -182,6 +193,8 @@ pub struct ServerConfig {
     pub allow_basic: bool,
     /// Admission limits.
     pub admission: AdmissionLimits,
+    /// UDP send path (backend and GSO).
+    pub send: SendConfig,
 }
 
 impl ServerConfig {
@@ -227,6 +240,10 @@ impl ServerConfig {
             access: o.access.unwrap_or_default(),
             allow_basic: o.allow_basic.unwrap_or(false),
             admission: o.limits.unwrap_or_default(),
+            send: SendConfig {
+                io: o.io,
+                gso: o.gso.unwrap_or_default(),
+            },
         })
     }
 }
@@ -327,6 +344,10 @@ mod tests {
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let file: ConfigOverlay =
             toml::from_str("shards = 3\npayload-budget = 1000\nlog = \"debug\"\nlive-start = \"burst\"\n[live]\nnews = \"a.mp4\"").unwrap();
+        let file: ConfigOverlay = toml::from_str(
+            "shards = 3\npayload-budget = 1000\nlog = \"debug\"\nio = \"sendto\"\ngso = \"off\"",
+        )
+        .unwrap();
         let flags = ConfigOverlay {
             shards: Some(1),
             ..Default::default()
@@ -339,6 +360,8 @@ mod tests {
         assert_eq!(cfg.session_timeout, Duration::from_secs(60));
         assert_eq!(cfg.live_start, StartPolicy::Burst);
         assert_eq!(cfg.live.get("news"), Some(&PathBuf::from("a.mp4")));
+        assert_eq!(cfg.send.io, Some(IoBackend::Sendto));
+        assert_eq!(cfg.send.gso, GsoMode::Off);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use shardcast::config::{ConfigOverlay, ServerConfig};
 use shardcast::media::{MediaFile, MediaLibrary};
+use shardcast::shard::send::{GsoMode, IoBackend};
 
 /// Live and on-demand RTSP/RTP streaming on pinned per-core shards.
 #[derive(Parser)]
@@ -87,6 +88,12 @@ struct ServeArgs {
     /// Most average outgoing Mbit/s per shard; 0 = unlimited.
     #[arg(long, default_value_t = 0)]
     max_mbps_per_shard: u64,
+    /// UDP send backend: uring, sendmmsg or sendto [default: uring if the kernel allows it].
+    #[arg(long)]
+    io: Option<IoBackend>,
+    /// UDP GSO (one send per run of equal-size packets to a viewer): on or off [default: on].
+    #[arg(long)]
+    gso: Option<GsoMode>,
 }
 
 fn main() -> Result<()> {
@@ -131,6 +138,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             max_requests_per_sec: args.max_requests_per_sec,
             max_mbps_per_shard: args.max_mbps_per_shard,
         }),
+        io: args.io,
+        gso: args.gso,
     };
     // The same steps run at start and on SIGHUP: read the file, let the flags win, open the
     // media catalog.

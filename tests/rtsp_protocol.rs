@@ -8,7 +8,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::{parse_rtp, udp_pair, RawRtsp, Rtp};
+use common::{parse_rtp, setup_udp, RawRtsp, Rtp};
 
 /// Parses `RTP-Info: url=...;seq=N;rtptime=M,...` into (url, seq, rtptime).
 fn rtp_info(v: &str) -> Vec<(String, u16, u32)> {
@@ -41,53 +41,6 @@ fn first_rtp_with_payload(sock: &UdpSocket) -> (Rtp, u8) {
 
 fn first_rtp(sock: &UdpSocket) -> Rtp {
     first_rtp_with_payload(sock).0
-}
-
-struct UdpSession {
-    rtsp: RawRtsp,
-    session: String,
-    socks: Vec<(UdpSocket, UdpSocket)>,
-    url: String,
-}
-
-fn setup_udp(server: &common::Server) -> UdpSession {
-    let url = server.url("sample");
-    let mut rtsp = RawRtsp::connect(server.addr);
-    let d = rtsp.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
-    assert_eq!(d.status, 200);
-    let base = d.header("Content-Base").expect("Content-Base").to_owned();
-    let mut session = None::<String>;
-    let mut socks = Vec::new();
-    for track in 0..2 {
-        let (rtp, rtcp) = udp_pair();
-        let port = rtp.local_addr().unwrap().port();
-        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
-        let mut headers = vec![("Transport", transport.as_str())];
-        let sid;
-        if let Some(s) = &session {
-            sid = s.clone();
-            headers.push(("Session", sid.as_str()));
-        }
-        let r = rtsp.request("SETUP", &format!("{base}trackID={track}"), &headers);
-        assert_eq!(r.status, 200, "SETUP track {track}");
-        let t = r.header("Transport").unwrap();
-        assert!(
-            t.contains(&format!("client_port={}-{}", port, port + 1)),
-            "{t}"
-        );
-        assert!(
-            t.contains("server_port="),
-            "RFC 2326 §12.39: server_port answered: {t}"
-        );
-        session = r.session();
-        socks.push((rtp, rtcp));
-    }
-    UdpSession {
-        rtsp,
-        session: session.unwrap(),
-        socks,
-        url,
-    }
 }
 
 #[test]

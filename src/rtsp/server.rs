@@ -175,7 +175,7 @@ pub fn start(
     let listener = StdTcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let shards = crate::shard::spawn_shards(config.shards, local_addr.ip())?;
+    let shards = crate::shard::spawn_shards(config.shards, local_addr.ip(), config.send)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let library = Arc::new(library);
     let mut channels = HashMap::new();

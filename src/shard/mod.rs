@@ -177,8 +177,12 @@ pub struct ShardCounters {
     pub packets: AtomicU64,
     /// RTP payload+header bytes handed to the kernel.
     pub bytes: AtomicU64,
-    /// Send syscalls made.
+    /// Send syscalls made (`io_uring_enter` calls for the io_uring backend).
     pub syscalls: AtomicU64,
+    /// UDP GSO sends (each one syscall entry carrying several datagrams).
+    pub gso_sends: AtomicU64,
+    /// Datagrams sent inside GSO sends.
+    pub gso_segments: AtomicU64,
     /// Packets the kernel refused.
     pub send_errors: AtomicU64,
     /// TCP viewers cut off for not reading.
@@ -248,8 +252,14 @@ fn bind_port_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
     ))
 }
 
-/// Starts `count` shard threads on `ip`, pinned round-robin to the available cores.
-pub fn spawn_shards(count: usize, ip: IpAddr) -> io::Result<Vec<ShardHandle>> {
+/// Starts `count` shard threads on `ip`, pinned round-robin to the available cores, sending
+/// through `send` (resolved and logged once here).
+pub fn spawn_shards(
+    count: usize,
+    ip: IpAddr,
+    send: send::SendConfig,
+) -> io::Result<Vec<ShardHandle>> {
+    let send = send.resolve();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut shards = Vec::with_capacity(count);
     for index in 0..count {
@@ -269,7 +279,7 @@ pub fn spawn_shards(count: usize, ip: IpAddr) -> io::Result<Vec<ShardHandle>> {
                         tracing::warn!(shard = index, "could not pin to core {}", core.id);
                     }
                 }
-                worker::Worker::new(index, rtp, rtcp, rx, worker_counters).run();
+                worker::Worker::new(index, rtp, rtcp, rx, worker_counters, send).run();
             })?;
         tracing::info!(shard = index, rtp = server_ports.0, rtcp = server_ports.1, core = ?core.map(|c| c.id), "shard started");
         shards.push(ShardHandle {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::send::{GatherMsg, UdpSender, MAX_BATCH};
+use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
 use super::{PlayStarted, SessionId, ShardCommand, ShardCounters};
@@ -79,6 +79,7 @@ impl Worker {
         rtcp: UdpSocket,
         commands: Receiver<ShardCommand>,
         counters: Arc<ShardCounters>,
+        send: SendConfig,
     ) -> Self {
         // Sends block when the kernel buffer is full: back-pressure instead of loss.
         if let Err(e) = rtp.set_nonblocking(false) {
@@ -86,7 +87,7 @@ impl Worker {
         }
         Self {
             index,
-            udp: UdpSender::new(rtp),
+            udp: UdpSender::new(rtp, send, index),
             rtcp,
             commands,
             counters,
@@ -354,6 +355,12 @@ impl Worker {
         self.counters
             .syscalls
             .fetch_add(outcome.syscalls as u64, Ordering::Relaxed);
+        self.counters
+            .gso_sends
+            .fetch_add(outcome.gso_sends as u64, Ordering::Relaxed);
+        self.counters
+            .gso_segments
+            .fetch_add(outcome.gso_segments as u64, Ordering::Relaxed);
         if outcome.failed > 0 {
             self.counters
                 .send_errors

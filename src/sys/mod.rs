@@ -4,11 +4,19 @@
 //! - [`mmap::MappedFile`]: a read-only, private mapping that lives as long as the value; the
 //!   bytes it hands out borrow from it. What happens when the file changes on disk is argued
 //!   in `mmap.rs`.
-//! - [`mmsg::MmsgScratch`]: raw `iovec`/`mmsghdr` pointers it builds are only alive for the
-//!   duration of one `send` call, during which the borrowed slices they point to are held by
-//!   the caller (the borrow checker enforces it through the closure's lifetime).
+//! - [`mmsg::SendArena`] / [`mmsg::Window`]: the raw `mmsghdr`/`iovec`/`cmsghdr` pointers a
+//!   window builds point only into the arena (fixed boxed slices, never resized) and into
+//!   slices borrowed for the window's lifetime `'a`; the kernel reads them only inside the
+//!   window's send methods, which return after the kernel is done with them.
+//! - [`uring::UringSender`]: every SENDMSG operation it submits is reaped before `send`
+//!   returns; if the ring breaks with operations in flight, the ring and the arena storage
+//!   are leaked rather than freed under the kernel.
+//! - [`cmsg::GsoCmsg`]: a `UDP_SEGMENT` control message laid out as `CMSG_SPACE(2)` bytes
+//!   (checked against the libc macros in a test).
 //!
 //! Nothing outside `sys` calls `libc` directly.
 
+pub(crate) mod cmsg;
 pub(crate) mod mmap;
 pub(crate) mod mmsg;
+pub(crate) mod uring;

@@ -3,6 +3,8 @@
 //! header parsing for what arrives.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod retina_play;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -387,4 +389,54 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> (bool, String, St
     };
     let (o, e) = (t_out.join().unwrap(), t_err.join().unwrap());
     (status.is_some_and(|s| s.success()), o, e)
+}
+
+/// A raw client's UDP session on the bundled sample: both tracks set up, not yet playing.
+pub struct UdpSession {
+    pub rtsp: RawRtsp,
+    pub session: String,
+    /// (RTP, RTCP) sockets per track, in SETUP order (video, audio).
+    pub socks: Vec<(UdpSocket, UdpSocket)>,
+    pub url: String,
+}
+
+/// DESCRIBE and SETUP both tracks of the sample over UDP.
+pub fn setup_udp(server: &Server) -> UdpSession {
+    let url = server.url("sample");
+    let mut rtsp = RawRtsp::connect(server.addr);
+    let d = rtsp.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200);
+    let base = d.header("Content-Base").expect("Content-Base").to_owned();
+    let mut session = None::<String>;
+    let mut socks = Vec::new();
+    for track in 0..2 {
+        let (rtp, rtcp) = udp_pair();
+        let port = rtp.local_addr().unwrap().port();
+        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
+        let mut headers = vec![("Transport", transport.as_str())];
+        let sid;
+        if let Some(s) = &session {
+            sid = s.clone();
+            headers.push(("Session", sid.as_str()));
+        }
+        let r = rtsp.request("SETUP", &format!("{base}trackID={track}"), &headers);
+        assert_eq!(r.status, 200, "SETUP track {track}");
+        let t = r.header("Transport").unwrap();
+        assert!(
+            t.contains(&format!("client_port={}-{}", port, port + 1)),
+            "{t}"
+        );
+        assert!(
+            t.contains("server_port="),
+            "RFC 2326 §12.39: server_port answered: {t}"
+        );
+        session = r.session();
+        socks.push((rtp, rtcp));
+    }
+    UdpSession {
+        rtsp,
+        session: session.unwrap(),
+        socks,
+        url,
+    }
 }

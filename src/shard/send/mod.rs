@@ -1,57 +1,384 @@
 //! UDP send backends behind one small interface.
 //!
 //! A shard collects a tick's packets as `GatherMsg`s (header slab + body slice of the
-//! mapping) and hands them to `UdpSender::send_batch`. Today the backend is `sendmmsg(2)`;
-//! the io_uring and UDP GSO backends of the line-rate work slot in as further `Backend`
-//! variants with the same call, so the shard loop does not change.
+//! mapping) and hands them to `UdpSender::send_batch`. The sender scans the batch once,
+//! forms UDP GSO trains ([`gso`]) and fills a window of up to 64 sends, each one datagram or
+//! one train; a full window goes to the kernel through the chosen backend:
+//!
+//! | `--io` | kernel entry per window | notes |
+//! |---|---|---|
+//! | `uring` | one `io_uring_enter` (SENDMSG ops, waits for all completions) | default when a ring can be created |
+//! | `sendmmsg` | one `sendmmsg(2)` (more only after an error) | fallback default |
+//! | `sendto` | one `sendmsg(2)` per send | baseline; `sendmsg` because a datagram is gathered from two slices |
+//!
+//! With GSO on, a run of equal-size datagrams to one viewer is one send in every backend. If
+//! the kernel refuses a GSO send at runtime (`EIO`/`EINVAL`/`ENOPROTOOPT`), GSO is switched
+//! off for the socket with one log line and the refused train is resent as plain datagrams.
 
+pub mod gso;
+
+use std::fmt;
 use std::net::UdpSocket;
+use std::str::FromStr;
 
-use crate::sys::mmsg::MmsgScratch;
-pub(crate) use crate::sys::mmsg::{sock_addr, BatchOutcome, GatherMsg};
+use serde::Deserialize;
 
-/// Packets per `sendmmsg` call: large enough to amortize the syscall, small enough that a
-/// batch is sent within a fraction of a millisecond.
+use crate::sys::cmsg::{is_gso_refusal, probe_udp_gso};
+pub(crate) use crate::sys::mmsg::{sock_addr, GatherMsg};
+use crate::sys::mmsg::{SendArena, Window, MAX_SENDS};
+use crate::sys::uring::UringSender;
+pub use crate::sys::uring::{probe_io_uring, UringUnavailable};
+
+/// Packets the worker queues before it flushes: a batch of this size fills at most one window
+/// of sends, so it costs one syscall with `sendmmsg` or `uring`.
 pub const MAX_BATCH: usize = 64;
 
 /// Kernel send buffer requested for shard sockets: room for bursts of many viewers' frames.
 const SEND_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
-/// Which syscall path sends UDP.
+/// Which syscall path sends UDP (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackend {
+    /// io_uring `SENDMSG` operations, one submit per window.
+    Uring,
+    /// `sendmmsg(2)`, one call per window.
+    Sendmmsg,
+    /// One `sendmsg(2)` per send: the baseline.
+    Sendto,
+}
+
+impl IoBackend {
+    /// The flag/TOML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoBackend::Uring => "uring",
+            IoBackend::Sendmmsg => "sendmmsg",
+            IoBackend::Sendto => "sendto",
+        }
+    }
+}
+
+impl fmt::Display for IoBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown `--io` or `--gso` value.
+#[derive(Debug, thiserror::Error)]
+#[error("{value:?} is not one of {allowed}")]
+pub struct UnknownChoice {
+    /// What was given.
+    pub value: String,
+    /// What is accepted.
+    pub allowed: &'static str,
+}
+
+impl FromStr for IoBackend {
+    type Err = UnknownChoice;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "uring" => Ok(IoBackend::Uring),
+            "sendmmsg" => Ok(IoBackend::Sendmmsg),
+            "sendto" => Ok(IoBackend::Sendto),
+            _ => Err(UnknownChoice {
+                value: s.to_owned(),
+                allowed: "uring, sendmmsg, sendto",
+            }),
+        }
+    }
+}
+
+/// Whether trains of equal-size datagrams go out as UDP GSO sends (`--gso`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GsoMode {
+    /// Use `UDP_SEGMENT` where the socket accepts it.
+    #[default]
+    On,
+    /// Plain datagrams only (for comparison).
+    Off,
+}
+
+impl FromStr for GsoMode {
+    type Err = UnknownChoice;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(GsoMode::On),
+            "off" => Ok(GsoMode::Off),
+            _ => Err(UnknownChoice {
+                value: s.to_owned(),
+                allowed: "on, off",
+            }),
+        }
+    }
+}
+
+/// The send path a shard uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SendConfig {
+    /// Backend; `None` picks io_uring when the kernel allows it, else `sendmmsg`.
+    pub io: Option<IoBackend>,
+    /// GSO on or off.
+    pub gso: GsoMode,
+}
+
+impl SendConfig {
+    /// Decides the backend once for all shards (probing io_uring with a NOP unless another
+    /// backend was asked for) and logs the choice.
+    pub fn resolve(self) -> SendConfig {
+        let io = match self.io {
+            Some(IoBackend::Sendmmsg) => IoBackend::Sendmmsg,
+            Some(IoBackend::Sendto) => IoBackend::Sendto,
+            asked => match probe_io_uring() {
+                Ok(()) => IoBackend::Uring,
+                Err(e) => {
+                    if asked.is_some() {
+                        tracing::warn!("--io uring: {e}; falling back to sendmmsg");
+                    } else {
+                        tracing::info!("io_uring unavailable ({e}); using sendmmsg");
+                    }
+                    IoBackend::Sendmmsg
+                }
+            },
+        };
+        tracing::info!(io = %io, gso = ?self.gso, "send backend");
+        SendConfig {
+            io: Some(io),
+            gso: self.gso,
+        }
+    }
+}
+
+/// Result of one batched send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BatchOutcome {
+    /// Datagrams handed to the kernel.
+    pub(crate) sent: usize,
+    /// Datagrams dropped because the kernel refused them (errors other than EINTR).
+    pub(crate) failed: usize,
+    /// Kernel entries: `sendmmsg`/`sendmsg` calls, or `io_uring_enter` calls.
+    pub(crate) syscalls: usize,
+    /// GSO sends the kernel accepted.
+    pub(crate) gso_sends: usize,
+    /// Datagrams carried inside those GSO sends.
+    pub(crate) gso_segments: usize,
+    /// Last errno seen, if any.
+    pub(crate) last_error: Option<i32>,
+}
+
+/// The kernel path in use.
 enum Backend {
-    /// `sendmmsg(2)` with two iovecs per message.
-    Sendmmsg(MmsgScratch),
+    Sendto,
+    Sendmmsg,
+    Uring(Box<UringSender>),
+}
+
+/// Everything but the arena, so a window can borrow the arena while these are used.
+struct Io {
+    socket: UdpSocket,
+    backend: Backend,
+    gso: bool,
+    shard: usize,
+}
+
+/// GSO sends of one window the kernel refused, to resend as plain datagrams.
+struct Refused {
+    /// (batch index of the first datagram, datagrams).
+    trains: [(usize, u16); MAX_SENDS],
+    len: usize,
 }
 
 /// A shard's UDP sending side.
 pub(crate) struct UdpSender {
-    socket: UdpSocket,
-    backend: Backend,
+    io: Io,
+    arena: SendArena,
 }
 
 impl UdpSender {
-    /// A sender over `socket` using `sendmmsg`.
-    pub(crate) fn new(socket: UdpSocket) -> Self {
+    /// A sender over `socket` for shard `shard`, with `config.io` (resolved; `None` means
+    /// sendmmsg) and GSO if asked for and the socket accepts it.
+    pub(crate) fn new(socket: UdpSocket, config: SendConfig, shard: usize) -> Self {
+        let backend = match config.io.unwrap_or(IoBackend::Sendmmsg) {
+            IoBackend::Sendto => Backend::Sendto,
+            IoBackend::Sendmmsg => Backend::Sendmmsg,
+            IoBackend::Uring => match UringSender::new() {
+                Ok(ring) => Backend::Uring(Box::new(ring)),
+                Err(e) => {
+                    tracing::warn!(shard, "io_uring ring: {e}; using sendmmsg");
+                    Backend::Sendmmsg
+                }
+            },
+        };
+        let gso = config.gso == GsoMode::On
+            && match probe_udp_gso(&socket) {
+                Ok(()) => true,
+                Err(errno) => {
+                    tracing::warn!(shard, errno, "UDP GSO unavailable; sending plain datagrams");
+                    false
+                }
+            };
         Self {
-            socket,
-            backend: Backend::Sendmmsg(MmsgScratch::new(MAX_BATCH)),
+            io: Io {
+                socket,
+                backend,
+                gso,
+                shard,
+            },
+            arena: SendArena::new(),
         }
     }
 
     /// The socket (also read for RTCP/NAT probes arriving on the RTP port).
     pub(crate) fn socket(&self) -> &UdpSocket {
-        &self.socket
+        &self.io.socket
     }
 
-    /// Sends `count` datagrams, the `i`th described by `msg(i)`.
+    /// The backend in use now (after any fallback).
+    #[cfg(test)]
+    pub(crate) fn backend(&self) -> IoBackend {
+        match self.io.backend {
+            Backend::Sendto => IoBackend::Sendto,
+            Backend::Sendmmsg => IoBackend::Sendmmsg,
+            Backend::Uring(_) => IoBackend::Uring,
+        }
+    }
+
+    /// Whether GSO trains are formed now.
+    #[cfg(test)]
+    pub(crate) fn gso_enabled(&self) -> bool {
+        self.io.gso
+    }
+
+    /// Sends `count` datagrams, the `i`th described by `msg(i)`, in order per destination.
+    /// Each index is asked for once, except the datagrams of a GSO train the kernel refused,
+    /// which are asked for again to be resent plainly.
     pub(crate) fn send_batch<'a>(
         &mut self,
         count: usize,
-        msg: impl FnMut(usize) -> GatherMsg<'a>,
+        mut msg: impl FnMut(usize) -> GatherMsg<'a>,
     ) -> BatchOutcome {
-        match &mut self.backend {
-            Backend::Sendmmsg(scratch) => scratch.send(&self.socket, count, msg),
+        let mut out = BatchOutcome::default();
+        let Self { io, arena } = self;
+        let mut w = arena.window(matches!(io.backend, Backend::Uring(_)));
+        let mut train = gso::Train::default();
+        for i in 0..count {
+            let m = msg(i);
+            let size = m.header.len() + m.body.len();
+            if io.gso && w.send_open() && train.accepts(m.dest, size) {
+                train.push(size);
+            } else {
+                if w.send_open() {
+                    w.end_send(train.segment_size().filter(|_| io.gso));
+                }
+                if w.is_full() {
+                    io.flush(&mut w, &mut out, &mut msg);
+                }
+                w.begin_send(m.dest, i);
+                train.start(m.dest, size);
+            }
+            w.push_segment(m.header, m.body);
         }
+        if w.send_open() {
+            w.end_send(train.segment_size().filter(|_| io.gso));
+        }
+        io.flush(&mut w, &mut out, &mut msg);
+        debug_assert!(w.open_segments() == 0);
+        out
+    }
+}
+
+impl Io {
+    /// Sends the window, resends refused GSO trains plainly, and leaves the window empty.
+    fn flush<'a>(
+        &mut self,
+        w: &mut Window<'_, 'a>,
+        out: &mut BatchOutcome,
+        msg: &mut impl FnMut(usize) -> GatherMsg<'a>,
+    ) {
+        let mut refused = Refused {
+            trains: [(0, 0); MAX_SENDS],
+            len: 0,
+        };
+        self.submit(w, out, &mut refused);
+        if refused.len == 0 {
+            return;
+        }
+        if self.gso {
+            self.gso = false;
+            tracing::warn!(
+                shard = self.shard,
+                errno = ?out.last_error,
+                "the kernel refused a UDP GSO send; sending plain datagrams from now on"
+            );
+        }
+        // Plain sends are never refused as GSO, so `refused` stays empty from here.
+        let (trains, len) = (refused.trains, std::mem::replace(&mut refused.len, 0));
+        for &(first, segments) in &trains[..len] {
+            for j in first..first + usize::from(segments) {
+                if w.is_full() {
+                    self.submit(w, out, &mut refused);
+                }
+                let m = msg(j);
+                w.begin_send(m.dest, j);
+                w.push_segment(m.header, m.body);
+                w.end_send(None);
+            }
+        }
+        self.submit(w, out, &mut refused);
+    }
+
+    /// Hands the window to the kernel, accounts every send and empties the window. GSO sends
+    /// refused as "cannot segment" are listed in `refused` instead of counted as failed.
+    fn submit(&mut self, w: &mut Window<'_, '_>, out: &mut BatchOutcome, refused: &mut Refused) {
+        if w.is_empty() {
+            return;
+        }
+        let result = match &mut self.backend {
+            Backend::Sendto => Ok(w.send_each(&self.socket)),
+            Backend::Sendmmsg => Ok(w.send_mmsg(&self.socket)),
+            Backend::Uring(ring) => {
+                let datagrams: usize = w.slots().iter().map(|s| usize::from(s.segments)).sum();
+                ring.send(w, &self.socket).map_err(|(calls, e)| {
+                    tracing::error!(
+                        shard = self.shard,
+                        "io_uring failed: {e}; using sendmmsg from now on"
+                    );
+                    (calls, datagrams, e.raw_os_error().unwrap_or(libc::EIO))
+                })
+            }
+        };
+        match result {
+            Ok(calls) => {
+                out.syscalls += calls;
+                for s in w.slots() {
+                    let segments = usize::from(s.segments);
+                    if s.result >= 0 {
+                        out.sent += segments;
+                        if s.segment_size > 0 {
+                            out.gso_sends += 1;
+                            out.gso_segments += segments;
+                        }
+                    } else if s.segment_size > 0 && is_gso_refusal(-s.result) {
+                        out.last_error = Some(-s.result);
+                        refused.trains[refused.len] = (s.tag, s.segments);
+                        refused.len += 1;
+                    } else {
+                        out.failed += segments;
+                        out.last_error = Some(-s.result);
+                    }
+                }
+            }
+            Err((calls, datagrams, errno)) => {
+                // The ring is gone (its memory leaked); what it sent is unknown.
+                self.backend = Backend::Sendmmsg;
+                out.syscalls += calls;
+                out.failed += datagrams;
+                out.last_error = Some(errno);
+            }
+        }
+        w.clear();
     }
 }
 
@@ -62,3 +389,6 @@ pub(crate) fn tune_socket(socket: &UdpSocket) {
         tracing::debug!("SO_SNDBUF: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! retina (a strict independent RTSP client) plays the bundled sample and every frame is
+//! checked: count, keyframes, no loss, presentation timestamps equal to the file's.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+use retina::codec::{CodecItem, ParametersRef};
+use shardcast::media::library::SAMPLE_MP4;
+use shardcast::media::track::TrackKind;
+use shardcast::media::MediaFile;
+
+/// What the bundled sample must deliver, from our own index of it (the index itself is
+/// checked against ffprobe in the mp4 reader's tests).
+pub struct Expected {
+    pub video_frames: usize,
+    pub video_keyframes: usize,
+    pub audio_frames: usize,
+    /// Presentation times (90 kHz ticks from the first) of every video frame.
+    pub video_pts: BTreeSet<i64>,
+}
+
+/// Frame counts and timestamps of the bundled sample, from our own index.
+pub fn expected() -> Expected {
+    let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+    let video = media
+        .index
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Video)
+        .unwrap();
+    let audio = media
+        .index
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Audio)
+        .unwrap();
+    let first = video
+        .samples
+        .iter()
+        .map(|s| video.pts_ticks(s))
+        .min()
+        .unwrap();
+    Expected {
+        video_frames: video.samples.len(),
+        video_keyframes: video.samples.iter().filter(|s| s.sync).count(),
+        audio_frames: audio.samples.len(),
+        video_pts: video
+            .samples
+            .iter()
+            .map(|s| (video.pts_ticks(s) - first) * 90_000 / i64::from(video.timescale))
+            .collect(),
+    }
+}
+
+/// Plays `url` to the end over `transport`; panics on any missing, lost or mistimed frame.
+pub async fn play_all(url: &str, transport: Transport) {
+    let exp = expected();
+    let mut session = Session::describe(url::Url::parse(url).unwrap(), SessionOptions::default())
+        .await
+        .expect("DESCRIBE");
+    assert_eq!(session.streams().len(), 2);
+    match session.streams()[0].parameters() {
+        Some(ParametersRef::Video(v)) => assert_eq!(v.pixel_dimensions(), (640, 360)),
+        other => panic!("video parameters from SDP: {other:?}"),
+    }
+    assert_eq!(session.streams()[1].clock_rate_hz(), 48_000);
+    for i in 0..2 {
+        session
+            .setup(i, SetupOptions::default().transport(transport.clone()))
+            .await
+            .expect("SETUP");
+    }
+    let playing = session.play(PlayOptions::default()).await.expect("PLAY");
+    let mut demuxed = playing.demuxed().expect("demuxed");
+
+    let (mut video, mut audio, mut keyframes) = (Vec::new(), Vec::new(), 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while video.len() < exp.video_frames || audio.len() < exp.audio_frames {
+        let item = tokio::time::timeout_at(deadline, demuxed.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out with {} video / {} audio frames",
+                    video.len(),
+                    audio.len()
+                )
+            });
+        match item {
+            Some(Ok(CodecItem::VideoFrame(f))) => {
+                assert_eq!(f.loss(), 0, "video loss before frame {}", video.len());
+                keyframes += usize::from(f.is_random_access_point());
+                video.push(f.timestamp().elapsed());
+            }
+            Some(Ok(CodecItem::AudioFrame(f))) => {
+                assert_eq!(f.loss(), 0, "audio loss before frame {}", audio.len());
+                audio.push(f.timestamp().elapsed());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("retina error: {e}"),
+            None => break,
+        }
+    }
+    assert_eq!(video.len(), exp.video_frames, "every video frame arrives");
+    assert_eq!(audio.len(), exp.audio_frames, "every audio frame arrives");
+    assert_eq!(keyframes, exp.video_keyframes);
+    // Audio has no reordering: its timestamps must strictly increase.
+    assert!(
+        audio.windows(2).all(|w| w[0] < w[1]),
+        "audio timestamps monotonic"
+    );
+    // Video carries B-frames, so RTP timestamps (presentation times, RFC 6184 §5.1) are not
+    // monotonic in decode order; in presentation order they must be exactly the file's.
+    let min = *video.iter().min().unwrap();
+    let got: BTreeSet<i64> = video.iter().map(|t| t - min).collect();
+    assert_eq!(got.len(), video.len(), "no duplicate video timestamps");
+    assert_eq!(
+        got, exp.video_pts,
+        "video presentation timestamps match the file"
+    );
+}
