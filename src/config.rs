@@ -342,10 +342,9 @@ mod tests {
 
     #[test]
     fn flags_win_over_file_and_defaults_fill_the_rest() {
-        let file: ConfigOverlay =
-            toml::from_str("shards = 3\npayload-budget = 1000\nlog = \"debug\"\nlive-start = \"burst\"\n[live]\nnews = \"a.mp4\"").unwrap();
         let file: ConfigOverlay = toml::from_str(
-            "shards = 3\npayload-budget = 1000\nlog = \"debug\"\nio = \"sendto\"\ngso = \"off\"",
+            "shards = 3\npayload-budget = 1000\nlog = \"debug\"\nio = \"sendto\"\ngso = \"off\"\n\
+             live-start = \"burst\"\n[live]\nnews = \"a.mp4\"",
         )
         .unwrap();
         let flags = ConfigOverlay {
