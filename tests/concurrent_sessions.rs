@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{parse_rtp, udp_pair, RawRtsp};
@@ -20,9 +21,13 @@ const SHARDS: usize = 2;
 struct Received {
     seqs: Vec<u16>,
     markers: usize,
+    /// Datagrams from anywhere but the server's RTP port (ignored).
+    foreign: usize,
 }
 
-async fn receive_track(sock: std::net::UdpSocket) -> Received {
+/// Receives one track's RTP, accepting only datagrams from the server's advertised RTP port
+/// (as strict clients such as retina do), so stray traffic to a reused port cannot pass for ours.
+async fn receive_track(sock: std::net::UdpSocket, server_rtp: SocketAddr) -> Received {
     sock.set_nonblocking(true).unwrap();
     let sock = tokio::net::UdpSocket::from_std(sock).unwrap();
     let mut got = Received::default();
@@ -35,9 +40,10 @@ async fn receive_track(sock: std::net::UdpSocket) -> Received {
         } else {
             Duration::from_millis(1500)
         };
-        let recv = tokio::time::timeout(wait, sock.recv(&mut buf));
+        let recv = tokio::time::timeout(wait, sock.recv_from(&mut buf));
         match tokio::time::timeout_at(deadline, recv).await {
-            Ok(Ok(Ok(n))) => {
+            Ok(Ok(Ok((_, from)))) if from != server_rtp => got.foreign += 1,
+            Ok(Ok(Ok((n, _)))) => {
                 let p = parse_rtp(&buf[..n]).expect("valid RTP");
                 got.seqs.push(p.seq);
                 got.markers += usize::from(p.marker);
@@ -78,9 +84,10 @@ fn two_hundred_udp_viewers_receive_every_packet_on_all_shards() {
                 .find_map(|p| p.strip_prefix("server_port="))
                 .unwrap()
                 .to_owned();
+            let rtp_port: u16 = sp.split('-').next().unwrap().parse().unwrap();
             server_ports.insert(sp);
             session = r.session();
-            socks.push((rtp, rtcp));
+            socks.push((rtp, rtcp, SocketAddr::new(server.addr.ip(), rtp_port)));
         }
         viewers.push((rtsp, session.unwrap(), socks));
     }
@@ -115,9 +122,9 @@ fn two_hundred_udp_viewers_receive_every_packet_on_all_shards() {
             .collect();
         first_seqs.push(seqs);
         let mut per_track = Vec::new();
-        for (rtp, rtcp) in socks {
+        for (rtp, rtcp, server_rtp) in socks {
             let _guard = rt.enter();
-            per_track.push(rt.spawn(receive_track(rtp)));
+            per_track.push(rt.spawn(receive_track(rtp, server_rtp)));
             keep.push(rtcp);
         }
         tasks.push(per_track);
@@ -127,6 +134,12 @@ fn two_hundred_udp_viewers_receive_every_packet_on_all_shards() {
     for (v, per_track) in tasks.into_iter().enumerate() {
         for (t, task) in per_track.into_iter().enumerate() {
             let got = rt.block_on(task).unwrap();
+            if got.foreign > 0 {
+                eprintln!(
+                    "viewer {v} track {t}: ignored {} datagrams from elsewhere",
+                    got.foreign
+                );
+            }
             assert!(
                 !got.seqs.is_empty(),
                 "viewer {v} track {t} received nothing"
