@@ -146,7 +146,7 @@ impl State {
                     break;
                 }
                 let channel = rest[1];
-                if channel % 2 == 0 {
+                if channel.is_multiple_of(2) {
                     self.on_rtp(
                         slot,
                         usize::from(channel / 2),
@@ -304,10 +304,7 @@ pub(crate) fn spawn_receiver(
                     }
                     let fd = st.sessions[slot].s.udp[sub - 1].as_raw_fd();
                     loop {
-                        let n = match batch.recv(fd) {
-                            Ok(n) => n,
-                            Err(_) => 0,
-                        };
+                        let n = batch.recv(fd).unwrap_or_default();
                         if n == 0 {
                             break;
                         }
