@@ -16,11 +16,13 @@
 //! - [`wire`]: RTP/RTCP headers (RFC 3550), SDP (RFC 8866), NTP time.
 //! - [`rtsp`]: RFC 2326 message parsing, Transport/Range headers, the control server.
 //! - [`shard`]: the per-core data plane and its send backends.
+//! - [`loadgen`]: `shardcast bench`, the capacity-planning load generator.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod config;
 pub mod live;
+pub mod loadgen;
 pub mod media;
 pub mod packetize;
 pub mod rtsp;

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +32,72 @@ enum Command {
         /// The MP4/MOV file.
         file: PathBuf,
     },
+    /// Load a server with real RTSP viewers and report loss, jitter and server CPU per packet.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Target an already running server's stream instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the server's pid, so its CPU time and memory can be read from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Allow a --url that is not loopback.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Media folder for the started server (default: the bundled 10 s sample).
+    #[arg(long)]
+    media: Option<PathBuf>,
+    /// Stream name to play (default: the first the server announces).
+    #[arg(long)]
+    stream: Option<String>,
+    /// Shards of the started server.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// Viewers for a fixed-load run (capped at 20000).
+    #[arg(long, default_value_t = 100)]
+    viewers: u32,
+    /// Playing time of each run once all sessions started, e.g. 10s, 500ms, 1m (≤ 10m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Session start rate, e.g. 100/s (default: as fast as 64 handshakes in flight allow).
+    #[arg(long, value_parser = parse_rate)]
+    ramp: Option<f64>,
+    /// RTP transport: udp or tcp (interleaved).
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+    transport: String,
+    /// Search for the largest viewer count that holds the SLO (bisection up to --max-viewers).
+    #[arg(long)]
+    capacity: bool,
+    /// Upper bound of the capacity search.
+    #[arg(long, default_value_t = 5000)]
+    max_viewers: u32,
+    /// Probe budget of the capacity search.
+    #[arg(long, default_value_t = 10)]
+    max_probes: u32,
+    /// SLO: largest loss, e.g. 0.1%.
+    #[arg(long, default_value = "0.1%", value_parser = parse_percent)]
+    slo_loss: f64,
+    /// SLO: largest audio jitter p99, e.g. 5ms.
+    #[arg(long, default_value = "5ms", value_parser = parse_ms)]
+    slo_jitter_p99: f64,
+    /// Server send backends to compare, comma-separated (passed to the server as --io X).
+    #[arg(long, value_delimiter = ',')]
+    io: Vec<String>,
+    /// Further arguments for the started server, e.g. --server-arg=--payload-budget=1400.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// A short run for CI: 20 viewers for 5 s on every backend the server accepts.
+    #[arg(long)]
+    smoke: bool,
+    /// Report folder (bench.json, bench.html).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -101,6 +168,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Probe { file } => probe(&file),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -212,4 +280,190 @@ fn probe(path: &std::path::Path) -> Result<()> {
         shardcast::rtsp::server::describe_sdp(&media, "127.0.0.1:8554".parse()?, false)
     )?;
     Ok(())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" | "min" => v * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (ms, s, m)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches("/s")
+        .parse()
+        .map_err(|_| format!("not a rate: {s:?} (try 100/s)"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("rate must be positive: {s:?}"));
+    }
+    Ok(v)
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("not a percentage: {s:?} (try 0.1%)"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("percentage must be ≥ 0: {s:?}"));
+    }
+    Ok(v)
+}
+
+fn parse_ms(s: &str) -> Result<f64, String> {
+    Ok(parse_duration(s)?.as_secs_f64() * 1000.0)
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    use shardcast::loadgen::{self, report, server, session::RtpTransport, Mode, Target};
+    let exe = std::env::current_exe().context("locating the shardcast executable")?;
+    let placement = loadgen::plan_placement();
+    let (viewers, duration) = if args.smoke {
+        (20, Duration::from_secs(5))
+    } else {
+        (args.viewers, args.duration)
+    };
+    let backends: Vec<Option<String>> = if !args.io.is_empty() {
+        args.io.iter().map(|b| Some(b.clone())).collect()
+    } else if args.smoke && args.url.is_none() && server::serve_accepts_io_flag(&exe) {
+        ["uring", "sendmmsg", "sendto"]
+            .map(|b| Some(b.to_owned()))
+            .to_vec()
+    } else {
+        vec![None]
+    };
+    let target = match &args.url {
+        Some(url) => Target::Url {
+            url: url.clone(),
+            pid: args.server_pid,
+        },
+        None => Target::Spawn(server::ServerLaunch {
+            exe: exe.clone(),
+            shards: args.shards,
+            media: args.media.clone(),
+            extra_args: args.server_args.clone(),
+            pin_core: placement.server_core,
+            harness_core: placement.harness_core,
+        }),
+    };
+    let opts = loadgen::BenchOptions {
+        target,
+        stream: args.stream.clone(),
+        mode: if args.capacity && !args.smoke {
+            Mode::Capacity {
+                max_viewers: args.max_viewers,
+            }
+        } else {
+            Mode::Fixed { viewers }
+        },
+        duration,
+        ramp_per_sec: args.ramp,
+        transport: if args.transport == "tcp" {
+            RtpTransport::Tcp
+        } else {
+            RtpTransport::Udp
+        },
+        backends,
+        slo: loadgen::Slo {
+            max_loss_pct: args.slo_loss,
+            max_jitter_p99_ms: args.slo_jitter_p99,
+        },
+        max_probes: args.max_probes.clamp(1, 30),
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    loadgen::validate(&opts, args.allow_remote)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let started_unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", report::markdown_header())?;
+    out.flush()?;
+    drop(out);
+    let configs = loadgen::run_bench(&opts, |cfg| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", report::markdown_row(cfg));
+        let _ = out.flush();
+    })?;
+    for c in &configs {
+        if let Some(e) = &c.error {
+            if e.contains("--io") && e.contains("unexpected argument") {
+                eprintln!(
+                    "{}: not measured: this server build rejects `--io` (the send backends arrive from another branch)",
+                    c.label
+                );
+            } else {
+                eprintln!("{}: not measured: {e}", c.label);
+            }
+        }
+    }
+    let shards = args.url.is_none().then_some(args.shards);
+    let conclusion = report::conclusion(&configs, shards);
+    let machine = format!(
+        "Linux {}, {} cores",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let report = report::BenchReport {
+        started_unix_secs,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine,
+        placement,
+        shards,
+        slo: opts.slo,
+        configs,
+        conclusion,
+    };
+    let (json_path, html_path) = loadgen::report_paths(&args.out);
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&html_path, report::html(&report))
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nconclusion: {}", report.conclusion)?;
+    writeln!(
+        out,
+        "report: {} {}",
+        json_path.display(),
+        html_path.display()
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_units_parse() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err() && parse_duration("3h").is_err());
+        assert_eq!(parse_rate("100/s"), Ok(100.0));
+        assert_eq!(parse_percent("0.1%"), Ok(0.1));
+        assert_eq!(parse_ms("5ms"), Ok(5.0));
+        assert!(parse_rate("-1/s").is_err());
+    }
 }

@@ -1,0 +1,709 @@
+//! `shardcast bench`: the capacity-planning load generator. It starts (or targets) a server,
+//! opens real RTSP sessions, receives every RTP packet and measures loss, reordering, jitter,
+//! start-up latency and the server's CPU per delivered packet; in fixed-load, ramp and
+//! capacity-search modes, once per send backend.
+//!
+//! Module split: [`session`] (one viewer's handshake), `receiver` (the epoll/recvmmsg
+//! thread), [`stats`] (RFC 3550 arithmetic), [`server`] (the process under test and
+//! `/proc`), [`capacity`] (the search), [`report`] (JSON, HTML with SVG, Markdown). The
+//! harness never prints; `main.rs` does.
+
+pub mod capacity;
+mod receiver;
+pub mod report;
+pub mod server;
+pub mod session;
+pub mod stats;
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use capacity::{CapacityOutcome, ProbeVerdict, SearchBounds};
+use receiver::{spawn_receiver, LiveCounters, ReceiverMsg};
+use server::{sample_process, ProcSample, ServerLaunch, ServerProcess};
+use session::{open_session, RtpTransport};
+use stats::{new_histogram, MediaKind, Percentiles};
+
+/// Hard cap on viewers per run.
+pub const MAX_VIEWERS: u32 = 20_000;
+/// Hard cap on one run's playing time.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Handshakes in flight at once.
+pub const HANDSHAKES_IN_FLIGHT: usize = 64;
+
+/// Errors of the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A socket or file operation failed.
+    #[error("{context}: {cause}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// The server answered a request with a non-200 status.
+    #[error("{method} answered {status}")]
+    Status {
+        /// The RTSP method.
+        method: &'static str,
+        /// The status code.
+        status: u16,
+    },
+    /// Something the server sent made no sense.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The server did not start (or refused its arguments).
+    #[error("server did not start with [{args}]: {detail}")]
+    ServerStart {
+        /// The extra arguments it was given.
+        args: String,
+        /// Exit status and its last stderr lines.
+        detail: String,
+    },
+    /// The options ask for something the harness will not do.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl LoadError {
+    pub(crate) fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            cause,
+        }
+    }
+}
+
+/// Which server to load.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Start one per probe.
+    Spawn(ServerLaunch),
+    /// An existing server at this stream URL; its pid if CPU should be read.
+    Url {
+        /// `rtsp://host:port/stream`.
+        url: String,
+        /// Server process id for `/proc`.
+        pid: Option<u32>,
+    },
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// One run at a fixed viewer count.
+    Fixed {
+        /// Viewers.
+        viewers: u32,
+    },
+    /// Bisection for the largest count that holds the SLO.
+    Capacity {
+        /// Upper bound.
+        max_viewers: u32,
+    },
+}
+
+/// Service-level objective for a run to pass.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Slo {
+    /// Largest acceptable loss, percent.
+    pub max_loss_pct: f64,
+    /// Largest acceptable audio jitter p99, ms.
+    pub max_jitter_p99_ms: f64,
+}
+
+/// All options of `shardcast bench`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Server to load.
+    pub target: Target,
+    /// Stream name (spawned server) — `None` takes the first announced.
+    pub stream: Option<String>,
+    /// Fixed or capacity.
+    pub mode: Mode,
+    /// Playing time per run (after all sessions started).
+    pub duration: Duration,
+    /// Session starts per second; `None` starts them as fast as the handshake bound allows.
+    pub ramp_per_sec: Option<f64>,
+    /// UDP or TCP-interleaved.
+    pub transport: RtpTransport,
+    /// Backends (`--io X` for the server), `None` = the server's default.
+    pub backends: Vec<Option<String>>,
+    /// Pass/fail objective.
+    pub slo: Slo,
+    /// Probe budget for the capacity search.
+    pub max_probes: u32,
+    /// Show progress bars (stderr).
+    pub progress: bool,
+}
+
+/// The server's resource use over one run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ServerUsage {
+    /// CPU seconds (user + system) during the run.
+    pub cpu_secs: f64,
+    /// CPU ns per RTP packet delivered to the harness.
+    pub cpu_ns_per_packet: f64,
+    /// Sample at the end of the run.
+    pub end: ProcSample,
+}
+
+/// Per-track summary of one session.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackSummary {
+    /// Video or audio.
+    pub kind: MediaKind,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes of RTP.
+    pub bytes: u64,
+    /// Missing sequence numbers.
+    pub lost: u64,
+    /// Out-of-order arrivals.
+    pub reordered: u64,
+    /// Final RFC 3550 jitter, ms.
+    pub jitter_ms: f64,
+    /// PLAY sent → first packet, ms.
+    pub first_packet_ms: Option<f64>,
+    /// PLAY sent → first keyframe, ms (video).
+    pub first_keyframe_ms: Option<f64>,
+}
+
+/// The result of one run (one viewer count on one backend).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// Viewers requested.
+    pub viewers: u32,
+    /// Sessions that reached PLAY.
+    pub playing: u32,
+    /// Handshakes that failed or timed out.
+    pub failed_handshakes: u32,
+    /// First handshake error seen.
+    pub first_error: Option<String>,
+    /// Transport used.
+    pub transport: RtpTransport,
+    /// Seconds from the first start to the last PLAY answer.
+    pub start_secs: f64,
+    /// Seconds all sessions played together.
+    pub steady_secs: f64,
+    /// RTP packets received.
+    pub packets: u64,
+    /// RTP bytes received.
+    pub bytes: u64,
+    /// Packets missing by sequence number.
+    pub lost: u64,
+    /// Loss as a percentage of expected packets.
+    pub loss_pct: f64,
+    /// Out-of-order arrivals.
+    pub reordered: u64,
+    /// Mean received bit rate per playing viewer, Mbit/s.
+    pub mbit_per_viewer: f64,
+    /// Audio jitter estimate across packets.
+    pub jitter_audio: Percentiles,
+    /// Video jitter estimate across packets (inflated by B-frame reordering; not in the SLO).
+    pub jitter_video: Percentiles,
+    /// PLAY → first packet across sessions.
+    pub first_packet: Percentiles,
+    /// PLAY → first keyframe across sessions.
+    pub first_keyframe: Percentiles,
+    /// `recvmmsg` calls that returned data, per UDP packet.
+    pub packets_per_recv_call: f64,
+    /// Clip loops (re-PLAYs).
+    pub loops: u64,
+    /// TEARDOWNs answered 200.
+    pub teardowns_answered: u64,
+    /// RTSP errors after PLAY.
+    pub rtsp_errors: u64,
+    /// Server resource use, when its pid is known.
+    pub server: Option<ServerUsage>,
+    /// Whether the SLO held.
+    pub slo_passed: bool,
+    /// Why (not).
+    pub slo_reason: String,
+    /// Every session's tracks.
+    pub sessions: Vec<Vec<TrackSummary>>,
+}
+
+/// Results for one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigResult {
+    /// Row label, e.g. `io=uring` or `default`.
+    pub label: String,
+    /// `--io` value given to the server.
+    pub io: Option<String>,
+    /// Set when the configuration could not run (e.g. the server rejected `--io`).
+    pub error: Option<String>,
+    /// Runs in order (one for fixed load, one per probe for capacity).
+    pub runs: Vec<RunResult>,
+    /// Capacity search outcome.
+    pub capacity: Option<CapacityOutcome>,
+}
+
+fn check_loopback(url: &str, allow_remote: bool) -> Result<(), LoadError> {
+    let authority = url
+        .strip_prefix("rtsp://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| LoadError::Refused(format!("not an rtsp:// URL: {url}")))?;
+    let with_port = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:554")
+    };
+    let addrs: Vec<_> = with_port
+        .to_socket_addrs()
+        .map_err(|e| LoadError::io(format!("resolving {authority}"), e))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(LoadError::Refused(format!(
+            "{authority} resolves to nothing"
+        )));
+    }
+    if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(LoadError::Refused(format!(
+            "{authority} is not loopback; pass --allow-remote to load another machine"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates the target before anything runs.
+pub fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError> {
+    if let Target::Url { url, .. } = &opts.target {
+        check_loopback(url, allow_remote)?;
+        if opts.backends.iter().any(Option::is_some) {
+            return Err(LoadError::Refused(
+                "--io needs a server the harness starts (not --url)".into(),
+            ));
+        }
+    }
+    let viewers = match opts.mode {
+        Mode::Fixed { viewers } => viewers,
+        Mode::Capacity { max_viewers } => max_viewers,
+    };
+    if viewers == 0 || viewers > MAX_VIEWERS {
+        return Err(LoadError::Refused(format!(
+            "viewers must be 1..={MAX_VIEWERS}, got {viewers}"
+        )));
+    }
+    if opts.duration.is_zero() || opts.duration > MAX_DURATION {
+        return Err(LoadError::Refused(format!(
+            "duration must be within (0, {} s]",
+            MAX_DURATION.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs every configuration; `on_config` sees each result as soon as it is known.
+pub fn run_bench(
+    opts: &BenchOptions,
+    mut on_config: impl FnMut(&ConfigResult),
+) -> Result<Vec<ConfigResult>, LoadError> {
+    // Each UDP viewer holds 3 descriptors (RTSP + 2 RTP sockets); TCP 1.
+    let nofile = crate::sys::recv::raise_nofile_limit().unwrap_or(1024);
+    let per_viewer = match opts.transport {
+        RtpTransport::Udp => 3,
+        RtpTransport::Tcp => 1,
+    };
+    let fd_cap = (nofile.saturating_sub(128) / per_viewer).min(u64::from(MAX_VIEWERS)) as u32;
+    let multi = if opts.progress {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+    };
+    let mut results = Vec::new();
+    for io in &opts.backends {
+        let label = io
+            .as_ref()
+            .map_or("default".to_owned(), |b| format!("io={b}"));
+        let mut cfg = ConfigResult {
+            label: label.clone(),
+            io: io.clone(),
+            error: None,
+            runs: Vec::new(),
+            capacity: None,
+        };
+        let probe = |viewers: u32| -> Result<RunResult, LoadError> {
+            let viewers = viewers.min(fd_cap.max(1));
+            run_once(opts, io.as_deref(), viewers, &multi, &label)
+        };
+        match opts.mode {
+            Mode::Fixed { viewers } => match probe(viewers) {
+                Ok(r) => cfg.runs.push(r),
+                Err(e) => cfg.error = Some(e.to_string()),
+            },
+            Mode::Capacity { max_viewers } => {
+                let bounds = SearchBounds {
+                    start_viewers: 50.min(max_viewers),
+                    max_viewers: max_viewers.min(fd_cap.max(1)),
+                    resolution: 0.05,
+                    max_probes: opts.max_probes,
+                };
+                let mut runs = Vec::new();
+                let outcome = capacity::search(bounds, |n| {
+                    let r = probe(n)?;
+                    let v = ProbeVerdict {
+                        viewers: n,
+                        passed: r.slo_passed,
+                        reason: r.slo_reason.clone(),
+                    };
+                    runs.push(r);
+                    Ok::<_, LoadError>(v)
+                });
+                cfg.runs = runs;
+                match outcome {
+                    Ok(mut o) => {
+                        if max_viewers > fd_cap {
+                            o.limit.push_str(&format!(
+                                " (viewers capped at {fd_cap} by the open-file limit {nofile})"
+                            ));
+                        }
+                        cfg.capacity = Some(o);
+                    }
+                    Err(e) => cfg.error = Some(e.to_string()),
+                }
+            }
+        }
+        on_config(&cfg);
+        results.push(cfg);
+    }
+    Ok(results)
+}
+
+fn run_once(
+    opts: &BenchOptions,
+    io: Option<&str>,
+    viewers: u32,
+    multi: &MultiProgress,
+    label: &str,
+) -> Result<RunResult, LoadError> {
+    // Keep a spawned server alive for the whole run; it is killed on drop.
+    let (server, url, pid) = match &opts.target {
+        Target::Spawn(launch) => {
+            let mut launch = launch.clone();
+            if let Some(b) = io {
+                launch.extra_args.extend(["--io".to_owned(), b.to_owned()]);
+            }
+            let server = ServerProcess::spawn(&launch)?;
+            let url =
+                match &opts.stream {
+                    Some(name) => format!("rtsp://{}/{name}", server.addr),
+                    None => server.streams.first().cloned().ok_or_else(|| {
+                        LoadError::Protocol("the server announced no stream".into())
+                    })?,
+                };
+            let pid = server.pid();
+            (Some(server), url, Some(pid))
+        }
+        Target::Url { url, pid } => (None, url.clone(), *pid),
+    };
+    let result = drive(opts, &url, pid, viewers, multi, label);
+    drop(server);
+    result
+}
+
+fn drive(
+    opts: &BenchOptions,
+    url: &str,
+    pid: Option<u32>,
+    viewers: u32,
+    multi: &MultiProgress,
+    label: &str,
+) -> Result<RunResult, LoadError> {
+    let counters = Arc::new(LiveCounters::default());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    // Hard stop for the receiver whatever happens here.
+    let start_budget = Duration::from_secs(30)
+        + opts.ramp_per_sec.map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(f64::from(viewers) / r)
+        });
+    let hard_deadline = Instant::now() + start_budget + opts.duration + Duration::from_secs(10);
+    let recv = spawn_receiver(rx, counters.clone(), hard_deadline)
+        .map_err(|e| LoadError::io("starting the receiver thread", e))?;
+    let cpu_before = pid.map(sample_process).transpose()?;
+    let t0 = Instant::now();
+
+    let bar = multi.add(ProgressBar::new(u64::from(viewers)));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>14} starting {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(label.to_owned());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoadError::io("starting the tokio runtime", e))?;
+    let transport = opts.transport;
+    let ramp = opts.ramp_per_sec;
+    let (playing, failed, first_error) = rt.block_on(async {
+        let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT));
+        let mut set = tokio::task::JoinSet::new();
+        let start = tokio::time::Instant::now();
+        let deadline = start + start_budget;
+        for i in 0..viewers as usize {
+            if let Some(rate) = ramp {
+                tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let url = url.to_owned();
+            let tx = tx.clone();
+            set.spawn(async move {
+                let r = tokio::time::timeout_at(deadline, open_session(i, &url, transport)).await;
+                drop(permit);
+                match r {
+                    Ok(Ok(s)) => {
+                        let _ = tx.send(ReceiverMsg::Add(Box::new(s)));
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("handshake timed out".to_owned()),
+                }
+            });
+        }
+        let (mut ok, mut failed, mut first_error) = (0u32, 0u32, None);
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Ok(())) => ok += 1,
+                Ok(Err(e)) => {
+                    failed += 1;
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    failed += 1;
+                    first_error.get_or_insert(e.to_string());
+                }
+            }
+            bar.set_position(u64::from(ok + failed));
+            if failed > 0 {
+                bar.set_message(format!("{failed} failed"));
+            }
+        }
+        (ok, failed, first_error)
+    });
+    let start_secs = t0.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    multi.remove(&bar);
+
+    let play = multi.add(ProgressBar::new(opts.duration.as_millis() as u64));
+    play.set_style(
+        ProgressStyle::with_template("{prefix:>14} playing  {bar:30} {elapsed}/{msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    play.set_prefix(format!("{label} {viewers}v"));
+    let steady_start = Instant::now();
+    let steady_end = steady_start + opts.duration;
+    while Instant::now() < steady_end {
+        std::thread::sleep(Duration::from_millis(200).min(steady_end - Instant::now()));
+        play.set_position(steady_start.elapsed().as_millis() as u64);
+        let p = counters.packets.load(Ordering::Relaxed);
+        let b = counters.bytes.load(Ordering::Relaxed);
+        play.set_message(format!(
+            "{}s  {p} pkts  {:.1} Mbit/s",
+            opts.duration.as_secs(),
+            b as f64 * 8.0 / t0.elapsed().as_secs_f64() / 1e6
+        ));
+    }
+    let steady_secs = steady_start.elapsed().as_secs_f64();
+    let cpu_after = pid.map(sample_process).transpose()?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let _ = tx.send(ReceiverMsg::Stop);
+    drop(tx);
+    play.finish_and_clear();
+    multi.remove(&play);
+    let out = recv
+        .join()
+        .map_err(|_| LoadError::Protocol("the receiver thread panicked".into()))?;
+
+    let mut first_packet = new_histogram();
+    let mut first_keyframe = new_histogram();
+    let (mut packets, mut bytes, mut lost, mut expected, mut reordered) = (0, 0, 0, 0, 0);
+    let mut sessions = Vec::with_capacity(out.sessions.len());
+    for s in &out.sessions {
+        let mut first: Option<u64> = None;
+        let mut tracks = Vec::new();
+        for t in &s.tracks {
+            packets += t.seq.received();
+            bytes += t.bytes;
+            lost += t.seq.lost();
+            expected += t.seq.expected();
+            reordered += t.seq.reordered();
+            let rel = |ns: Option<u64>| ns.map(|n| n.saturating_sub(s.play_sent_ns));
+            if let Some(n) = rel(t.first_packet_ns) {
+                first = Some(first.map_or(n, |f| f.min(n)));
+            }
+            if let Some(n) = rel(t.first_keyframe_ns) {
+                first_keyframe.saturating_record((n / 1000).max(1));
+            }
+            tracks.push(TrackSummary {
+                kind: t.kind,
+                packets: t.seq.received(),
+                bytes: t.bytes,
+                lost: t.seq.lost(),
+                reordered: t.seq.reordered(),
+                jitter_ms: t.jitter.jitter_ms(),
+                first_packet_ms: rel(t.first_packet_ns).map(|n| n as f64 / 1e6),
+                first_keyframe_ms: rel(t.first_keyframe_ns).map(|n| n as f64 / 1e6),
+            });
+        }
+        if let Some(n) = first {
+            first_packet.saturating_record((n / 1000).max(1));
+        }
+        sessions.push(tracks);
+        let _ = s.index;
+    }
+    let loss_pct = if expected > 0 {
+        lost as f64 * 100.0 / expected as f64
+    } else {
+        0.0
+    };
+    let server = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => {
+            let cpu = b.cpu_ns.saturating_sub(a.cpu_ns);
+            Some(ServerUsage {
+                cpu_secs: cpu as f64 / 1e9,
+                cpu_ns_per_packet: if packets > 0 {
+                    cpu as f64 / packets as f64
+                } else {
+                    0.0
+                },
+                end: b,
+            })
+        }
+        _ => None,
+    };
+    let jitter_audio = Percentiles::of(&out.jitter_audio_us);
+    let (slo_passed, slo_reason) = judge(
+        &opts.slo,
+        viewers,
+        playing,
+        packets,
+        loss_pct,
+        jitter_audio.p99_ms,
+    );
+    Ok(RunResult {
+        viewers,
+        playing,
+        failed_handshakes: failed,
+        first_error,
+        transport: opts.transport,
+        start_secs,
+        steady_secs,
+        packets,
+        bytes,
+        lost,
+        loss_pct,
+        reordered,
+        mbit_per_viewer: if playing > 0 {
+            bytes as f64 * 8.0 / elapsed / 1e6 / f64::from(playing)
+        } else {
+            0.0
+        },
+        jitter_audio,
+        jitter_video: Percentiles::of(&out.jitter_video_us),
+        first_packet: Percentiles::of(&first_packet),
+        first_keyframe: Percentiles::of(&first_keyframe),
+        packets_per_recv_call: if out.recv_calls > 0 {
+            packets as f64 / out.recv_calls as f64
+        } else {
+            0.0
+        },
+        loops: out.loops,
+        teardowns_answered: out.teardowns_answered,
+        rtsp_errors: out.rtsp_errors,
+        server,
+        slo_passed,
+        slo_reason,
+        sessions,
+    })
+}
+
+/// Applies the SLO to a run's figures; returns (passed, reason in words).
+pub fn judge(
+    slo: &Slo,
+    viewers: u32,
+    playing: u32,
+    packets: u64,
+    loss_pct: f64,
+    jitter_audio_p99_ms: f64,
+) -> (bool, String) {
+    if playing < viewers {
+        return (
+            false,
+            format!(
+                "{} of {viewers} sessions failed to start",
+                viewers - playing
+            ),
+        );
+    }
+    if packets == 0 {
+        return (false, "no packets received".into());
+    }
+    if loss_pct > slo.max_loss_pct {
+        return (
+            false,
+            format!("loss {loss_pct:.3}% > {}%", slo.max_loss_pct),
+        );
+    }
+    if jitter_audio_p99_ms > slo.max_jitter_p99_ms {
+        return (
+            false,
+            format!(
+                "audio jitter p99 {jitter_audio_p99_ms:.2} ms > {} ms",
+                slo.max_jitter_p99_ms
+            ),
+        );
+    }
+    (
+        true,
+        format!("loss {loss_pct:.3}%, audio jitter p99 {jitter_audio_p99_ms:.2} ms"),
+    )
+}
+
+/// Where the harness runs relative to the server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Placement {
+    /// Core of the server, if pinned.
+    pub server_core: Option<usize>,
+    /// Core of the harness, if pinned.
+    pub harness_core: Option<usize>,
+    /// How, in words.
+    pub how: String,
+}
+
+/// Pins the harness (the calling thread, before it spawns any) when there are ≥ 2 cores:
+/// server on core 0, harness on core 1, via `core_affinity` (sched_setaffinity).
+pub fn plan_placement() -> Placement {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.len() >= 2 {
+        let ok = core_affinity::set_for_current(cores[1]);
+        if ok {
+            return Placement {
+                server_core: Some(cores[0].id),
+                harness_core: Some(cores[1].id),
+                how: format!(
+                    "server pinned to core {}, harness to core {} (sched_setaffinity via core_affinity)",
+                    cores[0].id, cores[1].id
+                ),
+            };
+        }
+    }
+    Placement {
+        server_core: None,
+        harness_core: None,
+        how: format!("not pinned ({} core(s) visible)", cores.len()),
+    }
+}
+
+/// Path helper for the report files.
+pub fn report_paths(out_dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    (out_dir.join("bench.json"), out_dir.join("bench.html"))
+}

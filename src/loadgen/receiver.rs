@@ -1,0 +1,354 @@
+//! The receiver thread: owns every playing session's sockets, polls them with epoll, drains
+//! UDP with `recvmmsg` (64 per call, kernel timestamps) and TCP as interleaved `$` frames
+//! (RFC 2326 §10.12), feeds the per-track statistics, and keeps sessions alive: a keepalive
+//! request every 20 s, a PLAY from the start when a VOD clip ends, and TEARDOWN at the end.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use hdrhistogram::Histogram;
+
+use super::session::{parse_response, PlayingSession};
+use super::stats::{new_histogram, MediaKind, TrackStats};
+use crate::sys::recv::{realtime_ns, Epoll, RecvBatch};
+use crate::wire::rtp::parse_rtp_header;
+
+/// Datagrams per `recvmmsg` call.
+pub(crate) const RECV_BATCH: usize = 64;
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Messages from the driver.
+#[derive(Debug)]
+pub(crate) enum ReceiverMsg {
+    /// A session has started playing.
+    Add(Box<PlayingSession>),
+    /// Freeze statistics, TEARDOWN everything and return.
+    Stop,
+}
+
+/// Live totals the progress display reads.
+#[derive(Debug, Default)]
+pub(crate) struct LiveCounters {
+    pub(crate) packets: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+}
+
+/// What the thread hands back.
+pub(crate) struct ReceiverOutput {
+    /// Every session that reached PLAY, with its final statistics.
+    pub(crate) sessions: Vec<FinishedSession>,
+    /// Jitter estimate per packet, µs, by kind (video, audio).
+    pub(crate) jitter_video_us: Histogram<u64>,
+    /// Jitter estimate per packet, µs, audio tracks.
+    pub(crate) jitter_audio_us: Histogram<u64>,
+    /// `recvmmsg` calls that returned data.
+    pub(crate) recv_calls: u64,
+    /// TEARDOWNs answered 200 before the grace period ran out.
+    pub(crate) teardowns_answered: u64,
+    /// Non-200 answers to keepalives/loop PLAYs, and write errors.
+    pub(crate) rtsp_errors: u64,
+    /// PLAYs sent to loop a clip.
+    pub(crate) loops: u64,
+}
+
+/// One session's final statistics.
+pub(crate) struct FinishedSession {
+    pub(crate) index: usize,
+    pub(crate) play_sent_ns: u64,
+    pub(crate) tracks: Vec<TrackStats>,
+}
+
+struct Live {
+    s: PlayingSession,
+    rtsp_buf: Vec<u8>,
+    next_keepalive: Instant,
+    next_loop: Option<Instant>,
+    pending: u32,
+    closed: bool,
+}
+
+struct State {
+    sessions: Vec<Live>,
+    jitter_video_us: Histogram<u64>,
+    jitter_audio_us: Histogram<u64>,
+    counters: Arc<LiveCounters>,
+    rtsp_errors: u64,
+    counting: bool,
+}
+
+impl State {
+    fn on_rtp(&mut self, slot: usize, track: usize, pkt: &[u8], arrival_ns: u64) {
+        if !self.counting {
+            return;
+        }
+        let Some(hdr) = parse_rtp_header(pkt) else {
+            return;
+        };
+        // RFC 5761 §4: payload types 72–76 are RTCP (an SR on a reused port).
+        if (72..=76).contains(&hdr.payload_type) {
+            return;
+        }
+        let Some(t) = self.sessions[slot].s.tracks.get_mut(track) else {
+            return;
+        };
+        if let Some(j) = t.observe(pkt, &hdr, arrival_ns) {
+            self.counters.packets.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .bytes
+                .fetch_add(pkt.len() as u64, Ordering::Relaxed);
+            let h = match t.kind {
+                MediaKind::Video => &mut self.jitter_video_us,
+                _ => &mut self.jitter_audio_us,
+            };
+            h.saturating_record(j.max(1));
+        }
+    }
+
+    /// Reads the RTSP connection: interleaved frames and responses.
+    fn on_tcp(&mut self, slot: usize, scratch: &mut [u8]) -> usize {
+        let mut answered_200 = 0;
+        loop {
+            let live = &mut self.sessions[slot];
+            if live.closed {
+                return answered_200;
+            }
+            match live.s.rtsp.read(scratch) {
+                Ok(0) => {
+                    live.closed = true;
+                    break;
+                }
+                Ok(n) => live.rtsp_buf.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    live.closed = true;
+                    break;
+                }
+            }
+        }
+        let arrival_ns = realtime_ns();
+        let mut buf = std::mem::take(&mut self.sessions[slot].rtsp_buf);
+        let mut pos = 0;
+        while pos < buf.len() {
+            let rest = &buf[pos..];
+            if rest[0] == b'$' {
+                if rest.len() < 4 {
+                    break;
+                }
+                let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+                if rest.len() < 4 + len {
+                    break;
+                }
+                let channel = rest[1];
+                if channel.is_multiple_of(2) {
+                    self.on_rtp(
+                        slot,
+                        usize::from(channel / 2),
+                        &rest[4..4 + len],
+                        arrival_ns,
+                    );
+                }
+                pos += 4 + len;
+            } else if rest.starts_with(b"RTSP/") {
+                match parse_response(rest) {
+                    Some((resp, used)) => {
+                        let live = &mut self.sessions[slot];
+                        live.pending = live.pending.saturating_sub(1);
+                        if resp.status == 200 {
+                            answered_200 += 1;
+                        } else {
+                            self.rtsp_errors += 1;
+                        }
+                        pos += used;
+                    }
+                    None => break,
+                }
+            } else if rest.len() < 5 && b"RTSP/".starts_with(rest) {
+                break;
+            } else {
+                pos += 1; // resynchronize on garbage
+            }
+        }
+        buf.drain(..pos);
+        self.sessions[slot].rtsp_buf = buf;
+        answered_200
+    }
+
+    fn send_request(&mut self, slot: usize, method: &str, extra: &str) {
+        let live = &mut self.sessions[slot];
+        if live.closed {
+            return;
+        }
+        live.s.cseq += 1;
+        let req = format!(
+            "{method} {} RTSP/1.0\r\nCSeq: {}\r\nSession: {}\r\n{extra}User-Agent: shardcast-bench\r\n\r\n",
+            live.s.url, live.s.cseq, live.s.session_id
+        );
+        // A request is far smaller than a socket buffer; a short write means trouble.
+        match live.s.rtsp.write(req.as_bytes()) {
+            Ok(n) if n == req.len() => live.pending += 1,
+            _ => self.rtsp_errors += 1,
+        }
+    }
+}
+
+/// Token layout: slot << 8 | (0 = RTSP connection, 1 + i = UDP socket of track i).
+fn token(slot: usize, sub: usize) -> u64 {
+    ((slot as u64) << 8) | sub as u64
+}
+
+/// Starts the receiver thread; it runs until it gets [`ReceiverMsg::Stop`] or the deadline.
+pub(crate) fn spawn_receiver(
+    rx: Receiver<ReceiverMsg>,
+    counters: Arc<LiveCounters>,
+    deadline: Instant,
+) -> std::io::Result<JoinHandle<ReceiverOutput>> {
+    let mut epoll = Epoll::new(256)?;
+    std::thread::Builder::new()
+        .name("bench-recv".into())
+        .spawn(move || {
+            let mut st = State {
+                sessions: Vec::new(),
+                jitter_video_us: new_histogram(),
+                jitter_audio_us: new_histogram(),
+                counters,
+                rtsp_errors: 0,
+                counting: true,
+            };
+            let mut batch = RecvBatch::new(RECV_BATCH);
+            let mut scratch = vec![0u8; 64 * 1024];
+            let mut ready: Vec<u64> = Vec::with_capacity(256);
+            let mut recv_calls = 0u64;
+            let mut loops = 0u64;
+            let mut next_timer_scan = Instant::now();
+            let mut stopping_at: Option<Instant> = None;
+            let mut teardowns_answered = 0u64;
+            loop {
+                let now = Instant::now();
+                if stopping_at.is_none() {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ReceiverMsg::Add(mut s)) => {
+                                let slot = st.sessions.len();
+                                let mut ok = epoll.add(s.rtsp.as_raw_fd(), token(slot, 0)).is_ok();
+                                for (i, u) in s.udp.iter().enumerate() {
+                                    ok &= epoll.add(u.as_raw_fd(), token(slot, 1 + i)).is_ok();
+                                }
+                                if !ok {
+                                    st.rtsp_errors += 1;
+                                }
+                                let next_loop = s.clip.map(|c| {
+                                    let since_play = Duration::from_nanos(
+                                        realtime_ns().saturating_sub(s.play_sent_ns),
+                                    );
+                                    now + c.saturating_sub(since_play)
+                                });
+                                let rtsp_buf = std::mem::take(&mut s.leftover);
+                                st.sessions.push(Live {
+                                    s: *s,
+                                    rtsp_buf,
+                                    next_keepalive: now + KEEPALIVE_EVERY,
+                                    next_loop,
+                                    pending: 0,
+                                    closed: false,
+                                });
+                                if !st.sessions[slot].rtsp_buf.is_empty() {
+                                    st.on_tcp(slot, &mut scratch);
+                                }
+                            }
+                            Ok(ReceiverMsg::Stop) | Err(TryRecvError::Disconnected) => {
+                                stopping_at = Some(now);
+                                break;
+                            }
+                            Err(TryRecvError::Empty) => break,
+                        }
+                    }
+                    if now >= deadline && stopping_at.is_none() {
+                        stopping_at = Some(now);
+                    }
+                    if stopping_at.is_some() {
+                        // Freeze the statistics, then say goodbye.
+                        st.counting = false;
+                        for slot in 0..st.sessions.len() {
+                            st.sessions[slot].pending = 0;
+                            st.send_request(slot, "TEARDOWN", "");
+                        }
+                    }
+                }
+                if let Some(at) = stopping_at {
+                    let waiting = st.sessions.iter().any(|l| l.pending > 0 && !l.closed);
+                    if !waiting || now.duration_since(at) > TEARDOWN_GRACE {
+                        break;
+                    }
+                }
+                ready.clear();
+                match epoll.wait(Duration::from_millis(5)) {
+                    Ok(tokens) => ready.extend(tokens),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+                for &tok in &ready {
+                    let slot = (tok >> 8) as usize;
+                    let sub = (tok & 0xff) as usize;
+                    if sub == 0 {
+                        let ok = st.on_tcp(slot, &mut scratch);
+                        if stopping_at.is_some() {
+                            teardowns_answered += ok as u64;
+                        }
+                        continue;
+                    }
+                    let fd = st.sessions[slot].s.udp[sub - 1].as_raw_fd();
+                    loop {
+                        let n = batch.recv(fd).unwrap_or_default();
+                        if n == 0 {
+                            break;
+                        }
+                        recv_calls += 1;
+                        for i in 0..n {
+                            let d = batch.datagram(i);
+                            st.on_rtp(slot, sub - 1, d.bytes, d.arrival_ns);
+                        }
+                        if n < RECV_BATCH {
+                            break;
+                        }
+                    }
+                }
+                if stopping_at.is_none() && now >= next_timer_scan {
+                    next_timer_scan = now + Duration::from_millis(20);
+                    for slot in 0..st.sessions.len() {
+                        if st.sessions[slot].next_loop.is_some_and(|t| now >= t) {
+                            let clip = st.sessions[slot].s.clip.unwrap_or(Duration::MAX);
+                            st.sessions[slot].next_loop = Some(now + clip);
+                            st.send_request(slot, "PLAY", "Range: npt=0-\r\n");
+                            loops += 1;
+                        } else if now >= st.sessions[slot].next_keepalive {
+                            st.sessions[slot].next_keepalive = now + KEEPALIVE_EVERY;
+                            st.send_request(slot, "GET_PARAMETER", "");
+                        }
+                    }
+                }
+            }
+            ReceiverOutput {
+                sessions: st
+                    .sessions
+                    .into_iter()
+                    .map(|l| FinishedSession {
+                        index: l.s.index,
+                        play_sent_ns: l.s.play_sent_ns,
+                        tracks: l.s.tracks,
+                    })
+                    .collect(),
+                jitter_video_us: st.jitter_video_us,
+                jitter_audio_us: st.jitter_audio_us,
+                recv_calls,
+                teardowns_answered,
+                rtsp_errors: st.rtsp_errors,
+                loops,
+            }
+        })
+}

@@ -1,0 +1,450 @@
+//! The bench report: one Markdown table row per configuration, a JSON document, and a
+//! self-contained HTML page with hand-drawn inline SVG plots (viewers vs loss, server CPU ns
+//! per packet per backend, jitter percentiles) and a one-line conclusion in plain words.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{ConfigResult, Placement, RunResult, Slo};
+
+/// Everything the report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Unix time the bench started.
+    pub started_unix_secs: u64,
+    /// The command line.
+    pub command: String,
+    /// Kernel release, cores.
+    pub machine: String,
+    /// Core placement.
+    pub placement: Placement,
+    /// Server shards.
+    pub shards: Option<usize>,
+    /// The SLO applied.
+    pub slo: Slo,
+    /// Results per backend.
+    pub configs: Vec<ConfigResult>,
+    /// The plain-language conclusion.
+    pub conclusion: String,
+}
+
+/// The Markdown table header matching [`markdown_row`].
+pub fn markdown_header() -> String {
+    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | server peak RSS MiB | threads | SLO |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        .to_owned()
+}
+
+/// One row: the configuration's fixed run, or its best passing capacity probe.
+pub fn markdown_row(cfg: &ConfigResult) -> String {
+    let Some(r) = representative_run(cfg) else {
+        return format!(
+            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
+            cfg.label,
+            cfg.error.as_deref().unwrap_or("no run").replace('|', "/")
+        );
+    };
+    let (cpu, rss, threads) = match &r.server {
+        Some(s) => (
+            format!("{:.0}", s.cpu_ns_per_packet),
+            format!("{:.1}", s.end.peak_rss_kib as f64 / 1024.0),
+            s.end.threads.to_string(),
+        ),
+        None => ("n/a".into(), "n/a".into(), "n/a".into()),
+    };
+    let slo = match &cfg.capacity {
+        Some(c) => format!("capacity {} ({})", c.capacity_viewers, c.limit),
+        None => format!(
+            "{}: {}",
+            if r.slo_passed { "pass" } else { "FAIL" },
+            r.slo_reason
+        ),
+    };
+    format!(
+        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} |",
+        cfg.label,
+        r.viewers,
+        r.playing,
+        r.transport,
+        r.mbit_per_viewer,
+        r.packets,
+        r.loss_pct,
+        r.reordered,
+        r.jitter_audio.p50_ms,
+        r.jitter_audio.p99_ms,
+        r.jitter_video.p99_ms,
+        r.first_packet.p50_ms,
+        r.first_packet.p99_ms,
+        r.first_keyframe.p99_ms,
+        cpu,
+        rss,
+        threads,
+        slo.replace('|', "/"),
+    )
+}
+
+/// The run a configuration is summarized by: its largest passing run, else its last run.
+pub fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
+    cfg.runs
+        .iter()
+        .filter(|r| r.slo_passed)
+        .max_by_key(|r| r.viewers)
+        .or(cfg.runs.last())
+}
+
+/// "This machine served N viewers of an X Mbit/s stream per shard core with L% loss".
+pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
+    let best = configs
+        .iter()
+        .filter_map(|c| representative_run(c).map(|r| (c, r)))
+        .filter(|(_, r)| r.slo_passed)
+        .max_by_key(|(_, r)| r.playing);
+    let Some((cfg, r)) = best else {
+        return "no configuration met the SLO; see the table for why".into();
+    };
+    let per_core = match shards {
+        Some(n) if n > 0 => format!(" on {n} shard core{}", if n == 1 { "" } else { "s" }),
+        _ => String::new(),
+    };
+    let how = match &cfg.capacity {
+        Some(c) => format!(" (capacity search; stopped by: {})", c.limit),
+        None => String::new(),
+    };
+    let cpu = r
+        .server
+        .map(|s| {
+            format!(
+                ", at {:.0} ns of server CPU per packet",
+                s.cpu_ns_per_packet
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "this machine served {} viewers of a {:.2} Mbit/s stream{per_core} with {:.3}% loss and {:.2} ms audio jitter p99 ({}{cpu}){how}",
+        r.playing, r.mbit_per_viewer, r.loss_pct, r.jitter_audio.p99_ms, cfg.label
+    )
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const W: f64 = 560.0;
+const H: f64 = 260.0;
+const PAD: f64 = 50.0;
+const COLORS: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+];
+
+fn nice_max(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let mag = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if v <= m * mag {
+            return m * mag;
+        }
+    }
+    10.0 * mag
+}
+
+fn axes(svg: &mut String, title: &str, x_label: &str, y_label: &str, y_max: f64) {
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">
+<text x="{}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{}</text>
+<line x1="{PAD}" y1="{}" x2="{}" y2="{}" stroke="#333"/><line x1="{PAD}" y1="30" x2="{PAD}" y2="{}" stroke="#333"/>
+<text x="{}" y="{}" text-anchor="middle">{}</text>
+<text x="12" y="{}" text-anchor="middle" transform="rotate(-90 12 {})">{}</text>
+"##,
+        W / 2.0,
+        esc(title),
+        H - PAD,
+        W - 10.0,
+        H - PAD,
+        H - PAD,
+        W / 2.0,
+        H - 10.0,
+        esc(x_label),
+        H / 2.0,
+        H / 2.0,
+        esc(y_label)
+    );
+    for i in 0..=4 {
+        let v = y_max * f64::from(i) / 4.0;
+        let y = H - PAD - (H - PAD - 30.0) * f64::from(i) / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{PAD}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            W - 10.0,
+            PAD - 4.0,
+            y + 4.0,
+            fmt_num(v)
+        );
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn y_of(v: f64, y_max: f64) -> f64 {
+    H - PAD - (H - PAD - 30.0) * (v / y_max).clamp(0.0, 1.0)
+}
+
+/// Scatter/line plot of loss % against viewers, one series per configuration.
+fn loss_plot(configs: &[ConfigResult]) -> String {
+    let pts: Vec<(usize, f64, f64)> = configs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            c.runs
+                .iter()
+                .map(move |r| (i, f64::from(r.viewers), r.loss_pct))
+        })
+        .collect();
+    let x_max = nice_max(pts.iter().map(|p| p.1).fold(0.0, f64::max));
+    let y_max = nice_max(pts.iter().map(|p| p.2).fold(0.0, f64::max).max(0.1));
+    let mut svg = String::new();
+    axes(&mut svg, "Viewers vs loss", "viewers", "loss %", y_max);
+    for i in 0..=4 {
+        let v = x_max * f64::from(i) / 4.0;
+        let x = PAD + (W - PAD - 10.0) * f64::from(i) / 4.0;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
+            H - PAD + 14.0,
+            fmt_num(v)
+        );
+    }
+    for (ci, c) in configs.iter().enumerate() {
+        let color = COLORS[ci % COLORS.len()];
+        let mut series: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.0 == ci)
+            .map(|p| (p.1, p.2))
+            .collect();
+        series.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = series
+            .iter()
+            .map(|(x, y)| {
+                format!(
+                    "{:.1},{:.1}",
+                    PAD + (W - PAD - 10.0) * x / x_max,
+                    y_of(*y, y_max)
+                )
+            })
+            .collect();
+        if path.len() > 1 {
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" points="{}"/>"#,
+                path.join(" ")
+            );
+        }
+        for p in &path {
+            let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = writeln!(svg, r#"<circle cx="{x}" cy="{y}" r="3.5" fill="{color}"/>"#);
+        }
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" fill="{color}">{}</text>"#,
+            W - 150.0,
+            40.0 + 14.0 * ci as f64,
+            esc(&c.label)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Grouped bar chart: one group per configuration, one bar per named value.
+fn bar_plot(title: &str, y_label: &str, groups: &[(String, Vec<(String, f64)>)]) -> String {
+    let y_max = nice_max(
+        groups
+            .iter()
+            .flat_map(|g| g.1.iter().map(|v| v.1))
+            .fold(0.0, f64::max),
+    );
+    let mut svg = String::new();
+    axes(&mut svg, title, "", y_label, y_max);
+    let n = groups.len().max(1) as f64;
+    let group_w = (W - PAD - 10.0) / n;
+    for (gi, (label, values)) in groups.iter().enumerate() {
+        let x0 = PAD + group_w * gi as f64;
+        let bw = (group_w * 0.8) / values.len().max(1) as f64;
+        for (vi, (name, v)) in values.iter().enumerate() {
+            let x = x0 + group_w * 0.1 + bw * vi as f64;
+            let y = y_of(*v, y_max);
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {}: {}</title></rect>"#,
+                bw * 0.9,
+                (H - PAD - y).max(0.0),
+                COLORS[vi % COLORS.len()],
+                esc(label),
+                esc(name),
+                fmt_num(*v)
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="9">{}</text>"#,
+                x + bw * 0.45,
+                y - 3.0,
+                fmt_num(*v)
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            x0 + group_w / 2.0,
+            H - PAD + 14.0,
+            esc(label)
+        );
+    }
+    if let Some((_, values)) = groups.first() {
+        for (vi, (name, _)) in values.iter().enumerate() {
+            let _ = writeln!(
+                svg,
+                r#"<text x="{}" y="{}" fill="{}">{}</text>"#,
+                W - 80.0,
+                40.0 + 14.0 * vi as f64,
+                COLORS[vi % COLORS.len()],
+                esc(name)
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The self-contained HTML page.
+pub fn html(report: &BenchReport) -> String {
+    let cpu_groups: Vec<(String, Vec<(String, f64)>)> = report
+        .configs
+        .iter()
+        .filter_map(|c| {
+            let r = representative_run(c)?;
+            Some((
+                c.label.clone(),
+                vec![(
+                    "ns/packet".to_owned(),
+                    r.server.map_or(0.0, |s| s.cpu_ns_per_packet),
+                )],
+            ))
+        })
+        .collect();
+    let jitter_groups: Vec<(String, Vec<(String, f64)>)> = report
+        .configs
+        .iter()
+        .filter_map(|c| {
+            let j = representative_run(c)?.jitter_audio;
+            Some((
+                c.label.clone(),
+                vec![
+                    ("p50".to_owned(), j.p50_ms),
+                    ("p95".to_owned(), j.p95_ms),
+                    ("p99".to_owned(), j.p99_ms),
+                    ("max".to_owned(), j.max_ms),
+                ],
+            ))
+        })
+        .collect();
+    let mut table = String::from("<table><tr>");
+    let header = markdown_header();
+    for h in header
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split('|')
+        .map(str::trim)
+    {
+        if !h.is_empty() {
+            let _ = write!(table, "<th>{}</th>", esc(h));
+        }
+    }
+    table.push_str("</tr>\n");
+    for c in &report.configs {
+        table.push_str("<tr>");
+        let row = markdown_row(c);
+        for cell in row.trim_matches('|').split('|') {
+            let _ = write!(table, "<td>{}</td>", esc(cell.trim()));
+        }
+        table.push_str("</tr>\n");
+    }
+    table.push_str("</table>");
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>shardcast bench</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:12px}} td,th{{border:1px solid #ccc;padding:3px 6px}} .plots svg{{margin:0 1em 1em 0;border:1px solid #eee}} .conclusion{{font-size:1.2em;font-weight:bold}}</style>
+</head><body>
+<h1>shardcast bench</h1>
+<p class="conclusion">{}</p>
+<p>Command: <code>{}</code><br>Machine: {}<br>Placement: {}<br>SLO: loss ≤ {}%, audio jitter p99 ≤ {} ms (RFC 3550 §6.4.1 estimate; video jitter is reported but not judged, because B-frames make video RTP timestamps non-monotonic)</p>
+{}
+<div class="plots">
+{}{}{}
+</div>
+</body></html>
+"#,
+        esc(&report.conclusion),
+        esc(&report.command),
+        esc(&report.machine),
+        esc(&report.placement.how),
+        report.slo.max_loss_pct,
+        report.slo.max_jitter_p99_ms,
+        table,
+        loss_plot(&report.configs),
+        bar_plot("Server CPU per delivered packet", "ns", &cpu_groups),
+        bar_plot("Audio jitter percentiles", "ms", &jitter_groups),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_axis_maxima_round_up() {
+        assert_eq!(nice_max(0.0), 1.0);
+        assert_eq!(nice_max(0.07), 0.1);
+        assert_eq!(nice_max(130.0), 200.0);
+        assert_eq!(nice_max(4800.0), 5000.0);
+    }
+
+    #[test]
+    fn a_config_that_did_not_run_still_gets_a_row_and_a_conclusion() {
+        let cfg = ConfigResult {
+            label: "io=uring".into(),
+            io: Some("uring".into()),
+            error: Some(
+                "server did not start with [--io uring]: exit 2: unexpected argument '--io'".into(),
+            ),
+            runs: vec![],
+            capacity: None,
+        };
+        let row = markdown_row(&cfg);
+        assert!(row.starts_with("| io=uring |") && row.contains("not run"));
+        assert_eq!(
+            row.matches('|').count(),
+            markdown_header()
+                .lines()
+                .next()
+                .unwrap()
+                .matches('|')
+                .count()
+        );
+        assert!(conclusion(&[cfg], Some(1)).contains("no configuration"));
+    }
+}

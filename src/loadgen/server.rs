@@ -1,0 +1,232 @@
+//! The server under test: spawning `shardcast serve` on a free loopback port (pinned to one
+//! core), reading its banner, killing it at the end, and sampling its CPU time, memory and
+//! threads from `/proc/<pid>` (proc(5)).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::LoadError;
+use crate::sys::recv::clock_ticks_per_sec;
+
+/// How the server is started.
+#[derive(Debug, Clone)]
+pub struct ServerLaunch {
+    /// The `shardcast` executable.
+    pub exe: PathBuf,
+    /// `--shards`.
+    pub shards: usize,
+    /// `--media`, if any.
+    pub media: Option<PathBuf>,
+    /// Further arguments passed verbatim (e.g. `--io uring`).
+    pub extra_args: Vec<String>,
+    /// Core to pin the server to (its threads inherit the mask), if any.
+    pub pin_core: Option<usize>,
+    /// Core the harness returns to after spawning, if any.
+    pub harness_core: Option<usize>,
+}
+
+/// A running server process, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    /// Its RTSP address.
+    pub addr: SocketAddr,
+    /// Stream URLs it announced.
+    pub streams: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts the server and waits up to 20 s for its `ready` line.
+    pub fn spawn(launch: &ServerLaunch) -> Result<Self, LoadError> {
+        let mut cmd = Command::new(&launch.exe);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--shards"])
+            .arg(launch.shards.to_string());
+        if let Some(m) = &launch.media {
+            cmd.arg("--media").arg(m);
+        }
+        if !launch.extra_args.iter().any(|a| a == "--log") {
+            cmd.args(["--log", "warn"]);
+        }
+        cmd.args(&launch.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // The child inherits the spawning thread's CPU mask: pin, spawn, then move back.
+        if let Some(core) = launch.pin_core {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        }
+        let spawned = cmd.spawn();
+        if let Some(core) = launch.harness_core {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        }
+        let mut child =
+            spawned.map_err(|e| LoadError::io(format!("spawning {}", launch.exe.display()), e))?;
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(err) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if t.len() == 20 {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut addr = None;
+            let mut streams = Vec::new();
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
+                    addr = rest.split('/').next().and_then(|a| a.parse().ok());
+                } else if let Some(url) = line.strip_prefix("stream ") {
+                    streams.push(url.to_owned());
+                } else if line == "ready" {
+                    break;
+                }
+            }
+            let _ = tx.send((addr, streams));
+            for _ in lines {}
+        });
+        let banner = rx.recv_timeout(Duration::from_secs(20));
+        let stderr_text = |tail: &Arc<Mutex<VecDeque<String>>>| {
+            // Give the stderr reader a moment to collect a failing server's last words.
+            std::thread::sleep(Duration::from_millis(200));
+            let t = tail.lock().unwrap_or_else(|p| p.into_inner());
+            t.iter().cloned().collect::<Vec<_>>().join(" | ")
+        };
+        match banner {
+            Ok((Some(addr), streams)) => Ok(Self {
+                child,
+                addr,
+                streams,
+            }),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                Err(LoadError::ServerStart {
+                    args: launch.extra_args.join(" "),
+                    detail: format!(
+                        "exit {}: {}",
+                        status
+                            .and_then(|s| s.code())
+                            .map_or("none".into(), |c| c.to_string()),
+                        stderr_text(&stderr_tail)
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether this `shardcast` build's `serve` accepts `--io` (the send backends' flag).
+pub fn serve_accepts_io_flag(exe: &Path) -> bool {
+    Command::new(exe)
+        .args(["serve", "--help"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--io"))
+        .unwrap_or(false)
+}
+
+/// One reading of a process's resource use.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct ProcSample {
+    /// utime + stime, ns.
+    pub cpu_ns: u64,
+    /// Peak resident set (VmHWM), KiB.
+    pub peak_rss_kib: u64,
+    /// Current resident set (VmRSS), KiB.
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
+pub fn sample_process(pid: u32) -> Result<ProcSample, LoadError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| LoadError::io(format!("reading /proc/{pid}/stat"), e))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| LoadError::io(format!("reading /proc/{pid}/status"), e))?;
+    parse_proc(&stat, &status, clock_ticks_per_sec())
+}
+
+/// Parses the two proc files; `ticks_per_sec` is `sysconf(_SC_CLK_TCK)`.
+pub fn parse_proc(stat: &str, status: &str, ticks_per_sec: u64) -> Result<ProcSample, LoadError> {
+    // proc(5): the command name (field 2) is in parentheses and may hold spaces, so count
+    // fields after the last ')'. Field 3 (state) is then index 0; utime (14) index 11,
+    // stime (15) index 12.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| LoadError::Protocol("malformed /proc stat".into()))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let num = |i: usize| -> Result<u64, LoadError> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| LoadError::Protocol(format!("/proc stat field {} missing", i + 3)))
+    };
+    let ticks = num(11)? + num(12)?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(ProcSample {
+        cpu_ns: ticks * 1_000_000_000 / ticks_per_sec.max(1),
+        peak_rss_kib: kib("VmHWM:"),
+        rss_kib: kib("VmRSS:"),
+        threads: kib("Threads:"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fields_are_counted_after_the_command_name() {
+        let stat = "4242 (shard cast) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 5 0";
+        let status = "Name:\tshardcast\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t5\n";
+        let s = parse_proc(stat, status, 100).unwrap();
+        assert_eq!(s.cpu_ns, 3_000_000_000, "(250 + 50) ticks at 100 Hz");
+        assert_eq!((s.peak_rss_kib, s.rss_kib, s.threads), (20480, 10240, 5));
+    }
+
+    #[test]
+    fn own_process_can_be_sampled() {
+        let s = sample_process(std::process::id()).unwrap();
+        assert!(s.threads >= 1 && s.rss_kib > 0);
+    }
+}

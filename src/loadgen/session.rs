@@ -1,0 +1,427 @@
+//! Session driver: one viewer's RTSP handshake (OPTIONS, DESCRIBE, SETUP per track, PLAY;
+//! RFC 2326 §10) over tokio, with UDP receive sockets or TCP-interleaved channels (§10.12),
+//! handing the playing session to the receiver thread. Also the small SDP reader it needs
+//! (`m=`, `a=rtpmap`, `a=control`, `a=range`; RFC 8866, RFC 2326 §C.1).
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::stats::{MediaKind, TrackStats};
+use super::LoadError;
+use crate::sys::recv::{enable_rx_timestamps, realtime_ns};
+
+/// How RTP reaches the load generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtpTransport {
+    /// One UDP socket per track (`client_port`).
+    Udp,
+    /// Interleaved `$` frames on the RTSP connection.
+    Tcp,
+}
+
+/// One media description of the SDP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdpMedia {
+    /// From the `m=` line.
+    pub kind: MediaKind,
+    /// First payload type of the `m=` line.
+    pub payload_type: u8,
+    /// Clock rate from `a=rtpmap` (90 kHz for video, 8 kHz if absent for audio).
+    pub clock_rate_hz: u32,
+    /// `a=control` value, absolute or relative.
+    pub control: String,
+}
+
+/// What the load generator needs from a DESCRIBE answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdpSummary {
+    /// Media descriptions in order.
+    pub media: Vec<SdpMedia>,
+    /// Presentation length from `a=range:npt=0-D`; `None` for live or absent.
+    pub duration_secs: Option<f64>,
+}
+
+/// Reads the parts of an SDP the harness uses; unknown lines are skipped.
+pub fn parse_sdp(text: &str) -> SdpSummary {
+    let mut media: Vec<SdpMedia> = Vec::new();
+    let mut duration_secs = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut f = m.split_whitespace();
+            let kind = match f.next() {
+                Some("video") => MediaKind::Video,
+                Some("audio") => MediaKind::Audio,
+                _ => MediaKind::Other,
+            };
+            let payload_type = f.nth(2).and_then(|p| p.parse().ok()).unwrap_or(96);
+            let clock_rate_hz = if kind == MediaKind::Video {
+                90_000
+            } else {
+                8000
+            };
+            media.push(SdpMedia {
+                kind,
+                payload_type,
+                clock_rate_hz,
+                control: String::new(),
+            });
+        } else if let Some(v) = line.strip_prefix("a=rtpmap:") {
+            // a=rtpmap:<pt> <encoding>/<clock rate>[/<channels>]
+            let (Some(cur), Some((pt, enc))) = (media.last_mut(), v.split_once(' ')) else {
+                continue;
+            };
+            if pt.parse() == Ok(cur.payload_type) {
+                if let Some(rate) = enc.split('/').nth(1).and_then(|r| r.parse().ok()) {
+                    cur.clock_rate_hz = rate;
+                }
+            }
+        } else if let Some(v) = line.strip_prefix("a=control:") {
+            if let Some(cur) = media.last_mut() {
+                cur.control = v.to_owned();
+            }
+        } else if let Some(v) = line.strip_prefix("a=range:npt=") {
+            if media.is_empty() {
+                duration_secs = v
+                    .split_once('-')
+                    .and_then(|(_, end)| end.trim().parse::<f64>().ok());
+            }
+        }
+    }
+    SdpSummary {
+        media,
+        duration_secs,
+    }
+}
+
+/// Resolves a track's `a=control` against the Content-Base (RFC 2326 §C.1.1).
+pub fn control_url(base: &str, control: &str) -> String {
+    if control.starts_with("rtsp://") || control.starts_with("rtsps://") {
+        control.to_owned()
+    } else if control.is_empty() || control == "*" {
+        base.trim_end_matches('/').to_owned()
+    } else if base.ends_with('/') {
+        format!("{base}{control}")
+    } else {
+        format!("{base}/{control}")
+    }
+}
+
+/// A parsed RTSP response.
+#[derive(Debug, Clone)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses one response at the start of `buf`; returns it and its length, or `None` if
+/// incomplete. Interleaved frames must have been consumed by the caller.
+pub(crate) fn parse_response(buf: &[u8]) -> Option<(Response, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()?
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let total = end + 4 + len;
+    if buf.len() < total {
+        return None;
+    }
+    let body = buf[end + 4..total].to_vec();
+    Some((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        total,
+    ))
+}
+
+/// A session whose PLAY succeeded, ready for the receiver thread.
+#[derive(Debug)]
+pub(crate) struct PlayingSession {
+    /// Viewer number.
+    pub(crate) index: usize,
+    /// The RTSP connection (non-blocking), kept for keepalive, looping and TEARDOWN.
+    pub(crate) rtsp: std::net::TcpStream,
+    /// Bytes read past the PLAY response (interleaved frames already in flight).
+    pub(crate) leftover: Vec<u8>,
+    /// UDP RTP socket per track (empty over TCP).
+    pub(crate) udp: Vec<UdpSocket>,
+    /// Statistics per track, in SETUP order (interleaved channel 2·i).
+    pub(crate) tracks: Vec<TrackStats>,
+    /// RTSP Session id.
+    pub(crate) session_id: String,
+    /// Aggregate control URL (for PLAY/TEARDOWN).
+    pub(crate) url: String,
+    /// Realtime ns when PLAY was written.
+    pub(crate) play_sent_ns: u64,
+    /// Clip length, for looping VOD.
+    pub(crate) clip: Option<Duration>,
+    /// Last CSeq used.
+    pub(crate) cseq: u32,
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+impl Conn {
+    async fn request(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, LoadError> {
+        self.cseq += 1;
+        let mut req = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: shardcast-bench\r\n",
+            self.cseq
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| LoadError::io(format!("writing {method}"), e))?;
+        loop {
+            // Interleaved frames can precede the response only after a PLAY; skip them.
+            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() < 4 + len {
+                    break;
+                }
+                self.buf.drain(..4 + len);
+            }
+            if self.buf.first() != Some(&b'$') {
+                if let Some((resp, used)) = parse_response(&self.buf) {
+                    self.buf.drain(..used);
+                    if resp.status != 200 {
+                        return Err(LoadError::Status {
+                            method,
+                            status: resp.status,
+                        });
+                    }
+                    return Ok(resp);
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| LoadError::io(format!("reading the {method} response"), e))?;
+            if n == 0 {
+                return Err(LoadError::Protocol(format!(
+                    "server closed the connection before answering {method}"
+                )));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn bind_rtp_socket() -> Result<UdpSocket, LoadError> {
+    let sock =
+        UdpSocket::bind("127.0.0.1:0").map_err(|e| LoadError::io("binding a UDP socket", e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| LoadError::io("making a UDP socket non-blocking", e))?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(1 << 20);
+    enable_rx_timestamps(sock.as_raw_fd())
+        .map_err(|e| LoadError::io("enabling SO_TIMESTAMPNS", e))?;
+    Ok(sock)
+}
+
+/// Runs one viewer's handshake against `url` and returns it playing.
+///
+/// Over UDP, each track gets its own RTP socket; the RTCP port of the pair (`port + 1`) is
+/// announced but not bound, to halve the descriptors per viewer (the receiver drops RTCP
+/// by payload type should that port later belong to another viewer's socket).
+pub(crate) async fn open_session(
+    index: usize,
+    url: &str,
+    transport: RtpTransport,
+) -> Result<PlayingSession, LoadError> {
+    let authority = url
+        .strip_prefix("rtsp://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| LoadError::Protocol(format!("not an rtsp:// URL: {url}")))?;
+    let stream = TcpStream::connect(authority)
+        .await
+        .map_err(|e| LoadError::io(format!("connecting to {authority}"), e))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        cseq: 0,
+    };
+    conn.request("OPTIONS", url, &[]).await?;
+    let desc = conn
+        .request("DESCRIBE", url, &[("Accept", "application/sdp")])
+        .await?;
+    let base = desc
+        .header("Content-Base")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{url}/"));
+    let sdp = parse_sdp(&String::from_utf8_lossy(&desc.body));
+    if sdp.media.is_empty() {
+        return Err(LoadError::Protocol("DESCRIBE returned no media".into()));
+    }
+    let mut session_id: Option<String> = None;
+    let mut udp = Vec::new();
+    let mut tracks = Vec::new();
+    for (i, m) in sdp.media.iter().enumerate() {
+        let transport_header = match transport {
+            RtpTransport::Udp => {
+                let sock = bind_rtp_socket()?;
+                let port = sock
+                    .local_addr()
+                    .map_err(|e| LoadError::io("reading a UDP socket address", e))?
+                    .port();
+                udp.push(sock);
+                format!(
+                    "RTP/AVP;unicast;client_port={}-{}",
+                    port,
+                    port.wrapping_add(1)
+                )
+            }
+            RtpTransport::Tcp => {
+                format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1)
+            }
+        };
+        let mut headers = vec![("Transport", transport_header.as_str())];
+        let sid;
+        if let Some(s) = &session_id {
+            sid = s.clone();
+            headers.push(("Session", sid.as_str()));
+        }
+        let resp = conn
+            .request("SETUP", &control_url(&base, &m.control), &headers)
+            .await?;
+        if session_id.is_none() {
+            session_id = resp
+                .header("Session")
+                .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
+        }
+        tracks.push(TrackStats::new(m.kind, m.payload_type, m.clock_rate_hz));
+    }
+    let session_id = session_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| LoadError::Protocol("SETUP answered without a Session".into()))?;
+    let aggregate = base.trim_end_matches('/').to_owned();
+    let play_sent_ns = realtime_ns();
+    conn.request(
+        "PLAY",
+        &aggregate,
+        &[("Session", &session_id), ("Range", "npt=0-")],
+    )
+    .await?;
+    let rtsp = conn
+        .stream
+        .into_std()
+        .map_err(|e| LoadError::io("detaching the RTSP connection", e))?;
+    Ok(PlayingSession {
+        index,
+        rtsp,
+        leftover: conn.buf,
+        udp,
+        tracks,
+        session_id,
+        url: aggregate,
+        play_sent_ns,
+        clip: sdp.duration_secs.map(Duration::from_secs_f64),
+        cseq: conn.cseq,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=sample\r\nt=0 0\r\n\
+        a=control:*\r\na=range:npt=0-10.000\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=control:trackID=1\r\n";
+
+    #[test]
+    fn sdp_yields_tracks_clock_rates_and_clip_length() {
+        let s = parse_sdp(SDP);
+        assert_eq!(s.duration_secs, Some(10.0));
+        assert_eq!(s.media.len(), 2);
+        assert_eq!(
+            (
+                s.media[0].kind,
+                s.media[0].payload_type,
+                s.media[0].clock_rate_hz
+            ),
+            (MediaKind::Video, 96, 90_000)
+        );
+        assert_eq!(
+            (
+                s.media[1].kind,
+                s.media[1].payload_type,
+                s.media[1].clock_rate_hz
+            ),
+            (MediaKind::Audio, 97, 48_000)
+        );
+        assert_eq!(s.media[1].control, "trackID=1");
+        let live = parse_sdp("a=range:npt=now-\r\nm=video 0 RTP/AVP 96\r\n");
+        assert_eq!(live.duration_secs, None);
+    }
+
+    #[test]
+    fn control_urls_resolve_against_the_content_base() {
+        let base = "rtsp://127.0.0.1:8554/sample/";
+        assert_eq!(
+            control_url(base, "trackID=0"),
+            "rtsp://127.0.0.1:8554/sample/trackID=0"
+        );
+        assert_eq!(
+            control_url("rtsp://h/s", "trackID=1"),
+            "rtsp://h/s/trackID=1"
+        );
+        assert_eq!(control_url(base, "rtsp://x/y"), "rtsp://x/y");
+        assert_eq!(control_url(base, "*"), "rtsp://127.0.0.1:8554/sample");
+    }
+
+    #[test]
+    fn response_parser_waits_for_the_whole_body() {
+        let full = b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabcRTSP";
+        assert!(parse_response(&full[..40]).is_none());
+        let (r, used) = parse_response(full).unwrap();
+        assert_eq!((r.status, r.body.as_slice(), used), (200, &b"abc"[..], 50));
+        assert_eq!(r.header("cseq"), Some("2"));
+    }
+}

@@ -1,0 +1,332 @@
+//! Receiver statistics per session track: RFC 3550 extended sequence numbers (loss and
+//! reordering, Appendix A.1/A.3), interarrival jitter (§6.4.1, Appendix A.8), time to first
+//! packet and first H.264 keyframe. Pure arithmetic over (packet, arrival time); no I/O.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::wire::rtp::RtpHeader;
+
+/// What a track carries, from the SDP `m=` line; decides keyframe detection and SLO use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// `m=video` (H.264 here).
+    Video,
+    /// `m=audio`.
+    Audio,
+    /// Anything else.
+    Other,
+}
+
+/// RFC 3550 sequence-number bookkeeping with 16-bit wrap extension.
+#[derive(Debug, Clone, Default)]
+pub struct SeqTracker {
+    base_ext: Option<i64>,
+    max_ext: i64,
+    received: u64,
+    reordered: u64,
+}
+
+impl SeqTracker {
+    /// Extends `seq` against the highest sequence number seen so far: the candidate within
+    /// ±32768 of it (the wrap rule of RFC 3550 A.1). Returns the extended value.
+    pub fn extend(&self, seq: u16) -> i64 {
+        if self.base_ext.is_none() {
+            return i64::from(seq);
+        }
+        let delta = seq.wrapping_sub(self.max_ext as u16) as i16;
+        self.max_ext + i64::from(delta)
+    }
+
+    /// Counts one arriving packet; returns `true` if it came after a higher sequence number.
+    pub fn observe(&mut self, seq: u16) -> bool {
+        let ext = self.extend(seq);
+        self.received += 1;
+        match self.base_ext {
+            None => {
+                self.base_ext = Some(ext);
+                self.max_ext = ext;
+                false
+            }
+            Some(base) => {
+                if ext > self.max_ext {
+                    self.max_ext = ext;
+                    false
+                } else {
+                    if ext < base {
+                        self.base_ext = Some(ext);
+                    }
+                    self.reordered += 1;
+                    true
+                }
+            }
+        }
+    }
+
+    /// Packets received (duplicates included).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Packets that arrived after a later one.
+    pub fn reordered(&self) -> u64 {
+        self.reordered
+    }
+
+    /// Packets expected from the first to the highest sequence number (RFC 3550 A.3).
+    pub fn expected(&self) -> u64 {
+        match self.base_ext {
+            Some(base) => (self.max_ext - base + 1) as u64,
+            None => 0,
+        }
+    }
+
+    /// Expected minus received, floored at zero (duplicates can make it negative).
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received)
+    }
+}
+
+/// RFC 3550 §6.4.1 interarrival jitter estimate, in timestamp units.
+///
+/// Steps larger than one second of media clock (a re-PLAY from the start, a seek) are treated
+/// as a discontinuity: the reference is reset and the estimate left unchanged.
+#[derive(Debug, Clone)]
+pub struct JitterEstimator {
+    clock_rate_hz: u32,
+    prev: Option<(u64, u32)>,
+    jitter: f64,
+    discontinuities: u64,
+}
+
+impl JitterEstimator {
+    /// An estimator for a stream with the given RTP clock rate.
+    pub fn new(clock_rate_hz: u32) -> Self {
+        Self {
+            clock_rate_hz: clock_rate_hz.max(1),
+            prev: None,
+            jitter: 0.0,
+            discontinuities: 0,
+        }
+    }
+
+    /// Feeds one packet's arrival (ns, any epoch) and RTP timestamp; returns the estimate.
+    //= https://www.rfc-editor.org/rfc/rfc3550#section-6.4.1
+    //# D(i,j) = (Rj - Ri) - (Sj - Si) = (Rj - Sj) - (Ri - Si)
+    //# J(i) = J(i-1) + (|D(i-1,i)| - J(i-1))/16
+    pub fn observe(&mut self, arrival_ns: u64, timestamp: u32) -> f64 {
+        if let Some((prev_ns, prev_ts)) = self.prev {
+            let arrival_units =
+                (arrival_ns as f64 - prev_ns as f64) * f64::from(self.clock_rate_hz) / 1e9;
+            let ts_units = f64::from(timestamp.wrapping_sub(prev_ts) as i32);
+            let d = (arrival_units - ts_units).abs();
+            if d > f64::from(self.clock_rate_hz) {
+                self.discontinuities += 1;
+            } else {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.prev = Some((arrival_ns, timestamp));
+        self.jitter
+    }
+
+    /// The current estimate in milliseconds of media time.
+    pub fn jitter_ms(&self) -> f64 {
+        self.jitter * 1000.0 / f64::from(self.clock_rate_hz)
+    }
+
+    /// Jumps ignored as discontinuities.
+    pub fn discontinuities(&self) -> u64 {
+        self.discontinuities
+    }
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) starts a keyframe: an IDR NAL (type 5), a STAP-A
+/// (type 24, which carries SPS/PPS ahead of the IDR here), or an FU-A (28) start of an IDR.
+pub fn is_h264_keyframe_start(payload: &[u8]) -> bool {
+    match payload.first().map(|b| b & 0x1f) {
+        Some(5) | Some(24) => true,
+        Some(28) => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == 5),
+        _ => false,
+    }
+}
+
+/// Everything measured for one track of one session.
+#[derive(Debug, Clone)]
+pub struct TrackStats {
+    /// What the track carries.
+    pub kind: MediaKind,
+    /// RTP payload type from the SDP.
+    pub payload_type: u8,
+    /// Sequence bookkeeping.
+    pub seq: SeqTracker,
+    /// Jitter estimate.
+    pub jitter: JitterEstimator,
+    /// Bytes of RTP packets (headers included).
+    pub bytes: u64,
+    /// SSRC of the first packet; later packets with another SSRC are counted as foreign.
+    pub ssrc: Option<u32>,
+    /// Packets ignored: another SSRC, another payload type, or not RTP.
+    pub foreign: u64,
+    /// Arrival of the first packet (ns since the epoch).
+    pub first_packet_ns: Option<u64>,
+    /// Arrival of the first keyframe start (video only).
+    pub first_keyframe_ns: Option<u64>,
+}
+
+impl TrackStats {
+    /// Empty statistics for a track.
+    pub fn new(kind: MediaKind, payload_type: u8, clock_rate_hz: u32) -> Self {
+        Self {
+            kind,
+            payload_type,
+            seq: SeqTracker::default(),
+            jitter: JitterEstimator::new(clock_rate_hz),
+            bytes: 0,
+            ssrc: None,
+            foreign: 0,
+            first_packet_ns: None,
+            first_keyframe_ns: None,
+        }
+    }
+
+    /// Accounts one packet with its parsed header; returns the jitter estimate in µs, or
+    /// `None` if the packet was not counted.
+    pub fn observe(&mut self, pkt: &[u8], hdr: &RtpHeader, arrival_ns: u64) -> Option<u64> {
+        if hdr.payload_type != self.payload_type || self.ssrc.is_some_and(|s| s != hdr.ssrc) {
+            self.foreign += 1;
+            return None;
+        }
+        self.ssrc = Some(hdr.ssrc);
+        self.seq.observe(hdr.sequence_number);
+        self.bytes += pkt.len() as u64;
+        self.first_packet_ns.get_or_insert(arrival_ns);
+        if self.kind == MediaKind::Video && self.first_keyframe_ns.is_none() {
+            let payload = &pkt[hdr.payload_offset..hdr.payload_offset + hdr.payload_len];
+            if is_h264_keyframe_start(payload) {
+                self.first_keyframe_ns = Some(arrival_ns);
+            }
+        }
+        self.jitter.observe(arrival_ns, hdr.timestamp);
+        Some((self.jitter.jitter_ms() * 1000.0) as u64)
+    }
+}
+
+/// A latency/jitter distribution in microseconds (3 significant digits, up to 1 hour).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Percentiles of a histogram in milliseconds, for the report.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Samples recorded.
+    pub count: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 95th percentile, ms.
+    pub p95_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Maximum, ms.
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    /// Summarizes a µs histogram.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p95_ms: ms(h.value_at_quantile(0.95)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_matches_hand_computed_rfc3550_example() {
+        // 8 kHz clock, 20 ms packets (160 units). Arrivals in units: 0, 170, 320, 490, so the
+        // transit alternates 0, 10, 0, 10 and every |D| is 10 units.
+        // J1 = 10/16 = 0.625; J2 = 0.625 + 9.375/16 = 1.2109375;
+        // J3 = 1.2109375 + 8.7890625/16 = 1.76025390625 units = 0.22003173828125 ms.
+        let mut j = JitterEstimator::new(8000);
+        let unit_ns = 125_000; // 1/8000 s
+        let arrivals = [0u64, 170, 320, 490];
+        let stamps = [1000u32, 1160, 1320, 1480];
+        let mut last = 0.0;
+        for (a, s) in arrivals.iter().zip(stamps) {
+            last = j.observe(1_000_000_000 + a * unit_ns, s);
+        }
+        assert!((last - 1.760_253_906_25).abs() < 1e-9, "{last}");
+        assert!((j.jitter_ms() - 0.220_031_738_281_25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn jitter_ignores_timestamp_wrap_and_resets_on_a_jump() {
+        let mut j = JitterEstimator::new(90_000);
+        // Perfect pacing across the 32-bit wrap: 40 ms = 3600 units.
+        let start = u32::MAX - 3600;
+        for i in 0..4u32 {
+            j.observe(u64::from(i) * 40_000_000, start.wrapping_add(i * 3600));
+        }
+        assert!(j.jitter_ms() < 1e-6);
+        // A re-PLAY from the start: the timestamp jumps back 10 s.
+        j.observe(200_000_000, start.wrapping_sub(900_000));
+        assert_eq!(j.discontinuities(), 1);
+        assert!(j.jitter_ms() < 1e-6);
+    }
+
+    #[test]
+    fn sequence_extension_crosses_the_16_bit_wrap() {
+        let mut s = SeqTracker::default();
+        for seq in [65_533u16, 65_534, 65_535, 0, 1, 2] {
+            assert!(!s.observe(seq));
+        }
+        assert_eq!(s.extend(3), 65_536 + 3);
+        assert_eq!(s.expected(), 6);
+        assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
+    fn sequence_gap_counts_loss_and_late_packet_counts_reordering() {
+        let mut s = SeqTracker::default();
+        for seq in [10u16, 11, 13, 14] {
+            s.observe(seq);
+        }
+        assert_eq!((s.expected(), s.received(), s.lost()), (5, 4, 1));
+        assert!(s.observe(12), "12 after 14 is reordered");
+        assert_eq!((s.lost(), s.reordered()), (0, 1));
+        // A gap across the wrap: 65535 then 2 loses 0 and 1.
+        let mut w = SeqTracker::default();
+        w.observe(65_535);
+        w.observe(2);
+        assert_eq!((w.expected(), w.lost()), (4, 2));
+    }
+
+    #[test]
+    fn keyframe_detection_follows_rfc6184_nal_types() {
+        assert!(is_h264_keyframe_start(&[0x65, 0x88]));
+        assert!(is_h264_keyframe_start(&[0x78, 0, 2]));
+        assert!(is_h264_keyframe_start(&[0x7c, 0x85]));
+        assert!(!is_h264_keyframe_start(&[0x7c, 0x05]), "FU-A middle");
+        assert!(
+            !is_h264_keyframe_start(&[0x7c, 0x81]),
+            "FU-A start of a P slice"
+        );
+        assert!(!is_h264_keyframe_start(&[0x41]));
+        assert!(!is_h264_keyframe_start(&[]));
+    }
+}

@@ -1,0 +1,46 @@
+//! Keeps `shardcast bench` from rotting: a `--smoke` run (20 viewers, 5 s per backend the
+//! server accepts) must write a parseable JSON report with packets, zero loss on loopback and
+//! a server CPU figure, plus the HTML page. It fails if the harness, the server's banner or
+//! the report format breaks.
+
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+
+#[test]
+fn bench_smoke_reports_zero_loss_and_server_cpu_on_loopback() {
+    let out = std::env::temp_dir().join(format!("shardcast-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+    cmd.args(["bench", "--smoke", "--quiet", "--out"]).arg(&out);
+    let (ok, stdout, stderr) = common::run_with_timeout(&mut cmd, Duration::from_secs(90));
+    assert!(
+        ok,
+        "bench --smoke failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("| config |"), "a Markdown table: {stdout}");
+    let json = std::fs::read_to_string(out.join("bench.json")).expect("bench.json written");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("bench.json parses");
+    let configs = report["configs"].as_array().expect("configs array");
+    let measured: Vec<&serde_json::Value> =
+        configs.iter().filter(|c| c["error"].is_null()).collect();
+    assert!(
+        !measured.is_empty(),
+        "at least one backend measured: {json:.2000}"
+    );
+    for c in measured {
+        let run = &c["runs"][0];
+        assert_eq!(run["playing"], 20, "all viewers played: {}", c["label"]);
+        assert!(run["packets"].as_u64().unwrap() > 0, "packets received");
+        assert_eq!(run["lost"], 0, "no loss on loopback at 20 viewers");
+        let cpu = run["server"]["cpu_ns_per_packet"].as_f64();
+        assert!(
+            cpu.is_some_and(|v| v > 0.0),
+            "server CPU per packet: {run:.500}"
+        );
+    }
+    let html = std::fs::read_to_string(out.join("bench.html")).expect("bench.html written");
+    assert!(html.contains("<svg") && html.contains("this machine served"));
+    let _ = std::fs::remove_dir_all(&out);
+}
