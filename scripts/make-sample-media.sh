@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-creates the bundled sample clip (tests/media/sample.mp4) and, with --large,
-# bigger clips for load tests under target/media/. Needs ffmpeg with libx264 and aac.
+# (with --large, instead) bigger clips for load runs under target/media/. Needs ffmpeg with libx264 and aac.
 #
 # The sample is 10 s of 640x360 testsrc2 at 25 fps, H.264 High with B-frames
 # (so composition offsets / ctts are exercised), a keyframe every 2 s, plus
@@ -20,14 +20,17 @@ make_clip() { # out seconds size fps keyint video_kbps
     -movflags +faststart "$out"
 }
 
-make_clip tests/media/sample.mp4 10 640x360 25 50 600
-# (x264 output is not byte-reproducible across runs; the reader tests pin byte offsets of the
-# committed sample, so re-create it only on purpose.)
-# A 2 s clip with a 1 s GOP: live-channel tests loop it several times quickly.
-make_clip tests/media/short.mp4 2 320x180 25 25 300
-
 if [[ "${1:-}" == "--large" ]]; then
+  # Clips for load runs (not committed): 60 s of 720p30 at 2 Mbit/s.
   mkdir -p target/media
   make_clip target/media/long-60s.mp4 60 1280x720 30 60 2000
+  ls -l target/media
+  exit 0
 fi
+
+# (x264 output is not byte-reproducible across runs; the reader tests pin byte offsets of the
+# committed sample, so re-create it only on purpose.)
+make_clip tests/media/sample.mp4 10 640x360 25 50 600
+# A 2 s clip with a 1 s GOP: live-channel tests loop it several times quickly.
+make_clip tests/media/short.mp4 2 320x180 25 25 300
 ls -l tests/media/sample.mp4 tests/media/short.mp4
