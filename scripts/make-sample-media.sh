@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Re-creates the bundled sample clip (tests/media/sample.mp4) and, with --large,
-# (with --large, instead) bigger clips for load runs under target/media/. Needs ffmpeg with libx264 and aac.
+# Re-creates the bundled sample clip (tests/media/sample.mp4) and the 2 s live-test clip;
+# with --large, instead, bigger clips for load runs under target/media/. Needs ffmpeg
+# with libx264 and aac.
 #
 # The sample is 10 s of 640x360 testsrc2 at 25 fps, H.264 High with B-frames
 # (so composition offsets / ctts are exercised), a keyframe every 2 s, plus
