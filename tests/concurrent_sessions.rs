@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{parse_rtp, udp_pair, RawRtsp};
+use common::{parse_rtp, setup_udp_stream};
 use shardcast::media::library::SAMPLE_MP4;
 use shardcast::media::MediaFile;
 
@@ -63,33 +63,15 @@ fn two_hundred_udp_viewers_receive_every_packet_on_all_shards() {
     let mut viewers = Vec::new();
     let mut server_ports = BTreeSet::new();
     for _ in 0..VIEWERS {
-        let mut rtsp = RawRtsp::connect(server.addr);
-        assert_eq!(rtsp.request("DESCRIBE", &url, &[]).status, 200);
-        let mut session: Option<String> = None;
-        let mut socks = Vec::new();
-        for track in 0..2 {
-            let (rtp, rtcp) = udp_pair();
-            let port = rtp.local_addr().unwrap().port();
-            let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
-            let mut headers = vec![("Transport", transport.as_str())];
-            let sid = session.clone().unwrap_or_default();
-            if session.is_some() {
-                headers.push(("Session", sid.as_str()));
-            }
-            let r = rtsp.request("SETUP", &format!("{url}/trackID={track}"), &headers);
-            assert_eq!(r.status, 200);
-            let t = r.header("Transport").unwrap();
-            let sp = t
-                .split(';')
-                .find_map(|p| p.strip_prefix("server_port="))
-                .unwrap()
-                .to_owned();
-            let rtp_port: u16 = sp.split('-').next().unwrap().parse().unwrap();
-            server_ports.insert(sp);
-            session = r.session();
-            socks.push((rtp, rtcp, SocketAddr::new(server.addr.ip(), rtp_port)));
-        }
-        viewers.push((rtsp, session.unwrap(), socks));
+        let v = setup_udp_stream(server.addr, "sample", 2);
+        server_ports.extend(v.server_rtp.iter().map(|a| a.port()));
+        let socks: Vec<_> = v
+            .socks
+            .into_iter()
+            .zip(v.server_rtp)
+            .map(|((rtp, rtcp), server_rtp)| (rtp, rtcp, server_rtp))
+            .collect();
+        viewers.push((v.rtsp, v.session, socks));
     }
     assert_eq!(
         server_ports.len(),

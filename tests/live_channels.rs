@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{parse_rtp, udp_pair, RawRtsp};
+use common::{parse_rtp, setup_udp_stream, RawRtsp};
 
 fn media(name: &str) -> String {
     format!("{}/tests/media/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -26,31 +26,14 @@ struct Packet {
 
 /// Plays `url` over UDP for `secs`; returns per track the packets in arrival order.
 fn watch(addr: SocketAddr, url: &str, secs: f64) -> (RawRtsp, Vec<Vec<Packet>>) {
-    let mut rtsp = RawRtsp::connect(addr);
-    let d = rtsp.request("DESCRIBE", url, &[]);
-    assert_eq!(d.status, 200);
-    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    let name = url.rsplit('/').next().unwrap();
+    let v = setup_udp_stream(addr, name, 2);
     assert!(
-        sdp.contains("a=range:npt=now-"),
-        "live SDP announces npt=now-:\n{sdp}"
+        v.sdp.contains("a=range:npt=now-"),
+        "live SDP announces npt=now-:\n{}",
+        v.sdp
     );
-    let mut session: Option<String> = None;
-    let mut socks = Vec::new();
-    for track in 0..2 {
-        let (rtp, rtcp) = udp_pair();
-        let port = rtp.local_addr().unwrap().port();
-        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
-        let sid = session.clone().unwrap_or_default();
-        let mut headers = vec![("Transport", transport.as_str())];
-        if session.is_some() {
-            headers.push(("Session", sid.as_str()));
-        }
-        let r = rtsp.request("SETUP", &format!("{url}/trackID={track}"), &headers);
-        assert_eq!(r.status, 200);
-        session = r.session();
-        socks.push((rtp, rtcp));
-    }
-    let session = session.unwrap();
+    let (mut rtsp, session, socks) = (v.rtsp, v.session, v.socks);
     let r = rtsp.request(
         "PLAY",
         url,

@@ -398,18 +398,28 @@ pub struct UdpSession {
     /// (RTP, RTCP) sockets per track, in SETUP order (video, audio).
     pub socks: Vec<(UdpSocket, UdpSocket)>,
     pub url: String,
+    /// The SDP DESCRIBE returned.
+    pub sdp: String,
+    /// Per track, the server's RTP address from `server_port` (RTP must come from there).
+    pub server_rtp: Vec<SocketAddr>,
 }
 
 /// DESCRIBE and SETUP both tracks of the sample over UDP.
 pub fn setup_udp(server: &Server) -> UdpSession {
-    let url = server.url("sample");
-    let mut rtsp = RawRtsp::connect(server.addr);
+    setup_udp_stream(server.addr, "sample", 2)
+}
+
+/// DESCRIBE stream `name` and SETUP its first `tracks` tracks over UDP in one session.
+pub fn setup_udp_stream(addr: SocketAddr, name: &str, tracks: usize) -> UdpSession {
+    let url = format!("rtsp://{addr}/{name}");
+    let mut rtsp = RawRtsp::connect(addr);
     let d = rtsp.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
     assert_eq!(d.status, 200);
     let base = d.header("Content-Base").expect("Content-Base").to_owned();
     let mut session = None::<String>;
     let mut socks = Vec::new();
-    for track in 0..2 {
+    let mut server_rtp = Vec::new();
+    for track in 0..tracks {
         let (rtp, rtcp) = udp_pair();
         let port = rtp.local_addr().unwrap().port();
         let transport = format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1);
@@ -426,10 +436,13 @@ pub fn setup_udp(server: &Server) -> UdpSession {
             t.contains(&format!("client_port={}-{}", port, port + 1)),
             "{t}"
         );
-        assert!(
-            t.contains("server_port="),
-            "RFC 2326 §12.39: server_port answered: {t}"
-        );
+        let server_port: u16 = t
+            .split(';')
+            .find_map(|p| p.strip_prefix("server_port="))
+            .and_then(|p| p.split('-').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("RFC 2326 §12.39: server_port answered: {t}"));
+        server_rtp.push(SocketAddr::new(addr.ip(), server_port));
         session = r.session();
         socks.push((rtp, rtcp));
     }
@@ -438,5 +451,7 @@ pub fn setup_udp(server: &Server) -> UdpSession {
         session: session.unwrap(),
         socks,
         url,
+        sdp: String::from_utf8_lossy(&d.body).into_owned(),
+        server_rtp,
     }
 }
