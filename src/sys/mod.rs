@@ -20,6 +20,8 @@
 //! Nothing outside `sys` calls `libc` directly.
 
 pub(crate) mod cmsg;
+#[cfg(test)]
+pub(crate) mod count_alloc;
 pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;
