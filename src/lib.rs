@@ -7,15 +7,18 @@
 //!        ┌─────────────────┴───────────────┬───────────────────────┐
 //!   shard 0 (pinned core 0)         shard 1 (pinned core 1)    ...
 //!   own RTP/RTCP UDP port pair      own RTP/RTCP UDP port pair
-//!   pacer: due-time queue → packetize (mapped bytes) → RTP header in place → sendmmsg
+//!   pacer: due-time queue → packetize (mapped bytes) → RTP header in place → GSO sends
 //! ```
 //!
 //! Module map (details in `docs/ARCHITECTURE.md`):
 //! - [`media`]: memory-mapped files, the root-confined catalog, the ISO-BMFF reader.
 //! - [`packetize`]: RFC 6184 (H.264) and RFC 3640 (AAC) payload formats, sans-IO.
 //! - [`wire`]: RTP/RTCP headers (RFC 3550), SDP (RFC 8866), NTP time.
-//! - [`rtsp`]: RFC 2326 message parsing, Transport/Range headers, the control server.
-//! - [`shard`]: the per-core data plane and its send backends.
+//! - [`rtsp`]: RFC 2326 message parsing, Transport/Range headers, authentication, admission,
+//!   the control server.
+//! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
+//! - [`live`]: live channels (a file looped on one shared timeline, instant start).
+//! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
 //! - [`loadgen`]: `shardcast bench`, the capacity-planning load generator.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
