@@ -95,6 +95,8 @@ pub enum StatusCode {
     NotFound = 404,
     /// 405 Method Not Allowed.
     MethodNotAllowed = 405,
+    /// 408 Request Time-out (a request that trickles in too slowly).
+    RequestTimeout = 408,
     /// 413 Request Entity Too Large.
     RequestEntityTooLarge = 413,
     /// 414 Request-URI Too Large.
@@ -142,6 +144,7 @@ impl StatusCode {
             StatusCode::Forbidden => "Forbidden",
             StatusCode::NotFound => "Not Found",
             StatusCode::MethodNotAllowed => "Method Not Allowed",
+            StatusCode::RequestTimeout => "Request Time-out",
             StatusCode::RequestEntityTooLarge => "Request Entity Too Large",
             StatusCode::RequestUriTooLarge => "Request-URI Too Large",
             StatusCode::UnsupportedMediaType => "Unsupported Media Type",

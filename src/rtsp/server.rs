@@ -38,6 +38,8 @@ pub const SERVER_NAME: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
 const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";
 /// First RTP payload type; track `n` uses `96 + n` (dynamic range, RFC 3551 §6).
 const FIRST_PAYLOAD_TYPE: u8 = 96;
+/// Longest time a request may take to arrive once its first byte is in.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often expired sessions are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -360,6 +362,7 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
     let mut buf: Vec<u8> = Vec::with_capacity(2048);
     let timeout = ctl.config.session_timeout;
     let mut idle_deadline = tokio::time::Instant::now() + timeout;
+    let mut partial_since: Option<tokio::time::Instant> = None;
     'conn: loop {
         // Handle every complete message already buffered (pipelining, RFC 2326 §12.17).
         loop {
@@ -421,6 +424,16 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
             break;
         }
         let want_flush = conn.sink.backlog_bytes() > 0;
+        // A request must arrive whole within HEAD_TIMEOUT of its first byte, however slowly
+        // it trickles: otherwise a client sending one byte a second (slowloris) would keep
+        // its connection forever, since every byte resets the idle timer.
+        let partial_deadline = if buf.is_empty() {
+            partial_since = None;
+            None
+        } else {
+            let since = *partial_since.get_or_insert_with(tokio::time::Instant::now);
+            Some(since + HEAD_TIMEOUT.min(timeout))
+        };
         tokio::select! {
             ready = stream.readable() => {
                 if ready.is_err() {
@@ -438,6 +451,16 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
             }
             _ = tokio::time::sleep_until(idle_deadline) => {
                 tracing::info!(%peer, "closing connection idle for {timeout:?}");
+                break;
+            }
+            _ = async { tokio::time::sleep_until(partial_deadline.unwrap_or(idle_deadline)).await }, if partial_deadline.is_some() => {
+                tracing::info!(%peer, status = 408, "closing connection: request incomplete after {:?}", HEAD_TIMEOUT.min(timeout));
+                let mut bytes = Vec::new();
+                ctl.common_headers(Response::new(StatusCode::RequestTimeout))
+                    .header("Connection", "close")
+                    .serialize(&mut bytes);
+                let _ = conn.sink.write_parts(&[&bytes], true);
+                let _ = flush_sink(&stream, &conn.sink).await;
                 break;
             }
         }
