@@ -189,6 +189,8 @@ pub struct ShardCounters {
     pub slow_viewers_dropped: AtomicU64,
     /// RTCP packets received.
     pub rtcp_received: AtomicU64,
+    /// Viewers whose RTP port answered ICMP unreachable.
+    pub unreachable_viewers: AtomicU64,
 }
 
 /// The control thread's handle to a running shard.

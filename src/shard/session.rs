@@ -91,6 +91,8 @@ pub(super) struct ShardSession {
     pub(super) generation: u32,
     /// Set when a TCP viewer could not keep up; the worker cuts it off.
     pub(super) cut_off: bool,
+    /// Set when the viewer's RTP port answered ICMP unreachable: nothing more is sent.
+    pub(super) unreachable: bool,
     /// The live channel watched, if any: numbering and timing come from its shared timeline.
     pub(super) live: Option<Arc<LiveChannel>>,
     /// How far behind the channel's live edge this viewer is paced.
@@ -134,6 +136,7 @@ impl ShardSession {
             play_start_npt: 0.0,
             generation: 0,
             cut_off: false,
+            unreachable: false,
             live: setup.live,
             live_lag: Duration::ZERO,
         })

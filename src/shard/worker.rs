@@ -22,6 +22,7 @@ use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
 use super::{PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::packetize::{BodySource, PacketSpec};
+use crate::sys::errqueue::{enable_recverr, take_error, QueuedError};
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COMPOUND};
 use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
@@ -81,6 +82,14 @@ impl Worker {
         counters: Arc<ShardCounters>,
         send: SendConfig,
     ) -> Self {
+        // ICMP errors for datagrams we send are queued on the socket, so a closed viewer port
+        // is noticed (drain_unreachable) instead of being streamed to until the timeout.
+        if let Err(e) = enable_recverr(&rtp) {
+            tracing::warn!(
+                shard = index,
+                "IP_RECVERR: {e}; closed viewer ports go unnoticed"
+            );
+        }
         // Sends block when the kernel buffer is full: back-pressure instead of loss.
         if let Err(e) = rtp.set_nonblocking(false) {
             tracing::warn!(shard = index, "rtp socket mode: {e}");
@@ -394,6 +403,40 @@ impl Worker {
                 {
                     s.activity.touch(now);
                 }
+            }
+        }
+        self.drain_unreachable();
+    }
+
+    /// Stops sending to viewers whose RTP port answered ICMP "unreachable" (queued on the
+    /// socket by `IP_RECVERR`); their sessions end at the session timeout, as no RTCP can
+    /// come from a closed port.
+    fn drain_unreachable(&mut self) {
+        for _ in 0..RTCP_DRAIN_PER_TICK {
+            let Some(err) = take_error(self.udp.socket()) else {
+                break;
+            };
+            let QueuedError::Unreachable(addr) = err else {
+                continue;
+            };
+            let Some(s) = self
+                .by_peer
+                .get(&addr)
+                .and_then(|&slot| self.sessions.get_mut(slot))
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            if !s.unreachable {
+                s.unreachable = true;
+                s.generation = s.generation.wrapping_add(1);
+                if s.state == PlayState::Playing {
+                    s.state = PlayState::Paused;
+                }
+                self.counters
+                    .unreachable_viewers
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(shard = self.index, session = %format_args!("{:016X}", s.id), %addr, "viewer port unreachable (ICMP); stopped sending until the session times out");
             }
         }
     }

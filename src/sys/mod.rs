@@ -22,6 +22,7 @@
 pub(crate) mod cmsg;
 #[cfg(test)]
 pub(crate) mod count_alloc;
+pub(crate) mod errqueue;
 pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;

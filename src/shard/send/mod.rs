@@ -188,6 +188,8 @@ struct Refused {
     /// (batch index of the first datagram, datagrams).
     trains: [(usize, u16); MAX_SENDS],
     len: usize,
+    /// Whether any entry was a GSO refusal (rather than a reported ICMP error).
+    gso: bool,
 }
 
 /// A shard's UDP sending side.
@@ -300,12 +302,13 @@ impl Io {
         let mut refused = Refused {
             trains: [(0, 0); MAX_SENDS],
             len: 0,
+            gso: false,
         };
         self.submit(w, out, &mut refused);
         if refused.len == 0 {
             return;
         }
-        if self.gso {
+        if refused.gso && self.gso {
             self.gso = false;
             tracing::warn!(
                 shard = self.shard,
@@ -313,7 +316,8 @@ impl Io {
                 "the kernel refused a UDP GSO send; sending plain datagrams from now on"
             );
         }
-        // Plain sends are never refused as GSO, so `refused` stays empty from here.
+        // Plain sends are never refused as GSO, and a reported ICMP error is consumed by the
+        // send that reported it, so the resends below are final (no loop).
         let (trains, len) = (refused.trains, std::mem::replace(&mut refused.len, 0));
         for &(first, segments) in &trains[..len] {
             for j in first..first + usize::from(segments) {
@@ -364,6 +368,14 @@ impl Io {
                         out.last_error = Some(-s.result);
                         refused.trains[refused.len] = (s.tag, s.segments);
                         refused.len += 1;
+                        refused.gso = true;
+                    } else if is_reported_icmp_error(-s.result) && refused.len < MAX_SENDS {
+                        // With IP_RECVERR the kernel reports an ICMP error for *any* earlier
+                        // datagram on the next send (sock_alloc_send_pskb returns and clears
+                        // sk_err): this send was not at fault, so it is sent once more.
+                        out.last_error = Some(-s.result);
+                        refused.trains[refused.len] = (s.tag, s.segments);
+                        refused.len += 1;
                     } else {
                         out.failed += segments;
                         out.last_error = Some(-s.result);
@@ -380,6 +392,14 @@ impl Io {
         }
         w.clear();
     }
+}
+
+/// Errors the kernel reports on a send for an ICMP error queued by an earlier datagram.
+fn is_reported_icmp_error(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH
+    )
 }
 
 /// Raises a shard socket's send buffer (best effort; the kernel caps it at `wmem_max`).
