@@ -115,7 +115,7 @@ proptest! {
         let info = SenderInfo { ssrc, ntp: NtpTime(ntp), rtp_timestamp: ts, packet_count: packets, octet_count: octets };
         let mut buf = [0u8; MAX_RTCP_COMPOUND];
         let n = write_sender_report(&mut buf, &info, &cname);
-        prop_assert!(n > 0 && n % 4 == 0);
+        prop_assert!(n > 0 && n.is_multiple_of(4));
         let packets_parsed = parse_compound(&buf[..n]).unwrap();
         let RtcpPacket::SenderReport { ssrc: s, ntp: t, rtp_timestamp: r, packet_count: pc, octet_count: oc, .. } = &packets_parsed[0] else {
             return Err(TestCaseError::fail("first packet is not an SR"));
