@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::media::mp4::{parse_mp4, Mp4Error};
 use crate::media::track::MediaIndex;
+use crate::sys::lease::{lease_breaking, take_read_lease};
 use crate::sys::mmap::MappedFile;
 
 /// File extensions served, in lookup order.
@@ -58,15 +60,19 @@ pub enum MediaBytes {
     Static(&'static [u8]),
 }
 
-/// Opaque owner of a mapping (the `sys` type stays private).
+/// Opaque owner of a mapping (the `sys` type stays private) and of the file descriptor that
+/// holds its read lease, if any: both go away with the last viewer.
 #[derive(Debug)]
-pub struct MappedFileHandle(MappedFile);
+pub struct MappedFileHandle {
+    map: MappedFile,
+    leased: Option<File>,
+}
 
 impl MediaBytes {
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         match self {
-            MediaBytes::Mapped(m) => m.0.bytes(),
+            MediaBytes::Mapped(m) => m.map.bytes(),
             MediaBytes::Static(s) => s,
         }
     }
@@ -81,6 +87,9 @@ pub struct MediaFile {
     pub bytes: MediaBytes,
     /// The parsed index.
     pub index: MediaIndex,
+    /// Set when the file is about to change on disk under its mapping: its viewers are ended
+    /// and new requests re-open the file.
+    revoked: AtomicBool,
 }
 
 impl MediaFile {
@@ -91,6 +100,7 @@ impl MediaFile {
             name: name.to_owned(),
             bytes: MediaBytes::Static(bytes),
             index,
+            revoked: AtomicBool::new(false),
         })
     }
 
@@ -100,11 +110,23 @@ impl MediaFile {
             path: path.to_owned(),
             cause: source,
         })?;
-        Self::map(&file, path, name)
+        Self::map(file, path, name, false)
     }
 
-    fn map(file: &File, path: &Path, name: &str) -> Result<Self, LibraryError> {
-        let map = MappedFile::map(file).map_err(|source| LibraryError::Io {
+    /// Maps and indexes `file`; with `lease`, first takes a read lease so the file cannot be
+    /// truncated under the mapping without notice (see `sys/lease.rs`).
+    fn map(file: File, path: &Path, name: &str, lease: bool) -> Result<Self, LibraryError> {
+        let leased = lease
+            && {
+                match take_read_lease(&file) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "no read lease ({e}): truncating this file in place while it plays would crash the server; replace files by rename");
+                        false
+                    }
+                }
+            };
+        let map = MappedFile::map(&file).map_err(|source| LibraryError::Io {
             path: path.to_owned(),
             cause: source,
         })?;
@@ -114,9 +136,36 @@ impl MediaFile {
         })?;
         Ok(Self {
             name: name.to_owned(),
-            bytes: MediaBytes::Mapped(MappedFileHandle(map)),
+            bytes: MediaBytes::Mapped(MappedFileHandle {
+                map,
+                leased: leased.then_some(file),
+            }),
             index,
+            revoked: AtomicBool::new(false),
         })
+    }
+
+    /// True once the file was revoked (it is changing on disk).
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Revokes the file if a writer is waiting for its lease; true if it is revoked.
+    pub fn revoke_if_breaking(&self) -> bool {
+        if self.lease_breaking() {
+            self.revoked.store(true, Ordering::Release);
+        }
+        self.is_revoked()
+    }
+
+    /// True when a writer is waiting for our read lease on this file.
+    fn lease_breaking(&self) -> bool {
+        match &self.bytes {
+            MediaBytes::Mapped(MappedFileHandle {
+                leased: Some(f), ..
+            }) => lease_breaking(f),
+            _ => false,
+        }
     }
 
     /// Average media bitrate in bits/s over all tracks (for bandwidth admission).
@@ -186,6 +235,23 @@ impl MediaLibrary {
         })
     }
 
+    /// Revokes every cached file whose read lease is being broken (called on SIGIO): they
+    /// leave the cache, and their viewers must be ended so the mapping — and with it the
+    /// lease — goes away and the writer can proceed. Returns the revoked stream names.
+    pub fn revoke_breaking(&self) -> Vec<String> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = Vec::new();
+        cache.retain(|_, (_, media)| {
+            if media.revoke_if_breaking() {
+                names.push(media.name.clone());
+                false
+            } else {
+                true
+            }
+        });
+        names
+    }
+
     /// Stream names available now, sorted (a scan of the root; the bundled sample otherwise).
     pub fn list(&self) -> Vec<String> {
         match &self.source {
@@ -242,7 +308,7 @@ impl MediaLibrary {
             }
             tracing::info!(path = %path.display(), "media changed on disk; re-indexing");
         }
-        let media = Arc::new(MediaFile::map(&file, path, name)?);
+        let media = Arc::new(MediaFile::map(file, path, name, true)?);
         // Bound the cache: drop entries nobody else holds before inserting.
         cache.retain(|_, (_, m)| Arc::strong_count(m) > 1);
         cache.insert(path.to_owned(), (key, media.clone()));

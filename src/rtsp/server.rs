@@ -264,6 +264,10 @@ async fn run_control(
     reload: Option<Reloader>,
 ) {
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    // SIGIO: a writer is waiting for one of our read leases (a media file is about to be
+    // truncated or rewritten in place). Registered before any file is mapped: SIGIO's default
+    // action would end the process.
+    let mut sigio = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::io()).ok();
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -291,6 +295,9 @@ async fn run_control(
             _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
                 tracing::info!("SIGTERM; stopping");
                 break;
+            }
+            _ = async { match sigio.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+                ctl.revoke_changing_media();
             }
             _ = async { match sighup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
                 match &reload {
@@ -1158,6 +1165,27 @@ impl Control {
                 "SIGHUP: changes to {} take effect after a restart",
                 needs_restart.join(", ")
             );
+        }
+    }
+
+    /// Ends the viewers of media files that are about to change on disk (their read lease is
+    /// being broken): BYE, then the last `Arc` drops, the mapping goes, the lease is released
+    /// and the writer proceeds. New requests re-open and re-index the file.
+    fn revoke_changing_media(&self) {
+        let names = self.library.borrow().revoke_breaking();
+        let doomed: Vec<(SessionId, String)> = self
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(_, r)| r.media.revoke_if_breaking())
+            .map(|(&id, r)| (id, r.media.name.clone()))
+            .collect();
+        for (id, name) in &doomed {
+            self.remove_session(*id);
+            tracing::info!(session = %format_args!("{id:016X}"), stream = %name, "session ended: its media file is changing on disk");
+        }
+        if !names.is_empty() || !doomed.is_empty() {
+            tracing::warn!(files = ?names, sessions = doomed.len(), "media changing on disk: viewers ended, mapping released");
         }
     }
 

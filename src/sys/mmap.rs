@@ -12,9 +12,12 @@
 //! - *Replacing* a file (write to a temp file, rename over) leaves our mapping on the old
 //!   inode: viewers keep a consistent view, and the library re-indexes on the next request
 //!   because the (len, mtime) key changed.
-//! - *Truncation* below a mapped page raises SIGBUS on access. Operators must replace files by
-//!   rename, never truncate them in place (docs/ARCHITECTURE.md); a SIGBUS handler that ends
-//!   only the affected viewers is planned with the hardening work.
+//! - *Truncation* below a mapped page would raise SIGBUS on access. Files the media library
+//!   maps are protected by a read lease (`sys/lease.rs`): a process that truncates or opens
+//!   the file for writing blocks until we have ended the file's viewers (RTCP BYE) and dropped
+//!   the mapping, which releases the lease; no page is touched after the file shrinks. Where
+//!   no lease can be had (not the file's owner and no `CAP_LEASE`), the server logs it once:
+//!   such files must be replaced by rename, never truncated in place.
 
 use std::fs::File;
 use std::io;

@@ -23,6 +23,7 @@ pub(crate) mod cmsg;
 #[cfg(test)]
 pub(crate) mod count_alloc;
 pub(crate) mod errqueue;
+pub(crate) mod lease;
 pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;
