@@ -32,4 +32,6 @@ pub mod rtsp;
 pub mod shard;
 #[allow(unsafe_code)]
 mod sys;
+#[cfg(test)]
+mod tests;
 pub mod wire;
