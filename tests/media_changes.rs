@@ -1,7 +1,7 @@
 //! Media files changing under their viewers: truncating a file in place (which would SIGBUS
 //! a naive mmap server) ends its viewers cleanly with RTCP BYE and releases the mapping, so
 //! the writer proceeds and the server keeps running; new viewers see the new file. Replacing a
-//! file by rename leaves current viewers on their consistent old copy.
+//! file by rename, or deleting it, leaves current viewers on their consistent old copy.
 
 mod common;
 
@@ -96,7 +96,7 @@ fn truncation_in_place_ends_viewers_with_bye_and_the_server_survives() {
 }
 
 #[test]
-fn replacing_by_rename_keeps_current_viewers_on_the_old_copy() {
+fn replacing_by_rename_or_deleting_keeps_current_viewers_on_the_old_copy() {
     let dir = std::env::temp_dir().join(format!("shardcast-rename-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
