@@ -9,26 +9,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{parse_rtp, setup_udp_stream, RawRtsp};
-
-fn got_bye(sock: &std::net::UdpSocket, within: Duration) -> bool {
-    let end = Instant::now() + within;
-    let mut buf = [0u8; 1500];
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    while Instant::now() < end {
-        if let Ok(n) = sock.recv(&mut buf) {
-            let mut off = 0;
-            while off + 4 <= n {
-                if buf[off + 1] == 203 {
-                    return true;
-                }
-                off += 4 * (usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]])) + 1);
-            }
-        }
-    }
-    false
-}
+use common::{parse_rtp, setup_udp_stream, wait_for_bye, RawRtsp};
 
 #[test]
 fn truncation_in_place_ends_viewers_with_bye_and_the_server_survives() {
@@ -69,7 +50,7 @@ fn truncation_in_place_ends_viewers_with_bye_and_the_server_survives() {
         "the writer was held {waited:?}"
     );
     assert!(
-        got_bye(&v.socks[0].1, Duration::from_secs(3)),
+        wait_for_bye(&v.socks[0].1, Duration::from_secs(3)),
         "viewer got RTCP BYE"
     );
     assert!(server.is_running(), "no SIGBUS");

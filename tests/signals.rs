@@ -32,18 +32,7 @@ fn sigterm_sends_bye_to_viewers_and_exits_zero_within_5s() {
     assert!(sent.elapsed() < Duration::from_secs(5));
 
     // An RTCP compound with a BYE (PT 203) arrived on the viewer's RTCP port.
-    rtcp.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut saw_bye = false;
-    while let Ok(n) = rtcp.recv(&mut buf) {
-        let mut off = 0;
-        while off + 4 <= n {
-            if buf[off + 1] == 203 {
-                saw_bye = true;
-            }
-            off += 4 * (usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]])) + 1);
-        }
-    }
+    let saw_bye = common::wait_for_bye(&rtcp, Duration::from_millis(500));
     assert!(saw_bye, "viewer got RTCP BYE at shutdown");
 }
 

@@ -455,3 +455,24 @@ pub fn setup_udp_stream(addr: SocketAddr, name: &str, tracks: usize) -> UdpSessi
         server_rtp,
     }
 }
+
+/// Waits up to `within` for an RTCP compound containing a BYE (PT 203, RFC 3550 §6.6) on
+/// `sock`, walking each datagram's packets by their length words.
+pub fn wait_for_bye(sock: &UdpSocket, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    let mut buf = [0u8; 1500];
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let mut off = 0;
+            while off + 4 <= n {
+                if buf[off + 1] == 203 {
+                    return true;
+                }
+                off += 4 * (usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]])) + 1);
+            }
+        }
+    }
+    false
+}
