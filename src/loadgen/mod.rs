@@ -5,10 +5,13 @@
 //!
 //! Module split: [`session`] (one viewer's handshake), `receiver` (the epoll/recvmmsg
 //! thread), [`stats`] (RFC 3550 arithmetic), [`server`] (the process under test and
-//! `/proc`), [`capacity`] (the search), [`report`] (JSON, HTML with SVG, Markdown). The
+//! `/proc`), [`capacity`] (the search), [`churn`] (the churn soak: sessions ended and
+//! started at a fixed rate, server descriptors/RSS/threads against their baseline),
+//! [`report`] (JSON, HTML with SVG, Markdown). The
 //! harness never prints; `main.rs` does.
 
 pub mod capacity;
+pub mod churn;
 mod receiver;
 pub mod report;
 pub mod server;
