@@ -4,7 +4,7 @@
 # then a drain and a check that the server's descriptors, threads and RSS returned to their
 # baseline. Writes target/soak/{bench.json,bench.html,summary.md}; exits non-zero on a leak.
 #
-#   scripts/churn-soak.sh                      # the full 10-minute soak
+#   scripts/churn-soak.sh                      # the full 10-minute soak (samples on stderr)
 #   SOAK_DURATION=3m scripts/churn-soak.sh     # a shorter one (say so when quoting it)
 #
 # Honors CARGO_TARGET_DIR. Not part of `cargo test`: it takes ~11 minutes.
@@ -21,7 +21,7 @@ echo "churn soak: --churn $rate --viewers $viewers --duration $duration (commit 
 set +e
 "$target_dir/release/shardcast" bench \
     --churn "$rate" --viewers "$viewers" --duration "$duration" \
-    --session-timeout 10 --abandon-one-in 5 --quiet --out "$out" \
+    --session-timeout 10 --abandon-one-in 5 --out "$out" \
     | tee "$out/summary.md"
 status=${PIPESTATUS[0]}
 set -e
