@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::receiver::{spawn_receiver, LiveCounters, ReceiverMsg};
+use super::receiver::{spawn_receiver, LiveCounters, ReceiverMsg, KEEPALIVE_EVERY};
 use super::report::{axes, esc, fmt_num, nice_max, y_of, COLORS, H, PAD, W};
 use super::server::{sample_process, ServerProcess};
 use super::session::{open_session, RtpTransport};
@@ -426,7 +426,12 @@ pub fn run_churn(
     let counters = Arc::new(LiveCounters::default());
     let (tx, rx) = crossbeam_channel::unbounded();
     let hard_deadline = Instant::now() + FILL_BUDGET + opts.duration + Duration::from_secs(60);
-    let recv = spawn_receiver(rx, counters.clone(), hard_deadline)
+    // Keep every session alive well inside the server's timeout (the harness sends no RTCP
+    // receiver reports): with a 20 s keepalive and a 10 s timeout the server would expire
+    // sessions older than 10 s and close their idle RTSP connections, and churn would
+    // measure expiry rather than TEARDOWN.
+    let keepalive_every = (opts.session_timeout / 3).clamp(Duration::from_secs(1), KEEPALIVE_EVERY);
+    let recv = spawn_receiver(rx, counters.clone(), hard_deadline, keepalive_every)
         .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let mut sampler = Sampler {
         pid,
@@ -744,12 +749,13 @@ pub fn markdown(r: &ChurnReport) -> String {
     let t = &r.totals;
     let _ = writeln!(
         s,
-        "\n| sessions started | ended (TEARDOWN / answered) | ended (abandoned) | torn down at end | handshake failures | unaccounted | packets | lost | loss % | RTSP errors |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} / {} | {} | {} | {} | {} | {} | {} | {:.4} | {} |",
+        "\n| sessions started | ended (TEARDOWN / answered) | ended (abandoned) | torn down at end (answered) | handshake failures | unaccounted | packets | lost | loss % | RTSP errors |\n|---|---|---|---|---|---|---|---|---|---|\n| {} | {} / {} | {} | {} ({}) | {} | {} | {} | {} | {:.4} | {} |",
         t.started,
         t.ended_teardown,
         t.churn_teardowns_answered,
         t.ended_abandoned,
         t.torn_down_at_stop,
+        t.stop_teardowns_answered,
         t.failed_handshakes,
         t.unaccounted,
         t.packets,

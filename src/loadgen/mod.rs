@@ -428,8 +428,13 @@ fn drive(
             Duration::from_secs_f64(f64::from(viewers) / r)
         });
     let hard_deadline = Instant::now() + start_budget + opts.duration + Duration::from_secs(10);
-    let recv = spawn_receiver(rx, counters.clone(), hard_deadline)
-        .map_err(|e| LoadError::io("starting the receiver thread", e))?;
+    let recv = spawn_receiver(
+        rx,
+        counters.clone(),
+        hard_deadline,
+        receiver::KEEPALIVE_EVERY,
+    )
+    .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let cpu_before = pid.map(sample_process).transpose()?;
     let t0 = Instant::now();
 

@@ -23,7 +23,8 @@ use crate::wire::rtp::parse_rtp_header;
 
 /// Datagrams per `recvmmsg` call.
 pub(crate) const RECV_BATCH: usize = 64;
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Keepalive interval of a fixed-load run (the server's default session timeout is 60 s).
+pub(crate) const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Messages from the driver.
@@ -292,6 +293,7 @@ pub(crate) fn spawn_receiver(
     rx: Receiver<ReceiverMsg>,
     counters: Arc<LiveCounters>,
     deadline: Instant,
+    keepalive_every: Duration,
 ) -> std::io::Result<JoinHandle<ReceiverOutput>> {
     let mut epoll = Epoll::new(256)?;
     std::thread::Builder::new()
@@ -341,7 +343,7 @@ pub(crate) fn spawn_receiver(
                                 st.sessions.push(Some(Live {
                                     s: *s,
                                     rtsp_buf,
-                                    next_keepalive: now + KEEPALIVE_EVERY,
+                                    next_keepalive: now + keepalive_every,
                                     next_loop,
                                     pending: 0,
                                     closed: false,
@@ -446,7 +448,7 @@ pub(crate) fn spawn_receiver(
                             st.send_request(slot, "PLAY", "Range: npt=0-\r\n");
                             loops += 1;
                         } else if now >= live.next_keepalive {
-                            live.next_keepalive = now + KEEPALIVE_EVERY;
+                            live.next_keepalive = now + keepalive_every;
                             st.send_request(slot, "GET_PARAMETER", "");
                         }
                     }
