@@ -289,6 +289,9 @@ pub struct ChurnReport {
     /// Server CPU over the last drain interval, percent of one core (≈ 0 if no session is
     /// left sending).
     pub idle_cpu_pct_after: f64,
+    /// RSS growth over the second half of the churn phase, KiB per 1000 sessions started
+    /// then (a leak per session shows here even if the drain looks flat).
+    pub rss_growth_kib_per_1k_sessions: Option<f64>,
     /// Session and packet totals.
     pub totals: ChurnTotals,
     /// Every resource returned and no session went unaccounted.
@@ -608,6 +611,7 @@ pub fn run_churn(
         }
         _ => 0.0,
     };
+    let rss_growth_kib_per_1k_sessions = rss_growth_per_1k(&samples);
     let (mut packets, mut lost, mut expected) = (0, 0, 0);
     for s in &out.sessions {
         for t in &s.tracks {
@@ -662,10 +666,20 @@ pub fn run_churn(
         samples,
         verdicts,
         idle_cpu_pct_after,
+        rss_growth_kib_per_1k_sessions,
         totals,
         passed,
         conclusion,
     })
+}
+
+/// RSS growth from the middle to the end of the churn phase per 1000 sessions started in
+/// that span (the first half is left out: allocator arenas and caches warm up there).
+fn rss_growth_per_1k(samples: &[ChurnSample]) -> Option<f64> {
+    let churn: Vec<&ChurnSample> = samples.iter().filter(|s| s.phase == Phase::Churn).collect();
+    let (mid, end) = (churn.get(churn.len() / 2)?, churn.last()?);
+    let sessions = end.started.checked_sub(mid.started).filter(|&n| n > 0)?;
+    Some((end.rss_kib as f64 - mid.rss_kib as f64) * 1000.0 / sessions as f64)
 }
 
 fn churn_conclusion(
@@ -771,6 +785,12 @@ pub fn markdown(r: &ChurnReport) -> String {
         "\nserver CPU over the last drain interval: {:.1}% of a core",
         r.idle_cpu_pct_after
     );
+    if let Some(g) = r.rss_growth_kib_per_1k_sessions {
+        let _ = writeln!(
+            s,
+            "server RSS growth over the second half of the churn: {g:+.1} KiB per 1000 sessions"
+        );
+    }
     let _ = writeln!(
         s,
         "\n{}: {}",
@@ -961,6 +981,14 @@ mod tests {
         // RSS 25 MiB above baseline, but flat (200 KiB spread ≤ 10240 / 10) over the tail.
         let rss = judge_resource("rss_kib", &samples, |s| s.rss_kib, 10_240, true);
         assert!(rss.returned, "{}", rss.rule);
+        assert_eq!(rss_growth_per_1k(&samples), None, "no session count moved");
+        let (mut mid, mut end) = (mk(0, 10_000, 3), mk(0, 11_000, 3));
+        (mid.started, end.started) = (1000, 3000);
+        assert_eq!(
+            rss_growth_per_1k(&[mk(0, 9000, 3), mid, end]),
+            Some(500.0),
+            "1000 KiB over 2000 sessions"
+        );
         let growing = [
             mk(0, 5000, 3),
             mk(0, 20_000, 3),
