@@ -543,12 +543,16 @@ fn churn_bench(
     })?;
     r.started_unix_secs = started_unix_secs;
     r.command = std::env::args().collect::<Vec<_>>().join(" ");
+    // Count online CPUs from /proc/cpuinfo: the harness thread is pinned by now, and
+    // available_parallelism() reports the affinity mask (1), not the machine.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     r.machine = format!(
-        "Linux {}, {} cores",
+        "Linux {}, {cpus} CPUs",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     r.placement = placement;
     let (json_path, html_path) = shardcast::loadgen::report_paths(&args.out);

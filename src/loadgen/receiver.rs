@@ -94,6 +94,10 @@ struct Live {
     closed: bool,
     /// A churn TEARDOWN was sent; close the sockets on its answer or at this instant.
     closing_until: Option<Instant>,
+    /// CSeq of the TEARDOWN sent, to tell its answer from a keepalive's.
+    teardown_cseq: Option<u32>,
+    /// The TEARDOWN was answered 200.
+    teardown_answered: bool,
 }
 
 struct State {
@@ -141,7 +145,8 @@ impl State {
         }
     }
 
-    /// Reads the RTSP connection: interleaved frames and responses.
+    /// Reads the RTSP connection: interleaved frames and responses. Returns how many
+    /// TEARDOWNs were answered 200 (matched by CSeq).
     fn on_tcp(&mut self, slot: usize, scratch: &mut [u8]) -> usize {
         let mut answered_200 = 0;
         loop {
@@ -194,12 +199,15 @@ impl State {
             } else if rest.starts_with(b"RTSP/") {
                 match parse_response(rest) {
                     Some((resp, used)) => {
+                        let cseq = resp.header("CSeq").and_then(|c| c.trim().parse().ok());
                         if let Some(live) = self.sessions[slot].as_mut() {
                             live.pending = live.pending.saturating_sub(1);
+                            if resp.status == 200 && cseq.is_some() && cseq == live.teardown_cseq {
+                                live.teardown_answered = true;
+                                answered_200 += 1;
+                            }
                         }
-                        if resp.status == 200 {
-                            answered_200 += 1;
-                        } else {
+                        if resp.status != 200 {
                             self.rtsp_errors += 1;
                         }
                         pos += used;
@@ -233,7 +241,12 @@ impl State {
         );
         // A request is far smaller than a socket buffer; a short write means trouble.
         match live.s.rtsp.write(req.as_bytes()) {
-            Ok(n) if n == req.len() => live.pending += 1,
+            Ok(n) if n == req.len() => {
+                live.pending += 1;
+                if method == "TEARDOWN" {
+                    live.teardown_cseq = Some(live.s.cseq);
+                }
+            }
             _ => self.rtsp_errors += 1,
         }
     }
@@ -348,6 +361,8 @@ pub(crate) fn spawn_receiver(
                                     pending: 0,
                                     closed: false,
                                     closing_until: None,
+                                    teardown_cseq: None,
+                                    teardown_answered: false,
                                 }));
                                 if has_leftover {
                                     st.on_tcp(slot, &mut scratch);
@@ -401,7 +416,9 @@ pub(crate) fn spawn_receiver(
                         if stopping_at.is_some() {
                             teardowns_answered += ok as u64;
                         } else if let Some(live) = st.sessions[slot].as_ref() {
-                            if live.closing_until.is_some() && (live.pending == 0 || live.closed) {
+                            if live.closing_until.is_some()
+                                && (live.teardown_answered || live.closed)
+                            {
                                 st.counters
                                     .churn_teardowns_answered
                                     .fetch_add(ok as u64, Ordering::Relaxed);
