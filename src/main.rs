@@ -98,6 +98,20 @@ struct BenchArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Churn soak: keep --viewers sessions playing and end/start this many per second (e.g.
+    /// 50/s) for --duration, then drain and check the server's fds/RSS/threads.
+    #[arg(long, value_parser = parse_rate)]
+    churn: Option<f64>,
+    /// With --churn: every N-th ended session just closes its sockets (no TEARDOWN); 0 = never.
+    #[arg(long, default_value_t = 5)]
+    abandon_one_in: u32,
+    /// With --churn: the server's session timeout in seconds (given to a started server; the
+    /// drain waits this long plus 5 s).
+    #[arg(long, default_value_t = 10)]
+    session_timeout: u64,
+    /// With --churn: seconds between /proc samples of the server.
+    #[arg(long, default_value_t = 5)]
+    sample_every: u64,
 }
 
 #[derive(Args)]
@@ -340,6 +354,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     } else {
         (args.viewers, args.duration)
     };
+    if let Some(rate) = args.churn {
+        return churn_bench(&args, rate, exe, placement);
+    }
     let backends: Vec<Option<String>> = if !args.io.is_empty() {
         args.io.iter().map(|b| Some(b.clone())).collect()
     } else if args.smoke && args.url.is_none() && server::serve_accepts_io_flag(&exe) {
@@ -441,6 +458,110 @@ fn bench(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", html_path.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nconclusion: {}", report.conclusion)?;
+    writeln!(
+        out,
+        "report: {} {}",
+        json_path.display(),
+        html_path.display()
+    )?;
+    Ok(())
+}
+
+fn churn_bench(
+    args: &BenchArgs,
+    rate: f64,
+    exe: PathBuf,
+    placement: shardcast::loadgen::Placement,
+) -> Result<()> {
+    use shardcast::loadgen::{churn, server, session::RtpTransport, Target};
+    let target = match &args.url {
+        Some(url) => Target::Url {
+            url: url.clone(),
+            pid: args.server_pid,
+        },
+        None => Target::Spawn(server::ServerLaunch {
+            exe,
+            shards: args.shards,
+            media: args.media.clone(),
+            extra_args: args
+                .io
+                .first()
+                .map(|b| vec!["--io".to_owned(), b.clone()])
+                .unwrap_or_default()
+                .into_iter()
+                .chain(args.server_args.iter().cloned())
+                .collect(),
+            pin_core: placement.server_core,
+            harness_core: placement.harness_core,
+        }),
+    };
+    let opts = churn::ChurnOptions {
+        target,
+        stream: args.stream.clone(),
+        viewers: args.viewers,
+        rate_per_sec: rate,
+        duration: args.duration,
+        transport: if args.transport == "tcp" {
+            RtpTransport::Tcp
+        } else {
+            RtpTransport::Udp
+        },
+        abandon_one_in: args.abandon_one_in,
+        session_timeout: Duration::from_secs(args.session_timeout),
+        sample_every: Duration::from_secs(args.sample_every.clamp(1, 60)),
+        fd_tolerance: 4,
+        thread_tolerance: 0,
+        rss_tolerance_kib: 10 * 1024,
+    };
+    churn::validate_churn(&opts)?;
+    if args.url.is_some() && args.allow_remote {
+        bail!("--churn runs on loopback only");
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let started_unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let quiet = args.quiet;
+    let mut r = churn::run_churn(&opts, |s| {
+        if !quiet {
+            eprintln!(
+                "{:>7.1}s {:<8} fds {:>5}  rss {:>7.1} MiB  threads {:>3}  playing {:>5}  started {:>6}  ended {:>6}+{:<5} failed {:>4}  packets {}",
+                s.t_secs,
+                format!("{:?}", s.phase).to_lowercase(),
+                s.fds,
+                s.rss_kib as f64 / 1024.0,
+                s.threads,
+                s.playing,
+                s.started,
+                s.ended_teardown,
+                s.ended_abandoned,
+                s.failed_handshakes,
+                s.packets
+            );
+        }
+    })?;
+    r.started_unix_secs = started_unix_secs;
+    r.command = std::env::args().collect::<Vec<_>>().join(" ");
+    // Count online CPUs from /proc/cpuinfo: the harness thread is pinned by now, and
+    // available_parallelism() reports the affinity mask (1), not the machine.
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
+    r.machine = format!(
+        "Linux {}, {cpus} CPUs",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+    );
+    r.placement = placement;
+    let (json_path, html_path) = shardcast::loadgen::report_paths(&args.out);
+    std::fs::write(&json_path, serde_json::to_string_pretty(&r)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&html_path, churn::html(&r))
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", churn::markdown(&r))?;
     writeln!(
         out,
         "report: {} {}",

@@ -5,10 +5,13 @@
 //!
 //! Module split: [`session`] (one viewer's handshake), `receiver` (the epoll/recvmmsg
 //! thread), [`stats`] (RFC 3550 arithmetic), [`server`] (the process under test and
-//! `/proc`), [`capacity`] (the search), [`report`] (JSON, HTML with SVG, Markdown). The
+//! `/proc`), [`capacity`] (the search), [`churn`] (the churn soak: sessions ended and
+//! started at a fixed rate, server descriptors/RSS/threads against their baseline),
+//! [`report`] (JSON, HTML with SVG, Markdown). The
 //! harness never prints; `main.rs` does.
 
 pub mod capacity;
+pub mod churn;
 mod receiver;
 pub mod report;
 pub mod server;
@@ -425,8 +428,13 @@ fn drive(
             Duration::from_secs_f64(f64::from(viewers) / r)
         });
     let hard_deadline = Instant::now() + start_budget + opts.duration + Duration::from_secs(10);
-    let recv = spawn_receiver(rx, counters.clone(), hard_deadline)
-        .map_err(|e| LoadError::io("starting the receiver thread", e))?;
+    let recv = spawn_receiver(
+        rx,
+        counters.clone(),
+        hard_deadline,
+        receiver::KEEPALIVE_EVERY,
+    )
+    .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let cpu_before = pid.map(sample_process).transpose()?;
     let t0 = Instant::now();
 

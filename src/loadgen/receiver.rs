@@ -2,6 +2,9 @@
 //! UDP with `recvmmsg` (64 per call, kernel timestamps) and TCP as interleaved `$` frames
 //! (RFC 2326 §10.12), feeds the per-track statistics, and keeps sessions alive: a keepalive
 //! request every 20 s, a PLAY from the start when a VOD clip ends, and TEARDOWN at the end.
+//! In churn mode the driver also ends single sessions while the rest play on: with a
+//! TEARDOWN (sockets closed on its answer or after a grace period), or abandoned (sockets
+//! closed without a word, left for the server's session timeout).
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -20,7 +23,8 @@ use crate::wire::rtp::parse_rtp_header;
 
 /// Datagrams per `recvmmsg` call.
 pub(crate) const RECV_BATCH: usize = 64;
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Keepalive interval of a fixed-load run (the server's default session timeout is 60 s).
+pub(crate) const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Messages from the driver.
@@ -28,6 +32,13 @@ const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 pub(crate) enum ReceiverMsg {
     /// A session has started playing.
     Add(Box<PlayingSession>),
+    /// End one session (by viewer number) while the others play on.
+    End {
+        /// The viewer number given to `open_session`.
+        index: usize,
+        /// Close its sockets without a TEARDOWN (the server must expire it).
+        abandon: bool,
+    },
     /// Freeze statistics, TEARDOWN everything and return.
     Stop,
 }
@@ -37,6 +48,16 @@ pub(crate) enum ReceiverMsg {
 pub(crate) struct LiveCounters {
     pub(crate) packets: AtomicU64,
     pub(crate) bytes: AtomicU64,
+    /// Sessions ended by [`ReceiverMsg::End`] with a TEARDOWN.
+    pub(crate) ended_teardown: AtomicU64,
+    /// Sessions ended by [`ReceiverMsg::End`] without one.
+    pub(crate) ended_abandoned: AtomicU64,
+    /// Churn TEARDOWNs answered 200.
+    pub(crate) churn_teardowns_answered: AtomicU64,
+    /// Packets missing by sequence number in sessions already ended.
+    pub(crate) lost_ended: AtomicU64,
+    /// Packets expected in sessions already ended.
+    pub(crate) expected_ended: AtomicU64,
 }
 
 /// What the thread hands back.
@@ -71,10 +92,21 @@ struct Live {
     next_loop: Option<Instant>,
     pending: u32,
     closed: bool,
+    /// A churn TEARDOWN was sent; close the sockets on its answer or at this instant.
+    closing_until: Option<Instant>,
+    /// CSeq of the TEARDOWN sent, to tell its answer from a keepalive's.
+    teardown_cseq: Option<u32>,
+    /// The TEARDOWN was answered 200.
+    teardown_answered: bool,
 }
 
 struct State {
-    sessions: Vec<Live>,
+    /// Slot per session ever added; `None` once a churned session has been closed.
+    sessions: Vec<Option<Live>>,
+    /// Viewer number → slot, for [`ReceiverMsg::End`].
+    slot_of: std::collections::HashMap<usize, usize>,
+    /// Statistics of sessions closed before the end of the run.
+    finished: Vec<FinishedSession>,
     jitter_video_us: Histogram<u64>,
     jitter_audio_us: Histogram<u64>,
     counters: Arc<LiveCounters>,
@@ -94,7 +126,10 @@ impl State {
         if (72..=76).contains(&hdr.payload_type) {
             return;
         }
-        let Some(t) = self.sessions[slot].s.tracks.get_mut(track) else {
+        let Some(t) = self.sessions[slot]
+            .as_mut()
+            .and_then(|l| l.s.tracks.get_mut(track))
+        else {
             return;
         };
         if let Some(j) = t.observe(pkt, &hdr, arrival_ns) {
@@ -110,11 +145,14 @@ impl State {
         }
     }
 
-    /// Reads the RTSP connection: interleaved frames and responses.
+    /// Reads the RTSP connection: interleaved frames and responses. Returns how many
+    /// TEARDOWNs were answered 200 (matched by CSeq).
     fn on_tcp(&mut self, slot: usize, scratch: &mut [u8]) -> usize {
         let mut answered_200 = 0;
         loop {
-            let live = &mut self.sessions[slot];
+            let Some(live) = self.sessions[slot].as_mut() else {
+                return answered_200;
+            };
             if live.closed {
                 return answered_200;
             }
@@ -133,7 +171,10 @@ impl State {
             }
         }
         let arrival_ns = realtime_ns();
-        let mut buf = std::mem::take(&mut self.sessions[slot].rtsp_buf);
+        let Some(live) = self.sessions[slot].as_mut() else {
+            return answered_200;
+        };
+        let mut buf = std::mem::take(&mut live.rtsp_buf);
         let mut pos = 0;
         while pos < buf.len() {
             let rest = &buf[pos..];
@@ -158,11 +199,15 @@ impl State {
             } else if rest.starts_with(b"RTSP/") {
                 match parse_response(rest) {
                     Some((resp, used)) => {
-                        let live = &mut self.sessions[slot];
-                        live.pending = live.pending.saturating_sub(1);
-                        if resp.status == 200 {
-                            answered_200 += 1;
-                        } else {
+                        let cseq = resp.header("CSeq").and_then(|c| c.trim().parse().ok());
+                        if let Some(live) = self.sessions[slot].as_mut() {
+                            live.pending = live.pending.saturating_sub(1);
+                            if resp.status == 200 && cseq.is_some() && cseq == live.teardown_cseq {
+                                live.teardown_answered = true;
+                                answered_200 += 1;
+                            }
+                        }
+                        if resp.status != 200 {
                             self.rtsp_errors += 1;
                         }
                         pos += used;
@@ -176,12 +221,16 @@ impl State {
             }
         }
         buf.drain(..pos);
-        self.sessions[slot].rtsp_buf = buf;
+        if let Some(live) = self.sessions[slot].as_mut() {
+            live.rtsp_buf = buf;
+        }
         answered_200
     }
 
     fn send_request(&mut self, slot: usize, method: &str, extra: &str) {
-        let live = &mut self.sessions[slot];
+        let Some(live) = self.sessions[slot].as_mut() else {
+            return;
+        };
         if live.closed {
             return;
         }
@@ -192,9 +241,58 @@ impl State {
         );
         // A request is far smaller than a socket buffer; a short write means trouble.
         match live.s.rtsp.write(req.as_bytes()) {
-            Ok(n) if n == req.len() => live.pending += 1,
+            Ok(n) if n == req.len() => {
+                live.pending += 1;
+                if method == "TEARDOWN" {
+                    live.teardown_cseq = Some(live.s.cseq);
+                }
+            }
             _ => self.rtsp_errors += 1,
         }
+    }
+
+    /// Closes a session's sockets (dropping them also removes them from the epoll set) and
+    /// keeps its statistics.
+    fn retire(&mut self, slot: usize) {
+        let Some(live) = self.sessions[slot].take() else {
+            return;
+        };
+        self.slot_of.remove(&live.s.index);
+        let (lost, expected) = live
+            .s
+            .tracks
+            .iter()
+            .fold((0, 0), |(l, e), t| (l + t.seq.lost(), e + t.seq.expected()));
+        self.counters.lost_ended.fetch_add(lost, Ordering::Relaxed);
+        self.counters
+            .expected_ended
+            .fetch_add(expected, Ordering::Relaxed);
+        self.finished.push(FinishedSession {
+            index: live.s.index,
+            play_sent_ns: live.s.play_sent_ns,
+            tracks: live.s.tracks,
+        });
+    }
+
+    /// Starts ending one session: a TEARDOWN (closed later), or abandoned at once.
+    fn end(&mut self, index: usize, abandon: bool, now: Instant) {
+        let Some(&slot) = self.slot_of.get(&index) else {
+            return;
+        };
+        if abandon {
+            self.counters
+                .ended_abandoned
+                .fetch_add(1, Ordering::Relaxed);
+            self.retire(slot);
+            return;
+        }
+        self.counters.ended_teardown.fetch_add(1, Ordering::Relaxed);
+        if let Some(live) = self.sessions[slot].as_mut() {
+            live.pending = 0;
+            live.closing_until = Some(now + TEARDOWN_GRACE);
+            live.next_loop = None;
+        }
+        self.send_request(slot, "TEARDOWN", "");
     }
 }
 
@@ -208,6 +306,7 @@ pub(crate) fn spawn_receiver(
     rx: Receiver<ReceiverMsg>,
     counters: Arc<LiveCounters>,
     deadline: Instant,
+    keepalive_every: Duration,
 ) -> std::io::Result<JoinHandle<ReceiverOutput>> {
     let mut epoll = Epoll::new(256)?;
     std::thread::Builder::new()
@@ -215,6 +314,8 @@ pub(crate) fn spawn_receiver(
         .spawn(move || {
             let mut st = State {
                 sessions: Vec::new(),
+                slot_of: std::collections::HashMap::new(),
+                finished: Vec::new(),
                 jitter_video_us: new_histogram(),
                 jitter_audio_us: new_histogram(),
                 counters,
@@ -250,18 +351,24 @@ pub(crate) fn spawn_receiver(
                                     now + c.saturating_sub(since_play)
                                 });
                                 let rtsp_buf = std::mem::take(&mut s.leftover);
-                                st.sessions.push(Live {
+                                let has_leftover = !rtsp_buf.is_empty();
+                                st.slot_of.insert(s.index, slot);
+                                st.sessions.push(Some(Live {
                                     s: *s,
                                     rtsp_buf,
-                                    next_keepalive: now + KEEPALIVE_EVERY,
+                                    next_keepalive: now + keepalive_every,
                                     next_loop,
                                     pending: 0,
                                     closed: false,
-                                });
-                                if !st.sessions[slot].rtsp_buf.is_empty() {
+                                    closing_until: None,
+                                    teardown_cseq: None,
+                                    teardown_answered: false,
+                                }));
+                                if has_leftover {
                                     st.on_tcp(slot, &mut scratch);
                                 }
                             }
+                            Ok(ReceiverMsg::End { index, abandon }) => st.end(index, abandon, now),
                             Ok(ReceiverMsg::Stop) | Err(TryRecvError::Disconnected) => {
                                 stopping_at = Some(now);
                                 break;
@@ -276,13 +383,22 @@ pub(crate) fn spawn_receiver(
                         // Freeze the statistics, then say goodbye.
                         st.counting = false;
                         for slot in 0..st.sessions.len() {
-                            st.sessions[slot].pending = 0;
-                            st.send_request(slot, "TEARDOWN", "");
+                            // A session a churn TEARDOWN is closing has had its goodbye.
+                            if let Some(live) = st.sessions[slot].as_mut() {
+                                if live.closing_until.is_none() {
+                                    live.pending = 0;
+                                    st.send_request(slot, "TEARDOWN", "");
+                                }
+                            }
                         }
                     }
                 }
                 if let Some(at) = stopping_at {
-                    let waiting = st.sessions.iter().any(|l| l.pending > 0 && !l.closed);
+                    let waiting = st
+                        .sessions
+                        .iter()
+                        .flatten()
+                        .any(|l| l.pending > 0 && !l.closed);
                     if !waiting || now.duration_since(at) > TEARDOWN_GRACE {
                         break;
                     }
@@ -299,10 +415,25 @@ pub(crate) fn spawn_receiver(
                         let ok = st.on_tcp(slot, &mut scratch);
                         if stopping_at.is_some() {
                             teardowns_answered += ok as u64;
+                        } else if let Some(live) = st.sessions[slot].as_ref() {
+                            if live.closing_until.is_some()
+                                && (live.teardown_answered || live.closed)
+                            {
+                                st.counters
+                                    .churn_teardowns_answered
+                                    .fetch_add(ok as u64, Ordering::Relaxed);
+                                st.retire(slot);
+                            }
                         }
                         continue;
                     }
-                    let fd = st.sessions[slot].s.udp[sub - 1].as_raw_fd();
+                    let Some(fd) = st.sessions[slot]
+                        .as_ref()
+                        .and_then(|l| l.s.udp.get(sub - 1))
+                        .map(|u| u.as_raw_fd())
+                    else {
+                        continue;
+                    };
                     loop {
                         let n = batch.recv(fd).unwrap_or_default();
                         if n == 0 {
@@ -321,28 +452,33 @@ pub(crate) fn spawn_receiver(
                 if stopping_at.is_none() && now >= next_timer_scan {
                     next_timer_scan = now + Duration::from_millis(20);
                     for slot in 0..st.sessions.len() {
-                        if st.sessions[slot].next_loop.is_some_and(|t| now >= t) {
-                            let clip = st.sessions[slot].s.clip.unwrap_or(Duration::MAX);
-                            st.sessions[slot].next_loop = Some(now + clip);
+                        let Some(live) = st.sessions[slot].as_mut() else {
+                            continue;
+                        };
+                        if live.closing_until.is_some_and(|t| now >= t) {
+                            st.retire(slot);
+                        } else if live.closing_until.is_some() {
+                            // Waiting for the TEARDOWN answer: no keepalive, no loop.
+                        } else if live.next_loop.is_some_and(|t| now >= t) {
+                            let clip = live.s.clip.unwrap_or(Duration::MAX);
+                            live.next_loop = Some(now + clip);
                             st.send_request(slot, "PLAY", "Range: npt=0-\r\n");
                             loops += 1;
-                        } else if now >= st.sessions[slot].next_keepalive {
-                            st.sessions[slot].next_keepalive = now + KEEPALIVE_EVERY;
+                        } else if now >= live.next_keepalive {
+                            live.next_keepalive = now + keepalive_every;
                             st.send_request(slot, "GET_PARAMETER", "");
                         }
                     }
                 }
             }
+            let mut sessions = std::mem::take(&mut st.finished);
+            sessions.extend(st.sessions.into_iter().flatten().map(|l| FinishedSession {
+                index: l.s.index,
+                play_sent_ns: l.s.play_sent_ns,
+                tracks: l.s.tracks,
+            }));
             ReceiverOutput {
-                sessions: st
-                    .sessions
-                    .into_iter()
-                    .map(|l| FinishedSession {
-                        index: l.s.index,
-                        play_sent_ns: l.s.play_sent_ns,
-                        tracks: l.s.tracks,
-                    })
-                    .collect(),
+                sessions,
                 jitter_video_us: st.jitter_video_us,
                 jitter_audio_us: st.jitter_audio_us,
                 recv_calls,

@@ -126,21 +126,21 @@ pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
     )
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-const W: f64 = 560.0;
-const H: f64 = 260.0;
-const PAD: f64 = 50.0;
-const COLORS: [&str; 6] = [
+pub(super) const W: f64 = 560.0;
+pub(super) const H: f64 = 260.0;
+pub(super) const PAD: f64 = 50.0;
+pub(super) const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
-fn nice_max(v: f64) -> f64 {
+pub(super) fn nice_max(v: f64) -> f64 {
     if v <= 0.0 {
         return 1.0;
     }
@@ -153,7 +153,7 @@ fn nice_max(v: f64) -> f64 {
     10.0 * mag
 }
 
-fn axes(svg: &mut String, title: &str, x_label: &str, y_label: &str, y_max: f64) {
+pub(super) fn axes(svg: &mut String, title: &str, x_label: &str, y_label: &str, y_max: f64) {
     let _ = write!(
         svg,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">
@@ -189,7 +189,7 @@ fn axes(svg: &mut String, title: &str, x_label: &str, y_label: &str, y_max: f64)
     }
 }
 
-fn fmt_num(v: f64) -> String {
+pub(super) fn fmt_num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
@@ -199,7 +199,7 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn y_of(v: f64, y_max: f64) -> f64 {
+pub(super) fn y_of(v: f64, y_max: f64) -> f64 {
     H - PAD - (H - PAD - 30.0) * (v / y_max).clamp(0.0, 1.0)
 }
 
