@@ -1,6 +1,6 @@
 //! Admission limits on the wire: a request over a limit gets 503 (or 453 for bandwidth) with
 //! `Retry-After`, no session is half set up, and the viewers already admitted keep receiving
-//! every packet.
+//! every packet. Also: `Transport: destination=` cannot aim a stream at a third party.
 
 mod common;
 
@@ -121,4 +121,35 @@ fn bandwidth_limit_per_shard_answers_453() {
     let (r, _, _) = setup_video(&mut c, &url);
     assert_eq!(r.status, 453, "Not Enough Bandwidth (RFC 2326 §11.3.1)");
     assert!(r.header("Retry-After").is_some());
+}
+
+#[test]
+fn transport_destination_is_ignored_so_streams_cannot_be_reflected() {
+    // RFC 2326 §12.39 lets a client name another destination; honouring it would let anyone
+    // aim a stream at a third party. The stream must go to the requester's own address.
+    let server = common::Server::start(&[]);
+    let url = server.url("sample");
+    let (mine, _rtcp) = udp_pair();
+    let port = mine.local_addr().unwrap().port();
+    let victim = std::net::UdpSocket::bind(("127.0.0.2", port)).expect("127.0.0.2 is loopback");
+    victim
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let mut c = RawRtsp::connect(server.addr);
+    let t = format!(
+        "RTP/AVP;unicast;destination=127.0.0.2;client_port={}-{}",
+        port,
+        port + 1
+    );
+    let r = c.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", &t)]);
+    assert_eq!(r.status, 200);
+    assert!(!r.header("Transport").unwrap().contains("127.0.0.2"));
+    let sid = r.session().unwrap();
+    assert_eq!(c.request("PLAY", &url, &[("Session", &sid)]).status, 200);
+    let mut buf = [0u8; 2048];
+    assert!(mine.recv(&mut buf).is_ok(), "the requester gets the stream");
+    assert!(
+        victim.recv(&mut buf).is_err(),
+        "nothing reaches the named third party"
+    );
 }
