@@ -23,6 +23,15 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
+fn fd_targets(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -33,6 +42,16 @@ fn open_fds(pid: u32) -> usize {
 fn two_thousand_silent_connections_cost_bounded_memory_and_expire() {
     let server = common::Server::start(&["--session-timeout", "3", "--log", "warn"]);
     let pid = server.pid();
+    // Baseline once the control thread's runtime (epoll, waker, signal pipes) is up: one
+    // request answered proves it; its connection is then closed.
+    {
+        let mut warm = common::RawRtsp::connect(server.addr);
+        assert_eq!(
+            warm.request("OPTIONS", &server.url("sample"), &[]).status,
+            200
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let rss_before_kib = status_field(pid, "VmRSS:");
     let fds_before = open_fds(pid);
 
@@ -127,7 +146,8 @@ fn two_thousand_silent_connections_cost_bounded_memory_and_expire() {
         }
         assert!(
             Instant::now() < deadline,
-            "server holds {fds} fds, baseline {fds_before}"
+            "server holds {fds} fds, baseline {fds_before}: {:?}",
+            fd_targets(pid)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
