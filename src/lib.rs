@@ -17,6 +17,7 @@
 //! - [`rtsp`]: RFC 2326 message parsing, Transport/Range headers, authentication, admission,
 //!   the control server.
 //! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
+//! - [`stats`]: RTCP receiver reports in, per-session/stream/shard statistics out.
 //! - [`live`]: live channels (a file looped on one shared timeline, instant start).
 //! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
 //! - [`loadgen`]: `shardcast bench`, the capacity-planning load generator.
@@ -30,6 +31,7 @@ pub mod media;
 pub mod packetize;
 pub mod rtsp;
 pub mod shard;
+pub mod stats;
 #[allow(unsafe_code)]
 mod sys;
 #[cfg(test)]

@@ -25,11 +25,14 @@ use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, Lowe
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
 use crate::live::LiveChannel;
+use crate::media::track::TrackKind;
 use crate::media::{MediaFile, MediaLibrary};
 use crate::shard::{
     Activity, InterleavedSink, SessionId, SessionSetup, ShardCommand, ShardHandle, TrackDest,
     TrackSetup,
 };
+use crate::stats::hub::Hub;
+use crate::stats::{SessionMeta, Transport as StatsTransport};
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
 
 /// `Server` header value.
@@ -42,6 +45,8 @@ const FIRST_PAYLOAD_TYPE: u8 = 96;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often expired sessions are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the statistics hub computes rates and records a history point.
+const STATS_TICK: Duration = Duration::from_secs(1);
 
 /// Where a session is in the RFC 2326 Appendix A state machine (Init = no record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,8 @@ struct Control {
     next_conn: Cell<u64>,
     local_addr: SocketAddr,
     limits: Limits,
+    /// Statistics of every session, stream and shard (see `stats::hub`).
+    hub: RefCell<Hub>,
 }
 
 /// What a connection learns from handling one request.
@@ -221,7 +228,12 @@ pub fn start(
                     return;
                 }
             };
+            let hub = Hub::new(
+                shards.iter().map(|s| s.counters.clone()).collect(),
+                Instant::now(),
+            );
             let ctl = Rc::new(Control {
+                hub: RefCell::new(hub),
                 assigned: shards.iter().map(|_| Cell::new(0)).collect(),
                 shards,
                 config,
@@ -276,6 +288,7 @@ async fn run_control(
         }
     };
     tokio::task::spawn_local(reap_expired(ctl.clone()));
+    tokio::task::spawn_local(tick_statistics(ctl.clone()));
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -309,6 +322,15 @@ async fn run_control(
                 }
             }
         }
+    }
+}
+
+/// Once a second: shard rates, rolling windows and a history point in the hub.
+async fn tick_statistics(ctl: Rc<Control>) {
+    let mut tick = tokio::time::interval(STATS_TICK);
+    loop {
+        tick.tick().await;
+        ctl.hub.borrow_mut().tick(Instant::now());
     }
 }
 
@@ -984,6 +1006,28 @@ impl Control {
         let shard = match self.sessions.borrow_mut().get_mut(&id) {
             Some(rec) => {
                 rec.state = SessionState::Playing;
+                let mut hub = self.hub.borrow_mut();
+                if !hub.has_session(id) {
+                    hub.session_started(SessionMeta {
+                        id,
+                        stream: rec.media.name.clone(),
+                        peer: rec.peer,
+                        transport: if rec.tcp_conn.is_some() {
+                            StatsTransport::Tcp
+                        } else {
+                            StatsTransport::Udp
+                        },
+                        shard: rec.shard,
+                        track_kinds: rec
+                            .tracks
+                            .iter()
+                            .map(|t| match rec.media.index.tracks[t.track_index].kind {
+                                TrackKind::Video => "video",
+                                TrackKind::Audio => "audio",
+                            })
+                            .collect(),
+                    });
+                }
                 rec.shard
             }
             None => return error(StatusCode::SessionNotFound),
@@ -1100,6 +1144,7 @@ impl Control {
 
     fn remove_session(&self, id: SessionId) -> Option<SessionRecord> {
         let rec = self.sessions.borrow_mut().remove(&id)?;
+        self.hub.borrow_mut().session_ended(id);
         self.admission
             .borrow_mut()
             .close_viewer(rec.peer.ip(), rec.bitrate_bps, rec.shard);

@@ -191,6 +191,16 @@ pub struct ShardCounters {
     pub rtcp_received: AtomicU64,
     /// Viewers whose RTP port answered ICMP unreachable.
     pub unreachable_viewers: AtomicU64,
+    /// RTCP packets rejected by validation (RFC 3550 Appendix A.2).
+    pub rtcp_invalid: AtomicU64,
+    /// RTCP packets from an address that is no session's.
+    pub rtcp_unknown_source: AtomicU64,
+    /// Report blocks naming an SSRC that is not the sending session's.
+    pub rtcp_unknown_ssrc: AtomicU64,
+    /// Sessions ended by the viewer's RTCP BYE.
+    pub rtcp_byes: AtomicU64,
+    /// Statistics reports dropped because the control thread's queue was full.
+    pub reports_dropped: AtomicU64,
 }
 
 /// The control thread's handle to a running shard.

@@ -1,0 +1,757 @@
+//! The control thread's aggregation of shard reports and RTCP receptions: per session, per
+//! stream, per shard and for the whole server, plus a ten-minute history for charts.
+//!
+//! Single-threaded (owned by the control thread); shards never touch it. Views are plain
+//! serializable structs: the JSON API (`docs/openapi.json`) is their serde form.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::window::{Quantiles, RollingHistogram};
+use super::{SessionMeta, ShardReport, TrackReception, Transport};
+use crate::shard::{SessionId, ShardCounters};
+
+/// Seconds of history kept for the dashboard's charts (one point per second).
+pub const HISTORY_POINTS: usize = 600;
+
+/// Jitter and RTT distributions of one scope (a stream, a shard, the server).
+#[derive(Debug, Clone)]
+struct Scope {
+    jitter: RollingHistogram,
+    rtt: RollingHistogram,
+}
+
+impl Scope {
+    fn new(now: Instant) -> Self {
+        Self {
+            jitter: RollingHistogram::new(now),
+            rtt: RollingHistogram::new(now),
+        }
+    }
+
+    fn record(&mut self, r: &TrackReception) {
+        self.jitter.record_ms(r.jitter_ms);
+        if let Some(rtt) = r.rtt_ms {
+            self.rtt.record_ms(rtt);
+        }
+    }
+
+    fn rotate(&mut self, now: Instant) {
+        self.jitter.rotate(now);
+        self.rtt.rotate(now);
+    }
+}
+
+/// A session as the hub tracks it.
+#[derive(Debug, Clone)]
+struct SessionStats {
+    meta: SessionMeta,
+    since: SystemTime,
+    packets_sent: u64,
+    bytes_sent: u64,
+    /// Counters and time of the previous shard report, for rates.
+    rate_base: Option<(u64, u64, Instant)>,
+    packets_per_sec: f64,
+    bitrate_bps: f64,
+    /// Latest report block per track.
+    tracks: Vec<Option<TrackReception>>,
+    reports_received: u64,
+}
+
+impl SessionStats {
+    /// Current loss: the worst track's fraction lost in its latest report.
+    fn loss_pct(&self) -> f64 {
+        self.tracks
+            .iter()
+            .flatten()
+            .map(TrackReception::loss_pct)
+            .fold(0.0, f64::max)
+    }
+
+    fn worst(&self, f: impl Fn(&TrackReception) -> Option<f64>) -> Option<f64> {
+        self.tracks.iter().flatten().filter_map(f).reduce(f64::max)
+    }
+}
+
+/// One shard as the hub tracks it.
+#[derive(Debug, Clone)]
+struct ShardStats {
+    counters: Arc<ShardCounters>,
+    scope: Scope,
+    lateness: RollingHistogram,
+    rate_base: (u64, u64, u64, Instant),
+    packets_per_sec: f64,
+    bitrate_bps: f64,
+    packets_per_syscall: f64,
+}
+
+/// RTCP counters of interleaved (`$`) frames, which the control thread digests itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InterleavedRtcp {
+    /// RTCP frames received on odd interleaved channels.
+    pub received: u64,
+    /// Frames rejected by validation.
+    pub invalid: u64,
+    /// Report blocks naming an SSRC not of that session.
+    pub unknown_ssrc: u64,
+}
+
+/// The aggregate state.
+#[derive(Debug)]
+pub struct Hub {
+    started: Instant,
+    sessions: HashMap<SessionId, SessionStats>,
+    shards: Vec<ShardStats>,
+    streams: HashMap<String, Scope>,
+    server: Scope,
+    lateness: RollingHistogram,
+    history: VecDeque<HistoryPoint>,
+    /// RTCP that arrived interleaved on RTSP connections.
+    pub interleaved_rtcp: InterleavedRtcp,
+    /// Sessions ended through the API.
+    pub sessions_ended_by_api: u64,
+}
+
+/// One point of the dashboard's history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    /// Wall-clock time, milliseconds since the UNIX epoch.
+    pub unix_ms: u64,
+    /// Viewers (sessions on a shard).
+    pub viewers: usize,
+    /// RTP packets sent per second.
+    pub packets_per_sec: f64,
+    /// Megabits per second sent.
+    pub mbps: f64,
+    /// Mean current loss reported by viewers, weighted by their packet rate.
+    pub loss_pct: f64,
+    /// 95th percentile of reported jitter.
+    pub jitter_p95_ms: f64,
+    /// 95th percentile of round-trip time.
+    pub rtt_p95_ms: f64,
+    /// 99th percentile of pacing lateness.
+    pub lateness_p99_ms: f64,
+}
+
+/// One track of a session, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackView {
+    /// Position in the session's track list.
+    pub track: u8,
+    /// `video` or `audio`.
+    pub kind: &'static str,
+    /// Latest receiver report, if one arrived.
+    pub reception: Option<TrackReception>,
+}
+
+/// One session, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionView {
+    /// Session id as used in the RTSP `Session` header (16 hex digits).
+    pub id: String,
+    /// Stream name.
+    pub stream: String,
+    /// Viewer's RTSP connection address.
+    pub peer: String,
+    /// `udp` or `tcp`.
+    pub transport: Transport,
+    /// Shard streaming it.
+    pub shard: usize,
+    /// Start of playback, milliseconds since the UNIX epoch.
+    pub since_unix_ms: u64,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// RTP bytes sent.
+    pub bytes_sent: u64,
+    /// Current send rate.
+    pub bitrate_bps: f64,
+    /// Current loss (worst track, latest receiver report).
+    pub loss_pct: f64,
+    /// Packets lost in total as the viewer reports them (sum over tracks).
+    pub packets_lost: i64,
+    /// Worst track's latest jitter.
+    pub jitter_ms: Option<f64>,
+    /// Worst track's latest round-trip time.
+    pub rtt_ms: Option<f64>,
+    /// Receiver report blocks received.
+    pub reports_received: u64,
+    /// Per-track detail.
+    pub tracks: Vec<TrackView>,
+}
+
+/// Totals since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Totals {
+    /// RTP packets sent.
+    pub rtp_packets: u64,
+    /// RTP bytes sent.
+    pub rtp_bytes: u64,
+    /// Send syscalls (`io_uring_enter` for io_uring).
+    pub send_syscalls: u64,
+    /// RTP packets per send syscall.
+    pub packets_per_syscall: f64,
+    /// UDP GSO sends.
+    pub gso_sends: u64,
+    /// Datagrams inside GSO sends.
+    pub gso_segments: u64,
+    /// Sends the kernel refused.
+    pub send_errors: u64,
+    /// TCP viewers cut off for not reading.
+    pub slow_viewers_dropped: u64,
+    /// Viewers whose port answered ICMP unreachable.
+    pub unreachable_viewers: u64,
+    /// RTCP packets received (UDP and interleaved).
+    pub rtcp_received: u64,
+    /// RTCP packets rejected by validation.
+    pub rtcp_invalid: u64,
+    /// RTCP packets from addresses that are no session's.
+    pub rtcp_unknown_source: u64,
+    /// Report blocks for SSRCs that are not the session's.
+    pub rtcp_unknown_ssrc: u64,
+    /// Viewers that ended their session with RTCP BYE.
+    pub rtcp_byes: u64,
+    /// Shard reports dropped because the control thread's queue was full.
+    pub reports_dropped: u64,
+}
+
+/// One shard, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardView {
+    /// Shard number.
+    pub index: usize,
+    /// Sessions it owns.
+    pub viewers: usize,
+    /// RTP packets per second.
+    pub packets_per_sec: f64,
+    /// Megabits per second.
+    pub mbps: f64,
+    /// Packets per send syscall over the last second.
+    pub packets_per_syscall: f64,
+    /// Send errors since start.
+    pub send_errors: u64,
+    /// Current loss reported by its viewers.
+    pub loss_pct: f64,
+    /// Pacing lateness distribution.
+    pub lateness_ms: Quantiles,
+    /// Jitter reported by its viewers.
+    pub jitter_ms: Quantiles,
+    /// Round-trip time to its viewers.
+    pub rtt_ms: Quantiles,
+}
+
+/// One stream's viewers and quality, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamStatsView {
+    /// Stream name.
+    pub name: String,
+    /// Viewers now.
+    pub viewers: usize,
+    /// Megabits per second sent to its viewers.
+    pub mbps: f64,
+    /// Current loss reported by its viewers.
+    pub loss_pct: f64,
+    /// Jitter reported by its viewers.
+    pub jitter_ms: Quantiles,
+    /// Round-trip time to its viewers.
+    pub rtt_ms: Quantiles,
+}
+
+/// The whole server, as `GET /api/v1/stats` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsView {
+    /// Seconds since the server started.
+    pub uptime_secs: f64,
+    /// Viewers now.
+    pub viewers: usize,
+    /// RTP packets per second.
+    pub packets_per_sec: f64,
+    /// Megabits per second.
+    pub mbps: f64,
+    /// Current loss reported by viewers, weighted by their packet rate.
+    pub loss_pct: f64,
+    /// Jitter reported by viewers.
+    pub jitter_ms: Quantiles,
+    /// Round-trip time to viewers.
+    pub rtt_ms: Quantiles,
+    /// Pacing lateness of the data plane.
+    pub lateness_ms: Quantiles,
+    /// Totals since start.
+    pub totals: Totals,
+    /// Per shard.
+    pub shards: Vec<ShardView>,
+    /// Per stream with viewers.
+    pub streams: Vec<StreamStatsView>,
+    /// The last minutes, one point per second, oldest first.
+    pub history: Vec<HistoryPoint>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Mean of `(value, weight)` pairs; a plain mean when every weight is zero.
+fn weighted_mean(pairs: impl Iterator<Item = (f64, f64)> + Clone) -> f64 {
+    let (sum, weights) = pairs
+        .clone()
+        .fold((0.0, 0.0), |(s, w), (v, wt)| (s + v * wt, w + wt));
+    if weights > 0.0 {
+        return sum / weights;
+    }
+    let (sum, n) = pairs.fold((0.0, 0usize), |(s, n), (v, _)| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+impl Hub {
+    /// An empty hub for the given shards' counters.
+    pub fn new(shard_counters: Vec<Arc<ShardCounters>>, now: Instant) -> Self {
+        let shards = shard_counters
+            .into_iter()
+            .map(|counters| ShardStats {
+                counters,
+                scope: Scope::new(now),
+                lateness: RollingHistogram::new(now),
+                rate_base: (0, 0, 0, now),
+                packets_per_sec: 0.0,
+                bitrate_bps: 0.0,
+                packets_per_syscall: 0.0,
+            })
+            .collect();
+        Self {
+            started: now,
+            sessions: HashMap::new(),
+            shards,
+            streams: HashMap::new(),
+            server: Scope::new(now),
+            lateness: RollingHistogram::new(now),
+            history: VecDeque::with_capacity(HISTORY_POINTS),
+            interleaved_rtcp: InterleavedRtcp::default(),
+            sessions_ended_by_api: 0,
+        }
+    }
+
+    /// A session began playing.
+    pub fn session_started(&mut self, meta: SessionMeta) {
+        let tracks = vec![None; meta.track_kinds.len()];
+        self.sessions
+            .entry(meta.id)
+            .or_insert_with(|| SessionStats {
+                meta,
+                since: SystemTime::now(),
+                packets_sent: 0,
+                bytes_sent: 0,
+                rate_base: None,
+                packets_per_sec: 0.0,
+                bitrate_bps: 0.0,
+                tracks,
+                reports_received: 0,
+            });
+    }
+
+    /// A session ended (any reason).
+    pub fn session_ended(&mut self, id: SessionId) {
+        self.sessions.remove(&id);
+    }
+
+    /// Whether the hub knows the session.
+    pub fn has_session(&self, id: SessionId) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
+    /// Viewers of a stream now.
+    pub fn viewers_of(&self, stream: &str) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.meta.stream == stream)
+            .count()
+    }
+
+    /// Records report blocks received for a session (from a shard report or interleaved RTCP).
+    pub fn record_receptions(&mut self, id: SessionId, receptions: &[TrackReception]) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let shard = s.meta.shard;
+        let scope = self
+            .streams
+            .entry(s.meta.stream.clone())
+            .or_insert_with(|| Scope::new(self.started));
+        for r in receptions {
+            if let Some(slot) = s.tracks.get_mut(usize::from(r.track)) {
+                *slot = Some(*r);
+                s.reports_received += 1;
+                scope.record(r);
+                self.server.record(r);
+                if let Some(sh) = self.shards.get_mut(shard) {
+                    sh.scope.record(r);
+                }
+            }
+        }
+    }
+
+    /// Applies a shard's periodic report.
+    pub fn apply_report(&mut self, report: &ShardReport, now: Instant) {
+        if let Some(sh) = self.shards.get_mut(report.shard) {
+            sh.lateness.add(&report.lateness_micros);
+        }
+        self.lateness.add(&report.lateness_micros);
+        for d in &report.sessions {
+            if let Some(s) = self.sessions.get_mut(&d.id) {
+                if let Some((p0, b0, t0)) = s.rate_base {
+                    let secs = now.saturating_duration_since(t0).as_secs_f64();
+                    if secs > 0.0 {
+                        s.packets_per_sec = d.packets_sent.saturating_sub(p0) as f64 / secs;
+                        s.bitrate_bps = d.bytes_sent.saturating_sub(b0) as f64 * 8.0 / secs;
+                    }
+                }
+                s.rate_base = Some((d.packets_sent, d.bytes_sent, now));
+                s.packets_sent = d.packets_sent;
+                s.bytes_sent = d.bytes_sent;
+            }
+            if !d.receptions.is_empty() {
+                self.record_receptions(d.id, &d.receptions);
+            }
+        }
+    }
+
+    /// Once a second: shard rates from their counters, window rotation, a history point.
+    pub fn tick(&mut self, now: Instant) {
+        for sh in &mut self.shards {
+            let c = &sh.counters;
+            let packets = c.packets.load(Ordering::Relaxed);
+            let bytes = c.bytes.load(Ordering::Relaxed);
+            let syscalls = c.syscalls.load(Ordering::Relaxed);
+            let (p0, b0, s0, t0) = sh.rate_base;
+            let secs = now.saturating_duration_since(t0).as_secs_f64();
+            if secs > 0.0 {
+                sh.packets_per_sec = packets.saturating_sub(p0) as f64 / secs;
+                sh.bitrate_bps = bytes.saturating_sub(b0) as f64 * 8.0 / secs;
+                let calls = syscalls.saturating_sub(s0);
+                sh.packets_per_syscall = if calls == 0 {
+                    0.0
+                } else {
+                    packets.saturating_sub(p0) as f64 / calls as f64
+                };
+            }
+            sh.rate_base = (packets, bytes, syscalls, now);
+            sh.scope.rotate(now);
+            sh.lateness.rotate(now);
+        }
+        self.server.rotate(now);
+        self.lateness.rotate(now);
+        let sessions = &self.sessions;
+        self.streams.retain(|name, scope| {
+            scope.rotate(now);
+            sessions.values().any(|s| &s.meta.stream == name)
+        });
+        let stats = self.summary();
+        if self.history.len() == HISTORY_POINTS {
+            self.history.pop_front();
+        }
+        self.history.push_back(HistoryPoint {
+            unix_ms: unix_ms(SystemTime::now()),
+            viewers: stats.0,
+            packets_per_sec: stats.1,
+            mbps: stats.2,
+            loss_pct: stats.3,
+            jitter_p95_ms: self.server.jitter.quantiles().p95,
+            rtt_p95_ms: self.server.rtt.quantiles().p95,
+            lateness_p99_ms: self.lateness.quantiles().p99,
+        });
+    }
+
+    /// (viewers, packets/s, Mbit/s, loss %) for the whole server.
+    fn summary(&self) -> (usize, f64, f64, f64) {
+        let pps = self.shards.iter().map(|s| s.packets_per_sec).sum();
+        let mbps = self.shards.iter().map(|s| s.bitrate_bps).sum::<f64>() / 1e6;
+        let loss = weighted_mean(
+            self.sessions
+                .values()
+                .map(|s| (s.loss_pct(), s.packets_per_sec)),
+        );
+        (self.sessions.len(), pps, mbps, loss)
+    }
+
+    fn view(s: &SessionStats) -> SessionView {
+        SessionView {
+            id: format!("{:016X}", s.meta.id),
+            stream: s.meta.stream.clone(),
+            peer: s.meta.peer.to_string(),
+            transport: s.meta.transport,
+            shard: s.meta.shard,
+            since_unix_ms: unix_ms(s.since),
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            bitrate_bps: s.bitrate_bps,
+            loss_pct: s.loss_pct(),
+            packets_lost: s
+                .tracks
+                .iter()
+                .flatten()
+                .map(|r| i64::from(r.cumulative_lost))
+                .sum(),
+            jitter_ms: s.worst(|r| Some(r.jitter_ms)),
+            rtt_ms: s.worst(|r| r.rtt_ms),
+            reports_received: s.reports_received,
+            tracks: s
+                .tracks
+                .iter()
+                .enumerate()
+                .map(|(i, r)| TrackView {
+                    track: i as u8,
+                    kind: s.meta.track_kinds.get(i).copied().unwrap_or("unknown"),
+                    reception: *r,
+                })
+                .collect(),
+        }
+    }
+
+    /// Every session, oldest first.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        let mut v: Vec<&SessionStats> = self.sessions.values().collect();
+        v.sort_by_key(|s| (s.since, s.meta.id));
+        v.into_iter().map(Self::view).collect()
+    }
+
+    /// One session.
+    pub fn session(&self, id: SessionId) -> Option<SessionView> {
+        self.sessions.get(&id).map(Self::view)
+    }
+
+    /// Totals since start, from the shards' counters and the interleaved RTCP counters.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for sh in &self.shards {
+            let c = &sh.counters;
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            t.rtp_packets += get(&c.packets);
+            t.rtp_bytes += get(&c.bytes);
+            t.send_syscalls += get(&c.syscalls);
+            t.gso_sends += get(&c.gso_sends);
+            t.gso_segments += get(&c.gso_segments);
+            t.send_errors += get(&c.send_errors);
+            t.slow_viewers_dropped += get(&c.slow_viewers_dropped);
+            t.unreachable_viewers += get(&c.unreachable_viewers);
+            t.rtcp_received += get(&c.rtcp_received);
+            t.rtcp_invalid += get(&c.rtcp_invalid);
+            t.rtcp_unknown_source += get(&c.rtcp_unknown_source);
+            t.rtcp_unknown_ssrc += get(&c.rtcp_unknown_ssrc);
+            t.rtcp_byes += get(&c.rtcp_byes);
+            t.reports_dropped += get(&c.reports_dropped);
+        }
+        t.rtcp_received += self.interleaved_rtcp.received;
+        t.rtcp_invalid += self.interleaved_rtcp.invalid;
+        t.rtcp_unknown_ssrc += self.interleaved_rtcp.unknown_ssrc;
+        t.packets_per_syscall = if t.send_syscalls == 0 {
+            0.0
+        } else {
+            t.rtp_packets as f64 / t.send_syscalls as f64
+        };
+        t
+    }
+
+    /// The whole picture for `GET /api/v1/stats`.
+    pub fn stats(&self, now: Instant) -> StatsView {
+        let (viewers, packets_per_sec, mbps, loss_pct) = self.summary();
+        let loss_where = |pred: &dyn Fn(&SessionStats) -> bool| {
+            weighted_mean(
+                self.sessions
+                    .values()
+                    .filter(|s| pred(s))
+                    .map(|s| (s.loss_pct(), s.packets_per_sec)),
+            )
+        };
+        let shards = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(index, sh)| ShardView {
+                index,
+                viewers: sh.counters.sessions.load(Ordering::Relaxed),
+                packets_per_sec: sh.packets_per_sec,
+                mbps: sh.bitrate_bps / 1e6,
+                packets_per_syscall: sh.packets_per_syscall,
+                send_errors: sh.counters.send_errors.load(Ordering::Relaxed),
+                loss_pct: loss_where(&|s| s.meta.shard == index),
+                lateness_ms: sh.lateness.quantiles(),
+                jitter_ms: sh.scope.jitter.quantiles(),
+                rtt_ms: sh.scope.rtt.quantiles(),
+            })
+            .collect();
+        let mut names: Vec<&String> = self.streams.keys().collect();
+        for s in self.sessions.values() {
+            if !names.contains(&&s.meta.stream) {
+                names.push(&s.meta.stream);
+            }
+        }
+        names.sort();
+        let streams = names
+            .into_iter()
+            .map(|name| {
+                let of = |s: &&SessionStats| &s.meta.stream == name;
+                let scope = self.streams.get(name);
+                StreamStatsView {
+                    name: name.clone(),
+                    viewers: self.sessions.values().filter(of).count(),
+                    mbps: self
+                        .sessions
+                        .values()
+                        .filter(of)
+                        .map(|s| s.bitrate_bps)
+                        .sum::<f64>()
+                        / 1e6,
+                    loss_pct: loss_where(&|s| &s.meta.stream == name),
+                    jitter_ms: scope.map(|s| s.jitter.quantiles()).unwrap_or_default(),
+                    rtt_ms: scope.map(|s| s.rtt.quantiles()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        StatsView {
+            uptime_secs: now.saturating_duration_since(self.started).as_secs_f64(),
+            viewers,
+            packets_per_sec,
+            mbps,
+            loss_pct,
+            jitter_ms: self.server.jitter.quantiles(),
+            rtt_ms: self.server.rtt.quantiles(),
+            lateness_ms: self.lateness.quantiles(),
+            totals: self.totals(),
+            shards,
+            streams,
+            history: self.history.iter().copied().collect(),
+        }
+    }
+
+    /// Cumulative (count, sum in seconds) of jitter, RTT and lateness observations, for
+    /// Prometheus summaries: `[(name, count, sum_secs)]`.
+    pub fn distribution_totals(&self) -> [(&'static str, u64, f64); 3] {
+        let secs = |h: &RollingHistogram| h.total_sum_micros as f64 / 1e6;
+        [
+            (
+                "jitter",
+                self.server.jitter.total_count,
+                secs(&self.server.jitter),
+            ),
+            ("rtt", self.server.rtt.total_count, secs(&self.server.rtt)),
+            ("lateness", self.lateness.total_count, secs(&self.lateness)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::window::micros_histogram;
+    use crate::stats::SessionDelta;
+    use std::time::Duration;
+
+    fn meta(id: SessionId, stream: &str, shard: usize) -> SessionMeta {
+        SessionMeta {
+            id,
+            stream: stream.into(),
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            transport: Transport::Udp,
+            shard,
+            track_kinds: vec!["video", "audio"],
+        }
+    }
+
+    fn reception(track: u8, fraction_lost: u8, jitter_ms: f64, rtt_ms: f64) -> TrackReception {
+        TrackReception {
+            track,
+            fraction_lost,
+            cumulative_lost: i32::from(fraction_lost),
+            highest_seq: 100,
+            jitter_ms,
+            rtt_ms: Some(rtt_ms),
+        }
+    }
+
+    #[test]
+    fn reports_reach_sessions_streams_shards_and_server() {
+        let t0 = Instant::now();
+        let counters = vec![
+            Arc::new(ShardCounters::default()),
+            Arc::new(ShardCounters::default()),
+        ];
+        let mut hub = Hub::new(counters.clone(), t0);
+        hub.session_started(meta(1, "sample", 0));
+        hub.session_started(meta(2, "other", 1));
+        let mut lateness = micros_histogram();
+        lateness.record(3_000).unwrap();
+        let report = ShardReport {
+            shard: 0,
+            lateness_micros: lateness,
+            sessions: vec![SessionDelta {
+                id: 1,
+                packets_sent: 100,
+                bytes_sent: 100_000,
+                receptions: vec![reception(1, 128, 4.0, 20.0)],
+            }],
+        };
+        hub.apply_report(&report, t0);
+        let later = ShardReport {
+            sessions: vec![SessionDelta {
+                id: 1,
+                packets_sent: 200,
+                bytes_sent: 200_000,
+                receptions: vec![],
+            }],
+            lateness_micros: micros_histogram(),
+            ..report
+        };
+        hub.apply_report(&later, t0 + Duration::from_secs(1));
+        counters[0].packets.store(200, Ordering::Relaxed);
+        counters[0].syscalls.store(20, Ordering::Relaxed);
+        hub.tick(t0 + Duration::from_secs(1));
+
+        let s = hub.session(1).unwrap();
+        assert_eq!(s.id, "0000000000000001");
+        assert!((s.loss_pct - 50.0).abs() < 1e-9);
+        assert_eq!(s.jitter_ms, Some(4.0));
+        assert_eq!(s.rtt_ms, Some(20.0));
+        assert!((s.bitrate_bps - 800_000.0).abs() < 1e-6);
+        assert_eq!(s.tracks[0].reception, None);
+        assert_eq!(s.tracks[1].kind, "audio");
+
+        let st = hub.stats(t0 + Duration::from_secs(1));
+        assert_eq!(st.viewers, 2);
+        assert_eq!(st.totals.packets_per_syscall, 10.0);
+        assert!((st.shards[0].packets_per_syscall - 10.0).abs() < 1e-9);
+        assert!((st.jitter_ms.p50 - 4.0).abs() < 0.01);
+        assert!((st.lateness_ms.max - 3.0).abs() < 0.01);
+        assert_eq!(st.shards[1].jitter_ms.count, 0, "shard 1 had no reports");
+        let sample = st.streams.iter().find(|s| s.name == "sample").unwrap();
+        assert_eq!(sample.viewers, 1);
+        assert_eq!(sample.rtt_ms.count, 1);
+        assert_eq!(st.history.len(), 1);
+        // Session 2 reports nothing and sends nothing: loss is the loss of session 1 only
+        // when weighted by packet rate.
+        assert!((st.loss_pct - 50.0).abs() < 1e-9, "{}", st.loss_pct);
+
+        hub.session_ended(1);
+        assert!(hub.session(1).is_none());
+        assert_eq!(hub.viewers_of("sample"), 0);
+        // Receptions for unknown sessions are ignored.
+        hub.record_receptions(1, &[reception(0, 255, 1.0, 1.0)]);
+        assert_eq!(hub.stats(t0).jitter_ms.count, 1);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let t0 = Instant::now();
+        let mut hub = Hub::new(vec![Arc::new(ShardCounters::default())], t0);
+        for i in 0..(HISTORY_POINTS + 10) {
+            hub.tick(t0 + Duration::from_secs(i as u64));
+        }
+        assert_eq!(hub.stats(t0).history.len(), HISTORY_POINTS);
+    }
+}

@@ -1,0 +1,108 @@
+//! Receiver statistics and data-plane health, from the shards to the operator.
+//!
+//! ```text
+//!  shard ──(RTCP in: reception::digest_rtcp, lateness hdrhistogram, per-session counters)──┐
+//!        every REPORT_INTERVAL: ShardEvent::Report(ShardReport)  over a bounded crossbeam  │
+//!        at once:               ShardEvent::SessionEnded          channel (try_send, never │
+//!                                                                  blocks; drops counted)  ▼
+//!  control thread: hub::Hub  — per session, per stream, per shard, server; rolling hdrhistograms
+//!        ▲ interleaved RTCP ($ odd channels) is digested on the control thread directly
+//!        └─▶ JSON API, /metrics, web page, `shardcast stats`
+//! ```
+//!
+//! Shards never wait on the control thread: they fill plain fields in their own sessions and
+//! hand over one message per second. A full channel drops that second's report (counted in
+//! [`crate::shard::ShardCounters`]), it never stalls sending.
+
+pub mod hub;
+pub mod reception;
+pub mod window;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::shard::SessionId;
+pub use reception::{digest_rtcp, RtcpDigest, TrackKey, TrackReception};
+
+/// How often a shard sends its [`ShardReport`].
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Depth of each shard's event channel to the control thread.
+pub const EVENT_QUEUE_DEPTH: usize = 256;
+
+/// One session's figures in a shard report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionDelta {
+    /// The session.
+    pub id: SessionId,
+    /// RTP packets sent since the session began (all tracks).
+    pub packets_sent: u64,
+    /// RTP bytes (header + payload) sent since the session began.
+    pub bytes_sent: u64,
+    /// Report blocks received since the previous report (last one per track).
+    pub receptions: Vec<TrackReception>,
+}
+
+/// What a shard tells the control thread every [`REPORT_INTERVAL`].
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    /// Shard number.
+    pub shard: usize,
+    /// Pacing lateness since the previous report: how long after its due time each packet
+    /// was handed to the kernel, in microseconds.
+    pub lateness_micros: Histogram<u64>,
+    /// Every session the shard owns, with its cumulative counters.
+    pub sessions: Vec<SessionDelta>,
+}
+
+/// Why a shard ended a session on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The viewer sent RTCP BYE (RFC 3550 §6.6).
+    ClientBye,
+    /// A TCP viewer stopped reading and its backlog overflowed.
+    TooSlow,
+}
+
+/// Messages from a shard to the control thread.
+#[derive(Debug)]
+pub enum ShardEvent {
+    /// The periodic statistics report.
+    Report(Box<ShardReport>),
+    /// The shard ended a session; the control thread drops its record.
+    SessionEnded {
+        /// The session.
+        id: SessionId,
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// Static facts about a session the control thread registers with the hub at its first PLAY.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionMeta {
+    /// The session.
+    pub id: SessionId,
+    /// Stream name as requested (catalog name or live channel).
+    pub stream: String,
+    /// The viewer's RTSP connection address.
+    pub peer: SocketAddr,
+    /// `udp` or `tcp` (interleaved).
+    pub transport: Transport,
+    /// Shard streaming it.
+    pub shard: usize,
+    /// Media kinds of its tracks, in SETUP order (`video`, `audio`).
+    pub track_kinds: Vec<&'static str>,
+}
+
+/// How a session's media travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// RTP/AVP over UDP.
+    Udp,
+    /// RTP/AVP/TCP interleaved on the RTSP connection.
+    Tcp,
+}
