@@ -3,7 +3,8 @@
 //! (one marker per frame), no sequence gap on either track, and FU-A fragments pair up (a
 //! start bit opens, an end bit closes, nothing else in between — RFC 6184 §5.8), so GSO trains
 //! were cut back into the right datagrams. retina, a strict client, then plays each backend
-//! over UDP. io_uring tests fail where io_uring is missing unless
+//! over UDP with GSO on and off (ffmpeg and GStreamer do the same in
+//! `tests/players_per_backend.rs`). io_uring tests fail where io_uring is missing unless
 //! `SHARDCAST_ALLOW_MISSING=uring` is set (then they print a loud line and skip).
 
 mod common;
@@ -11,26 +12,10 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use common::players::backend_available;
 use common::retina_play::{expected, play_all};
 use common::{parse_rtp, setup_udp};
 use retina::client::{Transport, UdpTransportOptions};
-
-/// Whether the test may run with `io`; panics if io_uring is missing and that is not allowed.
-fn backend_available(io: &str) -> bool {
-    if io != "uring" {
-        return true;
-    }
-    match shardcast::shard::send::probe_io_uring() {
-        Ok(()) => true,
-        Err(e) if std::env::var("SHARDCAST_ALLOW_MISSING").as_deref() == Ok("uring") => {
-            eprintln!(
-                "!!!!! SKIPPING io_uring backend test: {e} (SHARDCAST_ALLOW_MISSING=uring) !!!!!"
-            );
-            false
-        }
-        Err(e) => panic!("io_uring unavailable: {e}; set SHARDCAST_ALLOW_MISSING=uring to skip"),
-    }
-}
 
 /// What one track delivered.
 #[derive(Debug, Default)]
@@ -154,11 +139,11 @@ raw_udp_tests! {
     sendto_gso_off_delivers_every_frame_in_sequence: "sendto", "off";
 }
 
-async fn retina_plays(io: &str) {
+async fn retina_plays(io: &str, gso: &str) {
     if !backend_available(io) {
         return;
     }
-    let server = common::Server::start(&["--io", io, "--gso", "on", "--shards", "1"]);
+    let server = common::Server::start(&["--io", io, "--gso", gso, "--shards", "1"]);
     play_all(
         &server.url("sample"),
         Transport::Udp(UdpTransportOptions::default()),
@@ -166,17 +151,20 @@ async fn retina_plays(io: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retina_plays_every_frame_through_uring_with_gso() {
-    retina_plays("uring").await;
+macro_rules! retina_tests {
+    ($($name:ident: $io:literal, $gso:literal;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            retina_plays($io, $gso).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retina_plays_every_frame_through_sendmmsg_with_gso() {
-    retina_plays("sendmmsg").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retina_plays_every_frame_through_sendto_with_gso() {
-    retina_plays("sendto").await;
+retina_tests! {
+    retina_plays_every_frame_through_uring_with_gso: "uring", "on";
+    retina_plays_every_frame_through_uring_without_gso: "uring", "off";
+    retina_plays_every_frame_through_sendmmsg_with_gso: "sendmmsg", "on";
+    retina_plays_every_frame_through_sendmmsg_without_gso: "sendmmsg", "off";
+    retina_plays_every_frame_through_sendto_with_gso: "sendto", "on";
+    retina_plays_every_frame_through_sendto_without_gso: "sendto", "off";
 }

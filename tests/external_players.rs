@@ -9,6 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::players::{ffmpeg_decode, gstreamer_reaches_eos, Decoded};
 use shardcast::media::library::SAMPLE_MP4;
 use shardcast::media::track::TrackKind;
 use shardcast::media::MediaFile;
@@ -24,53 +25,13 @@ fn sample_video_frames_and_duration() -> (usize, f64) {
     (video.samples.len(), media.duration().as_secs_f64())
 }
 
-/// Decodes the stream with ffmpeg into per-frame CRCs; returns (video frames, video end time).
-fn ffmpeg_decode(url: &str, transport: &str) -> (usize, f64) {
-    let (ok, out, err) = common::run_with_timeout(
-        Command::new("ffmpeg").args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            url,
-            "-map",
-            "0:v",
-            "-f",
-            "framecrc",
-            "-",
-        ]),
-        Duration::from_secs(40),
-    );
-    assert!(ok, "ffmpeg failed over {transport}: {err}");
-    assert!(
-        err.trim().is_empty(),
-        "ffmpeg reported errors over {transport}:\n{err}"
-    );
-    let mut tb = 0.0;
-    let mut frames = 0;
-    let mut end = 0.0;
-    for line in out.lines() {
-        if let Some(rest) = line.strip_prefix("#tb 0: ") {
-            let (n, d) = rest.split_once('/').unwrap();
-            tb = n.trim().parse::<f64>().unwrap() / d.trim().parse::<f64>().unwrap();
-        } else if !line.starts_with('#') && !line.trim().is_empty() {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            frames += 1;
-            let pts: f64 = f[2].parse().unwrap();
-            let dur: f64 = f[3].parse().unwrap();
-            end = f64::max(end, (pts + dur) * tb);
-        }
-    }
-    (frames, end)
-}
-
 fn ffmpeg_decodes_whole_clip(transport: &str) {
     let server = common::Server::start(&[]);
     let (want_frames, want_secs) = sample_video_frames_and_duration();
-    let (frames, end) = ffmpeg_decode(&server.url("sample"), transport);
+    let Decoded {
+        frames,
+        end_secs: end,
+    } = ffmpeg_decode(&server.url("sample"), transport);
     assert!(
         frames.abs_diff(want_frames) <= 1,
         "{transport}: decoded {frames} video frames, file has {want_frames}"
@@ -122,47 +83,17 @@ fn ffprobe_reports_codecs_resolution_and_sample_rate() {
     );
 }
 
-fn gstreamer_reaches_eos(protocol: &str) {
+fn gstreamer_plays_sample(protocol: &str) {
     let server = common::Server::start(&[]);
-    let location = format!("location={}", server.url("sample"));
-    let protocols = format!("protocols={protocol}");
-    let (ok, out, err) = common::run_with_timeout(
-        Command::new("gst-launch-1.0").args([
-            "-q",
-            "rtspsrc",
-            &location,
-            &protocols,
-            "name=src",
-            "src.",
-            "!",
-            "queue",
-            "!",
-            "decodebin",
-            "!",
-            "fakesink",
-            "src.",
-            "!",
-            "queue",
-            "!",
-            "decodebin",
-            "!",
-            "fakesink",
-        ]),
-        Duration::from_secs(40),
-    );
-    assert!(ok, "gst-launch over {protocol} failed:\n{out}\n{err}");
-    assert!(
-        !err.contains("ERROR") && !out.contains("ERROR"),
-        "gst errors over {protocol}:\n{out}\n{err}"
-    );
+    gstreamer_reaches_eos(&server.url("sample"), protocol);
 }
 
 #[test]
 fn gstreamer_rtspsrc_reaches_eos_over_udp() {
-    gstreamer_reaches_eos("udp");
+    gstreamer_plays_sample("udp");
 }
 
 #[test]
 fn gstreamer_rtspsrc_reaches_eos_over_tcp() {
-    gstreamer_reaches_eos("tcp");
+    gstreamer_plays_sample("tcp");
 }

@@ -1,0 +1,118 @@
+//! External players run as programs: ffmpeg (libavformat's RTSP client) decoding a stream to
+//! per-frame CRCs, and GStreamer's `rtspsrc` decoding to a fake sink until EOS. Both fail the
+//! test on any error output, on a hang (bounded by a timeout) or on a missing program.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::run_with_timeout;
+
+/// What ffmpeg decoded: video frames and the end time of the last one, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded {
+    /// Video frames decoded.
+    pub frames: usize,
+    /// End of the last frame on ffmpeg's output timeline (starts at 0 at the first packet).
+    pub end_secs: f64,
+}
+
+/// Decodes `url`'s video with ffmpeg over `transport` (`udp` or `tcp`) into per-frame CRCs;
+/// panics if ffmpeg fails, hangs or prints any error.
+pub fn ffmpeg_decode(url: &str, transport: &str) -> Decoded {
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffmpeg").args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            url,
+            "-map",
+            "0:v",
+            "-f",
+            "framecrc",
+            "-",
+        ]),
+        Duration::from_secs(40),
+    );
+    assert!(ok, "ffmpeg failed over {transport} ({url}): {err}");
+    assert!(
+        err.trim().is_empty(),
+        "ffmpeg reported errors over {transport} ({url}):\n{err}"
+    );
+    let mut tb = 0.0;
+    let mut frames = 0;
+    let mut end_secs = 0.0;
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("#tb 0: ") {
+            let (n, d) = rest.split_once('/').unwrap();
+            tb = n.trim().parse::<f64>().unwrap() / d.trim().parse::<f64>().unwrap();
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            frames += 1;
+            let pts: f64 = f[2].parse().unwrap();
+            let dur: f64 = f[3].parse().unwrap();
+            end_secs = f64::max(end_secs, (pts + dur) * tb);
+        }
+    }
+    Decoded { frames, end_secs }
+}
+
+/// Plays `url` with GStreamer (`rtspsrc protocols=… ! decodebin ! fakesink` for both tracks)
+/// until EOS; panics if it fails, hangs or reports an error.
+pub fn gstreamer_reaches_eos(url: &str, protocol: &str) {
+    let location = format!("location={url}");
+    let protocols = format!("protocols={protocol}");
+    let (ok, out, err) = run_with_timeout(
+        Command::new("gst-launch-1.0").args([
+            "-q",
+            "rtspsrc",
+            &location,
+            &protocols,
+            "name=src",
+            "src.",
+            "!",
+            "queue",
+            "!",
+            "decodebin",
+            "!",
+            "fakesink",
+            "src.",
+            "!",
+            "queue",
+            "!",
+            "decodebin",
+            "!",
+            "fakesink",
+        ]),
+        Duration::from_secs(40),
+    );
+    assert!(
+        ok,
+        "gst-launch over {protocol} ({url}) failed:\n{out}\n{err}"
+    );
+    assert!(
+        !err.contains("ERROR") && !out.contains("ERROR"),
+        "gst errors over {protocol} ({url}):\n{out}\n{err}"
+    );
+}
+
+/// Whether a test may run with send backend `io`: panics if io_uring is missing, unless
+/// `SHARDCAST_ALLOW_MISSING=uring` is set (then it prints a loud line and the caller skips).
+pub fn backend_available(io: &str) -> bool {
+    if io != "uring" {
+        return true;
+    }
+    match shardcast::shard::send::probe_io_uring() {
+        Ok(()) => true,
+        Err(e) if std::env::var("SHARDCAST_ALLOW_MISSING").as_deref() == Ok("uring") => {
+            eprintln!(
+                "!!!!! SKIPPING io_uring backend test: {e} (SHARDCAST_ALLOW_MISSING=uring) !!!!!"
+            );
+            false
+        }
+        Err(e) => panic!("io_uring unavailable: {e}; set SHARDCAST_ALLOW_MISSING=uring to skip"),
+    }
+}
