@@ -50,7 +50,8 @@ struct BenchArgs {
     /// Media folder for the started server (default: the bundled 10 s sample).
     #[arg(long)]
     media: Option<PathBuf>,
-    /// Stream name to play (default: the first the server announces).
+    /// Stream(s) to play: a name, a comma-separated list, or `all` (every stream the server
+    /// announces); sessions spread over them round-robin (default: the first announced).
     #[arg(long)]
     stream: Option<String>,
     /// Shards of the started server.
@@ -86,6 +87,13 @@ struct BenchArgs {
     /// Server send backends to compare, comma-separated (passed to the server as --io X).
     #[arg(long, value_delimiter = ',')]
     io: Vec<String>,
+    /// UDP GSO settings to compare, comma-separated: on,off (passed as --gso X). Combined
+    /// with every --io value, so `--io uring,sendto --gso on,off` gives four rows.
+    #[arg(long = "gso", value_delimiter = ',', value_parser = ["on", "off"])]
+    gso_modes: Vec<String>,
+    /// Statistics settings to compare, comma-separated: on,off (passed as --stats X).
+    #[arg(long = "stats", value_delimiter = ',', value_parser = ["on", "off"])]
+    stats_modes: Vec<String>,
     /// Further arguments for the started server, e.g. --server-arg=--payload-budget=1400.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -357,15 +365,18 @@ fn bench(args: BenchArgs) -> Result<()> {
     if let Some(rate) = args.churn {
         return churn_bench(&args, rate, exe, placement);
     }
-    let backends: Vec<Option<String>> = if !args.io.is_empty() {
-        args.io.iter().map(|b| Some(b.clone())).collect()
+    let io: Vec<String> = if !args.io.is_empty() {
+        args.io.clone()
     } else if args.smoke && args.url.is_none() && server::serve_accepts_io_flag(&exe) {
-        ["uring", "sendmmsg", "sendto"]
-            .map(|b| Some(b.to_owned()))
-            .to_vec()
+        ["uring", "sendmmsg", "sendto"].map(str::to_owned).to_vec()
     } else {
-        vec![None]
+        Vec::new()
     };
+    let variants = loadgen::variants(&[
+        ("io", &io),
+        ("gso", &args.gso_modes),
+        ("stats", &args.stats_modes),
+    ]);
     let target = match &args.url {
         Some(url) => Target::Url {
             url: url.clone(),
@@ -397,7 +408,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         } else {
             RtpTransport::Udp
         },
-        backends,
+        variants,
         slo: loadgen::Slo {
             max_loss_pct: args.slo_loss,
             max_jitter_p99_ms: args.slo_jitter_p99,

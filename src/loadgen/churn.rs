@@ -408,13 +408,8 @@ pub fn run_churn(
                 ]);
             }
             let server = ServerProcess::spawn(&launch)?;
-            let url =
-                match &opts.stream {
-                    Some(name) => format!("rtsp://{}/{name}", server.addr),
-                    None => server.streams.first().cloned().ok_or_else(|| {
-                        LoadError::Protocol("the server announced no stream".into())
-                    })?,
-                };
+            let url = super::stream_urls(opts.stream.as_deref(), server.addr, &server.streams)?
+                .swap_remove(0);
             let pid = server.pid();
             (Some(server), url, pid)
         }

@@ -127,7 +127,8 @@ pub struct Slo {
 pub struct BenchOptions {
     /// Server to load.
     pub target: Target,
-    /// Stream name (spawned server) — `None` takes the first announced.
+    /// Stream(s) of a spawned server: a name, a comma-separated list or `all` (sessions
+    /// spread round-robin) — `None` takes the first announced.
     pub stream: Option<String>,
     /// Fixed or capacity.
     pub mode: Mode,
@@ -137,14 +138,82 @@ pub struct BenchOptions {
     pub ramp_per_sec: Option<f64>,
     /// UDP or TCP-interleaved.
     pub transport: RtpTransport,
-    /// Backends (`--io X` for the server), `None` = the server's default.
-    pub backends: Vec<Option<String>>,
+    /// Server configurations to compare, one result row each (see [`variants`]).
+    pub variants: Vec<Variant>,
     /// Pass/fail objective.
     pub slo: Slo,
     /// Probe budget for the capacity search.
     pub max_probes: u32,
     /// Show progress bars (stderr).
     pub progress: bool,
+}
+
+/// One server configuration under comparison, e.g. `--io uring --gso off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Variant {
+    /// Row label, e.g. `io=uring gso=off`, or `default`.
+    pub label: String,
+    /// Arguments given to the started server for this row.
+    pub server_args: Vec<String>,
+}
+
+/// Every combination of the values given for each server flag (`--io`, `--gso`, `--stats`),
+/// in the order given, so one invocation compares them side by side. A flag with no values
+/// is left at the server's default; no flags at all gives one `default` row.
+pub fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
+    let mut out = vec![Variant {
+        label: String::new(),
+        server_args: Vec::new(),
+    }];
+    for (flag, values) in flags {
+        if values.is_empty() {
+            continue;
+        }
+        out = out
+            .into_iter()
+            .flat_map(|v| {
+                values.iter().map(move |value| {
+                    let mut server_args = v.server_args.clone();
+                    server_args.extend([format!("--{flag}"), value.clone()]);
+                    let sep = if v.label.is_empty() { "" } else { " " };
+                    Variant {
+                        label: format!("{}{sep}{flag}={value}", v.label),
+                        server_args,
+                    }
+                })
+            })
+            .collect();
+    }
+    for v in &mut out {
+        if v.label.is_empty() {
+            v.label = "default".into();
+        }
+    }
+    out
+}
+
+/// The stream URLs of a started server that sessions spread over, round-robin: `choice` is
+/// one name, a comma-separated list, or `all` (every stream it announced); `None` takes
+/// the first announced.
+pub fn stream_urls(
+    choice: Option<&str>,
+    addr: std::net::SocketAddr,
+    announced: &[String],
+) -> Result<Vec<String>, LoadError> {
+    let urls: Vec<String> = match choice {
+        Some("all") => announced.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| format!("rtsp://{addr}/{name}"))
+            .collect(),
+        None => announced.iter().take(1).cloned().collect(),
+    };
+    if urls.is_empty() {
+        return Err(LoadError::Protocol("the server announced no stream".into()));
+    }
+    Ok(urls)
 }
 
 /// The server's resource use over one run.
@@ -234,13 +303,13 @@ pub struct RunResult {
     pub sessions: Vec<Vec<TrackSummary>>,
 }
 
-/// Results for one backend.
+/// Results for one server configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigResult {
-    /// Row label, e.g. `io=uring` or `default`.
+    /// Row label, e.g. `io=uring gso=on` or `default`.
     pub label: String,
-    /// `--io` value given to the server.
-    pub io: Option<String>,
+    /// Arguments the server got for this row.
+    pub server_args: Vec<String>,
     /// Set when the configuration could not run (e.g. the server rejected `--io`).
     pub error: Option<String>,
     /// Runs in order (one for fixed load, one per probe for capacity).
@@ -280,9 +349,9 @@ fn check_loopback(url: &str, allow_remote: bool) -> Result<(), LoadError> {
 pub fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError> {
     if let Target::Url { url, .. } = &opts.target {
         check_loopback(url, allow_remote)?;
-        if opts.backends.iter().any(Option::is_some) {
+        if opts.variants.iter().any(|v| !v.server_args.is_empty()) {
             return Err(LoadError::Refused(
-                "--io needs a server the harness starts (not --url)".into(),
+                "--io/--gso/--stats need a server the harness starts (not --url)".into(),
             ));
         }
     }
@@ -322,20 +391,18 @@ pub fn run_bench(
         MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
     };
     let mut results = Vec::new();
-    for io in &opts.backends {
-        let label = io
-            .as_ref()
-            .map_or("default".to_owned(), |b| format!("io={b}"));
+    for variant in &opts.variants {
+        let label = variant.label.clone();
         let mut cfg = ConfigResult {
             label: label.clone(),
-            io: io.clone(),
+            server_args: variant.server_args.clone(),
             error: None,
             runs: Vec::new(),
             capacity: None,
         };
         let probe = |viewers: u32| -> Result<RunResult, LoadError> {
             let viewers = viewers.min(fd_cap.max(1));
-            run_once(opts, io.as_deref(), viewers, &multi, &label)
+            run_once(opts, &variant.server_args, viewers, &multi, &label)
         };
         match opts.mode {
             Mode::Fixed { viewers } => match probe(viewers) {
@@ -382,39 +449,31 @@ pub fn run_bench(
 
 fn run_once(
     opts: &BenchOptions,
-    io: Option<&str>,
+    server_args: &[String],
     viewers: u32,
     multi: &MultiProgress,
     label: &str,
 ) -> Result<RunResult, LoadError> {
     // Keep a spawned server alive for the whole run; it is killed on drop.
-    let (server, url, pid) = match &opts.target {
+    let (server, urls, pid) = match &opts.target {
         Target::Spawn(launch) => {
             let mut launch = launch.clone();
-            if let Some(b) = io {
-                launch.extra_args.extend(["--io".to_owned(), b.to_owned()]);
-            }
+            launch.extra_args.extend(server_args.iter().cloned());
             let server = ServerProcess::spawn(&launch)?;
-            let url =
-                match &opts.stream {
-                    Some(name) => format!("rtsp://{}/{name}", server.addr),
-                    None => server.streams.first().cloned().ok_or_else(|| {
-                        LoadError::Protocol("the server announced no stream".into())
-                    })?,
-                };
+            let urls = stream_urls(opts.stream.as_deref(), server.addr, &server.streams)?;
             let pid = server.pid();
-            (Some(server), url, Some(pid))
+            (Some(server), urls, Some(pid))
         }
-        Target::Url { url, pid } => (None, url.clone(), *pid),
+        Target::Url { url, pid } => (None, vec![url.clone()], *pid),
     };
-    let result = drive(opts, &url, pid, viewers, multi, label);
+    let result = drive(opts, &urls, pid, viewers, multi, label);
     drop(server);
     result
 }
 
 fn drive(
     opts: &BenchOptions,
-    url: &str,
+    urls: &[String],
     pid: Option<u32>,
     viewers: u32,
     multi: &MultiProgress,
@@ -462,7 +521,8 @@ fn drive(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let url = url.to_owned();
+            // Sessions spread over the streams round-robin.
+            let url = urls[i % urls.len()].clone();
             let tx = tx.clone();
             set.spawn(async move {
                 let r = tokio::time::timeout_at(deadline, open_session(i, &url, transport)).await;
@@ -714,4 +774,56 @@ pub fn plan_placement() -> Placement {
 /// Path helper for the report files.
 pub fn report_paths(out_dir: &std::path::Path) -> (PathBuf, PathBuf) {
     (out_dir.join("bench.json"), out_dir.join("bench.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn variants_are_the_product_of_the_flags_in_order() {
+        let v = variants(&[
+            ("io", &strings(&["uring", "sendto"])),
+            ("gso", &strings(&["on", "off"])),
+            ("stats", &[]),
+        ]);
+        let labels: Vec<&str> = v.iter().map(|v| v.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "io=uring gso=on",
+                "io=uring gso=off",
+                "io=sendto gso=on",
+                "io=sendto gso=off"
+            ]
+        );
+        assert_eq!(
+            v[1].server_args,
+            strings(&["--io", "uring", "--gso", "off"])
+        );
+        let none = variants(&[("io", &[]), ("gso", &[])]);
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].label, "default");
+        assert!(none[0].server_args.is_empty());
+    }
+
+    #[test]
+    fn streams_spread_over_names_lists_or_all() {
+        let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let announced = strings(&["rtsp://127.0.0.1:9/a", "rtsp://127.0.0.1:9/b"]);
+        assert_eq!(stream_urls(None, addr, &announced).unwrap(), announced[..1]);
+        assert_eq!(
+            stream_urls(Some("all"), addr, &announced).unwrap(),
+            announced
+        );
+        assert_eq!(
+            stream_urls(Some("x, y"), addr, &announced).unwrap(),
+            strings(&["rtsp://127.0.0.1:9/x", "rtsp://127.0.0.1:9/y"])
+        );
+        assert!(stream_urls(None, addr, &[]).is_err());
+    }
 }

@@ -427,7 +427,7 @@ mod tests {
     fn a_config_that_did_not_run_still_gets_a_row_and_a_conclusion() {
         let cfg = ConfigResult {
             label: "io=uring".into(),
-            io: Some("uring".into()),
+            server_args: vec!["--io".into(), "uring".into()],
             error: Some(
                 "server did not start with [--io uring]: exit 2: unexpected argument '--io'".into(),
             ),
