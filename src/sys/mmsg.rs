@@ -52,6 +52,22 @@ pub(crate) struct SendSlot {
     /// Bytes the kernel took (≥ 0) or `-errno`.
     pub(crate) result: i32,
     first_iov: u32,
+    /// Fingerprint of the destination ([`dest_key`]): equal addresses give equal keys.
+    pub(crate) dest_key: u64,
+}
+
+/// A cheap fingerprint of a destination: exact for IPv4 (address and port), a fold of the
+/// bytes for IPv6. Different addresses may (rarely) share a key; callers only use equal keys
+/// to add ordering, so a collision costs speed, never correctness.
+pub(crate) fn dest_key(dest: &SockAddr) -> u64 {
+    match dest.as_socket() {
+        Some(SocketAddr::V4(a)) => (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port()),
+        Some(SocketAddr::V6(a)) => {
+            let v = u128::from(*a.ip()) ^ (u128::from(a.port()) << 64) ^ u128::from(a.scope_id());
+            (1 << 63) | ((v as u64) ^ ((v >> 64) as u64))
+        }
+        None => u64::MAX,
+    }
 }
 
 /// Fixed storage for one window of sends; allocated once per shard and never resized, so
@@ -183,6 +199,7 @@ impl<'a> Window<'_, 'a> {
             segment_size: 0,
             result: 0,
             first_iov: a.iovs as u32,
+            dest_key: dest_key(dest),
         };
         a.sends += 1;
         a.open = true;
@@ -345,6 +362,17 @@ pub(crate) fn sock_addr(addr: SocketAddr) -> SockAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dest_keys_tell_addresses_apart() {
+        let key = |s: &str| dest_key(&sock_addr(s.parse().unwrap()));
+        assert_eq!(key("127.0.0.1:5000"), key("127.0.0.1:5000"));
+        assert_ne!(key("127.0.0.1:5000"), key("127.0.0.1:5001"));
+        assert_ne!(key("127.0.0.1:5000"), key("127.0.0.2:5000"));
+        assert_eq!(key("[::1]:5000"), key("[::1]:5000"));
+        assert_ne!(key("[::1]:5000"), key("[::1]:5001"));
+        assert_ne!(key("[::1]:5000"), key("127.0.0.1:5000"));
+    }
 
     #[test]
     fn sendmmsg_gathers_header_and_body_into_one_datagram_each() {

@@ -89,6 +89,19 @@ impl UringSender {
         if n == 0 {
             return Ok(0);
         }
+        // Sends must leave in order per destination, as with sendmmsg: an unlinked
+        // operation issued inline can overtake one that was parked (EAGAIN) or deferred,
+        // which would reorder a viewer's packets (seen in the tests). A hard link starts
+        // the next operation only after this one completes — and, unlike IO_LINK, also after
+        // a failure. Links serialize the kernel's work, so only the spans that need them get
+        // them: from a destination's first send in the window to its last.
+        let mut link = [false; MAX_SENDS];
+        for k in 0..n {
+            let key = slots[k].dest_key;
+            if let Some(last) = (k + 1..n).rev().find(|&j| slots[j].dest_key == key) {
+                link[k..last].fill(true);
+            }
+        }
         {
             let mut sq = ring.submission();
             for k in 0..n {
@@ -96,11 +109,7 @@ impl UringSender {
                 let mut entry = opcode::SendMsg::new(fd, &msgs[k].msg_hdr)
                     .build()
                     .user_data(k as u64);
-                // Sends must leave in order, as with sendmmsg: unlinked operations issued
-                // inline overtake a linked (deferred) or parked (EAGAIN) one, which reorders
-                // a viewer's packets (seen in the tests). A hard link starts the next only
-                // after this one completes — and, unlike IO_LINK, also after a failure.
-                if k + 1 < n {
+                if link[k] {
                     entry = entry.flags(squeue::Flags::IO_HARDLINK);
                 }
                 // SAFETY: io_uring `push`: "parameters of the entry (such as buffer) are
