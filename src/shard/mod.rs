@@ -188,8 +188,11 @@ pub struct ShardCounters {
     pub send_errors: AtomicU64,
     /// TCP viewers cut off for not reading.
     pub slow_viewers_dropped: AtomicU64,
-    /// RTCP packets received.
+    /// RTCP packets received (datagrams that demultiplex as RTCP, RFC 5761 §4, and every
+    /// datagram from an unknown address).
     pub rtcp_received: AtomicU64,
+    /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
+    pub nat_keepalives: AtomicU64,
     /// Viewers whose RTP port answered ICMP unreachable.
     pub unreachable_viewers: AtomicU64,
     /// RTCP packets rejected by validation (RFC 3550 Appendix A.2).

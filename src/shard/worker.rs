@@ -513,11 +513,17 @@ impl Worker {
             for k in 0..received {
                 let datagram = self.recv.datagram(k);
                 let bytes = datagram.bytes;
-                // On the RTP port, only what demultiplexes as RTCP (RFC 5761 §4: second octet
-                // 192..=223) is RTCP; anything else there is a NAT keep-alive (a stray RTP
-                // packet, GStreamer's 0xCEFAEDFE) and only counts as liveness.
-                let is_rtcp =
-                    socket_is_rtcp || bytes.get(1).is_some_and(|b| (192..=223).contains(b));
+                // Only what demultiplexes as RTCP (RFC 5761 §4: second octet 192..=223) is
+                // RTCP; anything else is a NAT keep-alive and only counts as liveness
+                // (GStreamer sends 0xCEFAEDFE to both ports, ffmpeg an empty RTP packet to the
+                // RTP port). On the RTP port, where RTCP is not negotiated, the first octet
+                // must also say version 2: GStreamer's keep-alives there are 200 random bytes.
+                let is_rtcp = match bytes {
+                    [first, second, ..] => {
+                        (192..=223).contains(second) && (socket_is_rtcp || first >> 6 == 2)
+                    }
+                    _ => false,
+                };
                 let session = self
                     .recv
                     .source(k)
@@ -533,6 +539,7 @@ impl Worker {
                 };
                 s.activity.touch(now);
                 if !is_rtcp {
+                    self.counters.nat_keepalives.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
@@ -543,8 +550,9 @@ impl Worker {
                     std::time::UNIX_EPOCH + Duration::from_nanos(datagram.arrival_ns),
                 );
                 match digest_rtcp_into(bytes, &s.track_keys, arrival, &mut s.receptions) {
-                    Err(_) => {
+                    Err(e) => {
                         self.counters.rtcp_invalid.fetch_add(1, Ordering::Relaxed);
+                        tracing::trace!(shard = self.index, session = %format_args!("{:016X}", s.id), "RTCP dropped: {e}");
                     }
                     Ok(summary) => {
                         if summary.unknown_ssrc_blocks > 0 {
@@ -1071,8 +1079,8 @@ mod tests {
 
     /// An RR's block for our video SSRC arrives on the RTCP port, one for audio on the RTP
     /// port (RFC 5761 demultiplexing): the next reports carry each once, with jitter in ms on
-    /// the track's clock and RTT from LSR/DLSR (RFC 3550 §6.4.1). A keep-alive on the RTP port
-    /// is liveness only. Fails if blocks are lost, attributed to the wrong track, converted
+    /// the track's clock and RTT from LSR/DLSR (RFC 3550 §6.4.1). A NAT keep-alive on either
+    /// port is liveness only. Fails if blocks are lost, attributed to the wrong track, converted
     /// with the wrong clock, carried twice, or if RTT ignores LSR or DLSR.
     #[test]
     fn receiver_reports_reach_the_next_report_with_jitter_and_round_trip() {
@@ -1133,6 +1141,18 @@ mod tests {
             2,
             "the keep-alive is not RTCP"
         );
+        assert_eq!(get(&r.counters.nat_keepalives), 1);
+        assert_eq!(get(&r.counters.rtcp_invalid), 0);
+        // GStreamer's dummy packet reaches the RTCP port too: a keep-alive there as well; on
+        // the RTP port it also sends 200 random bytes, which may look like an RTCP type.
+        v.rtcp
+            .send_to(&[0xce, 0xfa, 0xed, 0xfe], r.server_rtcp)
+            .unwrap();
+        let mut random = [0x5au8; 200];
+        random[..2].copy_from_slice(&[0x09, 0xc8]);
+        v.rtp.send_to(&random, r.server_rtp).unwrap();
+        r.drain_until(later, |c| get(&c.nat_keepalives) == 3);
+        assert_eq!(get(&r.counters.rtcp_received), 2);
         assert_eq!(get(&r.counters.rtcp_invalid), 0);
     }
 
