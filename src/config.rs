@@ -12,6 +12,7 @@ use crate::live::StartPolicy;
 use crate::rtsp::admission::Limits as AdmissionLimits;
 use crate::rtsp::auth::{AccessRule, UserSecret};
 use crate::shard::send::{GsoMode, IoBackend, SendConfig};
+use crate::stats::StatsMode;
 
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
@@ -83,6 +84,8 @@ pub struct ConfigOverlay {
     pub io: Option<IoBackend>,
     /// UDP GSO (`on`, `off`).
     pub gso: Option<GsoMode>,
+    /// Statistics in the data plane (`on`, `off`).
+    pub stats: Option<StatsMode>,
 }
 
 /// A user in the configuration: a password, or its Digest HA1 hashes (`H(user:shardcast:password)`)
@@ -162,6 +165,7 @@ impl ConfigOverlay {
             },
             io: flags.io.or(self.io),
             gso: flags.gso.or(self.gso),
+            stats: flags.stats.or(self.stats),
         }
     }
 }
@@ -195,6 +199,8 @@ pub struct ServerConfig {
     pub admission: AdmissionLimits,
     /// UDP send path (backend and GSO).
     pub send: SendConfig,
+    /// Whether shards record pacing lateness, digest RTCP and report statistics.
+    pub stats: bool,
 }
 
 impl ServerConfig {
@@ -244,6 +250,7 @@ impl ServerConfig {
                 io: o.io,
                 gso: o.gso.unwrap_or_default(),
             },
+            stats: o.stats.unwrap_or_default() == StatsMode::On,
         })
     }
 }
@@ -361,6 +368,19 @@ mod tests {
         assert_eq!(cfg.live.get("news"), Some(&PathBuf::from("a.mp4")));
         assert_eq!(cfg.send.io, Some(IoBackend::Sendto));
         assert_eq!(cfg.send.gso, GsoMode::Off);
+        assert!(cfg.stats, "statistics default on");
+        let off: ConfigOverlay = toml::from_str("stats = \"off\"").unwrap();
+        assert!(!ServerConfig::from_overlay(off.clone()).unwrap().stats);
+        let on_flag = ConfigOverlay {
+            stats: Some(StatsMode::On),
+            ..Default::default()
+        };
+        assert!(
+            ServerConfig::from_overlay(off.overlaid_by(on_flag))
+                .unwrap()
+                .stats
+        );
+        assert!(toml::from_str::<ConfigOverlay>("stats = \"maybe\"").is_err());
     }
 
     #[test]

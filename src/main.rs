@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use shardcast::config::{ConfigOverlay, ServerConfig};
 use shardcast::media::{MediaFile, MediaLibrary};
 use shardcast::shard::send::{GsoMode, IoBackend};
+use shardcast::stats::StatsMode;
 
 /// Live and on-demand RTSP/RTP streaming on pinned per-core shards.
 #[derive(Parser)]
@@ -183,6 +184,10 @@ struct ServeArgs {
     /// UDP GSO (one send per run of equal-size packets to a viewer): on or off [default: on].
     #[arg(long)]
     gso: Option<GsoMode>,
+    /// Statistics in the data plane (pacing lateness, RTCP receiver reports, per-session
+    /// counters): on or off [default: on].
+    #[arg(long)]
+    stats: Option<StatsMode>,
 }
 
 fn main() -> Result<()> {
@@ -230,6 +235,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }),
         io: args.io,
         gso: args.gso,
+        stats: args.stats,
     };
     // The same steps run at start and on SIGHUP: read the file, let the flags win, open the
     // media catalog.

@@ -32,7 +32,11 @@ use crate::shard::{
     TrackSetup,
 };
 use crate::stats::hub::Hub;
-use crate::stats::{SessionMeta, Transport as StatsTransport};
+use crate::stats::{
+    digest_rtcp, EndReason, SessionMeta, ShardEvent, TrackKey, Transport as StatsTransport,
+    EVENT_QUEUE_DEPTH,
+};
+use crate::wire::ntp::NtpTime;
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
 
 /// `Server` header value.
@@ -47,6 +51,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the statistics hub computes rates and records a history point.
 const STATS_TICK: Duration = Duration::from_secs(1);
+/// How often the shards' event queues (reports, sessions they ended) are drained.
+const SHARD_EVENTS_TICK: Duration = Duration::from_millis(100);
 
 /// Where a session is in the RFC 2326 Appendix A state machine (Init = no record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +190,8 @@ pub fn start(
     let listener = StdTcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let shards = crate::shard::spawn_shards(config.shards, local_addr.ip(), config.send)?;
+    let shards =
+        crate::shard::spawn_shards(config.shards, local_addr.ip(), config.send, config.stats)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let library = Arc::new(library);
     let mut channels = HashMap::new();
@@ -289,6 +296,7 @@ async fn run_control(
     };
     tokio::task::spawn_local(reap_expired(ctl.clone()));
     tokio::task::spawn_local(tick_statistics(ctl.clone()));
+    tokio::task::spawn_local(drain_shard_events(ctl.clone()));
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -331,6 +339,16 @@ async fn tick_statistics(ctl: Rc<Control>) {
     loop {
         tick.tick().await;
         ctl.hub.borrow_mut().tick(Instant::now());
+    }
+}
+
+/// Every [`SHARD_EVENTS_TICK`]: shard reports into the hub, and the records of sessions a
+/// shard ended on its own dropped. Never blocks: the queues are read with `try_recv`.
+async fn drain_shard_events(ctl: Rc<Control>) {
+    let mut tick = tokio::time::interval(SHARD_EVENTS_TICK);
+    loop {
+        tick.tick().await;
+        ctl.drain_shard_events(Instant::now());
     }
 }
 
@@ -398,13 +416,17 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
             match parse_message(&buf, &ctl.limits) {
                 Ok(None) => break,
                 Ok(Some(Parsed::Interleaved {
-                    channel, consumed, ..
+                    channel,
+                    payload_len,
+                    consumed,
                 })) => {
                     if buf.len() < consumed {
                         break;
                     }
-                    // RTCP from the client on an odd channel: liveness for its sessions.
+                    // Any frame from the client is liveness for its sessions; one on a track's
+                    // RTCP channel is that session's RTCP.
                     ctl.touch_conn_sessions(conn.id, channel);
+                    ctl.interleaved_rtcp(conn.id, channel, &buf[consumed - payload_len..consumed]);
                     buf.drain(..consumed);
                 }
                 Ok(Some(Parsed::Request { request, consumed })) => {
@@ -1142,7 +1164,108 @@ impl Control {
         }
     }
 
+    /// RTCP that arrived interleaved on connection `conn`, channel `channel` (RFC 2326
+    /// §10.12): digested with the tracks of the session whose RTCP channel it is (RFC 3550
+    /// §6.4), counted in the hub; a BYE ends the session (§6.6). With `--stats off`, or on a
+    /// channel that is no track's RTCP channel (RTP from the client), it is liveness only.
+    fn interleaved_rtcp(&self, conn: u64, channel: u8, payload: &[u8]) {
+        if !self.config.stats {
+            return;
+        }
+        // The sessions of this connection receiving RTCP on `channel`: usually one, but a
+        // client may run several sessions on one connection with the same channel numbers;
+        // the one whose SSRCs the report names is meant.
+        let candidates: Vec<(SessionId, Vec<TrackKey>)> = self
+            .sessions
+            .borrow()
+            .iter()
+            .filter(|(_, r)| r.tcp_conn.as_ref().is_some_and(|(c, _)| *c == conn))
+            .filter(|(_, r)| {
+                r.tracks.iter().any(|t| {
+                    matches!(t.dest, TrackDest::Interleaved { rtcp_channel, .. } if rtcp_channel == channel)
+                })
+            })
+            .map(|(&id, r)| {
+                let keys = r
+                    .tracks
+                    .iter()
+                    .map(|t| TrackKey {
+                        ssrc: t.ssrc,
+                        clock_rate_hz: r.media.index.tracks[t.track_index].codec.clock_rate_hz(),
+                    })
+                    .collect();
+                (id, keys)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let arrival = NtpTime::now();
+        let mut hub = self.hub.borrow_mut();
+        hub.interleaved_rtcp.received += 1;
+        let digests = candidates
+            .iter()
+            .map(|(id, keys)| digest_rtcp(payload, keys, arrival).map(|d| (*id, d)));
+        let best = match digests.collect::<Result<Vec<_>, _>>() {
+            Ok(all) => all.into_iter().min_by_key(|(_, d)| d.unknown_ssrc_blocks),
+            Err(e) => {
+                hub.interleaved_rtcp.invalid += 1;
+                tracing::debug!(conn, channel, "interleaved RTCP dropped: {e}");
+                None
+            }
+        };
+        let Some((id, digest)) = best else {
+            return;
+        };
+        hub.interleaved_rtcp.unknown_ssrc += u64::from(digest.unknown_ssrc_blocks);
+        hub.record_receptions(id, &digest.receptions);
+        if digest.bye {
+            hub.interleaved_rtcp.byes += 1;
+            drop(hub);
+            if let Some(rec) = self.remove_session(id) {
+                tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended: viewer sent RTCP BYE");
+            }
+        }
+    }
+
+    /// Applies what the shards reported: statistics into the hub, and the records of sessions
+    /// a shard ended by itself (viewer BYE, TCP viewer too slow) dropped like the reaper does,
+    /// without a Teardown back (the shard has already freed it).
+    fn drain_shard_events(&self, now: Instant) {
+        for shard in &self.shards {
+            // At most a queue's worth per shard and tick, so a runaway shard cannot hold the
+            // control thread.
+            for _ in 0..EVENT_QUEUE_DEPTH {
+                let Ok(event) = shard.events.try_recv() else {
+                    break;
+                };
+                match event {
+                    ShardEvent::Report(report) => {
+                        self.hub.borrow_mut().apply_report(&report, now);
+                    }
+                    ShardEvent::SessionEnded { id, reason } => {
+                        let why = match reason {
+                            EndReason::ClientBye => "viewer sent RTCP BYE",
+                            EndReason::TooSlow => "viewer too slow (TCP backlog full)",
+                        };
+                        if let Some(rec) = self.drop_session(id, false) {
+                            tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, shard = shard.index, "session ended by its shard: {why}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a session: its record, hub entry and admission accounting go, and its shard is
+    /// told to tear it down (RTCP BYE).
     fn remove_session(&self, id: SessionId) -> Option<SessionRecord> {
+        self.drop_session(id, true)
+    }
+
+    /// Drops a session's record, hub entry and admission accounting; `tell_shard` sends the
+    /// shard a Teardown (false when the shard ended the session itself).
+    fn drop_session(&self, id: SessionId, tell_shard: bool) -> Option<SessionRecord> {
         let rec = self.sessions.borrow_mut().remove(&id)?;
         self.hub.borrow_mut().session_ended(id);
         self.admission
@@ -1150,7 +1273,7 @@ impl Control {
             .close_viewer(rec.peer.ip(), rec.bitrate_bps, rec.shard);
         let n = &self.assigned[rec.shard];
         n.set(n.get().saturating_sub(1));
-        if rec.on_shard {
+        if rec.on_shard && tell_shard {
             let _ = self.shards[rec.shard].send(ShardCommand::Teardown { id });
         }
         Some(rec)

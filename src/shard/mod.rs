@@ -19,9 +19,10 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::media::MediaFile;
+use crate::stats::{ShardEvent, EVENT_QUEUE_DEPTH};
 pub use tcp::InterleavedSink;
 
 /// Pending commands a shard queue holds before the control thread answers 503.
@@ -187,8 +188,11 @@ pub struct ShardCounters {
     pub send_errors: AtomicU64,
     /// TCP viewers cut off for not reading.
     pub slow_viewers_dropped: AtomicU64,
-    /// RTCP packets received.
+    /// RTCP packets received (datagrams that demultiplex as RTCP, RFC 5761 §4, and every
+    /// datagram from an unknown address).
     pub rtcp_received: AtomicU64,
+    /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
+    pub nat_keepalives: AtomicU64,
     /// Viewers whose RTP port answered ICMP unreachable.
     pub unreachable_viewers: AtomicU64,
     /// RTCP packets rejected by validation (RFC 3550 Appendix A.2).
@@ -199,7 +203,8 @@ pub struct ShardCounters {
     pub rtcp_unknown_ssrc: AtomicU64,
     /// Sessions ended by the viewer's RTCP BYE.
     pub rtcp_byes: AtomicU64,
-    /// Statistics reports dropped because the control thread's queue was full.
+    /// Statistics reports not sent because the control thread's queue was full (their
+    /// report blocks and lateness go with the next report).
     pub reports_dropped: AtomicU64,
 }
 
@@ -212,6 +217,9 @@ pub struct ShardHandle {
     pub server_ports: (u16, u16),
     /// Published counters.
     pub counters: Arc<ShardCounters>,
+    /// Reports and session ends from the shard (bounded; the shard never waits on it). The
+    /// control thread drains it with `try_recv`.
+    pub events: Receiver<ShardEvent>,
     tx: Sender<ShardCommand>,
     join: Option<JoinHandle<()>>,
 }
@@ -265,11 +273,13 @@ fn bind_port_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
 }
 
 /// Starts `count` shard threads on `ip`, pinned round-robin to the available cores, sending
-/// through `send` (resolved and logged once here).
+/// through `send` (resolved and logged once here). `stats` turns on pacing-lateness
+/// recording, RTCP digestion and the periodic reports (`--stats`).
 pub fn spawn_shards(
     count: usize,
     ip: IpAddr,
     send: send::SendConfig,
+    stats: bool,
 ) -> io::Result<Vec<ShardHandle>> {
     let send = send.resolve();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -280,6 +290,7 @@ pub fn spawn_shards(
         let server_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
         rtcp.set_nonblocking(true)?;
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_DEPTH);
+        let (events_tx, events) = crossbeam_channel::bounded(EVENT_QUEUE_DEPTH);
         let counters = Arc::new(ShardCounters::default());
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let worker_counters = counters.clone();
@@ -291,13 +302,18 @@ pub fn spawn_shards(
                         tracing::warn!(shard = index, "could not pin to core {}", core.id);
                     }
                 }
-                worker::Worker::new(index, rtp, rtcp, rx, worker_counters, send).run();
+                let links = worker::Links {
+                    commands: rx,
+                    events: events_tx,
+                };
+                worker::Worker::new(index, rtp, rtcp, links, worker_counters, send, stats).run();
             })?;
         tracing::info!(shard = index, rtp = server_ports.0, rtcp = server_ports.1, core = ?core.map(|c| c.id), "shard started");
         shards.push(ShardHandle {
             index,
             server_ports,
             counters,
+            events,
             tx,
             join: Some(join),
         });

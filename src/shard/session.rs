@@ -19,6 +19,7 @@ use crate::live::LiveChannel;
 use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
+use crate::stats::{TrackKey, TrackReception, MAX_TRACKS};
 
 /// Interval between RTCP sender reports per track (RFC 3550 §6.2 recommends 5 s minimum).
 pub(super) const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -97,14 +98,29 @@ pub(super) struct ShardSession {
     pub(super) live: Option<Arc<LiveChannel>>,
     /// How far behind the channel's live edge this viewer is paced.
     pub(super) live_lag: Duration,
+    /// Our tracks as RTCP report blocks name them: the SSRC each is sent with (the live
+    /// channel's for live sessions, as SETUP chose it) and its RTP clock, in track order.
+    pub(super) track_keys: Vec<TrackKey>,
+    /// Latest report block per track received since the last shard report; taken (reset to
+    /// `None`) when the report goes out.
+    pub(super) receptions: [Option<TrackReception>; MAX_TRACKS],
+    /// RTP packets sent since the session began (all tracks; queued for UDP, written for TCP).
+    pub(super) packets_total: u64,
+    /// RTP bytes (header + payload) of those packets.
+    pub(super) bytes_total: u64,
 }
 
 impl ShardSession {
     /// Builds the shard state from a SETUP result.
     pub(super) fn new(setup: SessionSetup, now: Instant) -> Result<Self, PacketizeError> {
         let mut tracks = Vec::with_capacity(setup.tracks.len());
+        let mut track_keys = Vec::with_capacity(setup.tracks.len());
         for t in setup.tracks {
             let track = &setup.media.index.tracks[t.track_index];
+            track_keys.push(TrackKey {
+                ssrc: t.ssrc,
+                clock_rate_hz: track.codec.clock_rate_hz(),
+            });
             let rtp_dest = match &t.dest {
                 TrackDest::Udp { rtp, .. } => Some(sock_addr(*rtp)),
                 TrackDest::Interleaved { .. } => None,
@@ -139,6 +155,10 @@ impl ShardSession {
             unreachable: false,
             live: setup.live,
             live_lag: Duration::ZERO,
+            track_keys,
+            receptions: [None; MAX_TRACKS],
+            packets_total: 0,
+            bytes_total: 0,
         })
     }
 

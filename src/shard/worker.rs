@@ -1,28 +1,36 @@
-//! The shard thread's loop: commands in, due packets out, RTCP liveness in.
+//! The shard thread's loop: commands in, due packets out, RTCP in, statistics out.
 //!
 //! Each tick: (1) apply queued commands, (2) pop every (session, track) whose next sample is
 //! due, packetize it into the reusable `pending` array (RTP header written in place, body a
 //! range of the mapping), (3) send the array with one batched call per [`MAX_BATCH`] packets,
-//! (4) drain arriving RTCP as liveness, (5) sleep on the command channel until the next due
-//! time. Steady state allocates nothing per packet: `pending`, the heap and the send scratch
-//! are sized at start and reused.
+//! recording each sample's pacing lateness, (4) drain arriving RTCP (liveness, then report
+//! blocks and BYE, RFC 3550 §6.4 and §6.6), (5) once per [`REPORT_INTERVAL`] hand the control
+//! thread a [`ShardReport`], (6) sleep on the command channel until the next due time.
+//! Steady state allocates nothing per packet: `pending`, the heap, the send scratch and the
+//! lateness histogram are sized at start and reused. The report allocates once a second.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::mem::MaybeUninit;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use hdrhistogram::Histogram;
 
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
 use super::{PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::packetize::{BodySource, PacketSpec};
+use crate::stats::window::micros_histogram;
+use crate::stats::{
+    digest_rtcp_into, EndReason, SessionDelta, ShardEvent, ShardReport, REPORT_INTERVAL,
+};
 use crate::sys::errqueue::{enable_recverr, take_error, QueuedError};
+use crate::sys::recv::{enable_rx_timestamps, RecvBatch};
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COMPOUND};
 use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
@@ -33,7 +41,9 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 const SAMPLES_PER_VISIT: usize = 8;
 /// Packets reserved for one tick; a tick that needs more grows the vector once.
 const PENDING_CAPACITY: usize = 4096;
-/// RTCP datagrams drained per tick.
+/// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
+/// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
+/// starve sending.
 const RTCP_DRAIN_PER_TICK: usize = 64;
 
 /// A queue entry: stream `track` of session `slot` is due at `at`.
@@ -55,13 +65,46 @@ struct PendingPacket {
     spec: PacketSpec,
 }
 
+/// The shard's channels with the control thread.
+pub(super) struct Links {
+    /// Commands in.
+    pub(super) commands: Receiver<ShardCommand>,
+    /// Reports and session ends out (bounded; only ever `try_send`).
+    pub(super) events: Sender<ShardEvent>,
+}
+
+/// The clock of one `send_due` pass: `now` is the pass's time (simulated in tests), `started`
+/// the real instant it began, so `now + started.elapsed()` is when a later send happens.
+#[derive(Debug, Clone, Copy)]
+struct TickClock {
+    now: Instant,
+    started: Instant,
+}
+
+impl TickClock {
+    fn sent_at(self) -> Instant {
+        self.now + self.started.elapsed()
+    }
+}
+
 /// The state a shard thread owns.
 pub(super) struct Worker {
     index: usize,
     udp: UdpSender,
     rtcp: UdpSocket,
     commands: Receiver<ShardCommand>,
+    events: Sender<ShardEvent>,
+    /// Session ends the event queue had no room for, retried every tick. Bounded: a session
+    /// ends once, so this never holds more entries than sessions that ended.
+    undelivered_ends: Vec<(SessionId, EndReason)>,
     counters: Arc<ShardCounters>,
+    /// `--stats`: lateness recording, RTCP digest and reports (arrival is liveness either way).
+    stats: bool,
+    /// Pacing lateness in µs since the last report (fixed bounds: recording never allocates).
+    lateness: Histogram<u64>,
+    /// Due time and UDP packet count of each sample in `pending`, in order.
+    pending_dues: Vec<(Instant, u32)>,
+    next_report: Instant,
     sessions: Vec<Option<ShardSession>>,
     free_slots: Vec<usize>,
     by_id: HashMap<SessionId, usize>,
@@ -69,7 +112,8 @@ pub(super) struct Worker {
     queue: BinaryHeap<Reverse<Due>>,
     pending: Vec<PendingPacket>,
     rtcp_buf: [u8; MAX_RTCP_COMPOUND],
-    recv_buf: Box<[MaybeUninit<u8>; 2048]>,
+    /// `recvmmsg` buffers for RTCP, with kernel arrival times and source addresses.
+    recv: RecvBatch,
     running: bool,
 }
 
@@ -78,9 +122,10 @@ impl Worker {
         index: usize,
         rtp: UdpSocket,
         rtcp: UdpSocket,
-        commands: Receiver<ShardCommand>,
+        links: Links,
         counters: Arc<ShardCounters>,
         send: SendConfig,
+        stats: bool,
     ) -> Self {
         // ICMP errors for datagrams we send are queued on the socket, so a closed viewer port
         // is noticed (drain_unreachable) instead of being streamed to until the timeout.
@@ -94,12 +139,30 @@ impl Worker {
         if let Err(e) = rtp.set_nonblocking(false) {
             tracing::warn!(shard = index, "rtp socket mode: {e}");
         }
+        if stats {
+            // Kernel arrival times make round trips exact: an RTCP packet may wait in the
+            // socket for up to one tick before it is read.
+            for socket in [&rtp, &rtcp] {
+                if let Err(e) = enable_rx_timestamps(socket.as_raw_fd()) {
+                    tracing::warn!(
+                        shard = index,
+                        "SO_TIMESTAMPNS: {e}; RTT includes time queued in the socket"
+                    );
+                }
+            }
+        }
         Self {
             index,
             udp: UdpSender::new(rtp, send, index),
             rtcp,
-            commands,
+            commands: links.commands,
+            events: links.events,
+            undelivered_ends: Vec::new(),
             counters,
+            stats,
+            lateness: micros_histogram(),
+            pending_dues: Vec::with_capacity(PENDING_CAPACITY),
+            next_report: Instant::now() + REPORT_INTERVAL,
             sessions: Vec::new(),
             free_slots: Vec::new(),
             by_id: HashMap::new(),
@@ -107,7 +170,7 @@ impl Worker {
             queue: BinaryHeap::with_capacity(1024),
             pending: Vec::with_capacity(PENDING_CAPACITY),
             rtcp_buf: [0; MAX_RTCP_COMPOUND],
-            recv_buf: Box::new([MaybeUninit::uninit(); 2048]),
+            recv: RecvBatch::new(RTCP_DRAIN_PER_TICK),
             running: true,
         }
     }
@@ -118,6 +181,11 @@ impl Worker {
             let now = Instant::now();
             self.send_due(now);
             self.drain_rtcp(now);
+            self.deliver_undelivered_ends();
+            if self.stats && now >= self.next_report {
+                self.next_report = now + REPORT_INTERVAL;
+                self.report();
+            }
             let deadline = match self.queue.peek() {
                 Some(Reverse(d)) => d.at.min(now + IDLE_WAKE),
                 None => now + IDLE_WAKE,
@@ -168,7 +236,9 @@ impl Worker {
                 let _ = reply.send(pos);
             }
             ShardCommand::Start { id } => self.start(id, now),
-            ShardCommand::Teardown { id } => self.remove(id, "teardown"),
+            ShardCommand::Teardown { id } => {
+                self.remove(id, "teardown");
+            }
             ShardCommand::Shutdown => self.running = false,
         }
     }
@@ -264,6 +334,10 @@ impl Worker {
 
     /// Sends everything due by `now`.
     fn send_due(&mut self, now: Instant) {
+        let clock = TickClock {
+            now,
+            started: Instant::now(),
+        };
         let mut to_cut: Vec<SessionId> = Vec::new();
         while let Some(&Reverse(due)) = self.queue.peek() {
             if due.at > now {
@@ -287,6 +361,7 @@ impl Worker {
                     self.queue.push(Reverse(Due { at, ..due }));
                     break;
                 }
+                let (queued_before, total_before) = (self.pending.len(), s.packets_total);
                 emit_sample(
                     s,
                     due.slot,
@@ -297,6 +372,24 @@ impl Worker {
                     &mut self.rtcp_buf,
                     &self.counters,
                 );
+                if self.stats {
+                    // UDP packets leave at the next flush, which records their lateness;
+                    // interleaved ones were written just now. Samples due before the session
+                    // started (pre-roll: a keyframe's decode time before its presentation
+                    // time, audio before it, a live burst) count from the start: they could
+                    // not have left earlier.
+                    let due_at = at.max(s.play_start);
+                    let queued = (self.pending.len() - queued_before) as u32;
+                    let written = s.packets_total - total_before - u64::from(queued);
+                    if queued > 0 {
+                        self.pending_dues.push((due_at, queued));
+                    }
+                    if written > 0 {
+                        let late = clock.sent_at().saturating_duration_since(due_at);
+                        self.lateness
+                            .saturating_record_n(late.as_micros() as u64, written);
+                    }
+                }
                 if s.cut_off {
                     break;
                 }
@@ -317,20 +410,22 @@ impl Worker {
                 tracing::info!(shard = self.index, session = %format_args!("{:016X}", s.id), "end of stream");
             }
             if self.pending.len() >= MAX_BATCH {
-                self.flush();
+                self.flush(clock);
             }
         }
-        self.flush();
+        self.flush(clock);
         for id in to_cut {
-            self.counters
-                .slow_viewers_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            self.remove(id, "viewer too slow (TCP backlog full)");
+            if self.remove(id, "viewer too slow (TCP backlog full)") {
+                self.counters
+                    .slow_viewers_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                self.send_end(id, EndReason::TooSlow);
+            }
         }
     }
 
-    /// Sends `pending` in batches.
-    fn flush(&mut self) {
+    /// Sends `pending` in batches, then records how late each sample's packets left.
+    fn flush(&mut self, clock: TickClock) {
         if self.pending.is_empty() {
             return;
         }
@@ -370,6 +465,17 @@ impl Worker {
         self.counters
             .gso_segments
             .fetch_add(outcome.gso_segments as u64, Ordering::Relaxed);
+        if self.stats {
+            // Lateness: from the due time to the end of the send call that handed the packet
+            // to the kernel (one clock read per flush).
+            let sent_at = clock.sent_at();
+            for &(due, n) in &self.pending_dues {
+                let late = sent_at.saturating_duration_since(due);
+                self.lateness
+                    .saturating_record_n(late.as_micros() as u64, u64::from(n));
+            }
+        }
+        self.pending_dues.clear();
         if outcome.failed > 0 {
             self.counters
                 .send_errors
@@ -379,30 +485,93 @@ impl Worker {
         self.pending.clear();
     }
 
-    /// Reads RTCP (and NAT keep-alives) from both server ports as session liveness.
+    /// Reads RTCP (and NAT keep-alives) from both server ports: arrival from a viewer's address
+    /// is liveness; with statistics on, RTCP is validated and its report blocks stored in the
+    /// session for the next report, and a BYE ends the session (RFC 3550 §6.6).
+    ///
+    /// Distrust: a datagram only ever updates the session whose address sent it, and only for
+    /// that session's SSRCs; invalid packets are counted and dropped whole. Work per datagram
+    /// is a hash lookup and, for RTCP, one validating pass over its bytes with no allocation
+    /// ([`digest_rtcp_into`] over `wire::rtcp::visit_compound`).
     fn drain_rtcp(&mut self, now: Instant) {
+        // Sessions whose viewer said BYE; a Vec allocates only when one does.
+        let mut byes: Vec<SessionId> = Vec::new();
         for socket_is_rtcp in [true, false] {
-            for _ in 0..RTCP_DRAIN_PER_TICK {
-                // Only the sender matters for liveness today; RTCP parsing comes with the
-                // receiver-statistics work.
-                let socket = if socket_is_rtcp {
-                    &self.rtcp
-                } else {
-                    self.udp.socket()
-                };
-                let res = recv_nonblocking(socket, &mut self.recv_buf[..]);
-                let Ok((_n, from)) = res else {
-                    break;
-                };
-                self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
-                if let Some(s) = self
-                    .by_peer
-                    .get(&from)
-                    .and_then(|&slot| self.sessions.get(slot))
-                    .and_then(Option::as_ref)
-                {
-                    s.activity.touch(now);
+            let fd = if socket_is_rtcp {
+                self.rtcp.as_raw_fd()
+            } else {
+                self.udp.socket().as_raw_fd()
+            };
+            let received = match self.recv.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    // A pending ICMP error (IP_RECVERR's sk_err) is reported here once.
+                    tracing::trace!(shard = self.index, "rtcp receive: {e}");
+                    0
                 }
+            };
+            for k in 0..received {
+                let datagram = self.recv.datagram(k);
+                let bytes = datagram.bytes;
+                // Only what demultiplexes as RTCP (RFC 5761 §4: second octet 192..=223) is
+                // RTCP; anything else is a NAT keep-alive and only counts as liveness
+                // (GStreamer sends 0xCEFAEDFE to both ports, ffmpeg an empty RTP packet to the
+                // RTP port). On the RTP port, where RTCP is not negotiated, the first octet
+                // must also say version 2: GStreamer's keep-alives there are 200 random bytes.
+                let is_rtcp = match bytes {
+                    [first, second, ..] => {
+                        (192..=223).contains(second) && (socket_is_rtcp || first >> 6 == 2)
+                    }
+                    _ => false,
+                };
+                let session = self
+                    .recv
+                    .source(k)
+                    .and_then(|from| self.by_peer.get(&from))
+                    .and_then(|&slot| self.sessions.get_mut(slot))
+                    .and_then(Option::as_mut);
+                let Some(s) = session else {
+                    self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .rtcp_unknown_source
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                s.activity.touch(now);
+                if !is_rtcp {
+                    self.counters.nat_keepalives.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
+                if !self.stats {
+                    continue;
+                }
+                let arrival = NtpTime::from_system_time(
+                    std::time::UNIX_EPOCH + Duration::from_nanos(datagram.arrival_ns),
+                );
+                match digest_rtcp_into(bytes, &s.track_keys, arrival, &mut s.receptions) {
+                    Err(e) => {
+                        self.counters.rtcp_invalid.fetch_add(1, Ordering::Relaxed);
+                        tracing::trace!(shard = self.index, session = %format_args!("{:016X}", s.id), "RTCP dropped: {e}");
+                    }
+                    Ok(summary) => {
+                        if summary.unknown_ssrc_blocks > 0 {
+                            self.counters.rtcp_unknown_ssrc.fetch_add(
+                                u64::from(summary.unknown_ssrc_blocks),
+                                Ordering::Relaxed,
+                            );
+                        }
+                        if summary.bye && !byes.contains(&s.id) {
+                            byes.push(s.id);
+                        }
+                    }
+                }
+            }
+        }
+        for id in byes {
+            if self.remove(id, "viewer sent RTCP BYE") {
+                self.counters.rtcp_byes.fetch_add(1, Ordering::Relaxed);
+                self.send_end(id, EndReason::ClientBye);
             }
         }
         self.drain_unreachable();
@@ -441,13 +610,13 @@ impl Worker {
         }
     }
 
-    /// Ends a session: BYE on every track, then frees its slot.
-    fn remove(&mut self, id: SessionId, why: &str) {
+    /// Ends a session: BYE on every track, then frees its slot. False if it was not here.
+    fn remove(&mut self, id: SessionId, why: &str) -> bool {
         let Some(slot) = self.by_id.remove(&id) else {
-            return;
+            return false;
         };
         let Some(mut s) = self.sessions[slot].take() else {
-            return;
+            return false;
         };
         if s.state != PlayState::Ended {
             send_byes(&mut s, &self.rtcp, &mut self.rtcp_buf);
@@ -466,19 +635,84 @@ impl Worker {
         self.free_slots.push(slot);
         self.counters.sessions.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(shard = self.index, session = %format_args!("{id:016X}"), "session ended: {why}");
+        true
     }
-}
 
-/// Receives one datagram without blocking (the RTP socket stays blocking for sends).
-fn recv_nonblocking(
-    socket: &UdpSocket,
-    buf: &mut [MaybeUninit<u8>],
-) -> std::io::Result<(usize, SocketAddr)> {
-    let (n, addr) = socket2::SockRef::from(socket).recv_from_with_flags(buf, libc::MSG_DONTWAIT)?;
-    let addr = addr
-        .as_socket()
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-    Ok((n, addr))
+    /// Tells the control thread the shard ended a session on its own. Never blocks: when the
+    /// queue is full the message waits in `undelivered_ends` for the next tick.
+    fn send_end(&mut self, id: SessionId, reason: EndReason) {
+        self.deliver_undelivered_ends();
+        if !self.undelivered_ends.is_empty() {
+            self.undelivered_ends.push((id, reason));
+            return;
+        }
+        match self
+            .events
+            .try_send(ShardEvent::SessionEnded { id, reason })
+        {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => self.undelivered_ends.push((id, reason)),
+        }
+    }
+
+    /// Retries session ends the queue had no room for, oldest first.
+    fn deliver_undelivered_ends(&mut self) {
+        while let Some(&(id, reason)) = self.undelivered_ends.first() {
+            match self
+                .events
+                .try_send(ShardEvent::SessionEnded { id, reason })
+            {
+                Ok(()) => {
+                    self.undelivered_ends.remove(0);
+                }
+                Err(TrySendError::Full(_)) => return,
+                Err(TrySendError::Disconnected(_)) => {
+                    self.undelivered_ends.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The periodic [`ShardReport`]: every session's cumulative counters and the report blocks
+    /// received since the last report, and the lateness histogram (then reset). When the
+    /// control thread's queue is full the report is not built: it is counted as dropped and
+    /// its receptions and lateness ride with the next one.
+    fn report(&mut self) {
+        if self.events.is_full() {
+            self.counters
+                .reports_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let sessions = self
+            .sessions
+            .iter_mut()
+            .flatten()
+            .map(|s| SessionDelta {
+                id: s.id,
+                packets_sent: s.packets_total,
+                bytes_sent: s.bytes_total,
+                receptions: s.receptions.iter_mut().filter_map(Option::take).collect(),
+            })
+            .collect();
+        let report = ShardReport {
+            shard: self.index,
+            lateness_micros: self.lateness.clone(),
+            sessions,
+        };
+        self.lateness.reset();
+        // Only this thread sends, so after `is_full` said no, only a gone receiver can fail.
+        if self
+            .events
+            .try_send(ShardEvent::Report(Box::new(report)))
+            .is_err()
+        {
+            self.counters
+                .reports_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The body bytes of a packet, or `None` if its range is outside the data (never trusted).
@@ -563,6 +797,8 @@ fn emit_sample(
                     track: i as u16,
                     spec,
                 });
+                s.packets_total += 1;
+                s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
             }
             Some(channel) => {
                 let Some(sink) = s.sink.as_ref() else {
@@ -584,6 +820,8 @@ fn emit_sample(
                         counters
                             .bytes
                             .fetch_add((RTP_HEADER_LEN + payload_len) as u64, Ordering::Relaxed);
+                        s.packets_total += 1;
+                        s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
                     }
                     Err(SinkError::Overflow | SinkError::Closed) => {
                         s.cut_off = true;
@@ -656,72 +894,649 @@ mod tests {
     use crate::media::library::SAMPLE_MP4;
     use crate::media::MediaFile;
     use crate::shard::send::{GsoMode, IoBackend, SendConfig};
-    use crate::shard::{Activity, SessionSetup, TrackDest, TrackSetup};
+    use crate::shard::{Activity, InterleavedSink, SessionSetup, TrackDest, TrackSetup};
+    use crate::stats::TrackReception;
     use crate::sys::count_alloc::allocations_on_this_thread;
+    use crate::wire::rtcp::{parse_compound, RtcpPacket};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicU64;
+    use std::time::SystemTime;
+
+    /// SSRCs of a test session: video (track 0, 90 kHz) is `base`, audio (track 1) `base + 1`.
+    fn ssrcs(base: u32) -> [u32; 2] {
+        [base, base + 1]
+    }
+
+    /// An RR (RFC 3550 §6.4.2) from `reporter` with one block per
+    /// `(ssrc, fraction lost, jitter, lsr, dlsr)`; cumulative lost 17, highest seq 1000.
+    fn rr(reporter: u32, blocks: &[(u32, u8, u32, u32, u32)]) -> Vec<u8> {
+        let mut out = vec![0x80 | blocks.len() as u8, 201];
+        out.extend_from_slice(&((1 + 6 * blocks.len()) as u16).to_be_bytes());
+        out.extend_from_slice(&reporter.to_be_bytes());
+        for &(ssrc, fraction, jitter, lsr, dlsr) in blocks {
+            out.extend_from_slice(&ssrc.to_be_bytes());
+            out.extend_from_slice(&(u32::from(fraction) << 24 | 17).to_be_bytes());
+            out.extend_from_slice(&1000u32.to_be_bytes());
+            out.extend_from_slice(&jitter.to_be_bytes());
+            out.extend_from_slice(&lsr.to_be_bytes());
+            out.extend_from_slice(&dlsr.to_be_bytes());
+        }
+        out
+    }
+
+    /// `packet` followed by a BYE for `reporter` (RFC 3550 §6.6).
+    fn with_bye(mut packet: Vec<u8>, reporter: u32) -> Vec<u8> {
+        packet.extend_from_slice(&[0x81, 203, 0, 1]);
+        packet.extend_from_slice(&reporter.to_be_bytes());
+        packet
+    }
+
+    fn bind() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s
+    }
+
+    /// A viewer's two UDP sockets and its session's liveness stamp.
+    struct Viewer {
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+        activity: Arc<Activity>,
+    }
+
+    /// A worker on real loopback sockets, driven by hand (no thread).
+    struct Rig {
+        w: Worker,
+        events: Receiver<ShardEvent>,
+        counters: Arc<ShardCounters>,
+        server_rtp: SocketAddr,
+        server_rtcp: SocketAddr,
+        media: Arc<MediaFile>,
+    }
+
+    fn rig(stats: bool, event_depth: usize) -> Rig {
+        rig_with(stats, event_depth, SendConfig::default().resolve())
+    }
+
+    fn rig_with(stats: bool, event_depth: usize, send: SendConfig) -> Rig {
+        let rtp = bind();
+        let rtcp = bind();
+        let (server_rtp, server_rtcp) = (rtp.local_addr().unwrap(), rtcp.local_addr().unwrap());
+        let (_tx, commands) = crossbeam_channel::bounded(1);
+        let (events_tx, events) = crossbeam_channel::bounded(event_depth);
+        let counters = Arc::new(ShardCounters::default());
+        let links = Links {
+            commands,
+            events: events_tx,
+        };
+        let w = Worker::new(0, rtp, rtcp, links, counters.clone(), send, stats);
+        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+        Rig {
+            w,
+            events,
+            counters,
+            server_rtp,
+            server_rtcp,
+            media,
+        }
+    }
+
+    impl Rig {
+        /// A session `id` with both tracks over UDP to `dest` (or to a new viewer), playing
+        /// from `t0`.
+        fn add_session(&mut self, id: SessionId, ssrc_base: u32, t0: Instant) -> Viewer {
+            let viewer = Viewer {
+                rtp: bind(),
+                rtcp: bind(),
+                activity: Arc::new(Activity::default()),
+            };
+            let dest = TrackDest::Udp {
+                rtp: viewer.rtp.local_addr().unwrap(),
+                rtcp: viewer.rtcp.local_addr().unwrap(),
+            };
+            self.play(id, ssrc_base, dest, None, viewer.activity.clone(), t0);
+            viewer
+        }
+
+        fn play(
+            &mut self,
+            id: SessionId,
+            ssrc_base: u32,
+            dest: TrackDest,
+            sink: Option<Arc<InterleavedSink>>,
+            activity: Arc<Activity>,
+            t0: Instant,
+        ) {
+            let tracks = (0..2)
+                .map(|i| TrackSetup {
+                    track_index: i,
+                    payload_type: 96 + i as u8,
+                    ssrc: ssrcs(ssrc_base)[i],
+                    initial_seq: 0,
+                    initial_rtptime: 0,
+                    dest: dest.clone(),
+                })
+                .collect();
+            let setup = SessionSetup {
+                id,
+                media: self.media.clone(),
+                tracks,
+                sink,
+                activity,
+                payload_budget_bytes: 1200,
+                cname: "test".into(),
+                live: None,
+            };
+            assert!(self.w.play(id, Some(Box::new(setup)), None, t0).is_some());
+            self.w.start(id, t0);
+        }
+
+        fn clock_rate(&self, track: usize) -> u32 {
+            self.media.index.tracks[track].codec.clock_rate_hz()
+        }
+
+        /// Drains RTCP at `now` until `done` holds (datagrams sent on loopback may take a
+        /// moment to be queued); fails after 2 s.
+        fn drain_until(&mut self, now: Instant, done: impl Fn(&ShardCounters) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                self.w.drain_rtcp(now);
+                if done(&self.counters) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "counters never got there: {:?}",
+                    self.counters
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+
+        /// Makes the worker report now and returns the report.
+        fn report(&mut self) -> ShardReport {
+            self.w.report();
+            match self.events.try_recv() {
+                Ok(ShardEvent::Report(r)) => *r,
+                other => panic!("expected a report, got {other:?}"),
+            }
+        }
+    }
+
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    fn receptions_of(report: &ShardReport, id: SessionId) -> Vec<TrackReception> {
+        report
+            .sessions
+            .iter()
+            .find(|d| d.id == id)
+            .unwrap_or_else(|| panic!("session {id} missing from {report:?}"))
+            .receptions
+            .clone()
+    }
+
+    /// An RR's block for our video SSRC arrives on the RTCP port, one for audio on the RTP
+    /// port (RFC 5761 demultiplexing): the next reports carry each once, with jitter in ms on
+    /// the track's clock and RTT from LSR/DLSR (RFC 3550 §6.4.1). A NAT keep-alive on either
+    /// port is liveness only. Fails if blocks are lost, attributed to the wrong track, converted
+    /// with the wrong clock, carried twice, or if RTT ignores LSR or DLSR.
+    #[test]
+    fn receiver_reports_reach_the_next_report_with_jitter_and_round_trip() {
+        let mut r = rig(true, 16);
+        let v = r.add_session(7, 0xA000_0000, Instant::now());
+        // The viewer saw our SR 30 ms ago and held it 10 ms: RTT = 30 − 10 = 20 ms.
+        let lsr =
+            NtpTime::from_system_time(SystemTime::now() - Duration::from_millis(30)).middle32();
+        let dlsr = 655; // 10 ms in 1/65536 s (9.995 ms)
+        let video = rr(0x1234, &[(0xA000_0000, 64, 900, lsr, dlsr)]);
+        v.rtcp.send_to(&video, r.server_rtcp).unwrap();
+        let later = Instant::now() + Duration::from_secs(1000);
+        r.drain_until(later, |c| get(&c.rtcp_received) == 1);
+        assert!(
+            v.activity.idle_for(later) < Duration::from_secs(1),
+            "RTCP is liveness"
+        );
+
+        let report = r.report();
+        assert_eq!(report.shard, 0);
+        let got = receptions_of(&report, 7);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let video = got[0];
+        assert_eq!(video.track, 0);
+        assert_eq!(video.fraction_lost, 64);
+        assert_eq!(video.cumulative_lost, 17);
+        assert_eq!(video.highest_seq, 1000);
+        assert!(
+            (video.jitter_ms - 10.0).abs() < 1e-9,
+            "900 ticks at 90 kHz: {video:?}"
+        );
+        let rtt = video.rtt_ms.expect("LSR was set");
+        assert!(
+            (19.9..25.0).contains(&rtt),
+            "RTT {rtt} ms, expected about 20"
+        );
+
+        // Audio block on the RTP port (muxed RTCP), then a NAT keep-alive there.
+        let audio_rate = r.clock_rate(1);
+        let audio = rr(0x1234, &[(0xA000_0001, 8, audio_rate / 100, 0, 0)]);
+        v.rtp.send_to(&audio, r.server_rtp).unwrap();
+        v.rtp
+            .send_to(&[0xce, 0xfa, 0xed, 0xfe], r.server_rtp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_received) == 2);
+        let got = receptions_of(&r.report(), 7);
+        assert_eq!(
+            got.len(),
+            1,
+            "the video block went with the previous report: {got:?}"
+        );
+        assert_eq!(got[0].track, 1);
+        assert!((got[0].jitter_ms - 10.0).abs() < 1e-9, "{:?}", got[0]);
+        assert_eq!(got[0].rtt_ms, None, "no SR seen yet (LSR = 0)");
+        assert!(receptions_of(&r.report(), 7).is_empty(), "nothing new");
+        assert_eq!(
+            get(&r.counters.rtcp_received),
+            2,
+            "the keep-alive is not RTCP"
+        );
+        assert_eq!(get(&r.counters.nat_keepalives), 1);
+        assert_eq!(get(&r.counters.rtcp_invalid), 0);
+        // GStreamer's dummy packet reaches the RTCP port too: a keep-alive there as well; on
+        // the RTP port it also sends 200 random bytes, which may look like an RTCP type.
+        v.rtcp
+            .send_to(&[0xce, 0xfa, 0xed, 0xfe], r.server_rtcp)
+            .unwrap();
+        let mut random = [0x5au8; 200];
+        random[..2].copy_from_slice(&[0x09, 0xc8]);
+        v.rtp.send_to(&random, r.server_rtp).unwrap();
+        r.drain_until(later, |c| get(&c.nat_keepalives) == 3);
+        assert_eq!(get(&r.counters.rtcp_received), 2);
+        assert_eq!(get(&r.counters.rtcp_invalid), 0);
+    }
+
+    /// Malformed RTCP (short, wrong version, length past the end, padding errors), blocks
+    /// naming another viewer's or an unknown SSRC, and RTCP from an unknown address are each
+    /// counted in their own counter and change no session's figures — every malformed packet
+    /// carries a block for the sender's own SSRC that would show if it were trusted.
+    #[test]
+    fn malformed_and_foreign_rtcp_is_counted_and_changes_nothing() {
+        let mut r = rig(true, 16);
+        let t0 = Instant::now();
+        let a = r.add_session(7, 0xA000_0000, t0);
+        let b = r.add_session(8, 0xB000_0000, t0);
+        let own = rr(0x1234, &[(0xA000_0000, 200, 9000, 0, 0)]);
+        let mut wrong_version = own.clone();
+        wrong_version[0] = 0x41;
+        let mut length_past_end = own.clone();
+        length_past_end[3] += 1;
+        let mut padding_not_last = own.clone();
+        padding_not_last[0] |= 0x20;
+        padding_not_last.extend_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 1]);
+        let mut padding_zero = own.clone();
+        padding_zero[0] |= 0x20;
+        padding_zero[3] += 1;
+        padding_zero.extend_from_slice(&[0, 0, 0, 0]);
+        let mut padding_too_long = padding_zero.clone();
+        *padding_too_long.last_mut().unwrap() = 200;
+        let malformed = [
+            own[..3].to_vec(),
+            own[..own.len() - 4].to_vec(),
+            wrong_version,
+            length_past_end,
+            padding_not_last,
+            padding_zero,
+            padding_too_long,
+        ];
+        for m in &malformed {
+            a.rtcp.send_to(m, r.server_rtcp).unwrap();
+        }
+        // Valid, but about b's video and an SSRC nobody has.
+        let foreign = rr(
+            0x1234,
+            &[(0xB000_0000, 255, 1, 0, 0), (0xDEAD_BEEF, 255, 1, 0, 0)],
+        );
+        a.rtcp.send_to(&foreign, r.server_rtcp).unwrap();
+        // From an address that is no session's: a valid RR about a's and b's tracks, to both
+        // ports, and a keep-alive.
+        let stranger = bind();
+        let about_both = rr(
+            0x99,
+            &[(0xA000_0000, 255, 1, 0, 0), (0xB000_0000, 255, 1, 0, 0)],
+        );
+        stranger.send_to(&about_both, r.server_rtcp).unwrap();
+        stranger.send_to(&about_both, r.server_rtp).unwrap();
+        stranger
+            .send_to(&[0xce, 0xfa, 0xed, 0xfe], r.server_rtp)
+            .unwrap();
+        let n = malformed.len() as u64;
+        let later = Instant::now() + Duration::from_secs(1000);
+        r.drain_until(later, |c| get(&c.rtcp_received) == n + 1 + 3);
+
+        assert_eq!(get(&r.counters.rtcp_invalid), n);
+        assert_eq!(get(&r.counters.rtcp_unknown_ssrc), 2);
+        assert_eq!(get(&r.counters.rtcp_unknown_source), 3);
+        assert_eq!(get(&r.counters.rtcp_byes), 0);
+        let report = r.report();
+        assert!(receptions_of(&report, 7).is_empty(), "{report:?}");
+        assert!(receptions_of(&report, 8).is_empty(), "{report:?}");
+        // Arrival from a's address is still liveness; nothing came from b's.
+        assert!(a.activity.idle_for(later) < Duration::from_secs(1));
+        assert!(b.activity.idle_for(later) > Duration::from_secs(999));
+        drop(b);
+    }
+
+    /// A flood from one address is drained at most [`RTCP_DRAIN_PER_TICK`] datagrams per socket
+    /// and tick (the kernel drops the rest), and sending goes on between drains.
+    #[test]
+    fn an_rtcp_flood_is_capped_per_tick_and_sending_goes_on() {
+        let mut r = rig(true, 16);
+        let t0 = Instant::now();
+        let a = r.add_session(7, 0xA000_0000, t0);
+        let packet = rr(0x1234, &[(0xA000_0000, 1, 1, 0, 0)]);
+        for _ in 0..10_000 {
+            let _ = a.rtcp.send_to(&packet, r.server_rtcp);
+        }
+        let mut now = t0;
+        for tick in 1..=3u64 {
+            let packets_before = get(&r.counters.packets);
+            now += Duration::from_millis(40);
+            r.w.send_due(now);
+            assert!(
+                get(&r.counters.packets) > packets_before,
+                "tick {tick}: media still flows"
+            );
+            r.w.drain_rtcp(now);
+            assert_eq!(
+                get(&r.counters.rtcp_received),
+                tick * RTCP_DRAIN_PER_TICK as u64,
+                "one batch per tick, however many are queued"
+            );
+        }
+        assert_eq!(get(&r.counters.rtcp_invalid), 0);
+    }
+
+    /// A valid BYE ends the session (RFC 3550 §6.6) and tells the control thread; BYE-looking
+    /// packets that are not valid RTCP — one on the RTCP port, one on the RTP (NAT keep-alive)
+    /// port — end nothing. The other session is untouched.
+    #[test]
+    fn a_viewer_bye_ends_its_session_and_tells_the_control_thread() {
+        let mut r = rig(true, 16);
+        let t0 = Instant::now();
+        let a = r.add_session(7, 0xA000_0000, t0);
+        let _b = r.add_session(8, 0xB000_0000, t0);
+        // BYE alone: a compound must start with SR or RR (RFC 3550 §6.1).
+        let bare_bye = [0x81, 203, 0, 1, 0, 0, 0x12, 0x34];
+        a.rtcp.send_to(&bare_bye, r.server_rtcp).unwrap();
+        a.rtp.send_to(&bare_bye, r.server_rtp).unwrap();
+        let later = Instant::now() + Duration::from_secs(1000);
+        r.drain_until(later, |c| get(&c.rtcp_invalid) == 2);
+        assert!(r.w.by_id.contains_key(&7), "an invalid BYE ends nothing");
+        assert!(r.events.try_recv().is_err());
+
+        // A valid RR + BYE on the RTP port (where NAT keep-alives arrive).
+        let bye = with_bye(rr(0x1234, &[]), 0x1234);
+        a.rtp.send_to(&bye, r.server_rtp).unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_byes) == 1);
+        assert!(!r.w.by_id.contains_key(&7));
+        assert!(r.w.by_id.contains_key(&8));
+        assert_eq!(r.counters.sessions.load(Ordering::Relaxed), 1);
+        match r.events.try_recv() {
+            Ok(ShardEvent::SessionEnded { id, reason }) => {
+                assert_eq!((id, reason), (7, EndReason::ClientBye));
+            }
+            other => panic!("expected SessionEnded, got {other:?}"),
+        }
+        // We answered with our own BYE on each track's RTCP path.
+        let mut buf = [0u8; 512];
+        let mut byes = 0;
+        while let Ok(n) = a.rtcp.recv(&mut buf) {
+            if let Ok(p) = parse_compound(&buf[..n]) {
+                byes += usize::from(matches!(p.last(), Some(RtcpPacket::Bye { .. })));
+            }
+            if byes == 2 {
+                break;
+            }
+        }
+        assert_eq!(byes, 2, "a BYE per track");
+        let report = r.report();
+        assert_eq!(report.sessions.len(), 1);
+        assert_eq!(report.sessions[0].id, 8);
+    }
+
+    /// Packets flowing fill the lateness histogram (one value per packet, bounded by the tick)
+    /// and each session's cumulative counters; a report ships and resets the histogram.
+    #[test]
+    fn lateness_and_session_counters_reach_the_report() {
+        let mut r = rig(true, 16);
+        let t0 = Instant::now();
+        let _a = r.add_session(7, 0xA000_0000, t0);
+        let tick = Duration::from_millis(5);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(2) {
+            now += tick;
+            r.w.send_due(now);
+        }
+        let packets = get(&r.counters.packets);
+        assert!(packets > 100, "{packets}");
+        assert_eq!(r.w.lateness.len(), packets, "one lateness value per packet");
+        // Simulated ticks of 5 ms: nothing is later than a tick plus the real time a pass takes.
+        assert!(
+            r.w.lateness.max() < 5_000 + 50_000,
+            "{}",
+            r.w.lateness.max()
+        );
+        let first = r.report();
+        assert_eq!(first.lateness_micros.len(), packets);
+        assert_eq!(r.w.lateness.len(), 0, "reset after the report");
+        let s = &first.sessions[0];
+        assert_eq!((s.id, s.packets_sent), (7, packets));
+        assert_eq!(s.bytes_sent, get(&r.counters.bytes));
+
+        while now < t0 + Duration::from_secs(4) {
+            now += tick;
+            r.w.send_due(now);
+        }
+        let second = r.report();
+        let total = get(&r.counters.packets);
+        assert!(total > packets);
+        assert_eq!(second.sessions[0].packets_sent, total, "cumulative");
+        assert_eq!(
+            second.lateness_micros.len(),
+            total - packets,
+            "only the new packets"
+        );
+    }
+
+    /// `--stats off`: RTCP is liveness only (no digest: nothing invalid counted, no
+    /// receptions, BYE not acted on) and no lateness is recorded.
+    #[test]
+    fn statistics_off_digests_nothing_and_records_nothing() {
+        let mut r = rig(false, 16);
+        let t0 = Instant::now();
+        let a = r.add_session(7, 0xA000_0000, t0);
+        a.rtcp
+            .send_to(&rr(1, &[(0xA000_0000, 9, 9, 0, 0)]), r.server_rtcp)
+            .unwrap();
+        a.rtcp.send_to(&[0x40, 201, 0, 0], r.server_rtcp).unwrap();
+        a.rtcp
+            .send_to(&with_bye(rr(1, &[]), 1), r.server_rtcp)
+            .unwrap();
+        let later = Instant::now() + Duration::from_secs(1000);
+        r.drain_until(later, |c| get(&c.rtcp_received) == 3);
+        assert!(
+            a.activity.idle_for(later) < Duration::from_secs(1),
+            "still liveness"
+        );
+        assert_eq!(get(&r.counters.rtcp_invalid), 0);
+        assert_eq!(get(&r.counters.rtcp_byes), 0);
+        assert!(r.w.by_id.contains_key(&7));
+        let slot = r.w.by_id[&7];
+        let s = r.w.sessions[slot].as_ref().unwrap();
+        assert!(s.receptions.iter().all(Option::is_none));
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(1) {
+            now += Duration::from_millis(5);
+            r.w.send_due(now);
+        }
+        assert!(get(&r.counters.packets) > 50);
+        assert_eq!(r.w.lateness.len(), 0);
+    }
+
+    /// A full event queue never blocks the shard: a report that does not fit is counted as
+    /// dropped and its receptions go with the next one; a session end waits and is delivered
+    /// once there is room.
+    #[test]
+    fn a_full_event_queue_drops_reports_and_delays_session_ends() {
+        let mut r = rig(true, 1);
+        let t0 = Instant::now();
+        let a = r.add_session(7, 0xA000_0000, t0);
+        let b = r.add_session(8, 0xB000_0000, t0);
+        let later = Instant::now() + Duration::from_secs(1000);
+        a.rtcp
+            .send_to(&rr(1, &[(0xA000_0000, 11, 0, 0, 0)]), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_received) == 1);
+        r.w.report(); // fills the queue
+        let t = Instant::now();
+        r.w.report();
+        assert!(t.elapsed() < Duration::from_millis(100), "never waits");
+        assert_eq!(get(&r.counters.reports_dropped), 1);
+
+        b.rtcp
+            .send_to(&with_bye(rr(2, &[]), 2), r.server_rtcp)
+            .unwrap();
+        a.rtcp
+            .send_to(&rr(1, &[(0xA000_0000, 33, 0, 0, 0)]), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_received) == 3);
+        assert!(!r.w.by_id.contains_key(&8), "the BYE took effect at once");
+        assert_eq!(r.w.undelivered_ends, vec![(8, EndReason::ClientBye)]);
+        r.w.report();
+        assert_eq!(get(&r.counters.reports_dropped), 2);
+
+        let Ok(ShardEvent::Report(first)) = r.events.try_recv() else {
+            panic!("the first report")
+        };
+        assert_eq!(receptions_of(&first, 7)[0].fraction_lost, 11);
+        r.w.deliver_undelivered_ends();
+        assert!(r.w.undelivered_ends.is_empty());
+        match r.events.try_recv() {
+            Ok(ShardEvent::SessionEnded { id: 8, reason }) => {
+                assert_eq!(reason, EndReason::ClientBye)
+            }
+            other => panic!("expected SessionEnded for 8, got {other:?}"),
+        }
+        let kept = r.report();
+        assert_eq!(receptions_of(&kept, 7)[0].fraction_lost, 33, "carried over");
+    }
+
+    /// A TCP viewer that never reads is cut off when its backlog overflows, and the control
+    /// thread hears `SessionEnded { TooSlow }`; its packets' lateness was recorded as written.
+    #[test]
+    fn a_tcp_viewer_that_never_reads_is_reported_too_slow() {
+        let mut r = rig(true, 16);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        client
+            .connect(&listener.local_addr().unwrap().into())
+            .unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        socket2::SockRef::from(&server_side)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let sink = Arc::new(InterleavedSink::new(server_side).unwrap());
+        let dest = TrackDest::Interleaved {
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        };
+        let t0 = Instant::now();
+        r.play(
+            7,
+            0xA000_0000,
+            dest,
+            Some(sink.clone()),
+            Arc::new(Activity::default()),
+            t0,
+        );
+        let mut now = t0;
+        while r.w.by_id.contains_key(&7) && now < t0 + Duration::from_secs(11) {
+            now += Duration::from_millis(50);
+            r.w.send_due(now);
+        }
+        assert!(!r.w.by_id.contains_key(&7), "cut off");
+        assert!(sink.is_closed());
+        assert_eq!(get(&r.counters.slow_viewers_dropped), 1);
+        match r.events.try_recv() {
+            Ok(ShardEvent::SessionEnded { id, reason }) => {
+                assert_eq!((id, reason), (7, EndReason::TooSlow));
+            }
+            other => panic!("expected SessionEnded, got {other:?}"),
+        }
+        let written = get(&r.counters.packets);
+        assert!(written > 100, "{written}");
+        assert_eq!(
+            r.w.lateness.len(),
+            written,
+            "interleaved packets are recorded as written"
+        );
+        drop(TcpStream::from(client));
+    }
 
     /// Steady-state streaming allocates nothing per packet: a worker plays the sample to a
     /// local UDP socket on a simulated clock, and after a warm-up second the thread's
-    /// allocation count must not move while about a thousand packets go out — for every backend,
-    /// with GSO on and off. Fails if any per-packet or per-sample path allocates.
+    /// allocation count must not move while about a thousand packets go out and a receiver
+    /// report is digested every tick — for every backend, with GSO on and off, statistics on
+    /// (lateness recorded per sample). Fails if any per-packet, per-sample or per-RTCP path
+    /// allocates, or if lateness or RTCP stopped being recorded.
     #[test]
     fn steady_state_send_path_allocates_nothing() {
-        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
         for io in [IoBackend::Sendmmsg, IoBackend::Sendto, IoBackend::Uring] {
             for gso in [GsoMode::On, GsoMode::Off] {
                 let send = SendConfig { io: Some(io), gso }.resolve();
-                let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let dest = rx.local_addr().unwrap();
-                let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let (_tx, commands) = crossbeam_channel::bounded(1);
-                let counters = Arc::new(ShardCounters::default());
-                let mut w = Worker::new(0, rtp, rtcp, commands, counters.clone(), send);
-                let tracks = (0..2)
-                    .map(|i| TrackSetup {
-                        track_index: i,
-                        payload_type: 96 + i as u8,
-                        ssrc: 1 + i as u32,
-                        initial_seq: 0,
-                        initial_rtptime: 0,
-                        dest: TrackDest::Udp {
-                            rtp: dest,
-                            rtcp: dest,
-                        },
-                    })
-                    .collect();
-                let setup = SessionSetup {
-                    id: 7,
-                    media: media.clone(),
-                    tracks,
-                    sink: None,
-                    activity: Arc::new(Activity::default()),
-                    payload_budget_bytes: 1200,
-                    cname: "test".into(),
-                    live: None,
-                };
+                let mut r = rig_with(true, 16, send);
                 let t0 = Instant::now();
-                assert!(w.play(7, Some(Box::new(setup)), None, t0).is_some());
-                w.start(7, t0);
+                let viewer = r.add_session(7, 1, t0);
+                let report = rr(0x1234, &[(1, 3, 90, 0, 0)]);
                 let tick = Duration::from_millis(5);
                 let mut now = t0;
                 // Warm-up: the first second fills every reusable buffer once.
                 while now < t0 + Duration::from_secs(1) {
                     now += tick;
-                    w.send_due(now);
+                    r.w.send_due(now);
+                    viewer.rtcp.send_to(&report, r.server_rtcp).unwrap();
+                    r.w.drain_rtcp(now);
                 }
-                let packets_before = counters.packets.load(Ordering::Relaxed);
+                let packets_before = get(&r.counters.packets);
+                let lateness_before = r.w.lateness.len();
+                let rtcp_before = get(&r.counters.rtcp_received);
                 let allocs_before = allocations_on_this_thread();
                 while now < t0 + Duration::from_secs(9) {
                     now += tick;
-                    w.send_due(now);
+                    r.w.send_due(now);
+                    viewer.rtcp.send_to(&report, r.server_rtcp).unwrap();
+                    r.w.drain_rtcp(now);
                 }
                 let allocs = allocations_on_this_thread() - allocs_before;
-                let packets = counters.packets.load(Ordering::Relaxed) - packets_before;
+                let packets = get(&r.counters.packets) - packets_before;
                 assert!(packets > 800, "{io:?}/{gso:?}: only {packets} packets sent");
                 assert_eq!(
                     allocs, 0,
                     "{io:?}/{gso:?}: {allocs} allocations over {packets} packets"
                 );
+                assert_eq!(
+                    r.w.lateness.len() - lateness_before,
+                    packets,
+                    "lateness recorded"
+                );
+                assert!(
+                    get(&r.counters.rtcp_received) - rtcp_before > 1000,
+                    "RTCP digested"
+                );
+                assert_eq!(get(&r.counters.rtcp_invalid), 0);
             }
         }
     }

@@ -98,6 +98,8 @@ pub struct InterleavedRtcp {
     pub invalid: u64,
     /// Report blocks naming an SSRC not of that session.
     pub unknown_ssrc: u64,
+    /// Viewers that ended their session with an interleaved RTCP BYE.
+    pub byes: u64,
 }
 
 /// The aggregate state.
@@ -550,6 +552,7 @@ impl Hub {
         t.rtcp_received += self.interleaved_rtcp.received;
         t.rtcp_invalid += self.interleaved_rtcp.invalid;
         t.rtcp_unknown_ssrc += self.interleaved_rtcp.unknown_ssrc;
+        t.rtcp_byes += self.interleaved_rtcp.byes;
         t.packets_per_syscall = if t.send_syscalls == 0 {
             0.0
         } else {

@@ -12,19 +12,24 @@
 //!
 //! Shards never wait on the control thread: they fill plain fields in their own sessions and
 //! hand over one message per second. A full channel drops that second's report (counted in
-//! [`crate::shard::ShardCounters`]), it never stalls sending.
+//! [`crate::shard::ShardCounters`]; its report blocks and lateness go with the next one), it
+//! never stalls sending. `SessionEnded` waits in the shard until there is room.
 
 pub mod hub;
 pub mod reception;
 pub mod window;
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::shard::send::UnknownChoice;
 use crate::shard::SessionId;
-pub use reception::{digest_rtcp, RtcpDigest, TrackKey, TrackReception};
+pub use reception::{
+    digest_rtcp, digest_rtcp_into, RtcpDigest, RtcpSummary, TrackKey, TrackReception, MAX_TRACKS,
+};
 
 /// How often a shard sends its [`ShardReport`].
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -105,4 +110,32 @@ pub enum Transport {
     Udp,
     /// RTP/AVP/TCP interleaved on the RTSP connection.
     Tcp,
+}
+
+/// Whether the data plane gathers statistics (`--stats on|off`, TOML `stats`). Off: no pacing
+/// lateness recorded, no RTCP digested (arrival still counts as liveness, so a viewer's BYE
+/// then ends its session only at the session timeout), no shard reports. It exists to show
+/// that statistics cost the shards nothing measurable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StatsMode {
+    /// Gather statistics.
+    #[default]
+    On,
+    /// Gather none (for comparison).
+    Off,
+}
+
+impl FromStr for StatsMode {
+    type Err = UnknownChoice;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(StatsMode::On),
+            "off" => Ok(StatsMode::Off),
+            _ => Err(UnknownChoice {
+                value: s.to_owned(),
+                allowed: "on, off",
+            }),
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Turning a received compound RTCP packet into reception figures for our tracks.
 //!
-//! Sans-IO: the shard (UDP) and the control thread (interleaved `$` frames) both call
-//! [`digest_rtcp`] with the datagram, the session's tracks and the arrival time.
+//! Sans-IO: the shard (UDP) calls [`digest_rtcp_into`], which allocates nothing, and the
+//! control thread (interleaved `$` frames) calls [`digest_rtcp`], its collecting form, with
+//! the datagram, the session's tracks and the arrival time.
 //!
 //! Round-trip time needs no per-SR state: a report block carries the middle 32 bits of the
 //! NTP timestamp of the last SR it saw (LSR) and how long ago that was (DLSR), so
@@ -9,7 +10,7 @@
 //! units (RFC 3550 §6.4.1, figure 2). Our SRs are stamped with the same wall clock.
 
 use crate::wire::ntp::NtpTime;
-use crate::wire::rtcp::{parse_compound, ReportBlock, RtcpError, RtcpPacket};
+use crate::wire::rtcp::{visit_compound, ReportBlock, RtcpError, RtcpItem};
 
 /// Most tracks a session can have that reception figures are kept for.
 pub const MAX_TRACKS: usize = 8;
@@ -50,11 +51,22 @@ impl TrackReception {
     }
 }
 
-/// Everything a compound RTCP packet told us, with nothing allocated for the common case.
+/// Everything a compound RTCP packet told us.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RtcpDigest {
     /// Report blocks about our tracks, at most one per track (the last one wins).
     pub receptions: Vec<TrackReception>,
+    /// Report blocks naming an SSRC that is not one of this session's tracks (ignored).
+    pub unknown_ssrc_blocks: u32,
+    /// The receiver said BYE (RFC 3550 §6.6): its session should end.
+    pub bye: bool,
+}
+
+/// What [`digest_rtcp_into`] found besides the receptions it stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtcpSummary {
+    /// Report blocks about our tracks that were stored.
+    pub receptions: u32,
     /// Report blocks naming an SSRC that is not one of this session's tracks (ignored).
     pub unknown_ssrc_blocks: u32,
     /// The receiver said BYE (RFC 3550 §6.6): its session should end.
@@ -69,35 +81,51 @@ pub fn digest_rtcp(
     tracks: &[TrackKey],
     arrival: NtpTime,
 ) -> Result<RtcpDigest, RtcpError> {
-    let packets = parse_compound(datagram)?;
-    let mut digest = RtcpDigest::default();
-    for packet in &packets {
-        let blocks: &[ReportBlock] = match packet {
-            RtcpPacket::ReceiverReport { blocks, .. } => blocks,
-            RtcpPacket::SenderReport { blocks, .. } => blocks,
-            RtcpPacket::Bye { .. } => {
-                digest.bye = true;
-                continue;
+    let mut latest = [None; MAX_TRACKS];
+    let summary = digest_rtcp_into(datagram, tracks, arrival, &mut latest)?;
+    Ok(RtcpDigest {
+        receptions: latest.into_iter().flatten().collect(),
+        unknown_ssrc_blocks: summary.unknown_ssrc_blocks,
+        bye: summary.bye,
+    })
+}
+
+/// [`digest_rtcp`] without allocating: validates `datagram` whole and, only if it is valid,
+/// stores the last report block about each of `tracks` in `latest[track position]` (slots of
+/// tracks the packet does not mention are left as they were). `latest` is untouched when the
+/// packet is invalid. Blocks about tracks at positions past [`MAX_TRACKS`] are dropped.
+pub fn digest_rtcp_into(
+    datagram: &[u8],
+    tracks: &[TrackKey],
+    arrival: NtpTime,
+    latest: &mut [Option<TrackReception>; MAX_TRACKS],
+) -> Result<RtcpSummary, RtcpError> {
+    let mut fresh: [Option<TrackReception>; MAX_TRACKS] = [None; MAX_TRACKS];
+    let mut summary = RtcpSummary::default();
+    visit_compound(datagram, |item| match item {
+        RtcpItem::Bye => summary.bye = true,
+        RtcpItem::Block(block) => match tracks.iter().position(|t| t.ssrc == block.ssrc) {
+            None => summary.unknown_ssrc_blocks = summary.unknown_ssrc_blocks.saturating_add(1),
+            Some(pos) => {
+                if let Some(slot) = fresh.get_mut(pos) {
+                    *slot = Some(reception_from_block(
+                        pos,
+                        &block,
+                        tracks[pos].clock_rate_hz,
+                        arrival,
+                    ));
+                    summary.receptions = summary.receptions.saturating_add(1);
+                }
             }
-            _ => continue,
-        };
-        for block in blocks {
-            let Some(pos) = tracks.iter().position(|t| t.ssrc == block.ssrc) else {
-                digest.unknown_ssrc_blocks = digest.unknown_ssrc_blocks.saturating_add(1);
-                continue;
-            };
-            let reception = reception_from_block(pos, block, tracks[pos].clock_rate_hz, arrival);
-            match digest
-                .receptions
-                .iter_mut()
-                .find(|r| r.track == reception.track)
-            {
-                Some(r) => *r = reception,
-                None => digest.receptions.push(reception),
-            }
+        },
+    })?;
+    // Valid: only now does anything of the packet reach the caller's state.
+    for (slot, new) in latest.iter_mut().zip(fresh) {
+        if new.is_some() {
+            *slot = new;
         }
     }
-    Ok(digest)
+    Ok(summary)
 }
 
 /// Converts one report block (RFC 3550 §6.4.1) into figures in milliseconds.
@@ -218,6 +246,31 @@ mod tests {
         let d = digest_rtcp(&pkt, &[VIDEO], NtpTime(0)).unwrap();
         assert!(d.bye);
         assert!(d.receptions.is_empty());
+    }
+
+    #[test]
+    fn digest_into_keeps_other_tracks_and_touches_nothing_when_invalid() {
+        let arrival = NtpTime(0x0001_0000u64 << 16);
+        let mut latest = [None; MAX_TRACKS];
+        let rr = receiver_report(7, &[(VIDEO.ssrc, 10, 900, 0, 0)]);
+        let s = digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest).unwrap();
+        assert_eq!(s.receptions, 1);
+        assert_eq!(latest[0].unwrap().fraction_lost, 10);
+        assert_eq!(latest[1], None);
+        // A later report about audio only leaves the video slot as it was.
+        let rr = receiver_report(7, &[(AUDIO.ssrc, 20, 480, 0, 0)]);
+        digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest).unwrap();
+        assert_eq!(latest[0].unwrap().fraction_lost, 10);
+        assert_eq!(latest[1].unwrap().fraction_lost, 20);
+        // A valid RR followed by a broken packet changes nothing.
+        let before = latest;
+        let mut bad = receiver_report(7, &[(VIDEO.ssrc, 99, 1, 0, 0)]);
+        bad.extend_from_slice(&[0x81, 203, 0, 5, 0, 0, 0, 7]);
+        assert_eq!(
+            digest_rtcp_into(&bad, &[VIDEO, AUDIO], arrival, &mut latest),
+            Err(RtcpError::LengthOverrun)
+        );
+        assert_eq!(latest, before);
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //!   are leaked rather than freed under the kernel.
 //! - [`cmsg::GsoCmsg`]: a `UDP_SEGMENT` control message laid out as `CMSG_SPACE(2)` bytes
 //!   (checked against the libc macros in a test).
-//! - [`recv::RecvBatch`]: the `mmsghdr`/`iovec`/control pointers it hands `recvmmsg` point
-//!   into its own buffers and are rewritten before every call; datagrams are read back only
-//!   for the count the call returned. [`recv::Epoll`] owns its fd and copies events out.
+//! - [`recv::RecvBatch`]: the `mmsghdr`/`iovec`/control/address pointers it hands `recvmmsg`
+//!   point into its own buffers and are rewritten before every call; datagrams and their
+//!   source addresses are read back only for the count the call returned. [`recv::Epoll`] owns its fd and copies events out.
 //!
 //! Nothing outside `sys` calls `libc` directly.
 

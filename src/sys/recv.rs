@@ -1,10 +1,12 @@
-//! The load generator's receive path: an `epoll(7)` set over many non-blocking sockets and a
-//! `recvmmsg(2)` batch that drains one UDP socket per call with the kernel's receive
-//! timestamp (`SO_TIMESTAMPNS`) on every datagram, plus the few process-level calls the
-//! harness needs (file-descriptor limit, clock tick rate).
+//! Batched UDP receive: a `recvmmsg(2)` batch that drains one UDP socket per call with the
+//! kernel's receive timestamp (`SO_TIMESTAMPNS`) and the source address of every datagram
+//! (the load generator's RTP receiver and the shards' RTCP drain), plus the load generator's
+//! `epoll(7)` set over many non-blocking sockets and the few process-level calls the harness
+//! needs (file-descriptor limit, clock tick rate).
 
 use std::io;
 use std::mem;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -120,6 +122,8 @@ pub(crate) struct RecvBatch {
     control: Vec<u64>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    /// Source address of each datagram (`msg_name`, filled by the kernel).
+    names: Vec<libc::sockaddr_storage>,
     received: usize,
     call_ns: u64,
 }
@@ -136,11 +140,14 @@ impl RecvBatch {
         let zero_iov: libc::iovec = unsafe { mem::zeroed() };
         // SAFETY: as above.
         let zero_hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        // SAFETY: as above (an all-zero sockaddr_storage is family AF_UNSPEC).
+        let zero_name: libc::sockaddr_storage = unsafe { mem::zeroed() };
         Self {
             data: vec![0; capacity * RECV_SLOT_BYTES],
             control: vec![0; capacity * CMSG_SLOT_BYTES / 8],
             iovecs: vec![zero_iov; capacity],
             headers: vec![zero_hdr; capacity],
+            names: vec![zero_name; capacity],
             received: 0,
             call_ns: 0,
         }
@@ -160,8 +167,8 @@ impl RecvBatch {
                 iov_len: RECV_SLOT_BYTES,
             };
             let hdr = &mut self.headers[i].msg_hdr;
-            hdr.msg_name = std::ptr::null_mut();
-            hdr.msg_namelen = 0;
+            hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut self.iovecs[i];
             hdr.msg_iovlen = 1;
             hdr.msg_control = control.wrapping_add(i * CMSG_SLOT_BYTES).cast();
@@ -171,8 +178,8 @@ impl RecvBatch {
         }
         self.call_ns = realtime_ns();
         let ret = loop {
-            // SAFETY: headers[..cap] point at iovecs and control slots inside `self`, which
-            // outlive the call; recvmmsg(2): "The msg_len field ... contains the number of
+            // SAFETY: headers[..cap] point at iovecs, control slots and address slots inside
+            // `self`, which outlive the call; recvmmsg(2): "The msg_len field ... contains the number of
             // bytes returned" for each of the first `ret` messages — we read only those.
             let ret = unsafe {
                 libc::recvmmsg(
@@ -205,6 +212,22 @@ impl RecvBatch {
         let bytes = &self.data[i * RECV_SLOT_BYTES..i * RECV_SLOT_BYTES + len];
         let arrival_ns = self.timestamp(&hdr.msg_hdr).unwrap_or(self.call_ns);
         Datagram { bytes, arrival_ns }
+    }
+
+    /// Where the `i`-th datagram of the last [`recv`](Self::recv) came from (`None` for an
+    /// address that is not IPv4 or IPv6).
+    pub(crate) fn source(&self, i: usize) -> Option<SocketAddr> {
+        assert!(i < self.received, "datagram index past the batch");
+        let len = self.headers[i].msg_hdr.msg_namelen;
+        if len as usize > mem::size_of::<libc::sockaddr_storage>() {
+            return None;
+        }
+        // SAFETY: recvmmsg(2) wrote the sender's address into names[i] and its length into
+        // msg_namelen (value-result, at most the size we passed, checked above); the rest of
+        // the storage is initialised (zeroed at creation). `as_socket` reads the family
+        // field and only then the matching sockaddr_in/sockaddr_in6.
+        let addr = unsafe { socket2::SockAddr::new(self.names[i], len) };
+        addr.as_socket()
     }
 
     fn timestamp(&self, msg: &libc::msghdr) -> Option<u64> {
@@ -267,7 +290,7 @@ mod tests {
     use std::net::UdpSocket;
 
     #[test]
-    fn recvmmsg_drains_a_batch_with_kernel_timestamps() {
+    fn recvmmsg_drains_a_batch_with_kernel_timestamps_and_sources() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_nonblocking(true).unwrap();
         enable_rx_timestamps(rx.as_raw_fd()).unwrap();
@@ -285,6 +308,7 @@ mod tests {
         for i in 0..3 {
             let d = batch.datagram(i);
             assert_eq!(d.bytes, &[i as u8; 10]);
+            assert_eq!(batch.source(i), Some(tx.local_addr().unwrap()));
             assert!(d.arrival_ns >= before && d.arrival_ns <= realtime_ns());
         }
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 2);

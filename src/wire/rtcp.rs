@@ -118,14 +118,40 @@ pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     n + BYE_LEN
 }
 
-/// Fuzzing entry point: validate arbitrary bytes as an RTCP compound; must never panic.
+/// Fuzzing entry point: validate arbitrary bytes as an RTCP compound; must never panic, and
+/// the allocation-free [`visit_compound`] must agree with [`parse_compound`] on validity, on
+/// the error, and on the report blocks and BYEs it shows.
 #[cfg(any(test, fuzzing))]
 pub fn fuzz_rtcp(data: &[u8]) {
-    if let Ok(packets) = parse_compound(data) {
+    let parsed = parse_compound(data);
+    if let Ok(packets) = &parsed {
         assert!(
             !packets.is_empty(),
             "a valid compound holds at least one packet"
         );
+    }
+    let mut seen = Vec::new();
+    let visited = visit_compound(data, |item| seen.push(item));
+    match (&parsed, visited) {
+        (Ok(packets), Ok(())) => {
+            let expected: Vec<RtcpItem> = packets
+                .iter()
+                .flat_map(|p| match p {
+                    RtcpPacket::SenderReport { blocks, .. }
+                    | RtcpPacket::ReceiverReport { blocks, .. } => {
+                        blocks.iter().copied().map(RtcpItem::Block).collect()
+                    }
+                    RtcpPacket::Bye { .. } => vec![RtcpItem::Bye],
+                    _ => Vec::new(),
+                })
+                .collect();
+            assert_eq!(
+                seen, expected,
+                "visit_compound shows what parse_compound parses"
+            );
+        }
+        (Err(a), Err(b)) => assert_eq!(*a, b, "both reject with the same error"),
+        (a, b) => panic!("parse_compound {a:?} but visit_compound {b:?}"),
     }
 }
 
@@ -313,11 +339,69 @@ fn be32(b: &[u8], at: usize) -> Result<u32, RtcpError> {
 /// Parses and validates a compound RTCP packet (RFC 3550 §6.1, Appendix A.2 checks: version 2
 /// everywhere, padding only on the last packet, first packet SR or RR, length words summing
 /// exactly to the datagram).
+///
+/// Allocates the packet list and any SDES/APP contents; [`visit_compound`] applies the same
+/// validation without allocating, for the shards' receive path.
 pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
+    let mut out = Vec::new();
+    walk_compound(buf, |pt, count, body| {
+        out.push(parse_one(pt, count, body)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// What [`visit_compound`] shows of a compound packet: the parts a sender's statistics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtcpItem {
+    /// A reception report block of an SR or RR (RFC 3550 §6.4.1, §6.4.2).
+    Block(ReportBlock),
+    /// A BYE packet (RFC 3550 §6.6).
+    Bye,
+}
+
+/// Validates `buf` exactly as [`parse_compound`] does (the same checks, in the same order,
+/// with the same errors) and calls `on` for every report block and BYE, in order, without
+/// allocating.
+///
+/// `on` may have been called for the packets before the one that turned out invalid: on
+/// `Err`, the caller must discard everything it was shown (RFC 3550 Appendix A.2: an invalid
+/// compound is dropped whole).
+pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), RtcpError> {
+    walk_compound(buf, |pt, count, body| {
+        let count = usize::from(count);
+        match pt {
+            PT_SR => {
+                let blocks = report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?;
+                blocks.for_each(|b| on(RtcpItem::Block(b)));
+            }
+            PT_RR => {
+                let blocks = report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?;
+                blocks.for_each(|b| on(RtcpItem::Block(b)));
+            }
+            PT_SDES => walk_sdes(body, count, |_, _| {})?,
+            PT_BYE => {
+                check_bye(body, count)?;
+                on(RtcpItem::Bye);
+            }
+            PT_APP => check_app(body)?,
+            _ => {}
+        }
+        Ok(())
+    })
+}
+
+/// Walks the packets of a compound with the header checks of RFC 3550 §6.1 and Appendix A.2
+/// and hands `f` each packet's type, count field and body (after the common header, padding
+/// removed). Stops at the first error, from the headers or from `f`.
+fn walk_compound(
+    buf: &[u8],
+    mut f: impl FnMut(u8, u8, &[u8]) -> Result<(), RtcpError>,
+) -> Result<(), RtcpError> {
     if buf.is_empty() {
         return Err(RtcpError::Truncated);
     }
-    let mut out = Vec::new();
+    let mut first = true;
     let mut rest = buf;
     while !rest.is_empty() {
         let hdr = rest.get(..4).ok_or(RtcpError::Truncated)?;
@@ -330,9 +414,10 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
         let len = (usize::from(u16::from_be_bytes([hdr[2], hdr[3]])) + 1) * 4;
         let pkt = rest.get(..len).ok_or(RtcpError::LengthOverrun)?;
         rest = &rest[len..];
-        if out.is_empty() && pt != PT_SR && pt != PT_RR {
+        if first && pt != PT_SR && pt != PT_RR {
             return Err(RtcpError::FirstNotReport);
         }
+        first = false;
         let mut body = &pkt[4..];
         if padding {
             if !rest.is_empty() {
@@ -344,9 +429,9 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
             }
             body = &body[..body.len() - pad];
         }
-        out.push(parse_one(pt, count, body)?);
+        f(pt, count, body)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Parses one packet body (after the common header and without padding).
@@ -354,7 +439,8 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
     let count = usize::from(count);
     Ok(match pt {
         PT_SR => {
-            let blocks = parse_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?;
+            let blocks =
+                report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?.collect();
             RtcpPacket::SenderReport {
                 ssrc: be32(body, 0)?,
                 ntp: NtpTime((u64::from(be32(body, 4)?) << 32) | u64::from(be32(body, 8)?)),
@@ -366,65 +452,87 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
         }
         PT_RR => RtcpPacket::ReceiverReport {
             ssrc: be32(body, 0)?,
-            blocks: parse_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?,
+            blocks: report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?.collect(),
         },
         PT_SDES => RtcpPacket::Sdes {
             chunks: parse_sdes(body, count)?,
         },
         PT_BYE => {
+            check_bye(body, count)?;
             let ssrcs = (0..count)
                 .map(|i| be32(body, 4 * i))
                 .collect::<Result<Vec<_>, _>>()?;
-            // Optional reason: length octet + text, within the body.
-            if let Some(&n) = body.get(4 * count) {
-                if 4 * count + 1 + usize::from(n) > body.len() {
-                    return Err(RtcpError::BodyTooShort);
-                }
-            }
             RtcpPacket::Bye { ssrcs }
         }
-        PT_APP => RtcpPacket::App {
-            subtype: count as u8,
-            ssrc: be32(body, 0)?,
-            name: be32(body, 4)?.to_be_bytes(),
-            data: body[8..].to_vec(),
-        },
+        PT_APP => {
+            check_app(body)?;
+            RtcpPacket::App {
+                subtype: count as u8,
+                ssrc: be32(body, 0)?,
+                name: be32(body, 4)?.to_be_bytes(),
+                data: body[8..].to_vec(),
+            }
+        }
         other => RtcpPacket::Unknown { packet_type: other },
     })
 }
 
-/// Parses `count` 24-byte report blocks from the start of `b` (§6.4.1).
-fn parse_blocks(b: &[u8], count: usize) -> Result<Vec<ReportBlock>, RtcpError> {
-    if b.len() < count * 24 {
+/// BYE (§6.6): `count` SSRCs, then an optional reason (length octet + text) within the body.
+fn check_bye(body: &[u8], count: usize) -> Result<(), RtcpError> {
+    if body.len() < 4 * count {
         return Err(RtcpError::BodyTooShort);
     }
-    (0..count)
-        .map(|i| {
-            let at = i * 24;
-            let lost = be32(b, at + 4)?;
-            Ok(ReportBlock {
-                ssrc: be32(b, at)?,
-                fraction_lost: (lost >> 24) as u8,
-                // 24-bit two's complement: shift up and arithmetic-shift back to sign-extend.
-                cumulative_lost: ((lost << 8) as i32) >> 8,
-                highest_seq: be32(b, at + 8)?,
-                jitter: be32(b, at + 12)?,
-                lsr: be32(b, at + 16)?,
-                dlsr: be32(b, at + 20)?,
-            })
-        })
-        .collect()
+    if let Some(&n) = body.get(4 * count) {
+        if 4 * count + 1 + usize::from(n) > body.len() {
+            return Err(RtcpError::BodyTooShort);
+        }
+    }
+    Ok(())
 }
 
-/// Parses `count` SDES chunks (§6.5): SSRC, items until a null type octet, then padding to
-/// the next 32-bit boundary.
-fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
-    let mut chunks = Vec::with_capacity(count.min(31));
+/// APP (§6.7): SSRC and a four-character name before the data.
+fn check_app(body: &[u8]) -> Result<(), RtcpError> {
+    if body.len() < 8 {
+        return Err(RtcpError::BodyTooShort);
+    }
+    Ok(())
+}
+
+/// The `count` 24-byte report blocks at the start of `b` (§6.4.1), checked to fit.
+fn report_blocks(
+    b: &[u8],
+    count: usize,
+) -> Result<impl Iterator<Item = ReportBlock> + '_, RtcpError> {
+    let blocks = b.get(..count * 24).ok_or(RtcpError::BodyTooShort)?;
+    Ok(blocks.chunks_exact(24).map(|c| {
+        let word = |at: usize| u32::from_be_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]);
+        let lost = word(4);
+        ReportBlock {
+            ssrc: word(0),
+            fraction_lost: (lost >> 24) as u8,
+            // 24-bit two's complement: shift up and arithmetic-shift back to sign-extend.
+            cumulative_lost: ((lost << 8) as i32) >> 8,
+            highest_seq: word(8),
+            jitter: word(12),
+            lsr: word(16),
+            dlsr: word(20),
+        }
+    }))
+}
+
+/// Walks `count` SDES chunks (§6.5): SSRC, items until a null type octet, then padding to the
+/// next 32-bit boundary. `on(ssrc, None)` opens a chunk, `on(ssrc, Some((type, value)))`
+/// shows one of its items.
+fn walk_sdes<'a>(
+    body: &'a [u8],
+    count: usize,
+    mut on: impl FnMut(u32, Option<(u8, &'a [u8])>),
+) -> Result<(), RtcpError> {
     let mut pos = 0usize;
     for _ in 0..count {
         let ssrc = be32(body, pos).map_err(|_| RtcpError::BadSdes)?;
+        on(ssrc, None);
         pos += 4;
-        let mut items = Vec::new();
         loop {
             let item_type = *body.get(pos).ok_or(RtcpError::BadSdes)?;
             if item_type == 0 {
@@ -433,17 +541,33 @@ fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
             }
             let n = usize::from(*body.get(pos + 1).ok_or(RtcpError::BadSdes)?);
             let value = body.get(pos + 2..pos + 2 + n).ok_or(RtcpError::BadSdes)?;
-            items.push(SdesItem {
-                item_type,
-                value: value.to_vec(),
-            });
+            on(ssrc, Some((item_type, value)));
             pos += 2 + n;
         }
         if pos > body.len() {
             return Err(RtcpError::BadSdes);
         }
-        chunks.push(SdesChunk { ssrc, items });
     }
+    Ok(())
+}
+
+/// Parses `count` SDES chunks (§6.5) into owned chunks and items.
+fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
+    let mut chunks: Vec<SdesChunk> = Vec::with_capacity(count.min(31));
+    walk_sdes(body, count, |ssrc, item| match item {
+        None => chunks.push(SdesChunk {
+            ssrc,
+            items: Vec::new(),
+        }),
+        Some((item_type, value)) => {
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.items.push(SdesItem {
+                    item_type,
+                    value: value.to_vec(),
+                });
+            }
+        }
+    })?;
     Ok(chunks)
 }
 
@@ -649,7 +773,56 @@ mod tests {
     }
 
     #[test]
-    fn garbage_never_panics() {
+    fn visit_compound_shows_blocks_and_bye_and_rejects_what_parse_rejects() {
+        let mut good = rr_with_block();
+        good.extend_from_slice(&[0x81, 203, 0, 1, 0, 0, 0, 0x42]);
+        let mut seen = Vec::new();
+        visit_compound(&good, |i| seen.push(i)).unwrap();
+        let RtcpPacket::ReceiverReport { blocks, .. } = &parse_compound(&good).unwrap()[0] else {
+            panic!("expected RR")
+        };
+        assert_eq!(seen, vec![RtcpItem::Block(blocks[0]), RtcpItem::Bye]);
+        assert_eq!(blocks[0].ssrc, 9);
+        // Every accepted and rejected example of the other tests, through both validators.
+        let mut cases: Vec<Vec<u8>> = vec![
+            good,
+            vec![],
+            vec![0x80, 201],
+            vec![0x40, 201, 0, 0],
+            vec![0x80, 202, 0, 0],
+            vec![0x80, 201, 0, 2, 0, 0, 0, 0],
+            vec![0x81, 201, 0, 1, 0, 0, 0, 0],
+            vec![0xa0, 201, 0, 1, 0, 0, 0, 4, 0x80, 201, 0, 1, 0, 0, 0, 0],
+            vec![
+                0x80, 201, 0, 1, 0, 0, 0, 0, 0xa1, 203, 0, 2, 0, 0, 0, 5, 0, 0, 0, 4,
+            ],
+            vec![
+                0x80, 201, 0, 1, 0, 0, 0, 0, 0xa1, 203, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0,
+            ],
+            vec![
+                0x80, 201, 0, 1, 0, 0, 0, 0, 0x81, 202, 0, 2, 0, 0, 0, 1, 1, 9, b'a', b'b',
+            ],
+            vec![
+                0x80, 201, 0, 1, 0, 0, 0, 0, 0x81, 203, 0, 2, 0, 0, 0, 1, 5, b'a', b'b', b'c',
+            ],
+            vec![0x80, 201, 0, 1, 0, 0, 0, 0, 0x80, 204, 0, 1, 0, 0, 0, 1],
+        ];
+        let mut buf = [0u8; MAX_RTCP_COMPOUND];
+        let n = write_bye(&mut buf, &info(7, NTP, 1, 2, 3), "abc");
+        cases.push(buf[..n].to_vec());
+        let mut accepted = 0;
+        for case in &cases {
+            fuzz_rtcp(case);
+            accepted += usize::from(visit_compound(case, |_| {}).is_ok());
+        }
+        assert_eq!(
+            accepted, 3,
+            "the good RR+BYE, the padded BYE and our own BYE compound"
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics_and_both_validators_agree() {
         let mut x: u32 = 0x1234_5678;
         for len in 0..300usize {
             let mut b: Vec<u8> = (0..len)
@@ -660,14 +833,14 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            let _ = parse_compound(&b);
+            fuzz_rtcp(&b);
             // Mostly-valid headers reach the body parsers too.
             if len >= 4 {
                 b[0] = 0x80 | (b[0] & 0x3f);
                 b[1] = 200 + b[1] % 6;
                 b[2] = 0;
                 b[3] = (len / 4 - 1) as u8;
-                let _ = parse_compound(&b[..len / 4 * 4]);
+                fuzz_rtcp(&b[..len / 4 * 4]);
             }
         }
     }
