@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Re-creates the bundled sample clip (tests/media/sample.mp4) and the 2 s live-test clip;
-# with --large, instead, bigger clips for load runs under target/media/. Needs ffmpeg
+# with --large, instead, bigger clips for load runs under target/media/; with --vod50, 50
+# 1 Mbit/s files under target/media-vod50/. Needs ffmpeg
 # with libx264 and aac.
 #
 # The sample is 10 s of 640x360 testsrc2 at 25 fps, H.264 High with B-frames
@@ -20,6 +21,16 @@ make_clip() { # out seconds size fps keyint video_kbps
     -c:a aac -b:a 64k -ac 2 \
     -movflags +faststart "$out"
 }
+
+if [[ "${1:-}" == "--vod50" ]]; then
+  # 50 distinct VOD files of 30 s at ~1 Mbit/s for the many-files ramp run (not committed):
+  # one encode, then copies (distinct files and mappings, identical content).
+  mkdir -p target/media-vod50
+  make_clip target/media-vod50/vod00.mp4 30 854x480 30 60 930
+  for i in $(seq -w 1 49); do cp target/media-vod50/vod00.mp4 "target/media-vod50/vod$i.mp4"; done
+  ls target/media-vod50 | wc -l
+  exit 0
+fi
 
 if [[ "${1:-}" == "--large" ]]; then
   # Clips for load runs (not committed): 60 s of 720p30 at 2 Mbit/s.

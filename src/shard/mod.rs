@@ -222,6 +222,8 @@ pub struct ShardHandle {
     pub events: Receiver<ShardEvent>,
     tx: Sender<ShardCommand>,
     join: Option<JoinHandle<()>>,
+    /// The shard thread, unparked after each command (it sleeps in `park_timeout`).
+    thread: std::thread::Thread,
 }
 
 /// The shard's queue is full.
@@ -233,7 +235,11 @@ impl ShardHandle {
     /// Queues a command; never blocks.
     pub fn send(&self, cmd: ShardCommand) -> Result<(), ShardBusy> {
         match self.tx.try_send(cmd) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A futex wake only if the shard is asleep (std's parker keeps a token).
+                self.thread.unpark();
+                Ok(())
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 Err(ShardBusy(self.index))
             }
@@ -248,6 +254,7 @@ impl ShardHandle {
     /// Asks the shard to stop and waits for it.
     pub fn shutdown(mut self) {
         let _ = self.tx.send(ShardCommand::Shutdown);
+        self.thread.unpark();
         if let Some(j) = self.join.take() {
             let _ = j.join();
         }
@@ -315,6 +322,7 @@ pub fn spawn_shards(
             counters,
             events,
             tx,
+            thread: join.thread().clone(),
             join: Some(join),
         });
     }

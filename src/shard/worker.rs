@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use hdrhistogram::Histogram;
 
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
@@ -37,6 +37,9 @@ use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
 
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
+/// How early a packet may leave: a tick sends everything due before `now + SEND_AHEAD`.
+/// Players buffer far more than this; it bounds wake-ups to one per `SEND_AHEAD`.
+pub(super) const SEND_AHEAD: Duration = Duration::from_millis(2);
 /// Samples one (session, track) may send per visit before yielding to others.
 const SAMPLES_PER_VISIT: usize = 8;
 /// Packets reserved for one tick; a tick that needs more grows the vector once.
@@ -190,15 +193,24 @@ impl Worker {
                 Some(Reverse(d)) => d.at.min(now + IDLE_WAKE),
                 None => now + IDLE_WAKE,
             };
-            match self.commands.recv_deadline(deadline) {
-                Ok(cmd) => {
-                    self.apply(cmd);
-                    while let Ok(cmd) = self.commands.try_recv() {
-                        self.apply(cmd);
+            // Sleep in the kernel until the next due time or a command (the control thread
+            // unparks us after queueing one). Not crossbeam's `recv_deadline`: it spins with
+            // `sched_yield` before blocking, which cost ~5 syscalls per tick under load.
+            if self.commands.is_empty() {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    std::thread::park_timeout(wait);
+                }
+            }
+            loop {
+                match self.commands.try_recv() {
+                    Ok(cmd) => self.apply(cmd),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.running = false;
+                        break;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => self.running = false,
             }
         }
         let ids: Vec<SessionId> = self.by_id.keys().copied().collect();
@@ -338,9 +350,13 @@ impl Worker {
             now,
             started: Instant::now(),
         };
+        // Everything due within SEND_AHEAD leaves in this tick: one wake-up per SEND_AHEAD
+        // at most, however the viewers' frame times interleave, so the per-tick cost (the
+        // wait, the RTCP drain) is shared by many packets and GSO/batches fill up.
+        let horizon = now + SEND_AHEAD;
         let mut to_cut: Vec<SessionId> = Vec::new();
         while let Some(&Reverse(due)) = self.queue.peek() {
-            if due.at > now {
+            if due.at > horizon {
                 break;
             }
             self.queue.pop();
@@ -357,7 +373,7 @@ impl Worker {
                 let Some(at) = s.due(i, next) else {
                     break;
                 };
-                if at > now {
+                if at > horizon {
                     self.queue.push(Reverse(Due { at, ..due }));
                     break;
                 }
@@ -401,7 +417,7 @@ impl Worker {
             let next = s.tracks[i].next_sample;
             if next < s.track(i).samples.len() {
                 // Visit budget used up while still behind: come back in this same tick.
-                if let Some(at) = s.due(i, next).filter(|&at| at <= now) {
+                if let Some(at) = s.due(i, next).filter(|&at| at <= horizon) {
                     self.queue.push(Reverse(Due { at, ..due }));
                 }
             } else if s.all_tracks_done() {
