@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::players::backend_available;
@@ -27,18 +27,29 @@ struct TrackLog {
     fu_pairs: usize,
 }
 
-/// Receives RTP on `sock` until `markers_wanted` markers or `limit`; checks sequence
-/// continuity and, for H.264, FU-A start/end pairing.
-fn receive(sock: &UdpSocket, markers_wanted: usize, h264: bool, limit: Duration) -> TrackLog {
+/// Receives RTP from `server` on `sock` until `markers_wanted` markers or `limit`; checks
+/// sequence continuity and, for H.264, FU-A start/end pairing. Datagrams from any other
+/// address are ignored, as strict clients do: a port reused from another test's viewer can
+/// still receive that test's server's RTCP.
+fn receive(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    markers_wanted: usize,
+    h264: bool,
+    limit: Duration,
+) -> TrackLog {
     let mut log = TrackLog::default();
     let mut buf = [0u8; 2048];
     let mut last: Option<u16> = None;
     let mut in_fu = false;
     let start = Instant::now();
     while log.markers < markers_wanted && start.elapsed() < limit {
-        let Ok(n) = sock.recv(&mut buf) else {
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
             continue;
         };
+        if from != server {
+            continue;
+        }
         let p = parse_rtp(&buf[..n]).expect("valid RTP");
         log.packets += 1;
         if let Some(l) = last {
@@ -86,6 +97,7 @@ fn raw_client_receives_every_frame(io: &str, gso: &str) {
     assert_eq!(exp.video_frames, 250, "the bundled sample");
     let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
     assert_eq!(r.status, 200);
+    let server_rtp = s.server_rtp[0];
     let (video, audio) = (
         s.socks[0].0.try_clone().unwrap(),
         s.socks[1].0.try_clone().unwrap(),
@@ -94,9 +106,9 @@ fn raw_client_receives_every_frame(io: &str, gso: &str) {
     let audio_frames = exp.audio_frames;
     let audio_log = std::thread::spawn(move || {
         // AAC: one access unit per packet, each with the marker bit (RFC 3640 §3.2).
-        receive(&audio, audio_frames, false, limit)
+        receive(&audio, server_rtp, audio_frames, false, limit)
     });
-    let v = receive(&video, exp.video_frames, true, limit);
+    let v = receive(&video, server_rtp, exp.video_frames, true, limit);
     let a = audio_log.join().unwrap();
     assert_eq!(
         v.markers, exp.video_frames,
