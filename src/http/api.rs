@@ -208,16 +208,17 @@ async fn play(
         Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let parsed: PlayRequest =
-        match serde_json::from_slice(&bytes) {
-            Ok(p) => p,
-            Err(e) => return json_error(
+    let parsed: PlayRequest = match serde_json::from_slice(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            return json_error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "expected {{\"stream\": NAME, \"viewer_ip\"?: IP, \"lifetime_secs\"?: N}}: {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     let Some(name) = stream_name(&parsed.stream) else {
         return json_error(
             StatusCode::NOT_FOUND,
