@@ -99,7 +99,7 @@
   function niceMax(v) {
     if (!(v > 0)) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const k of [1, 2, 2.5, 5, 10]) if (k * p >= v) return k * p;
+    for (const k of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (k * p >= v) return k * p;
     return 10 * p;
   }
   function drawChart(name, history, key, unit, decimals) {
