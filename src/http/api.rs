@@ -59,7 +59,7 @@ fn allow(methods: &'static str) -> HttpResponse {
 }
 
 /// `history=N` from the query: how many history points `stats` returns (all by default).
-fn history_param(query: Option<&str>) -> Result<usize, HttpResponse> {
+fn history_param(query: Option<&str>) -> Result<usize, &'static str> {
     let Some(v) = query
         .unwrap_or("")
         .split('&')
@@ -69,7 +69,7 @@ fn history_param(query: Option<&str>) -> Result<usize, HttpResponse> {
     };
     v.parse::<usize>()
         .map(|n| n.min(HISTORY_POINTS))
-        .map_err(|_| json_error(StatusCode::BAD_REQUEST, "history must be a whole number"))
+        .map_err(|_| "history must be a whole number")
 }
 
 /// Answers one request whose path starts with `/api/v1/` (`rest` is what follows).
@@ -102,14 +102,14 @@ pub async fn handle(
         ),
         ("openapi.json", None) => allow("GET, HEAD"),
         ("streams", None) if get => match read() {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(()) => json_response(
                 StatusCode::OK,
                 &serde_json::json!({ "streams": api.catalog(host) }),
             ),
         },
         ("streams", Some(name)) if get => match read() {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(()) => match stream_name(name).and_then(|n| api.stream(&n, host)) {
                 Some(s) => json_response(StatusCode::OK, &s),
                 None => json_error(StatusCode::NOT_FOUND, format!("no stream named {name:?}")),
@@ -117,7 +117,7 @@ pub async fn handle(
         },
         ("streams", _) => allow("GET, HEAD"),
         ("sessions", None) if get => match read() {
-            Err(r) => r,
+            Err(r) => *r,
             Ok(()) => json_response(
                 StatusCode::OK,
                 &serde_json::json!({ "sessions": api.sessions() }),
@@ -128,7 +128,7 @@ pub async fn handle(
             let found = parse_session_id(id);
             if get {
                 match read() {
-                    Err(r) => r,
+                    Err(r) => *r,
                     Ok(()) => match found.and_then(|id| api.session(id)) {
                         Some(s) => json_response(StatusCode::OK, &s),
                         None => {
@@ -138,7 +138,7 @@ pub async fn handle(
                 }
             } else if method == Method::DELETE {
                 match authorize(req.headers(), &access, Need::Admin) {
-                    Err(r) => r,
+                    Err(r) => *r,
                     Ok(()) => match found {
                         Some(sid) if api.end_session(sid) => {
                             tracing::info!(session = %format_args!("{sid:016X}"), "session ended through the API");
@@ -154,13 +154,14 @@ pub async fn handle(
             }
         }
         ("stats", None) if get => match (read(), history_param(req.uri().query())) {
-            (Err(r), _) | (Ok(()), Err(r)) => r,
+            (Err(r), _) => *r,
+            (Ok(()), Err(why)) => json_error(StatusCode::BAD_REQUEST, why),
             (Ok(()), Ok(n)) => json_response(StatusCode::OK, &api.stats(n)),
         },
         ("stats", None) => allow("GET, HEAD"),
         ("play", None) if method == Method::POST => {
             match authorize(req.headers(), &access, Need::Admin) {
-                Err(r) => r,
+                Err(r) => *r,
                 Ok(()) => play(api, req, host.map(str::to_owned), limits).await,
             }
         }

@@ -212,20 +212,21 @@ fn same_secret(given: &str, expected: &str) -> bool {
     a.ct_eq(&b).into()
 }
 
-/// Checks the `Authorization: Bearer` header (RFC 6750 §2.1) against the admin token.
+/// Checks the `Authorization: Bearer` header (RFC 6750 §2.1) against the admin token; the
+/// error is the response to refuse with.
 pub fn authorize(
     req_headers: &hyper::HeaderMap,
     access: &super::HttpAccess,
     need: Need,
-) -> Result<(), HttpResponse> {
+) -> Result<(), Box<HttpResponse>> {
     if need == Need::Read && access.api_read == ApiRead::Public {
         return Ok(());
     }
     let Some(admin) = access.admin_token.as_deref() else {
-        return Err(json_error(
+        return Err(Box::new(json_error(
             StatusCode::FORBIDDEN,
             "no admin token is configured (admin-token or SHARDCAST_ADMIN_TOKEN), so changes through the API are disabled",
-        ));
+        )));
     };
     let given = req_headers
         .get(header::AUTHORIZATION)
@@ -250,7 +251,7 @@ pub fn authorize(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(challenge),
     );
-    Err(r)
+    Err(Box::new(r))
 }
 
 /// The host name of a `Host` header (RFC 9110 §7.2) without its port, if it is a plain
@@ -301,7 +302,7 @@ async fn route(
             method_not_allowed("GET, HEAD")
         } else {
             match authorize(req.headers(), &api.access(), Need::Read) {
-                Err(r) => r,
+                Err(r) => *r,
                 Ok(()) => response(
                     StatusCode::OK,
                     metrics::CONTENT_TYPE,

@@ -790,7 +790,7 @@ impl Control {
         uri: &str,
         stream: &str,
         peer: IpAddr,
-    ) -> Result<Option<String>, Outcome> {
+    ) -> Result<Option<String>, Box<Outcome>> {
         let query = split_request_uri(uri).ok().and_then(|p| p.query);
         let token = token_in_query(query.as_deref());
         let mut policy = self.tokens.borrow_mut();
@@ -809,16 +809,16 @@ impl Control {
                 "WWW-Authenticate",
                 "Bearer realm=\"shardcast\", error=\"invalid_request\", error_description=\"play token required in the URL query\"".to_owned(),
             );
-            return Err(out);
+            return Err(Box::new(out));
         };
         match policy.key.verify(token, stream, peer, SystemTime::now()) {
             Ok(_) => Ok(Some(token.to_owned())),
             Err(e) => {
                 policy.refusals += 1;
-                Err(refuse(Refusal::because(
+                Err(Box::new(refuse(Refusal::because(
                     StatusCode::Forbidden,
                     format!("{e}"),
-                )))
+                ))))
             }
         }
     }
@@ -833,7 +833,7 @@ impl Control {
         }
         let token = match self.check_token(&req.uri, &media.name, conn.peer.ip()) {
             Ok(t) => t,
-            Err(out) => return out,
+            Err(out) => return *out,
         };
         let live = self.channel_of(&media).is_some();
         let sdp = describe_sdp_with_token(&media, self.local_addr, live, token.as_deref());
@@ -866,7 +866,7 @@ impl Control {
         };
         let token = match self.check_token(&req.uri, &media.name, conn.peer.ip()) {
             Ok(t) => t,
-            Err(out) => return out,
+            Err(out) => return *out,
         };
         let Some(transport) = req.header("Transport") else {
             return error(StatusCode::BadRequest);
