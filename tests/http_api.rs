@@ -466,3 +466,53 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     assert_eq!(r.status, 200);
     spec.check("post", "/api/v1/play", &r);
 }
+
+#[test]
+fn stats_command_prints_the_live_figures_once() {
+    let server = Server::start_env(
+        &["--api-read", "token"],
+        &[("SHARDCAST_ADMIN_TOKEN", ADMIN)],
+    );
+    let base = format!("http://{}", server.http_addr());
+    let mut s = common::setup_udp(&server);
+    let sid = s.session.clone();
+    let r = s.rtsp.request("PLAY", &s.url, &[("Session", sid.as_str())]);
+    assert_eq!(r.status, 200);
+    let run = |args: &[&str]| {
+        common::run_with_timeout(
+            std::process::Command::new(env!("CARGO_BIN_EXE_shardcast"))
+                .args(["stats", "--http", &base, "--once"])
+                .args(args)
+                .env_remove("SHARDCAST_ADMIN_TOKEN"),
+            Duration::from_secs(20),
+        )
+    };
+    // Reads need the token on this server: the command says so and fails.
+    let (ok, _out, err) = run(&[]);
+    assert!(!ok, "stats without the token must fail");
+    assert!(err.contains("401"), "{err}");
+    let (ok, out, err) = run(&["--admin-token", ADMIN]);
+    assert!(ok, "stats --once failed: {err}");
+    assert!(!out.contains('\x1b'), "--once prints plain text: {out:?}");
+    assert!(out.contains("viewers 1 "), "{out}");
+    assert!(out.contains("top sessions (1 of 1)"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&sid))
+        .unwrap_or_else(|| panic!("session {sid} listed:\n{out}"));
+    assert!(row.contains("sample") && row.contains(" udp "), "{row}");
+    for label in ["jitter", "rtt", "lateness", "shard"] {
+        assert!(out.lines().any(|l| l.starts_with(label)), "{label} row:\n{out}");
+    }
+    // Nothing listening: a clear error, not a hang.
+    let (ok, _out, err) = common::run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardcast")).args([
+            "stats",
+            "--http",
+            "http://127.0.0.1:1",
+            "--once",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!ok && err.contains("127.0.0.1:1"), "{err}");
+}

@@ -75,7 +75,15 @@ pub fn render(source: &str, stats: &Value, sessions: &Value, now_unix_ms: u64) -
         ("rtt", "rtt_ms"),
         ("lateness", "lateness_ms"),
     ] {
-        let q = |k: &str| fmt_num(f(stats, &[key, k]), 2);
+        // No observation in the window: unknown, not zero.
+        let empty = f(stats, &[key, "count"]) == 0.0;
+        let q = |k: &str| {
+            if empty {
+                "-".to_owned()
+            } else {
+                fmt_num(f(stats, &[key, k]), 2)
+            }
+        };
         let _ = writeln!(
             o,
             "{:<14}{:>9}{:>9}{:>9}{:>9}{:>10}",
@@ -217,6 +225,10 @@ mod tests {
         let slow = text.find("00000000000000AA").unwrap();
         assert!(fast < slow, "sorted by bitrate:\n{text}");
         assert!(text.contains("1m01s"), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("rtt") && l.contains(" - ")),
+            "an empty distribution shows '-':\n{text}"
+        );
         // Missing figures show as '-', never as a panic.
         let empty = render("http://x", &json!({}), &json!({}), 0);
         assert!(empty.contains("viewers -"), "{empty}");
