@@ -502,7 +502,10 @@ fn stats_command_prints_the_live_figures_once() {
         .unwrap_or_else(|| panic!("session {sid} listed:\n{out}"));
     assert!(row.contains("sample") && row.contains(" udp "), "{row}");
     for label in ["jitter", "rtt", "lateness", "shard"] {
-        assert!(out.lines().any(|l| l.starts_with(label)), "{label} row:\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(label)),
+            "{label} row:\n{out}"
+        );
     }
     // Nothing listening: a clear error, not a hang.
     let (ok, _out, err) = common::run_with_timeout(

@@ -145,3 +145,28 @@ fn the_page_shows_the_catalog_live_viewers_and_charts() {
     assert!(!dom.contains(&format!("data-session=\"{sid}\"")));
     assert!(polyline_points(&dom, "chart-viewers") >= 2);
 }
+
+#[test]
+fn stream_names_stay_text_on_the_page() {
+    // A media file whose name is an HTML tag: the page must show it, not run it.
+    let dir = std::env::temp_dir().join(format!("shardcast-page-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = "<img id=pwned src=x onerror=alert(1)>";
+    std::fs::write(
+        dir.join(format!("{name}.mp4")),
+        shardcast::media::library::SAMPLE_MP4,
+    )
+    .unwrap();
+    let server = Server::start(&["--media", dir.to_str().unwrap()]);
+    let url = format!("http://{}/", server.http_addr());
+    let dom = page_until(&url, "the catalog", |d| d.contains("data-stream="));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !dom.contains("id=\"pwned\""),
+        "a stream name became an element:\n{dom}"
+    );
+    assert!(
+        dom.contains("&lt;img id=pwned src=x onerror=alert(1)&gt;"),
+        "the name is shown as text:\n{dom}"
+    );
+}

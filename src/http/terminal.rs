@@ -226,7 +226,8 @@ mod tests {
         assert!(fast < slow, "sorted by bitrate:\n{text}");
         assert!(text.contains("1m01s"), "{text}");
         assert!(
-            text.lines().any(|l| l.starts_with("rtt") && l.contains(" - ")),
+            text.lines()
+                .any(|l| l.starts_with("rtt") && l.contains(" - ")),
             "an empty distribution shows '-':\n{text}"
         );
         // Missing figures show as '-', never as a panic.
