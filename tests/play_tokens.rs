@@ -209,6 +209,12 @@ fn missing_expired_tampered_other_stream_and_wrong_viewer_tokens_are_refused() {
         "one log line per refusal:\n{}",
         log.join("\n")
     );
+    for (what, token) in &cases {
+        assert!(
+            !log.iter().any(|l| l.contains(token.as_str())),
+            "the {what} token is not written to the log"
+        );
+    }
     assert!(log
         .iter()
         .any(|l| l.contains("status=401") && l.contains("no play token")));

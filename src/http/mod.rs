@@ -23,7 +23,6 @@ pub mod terminal;
 pub mod token;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -181,6 +180,3 @@ pub trait ControlApi {
     /// Current access policy.
     fn access(&self) -> HttpAccess;
 }
-
-/// Default HTTP limits: see [`HttpLimits`].
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -212,6 +212,28 @@ pub fn token_in_query(query: Option<&str>) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("token="))
 }
 
+/// `uri` with the value of any `token=` query parameter replaced by `…`, for logs: a token
+/// refused for one viewer may be valid for another until it expires.
+pub fn redact_token(uri: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.into();
+    };
+    if !query.split('&').any(|p| p.starts_with("token=")) {
+        return uri.into();
+    }
+    let redacted: Vec<&str> = query
+        .split('&')
+        .map(|p| {
+            if p.starts_with("token=") {
+                "token=…"
+            } else {
+                p
+            }
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&")).into()
+}
+
 /// True when `token` only uses the characters tokens are made of, so it can be echoed into
 /// SDP and RTSP headers as it is.
 pub fn is_token_syntax(token: &str) -> bool {
@@ -328,5 +350,11 @@ mod tests {
         assert!(!is_token_syntax("a;b"));
         assert!(!is_token_syntax("a,b"));
         assert!(!is_token_syntax("a b"));
+        assert_eq!(
+            redact_token("rtsp://h/s/trackID=0?a=1&token=123.any.xyz"),
+            "rtsp://h/s/trackID=0?a=1&token=…"
+        );
+        assert_eq!(redact_token("rtsp://h/s"), "rtsp://h/s");
+        assert_eq!(redact_token("rtsp://h/s?x=1"), "rtsp://h/s?x=1");
     }
 }

@@ -24,7 +24,7 @@ use super::range::{format_npt_range, parse_range, NptTime};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
-use crate::http::token::{is_token_syntax, token_in_query, TokenKey};
+use crate::http::token::{is_token_syntax, redact_token, token_in_query, TokenKey};
 use crate::http::HttpAccess;
 use crate::live::LiveChannel;
 use crate::media::track::TrackKind;
@@ -648,7 +648,7 @@ impl Control {
                 .reason
                 .as_deref()
                 .unwrap_or(out.response.status.reason());
-            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %req.uri, status = out.response.status.code(), "request refused: {reason}");
+            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %redact_token(&req.uri), status = out.response.status.code(), "request refused: {reason}");
         }
         let mut resp = Response::new(out.response.status);
         if let Some(cseq) = req.cseq() {
