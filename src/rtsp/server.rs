@@ -1348,7 +1348,7 @@ impl Control {
             users = config.users.len(),
             rules = config.access.len(),
             sessions = self.sessions.borrow().len(),
-            "SIGHUP: reloaded users, access rules, limits and media catalog"
+            "SIGHUP: reloaded users, access rules, limits, media catalog, play-token and API settings"
         );
         if !needs_restart.is_empty() {
             tracing::warn!(
