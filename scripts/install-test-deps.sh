@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe and
-# GStreamer's rtspsrc with H.264/AAC decoders) from Debian packages, when missing.
+# GStreamer's rtspsrc with H.264/AAC decoders) and the headless browser that drives the web
+# page (Chromium) from Debian packages, when missing.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
   missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
             gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -86,7 +86,72 @@ pub struct ConfigOverlay {
     pub gso: Option<GsoMode>,
     /// Statistics in the data plane (`on`, `off`).
     pub stats: Option<StatsMode>,
+    /// HTTP address of the web page, JSON API and `/metrics` (`"off"` disables it).
+    pub http_listen: Option<HttpListen>,
+    /// RTSP DESCRIBE and SETUP need a valid play token (`?token=`).
+    pub require_token: Option<bool>,
+    /// Secret that signs play tokens (env `SHARDCAST_TOKEN_SECRET`); random per run if unset.
+    pub token_secret: Option<String>,
+    /// Admin bearer token for mutating API calls (env `SHARDCAST_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// Whether reading the API and `/metrics` needs the admin token (`public`, `token`).
+    pub api_read: Option<ApiRead>,
 }
+
+/// Where the HTTP side listens: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    /// No HTTP server.
+    Off,
+    /// Listen on this address (port 0 picks a free port).
+    Addr(SocketAddr),
+}
+
+impl std::str::FromStr for HttpListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(HttpListen::Off);
+        }
+        s.parse()
+            .map(HttpListen::Addr)
+            .map_err(|_| format!("expected ADDR:PORT or off, got {s:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who may read the JSON API and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRead {
+    /// Anyone who reaches the HTTP address.
+    #[default]
+    Public,
+    /// Only holders of the admin bearer token.
+    Token,
+}
+
+impl std::str::FromStr for ApiRead {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(ApiRead::Public),
+            "token" => Ok(ApiRead::Token),
+            _ => Err(format!("expected public or token, got {s:?}")),
+        }
+    }
+}
+
+/// Shortest accepted admin token or token secret, in bytes: shorter ones can be guessed.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// A user in the configuration: a password, or its Digest HA1 hashes (`H(user:shardcast:password)`)
 /// so the file holds no password.
@@ -166,6 +231,11 @@ impl ConfigOverlay {
             io: flags.io.or(self.io),
             gso: flags.gso.or(self.gso),
             stats: flags.stats.or(self.stats),
+            http_listen: flags.http_listen.or(self.http_listen),
+            require_token: flags.require_token.or(self.require_token),
+            token_secret: flags.token_secret.or(self.token_secret),
+            admin_token: flags.admin_token.or(self.admin_token),
+            api_read: flags.api_read.or(self.api_read),
         }
     }
 }
@@ -201,6 +271,16 @@ pub struct ServerConfig {
     pub send: SendConfig,
     /// Whether shards record pacing lateness, digest RTCP and report statistics.
     pub stats: bool,
+    /// HTTP listen address; `None` when the HTTP side is off.
+    pub http_listen: Option<SocketAddr>,
+    /// RTSP DESCRIBE and SETUP need a valid play token.
+    pub require_token: bool,
+    /// Play-token signing secret; `None` means a random secret per run.
+    pub token_secret: Option<String>,
+    /// Admin bearer token; `None` refuses every mutating API call.
+    pub admin_token: Option<String>,
+    /// Who may read the API and `/metrics`.
+    pub api_read: ApiRead,
 }
 
 impl ServerConfig {
@@ -231,6 +311,28 @@ impl ServerConfig {
                 why: "must be 1 to 86400 seconds".into(),
             });
         }
+        for (name, value) in [
+            ("token-secret", &o.token_secret),
+            ("admin-token", &o.admin_token),
+        ] {
+            if let Some(v) = value {
+                if v.len() < MIN_SECRET_LEN {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        value: "(hidden)".into(),
+                        why: format!("must be at least {MIN_SECRET_LEN} bytes"),
+                    });
+                }
+            }
+        }
+        let api_read = o.api_read.unwrap_or_default();
+        if api_read == ApiRead::Token && o.admin_token.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "api-read",
+                value: "token".into(),
+                why: "needs admin-token (or SHARDCAST_ADMIN_TOKEN) to be set".into(),
+            });
+        }
         Ok(Self {
             media: o.media,
             listen: o
@@ -251,6 +353,15 @@ impl ServerConfig {
                 gso: o.gso.unwrap_or_default(),
             },
             stats: o.stats.unwrap_or_default() == StatsMode::On,
+            http_listen: match o.http_listen {
+                Some(HttpListen::Off) => None,
+                Some(HttpListen::Addr(a)) => Some(a),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            },
+            require_token: o.require_token.unwrap_or(false),
+            token_secret: o.token_secret,
+            admin_token: o.admin_token,
+            api_read,
         })
     }
 }
@@ -397,5 +508,44 @@ mod tests {
             ..Default::default()
         };
         assert!(ServerConfig::from_overlay(bad_name).is_err());
+    }
+
+    #[test]
+    fn http_side_settings() {
+        let cfg = ServerConfig::from_overlay(ConfigOverlay::default()).unwrap();
+        assert_eq!(cfg.http_listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(!cfg.require_token);
+        assert_eq!(cfg.api_read, ApiRead::Public);
+        let file: ConfigOverlay = toml::from_str(
+            "http-listen = \"off\"\nrequire-token = true\napi-read = \"token\"\n\
+             admin-token = \"0123456789abcdef0123\"\ntoken-secret = \"fedcba9876543210\"",
+        )
+        .unwrap();
+        let cfg = ServerConfig::from_overlay(file.clone()).unwrap();
+        assert_eq!(cfg.http_listen, None);
+        assert!(cfg.require_token);
+        assert_eq!(cfg.api_read, ApiRead::Token);
+        let flags = ConfigOverlay {
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::from_overlay(file.overlaid_by(flags)).unwrap();
+        assert_eq!(cfg.http_listen, Some("127.0.0.1:0".parse().unwrap()));
+        // Reading with a token but no token to read with, and guessable secrets, are refused.
+        let no_admin = ConfigOverlay {
+            api_read: Some(ApiRead::Token),
+            ..Default::default()
+        };
+        assert!(ServerConfig::from_overlay(no_admin).is_err());
+        let short = ConfigOverlay {
+            admin_token: Some("short".into()),
+            ..Default::default()
+        };
+        let err = ServerConfig::from_overlay(short).unwrap_err().to_string();
+        assert!(
+            err.contains("admin-token") && !err.contains("short"),
+            "{err}"
+        );
+        assert!("nonsense".parse::<HttpListen>().is_err());
     }
 }

@@ -19,12 +19,15 @@
 //! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
 //! - [`stats`]: RTCP receiver reports in, per-session/stream/shard statistics out.
 //! - [`live`]: live channels (a file looped on one shared timeline, instant start).
+//! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play tokens,
+//!   and the `shardcast stats` terminal client.
 //! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
 //! - [`loadgen`]: `shardcast bench`, the capacity-planning load generator.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod config;
+pub mod http;
 pub mod live;
 pub mod loadgen;
 pub mod media;

@@ -35,6 +35,24 @@ enum Command {
     },
     /// Load a server with real RTSP viewers and report loss, jitter and server CPU per packet.
     Bench(BenchArgs),
+    /// Live figures of a running server in the terminal (polls its HTTP API).
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// The server's HTTP address (its --http-listen).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    http: String,
+    /// Print the figures once and exit.
+    #[arg(long)]
+    once: bool,
+    /// Time between refreshes, e.g. 1s, 500ms.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    interval: Duration,
+    /// Admin bearer token, when the server has api-read = "token" [env: SHARDCAST_ADMIN_TOKEN].
+    #[arg(long)]
+    admin_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -188,6 +206,18 @@ struct ServeArgs {
     /// counters): on or off [default: on].
     #[arg(long)]
     stats: Option<StatsMode>,
+    /// HTTP address of the web page, JSON API and /metrics, or `off` [default: 127.0.0.1:8080];
+    /// port 0 picks a free port (printed).
+    #[arg(long)]
+    http_listen: Option<shardcast::config::HttpListen>,
+    /// RTSP DESCRIBE and SETUP need a valid play token (?token=, from POST /api/v1/play);
+    /// secret from token-secret in the config file or SHARDCAST_TOKEN_SECRET.
+    #[arg(long)]
+    require_token: bool,
+    /// Who may read the JSON API and /metrics: public, or token (the admin bearer token from
+    /// admin-token in the config file or SHARDCAST_ADMIN_TOKEN) [default: public].
+    #[arg(long)]
+    api_read: Option<shardcast::config::ApiRead>,
 }
 
 fn main() -> Result<()> {
@@ -196,6 +226,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Probe { file } => probe(&file),
         Command::Bench(args) => bench(args),
+        Command::Stats(args) => stats(args),
     }
 }
 
@@ -236,6 +267,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         io: args.io,
         gso: args.gso,
         stats: args.stats,
+        http_listen: args.http_listen,
+        require_token: args.require_token.then_some(true),
+        // Secrets come from the environment (or the config file), never from the command
+        // line, where every local user could read them in the process list.
+        token_secret: secret_from_env("SHARDCAST_TOKEN_SECRET"),
+        admin_token: secret_from_env("SHARDCAST_ADMIN_TOKEN"),
+        api_read: args.api_read,
     };
     // The same steps run at start and on SIGHUP: read the file, let the flags win, open the
     // media catalog.
@@ -270,6 +308,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         "shardcast listening on rtsp://{addr}/ with {} shards",
         config.shards
     )?;
+    if let Some(http) = server.http_addr {
+        writeln!(out, "http listening on http://{http}/")?;
+    }
     for name in &streams {
         writeln!(out, "stream rtsp://{addr}/{name}")?;
     }
@@ -278,6 +319,65 @@ fn serve(args: ServeArgs) -> Result<()> {
     drop(out);
     server.wait();
     Ok(())
+}
+
+/// A secret from the environment; unset or empty means none.
+fn secret_from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// `shardcast stats`: polls `/api/v1/stats` and `/api/v1/sessions` and prints the figures,
+/// redrawn in place on a terminal.
+fn stats(args: StatsArgs) -> Result<()> {
+    use shardcast::http::client::{get, HttpBase};
+    let base = HttpBase::parse(&args.http)?;
+    let token = args
+        .admin_token
+        .clone()
+        .or_else(|| secret_from_env("SHARDCAST_ADMIN_TOKEN"));
+    let timeout = Duration::from_secs(5);
+    let fetch = |path: &str| -> Result<serde_json::Value> {
+        let reply = get(&base, path, token.as_deref(), timeout)
+            .with_context(|| format!("GET {}{path}", args.http.trim_end_matches('/')))?;
+        if reply.status != 200 {
+            let why = serde_json::from_slice::<serde_json::Value>(&reply.body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            bail!("GET {path}: HTTP {} {why}", reply.status);
+        }
+        serde_json::from_slice(&reply.body).with_context(|| format!("GET {path}: not JSON"))
+    };
+    let tty = std::io::stdout().is_terminal() && !args.once;
+    if tty {
+        print!("\x1b[2J");
+    }
+    loop {
+        let stats = fetch("/api/v1/stats?history=0")?;
+        let sessions = fetch("/api/v1/sessions")?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let text = shardcast::http::terminal::render(
+            args.http.trim_end_matches('/'),
+            &stats,
+            &sessions,
+            now_ms,
+        );
+        let mut out = std::io::stdout().lock();
+        if tty {
+            // Home, draw, clear whatever the previous screen left below.
+            write!(out, "\x1b[H{}\x1b[J", text.replace('\n', "\x1b[K\n"))?;
+        } else {
+            writeln!(out, "{text}")?;
+        }
+        out.flush()?;
+        drop(out);
+        if args.once {
+            return Ok(());
+        }
+        std::thread::sleep(args.interval);
+    }
 }
 
 fn probe(path: &std::path::Path) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Process lifecycle: on SIGTERM the server stops accepting, sends RTCP BYE to every viewer
-//! and exits 0 within 5 s; on SIGHUP it reloads users, rules, limits and the media catalog
-//! while admitted viewers keep streaming.
+//! and exits 0 within 5 s; on SIGHUP it reloads users, rules, limits, the media catalog and
+//! the play-token and admin-token settings while admitted viewers keep streaming.
 
 mod common;
 
@@ -145,5 +145,65 @@ fn sighup_reloads_users_without_dropping_viewers_and_new_files_are_served() {
     }
     assert!(got > 10, "viewer kept streaming through the reload");
     assert!(server.is_running());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sighup_rotates_the_admin_token_and_play_token_settings() {
+    let dir = std::env::temp_dir().join(format!("shardcast-hup-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("shardcast.toml");
+    let write_config = |admin: &str, secret: &str, require: bool| {
+        std::fs::write(
+            &config,
+            format!(
+                "admin-token = \"{admin}\"\ntoken-secret = \"{secret}\"\nrequire-token = {require}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let (old_admin, new_admin) = ("first-admin-token-0123", "second-admin-token-4567");
+    write_config(old_admin, "first-token-secret-0123", false);
+    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let http = server.http_addr();
+    let issue = |admin: &str| {
+        common::http_request(
+            http,
+            "POST",
+            "/api/v1/play",
+            &[("Authorization", &format!("Bearer {admin}"))],
+            br#"{"stream":"sample"}"#,
+        )
+    };
+    let r = issue(old_admin);
+    assert_eq!(r.status, 200);
+    let old_url = r.json()["url"].as_str().unwrap().to_owned();
+    // Tokens are not required yet: a plain URL plays.
+    let mut c = RawRtsp::connect(server.addr);
+    assert_eq!(
+        c.request("DESCRIBE", &server.url("sample"), &[]).status,
+        200
+    );
+
+    write_config(new_admin, "second-token-secret-4567", true);
+    assert_eq!(send_signal(server.pid(), libc::SIGHUP), 0);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while issue(new_admin).status != 200 {
+        assert!(Instant::now() < deadline, "reload never took effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(issue(old_admin).status, 401, "the old admin token is gone");
+    let new_url = issue(new_admin).json()["url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        c.request("DESCRIBE", &server.url("sample"), &[]).status,
+        401,
+        "require-token now applies"
+    );
+    assert_eq!(
+        c.request("DESCRIBE", &old_url, &[]).status,
+        403,
+        "tokens signed with the old secret no longer verify"
+    );
+    assert_eq!(c.request("DESCRIBE", &new_url, &[]).status, 200);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -53,6 +53,14 @@ impl ServerProcess {
         if !launch.extra_args.iter().any(|a| a == "--log") {
             cmd.args(["--log", "warn"]);
         }
+        // Benchmarks run several servers, possibly in parallel: never the fixed HTTP port.
+        if !launch
+            .extra_args
+            .iter()
+            .any(|a| a == "--http-listen" || a.starts_with("--http-listen="))
+        {
+            cmd.args(["--http-listen", "off"]);
+        }
         cmd.args(&launch.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

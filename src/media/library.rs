@@ -265,6 +265,19 @@ impl MediaLibrary {
         }
     }
 
+    /// Length and modification time of the file stream `name` is served from, without
+    /// mapping or indexing it: lets callers cache what they derive from an index.
+    pub fn file_stamp(&self, name: &str) -> Option<(u64, Option<SystemTime>)> {
+        match &self.source {
+            Source::Bundled(f) => (f.name == name).then_some((SAMPLE_MP4.len() as u64, None)),
+            Source::Root(root) => {
+                let segments: Vec<String> = name.split('/').map(str::to_owned).collect();
+                let meta = std::fs::metadata(find_file(root, &segments)?).ok()?;
+                Some((meta.len(), meta.modified().ok()))
+            }
+        }
+    }
+
     /// Finds the stream named by the longest prefix of `segments`; returns it with the
     /// number of segments the name used (the rest address a track, e.g. `trackID=1`).
     pub fn resolve(&self, segments: &[String]) -> Result<(Arc<MediaFile>, usize), LibraryError> {

@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +24,8 @@ use super::range::{format_npt_range, parse_range, NptTime};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
+use crate::http::token::{is_token_syntax, redact_token, token_in_query, TokenKey};
+use crate::http::HttpAccess;
 use crate::live::LiveChannel;
 use crate::media::track::TrackKind;
 use crate::media::{MediaFile, MediaLibrary};
@@ -38,6 +40,8 @@ use crate::stats::{
 };
 use crate::wire::ntp::NtpTime;
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
+
+mod operator;
 
 /// `Server` header value.
 pub const SERVER_NAME: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
@@ -75,6 +79,12 @@ struct SessionRecord {
     peer: SocketAddr,
     /// Average bitrate committed against the shard's bandwidth limit.
     bitrate_bps: u64,
+    /// Writer of the connection whose SETUP created the session (closed when the session is
+    /// ended through the API).
+    origin: Arc<InterleavedSink>,
+    /// The play token the SETUP carried, echoed in RTP-Info URLs so clients match them
+    /// with their control URLs.
+    token: Option<String>,
 }
 
 /// Shared state of the control thread (single-threaded: `Rc`/`RefCell`).
@@ -97,6 +107,40 @@ struct Control {
     limits: Limits,
     /// Statistics of every session, stream and shard (see `stats::hub`).
     hub: RefCell<Hub>,
+    /// Play tokens: the signing key, whether RTSP needs one, refusals so far.
+    tokens: RefCell<TokenPolicy>,
+    /// Who may do what over HTTP (replaced on SIGHUP).
+    http_access: RefCell<HttpAccess>,
+    /// Catalog entries for the API, by stream name.
+    catalog: operator::CatalogCache,
+}
+
+/// Play-token settings of the control thread.
+struct TokenPolicy {
+    key: TokenKey,
+    required: bool,
+    refusals: u64,
+}
+
+impl TokenPolicy {
+    fn from_config(config: &ServerConfig) -> Self {
+        let key = match &config.token_secret {
+            Some(secret) => TokenKey::from_secret(secret),
+            None => TokenKey::random(),
+        };
+        Self {
+            key,
+            required: config.require_token,
+            refusals: 0,
+        }
+    }
+}
+
+fn http_access(config: &ServerConfig) -> HttpAccess {
+    HttpAccess {
+        admin_token: config.admin_token.clone(),
+        api_read: config.api_read,
+    }
 }
 
 /// What a connection learns from handling one request.
@@ -144,6 +188,8 @@ struct Conn {
 pub struct RunningServer {
     /// The RTSP address actually bound.
     pub local_addr: SocketAddr,
+    /// The HTTP address actually bound, when the HTTP side is on.
+    pub http_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<std::thread::JoinHandle<()>>,
 }
@@ -190,6 +236,18 @@ pub fn start(
     let listener = StdTcpListener::bind(config.listen)?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
+    let http_listener = config.http_listen.map(crate::http::bind).transpose()?;
+    let http_addr = http_listener
+        .as_ref()
+        .map(StdTcpListener::local_addr)
+        .transpose()?;
+    let tokens = TokenPolicy::from_config(&config);
+    if tokens.key.ephemeral && (config.require_token || http_addr.is_some()) {
+        tracing::info!("no token-secret configured: play tokens are signed with a random per-run secret and die with the process");
+    }
+    if config.require_token {
+        tracing::info!("RTSP DESCRIBE and SETUP need a play token (?token=)");
+    }
     let shards =
         crate::shard::spawn_shards(config.shards, local_addr.ip(), config.send, config.stats)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
@@ -241,6 +299,9 @@ pub fn start(
             );
             let ctl = Rc::new(Control {
                 hub: RefCell::new(hub),
+                tokens: RefCell::new(tokens),
+                http_access: RefCell::new(http_access(&config)),
+                catalog: operator::CatalogCache::default(),
                 assigned: shards.iter().map(|_| Cell::new(0)).collect(),
                 shards,
                 config,
@@ -254,6 +315,14 @@ pub fn start(
                 limits: Limits::default(),
             });
             let local = tokio::task::LocalSet::new();
+            if let Some(http) = http_listener {
+                let api: Rc<dyn crate::http::ControlApi> = ctl.clone();
+                local.spawn_local(crate::http::serve(
+                    http,
+                    api,
+                    crate::http::HttpLimits::default(),
+                ));
+            }
             local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx, reload));
             // Teardown (RTCP BYE) to every session, then stop and join the shards once the
             // connection tasks holding the control state are gone.
@@ -271,6 +340,7 @@ pub fn start(
         })?;
     Ok(RunningServer {
         local_addr,
+        http_addr,
         shutdown: Some(shutdown_tx),
         join: Some(join),
     })
@@ -600,7 +670,7 @@ impl Control {
                 .reason
                 .as_deref()
                 .unwrap_or(out.response.status.reason());
-            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %req.uri, status = out.response.status.code(), "request refused: {reason}");
+            tracing::info!(peer = %conn.peer, method = req.method.as_str(), uri = %redact_token(&req.uri), status = out.response.status.code(), "request refused: {reason}");
         }
         let mut resp = Response::new(out.response.status);
         if let Some(cseq) = req.cseq() {
@@ -675,7 +745,7 @@ impl Control {
                     reason: None,
                 }
             }
-            Method::Describe => self.describe(req),
+            Method::Describe => self.describe(req, conn),
             Method::Setup => self.setup(req, conn),
             Method::Play => self.play(req).await,
             Method::Pause => self.pause(req).await,
@@ -734,7 +804,48 @@ impl Control {
         format!("{}/{}/", url_base(uri, self.local_addr), media.name)
     }
 
-    fn describe(&self, req: &Request) -> Outcome {
+    /// The play token of a DESCRIBE or SETUP. With `--require-token` it must be valid for
+    /// `stream` and the peer (a missing one is 401, a bad one 403); the token to carry into
+    /// control URLs is returned.
+    fn check_token(
+        &self,
+        uri: &str,
+        stream: &str,
+        peer: IpAddr,
+    ) -> Result<Option<String>, Box<Outcome>> {
+        let query = split_request_uri(uri).ok().and_then(|p| p.query);
+        let token = token_in_query(query.as_deref());
+        let mut policy = self.tokens.borrow_mut();
+        if !policy.required {
+            return Ok(token.filter(|t| is_token_syntax(t)).map(str::to_owned));
+        }
+        let Some(token) = token else {
+            policy.refusals += 1;
+            let mut out = refuse(Refusal::because(
+                StatusCode::Unauthorized,
+                "no play token (?token=) in the URL",
+            ));
+            // RFC 2326 §11.4.1: a 401 carries a challenge; the token is not a credential
+            // scheme RTSP clients know, so this one only names what is missing.
+            out.response.headers.insert(
+                "WWW-Authenticate",
+                "Bearer realm=\"shardcast\", error=\"invalid_request\", error_description=\"play token required in the URL query\"".to_owned(),
+            );
+            return Err(Box::new(out));
+        };
+        match policy.key.verify(token, stream, peer, SystemTime::now()) {
+            Ok(_) => Ok(Some(token.to_owned())),
+            Err(e) => {
+                policy.refusals += 1;
+                Err(Box::new(refuse(Refusal::because(
+                    StatusCode::Forbidden,
+                    format!("{e}"),
+                ))))
+            }
+        }
+    }
+
+    fn describe(&self, req: &Request, conn: &Conn) -> Outcome {
         let (media, rest) = match self.resolve(&req.uri) {
             Ok(r) => r,
             Err(r) => return refuse(r),
@@ -742,8 +853,12 @@ impl Control {
         if !rest.is_empty() {
             return error(StatusCode::NotFound);
         }
+        let token = match self.check_token(&req.uri, &media.name, conn.peer.ip()) {
+            Ok(t) => t,
+            Err(out) => return *out,
+        };
         let live = self.channel_of(&media).is_some();
-        let sdp = describe_sdp(&media, self.local_addr, live);
+        let sdp = describe_sdp_with_token(&media, self.local_addr, live, token.as_deref());
         Outcome {
             response: Response::new(StatusCode::Ok)
                 .header("Content-Base", self.content_base(&req.uri, &media))
@@ -770,6 +885,10 @@ impl Control {
                 _ => return error(StatusCode::NotFound),
             },
             _ => return error(StatusCode::NotFound),
+        };
+        let token = match self.check_token(&req.uri, &media.name, conn.peer.ip()) {
+            Ok(t) => t,
+            Err(out) => return *out,
         };
         let Some(transport) = req.header("Transport") else {
             return error(StatusCode::BadRequest);
@@ -908,8 +1027,13 @@ impl Control {
                 tcp_conn: None,
                 peer: conn.peer,
                 bitrate_bps: media.bitrate_bps(),
+                origin: conn.sink.clone(),
+                token: None,
             }
         });
+        if token.is_some() {
+            rec.token = token;
+        }
         rec.activity.touch(Instant::now());
         rec.tracks.retain(|t| t.track_index != track_index);
         rec.tracks.push(setup);
@@ -965,7 +1089,7 @@ impl Control {
             Ok(id) => id,
             Err(r) => return refuse(r),
         };
-        let (rx, content_base, track_order, duration, live) = {
+        let (rx, content_base, track_order, duration, live, token) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(rec) = sessions.get_mut(&id) else {
                 return error(StatusCode::SessionNotFound);
@@ -1020,8 +1144,12 @@ impl Control {
                 order,
                 duration,
                 live,
+                rec.token.clone(),
             )
         };
+        // A tokenized SETUP URL is `trackID=N?token=...`: RTP-Info names the same URL, since
+        // clients (ffmpeg, retina) match RTP-Info entries to their control URLs verbatim.
+        let token_suffix = token.map(|t| format!("?token={t}")).unwrap_or_default();
         let Ok(Some(started)) = rx.await else {
             return error(StatusCode::InternalServerError);
         };
@@ -1059,7 +1187,7 @@ impl Control {
             .filter_map(|ti| started.tracks.iter().find(|t| t.track_index == *ti))
             .map(|t| {
                 format!(
-                    "url={content_base}trackID={};seq={};rtptime={}",
+                    "url={content_base}trackID={}{token_suffix};seq={};rtptime={}",
                     t.track_index, t.seq, t.rtptime
                 )
             })
@@ -1305,8 +1433,25 @@ impl Control {
         *self.auth.borrow_mut() = auth;
         self.admission.borrow_mut().set_limits(config.admission);
         *self.library.borrow_mut() = Arc::new(library);
+        {
+            let mut tokens = self.tokens.borrow_mut();
+            tokens.required = config.require_token;
+            match &config.token_secret {
+                Some(secret) => tokens.key = TokenKey::from_secret(secret),
+                // A configured secret was removed: tokens signed with it must stop working.
+                None if !tokens.key.ephemeral => tokens.key = TokenKey::random(),
+                // Still no secret: keep this run's random one, so issued tokens stay valid.
+                None => {}
+            }
+        }
+        *self.http_access.borrow_mut() = http_access(&config);
         let old = &self.config;
         let mut needs_restart = Vec::new();
+        if config.http_listen != old.http_listen
+            && !matches!(config.http_listen, Some(a) if a.port() == 0)
+        {
+            needs_restart.push("http-listen");
+        }
         if config.listen != old.listen && config.listen.port() != 0 {
             needs_restart.push("listen");
         }
@@ -1326,7 +1471,7 @@ impl Control {
             users = config.users.len(),
             rules = config.access.len(),
             sessions = self.sessions.borrow().len(),
-            "SIGHUP: reloaded users, access rules, limits and media catalog"
+            "SIGHUP: reloaded users, access rules, limits, media catalog, play-token and API settings"
         );
         if !needs_restart.is_empty() {
             tracing::warn!(
@@ -1368,6 +1513,19 @@ impl Control {
 /// The SDP (RFC 8866) announced for a media file in DESCRIBE.
 /// Live channels announce `a=range:npt=now-` (RFC 2326 §C.1.5).
 pub fn describe_sdp(media: &MediaFile, origin: SocketAddr, live: bool) -> String {
+    describe_sdp_with_token(media, origin, live, None)
+}
+
+/// [`describe_sdp`] for a DESCRIBE that carried a play token: each track's control URL
+/// becomes `trackID=N?token=...` (RFC 2326 §C.1.1: relative to Content-Base), so the SETUPs
+/// clients build from it carry the token too.
+pub fn describe_sdp_with_token(
+    media: &MediaFile,
+    origin: SocketAddr,
+    live: bool,
+    token: Option<&str>,
+) -> String {
+    let suffix = token.map(|t| format!("?token={t}")).unwrap_or_default();
     let tracks = media
         .index
         .tracks
@@ -1376,7 +1534,7 @@ pub fn describe_sdp(media: &MediaFile, origin: SocketAddr, live: bool) -> String
         .map(|(i, t)| SdpTrack {
             codec: &t.codec,
             payload_type: FIRST_PAYLOAD_TYPE + i as u8,
-            control: format!("trackID={i}"),
+            control: format!("trackID={i}{suffix}"),
             frame_rate: frame_rate(t),
         })
         .collect();

@@ -19,6 +19,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Stream URLs it printed.
     pub streams: Vec<String>,
+    /// HTTP address it printed (`http listening on`), unless started with `--http-listen off`.
+    pub http: Option<SocketAddr>,
     /// Log lines (stderr) when started with [`Server::start_logged`].
     log: Option<Arc<Mutex<Vec<String>>>>,
 }
@@ -26,12 +28,18 @@ pub struct Server {
 impl Server {
     /// Starts the server with the bundled sample and `extra` arguments.
     pub fn start(extra: &[&str]) -> Server {
-        Self::spawn(extra, false)
+        Self::spawn(extra, &[], false)
+    }
+
+    /// Like [`Server::start`] with environment variables (secrets are read from there) and
+    /// the log collected.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::spawn(extra, env, true)
     }
 
     /// Like [`Server::start`], but its log (stderr) is collected for [`Server::log_lines`].
     pub fn start_logged(extra: &[&str]) -> Server {
-        Self::spawn(extra, true)
+        Self::spawn(extra, &[], true)
     }
 
     /// The log lines collected so far (empty unless started with [`Server::start_logged`]).
@@ -42,9 +50,16 @@ impl Server {
             .unwrap_or_default()
     }
 
-    fn spawn(extra: &[&str], capture_log: bool) -> Server {
+    fn spawn(extra: &[&str], env: &[(&str, &str)], capture_log: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        cmd.env_remove("SHARDCAST_ADMIN_TOKEN")
+            .env_remove("SHARDCAST_TOKEN_SECRET")
+            .envs(env.iter().copied());
+        // Tests run in parallel: never the default fixed HTTP port.
+        if !extra.contains(&"--http-listen") {
+            cmd.args(["--http-listen", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--log") {
             cmd.args(["--log", "info"]);
         }
@@ -70,10 +85,16 @@ impl Server {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut addr = None;
+            let mut http = None;
             let mut streams = Vec::new();
             while let Some(Ok(line)) = lines.next() {
                 if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
                     addr = rest
+                        .split('/')
+                        .next()
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                } else if let Some(rest) = line.strip_prefix("http listening on http://") {
+                    http = rest
                         .split('/')
                         .next()
                         .and_then(|a| a.parse::<SocketAddr>().ok());
@@ -86,11 +107,12 @@ impl Server {
             let _ = tx.send((
                 addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
                 streams,
+                http,
             ));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let (addr, streams) = rx
+        let (addr, streams, http) = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("server printed its address");
         assert_ne!(addr.port(), 0, "server failed to start");
@@ -98,6 +120,7 @@ impl Server {
             child,
             addr,
             streams,
+            http,
             log,
         }
     }
@@ -128,6 +151,100 @@ impl Server {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+impl Server {
+    /// The HTTP address; panics when the server runs without HTTP.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("server prints `http listening on`")
+    }
+
+    /// `GET path` on the server's HTTP side.
+    pub fn http_get(&self, path: &str) -> HttpReply {
+        http_request(self.http_addr(), "GET", path, &[], b"")
+    }
+}
+
+/// An HTTP response as a test sees it.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics (with the body) when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One blocking HTTP/1.1 request (`Connection: close`), read to the end.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpReply {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    http_raw(addr, &raw).unwrap_or_else(|| panic!("{method} {path}: no HTTP response"))
+}
+
+/// Sends raw bytes and parses whatever HTTP response comes back before the server closes
+/// the connection (or 10 s pass); `None` when nothing parseable came.
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> Option<HttpReply> {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP side");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_http(&raw)
+}
+
+/// Parses one HTTP/1.1 response with a Content-Length (or read-to-close) body.
+pub fn parse_http(raw: &[u8]) -> Option<HttpReply> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(rest.len());
+    Some(HttpReply {
+        status,
+        headers,
+        body: rest.get(..len)?.to_vec(),
+    })
 }
 
 impl Drop for Server {

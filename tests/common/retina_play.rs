@@ -120,3 +120,65 @@ pub async fn play_all(url: &str, transport: Transport) {
         "video presentation timestamps match the file"
     );
 }
+
+/// What a background retina player reports.
+#[derive(Debug)]
+pub enum PlayerEvent {
+    /// PLAY was answered.
+    Playing,
+    /// The stream ended (`error` is `None` at a clean end) after `frames` audio+video frames.
+    Ended {
+        frames: usize,
+        error: Option<String>,
+    },
+}
+
+/// Plays every track of `url` with retina on its own thread until the stream ends or fails,
+/// reporting on the returned channel.
+pub fn spawn_player(url: String, transport: Transport) -> std::sync::mpsc::Receiver<PlayerEvent> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut frames = 0usize;
+            let result: Result<(), String> = async {
+                let mut session =
+                    Session::describe(url::Url::parse(&url).unwrap(), SessionOptions::default())
+                        .await
+                        .map_err(|e| format!("DESCRIBE: {e}"))?;
+                for i in 0..session.streams().len() {
+                    session
+                        .setup(i, SetupOptions::default().transport(transport.clone()))
+                        .await
+                        .map_err(|e| format!("SETUP: {e}"))?;
+                }
+                let playing = session
+                    .play(PlayOptions::default())
+                    .await
+                    .map_err(|e| format!("PLAY: {e}"))?;
+                let _ = tx.send(PlayerEvent::Playing);
+                let mut demuxed = playing.demuxed().map_err(|e| e.to_string())?;
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(30), demuxed.next()).await {
+                        Err(_) => return Err("no frame for 30 s".into()),
+                        Ok(None) => return Ok(()),
+                        Ok(Some(Ok(CodecItem::VideoFrame(_) | CodecItem::AudioFrame(_)))) => {
+                            frames += 1
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        Ok(Some(Err(e))) => return Err(e.to_string()),
+                    }
+                }
+            }
+            .await;
+            let _ = tx.send(PlayerEvent::Ended {
+                frames,
+                error: result.err(),
+            });
+        });
+    });
+    rx
+}

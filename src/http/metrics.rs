@@ -1,0 +1,306 @@
+//! `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
+//!
+//! Each family has `# HELP` and `# TYPE` lines; label values escape `\`, `"` and newline
+//! (the format's only escapes). Counters end in `_total`; jitter, RTT and pacing lateness
+//! are summaries in seconds whose quantiles cover the hub's rolling window (30–60 s) and
+//! whose `_sum`/`_count` run since start.
+
+use std::fmt::Write;
+
+use super::MetricsSnapshot;
+use crate::stats::window::Quantiles;
+
+/// The content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sample value: Prometheus spells non-finite numbers `NaN`, `+Inf`, `-Inf`.
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape_label(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {}", num(value));
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    fn summary(&mut self, name: &str, help: &str, q: &Quantiles, count: u64, sum_secs: f64) {
+        self.family(name, "summary", help);
+        for (label, ms) in [("0.5", q.p50), ("0.95", q.p95), ("0.99", q.p99)] {
+            // No observation in the window: the quantile is unknown, not zero.
+            let v = if q.count == 0 { f64::NAN } else { ms / 1000.0 };
+            self.sample(name, &[("quantile", label)], v);
+        }
+        self.sample(&format!("{name}_sum"), &[], sum_secs);
+        self.sample(&format!("{name}_count"), &[], count as f64);
+    }
+}
+
+/// Renders the whole exposition.
+pub fn render(m: &MetricsSnapshot) -> String {
+    let s = &m.stats;
+    let t = &s.totals;
+    let mut o = Out(String::with_capacity(4096));
+    o.one(
+        "shardcast_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        s.uptime_secs,
+    );
+    o.one(
+        "shardcast_viewers",
+        "gauge",
+        "Sessions being streamed now.",
+        s.viewers as f64,
+    );
+    o.family(
+        "shardcast_viewers_by_stream",
+        "gauge",
+        "Sessions being streamed now, per stream.",
+    );
+    for st in &s.streams {
+        o.sample(
+            "shardcast_viewers_by_stream",
+            &[("stream", &st.name)],
+            st.viewers as f64,
+        );
+    }
+    o.one(
+        "shardcast_packets_per_second",
+        "gauge",
+        "RTP packets sent per second over the last second.",
+        s.packets_per_sec,
+    );
+    o.one(
+        "shardcast_loss_ratio",
+        "gauge",
+        "Current loss reported by viewers (RTCP fraction lost), weighted by packet rate, 0..1.",
+        s.loss_pct / 100.0,
+    );
+    let shard_family = |o: &mut Out, name: &str, help: &str, f: &dyn Fn(usize) -> u64| {
+        o.family(name, "counter", help);
+        for i in 0..m.shards.len() {
+            o.sample(name, &[("shard", &i.to_string())], f(i) as f64);
+        }
+    };
+    shard_family(
+        &mut o,
+        "shardcast_rtp_packets_sent_total",
+        "RTP packets sent, per shard.",
+        &|i| m.shards[i].packets,
+    );
+    shard_family(
+        &mut o,
+        "shardcast_rtp_bytes_sent_total",
+        "RTP bytes (header and payload) sent, per shard.",
+        &|i| m.shards[i].bytes,
+    );
+    shard_family(
+        &mut o,
+        "shardcast_send_syscalls_total",
+        "Send system calls (io_uring_enter for io_uring), per shard.",
+        &|i| m.shards[i].syscalls,
+    );
+    let counters: [(&str, &str, u64); 11] = [
+        (
+            "shardcast_gso_sends_total",
+            "UDP GSO sends (one syscall entry carrying several datagrams).",
+            t.gso_sends,
+        ),
+        (
+            "shardcast_send_errors_total",
+            "Sends the kernel refused.",
+            t.send_errors,
+        ),
+        (
+            "shardcast_rtcp_received_total",
+            "RTCP packets received (UDP and interleaved).",
+            t.rtcp_received,
+        ),
+        (
+            "shardcast_rtcp_invalid_total",
+            "RTCP packets rejected by validation (RFC 3550 A.2).",
+            t.rtcp_invalid,
+        ),
+        (
+            "shardcast_rtcp_unknown_source_total",
+            "RTCP packets from addresses that are no session's.",
+            t.rtcp_unknown_source,
+        ),
+        (
+            "shardcast_rtcp_unknown_ssrc_total",
+            "RTCP report blocks naming an SSRC that is not the session's.",
+            t.rtcp_unknown_ssrc,
+        ),
+        (
+            "shardcast_rtcp_byes_total",
+            "Viewers that ended their session with RTCP BYE.",
+            t.rtcp_byes,
+        ),
+        (
+            "shardcast_slow_viewers_dropped_total",
+            "TCP-interleaved viewers cut off for not reading.",
+            t.slow_viewers_dropped,
+        ),
+        (
+            "shardcast_unreachable_viewers_total",
+            "Viewers whose port answered ICMP port unreachable.",
+            t.unreachable_viewers,
+        ),
+        (
+            "shardcast_shard_reports_dropped_total",
+            "Shard statistics reports dropped because the control thread's queue was full.",
+            t.reports_dropped,
+        ),
+        (
+            "shardcast_sessions_ended_by_api_total",
+            "Sessions ended through DELETE /api/v1/sessions/{id}.",
+            m.sessions_ended_by_api,
+        ),
+    ];
+    for (name, help, v) in counters {
+        o.one(name, "counter", help, v as f64);
+    }
+    o.one(
+        "shardcast_rtsp_auth_failures_total",
+        "counter",
+        "RTSP requests with wrong credentials (since start or the last SIGHUP reload).",
+        m.auth_failures as f64,
+    );
+    o.one(
+        "shardcast_rtsp_token_refusals_total",
+        "counter",
+        "RTSP requests refused for a missing or invalid play token.",
+        m.token_refusals as f64,
+    );
+    let [jitter, rtt, lateness] = m.distributions;
+    o.summary(
+        "shardcast_jitter_seconds",
+        "Interarrival jitter reported by viewers (RTCP, RFC 3550 6.4.1).",
+        &s.jitter_ms,
+        jitter.1,
+        jitter.2,
+    );
+    o.summary(
+        "shardcast_rtt_seconds",
+        "Round-trip time to viewers from RTCP LSR/DLSR (RFC 3550 6.4.1).",
+        &s.rtt_ms,
+        rtt.1,
+        rtt.2,
+    );
+    o.summary(
+        "shardcast_pacing_lateness_seconds",
+        "How long after its due time each RTP packet was handed to the kernel.",
+        &s.lateness_ms,
+        lateness.1,
+        lateness.2,
+    );
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ShardTotals;
+    use crate::shard::ShardCounters;
+    use crate::stats::hub::Hub;
+    use crate::stats::SessionMeta;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn exposition_has_help_type_and_samples() {
+        let t0 = Instant::now();
+        let mut hub = Hub::new(vec![Arc::new(ShardCounters::default())], t0);
+        hub.session_started(SessionMeta {
+            id: 7,
+            stream: "we\"ird\\name".into(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            transport: crate::stats::Transport::Udp,
+            shard: 0,
+            track_kinds: vec!["video"],
+        });
+        let snap = MetricsSnapshot {
+            stats: hub.stats(t0),
+            shards: vec![ShardTotals {
+                packets: 10,
+                bytes: 1000,
+                syscalls: 2,
+            }],
+            distributions: hub.distribution_totals(),
+            auth_failures: 3,
+            token_refusals: 4,
+            sessions_ended_by_api: 0,
+        };
+        let text = render(&snap);
+        assert!(text.contains("# TYPE shardcast_viewers gauge\nshardcast_viewers 1\n"));
+        assert!(text.contains(r#"shardcast_viewers_by_stream{stream="we\"ird\\name"} 1"#));
+        assert!(text.contains("shardcast_rtp_packets_sent_total{shard=\"0\"} 10\n"));
+        assert!(text.contains("shardcast_rtsp_auth_failures_total 3\n"));
+        assert!(text.contains("shardcast_jitter_seconds{quantile=\"0.99\"} NaN\n"));
+        assert!(text.contains("shardcast_jitter_seconds_count 0\n"));
+        // Every sample line belongs to a family announced before it.
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = name
+                    .strip_suffix("_sum")
+                    .or_else(|| name.strip_suffix("_count"))
+                    .filter(|b| typed.contains(*b))
+                    .unwrap_or(name);
+                assert!(typed.contains(base), "{line}");
+            }
+        }
+    }
+}

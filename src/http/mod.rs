@@ -1,0 +1,182 @@
+//! The operator side over HTTP/1.1: the web page, the JSON API under `/api/v1`
+//! (`docs/openapi.json`), Prometheus `/metrics`, and play-token issuing.
+//!
+//! ```text
+//!   hyper http1 connection tasks (tokio::task::spawn_local, same LocalSet as RTSP)
+//!        │  server.rs: accept limits, timeouts, routing, bearer checks
+//!        ├─ api.rs      JSON views        ─┐
+//!        ├─ metrics.rs  text format 0.0.4  ├─▶ Rc<dyn ControlApi> (implemented by the
+//!        ├─ page.rs     assets in binary   │   RTSP control state; never blocks)
+//!        └─ token.rs    play tokens       ─┘
+//! ```
+//!
+//! The HTTP side never carries media and never touches RTSP internals: everything it shows
+//! or does goes through [`ControlApi`]. `client.rs` and `terminal.rs` are the other end:
+//! `shardcast stats`, a terminal view that polls the API.
+
+pub mod api;
+pub mod client;
+pub mod metrics;
+pub mod page;
+pub mod server;
+pub mod terminal;
+pub mod token;
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::config::ApiRead;
+use crate::shard::SessionId;
+use crate::stats::hub::{SessionView, StatsView};
+
+pub use server::{bind, serve, HttpLimits};
+
+/// One track of a stream in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackInfo {
+    /// `video` or `audio`.
+    pub kind: &'static str,
+    /// Codec name (`H.264`, `AAC`).
+    pub codec: &'static str,
+    /// Width in pixels (video).
+    pub width: Option<u16>,
+    /// Height in pixels (video).
+    pub height: Option<u16>,
+    /// Frames per second (video).
+    pub frame_rate: Option<f64>,
+    /// Sampling rate in Hz (audio).
+    pub sample_rate_hz: Option<u32>,
+    /// Channels (audio).
+    pub channels: Option<u8>,
+}
+
+/// A stream as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamInfo {
+    /// Stream name (the URL path).
+    pub name: String,
+    /// Where to play it (without a play token).
+    pub url: String,
+    /// True for live channels.
+    pub live: bool,
+    /// Length in seconds; `None` for live channels.
+    pub duration_secs: Option<f64>,
+    /// Codec names of its tracks, in track order.
+    pub codecs: Vec<&'static str>,
+    /// Video width in pixels, if it has video.
+    pub width: Option<u16>,
+    /// Video height in pixels, if it has video.
+    pub height: Option<u16>,
+    /// Video frames per second, if it has video.
+    pub frame_rate: Option<f64>,
+    /// Audio sampling rate in Hz, if it has audio.
+    pub sample_rate_hz: Option<u32>,
+    /// Audio channels, if it has audio.
+    pub channels: Option<u8>,
+    /// Average media bitrate over all tracks, bits per second.
+    pub bitrate_bps: u64,
+    /// Viewers now.
+    pub viewers: usize,
+    /// True when playing needs a play token (`--require-token`).
+    pub token_required: bool,
+    /// Per-track detail.
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// `POST /api/v1/play` body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayRequest {
+    /// Stream name.
+    pub stream: String,
+    /// Bind the token to this viewer address.
+    pub viewer_ip: Option<IpAddr>,
+    /// Seconds the token stays valid (default 300, at most 86400).
+    pub lifetime_secs: Option<u64>,
+}
+
+/// `POST /api/v1/play` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlayGrant {
+    /// The RTSP URL with its token.
+    pub url: String,
+    /// The token alone.
+    pub token: String,
+    /// Expiry, seconds since the UNIX epoch.
+    pub expires_unix: u64,
+}
+
+/// Why a play URL cannot be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayError {
+    /// No such stream.
+    #[error("no stream named {0:?}")]
+    UnknownStream(String),
+    /// Lifetime outside 1 s ..= the maximum.
+    #[error("lifetime_secs must be 1 to {max}", max = token::MAX_LIFETIME.as_secs())]
+    BadLifetime,
+}
+
+/// One shard's cumulative send counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardTotals {
+    /// RTP packets sent.
+    pub packets: u64,
+    /// RTP bytes sent.
+    pub bytes: u64,
+    /// Send syscalls.
+    pub syscalls: u64,
+}
+
+/// Everything `/metrics` renders, taken at one instant.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    /// The hub's view (rates, quantiles, totals).
+    pub stats: StatsView,
+    /// Per shard, in shard order.
+    pub shards: Vec<ShardTotals>,
+    /// `(name, count, sum in seconds)` of jitter, RTT and lateness since start.
+    pub distributions: [(&'static str, u64, f64); 3],
+    /// RTSP requests refused for bad or missing credentials (since the last reload).
+    pub auth_failures: u64,
+    /// RTSP requests refused for a missing or invalid play token.
+    pub token_refusals: u64,
+    /// Sessions ended through `DELETE /api/v1/sessions/{id}`.
+    pub sessions_ended_by_api: u64,
+}
+
+/// Who may do what over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAccess {
+    /// The admin bearer token; `None` refuses every mutating call.
+    pub admin_token: Option<String>,
+    /// Whether reads need the admin token.
+    pub api_read: ApiRead,
+}
+
+/// What the HTTP side asks of the control thread. Implemented by the RTSP control state;
+/// every method answers at once from single-threaded state.
+pub trait ControlApi {
+    /// Every stream: catalog files and live channels. `host` is the HTTP request's host
+    /// (used for URLs when the RTSP address is a wildcard).
+    fn catalog(&self, host: Option<&str>) -> Vec<StreamInfo>;
+    /// One stream by name.
+    fn stream(&self, name: &str, host: Option<&str>) -> Option<StreamInfo>;
+    /// Every playing session.
+    fn sessions(&self) -> Vec<SessionView>;
+    /// One session.
+    fn session(&self, id: SessionId) -> Option<SessionView>;
+    /// Ends a session (RTCP BYE from its shard) and closes the RTSP connection that created
+    /// it. False when there is no such session.
+    fn end_session(&self, id: SessionId) -> bool;
+    /// The statistics view, with at most `history` points of history.
+    fn stats(&self, history: usize) -> StatsView;
+    /// Signs a play URL.
+    fn issue_play_url(&self, req: &PlayRequest, host: Option<&str>)
+        -> Result<PlayGrant, PlayError>;
+    /// Figures for `/metrics`.
+    fn metrics(&self) -> MetricsSnapshot;
+    /// Current access policy.
+    fn access(&self) -> HttpAccess;
+}

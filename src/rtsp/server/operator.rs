@@ -1,0 +1,302 @@
+//! The control state as the HTTP side sees it: [`ControlApi`] for [`Control`].
+//!
+//! Everything answers at once from the control thread's own state (the hub, the session
+//! table, the catalog). Catalog entries are derived from each file's index once and cached
+//! by the file's length and modification time, so listing a large library does not re-map
+//! and re-index every file on each request.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{frame_rate, Control};
+use crate::http::token::unix_secs;
+use crate::http::{
+    ControlApi, HttpAccess, MetricsSnapshot, PlayError, PlayGrant, PlayRequest, ShardTotals,
+    StreamInfo, TrackInfo,
+};
+use crate::media::track::{Codec, TrackKind};
+use crate::media::MediaFile;
+use crate::shard::SessionId;
+use crate::stats::hub::{SessionView, StatsView};
+
+/// How long an ended session's connection stays open so the shard's RTCP BYE (which on an
+/// interleaved connection travels on that very connection) can go out first.
+const BYE_GRACE: Duration = Duration::from_millis(250);
+
+/// File identity a catalog entry was derived from: length and modification time.
+type Stamp = (u64, Option<SystemTime>);
+
+/// Catalog entries by stream name.
+#[derive(Debug, Default)]
+pub(super) struct CatalogCache {
+    entries: RefCell<HashMap<String, (Stamp, StreamInfo)>>,
+}
+
+/// Percent-encodes one URL path segment (RFC 3986 §3.3: unreserved characters stay).
+fn encode_segment(seg: &str) -> String {
+    let mut out = String::with_capacity(seg.len());
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A stream name as a URL path: each segment encoded, joined by `/`.
+fn encode_name(name: &str) -> String {
+    name.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The static part of a catalog entry (URL, viewers and token flag are filled per request).
+fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
+    let tracks: Vec<TrackInfo> = media
+        .index
+        .tracks
+        .iter()
+        .map(|t| {
+            let (width, height, sample_rate_hz, channels) = match &t.codec {
+                Codec::H264(h) => (Some(h.width), Some(h.height), None, None),
+                Codec::Aac(a) => (None, None, Some(a.sample_rate_hz), Some(a.channels)),
+            };
+            TrackInfo {
+                kind: match t.kind {
+                    TrackKind::Video => "video",
+                    TrackKind::Audio => "audio",
+                },
+                codec: t.codec.name(),
+                width,
+                height,
+                frame_rate: frame_rate(t),
+                sample_rate_hz,
+                channels,
+            }
+        })
+        .collect();
+    let video = tracks.iter().find(|t| t.kind == "video");
+    let audio = tracks.iter().find(|t| t.kind == "audio");
+    StreamInfo {
+        name: media.name.clone(),
+        url: String::new(),
+        live,
+        duration_secs: (!live).then(|| media.duration().as_secs_f64()),
+        codecs: tracks.iter().map(|t| t.codec).collect(),
+        width: video.and_then(|v| v.width),
+        height: video.and_then(|v| v.height),
+        frame_rate: video.and_then(|v| v.frame_rate),
+        sample_rate_hz: audio.and_then(|a| a.sample_rate_hz),
+        channels: audio.and_then(|a| a.channels),
+        bitrate_bps: media.bitrate_bps(),
+        viewers: 0,
+        token_required: false,
+        tracks,
+    }
+}
+
+impl Control {
+    /// `host:port` for RTSP URLs handed out: our address, or the HTTP request's host name
+    /// with our port when we listen on a wildcard address.
+    fn rtsp_authority(&self, host: Option<&str>) -> String {
+        match host {
+            Some(h) if self.local_addr.ip().is_unspecified() => {
+                format!("{h}:{}", self.local_addr.port())
+            }
+            _ => self.local_addr.to_string(),
+        }
+    }
+
+    /// The catalog entry of a library stream, from the cache when its file is unchanged.
+    fn library_entry(&self, name: &str) -> Option<StreamInfo> {
+        let library = self.library.borrow().clone();
+        let stamp = library.file_stamp(name)?;
+        if let Some((cached, info)) = self.catalog.entries.borrow().get(name) {
+            if *cached == stamp {
+                return Some(info.clone());
+            }
+        }
+        let segments: Vec<String> = name.split('/').map(str::to_owned).collect();
+        let (media, used) = match library.resolve(&segments) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(stream = name, "left out of the catalog: {e}");
+                return None;
+            }
+        };
+        if used != segments.len() {
+            return None;
+        }
+        let info = describe_media(&media, false);
+        self.catalog
+            .entries
+            .borrow_mut()
+            .insert(name.to_owned(), (stamp, info.clone()));
+        Some(info)
+    }
+
+    /// Fills the per-request fields of a catalog entry.
+    fn finish_entry(&self, mut info: StreamInfo, host: Option<&str>) -> StreamInfo {
+        info.url = format!(
+            "rtsp://{}/{}",
+            self.rtsp_authority(host),
+            encode_name(&info.name)
+        );
+        info.viewers = self.hub.borrow().viewers_of(&info.name);
+        info.token_required = self.tokens.borrow().required;
+        info
+    }
+
+    /// The canonical name of a stream that exists now (catalog file or live channel).
+    fn existing_stream(&self, name: &str) -> Option<String> {
+        if self.channels.contains_key(name) {
+            return Some(name.to_owned());
+        }
+        self.library_entry(name).map(|i| i.name)
+    }
+}
+
+impl ControlApi for Control {
+    fn catalog(&self, host: Option<&str>) -> Vec<StreamInfo> {
+        let names = self.library.borrow().list();
+        let mut out: Vec<StreamInfo> = names
+            .iter()
+            .filter(|n| !self.channels.contains_key(n.as_str()))
+            .filter_map(|n| self.library_entry(n))
+            .collect();
+        // Forget files that left the folder.
+        self.catalog
+            .entries
+            .borrow_mut()
+            .retain(|name, _| names.contains(name));
+        let mut channels: Vec<_> = self.channels.values().collect();
+        channels.sort_by(|a, b| a.media.name.cmp(&b.media.name));
+        out.extend(channels.iter().map(|c| describe_media(&c.media, true)));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.into_iter()
+            .map(|i| self.finish_entry(i, host))
+            .collect()
+    }
+
+    fn stream(&self, name: &str, host: Option<&str>) -> Option<StreamInfo> {
+        let info = match self.channels.get(name) {
+            Some(c) => describe_media(&c.media, true),
+            None => self.library_entry(name)?,
+        };
+        Some(self.finish_entry(info, host))
+    }
+
+    fn sessions(&self) -> Vec<SessionView> {
+        self.hub.borrow().sessions()
+    }
+
+    fn session(&self, id: SessionId) -> Option<SessionView> {
+        self.hub.borrow().session(id)
+    }
+
+    fn end_session(&self, id: SessionId) -> bool {
+        let Some(rec) = self.remove_session(id) else {
+            return false;
+        };
+        self.hub.borrow_mut().sessions_ended_by_api += 1;
+        tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended through the API: BYE sent, closing its RTSP connection");
+        let origin = rec.origin;
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(BYE_GRACE).await;
+            origin.close();
+        });
+        true
+    }
+
+    fn stats(&self, history: usize) -> StatsView {
+        let mut view = self.hub.borrow().stats(Instant::now());
+        let extra = view.history.len().saturating_sub(history);
+        view.history.drain(..extra);
+        view
+    }
+
+    fn issue_play_url(
+        &self,
+        req: &PlayRequest,
+        host: Option<&str>,
+    ) -> Result<PlayGrant, PlayError> {
+        let lifetime = crate::http::api::lifetime(req)?;
+        let name = self
+            .existing_stream(&req.stream)
+            .ok_or_else(|| PlayError::UnknownStream(req.stream.clone()))?;
+        let expires_unix = unix_secs(SystemTime::now()) + lifetime.as_secs();
+        let token = self
+            .tokens
+            .borrow()
+            .key
+            .sign(&name, expires_unix, req.viewer_ip);
+        Ok(PlayGrant {
+            url: format!(
+                "rtsp://{}/{}?token={token}",
+                self.rtsp_authority(host),
+                encode_name(&name)
+            ),
+            token,
+            expires_unix,
+        })
+    }
+
+    fn metrics(&self) -> MetricsSnapshot {
+        let hub = self.hub.borrow();
+        let mut stats = hub.stats(Instant::now());
+        stats.history.clear();
+        MetricsSnapshot {
+            stats,
+            shards: self
+                .shards
+                .iter()
+                .map(|s| ShardTotals {
+                    packets: s.counters.packets.load(Ordering::Relaxed),
+                    bytes: s.counters.bytes.load(Ordering::Relaxed),
+                    syscalls: s.counters.syscalls.load(Ordering::Relaxed),
+                })
+                .collect(),
+            distributions: hub.distribution_totals(),
+            auth_failures: self.auth.borrow().as_ref().map_or(0, |a| a.failed_attempts),
+            token_refusals: self.tokens.borrow().refusals,
+            sessions_ended_by_api: hub.sessions_ended_by_api,
+        }
+    }
+
+    fn access(&self) -> HttpAccess {
+        self.http_access.borrow().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_encoded_per_segment() {
+        assert_eq!(encode_name("news/today"), "news/today");
+        assert_eq!(encode_name("a b/c?d"), "a%20b/c%3Fd");
+        assert_eq!(encode_name("été"), "%C3%A9t%C3%A9");
+    }
+
+    #[test]
+    fn sample_is_described_from_its_index() {
+        let media = MediaFile::from_static("sample", crate::media::library::SAMPLE_MP4).unwrap();
+        let info = describe_media(&media, false);
+        assert_eq!(info.codecs, vec!["H.264", "AAC"]);
+        assert_eq!((info.width, info.height), (Some(640), Some(360)));
+        assert_eq!(
+            (info.sample_rate_hz, info.channels),
+            (Some(48_000), Some(2))
+        );
+        assert!(info.duration_secs.is_some_and(|d| (d - 10.0).abs() < 0.2));
+        assert!(info.frame_rate.is_some_and(|f| f > 1.0));
+        assert!(info.bitrate_bps > 0);
+        assert_eq!(describe_media(&media, true).duration_secs, None);
+    }
+}
