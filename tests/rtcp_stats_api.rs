@@ -254,7 +254,7 @@ fn lossy_viewer(server: &Server, drop_every: u32, stop: Arc<AtomicBool>) -> View
                 if from == server_rtp {
                     let p = parse_rtp(&buf[..n]).expect("RTP");
                     seen += 1;
-                    if drop_every == 0 || seen % drop_every != 0 {
+                    if drop_every == 0 || !seen.is_multiple_of(drop_every) {
                         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
                         let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
                         rx.on_packet(ssrc, p.seq, ts, t0.elapsed().as_secs_f64() * 90_000.0);
