@@ -100,9 +100,13 @@ struct BenchArgs {
     /// SLO: largest loss, e.g. 0.1%.
     #[arg(long, default_value = "0.1%", value_parser = parse_percent)]
     slo_loss: f64,
-    /// SLO: largest audio jitter p99, e.g. 5ms.
+    /// SLO: largest audio jitter p99 at the harness, e.g. 5ms (used only when the server's
+    /// pacing lateness cannot be read, e.g. with --url).
     #[arg(long, default_value = "5ms", value_parser = parse_ms)]
     slo_jitter_p99: f64,
+    /// SLO: largest pacing lateness p99 reported by the server (its /api/v1/stats), e.g. 5ms.
+    #[arg(long, default_value = "5ms", value_parser = parse_ms)]
+    slo_lateness_p99: f64,
     /// Server send backends to compare, comma-separated (passed to the server as --io X).
     #[arg(long, value_delimiter = ',')]
     io: Vec<String>,
@@ -518,6 +522,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         slo: loadgen::Slo {
             max_loss_pct: args.slo_loss,
             max_jitter_p99_ms: args.slo_jitter_p99,
+            max_lateness_p99_ms: args.slo_lateness_p99,
         },
         max_probes: args.max_probes.clamp(1, 30),
         progress: !args.quiet && std::io::stderr().is_terminal(),

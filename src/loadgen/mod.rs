@@ -118,8 +118,11 @@ pub enum Mode {
 pub struct Slo {
     /// Largest acceptable loss, percent.
     pub max_loss_pct: f64,
-    /// Largest acceptable audio jitter p99, ms.
+    /// Largest acceptable audio jitter p99 at the harness, ms (used when the server's own
+    /// pacing lateness is not available).
     pub max_jitter_p99_ms: f64,
+    /// Largest acceptable pacing lateness p99 reported by the server, ms.
+    pub max_lateness_p99_ms: f64,
 }
 
 /// All options of `shardcast bench`.
@@ -295,6 +298,8 @@ pub struct RunResult {
     pub rtsp_errors: u64,
     /// Server resource use, when its pid is known.
     pub server: Option<ServerUsage>,
+    /// The data plane's own figures (pacing lateness, sends), when its API is reachable.
+    pub data_plane: Option<server::DataPlaneFigures>,
     /// Whether the SLO held.
     pub slo_passed: bool,
     /// Why (not).
@@ -455,18 +460,19 @@ fn run_once(
     label: &str,
 ) -> Result<RunResult, LoadError> {
     // Keep a spawned server alive for the whole run; it is killed on drop.
-    let (server, urls, pid) = match &opts.target {
+    let (server, urls, pid, http) = match &opts.target {
         Target::Spawn(launch) => {
             let mut launch = launch.clone();
             launch.extra_args.extend(server_args.iter().cloned());
             let server = ServerProcess::spawn(&launch)?;
             let urls = stream_urls(opts.stream.as_deref(), server.addr, &server.streams)?;
             let pid = server.pid();
-            (Some(server), urls, Some(pid))
+            let http = server.http;
+            (Some(server), urls, Some(pid), http)
         }
-        Target::Url { url, pid } => (None, vec![url.clone()], *pid),
+        Target::Url { url, pid } => (None, vec![url.clone()], *pid, None),
     };
-    let result = drive(opts, &urls, pid, viewers, multi, label);
+    let result = drive(opts, &urls, pid, http, viewers, multi, label);
     drop(server);
     result
 }
@@ -475,6 +481,7 @@ fn drive(
     opts: &BenchOptions,
     urls: &[String],
     pid: Option<u32>,
+    http: Option<std::net::SocketAddr>,
     viewers: u32,
     multi: &MultiProgress,
     label: &str,
@@ -582,6 +589,8 @@ fn drive(
     }
     let steady_secs = steady_start.elapsed().as_secs_f64();
     let cpu_after = pid.map(sample_process).transpose()?;
+    // Read while every session still plays (a failed read only loses these figures).
+    let data_plane = http.and_then(|h| server::data_plane_figures(h).ok());
     let elapsed = t0.elapsed().as_secs_f64();
     let _ = tx.send(ReceiverMsg::Stop);
     drop(tx);
@@ -656,6 +665,7 @@ fn drive(
         packets,
         loss_pct,
         jitter_audio.p99_ms,
+        data_plane.map(|d| d.lateness_p99_ms),
     );
     Ok(RunResult {
         viewers,
@@ -688,13 +698,16 @@ fn drive(
         teardowns_answered: out.teardowns_answered,
         rtsp_errors: out.rtsp_errors,
         server,
+        data_plane,
         slo_passed,
         slo_reason,
         sessions,
     })
 }
 
-/// Applies the SLO to a run's figures; returns (passed, reason in words).
+/// Applies the SLO to a run's figures; returns (passed, reason in words). Pacing is judged
+/// by the server's own lateness p99 when known, else by the audio jitter the harness saw
+/// (which also carries the harness's own scheduling).
 pub fn judge(
     slo: &Slo,
     viewers: u32,
@@ -702,6 +715,7 @@ pub fn judge(
     packets: u64,
     loss_pct: f64,
     jitter_audio_p99_ms: f64,
+    lateness_p99_ms: Option<f64>,
 ) -> (bool, String) {
     if playing < viewers {
         return (
@@ -721,19 +735,30 @@ pub fn judge(
             format!("loss {loss_pct:.3}% > {}%", slo.max_loss_pct),
         );
     }
-    if jitter_audio_p99_ms > slo.max_jitter_p99_ms {
-        return (
+    match lateness_p99_ms {
+        Some(late) if late > slo.max_lateness_p99_ms => (
+            false,
+            format!(
+                "pacing lateness p99 {late:.2} ms > {} ms",
+                slo.max_lateness_p99_ms
+            ),
+        ),
+        Some(late) => (
+            true,
+            format!("loss {loss_pct:.3}%, pacing lateness p99 {late:.2} ms"),
+        ),
+        None if jitter_audio_p99_ms > slo.max_jitter_p99_ms => (
             false,
             format!(
                 "audio jitter p99 {jitter_audio_p99_ms:.2} ms > {} ms",
                 slo.max_jitter_p99_ms
             ),
-        );
+        ),
+        None => (
+            true,
+            format!("loss {loss_pct:.3}%, audio jitter p99 {jitter_audio_p99_ms:.2} ms"),
+        ),
     }
-    (
-        true,
-        format!("loss {loss_pct:.3}%, audio jitter p99 {jitter_audio_p99_ms:.2} ms"),
-    )
 }
 
 /// Where the harness runs relative to the server.

@@ -31,8 +31,8 @@ pub struct BenchReport {
 
 /// The Markdown table header matching [`markdown_row`].
 pub fn markdown_header() -> String {
-    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | server peak RSS MiB | threads | SLO |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | pkts/syscall | segs/GSO send | lateness p50/p99 ms | server peak RSS MiB | threads | SLO |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         .to_owned()
 }
 
@@ -40,7 +40,7 @@ pub fn markdown_header() -> String {
 pub fn markdown_row(cfg: &ConfigResult) -> String {
     let Some(r) = representative_run(cfg) else {
         return format!(
-            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
+            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
             cfg.label,
             cfg.error.as_deref().unwrap_or("no run").replace('|', "/")
         );
@@ -53,6 +53,14 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         ),
         None => ("n/a".into(), "n/a".into(), "n/a".into()),
     };
+    let (per_syscall, per_gso, lateness) = match &r.data_plane {
+        Some(d) => (
+            format!("{:.1}", d.packets_per_syscall),
+            format!("{:.1}", d.segments_per_gso_send),
+            format!("{:.2}/{:.2}", d.lateness_p50_ms, d.lateness_p99_ms),
+        ),
+        None => ("n/a".into(), "n/a".into(), "n/a".into()),
+    };
     let slo = match &cfg.capacity {
         Some(c) => format!("capacity {} ({})", c.capacity_viewers, c.limit),
         None => format!(
@@ -62,7 +70,7 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         ),
     };
     format!(
-        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
         cfg.label,
         r.viewers,
         r.playing,
@@ -78,6 +86,9 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         r.first_packet.p99_ms,
         r.first_keyframe.p99_ms,
         cpu,
+        per_syscall,
+        per_gso,
+        lateness,
         rss,
         threads,
         slo.replace('|', "/"),
@@ -391,7 +402,7 @@ pub fn html(report: &BenchReport) -> String {
 </head><body>
 <h1>shardcast bench</h1>
 <p class="conclusion">{}</p>
-<p>Command: <code>{}</code><br>Machine: {}<br>Placement: {}<br>SLO: loss ≤ {}%, audio jitter p99 ≤ {} ms (RFC 3550 §6.4.1 estimate; video jitter is reported but not judged, because B-frames make video RTP timestamps non-monotonic)</p>
+<p>Command: <code>{}</code><br>Machine: {}<br>Placement: {}<br>SLO: loss ≤ {}%, server pacing lateness p99 ≤ {} ms (from its /api/v1/stats; when unavailable, harness audio jitter p99 ≤ {} ms, RFC 3550 §6.4.1 estimate; video jitter is reported but not judged, because B-frames make video RTP timestamps non-monotonic)</p>
 {}
 <div class="plots">
 {}{}{}
@@ -403,6 +414,7 @@ pub fn html(report: &BenchReport) -> String {
         esc(&report.machine),
         esc(&report.placement.how),
         report.slo.max_loss_pct,
+        report.slo.max_lateness_p99_ms,
         report.slo.max_jitter_p99_ms,
         table,
         loss_plot(&report.configs),

@@ -39,6 +39,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// Stream URLs it announced.
     pub streams: Vec<String>,
+    /// Its HTTP API address, when it serves one (for the data plane's own figures).
+    pub http: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -54,12 +56,13 @@ impl ServerProcess {
             cmd.args(["--log", "warn"]);
         }
         // Benchmarks run several servers, possibly in parallel: never the fixed HTTP port.
+        // The API gives the data plane's own figures (pacing lateness, sends per packet).
         if !launch
             .extra_args
             .iter()
             .any(|a| a == "--http-listen" || a.starts_with("--http-listen="))
         {
-            cmd.args(["--http-listen", "off"]);
+            cmd.args(["--http-listen", "127.0.0.1:0"]);
         }
         cmd.args(&launch.extra_args)
             .stdin(Stdio::null())
@@ -93,17 +96,20 @@ impl ServerProcess {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut addr = None;
+            let mut http = None;
             let mut streams = Vec::new();
             while let Some(Ok(line)) = lines.next() {
                 if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
                     addr = rest.split('/').next().and_then(|a| a.parse().ok());
+                } else if let Some(rest) = line.strip_prefix("http listening on http://") {
+                    http = rest.split('/').next().and_then(|a| a.parse().ok());
                 } else if let Some(url) = line.strip_prefix("stream ") {
                     streams.push(url.to_owned());
                 } else if line == "ready" {
                     break;
                 }
             }
-            let _ = tx.send((addr, streams));
+            let _ = tx.send((addr, streams, http));
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(20));
@@ -114,10 +120,11 @@ impl ServerProcess {
             t.iter().cloned().collect::<Vec<_>>().join(" | ")
         };
         match banner {
-            Ok((Some(addr), streams)) => Ok(Self {
+            Ok((Some(addr), streams, http)) => Ok(Self {
                 child,
                 addr,
                 streams,
+                http,
             }),
             _ => {
                 let _ = child.kill();
@@ -237,4 +244,67 @@ mod tests {
         let s = sample_process(std::process::id()).unwrap();
         assert!(s.threads >= 1 && s.rss_kib > 0);
     }
+}
+
+/// The data plane's own figures for a run, from the server's `GET /api/v1/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DataPlaneFigures {
+    /// RTP packets per send syscall (`io_uring_enter` for io_uring).
+    pub packets_per_syscall: f64,
+    /// Datagrams per UDP GSO send (0 when none).
+    pub segments_per_gso_send: f64,
+    /// Share of packets that left inside GSO sends.
+    pub gso_packet_share: f64,
+    /// Pacing lateness p50, ms.
+    pub lateness_p50_ms: f64,
+    /// Pacing lateness p99, ms.
+    pub lateness_p99_ms: f64,
+    /// Largest pacing lateness, ms.
+    pub lateness_max_ms: f64,
+    /// Sends the kernel refused.
+    pub send_errors: u64,
+}
+
+/// Reads [`DataPlaneFigures`] from the server's API at `http` (lateness over the last
+/// 30–60 s, totals since the server started — one server per run).
+pub fn data_plane_figures(http: SocketAddr) -> Result<DataPlaneFigures, LoadError> {
+    let base = crate::http::client::HttpBase {
+        authority: http.to_string(),
+    };
+    let reply = crate::http::client::get(
+        &base,
+        "/api/v1/stats?history=0",
+        None,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| LoadError::Protocol(format!("GET /api/v1/stats: {e}")))?;
+    if reply.status != 200 {
+        return Err(LoadError::Protocol(format!(
+            "GET /api/v1/stats answered {}",
+            reply.status
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&reply.body)
+        .map_err(|e| LoadError::Protocol(format!("/api/v1/stats: {e}")))?;
+    let f = |path: &[&str]| path.iter().fold(&v, |v, k| &v[*k]).as_f64().unwrap_or(0.0);
+    let packets = f(&["totals", "rtp_packets"]);
+    let gso_sends = f(&["totals", "gso_sends"]);
+    let gso_segments = f(&["totals", "gso_segments"]);
+    Ok(DataPlaneFigures {
+        packets_per_syscall: f(&["totals", "packets_per_syscall"]),
+        segments_per_gso_send: if gso_sends > 0.0 {
+            gso_segments / gso_sends
+        } else {
+            0.0
+        },
+        gso_packet_share: if packets > 0.0 {
+            gso_segments / packets
+        } else {
+            0.0
+        },
+        lateness_p50_ms: f(&["lateness_ms", "p50"]),
+        lateness_p99_ms: f(&["lateness_ms", "p99"]),
+        lateness_max_ms: f(&["lateness_ms", "max"]),
+        send_errors: f(&["totals", "send_errors"]) as u64,
+    })
 }
