@@ -25,6 +25,8 @@ use crate::wire::rtp::parse_rtp_header;
 pub(crate) const RECV_BATCH: usize = 64;
 /// Keepalive interval of a fixed-load run (the server's default session timeout is 60 s).
 pub(crate) const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Receiver reports per UDP track, like players send them (RFC 3550 §6.2: 5 s minimum).
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Messages from the driver.
@@ -89,6 +91,8 @@ struct Live {
     s: PlayingSession,
     rtsp_buf: Vec<u8>,
     next_keepalive: Instant,
+    /// Next receiver report (UDP sessions).
+    next_report: Instant,
     next_loop: Option<Instant>,
     pending: u32,
     closed: bool,
@@ -297,6 +301,23 @@ impl State {
 }
 
 /// Token layout: slot << 8 | (0 = RTSP connection, 1 + i = UDP socket of track i).
+/// One RR per UDP track, from the track's own socket (the address the server knows it by)
+/// to the server's RTCP port. Best effort: a full socket buffer just skips a report.
+fn send_receiver_reports(s: &mut PlayingSession) {
+    let mut buf = [0u8; crate::wire::rtcp::MAX_RTCP_COMPOUND];
+    for (i, sock) in s.udp.iter().enumerate() {
+        let (Some(Some(dest)), Some(t)) = (s.server_rtcp.get(i), s.tracks.get_mut(i)) else {
+            continue;
+        };
+        let Some(block) = t.report_block() else {
+            continue;
+        };
+        let reporter = 0x5348_0000 | (s.index as u32 & 0xffff);
+        let n = crate::wire::rtcp::write_receiver_report(&mut buf, reporter, &block, "bench");
+        let _ = sock.send_to(&buf[..n], dest);
+    }
+}
+
 fn token(slot: usize, sub: usize) -> u64 {
     ((slot as u64) << 8) | sub as u64
 }
@@ -357,6 +378,9 @@ pub(crate) fn spawn_receiver(
                                     s: *s,
                                     rtsp_buf,
                                     next_keepalive: now + keepalive_every,
+                                    // Spread the viewers' reports over the interval.
+                                    next_report: now
+                                        + Duration::from_millis(1000 + (slot as u64 * 997) % 4000),
                                     next_loop,
                                     pending: 0,
                                     closed: false,
@@ -467,6 +491,12 @@ pub(crate) fn spawn_receiver(
                         } else if now >= live.next_keepalive {
                             live.next_keepalive = now + keepalive_every;
                             st.send_request(slot, "GET_PARAMETER", "");
+                        }
+                        if let Some(live) = st.sessions[slot].as_mut() {
+                            if now >= live.next_report && live.closing_until.is_none() {
+                                live.next_report = now + REPORT_EVERY;
+                                send_receiver_reports(&mut live.s);
+                            }
                         }
                     }
                 }

@@ -177,6 +177,9 @@ pub(crate) struct PlayingSession {
     pub(crate) udp: Vec<UdpSocket>,
     /// Statistics per track, in SETUP order (interleaved channel 2·i).
     pub(crate) tracks: Vec<TrackStats>,
+    /// Per UDP track, the server's RTCP address (`server_port`'s odd port) for receiver
+    /// reports.
+    pub(crate) server_rtcp: Vec<Option<std::net::SocketAddr>>,
     /// RTSP Session id.
     pub(crate) session_id: String,
     /// Aggregate control URL (for PLAY/TEARDOWN).
@@ -282,6 +285,9 @@ pub(crate) async fn open_session(
         .await
         .map_err(|e| LoadError::io(format!("connecting to {authority}"), e))?;
     let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map_err(|e| LoadError::io("reading the server's address", e))?;
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
@@ -300,6 +306,7 @@ pub(crate) async fn open_session(
         return Err(LoadError::Protocol("DESCRIBE returned no media".into()));
     }
     let mut session_id: Option<String> = None;
+    let mut server_rtcp = Vec::new();
     let mut udp = Vec::new();
     let mut tracks = Vec::new();
     for (i, m) in sdp.media.iter().enumerate() {
@@ -335,6 +342,9 @@ pub(crate) async fn open_session(
                 .header("Session")
                 .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
         }
+        if transport == RtpTransport::Udp {
+            server_rtcp.push(server_rtcp_addr(resp.header("Transport"), peer));
+        }
         tracks.push(TrackStats::new(m.kind, m.payload_type, m.clock_rate_hz));
     }
     let session_id = session_id
@@ -358,12 +368,29 @@ pub(crate) async fn open_session(
         leftover: conn.buf,
         udp,
         tracks,
+        server_rtcp,
         session_id,
         url: aggregate,
         play_sent_ns,
         clip: sdp.duration_secs.map(Duration::from_secs_f64),
         cseq: conn.cseq,
     })
+}
+
+/// The server's RTCP address from a SETUP answer's `server_port=RTP-RTCP` (RFC 2326
+/// §12.39) at the server's IP address.
+fn server_rtcp_addr(
+    transport: Option<&str>,
+    server: std::net::SocketAddr,
+) -> Option<std::net::SocketAddr> {
+    let ports = transport?
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("server_port="))?;
+    let rtcp: u16 = match ports.split_once('-') {
+        Some((_, rtcp)) => rtcp.trim().parse().ok()?,
+        None => ports.trim().parse::<u16>().ok()?.checked_add(1)?,
+    };
+    Some(std::net::SocketAddr::new(server.ip(), rtcp))
 }
 
 #[cfg(test)]
@@ -374,6 +401,22 @@ mod tests {
         a=control:*\r\na=range:npt=0-10.000\r\n\
         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n\
         m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=control:trackID=1\r\n";
+
+    #[test]
+    fn server_rtcp_port_comes_from_the_transport_answer() {
+        let server: std::net::SocketAddr = "127.0.0.1:8554".parse().unwrap();
+        let t = "RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001;ssrc=1";
+        assert_eq!(
+            server_rtcp_addr(Some(t), server),
+            Some("127.0.0.1:6001".parse().unwrap())
+        );
+        assert_eq!(
+            server_rtcp_addr(Some("RTP/AVP;server_port=6000"), server),
+            Some("127.0.0.1:6001".parse().unwrap())
+        );
+        assert_eq!(server_rtcp_addr(Some("RTP/AVP;unicast"), server), None);
+        assert_eq!(server_rtcp_addr(None, server), None);
+    }
 
     #[test]
     fn sdp_yields_tracks_clock_rates_and_clip_length() {

@@ -74,6 +74,11 @@ impl SeqTracker {
         self.reordered
     }
 
+    /// The extended highest sequence number received (RFC 3550 A.1), 0 before any packet.
+    pub fn highest_extended(&self) -> u32 {
+        self.max_ext as u32
+    }
+
     /// Packets expected from the first to the highest sequence number (RFC 3550 A.3).
     pub fn expected(&self) -> u64 {
         match self.base_ext {
@@ -136,6 +141,11 @@ impl JitterEstimator {
         self.jitter * 1000.0 / f64::from(self.clock_rate_hz)
     }
 
+    /// The estimate in timestamp units, as a report block carries it (RFC 3550 §6.4.1).
+    pub fn units(&self) -> u32 {
+        self.jitter as u32
+    }
+
     /// Jumps ignored as discontinuities.
     pub fn discontinuities(&self) -> u64 {
         self.discontinuities
@@ -175,9 +185,37 @@ pub struct TrackStats {
     pub first_packet_ns: Option<u64>,
     /// Arrival of the first keyframe start (video only).
     pub first_keyframe_ns: Option<u64>,
+    /// (expected, received) at the previous receiver report (RFC 3550 A.3 interval loss).
+    pub report_prior: (u64, u64),
 }
 
 impl TrackStats {
+    /// The report block a receiver sends about this track now (RFC 3550 §6.4.1, A.3), or
+    /// `None` before the first packet. No SR is tracked: LSR and DLSR are 0 (no RTT).
+    pub fn report_block(&mut self) -> Option<crate::wire::rtcp::ReportBlock> {
+        let ssrc = self.ssrc?;
+        let (expected, received) = (self.seq.expected(), self.seq.received());
+        let (expected_prior, received_prior) = self.report_prior;
+        self.report_prior = (expected, received);
+        let expected_interval = expected.saturating_sub(expected_prior) as i64;
+        let lost_interval = expected_interval - received.saturating_sub(received_prior) as i64;
+        let fraction_lost = if expected_interval == 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / expected_interval).min(255) as u8
+        };
+        Some(crate::wire::rtcp::ReportBlock {
+            ssrc,
+            fraction_lost,
+            cumulative_lost: (expected as i64 - received as i64).clamp(-0x80_0000, 0x7f_ffff)
+                as i32,
+            highest_seq: self.seq.highest_extended(),
+            jitter: self.jitter.units(),
+            lsr: 0,
+            dlsr: 0,
+        })
+    }
+
     /// Empty statistics for a track.
     pub fn new(kind: MediaKind, payload_type: u8, clock_rate_hz: u32) -> Self {
         Self {
@@ -190,6 +228,7 @@ impl TrackStats {
             foreign: 0,
             first_packet_ns: None,
             first_keyframe_ns: None,
+            report_prior: (0, 0),
         }
     }
 

@@ -118,6 +118,35 @@ pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     n + BYE_LEN
 }
 
+/// Compound RR with one report block + SDES CNAME (§6.1, §6.4.2, §6.5), as a receiver sends
+/// it. Returns the length written, or 0 if `out` is too small (never with
+/// [`MAX_RTCP_COMPOUND`]).
+pub fn write_receiver_report(
+    out: &mut [u8],
+    reporter_ssrc: u32,
+    block: &ReportBlock,
+    cname: &str,
+) -> usize {
+    const RR_LEN: usize = 8 + 24;
+    let cname = truncate_cname(cname);
+    let need = RR_LEN + sdes_len(cname.len());
+    if out.len() < need {
+        return 0;
+    }
+    write_common_header(out, 1, PT_RR, RR_LEN);
+    out[4..8].copy_from_slice(&reporter_ssrc.to_be_bytes());
+    let b = &mut out[8..RR_LEN];
+    b[0..4].copy_from_slice(&block.ssrc.to_be_bytes());
+    // Fraction lost (8 bits) and cumulative lost (24-bit two's complement, clamped).
+    let cumulative = (block.cumulative_lost.clamp(-0x80_0000, 0x7f_ffff) as u32) & 0xff_ffff;
+    b[4..8].copy_from_slice(&((u32::from(block.fraction_lost) << 24) | cumulative).to_be_bytes());
+    b[8..12].copy_from_slice(&block.highest_seq.to_be_bytes());
+    b[12..16].copy_from_slice(&block.jitter.to_be_bytes());
+    b[16..20].copy_from_slice(&block.lsr.to_be_bytes());
+    b[20..24].copy_from_slice(&block.dlsr.to_be_bytes());
+    RR_LEN + write_sdes_cname(&mut out[RR_LEN..], reporter_ssrc, cname)
+}
+
 /// Fuzzing entry point: validate arbitrary bytes as an RTCP compound; must never panic, and
 /// the allocation-free [`visit_compound`] must agree with [`parse_compound`] on validity, on
 /// the error, and on the report blocks and BYEs it shows.
@@ -592,6 +621,36 @@ mod tests {
     }
 
     const NTP: NtpTime = NtpTime(0x1122_3344_5566_7788);
+
+    #[test]
+    fn receiver_report_round_trips_through_the_parser() {
+        let block = ReportBlock {
+            ssrc: 0xABCD_0001,
+            fraction_lost: 26,
+            cumulative_lost: -3,
+            highest_seq: 0x0001_0005,
+            jitter: 900,
+            lsr: 0x1234_5678,
+            dlsr: 0x0001_8000,
+        };
+        let mut out = [0u8; MAX_RTCP_COMPOUND];
+        let n = write_receiver_report(&mut out, 42, &block, "bench");
+        let parsed = parse_compound(&out[..n]).unwrap();
+        assert_eq!(
+            parsed[0],
+            RtcpPacket::ReceiverReport {
+                ssrc: 42,
+                blocks: vec![block]
+            }
+        );
+        assert!(
+            matches!(&parsed[1], RtcpPacket::Sdes { chunks } if chunks[0].cname() == Some(&b"bench"[..]))
+        );
+        assert_eq!(
+            write_receiver_report(&mut out[..10], 42, &block, "bench"),
+            0
+        );
+    }
 
     #[test]
     fn sender_report_fields_at_offsets() {
