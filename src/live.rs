@@ -89,6 +89,14 @@ impl LiveTrack {
     pub fn loop_offset_ticks(&self, loop_index: u64) -> u32 {
         loop_index.wrapping_mul(self.loop_ticks) as u32
     }
+
+    /// Packets sample `k` yields (0 for samples a loop never sends).
+    pub fn packets_of(&self, k: usize) -> u32 {
+        match (self.packets_before.get(k), self.packets_before.get(k + 1)) {
+            (Some(&a), Some(&b)) => b.wrapping_sub(a),
+            _ => 0,
+        }
+    }
 }
 
 /// Where a joining viewer starts.
@@ -171,6 +179,75 @@ impl LiveChannel {
             tracks,
             policy,
         })
+    }
+
+    /// The longest a viewer can be paced behind the live edge: the longest stretch between
+    /// keyframes of the video track by decode time, counting the stretch from the last
+    /// keyframe to the loop's end and, as [`LiveChannel::join`] falls back to the first sample,
+    /// the one before the first keyframe. Zero without video (joins start at the live edge).
+    pub fn longest_gop(&self) -> Duration {
+        let tracks = &self.media.index.tracks;
+        let Some(video) = tracks.iter().find(|t| t.kind == TrackKind::Video) else {
+            return Duration::ZERO;
+        };
+        let loop_secs = self.loop_duration.as_secs_f64();
+        let mut keys = video
+            .samples
+            .iter()
+            .filter(|s| s.sync)
+            .map(|s| secs(video.dts_ticks(s), video).clamp(0.0, loop_secs));
+        let Some(first) = keys.next() else {
+            return self.loop_duration;
+        };
+        let (mut longest, mut last) = (first, first);
+        for key in keys {
+            longest = longest.max(key - last);
+            last = key;
+        }
+        longest = longest.max(loop_secs - last);
+        Duration::from_secs_f64(longest.clamp(0.0, loop_secs))
+    }
+
+    /// The most samples and the most packets of track `i` whose decode times fall within any
+    /// stretch of `span` of channel time, across loop points. Sizes a shard's cache of
+    /// packetized samples (`shard::live_cache`).
+    pub fn busiest_span(&self, i: usize, span: Duration) -> (usize, usize) {
+        let (Some(track), Some(live)) = (self.media.index.tracks.get(i), self.tracks.get(i)) else {
+            return (0, 0);
+        };
+        let first = live.first_sample.min(track.samples.len());
+        let n = track.samples.len() - first;
+        if n == 0 {
+            return (0, 0);
+        }
+        let loop_secs = self.loop_duration.as_secs_f64();
+        let span_secs = span.as_secs_f64();
+        // A stretch of whole loops holds exactly one loop's samples each; the rest is found by
+        // sliding a window over two consecutive loops.
+        let whole = (span_secs / loop_secs).floor();
+        let rest = span_secs - whole * loop_secs;
+        let time = |j: usize| {
+            let s = &track.samples[first + j % n];
+            secs(track.dts_ticks(s), track) + (j / n) as f64 * loop_secs
+        };
+        let packets = |j: usize| live.packets_of(first + j % n) as usize;
+        let (mut most_samples, mut most_packets) = (0, 0);
+        let (mut end, mut in_window) = (0, 0);
+        for start in 0..n {
+            let limit = time(start) + rest;
+            while end < start + n && time(end) <= limit {
+                in_window += packets(end);
+                end += 1;
+            }
+            most_samples = most_samples.max(end - start);
+            most_packets = most_packets.max(in_window);
+            in_window -= packets(start);
+        }
+        let whole = whole as usize;
+        (
+            whole * n + most_samples,
+            whole * live.packets_per_loop() as usize + most_packets,
+        )
     }
 
     /// Channel time at `now` (seconds since the epoch, across loops).
@@ -267,6 +344,38 @@ mod tests {
                 t.seq_of(1, 0)
             );
         }
+    }
+
+    /// The sample clip has a keyframe every 2 s (25 fps, 10 s): the longest GOP is 2 s, and
+    /// the busiest stretches count what the file holds. Fails if the wrap at the loop point,
+    /// whole loops or the window's ends are miscounted.
+    #[test]
+    fn longest_gop_and_busiest_span_follow_the_file() {
+        let ch = channel(StartPolicy::Delayed);
+        // The last GOP runs on to the loop's end: 10.005 s (the audio track's length) minus
+        // the last keyframe's decode time (7.92 s: B-frames decode 80 ms before they show).
+        let gop = ch.longest_gop().as_secs_f64();
+        assert!((2.08..=2.09).contains(&gop), "{gop}");
+        let (video, live) = (&ch.media.index.tracks[0], &ch.tracks[0]);
+        let n = video.samples.len();
+        let per_loop = live.packets_per_loop() as usize;
+        let biggest = (0..n).map(|k| live.packets_of(k)).max().unwrap() as usize;
+        assert_eq!(live.packets_of(n), 0);
+        // A zero-length stretch holds one sample: at most the biggest.
+        assert_eq!(ch.busiest_span(0, Duration::ZERO), (1, biggest));
+        // One second at 25 fps: 26 decode times fit in a closed second.
+        let (samples, packets) = ch.busiest_span(0, Duration::from_secs(1));
+        assert_eq!(samples, 26);
+        assert!(packets >= biggest && packets < per_loop / 2, "{packets}");
+        // Two and a half loops hold two loops plus the busiest half loop, across the wrap.
+        let (samples, packets) = ch.busiest_span(0, ch.loop_duration * 5 / 2);
+        let (half_s, half_p) = ch.busiest_span(0, ch.loop_duration / 2);
+        assert_eq!((samples, packets), (2 * n + half_s, 2 * per_loop + half_p));
+        assert!((125..=127).contains(&half_s), "{half_s}");
+        // Audio has no GOP, but its busiest stretch is counted the same way.
+        let (audio_samples, _) = ch.busiest_span(1, Duration::from_secs(1));
+        assert!((46..=48).contains(&audio_samples), "{audio_samples}");
+        assert_eq!(ch.busiest_span(9, Duration::from_secs(1)), (0, 0));
     }
 
     #[test]
