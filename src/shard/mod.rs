@@ -7,6 +7,7 @@
 //!
 //! Not here: RTSP parsing or session negotiation (`rtsp`), payload formats (`packetize`).
 
+mod live_cache;
 pub mod send;
 mod session;
 pub mod tcp;
@@ -206,6 +207,9 @@ pub struct ShardCounters {
     /// Statistics reports not sent because the control thread's queue was full (their
     /// report blocks and lateness go with the next report).
     pub reports_dropped: AtomicU64,
+    /// Live-channel samples packetized. The shard packetizes a live sample once for all its
+    /// viewers of the channel, so this grows with samples sent, not with viewers.
+    pub live_packetizations: AtomicU64,
 }
 
 /// The control thread's handle to a running shard.

@@ -57,6 +57,9 @@ pub(super) struct TrackStream {
     pub(super) corrupt_samples: u64,
     /// Live channels: which loop of the file `next_sample` belongs to.
     pub(super) loop_index: u64,
+    /// Live channels: the shard's shared packetization of this track
+    /// ([`super::live_cache::LiveCache`]), attached by the worker when the session is created.
+    pub(super) live_stream: Option<u32>,
 }
 
 impl TrackStream {
@@ -137,6 +140,7 @@ impl ShardSession {
                 timescale: track.timescale,
                 corrupt_samples: 0,
                 loop_index: 0,
+                live_stream: None,
                 setup: t,
             });
         }
@@ -220,6 +224,16 @@ impl ShardSession {
             }
             None => t.rtp_timestamp(pts_ticks),
         }
+    }
+
+    /// Live channels: the absolute number of track `i`'s next sample (`loop · samples + k`),
+    /// unique across loops; the key of the shard's packet cache.
+    pub(super) fn absolute_sample(&self, i: usize) -> u64 {
+        let t = &self.tracks[i];
+        let len = self.track(i).samples.len() as u64;
+        t.loop_index
+            .wrapping_mul(len)
+            .wrapping_add(t.next_sample as u64)
     }
 
     /// Moves track `i` past the sample just sent; live channels wrap to the next loop.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use hdrhistogram::Histogram;
 
+use super::live_cache::{LiveCache, StreamKey, WirePacket};
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
@@ -33,7 +34,7 @@ use crate::sys::errqueue::{enable_recverr, take_error, QueuedError};
 use crate::sys::recv::{enable_rx_timestamps, RecvBatch};
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COMPOUND};
-use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
+use crate::wire::rtp::RTP_HEADER_LEN;
 
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
@@ -58,14 +59,13 @@ struct Due {
     generation: u32,
 }
 
-/// A packet waiting for the batched send: its header slab and where its body lives.
+/// A packet waiting for the batched send: its header slab and body range (a live viewer's
+/// copied from the shard's shared packetization) and whose track it goes to.
 #[derive(Debug, Clone, Copy)]
 struct PendingPacket {
-    header: [u8; RTP_HEADER_LEN + 4],
-    header_len: u8,
+    packet: WirePacket,
     slot: u32,
     track: u16,
-    spec: PacketSpec,
 }
 
 /// The shard's channels with the control thread.
@@ -114,6 +114,8 @@ pub(super) struct Worker {
     by_peer: HashMap<SocketAddr, usize>,
     queue: BinaryHeap<Reverse<Due>>,
     pending: Vec<PendingPacket>,
+    /// Live samples packetized once for every viewer of their channel on this shard.
+    live: LiveCache,
     rtcp_buf: [u8; MAX_RTCP_COMPOUND],
     /// `recvmmsg` buffers for RTCP, with kernel arrival times and source addresses.
     recv: RecvBatch,
@@ -172,6 +174,7 @@ impl Worker {
             by_peer: HashMap::new(),
             queue: BinaryHeap::with_capacity(1024),
             pending: Vec::with_capacity(PENDING_CAPACITY),
+            live: LiveCache::default(),
             rtcp_buf: [0; MAX_RTCP_COMPOUND],
             recv: RecvBatch::new(RTCP_DRAIN_PER_TICK),
             running: true,
@@ -264,13 +267,14 @@ impl Worker {
     ) -> Option<PlayStarted> {
         if let Some(setup) = setup {
             if !self.by_id.contains_key(&id) {
-                let session = match ShardSession::new(*setup, now) {
+                let mut session = match ShardSession::new(*setup, now) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(shard = self.index, session = %format_args!("{id:016X}"), "cannot stream: {e}");
                         return None;
                     }
                 };
+                self.attach_live(&mut session);
                 let slot = self.free_slots.pop().unwrap_or_else(|| {
                     self.sessions.push(None);
                     self.sessions.len() - 1
@@ -313,6 +317,27 @@ impl Worker {
             start_npt_secs: start,
             tracks: s.track_starts(),
         })
+    }
+
+    /// Attaches a live session's tracks to the shard's shared packetization of their channel
+    /// (only when it plays the channel's own mapping, which the cached body ranges index).
+    /// A track that cannot attach packetizes for itself, as VOD tracks do.
+    fn attach_live(&mut self, session: &mut ShardSession) {
+        let Some(ch) = session.live.clone() else {
+            return;
+        };
+        if !Arc::ptr_eq(&ch.media, &session.media) {
+            return;
+        }
+        for t in &mut session.tracks {
+            let key = StreamKey::of(&ch, &t.setup, t.packetizer.payload_budget());
+            match self.live.attach(key) {
+                Ok(id) => t.live_stream = Some(id),
+                Err(e) => {
+                    tracing::warn!(shard = self.index, channel = %ch.name, track = t.setup.track_index, "no shared packetization: {e}");
+                }
+            }
+        }
     }
 
     /// Begins sending a primed session: media time `play_start_npt` is due now.
@@ -384,6 +409,7 @@ impl Worker {
                     i,
                     now,
                     &mut self.pending,
+                    &mut self.live,
                     &self.rtcp,
                     &mut self.rtcp_buf,
                     &self.counters,
@@ -454,9 +480,9 @@ impl Worker {
                 .as_ref()
                 .expect("pending packets belong to live sessions: removal happens after flush");
             let t = &s.tracks[p.track as usize];
-            let body = body_of(&p.spec, s, t.packetizer.parameter_sets()).unwrap_or(empty);
+            let body = body_of(&p.packet.spec, s, t.packetizer.parameter_sets()).unwrap_or(empty);
             GatherMsg {
-                header: &p.header[..p.header_len as usize],
+                header: p.packet.header(),
                 body,
                 dest: t
                     .rtp_dest
@@ -466,7 +492,7 @@ impl Worker {
         });
         let bytes: u64 = pending
             .iter()
-            .map(|p| u64::from(p.header_len) + u64::from(p.spec.body_len))
+            .map(|p| u64::from(p.packet.header_len) + u64::from(p.packet.spec.body_len))
             .sum();
         self.counters
             .packets
@@ -647,6 +673,9 @@ impl Worker {
                 self.by_peer.remove(&rtp);
                 self.by_peer.remove(&rtcp);
             }
+            if let Some(id) = t.live_stream {
+                self.live.detach(id);
+            }
         }
         self.free_slots.push(slot);
         self.counters.sessions.fetch_sub(1, Ordering::Relaxed);
@@ -742,7 +771,10 @@ fn body_of<'a>(spec: &PacketSpec, s: &'a ShardSession, params: &'a [u8]) -> Opti
     source.get(start..end)
 }
 
-/// Packetizes the next sample of track `i` into `pending` (UDP) or onto the sink (TCP).
+/// Sends the next sample of track `i`: its packets into `pending` (UDP) or onto the sink
+/// (TCP). A live track takes them from the shard's `live` cache, packetized once for every
+/// viewer of the channel on the shard (on the first viewer's miss); other tracks packetize
+/// with their own packetizer.
 #[allow(clippy::too_many_arguments)]
 fn emit_sample(
     s: &mut ShardSession,
@@ -750,6 +782,7 @@ fn emit_sample(
     i: usize,
     now: Instant,
     pending: &mut Vec<PendingPacket>,
+    live: &mut LiveCache,
     rtcp: &UdpSocket,
     rtcp_buf: &mut [u8; MAX_RTCP_COMPOUND],
     counters: &ShardCounters,
@@ -767,87 +800,110 @@ fn emit_sample(
     }
     let bytes = media.bytes.as_slice();
     let ts = s.stamp(i, track.pts_ticks(&sample));
-    s.tracks[i].packetizer.begin_sample(sample);
-    loop {
-        let spec = match s.tracks[i].packetizer.next_packet(bytes) {
-            Ok(Some(spec)) => spec,
-            Ok(None) => break,
-            Err(e) => {
-                s.tracks[i].corrupt_samples += 1;
-                if s.tracks[i].corrupt_samples == 1 {
-                    tracing::warn!(stream = %media.name, track = i, "corrupt sample {}: {e}", s.tracks[i].next_sample);
-                }
-                break;
-            }
-        };
-        let mut rtp = [0u8; RTP_HEADER_LEN];
-        let ph = &spec.payload_header[..usize::from(spec.payload_header_len).min(4)];
-        let payload_len = ph.len() + spec.body_len as usize;
-        let interleaved_channel = {
-            let t = &mut s.tracks[i];
-            write_rtp_header(
-                &mut rtp,
-                t.setup.payload_type,
-                spec.marker,
-                t.seq,
-                ts,
-                t.setup.ssrc,
-            );
-            t.seq = t.seq.wrapping_add(1);
-            t.packets_sent = t.packets_sent.wrapping_add(1);
-            t.octets_sent = t.octets_sent.wrapping_add(payload_len as u32);
-            match t.setup.dest {
-                super::TrackDest::Udp { .. } => None,
-                super::TrackDest::Interleaved { rtp_channel, .. } => Some(rtp_channel),
-            }
-        };
-        match interleaved_channel {
-            None => {
-                let mut header = [0u8; RTP_HEADER_LEN + 4];
-                header[..RTP_HEADER_LEN].copy_from_slice(&rtp);
-                header[RTP_HEADER_LEN..RTP_HEADER_LEN + ph.len()].copy_from_slice(ph);
-                pending.push(PendingPacket {
-                    header,
-                    header_len: (RTP_HEADER_LEN + ph.len()) as u8,
-                    slot,
-                    track: i as u16,
-                    spec,
-                });
-                s.packets_total += 1;
-                s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
-            }
-            Some(channel) => {
-                let Some(sink) = s.sink.as_ref() else {
-                    s.cut_off = true;
+    let cached = match s.tracks[i].live_stream {
+        Some(stream) => live.packets(
+            stream,
+            s.absolute_sample(i),
+            sample,
+            bytes,
+            s.tracks[i].seq,
+            ts,
+            counters,
+        ),
+        None => None,
+    };
+    let error = match cached {
+        Some(packets) => {
+            for j in 0..packets.len() {
+                if !deliver(s, slot, i, packets.get(j), pending, counters) {
                     return;
+                }
+            }
+            packets.error
+        }
+        None => {
+            if s.live.is_some() {
+                counters.live_packetizations.fetch_add(1, Ordering::Relaxed);
+            }
+            s.tracks[i].packetizer.begin_sample(sample);
+            loop {
+                let spec = match s.tracks[i].packetizer.next_packet(bytes) {
+                    Ok(Some(spec)) => spec,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
                 };
-                let body =
-                    body_of(&spec, s, s.tracks[i].packetizer.parameter_sets()).unwrap_or(&[]);
-                let mut head = [0u8; 4 + RTP_HEADER_LEN + 4];
-                head[..4]
-                    .copy_from_slice(&interleaved_header(channel, RTP_HEADER_LEN + payload_len));
-                head[4..4 + RTP_HEADER_LEN].copy_from_slice(&rtp);
-                head[4 + RTP_HEADER_LEN..4 + RTP_HEADER_LEN + ph.len()].copy_from_slice(ph);
-                let head = &head[..4 + RTP_HEADER_LEN + ph.len()];
-                counters.syscalls.fetch_add(1, Ordering::Relaxed);
-                match sink.write_parts(&[head, body], false) {
-                    Ok(()) => {
-                        counters.packets.fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .bytes
-                            .fetch_add((RTP_HEADER_LEN + payload_len) as u64, Ordering::Relaxed);
-                        s.packets_total += 1;
-                        s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
-                    }
-                    Err(SinkError::Overflow | SinkError::Closed) => {
-                        s.cut_off = true;
-                        return;
-                    }
+                let t = &s.tracks[i];
+                let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
+                if !deliver(s, slot, i, &packet, pending, counters) {
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(e) = error {
+        s.tracks[i].corrupt_samples += 1;
+        if s.tracks[i].corrupt_samples == 1 {
+            tracing::warn!(stream = %media.name, track = i, "corrupt sample {}: {e}", s.tracks[i].next_sample);
+        }
+    }
+    s.advance(i);
+}
+
+/// Hands one packet of track `i` to its viewer, with the viewer's own accounting (next
+/// sequence number, SR packet and octet counts, totals): queued in `pending` for the batched
+/// UDP send (the header slab copied, the viewer's track as destination) or written as a `$`
+/// frame on the RTSP connection (RFC 2326 §10.12). False when the viewer was cut off (TCP
+/// backlog full or connection gone).
+fn deliver(
+    s: &mut ShardSession,
+    slot: u32,
+    i: usize,
+    packet: &WirePacket,
+    pending: &mut Vec<PendingPacket>,
+    counters: &ShardCounters,
+) -> bool {
+    let payload_len = packet.payload_len();
+    let t = &mut s.tracks[i];
+    t.seq = t.seq.wrapping_add(1);
+    t.packets_sent = t.packets_sent.wrapping_add(1);
+    t.octets_sent = t.octets_sent.wrapping_add(payload_len as u32);
+    match t.setup.dest {
+        super::TrackDest::Udp { .. } => {
+            pending.push(PendingPacket {
+                packet: *packet,
+                slot,
+                track: i as u16,
+            });
+            s.packets_total += 1;
+            s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
+            true
+        }
+        super::TrackDest::Interleaved { rtp_channel, .. } => {
+            let Some(sink) = s.sink.as_ref() else {
+                s.cut_off = true;
+                return false;
+            };
+            let body =
+                body_of(&packet.spec, s, s.tracks[i].packetizer.parameter_sets()).unwrap_or(&[]);
+            let frame = interleaved_header(rtp_channel, RTP_HEADER_LEN + payload_len);
+            counters.syscalls.fetch_add(1, Ordering::Relaxed);
+            match sink.write_parts(&[&frame, packet.header(), body], false) {
+                Ok(()) => {
+                    counters.packets.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .bytes
+                        .fetch_add((RTP_HEADER_LEN + payload_len) as u64, Ordering::Relaxed);
+                    s.packets_total += 1;
+                    s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
+                    true
+                }
+                Err(SinkError::Overflow | SinkError::Closed) => {
+                    s.cut_off = true;
+                    false
                 }
             }
         }
     }
-    s.advance(i);
 }
 
 /// Sends an RTCP compound on track `i`'s RTCP path (UDP from our RTCP port, or the odd
