@@ -963,6 +963,7 @@ fn send_byes(s: &mut ShardSession, rtcp: &UdpSocket, buf: &mut [u8; MAX_RTCP_COM
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::{LiveChannel, StartPolicy};
     use crate::media::library::SAMPLE_MP4;
     use crate::media::MediaFile;
     use crate::shard::send::{GsoMode, IoBackend, SendConfig};
@@ -970,6 +971,8 @@ mod tests {
     use crate::stats::TrackReception;
     use crate::sys::count_alloc::allocations_on_this_thread;
     use crate::wire::rtcp::{parse_compound, RtcpPacket};
+    use std::collections::{BTreeSet, HashMap as Map};
+    use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::AtomicU64;
     use std::time::SystemTime;
@@ -1101,6 +1104,67 @@ mod tests {
             };
             assert!(self.w.play(id, Some(Box::new(setup)), None, t0).is_some());
             self.w.start(id, t0);
+        }
+
+        /// A live channel looping the rig's media, starting now.
+        fn channel(&self, policy: StartPolicy) -> Arc<LiveChannel> {
+            Arc::new(LiveChannel::new("live", self.media.clone(), 1200, policy).unwrap())
+        }
+
+        /// Session `id` watching `ch` (both tracks, numbered by the channel as the control
+        /// thread numbers them), track `i` to `dest(i)`, joining at `at`.
+        fn play_live(
+            &mut self,
+            id: SessionId,
+            ch: &Arc<LiveChannel>,
+            dest: impl Fn(usize) -> TrackDest,
+            sink: Option<Arc<InterleavedSink>>,
+            at: Instant,
+        ) {
+            let tracks = (0..2)
+                .map(|i| TrackSetup {
+                    track_index: i,
+                    payload_type: 96 + i as u8,
+                    ssrc: ch.tracks[i].ssrc,
+                    initial_seq: ch.tracks[i].seq0,
+                    initial_rtptime: ch.tracks[i].ts0,
+                    dest: dest(i),
+                })
+                .collect();
+            let setup = SessionSetup {
+                id,
+                media: self.media.clone(),
+                tracks,
+                sink,
+                activity: Arc::new(Activity::default()),
+                payload_budget_bytes: 1200,
+                cname: "test".into(),
+                live: Some(ch.clone()),
+            };
+            assert!(self.w.play(id, Some(Box::new(setup)), None, at).is_some());
+            self.w.start(id, at);
+        }
+
+        /// A UDP viewer `id` of `ch` joining at `at`; its RTP socket is non-blocking.
+        fn add_live_viewer(&mut self, id: SessionId, ch: &Arc<LiveChannel>, at: Instant) -> Viewer {
+            let viewer = Viewer {
+                rtp: bind(),
+                rtcp: bind(),
+                activity: Arc::new(Activity::default()),
+            };
+            viewer.rtp.set_nonblocking(true).unwrap();
+            let dest = TrackDest::Udp {
+                rtp: viewer.rtp.local_addr().unwrap(),
+                rtcp: viewer.rtcp.local_addr().unwrap(),
+            };
+            self.play_live(id, ch, |_| dest.clone(), None, at);
+            viewer
+        }
+
+        /// Per track of session `id`: the absolute number of the next sample to send.
+        fn next_absolute(&self, id: SessionId) -> [u64; 2] {
+            let s = self.w.sessions[self.w.by_id[&id]].as_ref().unwrap();
+            [s.absolute_sample(0), s.absolute_sample(1)]
         }
 
         fn clock_rate(&self, track: usize) -> u32 {
@@ -1558,6 +1622,170 @@ mod tests {
         drop(TcpStream::from(client));
     }
 
+    /// Every RTP packet a viewer received: (SSRC, sequence number) → the whole packet.
+    type Received = Map<(u32, u16), Vec<u8>>;
+
+    /// Reads what is queued on a non-blocking UDP socket into `into`.
+    fn drain_udp(rtp: &UdpSocket, into: &mut Received) {
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = rtp.recv(&mut buf) {
+            let ssrc = u32::from_be_bytes(buf[8..12].try_into().unwrap());
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            into.insert((ssrc, seq), buf[..n].to_vec());
+        }
+    }
+
+    /// Reads what is queued on a non-blocking TCP stream, keeps partial frames in `partial`,
+    /// and files the RTP frames (even channels, RFC 2326 §10.12) into `into`.
+    fn drain_tcp(stream: &mut TcpStream, partial: &mut Vec<u8>, into: &mut Received) {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            partial.extend_from_slice(&buf[..n]);
+        }
+        while partial.len() >= 4 {
+            assert_eq!(partial[0], b'$', "frame boundary");
+            let len = usize::from(u16::from_be_bytes([partial[2], partial[3]]));
+            if partial.len() < 4 + len {
+                break;
+            }
+            let frame: Vec<u8> = partial.drain(..4 + len).collect();
+            if frame[1].is_multiple_of(2) {
+                let p = &frame[4..];
+                let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
+                into.insert((ssrc, u16::from_be_bytes([p[2], p[3]])), p.to_vec());
+            }
+        }
+    }
+
+    /// Four UDP viewers and one TCP-interleaved viewer of one live channel on one shard, joining
+    /// at different times (different lags behind the live edge under the delayed policy, a
+    /// burst each under the burst policy): the shard packetizes each sample once — the
+    /// `live_packetizations` counter equals the samples sent (the union of what the viewers
+    /// were sent), not the sum over viewers — and every viewer's packet with a given SSRC and
+    /// sequence number is byte-identical (timestamp, marker, payload header and body) to every
+    /// other viewer's. Fails if viewers packetize for themselves, or if the shared bytes
+    /// differ from a viewer's own numbering.
+    #[test]
+    fn viewers_of_a_live_channel_share_one_packetization() {
+        for policy in [StartPolicy::Delayed, StartPolicy::Burst] {
+            let mut r = rig(true, 64);
+            let ch = r.channel(policy);
+            let t0 = Instant::now();
+            let joins = [0.0, 0.7, 1.5, 2.3, 3.1].map(|s| t0 + Duration::from_secs_f64(s));
+            let end = t0 + Duration::from_secs(6);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut tcp_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            tcp_client.set_nonblocking(true).unwrap();
+            let sink = Arc::new(InterleavedSink::new(listener.accept().unwrap().0).unwrap());
+            let mut udp: Vec<(SessionId, Viewer)> = Vec::new();
+            let mut received: Vec<Received> = vec![Received::new(); joins.len()];
+            let mut partial = Vec::new();
+            let mut starts: Map<SessionId, [u64; 2]> = Map::new();
+            let mut now = t0;
+            while now < end {
+                for (k, &at) in joins.iter().enumerate() {
+                    let id = k as SessionId + 1;
+                    if at <= now && !starts.contains_key(&id) {
+                        if k == 2 {
+                            let dest = |i: usize| TrackDest::Interleaved {
+                                rtp_channel: 2 * i as u8,
+                                rtcp_channel: 2 * i as u8 + 1,
+                            };
+                            r.play_live(id, &ch, dest, Some(sink.clone()), now);
+                        } else {
+                            udp.push((id, r.add_live_viewer(id, &ch, now)));
+                        }
+                        starts.insert(id, r.next_absolute(id));
+                    }
+                }
+                now += Duration::from_millis(5);
+                r.w.send_due(now);
+                for (id, v) in &udp {
+                    drain_udp(&v.rtp, &mut received[*id as usize - 1]);
+                }
+                drain_tcp(&mut tcp_client, &mut partial, &mut received[2]);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            for (id, v) in &udp {
+                drain_udp(&v.rtp, &mut received[*id as usize - 1]);
+            }
+            drain_tcp(&mut tcp_client, &mut partial, &mut received[2]);
+
+            // Samples sent: per track, the union of each viewer's run of absolute samples.
+            let mut union = [BTreeSet::new(), BTreeSet::new()];
+            let mut per_viewer_sum = 0;
+            for (&id, start) in &starts {
+                let stop = r.next_absolute(id);
+                for t in 0..2 {
+                    assert!(
+                        stop[t] > start[t],
+                        "{policy:?}: viewer {id} track {t} got samples"
+                    );
+                    union[t].extend(start[t]..stop[t]);
+                    per_viewer_sum += stop[t] - start[t];
+                }
+            }
+            let sent = (union[0].len() + union[1].len()) as u64;
+            assert_eq!(
+                get(&r.counters.live_packetizations),
+                sent,
+                "{policy:?}: one packetization per sample, not per viewer ({per_viewer_sum} viewer-samples)"
+            );
+            assert!(per_viewer_sum > 3 * sent, "{policy:?}: the viewers overlap");
+            assert_eq!(r.w.live.streams(), 2, "one stream per channel track");
+
+            // Same (SSRC, seq) → same bytes, whoever received it, over UDP or TCP.
+            let ssrcs = [ch.tracks[0].ssrc, ch.tracks[1].ssrc];
+            let mut first_seen: Map<(u32, u16), &Vec<u8>> = Map::new();
+            let mut shared = 0;
+            for (k, packets) in received.iter().enumerate() {
+                assert!(
+                    packets.len() > 100,
+                    "{policy:?}: viewer {k} got {}",
+                    packets.len()
+                );
+                for (key, bytes) in packets {
+                    assert!(
+                        ssrcs.contains(&key.0),
+                        "{policy:?}: the channel's SSRCs only"
+                    );
+                    match first_seen.get(key) {
+                        Some(other) => {
+                            assert_eq!(*other, bytes, "{policy:?}: viewer {k}, {key:?}");
+                            shared += 1;
+                        }
+                        None => {
+                            first_seen.insert(*key, bytes);
+                        }
+                    }
+                }
+            }
+            assert!(shared > 1000, "{policy:?}: only {shared} packets shared");
+            // A viewer's first video packet is its keyframe's STAP-A (instant start).
+            let video_samples = r.media.index.tracks[0].samples.len() as u64;
+            for (k, packets) in received.iter().enumerate() {
+                let join = starts[&(k as SessionId + 1)][0];
+                let seq =
+                    ch.tracks[0].seq_of(join / video_samples, (join % video_samples) as usize);
+                let first = &packets[&(ssrcs[0], seq)];
+                assert_eq!(
+                    first[12] & 0x1f,
+                    24,
+                    "{policy:?}: viewer {k} starts on a keyframe"
+                );
+            }
+
+            // Leaving frees the streams with the last viewer.
+            for id in 1..=joins.len() as SessionId {
+                r.w.remove(id, "test");
+            }
+            assert_eq!(r.w.live.streams(), 0);
+        }
+    }
+
     /// Steady-state streaming allocates nothing per packet: a worker plays the sample to a
     /// local UDP socket on a simulated clock, and after a warm-up second the thread's
     /// allocation count must not move while about a thousand packets go out and a receiver
@@ -1572,17 +1800,34 @@ mod tests {
                 let mut r = rig_with(true, 16, send);
                 let t0 = Instant::now();
                 let viewer = r.add_session(7, 1, t0);
+                // Four viewers of a live channel, joining a few hundred ms apart: they share
+                // one packetization per sample, at different lags behind the live edge.
+                let ch = r.channel(StartPolicy::Delayed);
+                let live_viewers: Vec<Viewer> = (0..4)
+                    .map(|k| {
+                        let at = t0 + Duration::from_millis(300 * k);
+                        r.add_live_viewer(100 + k, &ch, at)
+                    })
+                    .collect();
                 let report = rr(0x1234, &[(1, 3, 90, 0, 0)]);
                 let tick = Duration::from_millis(5);
                 let mut now = t0;
                 // Warm-up: the first second fills every reusable buffer once.
+                let mut buf = [0u8; 2048];
+                let mut drain_live = |viewers: &[Viewer]| {
+                    for v in viewers {
+                        while v.rtp.recv(&mut buf).is_ok() {}
+                    }
+                };
                 while now < t0 + Duration::from_secs(1) {
                     now += tick;
                     r.w.send_due(now);
                     viewer.rtcp.send_to(&report, r.server_rtcp).unwrap();
                     r.w.drain_rtcp(now);
+                    drain_live(&live_viewers);
                 }
                 let packets_before = get(&r.counters.packets);
+                let packetized_before = get(&r.counters.live_packetizations);
                 let lateness_before = r.w.lateness.len();
                 let rtcp_before = get(&r.counters.rtcp_received);
                 let allocs_before = allocations_on_this_thread();
@@ -1591,10 +1836,21 @@ mod tests {
                     r.w.send_due(now);
                     viewer.rtcp.send_to(&report, r.server_rtcp).unwrap();
                     r.w.drain_rtcp(now);
+                    drain_live(&live_viewers);
                 }
                 let allocs = allocations_on_this_thread() - allocs_before;
                 let packets = get(&r.counters.packets) - packets_before;
-                assert!(packets > 800, "{io:?}/{gso:?}: only {packets} packets sent");
+                assert!(
+                    packets > 5 * 800,
+                    "{io:?}/{gso:?}: only {packets} packets sent"
+                );
+                // 8 s of the channel is about 200 video and 375 audio samples; unshared, the
+                // four viewers would packetize four times that.
+                let packetized = get(&r.counters.live_packetizations) - packetized_before;
+                assert!(
+                    (500..=600).contains(&packetized),
+                    "{io:?}/{gso:?}: {packetized} live packetizations in 8 s"
+                );
                 assert_eq!(
                     allocs, 0,
                     "{io:?}/{gso:?}: {allocs} allocations over {packets} packets"
