@@ -416,6 +416,55 @@ mod tests {
         assert_eq!(cache.streams(), 3);
     }
 
+    /// A sample whose packets the ring has since overwritten is a miss even though its index
+    /// entry is intact, and one with more packets than the ring holds is not cached at all
+    /// (the viewer packetizes it itself). Fails if overwritten ring slots are ever served.
+    #[test]
+    fn overwritten_and_oversized_samples_are_never_served_from_the_ring() {
+        let ch = channel();
+        let counters = ShardCounters::default();
+        let packetized = || counters.live_packetizations.load(Ordering::Relaxed);
+        let mut cache = LiveCache::default();
+        let id = cache.attach(key(&ch, 0)).unwrap();
+        let track = &ch.media.index.tracks[0];
+        let bytes = ch.media.bytes.as_slice();
+        let keyframe_packets = ch.tracks[0].packets_of(0) as usize;
+        assert!(keyframe_packets > 8, "{keyframe_packets}");
+        let small = (keyframe_packets / 2).next_power_of_two();
+        assert!(small < keyframe_packets);
+        fn stream(c: &mut LiveCache, id: u32) -> &mut LiveStream {
+            c.streams[id as usize].as_mut().unwrap()
+        }
+        stream(&mut cache, id).ring = vec![BLANK; small].into_boxed_slice();
+
+        assert!(cache
+            .packets(id, 0, track.samples[0], bytes, 0, 0, &counters)
+            .is_none());
+        let seq = 4321;
+        let one = cache
+            .packets(id, 1, track.samples[1], bytes, seq, 0, &counters)
+            .unwrap();
+        let first: Vec<u8> = one.get(0).header().to_vec();
+        let pos = one.pos;
+        let mut abs = 2;
+        while stream(&mut cache, id).head - pos <= small as u64 {
+            let k = abs as usize;
+            cache.packets(id, abs, track.samples[k], bytes, 0, 0, &counters);
+            abs += 1;
+        }
+        assert_eq!(
+            stream(&mut cache, id).samples[1].abs,
+            1,
+            "index entry intact"
+        );
+        let before = packetized();
+        let again = cache
+            .packets(id, 1, track.samples[1], bytes, seq, 0, &counters)
+            .unwrap();
+        assert_eq!(again.get(0).header(), &first[..]);
+        assert_eq!(packetized(), before + 1, "packetized again");
+    }
+
     /// A hit returns what a fresh packetizer yields for the sample, with the numbers of the
     /// miss; a second lookup packetizes nothing; samples far enough back are evicted by the
     /// ring and packetized again, correctly. Fails if bytes, numbering or the counter drift.
