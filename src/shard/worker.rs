@@ -2,12 +2,15 @@
 //!
 //! Each tick: (1) apply queued commands, (2) pop every (session, track) whose next sample is
 //! due, packetize it into the reusable `pending` array (RTP header written in place, body a
-//! range of the mapping), (3) send the array with one batched call per [`MAX_BATCH`] packets,
+//! range of the mapping; a live channel's sample is packetized once per shard and its header
+//! slabs copied for each viewer, see `live_cache`), (3) send the array with one batched call
+//! per [`MAX_BATCH`] packets,
 //! recording each sample's pacing lateness, (4) drain arriving RTCP (liveness, then report
 //! blocks and BYE, RFC 3550 §6.4 and §6.6), (5) once per [`REPORT_INTERVAL`] hand the control
 //! thread a [`ShardReport`], (6) sleep on the command channel until the next due time.
 //! Steady state allocates nothing per packet: `pending`, the heap, the send scratch and the
-//! lateness histogram are sized at start and reused. The report allocates once a second.
+//! lateness histogram are sized at start and reused, a live stream's packet ring when its
+//! first viewer on the shard arrives. The report allocates once a second.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
