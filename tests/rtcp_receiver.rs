@@ -97,7 +97,9 @@ fn a_udp_viewer_bye_ends_its_session() {
         session_status_becomes(&mut s.rtsp, &url, &session, 454),
         "the control thread dropped the session record"
     );
-    let logs = server.log_lines();
+    let logs = wait_for_log(&server, |l| {
+        l.contains(&id) && l.contains("session ended by its shard: viewer sent RTCP BYE")
+    });
     assert!(
         logs.iter()
             .any(|l| l.contains(&id)
@@ -174,10 +176,25 @@ fn an_interleaved_viewer_bye_ends_its_session() {
         session_status_becomes(&mut rtsp, &url, &session, 454),
         "the interleaved BYE ended the session"
     );
-    let logs = server.log_lines();
+    let logs = wait_for_log(&server, |l| {
+        l.contains(&id) && l.contains("session ended: viewer sent RTCP BYE")
+    });
     assert!(
         logs.iter()
             .any(|l| l.contains(&id) && l.contains("session ended: viewer sent RTCP BYE")),
         "{logs:#?}"
     );
+}
+
+/// The server's log once a line matches `pred`, or after 3 s (the log is read from the
+/// server's stderr pipe by another thread, so a line can trail the event it reports).
+fn wait_for_log(server: &Server, pred: impl Fn(&str) -> bool) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let logs = server.log_lines();
+        if logs.iter().any(|l| pred(l)) || Instant::now() > end {
+            return logs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
