@@ -143,7 +143,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "shardcast_gso_sends_total",
             "UDP GSO sends (one syscall entry carrying several datagrams).",
@@ -178,6 +178,16 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "shardcast_rtcp_byes_total",
             "Viewers that ended their session with RTCP BYE.",
             t.rtcp_byes,
+        ),
+        (
+            "shardcast_nat_keepalives_total",
+            "Datagrams from viewers that are not RTCP (NAT keep-alives), counted as liveness.",
+            t.nat_keepalives,
+        ),
+        (
+            "shardcast_live_packetizations_total",
+            "Live-channel samples packetized (once per shard for all of a channel's viewers).",
+            t.live_packetizations,
         ),
         (
             "shardcast_slow_viewers_dropped_total",

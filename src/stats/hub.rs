@@ -218,6 +218,10 @@ pub struct Totals {
     pub rtcp_byes: u64,
     /// Shard reports dropped because the control thread's queue was full.
     pub reports_dropped: u64,
+    /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
+    pub nat_keepalives: u64,
+    /// Live samples packetized (once per shard for all of a channel's viewers).
+    pub live_packetizations: u64,
 }
 
 /// One shard, as the API shows it.
@@ -548,6 +552,8 @@ impl Hub {
             t.rtcp_unknown_ssrc += get(&c.rtcp_unknown_ssrc);
             t.rtcp_byes += get(&c.rtcp_byes);
             t.reports_dropped += get(&c.reports_dropped);
+            t.nat_keepalives += get(&c.nat_keepalives);
+            t.live_packetizations += get(&c.live_packetizations);
         }
         t.rtcp_received += self.interleaved_rtcp.received;
         t.rtcp_invalid += self.interleaved_rtcp.invalid;
