@@ -2,8 +2,8 @@
 //!
 //! Each family has `# HELP` and `# TYPE` lines; label values escape `\`, `"` and newline
 //! (the format's only escapes). Counters end in `_total`; jitter, RTT and pacing lateness
-//! are summaries in seconds whose quantiles cover the hub's rolling window (30–60 s) and
-//! whose `_sum`/`_count` run since start.
+//! are summaries in seconds whose quantiles cover the hub's rolling window (30–60 s; 5–10 s
+//! for pacing lateness) and whose `_sum`/`_count` run since start.
 
 use std::fmt::Write;
 

@@ -266,7 +266,8 @@ pub struct DataPlaneFigures {
 }
 
 /// Reads [`DataPlaneFigures`] from the server's API at `http` (lateness over the last
-/// 30–60 s, totals since the server started — one server per run).
+/// 5–10 s, so a run of ≥ 10 s is judged on its steady state; totals since the server
+/// started — one server per run).
 pub fn data_plane_figures(http: SocketAddr) -> Result<DataPlaneFigures, LoadError> {
     let base = crate::http::client::HttpBase {
         authority: http.to_string(),

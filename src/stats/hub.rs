@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::window::{Quantiles, RollingHistogram};
+use super::window::{Quantiles, RollingHistogram, LATENESS_WINDOW};
 use super::{SessionMeta, ShardReport, TrackReception, Transport};
 use crate::shard::{SessionId, ShardCounters};
 
@@ -324,7 +324,7 @@ impl Hub {
             .map(|counters| ShardStats {
                 counters,
                 scope: Scope::new(now),
-                lateness: RollingHistogram::new(now),
+                lateness: RollingHistogram::with_window(now, LATENESS_WINDOW),
                 rate_base: (0, 0, 0, now),
                 packets_per_sec: 0.0,
                 bitrate_bps: 0.0,
@@ -337,7 +337,7 @@ impl Hub {
             shards,
             streams: HashMap::new(),
             server: Scope::new(now),
-            lateness: RollingHistogram::new(now),
+            lateness: RollingHistogram::with_window(now, LATENESS_WINDOW),
             history: VecDeque::with_capacity(HISTORY_POINTS),
             interleaved_rtcp: InterleavedRtcp::default(),
             sessions_ended_by_api: 0,

@@ -6,8 +6,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// How long one histogram generation collects before it becomes the "previous" one.
+/// How long one histogram generation collects before it becomes the "previous" one, for
+/// viewer-reported figures (jitter, RTT): receiver reports come every ~5 s per viewer, so a
+/// shorter window would often be empty.
 pub const WINDOW: Duration = Duration::from_secs(30);
+/// The window for pacing lateness, recorded for every packet: short, so the figure shows
+/// the data plane now (5–10 s), not a start-up burst half a minute ago.
+pub const LATENESS_WINDOW: Duration = Duration::from_secs(5);
 
 /// Largest value recorded, in microseconds (larger values are clamped): one minute.
 const MAX_MICROS: u64 = 60_000_000;
@@ -27,12 +32,13 @@ pub struct Quantiles {
     pub max: f64,
 }
 
-/// Values in microseconds over a sliding window of [`WINDOW`]..2×[`WINDOW`].
+/// Values in microseconds over a sliding window of one to two generations (`window`).
 #[derive(Debug, Clone)]
 pub struct RollingHistogram {
     current: Histogram<u64>,
     previous: Histogram<u64>,
     rotated_at: Instant,
+    window: Duration,
     /// Observations since start.
     pub total_count: u64,
     /// Sum of observations since start, in microseconds.
@@ -45,20 +51,26 @@ pub fn micros_histogram() -> Histogram<u64> {
 }
 
 impl RollingHistogram {
-    /// An empty distribution whose first window starts at `now`.
+    /// An empty distribution with generations of [`WINDOW`], the first starting at `now`.
     pub fn new(now: Instant) -> Self {
+        Self::with_window(now, WINDOW)
+    }
+
+    /// An empty distribution with generations of `window`, the first starting at `now`.
+    pub fn with_window(now: Instant, window: Duration) -> Self {
         Self {
             current: micros_histogram(),
             previous: micros_histogram(),
             rotated_at: now,
+            window,
             total_count: 0,
             total_sum_micros: 0,
         }
     }
 
-    /// Starts a new window when the current one is [`WINDOW`] old.
+    /// Starts a new generation when the current one is a window old.
     pub fn rotate(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.rotated_at) >= WINDOW {
+        if now.saturating_duration_since(self.rotated_at) >= self.window {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.reset();
             self.rotated_at = now;
@@ -136,6 +148,17 @@ mod tests {
         );
         assert_eq!(h.total_count, 100, "totals are since start");
         assert_eq!(h.total_sum_micros, 5050 * 1000);
+    }
+
+    #[test]
+    fn a_shorter_window_forgets_sooner() {
+        let t0 = Instant::now();
+        let mut h = RollingHistogram::with_window(t0, LATENESS_WINDOW);
+        h.record_ms(1.0);
+        h.rotate(t0 + LATENESS_WINDOW);
+        assert_eq!(h.quantiles().count, 1);
+        h.rotate(t0 + 2 * LATENESS_WINDOW);
+        assert_eq!(h.quantiles().count, 0);
     }
 
     #[test]
