@@ -131,9 +131,13 @@ pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
             )
         })
         .unwrap_or_default();
+    let pacing = match &r.data_plane {
+        Some(d) => format!("{:.2} ms pacing lateness p99", d.lateness_p99_ms),
+        None => format!("{:.2} ms audio jitter p99", r.jitter_audio.p99_ms),
+    };
     format!(
-        "this machine served {} viewers of a {:.2} Mbit/s stream{per_core} with {:.3}% loss and {:.2} ms audio jitter p99 ({}{cpu}){how}",
-        r.playing, r.mbit_per_viewer, r.loss_pct, r.jitter_audio.p99_ms, cfg.label
+        "this machine served {} viewers of a {:.2} Mbit/s stream{per_core} with {:.3}% loss and {pacing} ({}{cpu}){how}",
+        r.playing, r.mbit_per_viewer, r.loss_pct, cfg.label
     )
 }
 
