@@ -226,6 +226,9 @@ pub struct ServerUsage {
     pub cpu_secs: f64,
     /// CPU ns per RTP packet delivered to the harness.
     pub cpu_ns_per_packet: f64,
+    /// Busy ns of the server's pinned core per packet, softirq included (the loopback
+    /// receive path, which the kernel charges to no process); `None` when not pinned.
+    pub core_ns_per_packet: Option<f64>,
     /// Sample at the end of the run.
     pub end: ProcSample,
 }
@@ -460,6 +463,10 @@ fn run_once(
     label: &str,
 ) -> Result<RunResult, LoadError> {
     // Keep a spawned server alive for the whole run; it is killed on drop.
+    let core = match &opts.target {
+        Target::Spawn(launch) => launch.pin_core,
+        Target::Url { .. } => None,
+    };
     let (server, urls, pid, http) = match &opts.target {
         Target::Spawn(launch) => {
             let mut launch = launch.clone();
@@ -472,16 +479,27 @@ fn run_once(
         }
         Target::Url { url, pid } => (None, vec![url.clone()], *pid, None),
     };
-    let result = drive(opts, &urls, pid, http, viewers, multi, label);
+    let watch = ServerWatch { pid, http, core };
+    let result = drive(opts, &urls, watch, viewers, multi, label);
     drop(server);
     result
+}
+
+/// Where the harness reads the server's own figures during a run.
+#[derive(Debug, Clone, Copy)]
+struct ServerWatch {
+    /// Its pid, for `/proc/<pid>` CPU and memory.
+    pid: Option<u32>,
+    /// Its HTTP API, for the data plane's figures.
+    http: Option<std::net::SocketAddr>,
+    /// The core it is pinned to, for busy time including softirq.
+    core: Option<usize>,
 }
 
 fn drive(
     opts: &BenchOptions,
     urls: &[String],
-    pid: Option<u32>,
-    http: Option<std::net::SocketAddr>,
+    watch: ServerWatch,
     viewers: u32,
     multi: &MultiProgress,
     label: &str,
@@ -501,7 +519,9 @@ fn drive(
         receiver::KEEPALIVE_EVERY,
     )
     .map_err(|e| LoadError::io("starting the receiver thread", e))?;
+    let ServerWatch { pid, http, core } = watch;
     let cpu_before = pid.map(sample_process).transpose()?;
+    let core_before = core.and_then(|c| server::sample_core_busy_ns(c).ok());
     let t0 = Instant::now();
 
     let bar = multi.add(ProgressBar::new(u64::from(viewers)));
@@ -589,6 +609,7 @@ fn drive(
     }
     let steady_secs = steady_start.elapsed().as_secs_f64();
     let cpu_after = pid.map(sample_process).transpose()?;
+    let core_after = core.and_then(|c| server::sample_core_busy_ns(c).ok());
     // Read while every session still plays (a failed read only loses these figures).
     let data_plane = http.and_then(|h| server::data_plane_figures(h).ok());
     let elapsed = t0.elapsed().as_secs_f64();
@@ -651,6 +672,12 @@ fn drive(
                     cpu as f64 / packets as f64
                 } else {
                     0.0
+                },
+                core_ns_per_packet: match (core_before, core_after) {
+                    (Some(a), Some(b)) if packets > 0 => {
+                        Some(b.saturating_sub(a) as f64 / packets as f64)
+                    }
+                    _ => None,
                 },
                 end: b,
             })

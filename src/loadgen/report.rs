@@ -31,8 +31,8 @@ pub struct BenchReport {
 
 /// The Markdown table header matching [`markdown_row`].
 pub fn markdown_header() -> String {
-    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | pkts/syscall | segs/GSO send | lateness p50/p99 ms | server peak RSS MiB | threads | SLO |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | core ns/pkt incl. softirq | pkts/syscall | segs/GSO send | lateness p50/p99 ms | server peak RSS MiB | threads | SLO |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         .to_owned()
 }
 
@@ -40,18 +40,20 @@ pub fn markdown_header() -> String {
 pub fn markdown_row(cfg: &ConfigResult) -> String {
     let Some(r) = representative_run(cfg) else {
         return format!(
-            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
+            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
             cfg.label,
             cfg.error.as_deref().unwrap_or("no run").replace('|', "/")
         );
     };
-    let (cpu, rss, threads) = match &r.server {
+    let (cpu, core, rss, threads) = match &r.server {
         Some(s) => (
             format!("{:.0}", s.cpu_ns_per_packet),
+            s.core_ns_per_packet
+                .map_or("n/a".into(), |c| format!("{c:.0}")),
             format!("{:.1}", s.end.peak_rss_kib as f64 / 1024.0),
             s.end.threads.to_string(),
         ),
-        None => ("n/a".into(), "n/a".into(), "n/a".into()),
+        None => ("n/a".into(), "n/a".into(), "n/a".into(), "n/a".into()),
     };
     let (per_syscall, per_gso, lateness) = match &r.data_plane {
         Some(d) => (
@@ -70,7 +72,7 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         ),
     };
     format!(
-        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
         cfg.label,
         r.viewers,
         r.playing,
@@ -86,6 +88,7 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         r.first_packet.p99_ms,
         r.first_keyframe.p99_ms,
         cpu,
+        core,
         per_syscall,
         per_gso,
         lateness,

@@ -184,6 +184,36 @@ pub struct ProcSample {
     pub threads: u64,
 }
 
+/// Busy time of one CPU core from `/proc/stat` (proc(5): user, nice, system, idle, iowait,
+/// irq, softirq, steal in clock ticks): everything but idle and iowait, in ns. With the server
+/// pinned alone to that core this is its cost *including* the softirq work (the loopback
+/// receive path) that the kernel accounts to no process.
+pub fn sample_core_busy_ns(core: usize) -> Result<u64, LoadError> {
+    let stat = std::fs::read_to_string("/proc/stat")
+        .map_err(|e| LoadError::io("reading /proc/stat", e))?;
+    core_busy_ns(&stat, core, clock_ticks_per_sec())
+}
+
+/// Parses `/proc/stat` for [`sample_core_busy_ns`].
+pub fn core_busy_ns(stat: &str, core: usize, ticks_per_sec: u64) -> Result<u64, LoadError> {
+    let label = format!("cpu{core}");
+    let fields: Vec<u64> = stat
+        .lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(label.as_str())).then(|| it.filter_map(|f| f.parse().ok()).collect())
+        })
+        .ok_or_else(|| LoadError::Protocol(format!("/proc/stat has no {label} line")))?;
+    if fields.len() < 7 {
+        return Err(LoadError::Protocol(format!(
+            "/proc/stat {label}: too few fields"
+        )));
+    }
+    // user + nice + system + irq + softirq (+ steal: time the hypervisor took is not ours).
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6];
+    Ok(busy * 1_000_000_000 / ticks_per_sec.max(1))
+}
+
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
 pub fn sample_process(pid: u32) -> Result<ProcSample, LoadError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -229,6 +259,16 @@ pub fn parse_proc(stat: &str, status: &str, ticks_per_sec: u64) -> Result<ProcSa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_busy_counts_softirq_not_idle() {
+        let stat =
+            "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 10 1 20 500 7 2 30 4 0 0\ncpu1 5 0 5 5 0 0 0 0 0 0\n";
+        // (10 + 1 + 20 + 2 + 30) ticks at 100 Hz = 630 ms.
+        assert_eq!(core_busy_ns(stat, 0, 100).unwrap(), 630_000_000);
+        assert_eq!(core_busy_ns(stat, 1, 100).unwrap(), 100_000_000);
+        assert!(core_busy_ns(stat, 2, 100).is_err());
+    }
 
     #[test]
     fn proc_fields_are_counted_after_the_command_name() {
