@@ -226,11 +226,23 @@ struct ServeArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Probe { file } => probe(&file),
         Command::Bench(args) => bench(args),
         Command::Stats(args) => stats(args),
+    };
+    // `shardcast probe f.mp4 | head`: the reader went away; that is not our failure.
+    match result {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
 
