@@ -139,8 +139,28 @@ pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
         None => format!("{:.2} ms audio jitter p99", r.jitter_audio.p99_ms),
     };
     format!(
-        "this machine served {} viewers of a {:.2} Mbit/s stream{per_core} with {:.3}% loss and {pacing} ({}{cpu}){how}",
-        r.playing, r.mbit_per_viewer, r.loss_pct, cfg.label
+        "this machine served {} viewers of a {:.2} Mbit/s stream{per_core} with {:.3}% loss and {pacing} ({}{cpu}){how}{}",
+        r.playing,
+        r.mbit_per_viewer,
+        r.loss_pct,
+        cfg.label,
+        nic_sentence(r.playing, r.mbit_per_viewer, shards)
+    )
+}
+
+/// Where the network, not the CPU, becomes the limit: the served rate per shard core against
+/// 10 and 25 Gbit/s NICs, in words ("" when there is nothing to say).
+pub fn nic_sentence(viewers: u32, mbit_per_viewer: f64, shards: Option<usize>) -> String {
+    let cores = shards.unwrap_or(1).max(1) as f64;
+    let gbit_per_core = f64::from(viewers) * mbit_per_viewer / 1000.0 / cores;
+    if !gbit_per_core.is_finite() || gbit_per_core <= 0.0 {
+        return String::new();
+    }
+    let cores_for = |nic_gbit: f64| (nic_gbit / gbit_per_core).ceil();
+    format!(
+        "; that is {gbit_per_core:.2} Gbit/s per shard core, so a 10 Gbit/s NIC, not the CPU, is the limit from {:.0} such cores on (25 Gbit/s: {:.0})",
+        cores_for(10.0),
+        cores_for(25.0)
     )
 }
 
@@ -440,6 +460,15 @@ mod tests {
         assert_eq!(nice_max(0.07), 0.1);
         assert_eq!(nice_max(130.0), 200.0);
         assert_eq!(nice_max(4800.0), 5000.0);
+    }
+
+    #[test]
+    fn the_nic_sentence_says_how_many_cores_fill_a_link() {
+        let s = nic_sentence(800, 2.15, Some(1));
+        assert!(s.contains("1.72 Gbit/s per shard core"), "{s}");
+        assert!(s.contains("from 6 such cores on (25 Gbit/s: 15)"), "{s}");
+        assert_eq!(nic_sentence(0, 2.0, Some(1)), "");
+        assert!(nic_sentence(1000, 2.0, Some(2)).contains("1.00 Gbit/s per shard core"));
     }
 
     #[test]
