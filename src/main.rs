@@ -88,6 +88,16 @@ struct BenchArgs {
     /// RTP transport: udp or tcp (interleaved).
     #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
     transport: String,
+    /// Viewers' UDP sockets take the server's GSO trains whole (UDP_GRO) instead of one
+    /// datagram per packet. On loopback the receive path runs on the sender's core: `on`
+    /// charges the server per train (a remote viewer would cost it nothing), `off` per packet.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    receive_gro: String,
+    /// How the viewers' receiver thread waits: `busy` polls without sleeping, so no server
+    /// send has to wake it (a wake-up on loopback runs on the server's core); `sleep` blocks
+    /// in epoll_wait and charges the server's core every wake-up.
+    #[arg(long, default_value = "busy", value_parser = ["busy", "sleep"])]
+    receive_poll: String,
     /// Search for the largest viewer count that holds the SLO (bisection up to --max-viewers).
     #[arg(long)]
     capacity: bool,
@@ -530,6 +540,10 @@ fn bench(args: BenchArgs) -> Result<()> {
         } else {
             RtpTransport::Udp
         },
+        receive: loadgen::ReceiveTuning {
+            gro: args.receive_gro == "on",
+            busy_poll: args.receive_poll == "busy",
+        },
         variants,
         slo: loadgen::Slo {
             max_loss_pct: args.slo_loss,
@@ -582,6 +596,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         placement,
         shards,
         slo: opts.slo,
+        receive: opts.receive,
         configs,
         conclusion,
     };
@@ -592,6 +607,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", html_path.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nconclusion: {}", report.conclusion)?;
+    writeln!(
+        out,
+        "viewers' receive: {}",
+        report::receive_sentence(report.receive)
+    )?;
     writeln!(
         out,
         "report: {} {}",
@@ -639,6 +659,10 @@ fn churn_bench(
             RtpTransport::Tcp
         } else {
             RtpTransport::Udp
+        },
+        receive: shardcast::loadgen::ReceiveTuning {
+            gro: args.receive_gro == "on",
+            busy_poll: args.receive_poll == "busy",
         },
         abandon_one_in: args.abandon_one_in,
         session_timeout: Duration::from_secs(args.session_timeout),

@@ -110,6 +110,8 @@ pub struct ChurnOptions {
     pub duration: Duration,
     /// UDP or TCP-interleaved.
     pub transport: RtpTransport,
+    /// How viewers receive.
+    pub receive: super::ReceiveTuning,
     /// Every N-th end closes without TEARDOWN (0 = never).
     pub abandon_one_in: u32,
     /// The server's session timeout (given to a started server).
@@ -429,8 +431,14 @@ pub fn run_churn(
     // sessions older than 10 s and close their idle RTSP connections, and churn would
     // measure expiry rather than TEARDOWN.
     let keepalive_every = (opts.session_timeout / 3).clamp(Duration::from_secs(1), KEEPALIVE_EVERY);
-    let recv = spawn_receiver(rx, counters.clone(), hard_deadline, keepalive_every)
-        .map_err(|e| LoadError::io("starting the receiver thread", e))?;
+    let recv = spawn_receiver(
+        rx,
+        counters.clone(),
+        hard_deadline,
+        keepalive_every,
+        opts.receive.busy_poll,
+    )
+    .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let mut sampler = Sampler {
         pid,
         t0: Instant::now(),
@@ -450,6 +458,7 @@ pub fn run_churn(
     let mut schedule = ChurnSchedule::new(opts.viewers, opts.rate_per_sec, opts.abandon_one_in);
     let mut first_error: Option<String> = None;
     let transport = opts.transport;
+    let receive_gro = opts.receive.gro;
     let account = |r: Result<Result<usize, String>, tokio::task::JoinError>,
                    own: &mut HarnessCounts,
                    playing: &mut VecDeque<usize>,
@@ -516,7 +525,7 @@ pub fn run_churn(
                     let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
                     match tokio::time::timeout(
                         HANDSHAKE_TIMEOUT,
-                        open_session(index, &url, transport),
+                        open_session(index, &url, transport, receive_gro),
                     )
                     .await
                     {

@@ -28,6 +28,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use capacity::{CapacityOutcome, ProbeVerdict, SearchBounds};
+pub use receiver::ReceiveTuning;
 use receiver::{spawn_receiver, LiveCounters, ReceiverMsg};
 use server::{sample_process, ProcSample, ServerLaunch, ServerProcess};
 use session::{open_session, RtpTransport};
@@ -141,6 +142,8 @@ pub struct BenchOptions {
     pub ramp_per_sec: Option<f64>,
     /// UDP or TCP-interleaved.
     pub transport: RtpTransport,
+    /// How viewers receive (what the loopback receive path charges to the server's core).
+    pub receive: ReceiveTuning,
     /// Server configurations to compare, one result row each (see [`variants`]).
     pub variants: Vec<Variant>,
     /// Pass/fail objective.
@@ -267,6 +270,8 @@ pub struct RunResult {
     pub first_error: Option<String>,
     /// Transport used.
     pub transport: RtpTransport,
+    /// How viewers received.
+    pub receive: ReceiveTuning,
     /// Seconds from the first start to the last PLAY answer.
     pub start_secs: f64,
     /// Seconds all sessions played together.
@@ -517,6 +522,7 @@ fn drive(
         counters.clone(),
         hard_deadline,
         receiver::KEEPALIVE_EVERY,
+        opts.receive.busy_poll,
     )
     .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let ServerWatch { pid, http, core } = watch;
@@ -535,6 +541,7 @@ fn drive(
         .build()
         .map_err(|e| LoadError::io("starting the tokio runtime", e))?;
     let transport = opts.transport;
+    let receive_gro = opts.receive.gro;
     let ramp = opts.ramp_per_sec;
     let (playing, failed, first_error) = rt.block_on(async {
         let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT));
@@ -552,7 +559,11 @@ fn drive(
             let url = urls[i % urls.len()].clone();
             let tx = tx.clone();
             set.spawn(async move {
-                let r = tokio::time::timeout_at(deadline, open_session(i, &url, transport)).await;
+                let r = tokio::time::timeout_at(
+                    deadline,
+                    open_session(i, &url, transport, receive_gro),
+                )
+                .await;
                 drop(permit);
                 match r {
                     Ok(Ok(s)) => {
@@ -700,6 +711,7 @@ fn drive(
         failed_handshakes: failed,
         first_error,
         transport: opts.transport,
+        receive: opts.receive,
         start_secs,
         steady_secs,
         packets,

@@ -1,5 +1,6 @@
 //! The receiver thread: owns every playing session's sockets, polls them with epoll, drains
-//! UDP with `recvmmsg` (64 per call, kernel timestamps) and TCP as interleaved `$` frames
+//! UDP with `recvmmsg` (64 per call, kernel timestamps; a GSO train taken whole with
+//! `UDP_GRO` is cut back into its packets here) and TCP as interleaved `$` frames
 //! (RFC 2326 §10.12), feeds the per-track statistics, and keeps sessions alive: a keepalive
 //! request every 20 s, a PLAY from the start when a VOD clip ends, and TEARDOWN at the end.
 //! In churn mode the driver also ends single sessions while the rest play on: with a
@@ -18,7 +19,7 @@ use hdrhistogram::Histogram;
 
 use super::session::{parse_response, PlayingSession};
 use super::stats::{new_histogram, MediaKind, TrackStats};
-use crate::sys::recv::{realtime_ns, Epoll, RecvBatch};
+use crate::sys::recv::{realtime_ns, Epoll, RecvBatch, GRO_SLOT_BYTES};
 use crate::wire::rtp::parse_rtp_header;
 
 /// Datagrams per `recvmmsg` call.
@@ -28,6 +29,29 @@ pub(crate) const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 /// Receiver reports per UDP track, like players send them (RFC 3550 §6.2: 5 s minimum).
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How the load generator's viewers receive, which decides what the loopback receive path
+/// charges to the *server's* core (on loopback the kernel runs a datagram's receive, and the
+/// wake-up of its reader, inside the sender's `sendmsg`). A remote viewer costs the server
+/// neither; the defaults come closest to that, and `off`/`sleep` show the full loopback cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiveTuning {
+    /// Viewers' UDP sockets take a GSO train whole (`UDP_GRO`): the receive path runs once
+    /// per train instead of once per packet.
+    pub gro: bool,
+    /// The receiver thread polls its sockets without sleeping (yielding its core when idle),
+    /// so a server send never has to wake it.
+    pub busy_poll: bool,
+}
+
+impl Default for ReceiveTuning {
+    fn default() -> Self {
+        Self {
+            gro: true,
+            busy_poll: true,
+        }
+    }
+}
 
 /// Messages from the driver.
 #[derive(Debug)]
@@ -328,6 +352,7 @@ pub(crate) fn spawn_receiver(
     counters: Arc<LiveCounters>,
     deadline: Instant,
     keepalive_every: Duration,
+    busy_poll: bool,
 ) -> std::io::Result<JoinHandle<ReceiverOutput>> {
     let mut epoll = Epoll::new(256)?;
     std::thread::Builder::new()
@@ -343,7 +368,8 @@ pub(crate) fn spawn_receiver(
                 rtsp_errors: 0,
                 counting: true,
             };
-            let mut batch = RecvBatch::new(RECV_BATCH);
+            // Slots big enough for a whole GSO train (sockets with UDP_GRO).
+            let mut batch = RecvBatch::with_slot_bytes(RECV_BATCH, GRO_SLOT_BYTES);
             let mut scratch = vec![0u8; 64 * 1024];
             let mut ready: Vec<u64> = Vec::with_capacity(256);
             let mut recv_calls = 0u64;
@@ -428,9 +454,18 @@ pub(crate) fn spawn_receiver(
                     }
                 }
                 ready.clear();
-                match epoll.wait(Duration::from_millis(5)) {
+                let wait = if busy_poll {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(5)
+                };
+                match epoll.wait(wait) {
                     Ok(tokens) => ready.extend(tokens),
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+                if busy_poll && ready.is_empty() {
+                    // Let the harness's other threads on this core run.
+                    std::thread::yield_now();
                 }
                 for &tok in &ready {
                     let slot = (tok >> 8) as usize;
@@ -466,7 +501,9 @@ pub(crate) fn spawn_receiver(
                         recv_calls += 1;
                         for i in 0..n {
                             let d = batch.datagram(i);
-                            st.on_rtp(slot, sub - 1, d.bytes, d.arrival_ns);
+                            for pkt in d.segments() {
+                                st.on_rtp(slot, sub - 1, pkt, d.arrival_ns);
+                            }
                         }
                         if n < RECV_BATCH {
                             break;

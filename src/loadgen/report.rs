@@ -23,10 +23,27 @@ pub struct BenchReport {
     pub shards: Option<usize>,
     /// The SLO applied.
     pub slo: Slo,
+    /// How the viewers received (what loopback's receive path charged to the server).
+    pub receive: super::ReceiveTuning,
     /// Results per backend.
     pub configs: Vec<ConfigResult>,
     /// The plain-language conclusion.
     pub conclusion: String,
+}
+
+/// What the viewers' receive tuning means for the server's figures, in words.
+pub fn receive_sentence(r: super::ReceiveTuning) -> String {
+    let gro = if r.gro {
+        "UDP_GRO on (loopback's receive path runs once per GSO train, on the server's core)"
+    } else {
+        "UDP_GRO off (loopback's receive path runs once per packet, on the server's core)"
+    };
+    let poll = if r.busy_poll {
+        "busy polling (no server send has to wake a viewer)"
+    } else {
+        "sleeping in epoll (server sends pay the viewers' wake-ups)"
+    };
+    format!("{gro}; {poll}. A remote viewer costs the server neither.")
 }
 
 /// The Markdown table header matching [`markdown_row`].
@@ -429,7 +446,7 @@ pub fn html(report: &BenchReport) -> String {
 </head><body>
 <h1>shardcast bench</h1>
 <p class="conclusion">{}</p>
-<p>Command: <code>{}</code><br>Machine: {}<br>Placement: {}<br>SLO: loss ≤ {}%, server pacing lateness p99 ≤ {} ms (from its /api/v1/stats; when unavailable, harness audio jitter p99 ≤ {} ms, RFC 3550 §6.4.1 estimate; video jitter is reported but not judged, because B-frames make video RTP timestamps non-monotonic)</p>
+<p>Command: <code>{}</code><br>Machine: {}<br>Placement: {}<br>Viewers' receive: {}<br>SLO: loss ≤ {}%, server pacing lateness p99 ≤ {} ms (from its /api/v1/stats; when unavailable, harness audio jitter p99 ≤ {} ms, RFC 3550 §6.4.1 estimate; video jitter is reported but not judged, because B-frames make video RTP timestamps non-monotonic)</p>
 {}
 <div class="plots">
 {}{}{}
@@ -440,6 +457,7 @@ pub fn html(report: &BenchReport) -> String {
         esc(&report.command),
         esc(&report.machine),
         esc(&report.placement.how),
+        esc(&receive_sentence(report.receive)),
         report.slo.max_loss_pct,
         report.slo.max_lateness_p99_ms,
         report.slo.max_jitter_p99_ms,

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 use super::stats::{MediaKind, TrackStats};
 use super::LoadError;
-use crate::sys::recv::{enable_rx_timestamps, realtime_ns};
+use crate::sys::recv::{enable_rx_timestamps, enable_udp_gro, realtime_ns};
 
 /// How RTP reaches the load generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -255,7 +255,9 @@ impl Conn {
     }
 }
 
-fn bind_rtp_socket() -> Result<UdpSocket, LoadError> {
+/// An RTP socket for one track; with `receive_gro`, GSO trains arrive whole (`UDP_GRO`), as
+/// the receiver of a remote viewer would spare the sender the per-segment receive work.
+fn bind_rtp_socket(receive_gro: bool) -> Result<UdpSocket, LoadError> {
     let sock =
         UdpSocket::bind("127.0.0.1:0").map_err(|e| LoadError::io("binding a UDP socket", e))?;
     sock.set_nonblocking(true)
@@ -264,6 +266,9 @@ fn bind_rtp_socket() -> Result<UdpSocket, LoadError> {
     let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(1 << 20);
     enable_rx_timestamps(sock.as_raw_fd())
         .map_err(|e| LoadError::io("enabling SO_TIMESTAMPNS", e))?;
+    if receive_gro {
+        enable_udp_gro(sock.as_raw_fd()).map_err(|e| LoadError::io("enabling UDP_GRO", e))?;
+    }
     Ok(sock)
 }
 
@@ -276,6 +281,7 @@ pub(crate) async fn open_session(
     index: usize,
     url: &str,
     transport: RtpTransport,
+    receive_gro: bool,
 ) -> Result<PlayingSession, LoadError> {
     let authority = url
         .strip_prefix("rtsp://")
@@ -312,7 +318,7 @@ pub(crate) async fn open_session(
     for (i, m) in sdp.media.iter().enumerate() {
         let transport_header = match transport {
             RtpTransport::Udp => {
-                let sock = bind_rtp_socket()?;
+                let sock = bind_rtp_socket(receive_gro)?;
                 let port = sock
                     .local_addr()
                     .map_err(|e| LoadError::io("reading a UDP socket address", e))?

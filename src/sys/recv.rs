@@ -1,6 +1,7 @@
 //! Batched UDP receive: a `recvmmsg(2)` batch that drains one UDP socket per call with the
 //! kernel's receive timestamp (`SO_TIMESTAMPNS`) and the source address of every datagram
-//! (the load generator's RTP receiver and the shards' RTCP drain), plus the load generator's
+//! (the load generator's RTP receiver and the shards' RTCP drain), optionally as coalesced
+//! trains (`UDP_GRO`, the receive side of UDP GSO), plus the load generator's
 //! `epoll(7)` set over many non-blocking sockets and the few process-level calls the harness
 //! needs (file-descriptor limit, clock tick rate).
 
@@ -14,8 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// under 1.5 KB).
 pub(crate) const RECV_SLOT_BYTES: usize = 2048;
 
-/// Room for one `SCM_TIMESTAMPNS` control message (a `timespec`) with alignment slack.
+/// Largest datagram a socket with [`enable_udp_gro`] can return: a whole coalesced train.
+pub(crate) const GRO_SLOT_BYTES: usize = 65_536;
+
+/// Room for one `SCM_TIMESTAMPNS` control message (`CMSG_SPACE(16)` = 32 bytes) and one
+/// `UDP_GRO` message (`CMSG_SPACE(4)` = 24 bytes).
 const CMSG_SLOT_BYTES: usize = 64;
+
+/// `UDP_GRO` from `<linux/udp.h>` (level `SOL_UDP`).
+const UDP_GRO: libc::c_int = 104;
 
 /// Nanoseconds since the Unix epoch on the realtime clock, the clock `SO_TIMESTAMPNS` uses.
 pub(crate) fn realtime_ns() -> u64 {
@@ -107,6 +115,31 @@ pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Lets `fd` receive a GSO train as one datagram (`UDP_GRO`, Linux ≥ 5.0) instead of one per
+/// segment; such a datagram carries its segment size ([`Datagram::segment_size`]).
+///
+/// udp(7) documents only `UDP_SEGMENT`; the kernel's `udp_lib_setsockopt` also marks the
+/// socket as accepting `SKB_GSO_UDP_L4` packets, so on loopback a sender's GSO train is queued
+/// whole instead of being cut into segments (`udp_rcv_segment`) on the *sender's* core — what
+/// a remote receiver (another machine) would spare the sender too.
+pub(crate) fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value points at a live c_int of the stated size.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// One received datagram of a [`RecvBatch`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Datagram<'a> {
@@ -114,11 +147,23 @@ pub(crate) struct Datagram<'a> {
     pub(crate) bytes: &'a [u8],
     /// Kernel receive time in ns since the Unix epoch (or the call time without a stamp).
     pub(crate) arrival_ns: u64,
+    /// With [`enable_udp_gro`]: the size of each coalesced datagram in `bytes` (the last may
+    /// be shorter); `None` for a plain datagram.
+    pub(crate) segment_size: Option<usize>,
+}
+
+impl<'a> Datagram<'a> {
+    /// The original datagrams: `bytes` cut at `segment_size`, or `bytes` whole.
+    pub(crate) fn segments(&self) -> std::slice::Chunks<'a, u8> {
+        let size = self.segment_size.unwrap_or(self.bytes.len()).max(1);
+        self.bytes.chunks(size)
+    }
 }
 
 /// Reusable `recvmmsg` buffers for up to `capacity` datagrams per call.
 pub(crate) struct RecvBatch {
     data: Vec<u8>,
+    slot_bytes: usize,
     control: Vec<u64>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
@@ -133,9 +178,16 @@ pub(crate) struct RecvBatch {
 unsafe impl Send for RecvBatch {}
 
 impl RecvBatch {
-    /// Buffers for batches of `capacity` datagrams.
+    /// Buffers for batches of `capacity` datagrams of up to [`RECV_SLOT_BYTES`] each.
     pub(crate) fn new(capacity: usize) -> Self {
+        Self::with_slot_bytes(capacity, RECV_SLOT_BYTES)
+    }
+
+    /// Buffers for batches of `capacity` datagrams of up to `slot_bytes` each (longer ones
+    /// are truncated); [`GRO_SLOT_BYTES`] for sockets with [`enable_udp_gro`].
+    pub(crate) fn with_slot_bytes(capacity: usize, slot_bytes: usize) -> Self {
         let capacity = capacity.max(1);
+        let slot_bytes = slot_bytes.max(1);
         // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
         let zero_iov: libc::iovec = unsafe { mem::zeroed() };
         // SAFETY: as above.
@@ -143,7 +195,8 @@ impl RecvBatch {
         // SAFETY: as above (an all-zero sockaddr_storage is family AF_UNSPEC).
         let zero_name: libc::sockaddr_storage = unsafe { mem::zeroed() };
         Self {
-            data: vec![0; capacity * RECV_SLOT_BYTES],
+            data: vec![0; capacity * slot_bytes],
+            slot_bytes,
             control: vec![0; capacity * CMSG_SLOT_BYTES / 8],
             iovecs: vec![zero_iov; capacity],
             headers: vec![zero_hdr; capacity],
@@ -158,13 +211,14 @@ impl RecvBatch {
     pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received = 0;
         let cap = self.headers.len();
+        let slot = self.slot_bytes;
         let data = self.data.as_mut_ptr();
         let control = self.control.as_mut_ptr().cast::<u8>();
         for i in 0..cap {
             // SAFETY (pointer arithmetic): i < cap, and `data`/`control` hold cap slots each.
             self.iovecs[i] = libc::iovec {
-                iov_base: data.wrapping_add(i * RECV_SLOT_BYTES).cast(),
-                iov_len: RECV_SLOT_BYTES,
+                iov_base: data.wrapping_add(i * slot).cast(),
+                iov_len: slot,
             };
             let hdr = &mut self.headers[i].msg_hdr;
             hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
@@ -208,10 +262,15 @@ impl RecvBatch {
     pub(crate) fn datagram(&self, i: usize) -> Datagram<'_> {
         assert!(i < self.received, "datagram index past the batch");
         let hdr = &self.headers[i];
-        let len = (hdr.msg_len as usize).min(RECV_SLOT_BYTES);
-        let bytes = &self.data[i * RECV_SLOT_BYTES..i * RECV_SLOT_BYTES + len];
-        let arrival_ns = self.timestamp(&hdr.msg_hdr).unwrap_or(self.call_ns);
-        Datagram { bytes, arrival_ns }
+        let slot = self.slot_bytes;
+        let len = (hdr.msg_len as usize).min(slot);
+        let bytes = &self.data[i * slot..i * slot + len];
+        let (stamp, segment_size) = Self::control(&hdr.msg_hdr);
+        Datagram {
+            bytes,
+            arrival_ns: stamp.unwrap_or(self.call_ns),
+            segment_size,
+        }
     }
 
     /// Where the `i`-th datagram of the last [`recv`](Self::recv) came from (`None` for an
@@ -230,7 +289,9 @@ impl RecvBatch {
         addr.as_socket()
     }
 
-    fn timestamp(&self, msg: &libc::msghdr) -> Option<u64> {
+    /// The receive timestamp and GRO segment size a datagram's control messages carry.
+    fn control(msg: &libc::msghdr) -> (Option<u64>, Option<usize>) {
+        let (mut stamp, mut segment_size) = (None, None);
         // SAFETY: `msg` was filled by the kernel in the last recvmmsg; its msg_control points
         // at our control slot and msg_controllen says how much of it the kernel wrote, which is
         // what CMSG_FIRSTHDR/CMSG_NXTHDR walk (cmsg(3)).
@@ -243,12 +304,18 @@ impl RecvBatch {
                 // read_unaligned because the buffer gives no alignment guarantee for it.
                 let ts: libc::timespec =
                     unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-                return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            } else if c.cmsg_level == libc::SOL_UDP && c.cmsg_type == UDP_GRO {
+                // SAFETY: the kernel's udp_cmsg_recv puts the segment size as an `int`;
+                // read_unaligned as above.
+                let size: libc::c_int =
+                    unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+                segment_size = usize::try_from(size).ok().filter(|&s| s > 0);
             }
             // SAFETY: as for CMSG_FIRSTHDR above.
             cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
         }
-        None
+        (stamp, segment_size)
     }
 }
 
@@ -313,5 +380,63 @@ mod tests {
         }
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 2);
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 0, "EAGAIN is Ok(0)");
+    }
+
+    /// Sends one GSO train of 100-byte segments (100 + 100 + 50 bytes) to `to`.
+    fn send_train(tx: &UdpSocket, to: SocketAddr) {
+        use crate::sys::mmsg::{sock_addr, SendArena};
+        let dest = sock_addr(to);
+        let (a, b, c) = ([1u8; 100], [2u8; 100], [3u8; 50]);
+        let mut arena = SendArena::new();
+        let mut w = arena.window(false);
+        w.begin_send(&dest, 0);
+        w.push_segment(&a[..10], &a[10..]);
+        w.push_segment(&b[..10], &b[10..]);
+        w.push_segment(&c[..10], &c[10..]);
+        w.end_send(Some(100));
+        assert_eq!(w.send_each(tx), 1, "one send carries the train");
+    }
+
+    fn wait_readable(fd: RawFd) {
+        let mut epoll = Epoll::new(8).unwrap();
+        epoll.add(fd, 1).unwrap();
+        let ready: Vec<u64> = epoll.wait(Duration::from_secs(2)).unwrap().collect();
+        assert_eq!(ready, vec![1], "the train arrives");
+    }
+
+    /// With UDP_GRO a GSO train arrives as one datagram carrying its segment size, and
+    /// `segments` gives back the datagrams the sender meant; without it, one per segment.
+    #[test]
+    fn udp_gro_receives_a_gso_train_whole_and_segments_cut_it_back() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_rx_timestamps(rx.as_raw_fd()).unwrap();
+        enable_udp_gro(rx.as_raw_fd()).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        send_train(&tx, rx.local_addr().unwrap());
+        wait_readable(rx.as_raw_fd());
+        let mut batch = RecvBatch::with_slot_bytes(4, GRO_SLOT_BYTES);
+        assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 1);
+        let d = batch.datagram(0);
+        assert_eq!(d.bytes.len(), 250);
+        assert_eq!(d.segment_size, Some(100));
+        let lens: Vec<(usize, u8)> = d.segments().map(|s| (s.len(), s[0])).collect();
+        assert_eq!(lens, vec![(100, 1), (100, 2), (50, 3)]);
+        assert!(d.arrival_ns > 0);
+
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        plain.set_nonblocking(true).unwrap();
+        send_train(&tx, plain.local_addr().unwrap());
+        wait_readable(plain.as_raw_fd());
+        assert_eq!(
+            batch.recv(plain.as_raw_fd()).unwrap(),
+            3,
+            "cut by the kernel"
+        );
+        for i in 0..3 {
+            let d = batch.datagram(i);
+            assert_eq!(d.segment_size, None);
+            assert_eq!(d.segments().count(), 1);
+        }
     }
 }
