@@ -149,14 +149,23 @@ impl LiveChannel {
             };
             let mut packets_before = vec![0; first_sample];
             let mut total = 0u32;
-            for &sample in &track.samples[first_sample..] {
-                packets_before.push(total);
-                packetizer.begin_sample(sample);
+            let mut k = first_sample;
+            while k < track.samples.len() {
+                // The groups the shards cut (aggregated AAC): the same function of the
+                // sample index, so the same in every loop. Samples inside a group have no
+                // packet of their own; a viewer never starts on one (see `join`).
+                let rest = &track.samples[k..];
+                let group = packetizer
+                    .samples_per_packet(rest, k as u64, track.timescale)
+                    .clamp(1, rest.len());
+                packets_before.extend(std::iter::repeat_n(total, group));
+                packetizer.begin_samples(&rest[..group]);
                 // A corrupt sample yields the packets it yields on the shard too: the same
                 // Err path abandons it there, so counting up to the error stays consistent.
                 while let Ok(Some(_)) = packetizer.next_packet(bytes) {
                     total = total.wrapping_add(1);
                 }
+                k += group;
             }
             packets_before.push(total);
             let clock = u128::from(track.codec.clock_rate_hz());
@@ -296,8 +305,14 @@ impl LiveChannel {
                     .iter()
                     .position(|s| secs(tr.pts_ticks(s), tr) >= start_secs)
                     .unwrap_or(tr.samples.len());
-                // One frame of AAC pre-roll, as for VOD seeks.
-                first.saturating_sub(1).max(self.tracks[i].first_sample)
+                // One frame of AAC pre-roll, as for VOD seeks, then back to the start of the
+                // aggregated packet holding it, so this viewer's packets are everyone's.
+                let lt = &self.tracks[i];
+                let mut k = first.saturating_sub(1).max(lt.first_sample);
+                while k > lt.first_sample && k < tr.samples.len() && lt.packets_of(k) == 0 {
+                    k -= 1;
+                }
+                k
             };
             if k >= tr.samples.len() {
                 points.push((n + 1, self.tracks[i].first_sample));

@@ -21,6 +21,7 @@ use retina::client::{Transport, UdpTransportOptions};
 #[derive(Debug, Default)]
 struct TrackLog {
     packets: usize,
+    /// Frames completed: marker bits for H.264, access units in marked packets for AAC.
     markers: usize,
     seq_gaps: Vec<(u16, u16)>,
     fu_errors: Vec<String>,
@@ -82,7 +83,11 @@ fn receive(
                 in_fu = false;
             }
         }
-        log.markers += usize::from(p.marker);
+        log.markers += if h264 {
+            usize::from(p.marker)
+        } else {
+            common::aac_units_completed(&buf[..n])
+        };
     }
     log
 }
@@ -105,7 +110,8 @@ fn raw_client_receives_every_frame(io: &str, gso: &str) {
     let limit = Duration::from_secs(30);
     let audio_frames = exp.audio_frames;
     let audio_log = std::thread::spawn(move || {
-        // AAC: one access unit per packet, each with the marker bit (RFC 3640 §3.2).
+        // AAC: complete AUs (one or several per packet) carry the marker bit (RFC 3640
+        // §3.2.3); `markers` counts AUs.
         receive(&audio, server_rtp, audio_frames, false, limit)
     });
     let v = receive(&video, server_rtp, exp.video_frames, true, limit);

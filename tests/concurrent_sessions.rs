@@ -20,6 +20,7 @@ const SHARDS: usize = 2;
 #[derive(Default)]
 struct Received {
     seqs: Vec<u16>,
+    /// Frames completed: marker bits (video), access units in marked packets (AAC).
     markers: usize,
     /// Datagrams from anywhere but the server's RTP port (ignored).
     foreign: usize,
@@ -27,7 +28,7 @@ struct Received {
 
 /// Receives one track's RTP, accepting only datagrams from the server's advertised RTP port
 /// (as strict clients such as retina do), so stray traffic to a reused port cannot pass for ours.
-async fn receive_track(sock: std::net::UdpSocket, server_rtp: SocketAddr) -> Received {
+async fn receive_track(sock: std::net::UdpSocket, server_rtp: SocketAddr, aac: bool) -> Received {
     sock.set_nonblocking(true).unwrap();
     let sock = tokio::net::UdpSocket::from_std(sock).unwrap();
     let mut got = Received::default();
@@ -46,7 +47,11 @@ async fn receive_track(sock: std::net::UdpSocket, server_rtp: SocketAddr) -> Rec
             Ok(Ok(Ok((n, _)))) => {
                 let p = parse_rtp(&buf[..n]).expect("valid RTP");
                 got.seqs.push(p.seq);
-                got.markers += usize::from(p.marker);
+                got.markers += if aac {
+                    common::aac_units_completed(&buf[..n])
+                } else {
+                    usize::from(p.marker)
+                };
             }
             _ => return got,
         }
@@ -104,9 +109,10 @@ fn two_hundred_udp_viewers_receive_every_packet_on_all_shards() {
             .collect();
         first_seqs.push(seqs);
         let mut per_track = Vec::new();
-        for (rtp, rtcp, server_rtp) in socks {
+        for (t, (rtp, rtcp, server_rtp)) in socks.into_iter().enumerate() {
             let _guard = rt.enter();
-            per_track.push(rt.spawn(receive_track(rtp, server_rtp)));
+            // Track 1 of the bundled sample is AAC.
+            per_track.push(rt.spawn(receive_track(rtp, server_rtp, t == 1)));
             keep.push(rtcp);
         }
         tasks.push(per_track);

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::players::{ffmpeg_decode, gstreamer_reaches_eos, Decoded};
+use common::players::{ffmpeg_decode, ffmpeg_decode_stream, gstreamer_reaches_eos, Decoded};
 use shardcast::media::library::SAMPLE_MP4;
 use shardcast::media::track::TrackKind;
 use shardcast::media::MediaFile;
@@ -41,6 +41,35 @@ fn ffmpeg_decodes_whole_clip(transport: &str) {
         (end - want_secs).abs() <= 0.1,
         "{transport}: decoded {end:.3} s, clip is {want_secs:.3} s"
     );
+}
+
+/// The server aggregates small AAC frames, several per RTP packet (RFC 3640 §3.2.2):
+/// libavformat's depacketizer must get every one of them back, each on its own time.
+/// Fails if frames are lost or merged, or their timestamps do not span the clip.
+#[test]
+fn ffmpeg_decodes_every_aggregated_aac_frame() {
+    let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+    let audio = media
+        .index
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Audio)
+        .unwrap();
+    let want = audio.samples.len();
+    let server = common::Server::start(&[]);
+    for transport in ["udp", "tcp"] {
+        let Decoded { frames, end_secs } =
+            ffmpeg_decode_stream(&server.url("sample"), transport, "0:a");
+        assert!(
+            frames.abs_diff(want) <= 1,
+            "{transport}: decoded {frames} AAC frames, file has {want}"
+        );
+        let want_secs = audio.duration().as_secs_f64();
+        assert!(
+            (end_secs - want_secs).abs() <= 0.1,
+            "{transport}: audio ends at {end_secs:.3} s, track is {want_secs:.3} s"
+        );
+    }
 }
 
 #[test]

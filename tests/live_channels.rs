@@ -143,18 +143,23 @@ fn sequence_and_timestamps_are_continuous_across_three_loops() {
             );
         }
     }
-    // Audio timestamps advance by one AAC frame (1024 ticks) per packet; at the loop point the
-    // step may include the short gap by which the audio track is shorter than the loop
-    // (under one video frame, 40 ms = 1920 ticks at 48 kHz), never a jump back or far ahead.
+    // Audio timestamps advance by one AAC frame (1024 ticks) per access unit the previous
+    // packet carried (RFC 3640 AU-headers-length / 16 bits; packets aggregate several); at the
+    // loop point the step may include the short gap by which the audio track is shorter than
+    // the loop (under one video frame, 40 ms = 1920 ticks at 48 kHz), never a jump back or
+    // far ahead.
     let audio = &tracks[1];
     let mut loops = 0;
     for w in audio.windows(2) {
+        let aus = u32::from(u16::from_be_bytes([w[0].payload[0], w[0].payload[1]]) / 16);
+        assert!((1..=8).contains(&aus), "{aus} AUs in one packet");
         let step = w[1].ts.wrapping_sub(w[0].ts);
+        let frames = 1024 * aus;
         assert!(
-            (1024..=1024 + 1920).contains(&step),
-            "audio timestamp step {step}"
+            (frames..=frames + 1920).contains(&step),
+            "audio timestamp step {step} after {aus} AUs"
         );
-        loops += usize::from(step != 1024);
+        loops += usize::from(step != frames);
     }
     eprintln!("audio steps that were not exactly one frame: {loops}");
     // Video: per access unit (marker-free check): timestamps stay within one GOP's span of the

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 /// One access unit (a video frame or an audio frame) as stored in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Sample {
     /// Byte offset of the sample within the media bytes (already bounds-checked).
     pub offset: u64,

@@ -25,7 +25,9 @@
 //! FU indicator: |F|NRI|Type=28|     FU header: |S|E|R|  Type   |
 //! ```
 
-use super::{equal_fragment_size, sample_range, BodySource, PacketSpec, PacketizeError};
+use super::{
+    equal_fragment_size, sample_range, BodySource, PacketSpec, PacketizeError, MAX_PAYLOAD_HEADER,
+};
 use crate::media::track::{H264Config, Sample};
 
 /// NAL unit type of an access unit delimiter (H.264 Table 7-1).
@@ -210,7 +212,7 @@ impl H264Packetizer {
             // RFC 6184 §5.7.1: the buffer holds the whole STAP-A payload.
             self.stap_pending = false;
             return Ok(Some(PacketSpec {
-                payload_header: [0; 4],
+                payload_header: [0; MAX_PAYLOAD_HEADER],
                 payload_header_len: 0,
                 body_source: BodySource::ParameterSets,
                 body_offset: 0,
@@ -236,7 +238,7 @@ impl H264Packetizer {
             if nal_len <= self.budget {
                 // RFC 6184 §5.6: single NAL unit packet, the NAL (header included) as payload.
                 return Ok(Some(PacketSpec {
-                    payload_header: [0; 4],
+                    payload_header: [0; MAX_PAYLOAD_HEADER],
                     payload_header_len: 0,
                     body_source: BodySource::Media,
                     body_offset: nal_off,
@@ -274,8 +276,10 @@ fn next_fragment(f: &mut Fragmenting) -> PacketSpec {
     let is_end = size == f.remaining;
     // FU header: |S|E|R|Type| (RFC 6184 §5.8); R is always 0.
     let fu_header = (u8::from(f.first) << 7) | (u8::from(is_end) << 6) | f.nal_type;
+    let mut payload_header = [0u8; MAX_PAYLOAD_HEADER];
+    payload_header[..2].copy_from_slice(&[f.indicator, fu_header]);
     let spec = PacketSpec {
-        payload_header: [f.indicator, fu_header, 0, 0],
+        payload_header,
         payload_header_len: 2,
         body_source: BodySource::Media,
         body_offset: f.next,

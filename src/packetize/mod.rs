@@ -28,13 +28,17 @@ pub enum BodySource {
     ParameterSets,
 }
 
+/// Longest payload-format header: the AU header section of an AAC packet carrying
+/// [`aac::MAX_AUS_PER_PACKET`] access units (16-bit AU-headers-length + 16 bits per AU).
+pub const MAX_PAYLOAD_HEADER: usize = 2 + 2 * aac::MAX_AUS_PER_PACKET;
+
 /// One RTP packet to send, described without copying its payload: the RTP header is written
 /// by the caller; the payload is `payload_header[..payload_header_len]` followed by the body bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketSpec {
     /// Payload-format header bytes (FU indicator + FU header, or AAC AU header section).
-    pub payload_header: [u8; 4],
-    /// How many bytes of `payload_header` are used (0, 2 or 4).
+    pub payload_header: [u8; MAX_PAYLOAD_HEADER],
+    /// How many bytes of `payload_header` are used (0, 2, or 2 + 2 per AAC access unit).
     pub payload_header_len: u8,
     /// Which buffer `body_offset`/`body_len` index into.
     pub body_source: BodySource,
@@ -46,7 +50,7 @@ pub struct PacketSpec {
     pub marker: bool,
 }
 
-const _: () = assert!(std::mem::size_of::<PacketSpec>() <= 32);
+const _: () = assert!(std::mem::size_of::<PacketSpec>() <= 40);
 
 impl PacketSpec {
     /// Bytes of payload (header+body) of this spec, for octet counting and size checks.
@@ -123,6 +127,27 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.begin_sample(sample),
             Packetizer::Aac(p) => p.begin_sample(sample),
+        }
+    }
+
+    /// How many samples from `samples[0]` on leave in the next packet(s): 1, except for AAC,
+    /// which aggregates consecutive small access units (see [`aac::aggregate_len`]).
+    /// `index` is `samples[0]`'s index in its track: groups depend on nothing else, so they
+    /// are the same in every loop of a live channel and for every viewer starting on one.
+    pub fn samples_per_packet(&self, samples: &[Sample], index: u64, timescale: u32) -> usize {
+        match self {
+            Packetizer::H264(_) => 1,
+            Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
+        }
+    }
+
+    /// Starts the samples [`samples_per_packet`](Self::samples_per_packet) chose: one sample
+    /// as [`begin_sample`](Self::begin_sample), several as one aggregated AAC packet.
+    pub fn begin_samples(&mut self, samples: &[Sample]) {
+        match (self, samples) {
+            (Packetizer::Aac(p), [_, _, ..]) => p.begin_group(samples),
+            (p, [first, ..]) => p.begin_sample(*first),
+            (p, []) => p.begin_sample(Sample::default()),
         }
     }
 
@@ -288,7 +313,7 @@ mod tests {
 
     #[test]
     fn packet_spec_is_small() {
-        assert!(std::mem::size_of::<PacketSpec>() <= 32);
+        assert!(std::mem::size_of::<PacketSpec>() <= 40);
     }
 
     #[test]
@@ -314,7 +339,11 @@ mod tests {
     #[test]
     fn payload_bytes_out_of_range_does_not_panic() {
         let spec = PacketSpec {
-            payload_header: [1, 2, 3, 4],
+            payload_header: {
+                let mut h = [0; MAX_PAYLOAD_HEADER];
+                h[..4].copy_from_slice(&[1, 2, 3, 4]);
+                h
+            },
             payload_header_len: 2,
             body_source: BodySource::Media,
             body_offset: 10,

@@ -32,8 +32,11 @@ use crate::media::track::Sample;
 use crate::packetize::{PacketSpec, PacketizeError, Packetizer};
 use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
 
-/// Room for the RTP header and the longest payload header (4 bytes).
-pub(super) const HEADER_SLAB: usize = RTP_HEADER_LEN + 4;
+// Header slabs are copied whole into the io_uring arena's header slots.
+const _: () = assert!(HEADER_SLAB <= crate::sys::mmsg::MAX_COPIED_HEADER);
+
+/// Room for the RTP header and the longest payload header (an aggregated AAC packet's).
+pub(super) const HEADER_SLAB: usize = RTP_HEADER_LEN + crate::packetize::MAX_PAYLOAD_HEADER;
 
 /// How far past one GOP behind the live edge a viewer may fall (a late tick, a slow pass)
 /// before its samples may have been evicted. Past it a viewer still gets correct packets,
@@ -85,7 +88,7 @@ const BLANK: WirePacket = WirePacket {
     header: [0; HEADER_SLAB],
     header_len: 0,
     spec: PacketSpec {
-        payload_header: [0; 4],
+        payload_header: [0; crate::packetize::MAX_PAYLOAD_HEADER],
         payload_header_len: 0,
         body_source: crate::packetize::BodySource::Media,
         body_offset: 0,
@@ -296,7 +299,7 @@ impl LiveCache {
         &mut self,
         id: u32,
         abs: u64,
-        sample: Sample,
+        samples: &[Sample],
         media: &[u8],
         seq: u16,
         ts: u32,
@@ -316,7 +319,7 @@ impl LiveCache {
                 let pos = stream.head;
                 let mut count = 0u32;
                 let mut error = None;
-                stream.packetizer.begin_sample(sample);
+                stream.packetizer.begin_samples(samples);
                 loop {
                     match stream.packetizer.next_packet(media) {
                         Ok(Some(spec)) => {
@@ -438,18 +441,42 @@ mod tests {
         stream(&mut cache, id).ring = vec![BLANK; small].into_boxed_slice();
 
         assert!(cache
-            .packets(id, 0, track.samples[0], bytes, 0, 0, &counters)
+            .packets(
+                id,
+                0,
+                std::slice::from_ref(&track.samples[0]),
+                bytes,
+                0,
+                0,
+                &counters
+            )
             .is_none());
         let seq = 4321;
         let one = cache
-            .packets(id, 1, track.samples[1], bytes, seq, 0, &counters)
+            .packets(
+                id,
+                1,
+                std::slice::from_ref(&track.samples[1]),
+                bytes,
+                seq,
+                0,
+                &counters,
+            )
             .unwrap();
         let first: Vec<u8> = one.get(0).header().to_vec();
         let pos = one.pos;
         let mut abs = 2;
         while stream(&mut cache, id).head - pos <= small as u64 {
             let k = abs as usize;
-            cache.packets(id, abs, track.samples[k], bytes, 0, 0, &counters);
+            cache.packets(
+                id,
+                abs,
+                std::slice::from_ref(&track.samples[k]),
+                bytes,
+                0,
+                0,
+                &counters,
+            );
             abs += 1;
         }
         assert_eq!(
@@ -459,7 +486,15 @@ mod tests {
         );
         let before = packetized();
         let again = cache
-            .packets(id, 1, track.samples[1], bytes, seq, 0, &counters)
+            .packets(
+                id,
+                1,
+                std::slice::from_ref(&track.samples[1]),
+                bytes,
+                seq,
+                0,
+                &counters,
+            )
             .unwrap();
         assert_eq!(again.get(0).header(), &first[..]);
         assert_eq!(packetized(), before + 1, "packetized again");
@@ -484,7 +519,15 @@ mod tests {
             let seq = ch.tracks[0].seq_of(abs / n, k);
             let sample = track.samples[k];
             let got = cache
-                .packets(id, abs, sample, bytes, seq, 1234, &counters)
+                .packets(
+                    id,
+                    abs,
+                    std::slice::from_ref(&sample),
+                    bytes,
+                    seq,
+                    1234,
+                    &counters,
+                )
                 .unwrap();
             assert_eq!(got.error, None);
             fresh.begin_sample(sample);
@@ -512,7 +555,15 @@ mod tests {
             // A second viewer asking for the same sample costs nothing and gets the first
             // viewer's numbers, not its own.
             let again = cache
-                .packets(id, abs, sample, bytes, 0, 0, &counters)
+                .packets(
+                    id,
+                    abs,
+                    std::slice::from_ref(&sample),
+                    bytes,
+                    0,
+                    0,
+                    &counters,
+                )
                 .unwrap();
             assert_eq!(again.len(), j);
             assert_eq!(again.get(0).header(), &first[..]);
@@ -522,7 +573,15 @@ mod tests {
         let before = counters.live_packetizations.load(Ordering::Relaxed);
         let seq = ch.tracks[0].seq_of(0, 0);
         let old = cache
-            .packets(id, 0, track.samples[0], bytes, seq, 1234, &counters)
+            .packets(
+                id,
+                0,
+                std::slice::from_ref(&track.samples[0]),
+                bytes,
+                seq,
+                1234,
+                &counters,
+            )
             .unwrap();
         assert_eq!(
             counters.live_packetizations.load(Ordering::Relaxed),

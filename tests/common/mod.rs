@@ -450,6 +450,39 @@ pub fn parse_rtp(p: &[u8]) -> Option<Rtp> {
     })
 }
 
+/// Whole AAC access units completed by one RTP packet of an RFC 3640 AAC-hbr stream
+/// (`packet` includes its 12-byte RTP header): 0 without the marker bit (a fragment before
+/// the last), else the AU-headers-length / 16 AU headers (§3.2.1; the last fragment of a
+/// fragmented AU counts 1). Panics on a malformed AU header section, or when several whole
+/// AUs do not fill the body exactly (13-bit AU-size, 3-bit index/delta, §3.3.6).
+pub fn aac_units_completed(packet: &[u8]) -> usize {
+    let rtp = parse_rtp(packet).expect("valid RTP");
+    if !rtp.marker {
+        return 0;
+    }
+    assert!(packet.len() >= 16, "AAC payload has its AU header section");
+    let aus = usize::from(u16::from_be_bytes([packet[12], packet[13]]) / 16);
+    assert!((1..=8).contains(&aus), "seq {}: {aus} AU headers", rtp.seq);
+    let header_end = 14 + 2 * aus;
+    assert!(
+        packet.len() >= header_end,
+        "seq {}: AU headers fit",
+        rtp.seq
+    );
+    if aus > 1 {
+        let sizes: usize = (0..aus)
+            .map(|k| usize::from(u16::from_be_bytes([packet[14 + 2 * k], packet[15 + 2 * k]]) >> 3))
+            .sum();
+        assert_eq!(
+            sizes,
+            packet.len() - header_end,
+            "seq {}: AU sizes fill the packet",
+            rtp.seq
+        );
+    }
+    aus
+}
+
 /// A bound even/odd UDP port pair for a test client.
 pub fn udp_pair() -> (UdpSocket, UdpSocket) {
     for _ in 0..100 {

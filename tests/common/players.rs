@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use super::run_with_timeout;
 
-/// What ffmpeg decoded: video frames and the end time of the last one, in seconds.
+/// What ffmpeg decoded: frames of one stream and the end time of the last one, in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoded {
-    /// Video frames decoded.
+    /// Frames decoded.
     pub frames: usize,
     /// End of the last frame on ffmpeg's output timeline (starts at 0 at the first packet).
     pub end_secs: f64,
@@ -19,6 +19,11 @@ pub struct Decoded {
 /// Decodes `url`'s video with ffmpeg over `transport` (`udp` or `tcp`) into per-frame CRCs;
 /// panics if ffmpeg fails, hangs or prints any error.
 pub fn ffmpeg_decode(url: &str, transport: &str) -> Decoded {
+    ffmpeg_decode_stream(url, transport, "0:v")
+}
+
+/// As [`ffmpeg_decode`], for the stream `map` selects (`0:v`, `0:a`).
+pub fn ffmpeg_decode_stream(url: &str, transport: &str, map: &str) -> Decoded {
     let (ok, out, err) = run_with_timeout(
         Command::new("ffmpeg").args([
             "-hide_banner",
@@ -30,7 +35,7 @@ pub fn ffmpeg_decode(url: &str, transport: &str) -> Decoded {
             "-i",
             url,
             "-map",
-            "0:v",
+            map,
             "-f",
             "framecrc",
             "-",
