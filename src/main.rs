@@ -220,6 +220,11 @@ struct ServeArgs {
     /// counters): on or off [default: on].
     #[arg(long)]
     stats: Option<StatsMode>,
+    /// Nice value of the shard threads, -20 (highest) to 19, so the pacing threads win
+    /// their core from the control thread [default: -15; needs CAP_SYS_NICE, else ignored
+    /// with one log line].
+    #[arg(long, allow_hyphen_values = true)]
+    shard_nice: Option<i32>,
     /// HTTP address of the web page, JSON API and /metrics, or `off` [default: 127.0.0.1:8080];
     /// port 0 picks a free port (printed).
     #[arg(long)]
@@ -293,6 +298,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         io: args.io,
         gso: args.gso,
         stats: args.stats,
+        shard_nice: args.shard_nice,
         http_listen: args.http_listen,
         require_token: args.require_token.then_some(true),
         // Secrets come from the environment (or the config file), never from the command

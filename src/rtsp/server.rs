@@ -248,8 +248,13 @@ pub fn start(
     if config.require_token {
         tracing::info!("RTSP DESCRIBE and SETUP need a play token (?token=)");
     }
-    let shards =
-        crate::shard::spawn_shards(config.shards, local_addr.ip(), config.send, config.stats)?;
+    let shards = crate::shard::spawn_shards(
+        config.shards,
+        local_addr.ip(),
+        config.send,
+        config.stats,
+        config.shard_nice,
+    )?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let library = Arc::new(library);
     let mut channels = HashMap::new();

@@ -284,13 +284,15 @@ fn bind_port_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
 }
 
 /// Starts `count` shard threads on `ip`, pinned round-robin to the available cores, sending
-/// through `send` (resolved and logged once here). `stats` turns on pacing-lateness
-/// recording, RTCP digestion and the periodic reports (`--stats`).
+/// through `send` (resolved and logged once here), each at nice value `nice` (`--shard-nice`;
+/// refused without `CAP_SYS_NICE`, which is logged once and otherwise harmless). `stats`
+/// turns on pacing-lateness recording, RTCP digestion and the periodic reports (`--stats`).
 pub fn spawn_shards(
     count: usize,
     ip: IpAddr,
     send: send::SendConfig,
     stats: bool,
+    nice: i32,
 ) -> io::Result<Vec<ShardHandle>> {
     let send = send.resolve();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -312,6 +314,13 @@ pub fn spawn_shards(
                     if !core_affinity::set_for_current(core) {
                         tracing::warn!(shard = index, "could not pin to core {}", core.id);
                     }
+                }
+                match crate::sys::sched::set_current_thread_nice(nice) {
+                    Ok(()) => {}
+                    Err(e) if index == 0 => tracing::info!(
+                        "shards run at the default priority: nice {nice} refused ({e}); grant CAP_SYS_NICE or pass --shard-nice 0"
+                    ),
+                    Err(_) => {}
                 }
                 let links = worker::Links {
                     commands: rx,

@@ -17,6 +17,8 @@
 //!   point into its own buffers and are rewritten before every call; datagrams and their
 //!   source addresses are read back only for the count the call returned. [`recv::Epoll`] owns its fd and copies events out.
 //!
+//! - [`sched`]: per-thread nice values through `setpriority(2)` on the caller's thread id.
+//!
 //! Nothing outside `sys` calls `libc` directly.
 
 pub(crate) mod cmsg;
@@ -27,4 +29,5 @@ pub(crate) mod lease;
 pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;
+pub(crate) mod sched;
 pub(crate) mod uring;
