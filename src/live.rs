@@ -68,6 +68,10 @@ pub struct LiveTrack {
     /// Packets produced by the samples of a loop before sample `k` (0 up to `first_sample`);
     /// one more entry than samples.
     packets_before: Vec<u32>,
+    /// Per sample: whether a packet group starts there (every sample of a video track; the
+    /// first AU of each aggregated AAC packet). Samples inside a group share their group's
+    /// `packets_before`, so a viewer starting on one would reuse its group's numbers.
+    group_start: Vec<bool>,
     /// Loop length in RTP clock ticks.
     pub loop_ticks: u64,
 }
@@ -76,6 +80,11 @@ impl LiveTrack {
     /// Packets in one loop.
     pub fn packets_per_loop(&self) -> u32 {
         self.packets_before.last().copied().unwrap_or(0)
+    }
+
+    /// Whether sample `k` begins a packet group (see `group_start`); false past the end.
+    pub fn starts_packets(&self, k: usize) -> bool {
+        self.group_start.get(k).copied().unwrap_or(false)
     }
 
     /// Sequence number of the first packet of sample `k` in loop `n`.
@@ -148,6 +157,7 @@ impl LiveChannel {
                     .unwrap_or(0)
             };
             let mut packets_before = vec![0; first_sample];
+            let mut group_start = vec![false; track.samples.len()];
             let mut total = 0u32;
             let mut k = first_sample;
             while k < track.samples.len() {
@@ -159,7 +169,8 @@ impl LiveChannel {
                     .samples_per_packet(rest, k as u64, track.timescale)
                     .clamp(1, rest.len());
                 packets_before.extend(std::iter::repeat_n(total, group));
-                packetizer.begin_samples(&rest[..group]);
+                group_start[k] = true;
+                packetizer.begin_samples(&rest[..group], k as u64);
                 // A corrupt sample yields the packets it yields on the shard too: the same
                 // Err path abandons it there, so counting up to the error stays consistent.
                 while let Ok(Some(_)) = packetizer.next_packet(bytes) {
@@ -175,6 +186,7 @@ impl LiveChannel {
                 seq0: rand::random(),
                 ts0: rand::random(),
                 packets_before,
+                group_start,
                 // Rounded: the loop length came from ticks, and truncation would drift by one.
                 loop_ticks: ((loop_duration.as_nanos() * clock + 500_000_000) / 1_000_000_000)
                     as u64,
@@ -309,7 +321,7 @@ impl LiveChannel {
                 // aggregated packet holding it, so this viewer's packets are everyone's.
                 let lt = &self.tracks[i];
                 let mut k = first.saturating_sub(1).max(lt.first_sample);
-                while k > lt.first_sample && k < tr.samples.len() && lt.packets_of(k) == 0 {
+                while k > lt.first_sample && k < tr.samples.len() && !lt.starts_packets(k) {
                     k -= 1;
                 }
                 k

@@ -3,10 +3,12 @@
 //!
 //! Consecutive small access units are aggregated into one RTP packet (§3.2.2: "one or more
 //! complete Access Units"), one AU header each, AU-Index-delta 0 (§3.2.1.1: consecutive AUs),
-//! the RTP timestamp being the first AU's (§3.2.1): up to [`MAX_AUS_PER_PACKET`] AUs whose
-//! bytes lie back to back in the file (so the body is still one slice of the mapping), of
+//! the RTP timestamp being the first AU's (§3.2.1): up to [`MAX_AUS_PER_PACKET`] AUs, of
 //! equal duration (receivers derive the later AUs' times from it), spanning at most
-//! [`MAX_AGGREGATE_SPAN_MS`], and within the payload budget ([`aggregate_len`]). At 48 kHz and
+//! [`MAX_AGGREGATE_SPAN_MS`], and within the payload budget ([`aggregate_len`]). The body
+//! is gathered from the mapping: one slice when the AUs lie back to back, else one slice per
+//! AU ([`BodySource::Samples`]; muxers such as ffmpeg's interleave audio and video in chunks
+//! of one or two frames). At 48 kHz and
 //! 128 kbit/s that is ~3 AUs per packet: a third of the audio sends, which on a loaded shard
 //! are the costliest packets (one syscall-level send each, never a GSO train). The later AUs
 //! leave up to the span early, which players' jitter buffers absorb; live channels add no
@@ -62,11 +64,10 @@ pub fn aggregate_len(samples: &[Sample], index: u64, budget: usize, timescale: u
             break;
         }
         let (prev, s) = (&samples[k - 1], &samples[k]);
-        let back_to_back = prev.offset.checked_add(u64::from(prev.len)) == Some(s.offset);
         let even = s.dts.checked_sub(prev.dts) == step && step.is_some_and(|d| d > 0);
         let in_span = s.dts.saturating_sub(first.dts) <= span_limit;
         let header = 2 + 2 * (k + 1);
-        if !fits_alone(s) || !back_to_back || !even || !in_span {
+        if !fits_alone(s) || !even || !in_span {
             break;
         }
         if header + total + s.len as usize > budget {
@@ -99,10 +100,12 @@ enum Progress {
         frag_size: u32,
         header: [u8; 4],
     },
-    /// One packet of several whole AUs: their bytes (back to back) and AU header section.
+    /// One packet of several whole AUs: where each lies, the first's sample index, and the
+    /// AU header section.
     Group {
-        offset: u64,
-        len: u32,
+        aus: [(u64, u32); MAX_AUS_PER_PACKET],
+        count: u8,
+        first_index: u64,
         header: [u8; MAX_PAYLOAD_HEADER],
         header_len: u8,
     },
@@ -136,9 +139,10 @@ impl AacPacketizer {
         self.progress = Some(Progress::Fresh);
     }
 
-    /// Starts one packet of the access units `aus` (as chosen by [`aggregate_len`]: back to
-    /// back in the media, each under [`MAX_AU_SIZE`], at most [`MAX_AUS_PER_PACKET`]).
-    pub fn begin_group(&mut self, aus: &[Sample]) {
+    /// Starts one packet of the access units `aus` (as chosen by [`aggregate_len`]: each
+    /// under [`MAX_AU_SIZE`], at most [`MAX_AUS_PER_PACKET`]); `first_index` is `aus[0]`'s
+    /// sample index in its track.
+    pub fn begin_group(&mut self, aus: &[Sample], first_index: u64) {
         let aus = &aus[..aus.len().min(MAX_AUS_PER_PACKET)];
         let Some(first) = aus.first() else {
             self.progress = None;
@@ -148,16 +152,17 @@ impl AacPacketizer {
         // AU-Index (first) or AU-Index-delta (later; 0 = consecutive), 3 bits each.
         let mut header = [0u8; MAX_PAYLOAD_HEADER];
         header[..2].copy_from_slice(&((16 * aus.len()) as u16).to_be_bytes());
-        let mut len = 0u32;
+        let mut places = [(0u64, 0u32); MAX_AUS_PER_PACKET];
         for (k, au) in aus.iter().enumerate() {
             let h = ((au.len.min(MAX_AU_SIZE) as u16) & 0x1fff) << 3;
             header[2 + 2 * k..4 + 2 * k].copy_from_slice(&h.to_be_bytes());
-            len = len.saturating_add(au.len);
+            places[k] = (au.offset, au.len);
         }
         self.sample = *first;
         self.progress = Some(Progress::Group {
-            offset: first.offset,
-            len,
+            aus: places,
+            count: aus.len() as u8,
+            first_index,
             header,
             header_len: (2 + 2 * aus.len()) as u8,
         });
@@ -166,27 +171,43 @@ impl AacPacketizer {
     /// Next packet of the current AU; `Ok(None)` when done. Does not allocate.
     pub fn next_packet(&mut self, media: &[u8]) -> Result<Option<PacketSpec>, PacketizeError> {
         if let Some(Progress::Group {
-            offset,
-            len,
+            aus,
+            count,
+            first_index,
             header,
             header_len,
         }) = self.progress
         {
             self.progress = None;
-            let whole = Sample {
-                offset,
-                len,
-                ..self.sample
-            };
-            let (start, _) = sample_range(&whole, media)?;
+            let aus = &aus[..usize::from(count)];
+            let mut len = 0u32;
+            let mut back_to_back = true;
+            for (k, &(offset, au_len)) in aus.iter().enumerate() {
+                sample_range(
+                    &Sample {
+                        offset,
+                        len: au_len,
+                        ..self.sample
+                    },
+                    media,
+                )?;
+                back_to_back &= k == 0 || aus[k - 1].0 + u64::from(aus[k - 1].1) == offset;
+                len = len.saturating_add(au_len);
+            }
             if usize::from(header_len) + len as usize > self.budget as usize {
                 return Err(PacketizeError::AuTooLarge);
             }
+            // One slice of the mapping when the AUs lie back to back; else the AUs by index.
+            let (body_source, body_offset) = if back_to_back {
+                (BodySource::Media, aus[0].0)
+            } else {
+                (BodySource::Samples, first_index)
+            };
             return Ok(Some(PacketSpec {
                 payload_header: header,
                 payload_header_len: header_len,
-                body_source: BodySource::Media,
-                body_offset: start as u64,
+                body_source,
+                body_offset,
                 body_len: len,
                 marker: true,
             }));
@@ -319,7 +340,7 @@ mod tests {
         assert!(s.marker);
         assert_eq!(s.payload_header_len, 4);
         assert_eq!((s.body_offset, s.body_len), (3, 371));
-        let pl = payload_bytes(&s, &media, &[]);
+        let pl = payload_bytes(&s, &media, &[], &[]);
         assert_eq!(&pl[..4], &[0x00, 0x10, 0x0b, 0x98]);
         assert_eq!(&pl[4..], &media[3..3 + 371]);
         // Exactly budget - 4 still fits one packet.
@@ -336,7 +357,7 @@ mod tests {
             assert!(specs.len() >= 2);
             let mut joined = Vec::new();
             for (i, s) in specs.iter().enumerate() {
-                let pl = payload_bytes(s, &media, &[]);
+                let pl = payload_bytes(s, &media, &[], &[]);
                 assert!(pl.len() <= budget);
                 assert_eq!(
                     &pl[..4],
@@ -378,14 +399,14 @@ mod tests {
         let mut p = packetizer(1200);
         // 2 + 3·2 + 903 = 911 fits; a fourth AU would make 1216 > 1200.
         assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 3);
-        p.begin_samples(&samples[..3]);
+        p.begin_samples(&samples[..3], 0);
         let spec = p.next_packet(&media).unwrap().unwrap();
         assert_eq!(p.next_packet(&media), Ok(None));
         assert!(
             spec.marker,
             "complete AUs carry the marker (RFC 3640 §3.2.3)"
         );
-        let pl = payload_bytes(&spec, &media, &[]);
+        let pl = payload_bytes(&spec, &media, &[], &[]);
         // AU-headers-length 48 bits, then (size << 3 | delta 0) per AU.
         assert_eq!(&pl[..2], &[0x00, 0x30]);
         for (k, len) in [300u16, 301, 302].into_iter().enumerate() {
@@ -406,9 +427,10 @@ mod tests {
         assert_eq!(p.samples_per_packet(&samples[5..], 5, 96_000), 3);
         // 100 ms at 8 kHz is 800 ticks: fewer than one 1024-tick AU after the first.
         assert_eq!(p.samples_per_packet(&samples, 0, 8_000), 1);
-        // Not back to back (another track's bytes between): the group ends there.
+        // Not back to back (another track's bytes between) still groups: the body is then
+        // gathered AU by AU.
         samples[2].offset += 1;
-        assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 2);
+        assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 5);
         let (_, mut samples) = aus(&[100; 4]);
         samples[2].dts += 1;
         assert_eq!(
@@ -427,11 +449,48 @@ mod tests {
         assert_eq!(p.samples_per_packet(&[], 0, 48_000), 1);
     }
 
+    /// AUs that lie apart (a video frame between them in the file) still go in one packet;
+    /// its body names them by sample index and resolves to their bytes in order.
+    #[test]
+    fn a_group_of_aus_apart_in_the_file_gathers_each() {
+        let (mut media, mut samples) = aus(&[200, 210, 220]);
+        // Move the second AU to the end of the "file", after 50 bytes of something else.
+        let second: Vec<u8> = media[203..413].to_vec();
+        media.extend([0x55; 50]);
+        samples[1].offset = media.len() as u64;
+        media.extend(&second);
+        let all = [samples[0], samples[1], samples[2]];
+        let mut p = packetizer(1200);
+        assert_eq!(
+            p.samples_per_packet(&all, 7, 48_000),
+            1,
+            "index 8 ends a group"
+        );
+        assert_eq!(p.samples_per_packet(&all, 0, 48_000), 3);
+        p.begin_samples(&all, 40);
+        let spec = p.next_packet(&media).unwrap().unwrap();
+        assert_eq!(spec.body_source, BodySource::Samples);
+        assert_eq!((spec.body_offset, spec.body_len), (40, 630));
+        // The track's sample table: the group starts at index 40.
+        let mut table = vec![Sample::default(); 40];
+        table.extend(all);
+        let pl = payload_bytes(&spec, &media, &[], &table);
+        let mut want = spec.header().to_vec();
+        for s in &all {
+            want.extend_from_slice(
+                &media[s.offset as usize..(s.offset + u64::from(s.len)) as usize],
+            );
+        }
+        assert_eq!(pl, want);
+        // A table that does not hold the AUs resolves to nothing rather than wrong bytes.
+        assert!(crate::packetize::body_slices(&spec, &media, &[], &table[..41]).is_none());
+    }
+
     #[test]
     fn a_group_past_the_media_is_an_error_not_a_panic() {
         let (media, samples) = aus(&[300, 300]);
         let mut p = packetizer(1200);
-        p.begin_samples(&samples);
+        p.begin_samples(&samples, 0);
         assert!(p.next_packet(&media[..400]).is_err());
         assert_eq!(p.next_packet(&media), Ok(None));
     }

@@ -398,7 +398,7 @@ pub(crate) mod tests {
     fn payloads(p: &Packetizer, media: &[u8], specs: &[PacketSpec]) -> Vec<Vec<u8>> {
         specs
             .iter()
-            .map(|s| payload_bytes(s, media, p.parameter_sets()))
+            .map(|s| payload_bytes(s, media, p.parameter_sets(), &[]))
             .collect()
     }
 
@@ -503,7 +503,7 @@ pub(crate) mod tests {
         assert_eq!(specs[0].payload_header_len, 0);
         assert_eq!(specs[0].body_source, BodySource::Media);
         assert!(specs[0].marker);
-        assert_eq!(payload_bytes(&specs[0], &media, &[]), n);
+        assert_eq!(payload_bytes(&specs[0], &media, &[], &[]), n);
         // The sample is complete and stays complete.
         assert_eq!(p.next_packet(&media), Ok(None));
     }

@@ -26,6 +26,64 @@ pub enum BodySource {
     Media,
     /// The packetizer's own parameter-set buffer [`Packetizer::parameter_sets`] at `[offset, offset+len)`.
     ParameterSets,
+    /// Whole access units that lie apart in the file: the bytes of the track's samples
+    /// `offset`, `offset + 1`, … (as many as the AU header section lists), resolved by
+    /// [`body_slices`]. `len` is their sum.
+    Samples,
+}
+
+/// A packet body as slices of its source buffers, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct BodySlices<'a> {
+    parts: [&'a [u8]; aac::MAX_AUS_PER_PACKET],
+    len: u8,
+}
+
+impl<'a> BodySlices<'a> {
+    /// The slices.
+    pub fn as_slices(&self) -> &[&'a [u8]] {
+        &self.parts[..usize::from(self.len)]
+    }
+}
+
+/// Resolves `spec`'s body to slices: a range of `media` or `parameter_sets`, or for
+/// [`BodySource::Samples`] each listed AU of `samples` (the spec's track) in `media`. `None`
+/// when anything is out of range or the AUs do not add up to `body_len`. Does not allocate.
+pub fn body_slices<'a>(
+    spec: &PacketSpec,
+    media: &'a [u8],
+    parameter_sets: &'a [u8],
+    samples: &[Sample],
+) -> Option<BodySlices<'a>> {
+    let mut out = BodySlices {
+        parts: [&[]; aac::MAX_AUS_PER_PACKET],
+        len: 0,
+    };
+    let source = match spec.body_source {
+        BodySource::Media => media,
+        BodySource::ParameterSets => parameter_sets,
+        BodySource::Samples => {
+            let count = usize::from(spec.payload_header_len).saturating_sub(2) / 2;
+            let first = usize::try_from(spec.body_offset).ok()?;
+            let aus = samples.get(first..first.checked_add(count)?)?;
+            if aus.len() > aac::MAX_AUS_PER_PACKET {
+                return None;
+            }
+            let mut total = 0usize;
+            for (k, au) in aus.iter().enumerate() {
+                let (start, end) = sample_range(au, media).ok()?;
+                out.parts[k] = &media[start..end];
+                total += end - start;
+            }
+            out.len = aus.len() as u8;
+            return (total == spec.body_len as usize).then_some(out);
+        }
+    };
+    let start = usize::try_from(spec.body_offset).ok()?;
+    let end = start.checked_add(spec.body_len as usize)?;
+    out.parts[0] = source.get(start..end)?;
+    out.len = 1;
+    Some(out)
 }
 
 /// Longest payload-format header: the AU header section of an AAC packet carrying
@@ -143,9 +201,11 @@ impl Packetizer {
 
     /// Starts the samples [`samples_per_packet`](Self::samples_per_packet) chose: one sample
     /// as [`begin_sample`](Self::begin_sample), several as one aggregated AAC packet.
-    pub fn begin_samples(&mut self, samples: &[Sample]) {
+    /// `index` is `samples[0]`'s index in its track (a body of AUs apart in the file names
+    /// them by index: [`BodySource::Samples`]).
+    pub fn begin_samples(&mut self, samples: &[Sample], index: u64) {
         match (self, samples) {
-            (Packetizer::Aac(p), [_, _, ..]) => p.begin_group(samples),
+            (Packetizer::Aac(p), [_, _, ..]) => p.begin_group(samples, index),
             (p, [first, ..]) => p.begin_sample(*first),
             (p, []) => p.begin_sample(Sample::default()),
         }
@@ -220,21 +280,21 @@ pub(crate) fn equal_fragment_size(total: u32, max: u32) -> u32 {
     total.div_ceil(n).max(1)
 }
 
-/// Collects a spec's payload bytes into a Vec (tests and the TCP path's fallback only; not the
-/// UDP hot path). Out-of-range bodies are left out rather than panicking.
-pub fn payload_bytes(spec: &PacketSpec, media: &[u8], parameter_sets: &[u8]) -> Vec<u8> {
-    let src = match spec.body_source {
-        BodySource::Media => media,
-        BodySource::ParameterSets => parameter_sets,
-    };
+/// Collects a spec's payload bytes into a Vec (tests and tools; not the send path).
+/// `samples` is the spec's track, needed only for [`BodySource::Samples`]. Out-of-range
+/// bodies are left out rather than panicking.
+pub fn payload_bytes(
+    spec: &PacketSpec,
+    media: &[u8],
+    parameter_sets: &[u8],
+    samples: &[Sample],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(spec.payload_len());
     out.extend_from_slice(spec.header());
-    let body = usize::try_from(spec.body_offset).ok().and_then(|start| {
-        let end = start.checked_add(spec.body_len as usize)?;
-        src.get(start..end)
-    });
-    if let Some(body) = body {
-        out.extend_from_slice(body);
+    if let Some(body) = body_slices(spec, media, parameter_sets, samples) {
+        for part in body.as_slices() {
+            out.extend_from_slice(part);
+        }
     }
     out
 }
@@ -289,6 +349,7 @@ pub fn fuzz_packetize(data: &[u8]) {
                     let src_len = match spec.body_source {
                         BodySource::Media => data.len(),
                         BodySource::ParameterSets => p.parameter_sets().len(),
+                        BodySource::Samples => unreachable!("one sample never aggregates"),
                     };
                     assert!(spec.body_offset + u64::from(spec.body_len) <= src_len as u64);
                 }
@@ -304,6 +365,58 @@ pub fn fuzz_packetize(data: &[u8]) {
             Ok(None),
             "finished sample stays finished"
         );
+    }
+    fuzz_aac_groups(ctl, budget, data);
+}
+
+/// Part of [`fuzz_packetize`]: cuts `data` into AUs of sizes taken from its bytes, in a
+/// shuffled order in the "file", and checks that an aggregated packet's body resolves to the
+/// AUs' bytes (or is refused as out of range), within the budget, marker set.
+#[cfg(any(test, fuzzing))]
+fn fuzz_aac_groups(ctl: u8, budget: usize, data: &[u8]) {
+    let mut samples = Vec::new();
+    let mut offset = 0usize;
+    for (k, &b) in data.iter().take(16).enumerate() {
+        let len = usize::from(b % 64) + 1;
+        // Every other AU claims bytes past the end when `ctl` says so (a corrupt index).
+        let claimed = if ctl & 1 == 1 && k % 5 == 4 {
+            data.len()
+        } else {
+            offset
+        };
+        samples.push(Sample {
+            offset: claimed as u64,
+            len: len as u32,
+            dts: 1024 * k as u64,
+            cts_offset: 0,
+            sync: true,
+        });
+        offset = (offset + len * 3) % data.len().max(1);
+    }
+    if samples.is_empty() {
+        return;
+    }
+    let aac = Codec::Aac(crate::media::track::AacConfig {
+        audio_specific_config: vec![0x11, 0x90],
+        object_type: 2,
+        sample_rate_hz: 48_000,
+        channels: 2,
+    });
+    let Ok(mut p) = Packetizer::new(&aac, budget) else {
+        return;
+    };
+    let index = u64::from(ctl % 8);
+    let n = p.samples_per_packet(&samples, index, 48_000);
+    assert!((1..=aac::MAX_AUS_PER_PACKET).contains(&n) && n <= samples.len());
+    p.begin_samples(&samples[..n], 0);
+    while let Ok(Some(spec)) = p.next_packet(data) {
+        assert!(spec.payload_len() <= budget, "payload over budget");
+        if n > 1 {
+            assert!(spec.marker, "whole AUs carry the marker");
+            let body = body_slices(&spec, data, &[], &samples).expect("validated AUs resolve");
+            let total: usize = body.as_slices().iter().map(|b| b.len()).sum();
+            assert_eq!(total, spec.body_len as usize);
+        }
     }
 }
 
@@ -350,8 +463,8 @@ mod tests {
             body_len: 10,
             marker: false,
         };
-        assert_eq!(payload_bytes(&spec, &[0; 5], &[]), vec![1, 2]);
-        assert_eq!(payload_bytes(&spec, &[7; 20], &[]).len(), 12);
+        assert_eq!(payload_bytes(&spec, &[0; 5], &[], &[]), vec![1, 2]);
+        assert_eq!(payload_bytes(&spec, &[7; 20], &[], &[]).len(), 12);
     }
 
     #[test]

@@ -300,6 +300,7 @@ impl LiveCache {
         id: u32,
         abs: u64,
         samples: &[Sample],
+        index: u64,
         media: &[u8],
         seq: u16,
         ts: u32,
@@ -319,7 +320,7 @@ impl LiveCache {
                 let pos = stream.head;
                 let mut count = 0u32;
                 let mut error = None;
-                stream.packetizer.begin_samples(samples);
+                stream.packetizer.begin_samples(samples, index);
                 loop {
                     match stream.packetizer.next_packet(media) {
                         Ok(Some(spec)) => {
@@ -445,6 +446,7 @@ mod tests {
                 id,
                 0,
                 std::slice::from_ref(&track.samples[0]),
+                0,
                 bytes,
                 0,
                 0,
@@ -457,6 +459,7 @@ mod tests {
                 id,
                 1,
                 std::slice::from_ref(&track.samples[1]),
+                1,
                 bytes,
                 seq,
                 0,
@@ -472,6 +475,7 @@ mod tests {
                 id,
                 abs,
                 std::slice::from_ref(&track.samples[k]),
+                k as u64,
                 bytes,
                 0,
                 0,
@@ -490,6 +494,7 @@ mod tests {
                 id,
                 1,
                 std::slice::from_ref(&track.samples[1]),
+                1,
                 bytes,
                 seq,
                 0,
@@ -523,6 +528,7 @@ mod tests {
                     id,
                     abs,
                     std::slice::from_ref(&sample),
+                    k as u64,
                     bytes,
                     seq,
                     1234,
@@ -544,7 +550,7 @@ mod tests {
                 );
                 assert_eq!(p.header(), expect.header());
                 assert_eq!(
-                    payload_bytes(&p.spec, bytes, fresh.parameter_sets()).len(),
+                    payload_bytes(&p.spec, bytes, fresh.parameter_sets(), &track.samples).len(),
                     p.payload_len()
                 );
                 j += 1;
@@ -559,6 +565,7 @@ mod tests {
                     id,
                     abs,
                     std::slice::from_ref(&sample),
+                    k as u64,
                     bytes,
                     0,
                     0,
@@ -577,6 +584,7 @@ mod tests {
                 id,
                 0,
                 std::slice::from_ref(&track.samples[0]),
+                0,
                 bytes,
                 seq,
                 1234,

@@ -1,9 +1,10 @@
 //! Gathered UDP sends: a fixed arena of `mmsghdr`/`iovec`/control-message slots, filled one
 //! *send* at a time (one datagram, or one UDP GSO train of up to [`MAX_SEGMENTS`]
 //! datagrams), then handed to the kernel by `sendmmsg(2)`, by one `sendmsg(2)` per send, or
-//! (in `sys::uring`) by io_uring. Each datagram is gathered from two slices — a header built
-//! in place and a body borrowed from the media mapping — so no payload is copied in user
-//! space.
+//! (in `sys::uring`) by io_uring. Each datagram is gathered from a header built in place and
+//! a body borrowed from the media mapping — one slice, or up to [`MAX_BODY_PARTS`] for a
+//! packet of several access units that lie apart in the file — so no payload is copied in
+//! user space.
 //!
 //! Not here: deciding which packets form a GSO train (`shard::send::gso`), or what to do
 //! with an error (the caller reads [`SendSlot::result`]).
@@ -26,18 +27,55 @@ pub(crate) const MAX_SEGMENTS: usize = 64;
 /// Header bytes the arena copies per datagram (for io_uring, whose operations must not
 /// point into the caller's stack); the shard's headers are 16 bytes at most.
 pub(crate) const MAX_COPIED_HEADER: usize = 32;
+/// Body slices one datagram may be gathered from. A datagram of more than one is always a
+/// send of its own (never in a GSO train), so a send needs at most
+/// `max(2 · MAX_SEGMENTS, 1 + MAX_BODY_PARTS)` iovecs and a window at most `2 · MAX_PACKETS`.
+pub(crate) const MAX_BODY_PARTS: usize = 8;
 const MAX_PACKETS: usize = MAX_SENDS * MAX_SEGMENTS;
 const _: () = assert!(2 * MAX_SEGMENTS <= 1024, "UIO_MAXIOV");
+const _: () = assert!(MAX_BODY_PARTS < 2 * MAX_SEGMENTS);
 
 /// One message of a batch: header and body slices, sent as one datagram to `dest`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GatherMsg<'a> {
     /// Bytes that precede the body (RTP header + payload header).
     pub(crate) header: &'a [u8],
-    /// The payload body, usually a slice of the media mapping.
-    pub(crate) body: &'a [u8],
+    /// The payload body: slices of the media mapping, in order (`parts` used).
+    body: [&'a [u8]; MAX_BODY_PARTS],
+    parts: u8,
     /// Destination address.
     pub(crate) dest: &'a SockAddr,
+}
+
+impl<'a> GatherMsg<'a> {
+    /// A datagram of `header` then the body slices `body` (at most [`MAX_BODY_PARTS`]; more
+    /// is a caller bug and panics).
+    pub(crate) fn new(header: &'a [u8], body: &[&'a [u8]], dest: &'a SockAddr) -> Self {
+        assert!(body.len() <= MAX_BODY_PARTS, "too many body parts");
+        let mut parts: [&'a [u8]; MAX_BODY_PARTS] = [&[]; MAX_BODY_PARTS];
+        parts[..body.len()].copy_from_slice(body);
+        Self {
+            header,
+            body: parts,
+            parts: body.len() as u8,
+            dest,
+        }
+    }
+
+    /// The body slices.
+    pub(crate) fn body(&self) -> &[&'a [u8]] {
+        &self.body[..usize::from(self.parts)]
+    }
+
+    /// Datagram size: header plus body.
+    pub(crate) fn len(&self) -> usize {
+        self.header.len() + self.body().iter().map(|b| b.len()).sum::<usize>()
+    }
+
+    /// Gathered from more than one body slice (such datagrams go in sends of their own).
+    pub(crate) fn is_multipart(&self) -> bool {
+        self.parts > 1
+    }
 }
 
 /// Bookkeeping of one send in a window, readable after the kernel answered.
@@ -81,7 +119,11 @@ pub(crate) struct SendArena {
     slots: Box<[SendSlot]>,
     sends: usize,
     iovs: usize,
+    /// Datagrams pushed (index of the next header slot).
+    packets: usize,
     open: bool,
+    /// The open send holds a multi-part datagram (and so nothing else).
+    open_multipart: bool,
 }
 
 // SAFETY: the raw pointers stored in `msgs`/`iovecs` between windows are never dereferenced:
@@ -111,7 +153,9 @@ impl SendArena {
             slots: vec![SendSlot::default(); MAX_SENDS].into_boxed_slice(),
             sends: 0,
             iovs: 0,
+            packets: 0,
             open: false,
+            open_multipart: false,
         }
     }
 
@@ -129,7 +173,9 @@ impl SendArena {
     fn clear(&mut self) {
         self.sends = 0;
         self.iovs = 0;
+        self.packets = 0;
         self.open = false;
+        self.open_multipart = false;
     }
 }
 
@@ -203,11 +249,13 @@ impl<'a> Window<'_, 'a> {
         };
         a.sends += 1;
         a.open = true;
+        a.open_multipart = false;
     }
 
-    /// Appends a datagram (header + body) to the open send. Panics without an open send or
-    /// past [`MAX_SEGMENTS`] (caller bug).
-    pub(crate) fn push_segment(&mut self, header: &'a [u8], body: &'a [u8]) {
+    /// Appends a datagram (header + body slices) to the open send. Panics without an open
+    /// send, past [`MAX_SEGMENTS`], or for a multi-part body in a send that has or will get
+    /// other datagrams (caller bugs: see [`MAX_BODY_PARTS`]).
+    pub(crate) fn push_segment(&mut self, header: &'a [u8], body: &[&'a [u8]]) {
         let a = &mut *self.arena;
         assert!(a.open, "no open send");
         let k = a.sends - 1;
@@ -215,7 +263,20 @@ impl<'a> Window<'_, 'a> {
             usize::from(a.slots[k].segments) < MAX_SEGMENTS,
             "too many segments"
         );
-        let packet = a.iovs / 2;
+        let multipart = body.len() > 1;
+        assert!(
+            body.len() <= MAX_BODY_PARTS
+                && !a.open_multipart
+                && (!multipart || a.slots[k].segments == 0),
+            "a multi-part datagram must be alone in its send"
+        );
+        a.open_multipart = multipart;
+        assert!(
+            a.iovs + 1 + body.len() <= a.iovecs.len(),
+            "iovecs exhausted"
+        );
+        let packet = a.packets;
+        a.packets += 1;
         let header_ptr = if self.copy_to_arena && header.len() <= MAX_COPIED_HEADER {
             let slot = &mut a.headers[packet];
             slot[..header.len()].copy_from_slice(header);
@@ -228,11 +289,14 @@ impl<'a> Window<'_, 'a> {
             iov_base: header_ptr.cast(),
             iov_len: header.len(),
         };
-        a.iovecs[a.iovs + 1] = libc::iovec {
-            iov_base: body.as_ptr() as *mut libc::c_void,
-            iov_len: body.len(),
-        };
-        a.iovs += 2;
+        a.iovs += 1;
+        for part in body {
+            a.iovecs[a.iovs] = libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            };
+            a.iovs += 1;
+        }
         a.slots[k].segments += 1;
     }
 
@@ -247,7 +311,7 @@ impl<'a> Window<'_, 'a> {
         let first = slot.first_iov as usize;
         let hdr = &mut a.msgs[k].msg_hdr;
         hdr.msg_iov = &mut a.iovecs[first];
-        hdr.msg_iovlen = 2 * usize::from(slot.segments);
+        hdr.msg_iovlen = a.iovs - first;
         if let Some(size) = segment_size.filter(|_| slot.segments >= 2) {
             slot.segment_size = size;
             a.cmsgs[k] = GsoCmsg::new(size);
@@ -385,7 +449,7 @@ mod tests {
         let mut w = arena.window(false);
         for (i, h) in headers.iter().enumerate() {
             w.begin_send(&dest, i);
-            w.push_segment(h, &body[i..]);
+            w.push_segment(h, &[&body[i..]]);
             w.end_send(None);
         }
         assert_eq!(w.send_mmsg(&tx), 1);
@@ -413,7 +477,7 @@ mod tests {
         w.begin_send(&dest, 0);
         for (i, h) in headers.iter().enumerate() {
             let len = if i == 3 { 50 } else { 100 };
-            w.push_segment(h, &body[..len]);
+            w.push_segment(h, &[&body[..len]]);
         }
         w.end_send(Some(104));
         assert_eq!(w.send_each(&tx), 1);

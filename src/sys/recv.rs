@@ -390,9 +390,9 @@ mod tests {
         let mut arena = SendArena::new();
         let mut w = arena.window(false);
         w.begin_send(&dest, 0);
-        w.push_segment(&a[..10], &a[10..]);
-        w.push_segment(&b[..10], &b[10..]);
-        w.push_segment(&c[..10], &c[10..]);
+        w.push_segment(&a[..10], &[&a[10..]]);
+        w.push_segment(&b[..10], &[&b[10..]]);
+        w.push_segment(&c[..10], &[&c[10..]]);
         w.end_send(Some(100));
         assert_eq!(w.send_each(tx), 1, "one send carries the train");
     }

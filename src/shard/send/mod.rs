@@ -265,10 +265,13 @@ impl UdpSender {
         let Self { io, arena } = self;
         let mut w = arena.window(matches!(io.backend, Backend::Uring(_)));
         let mut train = gso::Train::default();
+        let mut open_multipart = false;
         for i in 0..count {
             let m = msg(i);
-            let size = m.header.len() + m.body.len();
-            if io.gso && w.send_open() && train.accepts(m.dest, size) {
+            let size = m.len();
+            // A datagram gathered from several body slices travels in a send of its own.
+            let joins = !m.is_multipart() && !open_multipart;
+            if io.gso && w.send_open() && joins && train.accepts(m.dest, size) {
                 train.push(size);
             } else {
                 if w.send_open() {
@@ -280,7 +283,8 @@ impl UdpSender {
                 w.begin_send(m.dest, i);
                 train.start(m.dest, size);
             }
-            w.push_segment(m.header, m.body);
+            open_multipart = m.is_multipart();
+            w.push_segment(m.header, m.body());
         }
         if w.send_open() {
             w.end_send(train.segment_size().filter(|_| io.gso));
@@ -326,7 +330,7 @@ impl Io {
                 }
                 let m = msg(j);
                 w.begin_send(m.dest, j);
-                w.push_segment(m.header, m.body);
+                w.push_segment(m.header, m.body());
                 w.end_send(None);
             }
         }
