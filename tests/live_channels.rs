@@ -132,9 +132,10 @@ fn sequence_and_timestamps_are_continuous_across_three_loops() {
     let url = server.url("short");
     // The clip is 2 s long: 6.5 s of viewing crosses the loop point at least three times.
     let (_conn, tracks) = watch(server.addr, &url, 6.5);
-    for (t, name) in [(0usize, "video"), (1, "audio")] {
+    // 6.5 s: ~160 video frames in more packets; ~300 AAC frames, aggregated ~5 per packet.
+    for (t, name, least) in [(0usize, "video", 100), (1, "audio", 50)] {
         let packets = &tracks[t];
-        assert!(packets.len() > 100, "{name}: {} packets", packets.len());
+        assert!(packets.len() > least, "{name}: {} packets", packets.len());
         for w in packets.windows(2) {
             assert_eq!(
                 w[1].seq,
