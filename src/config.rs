@@ -15,7 +15,7 @@ use crate::shard::send::{GsoMode, IoBackend, SendConfig};
 use crate::stats::StatsMode;
 
 /// Default nice value of the shard threads (see [`ServerConfig::shard_nice`]).
-pub const DEFAULT_SHARD_NICE: i32 = -15;
+pub const DEFAULT_SHARD_NICE: i32 = -5;
 
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
@@ -277,10 +277,12 @@ pub struct ServerConfig {
     pub send: SendConfig,
     /// Whether shards record pacing lateness, digest RTCP and report statistics.
     pub stats: bool,
-    /// Nice value each shard thread sets for itself (default −15). A shard shares its core
+    /// Nice value each shard thread sets for itself (default −5). A shard shares its core
     /// with the control thread and the HTTP side; at equal priority the scheduler lets
-    /// those run for milliseconds while packets wait (measured: pacing lateness p99 17.8 ms
-    /// at 1,600 live viewers on one core, 5.4 ms with the shard at −15). Needs
+    /// those run for milliseconds while packets wait (1,600 live viewers on one core: pacing
+    /// lateness p99 17.8 and 44 ms at nice 0, 3.4–9 ms at −5 … −15). Much higher starves
+    /// the control thread when the shard is overloaded (5,000 VOD viewers: the last PLAY
+    /// answered 13.1 s after the ramp began at −15, 7.3 s at −5, 6.3 s at 0). Needs
     /// `CAP_SYS_NICE`; without it the shard logs once and runs at the default priority.
     pub shard_nice: i32,
     /// HTTP listen address; `None` when the HTTP side is off.

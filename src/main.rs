@@ -221,7 +221,7 @@ struct ServeArgs {
     #[arg(long)]
     stats: Option<StatsMode>,
     /// Nice value of the shard threads, -20 (highest) to 19, so the pacing threads win
-    /// their core from the control thread [default: -15; needs CAP_SYS_NICE, else ignored
+    /// their core from the control thread [default: -5; needs CAP_SYS_NICE, else ignored
     /// with one log line].
     #[arg(long, allow_hyphen_values = true)]
     shard_nice: Option<i32>,
