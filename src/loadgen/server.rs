@@ -52,7 +52,11 @@ impl ServerProcess {
         if let Some(m) = &launch.media {
             cmd.arg("--media").arg(m);
         }
-        if !launch.extra_args.iter().any(|a| a == "--log") {
+        if !launch
+            .extra_args
+            .iter()
+            .any(|a| a == "--log" || a.starts_with("--log="))
+        {
             cmd.args(["--log", "warn"]);
         }
         // Benchmarks run several servers, possibly in parallel: never the fixed HTTP port.
