@@ -126,3 +126,84 @@ fn gstreamer_rtspsrc_reaches_eos_over_udp() {
 fn gstreamer_rtspsrc_reaches_eos_over_tcp() {
     gstreamer_plays_sample("tcp");
 }
+
+/// GStreamer's RFC 3640 depayloader gets every aggregated AAC frame back, each with its own
+/// timestamp one frame (1024 / 48 kHz) after the last — including the first packet's later
+/// frames, which it can time only from the SDP's `constantDuration`. Fails if frames are
+/// lost, merged, or left without a timestamp.
+#[test]
+fn gstreamer_times_every_aggregated_aac_frame() {
+    let server = common::Server::start(&[]);
+    let location = format!("location={}", server.url("sample"));
+    let (ok, out, err) = common::run_with_timeout(
+        Command::new("gst-launch-1.0").args([
+            "-v",
+            "rtspsrc",
+            &location,
+            "protocols=udp",
+            "name=src",
+            "src.",
+            "!",
+            "application/x-rtp,media=audio",
+            "!",
+            "rtpmp4gdepay",
+            "!",
+            "identity",
+            "silent=false",
+            "!",
+            "fakesink",
+            "src.",
+            "!",
+            "application/x-rtp,media=video",
+            "!",
+            "fakesink",
+        ]),
+        Duration::from_secs(40),
+    );
+    assert!(ok, "gst-launch failed: {err}");
+    // identity's `last-message` lines: "chain ******* (identity0:sink) (N bytes, dts: …, pts: H:MM:SS.NNNNNNNNN, …".
+    let pts: Vec<Option<f64>> = out
+        .lines()
+        .filter(|l| l.contains("identity0") && l.contains("chain"))
+        .map(|l| {
+            let rest = l.split("pts: ").nth(1)?;
+            let t = rest.split([',', ')']).next()?.trim();
+            let mut parts = t.split(':');
+            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(
+                h.parse::<f64>().ok()? * 3600.0
+                    + m.parse::<f64>().ok()? * 60.0
+                    + s.parse::<f64>().ok()?,
+            )
+        })
+        .collect();
+    let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+    let want = media
+        .index
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Audio)
+        .unwrap()
+        .samples
+        .len();
+    assert!(
+        pts.len().abs_diff(want) <= 1,
+        "{} AAC frames out of {want}",
+        pts.len()
+    );
+    let timed: Vec<f64> = pts.iter().flatten().copied().collect();
+    assert_eq!(timed.len(), pts.len(), "every frame has a timestamp");
+    // One frame (21.3 ms) apart on average; single steps vary by a few ms because
+    // rtpjitterbuffer's clock-skew correction moves packets' times, but never to zero (one
+    // time for several frames) or to a gap.
+    let frame = 1024.0 / 48_000.0;
+    for w in timed.windows(2) {
+        let step = w[1] - w[0];
+        assert!(
+            step > frame / 2.0 && step < frame * 1.5,
+            "frames 1024 samples apart, got a step of {step:.4} s"
+        );
+    }
+    let mean = (timed[timed.len() - 1] - timed[0]) / (timed.len() - 1) as f64;
+    assert!((mean - frame).abs() < 0.0005, "mean step {mean:.5} s");
+}

@@ -160,7 +160,10 @@ fn write_h264(out: &mut String, pt: u8, h: &H264Config, frame_rate: Option<f64>)
     }
 }
 
-/// The AAC media section (RFC 3640 §4.1, mode=AAC-hbr as in §3.3.6).
+/// The AAC media section (RFC 3640 §4.1, mode=AAC-hbr as in §3.3.6). For AAC-LC (object
+/// type 2) it also states `constantDuration=1024`: packets aggregate several AUs, and a
+/// receiver needs the duration to time the later ones; GStreamer's depayloader otherwise
+/// guesses it from the next packet and leaves the first packet's later AUs untimed.
 fn write_aac(out: &mut String, pt: u8, a: &AacConfig) {
     line(out, format_args!("m=audio 0 RTP/AVP {pt}"));
     line(
@@ -170,11 +173,17 @@ fn write_aac(out: &mut String, pt: u8, a: &AacConfig) {
             a.sample_rate_hz, a.channels
         ),
     );
+    // An AAC-LC frame is 1024 samples of the core sampling rate, the RTP clock here.
+    let duration = if a.object_type == 2 {
+        ";constantDuration=1024"
+    } else {
+        ""
+    };
     line(
         out,
         format_args!(
             "a=fmtp:{pt} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
-             indexlength=3;indexdeltalength=3;config={}",
+             indexlength=3;indexdeltalength=3{duration};config={}",
             hex(&a.audio_specific_config)
         ),
     );
@@ -245,7 +254,7 @@ mod tests {
             a=control:trackID=0\r\n\
             m=audio 0 RTP/AVP 97\r\n\
             a=rtpmap:97 mpeg4-generic/48000/2\r\n\
-            a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1190\r\n\
+            a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;constantDuration=1024;config=1190\r\n\
             a=control:trackID=1\r\n";
         assert_eq!(write_sdp(&s), expected);
     }
