@@ -645,6 +645,37 @@ fn refuse(r: Refusal) -> Outcome {
     }
 }
 
+/// How long the control thread waits for a shard to answer PLAY or PAUSE. A shard answers
+/// within one tick (≤ 50 ms) unless it is stuck or far behind; the client then gets 503
+/// with `Retry-After` and the operator one log line, instead of a request that never ends.
+const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits up to `limit` for shard `shard`'s answer to `what`: 503 (with one log line) when
+/// it does not come in time, 500 when the shard dropped the request.
+async fn shard_answer<T>(
+    rx: tokio::sync::oneshot::Receiver<Option<T>>,
+    shard: usize,
+    what: &str,
+    limit: Duration,
+) -> Result<T, Outcome> {
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(Some(v))) => Ok(v),
+        Ok(_) => Err(error(StatusCode::InternalServerError)),
+        Err(_) => {
+            tracing::warn!(
+                shard,
+                "shard did not answer {what} within {limit:?}; answering 503"
+            );
+            Err(Outcome {
+                response: Response::new(StatusCode::ServiceUnavailable).header("Retry-After", "1"),
+                close: false,
+                after_response: None,
+                reason: None,
+            })
+        }
+    }
+}
+
 fn error(status: StatusCode) -> Outcome {
     Outcome {
         response: Response::new(status),
@@ -1094,7 +1125,7 @@ impl Control {
             Ok(id) => id,
             Err(r) => return refuse(r),
         };
-        let (rx, content_base, track_order, duration, live, token) = {
+        let (rx, shard_index, content_base, track_order, duration, live, token) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(rec) = sessions.get_mut(&id) else {
                 return error(StatusCode::SessionNotFound);
@@ -1145,6 +1176,7 @@ impl Control {
             let order: Vec<usize> = rec.tracks.iter().map(|t| t.track_index).collect();
             (
                 rx,
+                rec.shard,
                 self.content_base(&req.uri, &rec.media),
                 order,
                 duration,
@@ -1155,8 +1187,9 @@ impl Control {
         // A tokenized SETUP URL is `trackID=N?token=...`: RTP-Info names the same URL, since
         // clients (ffmpeg, retina) match RTP-Info entries to their control URLs verbatim.
         let token_suffix = token.map(|t| format!("?token={t}")).unwrap_or_default();
-        let Ok(Some(started)) = rx.await else {
-            return error(StatusCode::InternalServerError);
+        let started = match shard_answer(rx, shard_index, "PLAY", SHARD_ANSWER_TIMEOUT).await {
+            Ok(started) => started,
+            Err(outcome) => return outcome,
         };
         let shard = match self.sessions.borrow_mut().get_mut(&id) {
             Some(rec) => {
@@ -1240,10 +1273,11 @@ impl Control {
             {
                 return error(StatusCode::ServiceUnavailable);
             }
-            rx
+            (rx, rec.shard)
         };
-        let Ok(Some(pos)) = rx.await else {
-            return error(StatusCode::InternalServerError);
+        let pos = match shard_answer(rx.0, rx.1, "PAUSE", SHARD_ANSWER_TIMEOUT).await {
+            Ok(pos) => pos,
+            Err(outcome) => return outcome,
         };
         let duration = match self.sessions.borrow_mut().get_mut(&id) {
             Some(rec) => {
@@ -1567,4 +1601,38 @@ fn frame_rate(t: &crate::media::track::Track) -> Option<f64> {
     }
     let secs = t.duration().as_secs_f64();
     (secs > 0.0).then(|| t.samples.len() as f64 / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard that never answers costs the client a 503 after the limit, not a request that
+    /// hangs; an answer passes through; a dropped request is a 500.
+    #[test]
+    fn a_shard_that_does_not_answer_gets_503_after_the_limit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let limit = Duration::from_millis(50);
+            let (tx, rx) = tokio::sync::oneshot::channel::<Option<u32>>();
+            let started = Instant::now();
+            let silent = shard_answer(rx, 0, "PLAY", limit).await;
+            assert!(started.elapsed() >= limit);
+            let outcome = silent.expect_err("no answer is an error");
+            assert_eq!(outcome.response.status, StatusCode::ServiceUnavailable);
+            drop(tx);
+
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tx.send(Some(7u32)).unwrap();
+            assert_eq!(shard_answer(rx, 0, "PLAY", limit).await.ok(), Some(7));
+
+            let (tx, rx) = tokio::sync::oneshot::channel::<Option<u32>>();
+            drop(tx);
+            let dropped = shard_answer(rx, 0, "PAUSE", limit).await.unwrap_err();
+            assert_eq!(dropped.response.status, StatusCode::InternalServerError);
+        });
+    }
 }
