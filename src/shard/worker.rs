@@ -411,15 +411,20 @@ impl Worker {
                 continue;
             }
             let i = due.track as usize;
-            for _ in 0..SAMPLES_PER_VISIT {
+            // Exactly one queue entry per playing track: every exit of this loop that leaves
+            // samples to send re-queues the track at its next sample's due time (later in
+            // this same tick when the visit's budget ran out while still behind).
+            let mut budget = SAMPLES_PER_VISIT;
+            loop {
                 let next = s.tracks[i].next_sample;
                 let Some(at) = s.due(i, next) else {
                     break;
                 };
-                if at > horizon {
+                if at > horizon || budget == 0 {
                     self.queue.push(Reverse(Due { at, ..due }));
                     break;
                 }
+                budget -= 1;
                 let (queued_before, total_before) = (self.pending.len(), s.packets_total);
                 emit_sample(
                     s,
@@ -458,13 +463,7 @@ impl Worker {
                 to_cut.push(s.id);
                 continue;
             }
-            let next = s.tracks[i].next_sample;
-            if next < s.track(i).samples.len() {
-                // Visit budget used up while still behind: come back in this same tick.
-                if let Some(at) = s.due(i, next).filter(|&at| at <= horizon) {
-                    self.queue.push(Reverse(Due { at, ..due }));
-                }
-            } else if s.all_tracks_done() {
+            if s.tracks[i].next_sample >= s.track(i).samples.len() && s.all_tracks_done() {
                 s.state = PlayState::Ended;
                 self.queue.push(Reverse(Due {
                     at: now + BYE_DELAY,
@@ -1523,6 +1522,46 @@ mod tests {
             total - packets,
             "only the new packets"
         );
+    }
+
+    /// A track that fell behind (a stalled shard) catches up in one tick and keeps playing,
+    /// whatever its backlog: each visit sends at most [`SAMPLES_PER_VISIT`] samples and the
+    /// track is always re-queued. Backlogs step by 3 ms, finer than a frame (40 ms) or an AAC
+    /// frame (~21 ms), so every sample count up to ~30 is covered, multiples of the visit
+    /// budget included (those once lost their track for good).
+    #[test]
+    fn a_track_behind_by_any_number_of_samples_catches_up_and_keeps_playing() {
+        let tick = Duration::from_millis(5);
+        for backlog_ms in (0..1200).step_by(3) {
+            let mut r = rig(false, 16);
+            let t0 = Instant::now();
+            let _viewer = r.add_session(1, 0xB000_0000, t0);
+            let mut now = t0 + Duration::from_millis(backlog_ms);
+            r.w.send_due(now);
+            for _ in 0..40 {
+                now += tick;
+                r.w.send_due(now);
+            }
+            let s = r.w.sessions[r.w.by_id[&1]].as_ref().unwrap();
+            for i in 0..2 {
+                let next = s.tracks[i].next_sample;
+                let at = s.due(i, next).expect("the 10 s clip is still playing");
+                assert!(
+                    at > now,
+                    "backlog {backlog_ms} ms: track {i} stopped at sample {next}, due {:?} before the last tick",
+                    now - at
+                );
+                let queued =
+                    r.w.queue.iter().filter(|Reverse(d)| {
+                        d.slot as usize == r.w.by_id[&1] && d.track as usize == i
+                    });
+                assert_eq!(
+                    queued.count(),
+                    1,
+                    "backlog {backlog_ms} ms: track {i} queued once"
+                );
+            }
+        }
     }
 
     /// `--stats off`: RTCP is liveness only (no digest: nothing invalid counted, no
