@@ -286,8 +286,12 @@ pub struct RunResult {
     pub loss_pct: f64,
     /// Out-of-order arrivals.
     pub reordered: u64,
-    /// Mean received bit rate per playing viewer, Mbit/s.
+    /// Mean received bit rate per playing viewer over the steady phase (every session
+    /// playing), Mbit/s.
     pub mbit_per_viewer: f64,
+    /// Sessions with a track that received nothing for [`STALL_LIMIT`] before the end: a
+    /// stream that stopped leaves no sequence gap, so loss alone would not show it.
+    pub stalled_sessions: u32,
     /// Audio jitter estimate across packets.
     pub jitter_audio: Percentiles,
     /// Video jitter estimate across packets (inflated by B-frame reordering; not in the SLO).
@@ -606,6 +610,7 @@ fn drive(
     );
     play.set_prefix(format!("{label} {viewers}v"));
     let steady_start = Instant::now();
+    let bytes_at_steady_start = counters.bytes.load(Ordering::Relaxed);
     let steady_end = steady_start + opts.duration;
     while Instant::now() < steady_end {
         std::thread::sleep(Duration::from_millis(200).min(steady_end - Instant::now()));
@@ -623,7 +628,11 @@ fn drive(
     let core_after = core.and_then(|c| server::sample_core_busy_ns(c).ok());
     // Read while every session still plays (a failed read only loses these figures).
     let data_plane = http.and_then(|h| server::data_plane_figures(h).ok());
-    let elapsed = t0.elapsed().as_secs_f64();
+    let steady_bytes = counters
+        .bytes
+        .load(Ordering::Relaxed)
+        .saturating_sub(bytes_at_steady_start);
+    let stop_ns = crate::sys::recv::realtime_ns();
     let _ = tx.send(ReceiverMsg::Stop);
     drop(tx);
     play.finish_and_clear();
@@ -636,6 +645,7 @@ fn drive(
     let mut first_keyframe = new_histogram();
     let (mut packets, mut bytes, mut lost, mut expected, mut reordered) = (0, 0, 0, 0, 0);
     let mut sessions = Vec::with_capacity(out.sessions.len());
+    let mut stalled_sessions = 0u32;
     for s in &out.sessions {
         let mut first: Option<u64> = None;
         let mut tracks = Vec::new();
@@ -665,6 +675,9 @@ fn drive(
         }
         if let Some(n) = first {
             first_packet.saturating_record((n / 1000).max(1));
+        }
+        if session_stalled(s, stop_ns) {
+            stalled_sessions += 1;
         }
         sessions.push(tracks);
         let _ = s.index;
@@ -702,6 +715,7 @@ fn drive(
         playing,
         packets,
         loss_pct,
+        stalled_sessions,
         jitter_audio.p99_ms,
         data_plane.map(|d| d.lateness_p99_ms),
     );
@@ -719,8 +733,9 @@ fn drive(
         lost,
         loss_pct,
         reordered,
-        mbit_per_viewer: if playing > 0 {
-            bytes as f64 * 8.0 / elapsed / 1e6 / f64::from(playing)
+        stalled_sessions,
+        mbit_per_viewer: if playing > 0 && steady_secs > 0.0 {
+            steady_bytes as f64 * 8.0 / steady_secs / 1e6 / f64::from(playing)
         } else {
             0.0
         },
@@ -753,6 +768,7 @@ pub fn judge(
     playing: u32,
     packets: u64,
     loss_pct: f64,
+    stalled_sessions: u32,
     jitter_audio_p99_ms: f64,
     lateness_p99_ms: Option<f64>,
 ) -> (bool, String) {
@@ -767,6 +783,15 @@ pub fn judge(
     }
     if packets == 0 {
         return (false, "no packets received".into());
+    }
+    if stalled_sessions > 0 {
+        return (
+            false,
+            format!(
+                "{stalled_sessions} sessions received nothing on a track for the last {} s",
+                STALL_LIMIT.as_secs()
+            ),
+        );
     }
     if loss_pct > slo.max_loss_pct {
         return (
@@ -798,6 +823,20 @@ pub fn judge(
             format!("loss {loss_pct:.3}%, audio jitter p99 {jitter_audio_p99_ms:.2} ms"),
         ),
     }
+}
+
+/// How long a playing track may go without a packet before the run counts its session as
+/// stalled. A clip's loop (BYE, then the harness's new PLAY) pauses a track for ~0.3 s.
+pub const STALL_LIMIT: Duration = Duration::from_secs(2);
+
+/// Whether a session had a track with no packet in the [`STALL_LIMIT`] before `stop_ns`
+/// (counting from its PLAY, so a track that never received anything counts too).
+fn session_stalled(s: &receiver::FinishedSession, stop_ns: u64) -> bool {
+    let limit = STALL_LIMIT.as_nanos() as u64;
+    s.tracks.iter().any(|t| {
+        let heard = t.last_packet_ns.unwrap_or(0).max(s.play_sent_ns);
+        stop_ns.saturating_sub(heard) > limit
+    })
 }
 
 /// Where the harness runs relative to the server.
@@ -889,5 +928,47 @@ mod tests {
             strings(&["rtsp://127.0.0.1:9/x", "rtsp://127.0.0.1:9/y"])
         );
         assert!(stream_urls(None, addr, &[]).is_err());
+    }
+
+    /// A track that stopped (no gap, so no loss) or never started fails the run; one that
+    /// paused less than the limit (a clip's loop) does not.
+    #[test]
+    fn a_session_whose_track_went_quiet_is_stalled_and_fails_the_slo() {
+        let second = 1_000_000_000u64;
+        let stop = 100 * second;
+        let session = |last: [Option<u64>; 2]| receiver::FinishedSession {
+            index: 0,
+            play_sent_ns: 50 * second,
+            tracks: last
+                .iter()
+                .map(|&l| {
+                    let mut t = stats::TrackStats::new(MediaKind::Video, 96, 90_000);
+                    t.last_packet_ns = l;
+                    t
+                })
+                .collect(),
+        };
+        let recent = Some(stop - second / 2);
+        assert!(!session_stalled(&session([recent, recent]), stop));
+        assert!(session_stalled(
+            &session([recent, Some(stop - 3 * second)]),
+            stop
+        ));
+        assert!(session_stalled(&session([recent, None]), stop));
+        let just_played = receiver::FinishedSession {
+            play_sent_ns: stop - second,
+            ..session([None, None])
+        };
+        assert!(!session_stalled(&just_played, stop), "counts from PLAY");
+
+        let slo = Slo {
+            max_loss_pct: 0.1,
+            max_jitter_p99_ms: 30.0,
+            max_lateness_p99_ms: 5.0,
+        };
+        let (passed, why) = judge(&slo, 10, 10, 1000, 0.0, 3, 1.0, Some(1.0));
+        assert!(!passed);
+        assert!(why.starts_with("3 sessions received nothing"), "{why}");
+        assert!(judge(&slo, 10, 10, 1000, 0.0, 0, 1.0, Some(1.0)).0);
     }
 }

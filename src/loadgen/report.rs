@@ -48,8 +48,8 @@ pub fn receive_sentence(r: super::ReceiveTuning) -> String {
 
 /// The Markdown table header matching [`markdown_row`].
 pub fn markdown_header() -> String {
-    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | core ns/pkt incl. softirq | pkts/syscall | segs/GSO send | lateness p50/p99 ms | server peak RSS MiB | threads | SLO |\n\
-     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | stalled | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | core ns/pkt incl. softirq | pkts/syscall | segs/GSO send | lateness p50/p99 ms | server peak RSS MiB | threads | SLO |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         .to_owned()
 }
 
@@ -57,7 +57,7 @@ pub fn markdown_header() -> String {
 pub fn markdown_row(cfg: &ConfigResult) -> String {
     let Some(r) = representative_run(cfg) else {
         return format!(
-            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
+            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
             cfg.label,
             cfg.error.as_deref().unwrap_or("no run").replace('|', "/")
         );
@@ -89,7 +89,7 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         ),
     };
     format!(
-        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {:?} | {:.2} | {} | {:.3} | {} | {} | {:.2}/{:.2} | {:.2} | {:.1}/{:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
         cfg.label,
         r.viewers,
         r.playing,
@@ -97,6 +97,7 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
         r.mbit_per_viewer,
         r.packets,
         r.loss_pct,
+        r.stalled_sessions,
         r.reordered,
         r.jitter_audio.p50_ms,
         r.jitter_audio.p99_ms,

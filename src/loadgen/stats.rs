@@ -183,6 +183,8 @@ pub struct TrackStats {
     pub foreign: u64,
     /// Arrival of the first packet (ns since the epoch).
     pub first_packet_ns: Option<u64>,
+    /// Arrival of the latest packet (ns since the epoch): a track that stopped shows here.
+    pub last_packet_ns: Option<u64>,
     /// Arrival of the first keyframe start (video only).
     pub first_keyframe_ns: Option<u64>,
     /// (expected, received) at the previous receiver report (RFC 3550 A.3 interval loss).
@@ -227,6 +229,7 @@ impl TrackStats {
             ssrc: None,
             foreign: 0,
             first_packet_ns: None,
+            last_packet_ns: None,
             first_keyframe_ns: None,
             report_prior: (0, 0),
         }
@@ -243,6 +246,7 @@ impl TrackStats {
         self.seq.observe(hdr.sequence_number);
         self.bytes += pkt.len() as u64;
         self.first_packet_ns.get_or_insert(arrival_ns);
+        self.last_packet_ns = Some(arrival_ns);
         if self.kind == MediaKind::Video && self.first_keyframe_ns.is_none() {
             let payload = &pkt[hdr.payload_offset..hdr.payload_offset + hdr.payload_len];
             if is_h264_keyframe_start(payload) {
