@@ -711,13 +711,15 @@ fn drive(
     let jitter_audio = Percentiles::of(&out.jitter_audio_us);
     let (slo_passed, slo_reason) = judge(
         &opts.slo,
-        viewers,
-        playing,
-        packets,
-        loss_pct,
-        stalled_sessions,
-        jitter_audio.p99_ms,
-        data_plane.map(|d| d.lateness_p99_ms),
+        &RunFigures {
+            viewers,
+            playing,
+            packets,
+            loss_pct,
+            stalled_sessions,
+            jitter_audio_p99_ms: jitter_audio.p99_ms,
+            lateness_p99_ms: data_plane.map(|d| d.lateness_p99_ms),
+        },
     );
     Ok(RunResult {
         viewers,
@@ -759,19 +761,38 @@ fn drive(
     })
 }
 
+/// The figures of one run that the SLO judges.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFigures {
+    /// Sessions the run opened.
+    pub viewers: u32,
+    /// Sessions that reached PLAY.
+    pub playing: u32,
+    /// RTP packets received.
+    pub packets: u64,
+    /// Loss, percent of expected packets.
+    pub loss_pct: f64,
+    /// Sessions with a track quiet for [`STALL_LIMIT`] at the end.
+    pub stalled_sessions: u32,
+    /// Audio jitter p99 at the harness, ms.
+    pub jitter_audio_p99_ms: f64,
+    /// The server's pacing lateness p99, ms, when known.
+    pub lateness_p99_ms: Option<f64>,
+}
+
 /// Applies the SLO to a run's figures; returns (passed, reason in words). Pacing is judged
 /// by the server's own lateness p99 when known, else by the audio jitter the harness saw
 /// (which also carries the harness's own scheduling).
-pub fn judge(
-    slo: &Slo,
-    viewers: u32,
-    playing: u32,
-    packets: u64,
-    loss_pct: f64,
-    stalled_sessions: u32,
-    jitter_audio_p99_ms: f64,
-    lateness_p99_ms: Option<f64>,
-) -> (bool, String) {
+pub fn judge(slo: &Slo, run: &RunFigures) -> (bool, String) {
+    let RunFigures {
+        viewers,
+        playing,
+        packets,
+        loss_pct,
+        stalled_sessions,
+        jitter_audio_p99_ms,
+        lateness_p99_ms,
+    } = *run;
     if playing < viewers {
         return (
             false,
@@ -966,9 +987,22 @@ mod tests {
             max_jitter_p99_ms: 30.0,
             max_lateness_p99_ms: 5.0,
         };
-        let (passed, why) = judge(&slo, 10, 10, 1000, 0.0, 3, 1.0, Some(1.0));
+        let run = RunFigures {
+            viewers: 10,
+            playing: 10,
+            packets: 1000,
+            loss_pct: 0.0,
+            stalled_sessions: 3,
+            jitter_audio_p99_ms: 1.0,
+            lateness_p99_ms: Some(1.0),
+        };
+        let (passed, why) = judge(&slo, &run);
         assert!(!passed);
         assert!(why.starts_with("3 sessions received nothing"), "{why}");
-        assert!(judge(&slo, 10, 10, 1000, 0.0, 0, 1.0, Some(1.0)).0);
+        let fine = RunFigures {
+            stalled_sessions: 0,
+            ..run
+        };
+        assert!(judge(&slo, &fine).0);
     }
 }
