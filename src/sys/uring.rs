@@ -13,8 +13,8 @@
 
 use std::io;
 use std::mem;
-use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -59,20 +59,41 @@ pub fn probe_io_uring() -> Result<(), UringUnavailable> {
     }
 }
 
+/// How long a window may wait for its completions before its outstanding sends are
+/// cancelled. A UDP send parks only while its socket's send buffer is full, which a NIC
+/// drains within milliseconds: a send parked this long is stuck, and without a limit it
+/// would hang the shard, and every viewer on it, for good.
+pub(crate) const COMPLETION_WAIT: Duration = Duration::from_secs(2);
+
+/// How long to wait after cancelling for the cancelled sends to complete (a hard link then
+/// issues the next send of the chain, which may park in turn: each round advances it).
+const CANCEL_WAIT: Duration = Duration::from_millis(50);
+
+/// `user_data` of cancel requests: this bit set (no send slot has it), the slot below it.
+const CANCEL_TAG: u64 = 1 << 63;
+
 /// A ring sized for one window of sends.
 pub(crate) struct UringSender {
     ring: Option<IoUring>,
     /// Submission order of the window's sends (indices into it), reused per window.
     order: [u8; MAX_SENDS],
+    /// The kernel takes a timeout with the wait (`IORING_FEAT_EXT_ARG`, Linux 5.11); older
+    /// kernels wait without one.
+    timed_wait: bool,
+    /// [`COMPLETION_WAIT`], shorter in tests.
+    completion_wait: Duration,
 }
 
 impl UringSender {
     /// A ring with room for [`MAX_SENDS`] operations.
     pub(crate) fn new() -> Result<Self, UringUnavailable> {
         let ring = IoUring::new(MAX_SENDS as u32).map_err(UringUnavailable::Setup)?;
+        let timed_wait = ring.params().is_feature_ext_arg();
         Ok(Self {
             ring: Some(ring),
             order: [0; MAX_SENDS],
+            timed_wait,
+            completion_wait: COMPLETION_WAIT,
         })
     }
 
@@ -80,10 +101,14 @@ impl UringSender {
     /// each result in its slot. Returns the `io_uring_enter` calls made, or the error that
     /// broke the ring (then `arena` storage has been leaked and this sender is unusable;
     /// slots not completed carry `-ECANCELED`).
+    ///
+    /// A send still parked after [`COMPLETION_WAIT`] is cancelled (its slot then carries
+    /// `-ECANCELED` or `-EINTR`, a failed send); if cancelling stops making progress the ring is given
+    /// up as broken, never waited on forever.
     pub(crate) fn send(
         &mut self,
         window: &mut Window<'_, '_>,
-        socket: &UdpSocket,
+        socket: &impl AsRawFd,
     ) -> Result<usize, (usize, io::Error)> {
         let Some(ring) = self.ring.as_mut() else {
             return Err((0, io::Error::other("io_uring sender is broken")));
@@ -138,26 +163,77 @@ impl UringSender {
         }
         let mut reaped = 0;
         let mut syscalls = 0;
+        let mut completed = [false; MAX_SENDS];
+        let mut wait = types::Timespec::from(self.completion_wait);
+        // Completions reaped when sends were last cancelled: None before any cancel.
+        let mut reaped_at_cancel: Option<usize> = None;
         while reaped < n {
             syscalls += 1;
-            match ring.submit_and_wait(n - reaped) {
-                Ok(_) => {}
+            let waited = if self.timed_wait {
+                let args = types::SubmitArgs::new().timespec(&wait);
+                ring.submitter().submit_with_args(n - reaped, &args)
+            } else {
+                ring.submit_and_wait(n - reaped)
+            };
+            let broken = match waited {
+                Ok(_) => None,
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
                         Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                    ) => {}
-                Err(e) => {
-                    // Operations may still be in flight: neither the ring nor the memory
-                    // they read may be released.
-                    mem::forget(self.ring.take());
-                    window.leak_storage();
-                    return Err((syscalls, e));
+                    ) =>
+                {
+                    None
                 }
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
+                    if reaped_at_cancel == Some(reaped) {
+                        Some(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "sends still in flight after being cancelled",
+                        ))
+                    } else {
+                        if reaped_at_cancel.is_none() {
+                            tracing::warn!(
+                                outstanding = n - reaped,
+                                "io_uring sends parked for {:?}: cancelling them (send buffer full and not draining?)",
+                                self.completion_wait
+                            );
+                        }
+                        reaped_at_cancel = Some(reaped);
+                        wait = types::Timespec::from(CANCEL_WAIT);
+                        let mut sq = ring.submission();
+                        for k in (0..n).filter(|&k| !completed[k]) {
+                            let cancel = opcode::AsyncCancel::new(k as u64)
+                                .build()
+                                .user_data(CANCEL_TAG | k as u64);
+                            // SAFETY: a cancel request reads no memory of ours; the
+                            // submission queue has MAX_SENDS free entries (the window's
+                            // were consumed by the submit that timed out).
+                            if unsafe { sq.push(&cancel) }.is_err() {
+                                break;
+                            }
+                        }
+                        None
+                    }
+                }
+                Err(e) => Some(e),
+            };
+            if let Some(e) = broken {
+                // Operations may still be in flight: neither the ring nor the memory
+                // they read may be released.
+                mem::forget(self.ring.take());
+                window.leak_storage();
+                return Err((syscalls, e));
             }
             for cqe in ring.completion() {
-                if let Some(slot) = slots.get_mut(cqe.user_data() as usize) {
+                let data = cqe.user_data();
+                if data & CANCEL_TAG != 0 {
+                    // A cancel request's own completion (found, not found, or too late).
+                    continue;
+                }
+                if let Some(slot) = slots.get_mut(data as usize) {
                     slot.result = cqe.result();
+                    completed[data as usize] = true;
                 }
                 reaped += 1;
             }
@@ -169,6 +245,90 @@ impl UringSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::mmsg::SendArena;
+    use std::os::unix::net::UnixDatagram;
+
+    /// Sends that park for good (a datagram socket whose reader never reads: the kernel
+    /// queues `net.unix.max_dgram_qlen` datagrams, 10 by default, then blocks the sender)
+    /// are cancelled after the completion wait: `send` returns, the stuck sends count as
+    /// failed, and the ring goes on working.
+    #[test]
+    fn sends_parked_past_the_wait_are_cancelled_and_the_ring_goes_on() {
+        if probe_io_uring().is_err()
+            && std::env::var("SHARDCAST_ALLOW_MISSING").as_deref() == Ok("uring")
+        {
+            eprintln!(
+                "!!! SKIPPING io_uring cancel test: no io_uring (SHARDCAST_ALLOW_MISSING=uring)"
+            );
+            return;
+        }
+        let path = std::env::temp_dir().join(format!(
+            "shardcast-uring-cancel-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let reader = UnixDatagram::bind(&path).unwrap();
+        let sender = UnixDatagram::unbound().unwrap();
+        let dest = socket2::SockAddr::unix(&path).unwrap();
+        let mut ring = UringSender::new().unwrap();
+        assert!(ring.timed_wait, "this kernel has IORING_FEAT_EXT_ARG");
+        ring.completion_wait = Duration::from_millis(200);
+        let header = [0x80u8; 12];
+        let body = [7u8; 100];
+        let mut arena = SendArena::new();
+
+        let sends = 24;
+        let started = std::time::Instant::now();
+        let mut w = arena.window(true);
+        for k in 0..sends {
+            w.begin_send(&dest, k);
+            w.push_segment(&header, &[&body]);
+            w.end_send(None);
+        }
+        ring.send(&mut w, &sender).expect("the ring survives");
+        let took = started.elapsed();
+        let sent = w.slots().iter().filter(|s| s.result == 112).count();
+        // A send parked in the kernel's worker pool ends with EINTR when cancelled, one not
+        // yet started with ECANCELED.
+        let cancelled = w
+            .slots()
+            .iter()
+            .filter(|s| s.result == -libc::ECANCELED || s.result == -libc::EINTR)
+            .count();
+        let results: Vec<i32> = w.slots().iter().map(|s| s.result).collect();
+        assert!(
+            (1..sends).contains(&sent),
+            "some sends went through: {results:?}"
+        );
+        assert_eq!(
+            sent + cancelled,
+            sends,
+            "the rest were cancelled: {results:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+
+        // The reader catches up; the same ring sends again.
+        reader.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 256];
+        let mut drained = 0;
+        while reader.recv(&mut buf).is_ok() {
+            drained += 1;
+        }
+        assert_eq!(drained, sent);
+        let mut w = arena.window(true);
+        for k in 0..3 {
+            w.begin_send(&dest, k);
+            w.push_segment(&header, &[&body]);
+            w.end_send(None);
+        }
+        ring.send(&mut w, &sender).expect("the ring still works");
+        assert!(w.slots().iter().all(|s| s.result == 112));
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn io_uring_probe_passes_on_this_kernel_unless_allowed_missing() {
