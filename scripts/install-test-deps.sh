@@ -15,6 +15,8 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
             gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Not a peer: backtraces of a server that stopped answering when a test fails.
+command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

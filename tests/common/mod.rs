@@ -249,9 +249,57 @@ pub fn parse_http(raw: &[u8]) -> Option<HttpReply> {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_process_state(self.child.id());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Prints where every thread of process `pid` is: name, state, kernel wait channel and
+/// kernel stack (`/proc`, root only), and with gdb installed each thread's backtrace. Called
+/// when a test fails with its server still running, so that a request the server never
+/// answered shows what the server was doing instead of only the client's timeout.
+pub fn dump_process_state(pid: u32) {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let mut out = format!("===== server {pid} at the test's failure =====\n");
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let stat = read(dir.join("stat"));
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_owned();
+            out.push_str(&format!(
+                "--- thread {} {} state {state} wchan {}\n{}",
+                task.file_name().to_string_lossy(),
+                read(dir.join("comm")).trim(),
+                read(dir.join("wchan")),
+                read(dir.join("stack"))
+            ));
+        }
+    }
+    let gdb = Command::new("timeout")
+        .args(["30", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "thread apply all bt 25"])
+        .stdin(Stdio::null())
+        .output();
+    match gdb {
+        Ok(o) if o.status.success() => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) => out.push_str(&format!(
+            "(gdb backtraces unavailable: {})\n",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
+        Err(e) => out.push_str(&format!("(gdb backtraces unavailable: {e})\n")),
+    }
+    eprintln!("{out}===== end of server {pid} =====");
 }
 
 /// A parsed RTSP response.
