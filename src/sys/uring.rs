@@ -14,7 +14,7 @@
 use std::io;
 use std::mem;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -164,66 +164,37 @@ impl UringSender {
         let mut reaped = 0;
         let mut syscalls = 0;
         let mut completed = [false; MAX_SENDS];
-        let mut wait = types::Timespec::from(self.completion_wait);
+        // The deadline is kept here, not read from the call's result: a call that submits
+        // entries returns their number even when its wait then times out.
+        let mut deadline = Instant::now() + self.completion_wait;
         // Completions reaped when sends were last cancelled: None before any cancel.
         let mut reaped_at_cancel: Option<usize> = None;
         while reaped < n {
             syscalls += 1;
             let waited = if self.timed_wait {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                let wait = types::Timespec::from(left);
                 let args = types::SubmitArgs::new().timespec(&wait);
                 ring.submitter().submit_with_args(n - reaped, &args)
             } else {
                 ring.submit_and_wait(n - reaped)
             };
-            let broken = match waited {
-                Ok(_) => None,
+            match waited {
+                Ok(_) => {}
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
-                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                    ) =>
-                {
-                    None
+                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME)
+                    ) => {}
+                Err(e) => {
+                    // Operations may still be in flight: neither the ring nor the memory
+                    // they read may be released.
+                    mem::forget(self.ring.take());
+                    window.leak_storage();
+                    return Err((syscalls, e));
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {
-                    if reaped_at_cancel == Some(reaped) {
-                        Some(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "sends still in flight after being cancelled",
-                        ))
-                    } else {
-                        if reaped_at_cancel.is_none() {
-                            tracing::warn!(
-                                outstanding = n - reaped,
-                                "io_uring sends parked for {:?}: cancelling them (send buffer full and not draining?)",
-                                self.completion_wait
-                            );
-                        }
-                        reaped_at_cancel = Some(reaped);
-                        wait = types::Timespec::from(CANCEL_WAIT);
-                        let mut sq = ring.submission();
-                        for k in (0..n).filter(|&k| !completed[k]) {
-                            let cancel = opcode::AsyncCancel::new(k as u64)
-                                .build()
-                                .user_data(CANCEL_TAG | k as u64);
-                            // SAFETY: a cancel request reads no memory of ours; the
-                            // submission queue has MAX_SENDS free entries (the window's
-                            // were consumed by the submit that timed out).
-                            if unsafe { sq.push(&cancel) }.is_err() {
-                                break;
-                            }
-                        }
-                        None
-                    }
-                }
-                Err(e) => Some(e),
-            };
-            if let Some(e) = broken {
-                // Operations may still be in flight: neither the ring nor the memory
-                // they read may be released.
-                mem::forget(self.ring.take());
-                window.leak_storage();
-                return Err((syscalls, e));
             }
             for cqe in ring.completion() {
                 let data = cqe.user_data();
@@ -236,6 +207,41 @@ impl UringSender {
                     completed[data as usize] = true;
                 }
                 reaped += 1;
+            }
+            if reaped == n || !self.timed_wait || Instant::now() < deadline {
+                continue;
+            }
+            if reaped_at_cancel == Some(reaped) {
+                mem::forget(self.ring.take());
+                window.leak_storage();
+                return Err((
+                    syscalls,
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "sends still in flight after being cancelled",
+                    ),
+                ));
+            }
+            if reaped_at_cancel.is_none() {
+                tracing::warn!(
+                    outstanding = n - reaped,
+                    "io_uring sends parked for {:?}: cancelling them (send buffer full and not draining?)",
+                    self.completion_wait
+                );
+            }
+            reaped_at_cancel = Some(reaped);
+            deadline = Instant::now() + CANCEL_WAIT;
+            let mut sq = ring.submission();
+            for k in (0..n).filter(|&k| !completed[k]) {
+                let cancel = opcode::AsyncCancel::new(k as u64)
+                    .build()
+                    .user_data(CANCEL_TAG | k as u64);
+                // SAFETY: a cancel request reads no memory of ours; the submission queue
+                // has MAX_SENDS free entries (the window's were consumed by the first
+                // submit).
+                if unsafe { sq.push(&cancel) }.is_err() {
+                    break;
+                }
             }
         }
         Ok(syscalls)
