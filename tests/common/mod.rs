@@ -250,7 +250,13 @@ pub fn parse_http(raw: &[u8]) -> Option<HttpReply> {
 impl Drop for Server {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            dump_process_state(self.child.id());
+            match self.child.try_wait() {
+                Ok(Some(status)) => eprintln!(
+                    "===== server {} had already exited: {status} =====",
+                    self.child.id()
+                ),
+                _ => dump_process_state(self.child.id()),
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
