@@ -93,9 +93,10 @@ struct BenchArgs {
     /// charges the server per train (a remote viewer would cost it nothing), `off` per packet.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     receive_gro: String,
-    /// How the viewers' receiver thread waits: `busy` polls without sleeping, so no server
-    /// send has to wake it (a wake-up on loopback runs on the server's core); `sleep` blocks
-    /// in epoll_wait and charges the server's core every wake-up.
+    /// How the viewers' receiver thread waits: `busy` sweeps the UDP sockets without sleeping
+    /// and without epoll, so a server send neither wakes it nor marks an epoll entry ready
+    /// (on loopback both run on the server's core); `sleep` blocks in epoll_wait and charges
+    /// the server's core every wake-up.
     #[arg(long, default_value = "busy", value_parser = ["busy", "sleep"])]
     receive_poll: String,
     /// Search for the largest viewer count that holds the SLO (bisection up to --max-viewers).

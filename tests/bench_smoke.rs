@@ -44,3 +44,37 @@ fn bench_smoke_reports_zero_loss_and_server_cpu_on_loopback() {
     assert!(html.contains("<svg") && html.contains("this machine served"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The receive modes the table does not use by default: viewers sleeping in epoll, one
+/// datagram per packet. Every viewer must still get its stream whole (the default mode sweeps
+/// its sockets without epoll; this one wakes on them).
+#[test]
+fn bench_viewers_sleeping_in_epoll_receive_every_packet() {
+    let out = std::env::temp_dir().join(format!("shardcast-bench-sleep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+    cmd.args([
+        "bench",
+        "--viewers",
+        "10",
+        "--duration",
+        "4s",
+        "--receive-poll",
+        "sleep",
+        "--receive-gro",
+        "off",
+        "--quiet",
+        "--out",
+    ])
+    .arg(&out);
+    let (ok, stdout, stderr) = common::run_with_timeout(&mut cmd, Duration::from_secs(90));
+    assert!(ok, "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let json = std::fs::read_to_string(out.join("bench.json")).expect("bench.json written");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("bench.json parses");
+    let run = &report["configs"][0]["runs"][0];
+    assert_eq!(run["playing"], 10, "all viewers played: {json:.2000}");
+    assert!(run["packets"].as_u64().unwrap() > 1000, "packets: {run:.800}");
+    assert_eq!(run["lost"], 0, "no loss: {run:.800}");
+    assert_eq!(run["stalled_sessions"], 0, "no stalled session: {run:.800}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -39,8 +39,9 @@ pub struct ReceiveTuning {
     /// Viewers' UDP sockets take a GSO train whole (`UDP_GRO`): the receive path runs once
     /// per train instead of once per packet.
     pub gro: bool,
-    /// The receiver thread polls its sockets without sleeping (yielding its core when idle),
-    /// so a server send never has to wake it.
+    /// The receiver thread polls without sleeping (yielding its core when idle) and sweeps
+    /// the viewers' UDP sockets with `recvmmsg` instead of registering them with epoll, so
+    /// a server send finds no waiter to wake or epoll entry to mark ready.
     pub busy_poll: bool,
 }
 
@@ -175,6 +176,36 @@ impl State {
 
     /// Reads the RTSP connection: interleaved frames and responses. Returns how many
     /// TEARDOWNs were answered 200 (matched by CSeq).
+    /// Reads every datagram queued on `slot`'s UDP socket for `track`; returns the
+    /// `recvmmsg` calls that returned data.
+    fn drain_udp(&mut self, batch: &mut RecvBatch, slot: usize, track: usize) -> u64 {
+        let Some(fd) = self.sessions[slot]
+            .as_ref()
+            .and_then(|l| l.s.udp.get(track))
+            .map(|u| u.as_raw_fd())
+        else {
+            return 0;
+        };
+        let mut calls = 0;
+        loop {
+            let n = batch.recv(fd).unwrap_or_default();
+            if n == 0 {
+                break;
+            }
+            calls += 1;
+            for i in 0..n {
+                let d = batch.datagram(i);
+                for pkt in d.segments() {
+                    self.on_rtp(slot, track, pkt, d.arrival_ns);
+                }
+            }
+            if n < RECV_BATCH {
+                break;
+            }
+        }
+        calls
+    }
+
     fn on_tcp(&mut self, slot: usize, scratch: &mut [u8]) -> usize {
         let mut answered_200 = 0;
         loop {
@@ -385,8 +416,10 @@ pub(crate) fn spawn_receiver(
                             Ok(ReceiverMsg::Add(mut s)) => {
                                 let slot = st.sessions.len();
                                 let mut ok = epoll.add(s.rtsp.as_raw_fd(), token(slot, 0)).is_ok();
-                                for (i, u) in s.udp.iter().enumerate() {
-                                    ok &= epoll.add(u.as_raw_fd(), token(slot, 1 + i)).is_ok();
+                                if !busy_poll {
+                                    for (i, u) in s.udp.iter().enumerate() {
+                                        ok &= epoll.add(u.as_raw_fd(), token(slot, 1 + i)).is_ok();
+                                    }
                                 }
                                 if !ok {
                                     st.rtsp_errors += 1;
@@ -486,27 +519,15 @@ pub(crate) fn spawn_receiver(
                         }
                         continue;
                     }
-                    let Some(fd) = st.sessions[slot]
-                        .as_ref()
-                        .and_then(|l| l.s.udp.get(sub - 1))
-                        .map(|u| u.as_raw_fd())
-                    else {
-                        continue;
-                    };
-                    loop {
-                        let n = batch.recv(fd).unwrap_or_default();
-                        if n == 0 {
-                            break;
-                        }
-                        recv_calls += 1;
-                        for i in 0..n {
-                            let d = batch.datagram(i);
-                            for pkt in d.segments() {
-                                st.on_rtp(slot, sub - 1, pkt, d.arrival_ns);
-                            }
-                        }
-                        if n < RECV_BATCH {
-                            break;
+                    recv_calls += st.drain_udp(&mut batch, slot, sub - 1);
+                }
+                if busy_poll {
+                    // The viewers' UDP sockets are not in the epoll set: swept here instead,
+                    // so a server send finds no waiter to wake on its own core (loopback).
+                    for slot in 0..st.sessions.len() {
+                        let tracks = st.sessions[slot].as_ref().map_or(0, |l| l.s.udp.len());
+                        for track in 0..tracks {
+                            recv_calls += st.drain_udp(&mut batch, slot, track);
                         }
                     }
                 }

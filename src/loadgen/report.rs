@@ -39,7 +39,7 @@ pub fn receive_sentence(r: super::ReceiveTuning) -> String {
         "UDP_GRO off (loopback's receive path runs once per packet, on the server's core)"
     };
     let poll = if r.busy_poll {
-        "busy polling (no server send has to wake a viewer)"
+        "busy polling without epoll (no server send has to wake a viewer or mark it ready)"
     } else {
         "sleeping in epoll (server sends pay the viewers' wake-ups)"
     };
