@@ -11,6 +11,7 @@ mod live_cache;
 pub mod send;
 mod session;
 pub mod tcp;
+mod timer_wheel;
 mod worker;
 
 use std::io;

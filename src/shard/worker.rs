@@ -8,12 +8,11 @@
 //! recording each sample's pacing lateness, (4) drain arriving RTCP (liveness, then report
 //! blocks and BYE, RFC 3550 §6.4 and §6.6), (5) once per [`REPORT_INTERVAL`] hand the control
 //! thread a [`ShardReport`], (6) sleep on the command channel until the next due time.
-//! Steady state allocates nothing per packet: `pending`, the heap, the send scratch and the
+//! Steady state allocates nothing per packet: `pending`, the timer wheel, the send scratch and the
 //! lateness histogram are sized at start and reused, a live stream's packet ring when its
 //! first viewer on the shard arrives. The report allocates once a second.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -27,6 +26,7 @@ use super::live_cache::{LiveCache, StreamKey, WirePacket};
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
+use super::timer_wheel::TimerWheel;
 use super::{PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::packetize::aac::MAX_AUS_PER_PACKET;
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
@@ -42,8 +42,9 @@ use crate::wire::rtp::RTP_HEADER_LEN;
 
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
-/// How early a packet may leave: a tick sends everything due before `now + SEND_AHEAD`.
-/// Players buffer far more than this; it bounds wake-ups to one per `SEND_AHEAD`.
+/// How early a packet may leave: a tick sends everything due before `now + SEND_AHEAD`,
+/// rounded up to the end of the timer wheel's ~1 ms slot. Players buffer far more than
+/// this; it bounds wake-ups to one per `SEND_AHEAD`.
 pub(super) const SEND_AHEAD: Duration = Duration::from_millis(2);
 /// How long after a stream's last packet its BYE goes out (RFC 3550 §6.6 sets no time).
 /// Sent at once, the BYE (on the RTCP port) can be read before the last RTP packets still
@@ -61,10 +62,9 @@ const PENDING_CAPACITY: usize = 4096;
 /// starve sending.
 const RTCP_DRAIN_PER_TICK: usize = 64;
 
-/// A queue entry: stream `track` of session `slot` is due at `at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A queue entry: stream `track` of session `slot` (the due time is the wheel's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Due {
-    at: Instant,
     slot: u32,
     track: u16,
     generation: u32,
@@ -123,7 +123,8 @@ pub(super) struct Worker {
     free_slots: Vec<usize>,
     by_id: HashMap<SessionId, usize>,
     by_peer: HashMap<SocketAddr, usize>,
-    queue: BinaryHeap<Reverse<Due>>,
+    /// One entry per playing track (and per BYE to send), by due time.
+    queue: TimerWheel<Due>,
     pending: Vec<PendingPacket>,
     /// Live samples packetized once for every viewer of their channel on this shard.
     live: LiveCache,
@@ -183,7 +184,7 @@ impl Worker {
             free_slots: Vec::new(),
             by_id: HashMap::new(),
             by_peer: HashMap::new(),
-            queue: BinaryHeap::with_capacity(1024),
+            queue: TimerWheel::new(Instant::now(), 1024),
             pending: Vec::with_capacity(PENDING_CAPACITY),
             live: LiveCache::default(),
             rtcp_buf: [0; MAX_RTCP_COMPOUND],
@@ -203,8 +204,8 @@ impl Worker {
                 self.next_report = now + REPORT_INTERVAL;
                 self.report();
             }
-            let deadline = match self.queue.peek() {
-                Some(Reverse(d)) => d.at.min(now + IDLE_WAKE),
+            let deadline = match self.queue.next_wake() {
+                Some(at) => at.min(now + IDLE_WAKE),
                 None => now + IDLE_WAKE,
             };
             // Sleep in the kernel until the next due time or a command (the control thread
@@ -370,12 +371,14 @@ impl Worker {
             // (RFC 3550 §6.4.1), which A/V sync in ffmpeg and GStreamer relies on.
             s.tracks[i].last_sender_report = None;
             if let Some(at) = s.due(i, s.tracks[i].next_sample) {
-                self.queue.push(Reverse(Due {
+                self.queue.push(
                     at,
-                    slot: slot as u32,
-                    track: i as u16,
-                    generation: s.generation,
-                }));
+                    Due {
+                        slot: slot as u32,
+                        track: i as u16,
+                        generation: s.generation,
+                    },
+                );
             }
         }
     }
@@ -389,13 +392,11 @@ impl Worker {
         // Everything due within SEND_AHEAD leaves in this tick: one wake-up per SEND_AHEAD
         // at most, however the viewers' frame times interleave, so the per-tick cost (the
         // wait, the RTCP drain) is shared by many packets and GSO/batches fill up.
-        let horizon = now + SEND_AHEAD;
+        // The wheel drains whole ~1 ms slots: compare due times with the bound it uses, so
+        // a track re-queued past it is not popped again in this tick.
+        let horizon = self.queue.horizon(now + SEND_AHEAD);
         let mut to_cut: Vec<SessionId> = Vec::new();
-        while let Some(&Reverse(due)) = self.queue.peek() {
-            if due.at > horizon {
-                break;
-            }
-            self.queue.pop();
+        while let Some((_, due)) = self.queue.pop_until(horizon) {
             let slot = due.slot as usize;
             let Some(s) = self.sessions.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
@@ -421,7 +422,7 @@ impl Worker {
                     break;
                 };
                 if at > horizon || budget == 0 {
-                    self.queue.push(Reverse(Due { at, ..due }));
+                    self.queue.push(at, due);
                     break;
                 }
                 budget -= 1;
@@ -465,11 +466,13 @@ impl Worker {
             }
             if s.tracks[i].next_sample >= s.track(i).samples.len() && s.all_tracks_done() {
                 s.state = PlayState::Ended;
-                self.queue.push(Reverse(Due {
-                    at: now + BYE_DELAY,
-                    track: BYE_TRACK,
-                    ..due
-                }));
+                self.queue.push(
+                    now + BYE_DELAY,
+                    Due {
+                        track: BYE_TRACK,
+                        ..due
+                    },
+                );
             }
             if self.pending.len() >= MAX_BATCH {
                 self.flush(clock);
@@ -1552,9 +1555,9 @@ mod tests {
                     now - at
                 );
                 let queued =
-                    r.w.queue.iter().filter(|Reverse(d)| {
-                        d.slot as usize == r.w.by_id[&1] && d.track as usize == i
-                    });
+                    r.w.queue
+                        .iter()
+                        .filter(|(_, d)| d.slot as usize == r.w.by_id[&1] && d.track as usize == i);
                 assert_eq!(
                     queued.count(),
                     1,
