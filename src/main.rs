@@ -105,6 +105,12 @@ struct BenchArgs {
     /// Upper bound of the capacity search.
     #[arg(long, default_value_t = 5000)]
     max_viewers: u32,
+    /// Fixed load: run every configuration this many times, interleaved (all once, then all
+    /// again). Rows show each configuration's median run; a second table gives every
+    /// round's CPU per packet and its ratio to the last configuration in the same round,
+    /// which a machine's drifting speed cannot skew.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// Probe budget of the capacity search.
     #[arg(long, default_value_t = 10)]
     max_probes: u32,
@@ -530,6 +536,9 @@ fn bench(args: BenchArgs) -> Result<()> {
             harness_core: placement.harness_core,
         }),
     };
+    if args.capacity && args.rounds != 1 {
+        bail!("--rounds applies to fixed-load runs, not to --capacity");
+    }
     let opts = loadgen::BenchOptions {
         target,
         stream: args.stream.clone(),
@@ -538,7 +547,10 @@ fn bench(args: BenchArgs) -> Result<()> {
                 max_viewers: args.max_viewers,
             }
         } else {
-            Mode::Fixed { viewers }
+            Mode::Fixed {
+                viewers,
+                rounds: args.rounds,
+            }
         },
         duration,
         ramp_per_sec: args.ramp,
@@ -575,6 +587,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         let _ = writeln!(out, "{}", report::markdown_row(cfg));
         let _ = out.flush();
     })?;
+    if let Some(rounds) = report::rounds_table(&configs) {
+        println!("\n{rounds}");
+    }
     for c in &configs {
         if let Some(e) = &c.error {
             if e.contains("--io") && e.contains("unexpected argument") {

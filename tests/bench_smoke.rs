@@ -73,7 +73,10 @@ fn bench_viewers_sleeping_in_epoll_receive_every_packet() {
     let report: serde_json::Value = serde_json::from_str(&json).expect("bench.json parses");
     let run = &report["configs"][0]["runs"][0];
     assert_eq!(run["playing"], 10, "all viewers played: {json:.2000}");
-    assert!(run["packets"].as_u64().unwrap() > 1000, "packets: {run:.800}");
+    assert!(
+        run["packets"].as_u64().unwrap() > 1000,
+        "packets: {run:.800}"
+    );
     assert_eq!(run["lost"], 0, "no loss: {run:.800}");
     assert_eq!(run["stalled_sessions"], 0, "no stalled session: {run:.800}");
     let _ = std::fs::remove_dir_all(&out);

@@ -36,6 +36,8 @@ use stats::{new_histogram, MediaKind, Percentiles};
 
 /// Hard cap on viewers per run.
 pub const MAX_VIEWERS: u32 = 20_000;
+/// Most `--rounds` a fixed-load bench runs (each configuration this many times).
+pub const MAX_ROUNDS: u32 = 20;
 /// Hard cap on one run's playing time.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Handshakes in flight at once.
@@ -102,10 +104,15 @@ pub enum Target {
 /// What to run.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    /// One run at a fixed viewer count.
+    /// Runs at a fixed viewer count: `rounds` of them per configuration, interleaved (every
+    /// configuration once, then again), so a machine whose speed drifts during the
+    /// invocation shifts every configuration of a round alike and ratios within a round
+    /// stay comparable.
     Fixed {
         /// Viewers.
         viewers: u32,
+        /// Runs per configuration (at least 1).
+        rounds: u32,
     },
     /// Bisection for the largest count that holds the SLO.
     Capacity {
@@ -258,7 +265,7 @@ pub struct TrackSummary {
 }
 
 /// The result of one run (one viewer count on one backend).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RunResult {
     /// Viewers requested.
     pub viewers: u32,
@@ -373,7 +380,14 @@ pub fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError
         }
     }
     let viewers = match opts.mode {
-        Mode::Fixed { viewers } => viewers,
+        Mode::Fixed { viewers, rounds } => {
+            if rounds == 0 || rounds > MAX_ROUNDS {
+                return Err(LoadError::Refused(format!(
+                    "--rounds must be 1..={MAX_ROUNDS}, got {rounds}"
+                )));
+            }
+            viewers
+        }
         Mode::Capacity { max_viewers } => max_viewers,
     };
     if viewers == 0 || viewers > MAX_VIEWERS {
@@ -407,59 +421,72 @@ pub fn run_bench(
     } else {
         MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
     };
-    let mut results = Vec::new();
-    for variant in &opts.variants {
-        let label = variant.label.clone();
-        let mut cfg = ConfigResult {
-            label: label.clone(),
-            server_args: variant.server_args.clone(),
+    let mut results: Vec<ConfigResult> = opts
+        .variants
+        .iter()
+        .map(|v| ConfigResult {
+            label: v.label.clone(),
+            server_args: v.server_args.clone(),
             error: None,
             runs: Vec::new(),
             capacity: None,
-        };
-        let probe = |viewers: u32| -> Result<RunResult, LoadError> {
-            let viewers = viewers.min(fd_cap.max(1));
-            run_once(opts, &variant.server_args, viewers, &multi, &label)
-        };
-        match opts.mode {
-            Mode::Fixed { viewers } => match probe(viewers) {
-                Ok(r) => cfg.runs.push(r),
-                Err(e) => cfg.error = Some(e.to_string()),
-            },
-            Mode::Capacity { max_viewers } => {
-                let bounds = SearchBounds {
-                    start_viewers: 50.min(max_viewers),
-                    max_viewers: max_viewers.min(fd_cap.max(1)),
-                    resolution: 0.05,
-                    max_probes: opts.max_probes,
-                };
-                let mut runs = Vec::new();
-                let outcome = capacity::search(bounds, |n| {
-                    let r = probe(n)?;
-                    let v = ProbeVerdict {
-                        viewers: n,
-                        passed: r.slo_passed,
-                        reason: r.slo_reason.clone(),
-                    };
-                    runs.push(r);
-                    Ok::<_, LoadError>(v)
-                });
-                cfg.runs = runs;
-                match outcome {
-                    Ok(mut o) => {
-                        if max_viewers > fd_cap {
-                            o.limit.push_str(&format!(
-                                " (viewers capped at {fd_cap} by the open-file limit {nofile})"
-                            ));
-                        }
-                        cfg.capacity = Some(o);
-                    }
+        })
+        .collect();
+    let probe = |variant: &Variant, viewers: u32| -> Result<RunResult, LoadError> {
+        let viewers = viewers.min(fd_cap.max(1));
+        run_once(opts, &variant.server_args, viewers, &multi, &variant.label)
+    };
+    if let Mode::Fixed { viewers, rounds } = opts.mode {
+        for round in 1..=rounds {
+            for (variant, cfg) in opts.variants.iter().zip(&mut results) {
+                if cfg.error.is_some() {
+                    continue;
+                }
+                match probe(variant, viewers) {
+                    Ok(r) => cfg.runs.push(r),
                     Err(e) => cfg.error = Some(e.to_string()),
+                }
+                if round == rounds {
+                    on_config(cfg);
                 }
             }
         }
-        on_config(&cfg);
-        results.push(cfg);
+        return Ok(results);
+    }
+    let Mode::Capacity { max_viewers } = opts.mode else {
+        return Ok(results);
+    };
+    for (variant, cfg) in opts.variants.iter().zip(&mut results) {
+        let bounds = SearchBounds {
+            start_viewers: 50.min(max_viewers),
+            max_viewers: max_viewers.min(fd_cap.max(1)),
+            resolution: 0.05,
+            max_probes: opts.max_probes,
+        };
+        let mut runs = Vec::new();
+        let outcome = capacity::search(bounds, |n| {
+            let r = probe(variant, n)?;
+            let v = ProbeVerdict {
+                viewers: n,
+                passed: r.slo_passed,
+                reason: r.slo_reason.clone(),
+            };
+            runs.push(r);
+            Ok::<_, LoadError>(v)
+        });
+        cfg.runs = runs;
+        match outcome {
+            Ok(mut o) => {
+                if max_viewers > fd_cap {
+                    o.limit.push_str(&format!(
+                        " (viewers capped at {fd_cap} by the open-file limit {nofile})"
+                    ));
+                }
+                cfg.capacity = Some(o);
+            }
+            Err(e) => cfg.error = Some(e.to_string()),
+        }
+        on_config(cfg);
     }
     Ok(results)
 }

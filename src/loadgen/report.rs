@@ -116,8 +116,23 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
     )
 }
 
-/// The run a configuration is summarized by: its largest passing run, else its last run.
+/// The run a configuration is summarized by: for a capacity search its largest passing run,
+/// else its last; for repeated fixed-load rounds the run with the median server CPU per
+/// packet (the dearer middle run for an even count; the last round's when the server's CPU
+/// is unknown).
 pub fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
+    if cfg.capacity.is_none() && cfg.runs.len() > 1 {
+        let mut measured: Vec<(f64, &RunResult)> = cfg
+            .runs
+            .iter()
+            .filter_map(|r| r.server.map(|s| (s.cpu_ns_per_packet, r)))
+            .collect();
+        if measured.len() == cfg.runs.len() {
+            measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+            return Some(measured[measured.len() / 2].1);
+        }
+        return cfg.runs.last();
+    }
     cfg.runs
         .iter()
         .filter(|r| r.slo_passed)
@@ -125,13 +140,71 @@ pub fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
         .or(cfg.runs.last())
 }
 
+/// With repeated fixed-load rounds: a Markdown table of every round's server CPU per packet,
+/// each with its ratio to the last configuration's run in the same round (run back to back,
+/// so a machine whose speed drifts skews both alike), and the median ratio (the smaller
+/// middle one for an even count). `None` for a
+/// single round or when the server's CPU is unknown.
+pub fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
+    let rounds = configs.iter().map(|c| c.runs.len()).max()?;
+    if rounds < 2 || configs.iter().any(|c| c.capacity.is_some()) {
+        return None;
+    }
+    let cpu = |c: &ConfigResult, round: usize| {
+        c.runs
+            .get(round)
+            .and_then(|r| r.server)
+            .map(|s| s.cpu_ns_per_packet)
+            .filter(|v| *v > 0.0)
+    };
+    let baseline = configs.last()?;
+    (0..rounds)
+        .any(|i| cpu(baseline, i).is_some())
+        .then_some(())?;
+    let mut t = String::from("| config (server CPU ns/pkt) |");
+    for i in 1..=rounds {
+        let _ = write!(t, " round {i} |");
+    }
+    let _ = writeln!(t, " median × vs {} |", baseline.label);
+    t.push_str("|---|");
+    t.push_str(&"---|".repeat(rounds + 1));
+    for c in configs {
+        t.push_str("\n| ");
+        t.push_str(&c.label.replace('|', "/"));
+        t.push_str(" |");
+        let mut ratios = Vec::new();
+        for i in 0..rounds {
+            match (cpu(c, i), cpu(baseline, i)) {
+                (Some(v), Some(b)) => {
+                    let _ = write!(t, " {v:.0} ({:.2}×) |", b / v);
+                    ratios.push(b / v);
+                }
+                (Some(v), None) => {
+                    let _ = write!(t, " {v:.0} |");
+                }
+                _ => t.push_str(" – |"),
+            }
+        }
+        ratios.sort_by(f64::total_cmp);
+        match ratios.get(ratios.len().saturating_sub(1) / 2) {
+            Some(m) => {
+                let _ = write!(t, " {m:.2}× |");
+            }
+            _ => t.push_str(" – |"),
+        }
+    }
+    Some(t)
+}
+
 /// "This machine served N viewers of an X Mbit/s stream per shard core with L% loss".
 pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
+    // The most viewers served; among equals, the least server CPU per packet.
+    let cpu = |r: &RunResult| r.server.map_or(f64::INFINITY, |s| s.cpu_ns_per_packet);
     let best = configs
         .iter()
         .filter_map(|c| representative_run(c).map(|r| (c, r)))
         .filter(|(_, r)| r.slo_passed)
-        .max_by_key(|(_, r)| r.playing);
+        .max_by(|(_, a), (_, b)| a.playing.cmp(&b.playing).then(cpu(b).total_cmp(&cpu(a))));
     let Some((cfg, r)) = best else {
         return "no configuration met the SLO; see the table for why".into();
     };
@@ -385,6 +458,22 @@ fn bar_plot(title: &str, y_label: &str, groups: &[(String, Vec<(String, f64)>)])
     svg
 }
 
+/// A Markdown table (header row, `|---|` rule, rows; no `|` inside cells) as HTML.
+fn html_table(markdown: &str) -> String {
+    let mut table = String::from("<table>");
+    let rows = markdown.lines().filter(|l| !l.starts_with("|---"));
+    for (i, line) in rows.enumerate() {
+        let tag = if i == 0 { "th" } else { "td" };
+        table.push_str("<tr>");
+        for cell in line.trim().trim_matches('|').split('|') {
+            let _ = write!(table, "<{tag}>{}</{tag}>", esc(cell.trim()));
+        }
+        table.push_str("</tr>\n");
+    }
+    table.push_str("</table>");
+    table
+}
+
 /// The self-contained HTML page.
 pub fn html(report: &BenchReport) -> String {
     let cpu_groups: Vec<(String, Vec<(String, f64)>)> = report
@@ -417,29 +506,16 @@ pub fn html(report: &BenchReport) -> String {
             ))
         })
         .collect();
-    let mut table = String::from("<table><tr>");
-    let header = markdown_header();
-    for h in header
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split('|')
-        .map(str::trim)
-    {
-        if !h.is_empty() {
-            let _ = write!(table, "<th>{}</th>", esc(h));
-        }
-    }
-    table.push_str("</tr>\n");
+    let mut markdown = markdown_header();
     for c in &report.configs {
-        table.push_str("<tr>");
-        let row = markdown_row(c);
-        for cell in row.trim_matches('|').split('|') {
-            let _ = write!(table, "<td>{}</td>", esc(cell.trim()));
-        }
-        table.push_str("</tr>\n");
+        markdown.push('\n');
+        markdown.push_str(&markdown_row(c));
     }
-    table.push_str("</table>");
+    let mut table = html_table(&markdown);
+    if let Some(rounds) = rounds_table(&report.configs) {
+        table.push_str("\n<h2>Rounds</h2>\n");
+        table.push_str(&html_table(&rounds));
+    }
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>shardcast bench</title>
@@ -488,6 +564,62 @@ mod tests {
         assert!(s.contains("from 6 such cores on (25 Gbit/s: 15)"), "{s}");
         assert_eq!(nic_sentence(0, 2.0, Some(1)), "");
         assert!(nic_sentence(1000, 2.0, Some(2)).contains("1.00 Gbit/s per shard core"));
+    }
+
+    fn rounds(label: &str, cpu_ns: &[f64]) -> ConfigResult {
+        let run = |cpu: f64| RunResult {
+            viewers: 10,
+            playing: 10,
+            slo_passed: true,
+            server: Some(crate::loadgen::ServerUsage {
+                cpu_secs: 1.0,
+                cpu_ns_per_packet: cpu,
+                core_ns_per_packet: None,
+                end: Default::default(),
+            }),
+            ..Default::default()
+        };
+        ConfigResult {
+            label: label.into(),
+            server_args: vec![],
+            error: None,
+            runs: cpu_ns.iter().map(|&c| run(c)).collect(),
+            capacity: None,
+        }
+    }
+
+    #[test]
+    fn rounds_compare_each_configuration_with_the_baseline_of_the_same_round() {
+        // The machine slows down in round 2: both configurations pay, the ratio holds.
+        let configs = [
+            rounds("io=uring gso=on", &[1000.0, 2000.0, 1100.0]),
+            rounds("io=sendto gso=off", &[3000.0, 6000.0, 2200.0]),
+        ];
+        let t = rounds_table(&configs).expect("three rounds make a table");
+        let uring = t.lines().find(|l| l.starts_with("| io=uring")).unwrap();
+        assert_eq!(
+            uring,
+            "| io=uring gso=on | 1000 (3.00×) | 2000 (3.00×) | 1100 (2.00×) | 3.00× |"
+        );
+        assert!(t.contains("median × vs io=sendto gso=off"), "{t}");
+        // The conclusion names the cheapest of equally many viewers served.
+        assert!(conclusion(&configs, Some(1)).contains("io=uring gso=on"));
+        // The row shows the median run, not the best or the last.
+        let median = representative_run(&configs[0]).unwrap();
+        assert_eq!(median.server.unwrap().cpu_ns_per_packet, 1100.0);
+        // An even count takes the dearer middle run.
+        let even = rounds("x", &[1.0, 4.0, 2.0, 3.0]);
+        assert_eq!(
+            representative_run(&even)
+                .unwrap()
+                .server
+                .unwrap()
+                .cpu_ns_per_packet,
+            3.0
+        );
+        assert!(rounds_table(&[rounds("one", &[1.0])]).is_none());
+        let html = html_table(&t);
+        assert_eq!(html.matches("<tr>").count(), 3, "{html}");
     }
 
     #[test]

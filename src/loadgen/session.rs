@@ -15,10 +15,11 @@ use super::LoadError;
 use crate::sys::recv::{enable_rx_timestamps, enable_udp_gro, realtime_ns};
 
 /// How RTP reaches the load generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RtpTransport {
     /// One UDP socket per track (`client_port`).
+    #[default]
     Udp,
     /// Interleaved `$` frames on the RTSP connection.
     Tcp,
