@@ -38,15 +38,22 @@ use crate::media::track::Sample;
 pub const AU_HEADER_SECTION_LEN: usize = 4;
 /// Largest AU the 13-bit AU-size field can describe (RFC 3640 §3.3.6).
 pub const MAX_AU_SIZE: u32 = (1 << 13) - 1;
-/// Most access units aggregated into one packet; a group never crosses a sample index that
-/// is a multiple of it, so groups realign however a viewer started.
+/// Most access units aggregated into one packet.
 pub const MAX_AUS_PER_PACKET: usize = 8;
-/// Longest time from the first to the last AU of one aggregated packet.
-pub const MAX_AGGREGATE_SPAN_MS: u64 = 100;
+/// A group never crosses a sample index that is a multiple of this, so groups realign
+/// however a viewer started (viewers of a live channel then share packets). 24 is a multiple
+/// of every group size the budget and span commonly allow (3 AUs at 128 kbit/s, 4 at 96,
+/// 6 at 64, 8 at 32 or less), so those tile it without a short group; with 8 a 64 kbit/s
+/// track went 6 + 2, averaging 4 AUs per packet instead of 6.
+pub const GROUP_ALIGN: u64 = 24;
+/// Longest time from the first to the last AU of one aggregated packet: 8 AUs of 48 kHz
+/// AAC start 149 ms apart. The later AUs leave that much early, which players' jitter
+/// buffers absorb; [`MAX_AUS_PER_PACKET`] and the payload budget usually bind first.
+pub const MAX_AGGREGATE_SPAN_MS: u64 = 150;
 
 /// How many access units from `samples[0]` on go into one packet (≥ 1; 1 for an empty
 /// slice). `index` is `samples[0]`'s index in its track: a group never crosses a multiple of
-/// [`MAX_AUS_PER_PACKET`]. See the module doc for the other rules.
+/// [`GROUP_ALIGN`]. See the module doc for the other rules.
 pub fn aggregate_len(samples: &[Sample], index: u64, budget: usize, timescale: u32) -> usize {
     let Some(first) = samples.first() else {
         return 1;
@@ -60,7 +67,7 @@ pub fn aggregate_len(samples: &[Sample], index: u64, budget: usize, timescale: u
     let mut total = first.len as usize;
     let mut k = 1;
     while k < MAX_AUS_PER_PACKET.min(samples.len()) {
-        if (index + k as u64).is_multiple_of(MAX_AUS_PER_PACKET as u64) {
+        if (index + k as u64).is_multiple_of(GROUP_ALIGN) {
             break;
         }
         let (prev, s) = (&samples[k - 1], &samples[k]);
@@ -420,17 +427,19 @@ mod tests {
     fn groups_stop_at_gaps_uneven_durations_the_span_index_blocks_and_large_aus() {
         let (_, mut samples) = aus(&[100; 12]);
         let p = packetizer(1200);
-        // 100 ms at 48 kHz: the fifth AU starts 85 ms after the first, the sixth 107 ms.
-        assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 5);
-        // At 96 kHz: at most 8, and never across an index that is a multiple of 8.
-        assert_eq!(p.samples_per_packet(&samples, 0, 96_000), 8);
-        assert_eq!(p.samples_per_packet(&samples[5..], 5, 96_000), 3);
-        // 100 ms at 8 kHz is 800 ticks: fewer than one 1024-tick AU after the first.
-        assert_eq!(p.samples_per_packet(&samples, 0, 8_000), 1);
+        // 150 ms at 48 kHz: the eighth AU starts 149 ms after the first.
+        assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 8);
+        // At 44.1 kHz the eighth starts 163 ms after the first: 7.
+        assert_eq!(p.samples_per_packet(&samples, 0, 44_100), 7);
+        // Never across an index that is a multiple of 24.
+        assert_eq!(p.samples_per_packet(&samples[5..], 21, 96_000), 3);
+        assert_eq!(p.samples_per_packet(&samples[4..], 4, 96_000), 8);
+        // 150 ms at 6 kHz is 900 ticks: fewer than one 1024-tick AU after the first.
+        assert_eq!(p.samples_per_packet(&samples, 0, 6_000), 1);
         // Not back to back (another track's bytes between) still groups: the body is then
         // gathered AU by AU.
         samples[2].offset += 1;
-        assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 5);
+        assert_eq!(p.samples_per_packet(&samples, 0, 48_000), 8);
         let (_, mut samples) = aus(&[100; 4]);
         samples[2].dts += 1;
         assert_eq!(
@@ -462,9 +471,9 @@ mod tests {
         let all = [samples[0], samples[1], samples[2]];
         let mut p = packetizer(1200);
         assert_eq!(
-            p.samples_per_packet(&all, 7, 48_000),
+            p.samples_per_packet(&all, 23, 48_000),
             1,
-            "index 8 ends a group"
+            "index 24 ends a group"
         );
         assert_eq!(p.samples_per_packet(&all, 0, 48_000), 3);
         p.begin_samples(&all, 40);
