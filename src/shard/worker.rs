@@ -53,6 +53,12 @@ pub(super) const SEND_AHEAD: Duration = Duration::from_millis(2);
 const BYE_DELAY: Duration = Duration::from_millis(200);
 /// [`Due::track`] of the queue entry that sends an ended session's BYE.
 const BYE_TRACK: u16 = u16::MAX;
+/// Longest a `send_due` pass works before the loop applies commands and drains RTCP; what
+/// is left stays queued, still due, and the next pass follows without sleeping. Unbounded,
+/// a saturated shard ran passes as long as its backlog (hundreds of ms) while every PLAY
+/// waited in the command queue: the bench's 64 handshakes in flight then completed ~450
+/// a second instead of the 1,000 its ramp asked for.
+const PASS_WORK_LIMIT: Duration = Duration::from_millis(2);
 /// Samples one (session, track) may send per visit before yielding to others.
 const SAMPLES_PER_VISIT: usize = 8;
 /// Packets reserved for one tick; a tick that needs more grows the vector once.
@@ -383,7 +389,8 @@ impl Worker {
         }
     }
 
-    /// Sends everything due by `now`.
+    /// Sends what is due by `now`, stopping after [`PASS_WORK_LIMIT`] of work (the rest stays
+    /// queued for the next pass).
     fn send_due(&mut self, now: Instant) {
         let clock = TickClock {
             now,
@@ -476,6 +483,9 @@ impl Worker {
             }
             if self.pending.len() >= MAX_BATCH {
                 self.flush(clock);
+                if clock.started.elapsed() >= PASS_WORK_LIMIT {
+                    break;
+                }
             }
         }
         self.flush(clock);
@@ -1562,6 +1572,48 @@ mod tests {
                     queued.count(),
                     1,
                     "backlog {backlog_ms} ms: track {i} queued once"
+                );
+            }
+        }
+    }
+
+    /// A shard far behind works through its backlog in passes of about [`PASS_WORK_LIMIT`],
+    /// so the loop applies commands (a PLAY waiting for its answer) between them rather than
+    /// after the whole backlog, and every pass makes progress until all of it is sent.
+    #[test]
+    fn a_backlogged_shard_works_in_bounded_passes_and_catches_up() {
+        let mut r = rig(false, 16);
+        let t0 = Instant::now();
+        let _viewers: Vec<Viewer> = (0..200u32)
+            .map(|i| r.add_session(u64::from(i) + 1, 0x1000_0000 + i * 4, t0))
+            .collect();
+        // Three seconds of media for 200 viewers: tens of thousands of packets.
+        let now = t0 + Duration::from_secs(3);
+        let behind = |w: &Worker| w.queue.iter().filter(|(at, _)| *at <= now).count();
+        let started = Instant::now();
+        r.w.send_due(now);
+        let first = started.elapsed();
+        assert!(
+            behind(&r.w) > 0,
+            "one pass sent the whole backlog ({first:?}) instead of stopping after {PASS_WORK_LIMIT:?}"
+        );
+        let mut passes = 1;
+        while behind(&r.w) > 0 {
+            let sent = r.counters.packets.load(Ordering::Relaxed);
+            r.w.send_due(now);
+            passes += 1;
+            assert!(
+                r.counters.packets.load(Ordering::Relaxed) > sent,
+                "pass {passes} sent nothing"
+            );
+        }
+        for id in 1..=200 {
+            let s = r.w.sessions[r.w.by_id[&id]].as_ref().unwrap();
+            for i in 0..2 {
+                let at = s.due(i, s.tracks[i].next_sample).expect("still playing");
+                assert!(
+                    at > now,
+                    "session {id} track {i} left behind after {passes} passes"
                 );
             }
         }
