@@ -334,6 +334,9 @@ pub struct RawRtsp {
     pub stream: TcpStream,
     buf: Vec<u8>,
     cseq: u32,
+    /// Why the last `read_response`/`read_frame` returned `None` (end of stream, timeout or
+    /// error, and after how long), for the failure message.
+    last_failure: String,
 }
 
 impl RawRtsp {
@@ -350,6 +353,7 @@ impl RawRtsp {
             stream,
             buf: Vec::new(),
             cseq: 0,
+            last_failure: String::new(),
         }
     }
 
@@ -367,7 +371,14 @@ impl RawRtsp {
         }
         req.push_str("\r\n");
         self.send_raw(req.as_bytes());
-        let resp = self.read_response().expect("a response");
+        let Some(resp) = self.read_response() else {
+            panic!(
+                "no response to {method} {url}: {}; {} bytes buffered: {:?}",
+                self.last_failure,
+                self.buf.len(),
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
+            );
+        };
         assert_eq!(
             resp.header("CSeq"),
             Some(self.cseq.to_string().as_str()),
@@ -378,14 +389,39 @@ impl RawRtsp {
 
     /// Reads one response, skipping interleaved frames (returned separately by `read_frame`).
     pub fn read_response(&mut self) -> Option<RtspResponse> {
+        let started = Instant::now();
         loop {
             if let Some(r) = self.try_parse() {
                 return Some(r);
             }
             let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            let n = self.read_some(&mut chunk, started)?;
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// One `read` (retried when a signal interrupts it); `None`, with the reason kept in
+    /// `last_failure`, at end of stream, timeout or error.
+    fn read_some(&mut self, chunk: &mut [u8], started: Instant) -> Option<usize> {
+        loop {
+            match self.stream.read(chunk) {
+                Ok(0) => {
+                    self.last_failure = format!(
+                        "the server closed the connection (end of stream) after {:?}",
+                        started.elapsed()
+                    );
+                    return None;
+                }
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.last_failure = format!(
+                        "read failed after {:?}: {e} ({:?}; a timeout reads as WouldBlock)",
+                        started.elapsed(),
+                        e.kind()
+                    );
+                    return None;
+                }
             }
         }
     }
@@ -462,6 +498,7 @@ impl RawRtsp {
 
     /// Reads one interleaved frame: (channel, payload).
     pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let started = Instant::now();
         loop {
             if self.buf.len() >= 4 && self.buf[0] == b'$' {
                 let len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
@@ -473,10 +510,8 @@ impl RawRtsp {
                 }
             }
             let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
+            let n = self.read_some(&mut chunk, started)?;
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 }
