@@ -81,3 +81,34 @@ fn bench_viewers_sleeping_in_epoll_receive_every_packet() {
     assert_eq!(run["stalled_sessions"], 0, "no stalled session: {run:.800}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--url` against a server on IPv6 loopback: the viewers' RTP sockets must be bound where
+/// the server sends, the RTSP connection's own address (they were bound to 127.0.0.1, so a
+/// server on `[::1]` — or on another host with `--allow-remote` — reached none of them).
+#[test]
+fn bench_url_mode_receives_from_an_ipv6_server() {
+    let server = common::Server::start(&["--listen", "[::1]:0", "--http-listen", "off"]);
+    assert!(server.addr.is_ipv6(), "listening on {}", server.addr);
+    let out = std::env::temp_dir().join(format!("shardcast-bench-v6-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+    cmd.args(["bench", "--url"])
+        .arg(server.url("sample"))
+        .arg("--server-pid")
+        .arg(server.pid().to_string())
+        .args(["--viewers", "4", "--duration", "3s", "--quiet", "--out"])
+        .arg(&out);
+    let (ok, stdout, stderr) = common::run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert!(ok, "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let json = std::fs::read_to_string(out.join("bench.json")).expect("bench.json written");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("bench.json parses");
+    let run = &report["configs"][0]["runs"][0];
+    assert_eq!(run["playing"], 4, "all viewers played: {json:.2000}");
+    assert!(
+        run["packets"].as_u64().unwrap() > 200,
+        "packets: {run:.800}"
+    );
+    assert_eq!(run["lost"], 0, "no loss: {run:.800}");
+    assert_eq!(run["stalled_sessions"], 0, "no stalled session: {run:.800}");
+    let _ = std::fs::remove_dir_all(&out);
+}

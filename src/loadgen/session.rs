@@ -256,11 +256,13 @@ impl Conn {
     }
 }
 
-/// An RTP socket for one track; with `receive_gro`, GSO trains arrive whole (`UDP_GRO`), as
-/// the receiver of a remote viewer would spare the sender the per-segment receive work.
-fn bind_rtp_socket(receive_gro: bool) -> Result<UdpSocket, LoadError> {
-    let sock =
-        UdpSocket::bind("127.0.0.1:0").map_err(|e| LoadError::io("binding a UDP socket", e))?;
+/// An RTP socket for one track, bound to `local` (the RTSP connection's own address, so the
+/// server's datagrams to the connection's peer address reach it whether the server is on
+/// loopback, IPv6 or — with `--allow-remote` — another host or network namespace); with
+/// `receive_gro`, GSO trains arrive whole (`UDP_GRO`), as the receiver of a remote viewer
+/// would spare the sender the per-segment receive work.
+fn bind_rtp_socket(local: std::net::IpAddr, receive_gro: bool) -> Result<UdpSocket, LoadError> {
+    let sock = UdpSocket::bind((local, 0)).map_err(|e| LoadError::io("binding a UDP socket", e))?;
     sock.set_nonblocking(true)
         .map_err(|e| LoadError::io("making a UDP socket non-blocking", e))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
@@ -295,6 +297,10 @@ pub(crate) async fn open_session(
     let peer = stream
         .peer_addr()
         .map_err(|e| LoadError::io("reading the server's address", e))?;
+    let local = stream
+        .local_addr()
+        .map_err(|e| LoadError::io("reading the connection's own address", e))?
+        .ip();
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
@@ -319,7 +325,7 @@ pub(crate) async fn open_session(
     for (i, m) in sdp.media.iter().enumerate() {
         let transport_header = match transport {
             RtpTransport::Udp => {
-                let sock = bind_rtp_socket(receive_gro)?;
+                let sock = bind_rtp_socket(local, receive_gro)?;
                 let port = sock
                     .local_addr()
                     .map_err(|e| LoadError::io("reading a UDP socket address", e))?

@@ -52,7 +52,11 @@ impl Server {
 
     fn spawn(extra: &[&str], env: &[(&str, &str)], capture_log: bool) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(extra);
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra);
         cmd.env_remove("SHARDCAST_ADMIN_TOKEN")
             .env_remove("SHARDCAST_TOKEN_SECRET")
             .envs(env.iter().copied());
