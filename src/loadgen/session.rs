@@ -261,7 +261,7 @@ impl Conn {
 /// loopback, IPv6 or — with `--allow-remote` — another host or network namespace); with
 /// `receive_gro`, GSO trains arrive whole (`UDP_GRO`), as the receiver of a remote viewer
 /// would spare the sender the per-segment receive work.
-fn bind_rtp_socket(local: std::net::IpAddr, receive_gro: bool) -> Result<UdpSocket, LoadError> {
+pub fn bind_rtp_socket(local: std::net::IpAddr, receive_gro: bool) -> Result<UdpSocket, LoadError> {
     let sock = UdpSocket::bind((local, 0)).map_err(|e| LoadError::io("binding a UDP socket", e))?;
     sock.set_nonblocking(true)
         .map_err(|e| LoadError::io("making a UDP socket non-blocking", e))?;

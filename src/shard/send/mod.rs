@@ -406,6 +406,68 @@ fn is_reported_icmp_error(errno: i32) -> bool {
     )
 }
 
+/// One datagram for [`SendFloor::send`]: an RTP header and a body slice, to `dest`.
+#[derive(Debug, Clone, Copy)]
+pub struct FloorDatagram<'a> {
+    /// The RTP header (a shard's comes from its header slab).
+    pub header: &'a [u8],
+    /// The payload (a shard's is a slice of the mapped file).
+    pub body: &'a [u8],
+    /// The viewer.
+    pub dest: &'a socket2::SockAddr,
+}
+
+/// What [`SendFloor::send`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FloorOutcome {
+    /// Datagrams the kernel accepted.
+    pub sent: usize,
+    /// Datagrams it refused.
+    pub failed: usize,
+    /// Kernel entries (`sendmsg`, `sendmmsg` or `io_uring_enter` calls).
+    pub syscalls: usize,
+    /// GSO sends, and the datagrams inside them.
+    pub gso_sends: usize,
+    /// Datagrams carried by those GSO sends.
+    pub gso_segments: usize,
+}
+
+/// A shard's send layer alone — the same trains, windows and backends, but no sessions,
+/// pacing or packetizing — so `bench/send_floor.rs` can measure what the kernel path itself
+/// costs per packet at a given number of segments per send: the floor a shard's own cost
+/// per packet is compared with.
+pub struct SendFloor {
+    inner: UdpSender,
+}
+
+impl SendFloor {
+    /// A sender over `socket` (its send buffer raised as a shard's is) with backend `io` and
+    /// GSO on or off.
+    pub fn new(socket: UdpSocket, io: IoBackend, gso: GsoMode) -> Self {
+        tune_socket(&socket);
+        let config = SendConfig { io: Some(io), gso };
+        Self {
+            inner: UdpSender::new(socket, config, 0),
+        }
+    }
+
+    /// Sends `datagrams` in order per destination; runs of equal-size datagrams to one
+    /// destination become GSO trains when GSO is on.
+    pub fn send(&mut self, datagrams: &[FloorDatagram<'_>]) -> FloorOutcome {
+        let out = self.inner.send_batch(datagrams.len(), |i| {
+            let d = &datagrams[i];
+            GatherMsg::new(d.header, &[d.body], d.dest)
+        });
+        FloorOutcome {
+            sent: out.sent,
+            failed: out.failed,
+            syscalls: out.syscalls,
+            gso_sends: out.gso_sends,
+            gso_segments: out.gso_segments,
+        }
+    }
+}
+
 /// Raises a shard socket's send buffer (best effort; the kernel caps it at `wmem_max`).
 pub(crate) fn tune_socket(socket: &UdpSocket) {
     let sock = socket2::SockRef::from(socket);
