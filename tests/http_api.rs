@@ -267,17 +267,28 @@ fn delete_sends_rtcp_bye_and_closes_the_rtsp_connection() {
     let sid = s.session.clone();
     let r = s.rtsp.request("PLAY", &s.url, &[("Session", sid.as_str())]);
     assert_eq!(r.status, 200);
-    wait_sessions(&server, Duration::from_secs(5), |l| {
-        l.iter().any(|v| v["id"] == sid.as_str())
-    });
-    let r = http_request(
-        server.http_addr(),
-        "DELETE",
-        &format!("/api/v1/sessions/{sid}"),
-        &[("Authorization", &bearer(ADMIN))],
-        b"",
+    let list = wait_sessions(&server, Duration::from_secs(5), |l| l.len() == 1);
+    // The API names the session by an opaque handle, never by its RTSP Session id (which
+    // would let any reader of the API control it), and the RTSP id is no handle.
+    let handle = list[0]["id"].as_str().unwrap().to_owned();
+    assert_ne!(handle, sid, "the API must not reveal the RTSP session id");
+    let body = server.http_get("/api/v1/sessions").text();
+    assert!(!body.contains(sid.as_str()), "{body}");
+    let delete = |id: &str| {
+        http_request(
+            server.http_addr(),
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            &[("Authorization", &bearer(ADMIN))],
+            b"",
+        )
+    };
+    assert_eq!(
+        delete(&sid).status,
+        404,
+        "an RTSP session id is not a handle"
     );
-    assert_eq!(r.status, 204);
+    assert_eq!(delete(&handle).status, 204);
     assert!(
         common::wait_for_bye(&s.socks[0].1, Duration::from_secs(3)),
         "RTCP BYE on the viewer's RTCP port (RFC 3550 §6.6)"

@@ -25,16 +25,16 @@ use super::server::{authorize, host_name, json_error, json_response, response, H
 use super::server::{HttpLimits, Need};
 use super::{ControlApi, PlayError, PlayRequest};
 use crate::rtsp::uri::split_request_uri;
-use crate::shard::SessionId;
 use crate::stats::hub::HISTORY_POINTS;
+use crate::stats::SessionHandle;
 
 /// The OpenAPI description served at `/api/v1/openapi.json`.
 pub static OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
-/// A session id as the API writes it: 16 hex digits.
-pub fn parse_session_id(s: &str) -> Option<SessionId> {
+/// A session handle as the API writes it: 16 hex digits.
+pub fn parse_session_handle(s: &str) -> Option<SessionHandle> {
     (s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| SessionId::from_str_radix(s, 16).ok())
+        .then(|| SessionHandle::from_str_radix(s, 16).ok())
         .flatten()
 }
 
@@ -125,7 +125,7 @@ pub async fn handle(
         },
         ("sessions", None) => allow("GET, HEAD"),
         ("sessions", Some(id)) => {
-            let found = parse_session_id(id);
+            let found = parse_session_handle(id);
             if get {
                 match read() {
                     Err(r) => *r,
@@ -141,7 +141,7 @@ pub async fn handle(
                     Err(r) => *r,
                     Ok(()) => match found {
                         Some(sid) if api.end_session(sid) => {
-                            tracing::info!(session = %format_args!("{sid:016X}"), "session ended through the API");
+                            tracing::info!(handle = %format_args!("{sid:016X}"), "session ended through the API");
                             response(StatusCode::NO_CONTENT, "application/json", Bytes::new())
                         }
                         _ => {
@@ -257,10 +257,10 @@ mod tests {
 
     #[test]
     fn ids_names_and_history() {
-        assert_eq!(parse_session_id("00000000000000FF"), Some(255));
-        assert_eq!(parse_session_id("00000000000000ff"), Some(255));
-        assert_eq!(parse_session_id("+0000000000000FF"), None);
-        assert_eq!(parse_session_id("FF"), None);
+        assert_eq!(parse_session_handle("00000000000000FF"), Some(255));
+        assert_eq!(parse_session_handle("00000000000000ff"), Some(255));
+        assert_eq!(parse_session_handle("+0000000000000FF"), None);
+        assert_eq!(parse_session_handle("FF"), None);
         assert_eq!(stream_name("news/today").as_deref(), Some("news/today"));
         assert_eq!(stream_name("a%20b").as_deref(), Some("a b"));
         assert_eq!(stream_name("../etc/passwd"), None);

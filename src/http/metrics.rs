@@ -272,6 +272,7 @@ mod tests {
         let mut hub = Hub::new(vec![Arc::new(ShardCounters::default())], t0);
         hub.session_started(SessionMeta {
             id: 7,
+            handle: 8,
             stream: "we\"ird\\name".into(),
             peer: "127.0.0.1:1".parse().unwrap(),
             transport: crate::stats::Transport::Udp,

@@ -27,8 +27,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::config::ApiRead;
-use crate::shard::SessionId;
 use crate::stats::hub::{SessionView, StatsView};
+use crate::stats::SessionHandle;
 
 pub use server::{bind, serve, HttpLimits};
 
@@ -166,10 +166,10 @@ pub trait ControlApi {
     /// Every playing session.
     fn sessions(&self) -> Vec<SessionView>;
     /// One session.
-    fn session(&self, id: SessionId) -> Option<SessionView>;
-    /// Ends a session (RTCP BYE from its shard) and closes the RTSP connection that created
-    /// it. False when there is no such session.
-    fn end_session(&self, id: SessionId) -> bool;
+    fn session(&self, handle: SessionHandle) -> Option<SessionView>;
+    /// Ends the session with API handle `handle` (RTCP BYE from its shard) and closes the
+    /// RTSP connection that created it. False when there is no such session.
+    fn end_session(&self, handle: SessionHandle) -> bool;
     /// The statistics view, with at most `history` points of history.
     fn stats(&self, history: usize) -> StatsView;
     /// Signs a play URL.

@@ -35,8 +35,8 @@ use crate::shard::{
 };
 use crate::stats::hub::Hub;
 use crate::stats::{
-    digest_rtcp, EndReason, SessionMeta, ShardEvent, TrackKey, Transport as StatsTransport,
-    EVENT_QUEUE_DEPTH,
+    digest_rtcp, EndReason, SessionHandle, SessionMeta, ShardEvent, TrackKey,
+    Transport as StatsTransport, EVENT_QUEUE_DEPTH,
 };
 use crate::wire::ntp::NtpTime;
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
@@ -85,6 +85,32 @@ struct SessionRecord {
     /// The play token the SETUP carried, echoed in RTP-Info URLs so clients match them
     /// with their control URLs.
     token: Option<String>,
+    /// Who created the session: only requests from the same client may control it.
+    owner: Owner,
+    /// The session's name in the HTTP API (the RTSP id stays with its owner).
+    handle: SessionHandle,
+}
+
+/// What the client that created a session proved, and what every later request naming the
+/// session must match (docs/SECURITY.md, "Session binding"). RFC 2326 §12.37 lets a session
+/// span connections, so the connection itself is not part of it; the address it came from
+/// and the user it authenticated as are. Anything else is answered `454 Session Not Found`,
+/// exactly like an id that does not exist, so ids cannot be probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    /// The client's IP address (the port changes with each connection).
+    addr: IpAddr,
+    /// The user it authenticated as (Digest or Basic); `None` on a stream open to anyone.
+    user: Option<String>,
+}
+
+impl Owner {
+    fn of(conn: &Conn, user: Option<&str>) -> Self {
+        Self {
+            addr: conn.peer.ip(),
+            user: user.map(str::to_owned),
+        }
+    }
 }
 
 /// Shared state of the control thread (single-threaded: `Rc`/`RefCell`).
@@ -693,8 +719,11 @@ impl Control {
 
     async fn handle(&self, req: &Request, conn: &Conn) -> Outcome {
         let out = match self.authorize(req, conn).await {
-            Some(refused) => refused,
-            None => self.dispatch(req, conn).await,
+            Err(refused) => refused,
+            Ok(user) => {
+                let caller = Owner::of(conn, user.as_deref());
+                self.dispatch(req, conn, &caller).await
+            }
         };
         self.finish(req, conn, out)
     }
@@ -722,17 +751,27 @@ impl Control {
     }
 
     /// RFC 2326 §11.4.1 / RFC 7616: every method but OPTIONS needs credentials once users
-    /// are configured. Returns the refusal, or `None` to go ahead.
-    async fn authorize(&self, req: &Request, conn: &Conn) -> Option<Outcome> {
+    /// are configured. Returns the authenticated user (`None` when the stream is open to
+    /// anyone), or the refusal.
+    ///
+    /// A request that names one of its own client's sessions is authorized against that
+    /// session's stream, not whatever stream its URI names: otherwise a public stream's URI
+    /// would carry requests into a restricted stream's session.
+    async fn authorize(&self, req: &Request, conn: &Conn) -> Result<Option<String>, Outcome> {
         if req.method == Method::Options {
-            return None;
+            return Ok(None);
         }
-        let path = split_request_uri(&req.uri)
-            .map(|p| p.segments.join("/"))
-            .unwrap_or_default();
+        let path = match self.session_stream(req, conn.peer.ip()) {
+            Some(stream) => stream,
+            None => split_request_uri(&req.uri)
+                .map(|p| p.segments.join("/"))
+                .unwrap_or_default(),
+        };
         let verdict = {
             let mut guard = self.auth.borrow_mut();
-            let auth = guard.as_mut()?;
+            let Some(auth) = guard.as_mut() else {
+                return Ok(None);
+            };
             auth.check(
                 req.method.as_str(),
                 &req.uri,
@@ -743,8 +782,8 @@ impl Control {
             )
         };
         match verdict {
-            Verdict::Allowed(_) => None,
-            Verdict::Forbidden(user) => Some(refuse(Refusal::because(
+            Verdict::Allowed(user) => Ok(user),
+            Verdict::Forbidden(user) => Err(refuse(Refusal::because(
                 StatusCode::Forbidden,
                 format!("user {user:?} may not read {path:?}"),
             ))),
@@ -763,16 +802,31 @@ impl Control {
                 for challenge in challenges {
                     out.response.headers.append("WWW-Authenticate", challenge);
                 }
-                Some(out)
+                Err(out)
             }
         }
     }
 
-    async fn dispatch(&self, req: &Request, conn: &Conn) -> Outcome {
+    /// The stream of the session a request names, when that session was created from the
+    /// request's address (a session of another address is treated as unknown).
+    fn session_stream(&self, req: &Request, addr: IpAddr) -> Option<String> {
+        let id = parse_session_id(req.session_id()?)?;
+        let sessions = self.sessions.borrow();
+        let rec = sessions.get(&id).filter(|r| r.owner.addr == addr)?;
+        Some(rec.media.name.clone())
+    }
+
+    async fn dispatch(&self, req: &Request, conn: &Conn, caller: &Owner) -> Outcome {
         match req.method {
             Method::Options => {
-                if let Some(id) = req.session_id() {
-                    self.touch(id);
+                // Keep-alive (RFC 2326 §10.1) for the caller's own sessions only. OPTIONS
+                // needs no credentials, so only the address can be checked here.
+                if let Some(id) = req.session_id().and_then(parse_session_id) {
+                    if let Some(rec) = self.sessions.borrow().get(&id) {
+                        if rec.owner.addr == caller.addr {
+                            rec.activity.touch(Instant::now());
+                        }
+                    }
                 }
                 Outcome {
                     response: Response::new(StatusCode::Ok).header("Public", PUBLIC_METHODS),
@@ -782,12 +836,13 @@ impl Control {
                 }
             }
             Method::Describe => self.describe(req, conn),
-            Method::Setup => self.setup(req, conn),
-            Method::Play => self.play(req).await,
-            Method::Pause => self.pause(req).await,
-            Method::Teardown => self.teardown(req),
-            Method::GetParameter => match req.session_id() {
-                Some(id) if !self.touch(id) => error(StatusCode::SessionNotFound),
+            Method::Setup => self.setup(req, conn, caller),
+            Method::Play => self.play(req, caller).await,
+            Method::Pause => self.pause(req, caller).await,
+            Method::Teardown => self.teardown(req, caller),
+            // A keep-alive (RFC 2326 §10.8) is checked like any request naming a session.
+            Method::GetParameter => match req.session_id().map(|_| self.session_for(req, caller)) {
+                Some(Err(r)) => refuse(r),
                 _ => Outcome {
                     response: Response::new(StatusCode::Ok),
                     close: false,
@@ -905,7 +960,7 @@ impl Control {
         }
     }
 
-    fn setup(&self, req: &Request, conn: &Conn) -> Outcome {
+    fn setup(&self, req: &Request, conn: &Conn, caller: &Owner) -> Outcome {
         let (media, rest) = match self.resolve(&req.uri) {
             Ok(r) => r,
             Err(r) => return refuse(r),
@@ -942,8 +997,9 @@ impl Control {
         let existing = req.session_id();
         let (id, shard) = match existing {
             Some(sid) => {
-                let Some((id, rec)) =
-                    parse_session_id(sid).and_then(|id| sessions.get(&id).map(|r| (id, r)))
+                let Some((id, rec)) = parse_session_id(sid)
+                    .and_then(|id| sessions.get(&id).map(|r| (id, r)))
+                    .filter(|(_, r)| r.owner == *caller)
                 else {
                     return error(StatusCode::SessionNotFound);
                 };
@@ -1065,6 +1121,8 @@ impl Control {
                 bitrate_bps: media.bitrate_bps(),
                 origin: conn.sink.clone(),
                 token: None,
+                owner: caller.clone(),
+                handle: self.new_handle(),
             }
         });
         if token.is_some() {
@@ -1094,8 +1152,14 @@ impl Control {
         )
     }
 
-    /// Finds the session a request names; checks the URI is its aggregate (or its only track).
-    fn session_for(&self, req: &Request) -> Result<SessionId, Refusal> {
+    /// A fresh API handle, unrelated to any session id.
+    fn new_handle(&self) -> SessionHandle {
+        rand::thread_rng().gen()
+    }
+
+    /// Finds the session a request names, if `caller` owns it (any other client gets the
+    /// answer of an unknown id); checks the URI is its aggregate (or its only track).
+    fn session_for(&self, req: &Request, caller: &Owner) -> Result<SessionId, Refusal> {
         let id = req
             .session_id()
             .and_then(parse_session_id)
@@ -1104,6 +1168,12 @@ impl Control {
         let rec = sessions
             .get(&id)
             .ok_or(Refusal::from(StatusCode::SessionNotFound))?;
+        if rec.owner != *caller {
+            return Err(Refusal::because(
+                StatusCode::SessionNotFound,
+                "session belongs to another client",
+            ));
+        }
         rec.activity.touch(Instant::now());
         if req.uri != "*" {
             let (media, rest) = self.resolve(&req.uri)?;
@@ -1120,8 +1190,8 @@ impl Control {
         Ok(id)
     }
 
-    async fn play(&self, req: &Request) -> Outcome {
-        let id = match self.session_for(req) {
+    async fn play(&self, req: &Request, caller: &Owner) -> Outcome {
+        let id = match self.session_for(req, caller) {
             Ok(id) => id,
             Err(r) => return refuse(r),
         };
@@ -1198,6 +1268,7 @@ impl Control {
                 if !hub.has_session(id) {
                     hub.session_started(SessionMeta {
                         id,
+                        handle: rec.handle,
                         stream: rec.media.name.clone(),
                         peer: rec.peer,
                         transport: if rec.tcp_conn.is_some() {
@@ -1248,8 +1319,8 @@ impl Control {
         }
     }
 
-    async fn pause(&self, req: &Request) -> Outcome {
-        let id = match self.session_for(req) {
+    async fn pause(&self, req: &Request, caller: &Owner) -> Outcome {
+        let id = match self.session_for(req, caller) {
             Ok(id) => id,
             Err(r) => return refuse(r),
         };
@@ -1296,8 +1367,8 @@ impl Control {
         }
     }
 
-    fn teardown(&self, req: &Request) -> Outcome {
-        let id = match self.session_for(req) {
+    fn teardown(&self, req: &Request, caller: &Owner) -> Outcome {
+        let id = match self.session_for(req, caller) {
             Ok(id) => id,
             Err(r) => return refuse(r),
         };
@@ -1307,18 +1378,6 @@ impl Control {
             close: false,
             after_response: None,
             reason: None,
-        }
-    }
-
-    fn touch(&self, sid: &str) -> bool {
-        match parse_session_id(sid)
-            .and_then(|id| self.sessions.borrow().get(&id).map(|r| r.activity.clone()))
-        {
-            Some(a) => {
-                a.touch(Instant::now());
-                true
-            }
-            None => false,
         }
     }
 

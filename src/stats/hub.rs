@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::window::{Quantiles, RollingHistogram, LATENESS_WINDOW};
-use super::{SessionMeta, ShardReport, TrackReception, Transport};
+use super::{SessionHandle, SessionMeta, ShardReport, TrackReception, Transport};
 use crate::shard::{SessionId, ShardCounters};
 
 /// Seconds of history kept for the dashboard's charts (one point per second).
@@ -107,6 +107,8 @@ pub struct InterleavedRtcp {
 pub struct Hub {
     started: Instant,
     sessions: HashMap<SessionId, SessionStats>,
+    /// The API's handles of the sessions above.
+    by_handle: HashMap<SessionHandle, SessionId>,
     shards: Vec<ShardStats>,
     streams: HashMap<String, Scope>,
     server: Scope,
@@ -153,7 +155,8 @@ pub struct TrackView {
 /// One session, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionView {
-    /// Session id as used in the RTSP `Session` header (16 hex digits).
+    /// The session's opaque API handle (16 hex digits) — not its RTSP `Session` id, which
+    /// only its owner knows.
     pub id: String,
     /// Stream name.
     pub stream: String,
@@ -334,6 +337,7 @@ impl Hub {
         Self {
             started: now,
             sessions: HashMap::new(),
+            by_handle: HashMap::new(),
             shards,
             streams: HashMap::new(),
             server: Scope::new(now),
@@ -347,6 +351,7 @@ impl Hub {
     /// A session began playing.
     pub fn session_started(&mut self, meta: SessionMeta) {
         let tracks = vec![None; meta.track_kinds.len()];
+        self.by_handle.insert(meta.handle, meta.id);
         self.sessions
             .entry(meta.id)
             .or_insert_with(|| SessionStats {
@@ -364,7 +369,14 @@ impl Hub {
 
     /// A session ended (any reason).
     pub fn session_ended(&mut self, id: SessionId) {
-        self.sessions.remove(&id);
+        if let Some(s) = self.sessions.remove(&id) {
+            self.by_handle.remove(&s.meta.handle);
+        }
+    }
+
+    /// The session the API calls `handle`.
+    pub fn session_of_handle(&self, handle: SessionHandle) -> Option<SessionId> {
+        self.by_handle.get(&handle).copied()
     }
 
     /// Whether the hub knows the session.
@@ -488,7 +500,7 @@ impl Hub {
 
     fn view(s: &SessionStats) -> SessionView {
         SessionView {
-            id: format!("{:016X}", s.meta.id),
+            id: format!("{:016X}", s.meta.handle),
             stream: s.meta.stream.clone(),
             peer: s.meta.peer.to_string(),
             transport: s.meta.transport,
@@ -528,7 +540,8 @@ impl Hub {
     }
 
     /// One session.
-    pub fn session(&self, id: SessionId) -> Option<SessionView> {
+    pub fn session(&self, handle: SessionHandle) -> Option<SessionView> {
+        let id = self.session_of_handle(handle)?;
         self.sessions.get(&id).map(Self::view)
     }
 
@@ -665,6 +678,7 @@ mod tests {
     fn meta(id: SessionId, stream: &str, shard: usize) -> SessionMeta {
         SessionMeta {
             id,
+            handle: !id,
             stream: stream.into(),
             peer: "127.0.0.1:5000".parse().unwrap(),
             transport: Transport::Udp,
@@ -722,8 +736,10 @@ mod tests {
         counters[0].syscalls.store(20, Ordering::Relaxed);
         hub.tick(t0 + Duration::from_secs(1));
 
-        let s = hub.session(1).unwrap();
-        assert_eq!(s.id, "0000000000000001");
+        // The API names a session by its handle, never by its RTSP session id.
+        assert!(hub.session(1).is_none());
+        let s = hub.session(!1).unwrap();
+        assert_eq!(s.id, "FFFFFFFFFFFFFFFE");
         assert!((s.loss_pct - 50.0).abs() < 1e-9);
         assert_eq!(s.jitter_ms, Some(4.0));
         assert_eq!(s.rtt_ms, Some(20.0));
@@ -747,7 +763,8 @@ mod tests {
         assert!((st.loss_pct - 50.0).abs() < 1e-9, "{}", st.loss_pct);
 
         hub.session_ended(1);
-        assert!(hub.session(1).is_none());
+        assert!(hub.session(!1).is_none());
+        assert_eq!(hub.session_of_handle(!1), None);
         assert_eq!(hub.viewers_of("sample"), 0);
         // Receptions for unknown sessions are ignored.
         hub.record_receptions(1, &[reception(0, 255, 1.0, 1.0)]);

@@ -85,11 +85,18 @@ pub enum ShardEvent {
     },
 }
 
+/// An opaque per-session handle: how the HTTP API names a session (`/api/v1/sessions/{id}`),
+/// so that reading the API never reveals the RTSP `Session` id that controls it.
+pub type SessionHandle = u64;
+
 /// Static facts about a session the control thread registers with the hub at its first PLAY.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionMeta {
     /// The session.
     pub id: SessionId,
+    /// The session's public name in the API: random, unrelated to `id`. The RTSP session id
+    /// is a bearer secret of its owner and never leaves the control thread's table.
+    pub handle: SessionHandle,
     /// Stream name as requested (catalog name or live channel).
     pub stream: String,
     /// The viewer's RTSP connection address.

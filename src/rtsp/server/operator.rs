@@ -18,8 +18,8 @@ use crate::http::{
 };
 use crate::media::track::{Codec, TrackKind};
 use crate::media::MediaFile;
-use crate::shard::SessionId;
 use crate::stats::hub::{SessionView, StatsView};
+use crate::stats::SessionHandle;
 
 /// How long an ended session's connection stays open so the shard's RTCP BYE (which on an
 /// interleaved connection travels on that very connection) can go out first.
@@ -195,11 +195,14 @@ impl ControlApi for Control {
         self.hub.borrow().sessions()
     }
 
-    fn session(&self, id: SessionId) -> Option<SessionView> {
-        self.hub.borrow().session(id)
+    fn session(&self, handle: SessionHandle) -> Option<SessionView> {
+        self.hub.borrow().session(handle)
     }
 
-    fn end_session(&self, id: SessionId) -> bool {
+    fn end_session(&self, handle: SessionHandle) -> bool {
+        let Some(id) = self.hub.borrow().session_of_handle(handle) else {
+            return false;
+        };
         let Some(rec) = self.remove_session(id) else {
             return false;
         };
