@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::live::StartPolicy;
-use crate::rtsp::admission::Limits as AdmissionLimits;
+use crate::rtsp::admission::{Limits as AdmissionLimits, LimitsOverlay};
 use crate::rtsp::auth::{AccessRule, UserSecret};
 use crate::shard::send::{GsoMode, IoBackend, SendConfig};
 use crate::stats::StatsMode;
@@ -20,6 +20,8 @@ pub const DEFAULT_SHARD_NICE: i32 = -5;
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
 pub const MIN_PAYLOAD_BUDGET: usize = 64;
+/// Default `setup-timeout`: seconds a session may wait between SETUP and its first PLAY.
+pub const DEFAULT_SETUP_TIMEOUT_SECS: u64 = 15;
 /// Largest payload budget: a 1500-byte Ethernet MTU minus IPv6 (40), UDP (8) and RTP (12) headers.
 pub const MAX_PAYLOAD_BUDGET: usize = 1440;
 
@@ -68,6 +70,11 @@ pub struct ConfigOverlay {
     pub payload_budget: Option<usize>,
     /// Seconds without RTSP or RTCP activity before a session expires.
     pub session_timeout: Option<u64>,
+    /// Seconds a session may stay set up without ever being played.
+    pub setup_timeout: Option<u64>,
+    /// `host[:port]` clients reach the RTSP server by (behind NAT or a load balancer): used
+    /// in `Content-Base`, RTP-Info and the URLs the API hands out.
+    pub public_address: Option<String>,
     /// Log filter (`info`, `debug`, `shardcast=trace`, ...).
     pub log: Option<String>,
     /// Live channels: name → file played in a loop (TOML table `[live]`).
@@ -81,8 +88,8 @@ pub struct ConfigOverlay {
     /// Accept HTTP Basic credentials (RFC 7617) as well as Digest; off by default because
     /// Basic sends the password in the clear.
     pub allow_basic: Option<bool>,
-    /// Admission limits (`[limits]`); 0 or absent = unlimited.
-    pub limits: Option<AdmissionLimits>,
+    /// Admission limits (`[limits]`); absent = the defaults, 0 = unlimited.
+    pub limits: Option<LimitsOverlay>,
     /// UDP send backend (`uring`, `sendmmsg`, `sendto`); unset picks io_uring if available.
     pub io: Option<IoBackend>,
     /// UDP GSO (`on`, `off`).
@@ -198,6 +205,8 @@ impl ConfigOverlay {
             shards: flags.shards.or(self.shards),
             payload_budget: flags.payload_budget.or(self.payload_budget),
             session_timeout: flags.session_timeout.or(self.session_timeout),
+            setup_timeout: flags.setup_timeout.or(self.setup_timeout),
+            public_address: flags.public_address.or(self.public_address),
             log: flags.log.or(self.log),
             live: match (self.live, flags.live) {
                 (Some(mut file), Some(flags)) => {
@@ -217,20 +226,7 @@ impl ConfigOverlay {
             access: flags.access.or(self.access),
             allow_basic: flags.allow_basic.or(self.allow_basic),
             limits: match (self.limits, flags.limits) {
-                (Some(file), Some(flags)) => Some(AdmissionLimits {
-                    max_viewers: pick(flags.max_viewers, file.max_viewers),
-                    max_viewers_per_ip: pick(flags.max_viewers_per_ip, file.max_viewers_per_ip),
-                    max_connections: pick(flags.max_connections, file.max_connections),
-                    max_connections_per_ip: pick(
-                        flags.max_connections_per_ip,
-                        file.max_connections_per_ip,
-                    ),
-                    max_requests_per_sec: pick(
-                        flags.max_requests_per_sec,
-                        file.max_requests_per_sec,
-                    ),
-                    max_mbps_per_shard: pick(flags.max_mbps_per_shard, file.max_mbps_per_shard),
-                }),
+                (Some(file), Some(flags)) => Some(file.overlaid_by(flags)),
                 (file, flags) => flags.or(file),
             },
             io: flags.io.or(self.io),
@@ -259,6 +255,11 @@ pub struct ServerConfig {
     pub payload_budget_bytes: usize,
     /// Inactivity after which a session expires and a silent connection is closed.
     pub session_timeout: Duration,
+    /// How long a session may stay set up (RFC 2326 Appendix A "Ready") without a PLAY;
+    /// players PLAY within milliseconds, so unplayed sessions are cut short.
+    pub setup_timeout: Duration,
+    /// The RTSP authority (`host[:port]`) clients use, when it is not our listening address.
+    pub public_address: Option<String>,
     /// Log filter.
     pub log: String,
     /// Live channels: name → file.
@@ -325,6 +326,16 @@ impl ServerConfig {
                 why: "must be 1 to 86400 seconds".into(),
             });
         }
+        let setup_timeout = o
+            .setup_timeout
+            .unwrap_or(DEFAULT_SETUP_TIMEOUT_SECS.min(timeout));
+        if !(1..=timeout).contains(&setup_timeout) {
+            return Err(ConfigError::Invalid {
+                name: "setup-timeout",
+                value: setup_timeout.to_string(),
+                why: format!("must be 1 to session-timeout ({timeout}) seconds"),
+            });
+        }
         for (name, value) in [
             ("token-secret", &o.token_secret),
             ("admin-token", &o.admin_token),
@@ -355,13 +366,15 @@ impl ServerConfig {
             shards,
             payload_budget_bytes: budget,
             session_timeout: Duration::from_secs(timeout),
+            setup_timeout: Duration::from_secs(setup_timeout),
+            public_address: o.public_address.map(check_public_address).transpose()?,
             log: o.log.unwrap_or_else(|| "info".into()),
             live: live_channels(o.live.unwrap_or_default())?,
             live_start: o.live_start.unwrap_or_default(),
             users: user_secrets(o.users.unwrap_or_default())?,
             access: o.access.unwrap_or_default(),
             allow_basic: o.allow_basic.unwrap_or(false),
-            admission: o.limits.unwrap_or_default(),
+            admission: o.limits.unwrap_or_default().resolve(shards),
             send: SendConfig {
                 io: o.io,
                 gso: o.gso.unwrap_or_default(),
@@ -413,12 +426,22 @@ fn live_channels(
     Ok(live)
 }
 
-/// A flag's value when set (non-zero), else the file's.
-fn pick<T: Default + PartialEq>(flag: T, file: T) -> T {
-    if flag != T::default() {
-        flag
+/// Checks a `public-address`: an RFC 3986 §3.2 authority without userinfo (`host`,
+/// `host:port`, `[v6]:port`), since it is pasted into URLs as it is.
+fn check_public_address(a: String) -> Result<String, ConfigError> {
+    let ok = !a.is_empty()
+        && a.len() <= 255
+        && a.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        });
+    if ok {
+        Ok(a)
     } else {
-        file
+        Err(ConfigError::Invalid {
+            name: "public-address",
+            value: a,
+            why: "must be host or host:port (letters, digits, . - _ : and [] for IPv6)".into(),
+        })
     }
 }
 

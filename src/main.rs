@@ -182,6 +182,14 @@ struct ServeArgs {
     /// Seconds without RTSP or RTCP activity before a session expires [default: 60].
     #[arg(long)]
     session_timeout: Option<u64>,
+    /// Seconds a session may stay set up without a PLAY [default: 15, at most the session
+    /// timeout].
+    #[arg(long)]
+    setup_timeout: Option<u64>,
+    /// host[:port] clients reach the RTSP server by, when not the listening address (NAT,
+    /// load balancer): used in Content-Base and the URLs the API hands out.
+    #[arg(long)]
+    public_address: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive [default: info].
     #[arg(long)]
     log: Option<String>,
@@ -199,24 +207,25 @@ struct ServeArgs {
     /// Also accept Basic credentials (the password travels in the clear).
     #[arg(long)]
     allow_basic: bool,
-    /// Most viewers (sessions) in the server; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
-    max_viewers: usize,
-    /// Most viewers from one IP address; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
-    max_viewers_per_ip: usize,
+    /// Most viewers (sessions) in the server; 0 = unlimited [default: 10,000 per shard].
+    #[arg(long)]
+    max_viewers: Option<usize>,
+    /// Most viewers (sessions) from one IP address (IPv6: one /64); 0 = unlimited
+    /// [default: 1,000].
+    #[arg(long)]
+    max_viewers_per_ip: Option<usize>,
     /// Most open RTSP connections; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
-    max_connections: usize,
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Most open RTSP connections from one IP address; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
-    max_connections_per_ip: usize,
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
     /// Most requests per second on one connection; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
-    max_requests_per_sec: u32,
+    #[arg(long)]
+    max_requests_per_sec: Option<u32>,
     /// Most average outgoing Mbit/s per shard; 0 = unlimited.
-    #[arg(long, default_value_t = 0)]
-    max_mbps_per_shard: u64,
+    #[arg(long)]
+    max_mbps_per_shard: Option<u64>,
     /// UDP send backend: uring, sendmmsg or sendto [default: uring if the kernel allows it].
     #[arg(long)]
     io: Option<IoBackend>,
@@ -288,13 +297,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         shards: args.shards,
         payload_budget: args.payload_budget,
         session_timeout: args.session_timeout,
+        setup_timeout: args.setup_timeout,
+        public_address: args.public_address,
         log: args.log,
         live: (!args.live.is_empty()).then(|| args.live.into_iter().collect()),
         live_start: args.live_start,
         users: (!args.users.is_empty()).then_some(args.users),
         access: None,
         allow_basic: args.allow_basic.then_some(true),
-        limits: Some(shardcast::rtsp::admission::Limits {
+        limits: Some(shardcast::rtsp::admission::LimitsOverlay {
             max_viewers: args.max_viewers,
             max_viewers_per_ip: args.max_viewers_per_ip,
             max_connections: args.max_connections,

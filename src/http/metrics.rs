@@ -225,6 +225,24 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "RTSP requests refused for a missing or invalid play token.",
         m.token_refusals as f64,
     );
+    o.family(
+        "shardcast_rtsp_refused_total",
+        "counter",
+        "RTSP requests (and connections over a limit) refused, by status code; counted in full even when their log lines are suppressed.",
+    );
+    for (status, n) in &m.rtsp_refused {
+        o.sample(
+            "shardcast_rtsp_refused_total",
+            &[("status", &status.to_string())],
+            *n as f64,
+        );
+    }
+    o.one(
+        "shardcast_log_lines_suppressed_total",
+        "counter",
+        "Log lines not written because their client address was over its log budget.",
+        m.log_lines_suppressed as f64,
+    );
     let [jitter, rtt, lateness] = m.distributions;
     o.summary(
         "shardcast_jitter_seconds",
@@ -290,12 +308,16 @@ mod tests {
             auth_failures: 3,
             token_refusals: 4,
             sessions_ended_by_api: 0,
+            rtsp_refused: vec![(404, 5), (454, 6)],
+            log_lines_suppressed: 7,
         };
         let text = render(&snap);
         assert!(text.contains("# TYPE shardcast_viewers gauge\nshardcast_viewers 1\n"));
         assert!(text.contains(r#"shardcast_viewers_by_stream{stream="we\"ird\\name"} 1"#));
         assert!(text.contains("shardcast_rtp_packets_sent_total{shard=\"0\"} 10\n"));
         assert!(text.contains("shardcast_rtsp_auth_failures_total 3\n"));
+        assert!(text.contains("shardcast_rtsp_refused_total{status=\"454\"} 6\n"));
+        assert!(text.contains("shardcast_log_lines_suppressed_total 7\n"));
         assert!(text.contains("shardcast_jitter_seconds{quantile=\"0.99\"} NaN\n"));
         assert!(text.contains("shardcast_jitter_seconds_count 0\n"));
         // Every sample line belongs to a family announced before it.

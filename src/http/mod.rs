@@ -144,6 +144,10 @@ pub struct MetricsSnapshot {
     pub token_refusals: u64,
     /// Sessions ended through `DELETE /api/v1/sessions/{id}`.
     pub sessions_ended_by_api: u64,
+    /// RTSP requests and connections refused, by status code, since start.
+    pub rtsp_refused: Vec<(u16, u64)>,
+    /// Log lines not written because their client was over its log budget.
+    pub log_lines_suppressed: u64,
 }
 
 /// Who may do what over HTTP.

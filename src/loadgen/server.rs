@@ -68,6 +68,17 @@ impl ServerProcess {
         {
             cmd.args(["--http-listen", "127.0.0.1:0"]);
         }
+        // Every viewer of a bench comes from this one loopback address: lift the per-address
+        // and total session limits, whose defaults guard a server facing the internet.
+        for flag in ["--max-viewers", "--max-viewers-per-ip"] {
+            if !launch
+                .extra_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+            {
+                cmd.args([flag, "0"]);
+            }
+        }
         cmd.args(&launch.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,6 +5,14 @@
 //! §11.3.1, §12.31).
 //!
 //! A limit of 0 means "no limit". Counting is done by the control thread only.
+//!
+//! Sessions are bounded by default (docs/SECURITY.md, "Default limits"): a client that
+//! pipelines SETUPs creates a session per request, so an unbounded table lets one address
+//! grow the server's memory at its own request rate. The defaults sit far above what players
+//! reach (one session per stream they play) and above what a shard can stream anyway.
+//!
+//! Per-address counting groups IPv6 clients by their /64 prefix (RFC 4291 §2.5.4: one
+//! subscriber's network), since one host can pick any address in it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,9 +20,14 @@ use std::time::Instant;
 
 use super::msg::StatusCode;
 
+/// Default for `max-viewers-per-ip`: sessions one address (IPv6: one /64) may hold.
+pub const DEFAULT_MAX_VIEWERS_PER_IP: usize = 1_000;
+/// Default for `max-viewers`, per shard: twice and more what one shard core streams
+/// (2,000–5,000 viewers measured in docs/BENCHMARKS.md).
+pub const DEFAULT_MAX_VIEWERS_PER_SHARD: usize = 10_000;
+
 /// Configured limits (0 = unlimited).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     /// Sessions (viewers) in the whole server.
     pub max_viewers: usize,
@@ -28,6 +41,68 @@ pub struct Limits {
     pub max_requests_per_sec: u32,
     /// Average outgoing media bitrate per shard, in Mbit/s.
     pub max_mbps_per_shard: u64,
+}
+
+/// Limits as a config file or flags give them: unset fields take the defaults, 0 is
+/// unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct LimitsOverlay {
+    /// See [`Limits::max_viewers`].
+    pub max_viewers: Option<usize>,
+    /// See [`Limits::max_viewers_per_ip`].
+    pub max_viewers_per_ip: Option<usize>,
+    /// See [`Limits::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Limits::max_connections_per_ip`].
+    pub max_connections_per_ip: Option<usize>,
+    /// See [`Limits::max_requests_per_sec`].
+    pub max_requests_per_sec: Option<u32>,
+    /// See [`Limits::max_mbps_per_shard`].
+    pub max_mbps_per_shard: Option<u64>,
+}
+
+impl LimitsOverlay {
+    /// `self` with every field set in `over` replaced by `over`'s value.
+    pub fn overlaid_by(self, over: Self) -> Self {
+        Self {
+            max_viewers: over.max_viewers.or(self.max_viewers),
+            max_viewers_per_ip: over.max_viewers_per_ip.or(self.max_viewers_per_ip),
+            max_connections: over.max_connections.or(self.max_connections),
+            max_connections_per_ip: over.max_connections_per_ip.or(self.max_connections_per_ip),
+            max_requests_per_sec: over.max_requests_per_sec.or(self.max_requests_per_sec),
+            max_mbps_per_shard: over.max_mbps_per_shard.or(self.max_mbps_per_shard),
+        }
+    }
+
+    /// The limits for a server of `shards` shards: the defaults where unset.
+    pub fn resolve(self, shards: usize) -> Limits {
+        Limits {
+            max_viewers: self
+                .max_viewers
+                .unwrap_or(DEFAULT_MAX_VIEWERS_PER_SHARD.saturating_mul(shards)),
+            max_viewers_per_ip: self
+                .max_viewers_per_ip
+                .unwrap_or(DEFAULT_MAX_VIEWERS_PER_IP),
+            max_connections: self.max_connections.unwrap_or(0),
+            max_connections_per_ip: self.max_connections_per_ip.unwrap_or(0),
+            max_requests_per_sec: self.max_requests_per_sec.unwrap_or(0),
+            max_mbps_per_shard: self.max_mbps_per_shard.unwrap_or(0),
+        }
+    }
+}
+
+/// The key per-address limits count under: the address itself, or an IPv6 address's /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+        v4 => v4,
+    }
 }
 
 /// A refusal: the status, how long to wait, and why (for the log line).
@@ -88,6 +163,7 @@ impl Admission {
 
     /// Admits a new connection from `ip`, or says why not.
     pub fn open_connection(&mut self, ip: IpAddr) -> Result<(), Refused> {
+        let ip = client_key(ip);
         let l = self.limits;
         if l.max_connections > 0 && self.connections >= l.max_connections {
             return Err(self.refuse(Refused::busy(format!(
@@ -108,6 +184,7 @@ impl Admission {
 
     /// Forgets a closed connection.
     pub fn close_connection(&mut self, ip: IpAddr) {
+        let ip = client_key(ip);
         self.connections = self.connections.saturating_sub(1);
         decrement(&mut self.connections_per_ip, ip);
     }
@@ -121,6 +198,7 @@ impl Admission {
         bps: u64,
         by_preference: &[usize],
     ) -> Result<usize, Refused> {
+        let ip = client_key(ip);
         let l = self.limits;
         if l.max_viewers > 0 && self.viewers >= l.max_viewers {
             return Err(self.refuse(Refused::busy(format!(
@@ -162,6 +240,7 @@ impl Admission {
 
     /// Forgets an ended viewer.
     pub fn close_viewer(&mut self, ip: IpAddr, bps: u64, shard: usize) {
+        let ip = client_key(ip);
         self.viewers = self.viewers.saturating_sub(1);
         decrement(&mut self.viewers_per_ip, ip);
         if let Some(used) = self.shard_bps.get_mut(shard) {
@@ -228,6 +307,53 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+    #[test]
+    fn sessions_are_bounded_unless_a_limit_is_set_to_zero() {
+        let defaults = LimitsOverlay::default().resolve(2);
+        assert_eq!(defaults.max_viewers, 2 * DEFAULT_MAX_VIEWERS_PER_SHARD);
+        assert_eq!(defaults.max_viewers_per_ip, DEFAULT_MAX_VIEWERS_PER_IP);
+        let lifted = LimitsOverlay {
+            max_viewers: Some(0),
+            max_viewers_per_ip: Some(0),
+            ..LimitsOverlay::default()
+        };
+        let file = LimitsOverlay {
+            max_viewers: Some(7),
+            max_connections: Some(9),
+            ..LimitsOverlay::default()
+        };
+        let merged = file.overlaid_by(lifted).resolve(2);
+        assert_eq!((merged.max_viewers, merged.max_viewers_per_ip), (0, 0));
+        assert_eq!(merged.max_connections, 9, "the file's value stays");
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_64_and_mapped_ipv4_as_ipv4() {
+        let host =
+            |last: u16| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        assert_eq!(client_key(host(1)), client_key(host(0xffff)));
+        assert_ne!(
+            client_key(host(1)),
+            client_key(IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001, 0xdb8, 1, 3, 0, 0, 0, 1
+            )))
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let mut a = Admission::new(
+            Limits {
+                max_viewers_per_ip: 2,
+                ..Limits::default()
+            },
+            1,
+        );
+        assert!(a.open_viewer(host(1), 0, &[0]).is_ok());
+        assert!(a.open_viewer(host(2), 0, &[0]).is_ok());
+        assert!(a.open_viewer(host(3), 0, &[0]).is_err(), "same /64");
+        a.close_viewer(host(1), 0, 0);
+        assert!(a.open_viewer(host(3), 0, &[0]).is_ok());
+    }
 
     #[test]
     fn connection_limits_total_and_per_ip() {

@@ -6,7 +6,7 @@
 //! mid-message. The thread never blocks: shard answers come back over oneshot channels.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::admission::{Admission, Refused};
 use super::auth::{Authenticator, Verdict};
+use super::log_limit::{Gate, LogLimiter, Suppressed};
 use super::msg::{Method, Request, Response, StatusCode};
 use super::parse::{parse_message, Limits, Parsed};
 use super::range::{format_npt_range, parse_range, NptTime};
@@ -89,6 +90,29 @@ struct SessionRecord {
     owner: Owner,
     /// The session's name in the HTTP API (the RTSP id stays with its owner).
     handle: SessionHandle,
+    /// When its first SETUP arrived (a session never played expires after `setup-timeout`).
+    created: Instant,
+}
+
+impl SessionRecord {
+    /// Why the session has expired at `now`, if it has: idle past `config.session_timeout`
+    /// (RFC 2326 §12.37), or set up but never played within `config.setup_timeout`.
+    fn expiry(&self, now: Instant, config: &ServerConfig) -> Option<String> {
+        if self.state == SessionState::Ready
+            && now.saturating_duration_since(self.created) > config.setup_timeout
+        {
+            return Some(format!(
+                "set up but not played within {:?} (setup-timeout)",
+                config.setup_timeout
+            ));
+        }
+        (self.activity.idle_for(now) > config.session_timeout).then(|| {
+            format!(
+                "expired after {:?} without RTSP or RTCP",
+                config.session_timeout
+            )
+        })
+    }
 }
 
 /// What the client that created a session proved, and what every later request naming the
@@ -139,6 +163,10 @@ struct Control {
     http_access: RefCell<HttpAccess>,
     /// Catalog entries for the API, by stream name.
     catalog: operator::CatalogCache,
+    /// Budget of log lines per client address.
+    log_limit: RefCell<LogLimiter>,
+    /// Refused requests by status code since start (`/metrics`; the log is rate-limited).
+    refused: RefCell<BTreeMap<u16, u64>>,
 }
 
 /// Play-token settings of the control thread.
@@ -207,6 +235,9 @@ impl Refusal {
 struct Conn {
     id: u64,
     peer: SocketAddr,
+    /// Our own address as this connection reached it (a concrete address even when the
+    /// server listens on a wildcard).
+    local: SocketAddr,
     sink: Arc<InterleavedSink>,
 }
 
@@ -333,6 +364,8 @@ pub fn start(
                 tokens: RefCell::new(tokens),
                 http_access: RefCell::new(http_access(&config)),
                 catalog: operator::CatalogCache::default(),
+                log_limit: RefCell::new(LogLimiter::default()),
+                refused: RefCell::new(BTreeMap::new()),
                 assigned: shards.iter().map(|_| Cell::new(0)).collect(),
                 shards,
                 config,
@@ -459,17 +492,22 @@ async fn reap_expired(ctl: Rc<Control>) {
     loop {
         tick.tick().await;
         let now = Instant::now();
-        let expired: Vec<SessionId> = ctl
+        let expired: Vec<(SessionId, String)> = ctl
             .sessions
             .borrow()
             .iter()
-            .filter(|(_, r)| r.activity.idle_for(now) > ctl.config.session_timeout)
-            .map(|(&id, _)| id)
+            .filter_map(|(&id, r)| r.expiry(now, &ctl.config).map(|why| (id, why)))
             .collect();
-        for id in expired {
+        for (id, why) in expired {
             if let Some(rec) = ctl.remove_session(id) {
-                tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session expired after {:?} without RTSP or RTCP", ctl.config.session_timeout);
+                if ctl.may_log(rec.peer.ip()) {
+                    tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended: {why}");
+                }
             }
+        }
+        let closed = ctl.log_limit.borrow_mut().sweep(now);
+        for s in closed {
+            log_suppressed(s);
         }
     }
 }
@@ -488,7 +526,10 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
     };
     let admitted = ctl.admission.borrow_mut().open_connection(peer.ip());
     if let Err(r) = admitted {
-        tracing::warn!(%peer, "connection refused: {}", r.why);
+        ctl.count_refusal(r.status);
+        if ctl.may_log(peer.ip()) {
+            tracing::warn!(%peer, "connection refused: {}", r.why);
+        }
         let mut bytes = Vec::new();
         ctl.common_headers(Response::new(r.status))
             .header("Retry-After", r.retry_after_secs.to_string())
@@ -504,6 +545,7 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
     let conn = Conn {
         id: conn_id,
         peer,
+        local: stream.local_addr().unwrap_or(ctl.local_addr),
         sink,
     };
     let max_buffer = ctl.limits.max_head_bytes + ctl.limits.max_body_bytes + 8;
@@ -556,7 +598,10 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
                 }
                 Err(e) => {
                     let status = e.status();
-                    tracing::warn!(%peer, status = status.code(), "bad request: {e}");
+                    ctl.count_refusal(status);
+                    if ctl.may_log(peer.ip()) {
+                        tracing::warn!(%peer, status = status.code(), "bad request: {e}");
+                    }
                     let mut resp = Response::new(status);
                     if let Some(cseq) = e.cseq {
                         resp = resp.header("CSeq", cseq.to_string());
@@ -602,11 +647,16 @@ async fn serve_connection(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
                 let _ = stream.try_io(Interest::WRITABLE, || conn.sink.flush().map(drop));
             }
             _ = tokio::time::sleep_until(idle_deadline) => {
-                tracing::info!(%peer, "closing connection idle for {timeout:?}");
+                if ctl.may_log(peer.ip()) {
+                    tracing::info!(%peer, "closing connection idle for {timeout:?}");
+                }
                 break;
             }
             _ = async { tokio::time::sleep_until(partial_deadline.unwrap_or(idle_deadline)).await }, if partial_deadline.is_some() => {
-                tracing::info!(%peer, status = 408, "closing connection: request incomplete after {:?}", HEAD_TIMEOUT.min(timeout));
+                ctl.count_refusal(StatusCode::RequestTimeout);
+                if ctl.may_log(peer.ip()) {
+                    tracing::info!(%peer, status = 408, "closing connection: request incomplete after {:?}", HEAD_TIMEOUT.min(timeout));
+                }
                 let mut bytes = Vec::new();
                 ctl.common_headers(Response::new(StatusCode::RequestTimeout))
                     .header("Connection", "close")
@@ -637,22 +687,6 @@ async fn flush_sink(stream: &TcpStream, sink: &InterleavedSink) -> std::io::Resu
         }
     }
     Ok(())
-}
-
-/// `scheme://authority` of a request URI (falling back to our own address), without a slash.
-fn url_base(uri: &str, local: SocketAddr) -> String {
-    for scheme in ["rtsp://", "rtsps://"] {
-        if let Some(rest) = uri
-            .get(..scheme.len())
-            .filter(|s| s.eq_ignore_ascii_case(scheme))
-        {
-            let _ = rest;
-            let after = &uri[scheme.len()..];
-            let end = after.find(['/', '?']).unwrap_or(after.len());
-            return format!("{scheme}{}", &after[..end]);
-        }
-    }
-    format!("rtsp://{local}")
 }
 
 /// A request over an admission limit: 503 or 453 with `Retry-After` (RFC 2326 §12.31).
@@ -711,7 +745,42 @@ fn error(status: StatusCode) -> Outcome {
     }
 }
 
+/// The one line that stands for a source's suppressed lines (see `log_limit`).
+fn log_suppressed(s: Suppressed) {
+    match s.source {
+        Some(source) => tracing::info!(
+            peer = %source,
+            "{} more log lines like these from {source} suppressed",
+            s.lines
+        ),
+        None => tracing::info!(
+            "{} more log lines like these from other addresses suppressed",
+            s.lines
+        ),
+    }
+}
+
 impl Control {
+    /// Whether a log line caused by the client at `source` may be written now; writes the
+    /// summary of its earlier suppressed lines first when one is due.
+    fn may_log(&self, source: IpAddr) -> bool {
+        let gate = self.log_limit.borrow_mut().admit(source, Instant::now());
+        match gate {
+            Gate::Suppress => false,
+            Gate::Log { earlier } => {
+                if let Some(s) = earlier {
+                    log_suppressed(s);
+                }
+                true
+            }
+        }
+    }
+
+    /// Counts a refused request (or connection) by its status, for `/metrics`.
+    fn count_refusal(&self, status: StatusCode) {
+        *self.refused.borrow_mut().entry(status.code()).or_insert(0) += 1;
+    }
+
     fn common_headers(&self, resp: Response) -> Response {
         resp.header("Server", SERVER_NAME)
             .header("Date", httpdate::fmt_http_date(SystemTime::now()))
@@ -731,6 +800,9 @@ impl Control {
     /// Logs a refusal (one line) and completes the response: CSeq, Server, Date.
     fn finish(&self, req: &Request, conn: &Conn, mut out: Outcome) -> Outcome {
         if !matches!(out.response.status, StatusCode::Ok) {
+            self.count_refusal(out.response.status);
+        }
+        if !matches!(out.response.status, StatusCode::Ok) && self.may_log(conn.peer.ip()) {
             let reason = out
                 .reason
                 .as_deref()
@@ -837,7 +909,7 @@ impl Control {
             }
             Method::Describe => self.describe(req, conn),
             Method::Setup => self.setup(req, conn, caller),
-            Method::Play => self.play(req, caller).await,
+            Method::Play => self.play(req, conn, caller).await,
             Method::Pause => self.pause(req, caller).await,
             Method::Teardown => self.teardown(req, caller),
             // A keep-alive (RFC 2326 §10.8) is checked like any request naming a session.
@@ -891,8 +963,15 @@ impl Control {
             .cloned()
     }
 
-    fn content_base(&self, uri: &str, media: &MediaFile) -> String {
-        format!("{}/{}/", url_base(uri, self.local_addr), media.name)
+    /// `Content-Base` (RFC 2326 §12.11) of a stream, and the base of the RTP-Info URLs: the
+    /// configured `public-address`, else our own address as the connection reached it —
+    /// never the request's authority, which is whatever the client chose to write there.
+    fn content_base(&self, conn: &Conn, media: &MediaFile) -> String {
+        let authority = match &self.config.public_address {
+            Some(public) => public.clone(),
+            None => conn.local.to_string(),
+        };
+        format!("rtsp://{authority}/{}/", operator::encode_name(&media.name))
     }
 
     /// The play token of a DESCRIBE or SETUP. With `--require-token` it must be valid for
@@ -949,10 +1028,10 @@ impl Control {
             Err(out) => return *out,
         };
         let live = self.channel_of(&media).is_some();
-        let sdp = describe_sdp_with_token(&media, self.local_addr, live, token.as_deref());
+        let sdp = describe_sdp_with_token(&media, conn.local, live, token.as_deref());
         Outcome {
             response: Response::new(StatusCode::Ok)
-                .header("Content-Base", self.content_base(&req.uri, &media))
+                .header("Content-Base", self.content_base(conn, &media))
                 .body("application/sdp", sdp.into_bytes()),
             close: false,
             after_response: None,
@@ -993,6 +1072,14 @@ impl Control {
                 ))
             }
         };
+        // RFC 2326 §12.39 `mode`: this server only plays. A client asking to RECORD (publish)
+        // is told its transport cannot be had, rather than given a session for it.
+        if alternatives.iter().all(|a| !a.mode_play) {
+            return refuse(Refusal::because(
+                StatusCode::UnsupportedTransport,
+                "mode=record: this server does not accept published streams",
+            ));
+        }
         let mut sessions = self.sessions.borrow_mut();
         let existing = req.session_id();
         let (id, shard) = match existing {
@@ -1053,7 +1140,7 @@ impl Control {
         };
         let mut chosen = None;
         for alt in alternatives {
-            if !alt.unicast {
+            if !alt.unicast || !alt.mode_play {
                 continue;
             }
             match alt.lower {
@@ -1123,6 +1210,7 @@ impl Control {
                 token: None,
                 owner: caller.clone(),
                 handle: self.new_handle(),
+                created: Instant::now(),
             }
         });
         if token.is_some() {
@@ -1134,7 +1222,9 @@ impl Control {
         if is_tcp {
             rec.tcp_conn = Some((conn.id, conn.sink.clone()));
         }
-        tracing::info!(session = %format_args!("{id:016X}"), peer = %conn.peer, stream = %media.name, track = track_index, shard, transport = %transport_reply, "setup");
+        if self.may_log(conn.peer.ip()) {
+            tracing::info!(session = %format_args!("{id:016X}"), peer = %conn.peer, stream = %media.name, track = track_index, shard, transport = %transport_reply, "setup");
+        }
         Outcome {
             response: Response::new(StatusCode::Ok)
                 .header("Transport", transport_reply)
@@ -1190,7 +1280,7 @@ impl Control {
         Ok(id)
     }
 
-    async fn play(&self, req: &Request, caller: &Owner) -> Outcome {
+    async fn play(&self, req: &Request, conn: &Conn, caller: &Owner) -> Outcome {
         let id = match self.session_for(req, caller) {
             Ok(id) => id,
             Err(r) => return refuse(r),
@@ -1247,7 +1337,7 @@ impl Control {
             (
                 rx,
                 rec.shard,
-                self.content_base(&req.uri, &rec.media),
+                self.content_base(conn, &rec.media),
                 order,
                 duration,
                 live,
@@ -1449,7 +1539,9 @@ impl Control {
             hub.interleaved_rtcp.byes += 1;
             drop(hub);
             if let Some(rec) = self.remove_session(id) {
-                tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended: viewer sent RTCP BYE");
+                if self.may_log(rec.peer.ip()) {
+                    tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended: viewer sent RTCP BYE");
+                }
             }
         }
     }
@@ -1474,7 +1566,8 @@ impl Control {
                             EndReason::ClientBye => "viewer sent RTCP BYE",
                             EndReason::TooSlow => "viewer too slow (TCP backlog full)",
                         };
-                        if let Some(rec) = self.drop_session(id, false) {
+                        let rec = self.drop_session(id, false);
+                        if let Some(rec) = rec.filter(|r| self.may_log(r.peer.ip())) {
                             tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, shard = shard.index, "session ended by its shard: {why}");
                         }
                     }
@@ -1514,8 +1607,11 @@ impl Control {
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
-            self.remove_session(id);
-            tracing::info!(session = %format_args!("{id:016X}"), "interleaved session ended with its connection");
+            if let Some(rec) = self.remove_session(id) {
+                if self.may_log(rec.peer.ip()) {
+                    tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, "interleaved session ended with its connection");
+                }
+            }
         }
     }
 

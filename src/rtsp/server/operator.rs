@@ -48,7 +48,7 @@ fn encode_segment(seg: &str) -> String {
 }
 
 /// A stream name as a URL path: each segment encoded, joined by `/`.
-fn encode_name(name: &str) -> String {
+pub(super) fn encode_name(name: &str) -> String {
     name.split('/')
         .map(encode_segment)
         .collect::<Vec<_>>()
@@ -101,9 +101,12 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
 }
 
 impl Control {
-    /// `host:port` for RTSP URLs handed out: our address, or the HTTP request's host name
-    /// with our port when we listen on a wildcard address.
+    /// `host:port` for RTSP URLs handed out: the configured `public-address`, else our
+    /// address, or the HTTP request's host name with our port when we listen on a wildcard.
     fn rtsp_authority(&self, host: Option<&str>) -> String {
+        if let Some(public) = &self.config.public_address {
+            return public.clone();
+        }
         match host {
             Some(h) if self.local_addr.ip().is_unspecified() => {
                 format!("{h}:{}", self.local_addr.port())
@@ -268,6 +271,13 @@ impl ControlApi for Control {
             auth_failures: self.auth.borrow().as_ref().map_or(0, |a| a.failed_attempts),
             token_refusals: self.tokens.borrow().refusals,
             sessions_ended_by_api: hub.sessions_ended_by_api,
+            rtsp_refused: self
+                .refused
+                .borrow()
+                .iter()
+                .map(|(&k, &v)| (k, v))
+                .collect(),
+            log_lines_suppressed: self.log_limit.borrow().suppressed_total,
         }
     }
 
