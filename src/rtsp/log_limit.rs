@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::admission::client_key;
 
 /// Lines one source may cause per window before its lines are counted instead.
-pub const DEFAULT_BURST: u32 = 20;
+pub const DEFAULT_BURST: u32 = 100;
 /// Length of a window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 /// Sources tracked at most (beyond them, one shared overflow entry).

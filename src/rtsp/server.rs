@@ -102,7 +102,7 @@ impl SessionRecord {
             && now.saturating_duration_since(self.created) > config.setup_timeout
         {
             return Some(format!(
-                "set up but not played within {:?} (setup-timeout)",
+                "expired: set up but not played within {:?} (setup-timeout)",
                 config.setup_timeout
             ));
         }
@@ -501,7 +501,7 @@ async fn reap_expired(ctl: Rc<Control>) {
         for (id, why) in expired {
             if let Some(rec) = ctl.remove_session(id) {
                 if ctl.may_log(rec.peer.ip()) {
-                    tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended: {why}");
+                    tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session {why}");
                 }
             }
         }
