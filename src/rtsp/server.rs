@@ -730,7 +730,7 @@ impl Control {
         let path = split_request_uri(&req.uri)
             .map(|p| p.segments.join("/"))
             .unwrap_or_default();
-        let verdict = {
+        let checked = {
             let mut guard = self.auth.borrow_mut();
             let auth = guard.as_mut()?;
             auth.check(
@@ -742,17 +742,19 @@ impl Control {
                 Instant::now(),
             )
         };
-        match verdict {
+        if !checked.wait.is_zero() {
+            // The backoff slot (auth/backoff.rs), shared by all connections: held whether
+            // the credentials were right or not, without blocking anyone else.
+            tokio::time::sleep(checked.wait).await;
+        }
+        match checked.verdict {
             Verdict::Allowed(_) => None,
             Verdict::Forbidden(user) => Some(refuse(Refusal::because(
                 StatusCode::Forbidden,
                 format!("user {user:?} may not read {path:?}"),
             ))),
-            Verdict::Challenge { stale, delay, why } => {
-                if !delay.is_zero() {
-                    // Slows a guessing client down without blocking anyone else.
-                    tokio::time::sleep(delay).await;
-                }
+            Verdict::Throttled(r) => Some(over_limit(r)),
+            Verdict::Challenge { stale, why } => {
                 let mut out = refuse(Refusal::because(StatusCode::Unauthorized, why));
                 let challenges = self
                     .auth
