@@ -5,9 +5,13 @@
 //! Secrets: users are stored as their Digest HA1 values, `H(user:realm:password)` per
 //! algorithm (RFC 7616 §3.4.2), never as passwords; Basic credentials are checked by
 //! computing the same HA1. Nonces are stateless: `issued time ‖ random ‖ tag`, where the tag is
-//! a SHA-256 keyed with a per-process secret, so a forged or altered nonce is refused and an
-//! expired one is answered with `stale=true` (§3.3). Replays are refused through the nonce
-//! count (§3.4: `nc` must grow for each nonce); that table is bounded.
+//! a SHA-256 keyed with a per-process secret over the body and the challenge's algorithm, so a
+//! forged or altered nonce is refused, a response computed with another algorithm than the
+//! nonce's challenge is refused (no downgrade from SHA-256 to MD5, RFC 7616 §3.4 and §5.4),
+//! and an expired one is answered with `stale=true` (§3.3). Replays are refused through the
+//! nonce count (§3.4: `nc` must grow for each nonce); that table is bounded. An
+//! `Authorization` naming a parameter twice, or asking for `userhash=true` (§3.4.4, never
+//! offered here), is refused as malformed.
 //!
 //! Not here: which methods need authentication (the server asks for all but OPTIONS).
 
@@ -47,6 +51,21 @@ impl Algorithm {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// The byte that binds a nonce to the challenge it was issued in.
+    fn nonce_tag_byte(self) -> u8 {
+        match self {
+            Algorithm::Md5 => 1,
+            Algorithm::Sha256 => 2,
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Algorithm::Md5 => Algorithm::Sha256,
+            Algorithm::Sha256 => Algorithm::Md5,
         }
     }
 
@@ -189,7 +208,7 @@ impl Authenticator {
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let mut c = format!(
                 "Digest realm=\"{REALM}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
-                self.make_nonce(now),
+                self.make_nonce(now, alg),
                 alg.name()
             );
             if stale {
@@ -203,18 +222,21 @@ impl Authenticator {
         out
     }
 
-    fn make_nonce(&self, issued: u64) -> String {
+    /// A nonce for the `alg` challenge: the tag covers the algorithm, so the nonce is
+    /// accepted only with a response computed with that algorithm.
+    fn make_nonce(&self, issued: u64, alg: Algorithm) -> String {
         let random: u64 = rand::random();
         let mut body = [0u8; 16];
         body[..8].copy_from_slice(&issued.to_be_bytes());
         body[8..].copy_from_slice(&random.to_be_bytes());
-        let tag = self.tag(&body);
+        let tag = self.tag(&body, alg);
         format!("{}{}", hex(&body), hex(&tag))
     }
 
-    fn tag(&self, body: &[u8; 16]) -> [u8; 8] {
+    fn tag(&self, body: &[u8; 16], alg: Algorithm) -> [u8; 8] {
         let mut h = Sha256::new();
         h.update(self.key);
+        h.update([alg.nonce_tag_byte()]);
         h.update(body);
         let d = h.finalize();
         let mut t = [0u8; 8];
@@ -222,21 +244,30 @@ impl Authenticator {
         t
     }
 
-    /// Validates a nonce: `Some(issued_unix_secs)` when it is ours and untampered.
-    fn nonce_issued(&self, nonce: &str) -> Option<u64> {
-        let raw = unhex(nonce)?;
+    /// Validates a nonce for a response computed with `alg`: the issue time (unix seconds)
+    /// when it is ours, untampered and was issued in the `alg` challenge.
+    fn nonce_issued(&self, nonce: &str, alg: Algorithm) -> Result<u64, &'static str> {
+        const ALTERED: &str = "unknown or altered nonce";
+        let raw = unhex(nonce).ok_or(ALTERED)?;
         if raw.len() != 24 {
-            return None;
+            return Err(ALTERED);
         }
         let mut body = [0u8; 16];
         body.copy_from_slice(&raw[..16]);
-        let tag = self.tag(&body);
-        if !bool::from(tag.ct_eq(&raw[16..24])) {
-            return None;
+        if !bool::from(self.tag(&body, alg).ct_eq(&raw[16..24])) {
+            // RFC 7616 §3.4 / §5.4: the response must use the algorithm of the challenge
+            // the nonce came from; anything else is a downgrade attempt.
+            return Err(
+                if bool::from(self.tag(&body, alg.other()).ct_eq(&raw[16..24])) {
+                    "digest algorithm differs from the nonce's challenge"
+                } else {
+                    ALTERED
+                },
+            );
         }
         let mut issued = [0u8; 8];
         issued.copy_from_slice(&raw[..8]);
-        Some(u64::from_be_bytes(issued))
+        Ok(u64::from_be_bytes(issued))
     }
 
     /// Attempts delayed or refused by the backoff since start.
@@ -369,6 +400,15 @@ impl Authenticator {
             return Err((false, "unsupported authentication scheme"));
         }
         let p = parse_params(rest);
+        // RFC 7616 §3.4 lists each parameter once; with two `response=` (or two anything)
+        // the meaning depends on which one a parser takes, so refuse the ambiguity.
+        if p.iter().enumerate().any(|(i, (n, _))| {
+            p[..i]
+                .iter()
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(n))
+        }) {
+            return Err((false, "digest with a parameter given twice"));
+        }
         let get = |k: &str| {
             p.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(k))
@@ -384,6 +424,11 @@ impl Authenticator {
             a if a.eq_ignore_ascii_case("SHA-256") => Algorithm::Sha256,
             _ => return Err((false, "unsupported digest algorithm")),
         };
+        // RFC 7616 §3.4.4: we never offer `userhash=true`, so a client hashing the name is
+        // wrong or probing; `username` would not be the user name.
+        if get("userhash").is_some_and(|v| !v.eq_ignore_ascii_case("false")) {
+            return Err((false, "digest userhash is not supported"));
+        }
         if realm != REALM {
             return Err((false, "wrong realm"));
         }
@@ -401,9 +446,7 @@ impl Authenticator {
         let nc_text = get("nc").ok_or((false, "digest without nc"))?;
         let cnonce = get("cnonce").ok_or((false, "digest without cnonce"))?;
         let nc = u32::from_str_radix(nc_text, 16).map_err(|_| (false, "malformed nc"))?;
-        let issued = self
-            .nonce_issued(nonce)
-            .ok_or((false, "unknown or altered nonce"))?;
+        let issued = self.nonce_issued(nonce, alg).map_err(|why| (false, why))?;
         let secret = self.users.get(user).ok_or((false, "unknown user"))?;
         let ha2 = alg.hash_hex(&format!("{method}:{digest_uri}"));
         let expected = alg.hash_hex(&format!(
@@ -859,6 +902,131 @@ mod tests {
         );
         assert_eq!(c.wait, Duration::from_millis(200));
         assert_eq!(claimed_user(&basic("bob:x:y")).as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_response_with_another_algorithm_than_the_nonce_is_refused() {
+        // RFC 7616 §3.4: a nonce from the SHA-256 challenge answered with MD5 (a downgrade),
+        // and the reverse.
+        let now = Instant::now();
+        for (challenge, response) in [
+            (Algorithm::Sha256, Algorithm::Md5),
+            (Algorithm::Md5, Algorithm::Sha256),
+        ] {
+            let mut a = auth(false, vec![]);
+            let nonce = nonce_for(&a, challenge);
+            let mixed = digest(response, "alice", "secret", "DESCRIBE", URI, &nonce, 1);
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&mixed), PEER, now)
+                    .verdict,
+                Verdict::Challenge {
+                    stale: false,
+                    why: "digest algorithm differs from the nonce's challenge"
+                },
+                "{challenge:?} nonce, {response:?} response"
+            );
+            let matching = digest(challenge, "alice", "secret", "DESCRIBE", URI, &nonce, 2);
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&matching), PEER, now)
+                    .verdict,
+                Verdict::Allowed(Some("alice".into()))
+            );
+        }
+        // No `algorithm=` means MD5 (RFC 7616 §3.4): only with the MD5 challenge's nonce.
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_for(&a, Algorithm::Sha256);
+        let bare = digest(
+            Algorithm::Md5,
+            "alice",
+            "secret",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            1,
+        )
+        .replace("algorithm=MD5, ", "");
+        assert!(matches!(
+            a.check("DESCRIBE", URI, "news", Some(&bare), PEER, now)
+                .verdict,
+            Verdict::Challenge { .. }
+        ));
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        let now = Instant::now();
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_for(&a, Algorithm::Md5);
+        let good = digest(
+            Algorithm::Md5,
+            "alice",
+            "secret",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            1,
+        );
+        for extra in [
+            ", response=\"00000000000000000000000000000000\"",
+            ", Response=\"00000000000000000000000000000000\"",
+            ", username=\"bob\"",
+            ", algorithm=SHA-256",
+        ] {
+            let twice = format!("{good}{extra}");
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&twice), PEER, now)
+                    .verdict,
+                Verdict::Challenge {
+                    stale: false,
+                    why: "digest with a parameter given twice"
+                },
+                "{extra}"
+            );
+        }
+        // The same request without the duplicate is fine.
+        assert!(matches!(
+            a.check("DESCRIBE", URI, "news", Some(&good), PEER, now)
+                .verdict,
+            Verdict::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn userhash_is_refused() {
+        // RFC 7616 §3.4.4: never offered here.
+        let now = Instant::now();
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_for(&a, Algorithm::Sha256);
+        let good = digest(Algorithm::Sha256, "alice", "secret", "PLAY", URI, &nonce, 1);
+        assert_eq!(
+            a.check(
+                "PLAY",
+                URI,
+                "news",
+                Some(&format!("{good}, userhash=true")),
+                PEER,
+                now
+            )
+            .verdict,
+            Verdict::Challenge {
+                stale: false,
+                why: "digest userhash is not supported"
+            }
+        );
+        // `userhash=false` says what is true anyway.
+        let good = digest(Algorithm::Sha256, "alice", "secret", "PLAY", URI, &nonce, 2);
+        assert!(matches!(
+            a.check(
+                "PLAY",
+                URI,
+                "news",
+                Some(&format!("{good}, userhash=false")),
+                PEER,
+                now
+            )
+            .verdict,
+            Verdict::Allowed(_)
+        ));
     }
 
     #[test]
