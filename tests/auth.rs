@@ -2,12 +2,16 @@
 //! `rtsp://user:pass@…`) and retina (Digest via its `http-auth` crate, which picks our
 //! preferred SHA-256 challenge) succeed with the right password and fail with a wrong one;
 //! raw requests check the challenges, Basic refusal, OPTIONS staying open, and per-stream
-//! access rules from a config file (public stream, forbidden user → 403).
+//! access rules from a config file (public stream, forbidden user → 403). Brute force:
+//! wrong Digest guesses over parallel connections, from one address or for one user name
+//! from two addresses, are answered one backoff slot at a time.
 
 mod common;
 
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use retina::client::{
@@ -204,6 +208,140 @@ users = ["alice"]
         200
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A connection from `source` (a 127.0.0.x address) to `server`.
+fn connect_from(source: Ipv4Addr, server: SocketAddr) -> RawRtsp {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::from((source, 0)).into()).unwrap();
+    sock.connect(&server.into()).unwrap();
+    RawRtsp::from_stream(TcpStream::from(sock))
+}
+
+/// The nonce of the MD5 challenge in a 401.
+fn md5_nonce(r: &common::RtspResponse) -> String {
+    let challenge = r
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("WWW-Authenticate") && v.contains("algorithm=MD5"))
+        .map(|(_, v)| v.clone())
+        .expect("an MD5 challenge");
+    let start = challenge.find("nonce=\"").unwrap() + 7;
+    let len = challenge[start..].find('"').unwrap();
+    challenge[start..start + len].to_owned()
+}
+
+/// A Digest MD5 `Authorization` for DESCRIBE of `url`, as ffmpeg would compute it.
+fn md5_digest(user: &str, pass: &str, url: &str, nonce: &str) -> String {
+    let ha1 = md5_hex(&format!("{user}:shardcast:{pass}"));
+    let ha2 = md5_hex(&format!("DESCRIBE:{url}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"shardcast\", nonce=\"{nonce}\", uri=\"{url}\", \
+         algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"{response}\""
+    )
+}
+
+/// `n` connections from `source` each take a challenge, then all send a wrong guess for
+/// `user` at once (on a barrier). Returns, as they arrive, each answer's status and its
+/// time after the guesses were sent.
+fn parallel_wrong_guesses(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    user: &'static str,
+    n: usize,
+) -> mpsc::Receiver<(u16, Duration)> {
+    let url = format!("rtsp://{server}/sample");
+    let (tx, rx) = mpsc::channel();
+    let barrier = Arc::new(Barrier::new(n + 1));
+    for _ in 0..n {
+        let (tx, barrier, url) = (tx.clone(), barrier.clone(), url.clone());
+        std::thread::spawn(move || {
+            let mut c = connect_from(source, server);
+            let challenge = c.request("DESCRIBE", &url, &[]);
+            assert_eq!(
+                challenge.status, 401,
+                "a first DESCRIBE is challenged at once"
+            );
+            let guess = md5_digest(user, "guess", &url, &md5_nonce(&challenge));
+            let request =
+                format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAuthorization: {guess}\r\n\r\n");
+            c.stream
+                .set_read_timeout(Some(Duration::from_secs(40)))
+                .unwrap();
+            barrier.wait();
+            let sent = Instant::now();
+            c.send_raw(request.as_bytes());
+            // No answer (the server was stopped at the end of the test) is not reported.
+            if let Some(r) = c.read_response() {
+                let _ = tx.send((r.status, sent.elapsed()));
+            }
+        });
+    }
+    barrier.wait();
+    rx
+}
+
+/// Waits for answers until `count` of them are 401s; returns the time of the last one.
+/// Every answer must be 401 (verified and wrong) or 503 (backoff queue full, unverified).
+fn time_of_nth_401(rx: &mpsc::Receiver<(u16, Duration)>, count: usize) -> Duration {
+    let mut challenged = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while challenged.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (status, at) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("only {challenged:?} answered with 401: {e}"));
+        assert!(status == 401 || status == 503, "status {status}");
+        if status == 401 {
+            challenged.push(at);
+        }
+    }
+    challenged.sort();
+    challenged[count - 1]
+}
+
+#[test]
+fn parallel_wrong_guesses_from_one_address_are_answered_one_slot_at_a_time() {
+    let server = common::Server::start(&["--user", "alice:secret"]);
+    // 30 guesses at once over 30 connections. Five failures are free; then each next guess
+    // is answered one backoff (0.2 s, doubling) after the previous one's slot: the 9th
+    // answer comes at 0.2 + 0.4 + 0.8 + 1.6 = 3.0 s. Delays per connection (the old
+    // behaviour) answered it after 1.6 s, and all 30 within about 5 s.
+    let rx = parallel_wrong_guesses(server.addr, Ipv4Addr::LOCALHOST, "alice", 30);
+    let ninth = time_of_nth_401(&rx, 9);
+    assert!(
+        ninth >= Duration::from_millis(2_700),
+        "the 9th wrong guess was answered after {ninth:?}"
+    );
+    let metrics = server.http_get("/metrics").text();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert!(counter("shardcast_rtsp_auth_failures_total") >= 9.0);
+    assert!(counter("shardcast_rtsp_auth_throttled_total") >= 4.0);
+}
+
+#[test]
+fn wrong_guesses_for_one_user_from_two_addresses_share_the_backoff() {
+    let server = common::Server::start(&["--user", "alice:secret"]);
+    let first = Ipv4Addr::new(127, 0, 0, 1);
+    let second = Ipv4Addr::new(127, 0, 0, 2);
+    // Five free failures for alice from the first address...
+    let rx = parallel_wrong_guesses(server.addr, first, "alice", 5);
+    time_of_nth_401(&rx, 5);
+    // ...then three at once from a second address that has never failed: alice's queue
+    // answers them 0.2, 0.6 and 1.4 s later (keyed per address only, all at once).
+    let rx = parallel_wrong_guesses(server.addr, second, "alice", 3);
+    let third = time_of_nth_401(&rx, 3);
+    assert!(
+        third >= Duration::from_millis(1_200),
+        "the 3rd guess from {second} was answered after {third:?}"
+    );
 }
 
 fn b64(s: &str) -> String {

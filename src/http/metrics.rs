@@ -220,6 +220,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
         m.auth_failures as f64,
     );
     o.one(
+        "shardcast_rtsp_auth_throttled_total",
+        "counter",
+        "RTSP authentication attempts queued or refused by the per-address and per-user-name backoff (since start or the last SIGHUP reload).",
+        m.auth_throttled as f64,
+    );
+    o.one(
         "shardcast_rtsp_token_refusals_total",
         "counter",
         "RTSP requests refused for a missing or invalid play token.",
@@ -306,6 +312,7 @@ mod tests {
             }],
             distributions: hub.distribution_totals(),
             auth_failures: 3,
+            auth_throttled: 5,
             token_refusals: 4,
             sessions_ended_by_api: 0,
             rtsp_refused: vec![(404, 5), (454, 6)],
@@ -318,6 +325,7 @@ mod tests {
         assert!(text.contains("shardcast_rtsp_auth_failures_total 3\n"));
         assert!(text.contains("shardcast_rtsp_refused_total{status=\"454\"} 6\n"));
         assert!(text.contains("shardcast_log_lines_suppressed_total 7\n"));
+        assert!(text.contains("shardcast_rtsp_auth_throttled_total 5\n"));
         assert!(text.contains("shardcast_jitter_seconds{quantile=\"0.99\"} NaN\n"));
         assert!(text.contains("shardcast_jitter_seconds_count 0\n"));
         // Every sample line belongs to a family announced before it.

@@ -140,6 +140,9 @@ pub struct MetricsSnapshot {
     pub distributions: [(&'static str, u64, f64); 3],
     /// RTSP requests refused for bad or missing credentials (since the last reload).
     pub auth_failures: u64,
+    /// RTSP authentication attempts delayed or refused by the brute-force backoff (since
+    /// the last reload).
+    pub auth_throttled: u64,
     /// RTSP requests refused for a missing or invalid play token.
     pub token_refusals: u64,
     /// Sessions ended through `DELETE /api/v1/sessions/{id}`.

@@ -1,18 +1,29 @@
 //! RTSP authentication: HTTP Digest (RFC 7616, MD5 and SHA-256, `qop=auth`) and, only when
-//! configured, Basic (RFC 7617), plus per-stream access rules and brute-force backoff.
+//! configured, Basic (RFC 7617), plus per-stream access rules and brute-force backoff
+//! ([`backoff`]: per address and per user name, serialized across connections).
 //!
 //! Secrets: users are stored as their Digest HA1 values, `H(user:realm:password)` per
 //! algorithm (RFC 7616 §3.4.2), never as passwords; Basic credentials are checked by
 //! computing the same HA1. Nonces are stateless: `issued time ‖ random ‖ tag`, where the tag is
-//! a SHA-256 keyed with a per-process secret, so a forged or altered nonce is refused and an
-//! expired one is answered with `stale=true` (§3.3). Replays are refused through the nonce
-//! count (§3.4: `nc` must grow for each nonce); that table is bounded.
+//! a SHA-256 keyed with a per-process secret over the body and the challenge's algorithm, so a
+//! forged or altered nonce is refused, a response computed with another algorithm than the
+//! nonce's challenge is refused (no downgrade from SHA-256 to MD5, RFC 7616 §3.4 and §5.4),
+//! and an expired one is answered with `stale=true` (§3.3). Replays are refused through the
+//! nonce count (§3.4: `nc` must grow for each nonce); that table is bounded. An
+//! `Authorization` naming a parameter twice, or asking for `userhash=true` (§3.4.4, never
+//! offered here), is refused as malformed.
 //!
 //! Not here: which methods need authentication (the server asks for all but OPTIONS).
+
+pub mod backoff;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use self::backoff::{Admit, Backoff};
+use super::admission::Refused;
+use super::msg::StatusCode;
 
 use base64::Engine as _;
 use md5::Md5;
@@ -25,12 +36,6 @@ pub const REALM: &str = "shardcast";
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// Nonces whose counts are remembered at most; older entries are dropped first.
 const MAX_TRACKED_NONCES: usize = 50_000;
-/// Failed attempts from one address tolerated before answers are slowed down.
-const FREE_FAILURES: u32 = 5;
-/// Longest delay imposed on a failing address.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// A quiet period after which an address's failures are forgotten.
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Digest algorithms (RFC 7616 §3.3 `algorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +51,21 @@ impl Algorithm {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// The byte that binds a nonce to the challenge it was issued in.
+    fn nonce_tag_byte(self) -> u8 {
+        match self {
+            Algorithm::Md5 => 1,
+            Algorithm::Sha256 => 2,
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Algorithm::Md5 => Algorithm::Sha256,
+            Algorithm::Sha256 => Algorithm::Md5,
         }
     }
 
@@ -112,18 +132,37 @@ impl AccessRule {
 pub enum Verdict {
     /// Go ahead (with the authenticated user, if any).
     Allowed(Option<String>),
-    /// 401 with fresh challenges; `stale` when only the nonce was too old. `delay` slows
-    /// down an address that keeps failing.
+    /// 401 with fresh challenges; `stale` when only the nonce was too old.
     Challenge {
         /// The nonce expired but the credentials were right.
         stale: bool,
-        /// Wait this long before answering.
-        delay: Duration,
         /// Why, for the log line.
         why: &'static str,
     },
     /// 403: authenticated, but not allowed to read this stream.
     Forbidden(String),
+    /// 503 with `Retry-After`: the backoff queue for this address or user name is full; the
+    /// credentials were not looked at.
+    Throttled(Refused),
+}
+
+/// A verdict and how long to hold it: the request's backoff slot, taken before its
+/// credentials were verified, so right and wrong guesses are answered equally late.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Wait this long before acting on the verdict (zero unless throttled).
+    pub wait: Duration,
+    /// What to answer.
+    pub verdict: Verdict,
+}
+
+impl Checked {
+    fn now(verdict: Verdict) -> Self {
+        Self {
+            wait: Duration::ZERO,
+            verdict,
+        }
+    }
 }
 
 /// Checks credentials and access rules; one per server (control thread).
@@ -134,7 +173,7 @@ pub struct Authenticator {
     allow_basic: bool,
     key: [u8; 32],
     nonce_counts: HashMap<String, (u32, u64)>,
-    failures: HashMap<IpAddr, (u32, Instant)>,
+    backoff: Backoff,
     /// Failed authentication attempts since start.
     pub failed_attempts: u64,
 }
@@ -156,7 +195,7 @@ impl Authenticator {
             allow_basic,
             key: rand::random(),
             nonce_counts: HashMap::new(),
-            failures: HashMap::new(),
+            backoff: Backoff::default(),
             failed_attempts: 0,
         })
     }
@@ -169,7 +208,7 @@ impl Authenticator {
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let mut c = format!(
                 "Digest realm=\"{REALM}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
-                self.make_nonce(now),
+                self.make_nonce(now, alg),
                 alg.name()
             );
             if stale {
@@ -183,18 +222,21 @@ impl Authenticator {
         out
     }
 
-    fn make_nonce(&self, issued: u64) -> String {
+    /// A nonce for the `alg` challenge: the tag covers the algorithm, so the nonce is
+    /// accepted only with a response computed with that algorithm.
+    fn make_nonce(&self, issued: u64, alg: Algorithm) -> String {
         let random: u64 = rand::random();
         let mut body = [0u8; 16];
         body[..8].copy_from_slice(&issued.to_be_bytes());
         body[8..].copy_from_slice(&random.to_be_bytes());
-        let tag = self.tag(&body);
+        let tag = self.tag(&body, alg);
         format!("{}{}", hex(&body), hex(&tag))
     }
 
-    fn tag(&self, body: &[u8; 16]) -> [u8; 8] {
+    fn tag(&self, body: &[u8; 16], alg: Algorithm) -> [u8; 8] {
         let mut h = Sha256::new();
         h.update(self.key);
+        h.update([alg.nonce_tag_byte()]);
         h.update(body);
         let d = h.finalize();
         let mut t = [0u8; 8];
@@ -202,25 +244,40 @@ impl Authenticator {
         t
     }
 
-    /// Validates a nonce: `Some(issued_unix_secs)` when it is ours and untampered.
-    fn nonce_issued(&self, nonce: &str) -> Option<u64> {
-        let raw = unhex(nonce)?;
+    /// Validates a nonce for a response computed with `alg`: the issue time (unix seconds)
+    /// when it is ours, untampered and was issued in the `alg` challenge.
+    fn nonce_issued(&self, nonce: &str, alg: Algorithm) -> Result<u64, &'static str> {
+        const ALTERED: &str = "unknown or altered nonce";
+        let raw = unhex(nonce).ok_or(ALTERED)?;
         if raw.len() != 24 {
-            return None;
+            return Err(ALTERED);
         }
         let mut body = [0u8; 16];
         body.copy_from_slice(&raw[..16]);
-        let tag = self.tag(&body);
-        if !bool::from(tag.ct_eq(&raw[16..24])) {
-            return None;
+        if !bool::from(self.tag(&body, alg).ct_eq(&raw[16..24])) {
+            // RFC 7616 §3.4 / §5.4: the response must use the algorithm of the challenge
+            // the nonce came from; anything else is a downgrade attempt.
+            return Err(
+                if bool::from(self.tag(&body, alg.other()).ct_eq(&raw[16..24])) {
+                    "digest algorithm differs from the nonce's challenge"
+                } else {
+                    ALTERED
+                },
+            );
         }
         let mut issued = [0u8; 8];
         issued.copy_from_slice(&raw[..8]);
-        Some(u64::from_be_bytes(issued))
+        Ok(u64::from_be_bytes(issued))
+    }
+
+    /// Attempts delayed or refused by the backoff since start.
+    pub fn throttled_attempts(&self) -> u64 {
+        self.backoff.throttled
     }
 
     /// Checks one request. `path` is the request URI's stream path (`news/today/trackID=0`),
-    /// `uri` the Request-URI as sent (Digest `uri=` must equal it).
+    /// `uri` the Request-URI as sent (Digest `uri=` must equal it). The caller waits
+    /// [`Checked::wait`] before acting on the verdict (the backoff slot, see [`backoff`]).
     pub fn check(
         &mut self,
         method: &str,
@@ -229,7 +286,7 @@ impl Authenticator {
         authorization: Option<&str>,
         peer: IpAddr,
         now: Instant,
-    ) -> Verdict {
+    ) -> Checked {
         self.check_at(
             method,
             uri,
@@ -251,18 +308,37 @@ impl Authenticator {
         peer: IpAddr,
         now: Instant,
         wall: SystemTime,
-    ) -> Verdict {
+    ) -> Checked {
         let rule = self.rules.iter().find(|r| r.matches(path)).cloned();
         if rule.as_ref().is_some_and(|r| r.public) {
-            return Verdict::Allowed(None);
+            return Checked::now(Verdict::Allowed(None));
         }
-        let result = match authorization {
-            None => Err((false, "no credentials")),
-            Some(a) => self.authenticate(method, uri, a, unix_secs(wall)),
+        // A first request without credentials is the normal start of the exchange, not an
+        // attempt: no slot, no failure.
+        let Some(authorization) = authorization else {
+            return Checked::now(Verdict::Challenge {
+                stale: false,
+                why: "no credentials",
+            });
         };
-        match result {
+        // The slot is taken on the claimed name before anything is verified. The answer is
+        // held until it whatever the outcome; the check itself runs now, so failures still
+        // in their queue already count for the attempts behind them.
+        let claimed = claimed_user(authorization);
+        let wait = match self.backoff.admit(peer, claimed.as_deref(), now) {
+            Admit::After(wait) => wait,
+            Admit::Refuse(retry) => {
+                return Checked::now(Verdict::Throttled(Refused {
+                    status: StatusCode::ServiceUnavailable,
+                    retry_after_secs: u32::try_from(retry.as_secs().saturating_add(1))
+                        .unwrap_or(u32::MAX),
+                    why: "too many failed authentication attempts (backoff queue full)".into(),
+                }));
+            }
+        };
+        let verdict = match self.authenticate(method, uri, authorization, unix_secs(wall)) {
             Ok(user) => {
-                self.failures.remove(&peer);
+                self.backoff.succeeded(peer, &user, now);
                 match rule {
                     Some(r) if !r.users.iter().any(|u| u == "*" || *u == user) => {
                         Verdict::Forbidden(user)
@@ -271,37 +347,16 @@ impl Authenticator {
                 }
             }
             Err((stale, why)) => {
-                // A first request without credentials is the normal start of the exchange,
-                // not a failure; wrong or replayed credentials are.
-                let delay = if authorization.is_some() && !stale {
+                // Right credentials on an expired nonce are not a failure; wrong, replayed
+                // or malformed ones are.
+                if !stale {
                     self.failed_attempts += 1;
-                    self.record_failure(peer, now)
-                } else {
-                    Duration::ZERO
-                };
-                Verdict::Challenge { stale, delay, why }
+                    self.backoff.failed(peer, claimed.as_deref(), now);
+                }
+                Verdict::Challenge { stale, why }
             }
-        }
-    }
-
-    /// Counts a failure and returns the backoff for `peer`.
-    fn record_failure(&mut self, peer: IpAddr, now: Instant) -> Duration {
-        if self.failures.len() > MAX_TRACKED_NONCES {
-            self.failures
-                .retain(|_, (_, last)| now.saturating_duration_since(*last) < FAILURE_WINDOW);
-        }
-        let entry = self.failures.entry(peer).or_insert((0, now));
-        if now.saturating_duration_since(entry.1) > FAILURE_WINDOW {
-            entry.0 = 0;
-        }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
-        let over = entry.0.saturating_sub(FREE_FAILURES);
-        if over == 0 {
-            Duration::ZERO
-        } else {
-            (Duration::from_millis(100) * 2u32.saturating_pow(over.min(10))).min(MAX_BACKOFF)
-        }
+        };
+        Checked { wait, verdict }
     }
 
     /// Verifies an `Authorization` value; `Err((stale, why))` on failure.
@@ -345,6 +400,15 @@ impl Authenticator {
             return Err((false, "unsupported authentication scheme"));
         }
         let p = parse_params(rest);
+        // RFC 7616 §3.4 lists each parameter once; with two `response=` (or two anything)
+        // the meaning depends on which one a parser takes, so refuse the ambiguity.
+        if p.iter().enumerate().any(|(i, (n, _))| {
+            p[..i]
+                .iter()
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(n))
+        }) {
+            return Err((false, "digest with a parameter given twice"));
+        }
         let get = |k: &str| {
             p.iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(k))
@@ -360,6 +424,11 @@ impl Authenticator {
             a if a.eq_ignore_ascii_case("SHA-256") => Algorithm::Sha256,
             _ => return Err((false, "unsupported digest algorithm")),
         };
+        // RFC 7616 §3.4.4: we never offer `userhash=true`, so a client hashing the name is
+        // wrong or probing; `username` would not be the user name.
+        if get("userhash").is_some_and(|v| !v.eq_ignore_ascii_case("false")) {
+            return Err((false, "digest userhash is not supported"));
+        }
         if realm != REALM {
             return Err((false, "wrong realm"));
         }
@@ -377,9 +446,7 @@ impl Authenticator {
         let nc_text = get("nc").ok_or((false, "digest without nc"))?;
         let cnonce = get("cnonce").ok_or((false, "digest without cnonce"))?;
         let nc = u32::from_str_radix(nc_text, 16).map_err(|_| (false, "malformed nc"))?;
-        let issued = self
-            .nonce_issued(nonce)
-            .ok_or((false, "unknown or altered nonce"))?;
+        let issued = self.nonce_issued(nonce, alg).map_err(|why| (false, why))?;
         let secret = self.users.get(user).ok_or((false, "unknown user"))?;
         let ha2 = alg.hash_hex(&format!("{method}:{digest_uri}"));
         let expected = alg.hash_hex(&format!(
@@ -412,6 +479,26 @@ impl Authenticator {
         }
         Ok(user.to_owned())
     }
+}
+
+/// The user name an `Authorization` value claims (Digest `username=`, the user of Basic
+/// credentials), before anything is verified: the backoff's per-name key.
+fn claimed_user(authorization: &str) -> Option<String> {
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        return text.split_once(':').map(|(user, _)| user.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("digest") {
+        return parse_params(rest)
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("username"))
+            .map(|(_, v)| v);
+    }
+    None
 }
 
 /// Splits `k=v, k="v, w"` auth-params (RFC 7235 §2.1).
@@ -501,6 +588,16 @@ mod tests {
             .1
     }
 
+    /// The nonce of the challenge for `alg`.
+    fn nonce_for(a: &Authenticator, alg: Algorithm) -> String {
+        let challenges = a.challenges(false);
+        let c = challenges
+            .iter()
+            .find(|c| c.contains(&format!("algorithm={},", alg.name())))
+            .unwrap();
+        nonce_of(c)
+    }
+
     /// A client's Authorization header, computed independently of `authenticate`.
     fn digest(
         alg: Algorithm,
@@ -548,15 +645,17 @@ mod tests {
         let now = Instant::now();
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             let mut a = auth(false, vec![]);
-            let nonce = nonce_of(&a.challenges(false)[0]);
+            let nonce = nonce_for(&a, alg);
             let good = digest(alg, "alice", "secret", "DESCRIBE", URI, &nonce, 1);
             assert_eq!(
-                a.check("DESCRIBE", URI, "news", Some(&good), PEER, now),
+                a.check("DESCRIBE", URI, "news", Some(&good), PEER, now)
+                    .verdict,
                 Verdict::Allowed(Some("alice".into()))
             );
             let bad = digest(alg, "alice", "wrong", "DESCRIBE", URI, &nonce, 2);
             assert!(matches!(
-                a.check("DESCRIBE", URI, "news", Some(&bad), PEER, now),
+                a.check("DESCRIBE", URI, "news", Some(&bad), PEER, now)
+                    .verdict,
                 Verdict::Challenge { stale: false, .. }
             ));
         }
@@ -569,12 +668,14 @@ mod tests {
         let nonce = nonce_of(&a.challenges(false)[1]);
         let first = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &nonce, 1);
         assert!(matches!(
-            a.check("PLAY", URI, "news", Some(&first), PEER, now),
+            a.check("PLAY", URI, "news", Some(&first), PEER, now)
+                .verdict,
             Verdict::Allowed(_)
         ));
         // Same nc again: replay.
         assert!(matches!(
-            a.check("PLAY", URI, "news", Some(&first), PEER, now),
+            a.check("PLAY", URI, "news", Some(&first), PEER, now)
+                .verdict,
             Verdict::Challenge {
                 why: "replayed nonce count",
                 ..
@@ -583,7 +684,8 @@ mod tests {
         // Growing nc is fine.
         let second = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &nonce, 2);
         assert!(matches!(
-            a.check("PLAY", URI, "news", Some(&second), PEER, now),
+            a.check("PLAY", URI, "news", Some(&second), PEER, now)
+                .verdict,
             Verdict::Allowed(_)
         ));
         // A nonce with one hex digit changed.
@@ -592,7 +694,8 @@ mod tests {
         forged.push(if last == '0' { '1' } else { '0' });
         let tampered = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &forged, 1);
         assert!(matches!(
-            a.check("PLAY", URI, "news", Some(&tampered), PEER, now),
+            a.check("PLAY", URI, "news", Some(&tampered), PEER, now)
+                .verdict,
             Verdict::Challenge {
                 why: "unknown or altered nonce",
                 ..
@@ -609,14 +712,16 @@ mod tests {
             3,
         );
         assert!(matches!(
-            a.check("PLAY", URI, "news", Some(&elsewhere), PEER, now),
+            a.check("PLAY", URI, "news", Some(&elsewhere), PEER, now)
+                .verdict,
             Verdict::Challenge { .. }
         ));
         // The same valid digest after the nonce lifetime: stale, so the client retries at once.
         let later = SystemTime::now() + NONCE_LIFETIME + Duration::from_secs(5);
         let fresh = digest(Algorithm::Md5, "alice", "secret", "PLAY", URI, &nonce, 9);
         assert!(matches!(
-            a.check_at("PLAY", URI, "news", Some(&fresh), PEER, now, later),
+            a.check_at("PLAY", URI, "news", Some(&fresh), PEER, now, later)
+                .verdict,
             Verdict::Challenge { stale: true, .. }
         ));
     }
@@ -629,11 +734,15 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("alice:secret")
         );
         assert!(matches!(
-            auth(false, vec![]).check("DESCRIBE", URI, "news", Some(&creds), PEER, now),
+            auth(false, vec![])
+                .check("DESCRIBE", URI, "news", Some(&creds), PEER, now)
+                .verdict,
             Verdict::Challenge { .. }
         ));
         assert_eq!(
-            auth(true, vec![]).check("DESCRIBE", URI, "news", Some(&creds), PEER, now),
+            auth(true, vec![])
+                .check("DESCRIBE", URI, "news", Some(&creds), PEER, now)
+                .verdict,
             Verdict::Allowed(Some("alice".into()))
         );
         assert!(auth(true, vec![])
@@ -659,7 +768,8 @@ mod tests {
         let now = Instant::now();
         let mut a = auth(false, rules);
         assert_eq!(
-            a.check("DESCRIBE", URI, "public/clip", None, PEER, now),
+            a.check("DESCRIBE", URI, "public/clip", None, PEER, now)
+                .verdict,
             Verdict::Allowed(None)
         );
         let nonce = nonce_of(&a.challenges(false)[0]);
@@ -673,7 +783,8 @@ mod tests {
             1,
         );
         assert_eq!(
-            a.check("DESCRIBE", URI, "news/trackID=0", Some(&bob), PEER, now),
+            a.check("DESCRIBE", URI, "news/trackID=0", Some(&bob), PEER, now)
+                .verdict,
             Verdict::Forbidden("bob".into())
         );
         let alice = digest(
@@ -686,7 +797,8 @@ mod tests {
             2,
         );
         assert!(matches!(
-            a.check("DESCRIBE", URI, "news", Some(&alice), PEER, now),
+            a.check("DESCRIBE", URI, "news", Some(&alice), PEER, now)
+                .verdict,
             Verdict::Allowed(_)
         ));
         // No rule for "other": any authenticated user.
@@ -700,35 +812,221 @@ mod tests {
             3,
         );
         assert!(matches!(
-            a.check("DESCRIBE", URI, "other", Some(&bob2), PEER, now),
+            a.check("DESCRIBE", URI, "other", Some(&bob2), PEER, now)
+                .verdict,
             Verdict::Allowed(_)
         ));
     }
 
     #[test]
-    fn repeated_failures_from_one_address_are_slowed_down() {
+    fn parallel_failures_from_one_address_are_queued_one_at_a_time() {
+        // Nine wrong guesses arriving at once (as over nine connections): five free, then
+        // each answered one backoff after the previous one's slot.
         let now = Instant::now();
         let mut a = auth(false, vec![]);
-        let nonce = nonce_of(&a.challenges(false)[0]);
-        let mut delays = Vec::new();
+        let nonce = nonce_for(&a, Algorithm::Md5);
+        let mut waits = Vec::new();
         for nc in 1..=9 {
             let bad = digest(Algorithm::Md5, "alice", "nope", "DESCRIBE", URI, &nonce, nc);
-            if let Verdict::Challenge { delay, .. } =
-                a.check("DESCRIBE", URI, "news", Some(&bad), PEER, now)
-            {
-                delays.push(delay);
-            }
+            let c = a.check("DESCRIBE", URI, "news", Some(&bad), PEER, now);
+            assert!(matches!(c.verdict, Verdict::Challenge { stale: false, .. }));
+            waits.push(c.wait.as_millis());
         }
-        assert!(delays[..5].iter().all(|d| d.is_zero()), "{delays:?}");
-        assert!(
-            delays[5] > Duration::ZERO && delays[8] > delays[5],
-            "{delays:?}"
-        );
+        assert_eq!(waits, [0, 0, 0, 0, 0, 200, 600, 1400, 3000]);
         assert_eq!(a.failed_attempts, 9);
-        // A missing Authorization (the normal first request) is not a failure.
+        assert_eq!(a.throttled_attempts(), 4);
+        // A missing Authorization (the normal first request) is neither an attempt nor
+        // queued.
+        let c = a.check("DESCRIBE", URI, "news", None, PEER, now);
+        assert!(c.wait.is_zero() && matches!(c.verdict, Verdict::Challenge { .. }));
+        assert_eq!(a.failed_attempts, 9);
+        // Once the queue is MAX_QUEUE long, attempts are refused at once, unverified.
+        let more = digest(Algorithm::Md5, "alice", "nope", "DESCRIBE", URI, &nonce, 99);
+        let refused = (0..10)
+            .map(|_| a.check("DESCRIBE", URI, "news", Some(&more), PEER, now))
+            .find(|c| matches!(c.verdict, Verdict::Throttled(_)))
+            .unwrap();
+        assert!(refused.wait.is_zero());
+        assert!(matches!(refused.verdict, Verdict::Throttled(r)
+            if r.status == StatusCode::ServiceUnavailable && r.retry_after_secs >= 5));
+    }
+
+    #[test]
+    fn a_right_guess_is_held_as_long_as_a_wrong_one() {
+        let now = Instant::now();
+        let mut waits = Vec::new();
+        for pass in ["secret", "wrong"] {
+            let mut a = auth(false, vec![]);
+            let nonce = nonce_for(&a, Algorithm::Sha256);
+            for nc in 1..=6 {
+                let bad = digest(Algorithm::Sha256, "alice", "x", "PLAY", URI, &nonce, nc);
+                a.check("PLAY", URI, "news", Some(&bad), PEER, now);
+            }
+            let guess = digest(Algorithm::Sha256, "alice", pass, "PLAY", URI, &nonce, 7);
+            let c = a.check("PLAY", URI, "news", Some(&guess), PEER, now);
+            assert_eq!(
+                matches!(c.verdict, Verdict::Allowed(_)),
+                pass == "secret",
+                "{c:?}"
+            );
+            waits.push(c.wait);
+        }
         assert!(
-            matches!(a.check("DESCRIBE", URI, "news", None, "10.0.0.1".parse().unwrap(), now), Verdict::Challenge { delay, .. } if delay.is_zero())
+            waits[0] > Duration::ZERO && waits[0] == waits[1],
+            "{waits:?}"
         );
+    }
+
+    #[test]
+    fn basic_guesses_are_keyed_on_their_user_name_too() {
+        let now = Instant::now();
+        let mut a = auth(true, vec![]);
+        let basic = |creds: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            )
+        };
+        for i in 0..5u8 {
+            let peer = IpAddr::from([10, 0, 0, i]);
+            a.check("DESCRIBE", URI, "news", Some(&basic("bob:x")), peer, now);
+        }
+        // A sixth address, first failure of its own, but bob's fifth is behind it.
+        let c = a.check(
+            "DESCRIBE",
+            URI,
+            "news",
+            Some(&basic("bob:y")),
+            IpAddr::from([10, 0, 0, 9]),
+            now,
+        );
+        assert_eq!(c.wait, Duration::from_millis(200));
+        assert_eq!(claimed_user(&basic("bob:x:y")).as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn a_response_with_another_algorithm_than_the_nonce_is_refused() {
+        // RFC 7616 §3.4: a nonce from the SHA-256 challenge answered with MD5 (a downgrade),
+        // and the reverse.
+        let now = Instant::now();
+        for (challenge, response) in [
+            (Algorithm::Sha256, Algorithm::Md5),
+            (Algorithm::Md5, Algorithm::Sha256),
+        ] {
+            let mut a = auth(false, vec![]);
+            let nonce = nonce_for(&a, challenge);
+            let mixed = digest(response, "alice", "secret", "DESCRIBE", URI, &nonce, 1);
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&mixed), PEER, now)
+                    .verdict,
+                Verdict::Challenge {
+                    stale: false,
+                    why: "digest algorithm differs from the nonce's challenge"
+                },
+                "{challenge:?} nonce, {response:?} response"
+            );
+            let matching = digest(challenge, "alice", "secret", "DESCRIBE", URI, &nonce, 2);
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&matching), PEER, now)
+                    .verdict,
+                Verdict::Allowed(Some("alice".into()))
+            );
+        }
+        // No `algorithm=` means MD5 (RFC 7616 §3.4): only with the MD5 challenge's nonce.
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_for(&a, Algorithm::Sha256);
+        let bare = digest(
+            Algorithm::Md5,
+            "alice",
+            "secret",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            1,
+        )
+        .replace("algorithm=MD5, ", "");
+        assert!(matches!(
+            a.check("DESCRIBE", URI, "news", Some(&bare), PEER, now)
+                .verdict,
+            Verdict::Challenge { .. }
+        ));
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        let now = Instant::now();
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_for(&a, Algorithm::Md5);
+        let good = digest(
+            Algorithm::Md5,
+            "alice",
+            "secret",
+            "DESCRIBE",
+            URI,
+            &nonce,
+            1,
+        );
+        for extra in [
+            ", response=\"00000000000000000000000000000000\"",
+            ", Response=\"00000000000000000000000000000000\"",
+            ", username=\"bob\"",
+            ", algorithm=SHA-256",
+        ] {
+            let twice = format!("{good}{extra}");
+            assert_eq!(
+                a.check("DESCRIBE", URI, "news", Some(&twice), PEER, now)
+                    .verdict,
+                Verdict::Challenge {
+                    stale: false,
+                    why: "digest with a parameter given twice"
+                },
+                "{extra}"
+            );
+        }
+        // The same request without the duplicate is fine.
+        assert!(matches!(
+            a.check("DESCRIBE", URI, "news", Some(&good), PEER, now)
+                .verdict,
+            Verdict::Allowed(_)
+        ));
+    }
+
+    #[test]
+    fn userhash_is_refused() {
+        // RFC 7616 §3.4.4: never offered here.
+        let now = Instant::now();
+        let mut a = auth(false, vec![]);
+        let nonce = nonce_for(&a, Algorithm::Sha256);
+        let good = digest(Algorithm::Sha256, "alice", "secret", "PLAY", URI, &nonce, 1);
+        assert_eq!(
+            a.check(
+                "PLAY",
+                URI,
+                "news",
+                Some(&format!("{good}, userhash=true")),
+                PEER,
+                now
+            )
+            .verdict,
+            Verdict::Challenge {
+                stale: false,
+                why: "digest userhash is not supported"
+            }
+        );
+        // `userhash=false` says what is true anyway.
+        let good = digest(Algorithm::Sha256, "alice", "secret", "PLAY", URI, &nonce, 2);
+        assert!(matches!(
+            a.check(
+                "PLAY",
+                URI,
+                "news",
+                Some(&format!("{good}, userhash=false")),
+                PEER,
+                now
+            )
+            .verdict,
+            Verdict::Allowed(_)
+        ));
     }
 
     #[test]

@@ -839,7 +839,7 @@ impl Control {
                 .map(|p| p.segments.join("/"))
                 .unwrap_or_default(),
         };
-        let verdict = {
+        let checked = {
             let mut guard = self.auth.borrow_mut();
             let Some(auth) = guard.as_mut() else {
                 return Ok(None);
@@ -853,17 +853,19 @@ impl Control {
                 Instant::now(),
             )
         };
-        match verdict {
+        if !checked.wait.is_zero() {
+            // The backoff slot (auth/backoff.rs), shared by all connections: held whether
+            // the credentials were right or not, without blocking anyone else.
+            tokio::time::sleep(checked.wait).await;
+        }
+        match checked.verdict {
             Verdict::Allowed(user) => Ok(user),
             Verdict::Forbidden(user) => Err(refuse(Refusal::because(
                 StatusCode::Forbidden,
                 format!("user {user:?} may not read {path:?}"),
             ))),
-            Verdict::Challenge { stale, delay, why } => {
-                if !delay.is_zero() {
-                    // Slows a guessing client down without blocking anyone else.
-                    tokio::time::sleep(delay).await;
-                }
+            Verdict::Throttled(r) => Err(over_limit(r)),
+            Verdict::Challenge { stale, why } => {
                 let mut out = refuse(Refusal::because(StatusCode::Unauthorized, why));
                 let challenges = self
                     .auth

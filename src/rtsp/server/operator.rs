@@ -269,6 +269,11 @@ impl ControlApi for Control {
                 .collect(),
             distributions: hub.distribution_totals(),
             auth_failures: self.auth.borrow().as_ref().map_or(0, |a| a.failed_attempts),
+            auth_throttled: self
+                .auth
+                .borrow()
+                .as_ref()
+                .map_or(0, |a| a.throttled_attempts()),
             token_refusals: self.tokens.borrow().refusals,
             sessions_ended_by_api: hub.sessions_ended_by_api,
             rtsp_refused: self
