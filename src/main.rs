@@ -615,12 +615,11 @@ fn bench(args: BenchArgs) -> Result<()> {
     }
     let shards = args.url.is_none().then_some(args.shards);
     let conclusion = report::conclusion(&configs, shards);
-    let machine = format!(
-        "Linux {}, {} cores",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+    // The machine's cores, not this thread's: the harness is pinned to one core by now.
+    let machine = report::machine_line(
+        &std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        report::machine_cores(),
+        shards,
     );
     let report = report::BenchReport {
         started_unix_secs,
@@ -660,7 +659,7 @@ fn churn_bench(
     exe: PathBuf,
     placement: shardcast::loadgen::Placement,
 ) -> Result<()> {
-    use shardcast::loadgen::{churn, server, session::RtpTransport, Target};
+    use shardcast::loadgen::{churn, report, server, session::RtpTransport, Target};
     let target = match &args.url {
         Some(url) => Target::Url {
             url: url.clone(),
@@ -734,11 +733,9 @@ fn churn_bench(
     })?;
     r.started_unix_secs = started_unix_secs;
     r.command = std::env::args().collect::<Vec<_>>().join(" ");
-    // Count online CPUs from /proc/cpuinfo: the harness thread is pinned by now, and
+    // The machine's online CPUs: the harness thread is pinned by now, and
     // available_parallelism() reports the affinity mask (1), not the machine.
-    let cpus = std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| c.lines().filter(|l| l.starts_with("processor")).count())
-        .unwrap_or(0);
+    let cpus = report::machine_cores();
     r.machine = format!(
         "Linux {}, {cpus} CPUs",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -318,7 +318,10 @@ fn mutations_are_refused_without_an_admin_token_and_reads_can_need_one() {
         http,
         "POST",
         "/api/v1/play",
-        &[("Authorization", "Bearer anything-at-all-here")],
+        &[
+            ("Authorization", "Bearer anything-at-all-here"),
+            ("Content-Type", "application/json"),
+        ],
         br#"{"stream":"sample"}"#,
     );
     assert_eq!(r.status, 403);
@@ -376,7 +379,7 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     assert_eq!(r.status, 413, "{}", r.text());
     spec.check("post", "/api/v1/play", &r);
     let mut chunked = format!(
-        "POST /api/v1/play HTTP/1.1\r\nHost: x\r\nAuthorization: {admin}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "POST /api/v1/play HTTP/1.1\r\nHost: x\r\nAuthorization: {admin}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     .into_bytes();
     for _ in 0..20 {
@@ -476,6 +479,57 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     let r = play(br#"{"stream":"sample","lifetime_secs":60}"#);
     assert_eq!(r.status, 200);
     spec.check("post", "/api/v1/play", &r);
+}
+
+/// Issue 13 item 12: `POST /api/v1/play` takes only `application/json` bodies (415 otherwise),
+/// so a cross-site HTML form (text/plain, urlencoded or multipart, no preflight) cannot make
+/// an admin's browser call it; credentials are still checked first (401 before 415).
+#[test]
+fn play_refuses_bodies_that_are_not_declared_json() {
+    let server = Server::start_env(&[], &[("SHARDCAST_ADMIN_TOKEN", ADMIN)]);
+    let http = server.http_addr();
+    let admin = bearer(ADMIN);
+    let mut spec = Spec::load();
+    let body = br#"{"stream":"sample"}"#;
+    let play = |content_type: Option<&str>, auth: bool| {
+        let mut headers = Vec::new();
+        if auth {
+            headers.push(("Authorization", admin.as_str()));
+        }
+        if let Some(t) = content_type {
+            headers.push(("Content-Type", t));
+        }
+        http_request(http, "POST", "/api/v1/play", &headers, body)
+    };
+    for ct in [
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+        None,
+    ] {
+        let r = play(ct, true);
+        assert_eq!(r.status, 415, "{ct:?}: {}", r.text());
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"));
+        spec.check("post", "/api/v1/play", &r);
+    }
+    // Without the admin token the answer is 401 whatever the body's type.
+    let r = play(Some("text/plain"), false);
+    assert_eq!(r.status, 401, "{}", r.text());
+    spec.check("post", "/api/v1/play", &r);
+    for ct in [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "application/json;charset=UTF-8",
+    ] {
+        let r = play(Some(ct), true);
+        assert_eq!(r.status, 200, "{ct}: {}", r.text());
+        spec.check("post", "/api/v1/play", &r);
+    }
 }
 
 #[test]

@@ -33,7 +33,10 @@ fn issue(server: &Server, body: &str) -> serde_json::Value {
         server.http_addr(),
         "POST",
         "/api/v1/play",
-        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        &[
+            ("Authorization", &format!("Bearer {ADMIN}")),
+            ("Content-Type", "application/json"),
+        ],
         body.as_bytes(),
     );
     assert_eq!(r.status, 200, "{body}: {}", r.text());
@@ -78,14 +81,18 @@ fn issuing_needs_the_admin_bearer_token() {
     let server = server();
     let http = server.http_addr();
     let body = br#"{"stream":"sample"}"#;
-    let r = http_request(http, "POST", "/api/v1/play", &[], body);
+    let json = [("Content-Type", "application/json")];
+    let r = http_request(http, "POST", "/api/v1/play", &json, body);
     assert_eq!(r.status, 401);
     assert!(r.header("WWW-Authenticate").is_some());
     let r = http_request(
         http,
         "POST",
         "/api/v1/play",
-        &[("Authorization", "Bearer play-token-test-admin-0124")],
+        &[
+            ("Authorization", "Bearer play-token-test-admin-0124"),
+            ("Content-Type", "application/json"),
+        ],
         body,
     );
     assert_eq!(r.status, 401, "a token one character off is refused");

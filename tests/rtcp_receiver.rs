@@ -3,9 +3,13 @@
 //! TCP-interleaved (digested by the control thread); RTCP that is not valid ends nothing; with
 //! `--stats off` RTCP is liveness only.
 //!
+//! A BYE counts only when it names an SSRC the viewer reported about our tracks from in an
+//! earlier packet (issue 13): like ffmpeg and GStreamer, these viewers send an RR first.
+//!
 //! How it fails: a BYE that is not acted on leaves the session alive (GET_PARAMETER keeps
 //! answering 200 instead of 454 Session Not Found); a control thread that does not drop the
-//! record the shard ended does the same; an invalid packet that is trusted ends a session.
+//! record the shard ended does the same; an invalid packet that is trusted ends a session; a
+//! spoofed BYE (unknown SSRC, or in the same compound as the first RR) ends a session.
 
 mod common;
 
@@ -25,6 +29,37 @@ fn rr_bye(reporter: u32, ssrc: u32) -> Vec<u8> {
     p.extend_from_slice(&[0x81, 203, 0, 1]);
     p.extend_from_slice(&reporter.to_be_bytes());
     p
+}
+
+/// The RR of [`rr_bye`] alone: what a viewer sends before it ever says BYE.
+fn rr(reporter: u32, ssrc: u32) -> Vec<u8> {
+    let mut p = rr_bye(reporter, ssrc);
+    p.truncate(32);
+    p
+}
+
+/// A valid compound from `reporter` without report blocks, then a BYE naming `reporter`.
+fn bare_rr_bye(reporter: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&reporter.to_be_bytes());
+    p.extend_from_slice(&[0x81, 203, 0, 1]);
+    p.extend_from_slice(&reporter.to_be_bytes());
+    p
+}
+
+/// Waits up to 3 s for the server's count of refused BYEs (`/api/v1/stats` totals) to reach
+/// `n`; the count it reached.
+fn byes_refused_reach(server: &Server, n: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let got = server.http_get("/api/v1/stats").json()["totals"]["rtcp_byes_refused"]
+            .as_u64()
+            .expect("totals.rtcp_byes_refused");
+        if got >= n || Instant::now() > end {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The session id of a Session header (without `;timeout=`).
@@ -88,6 +123,8 @@ fn a_udp_viewer_bye_ends_its_session() {
         "an invalid BYE is not trusted"
     );
 
+    // Viewers report before they leave; the BYE then names the SSRC they reported from.
+    rtcp.send_to(&rr(0x1234, ssrc), server_rtcp).unwrap();
     rtcp.send_to(&rr_bye(0x1234, ssrc), server_rtcp).unwrap();
     assert!(
         wait_for_bye(rtcp, Duration::from_secs(3)),
@@ -108,12 +145,83 @@ fn a_udp_viewer_bye_ends_its_session() {
     );
 }
 
+/// Issue 13 item 6 over UDP: someone sending from the viewer's exact address cannot end its
+/// session with a BYE naming an SSRC the viewer never reported from, nor with the first RR
+/// and a BYE in one compound; the session keeps streaming; the viewer's own BYE still works.
+#[test]
+fn a_spoofed_udp_bye_does_not_end_the_session() {
+    let server = Server::start_logged(&["--shards", "1"]);
+    let (mut s, ssrc) = play_udp(&server);
+    let server_rtcp = {
+        let mut a = s.server_rtp[0];
+        a.set_port(a.port() + 1);
+        a
+    };
+    let (url, session) = (s.url.clone(), s.session.clone());
+    let rtcp = &s.socks[0].1;
+    // Unknown SSRC, before any report.
+    rtcp.send_to(&bare_rr_bye(0x5555), server_rtcp).unwrap();
+    assert_eq!(
+        byes_refused_reach(&server, 1),
+        1,
+        "the spoofed BYE is refused"
+    );
+    // The first RR (about our video SSRC) and a BYE in one compound.
+    rtcp.send_to(&rr_bye(0x1234, ssrc), server_rtcp).unwrap();
+    assert_eq!(
+        byes_refused_reach(&server, 2),
+        2,
+        "same-compound BYE refused"
+    );
+    // An SSRC other than the one the viewer reported from.
+    rtcp.send_to(&bare_rr_bye(0x5555), server_rtcp).unwrap();
+    assert_eq!(byes_refused_reach(&server, 3), 3, "other-SSRC BYE refused");
+
+    // Still streaming: after the refusals were counted, drop what is queued and wait for new RTP.
+    let video = &s.socks[0].0;
+    video.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    while video.recv(&mut buf).is_ok() {}
+    video.set_nonblocking(false).unwrap();
+    video
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let n = video
+        .recv(&mut buf)
+        .expect("RTP keeps coming after the spoofed BYEs");
+    assert_eq!(parse_rtp(&buf[..n]).expect("RTP").ssrc, ssrc);
+    assert_eq!(
+        s.rtsp
+            .request("GET_PARAMETER", &url, &[("Session", &session)])
+            .status,
+        200
+    );
+
+    // The viewer's BYE, from the SSRC it reported from in an earlier packet, ends it.
+    rtcp.send_to(&bare_rr_bye(0x1234), server_rtcp).unwrap();
+    assert!(
+        wait_for_bye(rtcp, Duration::from_secs(3)),
+        "the shard answers with its own BYE"
+    );
+    assert!(session_status_becomes(&mut s.rtsp, &url, &session, 454));
+    let metrics = server.http_get("/metrics").text();
+    assert!(
+        metrics.contains("shardcast_rtcp_byes_refused_total 3"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn with_statistics_off_rtcp_is_only_liveness() {
     let server = Server::start(&["--shards", "1", "--stats", "off"]);
     let (mut s, ssrc) = play_udp(&server);
     let mut server_rtcp = s.server_rtp[0];
     server_rtcp.set_port(server_rtcp.port() + 1);
+    // A BYE that would count with statistics on: an RR first, then RR + BYE.
+    s.socks[0]
+        .1
+        .send_to(&rr(0x1234, ssrc), server_rtcp)
+        .unwrap();
     s.socks[0]
         .1
         .send_to(&rr_bye(0x1234, ssrc), server_rtcp)
@@ -171,7 +279,24 @@ fn an_interleaved_viewer_bye_ends_its_session() {
         200,
         "an invalid BYE is not trusted"
     );
+    // The first RR and a BYE in one frame: refused; so is a BYE naming an SSRC the viewer
+    // never reported from (issue 13 item 6).
     rtsp.send_raw(&frame(&rr_bye(0x1234, ssrc)));
+    assert_eq!(
+        byes_refused_reach(&server, 1),
+        1,
+        "same-compound BYE refused"
+    );
+    rtsp.send_raw(&frame(&bare_rr_bye(0x5555)));
+    assert_eq!(byes_refused_reach(&server, 2), 2, "other-SSRC BYE refused");
+    assert_eq!(
+        rtsp.request("GET_PARAMETER", &url, &[("Session", &session)])
+            .status,
+        200,
+        "a refused BYE ends nothing"
+    );
+    // A BYE from the SSRC the viewer reported from in an earlier frame ends the session.
+    rtsp.send_raw(&frame(&bare_rr_bye(0x1234)));
     assert!(
         session_status_becomes(&mut rtsp, &url, &session, 454),
         "the interleaved BYE ended the session"

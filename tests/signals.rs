@@ -171,7 +171,10 @@ fn sighup_rotates_the_admin_token_and_play_token_settings() {
             http,
             "POST",
             "/api/v1/play",
-            &[("Authorization", &format!("Bearer {admin}"))],
+            &[
+                ("Authorization", &format!("Bearer {admin}")),
+                ("Content-Type", "application/json"),
+            ],
             br#"{"stream":"sample"}"#,
         )
     };

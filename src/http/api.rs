@@ -9,7 +9,7 @@
 //! | GET | `sessions/{id}` | `Session`, 404 |
 //! | DELETE | `sessions/{id}` | 204 (admin), 404 |
 //! | GET | `stats?history=N` | `Stats` |
-//! | POST | `play` | `PlayGrant` (admin) |
+//! | POST | `play` | `PlayGrant` (admin; body `application/json`, else 415) |
 //! | GET | `openapi.json` | the description itself |
 //!
 //! Errors are `{"error": "..."}` with a 4xx status.
@@ -174,13 +174,32 @@ pub async fn handle(
     no_store(r)
 }
 
+/// True when a `Content-Type` value names `application/json`: type and subtype compared
+/// case-insensitively, parameters such as `; charset=utf-8` allowed (RFC 9110 §8.3.1).
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+        .is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"))
+}
+
 /// `POST /api/v1/play`: reads a bounded JSON body within the body timeout and signs a URL.
+///
+/// The body must be declared `application/json` (else 415, RFC 9110 §15.5.16): an HTML form
+/// on another site can only send `text/plain`, urlencoded or multipart bodies without a CORS
+/// preflight, so it cannot reach this call from an admin's browser.
 async fn play(
     api: &dyn ControlApi,
     req: Request<Incoming>,
     host: Option<String>,
     limits: &HttpLimits,
 ) -> HttpResponse {
+    if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+        return json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be Content-Type: application/json",
+        );
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -281,5 +300,20 @@ mod tests {
         assert_eq!(lifetime(&req(None)), Ok(Duration::from_secs(300)));
         assert_eq!(lifetime(&req(Some(0))), Err(PlayError::BadLifetime));
         assert_eq!(lifetime(&req(Some(86_401))), Err(PlayError::BadLifetime));
+    }
+
+    #[test]
+    fn only_json_bodies_are_json() {
+        let is = |v: &'static str| is_json(Some(&HeaderValue::from_static(v)));
+        assert!(is("application/json"));
+        assert!(is("Application/JSON; charset=utf-8"));
+        assert!(is(" application/json ;charset=UTF-8"));
+        assert!(!is("text/plain"));
+        assert!(!is("text/plain; x=application/json"));
+        assert!(!is("application/x-www-form-urlencoded"));
+        assert!(!is("multipart/form-data; boundary=x"));
+        assert!(!is("application/jsonx"));
+        assert!(!is(""));
+        assert!(!is_json(None));
     }
 }

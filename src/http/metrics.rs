@@ -143,7 +143,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "shardcast_gso_sends_total",
             "UDP GSO sends (one syscall entry carrying several datagrams).",
@@ -178,6 +178,11 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "shardcast_rtcp_byes_total",
             "Viewers that ended their session with RTCP BYE.",
             t.rtcp_byes,
+        ),
+        (
+            "shardcast_rtcp_byes_refused_total",
+            "RTCP BYEs ignored: they named no SSRC the viewer had reported from before.",
+            t.rtcp_byes_refused,
         ),
         (
             "shardcast_nat_keepalives_total",

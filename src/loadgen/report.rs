@@ -15,7 +15,7 @@ pub struct BenchReport {
     pub started_unix_secs: u64,
     /// The command line.
     pub command: String,
-    /// Kernel release, cores.
+    /// Kernel release, the machine's cores and the shard cores ([`machine_line`]).
     pub machine: String,
     /// Core placement.
     pub placement: Placement,
@@ -194,6 +194,41 @@ pub fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
         }
     }
     Some(t)
+}
+
+/// The report's machine line: kernel release, the machine's online CPU cores and, when the
+/// bench started the server itself, its shard cores, e.g. "Linux 6.8.0, 2 cores (1 shard
+/// core)". `shards` is `None` against a server given by `--url` (its shards are unknown).
+pub fn machine_line(kernel: &str, cores: usize, shards: Option<usize>) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let shard_part = match shards {
+        Some(n) => format!(" ({n} shard core{})", plural(n)),
+        None => String::new(),
+    };
+    format!(
+        "Linux {}, {cores} core{}{shard_part}",
+        kernel.trim(),
+        plural(cores)
+    )
+}
+
+/// Online CPUs listed in `/proc/cpuinfo` text (one `processor` line each). Unlike
+/// `std::thread::available_parallelism`, this does not shrink to the calling thread's
+/// affinity mask, which the bench has pinned to one core by the time it writes the report.
+pub fn cpuinfo_cores(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+        .count()
+}
+
+/// The machine's online CPU cores, whatever the calling thread's affinity: counted from
+/// `/proc/cpuinfo`, else `available_parallelism` (0 when neither answers).
+pub fn machine_cores() -> usize {
+    match std::fs::read_to_string("/proc/cpuinfo").map(|t| cpuinfo_cores(&t)) {
+        Ok(n) if n > 0 => n,
+        _ => std::thread::available_parallelism().map_or(0, |n| n.get()),
+    }
 }
 
 /// "This machine served N viewers of an X Mbit/s stream per shard core with L% loss".
@@ -555,6 +590,39 @@ mod tests {
         assert_eq!(nice_max(0.07), 0.1);
         assert_eq!(nice_max(130.0), 200.0);
         assert_eq!(nice_max(4800.0), 5000.0);
+    }
+
+    #[test]
+    fn the_machine_line_says_cores_and_shard_cores_apart() {
+        assert_eq!(
+            machine_line("6.8.0-45-generic\n", 2, Some(1)),
+            "Linux 6.8.0-45-generic, 2 cores (1 shard core)"
+        );
+        assert_eq!(
+            machine_line("6.8.0", 8, Some(4)),
+            "Linux 6.8.0, 8 cores (4 shard cores)"
+        );
+        assert_eq!(machine_line("6.8.0", 1, None), "Linux 6.8.0, 1 core");
+        let cpuinfo = "processor\t: 0\nmodel name\t: X\n\nprocessor\t: 1\nmodel name\t: X\n";
+        assert_eq!(cpuinfo_cores(cpuinfo), 2);
+        assert_eq!(cpuinfo_cores(""), 0);
+    }
+
+    /// The bug behind issue 13 item 13: the bench pins its thread to one core before it
+    /// writes the report, and `available_parallelism` then answers 1 on any machine.
+    #[test]
+    fn machine_cores_ignores_the_callers_affinity() {
+        let online = cpuinfo_cores(&std::fs::read_to_string("/proc/cpuinfo").unwrap());
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        let pinned = std::thread::spawn(move || {
+            if let Some(first) = ids.first() {
+                assert!(core_affinity::set_for_current(*first));
+            }
+            machine_cores()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pinned, online);
     }
 
     #[test]

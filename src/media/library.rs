@@ -5,9 +5,19 @@
 //! `rtsp::uri` (no `.`/`..`, no separators inside a segment); the library adds a supported
 //! extension, canonicalizes the result and refuses anything whose real path (after symlinks)
 //! is not under the canonical root. Nothing outside the root is ever opened for serving.
+//!
+//! Listing (`MediaLibrary::list`) walks the root's real directories only: it does not descend
+//! through symlinked directories, and it visits each directory once, identified by (device,
+//! inode), so neither a symlink loop (`root/a/loop -> ..`) nor a bind mount of a parent can
+//! list a file twice or walk to the depth limit. A symlinked directory inside the root names a
+//! directory the walk reaches under its real path anyway (one pointing outside is refused), so
+//! nothing is lost from the list; a stream name through such a link still resolves, by the
+//! canonicalization rule above. Symlinked *files* inside the root are listed under their own
+//! names when their target lies under the root.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -258,7 +268,11 @@ impl MediaLibrary {
             Source::Bundled(f) => vec![f.name.clone()],
             Source::Root(root) => {
                 let mut names = Vec::new();
-                scan(root, root, 0, &mut names);
+                let mut visited = HashSet::new();
+                if let Ok(meta) = std::fs::metadata(root) {
+                    visited.insert((meta.dev(), meta.ino()));
+                }
+                scan(root, root, 0, &mut visited, &mut names);
                 names.sort();
                 names
             }
@@ -355,7 +369,16 @@ fn find_file(root: &Path, segments: &[String]) -> Option<PathBuf> {
     None
 }
 
-fn scan(root: &Path, dir: &Path, depth: usize, out: &mut Vec<String>) {
+/// Lists the media files under `dir` into `out`. Descends into real subdirectories only
+/// (not through symlinks), each at most once by (device, inode) in `visited`, at most
+/// [`MAX_SCAN_DEPTH`] levels deep.
+fn scan(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    visited: &mut HashSet<(u64, u64)>,
+    out: &mut Vec<String>,
+) {
     if depth > MAX_SCAN_DEPTH {
         return;
     }
@@ -364,15 +387,28 @@ fn scan(root: &Path, dir: &Path, depth: usize, out: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            // `file_type` does not follow symlinks: this is a real directory. Its (device,
+            // inode) still guards against bind mounts that loop back up the tree.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if visited.insert((meta.dev(), meta.ino())) {
+                scan(root, &path, depth + 1, visited, out);
+            }
+            continue;
+        }
         let Ok(real) = path.canonicalize() else {
             continue;
         };
-        if !real.starts_with(root) {
+        if !real.starts_with(root) || !real.is_file() {
+            // Outside the root, or a symlinked directory (not descended, see the module doc).
             continue;
         }
-        if real.is_dir() {
-            scan(root, &path, depth + 1, out);
-        } else if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             if MEDIA_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
                 if let Ok(rel) = path.with_extension("").strip_prefix(root) {
                     let name: Vec<String> = rel
@@ -435,6 +471,38 @@ mod tests {
             lib.resolve(&segs("bad")),
             Err(LibraryError::Media { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Issue 13 item 10: a looping directory symlink used to be followed to the depth limit
+    /// (43 files became 3,716 entries); every file is now listed once, under its real path.
+    #[test]
+    fn directory_symlink_loops_list_each_file_once() {
+        let dir = std::env::temp_dir().join(format!("shardcast-loop-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("top.mp4"), b"x").unwrap();
+        std::fs::write(root.join("a/one.mp4"), b"x").unwrap();
+        std::fs::write(root.join("a/b/two.mp4"), b"x").unwrap();
+        std::os::unix::fs::symlink("..", root.join("a/loop")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("a/b/up")).unwrap();
+        // A link to a directory elsewhere inside the root: not descended, still resolvable.
+        std::os::unix::fs::symlink("a/b", root.join("alias")).unwrap();
+        std::fs::write(root.join("a/b/clip.mp4"), SAMPLE_MP4).unwrap();
+
+        let lib = MediaLibrary::from_root(&root).unwrap();
+        assert_eq!(
+            lib.list(),
+            vec![
+                "a/b/clip".to_owned(),
+                "a/b/two".to_owned(),
+                "a/one".to_owned(),
+                "top".to_owned()
+            ]
+        );
+        let (f, used) = lib.resolve(&segs("alias/clip")).unwrap();
+        assert_eq!((f.name.as_str(), used), ("alias/clip", 2));
+        assert!(lib.resolve(&segs("a/loop/a/b/clip")).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -37,7 +37,7 @@ use crate::shard::{
 use crate::stats::hub::Hub;
 use crate::stats::{
     digest_rtcp, EndReason, SessionHandle, SessionMeta, ShardEvent, TrackKey,
-    Transport as StatsTransport, EVENT_QUEUE_DEPTH,
+    Transport as StatsTransport, ViewerSsrcs, EVENT_QUEUE_DEPTH,
 };
 use crate::wire::ntp::NtpTime;
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
@@ -77,6 +77,9 @@ struct SessionRecord {
     activity: Arc<Activity>,
     /// Connection that set up interleaved tracks (they die with it) and its writer.
     tcp_conn: Option<(u64, Arc<InterleavedSink>)>,
+    /// SSRCs the viewer sent interleaved reports about our tracks from; an interleaved BYE
+    /// must name one (RFC 3550 §6.6).
+    viewer_ssrcs: ViewerSsrcs,
     peer: SocketAddr,
     /// Average bitrate committed against the shard's bandwidth limit.
     bitrate_bps: u64,
@@ -1206,6 +1209,7 @@ impl Control {
                 on_shard: false,
                 activity: Arc::new(Activity::default()),
                 tcp_conn: None,
+                viewer_ssrcs: ViewerSsrcs::default(),
                 peer: conn.peer,
                 bitrate_bps: media.bitrate_bps(),
                 origin: conn.sink.clone(),
@@ -1484,8 +1488,10 @@ impl Control {
 
     /// RTCP that arrived interleaved on connection `conn`, channel `channel` (RFC 2326
     /// §10.12): digested with the tracks of the session whose RTCP channel it is (RFC 3550
-    /// §6.4), counted in the hub; a BYE ends the session (§6.6). With `--stats off`, or on a
-    /// channel that is no track's RTCP channel (RTP from the client), it is liveness only.
+    /// §6.4), counted in the hub; a BYE ends the session (§6.6) if it names an SSRC the viewer
+    /// reported from in an earlier frame (others are counted and ignored). With `--stats off`,
+    /// or on a channel that is no track's RTCP channel (RTP from the client), it is liveness
+    /// only.
     fn interleaved_rtcp(&self, conn: u64, channel: u8, payload: &[u8]) {
         if !self.config.stats {
             return;
@@ -1493,7 +1499,7 @@ impl Control {
         // The sessions of this connection receiving RTCP on `channel`: usually one, but a
         // client may run several sessions on one connection with the same channel numbers;
         // the one whose SSRCs the report names is meant.
-        let candidates: Vec<(SessionId, Vec<TrackKey>)> = self
+        let candidates: Vec<(SessionId, Vec<TrackKey>, ViewerSsrcs)> = self
             .sessions
             .borrow()
             .iter()
@@ -1512,7 +1518,7 @@ impl Control {
                         clock_rate_hz: r.media.index.tracks[t.track_index].codec.clock_rate_hz(),
                     })
                     .collect();
-                (id, keys)
+                (id, keys, r.viewer_ssrcs)
             })
             .collect();
         if candidates.is_empty() {
@@ -1523,7 +1529,7 @@ impl Control {
         hub.interleaved_rtcp.received += 1;
         let digests = candidates
             .iter()
-            .map(|(id, keys)| digest_rtcp(payload, keys, arrival).map(|d| (*id, d)));
+            .map(|(id, keys, known)| digest_rtcp(payload, keys, arrival, *known).map(|d| (*id, d)));
         let best = match digests.collect::<Result<Vec<_>, _>>() {
             Ok(all) => all.into_iter().min_by_key(|(_, d)| d.unknown_ssrc_blocks),
             Err(e) => {
@@ -1537,6 +1543,13 @@ impl Control {
         };
         hub.interleaved_rtcp.unknown_ssrc += u64::from(digest.unknown_ssrc_blocks);
         hub.record_receptions(id, &digest.receptions);
+        if let Some(rec) = self.sessions.borrow_mut().get_mut(&id) {
+            rec.viewer_ssrcs = digest.viewer_ssrcs;
+        }
+        if digest.bye_refused {
+            hub.interleaved_rtcp.byes_refused += 1;
+            tracing::debug!(session = %format_args!("{id:016X}"), "interleaved RTCP BYE ignored: it names no SSRC the viewer reported from before (RFC 3550 §6.6)");
+        }
         if digest.bye {
             hub.interleaved_rtcp.byes += 1;
             drop(hub);

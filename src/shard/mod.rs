@@ -205,6 +205,9 @@ pub struct ShardCounters {
     pub rtcp_unknown_ssrc: AtomicU64,
     /// Sessions ended by the viewer's RTCP BYE.
     pub rtcp_byes: AtomicU64,
+    /// RTCP BYEs ignored because they named no SSRC the viewer had reported from before
+    /// (RFC 3550 §6.6; a spoofed BYE from the viewer's address).
+    pub rtcp_byes_refused: AtomicU64,
     /// Statistics reports not sent because the control thread's queue was full (their
     /// report blocks and lateness go with the next report).
     pub reports_dropped: AtomicU64,

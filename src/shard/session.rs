@@ -19,7 +19,7 @@ use crate::live::LiveChannel;
 use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
-use crate::stats::{TrackKey, TrackReception, MAX_TRACKS};
+use crate::stats::{TrackKey, TrackReception, ViewerSsrcs, MAX_TRACKS};
 
 /// Interval between RTCP sender reports per track (RFC 3550 §6.2 recommends 5 s minimum).
 pub(super) const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -107,6 +107,9 @@ pub(super) struct ShardSession {
     /// Latest report block per track received since the last shard report; taken (reset to
     /// `None`) when the report goes out.
     pub(super) receptions: [Option<TrackReception>; MAX_TRACKS],
+    /// SSRCs the viewer has reported about our tracks from; its BYE must name one
+    /// (RFC 3550 §6.6, see `stats::reception`).
+    pub(super) viewer_ssrcs: ViewerSsrcs,
     /// RTP packets sent since the session began (all tracks; queued for UDP, written for TCP).
     pub(super) packets_total: u64,
     /// RTP bytes (header + payload) of those packets.
@@ -161,6 +164,7 @@ impl ShardSession {
             live_lag: Duration::ZERO,
             track_keys,
             receptions: [None; MAX_TRACKS],
+            viewer_ssrcs: ViewerSsrcs::default(),
             packets_total: 0,
             bytes_total: 0,
         })

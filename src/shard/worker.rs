@@ -563,7 +563,8 @@ impl Worker {
 
     /// Reads RTCP (and NAT keep-alives) from both server ports: arrival from a viewer's address
     /// is liveness; with statistics on, RTCP is validated and its report blocks stored in the
-    /// session for the next report, and a BYE ends the session (RFC 3550 §6.6).
+    /// session for the next report, and a BYE ends the session (RFC 3550 §6.6) if it names an
+    /// SSRC the viewer reported from in an earlier packet (others are counted and ignored).
     ///
     /// Distrust: a datagram only ever updates the session whose address sent it, and only for
     /// that session's SSRCs; invalid packets are counted and dropped whole. Work per datagram
@@ -625,7 +626,13 @@ impl Worker {
                 let arrival = NtpTime::from_system_time(
                     std::time::UNIX_EPOCH + Duration::from_nanos(datagram.arrival_ns),
                 );
-                match digest_rtcp_into(bytes, &s.track_keys, arrival, &mut s.receptions) {
+                match digest_rtcp_into(
+                    bytes,
+                    &s.track_keys,
+                    arrival,
+                    &mut s.receptions,
+                    &mut s.viewer_ssrcs,
+                ) {
                     Err(e) => {
                         self.counters.rtcp_invalid.fetch_add(1, Ordering::Relaxed);
                         tracing::trace!(shard = self.index, session = %format_args!("{:016X}", s.id), "RTCP dropped: {e}");
@@ -639,6 +646,11 @@ impl Worker {
                         }
                         if summary.bye && !byes.contains(&s.id) {
                             byes.push(s.id);
+                        } else if summary.bye_refused {
+                            self.counters
+                                .rtcp_byes_refused
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(shard = self.index, session = %format_args!("{:016X}", s.id), "RTCP BYE ignored: it names no SSRC the viewer reported from before (RFC 3550 §6.6)");
                         }
                     }
                 }
@@ -1463,10 +1475,16 @@ mod tests {
         assert!(r.w.by_id.contains_key(&7), "an invalid BYE ends nothing");
         assert!(r.events.try_recv().is_err());
 
-        // A valid RR + BYE on the RTP port (where NAT keep-alives arrive).
+        // An RR about our video track first (as ffmpeg and GStreamer send), then a valid
+        // RR + BYE from the same SSRC on the RTP port (where NAT keep-alives arrive).
+        a.rtcp
+            .send_to(&rr(0x1234, &[(0xA000_0000, 0, 0, 0, 0)]), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_received) == 3);
         let bye = with_bye(rr(0x1234, &[]), 0x1234);
         a.rtp.send_to(&bye, r.server_rtp).unwrap();
         r.drain_until(later, |c| get(&c.rtcp_byes) == 1);
+        assert_eq!(get(&r.counters.rtcp_byes_refused), 0);
         assert!(!r.w.by_id.contains_key(&7));
         assert!(r.w.by_id.contains_key(&8));
         assert_eq!(r.counters.sessions.load(Ordering::Relaxed), 1);
@@ -1491,6 +1509,51 @@ mod tests {
         let report = r.report();
         assert_eq!(report.sessions.len(), 1);
         assert_eq!(report.sessions[0].id, 8);
+    }
+
+    /// Issue 13 item 6: a BYE from the viewer's address ends its session only if it names an
+    /// SSRC the viewer reported about our tracks from in an earlier datagram (RFC 3550 §6.6).
+    /// A BYE naming an unknown SSRC, or riding in the same compound as the first RR, is
+    /// counted and ignored, and the session keeps streaming.
+    #[test]
+    fn a_bye_must_name_an_ssrc_the_viewer_reported_from_earlier() {
+        let mut r = rig(true, 16);
+        let t0 = Instant::now();
+        let a = r.add_session(7, 0xA000_0000, t0);
+        let later = Instant::now() + Duration::from_secs(1000);
+        // A spoofer knowing the viewer's address but nothing else.
+        a.rtcp
+            .send_to(&with_bye(rr(0x5555, &[]), 0x5555), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_byes_refused) == 1);
+        // The first RR about our SSRC and a BYE in one compound: the RR vouches for later
+        // packets only.
+        let first = with_bye(rr(0x1234, &[(0xA000_0001, 0, 0, 0, 0)]), 0x1234);
+        a.rtcp.send_to(&first, r.server_rtcp).unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_byes_refused) == 2);
+        // Now the viewer's SSRC is known, but a BYE naming another one still ends nothing.
+        a.rtcp
+            .send_to(&with_bye(rr(0x5555, &[]), 0x5555), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_byes_refused) == 3);
+        assert_eq!(get(&r.counters.rtcp_byes), 0);
+        assert!(r.w.by_id.contains_key(&7));
+        assert!(r.events.try_recv().is_err());
+        // The session still streams.
+        let sent = get(&r.counters.packets);
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(500) {
+            now += Duration::from_millis(5);
+            r.w.send_due(now);
+        }
+        assert!(get(&r.counters.packets) > sent);
+        // The viewer's own BYE, from the SSRC it reported from earlier, ends it.
+        a.rtcp
+            .send_to(&with_bye(rr(0x1234, &[]), 0x1234), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_byes) == 1);
+        assert!(!r.w.by_id.contains_key(&7));
+        assert_eq!(get(&r.counters.rtcp_byes_refused), 3);
     }
 
     /// Packets flowing fill the lateness histogram (one value per packet, bounded by the tick)
@@ -1667,7 +1730,11 @@ mod tests {
         a.rtcp
             .send_to(&rr(1, &[(0xA000_0000, 11, 0, 0, 0)]), r.server_rtcp)
             .unwrap();
-        r.drain_until(later, |c| get(&c.rtcp_received) == 1);
+        // B reports before its BYE, so the BYE counts (RFC 3550 §6.6).
+        b.rtcp
+            .send_to(&rr(2, &[(0xB000_0000, 0, 0, 0, 0)]), r.server_rtcp)
+            .unwrap();
+        r.drain_until(later, |c| get(&c.rtcp_received) == 2);
         r.w.report(); // fills the queue
         let t = Instant::now();
         r.w.report();
@@ -1680,7 +1747,7 @@ mod tests {
         a.rtcp
             .send_to(&rr(1, &[(0xA000_0000, 33, 0, 0, 0)]), r.server_rtcp)
             .unwrap();
-        r.drain_until(later, |c| get(&c.rtcp_received) == 3);
+        r.drain_until(later, |c| get(&c.rtcp_received) == 4);
         assert!(!r.w.by_id.contains_key(&8), "the BYE took effect at once");
         assert_eq!(r.w.undelivered_ends, vec![(8, EndReason::ClientBye)]);
         r.w.report();

@@ -100,6 +100,8 @@ pub struct InterleavedRtcp {
     pub unknown_ssrc: u64,
     /// Viewers that ended their session with an interleaved RTCP BYE.
     pub byes: u64,
+    /// Interleaved BYEs ignored: they named no SSRC the viewer had reported from before.
+    pub byes_refused: u64,
 }
 
 /// The aggregate state.
@@ -219,6 +221,9 @@ pub struct Totals {
     pub rtcp_unknown_ssrc: u64,
     /// Viewers that ended their session with RTCP BYE.
     pub rtcp_byes: u64,
+    /// RTCP BYEs ignored because they named no SSRC the viewer had reported from before
+    /// (RFC 3550 §6.6).
+    pub rtcp_byes_refused: u64,
     /// Shard reports dropped because the control thread's queue was full.
     pub reports_dropped: u64,
     /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
@@ -564,6 +569,7 @@ impl Hub {
             t.rtcp_unknown_source += get(&c.rtcp_unknown_source);
             t.rtcp_unknown_ssrc += get(&c.rtcp_unknown_ssrc);
             t.rtcp_byes += get(&c.rtcp_byes);
+            t.rtcp_byes_refused += get(&c.rtcp_byes_refused);
             t.reports_dropped += get(&c.reports_dropped);
             t.nat_keepalives += get(&c.nat_keepalives);
             t.live_packetizations += get(&c.live_packetizations);
@@ -572,6 +578,7 @@ impl Hub {
         t.rtcp_invalid += self.interleaved_rtcp.invalid;
         t.rtcp_unknown_ssrc += self.interleaved_rtcp.unknown_ssrc;
         t.rtcp_byes += self.interleaved_rtcp.byes;
+        t.rtcp_byes_refused += self.interleaved_rtcp.byes_refused;
         t.packets_per_syscall = if t.send_syscalls == 0 {
             0.0
         } else {

@@ -28,7 +28,8 @@ use hdrhistogram::Histogram;
 use crate::shard::send::UnknownChoice;
 use crate::shard::SessionId;
 pub use reception::{
-    digest_rtcp, digest_rtcp_into, RtcpDigest, RtcpSummary, TrackKey, TrackReception, MAX_TRACKS,
+    digest_rtcp, digest_rtcp_into, RtcpDigest, RtcpSummary, TrackKey, TrackReception, ViewerSsrcs,
+    MAX_TRACKS,
 };
 
 /// How often a shard sends its [`ShardReport`].

@@ -8,6 +8,13 @@
 //! NTP timestamp of the last SR it saw (LSR) and how long ago that was (DLSR), so
 //! `RTT = A − LSR − DLSR` where `A` is our own NTP clock at arrival, in the same 1/65536 s
 //! units (RFC 3550 §6.4.1, figure 2). Our SRs are stamped with the same wall clock.
+//!
+//! A BYE (RFC 3550 §6.6) ends a session only when it names an SSRC the viewer has already
+//! reported from: [`ViewerSsrcs`] remembers the sender SSRCs of earlier valid SRs and RRs
+//! (§6.4.1, §6.4.2) that carried a report block about one of the session's own SSRCs. A
+//! packet's own reports are learned only after its BYE is judged, so an RR and a BYE in one
+//! compound do not vouch for each other: someone who can send from the viewer's address must
+//! also know one of our SSRCs and have reported with the BYE's SSRC earlier.
 
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{visit_compound, ReportBlock, RtcpError, RtcpItem};
@@ -51,6 +58,46 @@ impl TrackReception {
     }
 }
 
+/// How many SSRCs one viewer is remembered by (one per track at most in practice: ffmpeg
+/// reports from one SSRC, GStreamer from one per stream). When full, the oldest is forgotten.
+pub const MAX_VIEWER_SSRCS: usize = 4;
+
+/// The SSRCs a viewer has sent valid reports about our tracks from, the ones its BYE may
+/// name (RFC 3550 §6.6). Fixed size: kept in every session without allocating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewerSsrcs {
+    ssrcs: [u32; MAX_VIEWER_SSRCS],
+    len: u8,
+    /// Slot the next SSRC replaces once all are used.
+    next: u8,
+}
+
+impl ViewerSsrcs {
+    /// True when the viewer has reported from `ssrc`.
+    pub fn knows(&self, ssrc: u32) -> bool {
+        self.ssrcs[..usize::from(self.len)].contains(&ssrc)
+    }
+
+    /// Remembers `ssrc`, forgetting the oldest when all slots are used.
+    pub fn learn(&mut self, ssrc: u32) {
+        if self.knows(ssrc) {
+            return;
+        }
+        if usize::from(self.len) < MAX_VIEWER_SSRCS {
+            self.ssrcs[usize::from(self.len)] = ssrc;
+            self.len += 1;
+        } else {
+            self.ssrcs[usize::from(self.next)] = ssrc;
+            self.next = (self.next + 1) % MAX_VIEWER_SSRCS as u8;
+        }
+    }
+
+    /// The remembered SSRCs.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ssrcs[..usize::from(self.len)]
+    }
+}
+
 /// Everything a compound RTCP packet told us.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RtcpDigest {
@@ -58,8 +105,13 @@ pub struct RtcpDigest {
     pub receptions: Vec<TrackReception>,
     /// Report blocks naming an SSRC that is not one of this session's tracks (ignored).
     pub unknown_ssrc_blocks: u32,
-    /// The receiver said BYE (RFC 3550 §6.6): its session should end.
+    /// The receiver said BYE for an SSRC it had reported from before (RFC 3550 §6.6): its
+    /// session should end.
     pub bye: bool,
+    /// The packet held a BYE naming no SSRC the viewer had reported from: ignored.
+    pub bye_refused: bool,
+    /// The viewer's SSRCs after this packet (the caller keeps them for the next one).
+    pub viewer_ssrcs: ViewerSsrcs,
 }
 
 /// What [`digest_rtcp_into`] found besides the receptions it stored.
@@ -69,24 +121,32 @@ pub struct RtcpSummary {
     pub receptions: u32,
     /// Report blocks naming an SSRC that is not one of this session's tracks (ignored).
     pub unknown_ssrc_blocks: u32,
-    /// The receiver said BYE (RFC 3550 §6.6): its session should end.
+    /// The receiver said BYE for an SSRC it had reported from before (RFC 3550 §6.6): its
+    /// session should end.
     pub bye: bool,
+    /// The packet held a BYE naming no SSRC the viewer had reported from: ignored.
+    pub bye_refused: bool,
 }
 
-/// Parses and validates `datagram` and extracts the report blocks about `tracks`.
+/// Parses and validates `datagram` and extracts the report blocks about `tracks`; `known`
+/// are the viewer's SSRCs before this packet (see [`digest_rtcp_into`]).
 ///
 /// Invalid packets are rejected whole (RFC 3550 Appendix A.2): nothing of them is trusted.
 pub fn digest_rtcp(
     datagram: &[u8],
     tracks: &[TrackKey],
     arrival: NtpTime,
+    known: ViewerSsrcs,
 ) -> Result<RtcpDigest, RtcpError> {
     let mut latest = [None; MAX_TRACKS];
-    let summary = digest_rtcp_into(datagram, tracks, arrival, &mut latest)?;
+    let mut viewer_ssrcs = known;
+    let summary = digest_rtcp_into(datagram, tracks, arrival, &mut latest, &mut viewer_ssrcs)?;
     Ok(RtcpDigest {
         receptions: latest.into_iter().flatten().collect(),
         unknown_ssrc_blocks: summary.unknown_ssrc_blocks,
         bye: summary.bye,
+        bye_refused: summary.bye_refused,
+        viewer_ssrcs,
     })
 }
 
@@ -94,19 +154,34 @@ pub fn digest_rtcp(
 /// stores the last report block about each of `tracks` in `latest[track position]` (slots of
 /// tracks the packet does not mention are left as they were). `latest` is untouched when the
 /// packet is invalid. Blocks about tracks at positions past [`MAX_TRACKS`] are dropped.
+///
+/// A BYE counts ([`RtcpSummary::bye`]) only if one of the SSRCs it names is in `viewer`
+/// already (RFC 3550 §6.6); otherwise it is [`RtcpSummary::bye_refused`]. Then, if the packet
+/// is valid, the sender SSRC of each SR or RR in it that carried a block about one of
+/// `tracks` is added to `viewer`, for the packets that follow.
 pub fn digest_rtcp_into(
     datagram: &[u8],
     tracks: &[TrackKey],
     arrival: NtpTime,
     latest: &mut [Option<TrackReception>; MAX_TRACKS],
+    viewer: &mut ViewerSsrcs,
 ) -> Result<RtcpSummary, RtcpError> {
     let mut fresh: [Option<TrackReception>; MAX_TRACKS] = [None; MAX_TRACKS];
     let mut summary = RtcpSummary::default();
+    let mut reporter = None;
+    let mut reporters = ViewerSsrcs::default();
+    let mut bye_seen = false;
+    let known = *viewer;
     visit_compound(datagram, |item| match item {
-        RtcpItem::Bye => summary.bye = true,
+        RtcpItem::Report { ssrc } => reporter = Some(ssrc),
+        RtcpItem::Bye => bye_seen = true,
+        RtcpItem::ByeSource(ssrc) => summary.bye |= known.knows(ssrc),
         RtcpItem::Block(block) => match tracks.iter().position(|t| t.ssrc == block.ssrc) {
             None => summary.unknown_ssrc_blocks = summary.unknown_ssrc_blocks.saturating_add(1),
             Some(pos) => {
+                if let Some(r) = reporter {
+                    reporters.learn(r);
+                }
                 if let Some(slot) = fresh.get_mut(pos) {
                     *slot = Some(reception_from_block(
                         pos,
@@ -124,6 +199,10 @@ pub fn digest_rtcp_into(
         if new.is_some() {
             *slot = new;
         }
+    }
+    summary.bye_refused = bye_seen && !summary.bye;
+    for &ssrc in reporters.as_slice() {
+        viewer.learn(ssrc);
     }
     Ok(summary)
 }
@@ -223,7 +302,7 @@ mod tests {
                 (0xDEAD_BEEF, 255, 1, 0, 0),
             ],
         );
-        let d = digest_rtcp(&rr, &[VIDEO, AUDIO], arrival).unwrap();
+        let d = digest_rtcp(&rr, &[VIDEO, AUDIO], arrival, ViewerSsrcs::default()).unwrap();
         assert_eq!(d.unknown_ssrc_blocks, 1);
         assert!(!d.bye);
         let audio = d.receptions.iter().find(|r| r.track == 1).unwrap();
@@ -239,13 +318,96 @@ mod tests {
         assert_eq!(video.rtt_ms, None);
     }
 
+    /// `pkt` followed by a BYE naming `ssrcs`.
+    fn with_bye(mut pkt: Vec<u8>, ssrcs: &[u32]) -> Vec<u8> {
+        pkt.extend_from_slice(&[0x80 | ssrcs.len() as u8, 203, 0, ssrcs.len() as u8]);
+        for s in ssrcs {
+            pkt.extend_from_slice(&s.to_be_bytes());
+        }
+        pkt
+    }
+
     #[test]
-    fn bye_is_reported() {
-        let mut pkt = receiver_report(7, &[]);
-        pkt.extend_from_slice(&[0x81, 203, 0, 1, 0, 0, 0, 7]);
-        let d = digest_rtcp(&pkt, &[VIDEO], NtpTime(0)).unwrap();
+    fn a_bye_counts_only_for_an_ssrc_reported_from_in_an_earlier_packet() {
+        let t = [VIDEO, AUDIO];
+        let mut viewer = ViewerSsrcs::default();
+        let mut latest = [None; MAX_TRACKS];
+        let mut digest =
+            |pkt: &[u8], v: &mut ViewerSsrcs| digest_rtcp_into(pkt, &t, NtpTime(0), &mut latest, v);
+        // No report yet: a BYE (here behind an RR without blocks) is refused.
+        let s = digest(&with_bye(receiver_report(7, &[]), &[7]), &mut viewer).unwrap();
+        assert!(!s.bye && s.bye_refused);
+        // The first RR about our track and a BYE in the same compound: still refused.
+        let rr = receiver_report(7, &[(VIDEO.ssrc, 0, 0, 0, 0)]);
+        let s = digest(&with_bye(rr.clone(), &[7]), &mut viewer).unwrap();
+        assert!(
+            !s.bye && s.bye_refused,
+            "an RR does not vouch for its own compound"
+        );
+        assert_eq!(
+            viewer.as_slice(),
+            &[7],
+            "but it is learned for later packets"
+        );
+        // Now a BYE naming another SSRC is refused, one naming 7 (among others) counts.
+        let s = digest(&with_bye(receiver_report(9, &[]), &[9]), &mut viewer).unwrap();
+        assert!(!s.bye && s.bye_refused);
+        let s = digest(&with_bye(receiver_report(9, &[]), &[9, 7]), &mut viewer).unwrap();
+        assert!(s.bye && !s.bye_refused);
+        // A packet without BYE is neither.
+        let s = digest(&rr, &mut viewer).unwrap();
+        assert!(!s.bye && !s.bye_refused);
+        // A BYE naming nobody is refused.
+        let s = digest(&with_bye(receiver_report(7, &[]), &[]), &mut viewer).unwrap();
+        assert!(!s.bye && s.bye_refused);
+    }
+
+    #[test]
+    fn only_valid_reports_about_our_tracks_teach_a_viewer_ssrc() {
+        let mut viewer = ViewerSsrcs::default();
+        // A report about someone else's SSRC teaches nothing.
+        let d = digest_rtcp(
+            &receiver_report(5, &[(0xDEAD_BEEF, 0, 0, 0, 0)]),
+            &[VIDEO],
+            NtpTime(0),
+            viewer,
+        )
+        .unwrap();
+        assert_eq!(d.viewer_ssrcs, viewer);
+        // Nor does an invalid compound, even with a good block in it.
+        let mut bad = receiver_report(5, &[(VIDEO.ssrc, 0, 0, 0, 0)]);
+        bad.extend_from_slice(&[0x81, 203, 0, 5, 0, 0, 0, 5]);
+        let mut latest = [None; MAX_TRACKS];
+        assert!(digest_rtcp_into(&bad, &[VIDEO], NtpTime(0), &mut latest, &mut viewer).is_err());
+        assert_eq!(viewer, ViewerSsrcs::default());
+        // An SR's sender SSRC counts like an RR's.
+        let mut sr = vec![0x81, 200, 0, 12, 0, 0, 0, 6];
+        sr.extend_from_slice(&[0; 20]);
+        sr.extend_from_slice(&receiver_report(0, &[(VIDEO.ssrc, 0, 0, 0, 0)])[8..]);
+        let d = digest_rtcp(&sr, &[VIDEO], NtpTime(0), viewer).unwrap();
+        assert_eq!(d.viewer_ssrcs.as_slice(), &[6]);
+        let d = digest_rtcp(
+            &with_bye(receiver_report(6, &[]), &[6]),
+            &[VIDEO],
+            NtpTime(0),
+            d.viewer_ssrcs,
+        )
+        .unwrap();
         assert!(d.bye);
-        assert!(d.receptions.is_empty());
+    }
+
+    #[test]
+    fn viewer_ssrcs_are_bounded_and_forget_the_oldest() {
+        let mut v = ViewerSsrcs::default();
+        for ssrc in 1..=MAX_VIEWER_SSRCS as u32 {
+            v.learn(ssrc);
+            v.learn(ssrc);
+        }
+        assert_eq!(v.as_slice().len(), MAX_VIEWER_SSRCS);
+        v.learn(100);
+        assert!(!v.knows(1) && v.knows(2) && v.knows(100));
+        v.learn(101);
+        assert!(!v.knows(2) && v.knows(3) && v.knows(101));
     }
 
     #[test]
@@ -253,13 +415,14 @@ mod tests {
         let arrival = NtpTime(0x0001_0000u64 << 16);
         let mut latest = [None; MAX_TRACKS];
         let rr = receiver_report(7, &[(VIDEO.ssrc, 10, 900, 0, 0)]);
-        let s = digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest).unwrap();
+        let mut v = ViewerSsrcs::default();
+        let s = digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest, &mut v).unwrap();
         assert_eq!(s.receptions, 1);
         assert_eq!(latest[0].unwrap().fraction_lost, 10);
         assert_eq!(latest[1], None);
         // A later report about audio only leaves the video slot as it was.
         let rr = receiver_report(7, &[(AUDIO.ssrc, 20, 480, 0, 0)]);
-        digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest).unwrap();
+        digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest, &mut v).unwrap();
         assert_eq!(latest[0].unwrap().fraction_lost, 10);
         assert_eq!(latest[1].unwrap().fraction_lost, 20);
         // A valid RR followed by a broken packet changes nothing.
@@ -267,7 +430,7 @@ mod tests {
         let mut bad = receiver_report(7, &[(VIDEO.ssrc, 99, 1, 0, 0)]);
         bad.extend_from_slice(&[0x81, 203, 0, 5, 0, 0, 0, 7]);
         assert_eq!(
-            digest_rtcp_into(&bad, &[VIDEO, AUDIO], arrival, &mut latest),
+            digest_rtcp_into(&bad, &[VIDEO, AUDIO], arrival, &mut latest, &mut v),
             Err(RtcpError::LengthOverrun)
         );
         assert_eq!(latest, before);
@@ -277,9 +440,15 @@ mod tests {
     fn invalid_packets_are_rejected_whole() {
         let mut rr = receiver_report(7, &[(VIDEO.ssrc, 10, 1, 0, 0)]);
         rr[0] = 0x41; // version 1
-        assert!(digest_rtcp(&rr, &[VIDEO], NtpTime(0)).is_err());
+        assert!(digest_rtcp(&rr, &[VIDEO], NtpTime(0), ViewerSsrcs::default()).is_err());
         let rr = receiver_report(7, &[(VIDEO.ssrc, 10, 1, 0, 0)]);
-        assert!(digest_rtcp(&rr[..rr.len() - 1], &[VIDEO], NtpTime(0)).is_err());
-        assert!(digest_rtcp(&[], &[VIDEO], NtpTime(0)).is_err());
+        assert!(digest_rtcp(
+            &rr[..rr.len() - 1],
+            &[VIDEO],
+            NtpTime(0),
+            ViewerSsrcs::default()
+        )
+        .is_err());
+        assert!(digest_rtcp(&[], &[VIDEO], NtpTime(0), ViewerSsrcs::default()).is_err());
     }
 }

@@ -166,11 +166,15 @@ pub fn fuzz_rtcp(data: &[u8]) {
             let expected: Vec<RtcpItem> = packets
                 .iter()
                 .flat_map(|p| match p {
-                    RtcpPacket::SenderReport { blocks, .. }
-                    | RtcpPacket::ReceiverReport { blocks, .. } => {
-                        blocks.iter().copied().map(RtcpItem::Block).collect()
+                    RtcpPacket::SenderReport { ssrc, blocks, .. }
+                    | RtcpPacket::ReceiverReport { ssrc, blocks } => {
+                        std::iter::once(RtcpItem::Report { ssrc: *ssrc })
+                            .chain(blocks.iter().copied().map(RtcpItem::Block))
+                            .collect()
                     }
-                    RtcpPacket::Bye { .. } => vec![RtcpItem::Bye],
+                    RtcpPacket::Bye { ssrcs } => std::iter::once(RtcpItem::Bye)
+                        .chain(ssrcs.iter().copied().map(RtcpItem::ByeSource))
+                        .collect(),
                     _ => Vec::new(),
                 })
                 .collect();
@@ -383,10 +387,18 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
 /// What [`visit_compound`] shows of a compound packet: the parts a sender's statistics use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RtcpItem {
+    /// The SSRC of the sender of an SR or RR (RFC 3550 §6.4.1, §6.4.2), shown before the
+    /// report's blocks.
+    Report {
+        /// The reporter's SSRC.
+        ssrc: u32,
+    },
     /// A reception report block of an SR or RR (RFC 3550 §6.4.1, §6.4.2).
     Block(ReportBlock),
-    /// A BYE packet (RFC 3550 §6.6).
+    /// A BYE packet (RFC 3550 §6.6), shown before the sources it names.
     Bye,
+    /// One SSRC a BYE packet names (RFC 3550 §6.6: SC sources), after its [`RtcpItem::Bye`].
+    ByeSource(u32),
 }
 
 /// Validates `buf` exactly as [`parse_compound`] does (the same checks, in the same order,
@@ -402,16 +414,25 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
         match pt {
             PT_SR => {
                 let blocks = report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?;
+                on(RtcpItem::Report {
+                    ssrc: be32(body, 0)?,
+                });
                 blocks.for_each(|b| on(RtcpItem::Block(b)));
             }
             PT_RR => {
                 let blocks = report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?;
+                on(RtcpItem::Report {
+                    ssrc: be32(body, 0)?,
+                });
                 blocks.for_each(|b| on(RtcpItem::Block(b)));
             }
             PT_SDES => walk_sdes(body, count, |_, _| {})?,
             PT_BYE => {
                 check_bye(body, count)?;
                 on(RtcpItem::Bye);
+                for i in 0..count {
+                    on(RtcpItem::ByeSource(be32(body, 4 * i)?));
+                }
             }
             PT_APP => check_app(body)?,
             _ => {}
@@ -840,7 +861,15 @@ mod tests {
         let RtcpPacket::ReceiverReport { blocks, .. } = &parse_compound(&good).unwrap()[0] else {
             panic!("expected RR")
         };
-        assert_eq!(seen, vec![RtcpItem::Block(blocks[0]), RtcpItem::Bye]);
+        assert_eq!(
+            seen,
+            vec![
+                RtcpItem::Report { ssrc: 0x42 },
+                RtcpItem::Block(blocks[0]),
+                RtcpItem::Bye,
+                RtcpItem::ByeSource(0x42)
+            ]
+        );
         assert_eq!(blocks[0].ssrc, 9);
         // Every accepted and rejected example of the other tests, through both validators.
         let mut cases: Vec<Vec<u8>> = vec![
