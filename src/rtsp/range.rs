@@ -17,7 +17,7 @@
 //!   finite are rejected.
 //!
 //! [`vod_play_window`] turns a PLAY's Range into where a stored presentation starts and
-//! stops.
+//! stops; [`check_rate`] checks the `Scale` and `Speed` headers PLAY answers with `1`.
 
 use crate::rtsp::msg::StatusCode;
 use crate::shard::PlayEnd;
@@ -155,6 +155,43 @@ pub fn vod_play_window(range: Option<&str>, duration_secs: f64) -> Result<PlayWi
         Some(NptTime::Seconds(e)) => PlayEnd::At(e),
     };
     Ok(PlayWindow { start, end })
+}
+
+/// Why a `Scale` or `Speed` header was refused: 400 Bad Request (RFC 2326 §11; the value is
+/// malformed, so no 45x code fits: 456 is for a valid header the resource cannot act on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    /// Not a number in the header's grammar (§12.34, §12.35).
+    #[error("not a decimal number")]
+    Malformed,
+    /// `Speed` zero: RFC 7826 §18.50 declares it invalid (and its grammar has no sign).
+    #[error("speed must be positive")]
+    NotPositive,
+}
+
+/// Which rate header [`check_rate`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateHeader {
+    /// `Scale` (RFC 2326 §12.34): `[ "-" ] 1*DIGIT [ "." *DIGIT ]`; negative plays backwards.
+    Scale,
+    /// `Speed` (RFC 2326 §12.35): `1*DIGIT [ "." *DIGIT ]`, positive (RFC 7826 §18.50).
+    Speed,
+}
+
+/// Checks a `Scale` or `Speed` value and returns it. The server cannot change either, so
+/// PLAY answers with the value actually used, `1` (§12.34: "the response MUST contain the
+/// actual scale value chosen by the server"; §12.35 likewise for Speed).
+pub fn check_rate(header: RateHeader, value: &str) -> Result<f64, RateError> {
+    let value = value.trim();
+    let (negative, digits) = match (header, value.strip_prefix('-')) {
+        (RateHeader::Scale, Some(rest)) => (true, rest),
+        _ => (false, value),
+    };
+    let v = decimal(digits).map_err(|_| RateError::Malformed)?;
+    if header == RateHeader::Speed && v <= 0.0 {
+        return Err(RateError::NotPositive);
+    }
+    Ok(if negative { -v } else { v })
 }
 
 /// Formats a range with millisecond precision: `npt=5.000-10.000` or `npt=5.000-`.
@@ -411,6 +448,37 @@ mod tests {
         }
         assert_eq!(RangeError::Empty.status(), StatusCode::InvalidRange);
         assert_eq!(RangeError::PastEnd.status(), StatusCode::InvalidRange);
+    }
+
+    /// RFC 2326 §12.34 Scale `[ "-" ] 1*DIGIT [ "." *DIGIT ]`, §12.35 Speed without a sign
+    /// and positive (RFC 7826 §18.50).
+    #[test]
+    fn scale_and_speed_values() {
+        use RateHeader::{Scale, Speed};
+        assert_eq!(check_rate(Scale, "1"), Ok(1.0));
+        assert_eq!(check_rate(Scale, " -1000 "), Ok(-1000.0));
+        assert_eq!(check_rate(Scale, "-3.5"), Ok(-3.5));
+        assert_eq!(check_rate(Scale, "0.5"), Ok(0.5));
+        assert_eq!(check_rate(Scale, "2."), Ok(2.0));
+        assert_eq!(check_rate(Speed, "2.5"), Ok(2.5));
+        assert_eq!(check_rate(Speed, "1"), Ok(1.0));
+        for (h, v) in [
+            (Scale, ""),
+            (Scale, "fast"),
+            (Scale, "--1"),
+            (Scale, "+2"),
+            (Scale, "1e3"),
+            (Scale, "nan"),
+            (Scale, ".5"),
+            (Scale, "1,5"),
+            (Speed, "-1"),
+            (Speed, "x"),
+            (Speed, "1.0-2.0"),
+        ] {
+            assert_eq!(check_rate(h, v), Err(RateError::Malformed), "{h:?} {v:?}");
+        }
+        assert_eq!(check_rate(Speed, "0"), Err(RateError::NotPositive));
+        assert_eq!(check_rate(Speed, "0.000"), Err(RateError::NotPositive));
     }
 
     #[test]

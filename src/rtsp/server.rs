@@ -20,7 +20,7 @@ use super::admission::{Admission, Refused};
 use super::auth::{Authenticator, Verdict};
 use super::msg::{Method, Request, Response, StatusCode};
 use super::parse::{parse_message, Limits, Parsed};
-use super::range::{format_npt_range, vod_play_window};
+use super::range::{check_rate, format_npt_range, vod_play_window, RateHeader};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
@@ -1132,6 +1132,16 @@ impl Control {
             };
             let duration = rec.media.duration().as_secs_f64();
             let live = self.channel_of(&rec.media).is_some();
+            // RFC 2326 §12.34/§12.35: no trick play yet, so a Scale or Speed is checked and
+            // answered with the rate actually used, 1.
+            for (name, header) in [("Scale", RateHeader::Scale), ("Speed", RateHeader::Speed)] {
+                if let Some(Err(e)) = req.header(name).map(|v| check_rate(header, v)) {
+                    return refuse(Refusal::because(
+                        StatusCode::BadRequest,
+                        format!("{name}: {e}"),
+                    ));
+                }
+            }
             let window = match req.header("Range") {
                 // A live channel cannot seek: every PLAY joins at the live edge, whatever
                 // Range asks (players such as ffmpeg always send `npt=0.000-`).
@@ -1228,7 +1238,7 @@ impl Control {
                 )
             })
             .collect();
-        Outcome {
+        let mut outcome = Outcome {
             response: Response::new(StatusCode::Ok)
                 .header(
                     "Range",
@@ -1243,7 +1253,13 @@ impl Control {
             close: false,
             after_response: Some((shard, ShardCommand::Start { id })),
             reason: None,
+        };
+        for name in ["Scale", "Speed"] {
+            if req.header(name).is_some() {
+                outcome.response = outcome.response.header(name, "1");
+            }
         }
+        outcome
     }
 
     async fn pause(&self, req: &Request) -> Outcome {
