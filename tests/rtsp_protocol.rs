@@ -246,3 +246,47 @@ fn packets_are_paced_in_real_time_not_burst() {
         max - median
     );
 }
+
+/// RFC 2326 §12.34/§12.35 for a server without trick play: a PLAY with `Scale` (here the
+/// `Scale: -1000` a rewind button sends) or `Speed` is answered with the rate actually used,
+/// 1 ("the response MUST contain the actual scale value chosen by the server"); without
+/// them the answer names neither. A value that is not a number, or a Speed that is not
+/// positive (RFC 7826 §18.50), is 400 Bad Request. Fails on a server that ignores both
+/// headers: it answers 200 with no `Scale` at all.
+#[test]
+fn scale_and_speed_are_answered_with_the_rate_actually_used() {
+    let server = common::Server::start(&[]);
+    let mut s = setup_udp(&server);
+    let session = s.session.clone();
+    let mut play = |extra: &[(&str, &str)]| {
+        let mut headers = vec![("Session", session.as_str())];
+        headers.extend_from_slice(extra);
+        s.rtsp.request("PLAY", &s.url, &headers)
+    };
+    let r = play(&[("Scale", "-1000")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Scale"), Some("1"), "§12.34: the scale used");
+    assert_eq!(r.header("Speed"), None);
+    let r = play(&[("Speed", "2.5")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Speed"), Some("1"), "§12.35: the speed used");
+    assert_eq!(r.header("Scale"), None);
+    let r = play(&[("Scale", "0.5"), ("Speed", "1.0")]);
+    assert_eq!(
+        (r.header("Scale"), r.header("Speed")),
+        (Some("1"), Some("1"))
+    );
+    let r = play(&[]);
+    assert_eq!(r.status, 200);
+    assert_eq!((r.header("Scale"), r.header("Speed")), (None, None));
+    for bad in [
+        ("Scale", "fast"),
+        ("Scale", ""),
+        ("Scale", "1e3"),
+        ("Speed", "-1"),
+        ("Speed", "0"),
+        ("Speed", "two"),
+    ] {
+        assert_eq!(play(&[bad]).status, 400, "{bad:?}");
+    }
+}

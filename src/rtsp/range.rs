@@ -15,8 +15,12 @@
 //!   error maps to 457 Invalid Range (§11.3.5).
 //! - The grammar has no sign, exponent, `inf` or `nan`; values too large to be
 //!   finite are rejected.
+//!
+//! [`vod_play_window`] turns a PLAY's Range into where a stored presentation starts and
+//! stops; [`check_rate`] checks the `Scale` and `Speed` headers PLAY answers with `1`.
 
 use crate::rtsp::msg::StatusCode;
+use crate::shard::PlayEnd;
 
 /// One end of an NPT range (§3.6).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +55,13 @@ pub enum RangeError {
     /// The end precedes the start; → 457.
     #[error("range end precedes start")]
     Reversed,
+    /// A PLAY range that contains nothing: its end is not after its start, or is `now`
+    /// on stored media; → 457.
+    #[error("range is empty")]
+    Empty,
+    /// A PLAY range starting after the end of the media; → 457.
+    #[error("range starts after the end of the media")]
+    PastEnd,
 }
 
 impl RangeError {
@@ -58,9 +69,11 @@ impl RangeError {
     pub fn status(&self) -> StatusCode {
         match self {
             RangeError::UnsupportedUnit(_) => StatusCode::NotImplemented,
-            RangeError::Malformed | RangeError::OutOfRange | RangeError::Reversed => {
-                StatusCode::InvalidRange
-            }
+            RangeError::Malformed
+            | RangeError::OutOfRange
+            | RangeError::Reversed
+            | RangeError::Empty
+            | RangeError::PastEnd => StatusCode::InvalidRange,
         }
     }
 }
@@ -104,6 +117,81 @@ pub fn parse_range(value: &str) -> Result<NptRange, RangeError> {
         }
     }
     Ok(range)
+}
+
+/// Where a PLAY of a stored presentation starts and stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayWindow {
+    /// Seek target in seconds; `None` resumes where paused (no Range, or `now`).
+    pub start: Option<f64>,
+    /// Where to stop.
+    pub end: PlayEnd,
+}
+
+/// Reads a PLAY's `Range` header for stored media of `duration_secs` (RFC 2326 §12.29,
+/// §10.5): no header resumes and keeps the previous end; a start past the duration, an end
+/// not after the start and an end of `now` are refused (457, §11); an end past the duration
+/// is clamped to it.
+pub fn vod_play_window(range: Option<&str>, duration_secs: f64) -> Result<PlayWindow, RangeError> {
+    let Some(value) = range else {
+        return Ok(PlayWindow {
+            start: None,
+            end: PlayEnd::Keep,
+        });
+    };
+    let r = parse_range(value)?;
+    let start = match r.start {
+        NptTime::Now => None,
+        NptTime::Seconds(s) if s <= duration_secs => Some(s),
+        NptTime::Seconds(_) => return Err(RangeError::PastEnd),
+    };
+    let end = match r.end {
+        None => PlayEnd::Media,
+        Some(NptTime::Now) => return Err(RangeError::Empty),
+        Some(NptTime::Seconds(e)) if start.is_some_and(|s| e <= s) => {
+            return Err(RangeError::Empty)
+        }
+        Some(NptTime::Seconds(e)) if e >= duration_secs => PlayEnd::Media,
+        Some(NptTime::Seconds(e)) => PlayEnd::At(e),
+    };
+    Ok(PlayWindow { start, end })
+}
+
+/// Why a `Scale` or `Speed` header was refused: 400 Bad Request (RFC 2326 §11; the value is
+/// malformed, so no 45x code fits: 456 is for a valid header the resource cannot act on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    /// Not a number in the header's grammar (§12.34, §12.35).
+    #[error("not a decimal number")]
+    Malformed,
+    /// `Speed` zero: RFC 7826 §18.50 declares it invalid (and its grammar has no sign).
+    #[error("speed must be positive")]
+    NotPositive,
+}
+
+/// Which rate header [`check_rate`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateHeader {
+    /// `Scale` (RFC 2326 §12.34): `[ "-" ] 1*DIGIT [ "." *DIGIT ]`; negative plays backwards.
+    Scale,
+    /// `Speed` (RFC 2326 §12.35): `1*DIGIT [ "." *DIGIT ]`, positive (RFC 7826 §18.50).
+    Speed,
+}
+
+/// Checks a `Scale` or `Speed` value and returns it. The server cannot change either, so
+/// PLAY answers with the value actually used, `1` (§12.34: "the response MUST contain the
+/// actual scale value chosen by the server"; §12.35 likewise for Speed).
+pub fn check_rate(header: RateHeader, value: &str) -> Result<f64, RateError> {
+    let value = value.trim();
+    let (negative, digits) = match (header, value.strip_prefix('-')) {
+        (RateHeader::Scale, Some(rest)) => (true, rest),
+        _ => (false, value),
+    };
+    let v = decimal(digits).map_err(|_| RateError::Malformed)?;
+    if header == RateHeader::Speed && v <= 0.0 {
+        return Err(RateError::NotPositive);
+    }
+    Ok(if negative { -v } else { v })
 }
 
 /// Formats a range with millisecond precision: `npt=5.000-10.000` or `npt=5.000-`.
@@ -318,6 +406,79 @@ mod tests {
             parse_range(&format_npt_range(62.5, Some(70.0))),
             Ok(secs(62.5, Some(70.0)))
         );
+    }
+
+    /// RFC 2326 §12.29/§10.5 for stored media of 10 s: the end is kept, clamped or refused.
+    #[test]
+    fn play_windows() {
+        let w = |v: Option<&str>| vod_play_window(v, 10.0);
+        let ok = |start: Option<f64>, end: PlayEnd| Ok(PlayWindow { start, end });
+        // No Range: resume and keep the previous end (§10.5).
+        assert_eq!(w(None), ok(None, PlayEnd::Keep));
+        // openRTSP -d 10 on a longer file; the acceptance's `npt=0-3`.
+        assert_eq!(w(Some("npt=0.000-3.000")), ok(Some(0.0), PlayEnd::At(3.0)));
+        assert_eq!(w(Some("npt=0-3")), ok(Some(0.0), PlayEnd::At(3.0)));
+        // No end: to the end of the media, replacing any previous end.
+        assert_eq!(w(Some("npt=2-")), ok(Some(2.0), PlayEnd::Media));
+        // No start: from 0.
+        assert_eq!(w(Some("npt=-4")), ok(Some(0.0), PlayEnd::At(4.0)));
+        // `now` on stored media resumes; an end sets where the resumed play stops.
+        assert_eq!(w(Some("npt=now-")), ok(None, PlayEnd::Media));
+        assert_eq!(w(Some("npt=now-7")), ok(None, PlayEnd::At(7.0)));
+        // An end at or past the duration is the end of the media.
+        assert_eq!(w(Some("npt=1-10")), ok(Some(1.0), PlayEnd::Media));
+        assert_eq!(w(Some("npt=1-60.011")), ok(Some(1.0), PlayEnd::Media));
+        assert_eq!(w(Some("npt=10-")), ok(Some(10.0), PlayEnd::Media));
+        for (value, want) in [
+            ("npt=3-3", RangeError::Empty),
+            ("npt=0-0", RangeError::Empty),
+            ("npt=-0", RangeError::Empty),
+            ("npt=2-now", RangeError::Empty),
+            ("npt=10-10", RangeError::Empty),
+            ("npt=5-4", RangeError::Reversed),
+            ("npt=10.5-", RangeError::PastEnd),
+            ("npt=11-12", RangeError::PastEnd),
+            (
+                "smpte=0:00:01-",
+                RangeError::UnsupportedUnit("smpte".into()),
+            ),
+        ] {
+            let got = w(Some(value));
+            assert_eq!(got, Err(want), "{value:?}");
+        }
+        assert_eq!(RangeError::Empty.status(), StatusCode::InvalidRange);
+        assert_eq!(RangeError::PastEnd.status(), StatusCode::InvalidRange);
+    }
+
+    /// RFC 2326 §12.34 Scale `[ "-" ] 1*DIGIT [ "." *DIGIT ]`, §12.35 Speed without a sign
+    /// and positive (RFC 7826 §18.50).
+    #[test]
+    fn scale_and_speed_values() {
+        use RateHeader::{Scale, Speed};
+        assert_eq!(check_rate(Scale, "1"), Ok(1.0));
+        assert_eq!(check_rate(Scale, " -1000 "), Ok(-1000.0));
+        assert_eq!(check_rate(Scale, "-3.5"), Ok(-3.5));
+        assert_eq!(check_rate(Scale, "0.5"), Ok(0.5));
+        assert_eq!(check_rate(Scale, "2."), Ok(2.0));
+        assert_eq!(check_rate(Speed, "2.5"), Ok(2.5));
+        assert_eq!(check_rate(Speed, "1"), Ok(1.0));
+        for (h, v) in [
+            (Scale, ""),
+            (Scale, "fast"),
+            (Scale, "--1"),
+            (Scale, "+2"),
+            (Scale, "1e3"),
+            (Scale, "nan"),
+            (Scale, ".5"),
+            (Scale, "1,5"),
+            (Speed, "-1"),
+            (Speed, "x"),
+            (Speed, "1.0-2.0"),
+        ] {
+            assert_eq!(check_rate(h, v), Err(RateError::Malformed), "{h:?} {v:?}");
+        }
+        assert_eq!(check_rate(Speed, "0"), Err(RateError::NotPositive));
+        assert_eq!(check_rate(Speed, "0.000"), Err(RateError::NotPositive));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::auth::{Authenticator, Verdict};
 use super::log_limit::{Gate, LogLimiter, Suppressed};
 use super::msg::{Method, Request, Response, StatusCode};
 use super::parse::{parse_message, Limits, Parsed};
-use super::range::{format_npt_range, parse_range, NptTime};
+use super::range::{check_rate, format_npt_range, vod_play_window, RateHeader};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
@@ -1291,24 +1291,32 @@ impl Control {
             Ok(id) => id,
             Err(r) => return refuse(r),
         };
-        let (rx, shard_index, content_base, track_order, duration, live, token) = {
+        let (rx, shard_index, content_base, track_order, live, token) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(rec) = sessions.get_mut(&id) else {
                 return error(StatusCode::SessionNotFound);
             };
             let duration = rec.media.duration().as_secs_f64();
             let live = self.channel_of(&rec.media).is_some();
-            let start = match req.header("Range").map(parse_range) {
+            // RFC 2326 §12.34/§12.35: no trick play yet, so a Scale or Speed is checked and
+            // answered with the rate actually used, 1.
+            for (name, header) in [("Scale", RateHeader::Scale), ("Speed", RateHeader::Speed)] {
+                if let Some(Err(e)) = req.header(name).map(|v| check_rate(header, v)) {
+                    return refuse(Refusal::because(
+                        StatusCode::BadRequest,
+                        format!("{name}: {e}"),
+                    ));
+                }
+            }
+            let window = match req.header("Range") {
                 // A live channel cannot seek: every PLAY joins at the live edge, whatever
                 // Range asks (players such as ffmpeg always send `npt=0.000-`).
-                _ if live => None,
-                None => None,
-                Some(Err(e)) => return refuse(Refusal::because(e.status(), format!("Range: {e}"))),
-                Some(Ok(r)) => match r.start {
-                    NptTime::Now => None,
-                    NptTime::Seconds(s) if s <= duration => Some(s),
-                    NptTime::Seconds(_) => return error(StatusCode::InvalidRange),
-                },
+                _ if live => vod_play_window(None, duration),
+                range => vod_play_window(range, duration),
+            };
+            let window = match window {
+                Ok(w) => w,
+                Err(e) => return refuse(Refusal::because(e.status(), format!("Range: {e}"))),
             };
             let setup = (!rec.on_shard).then(|| {
                 Box::new(SessionSetup {
@@ -1326,7 +1334,8 @@ impl Control {
             if let Err(e) = self.shards[rec.shard].send(ShardCommand::Play {
                 id,
                 setup,
-                start_npt_secs: start,
+                start_npt_secs: window.start,
+                end: window.end,
                 reply: tx,
             }) {
                 tracing::warn!("{e}");
@@ -1345,7 +1354,6 @@ impl Control {
                 rec.shard,
                 self.content_base(conn, &rec.media),
                 order,
-                duration,
                 live,
                 rec.token.clone(),
             )
@@ -1397,14 +1405,14 @@ impl Control {
                 )
             })
             .collect();
-        Outcome {
+        let mut outcome = Outcome {
             response: Response::new(StatusCode::Ok)
                 .header(
                     "Range",
                     if live {
                         "npt=now-".to_owned()
                     } else {
-                        format_npt_range(started.start_npt_secs, Some(duration))
+                        format_npt_range(started.start_npt_secs, Some(started.end_npt_secs))
                     },
                 )
                 .header("RTP-Info", rtp_info.join(","))
@@ -1412,7 +1420,13 @@ impl Control {
             close: false,
             after_response: Some((shard, ShardCommand::Start { id })),
             reason: None,
+        };
+        for name in ["Scale", "Speed"] {
+            if req.header(name).is_some() {
+                outcome.response = outcome.response.header(name, "1");
+            }
         }
+        outcome
     }
 
     async fn pause(&self, req: &Request, caller: &Owner) -> Outcome {

@@ -129,8 +129,24 @@ pub struct TrackStart {
 pub struct PlayStarted {
     /// Normal play time the stream starts at (the keyframe at or before the requested time).
     pub start_npt_secs: f64,
+    /// Normal play time the stream stops at: the range's end (RFC 2326 §12.29), clamped to
+    /// the media's duration and not before the start; the duration when no end was asked.
+    pub end_npt_secs: f64,
     /// Per-track start points.
     pub tracks: Vec<TrackStart>,
+}
+
+/// Where a PLAY stops sending (the end of its `Range`, RFC 2326 §12.29).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlayEnd {
+    /// A PLAY without a `Range`: keep the end the last `Range` set (RFC 2326 §10.5: a PLAY
+    /// without a Range "plays until the end of the range").
+    Keep,
+    /// A `Range` without an end: play to the end of the media.
+    Media,
+    /// A `Range` ending at this normal play time, in seconds: samples presented at or after
+    /// it are not sent, on every track.
+    At(f64),
 }
 
 /// Commands from the control thread.
@@ -145,6 +161,8 @@ pub enum ShardCommand {
         setup: Option<Box<SessionSetup>>,
         /// Seek target in seconds, or resume where paused / start at 0.
         start_npt_secs: Option<f64>,
+        /// Where to stop (ignored by live sessions).
+        end: PlayEnd,
         /// Where the answer goes.
         reply: tokio::sync::oneshot::Sender<Option<PlayStarted>>,
     },

@@ -13,7 +13,7 @@ use socket2::SockAddr;
 
 use super::send::sock_addr;
 use super::{
-    Activity, InterleavedSink, SessionId, SessionSetup, TrackDest, TrackSetup, TrackStart,
+    Activity, InterleavedSink, PlayEnd, SessionId, SessionSetup, TrackDest, TrackSetup, TrackStart,
 };
 use crate::live::LiveChannel;
 use crate::media::track::{Track, TrackKind};
@@ -45,6 +45,10 @@ pub(super) struct TrackStream {
     pub(super) seq: u16,
     /// Index of the next sample to send.
     pub(super) next_sample: usize,
+    /// Index of the first sample not to send: the end of the PLAY range (RFC 2326 §12.29),
+    /// or the track's sample count. Set once per PLAY ([`ShardSession::set_end`]), so the
+    /// per-sample check is one comparison.
+    pub(super) stop_sample: usize,
     /// RTP packets sent (for SR, wraps per RFC 3550 §6.4.1).
     pub(super) packets_sent: u32,
     /// RTP payload octets sent (for SR).
@@ -91,6 +95,9 @@ pub(super) struct ShardSession {
     /// Wall-clock instant media time `play_start_npt` is due.
     pub(super) play_start: Instant,
     pub(super) play_start_npt: f64,
+    /// The end of the range being played (RFC 2326 §12.29), kept across PLAYs without a
+    /// `Range` (§10.5); `None` plays to the end of the media.
+    pub(super) end_npt: Option<f64>,
     /// Bumped on every PLAY/PAUSE so stale queue entries are ignored.
     pub(super) generation: u32,
     /// Set when a TCP viewer could not keep up; the worker cuts it off.
@@ -136,6 +143,7 @@ impl ShardSession {
                 seq: t.initial_seq,
                 rtp_dest,
                 next_sample: 0,
+                stop_sample: track.samples.len(),
                 packets_sent: 0,
                 octets_sent: 0,
                 last_sender_report: None,
@@ -157,6 +165,7 @@ impl ShardSession {
             state: PlayState::Paused,
             play_start: now,
             play_start_npt: 0.0,
+            end_npt: None,
             generation: 0,
             cut_off: false,
             unreachable: false,
@@ -182,6 +191,9 @@ impl ShardSession {
 
     /// When sample `sample_index` of stream `i` is due.
     pub(super) fn due(&self, i: usize, sample_index: usize) -> Option<Instant> {
+        if sample_index >= self.tracks[i].stop_sample {
+            return None;
+        }
         let track = self.track(i);
         let sample = track.samples.get(sample_index)?;
         let dts = Self::secs(track.dts_ticks(sample), track.timescale);
@@ -340,10 +352,219 @@ impl ShardSession {
         }
     }
 
-    /// True when every track has sent its last sample.
+    /// True when every track has sent its last sample (the last before the range's end).
     pub(super) fn all_tracks_done(&self) -> bool {
-        self.live.is_none()
-            && (0..self.tracks.len())
-                .all(|i| self.tracks[i].next_sample >= self.track(i).samples.len())
+        self.live.is_none() && self.tracks.iter().all(|t| t.next_sample >= t.stop_sample)
+    }
+
+    /// The end of the range being played in normal play time: the requested end clamped to
+    /// the media's duration, or the duration.
+    pub(super) fn end_secs(&self) -> f64 {
+        let duration = self.media.duration().as_secs_f64();
+        self.end_npt.map_or(duration, |e| e.min(duration))
+    }
+
+    /// Sets where play stops (RFC 2326 §12.29, §10.5): `end` replaces the kept end unless it
+    /// is [`PlayEnd::Keep`]; then each track stops at its first sample, in decode order from
+    /// its next sample on, presented at or after the end, so every track stops at the same
+    /// media time. (With B-frames, frames presented just before the end that follow such a
+    /// sample in decode order are not sent: they could not be decoded without it.) Live
+    /// sessions play on whatever the end. Returns the end played, not before `start`.
+    /// Called once per PLAY, after the start is positioned: a scan, not on the send path.
+    pub(super) fn set_end(&mut self, end: PlayEnd, start: f64) -> f64 {
+        if self.live.is_some() {
+            return self.end_secs();
+        }
+        match end {
+            PlayEnd::Keep => {}
+            PlayEnd::Media => self.end_npt = None,
+            PlayEnd::At(e) => self.end_npt = Some(e),
+        }
+        let end = self.end_secs().max(start);
+        let whole = self
+            .end_npt
+            .is_none_or(|e| e >= self.media.duration().as_secs_f64());
+        for i in 0..self.tracks.len() {
+            let track = self.track(i);
+            let len = track.samples.len();
+            let stop = if whole {
+                len
+            } else {
+                let from = self.tracks[i].next_sample.min(len);
+                track.samples[from..]
+                    .iter()
+                    .position(|s| Self::secs(track.pts_ticks(s), track.timescale) >= end)
+                    .map_or(len, |k| from + k)
+            };
+            self.tracks[i].stop_sample = stop;
+        }
+        end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::StartPolicy;
+    use crate::media::library::SAMPLE_MP4;
+
+    /// A session on the bundled 10 s sample (video track 0 with B-frames, AAC track 1),
+    /// watching `live` if given.
+    fn session(live: Option<Arc<LiveChannel>>) -> ShardSession {
+        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+        let dest = TrackDest::Udp {
+            rtp: "127.0.0.1:9".parse().unwrap(),
+            rtcp: "127.0.0.1:10".parse().unwrap(),
+        };
+        let tracks = (0..2)
+            .map(|i| TrackSetup {
+                track_index: i,
+                payload_type: 96 + i as u8,
+                ssrc: 7 + i as u32,
+                initial_seq: 0,
+                initial_rtptime: 0,
+                dest: dest.clone(),
+            })
+            .collect();
+        let setup = SessionSetup {
+            id: 1,
+            media,
+            tracks,
+            sink: None,
+            activity: Arc::new(Activity::default()),
+            payload_budget_bytes: 1200,
+            cname: "test".into(),
+            live,
+        };
+        ShardSession::new(setup, Instant::now()).unwrap()
+    }
+
+    fn pts_secs(s: &ShardSession, i: usize, k: usize) -> f64 {
+        let track = s.track(i);
+        ShardSession::secs(track.pts_ticks(&track.samples[k]), track.timescale)
+    }
+
+    /// Checks that track `i` sends exactly the samples from its next one presented before
+    /// `end`, in decode order up to the first presented at or after it.
+    fn assert_stops_at(s: &ShardSession, i: usize, end: f64) {
+        let t = &s.tracks[i];
+        let len = s.track(i).samples.len();
+        assert!(t.stop_sample <= len);
+        for k in t.next_sample..t.stop_sample {
+            assert!(
+                pts_secs(s, i, k) < end,
+                "track {i} sample {k} is before {end}"
+            );
+        }
+        if t.stop_sample < len {
+            assert!(
+                pts_secs(s, i, t.stop_sample) >= end,
+                "track {i} stops at a sample presented at or after {end}"
+            );
+        }
+        assert_eq!(
+            s.due(i, t.stop_sample),
+            None,
+            "track {i}: nothing due at its stop"
+        );
+        if t.next_sample < t.stop_sample {
+            assert!(s.due(i, t.stop_sample - 1).is_some());
+        }
+    }
+
+    /// RFC 2326 §12.29: a range end stops every track at the same media time; the stop is
+    /// the first sample in decode order presented at or after the end (the sample's P-frame
+    /// at 3.000 s; the B-frame at 2.960 s that follows it in decode order goes with it), and
+    /// audio stops at its first frame at or after 3 s. Fails if the end is ignored (stops at
+    /// the track's end) or cut by decode time.
+    #[test]
+    fn a_range_end_stops_each_track_at_its_first_sample_presented_at_or_after_it() {
+        let mut s = session(None);
+        let start = s.seek(0.0);
+        assert_eq!(start, 0.0);
+        assert_eq!(s.set_end(PlayEnd::At(3.0), start), 3.0);
+        for i in 0..2 {
+            assert_stops_at(&s, i, 3.0);
+            assert!(
+                s.tracks[i].stop_sample < s.track(i).samples.len(),
+                "track {i} stops before the end of the file"
+            );
+        }
+        // Video: the last frame sent is presented at 2.920 s, one 25 fps frame short of the
+        // 2.960 s B-frame that needs the 3.000 s P-frame.
+        let v = &s.tracks[0];
+        assert!((pts_secs(&s, 0, v.stop_sample) - 3.0).abs() < 1e-9);
+        let last_video = (v.next_sample..v.stop_sample)
+            .map(|k| pts_secs(&s, 0, k))
+            .fold(f64::MIN, f64::max);
+        assert!((last_video - 2.92).abs() < 1e-9, "{last_video}");
+        // Audio: its last frame starts within one AAC frame (1024/48000 s) of the end.
+        let a = &s.tracks[1];
+        let last_audio = pts_secs(&s, 1, a.stop_sample - 1);
+        assert!(
+            (3.0 - 1024.0 / 48000.0..3.0).contains(&last_audio),
+            "{last_audio}"
+        );
+
+        // Sending up to the stop ends the session's play: the end-of-stream condition.
+        assert!(!s.all_tracks_done());
+        for i in 0..2 {
+            s.tracks[i].next_sample = s.tracks[i].stop_sample;
+        }
+        assert!(s.all_tracks_done());
+        assert_eq!(s.end_secs(), 3.0);
+    }
+
+    /// §10.5: a PLAY without a Range keeps the end; a Range without one clears it; an end
+    /// past the duration is the duration; an end before the (resumed) start is the start.
+    #[test]
+    fn the_end_is_kept_replaced_and_clamped() {
+        let mut s = session(None);
+        let len = [s.track(0).samples.len(), s.track(1).samples.len()];
+        let start = s.seek(5.0);
+        assert_eq!(start, 4.0, "keyframe at or before 5 s");
+        assert_eq!(s.set_end(PlayEnd::At(7.5), start), 7.5);
+        assert_stops_at(&s, 0, 7.5);
+        assert_stops_at(&s, 1, 7.5);
+        let stops = [s.tracks[0].stop_sample, s.tracks[1].stop_sample];
+        // Paused at ~6 s, resumed without a Range: same end, same stops.
+        for (t, stop) in s.tracks.iter_mut().zip(stops) {
+            t.next_sample = (t.next_sample + stop) / 2;
+        }
+        let resume = s.position_secs();
+        assert_eq!(s.set_end(PlayEnd::Keep, resume), 7.5);
+        assert_eq!([s.tracks[0].stop_sample, s.tracks[1].stop_sample], stops);
+        // A Range without an end: to the end of the file.
+        let start = s.seek(1.0);
+        let duration = s.media.duration().as_secs_f64();
+        assert!((10.0..10.01).contains(&duration), "{duration}");
+        assert_eq!(s.set_end(PlayEnd::Media, start), duration);
+        assert_eq!([s.tracks[0].stop_sample, s.tracks[1].stop_sample], len);
+        assert_eq!(s.end_npt, None);
+        // Past the duration: the whole file, answered as the duration.
+        assert_eq!(s.set_end(PlayEnd::At(60.011), start), duration);
+        assert_eq!([s.tracks[0].stop_sample, s.tracks[1].stop_sample], len);
+        // Resumed past the end asked (`npt=now-2` at 4 s): nothing more is sent.
+        let start = s.seek(4.0);
+        assert_eq!(s.set_end(PlayEnd::At(2.0), start), start);
+        for i in 0..2 {
+            assert!(s.tracks[i].stop_sample <= s.tracks[i].next_sample + 1);
+            assert_stops_at(&s, i, start);
+        }
+    }
+
+    /// Live channels cannot stop early: an end leaves every track to the end of its loop
+    /// (where it wraps), so the channel plays on.
+    #[test]
+    fn a_live_session_ignores_the_end() {
+        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+        let ch = Arc::new(LiveChannel::new("live", media, 1200, StartPolicy::Delayed).unwrap());
+        let mut s = session(Some(ch));
+        s.join_live(Instant::now());
+        s.set_end(PlayEnd::At(0.5), 0.0);
+        for i in 0..2 {
+            assert_eq!(s.tracks[i].stop_sample, s.track(i).samples.len());
+        }
+        assert!(!s.all_tracks_done());
     }
 }

@@ -27,7 +27,7 @@ use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
 use super::timer_wheel::TimerWheel;
-use super::{PlayStarted, SessionId, ShardCommand, ShardCounters};
+use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::packetize::aac::MAX_AUS_PER_PACKET;
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
 use crate::stats::window::micros_histogram;
@@ -247,9 +247,10 @@ impl Worker {
                 id,
                 setup,
                 start_npt_secs,
+                end,
                 reply,
             } => {
-                let started = self.play(id, setup, start_npt_secs, now);
+                let started = self.play(id, setup, start_npt_secs, end, now);
                 let _ = reply.send(started);
             }
             ShardCommand::Pause { id, reply } => {
@@ -281,6 +282,7 @@ impl Worker {
         id: SessionId,
         setup: Option<Box<super::SessionSetup>>,
         start_npt_secs: Option<f64>,
+        end: PlayEnd,
         now: Instant,
     ) -> Option<PlayStarted> {
         if let Some(setup) = setup {
@@ -316,7 +318,8 @@ impl Worker {
                 0.0
             }
             Some(t) => s.seek(t),
-            None if s.all_tracks_done() => s.media.duration().as_secs_f64(),
+            // Played to the end of the range: resume there (a new end may extend it).
+            None if s.all_tracks_done() => s.end_secs(),
             None => {
                 let p = s.position_secs();
                 if p.is_finite() {
@@ -326,6 +329,7 @@ impl Worker {
                 }
             }
         };
+        let end = s.set_end(end, start);
         s.play_start = now;
         s.play_start_npt = start;
         // Primed: stale queue entries die with the old generation; `Start` begins sending.
@@ -333,6 +337,7 @@ impl Worker {
         s.state = PlayState::Paused;
         Some(PlayStarted {
             start_npt_secs: start,
+            end_npt_secs: end,
             tracks: s.track_starts(),
         })
     }
@@ -471,7 +476,7 @@ impl Worker {
                 to_cut.push(s.id);
                 continue;
             }
-            if s.tracks[i].next_sample >= s.track(i).samples.len() && s.all_tracks_done() {
+            if s.tracks[i].next_sample >= s.tracks[i].stop_sample && s.all_tracks_done() {
                 s.state = PlayState::Ended;
                 self.queue.push(
                     now + BYE_DELAY,
@@ -840,9 +845,10 @@ fn emit_sample(
     };
     // One sample per packet sequence, or a group of small AAC access units in one packet
     // (RFC 3640 §3.2.2), cut by sample index alone (as live.rs counts a channel's packets);
-    // a group never crosses the end of the track (a live loop point).
+    // a group never crosses the end of the track (a live loop point) or of the PLAY range.
+    let stop = s.tracks[i].stop_sample.clamp(next, track.samples.len());
     let group_len = s.tracks[i].packetizer.samples_per_packet(
-        &track.samples[next..],
+        &track.samples[next..stop],
         next as u64,
         track.timescale,
     );
@@ -1166,7 +1172,10 @@ mod tests {
                 cname: "test".into(),
                 live: None,
             };
-            assert!(self.w.play(id, Some(Box::new(setup)), None, t0).is_some());
+            assert!(self
+                .w
+                .play(id, Some(Box::new(setup)), None, PlayEnd::Keep, t0)
+                .is_some());
             self.w.start(id, t0);
         }
 
@@ -1205,7 +1214,10 @@ mod tests {
                 cname: "test".into(),
                 live: Some(ch.clone()),
             };
-            assert!(self.w.play(id, Some(Box::new(setup)), None, at).is_some());
+            assert!(self
+                .w
+                .play(id, Some(Box::new(setup)), None, PlayEnd::Keep, at)
+                .is_some());
             self.w.start(id, at);
         }
 
@@ -1638,6 +1650,84 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A PLAY range with an end (RFC 2326 §12.29, `Range: npt=0-3`) stops both tracks at that
+    /// media time, then does what the end of the file does: the session ends its play and
+    /// sends its RTCP BYEs after [`BYE_DELAY`] (RFC 3550 §6.6), staying until TEARDOWN.
+    /// Fails if the end is ignored: media past 3 s is sent and no BYE comes.
+    #[test]
+    fn a_range_end_stops_sending_there_and_sends_the_end_of_stream_bye() {
+        let mut r = rig(false, 16);
+        let t0 = Instant::now();
+        let v = r.add_session(7, 0xA000_0000, t0);
+        v.rtp.set_nonblocking(true).unwrap();
+        // A second PLAY (a seek) with an end, as `openRTSP -d 3` sends it.
+        let started =
+            r.w.play(7, None, Some(0.0), PlayEnd::At(3.0), t0)
+                .expect("session known");
+        assert_eq!((started.start_npt_secs, started.end_npt_secs), (0.0, 3.0));
+        r.w.start(7, t0);
+        let rates = [r.clock_rate(0), r.clock_rate(1)];
+        // Highest presentation time received per track, in seconds (RTP time 0 is npt 0).
+        let mut last = [f64::MIN; 2];
+        let mut packets = [0usize; 2];
+        let mut buf = [0u8; 2048];
+        let mut drain = |last: &mut [f64; 2], packets: &mut [usize; 2]| {
+            while let Ok(n) = v.rtp.recv(&mut buf) {
+                let buf = &buf[..n];
+                assert!(n > 14, "an RTP packet with a payload");
+                let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+                let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as i32;
+                let i = ssrcs(0xA000_0000)
+                    .iter()
+                    .position(|&s| s == ssrc)
+                    .expect("our SSRC");
+                packets[i] += 1;
+                // An aggregated AAC packet is stamped with its first frame's time; its last
+                // frame is 1024 ticks per further AU header later (RFC 3640 §3.2.1, §3.3.6).
+                let marker = buf[1] & 0x80 != 0;
+                let more = if i == 1 && marker {
+                    i64::from(u16::from_be_bytes([buf[12], buf[13]]) / 16).saturating_sub(1)
+                } else {
+                    0
+                };
+                let ticks = i64::from(ts) + more * 1024;
+                last[i] = last[i].max(ticks as f64 / f64::from(rates[i]));
+            }
+        };
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(3500) {
+            now += Duration::from_millis(20);
+            r.w.send_due(now);
+            drain(&mut last, &mut packets);
+        }
+        let slot = r.w.by_id[&7];
+        let s = r.w.sessions[slot].as_ref().unwrap();
+        assert_eq!(s.state, PlayState::Ended, "play ended at 3 s");
+        assert!(packets.iter().all(|&n| n > 0), "{packets:?}");
+        // Video (25 fps, B-frames): last presented frame 2.920 s; audio within one frame.
+        assert!((2.9..3.0).contains(&last[0]), "video up to {}", last[0]);
+        assert!(
+            (3.0 - 1024.0 / 48000.0..3.0).contains(&last[1]),
+            "audio up to {}",
+            last[1]
+        );
+        // The end-of-stream BYE, one per track, after BYE_DELAY.
+        r.w.send_due(now + BYE_DELAY + Duration::from_millis(5));
+        drain(&mut last, &mut packets);
+        assert!(last[0] < 3.0 && last[1] < 3.0, "nothing more after the end");
+        let mut byes = 0;
+        while byes < 2 {
+            let n = v.rtcp.recv(&mut buf).expect("an RTCP BYE per track");
+            if let Ok(p) = parse_compound(&buf[..n]) {
+                byes += usize::from(matches!(p.last(), Some(RtcpPacket::Bye { .. })));
+            }
+        }
+        assert!(
+            r.w.by_id.contains_key(&7),
+            "the session stays until TEARDOWN"
+        );
     }
 
     /// A shard far behind works through its backlog in passes of about [`PASS_WORK_LIMIT`],
