@@ -561,10 +561,21 @@ fn stats_command_prints_the_live_figures_once() {
     assert!(!out.contains('\x1b'), "--once prints plain text: {out:?}");
     assert!(out.contains("viewers 1 "), "{out}");
     assert!(out.contains("top sessions (1 of 1)"), "{out}");
+    // Sessions are listed by their API handle, never by the RTSP session id.
+    let listed = http_request(
+        server.http_addr(),
+        "GET",
+        "/api/v1/sessions",
+        &[("Authorization", &bearer(ADMIN))],
+        b"",
+    )
+    .json();
+    let handle = listed["sessions"][0]["id"].as_str().unwrap().to_owned();
+    assert!(!out.contains(&sid), "{out}");
     let row = out
         .lines()
-        .find(|l| l.starts_with(&sid))
-        .unwrap_or_else(|| panic!("session {sid} listed:\n{out}"));
+        .find(|l| l.starts_with(&handle))
+        .unwrap_or_else(|| panic!("session {handle} listed:\n{out}"));
     assert!(row.contains("sample") && row.contains(" udp "), "{row}");
     for label in ["jitter", "rtt", "lateness", "shard"] {
         assert!(
