@@ -130,10 +130,16 @@ fn the_page_shows_the_catalog_live_viewers_and_charts() {
         dom.contains("<tr data-stream=\"sample\" data-viewers=\"1\">"),
         "catalog row counts the viewer"
     );
+    // The page lists the session by its API handle, never by its RTSP session id.
+    let handle = server.http_get("/api/v1/sessions").json()["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        dom.contains(&format!("data-session=\"{sid}\"")),
+        dom.contains(&format!("data-session=\"{handle}\"")),
         "viewers table lists the session"
     );
+    assert!(!dom.contains(&sid), "the page shows no RTSP session id");
 
     // It tears down: the count falls back to zero.
     let r = s
