@@ -27,6 +27,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod live;
 pub mod loadgen;

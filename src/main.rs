@@ -342,14 +342,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let (config, library) = load()?;
     init_logging(&config.log)?;
-    let reload: shardcast::rtsp::server::Reloader =
+    let reload: shardcast::control::Reloader =
         Box::new(move || load().map_err(|e| format!("{e:#}")));
     let mut streams = library.list();
     streams.extend(config.live.keys().cloned());
     if streams.is_empty() {
         tracing::warn!("no MP4/MOV files found; streams added later are served on request");
     }
-    let server = shardcast::rtsp::server::start(config.clone(), library, Some(reload))
+    let server = shardcast::control::start(config.clone(), library, Some(reload))
         .with_context(|| format!("starting the server on {}", config.listen))?;
     let addr = server.local_addr;
     let mut out = std::io::stdout().lock();
@@ -455,7 +455,7 @@ fn probe(path: &std::path::Path) -> Result<()> {
     writeln!(
         out,
         "\nSDP:\n{}",
-        shardcast::rtsp::server::describe_sdp(&media, "127.0.0.1:8554".parse()?, false)
+        shardcast::wire::sdp::describe_media(&media, "127.0.0.1:8554".parse()?, false, None, 1)
     )?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{frame_rate, Control};
+use super::Control;
 use crate::http::token::unix_secs;
 use crate::http::{
     ControlApi, HttpAccess, MetricsSnapshot, PlayError, PlayGrant, PlayRequest, ShardTotals,
@@ -18,6 +18,7 @@ use crate::http::{
 };
 use crate::media::track::{Codec, TrackKind};
 use crate::media::MediaFile;
+use crate::rtsp::session::encode_name;
 use crate::stats::hub::{SessionView, StatsView};
 use crate::stats::SessionHandle;
 
@@ -32,27 +33,6 @@ type Stamp = (u64, Option<SystemTime>);
 #[derive(Debug, Default)]
 pub(super) struct CatalogCache {
     entries: RefCell<HashMap<String, (Stamp, StreamInfo)>>,
-}
-
-/// Percent-encodes one URL path segment (RFC 3986 §3.3: unreserved characters stay).
-fn encode_segment(seg: &str) -> String {
-    let mut out = String::with_capacity(seg.len());
-    for b in seg.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A stream name as a URL path: each segment encoded, joined by `/`.
-pub(super) fn encode_name(name: &str) -> String {
-    name.split('/')
-        .map(encode_segment)
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// The static part of a catalog entry (URL, viewers and token flag are filled per request).
@@ -74,7 +54,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
                 codec: t.codec.name(),
                 width,
                 height,
-                frame_rate: frame_rate(t),
+                frame_rate: t.frame_rate(),
                 sample_rate_hz,
                 channels,
             }
@@ -104,7 +84,7 @@ impl Control {
     /// `host:port` for RTSP URLs handed out: the configured `public-address`, else our
     /// address, or the HTTP request's host name with our port when we listen on a wildcard.
     fn rtsp_authority(&self, host: Option<&str>) -> String {
-        if let Some(public) = &self.config.public_address {
+        if let Some(public) = &self.core.borrow().config().public_address {
             return public.clone();
         }
         match host {
@@ -117,7 +97,7 @@ impl Control {
 
     /// The catalog entry of a library stream, from the cache when its file is unchanged.
     fn library_entry(&self, name: &str) -> Option<StreamInfo> {
-        let library = self.library.borrow().clone();
+        let library = self.core.borrow().library().clone();
         let stamp = library.file_stamp(name)?;
         if let Some((cached, info)) = self.catalog.entries.borrow().get(name) {
             if *cached == stamp {
@@ -151,13 +131,13 @@ impl Control {
             encode_name(&info.name)
         );
         info.viewers = self.hub.borrow().viewers_of(&info.name);
-        info.token_required = self.tokens.borrow().required;
+        info.token_required = self.core.borrow().tokens().required;
         info
     }
 
     /// The canonical name of a stream that exists now (catalog file or live channel).
     fn existing_stream(&self, name: &str) -> Option<String> {
-        if self.channels.contains_key(name) {
+        if self.core.borrow().channels().contains_key(name) {
             return Some(name.to_owned());
         }
         self.library_entry(name).map(|i| i.name)
@@ -166,10 +146,14 @@ impl Control {
 
 impl ControlApi for Control {
     fn catalog(&self, host: Option<&str>) -> Vec<StreamInfo> {
-        let names = self.library.borrow().list();
+        let (names, channels) = {
+            let core = self.core.borrow();
+            let channels: Vec<_> = core.channels().values().cloned().collect();
+            (core.library().list(), channels)
+        };
         let mut out: Vec<StreamInfo> = names
             .iter()
-            .filter(|n| !self.channels.contains_key(n.as_str()))
+            .filter(|n| !channels.iter().any(|c| c.media.name == **n))
             .filter_map(|n| self.library_entry(n))
             .collect();
         // Forget files that left the folder.
@@ -177,7 +161,7 @@ impl ControlApi for Control {
             .entries
             .borrow_mut()
             .retain(|name, _| names.contains(name));
-        let mut channels: Vec<_> = self.channels.values().collect();
+        let mut channels = channels;
         channels.sort_by(|a, b| a.media.name.cmp(&b.media.name));
         out.extend(channels.iter().map(|c| describe_media(&c.media, true)));
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -187,7 +171,8 @@ impl ControlApi for Control {
     }
 
     fn stream(&self, name: &str, host: Option<&str>) -> Option<StreamInfo> {
-        let info = match self.channels.get(name) {
+        let channel = self.core.borrow().channels().get(name).cloned();
+        let info = match channel {
             Some(c) => describe_media(&c.media, true),
             None => self.library_entry(name)?,
         };
@@ -206,16 +191,17 @@ impl ControlApi for Control {
         let Some(id) = self.hub.borrow().session_of_handle(handle) else {
             return false;
         };
-        let Some(rec) = self.remove_session(id) else {
+        let Some((effects, origin)) = self.core.borrow_mut().end_by_admin(id) else {
             return false;
         };
+        self.apply(effects);
         self.hub.borrow_mut().sessions_ended_by_api += 1;
-        tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.media.name, "session ended through the API: BYE sent, closing its RTSP connection");
-        let origin = rec.origin;
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep(BYE_GRACE).await;
-            origin.close();
-        });
+        if let Some(origin) = self.conns.borrow().get(&origin).cloned() {
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(BYE_GRACE).await;
+                origin.close();
+            });
+        }
         true
     }
 
@@ -237,8 +223,9 @@ impl ControlApi for Control {
             .ok_or_else(|| PlayError::UnknownStream(req.stream.clone()))?;
         let expires_unix = unix_secs(SystemTime::now()) + lifetime.as_secs();
         let token = self
-            .tokens
+            .core
             .borrow()
+            .tokens()
             .key
             .sign(&name, expires_unix, req.viewer_ip);
         Ok(PlayGrant {
@@ -254,6 +241,7 @@ impl ControlApi for Control {
 
     fn metrics(&self) -> MetricsSnapshot {
         let hub = self.hub.borrow();
+        let core = self.core.borrow();
         let mut stats = hub.stats(Instant::now());
         stats.history.clear();
         MetricsSnapshot {
@@ -268,21 +256,12 @@ impl ControlApi for Control {
                 })
                 .collect(),
             distributions: hub.distribution_totals(),
-            auth_failures: self.auth.borrow().as_ref().map_or(0, |a| a.failed_attempts),
-            auth_throttled: self
-                .auth
-                .borrow()
-                .as_ref()
-                .map_or(0, |a| a.throttled_attempts()),
-            token_refusals: self.tokens.borrow().refusals,
+            auth_failures: core.auth_failures(),
+            auth_throttled: core.auth_throttled(),
+            token_refusals: core.tokens().refusals,
             sessions_ended_by_api: hub.sessions_ended_by_api,
-            rtsp_refused: self
-                .refused
-                .borrow()
-                .iter()
-                .map(|(&k, &v)| (k, v))
-                .collect(),
-            log_lines_suppressed: self.log_limit.borrow().suppressed_total,
+            rtsp_refused: core.refused_by_status(),
+            log_lines_suppressed: core.log_lines_suppressed(),
         }
     }
 

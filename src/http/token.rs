@@ -131,8 +131,13 @@ impl TokenKey {
 
     /// A random 256-bit key for this run only.
     pub fn random() -> Self {
+        Self::random_from(&mut rand::thread_rng())
+    }
+
+    /// A random 256-bit key for this run only, drawn from `rng`.
+    pub fn random_from(rng: &mut dyn RngCore) -> Self {
         let mut secret = vec![0u8; 32];
-        rand::thread_rng().fill_bytes(&mut secret);
+        rng.fill_bytes(&mut secret);
         Self {
             secret,
             ephemeral: true,

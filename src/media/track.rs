@@ -114,6 +114,16 @@ pub struct Track {
 }
 
 impl Track {
+    /// Frames per second of a video track (for SDP `a=framerate` and the catalog): samples
+    /// over duration; `None` for audio or a track too short to tell.
+    pub fn frame_rate(&self) -> Option<f64> {
+        if self.kind != TrackKind::Video || self.samples.len() < 2 {
+            return None;
+        }
+        let secs = self.duration().as_secs_f64();
+        (secs > 0.0).then(|| self.samples.len() as f64 / secs)
+    }
+
     /// Presentation time of `sample` in timescale ticks, edit list applied (may be negative
     /// for samples before the edit start).
     pub fn pts_ticks(&self, sample: &Sample) -> i64 {

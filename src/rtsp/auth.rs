@@ -203,12 +203,22 @@ impl Authenticator {
     /// `WWW-Authenticate` values, preferred first (RFC 7616 §3.7): SHA-256, then MD5 (a
     /// client that understands only MD5 takes that one), then Basic when allowed.
     pub fn challenges(&self, stale: bool) -> Vec<String> {
-        let now = unix_secs(SystemTime::now());
+        self.challenges_at(stale, SystemTime::now(), &mut rand::thread_rng())
+    }
+
+    /// [`Authenticator::challenges`] with the time and the nonces' randomness passed in.
+    pub fn challenges_at(
+        &self,
+        stale: bool,
+        wall: SystemTime,
+        rng: &mut dyn rand::RngCore,
+    ) -> Vec<String> {
+        let now = unix_secs(wall);
         let mut out = Vec::with_capacity(3);
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let mut c = format!(
                 "Digest realm=\"{REALM}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
-                self.make_nonce(now, alg),
+                self.make_nonce(now, rng.next_u64(), alg),
                 alg.name()
             );
             if stale {
@@ -224,8 +234,7 @@ impl Authenticator {
 
     /// A nonce for the `alg` challenge: the tag covers the algorithm, so the nonce is
     /// accepted only with a response computed with that algorithm.
-    fn make_nonce(&self, issued: u64, alg: Algorithm) -> String {
-        let random: u64 = rand::random();
+    fn make_nonce(&self, issued: u64, random: u64, alg: Algorithm) -> String {
         let mut body = [0u8; 16];
         body[..8].copy_from_slice(&issued.to_be_bytes());
         body[8..].copy_from_slice(&random.to_be_bytes());
@@ -298,8 +307,9 @@ impl Authenticator {
         )
     }
 
+    /// [`Authenticator::check`] with the wall-clock time (nonce ages) passed in.
     #[allow(clippy::too_many_arguments)]
-    fn check_at(
+    pub fn check_at(
         &mut self,
         method: &str,
         uri: &str,

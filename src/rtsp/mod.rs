@@ -13,6 +13,6 @@ pub mod log_limit;
 pub mod msg;
 pub mod parse;
 pub mod range;
-pub mod server;
+pub mod session;
 pub mod transport;
 pub mod uri;

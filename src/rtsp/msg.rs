@@ -127,6 +127,8 @@ pub enum StatusCode {
     ServiceUnavailable = 503,
     /// 505 RTSP Version Not Supported.
     VersionNotSupported = 505,
+    /// 551 Option not supported (§11.3.14): a `Require` names an option we lack.
+    OptionNotSupported = 551,
 }
 
 impl StatusCode {
@@ -160,6 +162,7 @@ impl StatusCode {
             StatusCode::NotImplemented => "Not Implemented",
             StatusCode::ServiceUnavailable => "Service Unavailable",
             StatusCode::VersionNotSupported => "RTSP Version not supported",
+            StatusCode::OptionNotSupported => "Option not supported",
         }
     }
 }

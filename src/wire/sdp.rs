@@ -189,6 +189,43 @@ fn write_aac(out: &mut String, pt: u8, a: &AacConfig) {
     );
 }
 
+/// The SDP a DESCRIBE of `media` answers (RFC 2326 §C.1): one media section per track,
+/// payload type `96 + n`, control `trackID=n` (relative to `Content-Base`). A DESCRIBE that
+/// carried a play token gets `trackID=n?token=…` so the SETUPs built from it carry the token
+/// too. Live channels announce `a=range:npt=now-` (§C.1.5). `session_id` is the `o=` line's
+/// id (random per answer, RFC 8866 §5.2).
+pub fn describe_media(
+    media: &crate::media::MediaFile,
+    origin: std::net::SocketAddr,
+    live: bool,
+    token: Option<&str>,
+    session_id: u64,
+) -> String {
+    let suffix = token.map(|t| format!("?token={t}")).unwrap_or_default();
+    let tracks = media
+        .index
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SdpTrack {
+            codec: &t.codec,
+            payload_type: FIRST_PAYLOAD_TYPE + i as u8,
+            control: format!("trackID={i}{suffix}"),
+            frame_rate: t.frame_rate(),
+        })
+        .collect();
+    write_sdp(&SdpSession {
+        session_id,
+        origin_addr: origin.ip(),
+        name: &media.name,
+        duration_secs: (!live).then(|| media.duration().as_secs_f64()),
+        tracks,
+    })
+}
+
+/// First dynamic RTP payload type; track `n` uses `96 + n` (RFC 3551 §6).
+pub const FIRST_PAYLOAD_TYPE: u8 = 96;
+
 #[cfg(test)]
 mod tests {
     use super::*;

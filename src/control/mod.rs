@@ -1,0 +1,542 @@
+//! The control thread: process assembly and the I/O shell around the RTSP session core.
+//!
+//! [`start`] binds the RTSP (and HTTP) ports, spawns the shards, opens the live channels and
+//! runs one tokio current-thread runtime on a thread of its own. On it: the accept loop and
+//! one task per RTSP connection (`connection.rs`: read, frame, write, timeouts), the HTTP
+//! side (`crate::http`, through [`ControlApi`](crate::http::ControlApi) in `operator.rs`),
+//! the timers (expiry, statistics, shard events) and the signals (SIGTERM/SIGINT stop,
+//! SIGHUP reload, SIGIO media revocation).
+//!
+//! Every decision is the session core's ([`SessionCore`], sans-IO); this module only feeds it
+//! requests with the time and a random source, asks shards what it asks, and carries out the
+//! [`Effect`]s it returns. The thread never blocks: shard answers come back over oneshot
+//! channels, awaited with a deadline.
+
+mod connection;
+mod operator;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpListener;
+
+use crate::config::ServerConfig;
+use crate::http::token::TokenKey;
+use crate::http::HttpAccess;
+use crate::live::LiveChannel;
+use crate::media::{MediaFile, MediaLibrary};
+use crate::rtsp::msg::Request;
+use crate::rtsp::parse::Limits;
+use crate::rtsp::session::{
+    Answer, Caller, ConnId, Effect, Env, Reply, SessionCore, ShardAnswer, ShardAsk, ShardOrder,
+    ShardReply,
+};
+use crate::shard::{InterleavedSink, ShardCommand, ShardHandle};
+use crate::stats::hub::Hub;
+use crate::stats::ShardEvent;
+use crate::stats::EVENT_QUEUE_DEPTH;
+
+/// How often expired sessions are looked for.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the statistics hub computes rates and records a history point.
+const STATS_TICK: Duration = Duration::from_secs(1);
+/// How often the shards' event queues (reports, sessions they ended) are drained.
+const SHARD_EVENTS_TICK: Duration = Duration::from_millis(100);
+/// How long the control thread waits for a shard to answer PLAY or PAUSE. A shard answers
+/// within one tick (≤ 50 ms) unless it is stuck or far behind; the client then gets 503
+/// with `Retry-After` and the operator one log line, instead of a request that never ends.
+const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// State of the control thread (single-threaded: `Rc`/`RefCell`).
+struct Control {
+    /// The session core: every RTSP decision.
+    core: RefCell<SessionCore>,
+    /// Statistics of every session, stream and shard (see `stats::hub`).
+    hub: RefCell<Hub>,
+    shards: Vec<ShardHandle>,
+    /// Writers of the open RTSP connections, by the id the core knows them by.
+    conns: RefCell<HashMap<ConnId, Arc<InterleavedSink>>>,
+    next_conn: Cell<ConnId>,
+    /// The RTSP address bound.
+    local_addr: SocketAddr,
+    /// Request framing limits.
+    limits: Limits,
+    /// Who may do what over HTTP (replaced on SIGHUP).
+    http_access: RefCell<HttpAccess>,
+    /// Catalog entries for the API, by stream name.
+    catalog: operator::CatalogCache,
+}
+
+/// The environment of one core step: now, and the thread's random source.
+fn with_env<T>(f: impl FnOnce(&mut Env<'_>) -> T) -> T {
+    let mut rng = rand::thread_rng();
+    let mut env = Env {
+        now: Instant::now(),
+        wall: SystemTime::now(),
+        rng: &mut rng,
+    };
+    f(&mut env)
+}
+
+fn http_access(config: &ServerConfig) -> HttpAccess {
+    HttpAccess {
+        admin_token: config.admin_token.clone(),
+        api_read: config.api_read,
+    }
+}
+
+impl Control {
+    /// Carries out the core's effects: shard orders, statistics.
+    fn apply(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Shard { shard, order } => {
+                    let command = match order {
+                        ShardOrder::Start(id) => ShardCommand::Start { id },
+                        ShardOrder::Teardown(id) => ShardCommand::Teardown { id },
+                    };
+                    if let Err(e) = self.shards[shard].send(command) {
+                        tracing::warn!("{e}");
+                    }
+                }
+                Effect::SessionStarted(meta) => self.hub.borrow_mut().session_started(meta),
+                Effect::SessionEnded(id) => self.hub.borrow_mut().session_ended(id),
+                Effect::Receptions { id, receptions } => {
+                    self.hub.borrow_mut().record_receptions(id, &receptions);
+                }
+                Effect::InterleavedRtcp(c) => {
+                    let mut hub = self.hub.borrow_mut();
+                    let counts = &mut hub.interleaved_rtcp;
+                    counts.received += c.received;
+                    counts.invalid += c.invalid;
+                    counts.unknown_ssrc += c.unknown_ssrc;
+                    counts.byes += c.byes;
+                    counts.byes_refused += c.byes_refused;
+                }
+            }
+        }
+    }
+
+    /// One request through the core, asking a shard when the core needs its answer.
+    async fn handle(&self, req: &Request, caller: &Caller) -> Answer {
+        let reply = with_env(|env| self.core.borrow_mut().handle(req, caller, env));
+        match reply {
+            Reply::Answer(answer) => answer,
+            Reply::AskShard { ask, pending } => {
+                let answer = self.ask_shard(pending.shard(), ask).await;
+                with_env(|env| {
+                    self.core
+                        .borrow_mut()
+                        .shard_answered(req, caller, pending, answer, env)
+                })
+            }
+        }
+    }
+
+    /// Sends `ask` to shard `shard` and waits (at most [`SHARD_ANSWER_TIMEOUT`]) for its
+    /// answer.
+    async fn ask_shard(&self, shard: usize, ask: ShardAsk) -> ShardAnswer<ShardReply> {
+        let handle = &self.shards[shard];
+        match ask {
+            ShardAsk::Play {
+                id,
+                mut setup,
+                sink_of,
+                start_npt_secs,
+                end,
+            } => {
+                if let Some(setup) = setup.as_mut() {
+                    setup.sink = sink_of.and_then(|c| self.conns.borrow().get(&c).cloned());
+                }
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let command = ShardCommand::Play {
+                    id,
+                    setup,
+                    start_npt_secs,
+                    end,
+                    reply,
+                };
+                if let Err(e) = handle.send(command) {
+                    tracing::warn!("{e}");
+                    return ShardAnswer::Busy;
+                }
+                shard_answer(rx, SHARD_ANSWER_TIMEOUT)
+                    .await
+                    .map(ShardReply::Play)
+            }
+            ShardAsk::Pause { id } => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                if let Err(e) = handle.send(ShardCommand::Pause { id, reply }) {
+                    tracing::warn!("{e}");
+                    return ShardAnswer::Busy;
+                }
+                shard_answer(rx, SHARD_ANSWER_TIMEOUT)
+                    .await
+                    .map(ShardReply::Pause)
+            }
+        }
+    }
+}
+
+/// Waits up to `limit` for a shard's answer on `rx`.
+async fn shard_answer<T>(
+    rx: tokio::sync::oneshot::Receiver<Option<T>>,
+    limit: Duration,
+) -> ShardAnswer<T> {
+    match tokio::time::timeout(limit, rx).await {
+        Ok(Ok(Some(v))) => ShardAnswer::Answered(v),
+        Ok(_) => ShardAnswer::Dropped,
+        Err(_) => ShardAnswer::TimedOut,
+    }
+}
+
+/// A running server: the control thread and its shards.
+pub struct RunningServer {
+    /// The RTSP address actually bound.
+    pub local_addr: SocketAddr,
+    /// The HTTP address actually bound, when the HTTP side is on.
+    pub http_addr: Option<SocketAddr>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits until the server stops (SIGINT/SIGTERM or [`RunningServer::stop`]).
+    pub fn wait(mut self) {
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+
+    /// Stops the server: BYE to every viewer, then the threads end.
+    pub fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait();
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+/// Re-reads the configuration and media catalog (on SIGHUP).
+pub type Reloader = Box<dyn Fn() -> Result<(ServerConfig, MediaLibrary), String> + Send>;
+
+/// Opens the configured live channels.
+fn open_channels(config: &ServerConfig) -> std::io::Result<HashMap<String, Arc<LiveChannel>>> {
+    let mut channels = HashMap::new();
+    for (name, file) in &config.live {
+        let media = MediaFile::open(file, name)
+            .map_err(|e| std::io::Error::other(format!("live channel {name}: {e}")))?;
+        let channel = LiveChannel::new(
+            name,
+            Arc::new(media),
+            config.payload_budget_bytes,
+            config.live_start,
+        )
+        .map_err(|e| std::io::Error::other(format!("live channel {name}: {e}")))?;
+        tracing::info!(channel = %name, file = %file.display(), loop_secs = channel.loop_duration.as_secs_f64(), policy = ?config.live_start, "live channel on air");
+        channels.insert(name.clone(), Arc::new(channel));
+    }
+    Ok(channels)
+}
+
+/// Binds the RTSP port, starts the shards and the control thread. `reload`, when given, is
+/// called on SIGHUP.
+pub fn start(
+    config: ServerConfig,
+    library: MediaLibrary,
+    reload: Option<Reloader>,
+) -> std::io::Result<RunningServer> {
+    let listener = StdTcpListener::bind(config.listen)?;
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    let http_listener = config.http_listen.map(crate::http::bind).transpose()?;
+    let http_addr = http_listener
+        .as_ref()
+        .map(StdTcpListener::local_addr)
+        .transpose()?;
+    let token_key = match &config.token_secret {
+        Some(secret) => TokenKey::from_secret(secret),
+        None => TokenKey::random(),
+    };
+    if token_key.ephemeral && (config.require_token || http_addr.is_some()) {
+        tracing::info!("no token-secret configured: play tokens are signed with a random per-run secret and die with the process");
+    }
+    if config.require_token {
+        tracing::info!("RTSP DESCRIBE and SETUP need a play token (?token=)");
+    }
+    if !config.users.is_empty() || config.access.iter().any(|r| !r.public) {
+        tracing::info!(
+            users = config.users.len(),
+            rules = config.access.len(),
+            basic = config.allow_basic,
+            "authentication required (Digest SHA-256/MD5)"
+        );
+    }
+    let shards = crate::shard::spawn_shards(
+        config.shards,
+        local_addr.ip(),
+        config.send,
+        config.stats,
+        config.shard_nice,
+    )?;
+    let channels = open_channels(&config)?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+    let join = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("control runtime: {e}");
+                    return;
+                }
+            };
+            let hub = Hub::new(
+                shards.iter().map(|s| s.counters.clone()).collect(),
+                Instant::now(),
+            );
+            let core = SessionCore::new(
+                config.clone(),
+                Arc::new(library),
+                channels,
+                shards.iter().map(|s| s.server_ports).collect(),
+                token_key,
+            );
+            let ctl = Rc::new(Control {
+                core: RefCell::new(core),
+                hub: RefCell::new(hub),
+                http_access: RefCell::new(http_access(&config)),
+                catalog: operator::CatalogCache::default(),
+                shards,
+                conns: RefCell::new(HashMap::new()),
+                next_conn: Cell::new(0),
+                local_addr,
+                limits: Limits::default(),
+            });
+            let local = tokio::task::LocalSet::new();
+            if let Some(http) = http_listener {
+                let api: Rc<dyn crate::http::ControlApi> = ctl.clone();
+                local.spawn_local(crate::http::serve(
+                    http,
+                    api,
+                    crate::http::HttpLimits::default(),
+                ));
+            }
+            local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx, reload));
+            // Teardown (RTCP BYE) to every session, then stop and join the shards once the
+            // connection tasks holding the control state are gone.
+            let effects = ctl.core.borrow_mut().end_all();
+            ctl.apply(effects);
+            drop(local);
+            match Rc::try_unwrap(ctl) {
+                Ok(ctl) => {
+                    for shard in ctl.shards {
+                        shard.shutdown();
+                    }
+                }
+                Err(_) => tracing::warn!("control state still shared at exit; shards not joined"),
+            }
+            tracing::info!("stopped");
+        })?;
+    Ok(RunningServer {
+        local_addr,
+        http_addr,
+        shutdown: Some(shutdown_tx),
+        join: Some(join),
+    })
+}
+
+/// A signal stream, or one that never fires when the handler could not be installed.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_control(
+    ctl: Rc<Control>,
+    listener: StdTcpListener,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+    reload: Option<Reloader>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sighup = signal(SignalKind::hangup()).ok();
+    // SIGIO: a writer is waiting for one of our read leases (a media file is about to be
+    // truncated or rewritten in place). Registered before any file is mapped: SIGIO's default
+    // action would end the process.
+    let mut sigio = signal(SignalKind::io()).ok();
+    let mut sigterm = signal(SignalKind::terminate()).ok();
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("rtsp listener: {e}");
+            return;
+        }
+    };
+    tokio::task::spawn_local(reap_expired(ctl.clone()));
+    tokio::task::spawn_local(tick_statistics(ctl.clone()));
+    tokio::task::spawn_local(drain_shard_events(ctl.clone()));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::task::spawn_local(connection::serve(ctl.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+            _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted; stopping"); break; }
+            _ = next_signal(&mut sigterm) => {
+                tracing::info!("SIGTERM; stopping");
+                break;
+            }
+            _ = next_signal(&mut sigio) => {
+                let effects = ctl.core.borrow_mut().revoke_changing_media();
+                ctl.apply(effects);
+            }
+            _ = next_signal(&mut sighup) => match &reload {
+                Some(reload) => match reload() {
+                    Ok((config, library)) => apply_reload(&ctl, config, library),
+                    Err(e) => tracing::warn!("SIGHUP: reload failed, keeping the running configuration: {e}"),
+                },
+                None => tracing::info!("SIGHUP: nothing to reload"),
+            },
+        }
+    }
+}
+
+/// Applies a reloaded configuration (SIGHUP): the core takes users, rules, limits, the
+/// catalog and play-token settings; the HTTP side its access policy.
+fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
+    *ctl.http_access.borrow_mut() = http_access(&config);
+    let (users, rules) = (config.users.len(), config.access.len());
+    let mut rng = rand::thread_rng();
+    let mut core = ctl.core.borrow_mut();
+    let needs_restart = core.apply_reload(config, Arc::new(library), &mut rng);
+    tracing::info!(
+        users,
+        rules,
+        sessions = core.session_count(),
+        "SIGHUP: reloaded users, access rules, limits, media catalog, play-token and API settings"
+    );
+    if !needs_restart.is_empty() {
+        tracing::warn!(
+            "SIGHUP: changes to {} take effect after a restart",
+            needs_restart.join(", ")
+        );
+    }
+}
+
+/// Once a second: shard rates, rolling windows and a history point in the hub.
+async fn tick_statistics(ctl: Rc<Control>) {
+    let mut tick = tokio::time::interval(STATS_TICK);
+    loop {
+        tick.tick().await;
+        ctl.hub.borrow_mut().tick(Instant::now());
+    }
+}
+
+/// Every [`SHARD_EVENTS_TICK`]: shard reports into the hub, and the sessions a shard ended
+/// on its own dropped. Never blocks: the queues are read with `try_recv`.
+async fn drain_shard_events(ctl: Rc<Control>) {
+    let mut tick = tokio::time::interval(SHARD_EVENTS_TICK);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        for shard in &ctl.shards {
+            // At most a queue's worth per shard and tick, so a runaway shard cannot hold
+            // the control thread.
+            for _ in 0..EVENT_QUEUE_DEPTH {
+                let Ok(event) = shard.events.try_recv() else {
+                    break;
+                };
+                match event {
+                    ShardEvent::Report(report) => {
+                        ctl.hub.borrow_mut().apply_report(&report, now);
+                    }
+                    ShardEvent::SessionEnded { id, reason } => {
+                        let effects =
+                            ctl.core
+                                .borrow_mut()
+                                .shard_ended(id, reason, shard.index, now);
+                        ctl.apply(effects);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Once a second: sessions past their timeout end (RFC 2326 §12.37).
+async fn reap_expired(ctl: Rc<Control>) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let effects = ctl.core.borrow_mut().expire(Instant::now());
+        ctl.apply(effects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard that never answers costs the client a 503 after the limit (the core's
+    /// refusal table maps `TimedOut` to 503), not a request that hangs; an answer passes
+    /// through; a dropped request is `Dropped` (500).
+    #[test]
+    fn a_shard_that_does_not_answer_times_out_after_the_limit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let limit = Duration::from_millis(50);
+            let (tx, rx) = tokio::sync::oneshot::channel::<Option<u32>>();
+            let started = Instant::now();
+            let silent = shard_answer(rx, limit).await;
+            assert!(started.elapsed() >= limit);
+            assert!(matches!(silent, ShardAnswer::TimedOut));
+            drop(tx);
+
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tx.send(Some(7u32)).unwrap();
+            assert!(matches!(
+                shard_answer(rx, limit).await,
+                ShardAnswer::Answered(7)
+            ));
+
+            let (tx, rx) = tokio::sync::oneshot::channel::<Option<u32>>();
+            drop(tx);
+            assert!(matches!(
+                shard_answer(rx, limit).await,
+                ShardAnswer::Dropped
+            ));
+        });
+    }
+}
