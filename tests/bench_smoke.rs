@@ -1,7 +1,7 @@
 //! Keeps `shardcast bench` from rotting: a `--smoke` run (20 viewers, 5 s per backend the
 //! server accepts) must write a parseable JSON report with packets, zero loss on loopback and
-//! a server CPU figure, plus the HTML page. It fails if the harness, the server's banner or
-//! the report format breaks.
+//! a server CPU figure for every backend, plus the HTML page. It fails if the harness, the
+//! server's banner or the report format breaks, or if any backend's configuration fails.
 
 use std::process::Command;
 use std::time::Duration;
@@ -23,13 +23,21 @@ fn bench_smoke_reports_zero_loss_and_server_cpu_on_loopback() {
     let json = std::fs::read_to_string(out.join("bench.json")).expect("bench.json written");
     let report: serde_json::Value = serde_json::from_str(&json).expect("bench.json parses");
     let configs = report["configs"].as_array().expect("configs array");
-    let measured: Vec<&serde_json::Value> =
-        configs.iter().filter(|c| c["error"].is_null()).collect();
-    assert!(
-        !measured.is_empty(),
-        "at least one backend measured: {json:.2000}"
+    // One configuration per send backend, and every one measured: a configuration that
+    // failed fails the test with its error.
+    let labels: Vec<&str> = configs.iter().filter_map(|c| c["label"].as_str()).collect();
+    assert_eq!(
+        labels,
+        ["io=uring", "io=sendmmsg", "io=sendto"],
+        "one configuration per backend: {json:.2000}"
     );
-    for c in measured {
+    for c in configs {
+        assert!(
+            c["error"].is_null(),
+            "{}: not measured: {}",
+            c["label"],
+            c["error"]
+        );
         let run = &c["runs"][0];
         assert_eq!(run["playing"], 20, "all viewers played: {}", c["label"]);
         assert!(run["packets"].as_u64().unwrap() > 0, "packets received");

@@ -50,14 +50,32 @@ fn bare_rr_bye(reporter: u32) -> Vec<u8> {
 /// Waits up to 3 s for the server's count of refused BYEs (`/api/v1/stats` totals) to reach
 /// `n`; the count it reached.
 fn byes_refused_reach(server: &Server, n: u64) -> u64 {
+    server.total_reaches("rtcp_byes_refused", n, Duration::from_secs(3))
+}
+
+/// Proves the shard has acted on every datagram it read from the viewer so far: sends a NAT
+/// keep-alive (not RTCP, RFC 5761 §4) from `sock` to the shard's RTCP port once the earlier
+/// datagrams were counted, and waits until it is counted too (as a keep-alive, or from an
+/// unknown source if the session is gone). A shard reads each socket once per drain and ends
+/// BYE'd sessions before the drain returns, so by then any BYE it acted on shows in
+/// `totals.rtcp_byes`.
+fn fence(server: &Server, sock: &std::net::UdpSocket, server_rtcp: std::net::SocketAddr) {
+    let seen = || {
+        let t = &server.http_get("/api/v1/stats").json()["totals"];
+        t["nat_keepalives"].as_u64().expect("totals.nat_keepalives")
+            + t["rtcp_unknown_source"]
+                .as_u64()
+                .expect("totals.rtcp_unknown_source")
+    };
+    let before = seen();
+    sock.send_to(&[0xce, 0xfa, 0xed, 0xfe], server_rtcp)
+        .unwrap();
     let end = Instant::now() + Duration::from_secs(3);
-    loop {
-        let got = server.http_get("/api/v1/stats").json()["totals"]["rtcp_byes_refused"]
-            .as_u64()
-            .expect("totals.rtcp_byes_refused");
-        if got >= n || Instant::now() > end {
-            return got;
-        }
+    while seen() == before {
+        assert!(
+            Instant::now() < end,
+            "the shard never read the fence keep-alive"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -113,7 +131,14 @@ fn a_udp_viewer_bye_ends_its_session() {
     // Not valid RTCP (a compound must start with SR or RR, RFC 3550 §6.1): ends nothing.
     rtcp.send_to(&rr_bye(0x1234, ssrc)[32..], server_rtcp)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.total_reaches("rtcp_invalid", 1, Duration::from_secs(3)) >= 1,
+        "the shard read the invalid BYE and refused it"
+    );
+    fence(&server, rtcp, server_rtcp);
+    let stats = server.http_get("/api/v1/stats").json();
+    assert_eq!(stats["totals"]["rtcp_byes"], 0, "{stats:#}");
+    assert_eq!(stats["shards"][0]["viewers"], 1, "{stats:#}");
     let (url, session) = (s.url.clone(), s.session.clone());
     assert_eq!(
         s.rtsp
@@ -226,7 +251,14 @@ fn with_statistics_off_rtcp_is_only_liveness() {
         .1
         .send_to(&rr_bye(0x1234, ssrc), server_rtcp)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        server.total_reaches("rtcp_received", 2, Duration::from_secs(3)) >= 2,
+        "the shard read the RR and the BYE"
+    );
+    fence(&server, &s.socks[0].1, server_rtcp);
+    let stats = server.http_get("/api/v1/stats").json();
+    assert_eq!(stats["totals"]["rtcp_byes"], 0, "{stats:#}");
+    assert_eq!(stats["shards"][0]["viewers"], 1, "{stats:#}");
     let (url, session) = (s.url.clone(), s.session.clone());
     assert_eq!(
         s.rtsp

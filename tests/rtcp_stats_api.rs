@@ -303,16 +303,14 @@ fn loss_reported_by_a_viewer_shows_in_the_api_within_10_s_and_only_for_it() {
     assert!((8.0..=12.0).contains(&loss), "loss {loss} %: {s:#}");
     assert!(s["packets_lost"].as_i64().unwrap() > 0, "{s:#}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    // The other viewer reports no loss, and its figures show none.
-    std::thread::sleep(Duration::from_millis(1200));
+    // The other viewer reports no loss, and its figures show none once it has reported.
+    let other = wait_for_session(&server, Duration::from_secs(3), |o| {
+        o["id"] != s["id"] && o["reports_received"].as_u64().is_some_and(|n| n >= 1)
+    });
     let all = sessions();
     let all = all["sessions"].as_array().unwrap();
     assert_eq!(all.len(), 2, "{all:#?}");
-    let other = all.iter().find(|o| o["id"] != s["id"]).unwrap();
-    assert!(
-        other["reports_received"].as_u64().unwrap() >= 1,
-        "{other:#}"
-    );
+    let other = &other;
     assert_eq!(num(other, "loss_pct"), Some(0.0), "{other:#}");
     assert_eq!(other["packets_lost"].as_i64(), Some(0), "{other:#}");
     stop.store(true, Ordering::Relaxed);
@@ -382,10 +380,19 @@ fn malformed_and_flooding_rtcp_is_counted_and_distorts_nobody() {
         }
     }
     let flood_secs = flood_start.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(1500));
-    let invalid = metric(&server, "shardcast_rtcp_invalid_total") - invalid_before;
-    let unknown_source = metric(&server, "shardcast_rtcp_unknown_source_total");
-    let unknown_ssrc = metric(&server, "shardcast_rtcp_unknown_ssrc_total");
+    // Wait (≤ 5 s) until the shard has counted what it was sent, rather than a fixed time.
+    let counted_by = Instant::now() + Duration::from_secs(5);
+    let (invalid, unknown_source, unknown_ssrc) = loop {
+        let invalid = metric(&server, "shardcast_rtcp_invalid_total") - invalid_before;
+        let unknown_source = metric(&server, "shardcast_rtcp_unknown_source_total");
+        let unknown_ssrc = metric(&server, "shardcast_rtcp_unknown_ssrc_total");
+        if (invalid >= 6.0 && unknown_source >= 7.0 && unknown_ssrc >= 1.0)
+            || Instant::now() > counted_by
+        {
+            break (invalid, unknown_source, unknown_ssrc);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         invalid >= 6.0,
         "malformed datagrams counted as invalid: {invalid}"
@@ -395,8 +402,16 @@ fn malformed_and_flooding_rtcp_is_counted_and_distorts_nobody() {
         unknown_ssrc >= 1.0,
         "foreign SSRC block counted: {unknown_ssrc}"
     );
-    // The viewer's own figures are untouched: still its own (loss-free) reports.
-    let after = wait_for_session(&server, Duration::from_secs(3), |o| o["id"] == s["id"]);
+    // The viewer's own figures are untouched: still its own (loss-free) reports. Read from a
+    // statistics report the shard made after it digested the flood (one that counts a
+    // report the viewer sent since).
+    let reported = wait_for_session(&server, Duration::from_secs(3), |o| o["id"] == s["id"])
+        ["reports_received"]
+        .as_u64()
+        .expect("reports_received");
+    let after = wait_for_session(&server, Duration::from_secs(5), |o| {
+        o["id"] == s["id"] && o["reports_received"].as_u64().is_some_and(|n| n > reported)
+    });
     assert_eq!(num(&after, "loss_pct"), Some(0.0), "{after:#}");
     assert_eq!(after["packets_lost"].as_i64(), Some(0), "{after:#}");
     let stats = server.http_get("/api/v1/stats").json();

@@ -86,7 +86,8 @@ fn seek_starts_at_keyframe_before_target_and_rtp_info_matches_first_packets() {
 
 #[test]
 fn pause_then_play_resumes_without_a_sequence_gap() {
-    let server = common::Server::start(&[]);
+    // One shard, so the witness below is paced by the same loop as the paused viewer.
+    let server = common::Server::start(&["--shards", "1"]);
     let mut s = setup_udp(&server);
     let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
     assert_eq!(r.status, 200);
@@ -109,16 +110,40 @@ fn pause_then_play_resumes_without_a_sequence_gap() {
     video
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
+    let paused_at = Instant::now();
     while let Ok(n) = video.recv(&mut buf) {
+        assert!(
+            paused_at.elapsed() < Duration::from_secs(2),
+            "still sending 2 s after PAUSE"
+        );
         let p = parse_rtp(&buf[..n]).unwrap();
         assert_eq!(p.seq, last.unwrap().wrapping_add(1));
         last = Some(p.seq);
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // A witness on the same shard plays on: once it has received 700 ms of media, the shard
+    // has paced (and would have sent the paused viewer) that much; nothing may have arrived.
+    let mut witness = setup_udp(&server);
+    let r = witness
+        .rtsp
+        .request("PLAY", &witness.url, &[("Session", &witness.session)]);
+    assert_eq!(r.status, 200);
+    let wv = &witness.socks[0].0;
+    wv.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let n = wv.recv(&mut buf).expect("witness RTP");
+    let first_ts = parse_rtp(&buf[..n]).unwrap().ts;
+    loop {
+        let n = wv.recv(&mut buf).expect("the witness keeps receiving");
+        // 90 kHz video clock: 700 ms = 63,000 ticks (signed: B-frames step back a little).
+        if parse_rtp(&buf[..n]).unwrap().ts.wrapping_sub(first_ts) as i32 >= 63_000 {
+            break;
+        }
+    }
+    video.set_nonblocking(true).unwrap();
     assert!(
         video.recv(&mut buf).is_err(),
         "nothing is sent while paused"
     );
+    video.set_nonblocking(false).unwrap();
     let r = s.rtsp.request("PLAY", &s.url, &[("Session", &s.session)]);
     assert_eq!(r.status, 200);
     let info = rtp_info(r.header("RTP-Info").unwrap());

@@ -481,25 +481,23 @@ mod tests {
         assert_eq!(check_rate(Speed, "0.000"), Err(RateError::NotPositive));
     }
 
-    #[test]
-    fn fuzz_smoke() {
-        let pieces: &[&str] = &[
-            "npt", "=", "-", ":", ".", "now", "0", "5", "59", "60", "9999999", ";time=", " ",
-            "smpte", "e",
-        ];
-        let mut x: u64 = 0xdead_beef_cafe_f00d;
-        for _ in 0..3000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let mut y = x;
-            let mut s = String::new();
-            for _ in 0..(x % 12) {
-                s.push_str(pieces[(y % pieces.len() as u64) as usize]);
-                y = y.rotate_right(7) ^ 0x5851_f42d;
-            }
-            fuzz_range(s.as_bytes());
-            fuzz_range(&y.to_be_bytes());
+    /// Range-header vocabulary the property strings together.
+    const PIECES: &[&str] = &[
+        "npt", "=", "-", ":", ".", "now", "0", "5", "59", "60", "9999999", ";time=", " ", "smpte",
+        "e",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Any string of Range vocabulary, and any bytes, keep [`fuzz_range`]'s
+        /// invariants.
+        #[test]
+        fn fuzz_smoke(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..12),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            fuzz_range(pieces.concat().as_bytes());
+            fuzz_range(&raw);
         }
     }
 }

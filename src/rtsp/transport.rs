@@ -479,47 +479,45 @@ mod tests {
         assert_eq!(back[0].ssrc, Some(7));
     }
 
-    #[test]
-    fn fuzz_smoke() {
-        let mut x: u64 = 0x0123_4567_89ab_cdef;
-        let alphabet: &[&str] = &[
-            "RTP/AVP",
-            "/TCP",
-            "/UDP",
-            ";",
-            ",",
-            "=",
-            "-",
-            "\"",
-            "unicast",
-            "multicast",
-            "client_port",
-            "interleaved",
-            "ssrc",
-            "mode",
-            "PLAY",
-            "0",
-            "1",
-            "255",
-            "65535",
-            "5000",
-            "ffffffff",
-            " ",
-            "é",
-            "\u{0}",
-        ];
-        for _ in 0..3000 {
-            let mut s = String::new();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let mut y = x;
-            for _ in 0..(x % 24) {
-                s.push_str(alphabet[(y % alphabet.len() as u64) as usize]);
-                y = y.rotate_right(5) ^ 0x9e37_79b9;
-            }
-            fuzz_transport(s.as_bytes());
-            fuzz_transport(&x.to_le_bytes());
+    /// Transport-header vocabulary the property strings together.
+    const PIECES: &[&str] = &[
+        "RTP/AVP",
+        "/TCP",
+        "/UDP",
+        ";",
+        ",",
+        "=",
+        "-",
+        "\"",
+        "unicast",
+        "multicast",
+        "client_port",
+        "interleaved",
+        "ssrc",
+        "mode",
+        "PLAY",
+        "0",
+        "1",
+        "255",
+        "65535",
+        "5000",
+        "ffffffff",
+        " ",
+        "é",
+        "\u{0}",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Any string of Transport vocabulary, and any bytes, keep [`fuzz_transport`]'s
+        /// invariants.
+        #[test]
+        fn fuzz_smoke(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..24),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            fuzz_transport(pieces.concat().as_bytes());
+            fuzz_transport(&raw);
         }
     }
 }

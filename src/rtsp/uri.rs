@@ -272,25 +272,23 @@ mod tests {
         assert_eq!(E::Traversal.status(), StatusCode::BadRequest);
     }
 
-    #[test]
-    fn fuzz_smoke() {
-        let pieces: &[&str] = &[
-            "rtsp://", "h:554", "/", ".", "..", "%", "2e", "2f", "5c", "00", "?", "a", "\\", "@",
-            "é",
-        ];
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        for _ in 0..3000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let mut y = x;
-            let mut s = String::new();
-            for _ in 0..(x % 10) {
-                s.push_str(pieces[(y % pieces.len() as u64) as usize]);
-                y = y.rotate_right(11) ^ 0x2545_f491;
-            }
-            fuzz_uri(s.as_bytes());
-            fuzz_uri(&y.to_le_bytes());
+    /// Request-URI vocabulary (traversal, percent-encoding, separators) the property strings
+    /// together.
+    const PIECES: &[&str] = &[
+        "rtsp://", "h:554", "/", ".", "..", "%", "2e", "2f", "5c", "00", "?", "a", "\\", "@", "é",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Any string of URI vocabulary, and any bytes, keep [`fuzz_uri`]'s
+        /// invariants.
+        #[test]
+        fn fuzz_smoke(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..10),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            fuzz_uri(pieces.concat().as_bytes());
+            fuzz_uri(&raw);
         }
     }
 }

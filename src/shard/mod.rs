@@ -16,7 +16,7 @@ mod worker;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -232,6 +232,24 @@ pub struct ShardCounters {
     /// Live-channel samples packetized. The shard packetizes a live sample once for all its
     /// viewers of the channel, so this grows with samples sent, not with viewers.
     pub live_packetizations: AtomicU64,
+    /// The send backend the shard uses now ([`send::IoBackend::code`]; 0 before the shard
+    /// has built its sender). Set after every batch, so a runtime fallback shows.
+    pub io_backend: AtomicU8,
+    /// Whether the shard forms UDP GSO trains now (off if asked off, or refused).
+    pub gso: AtomicBool,
+}
+
+impl ShardCounters {
+    /// Publishes the send path the shard uses now.
+    pub(crate) fn set_send_path(&self, io: send::IoBackend, gso: bool) {
+        self.io_backend.store(io.code(), Ordering::Relaxed);
+        self.gso.store(gso, Ordering::Relaxed);
+    }
+
+    /// The send backend the shard uses now, `None` before its sender exists.
+    pub fn send_backend(&self) -> Option<send::IoBackend> {
+        send::IoBackend::from_code(self.io_backend.load(Ordering::Relaxed))
+    }
 }
 
 /// The control thread's handle to a running shard.

@@ -174,9 +174,11 @@ impl Worker {
                 }
             }
         }
+        let udp = UdpSender::new(rtp, send, index);
+        counters.set_send_path(udp.backend(), udp.gso_enabled());
         Self {
             index,
-            udp: UdpSender::new(rtp, send, index),
+            udp,
             rtcp,
             commands: links.commands,
             events: links.events,
@@ -537,6 +539,9 @@ impl Worker {
             .packets
             .fetch_add(outcome.sent as u64, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        // A ring given up or GSO refused mid-run changes the path: publish what runs now.
+        self.counters
+            .set_send_path(self.udp.backend(), self.udp.gso_enabled());
         self.counters
             .syscalls
             .fetch_add(outcome.syscalls as u64, Ordering::Relaxed);

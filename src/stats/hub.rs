@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::window::{Quantiles, RollingHistogram, LATENESS_WINDOW};
 use super::{SessionHandle, SessionMeta, ShardReport, TrackReception, Transport};
+use crate::shard::send::IoBackend;
 use crate::shard::{SessionId, ShardCounters};
 
 /// Seconds of history kept for the dashboard's charts (one point per second).
@@ -245,6 +246,11 @@ pub struct ShardView {
     pub mbps: f64,
     /// Packets per send syscall over the last second.
     pub packets_per_syscall: f64,
+    /// The send backend it uses now (`uring`, `sendmmsg`, `sendto`; after any fallback),
+    /// `None` before its sender exists.
+    pub io: Option<&'static str>,
+    /// Whether it forms UDP GSO trains now.
+    pub gso: bool,
     /// Send errors since start.
     pub send_errors: u64,
     /// Current loss reported by its viewers.
@@ -608,6 +614,8 @@ impl Hub {
                 packets_per_sec: sh.packets_per_sec,
                 mbps: sh.bitrate_bps / 1e6,
                 packets_per_syscall: sh.packets_per_syscall,
+                io: sh.counters.send_backend().map(IoBackend::as_str),
+                gso: sh.counters.gso.load(Ordering::Relaxed),
                 send_errors: sh.counters.send_errors.load(Ordering::Relaxed),
                 loss_pct: loss_where(&|s| s.meta.shard == index),
                 lateness_ms: sh.lateness.quantiles(),

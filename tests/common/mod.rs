@@ -42,6 +42,21 @@ impl Server {
         Self::spawn(extra, &[], true)
     }
 
+    /// Polls `/api/v1/stats` until `totals.<key>` reaches `at_least` or `limit` passes; the
+    /// last value read.
+    pub fn total_reaches(&self, key: &str, at_least: u64, limit: Duration) -> u64 {
+        let end = Instant::now() + limit;
+        loop {
+            let got = self.http_get("/api/v1/stats").json()["totals"][key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("totals.{key} in /api/v1/stats"));
+            if got >= at_least || Instant::now() > end {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The log lines collected so far (empty unless started with [`Server::start_logged`]).
     pub fn log_lines(&self) -> Vec<String> {
         self.log

@@ -553,42 +553,76 @@ fn huge_entry_counts() {
     ));
 }
 
+/// One mutated byte of `moov`: where, and what it becomes.
+#[derive(Debug, Clone, Copy)]
+enum Mutation {
+    /// One bit flipped.
+    Flip(usize, u8),
+    /// A "dangerous" value: all ones.
+    Max(usize),
+    /// A "dangerous" value: zero.
+    Zero(usize),
+}
+
 #[test]
 fn mutations_of_moov_never_panic() {
-    let mut data = SAMPLE.to_vec();
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::cell::{Cell, RefCell};
+
     let moov_start = 32usize;
     let moov_len = 8495usize;
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let mut ok = 0;
-    for _ in 0..2000 {
-        let flips = 1 + (next() % 4) as usize;
-        let mut saved = Vec::with_capacity(flips);
-        for _ in 0..flips {
-            let at = moov_start + (next() as usize % moov_len);
-            saved.push((at, data[at]));
-            let r = next();
-            // Half the time flip one bit, otherwise write a "dangerous" value.
-            data[at] = match r % 4 {
-                0 | 1 => data[at] ^ (1 << ((r >> 8) % 8)),
-                2 => 0xff,
-                _ => 0,
+    let at = moov_start..moov_start + moov_len;
+    // Half the time flip one bit, otherwise write a dangerous value; 1–4 bytes at once.
+    let mutation = prop_oneof![
+        2 => (at.clone(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip(at, bit)),
+        1 => at.clone().prop_map(Mutation::Max),
+        1 => at.prop_map(Mutation::Zero),
+    ];
+    let data = RefCell::new(SAMPLE.to_vec());
+    let ok = Cell::new(0usize);
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(mutation, 1..=4), |mutations| {
+        /// Puts the mutated bytes back when the case ends, even by a panic, so every
+        /// case (and every shrinking step) starts from the real file.
+        struct Restore<'a> {
+            data: std::cell::RefMut<'a, Vec<u8>>,
+            saved: Vec<(usize, u8)>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                for &(at, b) in self.saved.iter().rev() {
+                    self.data[at] = b;
+                }
+            }
+        }
+        let mut r = Restore {
+            data: data.borrow_mut(),
+            saved: Vec::with_capacity(mutations.len()),
+        };
+        for m in mutations {
+            let (at, new) = match m {
+                Mutation::Flip(at, bit) => (at, r.data[at] ^ (1 << bit)),
+                Mutation::Max(at) => (at, 0xff),
+                Mutation::Zero(at) => (at, 0),
             };
+            r.saved.push((at, r.data[at]));
+            r.data[at] = new;
         }
-        fuzz_parse_mp4(&data);
-        if parse_mp4(&data).is_ok() {
-            ok += 1;
+        fuzz_parse_mp4(&r.data);
+        if parse_mp4(&r.data).is_ok() {
+            ok.set(ok.get() + 1);
         }
-        for (at, b) in saved.into_iter().rev() {
-            data[at] = b;
-        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
-    assert_eq!(data, SAMPLE);
+    assert_eq!(*data.borrow(), SAMPLE);
     // Some mutations hit don't-care bytes (names, matrices, reserved), so some parses succeed.
-    assert!(ok > 0);
+    assert!(ok.get() > 0);
 }

@@ -57,6 +57,25 @@ impl IoBackend {
             IoBackend::Sendto => "sendto",
         }
     }
+
+    /// A non-zero code for publishing the backend in an atomic ([`IoBackend::from_code`]).
+    pub fn code(self) -> u8 {
+        match self {
+            IoBackend::Uring => 1,
+            IoBackend::Sendmmsg => 2,
+            IoBackend::Sendto => 3,
+        }
+    }
+
+    /// The backend [`IoBackend::code`] gave `code`, `None` for any other value.
+    pub fn from_code(code: u8) -> Option<IoBackend> {
+        match code {
+            1 => Some(IoBackend::Uring),
+            2 => Some(IoBackend::Sendmmsg),
+            3 => Some(IoBackend::Sendto),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for IoBackend {
@@ -238,7 +257,6 @@ impl UdpSender {
     }
 
     /// The backend in use now (after any fallback).
-    #[cfg(test)]
     pub(crate) fn backend(&self) -> IoBackend {
         match self.io.backend {
             Backend::Sendto => IoBackend::Sendto,
@@ -248,7 +266,6 @@ impl UdpSender {
     }
 
     /// Whether GSO trains are formed now.
-    #[cfg(test)]
     pub(crate) fn gso_enabled(&self) -> bool {
         self.io.gso
     }
