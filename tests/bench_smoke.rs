@@ -49,7 +49,14 @@ fn bench_smoke_reports_zero_loss_and_server_cpu_on_loopback() {
         );
     }
     let html = std::fs::read_to_string(out.join("bench.html")).expect("bench.html written");
-    assert!(html.contains("<svg") && html.contains("this machine served"));
+    // The summary names what the run served; whether the run met the SLO depends on how
+    // loaded the machine is (pacing lateness), which a smoke test cannot control, so either
+    // verdict is accepted — but one of them must be there.
+    assert!(html.contains("<svg"), "the report draws its plots");
+    assert!(
+        html.contains("this machine served") || html.contains("no configuration met the SLO"),
+        "the report states its verdict"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
