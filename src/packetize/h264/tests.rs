@@ -437,28 +437,22 @@ fn new_rejects_unusable_config() {
     assert_eq!(run(&mut p, &media, sample).unwrap().len(), 1);
 }
 
-/// Property-style: random NAL counts/sizes/budgets/prefix sizes always reassemble exactly.
-#[test]
-fn random_nal_sizes_reassemble() {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut rnd = move |m: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % m
-    };
-    for _ in 0..400 {
-        let nls = [1u8, 2, 4][rnd(3) as usize];
-        let budget = 64 + rnd(1500) as usize;
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any NAL counts, sizes, header types, payload budgets and length-prefix sizes
+    /// reassemble exactly (NAL lengths stay below 256 with 1-byte prefixes).
+    #[test]
+    fn random_nal_sizes_reassemble(
+        nls in proptest::sample::select(vec![1u8, 2, 4]),
+        budget in 64usize..1564,
+        sync in proptest::prelude::any::<bool>(),
+        shapes in proptest::collection::vec((0usize..6000, 0usize..6), 1..=6),
+    ) {
         let max_len = if nls == 1 { 256 } else { 6000 };
-        let count = 1 + rnd(6) as usize;
-        let sync = rnd(2) == 0;
-        let nals: Vec<Vec<u8>> = (0..count)
-            .map(|_| {
-                let len = rnd(max_len) as usize;
-                let hdr = [0x09u8, 0x06, 0x41, 0x65, 0x01, 0x21][rnd(6) as usize];
-                nal(hdr, len)
-            })
+        let nals: Vec<Vec<u8>> = shapes
+            .iter()
+            .map(|&(len, hdr)| nal([0x09u8, 0x06, 0x41, 0x65, 0x01, 0x21][hdr], len % max_len))
             .collect();
         let (media, sample) = layout(&nals, nls, sync);
         let mut p = packetizer(nls, budget);
@@ -473,6 +467,6 @@ fn random_nal_sizes_reassemble() {
                 .filter(|n| !n.is_empty() && n[0] & 0x1f != NAL_TYPE_AUD)
                 .map(Vec::as_slice),
         );
-        assert_eq!(depacketize(&pls), annex_b(&expected));
+        proptest::prop_assert_eq!(depacketize(&pls), annex_b(&expected));
     }
 }
