@@ -40,6 +40,7 @@ use crate::stats::{
     Transport as StatsTransport, ViewerSsrcs, EVENT_QUEUE_DEPTH,
 };
 use crate::wire::ntp::NtpTime;
+use crate::wire::rtp::Ssrc;
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
 
 mod operator;
@@ -1139,7 +1140,7 @@ impl Control {
             })
             .unwrap_or_default();
         let mut rng = rand::thread_rng();
-        let ssrc: u32 = match self.channel_of(&media) {
+        let ssrc: Ssrc = match self.channel_of(&media) {
             Some(ch) => ch.tracks[track_index].ssrc,
             None => rng.gen(),
         };

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use hdrhistogram::Histogram;
 
-use super::live_cache::{LiveCache, StreamKey, WirePacket};
+use super::live_cache::{LiveCache, SampleRequest, StreamKey, WirePacket};
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::{interleaved_header, SinkError};
@@ -439,17 +439,14 @@ impl Worker {
                 }
                 budget -= 1;
                 let (queued_before, total_before) = (self.pending.len(), s.packets_total);
-                emit_sample(
-                    s,
-                    due.slot,
-                    i,
-                    now,
-                    &mut self.pending,
-                    &mut self.live,
-                    &self.rtcp,
-                    &mut self.rtcp_buf,
-                    &self.counters,
-                );
+                let mut out = Outputs {
+                    pending: &mut self.pending,
+                    live: &mut self.live,
+                    rtcp: &self.rtcp,
+                    rtcp_buf: &mut self.rtcp_buf,
+                    counters: &self.counters,
+                };
+                emit_sample(&mut out, s, due.slot, i, now);
                 if self.stats {
                     // UDP packets leave at the next flush, which records their lateness;
                     // interleaved ones were written just now. Samples due before the session
@@ -821,22 +818,27 @@ fn body_of<'a>(spec: &PacketSpec, s: &'a ShardSession, i: usize) -> Option<BodyS
     )
 }
 
-/// Sends the next sample of track `i`: its packets into `pending` (UDP) or onto the sink
-/// (TCP). A live track takes them from the shard's `live` cache, packetized once for every
+/// The shard state one sample's sending writes to besides its session (borrowed from the
+/// [`Worker`] for one call: a few references on the stack, nothing allocated).
+struct Outputs<'a> {
+    /// UDP packets queued for the pass's batched send.
+    pending: &'a mut Vec<PendingPacket>,
+    /// Live samples packetized once for every viewer of their channel on this shard.
+    live: &'a mut LiveCache,
+    /// The shard's RTCP socket, for sender reports.
+    rtcp: &'a UdpSocket,
+    /// Scratch for the sender report.
+    rtcp_buf: &'a mut [u8; MAX_RTCP_COMPOUND],
+    /// The shard's published counters.
+    counters: &'a ShardCounters,
+}
+
+/// Sends the next sample of track `i` of session `s` (in slot `slot`): its packets into
+/// `out.pending` (UDP) or onto the sink (TCP), after a sender report when one is due. A
+/// live track takes them from the shard's `out.live` cache, packetized once for every
 /// viewer of the channel on the shard (on the first viewer's miss); other tracks packetize
 /// with their own packetizer.
-#[allow(clippy::too_many_arguments)]
-fn emit_sample(
-    s: &mut ShardSession,
-    slot: u32,
-    i: usize,
-    now: Instant,
-    pending: &mut Vec<PendingPacket>,
-    live: &mut LiveCache,
-    rtcp: &UdpSocket,
-    rtcp_buf: &mut [u8; MAX_RTCP_COMPOUND],
-    counters: &ShardCounters,
-) {
+fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize, now: Instant) {
     let media = s.media.clone();
     let track = &media.index.tracks[s.tracks[i].setup.track_index];
     let next = s.tracks[i].next_sample;
@@ -857,27 +859,29 @@ fn emit_sample(
         .last_sender_report
         .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
     {
-        send_sender_report(s, i, now, rtcp, rtcp_buf);
+        send_sender_report(s, i, now, out.rtcp, out.rtcp_buf);
     }
     let bytes = media.bytes.as_slice();
     let ts = s.stamp(i, track.pts_ticks(&sample));
     let cached = match s.tracks[i].live_stream {
-        Some(stream) => live.packets(
+        Some(stream) => out.live.packets(
             stream,
-            s.absolute_sample(i),
-            group,
-            next as u64,
-            bytes,
-            s.tracks[i].seq,
-            ts,
-            counters,
+            &SampleRequest {
+                abs: s.absolute_sample(i),
+                samples: group,
+                index: next as u64,
+                media: bytes,
+                seq: s.tracks[i].seq,
+                ts,
+            },
+            out.counters,
         ),
         None => None,
     };
     let error = match cached {
         Some(packets) => {
             for j in 0..packets.len() {
-                if !deliver(s, slot, i, packets.get(j), pending, counters) {
+                if !deliver(s, slot, i, packets.get(j), out.pending, out.counters) {
                     return;
                 }
             }
@@ -885,7 +889,9 @@ fn emit_sample(
         }
         None => {
             if s.live.is_some() {
-                counters.live_packetizations.fetch_add(1, Ordering::Relaxed);
+                out.counters
+                    .live_packetizations
+                    .fetch_add(1, Ordering::Relaxed);
             }
             s.tracks[i].packetizer.begin_samples(group, next as u64);
             loop {
@@ -896,7 +902,7 @@ fn emit_sample(
                 };
                 let t = &s.tracks[i];
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
-                if !deliver(s, slot, i, &packet, pending, counters) {
+                if !deliver(s, slot, i, &packet, out.pending, out.counters) {
                     return;
                 }
             }

@@ -53,6 +53,7 @@
 //! ```
 
 use super::ntp::NtpTime;
+use super::rtp::{RtpTimestamp, Ssrc};
 
 /// RTCP packet type: sender report (RFC 3550 §6.4.1).
 pub const PT_SR: u8 = 200;
@@ -79,11 +80,11 @@ const BYE_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderInfo {
     /// SSRC of the sender.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// Wallclock time of the report.
     pub ntp: NtpTime,
     /// RTP timestamp of the same instant.
-    pub rtp_timestamp: u32,
+    pub rtp_timestamp: RtpTimestamp,
     /// RTP packets sent so far.
     pub packet_count: u32,
     /// RTP payload octets sent so far.
@@ -103,7 +104,7 @@ pub fn write_sender_report(out: &mut [u8], sender: &SenderInfo, cname: &str) -> 
 }
 
 /// Compound SR + SDES CNAME + BYE (§6.6) for the end of a stream.
-/// Returns the length written), or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
+/// Returns the length written, or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
 pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     let cname = truncate_cname(cname);
     let need = SR_LEN + sdes_len(cname.len()) + BYE_LEN;
@@ -112,30 +113,67 @@ pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     }
     let mut n = write_sr(out, sender);
     n += write_sdes_cname(&mut out[n..], sender.ssrc, cname);
-    // §6.6: one SSRC), no reason.
-    write_common_header(&mut out[n..], 1, PT_BYE, BYE_LEN);
-    out[n + 4..n + 8].copy_from_slice(&sender.ssrc.to_be_bytes());
-    n + BYE_LEN
+    n + write_bye_packet(&mut out[n..], &[sender.ssrc])
 }
 
-/// Compound RR with one report block + SDES CNAME (§6.1, §6.4.2, §6.5), as a receiver sends
-/// it. Returns the length written, or 0 if `out` is too small (never with
-/// [`MAX_RTCP_COMPOUND`]).
+/// Most report blocks one SR or RR carries (the 5-bit count field, §6.4.1), and most sources
+/// one BYE names (§6.6).
+pub const MAX_RTCP_COUNT: usize = 31;
+
+/// Length of a receiver report carrying `blocks` report blocks (§6.4.2).
+const fn rr_len(blocks: usize) -> usize {
+    8 + REPORT_BLOCK_LEN * blocks
+}
+
+/// Length of one report block (§6.4.1).
+const REPORT_BLOCK_LEN: usize = 24;
+
+/// An RR from `reporter` with one report block per entry of `blocks` (§6.4.2), followed, when
+/// `cname` is given, by an SDES CNAME for `reporter` (§6.5): the compound a receiver sends
+/// (§6.1). Without `cname` the RR stands alone, as a test of a lenient receiver or the start
+/// of a compound the caller continues (e.g. with [`write_bye_packet`]). Returns the length
+/// written, or 0 if `out` is too small (a [`MAX_RTCP_COMPOUND`] buffer holds up to 7 blocks
+/// with a CNAME) or there are more than [`MAX_RTCP_COUNT`] blocks.
 pub fn write_receiver_report(
     out: &mut [u8],
-    reporter_ssrc: u32,
-    block: &ReportBlock,
-    cname: &str,
+    reporter: Ssrc,
+    blocks: &[ReportBlock],
+    cname: Option<&str>,
 ) -> usize {
-    const RR_LEN: usize = 8 + 24;
-    let cname = truncate_cname(cname);
-    let need = RR_LEN + sdes_len(cname.len());
-    if out.len() < need {
+    let cname = cname.map(truncate_cname);
+    let rr = rr_len(blocks.len());
+    let need = rr + cname.map_or(0, |c| sdes_len(c.len()));
+    if blocks.len() > MAX_RTCP_COUNT || out.len() < need {
         return 0;
     }
-    write_common_header(out, 1, PT_RR, RR_LEN);
-    out[4..8].copy_from_slice(&reporter_ssrc.to_be_bytes());
-    let b = &mut out[8..RR_LEN];
+    write_common_header(out, blocks.len() as u8, PT_RR, rr);
+    out[4..8].copy_from_slice(&reporter.to_be_bytes());
+    for (block, b) in blocks
+        .iter()
+        .zip(out[8..rr].chunks_exact_mut(REPORT_BLOCK_LEN))
+    {
+        write_report_block(b, block);
+    }
+    rr + cname.map_or(0, |c| write_sdes_cname(&mut out[rr..], reporter, c))
+}
+
+/// A BYE packet naming `sources` without a reason (§6.6), to append to a compound after its
+/// report (§6.1). Returns the length written, or 0 if `out` is too small or there are more
+/// than [`MAX_RTCP_COUNT`] sources.
+pub fn write_bye_packet(out: &mut [u8], sources: &[Ssrc]) -> usize {
+    let len = 4 + 4 * sources.len();
+    if sources.len() > MAX_RTCP_COUNT || out.len() < len {
+        return 0;
+    }
+    write_common_header(out, sources.len() as u8, PT_BYE, len);
+    for (ssrc, b) in sources.iter().zip(out[4..len].chunks_exact_mut(4)) {
+        b.copy_from_slice(&ssrc.to_be_bytes());
+    }
+    len
+}
+
+/// Writes one 24-byte report block (§6.4.1) into `b`.
+fn write_report_block(b: &mut [u8], block: &ReportBlock) {
     b[0..4].copy_from_slice(&block.ssrc.to_be_bytes());
     // Fraction lost (8 bits) and cumulative lost (24-bit two's complement, clamped).
     let cumulative = (block.cumulative_lost.clamp(-0x80_0000, 0x7f_ffff) as u32) & 0xff_ffff;
@@ -144,7 +182,6 @@ pub fn write_receiver_report(
     b[12..16].copy_from_slice(&block.jitter.to_be_bytes());
     b[16..20].copy_from_slice(&block.lsr.to_be_bytes());
     b[20..24].copy_from_slice(&block.dlsr.to_be_bytes());
-    RR_LEN + write_sdes_cname(&mut out[RR_LEN..], reporter_ssrc, cname)
 }
 
 /// Fuzzing entry point: validate arbitrary bytes as an RTCP compound; must never panic, and
@@ -222,7 +259,7 @@ fn write_sr(out: &mut [u8], sender: &SenderInfo) -> usize {
 }
 
 /// Writes an SDES packet with one chunk holding one CNAME item (§6.5, §6.5.1).
-fn write_sdes_cname(out: &mut [u8], ssrc: u32, cname: &[u8]) -> usize {
+fn write_sdes_cname(out: &mut [u8], ssrc: Ssrc, cname: &[u8]) -> usize {
     let len = sdes_len(cname.len());
     write_common_header(out, 1, PT_SDES, len);
     out[4..8].copy_from_slice(&ssrc.to_be_bytes());
@@ -238,7 +275,7 @@ fn write_sdes_cname(out: &mut [u8], ssrc: u32, cname: &[u8]) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportBlock {
     /// SSRC of the source this block reports on.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// Fraction lost since the last report, in 1/256 units.
     pub fraction_lost: u8,
     /// Cumulative packets lost (24-bit signed, sign-extended).
@@ -266,7 +303,7 @@ pub struct SdesItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdesChunk {
     /// SSRC or CSRC the items describe.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// The items, end-of-list marker excluded.
     pub items: Vec<SdesItem>,
 }
@@ -287,11 +324,11 @@ pub enum RtcpPacket {
     /// Sender report (§6.4.1).
     SenderReport {
         /// Sender SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
         /// Wall-clock time of the report.
         ntp: NtpTime,
         /// RTP timestamp corresponding to `ntp`.
-        rtp_timestamp: u32,
+        rtp_timestamp: RtpTimestamp,
         /// Packets sent.
         packet_count: u32,
         /// Payload octets sent.
@@ -302,7 +339,7 @@ pub enum RtcpPacket {
     /// Receiver report (§6.4.2).
     ReceiverReport {
         /// Reporter SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
         /// Reception report blocks.
         blocks: Vec<ReportBlock>,
     },
@@ -314,14 +351,14 @@ pub enum RtcpPacket {
     /// Goodbye (§6.6); the optional reason is validated but not kept.
     Bye {
         /// Sources leaving.
-        ssrcs: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
     },
     /// Application-defined (§6.7).
     App {
         /// Subtype (the count field).
         subtype: u8,
         /// Source SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
         /// Four-character name.
         name: [u8; 4],
         /// Application data.
@@ -369,6 +406,11 @@ fn be32(b: &[u8], at: usize) -> Result<u32, RtcpError> {
         .ok_or(RtcpError::BodyTooShort)
 }
 
+/// The SSRC at `at` in `b`.
+fn ssrc_at(b: &[u8], at: usize) -> Result<Ssrc, RtcpError> {
+    be32(b, at).map(Ssrc)
+}
+
 /// Parses and validates a compound RTCP packet (RFC 3550 §6.1, Appendix A.2 checks: version 2
 /// everywhere, padding only on the last packet, first packet SR or RR, length words summing
 /// exactly to the datagram).
@@ -391,14 +433,14 @@ pub enum RtcpItem {
     /// report's blocks.
     Report {
         /// The reporter's SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
     },
     /// A reception report block of an SR or RR (RFC 3550 §6.4.1, §6.4.2).
     Block(ReportBlock),
     /// A BYE packet (RFC 3550 §6.6), shown before the sources it names.
     Bye,
     /// One SSRC a BYE packet names (RFC 3550 §6.6: SC sources), after its [`RtcpItem::Bye`].
-    ByeSource(u32),
+    ByeSource(Ssrc),
 }
 
 /// Validates `buf` exactly as [`parse_compound`] does (the same checks, in the same order,
@@ -415,14 +457,14 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
             PT_SR => {
                 let blocks = report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?;
                 on(RtcpItem::Report {
-                    ssrc: be32(body, 0)?,
+                    ssrc: ssrc_at(body, 0)?,
                 });
                 blocks.for_each(|b| on(RtcpItem::Block(b)));
             }
             PT_RR => {
                 let blocks = report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?;
                 on(RtcpItem::Report {
-                    ssrc: be32(body, 0)?,
+                    ssrc: ssrc_at(body, 0)?,
                 });
                 blocks.for_each(|b| on(RtcpItem::Block(b)));
             }
@@ -431,7 +473,7 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
                 check_bye(body, count)?;
                 on(RtcpItem::Bye);
                 for i in 0..count {
-                    on(RtcpItem::ByeSource(be32(body, 4 * i)?));
+                    on(RtcpItem::ByeSource(ssrc_at(body, 4 * i)?));
                 }
             }
             PT_APP => check_app(body)?,
@@ -492,16 +534,16 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
             let blocks =
                 report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?.collect();
             RtcpPacket::SenderReport {
-                ssrc: be32(body, 0)?,
+                ssrc: ssrc_at(body, 0)?,
                 ntp: NtpTime((u64::from(be32(body, 4)?) << 32) | u64::from(be32(body, 8)?)),
-                rtp_timestamp: be32(body, 12)?,
+                rtp_timestamp: RtpTimestamp(be32(body, 12)?),
                 packet_count: be32(body, 16)?,
                 octet_count: be32(body, 20)?,
                 blocks,
             }
         }
         PT_RR => RtcpPacket::ReceiverReport {
-            ssrc: be32(body, 0)?,
+            ssrc: ssrc_at(body, 0)?,
             blocks: report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?.collect(),
         },
         PT_SDES => RtcpPacket::Sdes {
@@ -510,7 +552,7 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
         PT_BYE => {
             check_bye(body, count)?;
             let ssrcs = (0..count)
-                .map(|i| be32(body, 4 * i))
+                .map(|i| ssrc_at(body, 4 * i))
                 .collect::<Result<Vec<_>, _>>()?;
             RtcpPacket::Bye { ssrcs }
         }
@@ -518,7 +560,7 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
             check_app(body)?;
             RtcpPacket::App {
                 subtype: count as u8,
-                ssrc: be32(body, 0)?,
+                ssrc: ssrc_at(body, 0)?,
                 name: be32(body, 4)?.to_be_bytes(),
                 data: body[8..].to_vec(),
             }
@@ -553,12 +595,14 @@ fn report_blocks(
     b: &[u8],
     count: usize,
 ) -> Result<impl Iterator<Item = ReportBlock> + '_, RtcpError> {
-    let blocks = b.get(..count * 24).ok_or(RtcpError::BodyTooShort)?;
-    Ok(blocks.chunks_exact(24).map(|c| {
+    let blocks = b
+        .get(..count * REPORT_BLOCK_LEN)
+        .ok_or(RtcpError::BodyTooShort)?;
+    Ok(blocks.chunks_exact(REPORT_BLOCK_LEN).map(|c| {
         let word = |at: usize| u32::from_be_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]);
         let lost = word(4);
         ReportBlock {
-            ssrc: word(0),
+            ssrc: Ssrc(word(0)),
             fraction_lost: (lost >> 24) as u8,
             // 24-bit two's complement: shift up and arithmetic-shift back to sign-extend.
             cumulative_lost: ((lost << 8) as i32) >> 8,
@@ -576,11 +620,11 @@ fn report_blocks(
 fn walk_sdes<'a>(
     body: &'a [u8],
     count: usize,
-    mut on: impl FnMut(u32, Option<(u8, &'a [u8])>),
+    mut on: impl FnMut(Ssrc, Option<(u8, &'a [u8])>),
 ) -> Result<(), RtcpError> {
     let mut pos = 0usize;
     for _ in 0..count {
-        let ssrc = be32(body, pos).map_err(|_| RtcpError::BadSdes)?;
+        let ssrc = ssrc_at(body, pos).map_err(|_| RtcpError::BadSdes)?;
         on(ssrc, None);
         pos += 4;
         loop {
@@ -619,6 +663,44 @@ fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
         }
     })?;
     Ok(chunks)
+}
+
+/// Receiver-side RTCP for the crate's unit tests, written with the public writers.
+#[cfg(test)]
+pub(crate) mod test_packets {
+    use super::{write_bye_packet, write_receiver_report, ReportBlock, MAX_RTCP_COUNT};
+    use crate::wire::rtp::Ssrc;
+
+    /// An RR (RFC 3550 §6.4.2) from `reporter` with one block per
+    /// `(ssrc, fraction lost, jitter, lsr, dlsr)`; cumulative lost 17, highest seq 1000.
+    pub(crate) fn rr(reporter: Ssrc, blocks: &[(Ssrc, u8, u32, u32, u32)]) -> Vec<u8> {
+        let blocks: Vec<ReportBlock> = blocks
+            .iter()
+            .map(|&(ssrc, fraction_lost, jitter, lsr, dlsr)| ReportBlock {
+                ssrc,
+                fraction_lost,
+                cumulative_lost: 17,
+                highest_seq: 1000,
+                jitter,
+                lsr,
+                dlsr,
+            })
+            .collect();
+        let mut buf = vec![0u8; 8 + 24 * MAX_RTCP_COUNT];
+        let n = write_receiver_report(&mut buf, reporter, &blocks, None);
+        assert!(n > 0, "{} blocks fit an RR", blocks.len());
+        buf.truncate(n);
+        buf
+    }
+
+    /// `packet` followed by a BYE naming `sources` (RFC 3550 §6.6).
+    pub(crate) fn with_bye(mut packet: Vec<u8>, sources: &[Ssrc]) -> Vec<u8> {
+        let at = packet.len();
+        packet.resize(at + 4 + 4 * sources.len(), 0);
+        let n = write_bye_packet(&mut packet[at..], sources);
+        assert_eq!(n, packet.len() - at);
+        packet
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use crate::shard::send::{GsoMode, IoBackend, SendConfig};
 use crate::shard::{Activity, InterleavedSink, SessionSetup, TrackDest, TrackSetup};
 use crate::stats::TrackReception;
 use crate::sys::count_alloc::allocations_on_this_thread;
+use crate::wire::rtcp::test_packets::{rr, with_bye};
 use crate::wire::rtcp::{parse_compound, RtcpPacket};
+use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
 use std::collections::{BTreeSet, HashMap as Map};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -14,32 +16,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 /// SSRCs of a test session: video (track 0, 90 kHz) is `base`, audio (track 1) `base + 1`.
-fn ssrcs(base: u32) -> [u32; 2] {
-    [base, base + 1]
-}
-
-/// An RR (RFC 3550 §6.4.2) from `reporter` with one block per
-/// `(ssrc, fraction lost, jitter, lsr, dlsr)`; cumulative lost 17, highest seq 1000.
-fn rr(reporter: u32, blocks: &[(u32, u8, u32, u32, u32)]) -> Vec<u8> {
-    let mut out = vec![0x80 | blocks.len() as u8, 201];
-    out.extend_from_slice(&((1 + 6 * blocks.len()) as u16).to_be_bytes());
-    out.extend_from_slice(&reporter.to_be_bytes());
-    for &(ssrc, fraction, jitter, lsr, dlsr) in blocks {
-        out.extend_from_slice(&ssrc.to_be_bytes());
-        out.extend_from_slice(&(u32::from(fraction) << 24 | 17).to_be_bytes());
-        out.extend_from_slice(&1000u32.to_be_bytes());
-        out.extend_from_slice(&jitter.to_be_bytes());
-        out.extend_from_slice(&lsr.to_be_bytes());
-        out.extend_from_slice(&dlsr.to_be_bytes());
-    }
-    out
-}
-
-/// `packet` followed by a BYE for `reporter` (RFC 3550 §6.6).
-fn with_bye(mut packet: Vec<u8>, reporter: u32) -> Vec<u8> {
-    packet.extend_from_slice(&[0x81, 203, 0, 1]);
-    packet.extend_from_slice(&reporter.to_be_bytes());
-    packet
+fn ssrcs(base: u32) -> [Ssrc; 2] {
+    [Ssrc(base), Ssrc(base + 1)]
 }
 
 fn bind() -> UdpSocket {
@@ -123,8 +101,8 @@ impl Rig {
                 track_index: i,
                 payload_type: 96 + i as u8,
                 ssrc: ssrcs(ssrc_base)[i],
-                initial_seq: 0,
-                initial_rtptime: 0,
+                initial_seq: SeqNum(0),
+                initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
             })
             .collect();
@@ -267,7 +245,7 @@ fn receiver_reports_reach_the_next_report_with_jitter_and_round_trip() {
     // The viewer saw our SR 30 ms ago and held it 10 ms: RTT = 30 − 10 = 20 ms.
     let lsr = NtpTime::from_system_time(SystemTime::now() - Duration::from_millis(30)).middle32();
     let dlsr = 655; // 10 ms in 1/65536 s (9.995 ms)
-    let video = rr(0x1234, &[(0xA000_0000, 64, 900, lsr, dlsr)]);
+    let video = rr(Ssrc(0x1234), &[(Ssrc(0xA000_0000), 64, 900, lsr, dlsr)]);
     v.rtcp.send_to(&video, r.server_rtcp).unwrap();
     let later = Instant::now() + Duration::from_secs(1000);
     r.drain_until(later, |c| get(&c.rtcp_received) == 1);
@@ -297,7 +275,10 @@ fn receiver_reports_reach_the_next_report_with_jitter_and_round_trip() {
 
     // Audio block on the RTP port (muxed RTCP), then a NAT keep-alive there.
     let audio_rate = r.clock_rate(1);
-    let audio = rr(0x1234, &[(0xA000_0001, 8, audio_rate / 100, 0, 0)]);
+    let audio = rr(
+        Ssrc(0x1234),
+        &[(Ssrc(0xA000_0001), 8, audio_rate / 100, 0, 0)],
+    );
     v.rtp.send_to(&audio, r.server_rtp).unwrap();
     v.rtp
         .send_to(&[0xce, 0xfa, 0xed, 0xfe], r.server_rtp)
@@ -343,7 +324,7 @@ fn malformed_and_foreign_rtcp_is_counted_and_changes_nothing() {
     let t0 = Instant::now();
     let a = r.add_session(7, 0xA000_0000, t0);
     let b = r.add_session(8, 0xB000_0000, t0);
-    let own = rr(0x1234, &[(0xA000_0000, 200, 9000, 0, 0)]);
+    let own = rr(Ssrc(0x1234), &[(Ssrc(0xA000_0000), 200, 9000, 0, 0)]);
     let mut wrong_version = own.clone();
     wrong_version[0] = 0x41;
     let mut length_past_end = own.clone();
@@ -371,16 +352,22 @@ fn malformed_and_foreign_rtcp_is_counted_and_changes_nothing() {
     }
     // Valid, but about b's video and an SSRC nobody has.
     let foreign = rr(
-        0x1234,
-        &[(0xB000_0000, 255, 1, 0, 0), (0xDEAD_BEEF, 255, 1, 0, 0)],
+        Ssrc(0x1234),
+        &[
+            (Ssrc(0xB000_0000), 255, 1, 0, 0),
+            (Ssrc(0xDEAD_BEEF), 255, 1, 0, 0),
+        ],
     );
     a.rtcp.send_to(&foreign, r.server_rtcp).unwrap();
     // From an address that is no session's: a valid RR about a's and b's tracks, to both
     // ports, and a keep-alive.
     let stranger = bind();
     let about_both = rr(
-        0x99,
-        &[(0xA000_0000, 255, 1, 0, 0), (0xB000_0000, 255, 1, 0, 0)],
+        Ssrc(0x99),
+        &[
+            (Ssrc(0xA000_0000), 255, 1, 0, 0),
+            (Ssrc(0xB000_0000), 255, 1, 0, 0),
+        ],
     );
     stranger.send_to(&about_both, r.server_rtcp).unwrap();
     stranger.send_to(&about_both, r.server_rtp).unwrap();
@@ -411,7 +398,7 @@ fn an_rtcp_flood_is_capped_per_tick_and_sending_goes_on() {
     let mut r = rig(true, 16);
     let t0 = Instant::now();
     let a = r.add_session(7, 0xA000_0000, t0);
-    let packet = rr(0x1234, &[(0xA000_0000, 1, 1, 0, 0)]);
+    let packet = rr(Ssrc(0x1234), &[(Ssrc(0xA000_0000), 1, 1, 0, 0)]);
     for _ in 0..10_000 {
         let _ = a.rtcp.send_to(&packet, r.server_rtcp);
     }
@@ -455,10 +442,13 @@ fn a_viewer_bye_ends_its_session_and_tells_the_control_thread() {
     // An RR about our video track first (as ffmpeg and GStreamer send), then a valid
     // RR + BYE from the same SSRC on the RTP port (where NAT keep-alives arrive).
     a.rtcp
-        .send_to(&rr(0x1234, &[(0xA000_0000, 0, 0, 0, 0)]), r.server_rtcp)
+        .send_to(
+            &rr(Ssrc(0x1234), &[(Ssrc(0xA000_0000), 0, 0, 0, 0)]),
+            r.server_rtcp,
+        )
         .unwrap();
     r.drain_until(later, |c| get(&c.rtcp_received) == 3);
-    let bye = with_bye(rr(0x1234, &[]), 0x1234);
+    let bye = with_bye(rr(Ssrc(0x1234), &[]), &[Ssrc(0x1234)]);
     a.rtp.send_to(&bye, r.server_rtp).unwrap();
     r.drain_until(later, |c| get(&c.rtcp_byes) == 1);
     assert_eq!(get(&r.counters.rtcp_byes_refused), 0);
@@ -500,17 +490,26 @@ fn a_bye_must_name_an_ssrc_the_viewer_reported_from_earlier() {
     let later = Instant::now() + Duration::from_secs(1000);
     // A spoofer knowing the viewer's address but nothing else.
     a.rtcp
-        .send_to(&with_bye(rr(0x5555, &[]), 0x5555), r.server_rtcp)
+        .send_to(
+            &with_bye(rr(Ssrc(0x5555), &[]), &[Ssrc(0x5555)]),
+            r.server_rtcp,
+        )
         .unwrap();
     r.drain_until(later, |c| get(&c.rtcp_byes_refused) == 1);
     // The first RR about our SSRC and a BYE in one compound: the RR vouches for later
     // packets only.
-    let first = with_bye(rr(0x1234, &[(0xA000_0001, 0, 0, 0, 0)]), 0x1234);
+    let first = with_bye(
+        rr(Ssrc(0x1234), &[(Ssrc(0xA000_0001), 0, 0, 0, 0)]),
+        &[Ssrc(0x1234)],
+    );
     a.rtcp.send_to(&first, r.server_rtcp).unwrap();
     r.drain_until(later, |c| get(&c.rtcp_byes_refused) == 2);
     // Now the viewer's SSRC is known, but a BYE naming another one still ends nothing.
     a.rtcp
-        .send_to(&with_bye(rr(0x5555, &[]), 0x5555), r.server_rtcp)
+        .send_to(
+            &with_bye(rr(Ssrc(0x5555), &[]), &[Ssrc(0x5555)]),
+            r.server_rtcp,
+        )
         .unwrap();
     r.drain_until(later, |c| get(&c.rtcp_byes_refused) == 3);
     assert_eq!(get(&r.counters.rtcp_byes), 0);
@@ -526,7 +525,10 @@ fn a_bye_must_name_an_ssrc_the_viewer_reported_from_earlier() {
     assert!(get(&r.counters.packets) > sent);
     // The viewer's own BYE, from the SSRC it reported from earlier, ends it.
     a.rtcp
-        .send_to(&with_bye(rr(0x1234, &[]), 0x1234), r.server_rtcp)
+        .send_to(
+            &with_bye(rr(Ssrc(0x1234), &[]), &[Ssrc(0x1234)]),
+            r.server_rtcp,
+        )
         .unwrap();
     r.drain_until(later, |c| get(&c.rtcp_byes) == 1);
     assert!(!r.w.by_id.contains_key(&7));
@@ -642,7 +644,7 @@ fn a_range_end_stops_sending_there_and_sends_the_end_of_stream_bye() {
         while let Ok(n) = v.rtp.recv(&mut buf) {
             let buf = &buf[..n];
             assert!(n > 14, "an RTP packet with a payload");
-            let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+            let ssrc = Ssrc(u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]));
             let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as i32;
             let i = ssrcs(0xA000_0000)
                 .iter()
@@ -745,11 +747,14 @@ fn statistics_off_digests_nothing_and_records_nothing() {
     let t0 = Instant::now();
     let a = r.add_session(7, 0xA000_0000, t0);
     a.rtcp
-        .send_to(&rr(1, &[(0xA000_0000, 9, 9, 0, 0)]), r.server_rtcp)
+        .send_to(
+            &rr(Ssrc(1), &[(Ssrc(0xA000_0000), 9, 9, 0, 0)]),
+            r.server_rtcp,
+        )
         .unwrap();
     a.rtcp.send_to(&[0x40, 201, 0, 0], r.server_rtcp).unwrap();
     a.rtcp
-        .send_to(&with_bye(rr(1, &[]), 1), r.server_rtcp)
+        .send_to(&with_bye(rr(Ssrc(1), &[]), &[Ssrc(1)]), r.server_rtcp)
         .unwrap();
     let later = Instant::now() + Duration::from_secs(1000);
     r.drain_until(later, |c| get(&c.rtcp_received) == 3);
@@ -783,11 +788,17 @@ fn a_full_event_queue_drops_reports_and_delays_session_ends() {
     let b = r.add_session(8, 0xB000_0000, t0);
     let later = Instant::now() + Duration::from_secs(1000);
     a.rtcp
-        .send_to(&rr(1, &[(0xA000_0000, 11, 0, 0, 0)]), r.server_rtcp)
+        .send_to(
+            &rr(Ssrc(1), &[(Ssrc(0xA000_0000), 11, 0, 0, 0)]),
+            r.server_rtcp,
+        )
         .unwrap();
     // B reports before its BYE, so the BYE counts (RFC 3550 §6.6).
     b.rtcp
-        .send_to(&rr(2, &[(0xB000_0000, 0, 0, 0, 0)]), r.server_rtcp)
+        .send_to(
+            &rr(Ssrc(2), &[(Ssrc(0xB000_0000), 0, 0, 0, 0)]),
+            r.server_rtcp,
+        )
         .unwrap();
     r.drain_until(later, |c| get(&c.rtcp_received) == 2);
     r.w.report(); // fills the queue
@@ -797,10 +808,13 @@ fn a_full_event_queue_drops_reports_and_delays_session_ends() {
     assert_eq!(get(&r.counters.reports_dropped), 1);
 
     b.rtcp
-        .send_to(&with_bye(rr(2, &[]), 2), r.server_rtcp)
+        .send_to(&with_bye(rr(Ssrc(2), &[]), &[Ssrc(2)]), r.server_rtcp)
         .unwrap();
     a.rtcp
-        .send_to(&rr(1, &[(0xA000_0000, 33, 0, 0, 0)]), r.server_rtcp)
+        .send_to(
+            &rr(Ssrc(1), &[(Ssrc(0xA000_0000), 33, 0, 0, 0)]),
+            r.server_rtcp,
+        )
         .unwrap();
     r.drain_until(later, |c| get(&c.rtcp_received) == 4);
     assert!(!r.w.by_id.contains_key(&8), "the BYE took effect at once");
@@ -878,14 +892,14 @@ fn a_tcp_viewer_that_never_reads_is_reported_too_slow() {
 }
 
 /// Every RTP packet a viewer received: (SSRC, sequence number) → the whole packet.
-type Received = Map<(u32, u16), Vec<u8>>;
+type Received = Map<(Ssrc, SeqNum), Vec<u8>>;
 
 /// Reads what is queued on a non-blocking UDP socket into `into`.
 fn drain_udp(rtp: &UdpSocket, into: &mut Received) {
     let mut buf = [0u8; 2048];
     while let Ok(n) = rtp.recv(&mut buf) {
-        let ssrc = u32::from_be_bytes(buf[8..12].try_into().unwrap());
-        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let ssrc = Ssrc(u32::from_be_bytes(buf[8..12].try_into().unwrap()));
+        let seq = SeqNum(u16::from_be_bytes([buf[2], buf[3]]));
         into.insert((ssrc, seq), buf[..n].to_vec());
     }
 }
@@ -909,8 +923,8 @@ fn drain_tcp(stream: &mut TcpStream, partial: &mut Vec<u8>, into: &mut Received)
         let frame: Vec<u8> = partial.drain(..4 + len).collect();
         if frame[1].is_multiple_of(2) {
             let p = &frame[4..];
-            let ssrc = u32::from_be_bytes(p[8..12].try_into().unwrap());
-            into.insert((ssrc, u16::from_be_bytes([p[2], p[3]])), p.to_vec());
+            let ssrc = Ssrc(u32::from_be_bytes(p[8..12].try_into().unwrap()));
+            into.insert((ssrc, SeqNum(u16::from_be_bytes([p[2], p[3]]))), p.to_vec());
         }
     }
 }
@@ -1004,7 +1018,7 @@ fn viewers_of_a_live_channel_share_one_packetization() {
 
         // Same (SSRC, seq) → same bytes, whoever received it, over UDP or TCP.
         let ssrcs = [ch.tracks[0].ssrc, ch.tracks[1].ssrc];
-        let mut first_seen: Map<(u32, u16), &Vec<u8>> = Map::new();
+        let mut first_seen: Map<(Ssrc, SeqNum), &Vec<u8>> = Map::new();
         let mut shared = 0;
         for (k, packets) in received.iter().enumerate() {
             assert!(
@@ -1073,7 +1087,7 @@ fn steady_state_send_path_allocates_nothing() {
                     r.add_live_viewer(100 + k, &ch, at)
                 })
                 .collect();
-            let report = rr(0x1234, &[(1, 3, 90, 0, 0)]);
+            let report = rr(Ssrc(0x1234), &[(Ssrc(1), 3, 90, 0, 0)]);
             let tick = Duration::from_millis(5);
             let mut now = t0;
             // Warm-up: the first second fills every reusable buffer once.
