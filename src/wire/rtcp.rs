@@ -272,7 +272,7 @@ fn write_sdes_cname(out: &mut [u8], ssrc: Ssrc, cname: &[u8]) -> usize {
 }
 
 /// A reception report block (RFC 3550 §6.4.1/§6.4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReportBlock {
     /// SSRC of the source this block reports on.
     pub ssrc: Ssrc,
