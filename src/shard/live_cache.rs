@@ -393,6 +393,25 @@ impl LiveCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request for sample `k` of `track` alone, as absolute sample `abs`.
+    fn request<'a>(
+        track: &'a crate::media::track::Track,
+        media: &'a [u8],
+        abs: u64,
+        k: usize,
+        seq: SeqNum,
+        ts: RtpTimestamp,
+    ) -> SampleRequest<'a> {
+        SampleRequest {
+            abs,
+            samples: std::slice::from_ref(&track.samples[k]),
+            index: k as u64,
+            media,
+            seq,
+            ts,
+        }
+    }
     use crate::live::StartPolicy;
     use crate::media::library::SAMPLE_MP4;
     use crate::media::MediaFile;
@@ -470,14 +489,7 @@ mod tests {
         assert!(cache
             .packets(
                 id,
-                &SampleRequest {
-                    abs: 0,
-                    samples: std::slice::from_ref(&track.samples[0]),
-                    index: 0,
-                    media: bytes,
-                    seq: SeqNum(0),
-                    ts: RtpTimestamp(0)
-                },
+                &request(track, bytes, 0, 0, SeqNum(0), RtpTimestamp(0)),
                 &counters,
             )
             .is_none());
@@ -485,14 +497,7 @@ mod tests {
         let one = cache
             .packets(
                 id,
-                &SampleRequest {
-                    abs: 1,
-                    samples: std::slice::from_ref(&track.samples[1]),
-                    index: 1,
-                    media: bytes,
-                    seq,
-                    ts: RtpTimestamp(0),
-                },
+                &request(track, bytes, 1, 1, seq, RtpTimestamp(0)),
                 &counters,
             )
             .unwrap();
@@ -503,14 +508,7 @@ mod tests {
             let k = abs as usize;
             cache.packets(
                 id,
-                &SampleRequest {
-                    abs,
-                    samples: std::slice::from_ref(&track.samples[k]),
-                    index: k as u64,
-                    media: bytes,
-                    seq: SeqNum(0),
-                    ts: RtpTimestamp(0),
-                },
+                &request(track, bytes, abs, k, SeqNum(0), RtpTimestamp(0)),
                 &counters,
             );
             abs += 1;
@@ -524,14 +522,7 @@ mod tests {
         let again = cache
             .packets(
                 id,
-                &SampleRequest {
-                    abs: 1,
-                    samples: std::slice::from_ref(&track.samples[1]),
-                    index: 1,
-                    media: bytes,
-                    seq,
-                    ts: RtpTimestamp(0),
-                },
+                &request(track, bytes, 1, 1, seq, RtpTimestamp(0)),
                 &counters,
             )
             .unwrap();
@@ -560,14 +551,7 @@ mod tests {
             let got = cache
                 .packets(
                     id,
-                    &SampleRequest {
-                        abs,
-                        samples: std::slice::from_ref(&sample),
-                        index: k as u64,
-                        media: bytes,
-                        seq,
-                        ts: RtpTimestamp(1234),
-                    },
+                    &request(track, bytes, abs, k, seq, RtpTimestamp(1234)),
                     &counters,
                 )
                 .unwrap();
@@ -599,14 +583,7 @@ mod tests {
             let again = cache
                 .packets(
                     id,
-                    &SampleRequest {
-                        abs,
-                        samples: std::slice::from_ref(&sample),
-                        index: k as u64,
-                        media: bytes,
-                        seq: SeqNum(0),
-                        ts: RtpTimestamp(0),
-                    },
+                    &request(track, bytes, abs, k, SeqNum(0), RtpTimestamp(0)),
                     &counters,
                 )
                 .unwrap();
@@ -620,14 +597,7 @@ mod tests {
         let old = cache
             .packets(
                 id,
-                &SampleRequest {
-                    abs: 0,
-                    samples: std::slice::from_ref(&track.samples[0]),
-                    index: 0,
-                    media: bytes,
-                    seq,
-                    ts: RtpTimestamp(1234),
-                },
+                &request(track, bytes, 0, 0, seq, RtpTimestamp(1234)),
                 &counters,
             )
             .unwrap();
