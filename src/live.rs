@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
+use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
 
 /// How a joining viewer catches the live stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -56,11 +57,11 @@ impl std::str::FromStr for StartPolicy {
 #[derive(Debug)]
 pub struct LiveTrack {
     /// SSRC every viewer sees for this track.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// Sequence number of the first packet of loop 0.
-    pub seq0: u16,
+    pub seq0: SeqNum,
     /// RTP timestamp of media time zero in loop 0.
-    pub ts0: u32,
+    pub ts0: RtpTimestamp,
     /// First sample of each loop. Samples presented before zero (AAC encoder priming, placed
     /// there by the edit list) would overlap the previous loop's end if replayed, so a live
     /// channel never sends them.
@@ -88,10 +89,12 @@ impl LiveTrack {
     }
 
     /// Sequence number of the first packet of sample `k` in loop `n`.
-    pub fn seq_of(&self, loop_index: u64, k: usize) -> u16 {
+    pub fn seq_of(&self, loop_index: u64, k: usize) -> SeqNum {
         let per_loop = u64::from(self.packets_per_loop());
         let before = u64::from(self.packets_before.get(k).copied().unwrap_or(0));
-        (u64::from(self.seq0) + loop_index.wrapping_mul(per_loop) + before) as u16
+        // Modulo 2^16 (RFC 3550 §5.1): only the low 16 bits of the packet count matter.
+        self.seq0
+            .wrapping_add(loop_index.wrapping_mul(per_loop).wrapping_add(before) as u16)
     }
 
     /// RTP timestamp offset of loop `n`.

@@ -18,7 +18,7 @@ use shardcast::wire::ntp::NtpTime;
 use shardcast::wire::rtcp::{
     parse_compound, write_sender_report, RtcpPacket, SenderInfo, MAX_RTCP_COMPOUND,
 };
-use shardcast::wire::rtp::{parse_rtp_header, write_rtp_header};
+use shardcast::wire::rtp::{parse_rtp_header, write_rtp_header, RtpTimestamp, SeqNum, Ssrc};
 
 fn method() -> impl Strategy<Value = Method> {
     prop_oneof![
@@ -81,11 +81,11 @@ proptest! {
                                     server in (2u16..u16::MAX).prop_map(|p| p & !1),
                                     ch in (0u8..=254).prop_map(|c| c & !1),
                                     ssrc in any::<u32>()) {
-        let udp = parse_transport(&format_udp_reply((rtp, rtp + 1), (server, server + 1), ssrc)).unwrap();
+        let udp = parse_transport(&format_udp_reply((rtp, rtp + 1), (server, server + 1), Ssrc(ssrc))).unwrap();
         prop_assert_eq!(&udp[0].lower, &LowerTransport::Udp);
         prop_assert_eq!(udp[0].client_port, Some((rtp, rtp + 1)));
-        prop_assert_eq!(udp[0].ssrc, Some(ssrc));
-        let tcp = parse_transport(&format_tcp_reply((ch, ch + 1), ssrc)).unwrap();
+        prop_assert_eq!(udp[0].ssrc, Some(Ssrc(ssrc)));
+        let tcp = parse_transport(&format_tcp_reply((ch, ch + 1), Ssrc(ssrc))).unwrap();
         prop_assert_eq!(&tcp[0].lower, &LowerTransport::Tcp);
         prop_assert_eq!(tcp[0].interleaved, Some((ch, ch + 1)));
     }
@@ -104,7 +104,7 @@ proptest! {
     #[test]
     fn rtp_headers_parse_back(pt in 0u8..128, marker in any::<bool>(), seq in any::<u16>(), ts in any::<u32>(), ssrc in any::<u32>()) {
         let mut h = [0u8; 12];
-        write_rtp_header(&mut h, pt, marker, seq, ts, ssrc);
+        write_rtp_header(&mut h, pt, marker, SeqNum(seq), RtpTimestamp(ts), Ssrc(ssrc));
         let p = parse_rtp_header(&h).unwrap();
         prop_assert_eq!((p.payload_type, p.marker, p.sequence_number, p.timestamp, p.ssrc), (pt, marker, seq, ts, ssrc));
     }
@@ -112,7 +112,7 @@ proptest! {
     #[test]
     fn sender_reports_validate_and_parse_back(ssrc in any::<u32>(), ntp in any::<u64>(), ts in any::<u32>(),
                                               packets in any::<u32>(), octets in any::<u32>(), cname in "[ -~]{0,80}") {
-        let info = SenderInfo { ssrc, ntp: NtpTime(ntp), rtp_timestamp: ts, packet_count: packets, octet_count: octets };
+        let info = SenderInfo { ssrc: Ssrc(ssrc), ntp: NtpTime(ntp), rtp_timestamp: RtpTimestamp(ts), packet_count: packets, octet_count: octets };
         let mut buf = [0u8; MAX_RTCP_COMPOUND];
         let n = write_sender_report(&mut buf, &info, &cname);
         prop_assert!(n > 0 && n.is_multiple_of(4));
@@ -120,7 +120,7 @@ proptest! {
         let RtcpPacket::SenderReport { ssrc: s, ntp: t, rtp_timestamp: r, packet_count: pc, octet_count: oc, .. } = &packets_parsed[0] else {
             return Err(TestCaseError::fail("first packet is not an SR"));
         };
-        prop_assert_eq!((*s, t.0, *r, *pc, *oc), (ssrc, ntp, ts, packets, octets));
+        prop_assert_eq!((s.0, t.0, r.0, *pc, *oc), (ssrc, ntp, ts, packets, octets));
     }
 }
 
@@ -143,7 +143,7 @@ mod live_wrap {
                 let per_loop = t.packets_per_loop();
                 // The first packet of the next loop follows the last one of this loop:
                 // the step over a loop is exactly the packets in it, mod 2^16.
-                let step = t.seq_of(loop_index + 1, t.first_sample).wrapping_sub(t.seq_of(loop_index, t.first_sample));
+                let step = t.seq_of(loop_index, t.first_sample).distance(t.seq_of(loop_index + 1, t.first_sample));
                 prop_assert_eq!(step, per_loop as u16);
                 // Timestamps advance by the loop length per loop, mod 2^32.
                 let dt = t.loop_offset_ticks(loop_index + 1).wrapping_sub(t.loop_offset_ticks(loop_index));

@@ -16,35 +16,42 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{parse_rtp, setup_udp, wait_for_bye, RawRtsp, Server};
+use shardcast::wire::rtcp::{write_bye_packet, write_receiver_report, ReportBlock};
+use shardcast::wire::rtp::Ssrc;
 
-/// An RR (RFC 3550 §6.4.2) from `reporter` with one report block about `ssrc`, then a BYE.
+/// An RR (RFC 3550 §6.4.2) from `reporter`, with one report block about `ssrc` if given
+/// (extended highest sequence 1000, jitter 90), then a BYE naming `reporter` (§6.6) if `bye`.
+fn compound(reporter: u32, about: Option<u32>, bye: bool) -> Vec<u8> {
+    let blocks: Vec<ReportBlock> = about
+        .map(|ssrc| ReportBlock {
+            ssrc: Ssrc(ssrc),
+            highest_seq: 1000,
+            jitter: 90,
+            ..ReportBlock::default()
+        })
+        .into_iter()
+        .collect();
+    let mut p = [0u8; 64];
+    let mut n = write_receiver_report(&mut p, Ssrc(reporter), &blocks, None);
+    if bye {
+        n += write_bye_packet(&mut p[n..], &[Ssrc(reporter)]);
+    }
+    p[..n].to_vec()
+}
+
+/// An RR from `reporter` with one report block about `ssrc`, then a BYE.
 fn rr_bye(reporter: u32, ssrc: u32) -> Vec<u8> {
-    let mut p = vec![0x81, 201, 0, 7];
-    p.extend_from_slice(&reporter.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 0]); // fraction lost, cumulative lost
-    p.extend_from_slice(&1000u32.to_be_bytes()); // extended highest sequence
-    p.extend_from_slice(&90u32.to_be_bytes()); // jitter
-    p.extend_from_slice(&[0; 8]); // LSR, DLSR
-    p.extend_from_slice(&[0x81, 203, 0, 1]);
-    p.extend_from_slice(&reporter.to_be_bytes());
-    p
+    compound(reporter, Some(ssrc), true)
 }
 
 /// The RR of [`rr_bye`] alone: what a viewer sends before it ever says BYE.
 fn rr(reporter: u32, ssrc: u32) -> Vec<u8> {
-    let mut p = rr_bye(reporter, ssrc);
-    p.truncate(32);
-    p
+    compound(reporter, Some(ssrc), false)
 }
 
 /// A valid compound from `reporter` without report blocks, then a BYE naming `reporter`.
 fn bare_rr_bye(reporter: u32) -> Vec<u8> {
-    let mut p = vec![0x80, 201, 0, 1];
-    p.extend_from_slice(&reporter.to_be_bytes());
-    p.extend_from_slice(&[0x81, 203, 0, 1]);
-    p.extend_from_slice(&reporter.to_be_bytes());
-    p
+    compound(reporter, None, true)
 }
 
 /// Waits up to 3 s for the server's count of refused BYEs (`/api/v1/stats` totals) to reach

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{parse_rtp, setup_udp, Server};
 use serde_json::Value;
+use shardcast::wire::rtcp::{write_receiver_report, ReportBlock, MAX_RTCP_COMPOUND};
+use shardcast::wire::rtp::Ssrc;
 
 /// Polls `/api/v1/sessions` until `pred` holds for some session or `limit` passes.
 fn wait_for_session(server: &Server, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
@@ -168,7 +170,7 @@ impl Reception {
     }
 
     /// A receiver report block (RFC 3550 §6.4.1, A.3) with `lsr`/`dlsr` as given.
-    fn report_block(&mut self, lsr: u32, dlsr: u32) -> [u8; 24] {
+    fn report_block(&mut self, lsr: u32, dlsr: u32) -> ReportBlock {
         let expected = self.extended_max() - self.base_seq.unwrap_or(0) + 1;
         let lost = expected as i64 - i64::from(self.received);
         let expected_interval = expected - self.expected_prior;
@@ -181,28 +183,23 @@ impl Reception {
         } else {
             ((lost_interval << 8) / i64::from(expected_interval)) as u32
         };
-        let mut b = [0u8; 24];
-        b[0..4].copy_from_slice(&self.ssrc.to_be_bytes());
-        let cumulative = (lost.clamp(-0x80_0000, 0x7f_ffff) as i32 as u32) & 0xff_ffff;
-        b[4..8].copy_from_slice(&((fraction << 24) | cumulative).to_be_bytes());
-        b[8..12].copy_from_slice(&self.extended_max().to_be_bytes());
-        b[12..16].copy_from_slice(&(self.jitter as u32).to_be_bytes());
-        b[16..20].copy_from_slice(&lsr.to_be_bytes());
-        b[20..24].copy_from_slice(&dlsr.to_be_bytes());
-        b
+        ReportBlock {
+            ssrc: Ssrc(self.ssrc),
+            fraction_lost: fraction.min(255) as u8,
+            cumulative_lost: lost.clamp(-0x80_0000, 0x7f_ffff) as i32,
+            highest_seq: self.extended_max(),
+            jitter: self.jitter as u32,
+            lsr,
+            dlsr,
+        }
     }
 }
 
 /// An RR with one block plus an SDES CNAME (a valid compound packet, RFC 3550 §6.1).
-fn receiver_report(reporter: u32, block: &[u8; 24]) -> Vec<u8> {
-    let mut p = vec![0x81, 201, 0, 7];
-    p.extend_from_slice(&reporter.to_be_bytes());
-    p.extend_from_slice(block);
-    // SDES: one chunk, CNAME "t", end of list, padded to 32 bits.
-    p.extend_from_slice(&[0x81, 202, 0, 2]);
-    p.extend_from_slice(&reporter.to_be_bytes());
-    p.extend_from_slice(&[1, 1, b't', 0]);
-    p
+fn receiver_report(reporter: u32, block: &ReportBlock) -> Vec<u8> {
+    let mut p = [0u8; MAX_RTCP_COMPOUND];
+    let n = write_receiver_report(&mut p, Ssrc(reporter), &[*block], Some("t"));
+    p[..n].to_vec()
 }
 
 /// The middle 32 bits of an SR's NTP timestamp (RFC 3550 §6.4.1 LSR), if `d` starts with one.
@@ -341,7 +338,7 @@ fn malformed_and_flooding_rtcp_is_counted_and_distorts_nobody() {
     let own = &clean.rtcp;
     let invalid_before = metric(&server, "shardcast_rtcp_invalid_total");
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let good_rr = receiver_report(9, &[0u8; 24]);
+    let good_rr = receiver_report(9, &ReportBlock::default());
     let mut wrong_version = good_rr.clone();
     wrong_version[0] = 0x41;
     let mut past_end = good_rr.clone();
@@ -363,9 +360,11 @@ fn malformed_and_flooding_rtcp_is_counted_and_distorts_nobody() {
     }
     // Reports with 100 % loss about an SSRC that is nobody's: from the viewer (its session
     // must not take them) and from a stranger.
-    let mut unknown = [0u8; 24];
-    unknown[0..4].copy_from_slice(&0xDEAD_BEEFu32.to_be_bytes());
-    unknown[4] = 255;
+    let unknown = ReportBlock {
+        ssrc: Ssrc(0xDEAD_BEEF),
+        fraction_lost: 255,
+        ..ReportBlock::default()
+    };
     own.send_to(&receiver_report(9, &unknown), server_rtcp)
         .unwrap();
     stranger

@@ -367,8 +367,9 @@ fn send_receiver_reports(s: &mut PlayingSession) {
         let Some(block) = t.report_block() else {
             continue;
         };
-        let reporter = 0x5348_0000 | (s.index as u32 & 0xffff);
-        let n = crate::wire::rtcp::write_receiver_report(&mut buf, reporter, &block, "bench");
+        let reporter = crate::wire::rtp::Ssrc(0x5348_0000 | (s.index as u32 & 0xffff));
+        let n =
+            crate::wire::rtcp::write_receiver_report(&mut buf, reporter, &[block], Some("bench"));
         let _ = sock.send_to(&buf[..n], dest);
     }
 }

@@ -207,7 +207,7 @@ impl TrackStats {
             ((lost_interval << 8) / expected_interval).min(255) as u8
         };
         Some(crate::wire::rtcp::ReportBlock {
-            ssrc,
+            ssrc: crate::wire::rtp::Ssrc(ssrc),
             fraction_lost,
             cumulative_lost: (expected as i64 - received as i64).clamp(-0x80_0000, 0x7f_ffff)
                 as i32,

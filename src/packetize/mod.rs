@@ -467,20 +467,20 @@ mod tests {
         assert_eq!(payload_bytes(&spec, &[7; 20], &[], &[]).len(), 12);
     }
 
-    #[test]
-    fn fuzz_smoke() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for len in 0..400usize {
-            let data: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any bytes as a codec description and sample: no panic (see [`fuzz_packetize`]).
+        #[test]
+        fn any_input_packetizes_without_panicking(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)
+        ) {
             fuzz_packetize(&data);
         }
+    }
+
+    #[test]
+    fn fuzz_smoke() {
         fuzz_packetize(&[0x80, 0, 0, 0, 0]);
         fuzz_packetize(&[0x81, 0, 0, 0, 5, 0x65]);
         fuzz_packetize(&[0x02, 0xff, 0xff, 0xff, 0xff]);

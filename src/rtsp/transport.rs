@@ -28,6 +28,8 @@
 
 use std::fmt::Write as _;
 
+use crate::wire::rtp::Ssrc;
+
 /// The lower transport of an RTP/AVP offer (§12.39 `lower-transport`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LowerTransport {
@@ -51,7 +53,7 @@ pub struct TransportSpec {
     /// Whether `mode` includes PLAY (the default when `mode` is absent).
     pub mode_play: bool,
     /// `ssrc` suggested by the client (1 to 8 hex digits).
-    pub ssrc: Option<u32>,
+    pub ssrc: Option<Ssrc>,
     /// `destination` address, verbatim.
     pub destination: Option<String>,
 }
@@ -108,7 +110,7 @@ pub fn parse_transport_alternatives(value: &str) -> Vec<Result<TransportSpec, Tr
 }
 
 /// Server reply forms: "RTP/AVP;unicast;client_port=a-b;server_port=c-d;ssrc=XXXXXXXX" (ssrc 8 hex digits, RFC 2326 §12.39) and "RTP/AVP/TCP;unicast;interleaved=a-b;ssrc=XXXXXXXX".
-pub fn format_udp_reply(client: (u16, u16), server: (u16, u16), ssrc: u32) -> String {
+pub fn format_udp_reply(client: (u16, u16), server: (u16, u16), ssrc: Ssrc) -> String {
     format!(
         "RTP/AVP;unicast;client_port={}-{};server_port={}-{};ssrc={ssrc:08X}",
         client.0, client.1, server.0, server.1
@@ -116,7 +118,7 @@ pub fn format_udp_reply(client: (u16, u16), server: (u16, u16), ssrc: u32) -> St
 }
 
 /// The interleaved reply form, "RTP/AVP/TCP;unicast;interleaved=a-b;ssrc=XXXXXXXX" (§12.39).
-pub fn format_tcp_reply(channels: (u8, u8), ssrc: u32) -> String {
+pub fn format_tcp_reply(channels: (u8, u8), ssrc: Ssrc) -> String {
     let mut s = String::with_capacity(48);
     let _ = write!(
         s,
@@ -258,11 +260,11 @@ fn parse_pair<T: PairNum>(v: &str) -> Option<(T, T)> {
 }
 
 /// §12.39 `ssrc = 8*8(HEX)`; shorter forms (leading zeros dropped) are accepted.
-fn parse_ssrc(v: &str) -> Option<u32> {
+fn parse_ssrc(v: &str) -> Option<Ssrc> {
     if v.is_empty() || v.len() > 8 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    u32::from_str_radix(v, 16).ok()
+    u32::from_str_radix(v, 16).ok().map(Ssrc)
 }
 
 /// Fuzz entry point: runs [`parse_transport`] on arbitrary bytes and checks its invariants.
@@ -280,7 +282,7 @@ pub fn fuzz_transport(data: &[u8]) {
                 }
                 if let Some((a, b)) = spec.interleaved {
                     assert_eq!(u16::from(b), u16::from(a) + 1);
-                    let reply = format_tcp_reply((a, b), spec.ssrc.unwrap_or(0));
+                    let reply = format_tcp_reply((a, b), spec.ssrc.unwrap_or_default());
                     let back = parse_transport(&reply).map(|v| v.into_iter().next());
                     assert_eq!(
                         back.ok().flatten().and_then(|t| t.interleaved),
@@ -381,7 +383,7 @@ mod tests {
             "RTP/AVP;unicast;destination=192.0.2.7;client_port=7000-7001;ssrc=0000AbCd;mode=play;ttl=3;x-foo=bar",
         )
         .unwrap();
-        assert_eq!(t[0].ssrc, Some(0xabcd));
+        assert_eq!(t[0].ssrc, Some(Ssrc(0xabcd)));
         assert_eq!(t[0].destination.as_deref(), Some("192.0.2.7"));
         assert!(t[0].mode_play);
         let t = parse_transport("RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"RECORD\"").unwrap();
@@ -468,15 +470,15 @@ mod tests {
     #[test]
     fn reply_forms() {
         assert_eq!(
-            format_udp_reply((5000, 5001), (6970, 6971), 0x1a2b),
+            format_udp_reply((5000, 5001), (6970, 6971), Ssrc(0x1a2b)),
             "RTP/AVP;unicast;client_port=5000-5001;server_port=6970-6971;ssrc=00001A2B"
         );
         assert_eq!(
-            format_tcp_reply((0, 1), 0xdeadbeef),
+            format_tcp_reply((0, 1), Ssrc(0xdeadbeef)),
             "RTP/AVP/TCP;unicast;interleaved=0-1;ssrc=DEADBEEF"
         );
-        let back = parse_transport(&format_udp_reply((5000, 5001), (6970, 6971), 7)).unwrap();
-        assert_eq!(back[0].ssrc, Some(7));
+        let back = parse_transport(&format_udp_reply((5000, 5001), (6970, 6971), Ssrc(7))).unwrap();
+        assert_eq!(back[0].ssrc, Some(Ssrc(7)));
     }
 
     /// Transport-header vocabulary the property strings together.

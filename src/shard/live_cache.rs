@@ -30,7 +30,7 @@ use super::{ShardCounters, TrackSetup};
 use crate::live::LiveChannel;
 use crate::media::track::Sample;
 use crate::packetize::{PacketSpec, PacketizeError, Packetizer};
-use crate::wire::rtp::{write_rtp_header, RTP_HEADER_LEN};
+use crate::wire::rtp::{write_rtp_header, RtpTimestamp, SeqNum, Ssrc, RTP_HEADER_LEN};
 
 // Header slabs are copied whole into the io_uring arena's header slots.
 const _: () = assert!(HEADER_SLAB <= crate::sys::mmsg::MAX_COPIED_HEADER);
@@ -59,7 +59,13 @@ pub(super) struct WirePacket {
 
 impl WirePacket {
     /// Writes the RTP header (RFC 3550 §5.1) and the payload header of `spec`.
-    pub(super) fn new(spec: PacketSpec, payload_type: u8, seq: u16, ts: u32, ssrc: u32) -> Self {
+    pub(super) fn new(
+        spec: PacketSpec,
+        payload_type: u8,
+        seq: SeqNum,
+        ts: RtpTimestamp,
+        ssrc: Ssrc,
+    ) -> Self {
         let mut rtp = [0u8; RTP_HEADER_LEN];
         write_rtp_header(&mut rtp, payload_type, spec.marker, seq, ts, ssrc);
         let ph = spec.header();
@@ -97,6 +103,24 @@ const BLANK: WirePacket = WirePacket {
     },
 };
 
+/// One live sample as a viewer asks the cache for it ([`LiveCache::packets`]): which sample,
+/// where its bytes are, and the viewer's numbers for packetizing it on a miss.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SampleRequest<'a> {
+    /// The sample's absolute number (`loop · samples + k`), the cache key.
+    pub(super) abs: u64,
+    /// The samples that leave together (one, or a group of AAC access units).
+    pub(super) samples: &'a [Sample],
+    /// Index of `samples[0]` in its track.
+    pub(super) index: u64,
+    /// The media file's bytes.
+    pub(super) media: &'a [u8],
+    /// Sequence number of the sample's first packet.
+    pub(super) seq: SeqNum,
+    /// RTP timestamp of the sample's packets.
+    pub(super) ts: RtpTimestamp,
+}
+
 /// Everything two viewers' packets of one track depend on: equal keys, equal bytes.
 #[derive(Debug, Clone)]
 pub(super) struct StreamKey {
@@ -107,9 +131,9 @@ pub(super) struct StreamKey {
     /// RTP payload type.
     pub(super) payload_type: u8,
     /// SSRC (the channel track's).
-    pub(super) ssrc: u32,
+    pub(super) ssrc: Ssrc,
     /// RTP timestamp of media time zero in loop 0 (the channel track's).
-    pub(super) initial_rtptime: u32,
+    pub(super) initial_rtptime: RtpTimestamp,
     /// Largest RTP payload.
     pub(super) payload_budget: usize,
 }
@@ -289,23 +313,25 @@ impl LiveCache {
         self.streams.iter().flatten().count()
     }
 
-    /// The packets of absolute sample `abs` (`sample`, in `media`) of stream `id`. On a miss
-    /// the sample is packetized into the ring, numbered from `seq` and stamped `ts` — the
-    /// asking viewer's numbers, equal for every viewer of the stream by its key — and counted
-    /// in `live_packetizations`. `None` if the stream is unknown or the sample has more
-    /// packets than the ring holds: the caller packetizes it itself.
-    #[allow(clippy::too_many_arguments)]
+    /// The packets of the sample `req` asks for, of stream `id`. On a miss the sample is
+    /// packetized into the ring, numbered from `req.seq` and stamped `req.ts` — the asking
+    /// viewer's numbers, equal for every viewer of the stream by its key — and counted in
+    /// `live_packetizations`. `None` if the stream is unknown or the sample has more packets
+    /// than the ring holds: the caller packetizes it itself.
     pub(super) fn packets(
         &mut self,
         id: u32,
-        abs: u64,
-        samples: &[Sample],
-        index: u64,
-        media: &[u8],
-        seq: u16,
-        ts: u32,
+        req: &SampleRequest<'_>,
         counters: &ShardCounters,
     ) -> Option<CachedSample<'_>> {
+        let SampleRequest {
+            abs,
+            samples,
+            index,
+            media,
+            seq,
+            ts,
+        } = *req;
         let stream = self.streams.get_mut(id as usize)?.as_mut()?;
         let entry = match stream.lookup(abs) {
             Some(e) => e,
@@ -367,6 +393,25 @@ impl LiveCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request for sample `k` of `track` alone, as absolute sample `abs`.
+    fn request<'a>(
+        track: &'a crate::media::track::Track,
+        media: &'a [u8],
+        abs: u64,
+        k: usize,
+        seq: SeqNum,
+        ts: RtpTimestamp,
+    ) -> SampleRequest<'a> {
+        SampleRequest {
+            abs,
+            samples: std::slice::from_ref(&track.samples[k]),
+            index: k as u64,
+            media,
+            seq,
+            ts,
+        }
+    }
     use crate::live::StartPolicy;
     use crate::media::library::SAMPLE_MP4;
     use crate::media::MediaFile;
@@ -444,25 +489,15 @@ mod tests {
         assert!(cache
             .packets(
                 id,
-                0,
-                std::slice::from_ref(&track.samples[0]),
-                0,
-                bytes,
-                0,
-                0,
-                &counters
+                &request(track, bytes, 0, 0, SeqNum(0), RtpTimestamp(0)),
+                &counters,
             )
             .is_none());
-        let seq = 4321;
+        let seq = SeqNum(4321);
         let one = cache
             .packets(
                 id,
-                1,
-                std::slice::from_ref(&track.samples[1]),
-                1,
-                bytes,
-                seq,
-                0,
+                &request(track, bytes, 1, 1, seq, RtpTimestamp(0)),
                 &counters,
             )
             .unwrap();
@@ -473,12 +508,7 @@ mod tests {
             let k = abs as usize;
             cache.packets(
                 id,
-                abs,
-                std::slice::from_ref(&track.samples[k]),
-                k as u64,
-                bytes,
-                0,
-                0,
+                &request(track, bytes, abs, k, SeqNum(0), RtpTimestamp(0)),
                 &counters,
             );
             abs += 1;
@@ -492,12 +522,7 @@ mod tests {
         let again = cache
             .packets(
                 id,
-                1,
-                std::slice::from_ref(&track.samples[1]),
-                1,
-                bytes,
-                seq,
-                0,
+                &request(track, bytes, 1, 1, seq, RtpTimestamp(0)),
                 &counters,
             )
             .unwrap();
@@ -526,12 +551,7 @@ mod tests {
             let got = cache
                 .packets(
                     id,
-                    abs,
-                    std::slice::from_ref(&sample),
-                    k as u64,
-                    bytes,
-                    seq,
-                    1234,
+                    &request(track, bytes, abs, k, seq, RtpTimestamp(1234)),
                     &counters,
                 )
                 .unwrap();
@@ -545,7 +565,7 @@ mod tests {
                     spec,
                     96,
                     seq.wrapping_add(j as u16),
-                    1234,
+                    RtpTimestamp(1234),
                     ch.tracks[0].ssrc,
                 );
                 assert_eq!(p.header(), expect.header());
@@ -563,12 +583,7 @@ mod tests {
             let again = cache
                 .packets(
                     id,
-                    abs,
-                    std::slice::from_ref(&sample),
-                    k as u64,
-                    bytes,
-                    0,
-                    0,
+                    &request(track, bytes, abs, k, SeqNum(0), RtpTimestamp(0)),
                     &counters,
                 )
                 .unwrap();
@@ -582,12 +597,7 @@ mod tests {
         let old = cache
             .packets(
                 id,
-                0,
-                std::slice::from_ref(&track.samples[0]),
-                0,
-                bytes,
-                seq,
-                1234,
+                &request(track, bytes, 0, 0, seq, RtpTimestamp(1234)),
                 &counters,
             )
             .unwrap();

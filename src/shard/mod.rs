@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::media::MediaFile;
 use crate::stats::{ShardEvent, EVENT_QUEUE_DEPTH};
+use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
 pub use tcp::InterleavedSink;
 
 /// Pending commands a shard queue holds before the control thread answers 503.
@@ -83,11 +84,11 @@ pub struct TrackSetup {
     /// RTP payload type announced in SDP.
     pub payload_type: u8,
     /// Our SSRC for this track (RFC 3550 §8: random).
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// First RTP sequence number (random, RFC 3550 §5.1).
-    pub initial_seq: u16,
+    pub initial_seq: SeqNum,
     /// RTP timestamp of media time zero (random, RFC 3550 §5.1).
-    pub initial_rtptime: u32,
+    pub initial_rtptime: RtpTimestamp,
     /// Destination.
     pub dest: TrackDest,
 }
@@ -119,9 +120,9 @@ pub struct TrackStart {
     /// Index into the media's `tracks`.
     pub track_index: usize,
     /// Sequence number of the first packet that will be sent.
-    pub seq: u16,
+    pub seq: SeqNum,
     /// RTP timestamp of that packet.
-    pub rtptime: u32,
+    pub rtptime: RtpTimestamp,
 }
 
 /// The shard's answer to PLAY.

@@ -20,6 +20,7 @@ use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
 use crate::stats::{TrackKey, TrackReception, ViewerSsrcs, MAX_TRACKS};
+use crate::wire::rtp::{RtpTimestamp, SeqNum};
 
 /// Interval between RTCP sender reports per track (RFC 3550 §6.2 recommends 5 s minimum).
 pub(super) const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -42,7 +43,7 @@ pub(super) struct TrackStream {
     pub(super) rtp_dest: Option<SockAddr>,
     pub(super) packetizer: Packetizer,
     /// Sequence number of the next packet.
-    pub(super) seq: u16,
+    pub(super) seq: SeqNum,
     /// Index of the next sample to send.
     pub(super) next_sample: usize,
     /// Index of the first sample not to send: the end of the PLAY range (RFC 2326 §12.29),
@@ -68,7 +69,7 @@ pub(super) struct TrackStream {
 
 impl TrackStream {
     /// RTP timestamp for a presentation time in media ticks.
-    pub(super) fn rtp_timestamp(&self, pts_ticks: i64) -> u32 {
+    pub(super) fn rtp_timestamp(&self, pts_ticks: i64) -> RtpTimestamp {
         let clock_ticks = i128::from(pts_ticks) * i128::from(self.clock_rate_hz)
             / i128::from(self.timescale.max(1));
         self.setup
@@ -77,7 +78,7 @@ impl TrackStream {
     }
 
     /// RTP timestamp for a media time in seconds (sender reports).
-    pub(super) fn rtp_timestamp_at_secs(&self, secs: f64) -> u32 {
+    pub(super) fn rtp_timestamp_at_secs(&self, secs: f64) -> RtpTimestamp {
         let clock_ticks = (secs * f64::from(self.clock_rate_hz)).round() as i64;
         self.setup.initial_rtptime.wrapping_add(clock_ticks as u32)
     }
@@ -229,7 +230,7 @@ impl ShardSession {
 
     /// Prepares track `i` to send its next sample: live channels take the sequence number
     /// from the shared timeline. Returns the RTP timestamp for presentation time `pts_ticks`.
-    pub(super) fn stamp(&mut self, i: usize, pts_ticks: i64) -> u32 {
+    pub(super) fn stamp(&mut self, i: usize, pts_ticks: i64) -> RtpTimestamp {
         let t = &mut self.tracks[i];
         match &self.live {
             Some(ch) => {
@@ -407,6 +408,7 @@ mod tests {
     use super::*;
     use crate::live::StartPolicy;
     use crate::media::library::SAMPLE_MP4;
+    use crate::wire::rtp::Ssrc;
 
     /// A session on the bundled 10 s sample (video track 0 with B-frames, AAC track 1),
     /// watching `live` if given.
@@ -420,9 +422,9 @@ mod tests {
             .map(|i| TrackSetup {
                 track_index: i,
                 payload_type: 96 + i as u8,
-                ssrc: 7 + i as u32,
-                initial_seq: 0,
-                initial_rtptime: 0,
+                ssrc: Ssrc(7 + i as u32),
+                initial_seq: SeqNum(0),
+                initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
             })
             .collect();

@@ -18,6 +18,7 @@
 
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{visit_compound, ReportBlock, RtcpError, RtcpItem};
+use crate::wire::rtp::Ssrc;
 
 /// Most tracks a session can have that reception figures are kept for.
 pub const MAX_TRACKS: usize = 8;
@@ -29,7 +30,7 @@ const MAX_PLAUSIBLE_RTT_MS: f64 = 60_000.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackKey {
     /// The SSRC we send this track with (report blocks name it).
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// The track's RTP clock rate, to convert jitter to milliseconds.
     pub clock_rate_hz: u32,
 }
@@ -66,7 +67,7 @@ pub const MAX_VIEWER_SSRCS: usize = 4;
 /// name (RFC 3550 §6.6). Fixed size: kept in every session without allocating.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ViewerSsrcs {
-    ssrcs: [u32; MAX_VIEWER_SSRCS],
+    ssrcs: [Ssrc; MAX_VIEWER_SSRCS],
     len: u8,
     /// Slot the next SSRC replaces once all are used.
     next: u8,
@@ -74,12 +75,12 @@ pub struct ViewerSsrcs {
 
 impl ViewerSsrcs {
     /// True when the viewer has reported from `ssrc`.
-    pub fn knows(&self, ssrc: u32) -> bool {
+    pub fn knows(&self, ssrc: Ssrc) -> bool {
         self.ssrcs[..usize::from(self.len)].contains(&ssrc)
     }
 
     /// Remembers `ssrc`, forgetting the oldest when all slots are used.
-    pub fn learn(&mut self, ssrc: u32) {
+    pub fn learn(&mut self, ssrc: Ssrc) {
         if self.knows(ssrc) {
             return;
         }
@@ -93,7 +94,7 @@ impl ViewerSsrcs {
     }
 
     /// The remembered SSRCs.
-    pub fn as_slice(&self) -> &[u32] {
+    pub fn as_slice(&self) -> &[Ssrc] {
         &self.ssrcs[..usize::from(self.len)]
     }
 }
@@ -244,30 +245,14 @@ pub fn round_trip_ms(arrival: NtpTime, lsr: u32, dlsr: u32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An RR (RFC 3550 §6.4.2) from `reporter` with one block per `(ssrc, lost, jitter, lsr, dlsr)`.
-    fn receiver_report(reporter: u32, blocks: &[(u32, u8, u32, u32, u32)]) -> Vec<u8> {
-        let words = 1 + 6 * blocks.len();
-        let mut out = vec![0x80 | blocks.len() as u8, 201];
-        out.extend_from_slice(&(words as u16).to_be_bytes());
-        out.extend_from_slice(&reporter.to_be_bytes());
-        for &(ssrc, fraction, jitter, lsr, dlsr) in blocks {
-            out.extend_from_slice(&ssrc.to_be_bytes());
-            out.extend_from_slice(&(u32::from(fraction) << 24 | 17).to_be_bytes());
-            out.extend_from_slice(&1000u32.to_be_bytes());
-            out.extend_from_slice(&jitter.to_be_bytes());
-            out.extend_from_slice(&lsr.to_be_bytes());
-            out.extend_from_slice(&dlsr.to_be_bytes());
-        }
-        out
-    }
+    use crate::wire::rtcp::test_packets::{rr as receiver_report, with_bye};
 
     const VIDEO: TrackKey = TrackKey {
-        ssrc: 0xAAAA_0001,
+        ssrc: Ssrc(0xAAAA_0001),
         clock_rate_hz: 90_000,
     };
     const AUDIO: TrackKey = TrackKey {
-        ssrc: 0xBBBB_0002,
+        ssrc: Ssrc(0xBBBB_0002),
         clock_rate_hz: 48_000,
     };
 
@@ -295,11 +280,11 @@ mod tests {
     fn blocks_map_to_tracks_and_jitter_uses_the_track_clock() {
         let arrival = NtpTime(0x0001_0000u64 << 16);
         let rr = receiver_report(
-            7,
+            Ssrc(7),
             &[
                 (AUDIO.ssrc, 64, 480, 0x0000_8000, 0x0000_4000),
                 (VIDEO.ssrc, 0, 900, 0, 0),
-                (0xDEAD_BEEF, 255, 1, 0, 0),
+                (Ssrc(0xDEAD_BEEF), 255, 1, 0, 0),
             ],
         );
         let d = digest_rtcp(&rr, &[VIDEO, AUDIO], arrival, ViewerSsrcs::default()).unwrap();
@@ -318,15 +303,6 @@ mod tests {
         assert_eq!(video.rtt_ms, None);
     }
 
-    /// `pkt` followed by a BYE naming `ssrcs`.
-    fn with_bye(mut pkt: Vec<u8>, ssrcs: &[u32]) -> Vec<u8> {
-        pkt.extend_from_slice(&[0x80 | ssrcs.len() as u8, 203, 0, ssrcs.len() as u8]);
-        for s in ssrcs {
-            pkt.extend_from_slice(&s.to_be_bytes());
-        }
-        pkt
-    }
-
     #[test]
     fn a_bye_counts_only_for_an_ssrc_reported_from_in_an_earlier_packet() {
         let t = [VIDEO, AUDIO];
@@ -335,30 +311,42 @@ mod tests {
         let mut digest =
             |pkt: &[u8], v: &mut ViewerSsrcs| digest_rtcp_into(pkt, &t, NtpTime(0), &mut latest, v);
         // No report yet: a BYE (here behind an RR without blocks) is refused.
-        let s = digest(&with_bye(receiver_report(7, &[]), &[7]), &mut viewer).unwrap();
+        let s = digest(
+            &with_bye(receiver_report(Ssrc(7), &[]), &[Ssrc(7)]),
+            &mut viewer,
+        )
+        .unwrap();
         assert!(!s.bye && s.bye_refused);
         // The first RR about our track and a BYE in the same compound: still refused.
-        let rr = receiver_report(7, &[(VIDEO.ssrc, 0, 0, 0, 0)]);
-        let s = digest(&with_bye(rr.clone(), &[7]), &mut viewer).unwrap();
+        let rr = receiver_report(Ssrc(7), &[(VIDEO.ssrc, 0, 0, 0, 0)]);
+        let s = digest(&with_bye(rr.clone(), &[Ssrc(7)]), &mut viewer).unwrap();
         assert!(
             !s.bye && s.bye_refused,
             "an RR does not vouch for its own compound"
         );
         assert_eq!(
             viewer.as_slice(),
-            &[7],
+            &[Ssrc(7)],
             "but it is learned for later packets"
         );
         // Now a BYE naming another SSRC is refused, one naming 7 (among others) counts.
-        let s = digest(&with_bye(receiver_report(9, &[]), &[9]), &mut viewer).unwrap();
+        let s = digest(
+            &with_bye(receiver_report(Ssrc(9), &[]), &[Ssrc(9)]),
+            &mut viewer,
+        )
+        .unwrap();
         assert!(!s.bye && s.bye_refused);
-        let s = digest(&with_bye(receiver_report(9, &[]), &[9, 7]), &mut viewer).unwrap();
+        let s = digest(
+            &with_bye(receiver_report(Ssrc(9), &[]), &[Ssrc(9), Ssrc(7)]),
+            &mut viewer,
+        )
+        .unwrap();
         assert!(s.bye && !s.bye_refused);
         // A packet without BYE is neither.
         let s = digest(&rr, &mut viewer).unwrap();
         assert!(!s.bye && !s.bye_refused);
         // A BYE naming nobody is refused.
-        let s = digest(&with_bye(receiver_report(7, &[]), &[]), &mut viewer).unwrap();
+        let s = digest(&with_bye(receiver_report(Ssrc(7), &[]), &[]), &mut viewer).unwrap();
         assert!(!s.bye && s.bye_refused);
     }
 
@@ -367,7 +355,7 @@ mod tests {
         let mut viewer = ViewerSsrcs::default();
         // A report about someone else's SSRC teaches nothing.
         let d = digest_rtcp(
-            &receiver_report(5, &[(0xDEAD_BEEF, 0, 0, 0, 0)]),
+            &receiver_report(Ssrc(5), &[(Ssrc(0xDEAD_BEEF), 0, 0, 0, 0)]),
             &[VIDEO],
             NtpTime(0),
             viewer,
@@ -375,7 +363,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.viewer_ssrcs, viewer);
         // Nor does an invalid compound, even with a good block in it.
-        let mut bad = receiver_report(5, &[(VIDEO.ssrc, 0, 0, 0, 0)]);
+        let mut bad = receiver_report(Ssrc(5), &[(VIDEO.ssrc, 0, 0, 0, 0)]);
         bad.extend_from_slice(&[0x81, 203, 0, 5, 0, 0, 0, 5]);
         let mut latest = [None; MAX_TRACKS];
         assert!(digest_rtcp_into(&bad, &[VIDEO], NtpTime(0), &mut latest, &mut viewer).is_err());
@@ -383,11 +371,11 @@ mod tests {
         // An SR's sender SSRC counts like an RR's.
         let mut sr = vec![0x81, 200, 0, 12, 0, 0, 0, 6];
         sr.extend_from_slice(&[0; 20]);
-        sr.extend_from_slice(&receiver_report(0, &[(VIDEO.ssrc, 0, 0, 0, 0)])[8..]);
+        sr.extend_from_slice(&receiver_report(Ssrc(0), &[(VIDEO.ssrc, 0, 0, 0, 0)])[8..]);
         let d = digest_rtcp(&sr, &[VIDEO], NtpTime(0), viewer).unwrap();
-        assert_eq!(d.viewer_ssrcs.as_slice(), &[6]);
+        assert_eq!(d.viewer_ssrcs.as_slice(), &[Ssrc(6)]);
         let d = digest_rtcp(
-            &with_bye(receiver_report(6, &[]), &[6]),
+            &with_bye(receiver_report(Ssrc(6), &[]), &[Ssrc(6)]),
             &[VIDEO],
             NtpTime(0),
             d.viewer_ssrcs,
@@ -400,34 +388,34 @@ mod tests {
     fn viewer_ssrcs_are_bounded_and_forget_the_oldest() {
         let mut v = ViewerSsrcs::default();
         for ssrc in 1..=MAX_VIEWER_SSRCS as u32 {
-            v.learn(ssrc);
-            v.learn(ssrc);
+            v.learn(Ssrc(ssrc));
+            v.learn(Ssrc(ssrc));
         }
         assert_eq!(v.as_slice().len(), MAX_VIEWER_SSRCS);
-        v.learn(100);
-        assert!(!v.knows(1) && v.knows(2) && v.knows(100));
-        v.learn(101);
-        assert!(!v.knows(2) && v.knows(3) && v.knows(101));
+        v.learn(Ssrc(100));
+        assert!(!v.knows(Ssrc(1)) && v.knows(Ssrc(2)) && v.knows(Ssrc(100)));
+        v.learn(Ssrc(101));
+        assert!(!v.knows(Ssrc(2)) && v.knows(Ssrc(3)) && v.knows(Ssrc(101)));
     }
 
     #[test]
     fn digest_into_keeps_other_tracks_and_touches_nothing_when_invalid() {
         let arrival = NtpTime(0x0001_0000u64 << 16);
         let mut latest = [None; MAX_TRACKS];
-        let rr = receiver_report(7, &[(VIDEO.ssrc, 10, 900, 0, 0)]);
+        let rr = receiver_report(Ssrc(7), &[(VIDEO.ssrc, 10, 900, 0, 0)]);
         let mut v = ViewerSsrcs::default();
         let s = digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest, &mut v).unwrap();
         assert_eq!(s.receptions, 1);
         assert_eq!(latest[0].unwrap().fraction_lost, 10);
         assert_eq!(latest[1], None);
         // A later report about audio only leaves the video slot as it was.
-        let rr = receiver_report(7, &[(AUDIO.ssrc, 20, 480, 0, 0)]);
+        let rr = receiver_report(Ssrc(7), &[(AUDIO.ssrc, 20, 480, 0, 0)]);
         digest_rtcp_into(&rr, &[VIDEO, AUDIO], arrival, &mut latest, &mut v).unwrap();
         assert_eq!(latest[0].unwrap().fraction_lost, 10);
         assert_eq!(latest[1].unwrap().fraction_lost, 20);
         // A valid RR followed by a broken packet changes nothing.
         let before = latest;
-        let mut bad = receiver_report(7, &[(VIDEO.ssrc, 99, 1, 0, 0)]);
+        let mut bad = receiver_report(Ssrc(7), &[(VIDEO.ssrc, 99, 1, 0, 0)]);
         bad.extend_from_slice(&[0x81, 203, 0, 5, 0, 0, 0, 7]);
         assert_eq!(
             digest_rtcp_into(&bad, &[VIDEO, AUDIO], arrival, &mut latest, &mut v),
@@ -438,10 +426,10 @@ mod tests {
 
     #[test]
     fn invalid_packets_are_rejected_whole() {
-        let mut rr = receiver_report(7, &[(VIDEO.ssrc, 10, 1, 0, 0)]);
+        let mut rr = receiver_report(Ssrc(7), &[(VIDEO.ssrc, 10, 1, 0, 0)]);
         rr[0] = 0x41; // version 1
         assert!(digest_rtcp(&rr, &[VIDEO], NtpTime(0), ViewerSsrcs::default()).is_err());
-        let rr = receiver_report(7, &[(VIDEO.ssrc, 10, 1, 0, 0)]);
+        let rr = receiver_report(Ssrc(7), &[(VIDEO.ssrc, 10, 1, 0, 0)]);
         assert!(digest_rtcp(
             &rr[..rr.len() - 1],
             &[VIDEO],

@@ -53,6 +53,7 @@
 //! ```
 
 use super::ntp::NtpTime;
+use super::rtp::{RtpTimestamp, Ssrc};
 
 /// RTCP packet type: sender report (RFC 3550 §6.4.1).
 pub const PT_SR: u8 = 200;
@@ -79,11 +80,11 @@ const BYE_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderInfo {
     /// SSRC of the sender.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// Wallclock time of the report.
     pub ntp: NtpTime,
     /// RTP timestamp of the same instant.
-    pub rtp_timestamp: u32,
+    pub rtp_timestamp: RtpTimestamp,
     /// RTP packets sent so far.
     pub packet_count: u32,
     /// RTP payload octets sent so far.
@@ -103,7 +104,7 @@ pub fn write_sender_report(out: &mut [u8], sender: &SenderInfo, cname: &str) -> 
 }
 
 /// Compound SR + SDES CNAME + BYE (§6.6) for the end of a stream.
-/// Returns the length written), or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
+/// Returns the length written, or 0 if `out` is too small (never with [`MAX_RTCP_COMPOUND`]).
 pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     let cname = truncate_cname(cname);
     let need = SR_LEN + sdes_len(cname.len()) + BYE_LEN;
@@ -112,30 +113,67 @@ pub fn write_bye(out: &mut [u8], sender: &SenderInfo, cname: &str) -> usize {
     }
     let mut n = write_sr(out, sender);
     n += write_sdes_cname(&mut out[n..], sender.ssrc, cname);
-    // §6.6: one SSRC), no reason.
-    write_common_header(&mut out[n..], 1, PT_BYE, BYE_LEN);
-    out[n + 4..n + 8].copy_from_slice(&sender.ssrc.to_be_bytes());
-    n + BYE_LEN
+    n + write_bye_packet(&mut out[n..], &[sender.ssrc])
 }
 
-/// Compound RR with one report block + SDES CNAME (§6.1, §6.4.2, §6.5), as a receiver sends
-/// it. Returns the length written, or 0 if `out` is too small (never with
-/// [`MAX_RTCP_COMPOUND`]).
+/// Most report blocks one SR or RR carries (the 5-bit count field, §6.4.1), and most sources
+/// one BYE names (§6.6).
+pub const MAX_RTCP_COUNT: usize = 31;
+
+/// Length of a receiver report carrying `blocks` report blocks (§6.4.2).
+const fn rr_len(blocks: usize) -> usize {
+    8 + REPORT_BLOCK_LEN * blocks
+}
+
+/// Length of one report block (§6.4.1).
+const REPORT_BLOCK_LEN: usize = 24;
+
+/// An RR from `reporter` with one report block per entry of `blocks` (§6.4.2), followed, when
+/// `cname` is given, by an SDES CNAME for `reporter` (§6.5): the compound a receiver sends
+/// (§6.1). Without `cname` the RR stands alone, as a test of a lenient receiver or the start
+/// of a compound the caller continues (e.g. with [`write_bye_packet`]). Returns the length
+/// written, or 0 if `out` is too small (a [`MAX_RTCP_COMPOUND`] buffer holds up to 7 blocks
+/// with a CNAME) or there are more than [`MAX_RTCP_COUNT`] blocks.
 pub fn write_receiver_report(
     out: &mut [u8],
-    reporter_ssrc: u32,
-    block: &ReportBlock,
-    cname: &str,
+    reporter: Ssrc,
+    blocks: &[ReportBlock],
+    cname: Option<&str>,
 ) -> usize {
-    const RR_LEN: usize = 8 + 24;
-    let cname = truncate_cname(cname);
-    let need = RR_LEN + sdes_len(cname.len());
-    if out.len() < need {
+    let cname = cname.map(truncate_cname);
+    let rr = rr_len(blocks.len());
+    let need = rr + cname.map_or(0, |c| sdes_len(c.len()));
+    if blocks.len() > MAX_RTCP_COUNT || out.len() < need {
         return 0;
     }
-    write_common_header(out, 1, PT_RR, RR_LEN);
-    out[4..8].copy_from_slice(&reporter_ssrc.to_be_bytes());
-    let b = &mut out[8..RR_LEN];
+    write_common_header(out, blocks.len() as u8, PT_RR, rr);
+    out[4..8].copy_from_slice(&reporter.to_be_bytes());
+    for (block, b) in blocks
+        .iter()
+        .zip(out[8..rr].chunks_exact_mut(REPORT_BLOCK_LEN))
+    {
+        write_report_block(b, block);
+    }
+    rr + cname.map_or(0, |c| write_sdes_cname(&mut out[rr..], reporter, c))
+}
+
+/// A BYE packet naming `sources` without a reason (§6.6), to append to a compound after its
+/// report (§6.1). Returns the length written, or 0 if `out` is too small or there are more
+/// than [`MAX_RTCP_COUNT`] sources.
+pub fn write_bye_packet(out: &mut [u8], sources: &[Ssrc]) -> usize {
+    let len = 4 + 4 * sources.len();
+    if sources.len() > MAX_RTCP_COUNT || out.len() < len {
+        return 0;
+    }
+    write_common_header(out, sources.len() as u8, PT_BYE, len);
+    for (ssrc, b) in sources.iter().zip(out[4..len].chunks_exact_mut(4)) {
+        b.copy_from_slice(&ssrc.to_be_bytes());
+    }
+    len
+}
+
+/// Writes one 24-byte report block (§6.4.1) into `b`.
+fn write_report_block(b: &mut [u8], block: &ReportBlock) {
     b[0..4].copy_from_slice(&block.ssrc.to_be_bytes());
     // Fraction lost (8 bits) and cumulative lost (24-bit two's complement, clamped).
     let cumulative = (block.cumulative_lost.clamp(-0x80_0000, 0x7f_ffff) as u32) & 0xff_ffff;
@@ -144,7 +182,6 @@ pub fn write_receiver_report(
     b[12..16].copy_from_slice(&block.jitter.to_be_bytes());
     b[16..20].copy_from_slice(&block.lsr.to_be_bytes());
     b[20..24].copy_from_slice(&block.dlsr.to_be_bytes());
-    RR_LEN + write_sdes_cname(&mut out[RR_LEN..], reporter_ssrc, cname)
 }
 
 /// Fuzzing entry point: validate arbitrary bytes as an RTCP compound; must never panic, and
@@ -222,7 +259,7 @@ fn write_sr(out: &mut [u8], sender: &SenderInfo) -> usize {
 }
 
 /// Writes an SDES packet with one chunk holding one CNAME item (§6.5, §6.5.1).
-fn write_sdes_cname(out: &mut [u8], ssrc: u32, cname: &[u8]) -> usize {
+fn write_sdes_cname(out: &mut [u8], ssrc: Ssrc, cname: &[u8]) -> usize {
     let len = sdes_len(cname.len());
     write_common_header(out, 1, PT_SDES, len);
     out[4..8].copy_from_slice(&ssrc.to_be_bytes());
@@ -235,10 +272,10 @@ fn write_sdes_cname(out: &mut [u8], ssrc: u32, cname: &[u8]) -> usize {
 }
 
 /// A reception report block (RFC 3550 §6.4.1/§6.4.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReportBlock {
     /// SSRC of the source this block reports on.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// Fraction lost since the last report, in 1/256 units.
     pub fraction_lost: u8,
     /// Cumulative packets lost (24-bit signed, sign-extended).
@@ -266,7 +303,7 @@ pub struct SdesItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdesChunk {
     /// SSRC or CSRC the items describe.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// The items, end-of-list marker excluded.
     pub items: Vec<SdesItem>,
 }
@@ -287,11 +324,11 @@ pub enum RtcpPacket {
     /// Sender report (§6.4.1).
     SenderReport {
         /// Sender SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
         /// Wall-clock time of the report.
         ntp: NtpTime,
         /// RTP timestamp corresponding to `ntp`.
-        rtp_timestamp: u32,
+        rtp_timestamp: RtpTimestamp,
         /// Packets sent.
         packet_count: u32,
         /// Payload octets sent.
@@ -302,7 +339,7 @@ pub enum RtcpPacket {
     /// Receiver report (§6.4.2).
     ReceiverReport {
         /// Reporter SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
         /// Reception report blocks.
         blocks: Vec<ReportBlock>,
     },
@@ -314,14 +351,14 @@ pub enum RtcpPacket {
     /// Goodbye (§6.6); the optional reason is validated but not kept.
     Bye {
         /// Sources leaving.
-        ssrcs: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
     },
     /// Application-defined (§6.7).
     App {
         /// Subtype (the count field).
         subtype: u8,
         /// Source SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
         /// Four-character name.
         name: [u8; 4],
         /// Application data.
@@ -369,6 +406,11 @@ fn be32(b: &[u8], at: usize) -> Result<u32, RtcpError> {
         .ok_or(RtcpError::BodyTooShort)
 }
 
+/// The SSRC at `at` in `b`.
+fn ssrc_at(b: &[u8], at: usize) -> Result<Ssrc, RtcpError> {
+    be32(b, at).map(Ssrc)
+}
+
 /// Parses and validates a compound RTCP packet (RFC 3550 §6.1, Appendix A.2 checks: version 2
 /// everywhere, padding only on the last packet, first packet SR or RR, length words summing
 /// exactly to the datagram).
@@ -391,14 +433,14 @@ pub enum RtcpItem {
     /// report's blocks.
     Report {
         /// The reporter's SSRC.
-        ssrc: u32,
+        ssrc: Ssrc,
     },
     /// A reception report block of an SR or RR (RFC 3550 §6.4.1, §6.4.2).
     Block(ReportBlock),
     /// A BYE packet (RFC 3550 §6.6), shown before the sources it names.
     Bye,
     /// One SSRC a BYE packet names (RFC 3550 §6.6: SC sources), after its [`RtcpItem::Bye`].
-    ByeSource(u32),
+    ByeSource(Ssrc),
 }
 
 /// Validates `buf` exactly as [`parse_compound`] does (the same checks, in the same order,
@@ -415,14 +457,14 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
             PT_SR => {
                 let blocks = report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?;
                 on(RtcpItem::Report {
-                    ssrc: be32(body, 0)?,
+                    ssrc: ssrc_at(body, 0)?,
                 });
                 blocks.for_each(|b| on(RtcpItem::Block(b)));
             }
             PT_RR => {
                 let blocks = report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?;
                 on(RtcpItem::Report {
-                    ssrc: be32(body, 0)?,
+                    ssrc: ssrc_at(body, 0)?,
                 });
                 blocks.for_each(|b| on(RtcpItem::Block(b)));
             }
@@ -431,7 +473,7 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
                 check_bye(body, count)?;
                 on(RtcpItem::Bye);
                 for i in 0..count {
-                    on(RtcpItem::ByeSource(be32(body, 4 * i)?));
+                    on(RtcpItem::ByeSource(ssrc_at(body, 4 * i)?));
                 }
             }
             PT_APP => check_app(body)?,
@@ -492,16 +534,16 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
             let blocks =
                 report_blocks(body.get(24..).ok_or(RtcpError::BodyTooShort)?, count)?.collect();
             RtcpPacket::SenderReport {
-                ssrc: be32(body, 0)?,
+                ssrc: ssrc_at(body, 0)?,
                 ntp: NtpTime((u64::from(be32(body, 4)?) << 32) | u64::from(be32(body, 8)?)),
-                rtp_timestamp: be32(body, 12)?,
+                rtp_timestamp: RtpTimestamp(be32(body, 12)?),
                 packet_count: be32(body, 16)?,
                 octet_count: be32(body, 20)?,
                 blocks,
             }
         }
         PT_RR => RtcpPacket::ReceiverReport {
-            ssrc: be32(body, 0)?,
+            ssrc: ssrc_at(body, 0)?,
             blocks: report_blocks(body.get(4..).ok_or(RtcpError::BodyTooShort)?, count)?.collect(),
         },
         PT_SDES => RtcpPacket::Sdes {
@@ -510,7 +552,7 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
         PT_BYE => {
             check_bye(body, count)?;
             let ssrcs = (0..count)
-                .map(|i| be32(body, 4 * i))
+                .map(|i| ssrc_at(body, 4 * i))
                 .collect::<Result<Vec<_>, _>>()?;
             RtcpPacket::Bye { ssrcs }
         }
@@ -518,7 +560,7 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
             check_app(body)?;
             RtcpPacket::App {
                 subtype: count as u8,
-                ssrc: be32(body, 0)?,
+                ssrc: ssrc_at(body, 0)?,
                 name: be32(body, 4)?.to_be_bytes(),
                 data: body[8..].to_vec(),
             }
@@ -553,12 +595,14 @@ fn report_blocks(
     b: &[u8],
     count: usize,
 ) -> Result<impl Iterator<Item = ReportBlock> + '_, RtcpError> {
-    let blocks = b.get(..count * 24).ok_or(RtcpError::BodyTooShort)?;
-    Ok(blocks.chunks_exact(24).map(|c| {
+    let blocks = b
+        .get(..count * REPORT_BLOCK_LEN)
+        .ok_or(RtcpError::BodyTooShort)?;
+    Ok(blocks.chunks_exact(REPORT_BLOCK_LEN).map(|c| {
         let word = |at: usize| u32::from_be_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]);
         let lost = word(4);
         ReportBlock {
-            ssrc: word(0),
+            ssrc: Ssrc(word(0)),
             fraction_lost: (lost >> 24) as u8,
             // 24-bit two's complement: shift up and arithmetic-shift back to sign-extend.
             cumulative_lost: ((lost << 8) as i32) >> 8,
@@ -576,11 +620,11 @@ fn report_blocks(
 fn walk_sdes<'a>(
     body: &'a [u8],
     count: usize,
-    mut on: impl FnMut(u32, Option<(u8, &'a [u8])>),
+    mut on: impl FnMut(Ssrc, Option<(u8, &'a [u8])>),
 ) -> Result<(), RtcpError> {
     let mut pos = 0usize;
     for _ in 0..count {
-        let ssrc = be32(body, pos).map_err(|_| RtcpError::BadSdes)?;
+        let ssrc = ssrc_at(body, pos).map_err(|_| RtcpError::BadSdes)?;
         on(ssrc, None);
         pos += 4;
         loop {
@@ -621,315 +665,43 @@ fn parse_sdes(body: &[u8], count: usize) -> Result<Vec<SdesChunk>, RtcpError> {
     Ok(chunks)
 }
 
+/// Receiver-side RTCP for the crate's unit tests, written with the public writers.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_packets {
+    use super::{write_bye_packet, write_receiver_report, ReportBlock, MAX_RTCP_COUNT};
+    use crate::wire::rtp::Ssrc;
 
-    fn info(
-        ssrc: u32,
-        ntp: NtpTime,
-        rtp_timestamp: u32,
-        packet_count: u32,
-        octet_count: u32,
-    ) -> SenderInfo {
-        SenderInfo {
-            ssrc,
-            ntp,
-            rtp_timestamp,
-            packet_count,
-            octet_count,
-        }
+    /// An RR (RFC 3550 §6.4.2) from `reporter` with one block per
+    /// `(ssrc, fraction lost, jitter, lsr, dlsr)`; cumulative lost 17, highest seq 1000.
+    pub(crate) fn rr(reporter: Ssrc, blocks: &[(Ssrc, u8, u32, u32, u32)]) -> Vec<u8> {
+        let blocks: Vec<ReportBlock> = blocks
+            .iter()
+            .map(|&(ssrc, fraction_lost, jitter, lsr, dlsr)| ReportBlock {
+                ssrc,
+                fraction_lost,
+                cumulative_lost: 17,
+                highest_seq: 1000,
+                jitter,
+                lsr,
+                dlsr,
+            })
+            .collect();
+        let mut buf = vec![0u8; 8 + 24 * MAX_RTCP_COUNT];
+        let n = write_receiver_report(&mut buf, reporter, &blocks, None);
+        assert!(n > 0, "{} blocks fit an RR", blocks.len());
+        buf.truncate(n);
+        buf
     }
 
-    const NTP: NtpTime = NtpTime(0x1122_3344_5566_7788);
-
-    #[test]
-    fn receiver_report_round_trips_through_the_parser() {
-        let block = ReportBlock {
-            ssrc: 0xABCD_0001,
-            fraction_lost: 26,
-            cumulative_lost: -3,
-            highest_seq: 0x0001_0005,
-            jitter: 900,
-            lsr: 0x1234_5678,
-            dlsr: 0x0001_8000,
-        };
-        let mut out = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_receiver_report(&mut out, 42, &block, "bench");
-        let parsed = parse_compound(&out[..n]).unwrap();
-        assert_eq!(
-            parsed[0],
-            RtcpPacket::ReceiverReport {
-                ssrc: 42,
-                blocks: vec![block]
-            }
-        );
-        assert!(
-            matches!(&parsed[1], RtcpPacket::Sdes { chunks } if chunks[0].cname() == Some(&b"bench"[..]))
-        );
-        assert_eq!(
-            write_receiver_report(&mut out[..10], 42, &block, "bench"),
-            0
-        );
-    }
-
-    #[test]
-    fn sender_report_fields_at_offsets() {
-        let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_sender_report(
-            &mut buf,
-            &info(0xaabb_ccdd, NTP, 90_000, 10, 12_345),
-            "host",
-        );
-        // SR: 28 bytes; SDES: 4 + 4 + 2 + 4 + 1 null = 15 -> 16.
-        assert_eq!(n, 28 + 16);
-        let b = &buf[..n];
-        assert_eq!(&b[0..4], &[0x80, 200, 0, 6]);
-        assert_eq!(&b[4..8], &[0xaa, 0xbb, 0xcc, 0xdd]);
-        assert_eq!(&b[8..16], &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
-        assert_eq!(&b[16..20], &90_000u32.to_be_bytes());
-        assert_eq!(&b[20..24], &10u32.to_be_bytes());
-        assert_eq!(&b[24..28], &12_345u32.to_be_bytes());
-        assert_eq!(&b[28..32], &[0x81, 202, 0, 3]);
-        assert_eq!(&b[32..36], &[0xaa, 0xbb, 0xcc, 0xdd]);
-        assert_eq!(&b[36..44], &[1, 4, b'h', b'o', b's', b't', 0, 0]);
-
-        let pkts = parse_compound(b).unwrap();
-        assert_eq!(
-            pkts[0],
-            RtcpPacket::SenderReport {
-                ssrc: 0xaabb_ccdd,
-                ntp: NTP,
-                rtp_timestamp: 90_000,
-                packet_count: 10,
-                octet_count: 12_345,
-                blocks: vec![],
-            }
-        );
-        let RtcpPacket::Sdes { chunks } = &pkts[1] else {
-            panic!("expected SDES, got {:?}", pkts[1]);
-        };
-        assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0].ssrc, 0xaabb_ccdd);
-        assert_eq!(chunks[0].cname(), Some(&b"host"[..]));
-        assert_eq!(pkts.len(), 2);
-    }
-
-    #[test]
-    fn bye_compound() {
-        let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_bye(&mut buf, &info(7, NTP, 1, 2, 3), "abc");
-        // SDES: 4 + 4 + 2 + 3 + 1 = 14 -> 16.
-        assert_eq!(n, 28 + 16 + 8);
-        assert_eq!(&buf[44..52], &[0x81, 203, 0, 1, 0, 0, 0, 7]);
-        let pkts = parse_compound(&buf[..n]).unwrap();
-        assert_eq!(pkts.len(), 3);
-        assert_eq!(pkts[2], RtcpPacket::Bye { ssrcs: vec![7] });
-    }
-
-    #[test]
-    fn cname_lengths_and_truncation() {
-        for len in 0..100 {
-            let cname = "x".repeat(len);
-            let mut buf = [0u8; MAX_RTCP_COMPOUND];
-            let n = write_bye(&mut buf, &info(1, NTP, 0, 0, 0), &cname);
-            assert!(n > 0 && n.is_multiple_of(4));
-            let pkts = parse_compound(&buf[..n]).unwrap();
-            let RtcpPacket::Sdes { chunks } = &pkts[1] else {
-                panic!()
-            };
-            assert_eq!(chunks[0].cname().unwrap().len(), len.min(MAX_CNAME_LEN));
-        }
-        // Multi-byte characters are cut at a char boundary.
-        let cname = "é".repeat(40); // 80 bytes
-        let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_sender_report(&mut buf, &info(1, NTP, 0, 0, 0), &cname);
-        let pkts = parse_compound(&buf[..n]).unwrap();
-        let RtcpPacket::Sdes { chunks } = &pkts[1] else {
-            panic!()
-        };
-        let got = chunks[0].cname().unwrap();
-        assert_eq!(got.len(), 64);
-        assert!(std::str::from_utf8(got).is_ok());
-        // Too small a buffer writes nothing.
-        assert_eq!(
-            write_sender_report(&mut [0u8; 40], &info(1, NTP, 0, 0, 0), "abcd"),
-            0
-        );
-        assert_eq!(write_bye(&mut [0u8; 44], &info(1, NTP, 0, 0, 0), "abcd"), 0);
-    }
-
-    fn rr_with_block() -> Vec<u8> {
-        let mut b = vec![0x81, 201, 0, 7, 0, 0, 0, 0x42];
-        b.extend_from_slice(&[0, 0, 0, 9]); // ssrc
-        b.extend_from_slice(&[0x20, 0xff, 0xff, 0xfe]); // fraction 32, lost -2
-        b.extend_from_slice(&[0, 1, 0, 5]);
-        b.extend_from_slice(&[0, 0, 0, 33]);
-        b.extend_from_slice(&[0x44, 0x55, 0x66, 0x77]);
-        b.extend_from_slice(&[0, 1, 0, 0]);
-        b
-    }
-
-    #[test]
-    fn receiver_report_and_app_and_unknown() {
-        let mut b = rr_with_block();
-        b.extend_from_slice(&[
-            0x83, 204, 0, 3, 0, 0, 0, 1, b'n', b'a', b'm', b'e', 9, 9, 9, 9,
-        ]);
-        b.extend_from_slice(&[0x81, 205, 0, 0]);
-        let pkts = parse_compound(&b).unwrap();
-        assert_eq!(
-            pkts[0],
-            RtcpPacket::ReceiverReport {
-                ssrc: 0x42,
-                blocks: vec![ReportBlock {
-                    ssrc: 9,
-                    fraction_lost: 32,
-                    cumulative_lost: -2,
-                    highest_seq: 0x1_0005,
-                    jitter: 33,
-                    lsr: 0x4455_6677,
-                    dlsr: 0x1_0000,
-                }],
-            }
-        );
-        assert_eq!(
-            pkts[1],
-            RtcpPacket::App {
-                subtype: 3,
-                ssrc: 1,
-                name: *b"name",
-                data: vec![9; 4]
-            }
-        );
-        assert_eq!(pkts[2], RtcpPacket::Unknown { packet_type: 205 });
-    }
-
-    #[test]
-    fn validation_errors() {
-        assert_eq!(parse_compound(&[]), Err(RtcpError::Truncated));
-        assert_eq!(parse_compound(&[0x80, 201]), Err(RtcpError::Truncated));
-        assert_eq!(
-            parse_compound(&[0x40, 201, 0, 0]),
-            Err(RtcpError::BadVersion)
-        );
-        assert_eq!(
-            parse_compound(&[0x80, 202, 0, 0]),
-            Err(RtcpError::FirstNotReport)
-        );
-        assert_eq!(
-            parse_compound(&[0x80, 201, 0, 2, 0, 0, 0, 0]),
-            Err(RtcpError::LengthOverrun)
-        );
-        // RR claims one block but has none.
-        assert_eq!(
-            parse_compound(&[0x81, 201, 0, 1, 0, 0, 0, 0]),
-            Err(RtcpError::BodyTooShort)
-        );
-        // Padding on a non-last packet.
-        let mut b = vec![0xa0, 201, 0, 1, 0, 0, 0, 4];
-        b.extend_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 0]);
-        assert_eq!(parse_compound(&b), Err(RtcpError::PaddingNotLast));
-        // Padding on the last packet is honoured; bad counts rejected.
-        let mut b = vec![0x80, 201, 0, 1, 0, 0, 0, 0];
-        b.extend_from_slice(&[0xa1, 203, 0, 2, 0, 0, 0, 5, 0, 0, 0, 4]);
-        assert_eq!(
-            parse_compound(&b).unwrap()[1],
-            RtcpPacket::Bye { ssrcs: vec![5] }
-        );
-        let n = b.len();
-        b[n - 1] = 0;
-        assert_eq!(parse_compound(&b), Err(RtcpError::BadPadding));
-        b[n - 1] = 9;
-        assert_eq!(parse_compound(&b), Err(RtcpError::BadPadding));
-        // SDES item running past its packet.
-        let mut b = vec![0x80, 201, 0, 1, 0, 0, 0, 0];
-        b.extend_from_slice(&[0x81, 202, 0, 2, 0, 0, 0, 1, 1, 9, b'a', b'b']);
-        assert_eq!(parse_compound(&b), Err(RtcpError::BadSdes));
-        // BYE reason longer than the packet.
-        let mut b = vec![0x80, 201, 0, 1, 0, 0, 0, 0];
-        b.extend_from_slice(&[0x81, 203, 0, 2, 0, 0, 0, 1, 5, b'a', b'b', b'c']);
-        assert_eq!(parse_compound(&b), Err(RtcpError::BodyTooShort));
-    }
-
-    #[test]
-    fn visit_compound_shows_blocks_and_bye_and_rejects_what_parse_rejects() {
-        let mut good = rr_with_block();
-        good.extend_from_slice(&[0x81, 203, 0, 1, 0, 0, 0, 0x42]);
-        let mut seen = Vec::new();
-        visit_compound(&good, |i| seen.push(i)).unwrap();
-        let RtcpPacket::ReceiverReport { blocks, .. } = &parse_compound(&good).unwrap()[0] else {
-            panic!("expected RR")
-        };
-        assert_eq!(
-            seen,
-            vec![
-                RtcpItem::Report { ssrc: 0x42 },
-                RtcpItem::Block(blocks[0]),
-                RtcpItem::Bye,
-                RtcpItem::ByeSource(0x42)
-            ]
-        );
-        assert_eq!(blocks[0].ssrc, 9);
-        // Every accepted and rejected example of the other tests, through both validators.
-        let mut cases: Vec<Vec<u8>> = vec![
-            good,
-            vec![],
-            vec![0x80, 201],
-            vec![0x40, 201, 0, 0],
-            vec![0x80, 202, 0, 0],
-            vec![0x80, 201, 0, 2, 0, 0, 0, 0],
-            vec![0x81, 201, 0, 1, 0, 0, 0, 0],
-            vec![0xa0, 201, 0, 1, 0, 0, 0, 4, 0x80, 201, 0, 1, 0, 0, 0, 0],
-            vec![
-                0x80, 201, 0, 1, 0, 0, 0, 0, 0xa1, 203, 0, 2, 0, 0, 0, 5, 0, 0, 0, 4,
-            ],
-            vec![
-                0x80, 201, 0, 1, 0, 0, 0, 0, 0xa1, 203, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0,
-            ],
-            vec![
-                0x80, 201, 0, 1, 0, 0, 0, 0, 0x81, 202, 0, 2, 0, 0, 0, 1, 1, 9, b'a', b'b',
-            ],
-            vec![
-                0x80, 201, 0, 1, 0, 0, 0, 0, 0x81, 203, 0, 2, 0, 0, 0, 1, 5, b'a', b'b', b'c',
-            ],
-            vec![0x80, 201, 0, 1, 0, 0, 0, 0, 0x80, 204, 0, 1, 0, 0, 0, 1],
-        ];
-        let mut buf = [0u8; MAX_RTCP_COMPOUND];
-        let n = write_bye(&mut buf, &info(7, NTP, 1, 2, 3), "abc");
-        cases.push(buf[..n].to_vec());
-        let mut accepted = 0;
-        for case in &cases {
-            fuzz_rtcp(case);
-            accepted += usize::from(visit_compound(case, |_| {}).is_ok());
-        }
-        assert_eq!(
-            accepted, 3,
-            "the good RR+BYE, the padded BYE and our own BYE compound"
-        );
-    }
-
-    #[test]
-    fn garbage_never_panics_and_both_validators_agree() {
-        let mut x: u32 = 0x1234_5678;
-        for len in 0..300usize {
-            let mut b: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect();
-            fuzz_rtcp(&b);
-            // Mostly-valid headers reach the body parsers too.
-            if len >= 4 {
-                b[0] = 0x80 | (b[0] & 0x3f);
-                b[1] = 200 + b[1] % 6;
-                b[2] = 0;
-                b[3] = (len / 4 - 1) as u8;
-                fuzz_rtcp(&b[..len / 4 * 4]);
-            }
-        }
+    /// `packet` followed by a BYE naming `sources` (RFC 3550 §6.6).
+    pub(crate) fn with_bye(mut packet: Vec<u8>, sources: &[Ssrc]) -> Vec<u8> {
+        let at = packet.len();
+        packet.resize(at + 4 + 4 * sources.len(), 0);
+        let n = write_bye_packet(&mut packet[at..], sources);
+        assert_eq!(n, packet.len() - at);
+        packet
     }
 }
+
+#[cfg(test)]
+mod tests;

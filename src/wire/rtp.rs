@@ -23,15 +23,130 @@ pub const RTP_HEADER_LEN: usize = 12;
 /// RTP version number (RFC 3550 §5.1).
 pub const RTP_VERSION: u8 = 2;
 
+/// A synchronization source identifier (RFC 3550 §3, §8): names one RTP stream, in RTP
+/// headers, RTCP reports and the RTSP `Transport` header's `ssrc=` parameter (RFC 2326
+/// §12.39, eight hexadecimal digits: format with `{:08X}`). Chosen at random (§8.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct Ssrc(pub u32);
+
+/// An RTP sequence number (RFC 3550 §5.1): 16 bits that wrap, starting at a random value;
+/// one more per packet sent. Displayed in decimal (RTP-Info `seq=`, RFC 2326 §12.33).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct SeqNum(pub u16);
+
+/// An RTP timestamp (RFC 3550 §5.1): 32 bits of the payload's clock that wrap, starting at
+/// a random value. Displayed in decimal (RTP-Info `rtptime=`, RFC 2326 §12.33).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct RtpTimestamp(pub u32);
+
+impl Ssrc {
+    /// The identifier in network byte order.
+    #[inline]
+    pub const fn to_be_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl SeqNum {
+    /// The sequence number `n` packets later, modulo 2^16 (RFC 3550 §5.1).
+    #[inline]
+    #[must_use]
+    pub const fn wrapping_add(self, n: u16) -> Self {
+        Self(self.0.wrapping_add(n))
+    }
+
+    /// How many packets `later` comes after `self`, modulo 2^16: the forward distance on
+    /// the wrapping sequence space (`self.wrapping_add(self.distance(later)) == later`).
+    #[inline]
+    pub const fn distance(self, later: Self) -> u16 {
+        later.0.wrapping_sub(self.0)
+    }
+
+    /// The number in network byte order.
+    #[inline]
+    pub const fn to_be_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl RtpTimestamp {
+    /// The timestamp `ticks` clock ticks later, modulo 2^32 (RFC 3550 §5.1).
+    #[inline]
+    #[must_use]
+    pub const fn wrapping_add(self, ticks: u32) -> Self {
+        Self(self.0.wrapping_add(ticks))
+    }
+
+    /// How many clock ticks `later` comes after `self`, modulo 2^32.
+    #[inline]
+    pub const fn distance(self, later: Self) -> u32 {
+        later.0.wrapping_sub(self.0)
+    }
+
+    /// The timestamp in network byte order.
+    #[inline]
+    pub const fn to_be_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl std::fmt::LowerHex for Ssrc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::UpperHex for Ssrc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::UpperHex::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for SeqNum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for RtpTimestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Random SSRCs (RFC 3550 §8.1), from whatever RNG the caller passes.
+impl rand::distributions::Distribution<Ssrc> for rand::distributions::Standard {
+    fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Ssrc {
+        Ssrc(rng.gen())
+    }
+}
+
+/// Random initial sequence numbers (RFC 3550 §5.1).
+impl rand::distributions::Distribution<SeqNum> for rand::distributions::Standard {
+    fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> SeqNum {
+        SeqNum(rng.gen())
+    }
+}
+
+/// Random initial timestamps (RFC 3550 §5.1).
+impl rand::distributions::Distribution<RtpTimestamp> for rand::distributions::Standard {
+    fn sample<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> RtpTimestamp {
+        RtpTimestamp(rng.gen())
+    }
+}
+
 /// Writes a version-2 RTP header without padding/extension/CSRCs in place.
 #[inline]
 pub fn write_rtp_header(
     buf: &mut [u8; 12],
     payload_type: u8,
     marker: bool,
-    seq: u16,
-    timestamp: u32,
-    ssrc: u32,
+    seq: SeqNum,
+    timestamp: RtpTimestamp,
+    ssrc: Ssrc,
 ) {
     // V=2, P=0, X=0, CC=0.
     buf[0] = RTP_VERSION << 6;
@@ -114,26 +229,77 @@ mod tests {
     #[test]
     fn golden_header_bytes() {
         let mut buf = [0u8; 12];
-        write_rtp_header(&mut buf, 96, true, 0x1234, 0xdead_beef, 0x0102_0304);
+        write_rtp_header(
+            &mut buf,
+            96,
+            true,
+            SeqNum(0x1234),
+            RtpTimestamp(0xdead_beef),
+            Ssrc(0x0102_0304),
+        );
         assert_eq!(
             buf,
             [0x80, 0xe0, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04]
         );
-        write_rtp_header(&mut buf, 97, false, 0xffff, 0, u32::MAX);
+        write_rtp_header(
+            &mut buf,
+            97,
+            false,
+            SeqNum(0xffff),
+            RtpTimestamp(0),
+            Ssrc(u32::MAX),
+        );
         assert_eq!(
             buf,
             [0x80, 97, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]
         );
         // The payload type is masked to 7 bits, never touching the marker.
-        write_rtp_header(&mut buf, 0xff, false, 0, 0, 0);
+        write_rtp_header(&mut buf, 0xff, false, SeqNum(0), RtpTimestamp(0), Ssrc(0));
         assert_eq!(buf[1], 0x7f);
+    }
+
+    /// RFC 3550 §5.1: sequence numbers and timestamps wrap; `distance` is the forward
+    /// distance on the circle, and the formats are the ones RTSP writes (RFC 2326 §12.33
+    /// decimal `seq=`/`rtptime=`, §12.39 eight hex digits `ssrc=`).
+    #[test]
+    fn numbers_wrap_and_format_as_rtsp_writes_them() {
+        assert_eq!(SeqNum(0xffff).wrapping_add(2), SeqNum(1));
+        assert_eq!(SeqNum(0xfffe).distance(SeqNum(3)), 5);
+        assert_eq!(SeqNum(3).distance(SeqNum(0xfffe)), 0xfffb);
+        assert_eq!(RtpTimestamp(u32::MAX).wrapping_add(1), RtpTimestamp(0));
+        assert_eq!(RtpTimestamp(u32::MAX - 9).distance(RtpTimestamp(10)), 20);
+        assert_eq!(format!("{}", SeqNum(65_535)), "65535");
+        assert_eq!(format!("{}", RtpTimestamp(4_000_000_000)), "4000000000");
+        assert_eq!(format!("{:08X}", Ssrc(0x1a2b)), "00001A2B");
+        assert_eq!(format!("{:08x}", Ssrc(0xDEAD_BEEF)), "deadbeef");
+        assert_eq!(std::mem::size_of::<SeqNum>(), 2);
+        assert_eq!(std::mem::size_of::<Option<Ssrc>>(), 8);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        fn distance_undoes_wrapping_add(a in proptest::prelude::any::<u16>(), n in proptest::prelude::any::<u16>(),
+                                        t in proptest::prelude::any::<u32>(), d in proptest::prelude::any::<u32>()) {
+            proptest::prop_assert_eq!(SeqNum(a).distance(SeqNum(a).wrapping_add(n)), n);
+            proptest::prop_assert_eq!(SeqNum(a).wrapping_add(SeqNum(a).distance(SeqNum(n))), SeqNum(n));
+            proptest::prop_assert_eq!(RtpTimestamp(t).distance(RtpTimestamp(t).wrapping_add(d)), d);
+        }
+
+        /// Any bytes parse without panicking, and a parsed payload lies within the packet.
+        #[test]
+        fn any_bytes_parse_without_panicking(pkt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            if let Some(h) = parse_rtp_header(&pkt) {
+                proptest::prop_assert!(h.payload_offset + h.payload_len <= pkt.len());
+            }
+        }
     }
 
     #[test]
     fn parse_roundtrip() {
         let mut pkt = vec![0u8; 12];
         let hdr: &mut [u8; 12] = (&mut pkt[..12]).try_into().unwrap();
-        write_rtp_header(hdr, 96, true, 7, 90_000, 42);
+        write_rtp_header(hdr, 96, true, SeqNum(7), RtpTimestamp(90_000), Ssrc(42));
         pkt.extend_from_slice(b"payload");
         let h = parse_rtp_header(&pkt).unwrap();
         assert!(h.marker && !h.padding && !h.extension);

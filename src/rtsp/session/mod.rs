@@ -48,6 +48,7 @@ use crate::stats::{
     Transport as StatsTransport, ViewerSsrcs,
 };
 use crate::wire::ntp::NtpTime;
+use crate::wire::rtp::Ssrc;
 use crate::wire::sdp::{describe_media, FIRST_PAYLOAD_TYPE};
 
 /// `Server` header value (RFC 2326 §12.36).
@@ -952,7 +953,7 @@ impl SessionCore {
             })
             .unwrap_or_default();
         let channel = self.channel_of(&media);
-        let ssrc: u32 = match &channel {
+        let ssrc: Ssrc = match &channel {
             Some(ch) => ch.tracks[track_index].ssrc,
             None => env.rng.gen(),
         };

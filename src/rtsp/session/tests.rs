@@ -17,6 +17,7 @@ use crate::media::MediaLibrary;
 use crate::rtsp::admission::{LimitsOverlay, Refused};
 use crate::rtsp::parse::{parse_message, Limits, ParseErrorKind, Parsed};
 use crate::shard::{PlayStarted, TrackStart};
+use crate::wire::rtp::{RtpTimestamp, SeqNum};
 
 const VIEWER: &str = "192.0.2.10:40000";
 const OTHER: &str = "192.0.2.99:40000";
@@ -101,8 +102,8 @@ fn started(tracks: &[usize]) -> ShardReply {
             .iter()
             .map(|&track_index| TrackStart {
                 track_index,
-                seq: 1,
-                rtptime: 2,
+                seq: SeqNum(1),
+                rtptime: RtpTimestamp(2),
             })
             .collect(),
     })
