@@ -376,37 +376,17 @@ fn setup_errors_get_rfc_2326_codes() {
     let base = format!("{}/", server.url("sample"));
     let udp = "RTP/AVP;unicast;client_port=40000-40001".to_owned();
     let t = |v: &str| vec![("Transport", v.to_owned())];
+    // One refusal of each kind through a real connection (status, CSeq, one log line, the
+    // connection stays usable); the full table of SETUP refusals is the session core's
+    // unit test `rtsp::session::tests::setup_refusals`.
     let cases = [
         ("unknown track", format!("{base}trackID=9"), t(&udp), 404),
-        (
-            "non-numeric track",
-            format!("{base}trackID=abc"),
-            t(&udp),
-            404,
-        ),
-        // RFC 2326 §12.39 makes Transport mandatory in SETUP; without it the request is
-        // incomplete, so 400 (not 461, which is for transports we do not support).
-        ("missing Transport", format!("{base}trackID=0"), vec![], 400),
-        (
-            "multicast",
-            format!("{base}trackID=0"),
-            t("RTP/AVP;multicast"),
-            461,
-        ),
         (
             "unknown protocol",
             format!("{base}trackID=0"),
             t("FOO/BAR"),
             461,
         ),
-        (
-            "UDP without client_port",
-            format!("{base}trackID=0"),
-            t("RTP/AVP;unicast"),
-            461,
-        ),
-        // §11.3.10: the 2-track sample cannot be set up as a whole.
-        ("aggregate SETUP", server.url("sample"), t(&udp), 459),
         (
             "unknown Session",
             format!("{base}trackID=0"),
@@ -415,18 +395,6 @@ fn setup_errors_get_rfc_2326_codes() {
                 ("Session", "0123456789ABCDEF".to_owned()),
             ],
             454,
-        ),
-        (
-            "malformed Session",
-            format!("{base}trackID=0"),
-            vec![("Transport", udp.clone()), ("Session", "nope".to_owned())],
-            454,
-        ),
-        (
-            "unknown stream",
-            server.url("nosuch/trackID=0"),
-            t(&udp),
-            404,
         ),
     ];
     for (case, url, headers, want) in cases {
@@ -475,27 +443,15 @@ fn setup_errors_get_rfc_2326_codes() {
 fn play_pause_teardown_errors_get_rfc_2326_codes() {
     let server = Server::start_logged(&[]);
     let url = server.url("sample");
-    let cases = [
-        ("PLAY before SETUP (no Session)", "PLAY", vec![], 454),
-        (
-            "PLAY with an unknown session",
-            "PLAY",
-            vec![("Session", "0123456789ABCDEF".to_owned())],
-            454,
-        ),
-        (
-            "TEARDOWN of an unknown session",
-            "TEARDOWN",
-            vec![("Session", "FEDCBA9876543210".to_owned())],
-            454,
-        ),
-        (
-            "PAUSE of an unknown session",
-            "PAUSE",
-            vec![("Session", "FEDCBA9876543210".to_owned())],
-            454,
-        ),
-    ];
+    // The full table is the session core's unit test
+    // `rtsp::session::tests::play_pause_teardown_refusals`; here one case through a real
+    // connection, then refusals on a real session that must keep streaming.
+    let cases = [(
+        "PLAY with an unknown session",
+        "PLAY",
+        vec![("Session", "0123456789ABCDEF".to_owned())],
+        454,
+    )];
     for (case, method, headers, want) in cases {
         check_refusal(
             &server,
@@ -514,15 +470,11 @@ fn play_pause_teardown_errors_get_rfc_2326_codes() {
     let port = local_port(&v.rtsp);
     let sid = v.session.clone();
     let track0 = format!("{}trackID=0", v.base);
-    let state_cases: [(&str, &str, &str, Option<&str>, u16); 4] = [
+    let state_cases: [(&str, &str, &str, Option<&str>, u16); 2] = [
         // §11.3.5 457: a start beyond the end of the presentation.
         ("Range past the end", "PLAY", &url, Some("npt=999-"), 457),
-        // §12.29: a range unit the server does not understand → 501 (RangeError::status).
-        ("smpte Range", "PLAY", &url, Some("smpte=0:00:00-"), 501),
         // §11.3.11 460: one track of a 2-track session cannot be played alone.
         ("track-level PLAY", "PLAY", &track0, None, 460),
-        // Appendix A: PAUSE is not valid in Ready.
-        ("PAUSE in Ready", "PAUSE", &url, None, 455),
     ];
     for (case, method, uri, range, want) in state_cases {
         let mut headers = vec![("Session", sid.as_str())];

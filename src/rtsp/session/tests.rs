@@ -881,3 +881,125 @@ fn content_base_comes_from_our_address() {
         Some("rtsp://cams.example.com/sample/")
     );
 }
+
+/// SETUP refusals (moved here from the spawned-server suite, which keeps one of each kind
+/// to check the log line and the connection): none creates a session.
+#[test]
+fn setup_refusals() {
+    let udp = "RTP/AVP;unicast;client_port=40000-40001";
+    let cases: &[RequestCase] = &[
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=9",
+            &[("Transport", udp)],
+            404,
+        ),
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=abc",
+            &[("Transport", udp)],
+            404,
+        ),
+        // §12.39 makes Transport mandatory: without it the request is incomplete (400, not
+        // 461, which is for transports we do not support).
+        ("SETUP", "rtsp://h/sample/trackID=0", &[], 400),
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=0",
+            &[("Transport", "RTP/AVP;multicast")],
+            461,
+        ),
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=0",
+            &[("Transport", "FOO/BAR")],
+            461,
+        ),
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=0",
+            &[("Transport", "RTP/AVP;unicast")],
+            461,
+        ),
+        ("SETUP", "rtsp://h/sample", &[("Transport", udp)], 459),
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=0",
+            &[("Transport", udp), ("Session", "0123456789ABCDEF")],
+            454,
+        ),
+        (
+            "SETUP",
+            "rtsp://h/sample/trackID=0",
+            &[("Transport", udp), ("Session", "nope")],
+            454,
+        ),
+        (
+            "SETUP",
+            "rtsp://h/nosuch/trackID=0",
+            &[("Transport", udp)],
+            404,
+        ),
+    ];
+    let who = caller(VIEWER, 1);
+    for &(method, uri, headers, want) in cases {
+        let mut core = core();
+        let mut w = World::new();
+        let a = run(&mut core, &mut w, &request(method, uri, headers), &who);
+        assert_eq!(status(&a), want, "{uri} {headers:?}");
+        assert_eq!(core.session_count(), 0);
+    }
+}
+
+/// PLAY, PAUSE and TEARDOWN refusals, without a session and in Ready; the session stays
+/// usable after each.
+#[test]
+fn play_pause_teardown_refusals() {
+    let who = caller(VIEWER, 1);
+    for (method, session) in [
+        ("PLAY", None),
+        ("PLAY", Some("0123456789ABCDEF")),
+        ("TEARDOWN", Some("FEDCBA9876543210")),
+        ("PAUSE", Some("FEDCBA9876543210")),
+    ] {
+        let mut core = core();
+        let mut w = World::new();
+        let headers: Vec<(&str, &str)> = session.map(|s| ("Session", s)).into_iter().collect();
+        let a = run(
+            &mut core,
+            &mut w,
+            &request(method, &url("/"), &headers),
+            &who,
+        );
+        assert_eq!(status(&a), 454, "{method} {session:?}");
+    }
+    let (mut core, mut w, sid) = session_in(Start::Ready);
+    let cases: [(&str, String, Option<&str>, u16); 4] = [
+        // §11.3.5: a start beyond the end of the presentation.
+        ("PLAY", url("/"), Some("npt=999-"), 457),
+        // §12.29: a range unit the server does not understand.
+        ("PLAY", url("/"), Some("smpte=0:00:00-"), 501),
+        // §11.3.11: one track of a two-track session cannot be played alone.
+        ("PLAY", url("/trackID=0"), None, 460),
+        // Appendix A: PAUSE is not valid in Ready.
+        ("PAUSE", url("/"), None, 455),
+    ];
+    for (method, uri, range, want) in cases {
+        let mut headers = vec![("Session", sid.as_str())];
+        headers.extend(range.map(|r| ("Range", r)));
+        let a = run(&mut core, &mut w, &request(method, &uri, &headers), &who);
+        assert_eq!(status(&a), want, "{method} {uri} {range:?}");
+        assert_eq!(state_of(&core, &sid), Some(SessionState::Ready));
+    }
+    let a = run(
+        &mut core,
+        &mut w,
+        &request("PLAY", &url("/"), &[("Session", &sid)]),
+        &who,
+    );
+    assert_eq!(
+        status(&a),
+        200,
+        "the refused requests left the session usable"
+    );
+}
