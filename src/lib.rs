@@ -22,15 +22,15 @@
 //! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play tokens,
 //!   and the `shardcast stats` terminal client.
 //! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
-//! - [`loadgen`]: `shardcast bench`, the capacity-planning load generator.
+//! - [`net`]: batched UDP receive (`recvmmsg`, kernel timestamps, `UDP_GRO`) for receivers.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod config;
 pub mod http;
 pub mod live;
-pub mod loadgen;
 pub mod media;
+pub mod net;
 pub mod packetize;
 pub mod rtsp;
 pub mod shard;

@@ -4,20 +4,20 @@
 //! (`m=`, `a=rtpmap`, `a=control`, `a=range`; RFC 8866, RFC 2326 §C.1).
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::host::bind_rtp_socket;
 use super::stats::{MediaKind, TrackStats};
 use super::LoadError;
-use crate::sys::recv::{enable_rx_timestamps, enable_udp_gro, realtime_ns};
+use shardcast::net::realtime_ns;
 
 /// How RTP reaches the load generator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RtpTransport {
+pub(crate) enum RtpTransport {
     /// One UDP socket per track (`client_port`).
     #[default]
     Udp,
@@ -27,28 +27,28 @@ pub enum RtpTransport {
 
 /// One media description of the SDP.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SdpMedia {
+pub(crate) struct SdpMedia {
     /// From the `m=` line.
-    pub kind: MediaKind,
+    pub(crate) kind: MediaKind,
     /// First payload type of the `m=` line.
-    pub payload_type: u8,
+    pub(crate) payload_type: u8,
     /// Clock rate from `a=rtpmap` (90 kHz for video, 8 kHz if absent for audio).
-    pub clock_rate_hz: u32,
+    pub(crate) clock_rate_hz: u32,
     /// `a=control` value, absolute or relative.
-    pub control: String,
+    pub(crate) control: String,
 }
 
 /// What the load generator needs from a DESCRIBE answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SdpSummary {
+pub(crate) struct SdpSummary {
     /// Media descriptions in order.
-    pub media: Vec<SdpMedia>,
+    pub(crate) media: Vec<SdpMedia>,
     /// Presentation length from `a=range:npt=0-D`; `None` for live or absent.
-    pub duration_secs: Option<f64>,
+    pub(crate) duration_secs: Option<f64>,
 }
 
 /// Reads the parts of an SDP the harness uses; unknown lines are skipped.
-pub fn parse_sdp(text: &str) -> SdpSummary {
+pub(crate) fn parse_sdp(text: &str) -> SdpSummary {
     let mut media: Vec<SdpMedia> = Vec::new();
     let mut duration_secs = None;
     for line in text.lines().map(str::trim) {
@@ -100,7 +100,7 @@ pub fn parse_sdp(text: &str) -> SdpSummary {
 }
 
 /// Resolves a track's `a=control` against the Content-Base (RFC 2326 §C.1.1).
-pub fn control_url(base: &str, control: &str) -> String {
+pub(crate) fn control_url(base: &str, control: &str) -> String {
     if control.starts_with("rtsp://") || control.starts_with("rtsps://") {
         control.to_owned()
     } else if control.is_empty() || control == "*" {
@@ -256,25 +256,6 @@ impl Conn {
     }
 }
 
-/// An RTP socket for one track, bound to `local` (the RTSP connection's own address, so the
-/// server's datagrams to the connection's peer address reach it whether the server is on
-/// loopback, IPv6 or — with `--allow-remote` — another host or network namespace); with
-/// `receive_gro`, GSO trains arrive whole (`UDP_GRO`), as the receiver of a remote viewer
-/// would spare the sender the per-segment receive work.
-pub fn bind_rtp_socket(local: std::net::IpAddr, receive_gro: bool) -> Result<UdpSocket, LoadError> {
-    let sock = UdpSocket::bind((local, 0)).map_err(|e| LoadError::io("binding a UDP socket", e))?;
-    sock.set_nonblocking(true)
-        .map_err(|e| LoadError::io("making a UDP socket non-blocking", e))?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(1 << 20);
-    enable_rx_timestamps(sock.as_raw_fd())
-        .map_err(|e| LoadError::io("enabling SO_TIMESTAMPNS", e))?;
-    if receive_gro {
-        enable_udp_gro(sock.as_raw_fd()).map_err(|e| LoadError::io("enabling UDP_GRO", e))?;
-    }
-    Ok(sock)
-}
-
 /// Runs one viewer's handshake against `url` and returns it playing.
 ///
 /// Over UDP, each track gets its own RTP socket; the RTCP port of the pair (`port + 1`) is
@@ -325,7 +306,8 @@ pub(crate) async fn open_session(
     for (i, m) in sdp.media.iter().enumerate() {
         let transport_header = match transport {
             RtpTransport::Udp => {
-                let sock = bind_rtp_socket(local, receive_gro)?;
+                let sock = bind_rtp_socket(local, receive_gro)
+                    .map_err(|e| LoadError::io("opening an RTP socket", e))?;
                 let port = sock
                     .local_addr()
                     .map_err(|e| LoadError::io("reading a UDP socket address", e))?
