@@ -19,8 +19,10 @@
 //! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
 //! - [`stats`]: RTCP receiver reports in, per-session/stream/shard statistics out.
 //! - [`live`]: live channels (a file looped on one shared timeline, instant start).
-//! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play tokens,
+//! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play-token issuing,
 //!   and the `shardcast stats` terminal client.
+//! - [`token`]: play tokens (sign, verify, query parsing), used by `rtsp` and `http`.
+//! - [`ids`]: ids and names every layer shares (`SessionId`, `SessionHandle`, `SERVER_NAME`).
 //! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
 //! - [`net`]: batched UDP receive (`recvmmsg`, kernel timestamps, `UDP_GRO`) for receivers.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
@@ -28,6 +30,7 @@
 
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod live;
 pub mod media;
 pub mod net;
@@ -39,4 +42,5 @@ pub mod stats;
 mod sys;
 #[cfg(test)]
 mod tests;
+pub mod token;
 pub mod wire;

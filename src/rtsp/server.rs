@@ -25,8 +25,8 @@ use super::range::{check_rate, format_npt_range, vod_play_window, RateHeader};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::config::ServerConfig;
-use crate::http::token::{is_token_syntax, redact_token, token_in_query, TokenKey};
 use crate::http::HttpAccess;
+use crate::ids::{SessionHandle, SERVER_NAME};
 use crate::live::LiveChannel;
 use crate::media::track::TrackKind;
 use crate::media::{MediaFile, MediaLibrary};
@@ -36,16 +36,15 @@ use crate::shard::{
 };
 use crate::stats::hub::Hub;
 use crate::stats::{
-    digest_rtcp, EndReason, SessionHandle, SessionMeta, ShardEvent, TrackKey,
-    Transport as StatsTransport, ViewerSsrcs, EVENT_QUEUE_DEPTH,
+    digest_rtcp, EndReason, SessionMeta, ShardEvent, TrackKey, Transport as StatsTransport,
+    ViewerSsrcs, EVENT_QUEUE_DEPTH,
 };
+use crate::token::{is_token_syntax, redact_token, token_in_query, TokenKey};
 use crate::wire::ntp::NtpTime;
 use crate::wire::sdp::{write_sdp, SdpSession, SdpTrack};
 
 mod operator;
 
-/// `Server` header value.
-pub const SERVER_NAME: &str = concat!("shardcast/", env!("CARGO_PKG_VERSION"));
 /// Methods we implement, for `Public` (OPTIONS) and `Allow` (405).
 const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";
 /// First RTP payload type; track `n` uses `96 + n` (dynamic range, RFC 3551 §6).

@@ -1,6 +1,7 @@
 //! Batched UDP receive: a `recvmmsg(2)` batch that drains one UDP socket per call with the
 //! kernel's receive timestamp (`SO_TIMESTAMPNS`) and the source address of every datagram
-//! (the shards' RTCP drain, and through [`crate::net`] the load generator's RTP receiver),
+//! (the shards' RTCP drain, and, re-exported as the public `net` module, the load
+//! generator's RTP receiver),
 //! optionally as coalesced trains (`UDP_GRO`, the receive side of UDP GSO).
 
 use std::io;

@@ -23,6 +23,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+pub use crate::ids::UnknownChoice;
+
 use crate::sys::cmsg::{is_gso_refusal, probe_udp_gso};
 pub(crate) use crate::sys::mmsg::{sock_addr, GatherMsg};
 use crate::sys::mmsg::{SendArena, Window, MAX_SENDS};
@@ -63,16 +65,6 @@ impl fmt::Display for IoBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// An unknown `--io` or `--gso` value.
-#[derive(Debug, thiserror::Error)]
-#[error("{value:?} is not one of {allowed}")]
-pub struct UnknownChoice {
-    /// What was given.
-    pub value: String,
-    /// What is accepted.
-    pub allowed: &'static str,
 }
 
 impl FromStr for IoBackend {
