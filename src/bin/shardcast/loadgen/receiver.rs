@@ -18,9 +18,10 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use hdrhistogram::Histogram;
 
 use super::host::Epoll;
-use super::session::{parse_response, PlayingSession};
+use super::session::PlayingSession;
 use super::stats::{new_histogram, MediaKind, TrackStats};
 use shardcast::net::{realtime_ns, RecvBatch, GRO_SLOT_BYTES};
+use shardcast::rtsp::response::{interleaved_frame, parse_response};
 use shardcast::wire::rtp::parse_rtp_header;
 
 /// Datagrams per `recvmmsg` call.
@@ -239,26 +240,17 @@ impl State {
         while pos < buf.len() {
             let rest = &buf[pos..];
             if rest[0] == b'$' {
-                if rest.len() < 4 {
+                let Some((channel, payload)) = interleaved_frame(rest) else {
                     break;
-                }
-                let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-                if rest.len() < 4 + len {
-                    break;
-                }
-                let channel = rest[1];
+                };
+                let len = payload.len();
                 if channel.is_multiple_of(2) {
-                    self.on_rtp(
-                        slot,
-                        usize::from(channel / 2),
-                        &rest[4..4 + len],
-                        arrival_ns,
-                    );
+                    self.on_rtp(slot, usize::from(channel / 2), payload, arrival_ns);
                 }
                 pos += 4 + len;
             } else if rest.starts_with(b"RTSP/") {
                 match parse_response(rest) {
-                    Some((resp, used)) => {
+                    Ok(Some((resp, used))) => {
                         let cseq = resp.header("CSeq").and_then(|c| c.trim().parse().ok());
                         if let Some(live) = self.sessions[slot].as_mut() {
                             live.pending = live.pending.saturating_sub(1);
@@ -272,7 +264,12 @@ impl State {
                         }
                         pos += used;
                     }
-                    None => break,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Not a response after all: count it and resynchronize.
+                        self.rtsp_errors += 1;
+                        pos += 1;
+                    }
                 }
             } else if rest.len() < 5 && b"RTSP/".starts_with(rest) {
                 break;

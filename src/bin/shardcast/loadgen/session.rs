@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
+
 use super::host::bind_rtp_socket;
 use super::stats::{MediaKind, TrackStats};
 use super::LoadError;
@@ -112,59 +114,6 @@ pub(crate) fn control_url(base: &str, control: &str) -> String {
     }
 }
 
-/// A parsed RTSP response.
-#[derive(Debug, Clone)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses one response at the start of `buf`; returns it and its length, or `None` if
-/// incomplete. Interleaved frames must have been consumed by the caller.
-pub(crate) fn parse_response(buf: &[u8]) -> Option<(Response, usize)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()?
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let total = end + 4 + len;
-    if buf.len() < total {
-        return None;
-    }
-    let body = buf[end + 4..total].to_vec();
-    Some((
-        Response {
-            status,
-            headers,
-            body,
-        },
-        total,
-    ))
-}
-
 /// A session whose PLAY succeeded, ready for the receiver thread.
 #[derive(Debug)]
 pub(crate) struct PlayingSession {
@@ -205,7 +154,7 @@ impl Conn {
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
-    ) -> Result<Response, LoadError> {
+    ) -> Result<RtspResponse, LoadError> {
         self.cseq += 1;
         let mut req = format!(
             "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: shardcast-bench\r\n",
@@ -221,15 +170,14 @@ impl Conn {
             .map_err(|e| LoadError::io(format!("writing {method}"), e))?;
         loop {
             // Interleaved frames can precede the response only after a PLAY; skip them.
-            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
-                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-                if self.buf.len() < 4 + len {
-                    break;
-                }
-                self.buf.drain(..4 + len);
+            while let Some((_, payload)) = interleaved_frame(&self.buf) {
+                let used = 4 + payload.len();
+                self.buf.drain(..used);
             }
             if self.buf.first() != Some(&b'$') {
-                if let Some((resp, used)) = parse_response(&self.buf) {
+                let parsed = parse_response(&self.buf)
+                    .map_err(|e| LoadError::Protocol(format!("the {method} response: {e}")))?;
+                if let Some((resp, used)) = parsed {
                     self.buf.drain(..used);
                     if resp.status != 200 {
                         return Err(LoadError::Status {
@@ -452,14 +400,5 @@ mod tests {
         );
         assert_eq!(control_url(base, "rtsp://x/y"), "rtsp://x/y");
         assert_eq!(control_url(base, "*"), "rtsp://127.0.0.1:8554/sample");
-    }
-
-    #[test]
-    fn response_parser_waits_for_the_whole_body() {
-        let full = b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabcRTSP";
-        assert!(parse_response(&full[..40]).is_none());
-        let (r, used) = parse_response(full).unwrap();
-        assert_eq!((r.status, r.body.as_slice(), used), (200, &b"abc"[..], 50));
-        assert_eq!(r.header("cseq"), Some("2"));
     }
 }
