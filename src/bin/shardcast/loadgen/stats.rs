@@ -5,6 +5,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use shardcast::stats::window::quantiles_of;
 use shardcast::wire::rtp::RtpHeader;
 
 /// What a track carries, from the SDP `m=` line; decides keyframe detection and SLO use.
@@ -274,18 +275,16 @@ pub(crate) struct Percentiles {
 }
 
 impl Percentiles {
-    /// Summarizes a µs histogram.
+    /// Summarizes a µs histogram (the server's own [`quantiles_of`], under the report's
+    /// field names).
     pub(crate) fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |us: u64| us as f64 / 1000.0;
+        let q = quantiles_of(h);
         Self {
-            count: h.len(),
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p95_ms: ms(h.value_at_quantile(0.95)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            max_ms: ms(h.max()),
+            count: q.count,
+            p50_ms: q.p50,
+            p95_ms: q.p95,
+            p99_ms: q.p99,
+            max_ms: q.max,
         }
     }
 }
@@ -293,6 +292,20 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_are_the_servers_quantiles_in_ms() {
+        assert_eq!(Percentiles::of(&new_histogram()), Percentiles::default());
+        let mut h = new_histogram();
+        for us in 1..=1000u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert!((p.p50_ms - 500.0).abs() < 1.0, "{p:?}");
+        assert!((p.p99_ms - 990.0).abs() < 1.0, "{p:?}");
+        assert!((p.max_ms - 1000.0).abs() < 1.0, "{p:?}");
+    }
 
     #[test]
     fn jitter_matches_hand_computed_rfc3550_example() {
