@@ -23,11 +23,13 @@
 //!   and the `shardcast stats` terminal client.
 //! - [`token`]: play tokens (sign, verify, query parsing), used by `rtsp` and `http`.
 //! - [`ids`]: ids and names every layer shares (`SessionId`, `SessionHandle`, `SERVER_NAME`).
+//! - [`banner`]: the start-up lines `shardcast serve` prints, and their reader.
 //! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
 //! - [`net`]: batched UDP receive (`recvmmsg`, kernel timestamps, `UDP_GRO`) for receivers.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod banner;
 pub mod config;
 pub mod http;
 pub mod ids;

@@ -88,30 +88,16 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let mut addr = None;
-            let mut http = None;
-            let mut streams = Vec::new();
+            let mut banner = shardcast::banner::Banner::default();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
-                    addr = rest
-                        .split('/')
-                        .next()
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                } else if let Some(rest) = line.strip_prefix("http listening on http://") {
-                    http = rest
-                        .split('/')
-                        .next()
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                } else if let Some(url) = line.strip_prefix("stream ") {
-                    streams.push(url.to_owned());
-                } else if line == "ready" {
+                if banner.read_line(&line) {
                     break;
                 }
             }
             let _ = tx.send((
-                addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
-                streams,
-                http,
+                banner.rtsp.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
+                banner.streams,
+                banner.http,
             ));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}

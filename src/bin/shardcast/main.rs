@@ -248,21 +248,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     let server = shardcast::rtsp::server::start(config.clone(), library, Some(reload))
         .with_context(|| format!("starting the server on {}", config.listen))?;
     let addr = server.local_addr;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "shardcast listening on rtsp://{addr}/ with {} shards",
-        config.shards
+    shardcast::banner::Banner::write(
+        &mut std::io::stdout().lock(),
+        addr,
+        config.shards,
+        server.http_addr,
+        streams.iter().map(String::as_str),
     )?;
-    if let Some(http) = server.http_addr {
-        writeln!(out, "http listening on http://{http}/")?;
-    }
-    for name in &streams {
-        writeln!(out, "stream rtsp://{addr}/{name}")?;
-    }
-    writeln!(out, "ready")?;
-    out.flush()?;
-    drop(out);
     server.wait();
     Ok(())
 }

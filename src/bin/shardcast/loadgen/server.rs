@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use shardcast::banner::Banner;
+
 use super::host::clock_ticks_per_sec;
 use super::LoadError;
 
@@ -110,21 +112,13 @@ impl ServerProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let mut addr = None;
-            let mut http = None;
-            let mut streams = Vec::new();
+            let mut banner = Banner::default();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
-                    addr = rest.split('/').next().and_then(|a| a.parse().ok());
-                } else if let Some(rest) = line.strip_prefix("http listening on http://") {
-                    http = rest.split('/').next().and_then(|a| a.parse().ok());
-                } else if let Some(url) = line.strip_prefix("stream ") {
-                    streams.push(url.to_owned());
-                } else if line == "ready" {
+                if banner.read_line(&line) {
                     break;
                 }
             }
-            let _ = tx.send((addr, streams, http));
+            let _ = tx.send((banner.rtsp, banner.streams, banner.http));
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(20));
