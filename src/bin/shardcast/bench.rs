@@ -241,11 +241,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         configs,
         conclusion,
     };
-    let (json_path, html_path) = loadgen::report_paths(&args.out);
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&html_path, report::html(&report))
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    let written = write_reports(&args.out, &report, &report::html(&report))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nconclusion: {}", report.conclusion)?;
     writeln!(
@@ -253,13 +249,25 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         "viewers' receive: {}",
         report::receive_sentence(report.receive)
     )?;
-    writeln!(
-        out,
+    writeln!(out, "{written}")?;
+    Ok(())
+}
+
+/// Writes `bench.json` and `bench.html` into `dir`; returns the line that names them.
+fn write_reports(
+    dir: &std::path::Path,
+    json: &impl serde::Serialize,
+    html: &str,
+) -> Result<String> {
+    let (json_path, html_path) = crate::loadgen::report_paths(dir);
+    std::fs::write(&json_path, serde_json::to_string_pretty(json)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&html_path, html).with_context(|| format!("writing {}", html_path.display()))?;
+    Ok(format!(
         "report: {} {}",
         json_path.display(),
         html_path.display()
-    )?;
-    Ok(())
+    ))
 }
 
 fn churn_bench(
@@ -352,18 +360,9 @@ fn churn_bench(
             .trim(),
     );
     r.placement = placement;
-    let (json_path, html_path) = crate::loadgen::report_paths(&args.out);
-    std::fs::write(&json_path, serde_json::to_string_pretty(&r)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&html_path, churn::html(&r))
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    let written = write_reports(&args.out, &r, &churn::html(&r))?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", churn::markdown(&r))?;
-    writeln!(
-        out,
-        "report: {} {}",
-        json_path.display(),
-        html_path.display()
-    )?;
+    writeln!(out, "{written}")?;
     Ok(())
 }
