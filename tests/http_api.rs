@@ -561,10 +561,27 @@ fn stats_command_prints_the_live_figures_once() {
     assert!(!out.contains('\x1b'), "--once prints plain text: {out:?}");
     assert!(out.contains("viewers 1 "), "{out}");
     assert!(out.contains("top sessions (1 of 1)"), "{out}");
+    // The view names sessions by their API handle, never by the RTSP id (a bearer secret).
+    let r = http_request(
+        server.http_addr(),
+        "GET",
+        "/api/v1/sessions",
+        &[("Authorization", &bearer(ADMIN))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let handle = r.json()["sessions"][0]["id"]
+        .as_str()
+        .expect("the session's handle")
+        .to_owned();
+    assert!(
+        !out.contains(&sid),
+        "the RTSP session id stays private:\n{out}"
+    );
     let row = out
         .lines()
-        .find(|l| l.starts_with(&sid))
-        .unwrap_or_else(|| panic!("session {sid} listed:\n{out}"));
+        .find(|l| l.starts_with(&handle))
+        .unwrap_or_else(|| panic!("session {handle} listed:\n{out}"));
     assert!(row.contains("sample") && row.contains(" udp "), "{row}");
     for label in ["jitter", "rtt", "lateness", "shard"] {
         assert!(
