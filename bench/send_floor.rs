@@ -31,11 +31,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardcast::loadgen::server::sample_core_busy_ns;
-use shardcast::loadgen::session::bind_rtp_socket;
+use host::{bind_rtp_socket, sample_core_busy_ns};
 use shardcast::shard::send::{
     probe_io_uring, FloorDatagram, FloorOutcome, GsoMode, IoBackend, SendFloor,
 };
+
+/// The load generator's host helpers (part of the `shardcast` binary, not of the library):
+/// viewers' sockets bound as `shardcast bench` binds them, core busy time from `/proc/stat`.
+#[allow(dead_code, unused_imports)]
+#[path = "../src/bin/shardcast/loadgen/host.rs"]
+mod host;
 
 /// Viewers (destinations), as in the table.
 const VIEWERS: usize = 1000;

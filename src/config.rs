@@ -299,6 +299,49 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// What the RTSP session core needs of this configuration.
+    pub fn session_settings(&self) -> crate::rtsp::session::Settings {
+        crate::rtsp::session::Settings {
+            session_timeout: self.session_timeout,
+            setup_timeout: self.setup_timeout,
+            public_address: self.public_address.clone(),
+            payload_budget_bytes: self.payload_budget_bytes,
+            stats: self.stats,
+            users: self.users.clone(),
+            access: self.access.clone(),
+            allow_basic: self.allow_basic,
+            admission: self.admission,
+            require_token: self.require_token,
+        }
+    }
+
+    /// The settings whose change `other` makes that take effect only after a restart
+    /// (they shape threads, sockets or running sessions).
+    pub fn needs_restart_for(&self, other: &ServerConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if other.http_listen != self.http_listen
+            && !matches!(other.http_listen, Some(a) if a.port() == 0)
+        {
+            out.push("http-listen");
+        }
+        if other.listen != self.listen && other.listen.port() != 0 {
+            out.push("listen");
+        }
+        if other.shards != self.shards {
+            out.push("shards");
+        }
+        if other.payload_budget_bytes != self.payload_budget_bytes {
+            out.push("payload-budget");
+        }
+        if other.session_timeout != self.session_timeout {
+            out.push("session-timeout");
+        }
+        if other.live != self.live || other.live_start != self.live_start {
+            out.push("live");
+        }
+        out
+    }
+
     /// Applies defaults and validates ranges.
     pub fn from_overlay(o: ConfigOverlay) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

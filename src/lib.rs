@@ -19,19 +19,24 @@
 //! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
 //! - [`stats`]: RTCP receiver reports in, per-session/stream/shard statistics out.
 //! - [`live`]: live channels (a file looped on one shared timeline, instant start).
-//! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play tokens,
+//! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play-token issuing,
 //!   and the `shardcast stats` terminal client.
+//! - [`token`]: play tokens (sign, verify, query parsing), used by `rtsp` and `http`.
+//! - [`ids`]: ids and names every layer shares (`SessionId`, `SessionHandle`, `SERVER_NAME`).
+//! - [`banner`]: the start-up lines `shardcast serve` prints, and their reader.
 //! - [`config`]: TOML + flags → validated [`config::ServerConfig`].
-//! - [`loadgen`]: `shardcast bench`, the capacity-planning load generator.
+//! - [`net`]: batched UDP receive (`recvmmsg`, kernel timestamps, `UDP_GRO`) for receivers.
 //! - `sys`: the only module allowed `unsafe` (syscalls behind safe types).
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
+pub mod banner;
 pub mod config;
 pub mod control;
 pub mod http;
+pub mod ids;
 pub mod live;
-pub mod loadgen;
 pub mod media;
+pub mod net;
 pub mod packetize;
 pub mod rtsp;
 pub mod shard;
@@ -40,4 +45,5 @@ pub mod stats;
 mod sys;
 #[cfg(test)]
 mod tests;
+pub mod token;
 pub mod wire;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::players::{ffmpeg_decode, gstreamer_reaches_eos};
 use common::{http_request, RawRtsp, Server};
 use retina::client::Transport;
-use shardcast::http::token::TokenKey;
+use shardcast::token::TokenKey;
 
 const ADMIN: &str = "play-token-test-admin-0123";
 const SECRET: &str = "play-token-test-secret-4567";

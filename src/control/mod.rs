@@ -25,7 +25,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 
 use crate::config::ServerConfig;
-use crate::http::token::TokenKey;
 use crate::http::HttpAccess;
 use crate::live::LiveChannel;
 use crate::media::{MediaFile, MediaLibrary};
@@ -39,6 +38,7 @@ use crate::shard::{InterleavedSink, ShardCommand, ShardHandle};
 use crate::stats::hub::Hub;
 use crate::stats::ShardEvent;
 use crate::stats::EVENT_QUEUE_DEPTH;
+use crate::token::TokenKey;
 
 /// How often expired sessions are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -69,6 +69,8 @@ struct Control {
     http_access: RefCell<HttpAccess>,
     /// Catalog entries for the API, by stream name.
     catalog: operator::CatalogCache,
+    /// The configuration the server started with (a reload is compared with it).
+    config: ServerConfig,
 }
 
 /// The environment of one core step: now, and the thread's random source.
@@ -314,7 +316,7 @@ pub fn start(
                 Instant::now(),
             );
             let core = SessionCore::new(
-                config.clone(),
+                config.session_settings(),
                 Arc::new(library),
                 channels,
                 shards.iter().map(|s| s.server_ports).collect(),
@@ -330,6 +332,7 @@ pub fn start(
                 next_conn: Cell::new(0),
                 local_addr,
                 limits: Limits::default(),
+                config,
             });
             let local = tokio::task::LocalSet::new();
             if let Some(http) = http_listener {
@@ -436,8 +439,14 @@ fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
     *ctl.http_access.borrow_mut() = http_access(&config);
     let (users, rules) = (config.users.len(), config.access.len());
     let mut rng = rand::thread_rng();
+    let needs_restart = ctl.config.needs_restart_for(&config);
     let mut core = ctl.core.borrow_mut();
-    let needs_restart = core.apply_reload(config, Arc::new(library), &mut rng);
+    core.apply_reload(
+        config.session_settings(),
+        Arc::new(library),
+        config.token_secret.as_deref(),
+        &mut rng,
+    );
     tracing::info!(
         users,
         rules,

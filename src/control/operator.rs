@@ -11,16 +11,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Control;
-use crate::http::token::unix_secs;
 use crate::http::{
     ControlApi, HttpAccess, MetricsSnapshot, PlayError, PlayGrant, PlayRequest, ShardTotals,
     StreamInfo, TrackInfo,
 };
+use crate::ids::SessionHandle;
 use crate::media::track::{Codec, TrackKind};
 use crate::media::MediaFile;
 use crate::rtsp::session::encode_name;
 use crate::stats::hub::{SessionView, StatsView};
-use crate::stats::SessionHandle;
+use crate::token::unix_secs;
 
 /// How long an ended session's connection stays open so the shard's RTCP BYE (which on an
 /// interleaved connection travels on that very connection) can go out first.

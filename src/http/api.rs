@@ -24,9 +24,9 @@ use hyper::{Method, Request, StatusCode};
 use super::server::{authorize, host_name, json_error, json_response, response, HttpResponse};
 use super::server::{HttpLimits, Need};
 use super::{ControlApi, PlayError, PlayRequest};
-use crate::rtsp::uri::split_request_uri;
+use crate::ids::SessionHandle;
+use crate::media::name::split_path;
 use crate::stats::hub::HISTORY_POINTS;
-use crate::stats::SessionHandle;
 
 /// The OpenAPI description served at `/api/v1/openapi.json`.
 pub static OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
@@ -41,8 +41,15 @@ pub fn parse_session_handle(s: &str) -> Option<SessionHandle> {
 /// A stream name from the rest of the path: percent-decoded, and refused when it could
 /// climb out of the media root (the same rules as RTSP request URIs).
 fn stream_name(raw: &str) -> Option<String> {
-    let path = split_request_uri(&format!("/{raw}")).ok()?;
-    (!path.segments.is_empty()).then(|| path.segments.join("/"))
+    if raw
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == b' ' || b == b'#')
+    {
+        return None;
+    }
+    let path = raw.split_once('?').map_or(raw, |(path, _)| path);
+    let segments = split_path(path).ok()?;
+    (!segments.is_empty()).then(|| segments.join("/"))
 }
 
 fn no_store(mut r: HttpResponse) -> HttpResponse {
@@ -263,8 +270,8 @@ async fn play(
 pub fn lifetime(req: &PlayRequest) -> Result<Duration, PlayError> {
     let secs = req
         .lifetime_secs
-        .unwrap_or(super::token::DEFAULT_LIFETIME.as_secs());
-    if secs == 0 || secs > super::token::MAX_LIFETIME.as_secs() {
+        .unwrap_or(crate::token::DEFAULT_LIFETIME.as_secs());
+    if secs == 0 || secs > crate::token::MAX_LIFETIME.as_secs() {
         return Err(PlayError::BadLifetime);
     }
     Ok(Duration::from_secs(secs))

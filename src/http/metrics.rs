@@ -283,9 +283,9 @@ pub fn render(m: &MetricsSnapshot) -> String {
 mod tests {
     use super::*;
     use crate::http::ShardTotals;
-    use crate::shard::ShardCounters;
     use crate::stats::hub::Hub;
     use crate::stats::SessionMeta;
+    use crate::stats::ShardCounters;
     use std::sync::Arc;
     use std::time::Instant;
 

@@ -1,13 +1,12 @@
 //! The operator side over HTTP/1.1: the web page, the JSON API under `/api/v1`
-//! (`docs/openapi.json`), Prometheus `/metrics`, and play-token issuing.
+//! (`docs/openapi.json`), Prometheus `/metrics`, and play-token issuing (the tokens themselves are [`crate::token`]).
 //!
 //! ```text
 //!   hyper http1 connection tasks (tokio::task::spawn_local, same LocalSet as RTSP)
 //!        │  server.rs: accept limits, timeouts, routing, bearer checks
 //!        ├─ api.rs      JSON views        ─┐
 //!        ├─ metrics.rs  text format 0.0.4  ├─▶ Rc<dyn ControlApi> (implemented by the
-//!        ├─ page.rs     assets in binary   │   RTSP control state; never blocks)
-//!        └─ token.rs    play tokens       ─┘
+//!        └─ page.rs     assets in binary  ─┘   RTSP control state; never blocks)
 //! ```
 //!
 //! The HTTP side never carries media and never touches RTSP internals: everything it shows
@@ -20,15 +19,14 @@ pub mod metrics;
 pub mod page;
 pub mod server;
 pub mod terminal;
-pub mod token;
 
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::config::ApiRead;
+use crate::ids::SessionHandle;
 use crate::stats::hub::{SessionView, StatsView};
-use crate::stats::SessionHandle;
 
 pub use server::{bind, serve, HttpLimits};
 
@@ -114,7 +112,7 @@ pub enum PlayError {
     #[error("no stream named {0:?}")]
     UnknownStream(String),
     /// Lifetime outside 1 s ..= the maximum.
-    #[error("lifetime_secs must be 1 to {max}", max = token::MAX_LIFETIME.as_secs())]
+    #[error("lifetime_secs must be 1 to {max}", max = crate::token::MAX_LIFETIME.as_secs())]
     BadLifetime,
 }
 

@@ -186,7 +186,7 @@ pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> 
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::SERVER,
-        HeaderValue::from_static(crate::rtsp::session::SERVER_NAME),
+        HeaderValue::from_static(crate::ids::SERVER_NAME),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -4,7 +4,8 @@
 //! interleaved frames (RFC 2326 §4, §6, §10.12), [`msg`] holds the request and
 //! response types and status codes (§6, §7, §11), [`transport`] and [`range`]
 //! handle the Transport (§12.39) and Range (§3.6, §12.29) headers, and [`uri`]
-//! confines request URIs (§3.2) to safe path segments. [`log_limit`] keeps one client from
+//! confines request URIs (§3.2) to safe path segments. [`response`] is the client side
+//! (responses and `$` frames as a client reads them), for the load generator and the tests. [`log_limit`] keeps one client from
 //! flooding the log.
 
 pub mod admission;
@@ -13,6 +14,7 @@ pub mod log_limit;
 pub mod msg;
 pub mod parse;
 pub mod range;
+pub mod response;
 pub mod session;
 pub mod transport;
 pub mod uri;

@@ -13,6 +13,7 @@
 //! request is refused before any lookup, so the reply reveals nothing about
 //! what exists, and 400 tells an honest client its URI is at fault.
 
+use crate::media::name::{split_path, PathError};
 use crate::rtsp::msg::StatusCode;
 
 /// A Request-URI split into decoded, traversal-free path segments.
@@ -76,7 +77,17 @@ impl UriError {
     }
 }
 
-/// Splits and confines a Request-URI; see the module notes for what is accepted.
+impl From<PathError> for UriError {
+    fn from(e: PathError) -> Self {
+        match e {
+            PathError::Malformed => UriError::Malformed,
+            PathError::BadPercentEncoding => UriError::BadPercentEncoding,
+            PathError::Traversal => UriError::Traversal,
+        }
+    }
+}
+
+/// Splits and confines a Request-URI (the path through [`split_path`]); see the module notes for what is accepted.
 pub fn split_request_uri(uri: &str) -> Result<RequestPath, UriError> {
     if uri.is_empty() {
         return Err(UriError::Empty);
@@ -115,49 +126,13 @@ pub fn split_request_uri(uri: &str) -> Result<RequestPath, UriError> {
         Some((p, q)) => (p, (!q.is_empty()).then(|| q.to_owned())),
         None => (rest, None),
     };
-    let mut segments = Vec::new();
-    for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let decoded = percent_decode(raw)?;
-        if decoded == b"." || decoded == b".." {
-            return Err(UriError::Traversal);
-        }
-        if decoded.iter().any(|&b| b == 0 || b == b'/' || b == b'\\') {
-            return Err(UriError::Traversal);
-        }
-        if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
-            return Err(UriError::Malformed);
-        }
-        segments.push(String::from_utf8(decoded).map_err(|_| UriError::BadPercentEncoding)?);
-    }
+    let segments = split_path(path)?;
     Ok(RequestPath {
         asterisk: false,
         authority,
         segments,
         query,
     })
-}
-
-/// RFC 3986 §2.1 percent-decoding of one segment.
-fn percent_decode(s: &str) -> Result<Vec<u8>, UriError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = |c: Option<u8>| -> Result<u8, UriError> {
-                let c = c.ok_or(UriError::BadPercentEncoding)?;
-                char::from(c)
-                    .to_digit(16)
-                    .and_then(|d| u8::try_from(d).ok())
-                    .ok_or(UriError::BadPercentEncoding)
-            };
-            let hi = hex(bytes.next())?;
-            let lo = hex(bytes.next())?;
-            out.push(hi << 4 | lo);
-        } else {
-            out.push(b);
-        }
-    }
-    Ok(out)
 }
 
 /// Fuzz entry point: runs [`split_request_uri`] on arbitrary bytes and checks its invariants.

@@ -16,7 +16,7 @@ mod worker;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,8 +31,8 @@ pub use tcp::InterleavedSink;
 /// Pending commands a shard queue holds before the control thread answers 503.
 const COMMAND_QUEUE_DEPTH: usize = 4096;
 
-/// Session identifier, unique per server run.
-pub type SessionId = u64;
+pub use crate::ids::SessionId;
+pub use crate::stats::ShardCounters;
 
 /// Milliseconds since the process-wide monotonic base; used for cross-thread activity stamps.
 pub fn monotonic_ms(now: Instant) -> u64 {
@@ -188,69 +188,6 @@ pub enum ShardCommand {
     },
     /// Stop the thread after BYE to every session.
     Shutdown,
-}
-
-/// Counters a shard publishes (plain relaxed atomics; read by the control thread).
-#[derive(Debug, Default)]
-pub struct ShardCounters {
-    /// Sessions owned now.
-    pub sessions: AtomicUsize,
-    /// RTP packets handed to the kernel.
-    pub packets: AtomicU64,
-    /// RTP payload+header bytes handed to the kernel.
-    pub bytes: AtomicU64,
-    /// Send syscalls made (`io_uring_enter` calls for the io_uring backend).
-    pub syscalls: AtomicU64,
-    /// UDP GSO sends (each one syscall entry carrying several datagrams).
-    pub gso_sends: AtomicU64,
-    /// Datagrams sent inside GSO sends.
-    pub gso_segments: AtomicU64,
-    /// Packets the kernel refused.
-    pub send_errors: AtomicU64,
-    /// TCP viewers cut off for not reading.
-    pub slow_viewers_dropped: AtomicU64,
-    /// RTCP packets received (datagrams that demultiplex as RTCP, RFC 5761 §4, and every
-    /// datagram from an unknown address).
-    pub rtcp_received: AtomicU64,
-    /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
-    pub nat_keepalives: AtomicU64,
-    /// Viewers whose RTP port answered ICMP unreachable.
-    pub unreachable_viewers: AtomicU64,
-    /// RTCP packets rejected by validation (RFC 3550 Appendix A.2).
-    pub rtcp_invalid: AtomicU64,
-    /// RTCP packets from an address that is no session's.
-    pub rtcp_unknown_source: AtomicU64,
-    /// Report blocks naming an SSRC that is not the sending session's.
-    pub rtcp_unknown_ssrc: AtomicU64,
-    /// Sessions ended by the viewer's RTCP BYE.
-    pub rtcp_byes: AtomicU64,
-    /// RTCP BYEs ignored because they named no SSRC the viewer had reported from before
-    /// (RFC 3550 §6.6; a spoofed BYE from the viewer's address).
-    pub rtcp_byes_refused: AtomicU64,
-    /// Statistics reports not sent because the control thread's queue was full (their
-    /// report blocks and lateness go with the next report).
-    pub reports_dropped: AtomicU64,
-    /// Live-channel samples packetized. The shard packetizes a live sample once for all its
-    /// viewers of the channel, so this grows with samples sent, not with viewers.
-    pub live_packetizations: AtomicU64,
-    /// The send backend the shard uses now ([`send::IoBackend::code`]; 0 before the shard
-    /// has built its sender). Set after every batch, so a runtime fallback shows.
-    pub io_backend: AtomicU8,
-    /// Whether the shard forms UDP GSO trains now (off if asked off, or refused).
-    pub gso: AtomicBool,
-}
-
-impl ShardCounters {
-    /// Publishes the send path the shard uses now.
-    pub(crate) fn set_send_path(&self, io: send::IoBackend, gso: bool) {
-        self.io_backend.store(io.code(), Ordering::Relaxed);
-        self.gso.store(gso, Ordering::Relaxed);
-    }
-
-    /// The send backend the shard uses now, `None` before its sender exists.
-    pub fn send_backend(&self) -> Option<send::IoBackend> {
-        send::IoBackend::from_code(self.io_backend.load(Ordering::Relaxed))
-    }
 }
 
 /// The control thread's handle to a running shard.

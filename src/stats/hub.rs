@@ -12,9 +12,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::window::{Quantiles, RollingHistogram, LATENESS_WINDOW};
+use super::ShardCounters;
 use super::{SessionHandle, SessionMeta, ShardReport, TrackReception, Transport};
-use crate::shard::send::IoBackend;
-use crate::shard::{SessionId, ShardCounters};
+use crate::ids::{IoBackend, SessionId};
 
 /// Seconds of history kept for the dashboard's charts (one point per second).
 pub const HISTORY_POINTS: usize = 600;

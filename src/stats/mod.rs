@@ -12,9 +12,10 @@
 //!
 //! Shards never wait on the control thread: they fill plain fields in their own sessions and
 //! hand over one message per second. A full channel drops that second's report (counted in
-//! [`crate::shard::ShardCounters`]; its report blocks and lateness go with the next one), it
+//! [`ShardCounters`]; its report blocks and lateness go with the next one), it
 //! never stalls sending. `SessionEnded` waits in the shard until there is room.
 
+mod counters;
 pub mod hub;
 pub mod reception;
 pub mod window;
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::shard::send::UnknownChoice;
-use crate::shard::SessionId;
+use crate::ids::{SessionHandle, SessionId, UnknownChoice};
+pub use counters::ShardCounters;
 pub use reception::{
     digest_rtcp, digest_rtcp_into, RtcpDigest, RtcpSummary, TrackKey, TrackReception, ViewerSsrcs,
     MAX_TRACKS,
@@ -85,10 +86,6 @@ pub enum ShardEvent {
         reason: EndReason,
     },
 }
-
-/// An opaque per-session handle: how the HTTP API names a session (`/api/v1/sessions/{id}`),
-/// so that reading the API never reveals the RTSP `Session` id that controls it.
-pub type SessionHandle = u64;
 
 /// Static facts about a session the control thread registers with the hub at its first PLAY.
 #[derive(Debug, Clone, PartialEq)]

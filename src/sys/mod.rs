@@ -15,7 +15,7 @@
 //!   (checked against the libc macros in a test).
 //! - [`recv::RecvBatch`]: the `mmsghdr`/`iovec`/control/address pointers it hands `recvmmsg`
 //!   point into its own buffers and are rewritten before every call; datagrams and their
-//!   source addresses are read back only for the count the call returned. [`recv::Epoll`] owns its fd and copies events out.
+//!   source addresses are read back only for the count the call returned.
 //!
 //! - [`sched`]: per-thread nice values through `setpriority(2)` on the caller's thread id.
 //!

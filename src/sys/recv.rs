@@ -1,22 +1,21 @@
 //! Batched UDP receive: a `recvmmsg(2)` batch that drains one UDP socket per call with the
 //! kernel's receive timestamp (`SO_TIMESTAMPNS`) and the source address of every datagram
-//! (the load generator's RTP receiver and the shards' RTCP drain), optionally as coalesced
-//! trains (`UDP_GRO`, the receive side of UDP GSO), plus the load generator's
-//! `epoll(7)` set over many non-blocking sockets and the few process-level calls the harness
-//! needs (file-descriptor limit, clock tick rate).
+//! (the shards' RTCP drain, and, re-exported as the public `net` module, the load
+//! generator's RTP receiver),
+//! optionally as coalesced trains (`UDP_GRO`, the receive side of UDP GSO).
 
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::os::fd::RawFd;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest datagram kept per message; longer ones are truncated (RTP packets here are
 /// under 1.5 KB).
-pub(crate) const RECV_SLOT_BYTES: usize = 2048;
+pub const RECV_SLOT_BYTES: usize = 2048;
 
 /// Largest datagram a socket with [`enable_udp_gro`] can return: a whole coalesced train.
-pub(crate) const GRO_SLOT_BYTES: usize = 65_536;
+pub const GRO_SLOT_BYTES: usize = 65_536;
 
 /// Room for one `SCM_TIMESTAMPNS` control message (`CMSG_SPACE(16)` = 32 bytes) and one
 /// `UDP_GRO` message (`CMSG_SPACE(4)` = 24 bytes).
@@ -26,78 +25,14 @@ const CMSG_SLOT_BYTES: usize = 64;
 const UDP_GRO: libc::c_int = 104;
 
 /// Nanoseconds since the Unix epoch on the realtime clock, the clock `SO_TIMESTAMPNS` uses.
-pub(crate) fn realtime_ns() -> u64 {
+pub fn realtime_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// An epoll instance; each registered fd carries a caller-chosen `u64` token.
-pub(crate) struct Epoll {
-    fd: OwnedFd,
-    events: Vec<libc::epoll_event>,
-}
-
-impl Epoll {
-    /// A new epoll set returning up to `max_events` readiness events per wait.
-    pub(crate) fn new(max_events: usize) -> io::Result<Self> {
-        // SAFETY: epoll_create1 takes no pointers; a negative return is an error.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let zero = libc::epoll_event { events: 0, u64: 0 };
-        Ok(Self {
-            fd,
-            events: vec![zero; max_events.max(1)],
-        })
-    }
-
-    /// Registers `fd` for level-triggered readability with `token`.
-    pub(crate) fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call; epoll_ctl(2)
-        // copies it ("The event argument describes the object linked to fd").
-        let ret = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Waits up to `timeout` and returns the tokens of ready fds (EINTR yields none).
-    pub(crate) fn wait(&mut self, timeout: Duration) -> io::Result<impl Iterator<Item = u64> + '_> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `self.events` is a live buffer of `len` epoll_events; epoll_wait(2) writes
-        // at most `maxevents` of them and returns how many — we read only [..n].
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                self.events.as_mut_ptr(),
-                self.events.len() as libc::c_int,
-                ms,
-            )
-        };
-        let n = if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-            0
-        } else {
-            n as usize
-        };
-        Ok(self.events[..n].iter().map(|e| e.u64))
-    }
-}
-
 /// Asks the kernel to stamp every datagram received on `fd` (`SO_TIMESTAMPNS`).
-pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
+pub fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: the option value points at a live c_int of the stated size.
     let ret = unsafe {
@@ -122,7 +57,7 @@ pub(crate) fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
 /// socket as accepting `SKB_GSO_UDP_L4` packets, so on loopback a sender's GSO train is queued
 /// whole instead of being cut into segments (`udp_rcv_segment`) on the *sender's* core — what
 /// a remote receiver (another machine) would spare the sender too.
-pub(crate) fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
+pub fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: the option value points at a live c_int of the stated size.
     let ret = unsafe {
@@ -142,26 +77,26 @@ pub(crate) fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
 
 /// One received datagram of a [`RecvBatch`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Datagram<'a> {
+pub struct Datagram<'a> {
     /// The bytes (truncated to [`RECV_SLOT_BYTES`]).
-    pub(crate) bytes: &'a [u8],
+    pub bytes: &'a [u8],
     /// Kernel receive time in ns since the Unix epoch (or the call time without a stamp).
-    pub(crate) arrival_ns: u64,
+    pub arrival_ns: u64,
     /// With [`enable_udp_gro`]: the size of each coalesced datagram in `bytes` (the last may
     /// be shorter); `None` for a plain datagram.
-    pub(crate) segment_size: Option<usize>,
+    pub segment_size: Option<usize>,
 }
 
 impl<'a> Datagram<'a> {
     /// The original datagrams: `bytes` cut at `segment_size`, or `bytes` whole.
-    pub(crate) fn segments(&self) -> std::slice::Chunks<'a, u8> {
+    pub fn segments(&self) -> std::slice::Chunks<'a, u8> {
         let size = self.segment_size.unwrap_or(self.bytes.len()).max(1);
         self.bytes.chunks(size)
     }
 }
 
 /// Reusable `recvmmsg` buffers for up to `capacity` datagrams per call.
-pub(crate) struct RecvBatch {
+pub struct RecvBatch {
     data: Vec<u8>,
     slot_bytes: usize,
     control: Vec<u64>,
@@ -179,13 +114,13 @@ unsafe impl Send for RecvBatch {}
 
 impl RecvBatch {
     /// Buffers for batches of `capacity` datagrams of up to [`RECV_SLOT_BYTES`] each.
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self::with_slot_bytes(capacity, RECV_SLOT_BYTES)
     }
 
     /// Buffers for batches of `capacity` datagrams of up to `slot_bytes` each (longer ones
     /// are truncated); [`GRO_SLOT_BYTES`] for sockets with [`enable_udp_gro`].
-    pub(crate) fn with_slot_bytes(capacity: usize, slot_bytes: usize) -> Self {
+    pub fn with_slot_bytes(capacity: usize, slot_bytes: usize) -> Self {
         let capacity = capacity.max(1);
         let slot_bytes = slot_bytes.max(1);
         // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
@@ -208,7 +143,7 @@ impl RecvBatch {
 
     /// Receives up to the batch capacity from non-blocking `fd`; `Ok(0)` when nothing is
     /// queued (EAGAIN).
-    pub(crate) fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received = 0;
         let cap = self.headers.len();
         let slot = self.slot_bytes;
@@ -259,7 +194,7 @@ impl RecvBatch {
     }
 
     /// The `i`-th datagram of the last [`recv`](Self::recv) (`i` below its return value).
-    pub(crate) fn datagram(&self, i: usize) -> Datagram<'_> {
+    pub fn datagram(&self, i: usize) -> Datagram<'_> {
         assert!(i < self.received, "datagram index past the batch");
         let hdr = &self.headers[i];
         let slot = self.slot_bytes;
@@ -275,7 +210,7 @@ impl RecvBatch {
 
     /// Where the `i`-th datagram of the last [`recv`](Self::recv) came from (`None` for an
     /// address that is not IPv4 or IPv6).
-    pub(crate) fn source(&self, i: usize) -> Option<SocketAddr> {
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
         assert!(i < self.received, "datagram index past the batch");
         let len = self.headers[i].msg_hdr.msg_namelen;
         if len as usize > mem::size_of::<libc::sockaddr_storage>() {
@@ -319,42 +254,11 @@ impl RecvBatch {
     }
 }
 
-/// Raises this process's open-file soft limit to its hard limit; returns the new soft limit.
-/// Children spawned afterwards inherit it.
-pub(crate) fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live rlimit the call fills in.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit; setrlimit(2) only reads it.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(lim.rlim_cur)
-}
-
-/// Clock ticks per second, the unit of `utime`/`stime` in `/proc/<pid>/stat` (proc(5)).
-pub(crate) fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf takes no pointers.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn recvmmsg_drains_a_batch_with_kernel_timestamps_and_sources() {
@@ -366,10 +270,7 @@ mod tests {
         for i in 0..5u8 {
             tx.send_to(&[i; 10], rx.local_addr().unwrap()).unwrap();
         }
-        let mut epoll = Epoll::new(8).unwrap();
-        epoll.add(rx.as_raw_fd(), 7).unwrap();
-        let tokens: Vec<u64> = epoll.wait(Duration::from_secs(2)).unwrap().collect();
-        assert_eq!(tokens, vec![7]);
+        wait_readable(&rx);
         let mut batch = RecvBatch::new(3);
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 3);
         for i in 0..3 {
@@ -397,11 +298,13 @@ mod tests {
         assert_eq!(w.send_each(tx), 1, "one send carries the train");
     }
 
-    fn wait_readable(fd: RawFd) {
-        let mut epoll = Epoll::new(8).unwrap();
-        epoll.add(fd, 1).unwrap();
-        let ready: Vec<u64> = epoll.wait(Duration::from_secs(2)).unwrap().collect();
-        assert_eq!(ready, vec![1], "the train arrives");
+    /// Blocks (up to 2 s) until `sock` has a datagram queued, then makes it non-blocking again.
+    fn wait_readable(sock: &UdpSocket) {
+        sock.set_nonblocking(false).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        sock.peek(&mut [0u8; 1]).expect("a datagram arrives");
+        sock.set_nonblocking(true).unwrap();
     }
 
     /// With UDP_GRO a GSO train arrives as one datagram carrying its segment size, and
@@ -414,7 +317,7 @@ mod tests {
         enable_udp_gro(rx.as_raw_fd()).unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         send_train(&tx, rx.local_addr().unwrap());
-        wait_readable(rx.as_raw_fd());
+        wait_readable(&rx);
         let mut batch = RecvBatch::with_slot_bytes(4, GRO_SLOT_BYTES);
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 1);
         let d = batch.datagram(0);
@@ -427,7 +330,7 @@ mod tests {
         let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
         plain.set_nonblocking(true).unwrap();
         send_train(&tx, plain.local_addr().unwrap());
-        wait_readable(plain.as_raw_fd());
+        wait_readable(&plain);
         assert_eq!(
             batch.recv(plain.as_raw_fd()).unwrap(),
             3,

@@ -103,30 +103,16 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let mut addr = None;
-            let mut http = None;
-            let mut streams = Vec::new();
+            let mut banner = shardcast::banner::Banner::default();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
-                    addr = rest
-                        .split('/')
-                        .next()
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                } else if let Some(rest) = line.strip_prefix("http listening on http://") {
-                    http = rest
-                        .split('/')
-                        .next()
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                } else if let Some(url) = line.strip_prefix("stream ") {
-                    streams.push(url.to_owned());
-                } else if line == "ready" {
+                if banner.read_line(&line) {
                     break;
                 }
             }
             let _ = tx.send((
-                addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
-                streams,
-                http,
+                banner.rtsp.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
+                banner.streams,
+                banner.http,
             ));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
@@ -327,26 +313,9 @@ pub fn dump_process_state(pid: u32) {
     eprintln!("{out}===== end of server {pid} =====");
 }
 
-/// A parsed RTSP response.
-#[derive(Debug, Clone)]
-pub struct RtspResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl RtspResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn session(&self) -> Option<String> {
-        self.header("Session")
-            .map(|s| s.split(';').next().unwrap().trim().to_owned())
-    }
-}
+/// A parsed RTSP response (the library's client-side parser).
+pub use shardcast::rtsp::response::RtspResponse;
+use shardcast::rtsp::response::{interleaved_frame, parse_response};
 
 /// A blocking raw RTSP connection for hand-written (and hostile) requests.
 pub struct RawRtsp {
@@ -479,54 +448,34 @@ impl RawRtsp {
     }
 
     fn try_parse(&mut self) -> Option<RtspResponse> {
-        while self.buf.first() == Some(&b'$') {
-            if self.buf.len() < 4 {
-                return None;
-            }
-            let len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
-            if self.buf.len() < 4 + len {
-                return None;
-            }
-            self.buf.drain(..4 + len);
+        while let Some((_, payload)) = interleaved_frame(&self.buf) {
+            let used = 4 + payload.len();
+            self.buf.drain(..used);
         }
-        let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next()?;
-        let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        if self.buf.len() < end + 4 + len {
+        if self.buf.first() == Some(&b'$') {
             return None;
         }
-        let body = self.buf[end + 4..end + 4 + len].to_vec();
-        self.buf.drain(..end + 4 + len);
-        Some(RtspResponse {
-            status,
-            headers,
-            body,
-        })
+        match parse_response(&self.buf) {
+            Ok(Some((resp, used))) => {
+                self.buf.drain(..used);
+                Some(resp)
+            }
+            Ok(None) => None,
+            Err(e) => panic!(
+                "{e}: {:?}",
+                String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
+            ),
+        }
     }
 
     /// Reads one interleaved frame: (channel, payload).
     pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         let started = Instant::now();
         loop {
-            if self.buf.len() >= 4 && self.buf[0] == b'$' {
-                let len = u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize;
-                if self.buf.len() >= 4 + len {
-                    let ch = self.buf[1];
-                    let payload = self.buf[4..4 + len].to_vec();
-                    self.buf.drain(..4 + len);
-                    return Some((ch, payload));
-                }
+            if let Some((ch, payload)) = interleaved_frame(&self.buf) {
+                let payload = payload.to_vec();
+                self.buf.drain(..4 + payload.len());
+                return Some((ch, payload));
             }
             let mut chunk = [0u8; 65536];
             let n = self.read_some(&mut chunk, started)?;

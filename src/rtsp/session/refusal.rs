@@ -8,13 +8,13 @@
 //! log line a refusal gets; the client only sees the status.
 
 use super::SessionState;
-use crate::http::token::TokenError;
 use crate::rtsp::admission::Refused;
 use crate::rtsp::msg::StatusCode;
 use crate::rtsp::parse::ParseError;
 use crate::rtsp::range::{RangeError, RateError};
 use crate::rtsp::transport::TransportError;
 use crate::rtsp::uri::UriError;
+use crate::token::TokenError;
 
 /// Methods served, for `Public` (OPTIONS, §12.28) and `Allow` (405, §12.4).
 pub const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";

@@ -12,11 +12,11 @@ use rand::SeedableRng;
 
 use super::*;
 use crate::config::{ConfigOverlay, ServerConfig};
-use crate::http::token::TokenKey;
 use crate::media::MediaLibrary;
 use crate::rtsp::admission::{LimitsOverlay, Refused};
 use crate::rtsp::parse::{parse_message, Limits, ParseErrorKind, Parsed};
 use crate::shard::{PlayStarted, TrackStart};
+use crate::token::TokenKey;
 use crate::wire::rtp::{RtpTimestamp, SeqNum};
 
 const VIEWER: &str = "192.0.2.10:40000";
@@ -33,7 +33,7 @@ fn core_with(overlay: ConfigOverlay) -> SessionCore {
     .unwrap();
     let library = MediaLibrary::bundled().unwrap();
     SessionCore::new(
-        config,
+        config.session_settings(),
         Arc::new(library),
         HashMap::new(),
         vec![(6970, 6971), (6972, 6973)],
@@ -741,10 +741,10 @@ fn default_limits_and_timeouts() {
 /// Every refusal and its status: the control plane's one table.
 #[test]
 fn every_refusal_has_its_status() {
-    use crate::http::token::TokenError;
     use crate::rtsp::range::{RangeError, RateError};
     use crate::rtsp::transport::TransportError;
     use crate::rtsp::uri::UriError;
+    use crate::token::TokenError;
     let parse = |kind| {
         Refusal::Parse(crate::rtsp::parse::ParseError {
             kind,

@@ -17,11 +17,12 @@
 
 pub mod gso;
 
-use std::fmt;
 use std::net::UdpSocket;
 use std::str::FromStr;
 
 use serde::Deserialize;
+
+pub use crate::ids::UnknownChoice;
 
 use crate::sys::cmsg::{is_gso_refusal, probe_udp_gso};
 pub(crate) use crate::sys::mmsg::{sock_addr, GatherMsg};
@@ -36,78 +37,7 @@ pub const MAX_BATCH: usize = 64;
 /// Kernel send buffer requested for shard sockets: room for bursts of many viewers' frames.
 const SEND_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
-/// Which syscall path sends UDP (`--io`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IoBackend {
-    /// io_uring `SENDMSG` operations, one submit per window.
-    Uring,
-    /// `sendmmsg(2)`, one call per window.
-    Sendmmsg,
-    /// One `sendmsg(2)` per send: the baseline.
-    Sendto,
-}
-
-impl IoBackend {
-    /// The flag/TOML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IoBackend::Uring => "uring",
-            IoBackend::Sendmmsg => "sendmmsg",
-            IoBackend::Sendto => "sendto",
-        }
-    }
-
-    /// A non-zero code for publishing the backend in an atomic ([`IoBackend::from_code`]).
-    pub fn code(self) -> u8 {
-        match self {
-            IoBackend::Uring => 1,
-            IoBackend::Sendmmsg => 2,
-            IoBackend::Sendto => 3,
-        }
-    }
-
-    /// The backend [`IoBackend::code`] gave `code`, `None` for any other value.
-    pub fn from_code(code: u8) -> Option<IoBackend> {
-        match code {
-            1 => Some(IoBackend::Uring),
-            2 => Some(IoBackend::Sendmmsg),
-            3 => Some(IoBackend::Sendto),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for IoBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An unknown `--io` or `--gso` value.
-#[derive(Debug, thiserror::Error)]
-#[error("{value:?} is not one of {allowed}")]
-pub struct UnknownChoice {
-    /// What was given.
-    pub value: String,
-    /// What is accepted.
-    pub allowed: &'static str,
-}
-
-impl FromStr for IoBackend {
-    type Err = UnknownChoice;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "uring" => Ok(IoBackend::Uring),
-            "sendmmsg" => Ok(IoBackend::Sendmmsg),
-            "sendto" => Ok(IoBackend::Sendto),
-            _ => Err(UnknownChoice {
-                value: s.to_owned(),
-                allowed: "uring, sendmmsg, sendto",
-            }),
-        }
-    }
-}
+pub use crate::ids::IoBackend;
 
 /// Whether trains of equal-size datagrams go out as UDP GSO sends (`--gso`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

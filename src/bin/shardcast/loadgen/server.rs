@@ -12,40 +12,42 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use shardcast::banner::Banner;
+
+use super::host::clock_ticks_per_sec;
 use super::LoadError;
-use crate::sys::recv::clock_ticks_per_sec;
 
 /// How the server is started.
 #[derive(Debug, Clone)]
-pub struct ServerLaunch {
+pub(crate) struct ServerLaunch {
     /// The `shardcast` executable.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// `--shards`.
-    pub shards: usize,
+    pub(crate) shards: usize,
     /// `--media`, if any.
-    pub media: Option<PathBuf>,
+    pub(crate) media: Option<PathBuf>,
     /// Further arguments passed verbatim (e.g. `--io uring`).
-    pub extra_args: Vec<String>,
+    pub(crate) extra_args: Vec<String>,
     /// Core to pin the server to (its threads inherit the mask), if any.
-    pub pin_core: Option<usize>,
+    pub(crate) pin_core: Option<usize>,
     /// Core the harness returns to after spawning, if any.
-    pub harness_core: Option<usize>,
+    pub(crate) harness_core: Option<usize>,
 }
 
 /// A running server process, killed on drop.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     /// Its RTSP address.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Stream URLs it announced.
-    pub streams: Vec<String>,
+    pub(crate) streams: Vec<String>,
     /// Its HTTP API address, when it serves one (for the data plane's own figures).
-    pub http: Option<SocketAddr>,
+    pub(crate) http: Option<SocketAddr>,
 }
 
 impl ServerProcess {
     /// Starts the server and waits up to 20 s for its `ready` line.
-    pub fn spawn(launch: &ServerLaunch) -> Result<Self, LoadError> {
+    pub(crate) fn spawn(launch: &ServerLaunch) -> Result<Self, LoadError> {
         let mut cmd = Command::new(&launch.exe);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--shards"])
             .arg(launch.shards.to_string());
@@ -110,21 +112,13 @@ impl ServerProcess {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let mut addr = None;
-            let mut http = None;
-            let mut streams = Vec::new();
+            let mut banner = Banner::default();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(rest) = line.strip_prefix("shardcast listening on rtsp://") {
-                    addr = rest.split('/').next().and_then(|a| a.parse().ok());
-                } else if let Some(rest) = line.strip_prefix("http listening on http://") {
-                    http = rest.split('/').next().and_then(|a| a.parse().ok());
-                } else if let Some(url) = line.strip_prefix("stream ") {
-                    streams.push(url.to_owned());
-                } else if line == "ready" {
+                if banner.read_line(&line) {
                     break;
                 }
             }
-            let _ = tx.send((addr, streams, http));
+            let _ = tx.send((banner.rtsp, banner.streams, banner.http));
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(20));
@@ -159,13 +153,8 @@ impl ServerProcess {
     }
 
     /// Process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
@@ -177,7 +166,7 @@ impl Drop for ServerProcess {
 }
 
 /// Whether this `shardcast` build's `serve` accepts `--io` (the send backends' flag).
-pub fn serve_accepts_io_flag(exe: &Path) -> bool {
+pub(crate) fn serve_accepts_io_flag(exe: &Path) -> bool {
     Command::new(exe)
         .args(["serve", "--help"])
         .stderr(Stdio::null())
@@ -188,49 +177,19 @@ pub fn serve_accepts_io_flag(exe: &Path) -> bool {
 
 /// One reading of a process's resource use.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct ProcSample {
+pub(crate) struct ProcSample {
     /// utime + stime, ns.
-    pub cpu_ns: u64,
+    pub(crate) cpu_ns: u64,
     /// Peak resident set (VmHWM), KiB.
-    pub peak_rss_kib: u64,
+    pub(crate) peak_rss_kib: u64,
     /// Current resident set (VmRSS), KiB.
-    pub rss_kib: u64,
+    pub(crate) rss_kib: u64,
     /// Threads.
-    pub threads: u64,
-}
-
-/// Busy time of one CPU core from `/proc/stat` (proc(5): user, nice, system, idle, iowait,
-/// irq, softirq, steal in clock ticks): everything but idle and iowait, in ns. With the server
-/// pinned alone to that core this is its cost *including* the softirq work (the loopback
-/// receive path) that the kernel accounts to no process.
-pub fn sample_core_busy_ns(core: usize) -> Result<u64, LoadError> {
-    let stat = std::fs::read_to_string("/proc/stat")
-        .map_err(|e| LoadError::io("reading /proc/stat", e))?;
-    core_busy_ns(&stat, core, clock_ticks_per_sec())
-}
-
-/// Parses `/proc/stat` for [`sample_core_busy_ns`].
-pub fn core_busy_ns(stat: &str, core: usize, ticks_per_sec: u64) -> Result<u64, LoadError> {
-    let label = format!("cpu{core}");
-    let fields: Vec<u64> = stat
-        .lines()
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            (it.next() == Some(label.as_str())).then(|| it.filter_map(|f| f.parse().ok()).collect())
-        })
-        .ok_or_else(|| LoadError::Protocol(format!("/proc/stat has no {label} line")))?;
-    if fields.len() < 7 {
-        return Err(LoadError::Protocol(format!(
-            "/proc/stat {label}: too few fields"
-        )));
-    }
-    // user + nice + system + irq + softirq (+ steal: time the hypervisor took is not ours).
-    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6];
-    Ok(busy * 1_000_000_000 / ticks_per_sec.max(1))
+    pub(crate) threads: u64,
 }
 
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
-pub fn sample_process(pid: u32) -> Result<ProcSample, LoadError> {
+pub(crate) fn sample_process(pid: u32) -> Result<ProcSample, LoadError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| LoadError::io(format!("reading /proc/{pid}/stat"), e))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -239,7 +198,11 @@ pub fn sample_process(pid: u32) -> Result<ProcSample, LoadError> {
 }
 
 /// Parses the two proc files; `ticks_per_sec` is `sysconf(_SC_CLK_TCK)`.
-pub fn parse_proc(stat: &str, status: &str, ticks_per_sec: u64) -> Result<ProcSample, LoadError> {
+pub(crate) fn parse_proc(
+    stat: &str,
+    status: &str,
+    ticks_per_sec: u64,
+) -> Result<ProcSample, LoadError> {
     // proc(5): the command name (field 2) is in parentheses and may hold spaces, so count
     // fields after the last ')'. Field 3 (state) is then index 0; utime (14) index 11,
     // stime (15) index 12.
@@ -276,16 +239,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn core_busy_counts_softirq_not_idle() {
-        let stat =
-            "cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 10 1 20 500 7 2 30 4 0 0\ncpu1 5 0 5 5 0 0 0 0 0 0\n";
-        // (10 + 1 + 20 + 2 + 30) ticks at 100 Hz = 630 ms.
-        assert_eq!(core_busy_ns(stat, 0, 100).unwrap(), 630_000_000);
-        assert_eq!(core_busy_ns(stat, 1, 100).unwrap(), 100_000_000);
-        assert!(core_busy_ns(stat, 2, 100).is_err());
-    }
-
-    #[test]
     fn proc_fields_are_counted_after_the_command_name() {
         let stat = "4242 (shard cast) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 5 0";
         let status = "Name:\tshardcast\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t5\n";
@@ -303,31 +256,31 @@ mod tests {
 
 /// The data plane's own figures for a run, from the server's `GET /api/v1/stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct DataPlaneFigures {
+pub(crate) struct DataPlaneFigures {
     /// RTP packets per send syscall (`io_uring_enter` for io_uring).
-    pub packets_per_syscall: f64,
+    pub(crate) packets_per_syscall: f64,
     /// Datagrams per UDP GSO send (0 when none).
-    pub segments_per_gso_send: f64,
+    pub(crate) segments_per_gso_send: f64,
     /// Share of packets that left inside GSO sends.
-    pub gso_packet_share: f64,
+    pub(crate) gso_packet_share: f64,
     /// Pacing lateness p50, ms.
-    pub lateness_p50_ms: f64,
+    pub(crate) lateness_p50_ms: f64,
     /// Pacing lateness p99, ms.
-    pub lateness_p99_ms: f64,
+    pub(crate) lateness_p99_ms: f64,
     /// Largest pacing lateness, ms.
-    pub lateness_max_ms: f64,
+    pub(crate) lateness_max_ms: f64,
     /// Sends the kernel refused.
-    pub send_errors: u64,
+    pub(crate) send_errors: u64,
 }
 
 /// Reads [`DataPlaneFigures`] from the server's API at `http` (lateness over the last
 /// 5–10 s, so a run of ≥ 10 s is judged on its steady state; totals since the server
 /// started — one server per run).
-pub fn data_plane_figures(http: SocketAddr) -> Result<DataPlaneFigures, LoadError> {
-    let base = crate::http::client::HttpBase {
+pub(crate) fn data_plane_figures(http: SocketAddr) -> Result<DataPlaneFigures, LoadError> {
+    let base = shardcast::http::client::HttpBase {
         authority: http.to_string(),
     };
-    let reply = crate::http::client::get(
+    let reply = shardcast::http::client::get(
         &base,
         "/api/v1/stats?history=0",
         None,

@@ -5,12 +5,13 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::wire::rtp::RtpHeader;
+use shardcast::stats::window::quantiles_of;
+use shardcast::wire::rtp::RtpHeader;
 
 /// What a track carries, from the SDP `m=` line; decides keyframe detection and SLO use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum MediaKind {
+pub(crate) enum MediaKind {
     /// `m=video` (H.264 here).
     Video,
     /// `m=audio`.
@@ -21,7 +22,7 @@ pub enum MediaKind {
 
 /// RFC 3550 sequence-number bookkeeping with 16-bit wrap extension.
 #[derive(Debug, Clone, Default)]
-pub struct SeqTracker {
+pub(crate) struct SeqTracker {
     base_ext: Option<i64>,
     max_ext: i64,
     received: u64,
@@ -31,7 +32,7 @@ pub struct SeqTracker {
 impl SeqTracker {
     /// Extends `seq` against the highest sequence number seen so far: the candidate within
     /// ±32768 of it (the wrap rule of RFC 3550 A.1). Returns the extended value.
-    pub fn extend(&self, seq: u16) -> i64 {
+    pub(crate) fn extend(&self, seq: u16) -> i64 {
         if self.base_ext.is_none() {
             return i64::from(seq);
         }
@@ -40,7 +41,7 @@ impl SeqTracker {
     }
 
     /// Counts one arriving packet; returns `true` if it came after a higher sequence number.
-    pub fn observe(&mut self, seq: u16) -> bool {
+    pub(crate) fn observe(&mut self, seq: u16) -> bool {
         let ext = self.extend(seq);
         self.received += 1;
         match self.base_ext {
@@ -65,22 +66,22 @@ impl SeqTracker {
     }
 
     /// Packets received (duplicates included).
-    pub fn received(&self) -> u64 {
+    pub(crate) fn received(&self) -> u64 {
         self.received
     }
 
     /// Packets that arrived after a later one.
-    pub fn reordered(&self) -> u64 {
+    pub(crate) fn reordered(&self) -> u64 {
         self.reordered
     }
 
     /// The extended highest sequence number received (RFC 3550 A.1), 0 before any packet.
-    pub fn highest_extended(&self) -> u32 {
+    pub(crate) fn highest_extended(&self) -> u32 {
         self.max_ext as u32
     }
 
     /// Packets expected from the first to the highest sequence number (RFC 3550 A.3).
-    pub fn expected(&self) -> u64 {
+    pub(crate) fn expected(&self) -> u64 {
         match self.base_ext {
             Some(base) => (self.max_ext - base + 1) as u64,
             None => 0,
@@ -88,7 +89,7 @@ impl SeqTracker {
     }
 
     /// Expected minus received, floored at zero (duplicates can make it negative).
-    pub fn lost(&self) -> u64 {
+    pub(crate) fn lost(&self) -> u64 {
         self.expected().saturating_sub(self.received)
     }
 }
@@ -98,7 +99,7 @@ impl SeqTracker {
 /// Steps larger than one second of media clock (a re-PLAY from the start, a seek) are treated
 /// as a discontinuity: the reference is reset and the estimate left unchanged.
 #[derive(Debug, Clone)]
-pub struct JitterEstimator {
+pub(crate) struct JitterEstimator {
     clock_rate_hz: u32,
     prev: Option<(u64, u32)>,
     jitter: f64,
@@ -107,7 +108,7 @@ pub struct JitterEstimator {
 
 impl JitterEstimator {
     /// An estimator for a stream with the given RTP clock rate.
-    pub fn new(clock_rate_hz: u32) -> Self {
+    pub(crate) fn new(clock_rate_hz: u32) -> Self {
         Self {
             clock_rate_hz: clock_rate_hz.max(1),
             prev: None,
@@ -120,7 +121,7 @@ impl JitterEstimator {
     //= https://www.rfc-editor.org/rfc/rfc3550#section-6.4.1
     //# D(i,j) = (Rj - Ri) - (Sj - Si) = (Rj - Sj) - (Ri - Si)
     //# J(i) = J(i-1) + (|D(i-1,i)| - J(i-1))/16
-    pub fn observe(&mut self, arrival_ns: u64, timestamp: u32) -> f64 {
+    pub(crate) fn observe(&mut self, arrival_ns: u64, timestamp: u32) -> f64 {
         if let Some((prev_ns, prev_ts)) = self.prev {
             let arrival_units =
                 (arrival_ns as f64 - prev_ns as f64) * f64::from(self.clock_rate_hz) / 1e9;
@@ -137,24 +138,19 @@ impl JitterEstimator {
     }
 
     /// The current estimate in milliseconds of media time.
-    pub fn jitter_ms(&self) -> f64 {
+    pub(crate) fn jitter_ms(&self) -> f64 {
         self.jitter * 1000.0 / f64::from(self.clock_rate_hz)
     }
 
     /// The estimate in timestamp units, as a report block carries it (RFC 3550 §6.4.1).
-    pub fn units(&self) -> u32 {
+    pub(crate) fn units(&self) -> u32 {
         self.jitter as u32
-    }
-
-    /// Jumps ignored as discontinuities.
-    pub fn discontinuities(&self) -> u64 {
-        self.discontinuities
     }
 }
 
 /// Whether an H.264 RTP payload (RFC 6184) starts a keyframe: an IDR NAL (type 5), a STAP-A
 /// (type 24, which carries SPS/PPS ahead of the IDR here), or an FU-A (28) start of an IDR.
-pub fn is_h264_keyframe_start(payload: &[u8]) -> bool {
+pub(crate) fn is_h264_keyframe_start(payload: &[u8]) -> bool {
     match payload.first().map(|b| b & 0x1f) {
         Some(5) | Some(24) => true,
         Some(28) => payload
@@ -166,35 +162,35 @@ pub fn is_h264_keyframe_start(payload: &[u8]) -> bool {
 
 /// Everything measured for one track of one session.
 #[derive(Debug, Clone)]
-pub struct TrackStats {
+pub(crate) struct TrackStats {
     /// What the track carries.
-    pub kind: MediaKind,
+    pub(crate) kind: MediaKind,
     /// RTP payload type from the SDP.
-    pub payload_type: u8,
+    pub(crate) payload_type: u8,
     /// Sequence bookkeeping.
-    pub seq: SeqTracker,
+    pub(crate) seq: SeqTracker,
     /// Jitter estimate.
-    pub jitter: JitterEstimator,
+    pub(crate) jitter: JitterEstimator,
     /// Bytes of RTP packets (headers included).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// SSRC of the first packet; later packets with another SSRC are counted as foreign.
-    pub ssrc: Option<u32>,
+    pub(crate) ssrc: Option<u32>,
     /// Packets ignored: another SSRC, another payload type, or not RTP.
-    pub foreign: u64,
+    pub(crate) foreign: u64,
     /// Arrival of the first packet (ns since the epoch).
-    pub first_packet_ns: Option<u64>,
+    pub(crate) first_packet_ns: Option<u64>,
     /// Arrival of the latest packet (ns since the epoch): a track that stopped shows here.
-    pub last_packet_ns: Option<u64>,
+    pub(crate) last_packet_ns: Option<u64>,
     /// Arrival of the first keyframe start (video only).
-    pub first_keyframe_ns: Option<u64>,
+    pub(crate) first_keyframe_ns: Option<u64>,
     /// (expected, received) at the previous receiver report (RFC 3550 A.3 interval loss).
-    pub report_prior: (u64, u64),
+    pub(crate) report_prior: (u64, u64),
 }
 
 impl TrackStats {
     /// The report block a receiver sends about this track now (RFC 3550 §6.4.1, A.3), or
     /// `None` before the first packet. No SR is tracked: LSR and DLSR are 0 (no RTT).
-    pub fn report_block(&mut self) -> Option<crate::wire::rtcp::ReportBlock> {
+    pub(crate) fn report_block(&mut self) -> Option<shardcast::wire::rtcp::ReportBlock> {
         let ssrc = self.ssrc?;
         let (expected, received) = (self.seq.expected(), self.seq.received());
         let (expected_prior, received_prior) = self.report_prior;
@@ -206,8 +202,8 @@ impl TrackStats {
         } else {
             ((lost_interval << 8) / expected_interval).min(255) as u8
         };
-        Some(crate::wire::rtcp::ReportBlock {
-            ssrc: crate::wire::rtp::Ssrc(ssrc),
+        Some(shardcast::wire::rtcp::ReportBlock {
+            ssrc: shardcast::wire::rtp::Ssrc(ssrc),
             fraction_lost,
             cumulative_lost: (expected as i64 - received as i64).clamp(-0x80_0000, 0x7f_ffff)
                 as i32,
@@ -219,7 +215,7 @@ impl TrackStats {
     }
 
     /// Empty statistics for a track.
-    pub fn new(kind: MediaKind, payload_type: u8, clock_rate_hz: u32) -> Self {
+    pub(crate) fn new(kind: MediaKind, payload_type: u8, clock_rate_hz: u32) -> Self {
         Self {
             kind,
             payload_type,
@@ -237,7 +233,7 @@ impl TrackStats {
 
     /// Accounts one packet with its parsed header; returns the jitter estimate in µs, or
     /// `None` if the packet was not counted.
-    pub fn observe(&mut self, pkt: &[u8], hdr: &RtpHeader, arrival_ns: u64) -> Option<u64> {
+    pub(crate) fn observe(&mut self, pkt: &[u8], hdr: &RtpHeader, arrival_ns: u64) -> Option<u64> {
         if hdr.payload_type != self.payload_type || self.ssrc.is_some_and(|s| s != hdr.ssrc) {
             self.foreign += 1;
             return None;
@@ -259,38 +255,36 @@ impl TrackStats {
 }
 
 /// A latency/jitter distribution in microseconds (3 significant digits, up to 1 hour).
-pub fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Percentiles of a histogram in milliseconds, for the report.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     /// Samples recorded.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Median, ms.
-    pub p50_ms: f64,
+    pub(crate) p50_ms: f64,
     /// 95th percentile, ms.
-    pub p95_ms: f64,
+    pub(crate) p95_ms: f64,
     /// 99th percentile, ms.
-    pub p99_ms: f64,
+    pub(crate) p99_ms: f64,
     /// Maximum, ms.
-    pub max_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
 impl Percentiles {
-    /// Summarizes a µs histogram.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        let ms = |us: u64| us as f64 / 1000.0;
+    /// Summarizes a µs histogram (the server's own [`quantiles_of`], under the report's
+    /// field names).
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
+        let q = quantiles_of(h);
         Self {
-            count: h.len(),
-            p50_ms: ms(h.value_at_quantile(0.50)),
-            p95_ms: ms(h.value_at_quantile(0.95)),
-            p99_ms: ms(h.value_at_quantile(0.99)),
-            max_ms: ms(h.max()),
+            count: q.count,
+            p50_ms: q.p50,
+            p95_ms: q.p95,
+            p99_ms: q.p99,
+            max_ms: q.max,
         }
     }
 }
@@ -298,6 +292,20 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_are_the_servers_quantiles_in_ms() {
+        assert_eq!(Percentiles::of(&new_histogram()), Percentiles::default());
+        let mut h = new_histogram();
+        for us in 1..=1000u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        assert_eq!(p.count, 1000);
+        assert!((p.p50_ms - 500.0).abs() < 1.0, "{p:?}");
+        assert!((p.p99_ms - 990.0).abs() < 1.0, "{p:?}");
+        assert!((p.max_ms - 1000.0).abs() < 1.0, "{p:?}");
+    }
 
     #[test]
     fn jitter_matches_hand_computed_rfc3550_example() {
@@ -328,7 +336,7 @@ mod tests {
         assert!(j.jitter_ms() < 1e-6);
         // A re-PLAY from the start: the timestamp jumps back 10 s.
         j.observe(200_000_000, start.wrapping_sub(900_000));
-        assert_eq!(j.discontinuities(), 1);
+        assert_eq!(j.discontinuities, 1);
         assert!(j.jitter_ms() < 1e-6);
     }
 

@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 use hdrhistogram::Histogram;
 
-use super::session::{parse_response, PlayingSession};
+use super::host::Epoll;
+use super::session::PlayingSession;
 use super::stats::{new_histogram, MediaKind, TrackStats};
-use crate::sys::recv::{realtime_ns, Epoll, RecvBatch, GRO_SLOT_BYTES};
-use crate::wire::rtp::parse_rtp_header;
+use shardcast::net::{realtime_ns, RecvBatch, GRO_SLOT_BYTES};
+use shardcast::rtsp::response::{interleaved_frame, parse_response};
+use shardcast::wire::rtp::parse_rtp_header;
 
 /// Datagrams per `recvmmsg` call.
 pub(crate) const RECV_BATCH: usize = 64;
@@ -35,14 +37,14 @@ const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 /// wake-up of its reader, inside the sender's `sendmsg`). A remote viewer costs the server
 /// neither; the defaults come closest to that, and `off`/`sleep` show the full loopback cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ReceiveTuning {
+pub(crate) struct ReceiveTuning {
     /// Viewers' UDP sockets take a GSO train whole (`UDP_GRO`): the receive path runs once
     /// per train instead of once per packet.
-    pub gro: bool,
+    pub(crate) gro: bool,
     /// The receiver thread polls without sleeping (yielding its core when idle) and sweeps
     /// the viewers' UDP sockets with `recvmmsg` instead of registering them with epoll, so
     /// a server send finds no waiter to wake or epoll entry to mark ready.
-    pub busy_poll: bool,
+    pub(crate) busy_poll: bool,
 }
 
 impl Default for ReceiveTuning {
@@ -238,26 +240,17 @@ impl State {
         while pos < buf.len() {
             let rest = &buf[pos..];
             if rest[0] == b'$' {
-                if rest.len() < 4 {
+                let Some((channel, payload)) = interleaved_frame(rest) else {
                     break;
-                }
-                let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-                if rest.len() < 4 + len {
-                    break;
-                }
-                let channel = rest[1];
+                };
+                let len = payload.len();
                 if channel.is_multiple_of(2) {
-                    self.on_rtp(
-                        slot,
-                        usize::from(channel / 2),
-                        &rest[4..4 + len],
-                        arrival_ns,
-                    );
+                    self.on_rtp(slot, usize::from(channel / 2), payload, arrival_ns);
                 }
                 pos += 4 + len;
             } else if rest.starts_with(b"RTSP/") {
                 match parse_response(rest) {
-                    Some((resp, used)) => {
+                    Ok(Some((resp, used))) => {
                         let cseq = resp.header("CSeq").and_then(|c| c.trim().parse().ok());
                         if let Some(live) = self.sessions[slot].as_mut() {
                             live.pending = live.pending.saturating_sub(1);
@@ -271,7 +264,12 @@ impl State {
                         }
                         pos += used;
                     }
-                    None => break,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Not a response after all: count it and resynchronize.
+                        self.rtsp_errors += 1;
+                        pos += 1;
+                    }
                 }
             } else if rest.len() < 5 && b"RTSP/".starts_with(rest) {
                 break;
@@ -359,7 +357,7 @@ impl State {
 /// One RR per UDP track, from the track's own socket (the address the server knows it by)
 /// to the server's RTCP port. Best effort: a full socket buffer just skips a report.
 fn send_receiver_reports(s: &mut PlayingSession) {
-    let mut buf = [0u8; crate::wire::rtcp::MAX_RTCP_COMPOUND];
+    let mut buf = [0u8; shardcast::wire::rtcp::MAX_RTCP_COMPOUND];
     for (i, sock) in s.udp.iter().enumerate() {
         let (Some(Some(dest)), Some(t)) = (s.server_rtcp.get(i), s.tracks.get_mut(i)) else {
             continue;
@@ -367,9 +365,13 @@ fn send_receiver_reports(s: &mut PlayingSession) {
         let Some(block) = t.report_block() else {
             continue;
         };
-        let reporter = crate::wire::rtp::Ssrc(0x5348_0000 | (s.index as u32 & 0xffff));
-        let n =
-            crate::wire::rtcp::write_receiver_report(&mut buf, reporter, &[block], Some("bench"));
+        let reporter = shardcast::wire::rtp::Ssrc(0x5348_0000 | (s.index as u32 & 0xffff));
+        let n = shardcast::wire::rtcp::write_receiver_report(
+            &mut buf,
+            reporter,
+            &[block],
+            Some("bench"),
+        );
         let _ = sock.send_to(&buf[..n], dest);
     }
 }
@@ -386,7 +388,7 @@ pub(crate) fn spawn_receiver(
     keepalive_every: Duration,
     busy_poll: bool,
 ) -> std::io::Result<JoinHandle<ReceiverOutput>> {
-    let mut epoll = Epoll::new(256)?;
+    let epoll = Epoll::new()?;
     std::thread::Builder::new()
         .name("bench-recv".into())
         .spawn(move || {
@@ -416,10 +418,10 @@ pub(crate) fn spawn_receiver(
                         match rx.try_recv() {
                             Ok(ReceiverMsg::Add(mut s)) => {
                                 let slot = st.sessions.len();
-                                let mut ok = epoll.add(s.rtsp.as_raw_fd(), token(slot, 0)).is_ok();
+                                let mut ok = epoll.add(&s.rtsp, token(slot, 0)).is_ok();
                                 if !busy_poll {
                                     for (i, u) in s.udp.iter().enumerate() {
-                                        ok &= epoll.add(u.as_raw_fd(), token(slot, 1 + i)).is_ok();
+                                        ok &= epoll.add(u, token(slot, 1 + i)).is_ok();
                                     }
                                 }
                                 if !ok {
@@ -493,9 +495,8 @@ pub(crate) fn spawn_receiver(
                 } else {
                     Duration::from_millis(5)
                 };
-                match epoll.wait(wait) {
-                    Ok(tokens) => ready.extend(tokens),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                if epoll.wait(wait, &mut ready).is_err() {
+                    std::thread::sleep(Duration::from_millis(5));
                 }
                 if busy_poll && ready.is_empty() {
                     // Let the harness's other threads on this core run.

@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
+mod loadgen;
+
 use shardcast::config::{ConfigOverlay, ServerConfig};
 use shardcast::media::{MediaFile, MediaLibrary};
 use shardcast::shard::send::{GsoMode, IoBackend};
@@ -34,7 +37,7 @@ enum Command {
         file: PathBuf,
     },
     /// Load a server with real RTSP viewers and report loss, jitter and server CPU per packet.
-    Bench(BenchArgs),
+    Bench(bench::BenchArgs),
     /// Live figures of a running server in the terminal (polls its HTTP API).
     Stats(StatsArgs),
 }
@@ -53,113 +56,6 @@ struct StatsArgs {
     /// Admin bearer token, when the server has api-read = "token" [env: SHARDCAST_ADMIN_TOKEN].
     #[arg(long)]
     admin_token: Option<String>,
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Target an already running server's stream instead of starting one.
-    #[arg(long)]
-    url: Option<String>,
-    /// With --url: the server's pid, so its CPU time and memory can be read from /proc.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Allow a --url that is not loopback.
-    #[arg(long)]
-    allow_remote: bool,
-    /// Media folder for the started server (default: the bundled 10 s sample).
-    #[arg(long)]
-    media: Option<PathBuf>,
-    /// Stream(s) to play: a name, a comma-separated list, or `all` (every stream the server
-    /// announces); sessions spread over them round-robin (default: the first announced).
-    #[arg(long)]
-    stream: Option<String>,
-    /// Shards of the started server.
-    #[arg(long, default_value_t = 1)]
-    shards: usize,
-    /// Viewers for a fixed-load run (capped at 20000).
-    #[arg(long, default_value_t = 100)]
-    viewers: u32,
-    /// Playing time of each run once all sessions started, e.g. 10s, 500ms, 1m (≤ 10m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
-    /// Session start rate, e.g. 100/s (default: as fast as 64 handshakes in flight allow).
-    #[arg(long, value_parser = parse_rate)]
-    ramp: Option<f64>,
-    /// RTP transport: udp or tcp (interleaved).
-    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
-    transport: String,
-    /// Viewers' UDP sockets take the server's GSO trains whole (UDP_GRO) instead of one
-    /// datagram per packet. On loopback the receive path runs on the sender's core: `on`
-    /// charges the server per train (a remote viewer would cost it nothing), `off` per packet.
-    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
-    receive_gro: String,
-    /// How the viewers' receiver thread waits: `busy` sweeps the UDP sockets without sleeping
-    /// and without epoll, so a server send neither wakes it nor marks an epoll entry ready
-    /// (on loopback both run on the server's core); `sleep` blocks in epoll_wait and charges
-    /// the server's core every wake-up.
-    #[arg(long, default_value = "busy", value_parser = ["busy", "sleep"])]
-    receive_poll: String,
-    /// Search for the largest viewer count that holds the SLO (bisection up to --max-viewers).
-    #[arg(long)]
-    capacity: bool,
-    /// Upper bound of the capacity search.
-    #[arg(long, default_value_t = 5000)]
-    max_viewers: u32,
-    /// Fixed load: run every configuration this many times, interleaved (all once, then all
-    /// again). Rows show each configuration's median run; a second table gives every
-    /// round's CPU per packet and its ratio to the last configuration in the same round,
-    /// which a machine's drifting speed cannot skew.
-    #[arg(long, default_value_t = 1)]
-    rounds: u32,
-    /// Probe budget of the capacity search.
-    #[arg(long, default_value_t = 10)]
-    max_probes: u32,
-    /// SLO: largest loss, e.g. 0.1%.
-    #[arg(long, default_value = "0.1%", value_parser = parse_percent)]
-    slo_loss: f64,
-    /// SLO: largest audio jitter p99 at the harness, e.g. 5ms (used only when the server's
-    /// pacing lateness cannot be read, e.g. with --url).
-    #[arg(long, default_value = "5ms", value_parser = parse_ms)]
-    slo_jitter_p99: f64,
-    /// SLO: largest pacing lateness p99 reported by the server (its /api/v1/stats), e.g. 5ms.
-    #[arg(long, default_value = "5ms", value_parser = parse_ms)]
-    slo_lateness_p99: f64,
-    /// Server send backends to compare, comma-separated (passed to the server as --io X).
-    #[arg(long, value_delimiter = ',')]
-    io: Vec<String>,
-    /// UDP GSO settings to compare, comma-separated: on,off (passed as --gso X). Combined
-    /// with every --io value, so `--io uring,sendto --gso on,off` gives four rows.
-    #[arg(long = "gso", value_delimiter = ',', value_parser = ["on", "off"])]
-    gso_modes: Vec<String>,
-    /// Statistics settings to compare, comma-separated: on,off (passed as --stats X).
-    #[arg(long = "stats", value_delimiter = ',', value_parser = ["on", "off"])]
-    stats_modes: Vec<String>,
-    /// Further arguments for the started server, e.g. --server-arg=--payload-budget=1400.
-    #[arg(long = "server-arg", allow_hyphen_values = true)]
-    server_args: Vec<String>,
-    /// A short run for CI: 20 viewers for 5 s on every backend the server accepts.
-    #[arg(long)]
-    smoke: bool,
-    /// Report folder (bench.json, bench.html).
-    #[arg(long, default_value = "target/bench")]
-    out: PathBuf,
-    /// No progress bars.
-    #[arg(long)]
-    quiet: bool,
-    /// Churn soak: keep --viewers sessions playing and end/start this many per second (e.g.
-    /// 50/s) for --duration, then drain and check the server's fds/RSS/threads.
-    #[arg(long, value_parser = parse_rate)]
-    churn: Option<f64>,
-    /// With --churn: every N-th ended session just closes its sockets (no TEARDOWN); 0 = never.
-    #[arg(long, default_value_t = 5)]
-    abandon_one_in: u32,
-    /// With --churn: the server's session timeout in seconds (given to a started server; the
-    /// drain waits this long plus 5 s).
-    #[arg(long, default_value_t = 10)]
-    session_timeout: u64,
-    /// With --churn: seconds between /proc samples of the server.
-    #[arg(long, default_value_t = 5)]
-    sample_every: u64,
 }
 
 #[derive(Args)]
@@ -260,7 +156,7 @@ fn main() -> Result<()> {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Probe { file } => probe(&file),
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => bench::bench(args),
         Command::Stats(args) => stats(args),
     };
     // `shardcast probe f.mp4 | head`: the reader went away; that is not our failure.
@@ -352,21 +248,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     let server = shardcast::control::start(config.clone(), library, Some(reload))
         .with_context(|| format!("starting the server on {}", config.listen))?;
     let addr = server.local_addr;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "shardcast listening on rtsp://{addr}/ with {} shards",
-        config.shards
+    shardcast::banner::Banner::write(
+        &mut std::io::stdout().lock(),
+        addr,
+        config.shards,
+        server.http_addr,
+        streams.iter().map(String::as_str),
     )?;
-    if let Some(http) = server.http_addr {
-        writeln!(out, "http listening on http://{http}/")?;
-    }
-    for name in &streams {
-        writeln!(out, "stream rtsp://{addr}/{name}")?;
-    }
-    writeln!(out, "ready")?;
-    out.flush()?;
-    drop(out);
     server.wait();
     Ok(())
 }
@@ -507,256 +395,6 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 fn parse_ms(s: &str) -> Result<f64, String> {
     Ok(parse_duration(s)?.as_secs_f64() * 1000.0)
-}
-
-fn bench(args: BenchArgs) -> Result<()> {
-    use shardcast::loadgen::{self, report, server, session::RtpTransport, Mode, Target};
-    let exe = std::env::current_exe().context("locating the shardcast executable")?;
-    let placement = loadgen::plan_placement();
-    let (viewers, duration) = if args.smoke {
-        (20, Duration::from_secs(5))
-    } else {
-        (args.viewers, args.duration)
-    };
-    if let Some(rate) = args.churn {
-        return churn_bench(&args, rate, exe, placement);
-    }
-    let io: Vec<String> = if !args.io.is_empty() {
-        args.io.clone()
-    } else if args.smoke && args.url.is_none() && server::serve_accepts_io_flag(&exe) {
-        ["uring", "sendmmsg", "sendto"].map(str::to_owned).to_vec()
-    } else {
-        Vec::new()
-    };
-    let variants = loadgen::variants(&[
-        ("io", &io),
-        ("gso", &args.gso_modes),
-        ("stats", &args.stats_modes),
-    ]);
-    let target = match &args.url {
-        Some(url) => Target::Url {
-            url: url.clone(),
-            pid: args.server_pid,
-        },
-        None => Target::Spawn(server::ServerLaunch {
-            exe: exe.clone(),
-            shards: args.shards,
-            media: args.media.clone(),
-            extra_args: args.server_args.clone(),
-            pin_core: placement.server_core,
-            harness_core: placement.harness_core,
-        }),
-    };
-    if args.capacity && args.rounds != 1 {
-        bail!("--rounds applies to fixed-load runs, not to --capacity");
-    }
-    let opts = loadgen::BenchOptions {
-        target,
-        stream: args.stream.clone(),
-        mode: if args.capacity && !args.smoke {
-            Mode::Capacity {
-                max_viewers: args.max_viewers,
-            }
-        } else {
-            Mode::Fixed {
-                viewers,
-                rounds: args.rounds,
-            }
-        },
-        duration,
-        ramp_per_sec: args.ramp,
-        transport: if args.transport == "tcp" {
-            RtpTransport::Tcp
-        } else {
-            RtpTransport::Udp
-        },
-        receive: loadgen::ReceiveTuning {
-            gro: args.receive_gro == "on",
-            busy_poll: args.receive_poll == "busy",
-        },
-        variants,
-        slo: loadgen::Slo {
-            max_loss_pct: args.slo_loss,
-            max_jitter_p99_ms: args.slo_jitter_p99,
-            max_lateness_p99_ms: args.slo_lateness_p99,
-        },
-        max_probes: args.max_probes.clamp(1, 30),
-        progress: !args.quiet && std::io::stderr().is_terminal(),
-    };
-    loadgen::validate(&opts, args.allow_remote)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let started_unix_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", report::markdown_header())?;
-    out.flush()?;
-    drop(out);
-    let configs = loadgen::run_bench(&opts, |cfg| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", report::markdown_row(cfg));
-        let _ = out.flush();
-    })?;
-    if let Some(rounds) = report::rounds_table(&configs) {
-        println!("\n{rounds}");
-    }
-    for c in &configs {
-        if let Some(e) = &c.error {
-            if e.contains("--io") && e.contains("unexpected argument") {
-                eprintln!(
-                    "{}: not measured: this server build rejects `--io` (the send backends arrive from another branch)",
-                    c.label
-                );
-            } else {
-                eprintln!("{}: not measured: {e}", c.label);
-            }
-        }
-    }
-    let shards = args.url.is_none().then_some(args.shards);
-    let conclusion = report::conclusion(&configs, shards);
-    // The machine's cores, not this thread's: the harness is pinned to one core by now.
-    let machine = report::machine_line(
-        &std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
-        report::machine_cores(),
-        shards,
-    );
-    let report = report::BenchReport {
-        started_unix_secs,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine,
-        placement,
-        shards,
-        slo: opts.slo,
-        receive: opts.receive,
-        configs,
-        conclusion,
-    };
-    let (json_path, html_path) = loadgen::report_paths(&args.out);
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&html_path, report::html(&report))
-        .with_context(|| format!("writing {}", html_path.display()))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "\nconclusion: {}", report.conclusion)?;
-    writeln!(
-        out,
-        "viewers' receive: {}",
-        report::receive_sentence(report.receive)
-    )?;
-    writeln!(
-        out,
-        "report: {} {}",
-        json_path.display(),
-        html_path.display()
-    )?;
-    Ok(())
-}
-
-fn churn_bench(
-    args: &BenchArgs,
-    rate: f64,
-    exe: PathBuf,
-    placement: shardcast::loadgen::Placement,
-) -> Result<()> {
-    use shardcast::loadgen::{churn, report, server, session::RtpTransport, Target};
-    let target = match &args.url {
-        Some(url) => Target::Url {
-            url: url.clone(),
-            pid: args.server_pid,
-        },
-        None => Target::Spawn(server::ServerLaunch {
-            exe,
-            shards: args.shards,
-            media: args.media.clone(),
-            extra_args: args
-                .io
-                .first()
-                .map(|b| vec!["--io".to_owned(), b.clone()])
-                .unwrap_or_default()
-                .into_iter()
-                .chain(args.server_args.iter().cloned())
-                .collect(),
-            pin_core: placement.server_core,
-            harness_core: placement.harness_core,
-        }),
-    };
-    let opts = churn::ChurnOptions {
-        target,
-        stream: args.stream.clone(),
-        viewers: args.viewers,
-        rate_per_sec: rate,
-        duration: args.duration,
-        transport: if args.transport == "tcp" {
-            RtpTransport::Tcp
-        } else {
-            RtpTransport::Udp
-        },
-        receive: shardcast::loadgen::ReceiveTuning {
-            gro: args.receive_gro == "on",
-            busy_poll: args.receive_poll == "busy",
-        },
-        abandon_one_in: args.abandon_one_in,
-        session_timeout: Duration::from_secs(args.session_timeout),
-        sample_every: Duration::from_secs(args.sample_every.clamp(1, 60)),
-        fd_tolerance: 4,
-        thread_tolerance: 0,
-        rss_tolerance_kib: 10 * 1024,
-    };
-    churn::validate_churn(&opts)?;
-    if args.url.is_some() && args.allow_remote {
-        bail!("--churn runs on loopback only");
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let started_unix_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let quiet = args.quiet;
-    let mut r = churn::run_churn(&opts, |s| {
-        if !quiet {
-            eprintln!(
-                "{:>7.1}s {:<8} fds {:>5}  rss {:>7.1} MiB  threads {:>3}  playing {:>5}  started {:>6}  ended {:>6}+{:<5} failed {:>4}  packets {}",
-                s.t_secs,
-                format!("{:?}", s.phase).to_lowercase(),
-                s.fds,
-                s.rss_kib as f64 / 1024.0,
-                s.threads,
-                s.playing,
-                s.started,
-                s.ended_teardown,
-                s.ended_abandoned,
-                s.failed_handshakes,
-                s.packets
-            );
-        }
-    })?;
-    r.started_unix_secs = started_unix_secs;
-    r.command = std::env::args().collect::<Vec<_>>().join(" ");
-    // The machine's online CPUs: the harness thread is pinned by now, and
-    // available_parallelism() reports the affinity mask (1), not the machine.
-    let cpus = report::machine_cores();
-    r.machine = format!(
-        "Linux {}, {cpus} CPUs",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim(),
-    );
-    r.placement = placement;
-    let (json_path, html_path) = shardcast::loadgen::report_paths(&args.out);
-    std::fs::write(&json_path, serde_json::to_string_pretty(&r)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&html_path, churn::html(&r))
-        .with_context(|| format!("writing {}", html_path.display()))?;
-    let mut out = std::io::stdout().lock();
-    write!(out, "{}", churn::markdown(&r))?;
-    writeln!(
-        out,
-        "report: {} {}",
-        json_path.display(),
-        html_path.display()
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

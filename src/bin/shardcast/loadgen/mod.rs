@@ -8,15 +8,16 @@
 //! `/proc`), [`capacity`] (the search), [`churn`] (the churn soak: sessions ended and
 //! started at a fixed rate, server descriptors/RSS/threads against their baseline),
 //! [`report`] (JSON, HTML with SVG, Markdown). The
-//! harness never prints; `main.rs` does.
+//! harness never prints; `bench.rs` does.
 
-pub mod capacity;
-pub mod churn;
+pub(crate) mod capacity;
+pub(crate) mod churn;
+pub(crate) mod host;
 mod receiver;
-pub mod report;
-pub mod server;
-pub mod session;
-pub mod stats;
+pub(crate) mod report;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod stats;
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
@@ -28,24 +29,24 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use capacity::{CapacityOutcome, ProbeVerdict, SearchBounds};
-pub use receiver::ReceiveTuning;
+pub(crate) use receiver::ReceiveTuning;
 use receiver::{spawn_receiver, LiveCounters, ReceiverMsg};
 use server::{sample_process, ProcSample, ServerLaunch, ServerProcess};
 use session::{open_session, RtpTransport};
 use stats::{new_histogram, MediaKind, Percentiles};
 
 /// Hard cap on viewers per run.
-pub const MAX_VIEWERS: u32 = 20_000;
+pub(crate) const MAX_VIEWERS: u32 = 20_000;
 /// Most `--rounds` a fixed-load bench runs (each configuration this many times).
-pub const MAX_ROUNDS: u32 = 20;
+pub(crate) const MAX_ROUNDS: u32 = 20;
 /// Hard cap on one run's playing time.
-pub const MAX_DURATION: Duration = Duration::from_secs(600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Handshakes in flight at once.
-pub const HANDSHAKES_IN_FLIGHT: usize = 64;
+pub(crate) const HANDSHAKES_IN_FLIGHT: usize = 64;
 
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// A socket or file operation failed.
     #[error("{context}: {cause}")]
     Io {
@@ -89,7 +90,7 @@ impl LoadError {
 
 /// Which server to load.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub(crate) enum Target {
     /// Start one per probe.
     Spawn(ServerLaunch),
     /// An existing server at this stream URL; its pid if CPU should be read.
@@ -103,7 +104,7 @@ pub enum Target {
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Runs at a fixed viewer count: `rounds` of them per configuration, interleaved (every
     /// configuration once, then again), so a machine whose speed drifts during the
     /// invocation shifts every configuration of a round alike and ratios within a round
@@ -123,57 +124,57 @@ pub enum Mode {
 
 /// Service-level objective for a run to pass.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Slo {
+pub(crate) struct Slo {
     /// Largest acceptable loss, percent.
-    pub max_loss_pct: f64,
+    pub(crate) max_loss_pct: f64,
     /// Largest acceptable audio jitter p99 at the harness, ms (used when the server's own
     /// pacing lateness is not available).
-    pub max_jitter_p99_ms: f64,
+    pub(crate) max_jitter_p99_ms: f64,
     /// Largest acceptable pacing lateness p99 reported by the server, ms.
-    pub max_lateness_p99_ms: f64,
+    pub(crate) max_lateness_p99_ms: f64,
 }
 
 /// All options of `shardcast bench`.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
+pub(crate) struct BenchOptions {
     /// Server to load.
-    pub target: Target,
+    pub(crate) target: Target,
     /// Stream(s) of a spawned server: a name, a comma-separated list or `all` (sessions
     /// spread round-robin) — `None` takes the first announced.
-    pub stream: Option<String>,
+    pub(crate) stream: Option<String>,
     /// Fixed or capacity.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// Playing time per run (after all sessions started).
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Session starts per second; `None` starts them as fast as the handshake bound allows.
-    pub ramp_per_sec: Option<f64>,
+    pub(crate) ramp_per_sec: Option<f64>,
     /// UDP or TCP-interleaved.
-    pub transport: RtpTransport,
+    pub(crate) transport: RtpTransport,
     /// How viewers receive (what the loopback receive path charges to the server's core).
-    pub receive: ReceiveTuning,
+    pub(crate) receive: ReceiveTuning,
     /// Server configurations to compare, one result row each (see [`variants`]).
-    pub variants: Vec<Variant>,
+    pub(crate) variants: Vec<Variant>,
     /// Pass/fail objective.
-    pub slo: Slo,
+    pub(crate) slo: Slo,
     /// Probe budget for the capacity search.
-    pub max_probes: u32,
+    pub(crate) max_probes: u32,
     /// Show progress bars (stderr).
-    pub progress: bool,
+    pub(crate) progress: bool,
 }
 
 /// One server configuration under comparison, e.g. `--io uring --gso off`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Variant {
+pub(crate) struct Variant {
     /// Row label, e.g. `io=uring gso=off`, or `default`.
-    pub label: String,
+    pub(crate) label: String,
     /// Arguments given to the started server for this row.
-    pub server_args: Vec<String>,
+    pub(crate) server_args: Vec<String>,
 }
 
 /// Every combination of the values given for each server flag (`--io`, `--gso`, `--stats`),
 /// in the order given, so one invocation compares them side by side. A flag with no values
 /// is left at the server's default; no flags at all gives one `default` row.
-pub fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
+pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
     let mut out = vec![Variant {
         label: String::new(),
         server_args: Vec::new(),
@@ -208,7 +209,7 @@ pub fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
 /// The stream URLs of a started server that sessions spread over, round-robin: `choice` is
 /// one name, a comma-separated list, or `all` (every stream it announced); `None` takes
 /// the first announced.
-pub fn stream_urls(
+pub(crate) fn stream_urls(
     choice: Option<&str>,
     addr: std::net::SocketAddr,
     announced: &[String],
@@ -231,115 +232,115 @@ pub fn stream_urls(
 
 /// The server's resource use over one run.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct ServerUsage {
+pub(crate) struct ServerUsage {
     /// CPU seconds (user + system) during the run.
-    pub cpu_secs: f64,
+    pub(crate) cpu_secs: f64,
     /// CPU ns per RTP packet delivered to the harness.
-    pub cpu_ns_per_packet: f64,
+    pub(crate) cpu_ns_per_packet: f64,
     /// Busy ns of the server's pinned core per packet, softirq included (the loopback
     /// receive path, which the kernel charges to no process); `None` when not pinned.
-    pub core_ns_per_packet: Option<f64>,
+    pub(crate) core_ns_per_packet: Option<f64>,
     /// Sample at the end of the run.
-    pub end: ProcSample,
+    pub(crate) end: ProcSample,
 }
 
 /// Per-track summary of one session.
 #[derive(Debug, Clone, Serialize)]
-pub struct TrackSummary {
+pub(crate) struct TrackSummary {
     /// Video or audio.
-    pub kind: MediaKind,
+    pub(crate) kind: MediaKind,
     /// Packets counted.
-    pub packets: u64,
+    pub(crate) packets: u64,
     /// Bytes of RTP.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Missing sequence numbers.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Out-of-order arrivals.
-    pub reordered: u64,
+    pub(crate) reordered: u64,
     /// Final RFC 3550 jitter, ms.
-    pub jitter_ms: f64,
+    pub(crate) jitter_ms: f64,
     /// PLAY sent → first packet, ms.
-    pub first_packet_ms: Option<f64>,
+    pub(crate) first_packet_ms: Option<f64>,
     /// PLAY sent → first keyframe, ms (video).
-    pub first_keyframe_ms: Option<f64>,
+    pub(crate) first_keyframe_ms: Option<f64>,
 }
 
 /// The result of one run (one viewer count on one backend).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct RunResult {
+pub(crate) struct RunResult {
     /// Viewers requested.
-    pub viewers: u32,
+    pub(crate) viewers: u32,
     /// Sessions that reached PLAY.
-    pub playing: u32,
+    pub(crate) playing: u32,
     /// Handshakes that failed or timed out.
-    pub failed_handshakes: u32,
+    pub(crate) failed_handshakes: u32,
     /// First handshake error seen.
-    pub first_error: Option<String>,
+    pub(crate) first_error: Option<String>,
     /// Transport used.
-    pub transport: RtpTransport,
+    pub(crate) transport: RtpTransport,
     /// How viewers received.
-    pub receive: ReceiveTuning,
+    pub(crate) receive: ReceiveTuning,
     /// Seconds from the first start to the last PLAY answer.
-    pub start_secs: f64,
+    pub(crate) start_secs: f64,
     /// Seconds all sessions played together.
-    pub steady_secs: f64,
+    pub(crate) steady_secs: f64,
     /// RTP packets received.
-    pub packets: u64,
+    pub(crate) packets: u64,
     /// RTP bytes received.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Packets missing by sequence number.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Loss as a percentage of expected packets.
-    pub loss_pct: f64,
+    pub(crate) loss_pct: f64,
     /// Out-of-order arrivals.
-    pub reordered: u64,
+    pub(crate) reordered: u64,
     /// Mean received bit rate per playing viewer over the steady phase (every session
     /// playing), Mbit/s.
-    pub mbit_per_viewer: f64,
+    pub(crate) mbit_per_viewer: f64,
     /// Sessions with a track that received nothing for [`STALL_LIMIT`] before the end: a
     /// stream that stopped leaves no sequence gap, so loss alone would not show it.
-    pub stalled_sessions: u32,
+    pub(crate) stalled_sessions: u32,
     /// Audio jitter estimate across packets.
-    pub jitter_audio: Percentiles,
+    pub(crate) jitter_audio: Percentiles,
     /// Video jitter estimate across packets (inflated by B-frame reordering; not in the SLO).
-    pub jitter_video: Percentiles,
+    pub(crate) jitter_video: Percentiles,
     /// PLAY → first packet across sessions.
-    pub first_packet: Percentiles,
+    pub(crate) first_packet: Percentiles,
     /// PLAY → first keyframe across sessions.
-    pub first_keyframe: Percentiles,
+    pub(crate) first_keyframe: Percentiles,
     /// `recvmmsg` calls that returned data, per UDP packet.
-    pub packets_per_recv_call: f64,
+    pub(crate) packets_per_recv_call: f64,
     /// Clip loops (re-PLAYs).
-    pub loops: u64,
+    pub(crate) loops: u64,
     /// TEARDOWNs answered 200.
-    pub teardowns_answered: u64,
+    pub(crate) teardowns_answered: u64,
     /// RTSP errors after PLAY.
-    pub rtsp_errors: u64,
+    pub(crate) rtsp_errors: u64,
     /// Server resource use, when its pid is known.
-    pub server: Option<ServerUsage>,
+    pub(crate) server: Option<ServerUsage>,
     /// The data plane's own figures (pacing lateness, sends), when its API is reachable.
-    pub data_plane: Option<server::DataPlaneFigures>,
+    pub(crate) data_plane: Option<server::DataPlaneFigures>,
     /// Whether the SLO held.
-    pub slo_passed: bool,
+    pub(crate) slo_passed: bool,
     /// Why (not).
-    pub slo_reason: String,
+    pub(crate) slo_reason: String,
     /// Every session's tracks.
-    pub sessions: Vec<Vec<TrackSummary>>,
+    pub(crate) sessions: Vec<Vec<TrackSummary>>,
 }
 
 /// Results for one server configuration.
 #[derive(Debug, Clone, Serialize)]
-pub struct ConfigResult {
+pub(crate) struct ConfigResult {
     /// Row label, e.g. `io=uring gso=on` or `default`.
-    pub label: String,
+    pub(crate) label: String,
     /// Arguments the server got for this row.
-    pub server_args: Vec<String>,
+    pub(crate) server_args: Vec<String>,
     /// Set when the configuration could not run (e.g. the server rejected `--io`).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Runs in order (one for fixed load, one per probe for capacity).
-    pub runs: Vec<RunResult>,
+    pub(crate) runs: Vec<RunResult>,
     /// Capacity search outcome.
-    pub capacity: Option<CapacityOutcome>,
+    pub(crate) capacity: Option<CapacityOutcome>,
 }
 
 fn check_loopback(url: &str, allow_remote: bool) -> Result<(), LoadError> {
@@ -370,7 +371,7 @@ fn check_loopback(url: &str, allow_remote: bool) -> Result<(), LoadError> {
 }
 
 /// Validates the target before anything runs.
-pub fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError> {
+pub(crate) fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError> {
     if let Target::Url { url, .. } = &opts.target {
         check_loopback(url, allow_remote)?;
         if opts.variants.iter().any(|v| !v.server_args.is_empty()) {
@@ -405,12 +406,12 @@ pub fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError
 }
 
 /// Runs every configuration; `on_config` sees each result as soon as it is known.
-pub fn run_bench(
+pub(crate) fn run_bench(
     opts: &BenchOptions,
     mut on_config: impl FnMut(&ConfigResult),
 ) -> Result<Vec<ConfigResult>, LoadError> {
     // Each UDP viewer holds 3 descriptors (RTSP + 2 RTP sockets); TCP 1.
-    let nofile = crate::sys::recv::raise_nofile_limit().unwrap_or(1024);
+    let nofile = host::raise_nofile_limit().unwrap_or(1024);
     let per_viewer = match opts.transport {
         RtpTransport::Udp => 3,
         RtpTransport::Tcp => 1,
@@ -558,7 +559,7 @@ fn drive(
     .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let ServerWatch { pid, http, core } = watch;
     let cpu_before = pid.map(sample_process).transpose()?;
-    let core_before = core.and_then(|c| server::sample_core_busy_ns(c).ok());
+    let core_before = core.and_then(|c| host::sample_core_busy_ns(c).ok());
     let t0 = Instant::now();
 
     let bar = multi.add(ProgressBar::new(u64::from(viewers)));
@@ -652,14 +653,14 @@ fn drive(
     }
     let steady_secs = steady_start.elapsed().as_secs_f64();
     let cpu_after = pid.map(sample_process).transpose()?;
-    let core_after = core.and_then(|c| server::sample_core_busy_ns(c).ok());
+    let core_after = core.and_then(|c| host::sample_core_busy_ns(c).ok());
     // Read while every session still plays (a failed read only loses these figures).
     let data_plane = http.and_then(|h| server::data_plane_figures(h).ok());
     let steady_bytes = counters
         .bytes
         .load(Ordering::Relaxed)
         .saturating_sub(bytes_at_steady_start);
-    let stop_ns = crate::sys::recv::realtime_ns();
+    let stop_ns = shardcast::net::realtime_ns();
     let _ = tx.send(ReceiverMsg::Stop);
     drop(tx);
     play.finish_and_clear();
@@ -790,27 +791,27 @@ fn drive(
 
 /// The figures of one run that the SLO judges.
 #[derive(Debug, Clone, Copy)]
-pub struct RunFigures {
+pub(crate) struct RunFigures {
     /// Sessions the run opened.
-    pub viewers: u32,
+    pub(crate) viewers: u32,
     /// Sessions that reached PLAY.
-    pub playing: u32,
+    pub(crate) playing: u32,
     /// RTP packets received.
-    pub packets: u64,
+    pub(crate) packets: u64,
     /// Loss, percent of expected packets.
-    pub loss_pct: f64,
+    pub(crate) loss_pct: f64,
     /// Sessions with a track quiet for [`STALL_LIMIT`] at the end.
-    pub stalled_sessions: u32,
+    pub(crate) stalled_sessions: u32,
     /// Audio jitter p99 at the harness, ms.
-    pub jitter_audio_p99_ms: f64,
+    pub(crate) jitter_audio_p99_ms: f64,
     /// The server's pacing lateness p99, ms, when known.
-    pub lateness_p99_ms: Option<f64>,
+    pub(crate) lateness_p99_ms: Option<f64>,
 }
 
 /// Applies the SLO to a run's figures; returns (passed, reason in words). Pacing is judged
 /// by the server's own lateness p99 when known, else by the audio jitter the harness saw
 /// (which also carries the harness's own scheduling).
-pub fn judge(slo: &Slo, run: &RunFigures) -> (bool, String) {
+pub(crate) fn judge(slo: &Slo, run: &RunFigures) -> (bool, String) {
     let RunFigures {
         viewers,
         playing,
@@ -875,7 +876,7 @@ pub fn judge(slo: &Slo, run: &RunFigures) -> (bool, String) {
 
 /// How long a playing track may go without a packet before the run counts its session as
 /// stalled. A clip's loop (BYE, then the harness's new PLAY) pauses a track for ~0.3 s.
-pub const STALL_LIMIT: Duration = Duration::from_secs(2);
+pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(2);
 
 /// Whether a session had a track with no packet in the [`STALL_LIMIT`] before `stop_ns`
 /// (counting from its PLAY, so a track that never received anything counts too).
@@ -889,18 +890,18 @@ fn session_stalled(s: &receiver::FinishedSession, stop_ns: u64) -> bool {
 
 /// Where the harness runs relative to the server.
 #[derive(Debug, Clone, Serialize)]
-pub struct Placement {
+pub(crate) struct Placement {
     /// Core of the server, if pinned.
-    pub server_core: Option<usize>,
+    pub(crate) server_core: Option<usize>,
     /// Core of the harness, if pinned.
-    pub harness_core: Option<usize>,
+    pub(crate) harness_core: Option<usize>,
     /// How, in words.
-    pub how: String,
+    pub(crate) how: String,
 }
 
 /// Pins the harness (the calling thread, before it spawns any) when there are ≥ 2 cores:
 /// server on core 0, harness on core 1, via `core_affinity` (sched_setaffinity).
-pub fn plan_placement() -> Placement {
+pub(crate) fn plan_placement() -> Placement {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if cores.len() >= 2 {
         let ok = core_affinity::set_for_current(cores[1]);
@@ -923,7 +924,7 @@ pub fn plan_placement() -> Placement {
 }
 
 /// Path helper for the report files.
-pub fn report_paths(out_dir: &std::path::Path) -> (PathBuf, PathBuf) {
+pub(crate) fn report_paths(out_dir: &std::path::Path) -> (PathBuf, PathBuf) {
     (out_dir.join("bench.json"), out_dir.join("bench.html"))
 }
 

@@ -4,20 +4,22 @@
 //! (`m=`, `a=rtpmap`, `a=control`, `a=range`; RFC 8866, RFC 2326 §C.1).
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
+
+use super::host::bind_rtp_socket;
 use super::stats::{MediaKind, TrackStats};
 use super::LoadError;
-use crate::sys::recv::{enable_rx_timestamps, enable_udp_gro, realtime_ns};
+use shardcast::net::realtime_ns;
 
 /// How RTP reaches the load generator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RtpTransport {
+pub(crate) enum RtpTransport {
     /// One UDP socket per track (`client_port`).
     #[default]
     Udp,
@@ -27,28 +29,28 @@ pub enum RtpTransport {
 
 /// One media description of the SDP.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SdpMedia {
+pub(crate) struct SdpMedia {
     /// From the `m=` line.
-    pub kind: MediaKind,
+    pub(crate) kind: MediaKind,
     /// First payload type of the `m=` line.
-    pub payload_type: u8,
+    pub(crate) payload_type: u8,
     /// Clock rate from `a=rtpmap` (90 kHz for video, 8 kHz if absent for audio).
-    pub clock_rate_hz: u32,
+    pub(crate) clock_rate_hz: u32,
     /// `a=control` value, absolute or relative.
-    pub control: String,
+    pub(crate) control: String,
 }
 
 /// What the load generator needs from a DESCRIBE answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SdpSummary {
+pub(crate) struct SdpSummary {
     /// Media descriptions in order.
-    pub media: Vec<SdpMedia>,
+    pub(crate) media: Vec<SdpMedia>,
     /// Presentation length from `a=range:npt=0-D`; `None` for live or absent.
-    pub duration_secs: Option<f64>,
+    pub(crate) duration_secs: Option<f64>,
 }
 
 /// Reads the parts of an SDP the harness uses; unknown lines are skipped.
-pub fn parse_sdp(text: &str) -> SdpSummary {
+pub(crate) fn parse_sdp(text: &str) -> SdpSummary {
     let mut media: Vec<SdpMedia> = Vec::new();
     let mut duration_secs = None;
     for line in text.lines().map(str::trim) {
@@ -100,7 +102,7 @@ pub fn parse_sdp(text: &str) -> SdpSummary {
 }
 
 /// Resolves a track's `a=control` against the Content-Base (RFC 2326 §C.1.1).
-pub fn control_url(base: &str, control: &str) -> String {
+pub(crate) fn control_url(base: &str, control: &str) -> String {
     if control.starts_with("rtsp://") || control.starts_with("rtsps://") {
         control.to_owned()
     } else if control.is_empty() || control == "*" {
@@ -110,59 +112,6 @@ pub fn control_url(base: &str, control: &str) -> String {
     } else {
         format!("{base}/{control}")
     }
-}
-
-/// A parsed RTSP response.
-#[derive(Debug, Clone)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses one response at the start of `buf`; returns it and its length, or `None` if
-/// incomplete. Interleaved frames must have been consumed by the caller.
-pub(crate) fn parse_response(buf: &[u8]) -> Option<(Response, usize)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()?
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let total = end + 4 + len;
-    if buf.len() < total {
-        return None;
-    }
-    let body = buf[end + 4..total].to_vec();
-    Some((
-        Response {
-            status,
-            headers,
-            body,
-        },
-        total,
-    ))
 }
 
 /// A session whose PLAY succeeded, ready for the receiver thread.
@@ -205,7 +154,7 @@ impl Conn {
         method: &'static str,
         url: &str,
         headers: &[(&str, &str)],
-    ) -> Result<Response, LoadError> {
+    ) -> Result<RtspResponse, LoadError> {
         self.cseq += 1;
         let mut req = format!(
             "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: shardcast-bench\r\n",
@@ -221,15 +170,14 @@ impl Conn {
             .map_err(|e| LoadError::io(format!("writing {method}"), e))?;
         loop {
             // Interleaved frames can precede the response only after a PLAY; skip them.
-            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
-                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-                if self.buf.len() < 4 + len {
-                    break;
-                }
-                self.buf.drain(..4 + len);
+            while let Some((_, payload)) = interleaved_frame(&self.buf) {
+                let used = 4 + payload.len();
+                self.buf.drain(..used);
             }
             if self.buf.first() != Some(&b'$') {
-                if let Some((resp, used)) = parse_response(&self.buf) {
+                let parsed = parse_response(&self.buf)
+                    .map_err(|e| LoadError::Protocol(format!("the {method} response: {e}")))?;
+                if let Some((resp, used)) = parsed {
                     self.buf.drain(..used);
                     if resp.status != 200 {
                         return Err(LoadError::Status {
@@ -254,25 +202,6 @@ impl Conn {
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
-}
-
-/// An RTP socket for one track, bound to `local` (the RTSP connection's own address, so the
-/// server's datagrams to the connection's peer address reach it whether the server is on
-/// loopback, IPv6 or — with `--allow-remote` — another host or network namespace); with
-/// `receive_gro`, GSO trains arrive whole (`UDP_GRO`), as the receiver of a remote viewer
-/// would spare the sender the per-segment receive work.
-pub fn bind_rtp_socket(local: std::net::IpAddr, receive_gro: bool) -> Result<UdpSocket, LoadError> {
-    let sock = UdpSocket::bind((local, 0)).map_err(|e| LoadError::io("binding a UDP socket", e))?;
-    sock.set_nonblocking(true)
-        .map_err(|e| LoadError::io("making a UDP socket non-blocking", e))?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(1 << 20);
-    enable_rx_timestamps(sock.as_raw_fd())
-        .map_err(|e| LoadError::io("enabling SO_TIMESTAMPNS", e))?;
-    if receive_gro {
-        enable_udp_gro(sock.as_raw_fd()).map_err(|e| LoadError::io("enabling UDP_GRO", e))?;
-    }
-    Ok(sock)
 }
 
 /// Runs one viewer's handshake against `url` and returns it playing.
@@ -325,7 +254,8 @@ pub(crate) async fn open_session(
     for (i, m) in sdp.media.iter().enumerate() {
         let transport_header = match transport {
             RtpTransport::Udp => {
-                let sock = bind_rtp_socket(local, receive_gro)?;
+                let sock = bind_rtp_socket(local, receive_gro)
+                    .map_err(|e| LoadError::io("opening an RTP socket", e))?;
                 let port = sock
                     .local_addr()
                     .map_err(|e| LoadError::io("reading a UDP socket address", e))?
@@ -470,14 +400,5 @@ mod tests {
         );
         assert_eq!(control_url(base, "rtsp://x/y"), "rtsp://x/y");
         assert_eq!(control_url(base, "*"), "rtsp://127.0.0.1:8554/sample");
-    }
-
-    #[test]
-    fn response_parser_waits_for_the_whole_body() {
-        let full = b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabcRTSP";
-        assert!(parse_response(&full[..40]).is_none());
-        let (r, used) = parse_response(full).unwrap();
-        assert_eq!((r.status, r.body.as_slice(), used), (200, &b"abc"[..], 50));
-        assert_eq!(r.header("cseq"), Some("2"));
     }
 }

@@ -10,29 +10,29 @@ use super::{ConfigResult, Placement, RunResult, Slo};
 
 /// Everything the report shows.
 #[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     /// Unix time the bench started.
-    pub started_unix_secs: u64,
+    pub(crate) started_unix_secs: u64,
     /// The command line.
-    pub command: String,
+    pub(crate) command: String,
     /// Kernel release, the machine's cores and the shard cores ([`machine_line`]).
-    pub machine: String,
+    pub(crate) machine: String,
     /// Core placement.
-    pub placement: Placement,
+    pub(crate) placement: Placement,
     /// Server shards.
-    pub shards: Option<usize>,
+    pub(crate) shards: Option<usize>,
     /// The SLO applied.
-    pub slo: Slo,
+    pub(crate) slo: Slo,
     /// How the viewers received (what loopback's receive path charged to the server).
-    pub receive: super::ReceiveTuning,
+    pub(crate) receive: super::ReceiveTuning,
     /// Results per backend.
-    pub configs: Vec<ConfigResult>,
+    pub(crate) configs: Vec<ConfigResult>,
     /// The plain-language conclusion.
-    pub conclusion: String,
+    pub(crate) conclusion: String,
 }
 
 /// What the viewers' receive tuning means for the server's figures, in words.
-pub fn receive_sentence(r: super::ReceiveTuning) -> String {
+pub(crate) fn receive_sentence(r: super::ReceiveTuning) -> String {
     let gro = if r.gro {
         "UDP_GRO on (loopback's receive path runs once per GSO train, on the server's core)"
     } else {
@@ -47,14 +47,14 @@ pub fn receive_sentence(r: super::ReceiveTuning) -> String {
 }
 
 /// The Markdown table header matching [`markdown_row`].
-pub fn markdown_header() -> String {
+pub(crate) fn markdown_header() -> String {
     "| config | viewers | playing | transport | Mbit/s/viewer | packets | loss % | stalled | reordered | audio jitter p50/p99 ms | video jitter p99 ms | first pkt p50/p99 ms | first key p99 ms | server CPU ns/pkt | core ns/pkt incl. softirq | pkts/syscall | segs/GSO send | lateness p50/p99 ms | server peak RSS MiB | threads | SLO |\n\
      |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         .to_owned()
 }
 
 /// One row: the configuration's fixed run, or its best passing capacity probe.
-pub fn markdown_row(cfg: &ConfigResult) -> String {
+pub(crate) fn markdown_row(cfg: &ConfigResult) -> String {
     let Some(r) = representative_run(cfg) else {
         return format!(
             "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
@@ -120,7 +120,7 @@ pub fn markdown_row(cfg: &ConfigResult) -> String {
 /// else its last; for repeated fixed-load rounds the run with the median server CPU per
 /// packet (the dearer middle run for an even count; the last round's when the server's CPU
 /// is unknown).
-pub fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
+pub(crate) fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
     if cfg.capacity.is_none() && cfg.runs.len() > 1 {
         let mut measured: Vec<(f64, &RunResult)> = cfg
             .runs
@@ -145,7 +145,7 @@ pub fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
 /// so a machine whose speed drifts skews both alike), and the median ratio (the smaller
 /// middle one for an even count). `None` for a
 /// single round or when the server's CPU is unknown.
-pub fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
+pub(crate) fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
     let rounds = configs.iter().map(|c| c.runs.len()).max()?;
     if rounds < 2 || configs.iter().any(|c| c.capacity.is_some()) {
         return None;
@@ -199,7 +199,7 @@ pub fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
 /// The report's machine line: kernel release, the machine's online CPU cores and, when the
 /// bench started the server itself, its shard cores, e.g. "Linux 6.8.0, 2 cores (1 shard
 /// core)". `shards` is `None` against a server given by `--url` (its shards are unknown).
-pub fn machine_line(kernel: &str, cores: usize, shards: Option<usize>) -> String {
+pub(crate) fn machine_line(kernel: &str, cores: usize, shards: Option<usize>) -> String {
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let shard_part = match shards {
         Some(n) => format!(" ({n} shard core{})", plural(n)),
@@ -215,7 +215,7 @@ pub fn machine_line(kernel: &str, cores: usize, shards: Option<usize>) -> String
 /// Online CPUs listed in `/proc/cpuinfo` text (one `processor` line each). Unlike
 /// `std::thread::available_parallelism`, this does not shrink to the calling thread's
 /// affinity mask, which the bench has pinned to one core by the time it writes the report.
-pub fn cpuinfo_cores(cpuinfo: &str) -> usize {
+pub(crate) fn cpuinfo_cores(cpuinfo: &str) -> usize {
     cpuinfo
         .lines()
         .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
@@ -224,7 +224,7 @@ pub fn cpuinfo_cores(cpuinfo: &str) -> usize {
 
 /// The machine's online CPU cores, whatever the calling thread's affinity: counted from
 /// `/proc/cpuinfo`, else `available_parallelism` (0 when neither answers).
-pub fn machine_cores() -> usize {
+pub(crate) fn machine_cores() -> usize {
     match std::fs::read_to_string("/proc/cpuinfo").map(|t| cpuinfo_cores(&t)) {
         Ok(n) if n > 0 => n,
         _ => std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -232,7 +232,7 @@ pub fn machine_cores() -> usize {
 }
 
 /// "This machine served N viewers of an X Mbit/s stream per shard core with L% loss".
-pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
+pub(crate) fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
     // The most viewers served; among equals, the least server CPU per packet.
     let cpu = |r: &RunResult| r.server.map_or(f64::INFINITY, |s| s.cpu_ns_per_packet);
     let best = configs
@@ -276,7 +276,7 @@ pub fn conclusion(configs: &[ConfigResult], shards: Option<usize>) -> String {
 
 /// Where the network, not the CPU, becomes the limit: the served rate per shard core against
 /// 10 and 25 Gbit/s NICs, in words ("" when there is nothing to say).
-pub fn nic_sentence(viewers: u32, mbit_per_viewer: f64, shards: Option<usize>) -> String {
+pub(crate) fn nic_sentence(viewers: u32, mbit_per_viewer: f64, shards: Option<usize>) -> String {
     let cores = shards.unwrap_or(1).max(1) as f64;
     let gbit_per_core = f64::from(viewers) * mbit_per_viewer / 1000.0 / cores;
     if !gbit_per_core.is_finite() || gbit_per_core <= 0.0 {
@@ -510,7 +510,7 @@ fn html_table(markdown: &str) -> String {
 }
 
 /// The self-contained HTML page.
-pub fn html(report: &BenchReport) -> String {
+pub(crate) fn html(report: &BenchReport) -> String {
     let cpu_groups: Vec<(String, Vec<(String, f64)>)> = report
         .configs
         .iter()

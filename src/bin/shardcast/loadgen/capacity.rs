@@ -7,41 +7,41 @@ use serde::Serialize;
 
 /// Bounds of a search.
 #[derive(Debug, Clone, Copy)]
-pub struct SearchBounds {
+pub(crate) struct SearchBounds {
     /// First load tried.
-    pub start_viewers: u32,
+    pub(crate) start_viewers: u32,
     /// Never probe above this.
-    pub max_viewers: u32,
+    pub(crate) max_viewers: u32,
     /// Stop when the gap between pass and fail is at most this fraction of the pass (≥ 1 viewer).
-    pub resolution: f64,
+    pub(crate) resolution: f64,
     /// Never run more probes than this.
-    pub max_probes: u32,
+    pub(crate) max_probes: u32,
 }
 
 /// What one probe found.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ProbeVerdict {
+pub(crate) struct ProbeVerdict {
     /// Viewers in the probe.
-    pub viewers: u32,
+    pub(crate) viewers: u32,
     /// Whether the SLO held.
-    pub passed: bool,
+    pub(crate) passed: bool,
     /// Why it failed (or what held), in words.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Result of a search.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CapacityOutcome {
+pub(crate) struct CapacityOutcome {
     /// Largest viewer count that passed (0 if none did).
-    pub capacity_viewers: u32,
+    pub(crate) capacity_viewers: u32,
     /// What stopped the search: the failing probe's reason, the cap, or the probe budget.
-    pub limit: String,
+    pub(crate) limit: String,
     /// Every probe in order.
-    pub probes: Vec<ProbeVerdict>,
+    pub(crate) probes: Vec<ProbeVerdict>,
 }
 
 /// Runs the search; `probe(n)` runs `n` viewers and says whether the SLO held.
-pub fn search<E>(
+pub(crate) fn search<E>(
     bounds: SearchBounds,
     mut probe: impl FnMut(u32) -> Result<ProbeVerdict, E>,
 ) -> Result<CapacityOutcome, E> {

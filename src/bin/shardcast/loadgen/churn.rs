@@ -24,7 +24,7 @@ use super::session::{open_session, RtpTransport};
 use super::{LoadError, Placement, Target, HANDSHAKES_IN_FLIGHT, MAX_DURATION, MAX_VIEWERS};
 
 /// Largest churn rate accepted, sessions ended (and started) per second.
-pub const MAX_CHURN_PER_SEC: f64 = 1000.0;
+pub(crate) const MAX_CHURN_PER_SEC: f64 = 1000.0;
 /// Longest wait for one handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the initial fill to reach `viewers`.
@@ -36,11 +36,11 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 /// What one tick of the schedule asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChurnStep {
+pub(crate) struct ChurnStep {
     /// Sessions to end now, oldest first.
-    pub end: u32,
+    pub(crate) end: u32,
     /// Handshakes to start now.
-    pub start: u32,
+    pub(crate) start: u32,
 }
 
 /// The churn schedule: ends `rate_per_sec` sessions per second of churn time (the oldest
@@ -50,7 +50,7 @@ pub struct ChurnStep {
 /// after `t` seconds is `floor(rate · t)`. Ends owed while fewer sessions were playing
 /// than owed are forgiven rather than carried forward (no burst after a failure streak).
 #[derive(Debug, Clone)]
-pub struct ChurnSchedule {
+pub(crate) struct ChurnSchedule {
     viewers: u32,
     rate_per_sec: f64,
     abandon_one_in: u32,
@@ -61,7 +61,7 @@ pub struct ChurnSchedule {
 impl ChurnSchedule {
     /// A schedule for `viewers` concurrent sessions at `rate_per_sec`; every
     /// `abandon_one_in`-th end (0 = never) closes without TEARDOWN.
-    pub fn new(viewers: u32, rate_per_sec: f64, abandon_one_in: u32) -> Self {
+    pub(crate) fn new(viewers: u32, rate_per_sec: f64, abandon_one_in: u32) -> Self {
         Self {
             viewers,
             rate_per_sec,
@@ -73,7 +73,12 @@ impl ChurnSchedule {
 
     /// The step at `since_churn_start` with `playing` sessions handed to the receiver and
     /// `starting` handshakes in flight.
-    pub fn step(&mut self, since_churn_start: Duration, playing: u32, starting: u32) -> ChurnStep {
+    pub(crate) fn step(
+        &mut self,
+        since_churn_start: Duration,
+        playing: u32,
+        starting: u32,
+    ) -> ChurnStep {
         let owed_total = (self.rate_per_sec * since_churn_start.as_secs_f64()).floor() as u64;
         let owed_now = owed_total.saturating_sub(self.ends_owed_total);
         self.ends_owed_total = owed_total.max(self.ends_owed_total);
@@ -86,7 +91,7 @@ impl ChurnSchedule {
     }
 
     /// Whether the next end abandons its session (no TEARDOWN); call once per end.
-    pub fn next_end_abandons(&mut self) -> bool {
+    pub(crate) fn next_end_abandons(&mut self) -> bool {
         self.ends_issued += 1;
         self.abandon_one_in > 0
             && self
@@ -97,37 +102,37 @@ impl ChurnSchedule {
 
 /// Options of a churn run.
 #[derive(Debug, Clone)]
-pub struct ChurnOptions {
+pub(crate) struct ChurnOptions {
     /// Server to load (a `--url` target needs its pid).
-    pub target: Target,
+    pub(crate) target: Target,
     /// Stream name (spawned server) — `None` takes the first announced.
-    pub stream: Option<String>,
+    pub(crate) stream: Option<String>,
     /// Concurrent sessions to keep.
-    pub viewers: u32,
+    pub(crate) viewers: u32,
     /// Sessions ended and started per second.
-    pub rate_per_sec: f64,
+    pub(crate) rate_per_sec: f64,
     /// Churn time (after the initial fill).
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// UDP or TCP-interleaved.
-    pub transport: RtpTransport,
+    pub(crate) transport: RtpTransport,
     /// How viewers receive.
-    pub receive: super::ReceiveTuning,
+    pub(crate) receive: super::ReceiveTuning,
     /// Every N-th end closes without TEARDOWN (0 = never).
-    pub abandon_one_in: u32,
+    pub(crate) abandon_one_in: u32,
     /// The server's session timeout (given to a started server).
-    pub session_timeout: Duration,
+    pub(crate) session_timeout: Duration,
     /// Time between `/proc` samples.
-    pub sample_every: Duration,
+    pub(crate) sample_every: Duration,
     /// Descriptors above baseline still counted as returned.
-    pub fd_tolerance: u64,
+    pub(crate) fd_tolerance: u64,
     /// Threads above baseline still counted as returned.
-    pub thread_tolerance: u64,
+    pub(crate) thread_tolerance: u64,
     /// RSS above baseline (KiB) still counted as settled.
-    pub rss_tolerance_kib: u64,
+    pub(crate) rss_tolerance_kib: u64,
 }
 
 /// Validates churn options before anything runs.
-pub fn validate_churn(opts: &ChurnOptions) -> Result<(), LoadError> {
+pub(crate) fn validate_churn(opts: &ChurnOptions) -> Result<(), LoadError> {
     if opts.viewers == 0 || opts.viewers > MAX_VIEWERS {
         return Err(LoadError::Refused(format!(
             "viewers must be 1..={MAX_VIEWERS}, got {}",
@@ -167,7 +172,7 @@ pub fn validate_churn(opts: &ChurnOptions) -> Result<(), LoadError> {
 /// The phase a sample was taken in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Server started, no viewer yet.
     Baseline,
     /// Starting the first `viewers` sessions.
@@ -182,124 +187,124 @@ pub enum Phase {
 
 /// One `/proc` sample of the server plus the harness's own counts.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct ChurnSample {
+pub(crate) struct ChurnSample {
     /// Seconds since the baseline sample.
-    pub t_secs: f64,
+    pub(crate) t_secs: f64,
     /// When it was taken.
-    pub phase: Phase,
+    pub(crate) phase: Phase,
     /// Entries of `/proc/<pid>/fd`.
-    pub fds: u64,
+    pub(crate) fds: u64,
     /// VmRSS, KiB.
-    pub rss_kib: u64,
+    pub(crate) rss_kib: u64,
     /// Threads.
-    pub threads: u64,
+    pub(crate) threads: u64,
     /// Server CPU (user + system) so far, ns.
-    pub cpu_ns: u64,
+    pub(crate) cpu_ns: u64,
     /// Sessions playing (handed to the receiver, not yet ended).
-    pub playing: u64,
+    pub(crate) playing: u64,
     /// Handshakes completed so far.
-    pub started: u64,
+    pub(crate) started: u64,
     /// Sessions ended with TEARDOWN so far.
-    pub ended_teardown: u64,
+    pub(crate) ended_teardown: u64,
     /// Sessions ended without TEARDOWN so far.
-    pub ended_abandoned: u64,
+    pub(crate) ended_abandoned: u64,
     /// Handshakes failed so far.
-    pub failed_handshakes: u64,
+    pub(crate) failed_handshakes: u64,
     /// RTP packets received so far.
-    pub packets: u64,
+    pub(crate) packets: u64,
 }
 
 /// Baseline, peak and after-drain of one resource, and whether it returned.
 #[derive(Debug, Clone, Serialize)]
-pub struct ResourceVerdict {
+pub(crate) struct ResourceVerdict {
     /// `fds`, `threads` or `rss_kib`.
-    pub metric: &'static str,
+    pub(crate) metric: &'static str,
     /// Before any viewer.
-    pub baseline: u64,
+    pub(crate) baseline: u64,
     /// Highest sample.
-    pub peak: u64,
+    pub(crate) peak: u64,
     /// After the drain.
-    pub after: u64,
+    pub(crate) after: u64,
     /// Allowed excess over baseline.
-    pub tolerance: u64,
+    pub(crate) tolerance: u64,
     /// Whether it came back (see `rule`).
-    pub returned: bool,
+    pub(crate) returned: bool,
     /// The rule applied, in words.
-    pub rule: String,
+    pub(crate) rule: String,
 }
 
 /// Totals of a churn run.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChurnTotals {
+pub(crate) struct ChurnTotals {
     /// Handshakes that reached PLAY.
-    pub started: u64,
+    pub(crate) started: u64,
     /// Handshakes that failed or timed out.
-    pub failed_handshakes: u64,
+    pub(crate) failed_handshakes: u64,
     /// First handshake error.
-    pub first_error: Option<String>,
+    pub(crate) first_error: Option<String>,
     /// Ended during churn with TEARDOWN.
-    pub ended_teardown: u64,
+    pub(crate) ended_teardown: u64,
     /// Churn TEARDOWNs answered 200 before the grace period ran out.
-    pub churn_teardowns_answered: u64,
+    pub(crate) churn_teardowns_answered: u64,
     /// Ended during churn without TEARDOWN (left to the session timeout).
-    pub ended_abandoned: u64,
+    pub(crate) ended_abandoned: u64,
     /// Torn down at the end of the run.
-    pub torn_down_at_stop: u64,
+    pub(crate) torn_down_at_stop: u64,
     /// Of those, TEARDOWNs answered 200.
-    pub stop_teardowns_answered: u64,
+    pub(crate) stop_teardowns_answered: u64,
     /// started − ended − torn down at stop (0 unless the harness lost track of one).
-    pub unaccounted: i64,
+    pub(crate) unaccounted: i64,
     /// RTP packets received.
-    pub packets: u64,
+    pub(crate) packets: u64,
     /// Packets missing by sequence number.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Loss as a percentage of expected packets.
-    pub loss_pct: f64,
+    pub(crate) loss_pct: f64,
     /// RTSP errors after PLAY (keepalive/loop/TEARDOWN answers ≠ 200, write failures).
-    pub rtsp_errors: u64,
+    pub(crate) rtsp_errors: u64,
 }
 
 /// The churn report (`bench.json`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ChurnReport {
+pub(crate) struct ChurnReport {
     /// Unix time the run started.
-    pub started_unix_secs: u64,
+    pub(crate) started_unix_secs: u64,
     /// The command line.
-    pub command: String,
+    pub(crate) command: String,
     /// Kernel release, cores.
-    pub machine: String,
+    pub(crate) machine: String,
     /// Core placement.
-    pub placement: Placement,
+    pub(crate) placement: Placement,
     /// Concurrent sessions kept.
-    pub viewers: u32,
+    pub(crate) viewers: u32,
     /// Ends (and starts) per second.
-    pub rate_per_sec: f64,
+    pub(crate) rate_per_sec: f64,
     /// Churn seconds requested.
-    pub duration_secs: f64,
+    pub(crate) duration_secs: f64,
     /// Churn seconds run.
-    pub churn_secs: f64,
+    pub(crate) churn_secs: f64,
     /// Every N-th end was abandoned.
-    pub abandon_one_in: u32,
+    pub(crate) abandon_one_in: u32,
     /// Server session timeout, s.
-    pub session_timeout_secs: u64,
+    pub(crate) session_timeout_secs: u64,
     /// Transport.
-    pub transport: RtpTransport,
+    pub(crate) transport: RtpTransport,
     /// Every sample in order.
-    pub samples: Vec<ChurnSample>,
+    pub(crate) samples: Vec<ChurnSample>,
     /// fds, threads, RSS.
-    pub verdicts: Vec<ResourceVerdict>,
+    pub(crate) verdicts: Vec<ResourceVerdict>,
     /// Server CPU over the last drain interval, percent of one core (≈ 0 if no session is
     /// left sending).
-    pub idle_cpu_pct_after: f64,
+    pub(crate) idle_cpu_pct_after: f64,
     /// RSS growth over the second half of the churn phase, KiB per 1000 sessions started
     /// then (a leak per session shows here even if the drain looks flat).
-    pub rss_growth_kib_per_1k_sessions: Option<f64>,
+    pub(crate) rss_growth_kib_per_1k_sessions: Option<f64>,
     /// Session and packet totals.
-    pub totals: ChurnTotals,
+    pub(crate) totals: ChurnTotals,
     /// Every resource returned and no session went unaccounted.
-    pub passed: bool,
+    pub(crate) passed: bool,
     /// In plain words.
-    pub conclusion: String,
+    pub(crate) conclusion: String,
 }
 
 /// Counts `/proc/<pid>/fd` entries and reads RSS, threads and CPU.
@@ -391,11 +396,11 @@ fn judge_resource(
 
 /// Runs the churn soak and returns its report (without command, machine and placement,
 /// which the caller fills in).
-pub fn run_churn(
+pub(crate) fn run_churn(
     opts: &ChurnOptions,
     mut on_sample: impl FnMut(&ChurnSample),
 ) -> Result<ChurnReport, LoadError> {
-    let _ = crate::sys::recv::raise_nofile_limit();
+    let _ = super::host::raise_nofile_limit();
     let (server, url, pid) = match &opts.target {
         Target::Spawn(launch) => {
             let mut launch = launch.clone();
@@ -721,7 +726,7 @@ fn churn_conclusion(
 }
 
 /// The Markdown summary printed to stdout.
-pub fn markdown(r: &ChurnReport) -> String {
+pub(crate) fn markdown(r: &ChurnReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -857,7 +862,7 @@ fn series_plot(
 }
 
 /// The self-contained HTML page: the summary tables and time series of fds, RSS, sessions.
-pub fn html(r: &ChurnReport) -> String {
+pub(crate) fn html(r: &ChurnReport) -> String {
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>shardcast churn soak</title>

@@ -1,0 +1,122 @@
+//! The start-up banner `shardcast serve` prints on stdout once it accepts connections, and
+//! its reader, kept together so that the format and its parser cannot drift apart:
+//!
+//! ```text
+//! shardcast listening on rtsp://127.0.0.1:8554/ with 2 shards
+//! http listening on http://127.0.0.1:8080/        (unless --http-listen off)
+//! stream rtsp://127.0.0.1:8554/sample             (one line per stream known at start)
+//! ready
+//! ```
+//!
+//! Whatever starts a server and needs its real addresses (port 0 picks a free one) reads
+//! these lines: the load generator, the integration tests, `scripts/screenshot-dashboard.sh`.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+const RTSP_PREFIX: &str = "shardcast listening on rtsp://";
+const HTTP_PREFIX: &str = "http listening on http://";
+const STREAM_PREFIX: &str = "stream ";
+const READY: &str = "ready";
+
+/// What a server announced at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Banner {
+    /// The RTSP listening address.
+    pub rtsp: Option<SocketAddr>,
+    /// The HTTP listening address (none with `--http-listen off`).
+    pub http: Option<SocketAddr>,
+    /// Stream URLs known at start.
+    pub streams: Vec<String>,
+    /// The `ready` line was read: nothing more follows.
+    pub ready: bool,
+}
+
+impl Banner {
+    /// Writes the banner for a server listening on `rtsp` (and `http`) with `shards` shards
+    /// and the streams `names`, then flushes `out`.
+    pub fn write<'a>(
+        out: &mut impl Write,
+        rtsp: SocketAddr,
+        shards: usize,
+        http: Option<SocketAddr>,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> io::Result<()> {
+        writeln!(out, "{RTSP_PREFIX}{rtsp}/ with {shards} shards")?;
+        if let Some(http) = http {
+            writeln!(out, "{HTTP_PREFIX}{http}/")?;
+        }
+        for name in names {
+            writeln!(out, "{STREAM_PREFIX}rtsp://{rtsp}/{name}")?;
+        }
+        writeln!(out, "{READY}")?;
+        out.flush()
+    }
+
+    /// Takes one stdout line of the server (without its line end); true once `ready` is read.
+    /// Lines the banner does not know are skipped.
+    pub fn read_line(&mut self, line: &str) -> bool {
+        let addr = |rest: &str| rest.split('/').next().and_then(|a| a.parse().ok());
+        if let Some(rest) = line.strip_prefix(RTSP_PREFIX) {
+            self.rtsp = addr(rest);
+        } else if let Some(rest) = line.strip_prefix(HTTP_PREFIX) {
+            self.http = addr(rest);
+        } else if let Some(url) = line.strip_prefix(STREAM_PREFIX) {
+            self.streams.push(url.to_owned());
+        } else if line == READY {
+            self.ready = true;
+        }
+        self.ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_reads_back_what_was_written() {
+        let rtsp: SocketAddr = "[::1]:8554".parse().unwrap();
+        let http: SocketAddr = "127.0.0.1:39001".parse().unwrap();
+        let mut out = Vec::new();
+        Banner::write(&mut out, rtsp, 2, Some(http), ["sample", "live/cam"]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "shardcast listening on rtsp://[::1]:8554/ with 2 shards\n\
+             http listening on http://127.0.0.1:39001/\n\
+             stream rtsp://[::1]:8554/sample\n\
+             stream rtsp://[::1]:8554/live/cam\n\
+             ready\n"
+        );
+        let mut banner = Banner::default();
+        let ready: Vec<bool> = text.lines().map(|l| banner.read_line(l)).collect();
+        assert_eq!(ready, [false, false, false, false, true]);
+        assert_eq!(
+            banner,
+            Banner {
+                rtsp: Some(rtsp),
+                http: Some(http),
+                streams: vec![
+                    "rtsp://[::1]:8554/sample".into(),
+                    "rtsp://[::1]:8554/live/cam".into()
+                ],
+                ready: true,
+            }
+        );
+    }
+
+    #[test]
+    fn without_http_and_with_unknown_lines() {
+        let mut out = Vec::new();
+        Banner::write(&mut out, "127.0.0.1:1".parse().unwrap(), 1, None, []).unwrap();
+        let mut banner = Banner::default();
+        assert!(!banner.read_line("something else"));
+        for line in String::from_utf8(out).unwrap().lines() {
+            banner.read_line(line);
+        }
+        assert_eq!(banner.http, None);
+        assert!(banner.streams.is_empty() && banner.ready);
+        assert_eq!(banner.rtsp, Some("127.0.0.1:1".parse().unwrap()));
+    }
+}

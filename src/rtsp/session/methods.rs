@@ -1,0 +1,636 @@
+//! The RTSP methods (RFC 2326 §10) as the core answers them: authorization, OPTIONS,
+//! DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER.
+
+use super::*;
+
+impl SessionCore {
+    /// RFC 2326 §11.4.1 / RFC 7616: every method but OPTIONS needs credentials once users
+    /// are configured. Returns the caller as a session owner would be recorded, and how
+    /// long to hold the answer (backoff); or the refusal.
+    ///
+    /// A request that names one of its own address's sessions is authorized against that
+    /// session's stream, not whatever stream its URI names: otherwise a public stream's URI
+    /// would carry requests into a restricted stream's session.
+    pub(super) fn authorize(
+        &mut self,
+        req: &Request,
+        caller: &Caller,
+        env: &mut Env<'_>,
+    ) -> Result<(OwnerKey, Duration), (Refusal, Duration)> {
+        let anonymous = OwnerKey(Owner {
+            addr: caller.peer.ip(),
+            user: None,
+        });
+        if req.method == Method::Options {
+            return Ok((anonymous, Duration::ZERO));
+        }
+        let Some(auth) = self.auth.as_mut() else {
+            return Ok((anonymous, Duration::ZERO));
+        };
+        let path = req
+            .session_id()
+            .and_then(parse_session_id)
+            .and_then(|id| self.sessions.get(&id))
+            .filter(|r| r.owner.addr == caller.peer.ip())
+            .map(|r| r.media.name.clone())
+            .unwrap_or_else(|| {
+                split_request_uri(&req.uri)
+                    .map(|p| p.segments.join("/"))
+                    .unwrap_or_default()
+            });
+        let checked = auth.check_at(
+            req.method.as_str(),
+            &req.uri,
+            &path,
+            req.header("Authorization"),
+            caller.peer.ip(),
+            env.now,
+            env.wall,
+        );
+        let wait = checked.wait;
+        match checked.verdict {
+            Verdict::Allowed(user) => Ok((
+                OwnerKey(Owner {
+                    addr: caller.peer.ip(),
+                    user,
+                }),
+                wait,
+            )),
+            Verdict::Forbidden(user) => Err((Refusal::Forbidden { user, stream: path }, wait)),
+            Verdict::Throttled(r) => Err((Refusal::OverLimit(r), wait)),
+            Verdict::Challenge { stale, why } => {
+                let challenges = auth.challenges_at(stale, env.wall, env.rng);
+                Err((Refusal::Unauthorized { why, challenges }, wait))
+            }
+        }
+    }
+
+    /// OPTIONS (§10.1): the methods; a keep-alive for the caller's own sessions. OPTIONS
+    /// needs no credentials, so only the address can be checked.
+    pub(super) fn options(&mut self, req: &Request, caller: &Caller, now: Instant) -> Step {
+        if let Some(rec) = req
+            .session_id()
+            .and_then(parse_session_id)
+            .and_then(|id| self.sessions.get(&id))
+        {
+            if rec.owner.addr == caller.peer.ip() {
+                rec.activity.touch(now);
+            }
+        }
+        Step::done(Done::ok(
+            Response::new(StatusCode::Ok).header("Public", PUBLIC_METHODS),
+        ))
+    }
+
+    /// GET_PARAMETER (§10.8): a keep-alive, checked like any request naming a session.
+    pub(super) fn get_parameter(
+        &mut self,
+        req: &Request,
+        owner: &OwnerKey,
+        now: Instant,
+    ) -> Result<Done, Refusal> {
+        if req.session_id().is_some() {
+            self.session_for(req, owner, now)?;
+        }
+        Ok(Done::ok(Response::new(StatusCode::Ok)))
+    }
+
+    /// Looks up the stream a request URI names: the media and the leftover segments.
+    fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), Refusal> {
+        let path = split_request_uri(uri).map_err(Refusal::Uri)?;
+        let segments = path.segments;
+        if let Some(ch) = segments.first().and_then(|name| self.channels.get(name)) {
+            return Ok((ch.media.clone(), segments[1..].to_vec()));
+        }
+        match self.library.resolve(&segments) {
+            Ok((media, used)) => Ok((media, segments[used..].to_vec())),
+            Err(crate::media::library::LibraryError::NotFound(name)) => {
+                Err(Refusal::NotFound(format!("no stream named {name:?}")))
+            }
+            Err(e) => Err(Refusal::Unservable(e.to_string())),
+        }
+    }
+
+    /// The live channel playing `media`, if it is one.
+    fn channel_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveChannel>> {
+        self.channels
+            .values()
+            .find(|c| Arc::ptr_eq(&c.media, media))
+            .cloned()
+    }
+
+    /// `Content-Base` (RFC 2326 §12.11) of a stream, and the base of the RTP-Info URLs: the
+    /// configured `public-address`, else our own address as the connection reached it —
+    /// never the request's authority, which is whatever the client chose to write there.
+    fn content_base(&self, caller: &Caller, media: &MediaFile) -> String {
+        let authority = match &self.config.public_address {
+            Some(public) => public.clone(),
+            None => caller.local.to_string(),
+        };
+        format!("rtsp://{authority}/{}/", encode_name(&media.name))
+    }
+
+    /// The play token of a DESCRIBE or SETUP. With `--require-token` it must be valid for
+    /// `stream` and the peer (a missing one is 401, a bad one 403); the token to carry into
+    /// control URLs is returned.
+    fn check_token(
+        &mut self,
+        uri: &str,
+        stream: &str,
+        peer: IpAddr,
+        wall: SystemTime,
+    ) -> Result<Option<String>, Refusal> {
+        let query = split_request_uri(uri).ok().and_then(|p| p.query);
+        let token = token_in_query(query.as_deref());
+        let policy = &mut self.tokens;
+        if !policy.required {
+            return Ok(token.filter(|t| is_token_syntax(t)).map(str::to_owned));
+        }
+        let Some(token) = token else {
+            policy.refusals += 1;
+            return Err(Refusal::TokenMissing);
+        };
+        match policy.key.verify(token, stream, peer, wall) {
+            Ok(_) => Ok(Some(token.to_owned())),
+            Err(e) => {
+                policy.refusals += 1;
+                Err(Refusal::TokenInvalid(e))
+            }
+        }
+    }
+
+    /// DESCRIBE (§10.2): the SDP of the stream.
+    pub(super) fn describe(
+        &mut self,
+        req: &Request,
+        caller: &Caller,
+        env: &mut Env<'_>,
+    ) -> Result<Done, Refusal> {
+        let (media, rest) = self.resolve(&req.uri)?;
+        if !rest.is_empty() {
+            return Err(Refusal::NotFound(format!(
+                "no track {:?} to describe",
+                rest.join("/")
+            )));
+        }
+        let token = self.check_token(&req.uri, &media.name, caller.peer.ip(), env.wall)?;
+        let live = self.channel_of(&media).is_some();
+        let sdp = describe_media(
+            &media,
+            caller.local,
+            live,
+            token.as_deref(),
+            env.rng.gen_range(1..u64::from(u32::MAX)),
+        );
+        Ok(Done::ok(
+            Response::new(StatusCode::Ok)
+                .header("Content-Base", self.content_base(caller, &media))
+                .body("application/sdp", sdp.into_bytes()),
+        ))
+    }
+
+    /// SETUP (§10.4): a track into a new or the caller's existing session.
+    pub(super) fn setup(
+        &mut self,
+        req: &Request,
+        caller: &Caller,
+        owner: &OwnerKey,
+        env: &mut Env<'_>,
+    ) -> Result<Done, Refusal> {
+        let (media, rest) = self.resolve(&req.uri)?;
+        let track_index = match rest.as_slice() {
+            [] if media.index.tracks.len() == 1 => 0,
+            [] => return Err(Refusal::AggregateNotAllowed),
+            [one] => match one
+                .strip_prefix("trackID=")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) if n < media.index.tracks.len() => n,
+                _ => return Err(Refusal::NotFound(format!("no track {one:?}"))),
+            },
+            _ => return Err(Refusal::NotFound(format!("no track {:?}", rest.join("/")))),
+        };
+        let token = self.check_token(&req.uri, &media.name, caller.peer.ip(), env.wall)?;
+        let transport = req.header("Transport").ok_or(Refusal::TransportMissing)?;
+        let alternatives = parse_transport(transport).map_err(|error| Refusal::Transport {
+            header: transport.to_owned(),
+            error,
+        })?;
+        // RFC 2326 §12.39 `mode`: this server only plays. A client asking to RECORD
+        // (publish) is told its transport cannot be had, rather than given a session.
+        if alternatives.iter().all(|a| !a.mode_play) {
+            return Err(Refusal::RecordNotSupported);
+        }
+        let existing = match req.session_id() {
+            Some(sid) => {
+                let id = parse_session_id(sid)
+                    .filter(|id| self.sessions.contains_key(id))
+                    .ok_or(Refusal::SessionNotFound("unknown session"))?;
+                let rec = &self.sessions[&id];
+                if rec.owner != owner.0 {
+                    return Err(Refusal::SessionNotFound(
+                        "session belongs to another client",
+                    ));
+                }
+                if !Arc::ptr_eq(&rec.media, &media) {
+                    return Err(Refusal::AggregateNotAllowed);
+                }
+                if rec.state != SessionState::Ready {
+                    return Err(Refusal::NotValidInState(rec.state));
+                }
+                Some((id, rec.shard))
+            }
+            None => None,
+        };
+        let used_channels: Vec<u8> = existing
+            .and_then(|(id, _)| self.sessions.get(&id))
+            .map(|r| {
+                r.tracks
+                    .iter()
+                    .filter(|t| t.track_index != track_index)
+                    .filter_map(|t| match t.dest {
+                        TrackDest::Interleaved {
+                            rtp_channel,
+                            rtcp_channel,
+                        } => Some([rtp_channel, rtcp_channel]),
+                        TrackDest::Udp { .. } => None,
+                    })
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let channel = self.channel_of(&media);
+        let ssrc: Ssrc = match &channel {
+            Some(ch) => ch.tracks[track_index].ssrc,
+            None => env.rng.gen(),
+        };
+        // The shard: the session's, or the least loaded one with bandwidth left (checked
+        // after the transport, so a refused transport creates nothing).
+        let chosen_shard = existing.map(|(_, shard)| shard);
+        let pick_ports = |shard: usize| self.shard_ports[shard];
+        let mut chosen = None;
+        for alt in alternatives {
+            if !alt.unicast || !alt.mode_play {
+                continue;
+            }
+            match alt.lower {
+                LowerTransport::Udp => {
+                    if let Some((rtp, rtcp)) = alt.client_port {
+                        // The client's own address only: `destination` redirection would let
+                        // anyone aim a stream at a third party (RFC 2326 §12.39, §17).
+                        let dest = TrackDest::Udp {
+                            rtp: SocketAddr::new(caller.peer.ip(), rtp),
+                            rtcp: SocketAddr::new(caller.peer.ip(), rtcp),
+                        };
+                        chosen = Some((dest, Some((rtp, rtcp)), false));
+                        break;
+                    }
+                }
+                LowerTransport::Tcp => {
+                    let (a, b) = alt.interleaved.unwrap_or_else(|| {
+                        let a = (track_index as u8).saturating_mul(2);
+                        (a, a.saturating_add(1))
+                    });
+                    if used_channels.contains(&a) || used_channels.contains(&b) {
+                        continue;
+                    }
+                    let dest = TrackDest::Interleaved {
+                        rtp_channel: a,
+                        rtcp_channel: b,
+                    };
+                    chosen = Some((dest, None, true));
+                    break;
+                }
+            }
+        }
+        let Some((dest, udp_ports, is_tcp)) = chosen else {
+            return Err(Refusal::NoTransport(transport.to_owned()));
+        };
+        let (id, shard) = match (existing, chosen_shard) {
+            (Some((id, _)), Some(shard)) => (id, shard),
+            _ => {
+                let mut order: Vec<usize> = (0..self.shard_ports.len()).collect();
+                order.sort_by_key(|&i| self.assigned[i]);
+                let shard = self
+                    .admission
+                    .open_viewer(caller.peer.ip(), media.bitrate_bps(), &order)
+                    .map_err(Refusal::OverLimit)?;
+                let mut id: SessionId = env.rng.gen();
+                while id == 0 || self.sessions.contains_key(&id) {
+                    id = env.rng.gen();
+                }
+                (id, shard)
+            }
+        };
+        let transport_reply = match (&dest, udp_ports) {
+            (_, Some(client)) => format_udp_reply(client, pick_ports(shard), ssrc),
+            (
+                TrackDest::Interleaved {
+                    rtp_channel,
+                    rtcp_channel,
+                },
+                None,
+            ) => format_tcp_reply((*rtp_channel, *rtcp_channel), ssrc),
+            (TrackDest::Udp { .. }, None) => {
+                return Err(Refusal::NoTransport(transport.to_owned()))
+            }
+        };
+        // A live channel's viewers share its numbering space (one SSRC per channel track).
+        let (initial_seq, initial_rtptime) = match &channel {
+            Some(ch) => (ch.tracks[track_index].seq0, ch.tracks[track_index].ts0),
+            None => (env.rng.gen(), env.rng.gen()),
+        };
+        let setup = TrackSetup {
+            track_index,
+            payload_type: FIRST_PAYLOAD_TYPE + track_index as u8,
+            ssrc,
+            initial_seq,
+            initial_rtptime,
+            dest,
+        };
+        if !self.sessions.contains_key(&id) {
+            self.assigned[shard] += 1;
+            let handle = env.rng.gen();
+            self.sessions.insert(
+                id,
+                SessionRecord {
+                    media: media.clone(),
+                    shard,
+                    tracks: Vec::new(),
+                    state: SessionState::Ready,
+                    on_shard: false,
+                    registered: false,
+                    activity: Arc::new(Activity::default()),
+                    tcp_conn: None,
+                    viewer_ssrcs: ViewerSsrcs::default(),
+                    peer: caller.peer,
+                    bitrate_bps: media.bitrate_bps(),
+                    origin: caller.conn,
+                    token: None,
+                    owner: owner.0.clone(),
+                    handle,
+                    created: env.now,
+                },
+            );
+        }
+        let log = self.may_log(caller.peer.ip(), env.now);
+        let timeout = self.config.session_timeout;
+        let rec = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(Refusal::SessionNotFound("unknown session"))?;
+        if token.is_some() {
+            rec.token = token;
+        }
+        rec.activity.touch(env.now);
+        rec.tracks.retain(|t| t.track_index != track_index);
+        rec.tracks.push(setup);
+        if is_tcp {
+            rec.tcp_conn = Some(caller.conn);
+        }
+        if log {
+            tracing::info!(session = %format_args!("{id:016X}"), peer = %caller.peer, stream = %media.name, track = track_index, shard, transport = %transport_reply, "setup");
+        }
+        Ok(Done::ok(
+            Response::new(StatusCode::Ok)
+                .header("Transport", transport_reply)
+                .header("Session", session_header(id, timeout)),
+        ))
+    }
+
+    /// Finds the session a request names, if the caller owns it (any other client gets the
+    /// answer of an unknown id); checks the URI is its aggregate (or its only track).
+    fn session_for(
+        &self,
+        req: &Request,
+        owner: &OwnerKey,
+        now: Instant,
+    ) -> Result<SessionId, Refusal> {
+        let id = req
+            .session_id()
+            .and_then(parse_session_id)
+            .ok_or(Refusal::SessionNotFound("no or malformed Session header"))?;
+        let rec = self
+            .sessions
+            .get(&id)
+            .ok_or(Refusal::SessionNotFound("unknown session"))?;
+        if rec.owner != owner.0 {
+            return Err(Refusal::SessionNotFound(
+                "session belongs to another client",
+            ));
+        }
+        rec.activity.touch(now);
+        if req.uri != "*" {
+            let (media, rest) = self.resolve(&req.uri)?;
+            if !Arc::ptr_eq(&media, &rec.media) {
+                return Err(Refusal::OtherStream);
+            }
+            if !rest.is_empty() && rec.tracks.len() > 1 {
+                return Err(Refusal::OnlyAggregate);
+            }
+        }
+        Ok(id)
+    }
+
+    /// PLAY (§10.5): checks, then asks the shard where the stream starts.
+    pub(super) fn play(
+        &mut self,
+        req: &Request,
+        caller: &Caller,
+        owner: &OwnerKey,
+        env: &mut Env<'_>,
+    ) -> Result<Step, Refusal> {
+        let id = self.session_for(req, owner, env.now)?;
+        // RFC 2326 §12.34/§12.35: no trick play yet, so a Scale or Speed is checked and
+        // answered with the rate actually used, 1.
+        let mut echo_rates = Vec::new();
+        for (name, header) in [("Scale", RateHeader::Scale), ("Speed", RateHeader::Speed)] {
+            if let Some(value) = req.header(name) {
+                check_rate(header, value).map_err(|error| Refusal::Rate {
+                    header: name,
+                    error,
+                })?;
+                echo_rates.push(name);
+            }
+        }
+        let rec = &self.sessions[&id];
+        let live = self.channel_of(&rec.media);
+        let duration = rec.media.duration().as_secs_f64();
+        // A live channel cannot seek: every PLAY joins at the live edge, whatever Range asks
+        // (players such as ffmpeg always send `npt=0.000-`).
+        let range = if live.is_some() {
+            None
+        } else {
+            req.header("Range")
+        };
+        let window = vod_play_window(range, duration).map_err(Refusal::Range)?;
+        let setup = (!rec.on_shard).then(|| {
+            Box::new(SessionSetup {
+                id,
+                media: rec.media.clone(),
+                tracks: rec.tracks.clone(),
+                sink: None,
+                activity: rec.activity.clone(),
+                payload_budget_bytes: self.config.payload_budget_bytes,
+                cname: format!("shardcast@{}", caller.local.ip()),
+                live: live.clone(),
+            })
+        });
+        let pending = Pending {
+            shard: rec.shard,
+            id,
+            kind: PendingKind::Play {
+                content_base: self.content_base(caller, &rec.media),
+                token: rec.token.clone(),
+                track_order: rec.tracks.iter().map(|t| t.track_index).collect(),
+                live: live.is_some(),
+                echo_rates,
+            },
+        };
+        let ask = ShardAsk::Play {
+            id,
+            setup,
+            sink_of: rec.tcp_conn,
+            start_npt_secs: window.start,
+            end: window.end,
+        };
+        Ok(Step::Ask(ask, pending))
+    }
+
+    /// The PLAY answer once the shard said where the stream starts.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn play_started(
+        &mut self,
+        id: SessionId,
+        started: PlayStarted,
+        content_base: String,
+        token: Option<String>,
+        track_order: Vec<usize>,
+        live: bool,
+        echo_rates: Vec<&'static str>,
+    ) -> Result<Done, Refusal> {
+        let timeout = self.config.session_timeout;
+        let rec = self.sessions.get_mut(&id).ok_or(Refusal::SessionNotFound(
+            "session ended while the shard answered",
+        ))?;
+        rec.state = SessionState::Playing;
+        let mut effects = Vec::new();
+        if !rec.registered {
+            rec.registered = true;
+            effects.push(Effect::SessionStarted(SessionMeta {
+                id,
+                handle: rec.handle,
+                stream: rec.media.name.clone(),
+                peer: rec.peer,
+                transport: if rec.tcp_conn.is_some() {
+                    StatsTransport::Tcp
+                } else {
+                    StatsTransport::Udp
+                },
+                shard: rec.shard,
+                track_kinds: rec
+                    .tracks
+                    .iter()
+                    .map(|t| match rec.media.index.tracks[t.track_index].kind {
+                        TrackKind::Video => "video",
+                        TrackKind::Audio => "audio",
+                    })
+                    .collect(),
+            }));
+        }
+        // A tokenized SETUP URL is `trackID=N?token=...`: RTP-Info names the same URL,
+        // since clients (ffmpeg, retina) match RTP-Info entries to their control URLs
+        // verbatim (§12.33).
+        let token_suffix = token.map(|t| format!("?token={t}")).unwrap_or_default();
+        let rtp_info: Vec<String> = track_order
+            .iter()
+            .filter_map(|ti| started.tracks.iter().find(|t| t.track_index == *ti))
+            .map(|t| {
+                format!(
+                    "url={content_base}trackID={}{token_suffix};seq={};rtptime={}",
+                    t.track_index, t.seq, t.rtptime
+                )
+            })
+            .collect();
+        let mut response = Response::new(StatusCode::Ok)
+            .header(
+                "Range",
+                if live {
+                    "npt=now-".to_owned()
+                } else {
+                    format_npt_range(started.start_npt_secs, Some(started.end_npt_secs))
+                },
+            )
+            .header("RTP-Info", rtp_info.join(","))
+            .header("Session", session_header(id, timeout));
+        for name in echo_rates {
+            response = response.header(name, "1");
+        }
+        Ok(Done {
+            response,
+            effects,
+            after_response: vec![Effect::Shard {
+                shard: rec.shard,
+                order: ShardOrder::Start(id),
+            }],
+        })
+    }
+
+    /// PAUSE (§10.6): stored media that is playing; the shard answers the position.
+    pub(super) fn pause(
+        &mut self,
+        req: &Request,
+        owner: &OwnerKey,
+        now: Instant,
+    ) -> Result<Step, Refusal> {
+        let id = self.session_for(req, owner, now)?;
+        let rec = &self.sessions[&id];
+        // A live broadcast cannot be held (§10.6 presumes stored media), and neither can a
+        // session that is not playing.
+        if rec.state == SessionState::Ready
+            || !rec.on_shard
+            || self.channel_of(&rec.media).is_some()
+        {
+            return Err(Refusal::NotValidInState(rec.state));
+        }
+        Ok(Step::Ask(
+            ShardAsk::Pause { id },
+            Pending {
+                shard: rec.shard,
+                id,
+                kind: PendingKind::Pause,
+            },
+        ))
+    }
+
+    pub(super) fn paused(&mut self, id: SessionId, position: f64) -> Result<Done, Refusal> {
+        let timeout = self.config.session_timeout;
+        let rec = self.sessions.get_mut(&id).ok_or(Refusal::SessionNotFound(
+            "session ended while the shard answered",
+        ))?;
+        rec.state = SessionState::Paused;
+        let duration = rec.media.duration().as_secs_f64();
+        Ok(Done::ok(
+            Response::new(StatusCode::Ok)
+                .header("Range", format_npt_range(position, Some(duration)))
+                .header("Session", session_header(id, timeout)),
+        ))
+    }
+
+    /// TEARDOWN (§10.7): the session ends (its shard sends RTCP BYE).
+    pub(super) fn teardown(
+        &mut self,
+        req: &Request,
+        owner: &OwnerKey,
+        now: Instant,
+    ) -> Result<Step, Refusal> {
+        let id = self.session_for(req, owner, now)?;
+        let mut effects = Vec::new();
+        self.end_session(id, true, &mut effects);
+        Ok(Step::done(Done {
+            response: Response::new(StatusCode::Ok),
+            effects,
+            after_response: Vec::new(),
+        }))
+    }
+}
