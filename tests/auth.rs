@@ -149,12 +149,9 @@ fn challenges_offer_sha256_then_md5_and_basic_only_when_enabled() {
 
 #[test]
 fn access_rules_from_config_open_a_stream_and_forbid_a_user() {
-    let dir = std::env::temp_dir().join(format!("shardcast-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("shardcast.toml");
-    std::fs::write(
-        &config,
-        r#"
+    let config = common::write_config(
+        "auth",
+        &r#"
 allow-basic = true
 [[users]]
 name = "alice"
@@ -173,8 +170,7 @@ users = ["alice"]
 "#
         .replace("SHA", &sha256_hex("carol:shardcast:pw"))
         .replace("MD5", &md5_hex("carol:shardcast:pw")),
-    )
-    .unwrap();
+    );
     let server = common::Server::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -207,7 +203,7 @@ users = ["alice"]
         .status,
         200
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }
 
 /// A connection from `source` (a 127.0.0.x address) to `server`.

@@ -273,11 +273,8 @@ fn another_user_or_address_cannot_control_an_authenticated_session() {
 /// stream used to answer 200 without credentials.
 #[test]
 fn a_public_uri_does_not_carry_requests_into_a_restricted_session() {
-    let dir = std::env::temp_dir().join(format!("shardcast-binding-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("shardcast.toml");
-    std::fs::write(
-        &config,
+    let config = common::write_config(
+        "binding",
         r#"
 allow-basic = true
 [[users]]
@@ -287,8 +284,7 @@ password = "alice-pw"
 streams = "open"
 public = true
 "#,
-    )
-    .unwrap();
+    );
     let server = Server::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -322,5 +318,5 @@ public = true
         r.status, 404,
         "the URI names another stream than the session's"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
+    let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }

@@ -684,3 +684,12 @@ pub fn wait_for_bye(sock: &UdpSocket, within: Duration) -> bool {
     }
     false
 }
+
+/// Writes `toml` as a fresh config file for one test (`tag` names it) and returns its path.
+pub fn write_config(tag: &str, toml: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardcast-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shardcast.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
