@@ -90,6 +90,12 @@ pub(crate) struct BenchArgs {
     /// Statistics settings to compare, comma-separated: on,off (passed as --stats X).
     #[arg(long = "stats", value_delimiter = ',', value_parser = ["on", "off"])]
     stats_modes: Vec<String>,
+    /// Compare server builds in one run: NAME=PATH (repeatable). Every configuration runs
+    /// once per build; with --rounds the builds interleave, so each round's ratios compare
+    /// them under the same machine conditions (e.g. `--server-exe old=../old/shardcast
+    /// --server-exe new=target/release/shardcast --rounds 3`).
+    #[arg(long = "server-exe", value_parser = parse_build)]
+    server_exes: Vec<(String, PathBuf)>,
     /// Further arguments for the started server, e.g. --server-arg=--payload-budget=1400.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -118,6 +124,16 @@ pub(crate) struct BenchArgs {
     sample_every: u64,
 }
 
+/// `NAME=PATH` of `--server-exe`.
+fn parse_build(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=PATH, got {s:?}")),
+    }
+}
+
 pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     use crate::loadgen::{self, report, server, session::RtpTransport, Mode, Target};
     let exe = std::env::current_exe().context("locating the shardcast executable")?;
@@ -137,11 +153,14 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     } else {
         Vec::new()
     };
-    let variants = loadgen::variants(&[
-        ("io", &io),
-        ("gso", &args.gso_modes),
-        ("stats", &args.stats_modes),
-    ]);
+    let variants = loadgen::with_builds(
+        loadgen::variants(&[
+            ("io", &io),
+            ("gso", &args.gso_modes),
+            ("stats", &args.stats_modes),
+        ]),
+        &args.server_exes,
+    );
     let target = match &args.url {
         Some(url) => Target::Url {
             url: url.clone(),

@@ -169,6 +169,8 @@ pub(crate) struct Variant {
     pub(crate) label: String,
     /// Arguments given to the started server for this row.
     pub(crate) server_args: Vec<String>,
+    /// The server executable for this row, when builds are compared (`--server-exe`).
+    pub(crate) exe: Option<std::path::PathBuf>,
 }
 
 /// Every combination of the values given for each server flag (`--io`, `--gso`, `--stats`),
@@ -178,6 +180,7 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
     let mut out = vec![Variant {
         label: String::new(),
         server_args: Vec::new(),
+        exe: None,
     }];
     for (flag, values) in flags {
         if values.is_empty() {
@@ -193,6 +196,7 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
                     Variant {
                         label: format!("{}{sep}{flag}={value}", v.label),
                         server_args,
+                        exe: None,
                     }
                 })
             })
@@ -204,6 +208,32 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
         }
     }
     out
+}
+
+/// `variants` once per server build (`--server-exe NAME=PATH`), builds outermost: rows
+/// `exe=NAME …`, so `--rounds` interleaves the builds and each round's ratios compare them
+/// under the same machine conditions.
+pub(crate) fn with_builds(
+    variants: Vec<Variant>,
+    builds: &[(String, std::path::PathBuf)],
+) -> Vec<Variant> {
+    if builds.is_empty() {
+        return variants;
+    }
+    builds
+        .iter()
+        .flat_map(|(name, exe)| {
+            variants.iter().map(move |v| Variant {
+                label: if v.label == "default" {
+                    format!("exe={name}")
+                } else {
+                    format!("exe={name} {}", v.label)
+                },
+                server_args: v.server_args.clone(),
+                exe: Some(exe.clone()),
+            })
+        })
+        .collect()
 }
 
 /// The stream URLs of a started server that sessions spread over, round-robin: `choice` is
@@ -374,9 +404,14 @@ fn check_loopback(url: &str, allow_remote: bool) -> Result<(), LoadError> {
 pub(crate) fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), LoadError> {
     if let Target::Url { url, .. } = &opts.target {
         check_loopback(url, allow_remote)?;
-        if opts.variants.iter().any(|v| !v.server_args.is_empty()) {
+        if opts
+            .variants
+            .iter()
+            .any(|v| !v.server_args.is_empty() || v.exe.is_some())
+        {
             return Err(LoadError::Refused(
-                "--io/--gso/--stats need a server the harness starts (not --url)".into(),
+                "--io/--gso/--stats/--server-exe need a server the harness starts (not --url)"
+                    .into(),
             ));
         }
     }
@@ -435,7 +470,7 @@ pub(crate) fn run_bench(
         .collect();
     let probe = |variant: &Variant, viewers: u32| -> Result<RunResult, LoadError> {
         let viewers = viewers.min(fd_cap.max(1));
-        run_once(opts, &variant.server_args, viewers, &multi, &variant.label)
+        run_once(opts, variant, viewers, &multi)
     };
     if let Mode::Fixed { viewers, rounds } = opts.mode {
         for round in 1..=rounds {
@@ -494,11 +529,11 @@ pub(crate) fn run_bench(
 
 fn run_once(
     opts: &BenchOptions,
-    server_args: &[String],
+    variant: &Variant,
     viewers: u32,
     multi: &MultiProgress,
-    label: &str,
 ) -> Result<RunResult, LoadError> {
+    let label = variant.label.as_str();
     // Keep a spawned server alive for the whole run; it is killed on drop.
     let core = match &opts.target {
         Target::Spawn(launch) => launch.pin_core,
@@ -507,7 +542,12 @@ fn run_once(
     let (server, urls, pid, http) = match &opts.target {
         Target::Spawn(launch) => {
             let mut launch = launch.clone();
-            launch.extra_args.extend(server_args.iter().cloned());
+            launch
+                .extra_args
+                .extend(variant.server_args.iter().cloned());
+            if let Some(exe) = &variant.exe {
+                launch.exe = exe.clone();
+            }
             let server = ServerProcess::spawn(&launch)?;
             let urls = stream_urls(opts.stream.as_deref(), server.addr, &server.streams)?;
             let pid = server.pid();
@@ -934,6 +974,27 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn builds_are_the_outermost_dimension() {
+        let v = with_builds(
+            variants(&[("io", &strings(&["uring", "sendto"]))]),
+            &[("old".into(), "/a".into()), ("new".into(), "/b".into())],
+        );
+        let labels: Vec<&str> = v.iter().map(|v| v.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "exe=old io=uring",
+                "exe=old io=sendto",
+                "exe=new io=uring",
+                "exe=new io=sendto"
+            ]
+        );
+        assert_eq!(v[3].exe.as_deref(), Some(std::path::Path::new("/b")));
+        let plain = with_builds(variants(&[]), &[("old".into(), "/a".into())]);
+        assert_eq!(plain[0].label, "exe=old");
     }
 
     #[test]
