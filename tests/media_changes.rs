@@ -94,12 +94,21 @@ fn replacing_by_rename_or_deleting_keeps_current_viewers_on_the_old_copy() {
             .status,
         200
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The viewer is streaming before the file is replaced: wait for its first packet.
+    let mut buf = [0u8; 2048];
+    v.socks[0]
+        .0
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let n = v.socks[0].0.recv(&mut buf).expect("the viewer streams");
+    let mut last: Option<u16> = parse_rtp(&buf[..n]).map(|p| p.seq);
+    v.socks[0]
+        .0
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     std::fs::copy(format!("{root}/tests/media/short.mp4"), dir.join("new.tmp")).unwrap();
     std::fs::rename(dir.join("new.tmp"), dir.join("clip.mp4")).unwrap();
     // The old viewer keeps a gapless stream.
-    let mut buf = [0u8; 2048];
-    let mut last: Option<u16> = None;
     let end = Instant::now() + Duration::from_secs(1);
     let mut got = 0;
     while Instant::now() < end {
