@@ -479,13 +479,13 @@ impl SessionCore {
         let pending = Pending {
             shard: rec.shard,
             id,
-            kind: PendingKind::Play {
+            kind: PendingKind::Play(PlayPending {
                 content_base: self.content_base(caller, &rec.media),
                 token: rec.token.clone(),
                 track_order: rec.tracks.iter().map(|t| t.track_index).collect(),
                 live: live.is_some(),
                 echo_rates,
-            },
+            }),
         };
         let ask = ShardAsk::Play {
             id,
@@ -498,17 +498,19 @@ impl SessionCore {
     }
 
     /// The PLAY answer once the shard said where the stream starts.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn play_started(
         &mut self,
         id: SessionId,
         started: PlayStarted,
-        content_base: String,
-        token: Option<String>,
-        track_order: Vec<usize>,
-        live: bool,
-        echo_rates: Vec<&'static str>,
+        play: PlayPending,
     ) -> Result<Done, Refusal> {
+        let PlayPending {
+            content_base,
+            token,
+            track_order,
+            live,
+            echo_rates,
+        } = play;
         let timeout = self.config.session_timeout;
         let rec = self.sessions.get_mut(&id).ok_or(Refusal::SessionNotFound(
             "session ended while the shard answered",

@@ -202,14 +202,23 @@ pub struct Pending {
 
 #[derive(Debug)]
 enum PendingKind {
-    Play {
-        content_base: String,
-        token: Option<String>,
-        track_order: Vec<usize>,
-        live: bool,
-        echo_rates: Vec<&'static str>,
-    },
+    Play(PlayPending),
     Pause,
+}
+
+/// What a PLAY's answer needs once the shard has said where the stream starts.
+#[derive(Debug)]
+struct PlayPending {
+    /// Base of the RTP-Info URLs (`Content-Base`).
+    content_base: String,
+    /// The play token to echo in RTP-Info URLs.
+    token: Option<String>,
+    /// The session's tracks in SETUP order (RTP-Info follows it).
+    track_order: Vec<usize>,
+    /// A live channel (`Range: npt=now-`).
+    live: bool,
+    /// `Scale`/`Speed` headers the request carried, answered with the rate used.
+    echo_rates: Vec<&'static str>,
 }
 
 impl<T> ShardAnswer<T> {
@@ -504,21 +513,14 @@ impl SessionCore {
 
     /// Handles one request; see the module docs.
     pub fn handle(&mut self, req: &Request, caller: &Caller, env: &mut Env<'_>) -> Reply {
-        let owner = match self.authorize(req, caller, env) {
-            Ok((owner, delay)) => (owner, delay),
-            Err((refusal, delay)) => {
-                let mut answer = self.finish(Some(req), caller, Err(refusal), env);
-                answer.delay = delay;
-                return Reply::Answer(answer);
-            }
+        let (owner, delay) = match self.authorize(req, caller, env) {
+            Ok(allowed) => allowed,
+            Err((refusal, delay)) => return self.answer(req, caller, Err(refusal), delay, env),
         };
-        let (owner, delay) = owner;
         if let Some(options) = req.header("Require") {
             // RFC 2326 §12.32: we implement no option tags.
             let refusal = Refusal::OptionNotSupported(options.trim().to_owned());
-            let mut answer = self.finish(Some(req), caller, Err(refusal), env);
-            answer.delay = delay;
-            return Reply::Answer(answer);
+            return self.answer(req, caller, Err(refusal), delay, env);
         }
         let step = match req.method {
             Method::Options => Ok(self.options(req, caller, env.now)),
@@ -534,17 +536,23 @@ impl SessionCore {
         };
         match step {
             Ok(Step::Ask(ask, pending)) => Reply::AskShard { ask, pending },
-            Ok(Step::Done(done)) => {
-                let mut answer = self.finish(Some(req), caller, Ok(done), env);
-                answer.delay = delay;
-                Reply::Answer(answer)
-            }
-            Err(refusal) => {
-                let mut answer = self.finish(Some(req), caller, Err(refusal), env);
-                answer.delay = delay;
-                Reply::Answer(answer)
-            }
+            Ok(Step::Done(done)) => self.answer(req, caller, Ok(done), delay, env),
+            Err(refusal) => self.answer(req, caller, Err(refusal), delay, env),
         }
+    }
+
+    /// [`SessionCore::finish`] as a reply held for `delay` (the authentication backoff).
+    fn answer(
+        &mut self,
+        req: &Request,
+        caller: &Caller,
+        done: Result<Done, Refusal>,
+        delay: Duration,
+        env: &mut Env<'_>,
+    ) -> Reply {
+        let mut answer = self.finish(Some(req), caller, done, env);
+        answer.delay = delay;
+        Reply::Answer(answer)
     }
 
     /// Finishes a request that waited for a shard: the answer, or the refusal the missing
@@ -559,11 +567,11 @@ impl SessionCore {
     ) -> Answer {
         let Pending { shard, id, kind } = pending;
         let what = match kind {
-            PendingKind::Play { .. } => "PLAY",
+            PendingKind::Play(_) => "PLAY",
             PendingKind::Pause => "PAUSE",
         };
         // The shard has the session once a PLAY reached it, answered or not.
-        if matches!(kind, PendingKind::Play { .. }) && !matches!(answer, ShardAnswer::Busy) {
+        if matches!(kind, PendingKind::Play(_)) && !matches!(answer, ShardAnswer::Busy) {
             if let Some(rec) = self.sessions.get_mut(&id) {
                 rec.on_shard = true;
             }
@@ -583,24 +591,9 @@ impl SessionCore {
             }
         };
         let done = match (kind, reply) {
-            (
-                PendingKind::Play {
-                    content_base,
-                    token,
-                    track_order,
-                    live,
-                    echo_rates,
-                },
-                ShardReply::Play(started),
-            ) => self.play_started(
-                id,
-                started,
-                content_base,
-                token,
-                track_order,
-                live,
-                echo_rates,
-            ),
+            (PendingKind::Play(play), ShardReply::Play(started)) => {
+                self.play_started(id, started, play)
+            }
             (PendingKind::Pause, ShardReply::Pause(position)) => self.paused(id, position),
             _ => Err(Refusal::ShardDropped(shard)),
         };
