@@ -2,7 +2,7 @@
 //! §10.12, §12.17), hand each request to the session core, write its answer, enforce the
 //! idle and head timeouts.
 //!
-//! Writes always go through the connection's [`InterleavedSink`], shared with the shard that
+//! Writes always go through the connection's [`TcpSink`], shared with the shard that
 //! streams interleaved RTP on it, so responses and `$` frames never interleave mid-message.
 
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use super::{with_env, Control};
 use crate::rtsp::msg::Response;
 use crate::rtsp::parse::{parse_message, Parsed};
 use crate::rtsp::session::{Answer, Caller, Refusal};
-use crate::shard::InterleavedSink;
+use crate::shard::TcpSink;
 use crate::wire::ntp::NtpTime;
 
 /// Longest time a request may take to arrive once its first byte is in.
@@ -28,7 +28,7 @@ pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
     let _ = stream.set_nodelay(true);
     let sink = match socket2::SockRef::from(&stream)
         .try_clone()
-        .and_then(|s| InterleavedSink::new(s.into()))
+        .and_then(|s| TcpSink::new(s.into()))
     {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -59,14 +59,14 @@ pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
     ctl.conns.borrow_mut().remove(&conn);
 }
 
-fn write_response(sink: &InterleavedSink, response: &Response) -> bool {
+fn write_response(sink: &TcpSink, response: &Response) -> bool {
     let mut bytes = Vec::with_capacity(512);
     response.serialize(&mut bytes);
-    sink.write_parts(&[&bytes], true).is_ok()
+    sink.write_message(&[&bytes]).is_ok()
 }
 
 /// Writes an answer: held for its delay, then the effects around the response.
-async fn write_answer(ctl: &Control, sink: &InterleavedSink, answer: Answer) -> bool {
+async fn write_answer(ctl: &Control, sink: &TcpSink, answer: Answer) -> bool {
     ctl.apply(answer.effects);
     if !answer.delay.is_zero() {
         // The authentication backoff slot: held without blocking anyone else.
@@ -79,12 +79,7 @@ async fn write_answer(ctl: &Control, sink: &InterleavedSink, answer: Answer) -> 
     true
 }
 
-async fn serve_requests(
-    ctl: &Control,
-    stream: &TcpStream,
-    sink: &InterleavedSink,
-    caller: &Caller,
-) {
+async fn serve_requests(ctl: &Control, stream: &TcpStream, sink: &TcpSink, caller: &Caller) {
     let peer = caller.peer;
     let mut rate = ctl.core.borrow().request_rate();
     let max_buffer = ctl.limits.max_head_bytes + ctl.limits.max_body_bytes + 8;
@@ -194,7 +189,7 @@ async fn serve_requests(
 }
 
 /// Pushes out a connection's backlog, giving up after a short grace period.
-async fn flush_sink(stream: &TcpStream, sink: &InterleavedSink) -> std::io::Result<()> {
+async fn flush_sink(stream: &TcpStream, sink: &TcpSink) -> std::io::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while sink.backlog_bytes() > 0 {
         tokio::select! {

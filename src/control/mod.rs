@@ -34,7 +34,7 @@ use crate::rtsp::session::{
     Answer, Caller, ConnId, Effect, Env, Reply, SessionCore, ShardAnswer, ShardAsk, ShardOrder,
     ShardReply,
 };
-use crate::shard::{InterleavedSink, ShardCommand, ShardHandle};
+use crate::shard::{ShardCommand, ShardHandle, TcpSink};
 use crate::stats::hub::Hub;
 use crate::stats::ShardEvent;
 use crate::stats::EVENT_QUEUE_DEPTH;
@@ -59,7 +59,7 @@ struct Control {
     hub: RefCell<Hub>,
     shards: Vec<ShardHandle>,
     /// Writers of the open RTSP connections, by the id the core knows them by.
-    conns: RefCell<HashMap<ConnId, Arc<InterleavedSink>>>,
+    conns: RefCell<HashMap<ConnId, Arc<TcpSink>>>,
     next_conn: Cell<ConnId>,
     /// The RTSP address bound.
     local_addr: SocketAddr,

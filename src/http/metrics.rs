@@ -143,7 +143,22 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 17] = [
+        (
+            "shardcast_tcp_packets_total",
+            "RTP packets written to TCP connections (interleaved).",
+            t.tcp_packets,
+        ),
+        (
+            "shardcast_tcp_sends_total",
+            "Gathered sendmsg calls carrying TCP media (one per viewer per pass).",
+            t.tcp_sends,
+        ),
+        (
+            "shardcast_tcp_backlogged_bytes_total",
+            "Media bytes that waited in a TCP viewer's user-space backlog.",
+            t.tcp_backlogged_bytes,
+        ),
         (
             "shardcast_gso_sends_total",
             "UDP GSO sends (one syscall entry carrying several datagrams).",

@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::media::MediaFile;
 use crate::stats::{ShardEvent, EVENT_QUEUE_DEPTH};
 use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
-pub use tcp::InterleavedSink;
+pub use tcp::TcpSink;
 
 /// Pending commands a shard queue holds before the control thread answers 503.
 const COMMAND_QUEUE_DEPTH: usize = 4096;
@@ -103,7 +103,7 @@ pub struct SessionSetup {
     /// Tracks set up, in SETUP order.
     pub tracks: Vec<TrackSetup>,
     /// The connection's writer, for interleaved tracks.
-    pub sink: Option<Arc<InterleavedSink>>,
+    pub sink: Option<Arc<TcpSink>>,
     /// Liveness stamp shared with the control thread.
     pub activity: Arc<Activity>,
     /// Largest RTP payload.

@@ -13,7 +13,7 @@ use socket2::SockAddr;
 
 use super::send::sock_addr;
 use super::{
-    Activity, InterleavedSink, PlayEnd, SessionId, SessionSetup, TrackDest, TrackSetup, TrackStart,
+    Activity, PlayEnd, SessionId, SessionSetup, TcpSink, TrackDest, TrackSetup, TrackStart,
 };
 use crate::live::LiveChannel;
 use crate::media::track::{Track, TrackKind};
@@ -89,7 +89,7 @@ pub(super) struct ShardSession {
     pub(super) id: SessionId,
     pub(super) media: Arc<MediaFile>,
     pub(super) tracks: Vec<TrackStream>,
-    pub(super) sink: Option<Arc<InterleavedSink>>,
+    pub(super) sink: Option<Arc<TcpSink>>,
     pub(super) activity: Arc<Activity>,
     pub(super) cname: String,
     pub(super) state: PlayState,

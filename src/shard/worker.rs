@@ -25,10 +25,10 @@ use hdrhistogram::Histogram;
 use super::live_cache::{LiveCache, SampleRequest, StreamKey, WirePacket};
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
-use super::tcp::{interleaved_header, SinkError};
+use super::tcp::batch::{BodyRef, ConnWrite, FrameBodies, TcpBatch};
+use super::tcp::{TcpSink, MAX_BACKLOG_BYTES};
 use super::timer_wheel::TimerWheel;
 use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
-use crate::packetize::aac::MAX_AUS_PER_PACKET;
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
 use crate::stats::window::micros_histogram;
 use crate::stats::{
@@ -63,6 +63,9 @@ const PASS_WORK_LIMIT: Duration = Duration::from_millis(2);
 const SAMPLES_PER_VISIT: usize = 8;
 /// Packets reserved for one tick; a tick that needs more grows the vector once.
 const PENDING_CAPACITY: usize = 4096;
+/// TCP frames a pass gathers before writing them early (a pass normally writes its frames
+/// once, at its end: one `sendmsg` per connection; this bounds the batch's memory).
+const TCP_BATCH_LIMIT: usize = 16_384;
 /// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
 /// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
 /// starve sending.
@@ -124,6 +127,12 @@ pub(super) struct Worker {
     lateness: Histogram<u64>,
     /// Due time and UDP packet count of each sample in `pending`, in order.
     pending_dues: Vec<(Instant, u32)>,
+    /// The pass's TCP frames, per connection (written at the end of the pass).
+    tcp: TcpBatch,
+    /// Due time and RTP packet count of each sample in `tcp`.
+    tcp_dues: Vec<(Instant, u32)>,
+    /// Sessions the last TCP write found too slow or gone.
+    tcp_cut: Vec<u32>,
     next_report: Instant,
     sessions: Vec<Option<ShardSession>>,
     free_slots: Vec<usize>,
@@ -187,6 +196,9 @@ impl Worker {
             stats,
             lateness: micros_histogram(),
             pending_dues: Vec::with_capacity(PENDING_CAPACITY),
+            tcp: TcpBatch::with_capacity(PENDING_CAPACITY),
+            tcp_dues: Vec::with_capacity(PENDING_CAPACITY),
+            tcp_cut: Vec::new(),
             next_report: Instant::now() + REPORT_INTERVAL,
             sessions: Vec::new(),
             free_slots: Vec::new(),
@@ -297,6 +309,13 @@ impl Worker {
                     }
                 };
                 self.attach_live(&mut session);
+                if let Some(sink) = &session.sink {
+                    let secs = session.media.duration().as_secs_f64();
+                    let rate = session.media.bytes.as_slice().len() as f64 / secs.max(1.0);
+                    if let Err(e) = sink.size_for_media(rate) {
+                        tracing::debug!(shard = self.index, "TCP_NOTSENT_LOWAT: {e}");
+                    }
+                }
                 let slot = self.free_slots.pop().unwrap_or_else(|| {
                     self.sessions.push(None);
                     self.sessions.len() - 1
@@ -440,9 +459,10 @@ impl Worker {
                     break;
                 }
                 budget -= 1;
-                let (queued_before, total_before) = (self.pending.len(), s.packets_total);
+                let (queued_before, tcp_before) = (self.pending.len(), self.tcp.rtp_frames());
                 let mut out = Outputs {
                     pending: &mut self.pending,
+                    tcp: &mut self.tcp,
                     live: &mut self.live,
                     rtcp: &self.rtcp,
                     rtcp_buf: &mut self.rtcp_buf,
@@ -450,21 +470,18 @@ impl Worker {
                 };
                 emit_sample(&mut out, s, due.slot, i, now);
                 if self.stats {
-                    // UDP packets leave at the next flush, which records their lateness;
-                    // interleaved ones were written just now. Samples due before the session
-                    // started (pre-roll: a keyframe's decode time before its presentation
-                    // time, audio before it, a live burst) count from the start: they could
-                    // not have left earlier.
+                    // Packets leave at the next flush (UDP) or TCP write, which records their
+                    // lateness. Samples due before the session started (pre-roll: a
+                    // keyframe's decode time before its presentation time, audio before it, a
+                    // live burst) count from the start: they could not have left earlier.
                     let due_at = at.max(s.play_start);
                     let queued = (self.pending.len() - queued_before) as u32;
-                    let written = s.packets_total - total_before - u64::from(queued);
+                    let framed = (self.tcp.rtp_frames() - tcp_before) as u32;
                     if queued > 0 {
                         self.pending_dues.push((due_at, queued));
                     }
-                    if written > 0 {
-                        let late = clock.sent_at().saturating_duration_since(due_at);
-                        self.lateness
-                            .saturating_record_n(late.as_micros() as u64, written);
+                    if framed > 0 {
+                        self.tcp_dues.push((due_at, framed));
                     }
                 }
                 if s.cut_off {
@@ -485,6 +502,9 @@ impl Worker {
                     },
                 );
             }
+            if self.tcp.rtp_frames() >= TCP_BATCH_LIMIT {
+                self.write_tcp(clock, &mut to_cut);
+            }
             if self.pending.len() >= MAX_BATCH {
                 self.flush(clock);
                 if clock.started.elapsed() >= PASS_WORK_LIMIT {
@@ -493,6 +513,7 @@ impl Worker {
             }
         }
         self.flush(clock);
+        self.write_tcp(clock, &mut to_cut);
         for id in to_cut {
             if self.remove(id, "viewer too slow (TCP backlog full)") {
                 self.counters
@@ -566,6 +587,63 @@ impl Worker {
             tracing::debug!(shard = self.index, failed = outcome.failed, errno = ?outcome.last_error, "send errors");
         }
         self.pending.clear();
+    }
+
+    /// Writes the pass's TCP frames: each connection's in one gathered `sendmsg` under one
+    /// take of its lock (`shard::tcp::batch`), then records their lateness. Viewers whose
+    /// backlog passed the limit, or whose connection failed, are marked cut off and added to
+    /// `to_cut`.
+    fn write_tcp(&mut self, clock: TickClock, to_cut: &mut Vec<SessionId>) {
+        if self.tcp.is_empty() {
+            return;
+        }
+        let counters = &self.counters;
+        let cut = &mut self.tcp_cut;
+        self.tcp.write(
+            &SessionBodies(&self.sessions),
+            MAX_BACKLOG_BYTES,
+            |slot, w: ConnWrite| {
+                counters
+                    .packets
+                    .fetch_add(u64::from(w.packets), Ordering::Relaxed);
+                counters
+                    .tcp_packets
+                    .fetch_add(u64::from(w.packets), Ordering::Relaxed);
+                counters.bytes.fetch_add(w.bytes, Ordering::Relaxed);
+                let calls = u64::from(w.written.syscalls);
+                counters.syscalls.fetch_add(calls, Ordering::Relaxed);
+                counters.tcp_sends.fetch_add(calls, Ordering::Relaxed);
+                if w.written.queued > 0 {
+                    counters
+                        .tcp_backlogged_bytes
+                        .fetch_add(w.written.queued as u64, Ordering::Relaxed);
+                }
+                if w.result.is_err() {
+                    cut.push(slot);
+                }
+            },
+        );
+        for slot in self.tcp_cut.drain(..) {
+            if let Some(s) = self
+                .sessions
+                .get_mut(slot as usize)
+                .and_then(Option::as_mut)
+            {
+                if !s.cut_off {
+                    s.cut_off = true;
+                    to_cut.push(s.id);
+                }
+            }
+        }
+        if self.stats {
+            let sent_at = clock.sent_at();
+            for &(due, n) in &self.tcp_dues {
+                let late = sent_at.saturating_duration_since(due);
+                self.lateness
+                    .saturating_record_n(late.as_micros() as u64, u64::from(n));
+            }
+        }
+        self.tcp_dues.clear();
     }
 
     /// Reads RTCP (and NAT keep-alives) from both server ports: arrival from a viewer's address
@@ -823,11 +901,28 @@ fn body_of<'a>(spec: &PacketSpec, s: &'a ShardSession, i: usize) -> Option<BodyS
     )
 }
 
+/// The shard's sessions as the TCP batch sees them: connection `k` is session slot `k`.
+struct SessionBodies<'s>(&'s [Option<ShardSession>]);
+
+impl<'s> FrameBodies<'s> for SessionBodies<'s> {
+    fn sink(&self, conn: u32) -> Option<&'s TcpSink> {
+        let s = self.0.get(conn as usize)?.as_ref()?;
+        s.sink.as_deref()
+    }
+
+    fn body(&self, conn: u32, body: &BodyRef) -> Option<BodySlices<'s>> {
+        let s = self.0.get(conn as usize)?.as_ref()?;
+        body_of(&body.spec, s, usize::from(body.track))
+    }
+}
+
 /// The shard state one sample's sending writes to besides its session (borrowed from the
 /// [`Worker`] for one call: a few references on the stack, nothing allocated).
 struct Outputs<'a> {
     /// UDP packets queued for the pass's batched send.
     pending: &'a mut Vec<PendingPacket>,
+    /// TCP frames queued for the pass's writes.
+    tcp: &'a mut TcpBatch,
     /// Live samples packetized once for every viewer of their channel on this shard.
     live: &'a mut LiveCache,
     /// The shard's RTCP socket, for sender reports.
@@ -839,7 +934,7 @@ struct Outputs<'a> {
 }
 
 /// Sends the next sample of track `i` of session `s` (in slot `slot`): its packets into
-/// `out.pending` (UDP) or onto the sink (TCP), after a sender report when one is due. A
+/// `out.pending` (UDP) or `out.tcp` (TCP frames for the pass's write), after a sender report when one is due. A
 /// live track takes them from the shard's `out.live` cache, packetized once for every
 /// viewer of the channel on the shard (on the first viewer's miss); other tracks packetize
 /// with their own packetizer.
@@ -864,7 +959,7 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
         .last_sender_report
         .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
     {
-        send_sender_report(s, i, now, out.rtcp, out.rtcp_buf);
+        send_sender_report(s, slot, i, now, out);
     }
     let bytes = media.bytes.as_slice();
     let ts = s.stamp(i, track.pts_ticks(&sample));
@@ -886,7 +981,7 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
     let error = match cached {
         Some(packets) => {
             for j in 0..packets.len() {
-                if !deliver(s, slot, i, packets.get(j), out.pending, out.counters) {
+                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp) {
                     return;
                 }
             }
@@ -907,7 +1002,7 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
                 };
                 let t = &s.tracks[i];
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
-                if !deliver(s, slot, i, &packet, out.pending, out.counters) {
+                if !deliver(s, slot, i, &packet, out.pending, out.tcp) {
                     return;
                 }
             }
@@ -925,83 +1020,80 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
 }
 
 /// Hands one packet of track `i` to its viewer, with the viewer's own accounting (next
-/// sequence number, SR packet and octet counts, totals): queued in `pending` for the batched
-/// UDP send (the header slab copied, the viewer's track as destination) or written as a `$`
-/// frame on the RTSP connection (RFC 2326 §10.12). False when the viewer was cut off (TCP
-/// backlog full or connection gone).
+/// sequence number, SR packet and octet counts, totals): queued in `pending` for the
+/// batched UDP send (the header slab copied, the viewer's track as destination) or in
+/// `tcp` as a `$` frame for the pass's write on the RTSP connection (RFC 2326 §10.12).
+/// False when the viewer has no connection to write to (it is then cut off).
 fn deliver(
     s: &mut ShardSession,
     slot: u32,
     i: usize,
     packet: &WirePacket,
     pending: &mut Vec<PendingPacket>,
-    counters: &ShardCounters,
+    tcp: &mut TcpBatch,
 ) -> bool {
     let payload_len = packet.payload_len();
+    if let super::TrackDest::Interleaved { rtp_channel, .. } = s.tracks[i].setup.dest {
+        if s.sink.is_none() {
+            s.cut_off = true;
+            return false;
+        }
+        // A body that does not resolve is never framed: the frame's length must match it.
+        if body_of(&packet.spec, s, i).is_none() {
+            s.tracks[i].corrupt_samples += 1;
+            return true;
+        }
+        tcp.push_rtp(
+            slot,
+            rtp_channel,
+            packet.header(),
+            BodyRef {
+                track: i as u16,
+                spec: packet.spec,
+            },
+            packet.spec.body_len as usize,
+        );
+    } else {
+        pending.push(PendingPacket {
+            packet: *packet,
+            slot,
+            track: i as u16,
+        });
+    }
     let t = &mut s.tracks[i];
     t.seq = t.seq.wrapping_add(1);
     t.packets_sent = t.packets_sent.wrapping_add(1);
     t.octets_sent = t.octets_sent.wrapping_add(payload_len as u32);
-    match t.setup.dest {
-        super::TrackDest::Udp { .. } => {
-            pending.push(PendingPacket {
-                packet: *packet,
-                slot,
-                track: i as u16,
-            });
-            s.packets_total += 1;
-            s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
-            true
-        }
-        super::TrackDest::Interleaved { rtp_channel, .. } => {
-            let Some(sink) = s.sink.as_ref() else {
-                s.cut_off = true;
-                return false;
-            };
-            let body = body_of(&packet.spec, s, i);
-            let body = body.as_ref().map_or(&[][..], BodySlices::as_slices);
-            let frame = interleaved_header(rtp_channel, RTP_HEADER_LEN + payload_len);
-            // The `$` frame header, the RTP header slab, then the body's slices.
-            let mut parts: [&[u8]; 2 + MAX_AUS_PER_PACKET] = [&[]; 2 + MAX_AUS_PER_PACKET];
-            parts[0] = &frame;
-            parts[1] = packet.header();
-            let n = 2 + body.len().min(MAX_AUS_PER_PACKET);
-            parts[2..n].copy_from_slice(&body[..n - 2]);
-            counters.syscalls.fetch_add(1, Ordering::Relaxed);
-            match sink.write_parts(&parts[..n], false) {
-                Ok(()) => {
-                    counters.packets.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .bytes
-                        .fetch_add((RTP_HEADER_LEN + payload_len) as u64, Ordering::Relaxed);
-                    s.packets_total += 1;
-                    s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
-                    true
-                }
-                Err(SinkError::Overflow | SinkError::Closed) => {
-                    s.cut_off = true;
-                    false
-                }
-            }
-        }
-    }
+    s.packets_total += 1;
+    s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
+    true
 }
 
-/// Sends an RTCP compound on track `i`'s RTCP path (UDP from our RTCP port, or the odd
-/// interleaved channel). Best effort: RTCP loss is tolerated by design (RFC 3550 §6).
-fn deliver_rtcp(s: &ShardSession, i: usize, bytes: &[u8], rtcp: &UdpSocket) {
+/// Sends an RTCP compound on track `i`'s RTCP path: UDP from our RTCP port, or the odd
+/// interleaved channel — queued in `tcp` when a pass is being gathered (sender reports, so
+/// they ride in the viewer's write), else written at once (BYE). Best effort: RTCP loss is
+/// tolerated by design (RFC 3550 §6).
+fn deliver_rtcp(
+    s: &ShardSession,
+    slot: u32,
+    i: usize,
+    bytes: &[u8],
+    rtcp: &UdpSocket,
+    tcp: Option<&mut TcpBatch>,
+) {
     match &s.tracks[i].setup.dest {
         super::TrackDest::Udp { rtcp: dest, .. } => {
             let _ = rtcp.send_to(bytes, dest);
         }
-        super::TrackDest::Interleaved { rtcp_channel, .. } => {
-            if let Some(sink) = &s.sink {
-                let _ = sink.write_parts(
-                    &[&interleaved_header(*rtcp_channel, bytes.len()), bytes],
-                    true,
-                );
+        super::TrackDest::Interleaved { rtcp_channel, .. } => match tcp {
+            Some(batch) => batch.push_rtcp(slot, *rtcp_channel, bytes),
+            None => {
+                if let Some(sink) = &s.sink {
+                    let header = super::tcp::interleaved_header(*rtcp_channel, bytes.len());
+                    let _ = sink.write_message(&[&header, bytes]);
+                }
             }
-        }
+        },
     }
 }
 
@@ -1018,26 +1110,34 @@ fn sender_info(s: &ShardSession, i: usize, media_secs: f64) -> SenderInfo {
     }
 }
 
-/// RTCP SR (+SDES) for track `i`.
+/// RTCP SR (+SDES) for track `i` of the session in `slot`.
 fn send_sender_report(
     s: &mut ShardSession,
+    slot: u32,
     i: usize,
     now: Instant,
-    rtcp: &UdpSocket,
-    buf: &mut [u8; MAX_RTCP_COMPOUND],
+    out: &mut Outputs<'_>,
 ) {
     let info = sender_info(s, i, s.media_secs_at(now));
-    let n = write_sender_report(buf, &info, &s.cname);
-    deliver_rtcp(s, i, &buf[..n], rtcp);
+    let n = write_sender_report(out.rtcp_buf, &info, &s.cname);
+    deliver_rtcp(
+        s,
+        slot,
+        i,
+        &out.rtcp_buf[..n],
+        out.rtcp,
+        Some(&mut *out.tcp),
+    );
     s.tracks[i].last_sender_report = Some(now);
 }
 
-/// RTCP SR + SDES + BYE on every track (RFC 3550 §6.6), at teardown and end of stream.
+/// RTCP SR + SDES + BYE on every track (RFC 3550 §6.6), at teardown and end of stream,
+/// written at once (outside a pass: nothing of the session is queued in the TCP batch).
 fn send_byes(s: &mut ShardSession, rtcp: &UdpSocket, buf: &mut [u8; MAX_RTCP_COMPOUND]) {
     let media_secs = s.media_secs_at(Instant::now());
     for i in 0..s.tracks.len() {
         let n = write_bye(buf, &sender_info(s, i, media_secs), &s.cname);
-        deliver_rtcp(s, i, &buf[..n], rtcp);
+        deliver_rtcp(s, 0, i, &buf[..n], rtcp, None);
     }
 }
 

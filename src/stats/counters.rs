@@ -22,6 +22,13 @@ pub struct ShardCounters {
     pub gso_segments: AtomicU64,
     /// Packets the kernel refused.
     pub send_errors: AtomicU64,
+    /// RTP packets written to TCP connections (interleaved, included in `packets`).
+    pub tcp_packets: AtomicU64,
+    /// Gathered `sendmsg` calls on TCP connections (included in `syscalls`).
+    pub tcp_sends: AtomicU64,
+    /// Media bytes the kernel could not take at once and that waited in a connection's
+    /// user-space backlog (a viewer reading slower than the stream, or a burst).
+    pub tcp_backlogged_bytes: AtomicU64,
     /// TCP viewers cut off for not reading.
     pub slow_viewers_dropped: AtomicU64,
     /// RTCP packets received (datagrams that demultiplex as RTCP, RFC 5761 §4, and every

@@ -208,6 +208,14 @@ pub struct Totals {
     pub gso_segments: u64,
     /// Sends the kernel refused.
     pub send_errors: u64,
+    /// RTP packets written to TCP connections (included in `rtp_packets`).
+    pub tcp_packets: u64,
+    /// Gathered `sendmsg` calls on TCP connections (included in `send_syscalls`).
+    pub tcp_sends: u64,
+    /// TCP RTP packets per `sendmsg` call.
+    pub tcp_packets_per_send: f64,
+    /// Media bytes that waited in a TCP connection's user-space backlog.
+    pub tcp_backlogged_bytes: u64,
     /// TCP viewers cut off for not reading.
     pub slow_viewers_dropped: u64,
     /// Viewers whose port answered ICMP unreachable.
@@ -568,6 +576,9 @@ impl Hub {
             t.gso_sends += get(&c.gso_sends);
             t.gso_segments += get(&c.gso_segments);
             t.send_errors += get(&c.send_errors);
+            t.tcp_packets += get(&c.tcp_packets);
+            t.tcp_sends += get(&c.tcp_sends);
+            t.tcp_backlogged_bytes += get(&c.tcp_backlogged_bytes);
             t.slow_viewers_dropped += get(&c.slow_viewers_dropped);
             t.unreachable_viewers += get(&c.unreachable_viewers);
             t.rtcp_received += get(&c.rtcp_received);
@@ -589,6 +600,11 @@ impl Hub {
             0.0
         } else {
             t.rtp_packets as f64 / t.send_syscalls as f64
+        };
+        t.tcp_packets_per_send = if t.tcp_sends == 0 {
+            0.0
+        } else {
+            t.tcp_packets as f64 / t.tcp_sends as f64
         };
         t
     }

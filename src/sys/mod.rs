@@ -18,6 +18,8 @@
 //!   source addresses are read back only for the count the call returned.
 //!
 //! - [`sched`]: per-thread nice values through `setpriority(2)` on the caller's thread id.
+//! - [`tcp`]: gathered, never-blocking `sendmsg(2)` on a TCP socket (`IoSlice` is `iovec`-
+//!   compatible; the kernel reads the slices only during the call) and `TCP_NOTSENT_LOWAT`.
 //!
 //! Nothing outside `sys` calls `libc` directly.
 
@@ -30,4 +32,5 @@ pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;
 pub(crate) mod sched;
+pub(crate) mod tcp;
 pub(crate) mod uring;

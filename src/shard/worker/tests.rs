@@ -3,7 +3,7 @@ use crate::live::{LiveChannel, StartPolicy};
 use crate::media::library::SAMPLE_MP4;
 use crate::media::MediaFile;
 use crate::shard::send::{GsoMode, IoBackend, SendConfig};
-use crate::shard::{Activity, InterleavedSink, SessionSetup, TrackDest, TrackSetup};
+use crate::shard::{Activity, SessionSetup, TcpSink, TrackDest, TrackSetup};
 use crate::stats::TrackReception;
 use crate::sys::count_alloc::allocations_on_this_thread;
 use crate::wire::rtcp::test_packets::{rr, with_bye};
@@ -92,7 +92,7 @@ impl Rig {
         id: SessionId,
         ssrc_base: u32,
         dest: TrackDest,
-        sink: Option<Arc<InterleavedSink>>,
+        sink: Option<Arc<TcpSink>>,
         activity: Arc<Activity>,
         t0: Instant,
     ) {
@@ -135,7 +135,7 @@ impl Rig {
         id: SessionId,
         ch: &Arc<LiveChannel>,
         dest: impl Fn(usize) -> TrackDest,
-        sink: Option<Arc<InterleavedSink>>,
+        sink: Option<Arc<TcpSink>>,
         at: Instant,
     ) {
         let tracks = (0..2)
@@ -853,7 +853,7 @@ fn a_tcp_viewer_that_never_reads_is_reported_too_slow() {
     socket2::SockRef::from(&server_side)
         .set_send_buffer_size(4096)
         .unwrap();
-    let sink = Arc::new(InterleavedSink::new(server_side).unwrap());
+    let sink = Arc::new(TcpSink::new(server_side).unwrap());
     let dest = TrackDest::Interleaved {
         rtp_channel: 0,
         rtcp_channel: 1,
@@ -948,7 +948,7 @@ fn viewers_of_a_live_channel_share_one_packetization() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut tcp_client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         tcp_client.set_nonblocking(true).unwrap();
-        let sink = Arc::new(InterleavedSink::new(listener.accept().unwrap().0).unwrap());
+        let sink = Arc::new(TcpSink::new(listener.accept().unwrap().0).unwrap());
         let mut udp: Vec<(SessionId, Viewer)> = Vec::new();
         let mut received: Vec<Received> = vec![Received::new(); joins.len()];
         let mut partial = Vec::new();
@@ -1087,14 +1087,38 @@ fn steady_state_send_path_allocates_nothing() {
                     r.add_live_viewer(100 + k, &ch, at)
                 })
                 .collect();
+            // Two TCP-interleaved viewers, one of the file and one of the channel: their
+            // frames are gathered per pass and written with one sendmsg each.
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let interleaved = |i: usize| TrackDest::Interleaved {
+                rtp_channel: 2 * i as u8,
+                rtcp_channel: 2 * i as u8 + 1,
+            };
+            let mut tcp_clients = Vec::new();
+            for id in [200, 201] {
+                let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                client.set_nonblocking(true).unwrap();
+                tcp_clients.push(client);
+                let sink = Arc::new(TcpSink::new(listener.accept().unwrap().0).unwrap());
+                if id == 200 {
+                    let activity = Arc::new(Activity::default());
+                    r.play(id, 0xB000_0000, interleaved(0), Some(sink), activity, t0);
+                } else {
+                    r.play_live(id, &ch, interleaved, Some(sink), t0);
+                }
+            }
             let report = rr(Ssrc(0x1234), &[(Ssrc(1), 3, 90, 0, 0)]);
             let tick = Duration::from_millis(5);
             let mut now = t0;
             // Warm-up: the first second fills every reusable buffer once.
             let mut buf = [0u8; 2048];
+            let mut tcp_buf = vec![0u8; 1 << 16];
             let mut drain_live = |viewers: &[Viewer]| {
                 for v in viewers {
                     while v.rtp.recv(&mut buf).is_ok() {}
+                }
+                for c in &mut tcp_clients {
+                    while matches!(c.read(&mut tcp_buf), Ok(n) if n > 0) {}
                 }
             };
             while now < t0 + Duration::from_secs(1) {
@@ -1108,6 +1132,8 @@ fn steady_state_send_path_allocates_nothing() {
             let packetized_before = get(&r.counters.live_packetizations);
             let lateness_before = r.w.lateness.len();
             let rtcp_before = get(&r.counters.rtcp_received);
+            let (tcp_packets_before, tcp_sends_before) =
+                (get(&r.counters.tcp_packets), get(&r.counters.tcp_sends));
             let allocs_before = allocations_on_this_thread();
             while now < t0 + Duration::from_secs(9) {
                 now += tick;
@@ -1125,6 +1151,14 @@ fn steady_state_send_path_allocates_nothing() {
             // 8 s of the channel is about 200 video and 375 audio samples, the audio in
             // ~95 aggregated packets; unshared, the four viewers would packetize four
             // times that.
+            let tcp_packets = get(&r.counters.tcp_packets) - tcp_packets_before;
+            let tcp_sends = get(&r.counters.tcp_sends) - tcp_sends_before;
+            // A video frame's packets leave in one write (audio packets alone in theirs).
+            assert!(
+                tcp_packets > 1000 && tcp_packets > 2 * tcp_sends,
+                "{io:?}/{gso:?}: {tcp_packets} TCP packets in {tcp_sends} sends"
+            );
+            assert_eq!(get(&r.counters.slow_viewers_dropped), 0);
             let packetized = get(&r.counters.live_packetizations) - packetized_before;
             assert!(
                 (250..=350).contains(&packetized),
