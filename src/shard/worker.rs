@@ -63,9 +63,12 @@ const PASS_WORK_LIMIT: Duration = Duration::from_millis(2);
 const SAMPLES_PER_VISIT: usize = 8;
 /// Packets reserved for one tick; a tick that needs more grows the vector once.
 const PENDING_CAPACITY: usize = 4096;
-/// TCP frames a pass gathers before writing them early (a pass normally writes its frames
-/// once, at its end: one `sendmsg` per connection; this bounds the batch's memory).
-const TCP_BATCH_LIMIT: usize = 16_384;
+/// TCP frames a pass gathers before it writes them (then checks [`PASS_WORK_LIMIT`]): a
+/// write costs ~10 µs per connection on loopback, so a pass over many viewers writes in
+/// steps it can stop between, as UDP sends in windows. Checked after a track's visit, so a
+/// sample's packets are never split between writes. At 2 Mbit/s a video frame is ~7 frames:
+/// ~35 viewers' frames per write step.
+const TCP_WRITE_EVERY: usize = 256;
 /// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
 /// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
 /// starve sending.
@@ -127,10 +130,9 @@ pub(super) struct Worker {
     lateness: Histogram<u64>,
     /// Due time and UDP packet count of each sample in `pending`, in order.
     pending_dues: Vec<(Instant, u32)>,
-    /// The pass's TCP frames, per connection (written at the end of the pass).
+    /// The pass's TCP frames, per connection (written at the end of the pass, or after
+    /// every [`TCP_WRITE_EVERY`] frames).
     tcp: TcpBatch,
-    /// Due time and RTP packet count of each sample in `tcp`.
-    tcp_dues: Vec<(Instant, u32)>,
     /// Sessions the last TCP write found too slow or gone.
     tcp_cut: Vec<u32>,
     next_report: Instant,
@@ -197,7 +199,6 @@ impl Worker {
             lateness: micros_histogram(),
             pending_dues: Vec::with_capacity(PENDING_CAPACITY),
             tcp: TcpBatch::with_capacity(PENDING_CAPACITY),
-            tcp_dues: Vec::with_capacity(PENDING_CAPACITY),
             tcp_cut: Vec::new(),
             next_report: Instant::now() + REPORT_INTERVAL,
             sessions: Vec::new(),
@@ -459,8 +460,13 @@ impl Worker {
                     break;
                 }
                 budget -= 1;
-                let (queued_before, tcp_before) = (self.pending.len(), self.tcp.rtp_frames());
+                let queued_before = self.pending.len();
+                // Samples due before the session started (pre-roll: a keyframe's decode
+                // time before its presentation time, audio before it, a live burst) count
+                // from the start: they could not have left earlier.
+                let due_at = at.max(s.play_start);
                 let mut out = Outputs {
+                    due: due_at,
                     pending: &mut self.pending,
                     tcp: &mut self.tcp,
                     live: &mut self.live,
@@ -470,18 +476,11 @@ impl Worker {
                 };
                 emit_sample(&mut out, s, due.slot, i, now);
                 if self.stats {
-                    // Packets leave at the next flush (UDP) or TCP write, which records their
-                    // lateness. Samples due before the session started (pre-roll: a
-                    // keyframe's decode time before its presentation time, audio before it, a
-                    // live burst) count from the start: they could not have left earlier.
-                    let due_at = at.max(s.play_start);
+                    // UDP packets leave at the next flush, which records their lateness (TCP
+                    // frames carry their due time into the write that records theirs).
                     let queued = (self.pending.len() - queued_before) as u32;
-                    let framed = (self.tcp.rtp_frames() - tcp_before) as u32;
                     if queued > 0 {
                         self.pending_dues.push((due_at, queued));
-                    }
-                    if framed > 0 {
-                        self.tcp_dues.push((due_at, framed));
                     }
                 }
                 if s.cut_off {
@@ -502,18 +501,20 @@ impl Worker {
                     },
                 );
             }
-            if self.tcp.rtp_frames() >= TCP_BATCH_LIMIT {
-                self.write_tcp(clock, &mut to_cut);
+            let tcp_written = self.tcp.rtp_frames() >= TCP_WRITE_EVERY;
+            if tcp_written {
+                self.write_tcp(&mut to_cut);
             }
-            if self.pending.len() >= MAX_BATCH {
+            let udp_sent = self.pending.len() >= MAX_BATCH;
+            if udp_sent {
                 self.flush(clock);
-                if clock.started.elapsed() >= PASS_WORK_LIMIT {
-                    break;
-                }
+            }
+            if (tcp_written || udp_sent) && clock.started.elapsed() >= PASS_WORK_LIMIT {
+                break;
             }
         }
         self.flush(clock);
-        self.write_tcp(clock, &mut to_cut);
+        self.write_tcp(&mut to_cut);
         for id in to_cut {
             if self.remove(id, "viewer too slow (TCP backlog full)") {
                 self.counters
@@ -590,15 +591,21 @@ impl Worker {
     }
 
     /// Writes the pass's TCP frames: each connection's in one gathered `sendmsg` under one
-    /// take of its lock (`shard::tcp::batch`), then records their lateness. Viewers whose
-    /// backlog passed the limit, or whose connection failed, are marked cut off and added to
-    /// `to_cut`.
-    fn write_tcp(&mut self, clock: TickClock, to_cut: &mut Vec<SessionId>) {
+    /// take of its lock (`shard::tcp::batch`), recording each frame's lateness at the end of
+    /// its connection's write. Viewers whose backlog passed the limit, or whose connection
+    /// failed, are marked cut off and added to `to_cut`.
+    fn write_tcp(&mut self, to_cut: &mut Vec<SessionId>) {
         if self.tcp.is_empty() {
             return;
         }
         let counters = &self.counters;
         let cut = &mut self.tcp_cut;
+        let histogram = &mut self.lateness;
+        let mut record = |late: Duration| {
+            histogram.saturating_record(late.as_micros() as u64);
+        };
+        let lateness: Option<&mut dyn FnMut(Duration)> =
+            if self.stats { Some(&mut record) } else { None };
         self.tcp.write(
             &SessionBodies(&self.sessions),
             MAX_BACKLOG_BYTES,
@@ -622,6 +629,7 @@ impl Worker {
                     cut.push(slot);
                 }
             },
+            lateness,
         );
         for slot in self.tcp_cut.drain(..) {
             if let Some(s) = self
@@ -635,15 +643,6 @@ impl Worker {
                 }
             }
         }
-        if self.stats {
-            let sent_at = clock.sent_at();
-            for &(due, n) in &self.tcp_dues {
-                let late = sent_at.saturating_duration_since(due);
-                self.lateness
-                    .saturating_record_n(late.as_micros() as u64, u64::from(n));
-            }
-        }
-        self.tcp_dues.clear();
     }
 
     /// Reads RTCP (and NAT keep-alives) from both server ports: arrival from a viewer's address
@@ -919,6 +918,8 @@ impl<'s> FrameBodies<'s> for SessionBodies<'s> {
 /// The shard state one sample's sending writes to besides its session (borrowed from the
 /// [`Worker`] for one call: a few references on the stack, nothing allocated).
 struct Outputs<'a> {
+    /// When the sample being sent was due.
+    due: Instant,
     /// UDP packets queued for the pass's batched send.
     pending: &'a mut Vec<PendingPacket>,
     /// TCP frames queued for the pass's writes.
@@ -981,7 +982,7 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
     let error = match cached {
         Some(packets) => {
             for j in 0..packets.len() {
-                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp) {
+                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp, out.due) {
                     return;
                 }
             }
@@ -1002,7 +1003,7 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
                 };
                 let t = &s.tracks[i];
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
-                if !deliver(s, slot, i, &packet, out.pending, out.tcp) {
+                if !deliver(s, slot, i, &packet, out.pending, out.tcp, out.due) {
                     return;
                 }
             }
@@ -1031,6 +1032,7 @@ fn deliver(
     packet: &WirePacket,
     pending: &mut Vec<PendingPacket>,
     tcp: &mut TcpBatch,
+    due: Instant,
 ) -> bool {
     let payload_len = packet.payload_len();
     if let super::TrackDest::Interleaved { rtp_channel, .. } = s.tracks[i].setup.dest {
@@ -1052,6 +1054,7 @@ fn deliver(
                 spec: packet.spec,
             },
             packet.spec.body_len as usize,
+            due,
         );
     } else {
         pending.push(PendingPacket {
@@ -1079,14 +1082,14 @@ fn deliver_rtcp(
     i: usize,
     bytes: &[u8],
     rtcp: &UdpSocket,
-    tcp: Option<&mut TcpBatch>,
+    tcp: Option<(&mut TcpBatch, Instant)>,
 ) {
     match &s.tracks[i].setup.dest {
         super::TrackDest::Udp { rtcp: dest, .. } => {
             let _ = rtcp.send_to(bytes, dest);
         }
         super::TrackDest::Interleaved { rtcp_channel, .. } => match tcp {
-            Some(batch) => batch.push_rtcp(slot, *rtcp_channel, bytes),
+            Some((batch, now)) => batch.push_rtcp(slot, *rtcp_channel, bytes, now),
             None => {
                 if let Some(sink) = &s.sink {
                     let header = super::tcp::interleaved_header(*rtcp_channel, bytes.len());
@@ -1126,7 +1129,7 @@ fn send_sender_report(
         i,
         &out.rtcp_buf[..n],
         out.rtcp,
-        Some(&mut *out.tcp),
+        Some((&mut *out.tcp, now)),
     );
     s.tracks[i].last_sender_report = Some(now);
 }

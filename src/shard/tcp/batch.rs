@@ -12,6 +12,7 @@
 //! other stream-socket media later (their bodies become further [`BodyRef`] kinds).
 
 use std::io::IoSlice;
+use std::time::{Duration, Instant};
 
 use super::sink::{interleaved_header, SinkError, TcpSink, Written};
 use crate::packetize::aac::MAX_AUS_PER_PACKET;
@@ -58,6 +59,8 @@ pub(crate) struct ConnWrite {
 
 #[derive(Debug, Clone, Copy)]
 struct Item {
+    /// When the frame was due (media frames; for lateness).
+    due: Instant,
     head_start: u32,
     head_len: u16,
     /// RTP payload length (0 for RTCP frames, which are not counted as packets).
@@ -106,9 +109,9 @@ impl TcpBatch {
         self.items.is_empty()
     }
 
-    /// Queues an RTP packet for `conn` on interleaved `channel` (RFC 2326 §10.12): `header`
-    /// is its RTP header slab (RTP + payload-format header), `body` its payload body of
-    /// `body_len` bytes.
+    /// Queues an RTP packet due at `due` for `conn` on interleaved `channel` (RFC 2326
+    /// §10.12): `header` is its RTP header slab (RTP + payload-format header), `body` its
+    /// payload body of `body_len` bytes.
     pub(crate) fn push_rtp(
         &mut self,
         conn: u32,
@@ -116,24 +119,34 @@ impl TcpBatch {
         header: &[u8],
         body: BodyRef,
         body_len: usize,
+        due: Instant,
     ) {
         let len = header.len() + body_len;
-        self.push(conn, channel, header, Some(body), len);
+        self.push(conn, channel, header, Some(body), len, due);
         self.rtp_frames += 1;
     }
 
     /// Queues an RTCP compound for `conn` on interleaved `channel` (copied).
-    pub(crate) fn push_rtcp(&mut self, conn: u32, channel: u8, packet: &[u8]) {
-        self.push(conn, channel, packet, None, packet.len());
+    pub(crate) fn push_rtcp(&mut self, conn: u32, channel: u8, packet: &[u8], now: Instant) {
+        self.push(conn, channel, packet, None, packet.len(), now);
     }
 
-    fn push(&mut self, conn: u32, channel: u8, head: &[u8], body: Option<BodyRef>, len: usize) {
+    fn push(
+        &mut self,
+        conn: u32,
+        channel: u8,
+        head: &[u8],
+        body: Option<BodyRef>,
+        len: usize,
+        due: Instant,
+    ) {
         let head_start = self.heads.len() as u32;
         self.heads
             .extend_from_slice(&interleaved_header(channel, len));
         self.heads.extend_from_slice(head);
         let index = self.items.len() as u32;
         self.items.push(Item {
+            due,
             head_start,
             head_len: (4 + head.len()) as u16,
             rtp_len: if body.is_some() { len as u16 } else { 0 },
@@ -164,11 +177,14 @@ impl TcpBatch {
     /// Writes every connection's frames (one gathered `sendmsg` per [`MAX_IOVECS`] slices,
     /// under one take of its sink's lock), tells `done` how each went, and empties the batch.
     /// A connection whose backlog passes `limit` is reported with [`SinkError::Overflow`].
+    /// With `lateness`, each media frame's time from its due time to the end of its
+    /// connection's write is passed to it (one clock read per connection).
     pub(crate) fn write<'s>(
         &mut self,
         src: &impl FrameBodies<'s>,
         limit: usize,
         mut done: impl FnMut(u32, ConnWrite),
+        mut lateness: Option<&mut dyn FnMut(Duration)>,
     ) {
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
         for conn in &self.conns {
@@ -219,6 +235,17 @@ impl TcpBatch {
             }
             if out.result.is_ok() && n > 0 {
                 out.result = write_chunk(sink, &iov[..n], limit, &mut out.written);
+            }
+            if let Some(record) = lateness.as_deref_mut() {
+                let written_at = Instant::now();
+                let mut k = conn.first;
+                while k != NONE {
+                    let item = &self.items[k as usize];
+                    if item.body.is_some() {
+                        record(written_at.saturating_duration_since(item.due));
+                    }
+                    k = item.next;
+                }
             }
             done(conn.id, out);
         }
