@@ -10,6 +10,9 @@
 //! 4. A viewer with a small but open window, draining just above the bitrate in 1 KiB reads,
 //!    plays in order and is never cut off.
 //!
+//! The strict reader behind 2–4 is itself checked to reject a response inside a frame and a
+//! frame that is not RTP, so a pass means the stream really was whole.
+//!
 //! The UDP matrix these mirror is in `tests/players_per_backend.rs` and `tests/backends.rs`;
 //! `tests/bad_input.rs` cuts off a stalled on-demand viewer next to a UDP viewer.
 
@@ -177,11 +180,45 @@ struct Wire {
     offset: u64,
     /// Largest single `read`.
     read_size: usize,
-    /// With a drain rate (bytes per second), reads are paced so that no more than
-    /// `rate × elapsed + read_size` bytes have been read since `started`.
-    pace: Option<(f64, Instant)>,
+    /// When set, reads are paced to a drain rate.
+    pace: Option<Pace>,
     /// Bytes read from the socket.
     total_read: u64,
+}
+
+/// A token bucket of one read: a read of `read_size` bytes may start once `rate` has
+/// refilled what the last one took, and idle time earns no burst.
+struct Pace {
+    /// Bytes per second.
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    /// Reads made.
+    reads: u64,
+    /// Times a read had to wait for the bucket.
+    waits: u64,
+}
+
+impl Pace {
+    fn new(rate: f64) -> Pace {
+        Pace {
+            rate,
+            tokens: 0.0,
+            last: Instant::now(),
+            reads: 0,
+            waits: 0,
+        }
+    }
+
+    fn may_read(&mut self, read_size: usize) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + self.rate * (now - self.last).as_secs_f64()).min(read_size as f64);
+        self.last = now;
+        let ok = self.tokens >= read_size as f64;
+        self.waits += u64::from(!ok);
+        ok
+    }
 }
 
 impl Wire {
@@ -207,15 +244,12 @@ impl Wire {
             if let Some(unit) = self.parse() {
                 return Ok(unit);
             }
-            if let Some((rate, started)) = self.pace {
-                let allowed =
-                    (rate * started.elapsed().as_secs_f64()) as u64 + self.read_size as u64;
-                let left = allowed.saturating_sub(self.total_read);
-                if left < self.read_size as u64 {
+            if let Some(pace) = &mut self.pace {
+                if !pace.may_read(self.read_size) {
                     if Instant::now() >= deadline {
                         return Err("deadline (paced reader)".into());
                     }
-                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::sleep(Duration::from_millis(1));
                     continue;
                 }
             }
@@ -235,6 +269,10 @@ impl Wire {
                 Ok(0) => return Err("end of stream".into()),
                 Ok(n) => {
                     self.total_read += n as u64;
+                    if let Some(pace) = &mut self.pace {
+                        pace.tokens -= n as f64;
+                        pace.reads += 1;
+                    }
                     self.buf.extend_from_slice(&chunk[..n]);
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -897,4 +935,185 @@ fn stalled_live_viewer_is_cut_off_while_udp_and_tcp_viewers_see_no_gap() {
     assert!(udp_pause <= most, "UDP viewer paused {udp_pause:?}");
     assert!(tcp_pause <= most, "TCP viewer paused {tcp_pause:?}");
     assert!(server.is_running(), "no crash");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A small but open window still plays in order
+// ---------------------------------------------------------------------------------------------
+
+/// The most media bytes (both tracks, by decode time) in any one-second window of `media`.
+fn peak_bytes_per_second(media: &MediaFile) -> f64 {
+    let mut samples: Vec<(f64, u64)> = media
+        .index
+        .tracks
+        .iter()
+        .flat_map(|t| {
+            t.samples.iter().map(|s| {
+                (
+                    t.dts_ticks(s) as f64 / f64::from(t.timescale),
+                    u64::from(s.len),
+                )
+            })
+        })
+        .collect();
+    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut peak, mut sum, mut from) = (0u64, 0u64, 0usize);
+    for i in 0..samples.len() {
+        sum += samples[i].1;
+        while samples[i].0 - samples[from].0 >= 1.0 {
+            sum -= samples[from].1;
+            from += 1;
+        }
+        peak = peak.max(sum);
+    }
+    peak as f64
+}
+
+#[test]
+fn small_window_viewer_draining_just_above_the_bitrate_plays_in_order() {
+    let server = Server::start_logged(&["--shards", "1"]);
+    let url = server.url("sample");
+    let media = MediaFile::from_static("sample", shardcast::media::library::SAMPLE_MP4).unwrap();
+    // Drain at 1.25 × the clip's busiest second (plus RTP and `$` framing, a few per cent).
+    let rate = 1.25 * peak_bytes_per_second(&media);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(8 << 10).unwrap();
+    sock.connect(&server.addr.into()).unwrap();
+    let window = sock.recv_buffer_size().unwrap();
+    let mut c = Client::new(TcpStream::from(sock), 1024);
+    let session = c.setup_tcp(&url);
+    c.wire.pace = Some(Pace::new(rate));
+    c.wire.total_read = 0;
+    let play = c.exchange(&[("PLAY", &url, &[("Session", &session)])]);
+    assert_eq!(play[0].status, 200, "PLAY");
+    let started = Instant::now();
+    c.pump(started + Duration::from_secs(5));
+    let t = c.exchange(&[("TEARDOWN", &url, &[("Session", &session)])]);
+    let answered = Instant::now();
+    let played = started.elapsed();
+
+    let (v, a) = (c.checker.log(0), c.checker.log(2));
+    let pace = c.wire.pace.as_ref().expect("paced");
+    let last_rtp = v.arrivals.last().copied().unwrap_or(started);
+    let pause = max_pause(&v.arrivals, started, answered);
+    let too_slow = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("too slow"))
+        .collect::<Vec<_>>();
+    eprintln!(
+        "window {window} B (SO_RCVBUF 8 KiB), 1 KiB reads paced to {:.0} kB/s (clip's busiest \
+         second {:.0} kB): {played:?} until TEARDOWN's response ({}); video {} packets / {} \
+         frames, gaps {:?}; audio {} packets, gaps {:?}; {} RTCP; max video pause {pause:?}; \
+         last video packet {:?} before the response; read {} bytes at {:.0} kB/s in {} reads \
+         ({} 1-ms waits for the bucket); too-slow lines: {too_slow:?}",
+        rate / 1000.0,
+        rate / 1250.0,
+        t[0].status,
+        v.packets,
+        v.markers,
+        v.gaps,
+        a.packets,
+        a.gaps,
+        c.checker.rtcp_packets,
+        answered - last_rtp,
+        c.wire.total_read,
+        c.wire.total_read as f64 / played.as_secs_f64() / 1000.0,
+        pace.reads,
+        pace.waits,
+    );
+    assert_eq!(
+        t[0].status, 200,
+        "TEARDOWN answered: the viewer was never cut off"
+    );
+    assert!(too_slow.is_empty(), "cut off: {too_slow:?}");
+    assert!(v.gaps.is_empty(), "video sequence gaps: {:?}", v.gaps);
+    assert!(a.gaps.is_empty(), "audio sequence gaps: {:?}", a.gaps);
+    // 25 frames/s for 5 s, less the start-up.
+    assert!(v.markers >= 100, "{} video frames in ~5 s", v.markers);
+    assert!(
+        pause <= Duration::from_secs(1) && answered - last_rtp <= Duration::from_secs(1),
+        "media kept arriving until TEARDOWN was answered"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The strict reader itself can fail
+// ---------------------------------------------------------------------------------------------
+
+/// A `Wire` over a local connection that receives exactly `bytes`, then end of stream.
+fn wire_fed(bytes: &[u8]) -> Wire {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut server, _) = l.accept().unwrap();
+    server.write_all(bytes).unwrap();
+    drop(server);
+    Wire::new(client, 1024)
+}
+
+/// Reads every unit of `bytes` through a `Wire` and a `Checker`.
+fn read_all(bytes: &[u8]) -> usize {
+    let mut wire = wire_fed(bytes);
+    let mut checker = Checker::video_and_audio();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut units = 0;
+    while let Ok(unit) = wire.next(deadline) {
+        if let Unit::Frame { channel, payload } = unit {
+            checker.frame(channel, &payload);
+        }
+        units += 1;
+    }
+    assert!(wire.buf.is_empty(), "stream ends inside a unit");
+    units
+}
+
+/// A `$` frame on `channel` carrying an RTP packet (H.264 single NAL unit, type 1).
+fn rtp_frame(channel: u8, seq: u16) -> Vec<u8> {
+    let mut p = vec![
+        0x80,
+        96,
+        (seq >> 8) as u8,
+        seq as u8,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        7,
+    ];
+    p.extend_from_slice(&[0x41, 0xaa, 0xbb, 0xcc]);
+    let mut f = vec![b'$', channel, 0, p.len() as u8];
+    f.extend(p);
+    f
+}
+
+const OK: &[u8] = b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n";
+
+#[test]
+fn strict_reader_accepts_frames_and_responses_back_to_back() {
+    let mut s = rtp_frame(0, 1);
+    s.extend_from_slice(OK);
+    s.extend(rtp_frame(0, 2));
+    assert_eq!(read_all(&s), 3);
+}
+
+#[test]
+#[should_panic(expected = "neither a $ frame nor an RTSP response")]
+fn strict_reader_rejects_a_response_inside_a_frame() {
+    let f = rtp_frame(0, 1);
+    let mut s = f[..10].to_vec();
+    s.extend_from_slice(OK);
+    s.extend_from_slice(&f[10..]);
+    s.extend(rtp_frame(0, 2));
+    read_all(&s);
+}
+
+#[test]
+#[should_panic(expected = "not an RTP v2 packet")]
+fn strict_reader_rejects_a_frame_that_is_not_rtp() {
+    let mut s = rtp_frame(0, 1);
+    s[4] = 0x40; // version 1
+    read_all(&s);
 }
