@@ -24,12 +24,22 @@ pub fn ffmpeg_decode(url: &str, transport: &str) -> Decoded {
 
 /// As [`ffmpeg_decode`], for the stream `map` selects (`0:v`, `0:a`).
 pub fn ffmpeg_decode_stream(url: &str, transport: &str, map: &str) -> Decoded {
+    ffmpeg_decode_at(url, transport, map, "error")
+}
+
+/// As [`ffmpeg_decode`], but ffmpeg logs at `-v warning` and any warning fails too (a
+/// depacketizer's "missed packets", "RTP: PT=… bad cseq", a decoder's concealment, …).
+pub fn ffmpeg_decode_without_warnings(url: &str, transport: &str) -> Decoded {
+    ffmpeg_decode_at(url, transport, "0:v", "warning")
+}
+
+fn ffmpeg_decode_at(url: &str, transport: &str, map: &str, level: &str) -> Decoded {
     let (ok, out, err) = run_with_timeout(
         Command::new("ffmpeg").args([
             "-hide_banner",
             "-nostdin",
             "-v",
-            "error",
+            level,
             "-rtsp_transport",
             transport,
             "-i",
@@ -45,7 +55,7 @@ pub fn ffmpeg_decode_stream(url: &str, transport: &str, map: &str) -> Decoded {
     assert!(ok, "ffmpeg failed over {transport} ({url}): {err}");
     assert!(
         err.trim().is_empty(),
-        "ffmpeg reported errors over {transport} ({url}):\n{err}"
+        "ffmpeg reported errors (-v {level}) over {transport} ({url}):\n{err}"
     );
     let mut tb = 0.0;
     let mut frames = 0;
@@ -102,6 +112,68 @@ pub fn gstreamer_reaches_eos(url: &str, protocol: &str) {
         !err.contains("ERROR") && !out.contains("ERROR"),
         "gst errors over {protocol} ({url}):\n{out}\n{err}"
     );
+}
+
+/// Plays `url` with GStreamer over `protocol` until EOS, decoding video into `checksumsink`
+/// (one line per decoded frame) and audio into a fake sink; returns the video frames decoded.
+/// Panics if it fails, hangs, does not report EOS, posts a bus warning or error, or any element
+/// logs at WARN or ERROR level (`GST_DEBUG=*:2`). The one exception: rtspsrc logs "…
+/// interrupted" at WARN when gst-launch shuts the pipeline down after EOS.
+pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
+    let location = format!("location={url}");
+    let protocols = format!("protocols={protocol}");
+    let (ok, out, err) = run_with_timeout(
+        Command::new("gst-launch-1.0")
+            .env("GST_DEBUG", "*:2")
+            .env("GST_DEBUG_NO_COLOR", "1")
+            .args([
+                "rtspsrc",
+                &location,
+                &protocols,
+                "name=src",
+                "src.",
+                "!",
+                "application/x-rtp,media=video",
+                "!",
+                "queue",
+                "!",
+                "decodebin",
+                "!",
+                "checksumsink",
+                "src.",
+                "!",
+                "application/x-rtp,media=audio",
+                "!",
+                "queue",
+                "!",
+                "decodebin",
+                "!",
+                "fakesink",
+            ]),
+        Duration::from_secs(40),
+    );
+    let context = || format!("gst-launch over {protocol} ({url}):\n{out}\n{err}");
+    assert!(ok, "{} failed", context());
+    assert!(out.contains("Got EOS"), "{} ended without EOS", context());
+    let complaints: Vec<&str> = out
+        .lines()
+        .chain(err.lines())
+        .filter(|l| l.contains("WARNING") || l.contains("ERROR") || l.contains(" WARN "))
+        .filter(|l| !(l.contains(" rtspsrc ") && l.trim_end().ends_with("interrupted")))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "gst warnings/errors over {protocol} ({url}):\n{}",
+        complaints.join("\n")
+    );
+    // checksumsink prints `H:MM:SS.NNNNNNNNN <sha1>` per buffer.
+    out.lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            matches!((w.next(), w.next(), w.next()), (Some(t), Some(h), None)
+                if t.contains(':') && h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .count()
 }
 
 /// Whether a test may run with send backend `io`: panics if io_uring is missing, unless

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
 use retina::codec::{CodecItem, ParametersRef};
 use shardcast::media::library::SAMPLE_MP4;
-use shardcast::media::track::TrackKind;
+use shardcast::media::track::{Codec, TrackKind};
 use shardcast::media::MediaFile;
 
 /// What the bundled sample must deliver, from our own index of it (the index itself is
@@ -19,11 +19,17 @@ pub struct Expected {
     pub audio_frames: usize,
     /// Presentation times (90 kHz ticks from the first) of every video frame.
     pub video_pts: BTreeSet<i64>,
+    /// Coded width and height of the video track.
+    pub video_dimensions: (u32, u32),
 }
 
 /// Frame counts and timestamps of the bundled sample, from our own index.
 pub fn expected() -> Expected {
-    let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+    expected_of(&MediaFile::from_static("sample", SAMPLE_MP4).unwrap())
+}
+
+/// Frame counts, timestamps and picture size of `media`, from our own index.
+pub fn expected_of(media: &MediaFile) -> Expected {
     let video = media
         .index
         .tracks
@@ -42,7 +48,12 @@ pub fn expected() -> Expected {
         .map(|s| video.pts_ticks(s))
         .min()
         .unwrap();
+    let video_dimensions = match &video.codec {
+        Codec::H264(c) => (u32::from(c.width), u32::from(c.height)),
+        other => panic!("video track is H.264, not {}", other.name()),
+    };
     Expected {
+        video_dimensions,
         video_frames: video.samples.len(),
         video_keyframes: video.samples.iter().filter(|s| s.sync).count(),
         audio_frames: audio.samples.len(),
@@ -54,15 +65,21 @@ pub fn expected() -> Expected {
     }
 }
 
-/// Plays `url` to the end over `transport`; panics on any missing, lost or mistimed frame.
+/// Plays `url` (the bundled sample) to the end over `transport`; panics on any missing, lost
+/// or mistimed frame.
 pub async fn play_all(url: &str, transport: Transport) {
-    let exp = expected();
+    play_all_of(url, transport, &expected()).await;
+}
+
+/// Plays `url` to the end over `transport` and checks it delivers exactly `exp`; panics on
+/// any missing, lost or mistimed frame.
+pub async fn play_all_of(url: &str, transport: Transport, exp: &Expected) {
     let mut session = Session::describe(url::Url::parse(url).unwrap(), SessionOptions::default())
         .await
         .expect("DESCRIBE");
     assert_eq!(session.streams().len(), 2);
     match session.streams()[0].parameters() {
-        Some(ParametersRef::Video(v)) => assert_eq!(v.pixel_dimensions(), (640, 360)),
+        Some(ParametersRef::Video(v)) => assert_eq!(v.pixel_dimensions(), exp.video_dimensions),
         other => panic!("video parameters from SDP: {other:?}"),
     }
     assert_eq!(session.streams()[1].clock_rate_hz(), 48_000);
@@ -116,7 +133,7 @@ pub async fn play_all(url: &str, transport: Transport) {
     let got: BTreeSet<i64> = video.iter().map(|t| t - min).collect();
     assert_eq!(got.len(), video.len(), "no duplicate video timestamps");
     assert_eq!(
-        got, exp.video_pts,
+        &got, &exp.video_pts,
         "video presentation timestamps match the file"
     );
 }
