@@ -15,6 +15,11 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
             gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# With --bench: GStreamer's RTSP server from Python, the peer scripts/bench-vs-gst.sh runs.
+if [ "${1:-}" = "--bench" ] \
+  && ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
+  missing+=(python3-gi gir1.2-gst-rtsp-server-1.0)
+fi
 # Not a peer: backtraces of a server that stopped answering when a test fails.
 command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 if [ ${#missing[@]} -eq 0 ]; then

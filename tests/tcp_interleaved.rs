@@ -772,14 +772,6 @@ responses_per_backend! {
 // 3. A live viewer that stops reading is cut off; its neighbours see no gap
 // ---------------------------------------------------------------------------------------------
 
-/// The kernel's ceiling for an autotuned TCP send buffer (`tcp_wmem` max).
-fn tcp_wmem_max() -> usize {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
-        .unwrap_or(4 << 20)
-}
-
 /// Sessions of `url`'s two tracks on `c`, one per channel block `4i..4i+3`, each PLAYed;
 /// returns their ids. Media of earlier sessions is skipped while later ones are set up.
 fn play_tcp_sessions(c: &mut RawRtsp, url: &str, count: usize) -> Vec<String> {
@@ -861,22 +853,16 @@ fn stalled_live_viewer_is_cut_off_while_udp_and_tcp_viewers_see_no_gap() {
         })
     };
 
-    // The stalled viewer: a 4 KiB receive window, and after its PLAYs it never reads. Today
-    // the server's kernel send buffer autotunes up to tcp_wmem max (4 MiB), about 45 s of this
-    // 0.7 Mbit/s channel, so one session would not be cut off within 30 s (measured); issue
-    // 19 sizes that buffer down. Until then the viewer plays enough sessions of the channel
-    // on its one connection that tcp_wmem max + the 512 KiB backlog limit + 1 MiB fill in
-    // about 4 s.
-    let channel_bytes_per_sec = std::fs::metadata(media_dir().join("sample.mp4"))
-        .unwrap()
-        .len() as f64
-        / 10.0;
-    let needed = (tcp_wmem_max() + (512 << 10) + (1 << 20)) as f64;
+    // The stalled viewer: a 4 KiB receive window, and after its PLAY it never reads. The
+    // server's kernel may hold only ~250 ms of unsent media (TCP_NOTSENT_LOWAT, issue 19;
+    // before it the send buffer autotuned up to tcp_wmem max, ~45 s of this 0.7 Mbit/s
+    // channel, and one session was not cut off within 30 s): the rest queues in the
+    // 512 KiB backlog, which this channel fills in about 6 s.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     sock.connect(&server.addr.into()).unwrap();
     let mut stalled = RawRtsp::from_stream(TcpStream::from(sock));
-    let sessions = ((needed / (channel_bytes_per_sec * 4.0)).ceil() as usize).clamp(1, 60);
+    let sessions = 1;
     let stall_start = Instant::now();
     let stalled_ids = play_tcp_sessions(&mut stalled, &url, sessions);
 
@@ -885,7 +871,7 @@ fn stalled_live_viewer_is_cut_off_while_udp_and_tcp_viewers_see_no_gap() {
             l.contains("too slow") && stalled_ids.iter().any(|id| l.contains(id.as_str()))
         })
     };
-    let limit = Duration::from_secs(30);
+    let limit = Duration::from_secs(15);
     let mut line = None;
     while line.is_none() && stall_start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(20));
