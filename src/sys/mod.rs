@@ -30,4 +30,5 @@ pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;
 pub(crate) mod sched;
+pub(crate) mod tcp_send;
 pub(crate) mod uring;
