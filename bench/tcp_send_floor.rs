@@ -16,12 +16,12 @@
 //! | × vs writev | `writev`'s ns/pkt over this row's, per round, then the median (> 1: cheaper than `writev`) |
 //! | pkts/syscall | packets per kernel entry (`sendmsg`, `recvmsg(MSG_ERRQUEUE)`, `io_uring_enter`) |
 //! | EAGAIN | writes refused or cut short by a full socket buffer, of all writes |
-//! | rx core ns/pkt | busy time of the receivers' core per packet (it also takes the ACKs, so the sender sockets' ACK processing and zero-copy completions land there on loopback) |
 //! | zc done / copied | zero-copy sends the kernel reported complete, and how many of those it says it copied |
 //! | delivered | bytes the receivers read over bytes the kernel accepted |
 //!
 //! The sender is pinned to core 0 and alone there; the receiving ends are drained on core 1
-//! with non-blocking reads as epoll reports them readable. The sender never runs further
+//! by a thread that busy-polls them with non-blocking reads (it never sleeps, so the
+//! sender's core pays no wake-ups, as with a remote viewer). The sender never runs further
 //! ahead of the receivers than 64 KiB per connection (it sleeps, idle, until they catch up),
 //! so sockets rarely fill and the rows measure sending, not `EAGAIN`. Payloads come from a
 //! 64 MiB buffer, each connection reading its own region as VOD viewers read their files,
@@ -37,16 +37,15 @@
 
 use std::io::{IoSlice, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::{raise_nofile_limit, sample_core_busy_ns, Epoll};
+use host::{raise_nofile_limit, sample_core_busy_ns};
 use shardcast::shard::tcp_floor::{TcpFloor, TcpFloorError, TcpVariant};
 
 /// The load generator's host helpers (part of the `shardcast` binary, not of the library):
-/// an epoll set, the open-file limit, core busy time from `/proc/stat`.
+/// the open-file limit, core busy time from `/proc/stat`.
 #[allow(dead_code, unused_imports)]
 #[path = "../src/bin/shardcast/loadgen/host.rs"]
 mod host;
@@ -91,7 +90,6 @@ impl Row {
 #[derive(Clone, Copy, Default)]
 struct Sample {
     ns_per_packet: f64,
-    rx_ns_per_packet: f64,
     packets_per_syscall: f64,
     /// Writes refused or cut short, of all writes.
     blocked: f64,
@@ -126,6 +124,15 @@ fn main() {
     if let Some(r) = value("--rounds") {
         rounds = r.parse().expect("--rounds N");
     }
+    // `--variants writev,msg_zerocopy,uring-sendmsg,uring-sendmsg_zc` (names as in the
+    // table, lower case, spaces as dashes): only those rows, e.g. under `perf record`.
+    let variants: Vec<TcpVariant> = match value("--variants") {
+        Some(v) => TcpVariant::ALL
+            .into_iter()
+            .filter(|t| v.split(',').any(|n| n == key(*t)))
+            .collect(),
+        None => TcpVariant::ALL.to_vec(),
+    };
     if let Some(v) = value("--viewers") {
         viewer_counts = v
             .split(',')
@@ -154,7 +161,6 @@ fn main() {
     // is the viewer, drained on core 1.
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("listen");
     let addr = listener.local_addr().expect("listener address");
-    let epoll = Epoll::new().expect("epoll");
     let mut receivers = Vec::with_capacity(total);
     let mut sets = Vec::new();
     for &k in &viewer_counts {
@@ -165,9 +171,6 @@ fn main() {
             // As the control thread sets it on every RTSP connection.
             server_end.set_nodelay(true).expect("TCP_NODELAY");
             viewer.set_nonblocking(true).expect("non-blocking");
-            epoll
-                .add(viewer.as_fd(), receivers.len() as u64)
-                .expect("epoll add");
             receivers.push(viewer);
             senders.push(server_end);
         }
@@ -175,19 +178,18 @@ fn main() {
     }
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Busy-polling reads, no epoll and no sleeping: a receiver that sleeps makes the
+    // sender's core pay a wake-up (an IPI, costly in a VM) per arrival, which a remote
+    // viewer's machine would pay itself; the slower a variant, the more its receivers would
+    // sleep and the more it would pay for that.
     let drain = {
         let (received, stop) = (received.clone(), stop.clone());
         std::thread::spawn(move || {
             core_affinity::set_for_current(rx_core);
             let mut buf = vec![0u8; 256 << 10];
-            let mut ready = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                ready.clear();
-                if epoll.wait(Duration::from_millis(20), &mut ready).is_err() {
-                    continue;
-                }
-                for &t in &ready {
-                    if let Ok(n) = (&receivers[t as usize]).read(&mut buf) {
+                for mut r in &receivers {
+                    if let Ok(n) = r.read(&mut buf) {
                         received.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
@@ -198,7 +200,7 @@ fn main() {
     let mut rows = Vec::new();
     for (set, &viewers) in viewer_counts.iter().enumerate() {
         for &per_write in &WRITES {
-            for variant in TcpVariant::ALL {
+            for &variant in &variants {
                 rows.push(Row {
                     set,
                     viewers,
@@ -241,15 +243,7 @@ fn main() {
                 scope
                     .spawn(|| {
                         core_affinity::set_for_current(sender_core);
-                        measure(
-                            *row,
-                            set,
-                            buffers,
-                            sender_core.id,
-                            rx_core.id,
-                            per_row,
-                            &received,
-                        )
+                        measure(*row, set, buffers, sender_core.id, per_row, &received)
                     })
                     .join()
                     .expect("sender thread")
@@ -275,24 +269,32 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let _ = drain.join();
 
-    println!("| viewers | pkts/write | variant | ns/pkt (median) | fastest | × vs writev (median) | pkts/syscall | EAGAIN | rx core ns/pkt | zc done / copied | delivered |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (k, (row, runs)) in rows.iter().zip(&samples).enumerate() {
+    println!("| viewers | pkts/write | variant | ns/pkt (median) | fastest | × vs writev (median) | pkts/syscall | EAGAIN | zc done / copied | delivered |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (row, runs) in rows.iter().zip(&samples) {
         if runs.is_empty() {
-            println!("{} unavailable | | | | | | | |", row.label());
+            println!("{} unavailable | | | | | | |", row.label());
             continue;
         }
         // The writev row of the same viewers and write size, measured in the same rounds.
-        let base = k - TcpVariant::ALL
-            .iter()
-            .position(|&v| v == row.variant)
-            .unwrap_or(0);
+        let base = rows.iter().position(|r| {
+            r.set == row.set && r.per_write == row.per_write && r.variant == TcpVariant::Writev
+        });
         let ns: Vec<f64> = runs.iter().map(|s| s.ns_per_packet).collect();
-        let ratios: Vec<f64> = samples[base]
-            .iter()
-            .zip(&ns)
-            .map(|(b, n)| b.ns_per_packet / n)
-            .collect();
+        let ratios: Vec<f64> = base
+            .map(|b| {
+                samples[b]
+                    .iter()
+                    .zip(&ns)
+                    .map(|(b, n)| b.ns_per_packet / n)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ratio = if ratios.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("{:.2}×", ratios[median_index(&ratios)])
+        };
         let s = runs[median_index(&ns)];
         let fastest = ns.iter().copied().fold(f64::INFINITY, f64::min);
         let (zc_done, zc_copied) = runs
@@ -307,14 +309,12 @@ fn main() {
             "—".to_owned()
         };
         println!(
-            "{} {:.0} | {:.0} | {:.2}× | {:.2} | {:.1} % | {:.0} | {zc} | {:.1} % |",
+            "{} {:.0} | {:.0} | {ratio} | {:.2} | {:.1} % | {zc} | {:.1} % |",
             row.label(),
             s.ns_per_packet,
             fastest,
-            ratios[median_index(&ratios)],
             s.packets_per_syscall,
             s.blocked * 100.0,
-            s.rx_ns_per_packet,
             s.delivered * 100.0
         );
     }
@@ -364,6 +364,11 @@ struct Buffers<'buf> {
     rtp: &'buf [[u8; RTP_HEADER]],
 }
 
+/// A variant's name for `--variants`.
+fn key(v: TcpVariant) -> String {
+    v.as_str().to_lowercase().replace(' ', "-")
+}
+
 /// Index of the median of `v` (the lower one for an even count).
 fn median_index(v: &[f64]) -> usize {
     let mut idx: Vec<usize> = (0..v.len()).collect();
@@ -378,7 +383,6 @@ fn measure<'buf>(
     set: &ConnSet,
     buf: Buffers<'buf>,
     core: usize,
-    rx_core: usize,
     period: Duration,
     received: &AtomicU64,
 ) -> Result<Sample, TcpFloorError> {
@@ -425,13 +429,11 @@ fn measure<'buf>(
     }
     let before = floor.counters();
     let busy_before = sample_core_busy_ns(core).expect("/proc/stat");
-    let rx_before = sample_core_busy_ns(rx_core).expect("/proc/stat");
     let start = Instant::now();
     while start.elapsed() < period {
         pass(&mut floor, &mut iov);
     }
     let busy = sample_core_busy_ns(core).expect("/proc/stat") - busy_before;
-    let rx_busy = sample_core_busy_ns(rx_core).expect("/proc/stat") - rx_before;
     let after = floor.counters();
     let total = floor.finish();
     // Every byte the kernel accepted reaches a receiver: wait for it (bounded) before
@@ -455,7 +457,6 @@ fn measure<'buf>(
         - before.failed) as f64;
     Ok(Sample {
         ns_per_packet: busy as f64 / packets,
-        rx_ns_per_packet: rx_busy as f64 / packets,
         packets_per_syscall: packets / (after.syscalls - before.syscalls).max(1) as f64,
         blocked: blocked / all_writes,
         zc_completed: total.zerocopy.completed,
