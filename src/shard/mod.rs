@@ -11,6 +11,7 @@ mod live_cache;
 pub mod send;
 mod session;
 pub mod tcp;
+pub mod tcp_floor;
 mod timer_wheel;
 mod worker;
 

@@ -17,6 +17,11 @@
 //!   point into its own buffers and are rewritten before every call; datagrams and their
 //!   source addresses are read back only for the count the call returned.
 //!
+//! - [`tcp_send::ZeroCopySender`] / [`tcp_send::UringTcpSender`]: borrow the bytes they send
+//!   for `'buf` and reap every `MSG_ZEROCOPY` completion / `SENDMSG_ZC` notification before
+//!   they are dropped; the io_uring one also reaps every operation before `send` returns, and
+//!   leaks its ring rather than free what the kernel may still read.
+//!
 //! - [`sched`]: per-thread nice values through `setpriority(2)` on the caller's thread id.
 //! - [`tcp`]: gathered, never-blocking `sendmsg(2)` on a TCP socket (`IoSlice` is `iovec`-
 //!   compatible; the kernel reads the slices only during the call) and `TCP_NOTSENT_LOWAT`.
@@ -33,4 +38,5 @@ pub(crate) mod mmsg;
 pub(crate) mod recv;
 pub(crate) mod sched;
 pub(crate) mod tcp;
+pub(crate) mod tcp_send;
 pub(crate) mod uring;

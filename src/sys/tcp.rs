@@ -11,6 +11,23 @@ pub(crate) const MAX_IOVECS: usize = 1024;
 /// Writes `slices`, in order, as far as the socket's buffer takes them without waiting:
 /// the number of bytes written (0 when the buffer is full), or the socket's error.
 pub(crate) fn send_gathered(socket: &impl AsRawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    loop {
+        match sendmsg_nowait(socket, slices, 0) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One `sendmsg(2)` of at most [`MAX_IOVECS`] of `slices` with `MSG_DONTWAIT |
+/// MSG_NOSIGNAL | extra_flags` (e.g. `MSG_ZEROCOPY`): bytes written, or the error as is.
+pub(crate) fn sendmsg_nowait(
+    socket: &impl AsRawFd,
+    slices: &[IoSlice<'_>],
+    extra_flags: libc::c_int,
+) -> io::Result<usize> {
     let slices = &slices[..slices.len().min(MAX_IOVECS)];
     // SAFETY: all-zero is a valid msghdr (no name, no control).
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -18,25 +35,19 @@ pub(crate) fn send_gathered(socket: &impl AsRawFd, slices: &[IoSlice<'_>]) -> io
     // reads through this pointer, and only during the call, while `slices` is borrowed.
     msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = slices.len() as _;
-    loop {
-        // SAFETY: `msg` points at `slices.len()` live iovecs whose buffers are borrowed for
-        // the whole call; sendmsg(2) does not keep them after returning.
-        let ret = unsafe {
-            libc::sendmsg(
-                socket.as_raw_fd(),
-                &msg,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if ret >= 0 {
-            return Ok(ret as usize);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(0),
-            _ => return Err(e),
-        }
+    // SAFETY: `msg` points at `slices.len()` live iovecs whose buffers are borrowed for the
+    // whole call; sendmsg(2) copies (or, with MSG_ZEROCOPY, pins) them before returning.
+    let ret = unsafe {
+        libc::sendmsg(
+            socket.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | extra_flags,
+        )
+    };
+    if ret >= 0 {
+        Ok(ret as usize)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
