@@ -4,7 +4,9 @@ reference peer `scripts/bench-vs-gst.sh` measures shardcast against.
 
 Usage: gst-rtsp-server.py FILE [--port 8554] [--path /live]
 
-One pipeline for all viewers (`set_shared(True)`), as a live channel is one stream for all:
+One pipeline for all viewers (`set_shared(True)`), as a live channel is one stream for all
+(a PLAY with `Range: npt=0-` seeks it back to the start for everyone, so the load generator
+sends none):
 the file is demuxed and payloaded once (H.264 as rtph264pay, AAC as rtpmp4gpay), and
 every viewer gets the same packets, over UDP or TCP interleaved as it asks. Listens on
 127.0.0.1 only. Stops on SIGTERM/SIGINT.
@@ -26,11 +28,19 @@ def main() -> int:
     ap.add_argument("file")
     ap.add_argument("--port", type=int, default=8554)
     ap.add_argument("--path", default="/live")
+    ap.add_argument(
+        "--client-threads",
+        type=int,
+        default=1,
+        help="threads serving client connections (gst-rtsp-server's pool; -1: one each)",
+    )
     args = ap.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
+    pool = server.get_thread_pool()
+    pool.set_max_threads(args.client_threads)
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
         f'( filesrc location="{args.file}" ! qtdemux name=d '

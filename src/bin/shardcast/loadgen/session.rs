@@ -295,12 +295,11 @@ pub(crate) async fn open_session(
         .ok_or_else(|| LoadError::Protocol("SETUP answered without a Session".into()))?;
     let aggregate = base.trim_end_matches('/').to_owned();
     let play_sent_ns = realtime_ns();
-    conn.request(
-        "PLAY",
-        &aggregate,
-        &[("Session", &session_id), ("Range", "npt=0-")],
-    )
-    .await?;
+    // No Range: a first PLAY without one starts at the beginning (RFC 2326 §10.5), as
+    // `npt=0-` does, but a shared-pipeline server (gst-rtsp-server) seeks its one pipeline
+    // back to 0 for every viewer on `npt=0-`, restarting the stream for all of them.
+    conn.request("PLAY", &aggregate, &[("Session", &session_id)])
+        .await?;
     let rtsp = conn
         .stream
         .into_std()
