@@ -68,6 +68,11 @@ pub(super) struct TrackStream {
 }
 
 impl TrackStream {
+    /// True when the track's packets go as `$` frames on the RTSP connection.
+    pub(super) fn is_interleaved(&self) -> bool {
+        matches!(self.setup.dest, TrackDest::Interleaved { .. })
+    }
+
     /// RTP timestamp for a presentation time in media ticks.
     pub(super) fn rtp_timestamp(&self, pts_ticks: i64) -> RtpTimestamp {
         let clock_ticks = i128::from(pts_ticks) * i128::from(self.clock_rate_hz)
