@@ -41,9 +41,10 @@ pub(crate) struct BenchArgs {
     /// Session start rate, e.g. 100/s (default: as fast as 64 handshakes in flight allow).
     #[arg(long, value_parser = parse_rate)]
     ramp: Option<f64>,
-    /// RTP transport: udp or tcp (interleaved).
-    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
-    transport: String,
+    /// RTP transport: udp or tcp (interleaved); `udp,tcp` measures every configuration over
+    /// both, side by side in one invocation.
+    #[arg(long, default_value = "udp", value_delimiter = ',', value_parser = ["udp", "tcp"])]
+    transport: Vec<String>,
     /// Viewers' UDP sockets take the server's GSO trains whole (UDP_GRO) instead of one
     /// datagram per packet. On loopback the receive path runs on the sender's core: `on`
     /// charges the server per train (a remote viewer would cost it nothing), `off` per packet.
@@ -124,6 +125,16 @@ pub(crate) struct BenchArgs {
     sample_every: u64,
 }
 
+/// A `--transport` value (checked by clap).
+fn transport_of(name: &str) -> crate::loadgen::session::RtpTransport {
+    use crate::loadgen::session::RtpTransport;
+    if name == "tcp" {
+        RtpTransport::Tcp
+    } else {
+        RtpTransport::Udp
+    }
+}
+
 /// `NAME=PATH` of `--server-exe`.
 fn parse_build(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
@@ -153,13 +164,17 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     } else {
         Vec::new()
     };
-    let variants = loadgen::with_builds(
-        loadgen::variants(&[
-            ("io", &io),
-            ("gso", &args.gso_modes),
-            ("stats", &args.stats_modes),
-        ]),
-        &args.server_exes,
+    let transports: Vec<RtpTransport> = args.transport.iter().map(|t| transport_of(t)).collect();
+    let variants = loadgen::with_transports(
+        loadgen::with_builds(
+            loadgen::variants(&[
+                ("io", &io),
+                ("gso", &args.gso_modes),
+                ("stats", &args.stats_modes),
+            ]),
+            &args.server_exes,
+        ),
+        &transports,
     );
     let target = match &args.url {
         Some(url) => Target::Url {
@@ -193,11 +208,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         },
         duration,
         ramp_per_sec: args.ramp,
-        transport: if args.transport == "tcp" {
-            RtpTransport::Tcp
-        } else {
-            RtpTransport::Udp
-        },
+        transport: transports.first().copied().unwrap_or(RtpTransport::Udp),
         receive: loadgen::ReceiveTuning {
             gro: args.receive_gro == "on",
             busy_poll: args.receive_poll == "busy",
@@ -295,7 +306,7 @@ fn churn_bench(
     exe: PathBuf,
     placement: crate::loadgen::Placement,
 ) -> Result<()> {
-    use crate::loadgen::{churn, report, server, session::RtpTransport, Target};
+    use crate::loadgen::{churn, report, server, Target};
     let target = match &args.url {
         Some(url) => Target::Url {
             url: url.clone(),
@@ -323,10 +334,9 @@ fn churn_bench(
         viewers: args.viewers,
         rate_per_sec: rate,
         duration: args.duration,
-        transport: if args.transport == "tcp" {
-            RtpTransport::Tcp
-        } else {
-            RtpTransport::Udp
+        transport: match args.transport.as_slice() {
+            [one] => transport_of(one),
+            _ => bail!("--churn runs over one transport: --transport udp or --transport tcp"),
         },
         receive: crate::loadgen::ReceiveTuning {
             gro: args.receive_gro == "on",

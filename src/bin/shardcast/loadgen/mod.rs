@@ -171,6 +171,9 @@ pub(crate) struct Variant {
     pub(crate) server_args: Vec<String>,
     /// The server executable for this row, when builds are compared (`--server-exe`).
     pub(crate) exe: Option<std::path::PathBuf>,
+    /// The viewers' RTP transport for this row, when transports are compared
+    /// (`--transport udp,tcp`); `None` takes [`BenchOptions::transport`].
+    pub(crate) transport: Option<RtpTransport>,
 }
 
 /// Every combination of the values given for each server flag (`--io`, `--gso`, `--stats`),
@@ -181,6 +184,7 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
         label: String::new(),
         server_args: Vec::new(),
         exe: None,
+        transport: None,
     }];
     for (flag, values) in flags {
         if values.is_empty() {
@@ -197,6 +201,7 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
                         label: format!("{}{sep}{flag}={value}", v.label),
                         server_args,
                         exe: None,
+                        transport: None,
                     }
                 })
             })
@@ -231,6 +236,37 @@ pub(crate) fn with_builds(
                 },
                 server_args: v.server_args.clone(),
                 exe: Some(exe.clone()),
+                transport: v.transport,
+            })
+        })
+        .collect()
+}
+
+/// `variants` once per viewer transport when more than one is given (`--transport udp,tcp`),
+/// transports innermost: rows `… transport=udp`, `… transport=tcp` next to each other, so
+/// each server configuration is measured over both in one invocation.
+pub(crate) fn with_transports(variants: Vec<Variant>, transports: &[RtpTransport]) -> Vec<Variant> {
+    if transports.len() < 2 {
+        return variants;
+    }
+    variants
+        .iter()
+        .flat_map(|v| {
+            transports.iter().map(move |&t| {
+                let name = match t {
+                    RtpTransport::Udp => "udp",
+                    RtpTransport::Tcp => "tcp",
+                };
+                Variant {
+                    label: if v.label == "default" {
+                        format!("transport={name}")
+                    } else {
+                        format!("{} transport={name}", v.label)
+                    },
+                    server_args: v.server_args.clone(),
+                    exe: v.exe.clone(),
+                    transport: Some(t),
+                }
             })
         })
         .collect()
@@ -447,10 +483,12 @@ pub(crate) fn run_bench(
 ) -> Result<Vec<ConfigResult>, LoadError> {
     // Each UDP viewer holds 3 descriptors (RTSP + 2 RTP sockets); TCP 1.
     let nofile = host::raise_nofile_limit().unwrap_or(1024);
-    let per_viewer = match opts.transport {
-        RtpTransport::Udp => 3,
-        RtpTransport::Tcp => 1,
-    };
+    let any_udp = opts.transport == RtpTransport::Udp
+        || opts
+            .variants
+            .iter()
+            .any(|v| v.transport == Some(RtpTransport::Udp));
+    let per_viewer = if any_udp { 3 } else { 1 };
     let fd_cap = (nofile.saturating_sub(128) / per_viewer).min(u64::from(MAX_VIEWERS)) as u32;
     let multi = if opts.progress {
         MultiProgress::new()
@@ -557,7 +595,8 @@ fn run_once(
         Target::Url { url, pid } => (None, vec![url.clone()], *pid, None),
     };
     let watch = ServerWatch { pid, http, core };
-    let result = drive(opts, &urls, watch, viewers, multi, label);
+    let transport = variant.transport.unwrap_or(opts.transport);
+    let result = drive(opts, &urls, watch, viewers, multi, label, transport);
     drop(server);
     result
 }
@@ -580,6 +619,7 @@ fn drive(
     viewers: u32,
     multi: &MultiProgress,
     label: &str,
+    transport: RtpTransport,
 ) -> Result<RunResult, LoadError> {
     let counters = Arc::new(LiveCounters::default());
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -612,7 +652,6 @@ fn drive(
         .enable_all()
         .build()
         .map_err(|e| LoadError::io("starting the tokio runtime", e))?;
-    let transport = opts.transport;
     let receive_gro = opts.receive.gro;
     let ramp = opts.ramp_per_sec;
     let (playing, failed, first_error) = rt.block_on(async {
@@ -794,7 +833,7 @@ fn drive(
         playing,
         failed_handshakes: failed,
         first_error,
-        transport: opts.transport,
+        transport,
         receive: opts.receive,
         start_secs,
         steady_secs,
@@ -995,6 +1034,34 @@ mod tests {
         assert_eq!(v[3].exe.as_deref(), Some(std::path::Path::new("/b")));
         let plain = with_builds(variants(&[]), &[("old".into(), "/a".into())]);
         assert_eq!(plain[0].label, "exe=old");
+    }
+
+    #[test]
+    fn transports_are_the_innermost_dimension_and_one_transport_adds_no_rows() {
+        let v = with_transports(
+            with_builds(
+                variants(&[("io", &strings(&["uring"]))]),
+                &[("old".into(), "/a".into())],
+            ),
+            &[RtpTransport::Udp, RtpTransport::Tcp],
+        );
+        let labels: Vec<&str> = v.iter().map(|v| v.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "exe=old io=uring transport=udp",
+                "exe=old io=uring transport=tcp"
+            ]
+        );
+        assert_eq!(v[1].transport, Some(RtpTransport::Tcp));
+        assert_eq!(v[1].server_args, strings(&["--io", "uring"]));
+        let plain = with_transports(variants(&[]), &[RtpTransport::Tcp]);
+        assert_eq!(
+            (plain[0].label.as_str(), plain[0].transport),
+            ("default", None)
+        );
+        let both = with_transports(variants(&[]), &[RtpTransport::Udp, RtpTransport::Tcp]);
+        assert_eq!(both[0].label, "transport=udp");
     }
 
     #[test]
