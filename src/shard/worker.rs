@@ -73,8 +73,8 @@ const PENDING_CAPACITY: usize = 4096;
 /// TCP frames a pass gathers before it writes them (then checks [`PASS_WORK_LIMIT`]): a
 /// write costs ~10 µs per connection on loopback, so a pass over many viewers writes in
 /// steps it can stop between, as UDP sends in windows. Checked after a track's visit, so a
-/// sample's packets are never split between writes. At 2 Mbit/s a video frame is ~7 frames:
-/// ~35 viewers' frames per write step.
+/// visit's packets are never split between writes. At 2 Mbit/s a viewer's write is ~13
+/// frames (see [`TCP_SEND_AHEAD`]): ~20 viewers per write step.
 const TCP_WRITE_EVERY: usize = 256;
 /// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
 /// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
