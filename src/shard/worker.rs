@@ -46,13 +46,16 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// rounded up to the end of the timer wheel's ~1 ms slot. Players buffer far more than
 /// this; it bounds wake-ups to one per `SEND_AHEAD`.
 pub(super) const SEND_AHEAD: Duration = Duration::from_millis(2);
-/// How far ahead a TCP viewer's samples may leave: a visit of an interleaved track sends
-/// what the session has due within this (all its interleaved tracks), so a 30 fps viewer's
-/// write carries two video frames and the audio due meanwhile — about twice the packets
-/// per `sendmsg` of one frame, and the kernel's TCP path costs per write, not per byte
-/// (bench/tcp_send_floor: 731 ns per packet at 7 packets per write, 529 at 16). Packets
-/// leave at most this early, never later; a player's buffer absorbs far more.
-pub(super) const TCP_SEND_AHEAD: Duration = Duration::from_millis(40);
+/// How early another track's next sample may join a TCP viewer's write: when a visit sends
+/// one track of an interleaved session, each of the session's other interleaved tracks adds
+/// its next sample to the same write if it is due within this. Audio then rides with video
+/// instead of costing a write of its own (the kernel's TCP path costs per write, not per
+/// byte: bench/tcp_send_floor measured 731 ns per packet at 7 packets per write, 529 at 16).
+/// One sample, never more, and a track's own samples keep their 2 ms pacing: sending two
+/// video frames together (a 40 ms look-ahead measured 12.8 packets per write and 0.69× the
+/// CPU) made GStreamer's jitter buffer misplace B-frame timestamps ("decreasing timestamp"
+/// warnings from avdec_h264 over TCP, tests/tcp_interleaved.rs).
+pub(super) const TCP_PULL_AHEAD: Duration = Duration::from_millis(20);
 /// How long after a stream's last packet its BYE goes out (RFC 3550 §6.6 sets no time).
 /// Sent at once, the BYE (on the RTCP port) can be read before the last RTP packets still
 /// queued on the other port: ffmpeg over UDP then ends the stream without them — a whole
@@ -73,8 +76,8 @@ const PENDING_CAPACITY: usize = 4096;
 /// TCP frames a pass gathers before it writes them (then checks [`PASS_WORK_LIMIT`]): a
 /// write costs ~10 µs per connection on loopback, so a pass over many viewers writes in
 /// steps it can stop between, as UDP sends in windows. Checked after a track's visit, so a
-/// visit's packets are never split between writes. At 2 Mbit/s a viewer's write is ~13
-/// frames (see [`TCP_SEND_AHEAD`]): ~20 viewers per write step.
+/// visit's packets are never split between writes. At 2 Mbit/s a viewer's write is ~7
+/// frames (a video frame, and the audio packet due with it): ~35 viewers per write step.
 const TCP_WRITE_EVERY: usize = 256;
 /// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
 /// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
@@ -436,7 +439,7 @@ impl Worker {
         // The wheel drains whole ~1 ms slots: compare due times with the bound it uses, so
         // a track re-queued past it is not popped again in this tick.
         let horizon = self.queue.horizon(now + SEND_AHEAD);
-        let tcp_horizon = horizon.max(now + TCP_SEND_AHEAD);
+        let pull_horizon = horizon.max(now + TCP_PULL_AHEAD);
         let mut to_cut: Vec<SessionId> = Vec::new();
         while let Some((_, due)) = self.queue.pop_until(horizon) {
             let slot = due.slot as usize;
@@ -454,9 +457,7 @@ impl Worker {
                 continue;
             }
             let i = due.track as usize;
-            // A TCP viewer takes what is due within TCP_SEND_AHEAD in one write.
             let interleaved = s.tracks[i].is_interleaved();
-            let limit = if interleaved { tcp_horizon } else { horizon };
             let mut out = Outputs {
                 due: now,
                 pending: &mut self.pending,
@@ -475,7 +476,7 @@ impl Worker {
                 let Some(at) = s.due(i, next) else {
                     break;
                 };
-                if at > limit || budget == 0 {
+                if at > horizon || budget == 0 {
                     self.queue.push(at, due);
                     break;
                 }
@@ -499,20 +500,17 @@ impl Worker {
                 }
             }
             if interleaved && !s.cut_off {
-                // The viewer's other interleaved tracks join this write with what they have
-                // due within TCP_SEND_AHEAD (their own queue entries stay where they are and
-                // find those samples gone when they come up).
+                // The viewer's other interleaved tracks join this write with their next sample
+                // if it is due within TCP_PULL_AHEAD (their own queue entries stay where they
+                // are and find it gone when they come up).
                 for j in (0..s.tracks.len()).filter(|&j| j != i) {
-                    if !s.tracks[j].is_interleaved() {
+                    if !s.tracks[j].is_interleaved() || s.cut_off {
                         continue;
                     }
-                    for _ in 0..SAMPLES_PER_VISIT {
-                        match s.due(j, s.tracks[j].next_sample) {
-                            Some(at) if at <= tcp_horizon && !s.cut_off => {
-                                out.due = at.max(s.play_start);
-                                emit_sample(&mut out, s, due.slot, j, now);
-                            }
-                            _ => break,
+                    if let Some(at) = s.due(j, s.tracks[j].next_sample) {
+                        if at <= pull_horizon {
+                            out.due = at.max(s.play_start);
+                            emit_sample(&mut out, s, due.slot, j, now);
                         }
                     }
                 }

@@ -122,36 +122,48 @@ pub fn gstreamer_reaches_eos(url: &str, protocol: &str) {
 pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
     let location = format!("location={url}");
     let protocols = format!("protocols={protocol}");
-    let (ok, out, err) = run_with_timeout(
-        Command::new("gst-launch-1.0")
-            .env("GST_DEBUG", "*:2")
-            .env("GST_DEBUG_NO_COLOR", "1")
-            .args([
-                "rtspsrc",
-                &location,
-                &protocols,
-                "name=src",
-                "src.",
-                "!",
-                "application/x-rtp,media=video",
-                "!",
-                "queue",
-                "!",
-                "decodebin",
-                "!",
-                "checksumsink",
-                "src.",
-                "!",
-                "application/x-rtp,media=audio",
-                "!",
-                "queue",
-                "!",
-                "decodebin",
-                "!",
-                "fakesink",
-            ]),
-        Duration::from_secs(40),
-    );
+    let run = || {
+        run_with_timeout(
+            Command::new("gst-launch-1.0")
+                .env("GST_DEBUG", "*:2")
+                .env("GST_DEBUG_NO_COLOR", "1")
+                .args([
+                    "rtspsrc",
+                    &location,
+                    &protocols,
+                    "name=src",
+                    "src.",
+                    "!",
+                    "application/x-rtp,media=video",
+                    "!",
+                    "queue",
+                    "!",
+                    "decodebin",
+                    "!",
+                    "checksumsink",
+                    "src.",
+                    "!",
+                    "application/x-rtp,media=audio",
+                    "!",
+                    "queue",
+                    "!",
+                    "decodebin",
+                    "!",
+                    "fakesink",
+                ]),
+            Duration::from_secs(40),
+        )
+    };
+    let (mut ok, mut out, mut err) = run();
+    // gst-launch links `src.` to the two caps-filtered branches when rtspsrc adds its pads;
+    // now and then (about 1 run in 20 here, on any server) a pad appears before its caps are
+    // known, the delayed link gives up ("Delayed linking failed") and a branch stays
+    // unlinked. That is the parse-launch tool racing rtspsrc, not the stream: play again,
+    // once, and hold that run to every check below.
+    if out.contains("Delayed linking failed") || err.contains("Delayed linking failed") {
+        eprintln!("gst-launch lost a delayed link (a gst-launch race); playing {url} again");
+        (ok, out, err) = run();
+    }
     let context = || format!("gst-launch over {protocol} ({url}):\n{out}\n{err}");
     assert!(ok, "{} failed", context());
     assert!(out.contains("Got EOS"), "{} ended without EOS", context());
