@@ -38,6 +38,7 @@ pub mod live;
 pub mod media;
 pub mod net;
 pub mod packetize;
+pub mod poll;
 pub mod rtsp;
 pub mod shard;
 pub mod stats;

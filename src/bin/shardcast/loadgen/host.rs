@@ -5,61 +5,13 @@
 //! Self-contained (std, `rustix`, `socket2`, `shardcast`) so that `bench/send_floor.rs`
 //! includes this same file (`#[path]`) and binds its viewers as `shardcast bench` does.
 
-use std::io;
-use std::mem::MaybeUninit;
-use std::net::{IpAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::Duration;
-
-use rustix::event::epoll;
 use shardcast::net::{enable_rx_timestamps, enable_udp_gro};
+use std::io;
+use std::net::{IpAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 
-/// Most readiness events one [`Epoll::wait`] returns.
-pub(crate) const EPOLL_MAX_EVENTS: usize = 256;
-
-/// An epoll set; each registered fd carries a caller-chosen `u64` token.
-pub(crate) struct Epoll {
-    fd: OwnedFd,
-}
-
-impl Epoll {
-    /// A new, empty epoll set.
-    pub(crate) fn new() -> io::Result<Self> {
-        Ok(Self {
-            fd: epoll::create(epoll::CreateFlags::CLOEXEC)?,
-        })
-    }
-
-    /// Registers `fd` for level-triggered readability with `token`.
-    pub(crate) fn add(&self, fd: impl AsFd, token: u64) -> io::Result<()> {
-        epoll::add(
-            &self.fd,
-            fd,
-            epoll::EventData::new_u64(token),
-            epoll::EventFlags::IN,
-        )?;
-        Ok(())
-    }
-
-    /// Waits up to `timeout` and appends the tokens of up to [`EPOLL_MAX_EVENTS`] ready fds
-    /// to `ready` (EINTR appends none).
-    pub(crate) fn wait(&self, timeout: Duration, ready: &mut Vec<u64>) -> io::Result<()> {
-        // Whole milliseconds, as epoll_wait(2) takes them: kernels before 5.11 refuse more
-        // than `c_int::MAX` ms.
-        let ms = timeout.as_millis().min(i32::MAX as u128) as u64;
-        let timeout = rustix::event::Timespec {
-            tv_sec: (ms / 1000) as _,
-            tv_nsec: ((ms % 1000) * 1_000_000) as _,
-        };
-        let mut events = [MaybeUninit::<epoll::Event>::uninit(); EPOLL_MAX_EVENTS];
-        match epoll::wait(&self.fd, &mut events[..], Some(&timeout)) {
-            Ok((got, _)) => ready.extend(got.iter().map(|e| e.data.u64())),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-}
+/// The epoll set the receiver waits on (the library's, shared with the shards).
+pub(crate) use shardcast::poll::Epoll;
 
 /// Raises this process's open-file soft limit to its hard limit; returns the new soft limit
 /// (`u64::MAX`: unlimited). Children spawned afterwards inherit it.
@@ -131,6 +83,7 @@ pub(crate) fn core_busy_ns(stat: &str, core: usize, ticks_per_sec: u64) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn core_busy_counts_softirq_not_idle() {
