@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::media::MediaFile;
+use crate::poll::Waker;
 use crate::stats::{ShardEvent, EVENT_QUEUE_DEPTH};
 use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
 pub use tcp::TcpSink;
@@ -205,8 +206,8 @@ pub struct ShardHandle {
     pub events: Receiver<ShardEvent>,
     tx: Sender<ShardCommand>,
     join: Option<JoinHandle<()>>,
-    /// The shard thread, unparked after each command (it sleeps in `park_timeout`).
-    thread: std::thread::Thread,
+    /// Written after each command: the shard sleeps in `epoll_wait` on it (and on its sockets).
+    waker: Arc<Waker>,
 }
 
 /// The shard's queue is full.
@@ -219,8 +220,7 @@ impl ShardHandle {
     pub fn send(&self, cmd: ShardCommand) -> Result<(), ShardBusy> {
         match self.tx.try_send(cmd) {
             Ok(()) => {
-                // A futex wake only if the shard is asleep (std's parker keeps a token).
-                self.thread.unpark();
+                self.waker.wake();
                 Ok(())
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -237,7 +237,7 @@ impl ShardHandle {
     /// Asks the shard to stop and waits for it.
     pub fn shutdown(mut self) {
         let _ = self.tx.send(ShardCommand::Shutdown);
-        self.thread.unpark();
+        self.waker.wake();
         if let Some(j) = self.join.take() {
             let _ = j.join();
         }
@@ -286,6 +286,8 @@ pub fn spawn_shards(
         let counters = Arc::new(ShardCounters::default());
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let worker_counters = counters.clone();
+        let waker = Arc::new(Waker::new()?);
+        let links = worker::Links::new(rx, events_tx, waker.clone())?;
         let join = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {
@@ -301,10 +303,6 @@ pub fn spawn_shards(
                     ),
                     Err(_) => {}
                 }
-                let links = worker::Links {
-                    commands: rx,
-                    events: events_tx,
-                };
                 worker::Worker::new(index, rtp, rtcp, links, worker_counters, send, stats).run();
             })?;
         tracing::info!(shard = index, rtp = server_ports.0, rtcp = server_ports.1, core = ?core.map(|c| c.id), "shard started");
@@ -314,7 +312,7 @@ pub fn spawn_shards(
             counters,
             events,
             tx,
-            thread: join.thread().clone(),
+            waker,
             join: Some(join),
         });
     }

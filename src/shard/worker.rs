@@ -30,6 +30,7 @@ use super::tcp::{TcpSink, MAX_BACKLOG_BYTES};
 use super::timer_wheel::TimerWheel;
 use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
+use crate::poll::{Epoll, Ready, Waker, EPOLL_MAX_EVENTS};
 use crate::stats::window::micros_histogram;
 use crate::stats::{
     digest_rtcp_into, EndReason, SessionDelta, ShardEvent, ShardReport, REPORT_INTERVAL,
@@ -40,6 +41,8 @@ use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COMPOUND};
 use crate::wire::rtp::RTP_HEADER_LEN;
 
+/// The epoll token of the shard's waker.
+const WAKER_TOKEN: u64 = 0;
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// How early a packet may leave: a tick sends everything due before `now + SEND_AHEAD`,
@@ -107,6 +110,28 @@ pub(super) struct Links {
     pub(super) commands: Receiver<ShardCommand>,
     /// Reports and session ends out (bounded; only ever `try_send`).
     pub(super) events: Sender<ShardEvent>,
+    /// Written by the control thread after each command it queues.
+    pub(super) waker: Arc<Waker>,
+    /// The shard's epoll set, the waker registered as [`WAKER_TOKEN`].
+    pub(super) epoll: Epoll,
+}
+
+impl Links {
+    /// The links of a new shard: its epoll set is created here and watches `waker`.
+    pub(super) fn new(
+        commands: Receiver<ShardCommand>,
+        events: Sender<ShardEvent>,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<Self> {
+        let epoll = Epoll::new()?;
+        epoll.add(waker.fd(), WAKER_TOKEN)?;
+        Ok(Self {
+            commands,
+            events,
+            waker,
+            epoll,
+        })
+    }
 }
 
 /// The clock of one `send_due` pass: `now` is the pass's time (simulated in tests), `started`
@@ -130,6 +155,11 @@ pub(super) struct Worker {
     rtcp: UdpSocket,
     commands: Receiver<ShardCommand>,
     events: Sender<ShardEvent>,
+    /// What the shard sleeps on: its waker (token [`WAKER_TOKEN`]) and its HTTP sockets.
+    epoll: Epoll,
+    waker: Arc<Waker>,
+    /// Readiness scratch for one wait.
+    ready: Vec<Ready>,
     /// Session ends the event queue had no room for, retried every tick. Bounded: a session
     /// ends once, so this never holds more entries than sessions that ended.
     undelivered_ends: Vec<(SessionId, EndReason)>,
@@ -203,6 +233,9 @@ impl Worker {
             rtcp,
             commands: links.commands,
             events: links.events,
+            epoll: links.epoll,
+            waker: links.waker,
+            ready: Vec::with_capacity(EPOLL_MAX_EVENTS),
             undelivered_ends: Vec::new(),
             counters,
             stats,
@@ -239,15 +272,16 @@ impl Worker {
                 Some(at) => at.min(now + IDLE_WAKE),
                 None => now + IDLE_WAKE,
             };
-            // Sleep in the kernel until the next due time or a command (the control thread
-            // unparks us after queueing one). Not crossbeam's `recv_deadline`: it spins with
-            // `sched_yield` before blocking, which cost ~5 syscalls per tick under load.
-            if self.commands.is_empty() {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                if !wait.is_zero() {
-                    std::thread::park_timeout(wait);
-                }
-            }
+            // Sleep in the kernel until the next due time, a command (the control thread
+            // writes our waker after queueing one) or a socket we serve. Not crossbeam's
+            // `recv_deadline`: it spins with `sched_yield` before blocking, which cost ~5
+            // syscalls per tick under load.
+            let wait = if self.commands.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            self.wait(wait);
             loop {
                 match self.commands.try_recv() {
                     Ok(cmd) => self.apply(cmd),
@@ -262,6 +296,22 @@ impl Worker {
         let ids: Vec<SessionId> = self.by_id.keys().copied().collect();
         for id in ids {
             self.remove(id, "shutdown");
+        }
+    }
+
+    /// Waits up to `timeout` for the waker or a socket and handles what is ready.
+    fn wait(&mut self, timeout: Duration) {
+        self.ready.clear();
+        if let Err(e) = self.epoll.wait_events(timeout, &mut self.ready) {
+            tracing::warn!(shard = self.index, "epoll_wait: {e}");
+            std::thread::sleep(timeout.min(IDLE_WAKE));
+            return;
+        }
+        for k in 0..self.ready.len() {
+            let ready = self.ready[k];
+            if ready.token == WAKER_TOKEN {
+                self.waker.reset();
+            }
         }
     }
 

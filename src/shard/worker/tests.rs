@@ -54,10 +54,12 @@ fn rig_with(stats: bool, event_depth: usize, send: SendConfig) -> Rig {
     let (_tx, commands) = crossbeam_channel::bounded(1);
     let (events_tx, events) = crossbeam_channel::bounded(event_depth);
     let counters = Arc::new(ShardCounters::default());
-    let links = Links {
+    let links = Links::new(
         commands,
-        events: events_tx,
-    };
+        events_tx,
+        Arc::new(crate::poll::Waker::new().unwrap()),
+    )
+    .unwrap();
     let w = Worker::new(0, rtp, rtcp, links, counters.clone(), send, stats);
     let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
     Rig {
