@@ -246,7 +246,7 @@ fn read_zerocopy_completion(stream: &TcpStream) -> Option<ZcCompletion> {
     found
 }
 
-/// Largest number of streams one [`UringTcpSender::send`] takes (one operation each).
+/// Largest number of streams one `UringTcpSender::send` takes (one operation each).
 pub const URING_MAX_STREAMS: usize = 4096;
 
 /// io_uring `IORING_OP_SENDMSG` (or `SENDMSG_ZC`) on many streams: one operation per

@@ -3,7 +3,7 @@
 //!
 //! - [`sink`]: [`TcpSink`], the write side of one connection, shared with the control
 //!   thread's responses; a bounded backlog; the cut-off rule; `TCP_NOTSENT_LOWAT` sizing.
-//! - [`batch`]: a pass's frames gathered per connection and written with one `sendmsg`
+//! - `batch`: a pass's frames gathered per connection and written with one `sendmsg`
 //!   each, bodies straight from the mapping.
 
 pub(crate) mod batch;

@@ -134,7 +134,7 @@ impl TcpSink {
     }
 
     /// Writes one pass's whole frames for this connection with as few gathered `sendmsg`
-    /// calls as the kernel's iovec limit allows (one for up to [`MAX_IOVECS`] slices), after
+    /// calls as the kernel's iovec limit allows (one for up to `MAX_IOVECS` (1,024) slices), after
     /// the backlog. What the socket does not take is queued; if that takes the backlog past
     /// `limit`, the frames are still queued whole and [`SinkError::Overflow`] says the viewer
     /// is to be cut off.
