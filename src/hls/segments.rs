@@ -276,21 +276,20 @@ impl Segmentation {
         msn: u64,
         part: Option<usize>,
     ) -> Result<Fragment, SegmentError> {
-        self.fragment_at(index, msn, part, 0)
+        let j = usize::try_from(msn).map_err(|_| SegmentError::NoSegment(msn))?;
+        self.fragment_at(index, msn, j, part, 0)
     }
 
+    /// The fragment of file segment `j` in loop `loop_index`, numbered as channel `msn`.
     fn fragment_at(
         &self,
         index: &MediaIndex,
         msn: u64,
+        j: usize,
         part: Option<usize>,
         loop_index: u64,
     ) -> Result<Fragment, SegmentError> {
-        let j = self.segments.len() as u64;
-        let seg = usize::try_from(msn % j.max(1))
-            .ok()
-            .and_then(|j| self.segments.get(j))
-            .ok_or(SegmentError::NoSegment(msn))?;
+        let seg = self.segments.get(j).ok_or(SegmentError::NoSegment(msn))?;
         let ranges = match part {
             None => &seg.tracks,
             Some(p) => {
@@ -519,7 +518,8 @@ impl LiveHls {
         msn: u64,
         part: Option<usize>,
     ) -> Result<Fragment, SegmentError> {
-        let n = msn / self.per_loop();
-        self.segmentation.fragment_at(index, msn, part, n)
+        let k = self.per_loop();
+        let j = usize::try_from(msn % k).map_err(|_| SegmentError::NoSegment(msn))?;
+        self.segmentation.fragment_at(index, msn, j, part, msn / k)
     }
 }
