@@ -18,7 +18,7 @@ use shardcast::media::library::SAMPLE_MP4;
 use shardcast::media::track::TrackKind;
 use shardcast::media::MediaFile;
 
-/// A directory removed when the test ends.
+/// A directory removed when the test ends (kept with `KEEP_HLS=1`, to look at the files).
 struct TempDir(PathBuf);
 
 impl TempDir {
