@@ -19,6 +19,8 @@
 //! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
 //! - [`stats`]: RTCP receiver reports in, per-session/stream/shard statistics out.
 //! - [`live`]: live channels (a file looped on one shared timeline, instant start).
+//! - [`hls`]: HLS and LL-HLS, sans-IO: fMP4 init and fragment heads over mapped samples,
+//!   segments and parts (VOD and a live channel's loop timeline), playlists.
 //! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play-token issuing,
 //!   and the `shardcast stats` terminal client.
 //! - [`token`]: play tokens (sign, verify, query parsing), used by `rtsp` and `http`.
@@ -32,6 +34,7 @@
 pub mod banner;
 pub mod config;
 pub mod control;
+pub mod hls;
 pub mod http;
 pub mod ids;
 pub mod live;
