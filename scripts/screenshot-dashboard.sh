@@ -26,7 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --shards 2 --log warn \
+"$bin" serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --hls-listen 127.0.0.1:0 --shards 2 --log warn \
   --live "news=tests/media/sample.mp4" >"$work/serve.out" 2>"$work/serve.err" &
 pids+=($!)
 for _ in $(seq 100); do

@@ -4,6 +4,7 @@
 //! ```text
 //! shardcast listening on rtsp://127.0.0.1:8554/ with 2 shards
 //! http listening on http://127.0.0.1:8080/        (unless --http-listen off)
+//! hls listening on http://127.0.0.1:8088/         (unless --hls-listen off)
 //! stream rtsp://127.0.0.1:8554/sample             (one line per stream known at start)
 //! ready
 //! ```
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 
 const RTSP_PREFIX: &str = "shardcast listening on rtsp://";
 const HTTP_PREFIX: &str = "http listening on http://";
+const HLS_PREFIX: &str = "hls listening on http://";
 const STREAM_PREFIX: &str = "stream ";
 const READY: &str = "ready";
 
@@ -26,6 +28,8 @@ pub struct Banner {
     pub rtsp: Option<SocketAddr>,
     /// The HTTP listening address (none with `--http-listen off`).
     pub http: Option<SocketAddr>,
+    /// The HLS listening address (none with `--hls-listen off`).
+    pub hls: Option<SocketAddr>,
     /// Stream URLs known at start.
     pub streams: Vec<String>,
     /// The `ready` line was read: nothing more follows.
@@ -33,18 +37,21 @@ pub struct Banner {
 }
 
 impl Banner {
-    /// Writes the banner for a server listening on `rtsp` (and `http`) with `shards` shards
-    /// and the streams `names`, then flushes `out`.
+    /// Writes the banner for a server listening on `rtsp` (and `http`, `hls`) with `shards`
+    /// shards and the streams `names`, then flushes `out`.
     pub fn write<'a>(
         out: &mut impl Write,
         rtsp: SocketAddr,
         shards: usize,
-        http: Option<SocketAddr>,
+        (http, hls): (Option<SocketAddr>, Option<SocketAddr>),
         names: impl IntoIterator<Item = &'a str>,
     ) -> io::Result<()> {
         writeln!(out, "{RTSP_PREFIX}{rtsp}/ with {shards} shards")?;
         if let Some(http) = http {
             writeln!(out, "{HTTP_PREFIX}{http}/")?;
+        }
+        if let Some(hls) = hls {
+            writeln!(out, "{HLS_PREFIX}{hls}/")?;
         }
         for name in names {
             writeln!(out, "{STREAM_PREFIX}rtsp://{rtsp}/{name}")?;
@@ -61,6 +68,8 @@ impl Banner {
             self.rtsp = addr(rest);
         } else if let Some(rest) = line.strip_prefix(HTTP_PREFIX) {
             self.http = addr(rest);
+        } else if let Some(rest) = line.strip_prefix(HLS_PREFIX) {
+            self.hls = addr(rest);
         } else if let Some(url) = line.strip_prefix(STREAM_PREFIX) {
             self.streams.push(url.to_owned());
         } else if line == READY {
@@ -78,25 +87,35 @@ mod tests {
     fn the_banner_reads_back_what_was_written() {
         let rtsp: SocketAddr = "[::1]:8554".parse().unwrap();
         let http: SocketAddr = "127.0.0.1:39001".parse().unwrap();
+        let hls: SocketAddr = "127.0.0.1:39002".parse().unwrap();
         let mut out = Vec::new();
-        Banner::write(&mut out, rtsp, 2, Some(http), ["sample", "live/cam"]).unwrap();
+        Banner::write(
+            &mut out,
+            rtsp,
+            2,
+            (Some(http), Some(hls)),
+            ["sample", "live/cam"],
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "shardcast listening on rtsp://[::1]:8554/ with 2 shards\n\
              http listening on http://127.0.0.1:39001/\n\
+             hls listening on http://127.0.0.1:39002/\n\
              stream rtsp://[::1]:8554/sample\n\
              stream rtsp://[::1]:8554/live/cam\n\
              ready\n"
         );
         let mut banner = Banner::default();
         let ready: Vec<bool> = text.lines().map(|l| banner.read_line(l)).collect();
-        assert_eq!(ready, [false, false, false, false, true]);
+        assert_eq!(ready, [false, false, false, false, false, true]);
         assert_eq!(
             banner,
             Banner {
                 rtsp: Some(rtsp),
                 http: Some(http),
+                hls: Some(hls),
                 streams: vec![
                     "rtsp://[::1]:8554/sample".into(),
                     "rtsp://[::1]:8554/live/cam".into()
@@ -109,13 +128,20 @@ mod tests {
     #[test]
     fn without_http_and_with_unknown_lines() {
         let mut out = Vec::new();
-        Banner::write(&mut out, "127.0.0.1:1".parse().unwrap(), 1, None, []).unwrap();
+        Banner::write(
+            &mut out,
+            "127.0.0.1:1".parse().unwrap(),
+            1,
+            (None, None),
+            [],
+        )
+        .unwrap();
         let mut banner = Banner::default();
         assert!(!banner.read_line("something else"));
         for line in String::from_utf8(out).unwrap().lines() {
             banner.read_line(line);
         }
-        assert_eq!(banner.http, None);
+        assert_eq!((banner.http, banner.hls), (None, None));
         assert!(banner.streams.is_empty() && banner.ready);
         assert_eq!(banner.rtsp, Some("127.0.0.1:1".parse().unwrap()));
     }

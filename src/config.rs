@@ -100,6 +100,8 @@ pub struct ConfigOverlay {
     pub shard_nice: Option<i32>,
     /// HTTP address of the web page, JSON API and `/metrics` (`"off"` disables it).
     pub http_listen: Option<HttpListen>,
+    /// HLS address, served by the shards (`"off"` disables it).
+    pub hls_listen: Option<HttpListen>,
     /// RTSP DESCRIBE and SETUP need a valid play token (`?token=`).
     pub require_token: Option<bool>,
     /// Secret that signs play tokens (env `SHARDCAST_TOKEN_SECRET`); random per run if unset.
@@ -234,6 +236,7 @@ impl ConfigOverlay {
             stats: flags.stats.or(self.stats),
             shard_nice: flags.shard_nice.or(self.shard_nice),
             http_listen: flags.http_listen.or(self.http_listen),
+            hls_listen: flags.hls_listen.or(self.hls_listen),
             require_token: flags.require_token.or(self.require_token),
             token_secret: flags.token_secret.or(self.token_secret),
             admin_token: flags.admin_token.or(self.admin_token),
@@ -288,6 +291,8 @@ pub struct ServerConfig {
     pub shard_nice: i32,
     /// HTTP listen address; `None` when the HTTP side is off.
     pub http_listen: Option<SocketAddr>,
+    /// HLS listen address, one `SO_REUSEPORT` listener per shard; `None` when HLS is off.
+    pub hls_listen: Option<SocketAddr>,
     /// RTSP DESCRIBE and SETUP need a valid play token.
     pub require_token: bool,
     /// Play-token signing secret; `None` means a random secret per run.
@@ -323,6 +328,11 @@ impl ServerConfig {
             && !matches!(other.http_listen, Some(a) if a.port() == 0)
         {
             out.push("http-listen");
+        }
+        if other.hls_listen != self.hls_listen
+            && !matches!(other.hls_listen, Some(a) if a.port() == 0)
+        {
+            out.push("hls-listen");
         }
         if other.listen != self.listen && other.listen.port() != 0 {
             out.push("listen");
@@ -437,6 +447,11 @@ impl ServerConfig {
                 Some(HttpListen::Off) => None,
                 Some(HttpListen::Addr(a)) => Some(a),
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            },
+            hls_listen: match o.hls_listen {
+                Some(HttpListen::Off) => None,
+                Some(HttpListen::Addr(a)) => Some(a),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 8088))),
             },
             require_token: o.require_token.unwrap_or(false),
             token_secret: o.token_secret,

@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpListener;
@@ -34,6 +34,7 @@ use crate::rtsp::session::{
     Answer, Caller, ConnId, Effect, Env, Reply, SessionCore, ShardAnswer, ShardAsk, ShardOrder,
     ShardReply,
 };
+use crate::shard::hls::{HlsContext, SharedHlsContext};
 use crate::shard::{ShardCommand, ShardHandle, TcpSink};
 use crate::stats::hub::Hub;
 use crate::stats::ShardEvent;
@@ -69,6 +70,10 @@ struct Control {
     http_access: RefCell<HttpAccess>,
     /// Catalog entries for the API, by stream name.
     catalog: operator::CatalogCache,
+    /// What the shards' HLS side reads (replaced on SIGHUP).
+    hls: SharedHlsContext,
+    /// The HLS address bound, when HLS is on.
+    hls_addr: Option<SocketAddr>,
     /// The configuration the server started with (a reload is compared with it).
     config: ServerConfig,
 }
@@ -202,6 +207,8 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// The HTTP address actually bound, when the HTTP side is on.
     pub http_addr: Option<SocketAddr>,
+    /// The HLS address actually bound, when HLS is on.
+    pub hls_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<std::thread::JoinHandle<()>>,
 }
@@ -236,6 +243,24 @@ impl Drop for RunningServer {
 
 /// Re-reads the configuration and media catalog (on SIGHUP).
 pub type Reloader = Box<dyn Fn() -> Result<(ServerConfig, MediaLibrary), String> + Send>;
+
+/// What the shards' HLS side reads: the catalog, and the RTSP access rules turned into "needs
+/// a play token" (HLS takes no passwords).
+fn hls_context(
+    settings: &crate::rtsp::session::Settings,
+    library: Arc<MediaLibrary>,
+    channels: HashMap<String, Arc<LiveChannel>>,
+    token_key: &TokenKey,
+) -> HlsContext {
+    let (users, access) = (settings.users.clone(), settings.access.clone());
+    HlsContext {
+        library,
+        channels,
+        token_key: token_key.clone(),
+        require_token: settings.require_token,
+        is_public: Box::new(move |stream| crate::rtsp::auth::is_public(&users, &access, stream)),
+    }
+}
 
 /// Opens the configured live channels.
 fn open_channels(config: &ServerConfig) -> std::io::Result<HashMap<String, Arc<LiveChannel>>> {
@@ -289,14 +314,32 @@ pub fn start(
             "authentication required (Digest SHA-256/MD5)"
         );
     }
+    let channels = open_channels(&config)?;
+    let library = Arc::new(library);
+    let hls_listeners = config
+        .hls_listen
+        .map(|addr| crate::shard::hls::bind_listeners(addr, config.shards))
+        .transpose()?;
+    let hls_addr = hls_listeners
+        .as_ref()
+        .and_then(|l| l.first())
+        .map(StdTcpListener::local_addr)
+        .transpose()?;
+    let hls_context: SharedHlsContext = Arc::new(RwLock::new(Arc::new(hls_context(
+        &config.session_settings(),
+        library.clone(),
+        channels.clone(),
+        &token_key,
+    ))));
+    let shared_hls = hls_context.clone();
     let shards = crate::shard::spawn_shards(
         config.shards,
         local_addr.ip(),
         config.send,
         config.stats,
         config.shard_nice,
+        hls_listeners.map(|l| (l, hls_context.clone())),
     )?;
-    let channels = open_channels(&config)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let join = std::thread::Builder::new()
         .name("control".into())
@@ -317,7 +360,7 @@ pub fn start(
             );
             let core = SessionCore::new(
                 config.session_settings(),
-                Arc::new(library),
+                library,
                 channels,
                 shards.iter().map(|s| s.server_ports).collect(),
                 token_key,
@@ -327,6 +370,8 @@ pub fn start(
                 hub: RefCell::new(hub),
                 http_access: RefCell::new(http_access(&config)),
                 catalog: operator::CatalogCache::default(),
+                hls: shared_hls,
+                hls_addr,
                 shards,
                 conns: RefCell::new(HashMap::new()),
                 next_conn: Cell::new(0),
@@ -362,6 +407,7 @@ pub fn start(
     Ok(RunningServer {
         local_addr,
         http_addr,
+        hls_addr,
         shutdown: Some(shutdown_tx),
         join: Some(join),
     })
@@ -447,6 +493,13 @@ fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
         config.token_secret.as_deref(),
         &mut rng,
     );
+    let refreshed = hls_context(
+        &config.session_settings(),
+        core.library().clone(),
+        core.channels().clone(),
+        &core.tokens().key,
+    );
+    *ctl.hls.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
     tracing::info!(
         users,
         rules,

@@ -65,6 +65,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
     StreamInfo {
         name: media.name.clone(),
         url: String::new(),
+        hls_url: None,
         live,
         duration_secs: (!live).then(|| media.duration().as_secs_f64()),
         codecs: tracks.iter().map(|t| t.codec).collect(),
@@ -93,6 +94,21 @@ impl Control {
             }
             _ => self.local_addr.to_string(),
         }
+    }
+
+    /// `http://host:port` of HLS URLs handed out, when HLS is on: the host of the configured
+    /// `public-address` (HLS keeps its own port), else the HTTP request's host name when we
+    /// listen on a wildcard, else our HLS address.
+    fn hls_origin(&self, host: Option<&str>) -> Option<String> {
+        let hls = self.hls_addr?;
+        if let Some(public) = &self.core.borrow().config().public_address {
+            let name = crate::http::server::host_name(public).unwrap_or(public);
+            return Some(format!("http://{name}:{}", hls.port()));
+        }
+        Some(match host {
+            Some(h) if hls.ip().is_unspecified() => format!("http://{h}:{}", hls.port()),
+            _ => format!("http://{hls}"),
+        })
     }
 
     /// The catalog entry of a library stream, from the cache when its file is unchanged.
@@ -130,6 +146,9 @@ impl Control {
             self.rtsp_authority(host),
             encode_name(&info.name)
         );
+        info.hls_url = self
+            .hls_origin(host)
+            .map(|o| format!("{o}/hls/{}/index.m3u8", encode_name(&info.name)));
         info.viewers = self.hub.borrow().viewers_of(&info.name);
         info.token_required = self.core.borrow().tokens().required;
         info
@@ -234,6 +253,9 @@ impl ControlApi for Control {
                 self.rtsp_authority(host),
                 encode_name(&name)
             ),
+            hls_url: self
+                .hls_origin(host)
+                .map(|o| format!("{o}/hls/{}/index.m3u8?token={token}", encode_name(&name))),
             token,
             expires_unix,
         })

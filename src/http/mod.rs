@@ -56,6 +56,8 @@ pub struct StreamInfo {
     pub name: String,
     /// Where to play it (without a play token).
     pub url: String,
+    /// Its HLS multivariant playlist (for browsers), when HLS is on.
+    pub hls_url: Option<String>,
     /// True for live channels.
     pub live: bool,
     /// Length in seconds; `None` for live channels.
@@ -99,6 +101,8 @@ pub struct PlayRequest {
 pub struct PlayGrant {
     /// The RTSP URL with its token.
     pub url: String,
+    /// The HLS multivariant playlist with its token, when HLS is on.
+    pub hls_url: Option<String>,
     /// The token alone.
     pub token: String,
     /// Expiry, seconds since the UNIX epoch.

@@ -127,6 +127,20 @@ impl AccessRule {
     }
 }
 
+/// Whether `path` is open without credentials under `users` and `rules` (the same rules the
+/// RTSP check applies): everything when there are no users and every rule is public, else
+/// only streams whose first matching rule is public. The HLS side, which takes no
+/// passwords, requires a play token for every other stream.
+pub fn is_public(users: &HashMap<String, UserSecret>, rules: &[AccessRule], path: &str) -> bool {
+    if users.is_empty() && rules.iter().all(|r| r.public) {
+        return true;
+    }
+    rules
+        .iter()
+        .find(|r| r.matches(path))
+        .is_some_and(|r| r.public)
+}
+
 /// The outcome of checking a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

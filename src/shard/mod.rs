@@ -7,6 +7,7 @@
 //!
 //! Not here: RTSP parsing or session negotiation (`rtsp`), payload formats (`packetize`).
 
+pub mod hls;
 mod live_cache;
 pub mod send;
 mod session;
@@ -266,14 +267,20 @@ fn bind_port_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
 /// through `send` (resolved and logged once here), each at nice value `nice` (`--shard-nice`;
 /// refused without `CAP_SYS_NICE`, which is logged once and otherwise harmless). `stats`
 /// turns on pacing-lateness recording, RTCP digestion and the periodic reports (`--stats`).
+/// With `hls`, shard `i` serves HLS on listener `i` (see [`hls::bind_listeners`]).
 pub fn spawn_shards(
     count: usize,
     ip: IpAddr,
     send: send::SendConfig,
     stats: bool,
     nice: i32,
+    hls: Option<(Vec<std::net::TcpListener>, hls::SharedHlsContext)>,
 ) -> io::Result<Vec<ShardHandle>> {
     let send = send.resolve();
+    let (mut hls_listeners, hls_context) = match hls {
+        Some((listeners, context)) => (listeners.into_iter(), Some(context)),
+        None => (Vec::new().into_iter(), None),
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut shards = Vec::with_capacity(count);
     for index in 0..count {
@@ -287,7 +294,8 @@ pub fn spawn_shards(
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let worker_counters = counters.clone();
         let waker = Arc::new(Waker::new()?);
-        let links = worker::Links::new(rx, events_tx, waker.clone())?;
+        let mut links = worker::Links::new(rx, events_tx, waker.clone())?;
+        links.hls = hls_listeners.next().zip(hls_context.clone());
         let join = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use hdrhistogram::Histogram;
 
+use super::hls::{HlsService, SharedHlsContext};
 use super::live_cache::{LiveCache, SampleRequest, StreamKey, WirePacket};
 use super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
@@ -114,6 +115,8 @@ pub(super) struct Links {
     pub(super) waker: Arc<Waker>,
     /// The shard's epoll set, the waker registered as [`WAKER_TOKEN`].
     pub(super) epoll: Epoll,
+    /// The shard's HLS listener and what it serves, when HLS is on.
+    pub(super) hls: Option<(std::net::TcpListener, SharedHlsContext)>,
 }
 
 impl Links {
@@ -130,6 +133,7 @@ impl Links {
             events,
             waker,
             epoll,
+            hls: None,
         })
     }
 }
@@ -160,6 +164,8 @@ pub(super) struct Worker {
     waker: Arc<Waker>,
     /// Readiness scratch for one wait.
     ready: Vec<Ready>,
+    /// HLS connections and their requests (`shard::hls`), when HLS is on.
+    hls: Option<HlsService>,
     /// Session ends the event queue had no room for, retried every tick. Bounded: a session
     /// ends once, so this never holds more entries than sessions that ended.
     undelivered_ends: Vec<(SessionId, EndReason)>,
@@ -227,6 +233,20 @@ impl Worker {
         }
         let udp = UdpSender::new(rtp, send, index);
         counters.set_send_path(udp.backend(), udp.gso_enabled());
+        let hls = links.hls.and_then(|(listener, context)| {
+            HlsService::new(
+                index,
+                listener,
+                context,
+                counters.clone(),
+                &links.epoll,
+                Instant::now(),
+            )
+            .map_err(|e| {
+                tracing::error!(shard = index, "HLS listener: {e}; this shard serves no HLS")
+            })
+            .ok()
+        });
         Self {
             index,
             udp,
@@ -236,6 +256,7 @@ impl Worker {
             epoll: links.epoll,
             waker: links.waker,
             ready: Vec::with_capacity(EPOLL_MAX_EVENTS),
+            hls,
             undelivered_ends: Vec::new(),
             counters,
             stats,
@@ -268,10 +289,13 @@ impl Worker {
                 self.next_report = now + REPORT_INTERVAL;
                 self.report();
             }
-            let deadline = match self.queue.next_wake() {
+            let mut deadline = match self.queue.next_wake() {
                 Some(at) => at.min(now + IDLE_WAKE),
                 None => now + IDLE_WAKE,
             };
+            if let Some(hls) = &self.hls {
+                deadline = deadline.min(hls.next_deadline());
+            }
             // Sleep in the kernel until the next due time, a command (the control thread
             // writes our waker after queueing one) or a socket we serve. Not crossbeam's
             // `recv_deadline`: it spins with `sched_yield` before blocking, which cost ~5
@@ -307,11 +331,17 @@ impl Worker {
             std::thread::sleep(timeout.min(IDLE_WAKE));
             return;
         }
+        let now = Instant::now();
         for k in 0..self.ready.len() {
             let ready = self.ready[k];
             if ready.token == WAKER_TOKEN {
                 self.waker.reset();
+            } else if let Some(hls) = self.hls.as_mut() {
+                hls.on_ready(&self.epoll, ready, now);
             }
+        }
+        if let Some(hls) = self.hls.as_mut() {
+            hls.on_timers(&self.epoll, now);
         }
     }
 

@@ -29,6 +29,15 @@ pub struct ShardCounters {
     /// Media bytes the kernel could not take at once and that waited in a connection's
     /// user-space backlog (a viewer reading slower than the stream, or a burst).
     pub tcp_backlogged_bytes: AtomicU64,
+    /// HLS connections open on this shard.
+    pub hls_connections: AtomicU64,
+    /// HLS requests answered (every status).
+    pub hls_requests: AtomicU64,
+    /// HLS body bytes written (playlists, init segments, segments and parts).
+    pub hls_bytes: AtomicU64,
+    /// HLS segment or part requests for media that had left the live window (a player
+    /// that fell behind: a stall the server can see).
+    pub hls_late_requests: AtomicU64,
     /// TCP viewers cut off for not reading.
     pub slow_viewers_dropped: AtomicU64,
     /// RTCP packets received (datagrams that demultiplex as RTCP, RFC 5761 §4, and every

@@ -21,6 +21,8 @@ pub struct Server {
     pub streams: Vec<String>,
     /// HTTP address it printed (`http listening on`), unless started with `--http-listen off`.
     pub http: Option<SocketAddr>,
+    /// HLS address it printed (`hls listening on`), unless started with `--hls-listen off`.
+    pub hls: Option<SocketAddr>,
     /// Log lines (stderr) when started with [`Server::start_logged`].
     log: Option<Arc<Mutex<Vec<String>>>>,
 }
@@ -79,6 +81,9 @@ impl Server {
         if !extra.contains(&"--http-listen") {
             cmd.args(["--http-listen", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--hls-listen") {
+            cmd.args(["--hls-listen", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--log") {
             cmd.args(["--log", "info"]);
         }
@@ -113,11 +118,12 @@ impl Server {
                 banner.rtsp.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
                 banner.streams,
                 banner.http,
+                banner.hls,
             ));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let (addr, streams, http) = rx
+        let (addr, streams, http, hls) = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("server printed its address");
         assert_ne!(addr.port(), 0, "server failed to start");
@@ -126,6 +132,7 @@ impl Server {
             addr,
             streams,
             http,
+            hls,
             log,
         }
     }

@@ -141,6 +141,10 @@ struct ServeArgs {
     /// port 0 picks a free port (printed).
     #[arg(long)]
     http_listen: Option<shardcast::config::HttpListen>,
+    /// HLS address (playlists and segments for browsers, served by the shards), or `off`
+    /// [default: 127.0.0.1:8088]; port 0 picks a free port (printed).
+    #[arg(long)]
+    hls_listen: Option<shardcast::config::HttpListen>,
     /// RTSP DESCRIBE and SETUP need a valid play token (?token=, from POST /api/v1/play);
     /// secret from token-secret in the config file or SHARDCAST_TOKEN_SECRET.
     #[arg(long)]
@@ -214,6 +218,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         stats: args.stats,
         shard_nice: args.shard_nice,
         http_listen: args.http_listen,
+        hls_listen: args.hls_listen,
         require_token: args.require_token.then_some(true),
         // Secrets come from the environment (or the config file), never from the command
         // line, where every local user could read them in the process list.
@@ -252,7 +257,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         &mut std::io::stdout().lock(),
         addr,
         config.shards,
-        server.http_addr,
+        (server.http_addr, server.hls_addr),
         streams.iter().map(String::as_str),
     )?;
     server.wait();

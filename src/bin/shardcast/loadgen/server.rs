@@ -70,6 +70,13 @@ impl ServerProcess {
         {
             cmd.args(["--http-listen", "127.0.0.1:0"]);
         }
+        if !launch
+            .extra_args
+            .iter()
+            .any(|a| a == "--hls-listen" || a.starts_with("--hls-listen="))
+        {
+            cmd.args(["--hls-listen", "127.0.0.1:0"]);
+        }
         // Every viewer of a bench comes from this one loopback address: lift the per-address
         // and total session limits, whose defaults guard a server facing the internet.
         for flag in ["--max-viewers", "--max-viewers-per-ip"] {
