@@ -1,5 +1,5 @@
 //! The web page in a real browser: headless Chromium (Debian's `chromium`, installed by
-//! `scripts/install-test-deps.sh`; a missing browser fails this test) loads `/`, runs the
+//! `scripts/install-test-deps.sh`; a missing browser fails this test) loads `/dashboard`, runs the
 //! page's script against the live API, and the DOM it leaves shows the catalog, a viewer
 //! count that rises while a client plays and falls after it tears down, and drawn charts.
 
@@ -92,7 +92,7 @@ fn page_until(url: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
 #[test]
 fn the_page_shows_the_catalog_live_viewers_and_charts() {
     let server = Server::start(&[]);
-    let url = format!("http://{}/", server.http_addr());
+    let url = format!("http://{}/dashboard", server.http_addr());
 
     // Idle: the catalog lists the sample with its URL, nobody watches, and once the hub has
     // two seconds of history the viewers chart is a line.
