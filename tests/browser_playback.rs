@@ -12,6 +12,10 @@
 //! Chromium's H.264/AAC decoding, independently of shardcast's own HLS server; they move to
 //! that server's URLs once it exists.
 //!
+//! A live rendition (ffmpeg looping the sample in real time into a sliding 6-segment
+//! playlist) checks the live side: the page learns it is live from the playlist, shows the
+//! LIVE badge and hls.js's latency, and plays on.
+//!
 //! How they fail: time that does not advance, fewer frames decoded than the frame rate
 //! gives, no audio decoded, any hls.js error or console error, a seek that lands elsewhere
 //! or stalls.
@@ -78,6 +82,70 @@ impl HlsDir {
 impl Drop for HlsDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// ffmpeg looping the sample in real time (`-re -stream_loop -1`) into a live fMP4 HLS
+/// playlist of the last 6 two-second segments, in a temporary directory; the process is
+/// killed and the directory removed on drop.
+struct LiveHls {
+    dir: HlsDir,
+    ffmpeg: std::process::Child,
+}
+
+impl LiveHls {
+    fn start(tag: &str) -> LiveHls {
+        let dir = std::env::temp_dir().join(format!("shardcast-hls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/sample.mp4");
+        let ffmpeg = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(&sample)
+            .args([
+                "-c",
+                "copy",
+                "-f",
+                "hls",
+                "-hls_segment_type",
+                "fmp4",
+                "-hls_time",
+                "2",
+                "-hls_list_size",
+                "6",
+                // Written under a temporary name and renamed: the static server never
+                // serves half a file.
+                "-hls_flags",
+                "delete_segments+temp_file",
+                "-hls_fmp4_init_filename",
+                "init.mp4",
+                "-hls_segment_filename",
+            ])
+            .arg(dir.join("seg%d.m4s"))
+            .arg(dir.join("index.m3u8"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg (is it installed? scripts/install-test-deps.sh)");
+        let live = LiveHls {
+            dir: HlsDir(dir),
+            ffmpeg,
+        };
+        // Two segments in the playlist before a player starts.
+        let playlist = live.dir.0.join("index.m3u8");
+        let end = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&playlist).map_or(true, |p| p.matches("#EXTINF").count() < 2)
+        {
+            assert!(Instant::now() < end, "ffmpeg wrote no live playlist");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        live
+    }
+}
+
+impl Drop for LiveHls {
+    fn drop(&mut self) {
+        let _ = self.ffmpeg.kill();
+        let _ = self.ffmpeg.wait();
     }
 }
 
@@ -326,6 +394,54 @@ fn viewer_seeks_within_vod_hls() {
         report(&format!("1.5 s after seeking to {target}"), &s);
         assert_eq!(s["hlsErrors"], Value::Array(vec![]), "no hls.js errors");
     }
+    assert!(
+        page.console_errors().is_empty(),
+        "console errors: {:#?}",
+        page.console_errors()
+    );
+}
+
+#[test]
+fn viewer_plays_live_hls_and_shows_its_latency() {
+    let live = LiveHls::start("live");
+    let files = StaticServer::start(live.dir.0.clone());
+    let server = Server::start(&[]);
+    // A name the catalog does not have: whether it is live comes from the playlist.
+    let mut page = open_player(&server, "feed", &files.url("index.m3u8"));
+    let start = page.wait_until(
+        &format!("(() => {{ const s = {STATE}; return s.currentTime > 0 && !s.paused && s.latency > 0 ? s : null; }})()"),
+        Duration::from_secs(40),
+    );
+    report("live started", &start);
+    assert_eq!(
+        start["live"],
+        Value::Bool(true),
+        "hls.js read a live playlist"
+    );
+    assert_eq!(start["engine"], "hls.js");
+    let t0 = f(&start, "currentTime");
+    let s = page.wait_until(
+        &format!(
+            "(() => {{ const s = {STATE}; return s.currentTime >= {} ? s : null; }})()",
+            t0 + 3.0
+        ),
+        Duration::from_secs(20),
+    );
+    report("live after 3 s", &s);
+    // hls.js's latency: the distance to the live edge, within the 12 s the playlist holds.
+    let latency = f(&s, "latency");
+    assert!(latency > 0.0 && latency < 12.0, "latency {latency}");
+    assert!(f(&s, "liveSyncPosition") > 0.0);
+    assert!(f(&s, "totalVideoFrames") >= 0.9 * SAMPLE_FPS * 3.0);
+    assert!(f(&s, "audioDecodedBytes") > 0.0);
+    assert_eq!(s["hlsErrors"], Value::Array(vec![]), "no hls.js errors");
+    // The page shows LIVE and the latency it read.
+    let shown = page.eval_json(
+        "[document.getElementById('now-kind').textContent, document.getElementById('now-latency').hidden, document.getElementById('latency').textContent]",
+    );
+    assert_eq!(shown[0], "LIVE", "{shown}");
+    assert_eq!(shown[1], false, "latency shown: {shown}");
+    assert!(shown[2].as_str().unwrap().ends_with(" s"), "{shown}");
     assert!(
         page.console_errors().is_empty(),
         "console errors: {:#?}",
