@@ -14,7 +14,8 @@
 //!
 //! A live rendition (ffmpeg looping the sample in real time into a sliding 6-segment
 //! playlist) checks the live side: the page learns it is live from the playlist, shows the
-//! LIVE badge and hls.js's latency, and plays on.
+//! LIVE badge and hls.js's latency, and plays on. Chromium's own HLS player (new in 14x,
+//! the path Safari takes through the page) plays the VOD rendition too.
 //!
 //! How they fail: time that does not advance, fewer frames decoded than the frame rate
 //! gives, no audio decoded, any hls.js error or console error, a seek that lands elsewhere
@@ -442,6 +443,48 @@ fn viewer_plays_live_hls_and_shows_its_latency() {
     assert_eq!(shown[0], "LIVE", "{shown}");
     assert_eq!(shown[1], false, "latency shown: {shown}");
     assert!(shown[2].as_str().unwrap().ends_with(" s"), "{shown}");
+    assert!(
+        page.console_errors().is_empty(),
+        "console errors: {:#?}",
+        page.console_errors()
+    );
+}
+
+/// Chromium 148 has its own HLS player (`canPlayType` says "maybe"); `#engine=native`
+/// makes the page use it, the path Safari takes. It loads the playlist URL straight into
+/// the `<video>`, which the viewer's CSP allows through `media-src`, and it is a second
+/// HLS implementation beside hls.js reading the same files.
+#[test]
+fn viewer_plays_vod_hls_with_the_browsers_own_player() {
+    let hls = HlsDir::cut("native");
+    let files = StaticServer::start(hls.0.clone());
+    let server = Server::start(&[]);
+    let encoded: String =
+        url::form_urlencoded::byte_serialize(files.url("index.m3u8").as_bytes()).collect();
+    let mut page = Browser::open(&format!(
+        "http://{}/#play=sample&hls={encoded}&engine=native",
+        server.http_addr()
+    ));
+    let start = page.wait_until(
+        &format!("(() => {{ const s = {STATE}; return s.currentTime > 0.2 && !s.paused ? s : null; }})()"),
+        Duration::from_secs(40),
+    );
+    report("native started", &start);
+    assert_eq!(start["engine"], "native");
+    let t0 = f(&start, "currentTime");
+    let s = page.wait_until(
+        &format!(
+            "(() => {{ const s = {STATE}; return s.currentTime >= {} ? s : null; }})()",
+            t0 + 3.0
+        ),
+        Duration::from_secs(20),
+    );
+    report("native after 3 s", &s);
+    let played = f(&s, "currentTime");
+    assert!(f(&s, "totalVideoFrames") >= 0.9 * SAMPLE_FPS * played);
+    assert!(f(&s, "audioDecodedBytes") > 0.0);
+    assert!((f(&s, "duration") - SAMPLE_SECS).abs() < 0.2);
+    assert_eq!(s["hlsErrors"], Value::Array(vec![]), "no media errors");
     assert!(
         page.console_errors().is_empty(),
         "console errors: {:#?}",
