@@ -491,3 +491,32 @@ fn viewer_plays_vod_hls_with_the_browsers_own_player() {
         page.console_errors()
     );
 }
+
+/// A playlist that is not there: hls.js reports a fatal network error, the page retries
+/// once, and the second fatal error ends playback with a message naming it. Every error is
+/// in `hlsErrors` as hls.js reported it.
+#[test]
+fn viewer_reports_a_missing_playlist_after_one_retry() {
+    let hls = HlsDir::cut("missing");
+    let files = StaticServer::start(hls.0.clone());
+    let server = Server::start(&[]);
+    let mut page = open_player(&server, "sample", &files.url("missing.m3u8"));
+    let msg = page.wait_until(
+        "(() => { const e = document.getElementById('now-error'); return e.hidden ? null : e.textContent; })()",
+        Duration::from_secs(60),
+    );
+    assert_eq!(msg, "Playback failed: networkError / manifestLoadError");
+    let s = page.eval_json(STATE);
+    report("missing playlist", &s);
+    let fatal: Vec<&Value> = s["hlsErrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fatal"] == true)
+        .collect();
+    assert_eq!(fatal.len(), 2, "one retry, then the end: {s}");
+    for e in fatal {
+        assert_eq!(e["details"], "manifestLoadError");
+        assert_eq!(e["status"], 404);
+    }
+}

@@ -155,7 +155,7 @@
 
   // hls.js errors: every one is recorded; a fatal one gets one recovery attempt (reload for
   // a network error, hls.js's media-error recovery for a decoder error), the next ends the
-  // playback with a message.
+  // playback with a message. hls.js has already retried loads by its own policy by then.
   function onHlsError(_, data) {
     errors.push({
       type: data.type,
@@ -169,7 +169,9 @@
     if (!recovered && data.type === H.ErrorTypes.NETWORK_ERROR) {
       recovered = true;
       setStatus("network error (" + data.details + "), retrying once");
-      hls.startLoad();
+      // Without a manifest there is nothing for startLoad to resume: load it again.
+      if (/^manifest/.test(data.details)) hls.loadSource(current.url);
+      else hls.startLoad();
     } else if (!recovered && data.type === H.ErrorTypes.MEDIA_ERROR) {
       recovered = true;
       setStatus("media error (" + data.details + "), recovering once");
