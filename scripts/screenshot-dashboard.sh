@@ -57,5 +57,5 @@ sleep "$settle"
 profile="$work/chromium"
 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
   --user-data-dir="$profile" --hide-scrollbars --window-size=1400,1000 \
-  --virtual-time-budget=3000 --screenshot="$out" "http://$http/" >/dev/null 2>&1
+  --virtual-time-budget=3000 --screenshot="$out" "http://$http/dashboard" >/dev/null 2>&1
 echo "wrote $out"

@@ -349,10 +349,13 @@ fn mutations_are_refused_without_an_admin_token_and_reads_can_need_one() {
     assert_eq!(closed.http_get("/metrics").status, 401);
     let r = http_request(http, "GET", "/metrics", &[("Authorization", &admin)], b"");
     assert_eq!(r.status, 200);
-    // The page holds no data, so a browser can load it; its script sends the token.
-    let page = closed.http_get("/");
+    // The pages hold no data, so a browser can load them; their scripts send the token.
+    let page = closed.http_get("/dashboard");
     assert_eq!(page.status, 200);
     assert!(page.text().contains("viewer-count"));
+    let page = closed.http_get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("id=\"streams\""));
 }
 
 #[test]

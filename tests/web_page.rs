@@ -1,18 +1,17 @@
-//! The web page in a real browser: headless Chromium (Debian's `chromium`, installed by
-//! `scripts/install-test-deps.sh`; a missing browser fails this test) loads `/`, runs the
-//! page's script against the live API, and the DOM it leaves shows the catalog, a viewer
-//! count that rises while a client plays and falls after it tears down, and drawn charts.
+//! The web pages in a real browser: headless Chromium (Debian's `chromium`, installed by
+//! `scripts/install-test-deps.sh`; a missing browser fails this test) loads the dashboard
+//! (`/dashboard`), runs its script against the live API, and the DOM it leaves shows the
+//! catalog, a viewer count that rises while a client plays and falls after it tears down,
+//! and drawn charts. The viewer page (`/`) renders the catalog (name, length or LIVE,
+//! codecs, picture), fits a phone's width, and shows names as text on both pages.
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::browser::{chromium, Browser};
 use common::Server;
-
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned())
-}
 
 /// The DOM after the page's script ran for a few (virtual) seconds.
 fn dump_dom(url: &str) -> String {
@@ -92,7 +91,7 @@ fn page_until(url: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
 #[test]
 fn the_page_shows_the_catalog_live_viewers_and_charts() {
     let server = Server::start(&[]);
-    let url = format!("http://{}/", server.http_addr());
+    let url = format!("http://{}/dashboard", server.http_addr());
 
     // Idle: the catalog lists the sample with its URL, nobody watches, and once the hub has
     // two seconds of history the viewers chart is a line.
@@ -164,15 +163,108 @@ fn stream_names_stay_text_on_the_page() {
     )
     .unwrap();
     let server = Server::start(&["--media", dir.to_str().unwrap()]);
-    let url = format!("http://{}/", server.http_addr());
-    let dom = page_until(&url, "the catalog", |d| d.contains("data-stream="));
+    for page in ["/dashboard", "/"] {
+        let url = format!("http://{}{page}", server.http_addr());
+        let dom = page_until(&url, "the catalog", |d| d.contains("data-stream="));
+        assert!(
+            !dom.contains("id=\"pwned\""),
+            "{page}: a stream name became an element:\n{dom}"
+        );
+        assert!(
+            dom.contains("&lt;img id=pwned src=x onerror=alert(1)&gt;"),
+            "{page}: the name is shown as text:\n{dom}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        !dom.contains("id=\"pwned\""),
-        "a stream name became an element:\n{dom}"
+}
+
+#[test]
+fn the_viewer_page_lists_the_catalog_and_fits_a_phone() {
+    let server = Server::start(&["--live", &format!("news={}", sample_path())]);
+    let mut page = Browser::open(&format!("http://{}/", server.http_addr()));
+    page.wait_until(
+        "document.querySelectorAll('#streams li[data-stream]').length >= 2",
+        Duration::from_secs(30),
     );
-    assert!(
-        dom.contains("&lt;img id=pwned src=x onerror=alert(1)&gt;"),
-        "the name is shown as text:\n{dom}"
+    // Each row as the page drew it: name, length or LIVE badge, codecs and picture, and
+    // what plays it.
+    let rows = page.eval_json(
+        "[...document.querySelectorAll('#streams li[data-stream]')].map((li) => ({
+            name: li.dataset.stream,
+            live: li.dataset.live,
+            shown: li.querySelector('.stream-name').textContent,
+            length: (li.querySelector('.length') || {}).textContent || null,
+            badge: (li.querySelector('.badge.live') || {}).textContent || null,
+            facts: li.querySelector('.stream-facts').textContent,
+            button: !!li.querySelector('button.play'),
+            rtsp: (li.querySelector('.rtsp code') || {}).textContent || null,
+        }))",
     );
+    let row = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("a row for {name}: {rows}"))
+            .clone()
+    };
+    let streams = server.http_get("/api/v1/streams").json();
+    for (name, live) in [("sample", false), ("news", true)] {
+        let r = row(name);
+        assert_eq!(r["shown"], name);
+        assert_eq!(r["live"], live.to_string());
+        if live {
+            assert_eq!(r["badge"], "LIVE", "{r}");
+            assert_eq!(r["length"], serde_json::Value::Null);
+        } else {
+            assert_eq!(r["length"], "0:10", "{r}");
+            assert_eq!(r["badge"], serde_json::Value::Null);
+        }
+        let facts = r["facts"].as_str().unwrap();
+        assert!(facts.contains("H.264 · AAC"), "codecs: {facts}");
+        assert!(facts.contains("640×360 @ 25 fps"), "picture: {facts}");
+        // A stream the API gives an HLS URL gets a play button; one without shows its
+        // rtsp:// URL for an RTSP player instead.
+        let api = streams["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        if api.get("hls_url").is_some_and(|u| u.is_string()) {
+            assert_eq!(r["button"], true, "{r}");
+        } else {
+            assert_eq!(r["button"], false, "{r}");
+            assert_eq!(r["rtsp"], api["url"], "{r}");
+        }
+    }
+
+    // A phone-sized window: one column, nothing wider than the screen.
+    page.set_viewport(375, 740);
+    let fit = page.wait_until(
+        "(() => { const w = document.documentElement.scrollWidth; return w <= innerWidth ? [w, innerWidth] : null; })()",
+        Duration::from_secs(5),
+    );
+    eprintln!("at 375 px: scrollWidth, innerWidth = {fit}");
+    let columns = page.eval_json(
+        "getComputedStyle(document.getElementById('streams')).gridTemplateColumns.split(' ').length",
+    );
+    assert_eq!(columns, 1, "one column of streams on a phone");
+
+    // An unknown stream in the deep link says so instead of playing nothing silently.
+    page.navigate(&format!("http://{}/#play=nope", server.http_addr()));
+    let msg = page.wait_until(
+        "(() => { const e = document.getElementById('now-error'); return e.hidden ? null : e.textContent; })()",
+        Duration::from_secs(10),
+    );
+    assert_eq!(msg, "No stream named nope.");
+    assert!(
+        page.console_errors().is_empty(),
+        "console errors: {:#?}",
+        page.console_errors()
+    );
+}
+
+fn sample_path() -> String {
+    format!("{}/tests/media/sample.mp4", env!("CARGO_MANIFEST_DIR"))
 }

@@ -288,14 +288,22 @@ async fn route(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let head = method == Method::HEAD;
-    let mut resp = if path == "/" || path.starts_with("/assets/") {
-        // The page and its assets hold no data (they fetch it from the API), so they are
-        // public even with `api-read = "token"`: a browser cannot send a bearer header when
-        // it navigates.
+    let mut resp = if path == "/" || path == "/dashboard" || path.starts_with("/assets/") {
+        // The pages (the viewer at `/`, the dashboard at `/dashboard`) and their assets hold
+        // no data (they fetch it from the API, which applies `api-read`), so they are public
+        // even with `api-read = "token"`: a browser cannot send a bearer header when it
+        // navigates.
         match page::find(&path) {
             None => json_error(StatusCode::NOT_FOUND, format!("no such page: {path}")),
             Some(_) if !(method == Method::GET || head) => method_not_allowed("GET, HEAD"),
-            Some(asset) => page::serve(asset),
+            Some(asset) => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(host_name);
+                page::serve(asset, host)
+            }
         }
     } else if path == "/metrics" {
         if !(method == Method::GET || head) {
