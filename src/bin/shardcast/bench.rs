@@ -435,6 +435,11 @@ fn hls_bench(
         if let Some(e) = &c.error {
             eprintln!("{}: not measured: {e}", c.label);
         }
+        for r in &c.runs {
+            if let Some(e) = r.first_error.as_ref().filter(|_| r.playing < r.viewers) {
+                eprintln!("{}: first error: {e}", c.label);
+            }
+        }
     }
     let shards = args.url.is_none().then_some(args.shards);
     let report = report::BenchReport {

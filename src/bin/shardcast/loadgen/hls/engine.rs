@@ -90,8 +90,10 @@ struct Engine {
     wire_bytes: u64,
     responses: u64,
     connections: u64,
+    /// Viewers that got media.
     with_media: u32,
-    stopped: u32,
+    /// Viewers that gave up before any media (so never count in `with_media`).
+    stopped_before_media: u32,
 }
 
 /// Runs the viewers; `on_phase` is called at the steady phase's start and end (where the
@@ -109,7 +111,7 @@ pub(crate) fn run(
         responses: 0,
         connections: 0,
         with_media: 0,
-        stopped: 0,
+        stopped_before_media: 0,
     };
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut ready: Vec<Ready> = Vec::with_capacity(shardcast::poll::EPOLL_MAX_EVENTS);
@@ -120,8 +122,8 @@ pub(crate) fn run(
         let now = Instant::now();
         match steady {
             None => {
-                let all_in =
-                    e.slots.len() as u32 == cfg.viewers && e.with_media + e.stopped >= cfg.viewers;
+                let all_in = e.slots.len() as u32 == cfg.viewers
+                    && e.with_media + e.stopped_before_media >= cfg.viewers;
                 if all_in || now >= start_deadline {
                     on_phase(Phase::SteadyStart);
                     steady = Some((Instant::now(), e.wire_bytes, e.responses));
@@ -143,7 +145,8 @@ pub(crate) fn run(
         // Starts: bounded in flight, and by the ramp.
         let mut next_start: Option<Instant> = None;
         while (e.slots.len() as u32) < cfg.viewers {
-            let starting = e.slots.len() as u32 - e.with_media - e.stopped;
+            let starting =
+                (e.slots.len() as u32).saturating_sub(e.with_media + e.stopped_before_media);
             if starting >= STARTS_IN_FLIGHT {
                 break;
             }
@@ -244,7 +247,9 @@ impl Engine {
                 if !s.done {
                     s.done = true;
                     s.sock = None;
-                    self.stopped += 1;
+                    if s.viewer.stats().ttfs.is_none() {
+                        self.stopped_before_media += 1;
+                    }
                 }
             }
         }
