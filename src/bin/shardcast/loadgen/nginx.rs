@@ -95,6 +95,13 @@ impl NginxHls {
         let hls = dir.join("root").join("hls");
         std::fs::create_dir_all(&hls).map_err(io("creating the nginx folder"))?;
         std::fs::create_dir_all(dir.join("tmp")).map_err(io("creating the nginx folder"))?;
+        // nginx's workers run as an unprivileged user when the bench runs as root: whatever
+        // the umask, they must be able to read the tree.
+        for d in [dir.as_path(), &dir.join("root"), &hls] {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+                .map_err(io("opening the nginx folder to its workers"))?;
+        }
         let media = match &setup.media {
             Some(m) => m.clone(),
             None => {
