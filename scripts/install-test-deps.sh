@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe and
 # GStreamer's rtspsrc with H.264/AAC decoders) and the headless browser that drives the web
-# page (Chromium) from Debian packages, when missing.
+# page (Chromium) from Debian packages, when missing; with --bench also the bench's peers
+# (GStreamer's RTSP server, nginx).
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,11 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${1:-}" = "--bench" ] \
   && ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0)
+fi
+# With --bench: nginx, the reference HLS server `shardcast bench --protocol hls --against
+# nginx` compares with (tests/bench_hls.rs). Not started as a service: the bench runs its own.
+if [ "${1:-}" = "--bench" ] && [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+  missing+=(nginx)
 fi
 # Not a peer: backtraces of a server that stopped answering when a test fails.
 command -v gdb >/dev/null 2>&1 || missing+=(gdb)

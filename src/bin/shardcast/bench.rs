@@ -13,9 +13,27 @@ use crate::{parse_duration, parse_ms, parse_percent, parse_rate};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// Target an already running server's stream instead of starting one.
+    /// Target an already running server's stream instead of starting one (with `--protocol
+    /// hls`: its multivariant playlist, `http://HOST:PORT/…/index.m3u8`).
     #[arg(long)]
     url: Option<String>,
+    /// What the viewers speak: `rtsp` (RTP over UDP or TCP) or `hls` (HTTP/1.1 viewers that
+    /// fetch playlists and segments in real time; LL-HLS blocking reloads for live).
+    #[arg(long, default_value = "rtsp", value_parser = ["rtsp", "hls"])]
+    protocol: String,
+    /// With --protocol hls: the servers to load, side by side in one run: `shardcast` (the
+    /// started server, or --url) and/or `nginx` (nginx with sendfile serving the same media
+    /// cut by ffmpeg).
+    #[arg(long, value_delimiter = ',', default_value = "shardcast", value_parser = ["shardcast", "nginx"])]
+    against: Vec<String>,
+    /// With --protocol hls: a live stream (shardcast: a live channel of the media, LL-HLS;
+    /// nginx: ffmpeg writing a sliding window in real time) instead of VOD.
+    #[arg(long)]
+    hls_live: bool,
+    /// With --protocol hls: the MP4 file the servers serve (nginx gets it cut by ffmpeg; a
+    /// started shardcast serves it from its folder). Default: the bundled 10 s sample.
+    #[arg(long)]
+    hls_media: Option<PathBuf>,
     /// With --url: the server's pid, so its CPU time and memory can be read from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -156,6 +174,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     };
     if let Some(rate) = args.churn {
         return churn_bench(&args, rate, exe, placement);
+    }
+    if args.protocol == "hls" {
+        return hls_bench(&args, viewers, duration, exe, placement);
     }
     let io: Vec<String> = if !args.io.is_empty() {
         args.io.clone()
@@ -298,6 +319,177 @@ fn write_reports(
         json_path.display(),
         html_path.display()
     ))
+}
+
+/// `--protocol hls`: one row per `--against` server, each `--rounds` times, interleaved.
+fn hls_bench(
+    args: &BenchArgs,
+    viewers: u32,
+    duration: Duration,
+    exe: PathBuf,
+    placement: crate::loadgen::Placement,
+) -> Result<()> {
+    use crate::loadgen::hls::{self, HlsOptions, HlsRow, HlsSource};
+    use crate::loadgen::{nginx::NginxSetup, report, server};
+    if args.capacity || args.churn.is_some() {
+        bail!("--protocol hls runs a fixed load: no --capacity or --churn");
+    }
+    if !args.io.is_empty() || !args.gso_modes.is_empty() || !args.server_exes.is_empty() {
+        bail!("--protocol hls compares servers with --against, not --io/--gso/--server-exe");
+    }
+    if viewers == 0 || viewers > crate::loadgen::MAX_VIEWERS {
+        bail!("viewers must be 1..={}", crate::loadgen::MAX_VIEWERS);
+    }
+    if duration.is_zero() || duration > crate::loadgen::MAX_DURATION {
+        bail!("duration must be within (0, 600 s]");
+    }
+    if args.rounds == 0 || args.rounds > crate::loadgen::MAX_ROUNDS {
+        bail!("--rounds must be 1..={}", crate::loadgen::MAX_ROUNDS);
+    }
+    if let Some(url) = &args.url {
+        check_http_loopback(url, args.allow_remote)?;
+    }
+    // Live channels and nginx need the media as a file: the bundled sample is written out.
+    let sample_copy =
+        std::env::temp_dir().join(format!("shardcast-bench-sample-{}.mp4", std::process::id()));
+    let media_file = match &args.hls_media {
+        Some(f) => f.clone(),
+        None => {
+            std::fs::write(&sample_copy, shardcast::media::library::SAMPLE_MP4)
+                .with_context(|| format!("writing {}", sample_copy.display()))?;
+            sample_copy.clone()
+        }
+    };
+    let mut rows = Vec::new();
+    let mut against = args.against.clone();
+    against.dedup();
+    for server_name in &against {
+        let source = match (server_name.as_str(), &args.url) {
+            ("shardcast", Some(url)) => HlsSource::Url {
+                url: url.clone(),
+                pid: args.server_pid,
+            },
+            ("shardcast", None) => {
+                let mut extra_args = args.server_args.clone();
+                let (media, stream) = if args.hls_live {
+                    extra_args.push(format!("--live=bench={}", media_file.display()));
+                    (args.media.clone(), Some("bench".to_owned()))
+                } else if args.hls_media.is_some() {
+                    let (dir, name) = hls::media_dir_and_name(&media_file)
+                        .context("--hls-media needs a file name")?;
+                    (Some(dir), Some(args.stream.clone().unwrap_or(name)))
+                } else {
+                    (args.media.clone(), args.stream.clone())
+                };
+                if server::serve_accepts_flag(&exe, "--hls-listen")
+                    && !extra_args.iter().any(|a| a.starts_with("--hls-listen"))
+                {
+                    extra_args.extend(["--hls-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+                }
+                HlsSource::Shardcast {
+                    launch: server::ServerLaunch {
+                        exe: exe.clone(),
+                        shards: args.shards,
+                        media,
+                        extra_args,
+                        pin_core: placement.server_core,
+                        harness_core: placement.harness_core,
+                    },
+                    stream,
+                }
+            }
+            _ => HlsSource::Nginx(NginxSetup {
+                media: Some(media_file.clone()),
+                live: args.hls_live,
+                workers: args.shards.max(1),
+                pin_core: placement.server_core,
+                harness_core: placement.harness_core,
+            }),
+        };
+        rows.push(HlsRow {
+            label: server_name.clone(),
+            source,
+        });
+    }
+    let opts = HlsOptions {
+        rows,
+        viewers,
+        duration,
+        ramp_per_sec: args.ramp,
+        rounds: args.rounds,
+        server_core: placement.server_core,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let started_unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("{}", report::hls_markdown_header());
+    let configs = hls::run_hls_bench(&opts, |cfg| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", report::hls_markdown_row(cfg));
+        let _ = out.flush();
+    });
+    let _ = std::fs::remove_file(&sample_copy);
+    for c in &configs {
+        if let Some(e) = &c.error {
+            eprintln!("{}: not measured: {e}", c.label);
+        }
+        for r in &c.runs {
+            if let Some(e) = r.first_error.as_ref().filter(|_| r.playing < r.viewers) {
+                eprintln!("{}: first error: {e}", c.label);
+            }
+        }
+    }
+    let shards = args.url.is_none().then_some(args.shards);
+    let report = report::BenchReport {
+        started_unix_secs,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: report::machine_line(
+            &std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            report::machine_cores(),
+            shards,
+        ),
+        placement,
+        shards,
+        slo: crate::loadgen::Slo {
+            max_loss_pct: args.slo_loss,
+            max_jitter_p99_ms: args.slo_jitter_p99,
+            max_lateness_p99_ms: args.slo_lateness_p99,
+        },
+        receive: crate::loadgen::ReceiveTuning {
+            gro: args.receive_gro == "on",
+            busy_poll: args.receive_poll == "busy",
+        },
+        conclusion: report::hls_conclusion(&configs),
+        configs,
+    };
+    let written = write_reports(&args.out, &report, &report::html(&report))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nconclusion: {}", report.conclusion)?;
+    writeln!(out, "{written}")?;
+    Ok(())
+}
+
+/// Refuses an `http://` URL that is not loopback unless `--allow-remote`.
+fn check_http_loopback(url: &str, allow_remote: bool) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let u = crate::loadgen::hls::http::Url::parse(url)?;
+    let addrs: Vec<_> = u
+        .authority
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {}", u.authority))?
+        .collect();
+    if addrs.is_empty() {
+        bail!("{} resolves to nothing", u.authority);
+    }
+    if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        bail!(
+            "{} is not loopback; pass --allow-remote to load another machine",
+            u.authority
+        );
+    }
+    Ok(())
 }
 
 fn churn_bench(

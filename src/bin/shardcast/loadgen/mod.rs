@@ -7,12 +7,15 @@
 //! thread), [`stats`] (RFC 3550 arithmetic), [`server`] (the process under test and
 //! `/proc`), [`capacity`] (the search), [`churn`] (the churn soak: sessions ended and
 //! started at a fixed rate, server descriptors/RSS/threads against their baseline),
-//! [`report`] (JSON, HTML with SVG, Markdown). The
+//! [`report`] (JSON, HTML with SVG, Markdown), [`hls`] (HLS viewers over HTTP, `--protocol
+//! hls`) and [`nginx`] (the reference HLS server). The
 //! harness never prints; `bench.rs` does.
 
 pub(crate) mod capacity;
 pub(crate) mod churn;
+pub(crate) mod hls;
 pub(crate) mod host;
+pub(crate) mod nginx;
 mod receiver;
 pub(crate) mod report;
 pub(crate) mod server;
@@ -392,6 +395,9 @@ pub(crate) struct RunResult {
     pub(crate) slo_reason: String,
     /// Every session's tracks.
     pub(crate) sessions: Vec<Vec<TrackSummary>>,
+    /// HLS runs only: the HLS viewers' figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hls: Option<hls::HlsFigures>,
 }
 
 /// Results for one server configuration.
@@ -865,6 +871,7 @@ fn drive(
         slo_passed,
         slo_reason,
         sessions,
+        hls: None,
     })
 }
 

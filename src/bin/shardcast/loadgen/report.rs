@@ -125,7 +125,7 @@ pub(crate) fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
         let mut measured: Vec<(f64, &RunResult)> = cfg
             .runs
             .iter()
-            .filter_map(|r| r.server.map(|s| (s.cpu_ns_per_packet, r)))
+            .filter_map(|r| cost_of(r).map(|c| (c, r)))
             .collect();
         if measured.len() == cfg.runs.len() {
             measured.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -138,6 +138,115 @@ pub(crate) fn representative_run(cfg: &ConfigResult) -> Option<&RunResult> {
         .filter(|r| r.slo_passed)
         .max_by_key(|r| r.viewers)
         .or(cfg.runs.last())
+}
+
+/// The server cost a run is ranked by: CPU ms per delivered MB for HLS runs, CPU ns per
+/// packet for RTSP runs.
+fn cost_of(r: &RunResult) -> Option<f64> {
+    match &r.hls {
+        Some(h) => h.server_cpu_ms_per_mb,
+        None => r.server.map(|s| s.cpu_ns_per_packet),
+    }
+}
+
+/// The Markdown table header of HLS runs, matching [`hls_markdown_row`].
+pub(crate) fn hls_markdown_header() -> String {
+    "| config | viewers | playing | mode | Mbit/s/viewer | stalls (viewers) | stalled s | TTFS p50/p99 ms | segments | parts | playlists (blocking) | req/s | HTTP errors | transport errors | server CPU ms/MB | core ms/MB incl. softirq | server peak RSS MiB | SLO |\n\
+     |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        .to_owned()
+}
+
+/// One HLS row: the configuration's median run (by server CPU per MB).
+pub(crate) fn hls_markdown_row(cfg: &ConfigResult) -> String {
+    let (Some(r), Some(h)) = (
+        representative_run(cfg),
+        representative_run(cfg).and_then(|r| r.hls.as_ref()),
+    ) else {
+        return format!(
+            "| {} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | – | not run: {} |",
+            cfg.label,
+            cfg.error.as_deref().unwrap_or("no run").replace('|', "/")
+        );
+    };
+    let opt = |v: Option<f64>, digits: usize| v.map_or("n/a".into(), |v| format!("{v:.digits$}"));
+    let errors = if h.http_errors.is_empty() {
+        "0".to_owned()
+    } else {
+        h.http_errors
+            .iter()
+            .map(|(s, n)| format!("{s}×{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "| {} | {} | {} | {} | {:.2} | {} ({}) | {:.1} | {:.0}/{:.0} | {} | {} | {} ({}) | {:.0} | {} | {} | {} | {} | {} | {}: {} |",
+        cfg.label,
+        r.viewers,
+        r.playing,
+        h.mode,
+        r.mbit_per_viewer,
+        h.stalls,
+        h.stalled_viewers,
+        h.stall_secs,
+        h.ttfs.p50_ms,
+        h.ttfs.p99_ms,
+        h.segments,
+        h.parts,
+        h.playlists,
+        h.blocking_reloads,
+        h.requests_per_sec,
+        errors,
+        h.transport_errors,
+        opt(h.server_cpu_ms_per_mb, 3),
+        opt(h.core_ms_per_mb, 3),
+        opt(r.server.map(|s| s.end.peak_rss_kib as f64 / 1024.0), 1),
+        if r.slo_passed { "pass" } else { "FAIL" },
+        r.slo_reason.replace('|', "/"),
+    )
+}
+
+/// The HLS run's conclusion: each server's figures, and shardcast's CPU per delivered MB
+/// against nginx's (issue 15's target: within 1.3×), the median of the rounds' same-round
+/// ratios when there are several.
+pub(crate) fn hls_conclusion(configs: &[ConfigResult]) -> String {
+    let mut parts = Vec::new();
+    for c in configs {
+        let Some(r) = representative_run(c) else {
+            parts.push(format!("{}: not measured", c.label));
+            continue;
+        };
+        let cpu = r
+            .hls
+            .as_ref()
+            .and_then(|h| h.server_cpu_ms_per_mb)
+            .map_or(String::new(), |v| format!(", {v:.3} ms server CPU per MB"));
+        parts.push(format!(
+            "{}: {} of {} viewers at {:.2} Mbit/s each, {} stalls{cpu}",
+            c.label,
+            r.playing,
+            r.viewers,
+            r.mbit_per_viewer,
+            r.hls.as_ref().map_or(0, |h| h.stalls),
+        ));
+    }
+    let find = |name: &str| configs.iter().find(|c| c.label.starts_with(name));
+    if let (Some(ours), Some(nginx)) = (find("shardcast"), find("nginx")) {
+        let mut ratios: Vec<f64> = ours
+            .runs
+            .iter()
+            .zip(&nginx.runs)
+            .filter_map(|(a, b)| Some(cost_of(a)? / cost_of(b)?))
+            .filter(|r| r.is_finite())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        if let Some(m) = ratios.get(ratios.len().saturating_sub(1) / 2) {
+            parts.push(format!(
+                "shardcast uses {m:.2}× nginx's CPU per delivered MB (target ≤ 1.3×: {})",
+                if *m <= 1.3 { "met" } else { "NOT met" }
+            ));
+        }
+    }
+    parts.join("; ")
 }
 
 /// With repeated fixed-load rounds: a Markdown table of every round's server CPU per packet,
@@ -518,10 +627,13 @@ pub(crate) fn html(report: &BenchReport) -> String {
             let r = representative_run(c)?;
             Some((
                 c.label.clone(),
-                vec![(
-                    "ns/packet".to_owned(),
-                    r.server.map_or(0.0, |s| s.cpu_ns_per_packet),
-                )],
+                vec![match &r.hls {
+                    Some(h) => ("ms/MB".to_owned(), h.server_cpu_ms_per_mb.unwrap_or(0.0)),
+                    None => (
+                        "ns/packet".to_owned(),
+                        r.server.map_or(0.0, |s| s.cpu_ns_per_packet),
+                    ),
+                }],
             ))
         })
         .collect();
@@ -541,13 +653,25 @@ pub(crate) fn html(report: &BenchReport) -> String {
             ))
         })
         .collect();
-    let mut markdown = markdown_header();
+    let is_hls = report
+        .configs
+        .iter()
+        .any(|c| c.runs.iter().any(|r| r.hls.is_some()));
+    let mut markdown = if is_hls {
+        hls_markdown_header()
+    } else {
+        markdown_header()
+    };
     for c in &report.configs {
         markdown.push('\n');
-        markdown.push_str(&markdown_row(c));
+        markdown.push_str(&if is_hls {
+            hls_markdown_row(c)
+        } else {
+            markdown_row(c)
+        });
     }
     let mut table = html_table(&markdown);
-    if let Some(rounds) = rounds_table(&report.configs) {
+    if let Some(rounds) = rounds_table(&report.configs).filter(|_| !is_hls) {
         table.push_str("\n<h2>Rounds</h2>\n");
         table.push_str(&html_table(&rounds));
     }
@@ -574,9 +698,21 @@ pub(crate) fn html(report: &BenchReport) -> String {
         report.slo.max_lateness_p99_ms,
         report.slo.max_jitter_p99_ms,
         table,
-        loss_plot(&report.configs),
-        bar_plot("Server CPU per delivered packet", "ns", &cpu_groups),
-        bar_plot("Audio jitter percentiles", "ms", &jitter_groups),
+        if is_hls {
+            String::new()
+        } else {
+            loss_plot(&report.configs)
+        },
+        if is_hls {
+            bar_plot("Server CPU per delivered MB", "ms", &cpu_groups)
+        } else {
+            bar_plot("Server CPU per delivered packet", "ns", &cpu_groups)
+        },
+        if is_hls {
+            String::new()
+        } else {
+            bar_plot("Audio jitter percentiles", "ms", &jitter_groups)
+        },
     )
 }
 

@@ -174,11 +174,20 @@ impl Drop for ServerProcess {
 
 /// Whether this `shardcast` build's `serve` accepts `--io` (the send backends' flag).
 pub(crate) fn serve_accepts_io_flag(exe: &Path) -> bool {
+    serve_accepts_flag(exe, "--io")
+}
+
+/// Whether this `shardcast` build's `serve --help` names `flag`.
+pub(crate) fn serve_accepts_flag(exe: &Path, flag: &str) -> bool {
     Command::new(exe)
         .args(["serve", "--help"])
         .stderr(Stdio::null())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--io"))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=')
+                .any(|w| w == flag)
+        })
         .unwrap_or(false)
 }
 
@@ -202,6 +211,41 @@ pub(crate) fn sample_process(pid: u32) -> Result<ProcSample, LoadError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| LoadError::io(format!("reading /proc/{pid}/status"), e))?;
     parse_proc(&stat, &status, clock_ticks_per_sec())
+}
+
+/// [`sample_process`] summed over `pid` and its children (`/proc/<pid>/task/*/children`,
+/// proc(5)), e.g. nginx's master and workers: CPU, resident sets and threads added up.
+pub(crate) fn sample_process_tree(pid: u32) -> Result<ProcSample, LoadError> {
+    let mut total = sample_process(pid)?;
+    for child in children_of(pid) {
+        // A child that exited between the listing and the read adds nothing.
+        if let Ok(s) = sample_process(child) {
+            total.cpu_ns += s.cpu_ns;
+            total.peak_rss_kib += s.peak_rss_kib;
+            total.rss_kib += s.rss_kib;
+            total.threads += s.threads;
+        }
+    }
+    Ok(total)
+}
+
+/// The direct children of `pid`, from every one of its threads' `children` file.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Parses the two proc files; `ticks_per_sec` is `sysconf(_SC_CLK_TCK)`.
@@ -252,6 +296,36 @@ mod tests {
         let s = parse_proc(stat, status, 100).unwrap();
         assert_eq!(s.cpu_ns, 3_000_000_000, "(250 + 50) ticks at 100 Hz");
         assert_eq!((s.peak_rss_kib, s.rss_kib, s.threads), (20480, 10240, 5));
+    }
+
+    /// A child's CPU is added to its parent's: the test burns CPU in a child shell and the
+    /// tree's figure must exceed the parent's own.
+    #[test]
+    fn a_process_tree_adds_its_children() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let own = sample_process(me).unwrap().cpu_ns;
+            let tree = sample_process_tree(me).unwrap();
+            if tree.cpu_ns >= own + 50_000_000 {
+                assert!(children_of(me).contains(&child.id()));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child CPU never counted"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]
