@@ -11,13 +11,15 @@
 //! typically starts its composition times two frames late, AAC starts one frame (1024
 //! priming samples) early. Players differ in honouring an `elst` in a fragmented init segment
 //! (hls.js ignores it), and in negative composition offsets (ffmpeg 5.1 shifts a track whose
-//! `trun` has them by the most negative one, Chromium does not), so neither is used. The edit
-//! is folded into the decode times instead ([`TrackTiming`]): every track's decode times move
+//! `trun` has them by the most negative one, Chromium does not), so the source's edits are
+//! folded into the decode times instead ([`TrackTiming`]): every track's decode times move
 //! by `G − edit_offset`, where the common lead `G` is the least that keeps every served
 //! sample's decode time ≥ 0 (`tfdt` is unsigned). With the bundled sample, video (edit 2
 //! frames) keeps its decode times and AAC (edit 1024 priming samples, which are not served, as
 //! in the RTP path's live channels) moves forward by 2 frames less 1024 samples: both tracks
-//! present their first sample at `G` = 80 ms, with the file's own composition offsets.
+//! present their first sample at `G` = 80 ms, with the file's own composition offsets. One
+//! edit per track, the same `G` everywhere, then maps `G` to time zero for players that
+//! apply it (browsers' MSE parsers, ffmpeg); those that do not see both tracks start at `G`.
 
 use std::ops::Range;
 
@@ -105,6 +107,9 @@ pub struct TrackRun {
     pub samples: Range<usize>,
     /// `tfdt` baseMediaDecodeTime of the first sample, in the track's timescale.
     pub base_decode_time: u64,
+    /// The duration of the run's last sample, when it is not the file's (a live channel's
+    /// last sample of a loop lasts until the next loop starts, so the track has no hole).
+    pub last_duration: Option<u64>,
 }
 
 /// How a track's file decode times map to the fragments' (the module doc's alignment rule).
@@ -112,6 +117,9 @@ pub struct TrackRun {
 pub struct TrackTiming {
     /// Added to a sample's `dts` to get its fragment decode time (ticks, ≥ −first dts).
     pub decode_shift: i64,
+    /// The common lead `G` in the track's timescale: where presentation starts on the
+    /// fragments' timeline, which the init segment's edit list maps to time zero.
+    pub presentation_start: u64,
 }
 
 impl TrackTiming {
@@ -148,6 +156,7 @@ impl TrackTiming {
                 Self {
                     decode_shift: i64::try_from(lead_ticks - i128::from(t.edit_offset))
                         .unwrap_or(0),
+                    presentation_start: u64::try_from(lead_ticks).unwrap_or(0),
                 }
             })
             .collect()
@@ -285,8 +294,10 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
             w.zeros(24); // pre_defined
             w.u32(fmp4_track_id(index.tracks.len()));
         });
+        let timings = TrackTiming::for_index(index, &first_served_samples(index));
         for (i, track) in index.tracks.iter().enumerate() {
-            if let Err(e) = write_trak(w, i, track) {
+            let start = timings.get(i).map_or(0, |t| t.presentation_start);
+            if let Err(e) = write_trak(w, i, track, start) {
                 result = Err(e);
             }
         }
@@ -307,7 +318,12 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
     result.map(|()| w.out)
 }
 
-fn write_trak(w: &mut BoxWriter, i: usize, track: &Track) -> Result<(), Fmp4Error> {
+fn write_trak(
+    w: &mut BoxWriter,
+    i: usize,
+    track: &Track,
+    presentation_start: u64,
+) -> Result<(), Fmp4Error> {
     let mut result = Ok(());
     let (width, height) = match &track.codec {
         Codec::H264(c) => (c.width, c.height),
@@ -336,6 +352,23 @@ fn write_trak(w: &mut BoxWriter, i: usize, track: &Track) -> Result<(), Fmp4Erro
             w.u32(u32::from(width) << 16);
             w.u32(u32::from(height) << 16);
         });
+        if presentation_start > 0 {
+            // §8.6.5 elst: presentation starts `G` into the media, so the first sample is
+            // shown at time zero. Browsers' MSE parsers apply it (Chromium: the buffered
+            // range then starts at 0, as with ffmpeg's own fMP4, instead of a G-long hole
+            // that hls.js seeks over with a `bufferSeekOverHole` event); hls.js itself and
+            // ffmpeg shift every track alike, so the tracks stay aligned either way.
+            // segment_duration 0: the edit runs to the end of the (fragmented) media.
+            w.boxed(b"edts", |w| {
+                w.full(b"elst", 0, 0, |w| {
+                    w.u32(1); // entry_count
+                    w.u32(0); // segment_duration
+                    w.u32(u32::try_from(presentation_start).unwrap_or(0)); // media_time
+                    w.u16(1); // media_rate_integer
+                    w.u16(0); // media_rate_fraction
+                });
+            });
+        }
         w.boxed(b"mdia", |w| {
             // §8.4.2 mdhd: the source track's timescale, so sample times copy over as is.
             w.full(b"mdhd", 0, 0, |w| {
@@ -606,7 +639,10 @@ fn write_traf(
             w.u32(data_offset as u32);
             for k in run.samples.clone() {
                 let s = &track.samples[k];
-                let duration = sample_duration(track, k);
+                let duration = match run.last_duration {
+                    Some(d) if k + 1 == run.samples.end => d,
+                    _ => sample_duration(track, k),
+                };
                 w.u32(u32::try_from(duration).unwrap_or(u32::MAX));
                 w.u32(s.len);
                 w.u32(if s.sync {

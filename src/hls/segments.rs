@@ -277,7 +277,7 @@ impl Segmentation {
         part: Option<usize>,
     ) -> Result<Fragment, SegmentError> {
         let j = usize::try_from(msn).map_err(|_| SegmentError::NoSegment(msn))?;
-        self.fragment_at(index, msn, j, part, 0)
+        self.fragment_at(index, msn, j, part, None)
     }
 
     /// The fragment of file segment `j` in loop `loop_index`, numbered as channel `msn`.
@@ -287,8 +287,9 @@ impl Segmentation {
         msn: u64,
         j: usize,
         part: Option<usize>,
-        loop_index: u64,
+        live_loop: Option<u64>,
     ) -> Result<Fragment, SegmentError> {
+        let loop_index = live_loop.unwrap_or(0);
         let seg = self.segments.get(j).ok_or(SegmentError::NoSegment(msn))?;
         let ranges = match part {
             None => &seg.tracks,
@@ -304,12 +305,26 @@ impl Segmentation {
             let track = index.tracks.get(i).ok_or(Fmp4Error::NoTrack(i))?;
             let timing = self.timing.get(i).copied().unwrap_or_default();
             let loop_ticks = loop_ticks(self.end, track.timescale);
+            // Live: the loop's last sample lasts until the next loop's first one (the loop is
+            // as long as the longest track; a shorter one would leave a hole in the player's
+            // buffered range, which MSE players stall on at every loop point).
+            let last_duration = match live_loop {
+                Some(_) if range.end == track.samples.len() && range.end > range.start => {
+                    let first = self.first_samples.get(i).copied().unwrap_or(0);
+                    let next_loop = loop_ticks.wrapping_add(timing.decode_time(track, first));
+                    next_loop
+                        .checked_sub(timing.decode_time(track, range.end - 1))
+                        .filter(|&d| d > 0)
+                }
+                _ => None,
+            };
             runs.push(TrackRun {
                 track: i,
                 samples: range.clone(),
                 base_decode_time: loop_index
                     .wrapping_mul(loop_ticks)
                     .wrapping_add(timing.decode_time(track, range.start)),
+                last_duration,
             });
         }
         let seq = fragment_sequence_number(msn, part.unwrap_or(0));
@@ -520,6 +535,7 @@ impl LiveHls {
     ) -> Result<Fragment, SegmentError> {
         let k = self.per_loop();
         let j = usize::try_from(msn % k).map_err(|_| SegmentError::NoSegment(msn))?;
-        self.segmentation.fragment_at(index, msn, j, part, msn / k)
+        self.segmentation
+            .fragment_at(index, msn, j, part, Some(msn / k))
     }
 }

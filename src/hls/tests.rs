@@ -288,6 +288,7 @@ fn fragment_head_and_body_agree() {
         Err(SegmentError::NoPart { msn: 0, part: 999 })
     ));
     let bad = fmp4::TrackRun {
+        last_duration: None,
         track: 0,
         samples: 5..100_000,
         base_decode_time: 0,
@@ -718,5 +719,66 @@ fn query_suffixes_cannot_break_out_of_a_uri() {
         &format!("?{}", "a".repeat(2000)),
     ] {
         assert_eq!(QuerySuffix::try_from(bad), Err(BadQuerySuffix), "{bad:?}");
+    }
+}
+
+/// Per track of a fragment head: (track_ID, tfdt, sum of the `trun` sample durations).
+fn traf_spans(head: &[u8]) -> Vec<(u32, u64, u64)> {
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut at = 8; // inside moof
+    let moof_end = be32(head, 0) as usize;
+    while at + 8 <= moof_end {
+        let (size, kind) = (be32(head, at) as usize, &head[at + 4..at + 8]);
+        if kind == b"traf" {
+            let (mut id, mut tfdt, mut total) = (0, 0, 0u64);
+            let mut inner = at + 8;
+            while inner + 8 <= at + size {
+                let (isize, ikind) = (be32(head, inner) as usize, &head[inner + 4..inner + 8]);
+                match ikind {
+                    b"tfhd" => id = be32(head, inner + 12),
+                    b"tfdt" => {
+                        tfdt = u64::from_be_bytes(head[inner + 12..inner + 20].try_into().unwrap())
+                    }
+                    b"trun" => {
+                        let count = be32(head, inner + 12) as usize;
+                        for s in 0..count {
+                            total += u64::from(be32(head, inner + 20 + s * 16));
+                        }
+                    }
+                    _ => {}
+                }
+                inner += isize;
+            }
+            out.push((id, tfdt, total));
+        }
+        at += size;
+    }
+    out
+}
+
+#[test]
+fn a_live_loop_leaves_no_hole_in_any_track_across_the_loop_point() {
+    // The loop lasts as long as the longest track; the shorter one's last sample of a loop
+    // lasts until the next loop starts, or an MSE player's buffered range gets a hole (and
+    // the player stalls) at every loop point.
+    let (ch, hls) = live(sample());
+    let index = &ch.media.index;
+    let k = hls.segmentation.segments.len() as u64;
+    for n in 0..3 {
+        let last = hls.fragment(index, n * k + k - 1, None).unwrap();
+        let next = hls.fragment(index, (n + 1) * k, None).unwrap();
+        let (a, b) = (traf_spans(&last.head), traf_spans(&next.head));
+        assert_eq!(a.len(), index.tracks.len());
+        for ((id, tfdt, dur), (id2, tfdt2, _)) in a.iter().zip(&b) {
+            assert_eq!(id, id2);
+            assert_eq!(
+                tfdt + dur,
+                *tfdt2,
+                "track {id}: loop {n} ends at {} but loop {} starts at {tfdt2}",
+                tfdt + dur,
+                n + 1
+            );
+        }
     }
 }

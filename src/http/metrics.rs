@@ -143,7 +143,22 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 20] = [
+        (
+            "shardcast_hls_requests_total",
+            "HLS requests answered by the shards (every status).",
+            t.hls_requests,
+        ),
+        (
+            "shardcast_hls_bytes_total",
+            "HLS body bytes written (playlists, init segments, segments, parts).",
+            t.hls_bytes,
+        ),
+        (
+            "shardcast_hls_late_requests_total",
+            "HLS segment or part requests for media that had left the live window.",
+            t.hls_late_requests,
+        ),
         (
             "shardcast_tcp_packets_total",
             "RTP packets written to TCP connections (interleaved).",

@@ -216,6 +216,14 @@ pub struct Totals {
     pub tcp_packets_per_send: f64,
     /// Media bytes that waited in a TCP connection's user-space backlog.
     pub tcp_backlogged_bytes: u64,
+    /// HLS connections open now.
+    pub hls_connections: u64,
+    /// HLS requests answered.
+    pub hls_requests: u64,
+    /// HLS body bytes written (playlists, init segments, segments, parts).
+    pub hls_bytes: u64,
+    /// HLS requests for media that had left the live window (players that fell behind).
+    pub hls_late_requests: u64,
     /// TCP viewers cut off for not reading.
     pub slow_viewers_dropped: u64,
     /// Viewers whose port answered ICMP unreachable.
@@ -579,6 +587,10 @@ impl Hub {
             t.tcp_packets += get(&c.tcp_packets);
             t.tcp_sends += get(&c.tcp_sends);
             t.tcp_backlogged_bytes += get(&c.tcp_backlogged_bytes);
+            t.hls_connections += get(&c.hls_connections);
+            t.hls_requests += get(&c.hls_requests);
+            t.hls_bytes += get(&c.hls_bytes);
+            t.hls_late_requests += get(&c.hls_late_requests);
             t.slow_viewers_dropped += get(&c.slow_viewers_dropped);
             t.unreachable_viewers += get(&c.unreachable_viewers);
             t.rtcp_received += get(&c.rtcp_received);

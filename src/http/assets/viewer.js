@@ -181,6 +181,27 @@
       if (hls) { hls.destroy(); hls = null; }
     }
   }
+  // A live viewer who pauses stops downloading, and on resuming goes back to the live edge
+  // as a broadcast would: a pause of more than a few seconds restarts the stream (a fresh
+  // start takes a few hundred milliseconds from the shards' GOP-aligned parts), a short one
+  // just resumes where it was.
+  let pausedAt = null;
+  video.addEventListener("pause", () => {
+    // `paused` is false again when a restart's play() followed its own stop()'s pause.
+    if (!current || !current.live || !hls || !video.paused) return;
+    pausedAt = performance.now();
+    hls.stopLoad();
+  });
+  video.addEventListener("play", () => {
+    if (!current || !current.live || !hls || pausedAt === null) return;
+    const away = performance.now() - pausedAt;
+    pausedAt = null;
+    if (away > 3000) {
+      play(current.name, current.url, true);
+    } else {
+      hls.startLoad();
+    }
+  });
   video.addEventListener("error", () => {
     if (current && current.engine === "native" && video.error) {
       errors.push({ type: "mediaError", details: "code " + video.error.code + ": " + (video.error.message || ""), fatal: true, url: null, status: null });

@@ -98,7 +98,7 @@ impl HlsService {
             free: Vec::new(),
             generation: 0,
             parked: BinaryHeap::new(),
-            router: Router::new(context),
+            router: Router::new(context, counters.clone()),
             next_sweep: now + Duration::from_secs(1),
             log_budget: (now, 0),
             counters,
@@ -275,6 +275,7 @@ impl HlsService {
         let peer = s.conn.peer;
         match self.router.route(&req, peer, now, SystemTime::now()) {
             Routed::Reply(reply) => {
+                tracing::trace!(shard = self.shard, %peer, path = %req.path, query = ?req.query.as_deref().map(crate::token::redact_token), "HLS request answered");
                 if let Some(line) = &reply.log {
                     self.log(now, format_args!("HLS {} from {peer}: {line}", req.path));
                 }
@@ -282,6 +283,7 @@ impl HlsService {
                 self.send(epoll, slot, reply.into_outgoing(&req), now)
             }
             Routed::Park(until) => {
+                tracing::trace!(shard = self.shard, %peer, path = %req.path, query = ?req.query, wait_ms = until.saturating_duration_since(now).as_millis() as u64, "HLS request parked");
                 if let Some(Some(s)) = self.slots.get_mut(slot) {
                     s.parked = Some(req);
                     self.parked.push(Reverse((until, slot, s.generation)));

@@ -38,6 +38,7 @@ use crate::live::LiveChannel;
 use crate::media::library::{LibraryError, MediaLibrary};
 use crate::media::name::split_path;
 use crate::media::MediaFile;
+use crate::stats::ShardCounters;
 use crate::token::{token_in_query, TokenKey};
 
 /// How long a resolved VOD stream is trusted before the library is asked again (which
@@ -138,6 +139,7 @@ pub(crate) struct Router {
     fragments: HashMap<(u64, u64, Option<usize>), Arc<FragmentBody>>,
     fragment_order: VecDeque<(u64, u64, Option<usize>)>,
     next_id: u64,
+    counters: Arc<ShardCounters>,
 }
 
 /// Why a request gets no media.
@@ -169,7 +171,7 @@ impl Refusal {
 
 impl Router {
     /// A router reading `shared`.
-    pub(crate) fn new(shared: SharedHlsContext) -> Self {
+    pub(crate) fn new(shared: SharedHlsContext, counters: Arc<ShardCounters>) -> Self {
         let context = read_context(&shared);
         Self {
             shared,
@@ -178,6 +180,7 @@ impl Router {
             fragments: HashMap::new(),
             fragment_order: VecDeque::new(),
             next_id: 0,
+            counters,
         }
     }
 
@@ -353,6 +356,11 @@ impl Router {
                 if !hls.is_available(t, msn, part) {
                     // Outside the window (gone, or not yet complete): never another
                     // segment's bytes. A stall seen by the server when it is gone.
+                    if msn < hls.edge(t).first_msn {
+                        self.counters
+                            .hls_late_requests
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Err(Refusal::quiet(
                         404,
                         format!("segment {msn} part {part:?} is not in the live window"),
