@@ -246,11 +246,106 @@ fn segments_leave_the_live_window_as_404_never_other_bytes() {
         404
     );
     std::thread::sleep(Duration::from_secs(16));
-    // 16 s later the first segment then listed (window of 6 × 2 s) is gone.
+    // 16 s later the first segment then listed (window of 6 × 2 s) is gone; asked for by a
+    // viewer, it counts as that viewer's late request (a stall the server sees).
     assert_eq!(
-        get(&server, &format!("/hls/ch/seg{}.m4s", p.media_sequence)).status,
+        get(
+            &server,
+            &format!("/hls/ch/seg{}.m4s?v=5eed", p.media_sequence)
+        )
+        .status,
         404
     );
+    assert!(server.total_reaches("hls_late_requests", 1, Duration::from_secs(3)) >= 1);
+    // Shards report their viewers once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let viewer = loop {
+        let sessions = server.http_get("/api/v1/sessions").json();
+        if let Some(v) = sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "0000000000005EED")
+        {
+            break v.clone();
+        }
+        assert!(Instant::now() < deadline, "the late viewer in {sessions}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(viewer["late_requests"], 1, "{viewer}");
+}
+
+#[test]
+fn hls_viewers_appear_in_the_api_like_rtsp_viewers() {
+    let server = live_server(&[]);
+    std::thread::sleep(Duration::from_millis(2500));
+    // A player's walk: multivariant (gives the viewer its id), media playlist, init, parts.
+    let mv = get(&server, "/hls/ch/index.m3u8").text();
+    let media_uri = mv
+        .lines()
+        .find(|l| l.starts_with("media.m3u8"))
+        .unwrap()
+        .to_owned();
+    let viewer = media_uri
+        .split("v=")
+        .nth(1)
+        .expect("the viewer id in the URI")
+        .to_owned();
+    let media = get(&server, &format!("/hls/ch/{media_uri}")).text();
+    let uris: Vec<&str> = media
+        .lines()
+        .filter_map(|l| {
+            l.split("URI=\"")
+                .nth(1)
+                .map(|r| r.split('"').next().unwrap())
+        })
+        .collect();
+    assert!(
+        uris.iter().all(|u| u.ends_with(&format!("v={viewer}"))),
+        "{media}"
+    );
+    let mut fetched = 0;
+    for uri in uris
+        .iter()
+        .filter(|u| u.starts_with("part") || u.starts_with("init"))
+        .take(6)
+    {
+        let r = get(&server, &format!("/hls/ch/{uri}"));
+        assert_eq!(r.status, 200, "{uri}");
+        fetched += r.body.len();
+    }
+    // Shards report once a second.
+    let want = format!("{:0>16}", viewer.to_uppercase());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let found = loop {
+        let sessions = server.http_get("/api/v1/sessions").json();
+        if let Some(s) = sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == want.as_str())
+        {
+            if s["bytes_sent"].as_u64().unwrap_or(0) as usize >= fetched {
+                break s.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "viewer {want} not in {sessions}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found["transport"], "hls");
+    assert_eq!(found["stream"], "ch");
+    assert!(found["segments_served"].as_u64().unwrap() >= 5, "{found}");
+    assert_eq!(found["late_requests"], 0);
+    assert!(found["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    let streams = server.http_get("/api/v1/streams").json();
+    let ch = streams["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "ch")
+        .unwrap()
+        .clone();
+    assert_eq!(ch["viewers"], 1, "{ch}");
 }
 
 #[test]

@@ -92,7 +92,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
     o.one(
         "shardcast_viewers",
         "gauge",
-        "Sessions being streamed now.",
+        "Viewers now: RTSP sessions being streamed and HLS viewers served in the last 30 s.",
         s.viewers as f64,
     );
     o.family(

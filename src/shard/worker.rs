@@ -979,10 +979,15 @@ impl Worker {
                 receptions: s.receptions.iter_mut().filter_map(Option::take).collect(),
             })
             .collect();
+        let hls_viewers = match self.hls.as_mut() {
+            Some(hls) => hls.viewer_reports(Instant::now()),
+            None => Vec::new(),
+        };
         let report = ShardReport {
             shard: self.index,
             lateness_micros: self.lateness.clone(),
             sessions,
+            hls_viewers,
         };
         self.lateness.reset();
         // Only this thread sends, so after `is_full` said no, only a gone receiver can fail.

@@ -7,13 +7,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use super::window::{Quantiles, RollingHistogram, LATENESS_WINDOW};
 use super::ShardCounters;
-use super::{SessionHandle, SessionMeta, ShardReport, TrackReception, Transport};
+use super::{HlsViewerReport, SessionHandle, SessionMeta, ShardReport, TrackReception, Transport};
 use crate::ids::{IoBackend, SessionId};
 
 /// Seconds of history kept for the dashboard's charts (one point per second).
@@ -110,6 +110,8 @@ pub struct InterleavedRtcp {
 pub struct Hub {
     started: Instant,
     sessions: HashMap<SessionId, SessionStats>,
+    /// HLS viewers by their `v=` id, from the shards' reports.
+    hls_viewers: HashMap<u64, HlsViewerStats>,
     /// The API's handles of the sessions above.
     by_handle: HashMap<SessionHandle, SessionId>,
     shards: Vec<ShardStats>,
@@ -189,6 +191,64 @@ pub struct SessionView {
     pub reports_received: u64,
     /// Per-track detail.
     pub tracks: Vec<TrackView>,
+    /// HLS viewers: segments and parts served (`None` for RTSP sessions).
+    pub segments_served: Option<u64>,
+    /// HLS viewers: segments or parts asked for after they had left the live window, a
+    /// stall the server can see (`None` for RTSP sessions).
+    pub late_requests: Option<u64>,
+}
+
+/// How long the hub keeps an HLS viewer a shard stopped reporting.
+const HLS_REPORT_GRACE: Duration = Duration::from_secs(3);
+
+/// An HLS viewer, added up over the shards that served it.
+#[derive(Debug)]
+struct HlsViewerStats {
+    since: SystemTime,
+    /// (shard, its cumulative counts, when it last reported them).
+    per_shard: Vec<(usize, HlsViewerReport, Instant)>,
+    rate_base: Option<(u64, Instant)>,
+    bitrate_bps: f64,
+}
+
+impl HlsViewerStats {
+    fn bytes(&self) -> u64 {
+        self.per_shard.iter().map(|(_, r, _)| r.bytes).sum()
+    }
+
+    /// The report most recently received (stream and address).
+    fn latest(&self) -> Option<&HlsViewerReport> {
+        self.per_shard
+            .iter()
+            .max_by_key(|(_, _, at)| *at)
+            .map(|(_, r, _)| r)
+    }
+
+    fn view(&self, id: u64) -> Option<SessionView> {
+        let (shard, latest, _) = self.per_shard.iter().max_by_key(|(_, _, at)| *at)?;
+        let sum = |f: fn(&HlsViewerReport) -> u64| -> u64 {
+            self.per_shard.iter().map(|(_, r, _)| f(r)).sum()
+        };
+        Some(SessionView {
+            id: format!("{id:016X}"),
+            stream: latest.stream.clone(),
+            peer: latest.peer.to_string(),
+            transport: Transport::Hls,
+            shard: *shard,
+            since_unix_ms: unix_ms(self.since),
+            packets_sent: 0,
+            bytes_sent: self.bytes(),
+            bitrate_bps: self.bitrate_bps,
+            loss_pct: 0.0,
+            packets_lost: 0,
+            jitter_ms: None,
+            rtt_ms: None,
+            reports_received: 0,
+            tracks: Vec::new(),
+            segments_served: Some(sum(|r| r.media_requests)),
+            late_requests: Some(sum(|r| r.late_requests)),
+        })
+    }
 }
 
 /// Totals since start.
@@ -364,6 +424,7 @@ impl Hub {
         Self {
             started: now,
             sessions: HashMap::new(),
+            hls_viewers: HashMap::new(),
             by_handle: HashMap::new(),
             shards,
             streams: HashMap::new(),
@@ -411,12 +472,22 @@ impl Hub {
         self.sessions.contains_key(&id)
     }
 
-    /// Viewers of a stream now.
+    /// Viewers of a stream now (RTSP sessions and HLS viewers).
     pub fn viewers_of(&self, stream: &str) -> usize {
         self.sessions
             .values()
             .filter(|s| s.meta.stream == stream)
             .count()
+            + self
+                .hls_viewers
+                .values()
+                .filter(|v| v.latest().is_some_and(|r| r.stream == stream))
+                .count()
+    }
+
+    /// HLS viewers now.
+    pub fn hls_viewer_count(&self) -> usize {
+        self.hls_viewers.len()
     }
 
     /// Records report blocks received for a session (from a shard report or interleaved RTCP).
@@ -465,6 +536,28 @@ impl Hub {
                 self.record_receptions(d.id, &d.receptions);
             }
         }
+        for r in &report.hls_viewers {
+            let v = self
+                .hls_viewers
+                .entry(r.id)
+                .or_insert_with(|| HlsViewerStats {
+                    since: SystemTime::now(),
+                    per_shard: Vec::new(),
+                    rate_base: None,
+                    bitrate_bps: 0.0,
+                });
+            match v
+                .per_shard
+                .iter_mut()
+                .find(|(sh, _, _)| *sh == report.shard)
+            {
+                Some(entry) => {
+                    entry.1 = r.clone();
+                    entry.2 = now;
+                }
+                None => v.per_shard.push((report.shard, r.clone(), now)),
+            }
+        }
     }
 
     /// Once a second: shard rates from their counters, window rotation, a history point.
@@ -492,6 +585,26 @@ impl Hub {
         }
         self.server.rotate(now);
         self.lateness.rotate(now);
+        // An HLS viewer lives while a shard reports it (a shard stops VIEWER_IDLE after its
+        // last request there); reports come every second.
+        self.hls_viewers.retain(|_, v| {
+            v.per_shard
+                .retain(|(_, _, at)| now.saturating_duration_since(*at) < HLS_REPORT_GRACE);
+            if v.per_shard.is_empty() {
+                return false;
+            }
+            let bytes = v.bytes();
+            if let Some((b0, t0)) = v.rate_base {
+                let secs = now.saturating_duration_since(t0).as_secs_f64();
+                if secs >= 1.0 {
+                    v.bitrate_bps = bytes.saturating_sub(b0) as f64 * 8.0 / secs;
+                    v.rate_base = Some((bytes, now));
+                }
+            } else {
+                v.rate_base = Some((bytes, now));
+            }
+            true
+        });
         let sessions = &self.sessions;
         self.streams.retain(|name, scope| {
             scope.rotate(now);
@@ -522,7 +635,12 @@ impl Hub {
                 .values()
                 .map(|s| (s.loss_pct(), s.packets_per_sec)),
         );
-        (self.sessions.len(), pps, mbps, loss)
+        (
+            self.sessions.len() + self.hls_viewers.len(),
+            pps,
+            mbps,
+            loss,
+        )
     }
 
     fn view(s: &SessionStats) -> SessionView {
@@ -556,6 +674,8 @@ impl Hub {
                     reception: *r,
                 })
                 .collect(),
+            segments_served: None,
+            late_requests: None,
         }
     }
 
@@ -563,7 +683,11 @@ impl Hub {
     pub fn sessions(&self) -> Vec<SessionView> {
         let mut v: Vec<&SessionStats> = self.sessions.values().collect();
         v.sort_by_key(|s| (s.since, s.meta.id));
-        v.into_iter().map(Self::view).collect()
+        let mut out: Vec<SessionView> = v.into_iter().map(Self::view).collect();
+        let mut hls: Vec<(&u64, &HlsViewerStats)> = self.hls_viewers.iter().collect();
+        hls.sort_by_key(|(id, v)| (v.since, **id));
+        out.extend(hls.into_iter().filter_map(|(id, v)| v.view(*id)));
+        out
     }
 
     /// One session.
@@ -762,6 +886,7 @@ mod tests {
                 bytes_sent: 100_000,
                 receptions: vec![reception(1, 128, 4.0, 20.0)],
             }],
+            hls_viewers: vec![],
         };
         hub.apply_report(&report, t0);
         let later = ShardReport {
@@ -822,5 +947,47 @@ mod tests {
             hub.tick(t0 + Duration::from_secs(i as u64));
         }
         assert_eq!(hub.stats(t0).history.len(), HISTORY_POINTS);
+    }
+
+    #[test]
+    fn an_hls_viewer_served_by_two_shards_is_one_viewer_until_both_stop_reporting() {
+        let t0 = Instant::now();
+        let counters: Vec<Arc<ShardCounters>> = (0..2).map(|_| Arc::default()).collect();
+        let mut hub = Hub::new(counters, t0);
+        let viewer = |bytes, media_requests, late_requests| HlsViewerReport {
+            id: 0xabc,
+            stream: "ch".into(),
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            bytes,
+            playlists: 3,
+            media_requests,
+            late_requests,
+        };
+        let report = |shard, v: Vec<HlsViewerReport>| ShardReport {
+            shard,
+            lateness_micros: micros_histogram(),
+            sessions: vec![],
+            hls_viewers: v,
+        };
+        hub.apply_report(&report(0, vec![viewer(1_000, 2, 0)]), t0);
+        hub.apply_report(&report(1, vec![viewer(500, 1, 1)]), t0);
+        hub.tick(t0);
+        assert_eq!(hub.viewers_of("ch"), 1);
+        let s = hub.sessions();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].transport, Transport::Hls);
+        assert_eq!(s[0].id, "0000000000000ABC");
+        assert_eq!(
+            (s[0].bytes_sent, s[0].segments_served, s[0].late_requests),
+            (1_500, Some(3), Some(1))
+        );
+        // Shard 1 stops reporting it: its counts stay out; shard 0 still has the viewer.
+        let t1 = t0 + Duration::from_secs(5);
+        hub.apply_report(&report(0, vec![viewer(3_000, 4, 0)]), t1);
+        hub.tick(t1);
+        assert_eq!(hub.sessions()[0].bytes_sent, 3_000);
+        hub.tick(t1 + Duration::from_secs(5));
+        assert!(hub.sessions().is_empty(), "gone once no shard reports it");
+        assert_eq!(hub.viewers_of("ch"), 0);
     }
 }

@@ -62,6 +62,28 @@ pub struct ShardReport {
     pub lateness_micros: Histogram<u64>,
     /// Every session the shard owns, with its cumulative counters.
     pub sessions: Vec<SessionDelta>,
+    /// The HLS viewers the shard served lately, with its cumulative counters for each (one
+    /// viewer's requests may reach several shards; the hub adds them up).
+    pub hls_viewers: Vec<HlsViewerReport>,
+}
+
+/// One HLS viewer as one shard served it: cumulative counts since its first request there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsViewerReport {
+    /// The viewer's id (`v=` in the URIs its playlists carry).
+    pub id: u64,
+    /// Stream name.
+    pub stream: String,
+    /// The address its latest request came from.
+    pub peer: SocketAddr,
+    /// Body bytes answered (playlists, init segments, segments, parts).
+    pub bytes: u64,
+    /// Playlists answered.
+    pub playlists: u64,
+    /// Segments and parts answered.
+    pub media_requests: u64,
+    /// Segments or parts asked for after they had left the live window.
+    pub late_requests: u64,
 }
 
 /// Why a shard ended a session on its own.
@@ -115,6 +137,8 @@ pub enum Transport {
     Udp,
     /// RTP/AVP/TCP interleaved on the RTSP connection.
     Tcp,
+    /// HLS over HTTP (playlists and fMP4 segments from the shards).
+    Hls,
 }
 
 /// Whether the data plane gathers statistics (`--stats on|off`, TOML `stats`). Off: no pacing

@@ -4,17 +4,18 @@
 //! Every shard has its own listener on the HLS port (`SO_REUSEPORT`: the kernel spreads
 //! connections over the shards), registered in the shard's epoll set with its connections.
 //! A connection lives on its shard from accept to close: requests are parsed there
-//! ([`conn`]), answered there ([`routes`], over the sans-IO `crate::hls`), and bodies are
+//! (`conn`), answered there (`routes`, over the sans-IO `crate::hls`), and bodies are
 //! written there straight from the mapping. A blocking playlist reload (RFC 8216bis
 //! §6.2.5.2) parks its request on the shard until the part it waits for is complete; the
 //! shard's sleep is bounded by the earliest parked request.
 //!
 //! Bounded everywhere: connections per shard ([`MAX_CONNECTIONS`]), head size, one request
 //! at a time per connection, idle and stalled connections closed ([`IDLE_TIMEOUT`],
-//! [`STALL_TIMEOUT`]), accepted connections per wake ([`ACCEPTS_PER_WAKE`]).
+//! [`STALL_TIMEOUT`]), accepted connections per wake (`ACCEPTS_PER_WAKE`).
 
 pub(crate) mod conn;
 pub(crate) mod routes;
+pub(crate) mod viewers;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -25,7 +26,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use conn::{Body, HttpConn, Incoming, Outgoing, Request, WriteState};
-use routes::{Routed, Router};
+use routes::{Routed, Router, Served};
+use viewers::Viewers;
 
 use crate::poll::{Epoll, Interest, Ready};
 use crate::stats::ShardCounters;
@@ -76,6 +78,8 @@ pub(crate) struct HlsService {
     next_sweep: Instant,
     log_budget: (Instant, u32),
     counters: Arc<ShardCounters>,
+    /// The viewers this shard served lately, for the statistics.
+    viewers: Viewers,
 }
 
 impl HlsService {
@@ -102,7 +106,13 @@ impl HlsService {
             next_sweep: now + Duration::from_secs(1),
             log_budget: (now, 0),
             counters,
+            viewers: Viewers::default(),
         })
+    }
+
+    /// The HLS viewers served lately, with this shard's counts (for its statistics report).
+    pub(crate) fn viewer_reports(&mut self, now: Instant) -> Vec<crate::stats::HlsViewerReport> {
+        self.viewers.report(now)
     }
 
     /// Connections open.
@@ -273,8 +283,18 @@ impl HlsService {
             return false;
         };
         let peer = s.conn.peer;
-        match self.router.route(&req, peer, now, SystemTime::now()) {
+        let mut served = Served::default();
+        match self
+            .router
+            .route(&req, peer, now, SystemTime::now(), &mut served)
+        {
             Routed::Reply(reply) => {
+                let bytes = match (req.method, reply.window) {
+                    (conn::Method::Head, _) => 0,
+                    (_, Some((from, to))) => to - from,
+                    (_, None) => reply.body.len(),
+                };
+                self.viewers.record(&served, peer, bytes, now);
                 tracing::trace!(shard = self.shard, %peer, path = %req.path, query = ?req.query.as_deref().map(crate::token::redact_token), "HLS request answered");
                 if let Some(line) = &reply.log {
                     self.log(now, format_args!("HLS {} from {peer}: {line}", req.path));

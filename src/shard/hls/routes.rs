@@ -91,6 +91,35 @@ pub(crate) struct Reply {
     pub(crate) log: Option<String>,
 }
 
+/// What a request was, for the viewer's statistics (filled while routing).
+#[derive(Debug, Default)]
+pub(crate) struct Served {
+    /// The HLS viewer it belongs to (`v=` in the query, or new with a multivariant playlist).
+    pub(crate) viewer: Option<u64>,
+    /// The stream's name, once resolved.
+    pub(crate) stream: Option<String>,
+    /// What was served.
+    pub(crate) kind: ServedKind,
+    /// A segment or part asked for after it had left the live window.
+    pub(crate) late: bool,
+}
+
+/// The kinds of HLS resources, as counted per viewer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum ServedKind {
+    /// A refusal, a preflight or a path we do not serve.
+    #[default]
+    Other,
+    /// A multivariant or media playlist.
+    Playlist,
+    /// An init segment.
+    Init,
+    /// A whole segment.
+    Segment,
+    /// A partial segment.
+    Part,
+}
+
 /// What routing decided.
 #[derive(Debug)]
 pub(crate) enum Routed {
@@ -203,6 +232,7 @@ impl Router {
         peer: SocketAddr,
         now: Instant,
         wall: SystemTime,
+        served: &mut Served,
     ) -> Routed {
         if req.method == Method::Options {
             // A CORS preflight (Fetch standard §3.2.2) or a capability probe.
@@ -218,7 +248,7 @@ impl Router {
                 log: None,
             });
         }
-        match self.route_get(req, peer, now, wall) {
+        match self.route_get(req, peer, now, wall, served) {
             Ok(routed) => routed,
             Err(r) => Routed::Reply(error_reply(r.status, &r.why, r.log)),
         }
@@ -230,6 +260,7 @@ impl Router {
         peer: SocketAddr,
         now: Instant,
         wall: SystemTime,
+        served: &mut Served,
     ) -> Result<Routed, Refusal> {
         let rest = req
             .path
@@ -248,10 +279,28 @@ impl Router {
         let name = segments.join("/");
         let entry = self.stream(&name, &segments, now)?;
         let token = self.check_access(&entry.media.name, req, peer, wall)?;
-        let query = match token {
-            Some(t) => QuerySuffix::try_from(format!("?token={t}").as_str())
-                .map_err(|_| Refusal::new(400, "token has characters a URI cannot carry"))?,
-            None => QuerySuffix::none(),
+        served.stream = Some(entry.media.name.clone());
+        // The viewer: named by the playlists we hand out (`v=`), new with each multivariant
+        // playlist asked for without one. Statistics only: it grants nothing.
+        served.viewer = viewer_in_query(req.query.as_deref())
+            .or_else(|| (resource == HlsResource::Multivariant).then(|| rand::random::<u64>() | 1));
+        let mut suffix = String::new();
+        for (k, v) in [
+            ("token", token.clone()),
+            ("v", served.viewer.map(|v| format!("{v:x}"))),
+        ] {
+            if let Some(v) = v {
+                suffix.push(if suffix.is_empty() { '?' } else { '&' });
+                let _ = write!(suffix, "{k}={v}");
+            }
+        }
+        let query = QuerySuffix::try_from(suffix.as_str())
+            .map_err(|_| Refusal::new(400, "token has characters a URI cannot carry"))?;
+        served.kind = match resource {
+            HlsResource::Multivariant | HlsResource::MediaPlaylist => ServedKind::Playlist,
+            HlsResource::Init => ServedKind::Init,
+            HlsResource::Segment { .. } => ServedKind::Segment,
+            HlsResource::Part { .. } => ServedKind::Part,
         };
         match resource {
             HlsResource::Multivariant => {
@@ -271,8 +320,10 @@ impl Router {
                     &etag,
                 )?))
             }
-            HlsResource::Segment { msn } => self.fragment(&entry, req, msn, None, now),
-            HlsResource::Part { msn, part } => self.fragment(&entry, req, msn, Some(part), now),
+            HlsResource::Segment { msn } => self.fragment(&entry, req, msn, None, now, served),
+            HlsResource::Part { msn, part } => {
+                self.fragment(&entry, req, msn, Some(part), now, served)
+            }
         }
     }
 
@@ -324,6 +375,7 @@ impl Router {
         msn: u64,
         part: Option<usize>,
         now: Instant,
+        served: &mut Served,
     ) -> Result<Routed, Refusal> {
         let etag = match part {
             Some(p) => format!("\"{:x}-{msn}.{p}\"", entry.identity),
@@ -357,6 +409,7 @@ impl Router {
                     // Outside the window (gone, or not yet complete): never another
                     // segment's bytes. A stall seen by the server when it is gone.
                     if msn < hls.edge(t).first_msn {
+                        served.late = true;
                         self.counters
                             .hls_late_requests
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -507,6 +560,16 @@ impl Router {
 
 fn read_context(shared: &SharedHlsContext) -> Arc<HlsContext> {
     shared.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The viewer id of a query (`v=` in hex), if any.
+fn viewer_in_query(query: Option<&str>) -> Option<u64> {
+    query?
+        .split('&')
+        .find_map(|p| p.strip_prefix("v="))
+        .filter(|v| !v.is_empty() && v.len() <= 16)
+        .and_then(|v| u64::from_str_radix(v, 16).ok())
+        .filter(|&v| v != 0)
 }
 
 /// A playlist response (RFC 8216 §4: `application/vnd.apple.mpegurl`).
