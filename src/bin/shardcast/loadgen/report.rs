@@ -220,8 +220,18 @@ pub(crate) fn hls_conclusion(configs: &[ConfigResult]) -> String {
             .as_ref()
             .and_then(|h| h.server_cpu_ms_per_mb)
             .map_or(String::new(), |v| format!(", {v:.3} ms server CPU per MB"));
+        let options = r
+            .hls
+            .as_ref()
+            .and_then(|h| Some((h.rtsp_options.as_ref()?, h.rtsp_options_failed)))
+            .map_or(String::new(), |(p, failed)| {
+                format!(
+                    ", RTSP OPTIONS meanwhile p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} probes, {failed} failed)",
+                    p.p50_ms, p.p99_ms, p.max_ms, p.count
+                )
+            });
         parts.push(format!(
-            "{}: {} of {} viewers at {:.2} Mbit/s each, {} stalls{cpu}",
+            "{}: {} of {} viewers at {:.2} Mbit/s each, {} stalls{cpu}{options}",
             c.label,
             r.playing,
             r.viewers,

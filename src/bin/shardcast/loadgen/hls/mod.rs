@@ -10,6 +10,7 @@
 
 pub(crate) mod engine;
 pub(crate) mod http;
+pub(crate) mod options_probe;
 pub(crate) mod playback;
 pub(crate) mod playlist;
 pub(crate) mod viewer;
@@ -124,6 +125,11 @@ pub(crate) struct HlsFigures {
     /// Busy time of the server's pinned core per delivered MB, softirq included (loopback's
     /// TCP receive path runs there), ms.
     pub(crate) core_ms_per_mb: Option<f64>,
+    /// shardcast only: RTSP `OPTIONS` round trips on the control thread during the run
+    /// (one every 100 ms), and how many failed.
+    pub(crate) rtsp_options: Option<Percentiles>,
+    /// Probes that got no 200 within 2 s.
+    pub(crate) rtsp_options_failed: u64,
 }
 
 /// Runs every row `rounds` times, interleaved; `on_config` sees each row after its last
@@ -166,6 +172,8 @@ pub(crate) fn run_hls_bench(
 
 /// A row's server, kept alive for its run (stopped on drop).
 struct Started {
+    /// shardcast's RTSP address, for the OPTIONS probe.
+    rtsp: Option<std::net::SocketAddr>,
     _shardcast: Option<ServerProcess>,
     _nginx: Option<NginxHls>,
     /// The multivariant playlist's URL.
@@ -178,6 +186,7 @@ struct Started {
 fn start_source(source: &HlsSource) -> Result<Started, LoadError> {
     match source {
         HlsSource::Url { url, pid } => Ok(Started {
+            rtsp: None,
             _shardcast: None,
             _nginx: None,
             url: url.clone(),
@@ -188,6 +197,7 @@ fn start_source(source: &HlsSource) -> Result<Started, LoadError> {
             Ok(Started {
                 url: n.url.clone(),
                 pid: n.pid(),
+                rtsp: None,
                 _shardcast: None,
                 _nginx: Some(n),
             })
@@ -201,6 +211,7 @@ fn start_source(source: &HlsSource) -> Result<Started, LoadError> {
             Ok(Started {
                 url,
                 pid: Some(server.pid()),
+                rtsp: Some(server.addr),
                 _shardcast: Some(server),
                 _nginx: None,
             })
@@ -276,6 +287,7 @@ fn run_row(opts: &HlsOptions, row: &HlsRow) -> Result<RunResult, LoadError> {
     };
     let core = opts.server_core;
     let mut samples: Vec<(Option<ProcSample>, Option<u64>)> = Vec::with_capacity(2);
+    let probe = started.rtsp.map(options_probe::OptionsProbe::start);
     let out = engine::run(&cfg, |phase| {
         let s = (
             sample(pid),
@@ -286,12 +298,18 @@ fn run_row(opts: &HlsOptions, row: &HlsRow) -> Result<RunResult, LoadError> {
         }
     })
     .map_err(|e| LoadError::io("running the HLS viewers", e))?;
+    let probed = probe.map(options_probe::OptionsProbe::finish);
     let label = match &row.source {
         HlsSource::Url { .. } => "url",
         HlsSource::Shardcast { .. } => "shardcast",
         HlsSource::Nginx(_) => "nginx",
     };
-    Ok(summarize(label, &out, opts.viewers, &samples))
+    let mut result = summarize(label, &out, opts.viewers, &samples);
+    if let (Some(h), Some((rtts, failed))) = (result.hls.as_mut(), probed) {
+        h.rtsp_options = Some(Percentiles::of(&rtts));
+        h.rtsp_options_failed = failed;
+    }
+    Ok(result)
 }
 
 /// Turns a run's viewers and server samples into the report's figures.
