@@ -16,6 +16,8 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
             gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The example web app of tests/three_party.rs (docs/examples/webapp.py, standard library only).
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # With --bench: GStreamer's RTSP server from Python, the peer scripts/bench-vs-gst.sh runs.
 if [ "${1:-}" = "--bench" ] \
   && ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
