@@ -102,6 +102,8 @@ pub struct ConfigOverlay {
     pub http_listen: Option<HttpListen>,
     /// HLS address, served by the shards (`"off"` disables it).
     pub hls_listen: Option<HttpListen>,
+    /// How HLS segment bodies are written: `sendfile` or `gather`.
+    pub hls_body: Option<crate::shard::hls::BodyPath>,
     /// RTSP DESCRIBE and SETUP need a valid play token (`?token=`).
     pub require_token: Option<bool>,
     /// Secret that signs play tokens (env `SHARDCAST_TOKEN_SECRET`); random per run if unset.
@@ -237,6 +239,7 @@ impl ConfigOverlay {
             shard_nice: flags.shard_nice.or(self.shard_nice),
             http_listen: flags.http_listen.or(self.http_listen),
             hls_listen: flags.hls_listen.or(self.hls_listen),
+            hls_body: flags.hls_body.or(self.hls_body),
             require_token: flags.require_token.or(self.require_token),
             token_secret: flags.token_secret.or(self.token_secret),
             admin_token: flags.admin_token.or(self.admin_token),
@@ -293,6 +296,8 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// HLS listen address, one `SO_REUSEPORT` listener per shard; `None` when HLS is off.
     pub hls_listen: Option<SocketAddr>,
+    /// How HLS segment bodies reach the socket (docs/BENCHMARKS.md "HLS" measured both).
+    pub hls_body: crate::shard::hls::BodyPath,
     /// RTSP DESCRIBE and SETUP need a valid play token.
     pub require_token: bool,
     /// Play-token signing secret; `None` means a random secret per run.
@@ -453,6 +458,7 @@ impl ServerConfig {
                 Some(HttpListen::Addr(a)) => Some(a),
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 8088))),
             },
+            hls_body: o.hls_body.unwrap_or_default(),
             require_token: o.require_token.unwrap_or(false),
             token_secret: o.token_secret,
             admin_token: o.admin_token,

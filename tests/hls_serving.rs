@@ -589,3 +589,40 @@ fn with_require_token_every_request_needs_a_valid_token_for_its_stream() {
         panic!("a short-lived token: {}", r.text());
     }
 }
+
+/// Segment bodies leave staged in an in-memory file by `sendfile(2)` (default), by
+/// `sendfile(2)` per range of the media file (`--hls-body sendfile`) or by gathered
+/// `sendmsg(2)` from the mapping (`--hls-body gather`): the same bytes every way, whole and
+/// in every byte range, including ranges that start in the `moof` head and end in the media.
+#[test]
+fn staged_sendfile_and_gathered_bodies_are_the_same_bytes_in_every_range() {
+    let dir = std::env::temp_dir().join(format!("shardcast-hls-body-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/media/sample.mp4"),
+        dir.join("clip.mp4"),
+    )
+    .unwrap();
+    let media = dir.to_str().unwrap();
+    let sendfile = Server::start(&["--media", media]);
+    let gather = Server::start(&["--media", media, "--hls-body", "gather"]);
+    for path in [
+        "/hls/clip/seg0.m4s",
+        "/hls/clip/seg2.m4s",
+        "/hls/clip/part1.3.m4s",
+    ] {
+        let a = get(&sendfile, path);
+        let b = get(&gather, path);
+        assert_eq!((a.status, b.status), (200, 200), "{path}");
+        assert!(a.body.len() > 1_000, "{path}");
+        assert!(a.body == b.body, "{path}: sendfile and gather differ");
+        let len = a.body.len();
+        for (from, to) in [(0, 99), (50, 2_000), (len / 3, len - 1), (len - 1, len - 1)] {
+            let range = format!("bytes={from}-{to}");
+            let r = http_request(hls(&sendfile), "GET", path, &[("Range", &range)], b"");
+            assert_eq!(r.status, 206, "{path} {range}");
+            assert!(r.body == a.body[from..=to], "{path} {range}: other bytes");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

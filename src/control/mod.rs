@@ -251,6 +251,7 @@ fn hls_context(
     library: Arc<MediaLibrary>,
     channels: HashMap<String, Arc<LiveChannel>>,
     token_key: &TokenKey,
+    body_path: crate::shard::hls::BodyPath,
 ) -> HlsContext {
     let (users, access) = (settings.users.clone(), settings.access.clone());
     HlsContext {
@@ -259,6 +260,7 @@ fn hls_context(
         token_key: token_key.clone(),
         require_token: settings.require_token,
         is_public: Box::new(move |stream| crate::rtsp::auth::is_public(&users, &access, stream)),
+        body_path,
     }
 }
 
@@ -330,6 +332,7 @@ pub fn start(
         library.clone(),
         channels.clone(),
         &token_key,
+        config.hls_body,
     ))));
     let shared_hls = hls_context.clone();
     let shards = crate::shard::spawn_shards(
@@ -498,6 +501,7 @@ fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
         core.library().clone(),
         core.channels().clone(),
         &core.tokens().key,
+        config.hls_body,
     );
     *ctl.hls.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
     tracing::info!(

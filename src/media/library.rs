@@ -76,6 +76,8 @@ pub enum MediaBytes {
 pub struct MappedFileHandle {
     map: MappedFile,
     leased: Option<File>,
+    /// The open file (the same as `leased` when leased), for `sendfile(2)` of its ranges.
+    file: File,
 }
 
 impl MediaBytes {
@@ -148,7 +150,8 @@ impl MediaFile {
             name: name.to_owned(),
             bytes: MediaBytes::Mapped(MappedFileHandle {
                 map,
-                leased: leased.then_some(file),
+                leased: leased.then(|| file.try_clone()).and_then(Result::ok),
+                file,
             }),
             index,
             revoked: AtomicBool::new(false),
@@ -194,6 +197,15 @@ impl MediaFile {
     /// Presentation duration.
     pub fn duration(&self) -> Duration {
         self.index.duration()
+    }
+
+    /// The open file its bytes are mapped from (`None` for static bytes): lets a writer hand
+    /// ranges to the kernel by file offset (`sendfile(2)`) instead of from the mapping.
+    pub fn file(&self) -> Option<&File> {
+        match &self.bytes {
+            MediaBytes::Mapped(m) => Some(&m.file),
+            MediaBytes::Static(_) => None,
+        }
     }
 }
 

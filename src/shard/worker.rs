@@ -44,6 +44,8 @@ use crate::wire::rtp::RTP_HEADER_LEN;
 
 /// The epoll token of the shard's waker.
 const WAKER_TOKEN: u64 = 0;
+/// The epoll token of the shard's RTP and RTCP ports (RTCP in, ICMP errors).
+const UDP_PORTS_TOKEN: u64 = u64::MAX;
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// How early a packet may leave: a tick sends everything due before `now + SEND_AHEAD`,
@@ -166,6 +168,10 @@ pub(super) struct Worker {
     ready: Vec<Ready>,
     /// HLS connections and their requests (`shard::hls`), when HLS is on.
     hls: Option<HlsService>,
+    /// epoll reported one of the UDP ports readable (RTCP, keep-alives) or in error.
+    rtcp_ready: bool,
+    /// When the UDP ports are drained even without readiness.
+    next_rtcp_drain: Instant,
     /// Session ends the event queue had no room for, retried every tick. Bounded: a session
     /// ends once, so this never holds more entries than sessions that ended.
     undelivered_ends: Vec<(SessionId, EndReason)>,
@@ -231,6 +237,12 @@ impl Worker {
                 }
             }
         }
+        for socket in [&rtp, &rtcp] {
+            if let Err(e) = links.epoll.add(socket, UDP_PORTS_TOKEN) {
+                // Drained every IDLE_WAKE all the same.
+                tracing::warn!(shard = index, "epoll for a UDP port: {e}");
+            }
+        }
         let udp = UdpSender::new(rtp, send, index);
         counters.set_send_path(udp.backend(), udp.gso_enabled());
         let hls = links.hls.and_then(|(listener, context)| {
@@ -257,6 +269,8 @@ impl Worker {
             waker: links.waker,
             ready: Vec::with_capacity(EPOLL_MAX_EVENTS),
             hls,
+            rtcp_ready: true,
+            next_rtcp_drain: Instant::now(),
             undelivered_ends: Vec::new(),
             counters,
             stats,
@@ -283,7 +297,14 @@ impl Worker {
         while self.running {
             let now = Instant::now();
             self.send_due(now);
-            self.drain_rtcp(now);
+            // The ports are drained when epoll says they hold something (or an ICMP error),
+            // and at least every IDLE_WAKE: not on every wake, which HLS requests make
+            // frequent (two `recvmmsg` calls that find nothing, per request).
+            if self.rtcp_ready || now >= self.next_rtcp_drain {
+                self.rtcp_ready = false;
+                self.next_rtcp_drain = now + IDLE_WAKE;
+                self.drain_rtcp(now);
+            }
             self.deliver_undelivered_ends();
             if self.stats && now >= self.next_report {
                 self.next_report = now + REPORT_INTERVAL;
@@ -336,6 +357,8 @@ impl Worker {
             let ready = self.ready[k];
             if ready.token == WAKER_TOKEN {
                 self.waker.reset();
+            } else if ready.token == UDP_PORTS_TOKEN {
+                self.rtcp_ready = true;
             } else if let Some(hls) = self.hls.as_mut() {
                 hls.on_ready(&self.epoll, ready, now);
             }

@@ -11,8 +11,19 @@ pub(crate) const MAX_IOVECS: usize = 1024;
 /// Writes `slices`, in order, as far as the socket's buffer takes them without waiting:
 /// the number of bytes written (0 when the buffer is full), or the socket's error.
 pub(crate) fn send_gathered(socket: &impl AsRawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    send_gathered_more(socket, slices, false)
+}
+
+/// [`send_gathered`] with `MSG_MORE` when `more` is set: more bytes of the same message
+/// follow at once (tcp(7)), so a small head leaves in one segment with them.
+pub(crate) fn send_gathered_more(
+    socket: &impl AsRawFd,
+    slices: &[IoSlice<'_>],
+    more: bool,
+) -> io::Result<usize> {
+    let flags = if more { libc::MSG_MORE } else { 0 };
     loop {
-        match sendmsg_nowait(socket, slices, 0) {
+        match sendmsg_nowait(socket, slices, flags) {
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
@@ -48,6 +59,33 @@ pub(crate) fn sendmsg_nowait(
         Ok(ret as usize)
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// `sendfile(2)` of `len` bytes of `file` from `offset` to `socket`, without waiting (the
+/// socket is non-blocking): bytes written, 0 when the socket's buffer is full, or the error.
+/// The kernel takes the bytes from the page cache by reference: no copy through user space.
+pub(crate) fn send_file(
+    socket: &impl AsRawFd,
+    file: &impl AsRawFd,
+    offset: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let mut off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: sendfile(2) reads the two descriptors (borrowed, open for the call) and
+        // reads and updates `off`, a live local; it touches no other memory of ours.
+        let ret = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut off, len) };
+        if ret >= 0 {
+            return Ok(ret as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
     }
 }
 

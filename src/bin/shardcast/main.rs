@@ -145,6 +145,10 @@ struct ServeArgs {
     /// [default: 127.0.0.1:8088]; port 0 picks a free port (printed).
     #[arg(long)]
     hls_listen: Option<shardcast::config::HttpListen>,
+    /// How HLS segment bodies are written: `sendfile` (file ranges by reference from the page
+    /// cache) or `gather` (one gathered sendmsg from the mapping) [default: sendfile].
+    #[arg(long)]
+    hls_body: Option<shardcast::shard::hls::BodyPath>,
     /// RTSP DESCRIBE and SETUP need a valid play token (?token=, from POST /api/v1/play);
     /// secret from token-secret in the config file or SHARDCAST_TOKEN_SECRET.
     #[arg(long)]
@@ -219,6 +223,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         shard_nice: args.shard_nice,
         http_listen: args.http_listen,
         hls_listen: args.hls_listen,
+        hls_body: args.hls_body,
         require_token: args.require_token.then_some(true),
         // Secrets come from the environment (or the config file), never from the command
         // line, where every local user could read them in the process list.

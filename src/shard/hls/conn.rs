@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::hls::fmp4::Fragment;
 use crate::media::MediaFile;
-use crate::sys::tcp::send_gathered;
+use crate::sys::tcp::{send_file, send_gathered, send_gathered_more};
 
 /// Largest request head accepted (request line and headers).
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
@@ -92,6 +92,46 @@ pub(crate) enum Body {
     Shared(Arc<[u8]>),
     /// A media fragment: a cached head then ranges of the mapped file.
     Fragment(Arc<FragmentBody>),
+    /// A media fragment staged once, contiguous, in an in-memory file, for `sendfile(2)`.
+    Staged(Arc<StagedBody>),
+}
+
+/// A fragment's bytes (head and samples, contiguous) in an anonymous in-memory file
+/// (`memfd_create(2)`), written once per shard and sent to every viewer by `sendfile(2)`:
+/// the kernel then passes page references, as nginx does from pre-cut segment files,
+/// instead of copying each viewer's bytes from the mapping.
+#[derive(Debug)]
+pub(crate) struct StagedBody {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl StagedBody {
+    /// Copies `fragment` (head, then its ranges of `media`) into a new in-memory file.
+    pub(crate) fn stage(fragment: &FragmentBody) -> io::Result<Self> {
+        use std::io::Write as _;
+        let fd = rustix::fs::memfd_create("shardcast-hls", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(&fragment.fragment.head)?;
+        let bytes = fragment.media.bytes.as_slice();
+        for span in &fragment.fragment.body {
+            let range = usize::try_from(span.offset)
+                .ok()
+                .and_then(|o| Some(o..o.checked_add(usize::try_from(span.len).ok()?)?))
+                .and_then(|r| bytes.get(r))
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            file.write_all(range)?;
+        }
+        Ok(Self {
+            file,
+            len: fragment.len,
+        })
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
 }
 
 /// A `moof` + `mdat` header and the mapped byte ranges that follow it.
@@ -112,6 +152,7 @@ impl Body {
             Body::Empty => 0,
             Body::Shared(b) => b.len() as u64,
             Body::Fragment(f) => f.len,
+            Body::Staged(f) => f.len,
         }
     }
 
@@ -134,6 +175,8 @@ impl Body {
             Body::Shared(b) => {
                 push(b, 0, out);
             }
+            // Written by `sendfile` only (`HttpConn::write`).
+            Body::Staged(_) => {}
             Body::Fragment(f) => {
                 if !push(&f.fragment.head, 0, out) {
                     return;
@@ -156,6 +199,56 @@ impl Body {
                     base += span.len;
                 }
             }
+        }
+    }
+}
+
+impl FragmentBody {
+    /// Where body byte `from` lies when it is in a file range: (file offset, bytes of that
+    /// range from there up to `to`); `None` when `from` is in the head.
+    fn file_piece(&self, from: u64, to: u64) -> Option<(u64, u64)> {
+        let mut base = self.fragment.head.len() as u64;
+        if from < base {
+            return None;
+        }
+        for span in &self.fragment.body {
+            let end = base + span.len;
+            if from < end {
+                return Some((span.offset + (from - base), end.min(to) - from));
+            }
+            base = end;
+        }
+        None
+    }
+}
+
+/// How a fragment's file ranges reach the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BodyPath {
+    /// Each fragment staged once per shard as one contiguous in-memory file, sent to every
+    /// viewer with `sendfile(2)` (response head by `sendmsg` with `MSG_MORE`): one copy per
+    /// fragment and shard, none per viewer.
+    #[default]
+    Staged,
+    /// `sendfile(2)` per range of the media file: no copy, but one call per range, and an
+    /// interleaved MP4 has a range per sample.
+    Sendfile,
+    /// Gathered `sendmsg(2)` of mapping slices: one call for head and many ranges, but the
+    /// kernel copies every byte from the mapping into the socket buffer, for every viewer.
+    Gather,
+}
+
+impl std::str::FromStr for BodyPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "staged" => Ok(Self::Staged),
+            "sendfile" => Ok(Self::Sendfile),
+            "gather" => Ok(Self::Gather),
+            other => Err(format!(
+                "unknown HLS body path {other:?} (staged, sendfile or gather)"
+            )),
         }
     }
 }
@@ -301,15 +394,20 @@ impl HttpConn {
     }
 
     /// Starts writing `out` and writes what the socket takes now.
-    pub(crate) fn respond(&mut self, out: Outgoing, now: Instant) -> io::Result<WriteState> {
+    pub(crate) fn respond(
+        &mut self,
+        out: Outgoing,
+        now: Instant,
+        path: BodyPath,
+    ) -> io::Result<WriteState> {
         self.closing |= out.close;
         self.out = Some(out);
         self.last_active = now;
-        self.write(now)
+        self.write(now, path)
     }
 
     /// Continues the response being written.
-    pub(crate) fn write(&mut self, now: Instant) -> io::Result<WriteState> {
+    pub(crate) fn write(&mut self, now: Instant, path: BodyPath) -> io::Result<WriteState> {
         let Some(out) = self.out.as_mut() else {
             return Ok(WriteState::Done);
         };
@@ -322,10 +420,75 @@ impl HttpConn {
             }
             iov.clear();
             let head_len = out.head.len() as u64;
+            let from = out.body_from + out.sent.saturating_sub(head_len);
+            if let Body::Staged(staged) = &out.body {
+                let n = if out.sent < head_len {
+                    let more = out.body_to > out.body_from;
+                    let head = [IoSlice::new(&out.head[out.sent as usize..])];
+                    send_gathered_more(&self.stream, &head, more)? as u64
+                } else {
+                    let want = usize::try_from(out.body_to - from).unwrap_or(usize::MAX);
+                    let n = send_file(&self.stream, &staged.file, from, want)? as u64;
+                    self.body_bytes += n;
+                    n
+                };
+                if n == 0 {
+                    return Ok(WriteState::Blocked);
+                }
+                out.sent += n;
+                self.last_active = now;
+                continue;
+            }
+            if let (BodyPath::Sendfile, Body::Fragment(f)) = (path, &out.body) {
+                if let Some(file) = f.media.file() {
+                    let file_piece = if out.sent >= head_len {
+                        f.file_piece(from, out.body_to)
+                    } else {
+                        None // the response head goes first
+                    };
+                    if let Some((offset, len)) = file_piece {
+                        let want = usize::try_from(len).unwrap_or(usize::MAX);
+                        let n = send_file(&self.stream, file, offset, want)? as u64;
+                        if n == 0 {
+                            return Ok(WriteState::Blocked);
+                        }
+                        self.body_bytes += n;
+                        out.sent += n;
+                        self.last_active = now;
+                        if n < len {
+                            return Ok(WriteState::Blocked);
+                        }
+                        continue;
+                    }
+                    // In the heads: the response head and the fragment's `moof` head, with
+                    // MSG_MORE so they leave in one segment with the file bytes after them.
+                    if out.sent < head_len {
+                        iov.push(IoSlice::new(&out.head[out.sent as usize..]));
+                    }
+                    let head_end = (f.fragment.head.len() as u64).min(out.body_to);
+                    if from < head_end {
+                        iov.push(IoSlice::new(
+                            &f.fragment.head[from as usize..head_end as usize],
+                        ));
+                    }
+                    let offered: u64 = iov.iter().map(|s| s.len() as u64).sum();
+                    let more = out.sent + offered < total;
+                    let n = send_gathered_more(&self.stream, &iov, more)? as u64;
+                    if n == 0 {
+                        return Ok(WriteState::Blocked);
+                    }
+                    self.body_bytes += n.saturating_sub(head_len.saturating_sub(out.sent));
+                    out.sent += n;
+                    self.last_active = now;
+                    if n < offered {
+                        return Ok(WriteState::Blocked);
+                    }
+                    continue;
+                }
+            }
             if out.sent < head_len {
                 iov.push(IoSlice::new(&out.head[out.sent as usize..]));
             }
-            let from = out.body_from + out.sent.saturating_sub(head_len);
             out.body.slices(from, out.body_to, &mut iov);
             let offered: u64 = iov.iter().map(|s| s.len() as u64).sum();
             if offered == 0 {
@@ -516,10 +679,10 @@ mod tests {
             }
             got
         });
-        let mut state = conn.respond(out, Instant::now()).unwrap();
+        let mut state = conn.respond(out, Instant::now(), BodyPath::Gather).unwrap();
         while state == WriteState::Blocked {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            state = conn.write(Instant::now()).unwrap();
+            state = conn.write(Instant::now(), BodyPath::Gather).unwrap();
         }
         let got = reader.join().unwrap();
         assert_eq!(&got[..19], &head[..]);

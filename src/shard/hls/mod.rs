@@ -32,6 +32,7 @@ use viewers::Viewers;
 use crate::poll::{Epoll, Interest, Ready};
 use crate::stats::ShardCounters;
 
+pub use conn::BodyPath;
 pub use routes::HlsContext;
 
 /// The epoll token of the shard's HLS listener.
@@ -319,7 +320,7 @@ impl HlsService {
             return false;
         };
         let before = s.conn.body_bytes;
-        let state = s.conn.respond(out, now);
+        let state = s.conn.respond(out, now, self.router.body_path());
         self.counters
             .hls_bytes
             .fetch_add(s.conn.body_bytes - before, Ordering::Relaxed);
@@ -331,7 +332,7 @@ impl HlsService {
             return;
         };
         let before = s.conn.body_bytes;
-        let state = s.conn.write(now);
+        let state = s.conn.write(now, self.router.body_path());
         self.counters
             .hls_bytes
             .fetch_add(s.conn.body_bytes - before, Ordering::Relaxed);

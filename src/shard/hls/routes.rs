@@ -26,7 +26,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::conn::{BadRequest, Body, FragmentBody, Method, Outgoing, Request};
+use super::conn::{
+    BadRequest, Body, BodyPath, FragmentBody, Method, Outgoing, Request, StagedBody,
+};
 use super::SharedHlsContext;
 use crate::hls::fmp4::{first_served_samples, init_segment, Fragment};
 use crate::hls::playlist::{
@@ -47,6 +49,10 @@ const RECHECK_EVERY: Duration = Duration::from_secs(2);
 /// Fragment heads a shard keeps (a live channel's window is ~7 segments of ~6 parts each,
 /// as segments and parts: ~50 per channel).
 const FRAGMENT_CACHE: usize = 512;
+/// Bytes of staged fragments (in-memory files) a shard keeps; responses being written
+/// hold theirs until done. At 2 Mbit/s a live channel's window is ~4 MB (segments and
+/// parts); VOD viewers spread over a file need one entry per segment they are at.
+const STAGED_BYTES: u64 = 128 * 1024 * 1024;
 /// Streams a shard keeps resolved.
 const STREAM_CACHE: usize = 256;
 /// CORS (Fetch standard): any page may play; the preflight names what players send.
@@ -67,6 +73,8 @@ pub struct HlsContext {
     /// Whether a stream is open without credentials (the RTSP access rules,
     /// `rtsp::auth::is_public`); others need a play token over HLS.
     pub is_public: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// How segment bodies reach the socket (`--hls-body`).
+    pub body_path: BodyPath,
 }
 
 impl std::fmt::Debug for HlsContext {
@@ -165,7 +173,9 @@ pub(crate) struct Router {
     shared: SharedHlsContext,
     context: Arc<HlsContext>,
     streams: HashMap<String, Rc<StreamEntry>>,
-    fragments: HashMap<(u64, u64, Option<usize>), Arc<FragmentBody>>,
+    fragments: HashMap<(u64, u64, Option<usize>), Body>,
+    /// Bytes of the staged fragments the cache holds (bounded by [`STAGED_BYTES`]).
+    staged_bytes: u64,
     fragment_order: VecDeque<(u64, u64, Option<usize>)>,
     next_id: u64,
     counters: Arc<ShardCounters>,
@@ -207,10 +217,16 @@ impl Router {
             context,
             streams: HashMap::new(),
             fragments: HashMap::new(),
+            staged_bytes: 0,
             fragment_order: VecDeque::new(),
             next_id: 0,
             counters,
         }
+    }
+
+    /// How fragment bodies are written.
+    pub(crate) fn body_path(&self) -> BodyPath {
+        self.context.body_path
     }
 
     /// Once a second: forget streams not asked for lately, pick up a reloaded context.
@@ -382,11 +398,7 @@ impl Router {
             None => format!("\"{:x}-{msn}\"", entry.identity),
         };
         if let Some(body) = self.fragments.get(&(entry.id, msn, part)) {
-            return Ok(Routed::Reply(media_reply(
-                req,
-                Body::Fragment(body.clone()),
-                &etag,
-            )?));
+            return Ok(Routed::Reply(media_reply(req, body.clone(), &etag)?));
         }
         let fragment: Fragment = match &entry.timeline {
             Timeline::Vod(seg) => {
@@ -424,24 +436,39 @@ impl Router {
             }
         };
         let len = fragment.len();
-        let body = Arc::new(FragmentBody {
+        let mapped = FragmentBody {
             media: entry.media.clone(),
             fragment,
             len,
-        });
+        };
+        let body = match self.context.body_path {
+            BodyPath::Staged => match StagedBody::stage(&mapped) {
+                Ok(staged) => Body::Staged(Arc::new(staged)),
+                Err(e) => {
+                    // No memory for the in-memory file: serve from the mapping instead.
+                    tracing::warn!("HLS: staging segment {msn} of {}: {e}", entry.media.name);
+                    Body::Fragment(Arc::new(mapped))
+                }
+            },
+            BodyPath::Sendfile | BodyPath::Gather => Body::Fragment(Arc::new(mapped)),
+        };
         let key = (entry.id, msn, part);
-        if self.fragment_order.len() >= FRAGMENT_CACHE {
-            if let Some(old) = self.fragment_order.pop_front() {
-                self.fragments.remove(&old);
+        let staged = |b: &Body| match b {
+            Body::Staged(s) => s.len(),
+            _ => 0,
+        };
+        self.staged_bytes += staged(&body);
+        while self.fragment_order.len() >= FRAGMENT_CACHE || self.staged_bytes > STAGED_BYTES {
+            let Some(old) = self.fragment_order.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.fragments.remove(&old) {
+                self.staged_bytes -= staged(&b);
             }
         }
         self.fragment_order.push_back(key);
         self.fragments.insert(key, body.clone());
-        Ok(Routed::Reply(media_reply(
-            req,
-            Body::Fragment(body),
-            &etag,
-        )?))
+        Ok(Routed::Reply(media_reply(req, body, &etag)?))
     }
 
     /// The play token a request must carry, checked; `Some(token)` to carry on into the

@@ -208,6 +208,7 @@ fn start_source(source: &HlsSource) -> Result<Started, LoadError> {
                 LoadError::Protocol("the started server announced no HTTP address".into())
             })?;
             let url = hls_url_of(http, stream.as_deref())?;
+            wait_for_live_window(&url)?;
             Ok(Started {
                 url,
                 pid: Some(server.pid()),
@@ -216,6 +217,38 @@ fn start_source(source: &HlsSource) -> Result<Started, LoadError> {
                 _nginx: None,
             })
         }
+    }
+}
+
+/// For a live stream, waits until its media playlist lists three complete segments, as the
+/// nginx row waits for its packager: viewers then join a channel that has been running,
+/// which is what they meet in service (a channel's first 2 s have parts but no segment).
+/// A VOD playlist returns at once.
+fn wait_for_live_window(multivariant: &str) -> Result<(), LoadError> {
+    let Some((authority, path)) = multivariant
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return Ok(());
+    };
+    let base = shardcast::http::client::HttpBase {
+        authority: authority.to_owned(),
+    };
+    let media = format!("/{}", path.replace("index.m3u8", "media.m3u8"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = shardcast::http::client::get(&base, &media, None, Duration::from_secs(5))
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .unwrap_or_default();
+        if text.contains("#EXT-X-ENDLIST") || text.matches("#EXTINF").count() >= 3 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(LoadError::Protocol(format!(
+                "{media} listed no three segments within 30 s"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -451,10 +484,11 @@ fn judge_hls(viewers: u32, playing: u32, f: &HlsFigures) -> (bool, String) {
 }
 
 /// The media file a started shardcast should serve as `--media DIR` + stream name, so it
-/// serves the same file nginx does: (`DIR`, file name).
+/// serves the same file nginx does: (`DIR`, the file name without its extension).
 pub(crate) fn media_dir_and_name(file: &std::path::Path) -> Option<(PathBuf, String)> {
     let dir = file.parent()?.to_path_buf();
-    let name = file.file_name()?.to_str()?.to_owned();
+    // The catalog names a file by its path without the extension (`clip.mp4` is `clip`).
+    let name = file.file_stem()?.to_str()?.to_owned();
     Some((dir, name))
 }
 

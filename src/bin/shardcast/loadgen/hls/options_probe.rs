@@ -34,9 +34,7 @@ impl OptionsProbe {
     /// Stops the probe: the round trips (µs) and the number of probes that failed.
     pub(crate) fn finish(self) -> (Histogram<u64>, u64) {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| (new_histogram(), 0))
+        self.thread.join().unwrap_or_else(|_| (new_histogram(), 0))
     }
 }
 
