@@ -30,6 +30,11 @@ pub(crate) struct BenchArgs {
     /// nginx: ffmpeg writing a sliding window in real time) instead of VOD.
     #[arg(long)]
     hls_live: bool,
+    /// With --protocol hls: viewers follow live playlists segment by segment even where
+    /// they offer LL-HLS parts (as a player without low-latency support does), so shardcast
+    /// and nginx serve the same requests.
+    #[arg(long)]
+    hls_segments_only: bool,
     /// With --protocol hls: the MP4 file the servers serve (nginx gets it cut by ffmpeg; a
     /// started shardcast serves it from its folder). Default: the bundled 10 s sample.
     #[arg(long)]
@@ -418,6 +423,7 @@ fn hls_bench(
         ramp_per_sec: args.ramp,
         rounds: args.rounds,
         server_core: placement.server_core,
+        segments_only: args.hls_segments_only,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

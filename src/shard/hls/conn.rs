@@ -309,6 +309,8 @@ pub(crate) struct HttpConn {
     pub(crate) body_bytes: u64,
     /// Set once the connection is to be closed after the current response.
     closing: bool,
+    /// TCP_CORK is on for the response being written.
+    corked: bool,
 }
 
 impl HttpConn {
@@ -323,6 +325,7 @@ impl HttpConn {
             last_active: now,
             body_bytes: 0,
             closing: false,
+            corked: false,
         }
     }
 
@@ -401,6 +404,14 @@ impl HttpConn {
         path: BodyPath,
     ) -> io::Result<WriteState> {
         self.closing |= out.close;
+        // A staged body leaves in several sendfile calls: corked (TCP_CORK, tcp(7)), the
+        // kernel sends only full segments until the response is out, as nginx's
+        // `tcp_nopush` does, instead of a short segment at the end of each call.
+        let cork = matches!(out.body, Body::Staged(_));
+        if cork {
+            let _ = socket2::SockRef::from(&self.stream).set_cork(true);
+        }
+        self.corked = cork;
         self.out = Some(out);
         self.last_active = now;
         self.write(now, path)
@@ -416,6 +427,9 @@ impl HttpConn {
             let total = out.total();
             if out.sent >= total {
                 self.out = None;
+                if std::mem::take(&mut self.corked) {
+                    let _ = socket2::SockRef::from(&self.stream).set_cork(false);
+                }
                 return Ok(WriteState::Done);
             }
             iov.clear();

@@ -36,6 +36,8 @@ pub(crate) struct EngineConfig {
     pub(crate) duration: Duration,
     /// Longest start phase.
     pub(crate) start_budget: Duration,
+    /// Viewers ignore LL-HLS parts (follow live playlists by segments).
+    pub(crate) segments_only: bool,
 }
 
 /// The phase boundaries the caller samples the server at.
@@ -160,7 +162,7 @@ pub(crate) fn run(
             let i = e.slots.len();
             let entry = cfg.entries[i % cfg.entries.len()].clone();
             e.slots.push(Slot {
-                viewer: Viewer::new(entry),
+                viewer: Viewer::new(entry).segments_only(cfg.segments_only),
                 sock: None,
                 connecting: false,
                 write_interest: false,
@@ -496,6 +498,7 @@ mod tests {
             ramp_per_sec: None,
             duration: Duration::from_millis(600),
             start_budget: Duration::from_secs(5),
+            segments_only: false,
         };
         let mut phases = Vec::new();
         let out = run(&cfg, |p| phases.push(p)).unwrap();

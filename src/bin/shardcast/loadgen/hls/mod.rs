@@ -74,6 +74,8 @@ pub(crate) struct HlsOptions {
     pub(crate) rounds: u32,
     /// The server's pinned core (busy time including softirq), when pinned.
     pub(crate) server_core: Option<usize>,
+    /// Viewers ignore LL-HLS parts (follow live playlists by segments).
+    pub(crate) segments_only: bool,
 }
 
 /// The HLS figures of a run (the RTSP figures of [`RunResult`] stay zero).
@@ -317,6 +319,7 @@ fn run_row(opts: &HlsOptions, row: &HlsRow) -> Result<RunResult, LoadError> {
             + opts.ramp_per_sec.map_or(Duration::ZERO, |r| {
                 Duration::from_secs_f64(f64::from(opts.viewers) / r)
             }),
+        segments_only: opts.segments_only,
     };
     let core = opts.server_core;
     let mut samples: Vec<(Option<ProcSample>, Option<u64>)> = Vec::with_capacity(2);

@@ -139,9 +139,17 @@ pub(crate) struct Viewer {
     playback: Playback,
     stats: ViewerStats,
     stopped: bool,
+    /// Follow live playlists by segments even when they offer LL-HLS parts.
+    segments_only: bool,
 }
 
 impl Viewer {
+    /// The viewer ignores LL-HLS parts when `on` (a player without low-latency support).
+    pub(crate) fn segments_only(mut self, on: bool) -> Self {
+        self.segments_only = on;
+        self
+    }
+
     /// A viewer of the playlist at `entry`.
     pub(crate) fn new(entry: Url) -> Self {
         Self {
@@ -160,6 +168,7 @@ impl Viewer {
             playback: Playback::default(),
             stats: ViewerStats::default(),
             stopped: false,
+            segments_only: false,
         }
     }
 
@@ -358,7 +367,7 @@ impl Viewer {
         if self.mode == FollowMode::Unknown {
             self.mode = if pl.end_list {
                 FollowMode::Vod
-            } else if pl.is_low_latency() {
+            } else if pl.is_low_latency() && !self.segments_only {
                 FollowMode::LowLatency
             } else {
                 FollowMode::Live
