@@ -19,6 +19,7 @@
 //! - [`shard`]: the per-core data plane and its send backends (sendto, sendmmsg, io_uring; UDP GSO).
 //! - [`stats`]: RTCP receiver reports in, per-session/stream/shard statistics out.
 //! - [`live`]: live channels (a file looped on one shared timeline, instant start).
+//! - [`ingest`]: live feeds in (RTSP publishing, RTMP, pulled sources) as access units.
 //! - [`hls`]: HLS and LL-HLS, sans-IO: fMP4 init and fragment heads over mapped samples,
 //!   segments and parts (VOD and a live channel's loop timeline), playlists.
 //! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play-token issuing,
@@ -37,6 +38,7 @@ pub mod control;
 pub mod hls;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod live;
 pub mod media;
 pub mod net;
