@@ -40,6 +40,7 @@ pub mod http;
 pub mod ids;
 pub mod ingest;
 pub mod live;
+pub mod live_log;
 pub mod media;
 pub mod net;
 pub mod packetize;

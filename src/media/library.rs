@@ -27,6 +27,7 @@ use crate::media::mp4::{parse_mp4, Mp4Error};
 use crate::media::track::MediaIndex;
 use crate::sys::lease::{lease_breaking, take_read_lease};
 use crate::sys::mmap::MappedFile;
+use crate::sys::ring::RingView;
 
 /// File extensions served, in lookup order.
 pub const MEDIA_EXTENSIONS: [&str; 4] = ["mp4", "m4v", "mov", "m4a"];
@@ -68,7 +69,14 @@ pub enum MediaBytes {
     Mapped(MappedFileHandle),
     /// Static bytes (the bundled sample).
     Static(&'static [u8]),
+    /// The byte ring of a live log (`crate::live_log`): samples are appended while viewers
+    /// read; which ranges are stable is the log's business (see `live_log`).
+    Ring(RingBytes),
 }
+
+/// Opaque shared owner of a live log's read-only ring view (the `sys` type stays private).
+#[derive(Debug, Clone)]
+pub struct RingBytes(pub(crate) Arc<RingView>);
 
 /// Opaque owner of a mapping (the `sys` type stays private) and of the file descriptor that
 /// holds its read lease, if any: both go away with the last viewer.
@@ -86,6 +94,7 @@ impl MediaBytes {
         match self {
             MediaBytes::Mapped(m) => m.map.bytes(),
             MediaBytes::Static(s) => s,
+            MediaBytes::Ring(r) => r.0.bytes(),
         }
     }
 }
@@ -114,6 +123,24 @@ impl MediaFile {
             index,
             revoked: AtomicBool::new(false),
         })
+    }
+
+    /// The media facade of a live log: its ring as the bytes, its tracks' codecs with empty
+    /// sample tables (a log's samples are in its own index, `crate::live_log`).
+    pub(crate) fn live(
+        name: &str,
+        bytes: RingBytes,
+        tracks: Vec<crate::media::track::Track>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            bytes: MediaBytes::Ring(bytes),
+            index: MediaIndex {
+                tracks,
+                skipped: Vec::new(),
+            },
+            revoked: AtomicBool::new(false),
+        }
     }
 
     /// Maps and indexes one file (no root confinement: for `shardcast probe` and tests).
@@ -204,7 +231,7 @@ impl MediaFile {
     pub fn file(&self) -> Option<&File> {
         match &self.bytes {
             MediaBytes::Mapped(m) => Some(&m.file),
-            MediaBytes::Static(_) => None,
+            MediaBytes::Static(_) | MediaBytes::Ring(_) => None,
         }
     }
 }

@@ -26,6 +26,9 @@
 //! - [`tcp`]: gathered, never-blocking `sendmsg(2)` on a TCP socket (`IoSlice` is `iovec`-
 //!   compatible; the kernel reads the slices only during the call) and `TCP_NOTSENT_LOWAT`.
 //!
+//! - [`ring`]: a live log's byte ring, one memfd mapped writable for its writer and
+//!   read-only for the shards; why readers' slices stay valid is argued in `ring.rs`.
+//!
 //! Nothing outside `sys` calls `libc` directly.
 
 pub(crate) mod cmsg;
@@ -36,6 +39,7 @@ pub(crate) mod lease;
 pub(crate) mod mmap;
 pub(crate) mod mmsg;
 pub(crate) mod recv;
+pub(crate) mod ring;
 pub(crate) mod sched;
 pub(crate) mod tcp;
 pub(crate) mod tcp_send;

@@ -1,0 +1,585 @@
+//! The live log: one ingested stream's recent samples in a memory mapping, written once by
+//! its source and read by every shard the way a mapped MP4 is read (design:
+//! `docs/design/live-ingest.md`).
+//!
+//! - **Bytes**: a ring of `capacity` bytes (`sys::ring`), one memfd mapped writable for the
+//!   single writer ([`LogWriter`]) and read-only for the shards (the log's
+//!   [`MediaFile::bytes`]). Sample `n` of a track is written contiguously at absolute byte
+//!   position `pos` (physical offset `pos % capacity`; a sample that would cross the end
+//!   starts at the next lap), so a [`Sample`] with that offset feeds the packetizers as a file
+//!   sample does.
+//! - **Index**: per track a ring of entries, each a seqlock of atomics. The writer stamps an
+//!   entry odd, stores its fields, stamps it `2(n+1)` (Release), then publishes the count
+//!   (Release). A reader loads the stamp (Acquire), the fields, fences (Acquire), loads the
+//!   stamp again: equal stamps naming `n` mean the fields are sample `n`'s, whole.
+//! - **Pins: why a reader never sees bytes change under it.** At the start of a pass a shard
+//!   computes `readable = head − capacity/2`, stores it as its pin (SeqCst), loads `head`
+//!   again and raises `readable` to `head' − capacity/2`; it uses only samples at or above it
+//!   and clears the pin when its sends are complete. Before overwriting bytes that were at
+//!   absolute positions below `p`, the writer loads every pin (SeqCst) and drops the frame
+//!   if one is below `p` ([`DropReason::ReaderStalled`]) instead of waiting. Sequential
+//!   consistency gives the usual store-then-load guarantee: either the writer sees the pin,
+//!   or the reader's second load of `head` sees every write that did not — and those wrote
+//!   below `head' + 2·max_sample − capacity ≤ readable` (a sample is at most a quarter of
+//!   the ring). A pass lasts milliseconds, half a ring is seconds to minutes of media: the
+//!   writer meeting a pin means a shard thread stalled, never a slow viewer (a viewer's
+//!   position is only a sample number).
+//! - **Falling behind**: a sample whose entry was overwritten or whose bytes are below
+//!   `readable` is gone; its reader jumps to the latest keyframe ([`LiveLog::latest_keyframe`]).
+//! - **Numbering**: every viewer of a track gets the same SSRC, sequence and timestamp space
+//!   (as a live channel's, `crate::live`): the writer counts the packets each sample makes
+//!   with the server's payload budget, so `seq(n) = seq0 + packets_before(n)` on every shard.
+//! - **Waking**: after each append the writer wakes the shards that have viewers on the log
+//!   ([`LiveLog::watch`]).
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::ingest::{DropReason, Frame, MAX_ACCESS_UNIT};
+use crate::media::library::RingBytes;
+use crate::media::track::{Codec, Sample, Track, TrackKind};
+use crate::media::MediaFile;
+use crate::packetize::{PacketizeError, Packetizer};
+use crate::poll::Waker;
+use crate::sys::ring::{ring, RingWriter};
+use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
+
+/// Default ring size: 64 MiB, minutes of a typical stream (pages are committed as written).
+pub const DEFAULT_CAPACITY: usize = 64 << 20;
+/// Smallest ring accepted (tests use small rings to exercise wrap-around).
+pub const MIN_CAPACITY: usize = 1 << 16;
+/// Index entries per track (a power of two): about 2 minutes of 60 fps video.
+pub const INDEX_ENTRIES: usize = 8192;
+/// A pin value meaning "not reading".
+const IDLE: u64 = u64::MAX;
+
+/// One track of a log as its source declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTrackSpec {
+    /// Video or audio.
+    pub kind: TrackKind,
+    /// Codec and configuration (H.264 `nal_length_size` must be 4: [`Frame::data`]'s format).
+    pub codec: Codec,
+}
+
+/// The publisher state of a log, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogState {
+    /// A source is writing.
+    Online,
+    /// The source went away; viewers wait for it to return (until the publisher timeout).
+    Waiting,
+    /// The stream ended; viewers get BYE.
+    Ended,
+}
+
+/// What the index says about one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSample {
+    /// The sample's number in its track (0, 1, …, never reused).
+    pub n: u64,
+    /// Absolute byte position (laps included).
+    pub pos: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// A keyframe (random access point).
+    pub sync: bool,
+    /// Presentation time in the track's clock, continuous across publisher reconnects.
+    pub pts: i64,
+    /// Decode time in the same clock.
+    pub dts: i64,
+    /// When it arrived, in nanoseconds since the log's epoch.
+    pub arrival_ns: u64,
+    /// Packets all earlier samples of the track make (the sequence number offset).
+    pub packets_before: u64,
+}
+
+impl LogSample {
+    /// The sample as the packetizers take it: its offset in the ring (`capacity`).
+    pub fn as_sample(&self, capacity: usize) -> Sample {
+        Sample {
+            offset: self.pos % capacity as u64,
+            len: self.len,
+            dts: self.dts.max(0) as u64,
+            cts_offset: (self.pts - self.dts).clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                as i32,
+            sync: self.sync,
+        }
+    }
+}
+
+/// Where a reader's next sample is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Readable now.
+    Ready(LogSample),
+    /// Not written yet: wait for the writer's wake.
+    NotYet,
+    /// Overwritten or below the pass's readable bound: jump ahead.
+    Gone,
+}
+
+/// One index slot: a seqlock over the fields of a [`LogSample`].
+#[derive(Debug, Default)]
+struct Entry {
+    /// `2(n+1)` when sample `n` is complete here; odd while being written.
+    stamp: AtomicU64,
+    pos: AtomicU64,
+    /// Length in the low 32 bits, the keyframe flag in bit 32.
+    len_sync: AtomicU64,
+    pts: AtomicU64,
+    dts: AtomicU64,
+    arrival_ns: AtomicU64,
+    packets_before: AtomicU64,
+}
+
+/// One track's index and numbering.
+#[derive(Debug)]
+pub struct LogTrack {
+    /// The source's declaration.
+    pub spec: LogTrackSpec,
+    /// SSRC every viewer sees for this track.
+    pub ssrc: Ssrc,
+    /// Sequence number of the first packet ever (`seq(n) = seq0 + packets_before(n)`).
+    pub seq0: SeqNum,
+    /// RTP timestamp of log time zero.
+    pub ts0: RtpTimestamp,
+    entries: Box<[Entry]>,
+    /// Samples published.
+    published: AtomicU64,
+}
+
+impl LogTrack {
+    /// The RTP clock rate of the track.
+    pub fn clock_rate_hz(&self) -> u32 {
+        self.spec.codec.clock_rate_hz()
+    }
+
+    /// Samples written so far (the next sample's number).
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Reads entry `n` if it still holds sample `n`.
+    fn entry(&self, n: u64) -> Option<LogSample> {
+        let e = &self.entries[(n as usize) & (self.entries.len() - 1)];
+        let want = n.wrapping_add(1).wrapping_mul(2);
+        if e.stamp.load(Ordering::Acquire) != want {
+            return None;
+        }
+        let pos = e.pos.load(Ordering::Relaxed);
+        let len_sync = e.len_sync.load(Ordering::Relaxed);
+        let pts = e.pts.load(Ordering::Relaxed) as i64;
+        let dts = e.dts.load(Ordering::Relaxed) as i64;
+        let arrival_ns = e.arrival_ns.load(Ordering::Relaxed);
+        let packets_before = e.packets_before.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        (e.stamp.load(Ordering::Relaxed) == want).then_some(LogSample {
+            n,
+            pos,
+            len: len_sync as u32,
+            sync: len_sync >> 32 & 1 == 1,
+            pts,
+            dts,
+            arrival_ns,
+            packets_before,
+        })
+    }
+}
+
+/// Counters of a log (read by statistics).
+#[derive(Debug, Default)]
+pub struct LogCounters {
+    /// Frames appended.
+    pub frames: AtomicU64,
+    /// Bytes appended.
+    pub bytes: AtomicU64,
+    /// Keyframes appended.
+    pub keyframes: AtomicU64,
+    /// Frames dropped, by [`DropReason::ALL`] index.
+    pub dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Readers that fell behind and jumped to the live edge.
+    pub reader_skips: AtomicU64,
+}
+
+/// One live stream's log, shared by its writer and every shard.
+#[derive(Debug)]
+pub struct LiveLog {
+    /// The facade the RTSP core and the shards read: the stream name, the ring as bytes, the
+    /// tracks' codecs (empty sample tables).
+    pub media: Arc<MediaFile>,
+    /// Per track, in the source's order.
+    pub tracks: Vec<LogTrack>,
+    /// Arrival times count from here.
+    pub epoch: Instant,
+    /// Counters.
+    pub counters: LogCounters,
+    capacity: usize,
+    /// Absolute end of the last sample written.
+    head: AtomicU64,
+    /// Per shard: the readable bound of its current pass, or [`IDLE`].
+    pins: Box<[AtomicU64]>,
+    /// Per shard: viewer tracks watching (the writer wakes shards with any).
+    watchers: Box<[AtomicU32]>,
+    wakers: Vec<Arc<Waker>>,
+    state: AtomicU8,
+}
+
+impl LiveLog {
+    /// The stream name.
+    pub fn name(&self) -> &str {
+        &self.media.name
+    }
+
+    /// Ring size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The publisher state.
+    pub fn state(&self) -> LogState {
+        match self.state.load(Ordering::Acquire) {
+            0 => LogState::Online,
+            1 => LogState::Waiting,
+            _ => LogState::Ended,
+        }
+    }
+
+    /// Sets the publisher state (and wakes the watching shards, which end their viewers on
+    /// [`LogState::Ended`]).
+    pub fn set_state(&self, state: LogState) {
+        let v = match state {
+            LogState::Online => 0,
+            LogState::Waiting => 1,
+            LogState::Ended => 2,
+        };
+        self.state.store(v, Ordering::Release);
+        self.wake_watchers();
+    }
+
+    /// A shard begins a pass that may read the log: publishes its pin and returns the lowest
+    /// absolute position it may read (see the module doc).
+    pub fn pin(&self, shard: usize) -> u64 {
+        let half = (self.capacity / 2) as u64;
+        let first = self.head.load(Ordering::SeqCst).saturating_sub(half);
+        if let Some(p) = self.pins.get(shard) {
+            p.store(first, Ordering::SeqCst);
+        }
+        let again = self.head.load(Ordering::SeqCst).saturating_sub(half);
+        first.max(again)
+    }
+
+    /// The shard's pass is over and its sends complete: it reads nothing until its next pin.
+    pub fn unpin(&self, shard: usize) {
+        if let Some(p) = self.pins.get(shard) {
+            p.store(IDLE, Ordering::SeqCst);
+        }
+    }
+
+    /// Sample `n` of track `track` for a pass pinned at `readable`.
+    pub fn lookup(&self, track: usize, n: u64, readable: u64) -> Lookup {
+        let Some(t) = self.tracks.get(track) else {
+            return Lookup::Gone;
+        };
+        if n >= t.published() {
+            return Lookup::NotYet;
+        }
+        match t.entry(n) {
+            Some(s) if s.pos >= readable => Lookup::Ready(s),
+            _ => Lookup::Gone,
+        }
+    }
+
+    /// The latest keyframe of `track` still readable at `readable` (for video; the latest
+    /// sample for audio, every frame of which is a random access point).
+    pub fn latest_keyframe(&self, track: usize, readable: u64) -> Option<LogSample> {
+        let t = self.tracks.get(track)?;
+        let end = t.published();
+        let start = end.saturating_sub(t.entries.len() as u64);
+        (start..end)
+            .rev()
+            .map_while(|n| t.entry(n).filter(|s| s.pos >= readable))
+            .find(|s| s.sync)
+    }
+
+    /// The first sample of `track` whose arrival is at or after `arrival_ns` (to start the
+    /// other tracks with the video's keyframe), or the next to be written.
+    pub fn first_arrived_since(&self, track: usize, arrival_ns: u64, readable: u64) -> u64 {
+        let Some(t) = self.tracks.get(track) else {
+            return 0;
+        };
+        let end = t.published();
+        let start = end.saturating_sub(t.entries.len() as u64);
+        let mut first = end;
+        for n in (start..end).rev() {
+            match t.entry(n).filter(|s| s.pos >= readable) {
+                Some(s) if s.arrival_ns >= arrival_ns => first = n,
+                _ => break,
+            }
+        }
+        first
+    }
+
+    /// A shard's viewer track starts (`+1`) or stops (`-1`) watching the log: the writer
+    /// wakes shards with watchers after each append.
+    pub fn watch(&self, shard: usize, start: bool) {
+        if let Some(w) = self.watchers.get(shard) {
+            if start {
+                w.fetch_add(1, Ordering::AcqRel);
+            } else {
+                let _ = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+            }
+        }
+    }
+
+    /// The instant a sample arrived.
+    pub fn arrival(&self, sample: &LogSample) -> Instant {
+        self.epoch + Duration::from_nanos(sample.arrival_ns)
+    }
+
+    fn wake_watchers(&self) {
+        for (w, waker) in self.watchers.iter().zip(&self.wakers) {
+            if w.load(Ordering::Acquire) > 0 {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// Why a log could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The ring could not be created (memfd, mmap).
+    #[error("live log ring: {0}")]
+    Ring(#[from] std::io::Error),
+    /// A track's codec cannot be packetized with the payload budget.
+    #[error("live log track: {0}")]
+    Packetize(#[from] PacketizeError),
+    /// No track.
+    #[error("a live log needs at least one track")]
+    NoTracks,
+}
+
+/// Per track writing state.
+#[derive(Debug)]
+struct TrackWriter {
+    packetizer: Packetizer,
+    packets_total: u64,
+    /// Added to the source's times (continuity across reconnects).
+    offset: i64,
+    /// Last pts written (after the offset), and the last pts step seen.
+    last_pts: Option<i64>,
+    last_step: i64,
+    last_dts: Option<i64>,
+    /// Rebase the next frame to follow `last_pts` (set by [`LogWriter::resume`]).
+    rebase: bool,
+}
+
+/// The one writer of a log (the ingest side owns it; `&mut` makes it unique).
+#[derive(Debug)]
+pub struct LogWriter {
+    log: Arc<LiveLog>,
+    ring: RingWriter,
+    tracks: Vec<TrackWriter>,
+    max_sample: usize,
+}
+
+impl LogWriter {
+    /// Creates a log for stream `name` with `tracks`, a ring of `capacity` bytes (at least
+    /// [`MIN_CAPACITY`]), the payload budget viewers are packetized with, and the shards'
+    /// wakers (one per shard, in shard order).
+    pub fn create(
+        name: &str,
+        tracks: &[LogTrackSpec],
+        capacity: usize,
+        payload_budget: usize,
+        wakers: Vec<Arc<Waker>>,
+        now: Instant,
+    ) -> Result<Self, LogError> {
+        if tracks.is_empty() {
+            return Err(LogError::NoTracks);
+        }
+        let capacity = capacity.max(MIN_CAPACITY);
+        let (writer, view) = ring(capacity, "shardcast-live-log")?;
+        let mut writers = Vec::with_capacity(tracks.len());
+        let mut log_tracks = Vec::with_capacity(tracks.len());
+        let mut media_tracks = Vec::with_capacity(tracks.len());
+        for (k, spec) in tracks.iter().enumerate() {
+            writers.push(TrackWriter {
+                packetizer: Packetizer::new(&spec.codec, payload_budget)?,
+                packets_total: 0,
+                offset: 0,
+                last_pts: None,
+                last_step: 0,
+                last_dts: None,
+                rebase: false,
+            });
+            log_tracks.push(LogTrack {
+                spec: spec.clone(),
+                ssrc: rand::random(),
+                seq0: rand::random(),
+                ts0: rand::random(),
+                entries: (0..INDEX_ENTRIES).map(|_| Entry::default()).collect(),
+                published: AtomicU64::new(0),
+            });
+            media_tracks.push(Track {
+                track_id: k as u32 + 1,
+                kind: spec.kind,
+                codec: spec.codec.clone(),
+                timescale: spec.codec.clock_rate_hz().max(1),
+                edit_offset: 0,
+                samples: Vec::new(),
+            });
+        }
+        let shards = wakers.len();
+        let log = Arc::new(LiveLog {
+            media: Arc::new(MediaFile::live(name, RingBytes(view), media_tracks)),
+            tracks: log_tracks,
+            epoch: now,
+            counters: LogCounters::default(),
+            capacity,
+            head: AtomicU64::new(0),
+            pins: (0..shards).map(|_| AtomicU64::new(IDLE)).collect(),
+            watchers: (0..shards).map(|_| AtomicU32::new(0)).collect(),
+            wakers,
+            state: AtomicU8::new(0),
+        });
+        Ok(Self {
+            log,
+            ring: writer,
+            tracks: writers,
+            // A sample is at most a quarter of the ring: the pin argument needs the writer's
+            // in-flight sample (plus the lap it may skip) below half a ring.
+            max_sample: MAX_ACCESS_UNIT.min(capacity / 4),
+        })
+    }
+
+    /// The shared log.
+    pub fn log(&self) -> &Arc<LiveLog> {
+        &self.log
+    }
+
+    /// A publisher (re)starts: each track's next frame is rebased to follow the last one
+    /// written by one frame step, so viewers' timestamps run on (RFC 3550 §5.1).
+    pub fn resume(&mut self) {
+        for t in &mut self.tracks {
+            t.rebase = t.last_pts.is_some();
+        }
+        self.log.set_state(LogState::Online);
+    }
+
+    /// Appends one frame; returns its sample number, or why it was dropped (counted).
+    pub fn append(&mut self, frame: &Frame<'_>, now: Instant) -> Result<u64, DropReason> {
+        let result = self.try_append(frame, now);
+        let c = &self.log.counters;
+        match result {
+            Ok(_) => {
+                c.frames.fetch_add(1, Ordering::Relaxed);
+                c.bytes
+                    .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+                if frame.sync {
+                    c.keyframes.fetch_add(1, Ordering::Relaxed);
+                }
+                self.log.wake_watchers();
+            }
+            Err(reason) => {
+                if let Some(i) = DropReason::ALL.iter().position(|&r| r == reason) {
+                    c.dropped[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        result
+    }
+
+    fn try_append(&mut self, frame: &Frame<'_>, now: Instant) -> Result<u64, DropReason> {
+        let len = frame.data.len();
+        if len > self.max_sample {
+            return Err(DropReason::TooLarge);
+        }
+        let Some(tw) = self.tracks.get_mut(frame.track) else {
+            return Err(DropReason::Malformed);
+        };
+        let capacity = self.ring.len() as u64;
+        let head = self.log.head.load(Ordering::Relaxed);
+        let mut pos = head;
+        let phys = pos % capacity;
+        if phys + len as u64 > capacity {
+            pos += capacity - phys;
+        }
+        let end = pos + len as u64;
+        // Bytes at absolute positions below `end − capacity` are about to be overwritten.
+        let reclaimed = end.saturating_sub(capacity);
+        if reclaimed > 0
+            && self
+                .log
+                .pins
+                .iter()
+                .any(|p| p.load(Ordering::SeqCst) < reclaimed)
+        {
+            return Err(DropReason::ReaderStalled);
+        }
+        // Packets this sample makes with the viewers' budget: the same count every shard's
+        // packetizer gets, so sequence numbers agree everywhere.
+        let sample = Sample {
+            offset: 0,
+            len: len as u32,
+            dts: 0,
+            cts_offset: 0,
+            sync: frame.sync,
+        };
+        tw.packetizer.begin_sample(sample);
+        let mut packets = 0u64;
+        while let Ok(Some(_)) = tw.packetizer.next_packet(frame.data) {
+            packets += 1;
+        }
+        if tw.rebase {
+            if let Some(last) = tw.last_pts {
+                tw.offset = last + tw.last_step.max(1) - frame.pts;
+            }
+            tw.rebase = false;
+        }
+        let pts = frame.pts + tw.offset;
+        let mut dts = frame.dts + tw.offset;
+        if let Some(last) = tw.last_dts {
+            // Decode times never go backwards (a source's jump is absorbed).
+            dts = dts.max(last);
+        }
+        if let Some(last) = tw.last_pts {
+            let step = pts - last;
+            if step > 0 {
+                tw.last_step = step;
+            }
+        }
+        tw.last_pts = Some(tw.last_pts.map_or(pts, |l| l.max(pts)));
+        tw.last_dts = Some(dts);
+        if !self.ring.write((pos % capacity) as usize, frame.data) {
+            return Err(DropReason::Malformed);
+        }
+        let t = &self.log.tracks[frame.track];
+        let n = t.published.load(Ordering::Relaxed);
+        let e = &t.entries[(n as usize) & (t.entries.len() - 1)];
+        e.stamp
+            .store(n.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        e.pos.store(pos, Ordering::Relaxed);
+        e.len_sync
+            .store(len as u64 | u64::from(frame.sync) << 32, Ordering::Relaxed);
+        e.pts.store(pts as u64, Ordering::Relaxed);
+        e.dts.store(dts as u64, Ordering::Relaxed);
+        e.arrival_ns.store(
+            now.saturating_duration_since(self.log.epoch).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        e.packets_before.store(tw.packets_total, Ordering::Relaxed);
+        e.stamp
+            .store(n.wrapping_add(1).wrapping_mul(2), Ordering::Release);
+        tw.packets_total += packets;
+        t.published.store(n + 1, Ordering::Release);
+        self.log.head.store(end, Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+use super::*;
+use crate::media::library::SAMPLE_MP4;
+use crate::packetize::DEFAULT_PAYLOAD_BUDGET;
+
+fn sample_file() -> MediaFile {
+    MediaFile::from_static("sample", SAMPLE_MP4).unwrap()
+}
+
+fn specs(file: &MediaFile) -> Vec<LogTrackSpec> {
+    file.index
+        .tracks
+        .iter()
+        .map(|t| LogTrackSpec {
+            kind: t.kind,
+            codec: t.codec.clone(),
+        })
+        .collect()
+}
+
+fn wakers(n: usize) -> Vec<Arc<Waker>> {
+    (0..n).map(|_| Arc::new(Waker::new().unwrap())).collect()
+}
+
+/// A frame whose bytes say which frame it is: `n` as 8 bytes, repeated.
+fn patterned(n: u64, len: usize) -> Vec<u8> {
+    n.to_be_bytes().iter().copied().cycle().take(len).collect()
+}
+
+fn aac_frame(track: usize, n: u64, data: &[u8]) -> Frame<'_> {
+    Frame {
+        track,
+        pts: n as i64 * 1024,
+        dts: n as i64 * 1024,
+        sync: true,
+        data,
+    }
+}
+
+#[test]
+fn appended_samples_read_back_as_the_file_had_them_with_packet_counts_the_packetizer_agrees_with() {
+    let file = sample_file();
+    let now = Instant::now();
+    let mut w = LogWriter::create(
+        "live/cam",
+        &specs(&file),
+        DEFAULT_CAPACITY,
+        DEFAULT_PAYLOAD_BUDGET,
+        wakers(2),
+        now,
+    )
+    .unwrap();
+    let bytes = file.bytes.as_slice();
+    let video = &file.index.tracks[0];
+    for (k, s) in video.samples.iter().enumerate().take(60) {
+        let data = &bytes[s.offset as usize..s.offset as usize + s.len as usize];
+        let frame = Frame {
+            track: 0,
+            pts: video.pts_ticks(s),
+            dts: video.dts_ticks(s),
+            sync: s.sync,
+            data,
+        };
+        assert_eq!(w.append(&frame, now), Ok(k as u64));
+    }
+    let log = w.log().clone();
+    let readable = log.pin(0);
+    let ring = log.media.bytes.as_slice();
+    let mut packetizer = Packetizer::new(&video.codec, DEFAULT_PAYLOAD_BUDGET).unwrap();
+    let mut packets = 0u64;
+    for (k, s) in video.samples.iter().enumerate().take(60) {
+        let Lookup::Ready(got) = log.lookup(0, k as u64, readable) else {
+            panic!("sample {k} not readable");
+        };
+        assert_eq!((got.sync, got.pts), (s.sync, video.pts_ticks(s)));
+        assert_eq!(got.packets_before, packets, "sample {k}");
+        let at = got.as_sample(log.capacity());
+        let read = &ring[at.offset as usize..at.offset as usize + at.len as usize];
+        assert_eq!(
+            read,
+            &bytes[s.offset as usize..s.offset as usize + s.len as usize]
+        );
+        packetizer.begin_sample(*s);
+        while packetizer.next_packet(bytes).unwrap().is_some() {
+            packets += 1;
+        }
+    }
+    assert_eq!(log.lookup(0, 60, readable), Lookup::NotYet);
+    assert_eq!(log.lookup(1, 0, readable), Lookup::NotYet);
+    let key = log.latest_keyframe(0, readable).unwrap();
+    assert!(key.sync);
+    assert!(video.samples[key.n as usize].sync);
+    assert!(video.samples[key.n as usize + 1..60]
+        .iter()
+        .all(|s| !s.sync));
+    log.unpin(0);
+}
+
+#[test]
+fn a_small_ring_wraps_old_samples_go_and_samples_never_straddle_the_end() {
+    let file = sample_file();
+    let now = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(1), now).unwrap();
+    let cap = w.log().capacity() as u64;
+    for n in 0..1000u64 {
+        let data = patterned(n, 300 + (n as usize * 37) % 900);
+        w.append(&aac_frame(0, n, &data), now).unwrap();
+    }
+    let log = w.log().clone();
+    let readable = log.pin(0);
+    let ring = log.media.bytes.as_slice();
+    assert_eq!(log.lookup(0, 0, readable), Lookup::Gone);
+    let mut readable_samples = 0;
+    for n in 0..1000u64 {
+        if let Lookup::Ready(s) = log.lookup(0, n, readable) {
+            readable_samples += 1;
+            assert!(
+                s.pos % cap + u64::from(s.len) <= cap,
+                "sample {n} straddles the end"
+            );
+            let at = s.as_sample(log.capacity());
+            let got = &ring[at.offset as usize..at.offset as usize + at.len as usize];
+            assert_eq!(got, &patterned(n, s.len as usize)[..], "sample {n}");
+        }
+    }
+    // Half the ring is readable: roughly 32 KiB of ~750-byte frames.
+    assert!((30..=60).contains(&readable_samples), "{readable_samples}");
+    log.unpin(0);
+}
+
+#[test]
+fn a_pin_stops_the_writer_from_overwriting_what_a_pass_may_read_and_the_frame_is_counted() {
+    let file = sample_file();
+    let now = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(2), now).unwrap();
+    let data = vec![7u8; 1000];
+    for n in 0..40 {
+        w.append(&aac_frame(0, n, &data), now).unwrap();
+    }
+    let log = w.log().clone();
+    let readable = log.pin(1);
+    let mut n = 40;
+    let stalled = loop {
+        match w.append(&aac_frame(0, n, &data), now) {
+            Ok(_) => n += 1,
+            Err(r) => break r,
+        }
+        assert!(n < 1000, "the writer never met the pin");
+    };
+    assert_eq!(stalled, DropReason::ReaderStalled);
+    // Everything readable when the pass pinned is still intact.
+    let ring = log.media.bytes.as_slice();
+    for k in 0..n {
+        if let Lookup::Ready(s) = log.lookup(0, k, readable) {
+            let at = s.as_sample(log.capacity());
+            assert!(ring[at.offset as usize..][..1000].iter().all(|&b| b == 7));
+        }
+    }
+    let stalled_count = log.counters.dropped[DropReason::ALL
+        .iter()
+        .position(|&r| r == DropReason::ReaderStalled)
+        .unwrap()]
+    .load(Ordering::Relaxed);
+    assert_eq!(stalled_count, 1);
+    log.unpin(1);
+    assert!(w.append(&aac_frame(0, n, &data), now).is_ok());
+}
+
+#[test]
+fn a_returning_publisher_continues_the_timeline_one_frame_after_the_last() {
+    let file = sample_file();
+    let now = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(1), now).unwrap();
+    let data = [1u8; 10];
+    for n in 0..5 {
+        w.append(&aac_frame(0, n, &data), now).unwrap();
+    }
+    w.resume();
+    // The new publisher starts its clock somewhere else entirely.
+    let frame = Frame {
+        pts: 9_000_000,
+        dts: 9_000_000,
+        ..aac_frame(0, 0, &data)
+    };
+    let n = w.append(&frame, now).unwrap();
+    let log = w.log().clone();
+    let readable = log.pin(0);
+    let Lookup::Ready(s) = log.lookup(0, n, readable) else {
+        panic!()
+    };
+    assert_eq!(s.pts, 5 * 1024);
+    log.unpin(0);
+}
+
+#[test]
+fn oversized_frames_and_unknown_tracks_are_dropped_and_counted() {
+    let file = sample_file();
+    let now = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(1), now).unwrap();
+    let big = vec![0u8; MIN_CAPACITY / 4 + 1];
+    assert_eq!(
+        w.append(&aac_frame(0, 0, &big), now),
+        Err(DropReason::TooLarge)
+    );
+    assert_eq!(
+        w.append(&aac_frame(3, 0, &[1]), now),
+        Err(DropReason::Malformed)
+    );
+    assert_eq!(w.log().tracks[0].published(), 0);
+}
+
+/// A reader thread pinning, reading and checking every readable sample's bytes while the
+/// writer laps a small ring many times: it must never see a sample's bytes change.
+#[test]
+fn concurrent_readers_see_whole_samples_or_none() {
+    let file = sample_file();
+    let now = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(1), now).unwrap();
+    let log = w.log().clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut checked = 0u64;
+            let mut next = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let readable = log.pin(0);
+                let ring = log.media.bytes.as_slice();
+                for _ in 0..16 {
+                    match log.lookup(0, next, readable) {
+                        Lookup::Ready(s) => {
+                            let at = s.as_sample(log.capacity());
+                            let got =
+                                &ring[at.offset as usize..at.offset as usize + at.len as usize];
+                            assert_eq!(got, &patterned(next, s.len as usize)[..], "sample {next}");
+                            checked += 1;
+                            next += 1;
+                        }
+                        Lookup::NotYet => break,
+                        Lookup::Gone => {
+                            next = log.latest_keyframe(0, readable).map_or(next + 1, |s| s.n);
+                        }
+                    }
+                }
+                log.unpin(0);
+            }
+            checked
+        })
+    };
+    let mut stalled = 0;
+    for n in 0..50_000u64 {
+        let data = patterned(n, 200 + (n as usize * 131) % 1500);
+        if w.append(&aac_frame(0, n, &data), now) == Err(DropReason::ReaderStalled) {
+            // The patterned bytes name the sample number, which a dropped frame keeps: retry.
+            stalled += 1;
+            while w.append(&aac_frame(0, n, &data), now).is_err() {
+                std::thread::yield_now();
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let checked = reader.join().unwrap();
+    assert!(
+        checked > 100,
+        "reader checked {checked} samples ({stalled} stalls)"
+    );
+}
