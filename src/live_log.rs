@@ -148,6 +148,10 @@ pub struct LogTrack {
     entries: Box<[Entry]>,
     /// Samples published.
     published: AtomicU64,
+    /// Packets all published samples make (the next sample's `packets_before`).
+    next_packets: AtomicU64,
+    /// The next sample's expected presentation time (the last one's plus its step).
+    next_pts: AtomicU64,
 }
 
 impl LogTrack {
@@ -159,6 +163,15 @@ impl LogTrack {
     /// Samples written so far (the next sample's number).
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// The sequence number offset and presentation time the next sample to be written will
+    /// have (for RTP-Info when a viewer joins before the first keyframe).
+    pub fn next_numbers(&self) -> (u64, i64) {
+        (
+            self.next_packets.load(Ordering::Acquire),
+            self.next_pts.load(Ordering::Acquire) as i64,
+        )
     }
 
     /// Reads entry `n` if it still holds sample `n`.
@@ -422,6 +435,8 @@ impl LogWriter {
                 ts0: rand::random(),
                 entries: (0..INDEX_ENTRIES).map(|_| Entry::default()).collect(),
                 published: AtomicU64::new(0),
+                next_packets: AtomicU64::new(0),
+                next_pts: AtomicU64::new(0),
             });
             media_tracks.push(Track {
                 track_id: k as u32 + 1,
@@ -575,6 +590,9 @@ impl LogWriter {
         e.stamp
             .store(n.wrapping_add(1).wrapping_mul(2), Ordering::Release);
         tw.packets_total += packets;
+        t.next_packets.store(tw.packets_total, Ordering::Release);
+        t.next_pts
+            .store((pts + tw.last_step.max(1)) as u64, Ordering::Release);
         t.published.store(n + 1, Ordering::Release);
         self.log.head.store(end, Ordering::SeqCst);
         Ok(n)

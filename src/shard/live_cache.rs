@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use super::{ShardCounters, TrackSetup};
 use crate::live::LiveChannel;
+use crate::live_log::LiveLog;
 use crate::media::track::Sample;
 use crate::packetize::{PacketSpec, PacketizeError, Packetizer};
 use crate::wire::rtp::{write_rtp_header, RtpTimestamp, SeqNum, Ssrc, RTP_HEADER_LEN};
@@ -121,11 +122,38 @@ pub(super) struct SampleRequest<'a> {
     pub(super) ts: RtpTimestamp,
 }
 
+/// What a live stream plays: a looped file or an ingested stream's log (by identity).
+#[derive(Debug, Clone)]
+pub(super) enum LiveSource {
+    /// A live channel (`crate::live`).
+    Channel(Arc<LiveChannel>),
+    /// A live log (`crate::live_log`).
+    Log(Arc<LiveLog>),
+}
+
+impl LiveSource {
+    fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LiveSource::Channel(a), LiveSource::Channel(b)) => Arc::ptr_eq(a, b),
+            (LiveSource::Log(a), LiveSource::Log(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Ring sizes for a live log's stream: a log's viewers all follow the live edge (they join
+/// at the latest keyframe and are sent samples as they arrive), so the cache needs about a
+/// GOP of packets — 4,096 packets is 4 s of a 10 Mbit/s stream at 1,200-byte payloads. A
+/// viewer further behind gets its samples packetized again, never stale bytes.
+const LOG_RING_PACKETS: usize = 4096;
+/// Sample slots for a live log's stream (a power of two).
+const LOG_RING_SAMPLES: usize = 1024;
+
 /// Everything two viewers' packets of one track depend on: equal keys, equal bytes.
 #[derive(Debug, Clone)]
 pub(super) struct StreamKey {
-    /// The channel (by identity).
-    pub(super) channel: Arc<LiveChannel>,
+    /// The channel or log (by identity).
+    pub(super) source: LiveSource,
     /// Track of the channel's media.
     pub(super) track_index: usize,
     /// RTP payload type.
@@ -146,7 +174,19 @@ impl StreamKey {
         payload_budget: usize,
     ) -> Self {
         Self {
-            channel: channel.clone(),
+            source: LiveSource::Channel(channel.clone()),
+            track_index: setup.track_index,
+            payload_type: setup.payload_type,
+            ssrc: setup.ssrc,
+            initial_rtptime: setup.initial_rtptime,
+            payload_budget,
+        }
+    }
+
+    /// The key of a live log viewer's track.
+    pub(super) fn of_log(log: &Arc<LiveLog>, setup: &TrackSetup, payload_budget: usize) -> Self {
+        Self {
+            source: LiveSource::Log(log.clone()),
             track_index: setup.track_index,
             payload_type: setup.payload_type,
             ssrc: setup.ssrc,
@@ -156,7 +196,7 @@ impl StreamKey {
     }
 
     fn same(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.channel, &other.channel)
+        self.source.same(&other.source)
             && (self.track_index, self.payload_type, self.ssrc)
                 == (other.track_index, other.payload_type, other.ssrc)
             && (self.initial_rtptime, self.payload_budget)
@@ -194,21 +234,36 @@ struct LiveStream {
 
 impl LiveStream {
     fn new(key: StreamKey) -> Result<Self, PacketizeError> {
-        let ch = &key.channel;
-        let track = ch
-            .media
-            .index
-            .tracks
-            .get(key.track_index)
-            .ok_or(PacketizeError::SampleOutOfRange)?;
-        let packetizer = Packetizer::new(&track.codec, key.payload_budget)?;
-        let span = (ch.longest_gop() + SLACK) * 2;
-        let (samples, packets) = ch.busiest_span(key.track_index, span);
-        // Absolute numbers skip a loop's unsent first samples at every loop point in the span.
-        let first = ch.tracks.get(key.track_index).map_or(0, |t| t.first_sample);
-        let loop_points = (span.as_secs_f64() / ch.loop_duration.as_secs_f64()).ceil() as usize + 1;
-        let sample_slots = (samples + first * loop_points + 1).next_power_of_two();
-        let ring_slots = (packets + 1).next_power_of_two();
+        let (codec, sample_slots, ring_slots) = match &key.source {
+            LiveSource::Channel(ch) => {
+                let track = ch
+                    .media
+                    .index
+                    .tracks
+                    .get(key.track_index)
+                    .ok_or(PacketizeError::SampleOutOfRange)?;
+                let span = (ch.longest_gop() + SLACK) * 2;
+                let (samples, packets) = ch.busiest_span(key.track_index, span);
+                // Absolute numbers skip a loop's unsent first samples at every loop point in
+                // the span.
+                let first = ch.tracks.get(key.track_index).map_or(0, |t| t.first_sample);
+                let loop_points =
+                    (span.as_secs_f64() / ch.loop_duration.as_secs_f64()).ceil() as usize + 1;
+                (
+                    &track.codec,
+                    (samples + first * loop_points + 1).next_power_of_two(),
+                    (packets + 1).next_power_of_two(),
+                )
+            }
+            LiveSource::Log(log) => {
+                let track = log
+                    .tracks
+                    .get(key.track_index)
+                    .ok_or(PacketizeError::SampleOutOfRange)?;
+                (&track.spec.codec, LOG_RING_SAMPLES, LOG_RING_PACKETS)
+            }
+        };
+        let packetizer = Packetizer::new(codec, key.payload_budget)?;
         Ok(Self {
             key,
             viewers: 0,

@@ -115,6 +115,9 @@ pub struct SessionSetup {
     pub cname: String,
     /// The live channel, when the session watches one (its numbering comes from the channel).
     pub live: Option<Arc<crate::live::LiveChannel>>,
+    /// The live log, when the session watches an ingested stream (its numbering and timing
+    /// come from the log; `media` is the log's facade).
+    pub log: Option<Arc<crate::live_log::LiveLog>>,
 }
 
 /// Where one track starts after PLAY, for the RTP-Info header (RFC 2326 §12.33).

@@ -16,6 +16,7 @@ use super::{
     Activity, PlayEnd, SessionId, SessionSetup, TcpSink, TrackDest, TrackSetup, TrackStart,
 };
 use crate::live::LiveChannel;
+use crate::live_log::{LiveLog, Lookup};
 use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
@@ -65,6 +66,8 @@ pub(super) struct TrackStream {
     /// Live channels: the shard's shared packetization of this track
     /// ([`super::live_cache::LiveCache`]), attached by the worker when the session is created.
     pub(super) live_stream: Option<u32>,
+    /// Live logs: the last sample sent (presentation time, arrival), for sender reports.
+    pub(super) log_last: Option<(i64, Instant)>,
 }
 
 impl TrackStream {
@@ -112,6 +115,9 @@ pub(super) struct ShardSession {
     pub(super) unreachable: bool,
     /// The live channel watched, if any: numbering and timing come from its shared timeline.
     pub(super) live: Option<Arc<LiveChannel>>,
+    /// The live log watched, if any: samples, numbering and timing come from it, and
+    /// `next_sample` counts the log's samples.
+    pub(super) log: Option<Arc<LiveLog>>,
     /// How far behind the channel's live edge this viewer is paced.
     pub(super) live_lag: Duration,
     /// Our tracks as RTCP report blocks name them: the SSRC each is sent with (the live
@@ -158,6 +164,7 @@ impl ShardSession {
                 corrupt_samples: 0,
                 loop_index: 0,
                 live_stream: None,
+                log_last: None,
                 setup: t,
             });
         }
@@ -176,6 +183,7 @@ impl ShardSession {
             cut_off: false,
             unreachable: false,
             live: setup.live,
+            log: setup.log,
             live_lag: Duration::ZERO,
             track_keys,
             receptions: [None; MAX_TRACKS],
@@ -197,6 +205,15 @@ impl ShardSession {
 
     /// When sample `sample_index` of stream `i` is due.
     pub(super) fn due(&self, i: usize, sample_index: usize) -> Option<Instant> {
+        if let Some(log) = &self.log {
+            // Arrived samples are due at once (a viewer that fell behind catches up at once
+            // too: `Gone` is due now, and sending it jumps to the latest keyframe).
+            return match log.lookup(self.tracks[i].setup.track_index, sample_index as u64, 0) {
+                Lookup::Ready(s) => Some(log.arrival(&s) + self.live_lag),
+                Lookup::Gone => Some(log.epoch),
+                Lookup::NotYet => None,
+            };
+        }
         if sample_index >= self.tracks[i].stop_sample {
             return None;
         }
@@ -218,6 +235,36 @@ impl ShardSession {
         })
     }
 
+    /// Joins a live log at its latest keyframe (the log is the GOP cache): the video track
+    /// there, the other tracks at their first sample that arrived since. The keyframe's
+    /// GOP goes out at once (lowest latency: ingest is forwarded as it arrives). With no
+    /// keyframe yet, every track waits for the next sample and video skips to a keyframe.
+    pub(super) fn join_log(&mut self, shard: usize) {
+        let Some(log) = self.log.clone() else {
+            return;
+        };
+        let readable = log.pin(shard);
+        let video = self
+            .tracks
+            .iter()
+            .position(|t| log.tracks[t.setup.track_index].spec.kind == TrackKind::Video);
+        let key =
+            video.and_then(|v| log.latest_keyframe(self.tracks[v].setup.track_index, readable));
+        for t in &mut self.tracks {
+            let lt = &log.tracks[t.setup.track_index];
+            t.next_sample = match (&key, lt.spec.kind) {
+                (Some(k), TrackKind::Video) => k.n as usize,
+                (Some(k), _) => {
+                    log.first_arrived_since(t.setup.track_index, k.arrival_ns, readable) as usize
+                }
+                (None, _) => lt.published() as usize,
+            };
+            t.stop_sample = usize::MAX;
+        }
+        log.unpin(shard);
+        self.live_lag = Duration::ZERO;
+    }
+
     /// Joins the live channel at `now` (instant start at the latest keyframe).
     pub(super) fn join_live(&mut self, now: Instant) {
         let Some(ch) = self.live.clone() else {
@@ -237,6 +284,12 @@ impl ShardSession {
     /// from the shared timeline. Returns the RTP timestamp for presentation time `pts_ticks`.
     pub(super) fn stamp(&mut self, i: usize, pts_ticks: i64) -> RtpTimestamp {
         let t = &mut self.tracks[i];
+        if let Some(log) = &self.log {
+            // `pts_ticks` is the log's presentation time; the sequence number was set from
+            // the log sample by `stamp_log`.
+            let lt = &log.tracks[t.setup.track_index];
+            return lt.ts0.wrapping_add(pts_ticks as u32);
+        }
         match &self.live {
             Some(ch) => {
                 let lt = &ch.tracks[t.setup.track_index];
@@ -248,10 +301,40 @@ impl ShardSession {
         }
     }
 
+    /// Live logs: the sequence number of track `i`'s next packet is the log's numbering
+    /// (`seq0 + packets_before`), the same on every shard.
+    pub(super) fn stamp_log(&mut self, i: usize, packets_before: u64) {
+        if let Some(log) = &self.log {
+            let t = &mut self.tracks[i];
+            // Modulo 2^16 (RFC 3550 §5.1).
+            t.seq = log.tracks[t.setup.track_index]
+                .seq0
+                .wrapping_add(packets_before as u16);
+        }
+    }
+
+    /// The RTP timestamp of track `i` of a live log now (for sender reports): the last sent
+    /// sample's, advanced by the time since it arrived. `None` before the first sample.
+    pub(super) fn log_rtp_now(&self, i: usize, now: Instant) -> Option<RtpTimestamp> {
+        let log = self.log.as_ref()?;
+        let t = &self.tracks[i];
+        let (pts, arrival) = t.log_last?;
+        let since = now.saturating_duration_since(arrival + self.live_lag);
+        let ticks = (since.as_secs_f64() * f64::from(t.clock_rate_hz)).round() as i64;
+        Some(
+            log.tracks[t.setup.track_index]
+                .ts0
+                .wrapping_add(pts.wrapping_add(ticks) as u32),
+        )
+    }
+
     /// Live channels: the absolute number of track `i`'s next sample (`loop · samples + k`),
     /// unique across loops; the key of the shard's packet cache.
     pub(super) fn absolute_sample(&self, i: usize) -> u64 {
         let t = &self.tracks[i];
+        if self.log.is_some() {
+            return t.next_sample as u64;
+        }
         let len = self.track(i).samples.len() as u64;
         t.loop_index
             .wrapping_mul(len)
@@ -260,6 +343,10 @@ impl ShardSession {
 
     /// Moves track `i` past the sample just sent; live channels wrap to the next loop.
     pub(super) fn advance(&mut self, i: usize) {
+        if self.log.is_some() {
+            self.tracks[i].next_sample += 1;
+            return;
+        }
         let len = self.track(i).samples.len();
         let loop_start = self
             .live
@@ -328,6 +415,24 @@ impl ShardSession {
 
     /// RTP-Info data: the seq and timestamp of each track's next packet.
     pub(super) fn track_starts(&mut self) -> Vec<TrackStart> {
+        if let Some(log) = self.log.clone() {
+            return (0..self.tracks.len())
+                .map(|i| {
+                    let t = &self.tracks[i];
+                    let lt = &log.tracks[t.setup.track_index];
+                    let (packets_before, pts) =
+                        match log.lookup(t.setup.track_index, t.next_sample as u64, 0) {
+                            Lookup::Ready(s) => (s.packets_before, s.pts),
+                            _ => lt.next_numbers(),
+                        };
+                    TrackStart {
+                        track_index: t.setup.track_index,
+                        seq: lt.seq0.wrapping_add(packets_before as u16),
+                        rtptime: lt.ts0.wrapping_add(pts as u32),
+                    }
+                })
+                .collect();
+        }
         (0..self.tracks.len())
             .map(|i| {
                 let track = self.track(i);
@@ -360,7 +465,9 @@ impl ShardSession {
 
     /// True when every track has sent its last sample (the last before the range's end).
     pub(super) fn all_tracks_done(&self) -> bool {
-        self.live.is_none() && self.tracks.iter().all(|t| t.next_sample >= t.stop_sample)
+        self.live.is_none()
+            && self.log.is_none()
+            && self.tracks.iter().all(|t| t.next_sample >= t.stop_sample)
     }
 
     /// The end of the range being played in normal play time: the requested end clamped to
@@ -378,7 +485,7 @@ impl ShardSession {
     /// sessions play on whatever the end. Returns the end played, not before `start`.
     /// Called once per PLAY, after the start is positioned: a scan, not on the send path.
     pub(super) fn set_end(&mut self, end: PlayEnd, start: f64) -> f64 {
-        if self.live.is_some() {
+        if self.live.is_some() || self.log.is_some() {
             return self.end_secs();
         }
         match end {
@@ -442,6 +549,7 @@ mod tests {
             payload_budget_bytes: 1200,
             cname: "test".into(),
             live,
+            log: None,
         };
         ShardSession::new(setup, Instant::now()).unwrap()
     }

@@ -30,6 +30,7 @@ use super::tcp::batch::{BodyRef, ConnWrite, FrameBodies, TcpBatch};
 use super::tcp::{TcpSink, MAX_BACKLOG_BYTES};
 use super::timer_wheel::TimerWheel;
 use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
+use crate::live_log::{LiveLog, LogState, Lookup};
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
 use crate::poll::{Epoll, Ready, Waker, EPOLL_MAX_EVENTS};
 use crate::stats::window::micros_histogram;
@@ -96,6 +97,19 @@ struct Due {
     slot: u32,
     track: u16,
     generation: u32,
+}
+
+/// A live log some of the shard's sessions watch.
+struct WatchedLog {
+    log: Arc<LiveLog>,
+    /// Viewer tracks watching it on this shard.
+    tracks: usize,
+    /// The lowest position the current pass may read (its pin), see `live_log`.
+    readable: u64,
+    /// Samples published per track when waiting tracks were last checked.
+    seen: Vec<u64>,
+    /// Tracks whose next sample has not arrived: queued again when it does.
+    waiting: Vec<Due>,
 }
 
 /// A packet waiting for the batched send: its header slab and body range (a live viewer's
@@ -197,6 +211,8 @@ pub(super) struct Worker {
     pending: Vec<PendingPacket>,
     /// Live samples packetized once for every viewer of their channel on this shard.
     live: LiveCache,
+    /// Live logs watched by this shard's sessions.
+    logs: Vec<WatchedLog>,
     rtcp_buf: [u8; MAX_RTCP_COMPOUND],
     /// `recvmmsg` buffers for RTCP, with kernel arrival times and source addresses.
     recv: RecvBatch,
@@ -286,6 +302,7 @@ impl Worker {
             queue: TimerWheel::new(Instant::now(), 1024),
             pending: Vec::with_capacity(PENDING_CAPACITY),
             live: LiveCache::default(),
+            logs: Vec::new(),
             rtcp_buf: [0; MAX_RTCP_COMPOUND],
             recv: RecvBatch::new(RTCP_DRAIN_PER_TICK),
             running: true,
@@ -327,6 +344,7 @@ impl Worker {
                 Duration::ZERO
             };
             self.wait(wait);
+            self.poll_logs();
             loop {
                 match self.commands.try_recv() {
                     Ok(cmd) => self.apply(cmd),
@@ -423,6 +441,7 @@ impl Worker {
                     }
                 };
                 self.attach_live(&mut session);
+                self.watch_log(&session, true);
                 if let Some(sink) = &session.sink {
                     let secs = session.media.duration().as_secs_f64();
                     let rate = session.media.bytes.as_slice().len() as f64 / secs.max(1.0);
@@ -450,6 +469,10 @@ impl Worker {
         let start = match start_npt_secs {
             _ if s.live.is_some() => {
                 s.join_live(now);
+                0.0
+            }
+            _ if s.log.is_some() => {
+                s.join_log(self.index);
                 0.0
             }
             Some(t) => s.seek(t),
@@ -481,6 +504,18 @@ impl Worker {
     /// (only when it plays the channel's own mapping, which the cached body ranges index).
     /// A track that cannot attach packetizes for itself, as VOD tracks do.
     fn attach_live(&mut self, session: &mut ShardSession) {
+        if let Some(log) = session.log.clone() {
+            for t in &mut session.tracks {
+                let key = StreamKey::of_log(&log, &t.setup, t.packetizer.payload_budget());
+                match self.live.attach(key) {
+                    Ok(id) => t.live_stream = Some(id),
+                    Err(e) => {
+                        tracing::warn!(shard = self.index, stream = %log.name(), track = t.setup.track_index, "no shared packetization: {e}");
+                    }
+                }
+            }
+            return;
+        }
         let Some(ch) = session.live.clone() else {
             return;
         };
@@ -516,15 +551,20 @@ impl Worker {
             // A sender report right away gives players the RTP↔NTP mapping before media
             // (RFC 3550 §6.4.1), which A/V sync in ffmpeg and GStreamer relies on.
             s.tracks[i].last_sender_report = None;
-            if let Some(at) = s.due(i, s.tracks[i].next_sample) {
-                self.queue.push(
-                    at,
-                    Due {
-                        slot: slot as u32,
-                        track: i as u16,
-                        generation: s.generation,
-                    },
-                );
+            let due = Due {
+                slot: slot as u32,
+                track: i as u16,
+                generation: s.generation,
+            };
+            match s.due(i, s.tracks[i].next_sample) {
+                Some(at) => self.queue.push(at, due),
+                None => {
+                    if let Some(log) = &s.log {
+                        if let Some(w) = self.logs.iter_mut().find(|w| Arc::ptr_eq(&w.log, log)) {
+                            w.waiting.push(due);
+                        }
+                    }
+                }
             }
         }
     }
@@ -541,6 +581,9 @@ impl Worker {
         // wait, the RTCP drain) is shared by many packets and GSO/batches fill up.
         // The wheel drains whole ~1 ms slots: compare due times with the bound it uses, so
         // a track re-queued past it is not popped again in this tick.
+        for w in &mut self.logs {
+            w.readable = w.log.pin(self.index);
+        }
         let horizon = self.queue.horizon(now + SEND_AHEAD);
         let pull_horizon = horizon.max(now + TCP_PULL_AHEAD);
         let mut to_cut: Vec<SessionId> = Vec::new();
@@ -561,7 +604,14 @@ impl Worker {
             }
             let i = due.track as usize;
             let interleaved = s.tracks[i].is_interleaved();
+            let watched = s
+                .log
+                .as_ref()
+                .and_then(|log| self.logs.iter_mut().find(|w| Arc::ptr_eq(&w.log, log)));
+            let log_readable = watched.as_ref().map_or(0, |w| w.readable);
+            let mut waiting = watched.map(|w| &mut w.waiting);
             let mut out = Outputs {
+                log_readable,
                 due: now,
                 pending: &mut self.pending,
                 tcp: &mut self.tcp,
@@ -577,6 +627,10 @@ impl Worker {
             loop {
                 let next = s.tracks[i].next_sample;
                 let Some(at) = s.due(i, next) else {
+                    // A live log's next sample has not arrived: the writer's wake re-queues it.
+                    if let Some(w) = waiting.as_mut() {
+                        w.push(due);
+                    }
                     break;
                 };
                 if at > horizon || budget == 0 {
@@ -646,6 +700,11 @@ impl Worker {
         }
         self.flush(clock);
         self.write_tcp(&mut to_cut);
+        // Every send of the pass is complete (`flush` and `write_tcp` return after the kernel
+        // took or the backlog copied the bytes): the pass reads no log any more.
+        for w in &self.logs {
+            w.log.unpin(self.index);
+        }
         for id in to_cut {
             if self.remove(id, "viewer too slow (TCP backlog full)") {
                 self.counters
@@ -913,6 +972,81 @@ impl Worker {
         }
     }
 
+    /// A session of a live log arrives (`start`) or leaves: the log wakes this shard while
+    /// it has watchers here; the shard pins it during its passes.
+    fn watch_log(&mut self, session: &ShardSession, start: bool) {
+        let Some(log) = &session.log else {
+            return;
+        };
+        let n = session.tracks.len();
+        for _ in 0..n {
+            log.watch(self.index, start);
+        }
+        match self.logs.iter().position(|w| Arc::ptr_eq(&w.log, log)) {
+            Some(k) if start => self.logs[k].tracks += n,
+            Some(k) => {
+                self.logs[k].tracks = self.logs[k].tracks.saturating_sub(n);
+                if self.logs[k].tracks == 0 {
+                    self.logs.swap_remove(k);
+                }
+            }
+            None if start => self.logs.push(WatchedLog {
+                log: log.clone(),
+                tracks: n,
+                readable: 0,
+                seen: vec![0; log.tracks.len()],
+                waiting: Vec::new(),
+            }),
+            None => {}
+        }
+    }
+
+    /// Queues the tracks whose next log sample arrived since the last check; ends the
+    /// sessions of a log whose stream ended (BYE after the last sample they were sent).
+    fn poll_logs(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.logs {
+            let ended = w.log.state() == LogState::Ended;
+            let mut changed = ended;
+            for (k, seen) in w.seen.iter_mut().enumerate() {
+                let published = w.log.tracks[k].published();
+                changed |= published != *seen;
+                *seen = published;
+            }
+            if !changed || w.waiting.is_empty() {
+                continue;
+            }
+            let sessions = &mut self.sessions;
+            let queue = &mut self.queue;
+            w.waiting.retain(|due| {
+                let Some(s) = sessions.get_mut(due.slot as usize).and_then(Option::as_mut) else {
+                    return false;
+                };
+                if s.generation != due.generation || s.state != PlayState::Playing {
+                    return false;
+                }
+                match s.due(due.track as usize, s.tracks[due.track as usize].next_sample) {
+                    Some(at) => {
+                        queue.push(at, *due);
+                        false
+                    }
+                    None if ended => {
+                        s.state = PlayState::Ended;
+                        queue.push(
+                            now + BYE_DELAY,
+                            Due {
+                                track: BYE_TRACK,
+                                ..*due
+                            },
+                        );
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+    }
+
     /// Ends a session: BYE on every track, then frees its slot. False if it was not here.
     fn remove(&mut self, id: SessionId, why: &str) -> bool {
         let Some(slot) = self.by_id.remove(&id) else {
@@ -938,6 +1072,7 @@ impl Worker {
                 self.live.detach(id);
             }
         }
+        self.watch_log(&s, false);
         self.free_slots.push(slot);
         self.counters.sessions.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(shard = self.index, session = %format_args!("{id:016X}"), "session ended: {why}");
@@ -1056,6 +1191,8 @@ impl<'s> FrameBodies<'s> for SessionBodies<'s> {
 struct Outputs<'a> {
     /// When the sample being sent was due.
     due: Instant,
+    /// For a live log's session: the lowest log position this pass may read (its pin).
+    log_readable: u64,
     /// UDP packets queued for the pass's batched send.
     pending: &'a mut Vec<PendingPacket>,
     /// TCP frames queued for the pass's writes.
@@ -1076,6 +1213,10 @@ struct Outputs<'a> {
 /// viewer of the channel on the shard (on the first viewer's miss); other tracks packetize
 /// with their own packetizer.
 fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize, now: Instant) {
+    if s.log.is_some() {
+        emit_log_sample(out, s, slot, i, now);
+        return;
+    }
     let media = s.media.clone();
     let track = &media.index.tracks[s.tracks[i].setup.track_index];
     let next = s.tracks[i].next_sample;
@@ -1154,6 +1295,95 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
     for _ in 0..group.len() {
         s.advance(i);
     }
+}
+
+/// Sends the next sample of track `i` of a live log's session: as `emit_sample` does for a
+/// file, with the sample taken from the log's index (readable in this pass, see `live_log`)
+/// and the log's numbering. A sample that is gone (the viewer fell behind by half the ring,
+/// or its index entry was reused) moves the track to the latest keyframe instead.
+fn emit_log_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize, now: Instant) {
+    let Some(log) = s.log.clone() else {
+        return;
+    };
+    let track_index = s.tracks[i].setup.track_index;
+    let next = s.tracks[i].next_sample as u64;
+    let sample = match log.lookup(track_index, next, out.log_readable) {
+        Lookup::Ready(sample) => sample,
+        Lookup::NotYet => return,
+        Lookup::Gone => {
+            log.counters.reader_skips.fetch_add(1, Ordering::Relaxed);
+            let to = log
+                .latest_keyframe(track_index, out.log_readable)
+                .map_or_else(|| log.tracks[track_index].published(), |k| k.n);
+            s.tracks[i].next_sample = to.max(next + 1) as usize;
+            return;
+        }
+    };
+    if s.tracks[i]
+        .last_sender_report
+        .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
+    {
+        s.tracks[i]
+            .log_last
+            .get_or_insert((sample.pts, log.arrival(&sample)));
+        send_sender_report(s, slot, i, now, out);
+    }
+    s.tracks[i].log_last = Some((sample.pts, log.arrival(&sample)));
+    let bytes = log.media.bytes.as_slice();
+    let file_sample = sample.as_sample(log.capacity());
+    let group = std::slice::from_ref(&file_sample);
+    s.stamp_log(i, sample.packets_before);
+    let ts = s.stamp(i, sample.pts);
+    let cached = match s.tracks[i].live_stream {
+        Some(stream) => out.live.packets(
+            stream,
+            &SampleRequest {
+                abs: next,
+                samples: group,
+                index: next,
+                media: bytes,
+                seq: s.tracks[i].seq,
+                ts,
+            },
+            out.counters,
+        ),
+        None => None,
+    };
+    let error = match cached {
+        Some(packets) => {
+            for j in 0..packets.len() {
+                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp, out.due) {
+                    return;
+                }
+            }
+            packets.error
+        }
+        None => {
+            out.counters
+                .live_packetizations
+                .fetch_add(1, Ordering::Relaxed);
+            s.tracks[i].packetizer.begin_samples(group, next);
+            loop {
+                let spec = match s.tracks[i].packetizer.next_packet(bytes) {
+                    Ok(Some(spec)) => spec,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                };
+                let t = &s.tracks[i];
+                let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
+                if !deliver(s, slot, i, &packet, out.pending, out.tcp, out.due) {
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(e) = error {
+        s.tracks[i].corrupt_samples += 1;
+        if s.tracks[i].corrupt_samples == 1 {
+            tracing::warn!(stream = %log.name(), track = i, "corrupt sample {next}: {e}");
+        }
+    }
+    s.advance(i);
 }
 
 /// Hands one packet of track `i` to its viewer, with the viewer's own accounting (next
@@ -1243,7 +1473,9 @@ fn sender_info(s: &ShardSession, i: usize, media_secs: f64) -> SenderInfo {
     SenderInfo {
         ssrc: t.setup.ssrc,
         ntp: NtpTime::now(),
-        rtp_timestamp: t.rtp_timestamp_at_secs(media_secs),
+        rtp_timestamp: s
+            .log_rtp_now(i, Instant::now())
+            .unwrap_or_else(|| t.rtp_timestamp_at_secs(media_secs)),
         packet_count: t.packets_sent,
         octet_count: t.octets_sent,
     }

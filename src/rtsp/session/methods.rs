@@ -99,6 +99,12 @@ impl SessionCore {
     fn resolve(&self, uri: &str) -> Result<(Arc<MediaFile>, Vec<String>), Refusal> {
         let path = split_request_uri(uri).map_err(Refusal::Uri)?;
         let segments = path.segments;
+        // An ingested stream: the longest leading run of segments naming a live log.
+        for k in (1..=segments.len()).rev() {
+            if let Some(log) = self.logs.get(&segments[..k].join("/")) {
+                return Ok((log.media.clone(), segments[k..].to_vec()));
+            }
+        }
         if let Some(ch) = segments.first().and_then(|name| self.channels.get(name)) {
             return Ok((ch.media.clone(), segments[1..].to_vec()));
         }
@@ -116,6 +122,14 @@ impl SessionCore {
         self.channels
             .values()
             .find(|c| Arc::ptr_eq(&c.media, media))
+            .cloned()
+    }
+
+    /// The live log behind `media`, if it is an ingested stream's.
+    fn log_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveLog>> {
+        self.logs
+            .values()
+            .find(|l| Arc::ptr_eq(&l.media, media))
             .cloned()
     }
 
@@ -174,7 +188,7 @@ impl SessionCore {
             )));
         }
         let token = self.check_token(&req.uri, &media.name, caller.peer.ip(), env.wall)?;
-        let live = self.channel_of(&media).is_some();
+        let live = self.channel_of(&media).is_some() || self.log_of(&media).is_some();
         let sdp = describe_media(
             &media,
             caller.local,
@@ -260,9 +274,11 @@ impl SessionCore {
             })
             .unwrap_or_default();
         let channel = self.channel_of(&media);
-        let ssrc: Ssrc = match &channel {
-            Some(ch) => ch.tracks[track_index].ssrc,
-            None => env.rng.gen(),
+        let log = self.log_of(&media);
+        let ssrc: Ssrc = match (&channel, &log) {
+            (Some(ch), _) => ch.tracks[track_index].ssrc,
+            (None, Some(log)) => log.tracks[track_index].ssrc,
+            (None, None) => env.rng.gen(),
         };
         // The shard: the session's, or the least loaded one with bandwidth left (checked
         // after the transport, so a refused transport creates nothing).
@@ -336,9 +352,11 @@ impl SessionCore {
             }
         };
         // A live channel's viewers share its numbering space (one SSRC per channel track).
-        let (initial_seq, initial_rtptime) = match &channel {
-            Some(ch) => (ch.tracks[track_index].seq0, ch.tracks[track_index].ts0),
-            None => (env.rng.gen(), env.rng.gen()),
+        // So do a live log's (the log numbers its packets).
+        let (initial_seq, initial_rtptime) = match (&channel, &log) {
+            (Some(ch), _) => (ch.tracks[track_index].seq0, ch.tracks[track_index].ts0),
+            (None, Some(log)) => (log.tracks[track_index].seq0, log.tracks[track_index].ts0),
+            (None, None) => (env.rng.gen(), env.rng.gen()),
         };
         let setup = TrackSetup {
             track_index,
@@ -455,10 +473,11 @@ impl SessionCore {
         }
         let rec = &self.sessions[&id];
         let live = self.channel_of(&rec.media);
+        let log = self.log_of(&rec.media);
         let duration = rec.media.duration().as_secs_f64();
         // A live channel cannot seek: every PLAY joins at the live edge, whatever Range asks
         // (players such as ffmpeg always send `npt=0.000-`).
-        let range = if live.is_some() {
+        let range = if live.is_some() || log.is_some() {
             None
         } else {
             req.header("Range")
@@ -474,6 +493,7 @@ impl SessionCore {
                 payload_budget_bytes: self.config.payload_budget_bytes,
                 cname: format!("shardcast@{}", caller.local.ip()),
                 live: live.clone(),
+                log: log.clone(),
             })
         });
         let pending = Pending {
@@ -483,7 +503,7 @@ impl SessionCore {
                 content_base: self.content_base(caller, &rec.media),
                 token: rec.token.clone(),
                 track_order: rec.tracks.iter().map(|t| t.track_index).collect(),
-                live: live.is_some(),
+                live: live.is_some() || log.is_some(),
                 echo_rates,
             }),
         };
@@ -592,6 +612,7 @@ impl SessionCore {
         if rec.state == SessionState::Ready
             || !rec.on_shard
             || self.channel_of(&rec.media).is_some()
+            || self.log_of(&rec.media).is_some()
         {
             return Err(Refusal::NotValidInState(rec.state));
         }

@@ -41,6 +41,7 @@ use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, Lowe
 use super::uri::split_request_uri;
 use crate::ids::SERVER_NAME;
 use crate::live::LiveChannel;
+use crate::live_log::LiveLog;
 use crate::media::track::TrackKind;
 use crate::media::{MediaFile, MediaLibrary};
 use crate::shard::{
@@ -297,6 +298,8 @@ pub struct SessionCore {
     config: Settings,
     library: Arc<MediaLibrary>,
     channels: HashMap<String, Arc<LiveChannel>>,
+    /// Live logs of ingested streams, by stream path (`live/cam1`), while they exist.
+    logs: HashMap<String, Arc<LiveLog>>,
     /// Each shard's (RTP, RTCP) server ports.
     shard_ports: Vec<(u16, u16)>,
     /// Sessions assigned per shard (so a burst of SETUPs spreads evenly).
@@ -385,6 +388,7 @@ impl SessionCore {
             config,
             library,
             channels,
+            logs: HashMap::new(),
             shard_ports,
             sessions: HashMap::new(),
             log_limit: LogLimiter::default(),
@@ -405,6 +409,22 @@ impl SessionCore {
     /// Live channels by name.
     pub fn channels(&self) -> &HashMap<String, Arc<LiveChannel>> {
         &self.channels
+    }
+
+    /// Live logs of ingested streams by path.
+    pub fn logs(&self) -> &HashMap<String, Arc<LiveLog>> {
+        &self.logs
+    }
+
+    /// An ingested stream's log becomes playable at its path (replacing a previous one).
+    pub fn add_log(&mut self, log: Arc<LiveLog>) {
+        self.logs.insert(log.name().to_owned(), log);
+    }
+
+    /// An ingested stream's log is gone: new requests for its path get 404 (sessions
+    /// already playing it keep their `Arc` until their shard ends them).
+    pub fn remove_log(&mut self, name: &str) -> Option<Arc<LiveLog>> {
+        self.logs.remove(name)
     }
 
     /// Play-token settings.
