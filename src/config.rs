@@ -85,6 +85,14 @@ pub struct ConfigOverlay {
     pub users: Option<Vec<UserEntry>>,
     /// Per-stream access rules (`[[access]]`), first match wins.
     pub access: Option<Vec<AccessRule>>,
+    /// Paths anyone may publish to without credentials (`--publish 'live/*'`), for trying
+    /// ingest out; otherwise publishing needs an `[[access]]` rule's `publish`/`publish-key`.
+    pub publish: Option<Vec<String>>,
+    /// Seconds a live stream waits for its publisher to come back before its viewers get
+    /// BYE and its log is released.
+    pub publisher_timeout: Option<u64>,
+    /// Bytes of the memory-mapped live log of each ingested stream (its recent samples).
+    pub live_log_size: Option<usize>,
     /// Accept HTTP Basic credentials (RFC 7617) as well as Digest; off by default because
     /// Basic sends the password in the clear.
     pub allow_basic: Option<bool>,
@@ -228,6 +236,15 @@ impl ConfigOverlay {
                 (file, flags) => flags.or(file),
             },
             access: flags.access.or(self.access),
+            publish: match (self.publish, flags.publish) {
+                (Some(mut file), Some(flags)) => {
+                    file.extend(flags);
+                    Some(file)
+                }
+                (file, flags) => flags.or(file),
+            },
+            publisher_timeout: flags.publisher_timeout.or(self.publisher_timeout),
+            live_log_size: flags.live_log_size.or(self.live_log_size),
             allow_basic: flags.allow_basic.or(self.allow_basic),
             limits: match (self.limits, flags.limits) {
                 (Some(file), Some(flags)) => Some(file.overlaid_by(flags)),
@@ -276,6 +293,12 @@ pub struct ServerConfig {
     pub users: HashMap<String, UserSecret>,
     /// Access rules.
     pub access: Vec<AccessRule>,
+    /// Paths open to any publisher.
+    pub publish: Vec<String>,
+    /// How long a live stream waits for its publisher to return.
+    pub publisher_timeout: Duration,
+    /// Bytes of each ingested stream's live log.
+    pub live_log_size: usize,
     /// Whether Basic credentials are accepted.
     pub allow_basic: bool,
     /// Admission limits.
@@ -319,6 +342,8 @@ impl ServerConfig {
             stats: self.stats,
             users: self.users.clone(),
             access: self.access.clone(),
+            publish_open: self.publish.clone(),
+            publisher_timeout: self.publisher_timeout,
             allow_basic: self.allow_basic,
             admission: self.admission,
             require_token: self.require_token,
@@ -431,6 +456,12 @@ impl ServerConfig {
             live_start: o.live_start.unwrap_or_default(),
             users: user_secrets(o.users.unwrap_or_default())?,
             access: o.access.unwrap_or_default(),
+            publish: o.publish.unwrap_or_default(),
+            publisher_timeout: Duration::from_secs(o.publisher_timeout.unwrap_or(10).max(1)),
+            live_log_size: o
+                .live_log_size
+                .unwrap_or(crate::live_log::DEFAULT_CAPACITY)
+                .max(crate::live_log::MIN_CAPACITY),
             allow_basic: o.allow_basic.unwrap_or(false),
             admission: o.limits.unwrap_or_default().resolve(shards),
             send: SendConfig {

@@ -105,7 +105,7 @@ impl UserSecret {
 }
 
 /// Who may read which streams.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AccessRule {
     /// A stream name, or a prefix ending in `*` (`news/*`, `*`).
@@ -116,6 +116,59 @@ pub struct AccessRule {
     /// Users allowed (`*` = any authenticated user); ignored when `public`.
     #[serde(default)]
     pub users: Vec<String>,
+    /// Users allowed to publish (`*` = any authenticated user). Publishing is a separate
+    /// permission: `public` and `users` never grant it, and a path whose first matching rule
+    /// has neither `publish` nor `publish_key` cannot be published to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// A stream key that lets a publisher in without a user: `?key=` in the RTSP URL, or
+    /// the RTMP stream key.
+    #[serde(default)]
+    pub publish_key: Option<String>,
+}
+
+/// What publishing to a path takes (the first rule that matches it decides, as for playing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishNeeds {
+    /// Nothing: an open pattern (`serve --publish`) matches.
+    Nothing,
+    /// One of these users (`*`: any authenticated user), or the key if there is one.
+    Grant {
+        /// Users allowed.
+        users: Vec<String>,
+        /// The stream key accepted instead of credentials.
+        key: Option<String>,
+    },
+    /// Nobody may publish here.
+    Refused,
+}
+
+/// What publishing to `path` needs under the open patterns (`serve --publish`: `live/*`
+/// matches `live/x`; no `*` means that path and its sub-paths) and the access rules.
+pub fn publish_needs(open: &[String], rules: &[AccessRule], path: &str) -> PublishNeeds {
+    let pattern = |streams: &str| AccessRule {
+        streams: streams.to_owned(),
+        public: false,
+        users: Vec::new(),
+        publish: Vec::new(),
+        publish_key: None,
+    };
+    if open.iter().any(|p| pattern(p).matches(path)) {
+        return PublishNeeds::Nothing;
+    }
+    match rules.iter().find(|r| r.matches(path)) {
+        Some(r) if !r.publish.is_empty() || r.publish_key.is_some() => PublishNeeds::Grant {
+            users: r.publish.clone(),
+            key: r.publish_key.clone(),
+        },
+        _ => PublishNeeds::Refused,
+    }
+}
+
+/// Whether `given` is the stream key `expected` (compared in constant time).
+pub fn key_matches(expected: &str, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
 impl AccessRule {
@@ -337,6 +390,36 @@ impl Authenticator {
         if rule.as_ref().is_some_and(|r| r.public) {
             return Checked::now(Verdict::Allowed(None));
         }
+        let checked = self.check_user_at(method, uri, authorization, peer, now, wall);
+        match (checked.verdict, rule) {
+            (Verdict::Allowed(Some(user)), Some(r))
+                if !r.users.iter().any(|u| u == "*" || *u == user) =>
+            {
+                Checked {
+                    wait: checked.wait,
+                    verdict: Verdict::Forbidden(user),
+                }
+            }
+            (verdict, _) => Checked {
+                wait: checked.wait,
+                verdict,
+            },
+        }
+    }
+
+    /// Checks credentials alone, whatever the access rules say (publishing has its own
+    /// permission, `publish_needs`): `Allowed(Some(user))` for a valid user, else a
+    /// challenge or a throttle, with the same backoff as [`Self::check_at`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_user_at(
+        &mut self,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+        peer: IpAddr,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Checked {
         // A first request without credentials is the normal start of the exchange, not an
         // attempt: no slot, no failure.
         let Some(authorization) = authorization else {
@@ -363,12 +446,7 @@ impl Authenticator {
         let verdict = match self.authenticate(method, uri, authorization, unix_secs(wall)) {
             Ok(user) => {
                 self.backoff.succeeded(peer, &user, now);
-                match rule {
-                    Some(r) if !r.users.iter().any(|u| u == "*" || *u == user) => {
-                        Verdict::Forbidden(user)
-                    }
-                    _ => Verdict::Allowed(Some(user)),
-                }
+                Verdict::Allowed(Some(user))
             }
             Err((stale, why)) => {
                 // Right credentials on an expired nonce are not a failure; wrong, replayed

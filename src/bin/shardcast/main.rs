@@ -103,6 +103,15 @@ struct ServeArgs {
     /// Also accept Basic credentials (the password travels in the clear).
     #[arg(long)]
     allow_basic: bool,
+    /// Let anyone publish (RTSP ANNOUNCE/RECORD) to paths matching PATTERN, e.g. 'live/*'
+    /// (repeatable). Without it publishing needs an [[access]] rule with publish or
+    /// publish-key.
+    #[arg(long = "publish", value_name = "PATTERN")]
+    publish: Vec<String>,
+    /// Seconds a live stream waits for its publisher to come back before viewers get BYE
+    /// [default: 10].
+    #[arg(long)]
+    publisher_timeout: Option<u64>,
     /// Most viewers (sessions) in the server; 0 = unlimited [default: 10,000 per shard].
     #[arg(long)]
     max_viewers: Option<usize>,
@@ -208,6 +217,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         live_start: args.live_start,
         users: (!args.users.is_empty()).then_some(args.users),
         access: None,
+        publish: (!args.publish.is_empty()).then_some(args.publish),
+        publisher_timeout: args.publisher_timeout,
+        live_log_size: None,
         allow_basic: args.allow_basic.then_some(true),
         limits: Some(shardcast::rtsp::admission::LimitsOverlay {
             max_viewers: args.max_viewers,

@@ -200,11 +200,13 @@ fn rules_open_streams_and_restrict_users() {
             streams: "public/*".into(),
             public: true,
             users: vec![],
+            ..Default::default()
         },
         AccessRule {
             streams: "news".into(),
             public: false,
             users: vec!["alice".into()],
+            ..Default::default()
         },
     ];
     let now = Instant::now();
@@ -478,4 +480,36 @@ fn param_parser_handles_quotes_escapes_and_commas() {
     assert_eq!(p[1], ("realm".into(), "x, y".into()));
     assert_eq!(p[2], ("nc".into(), "00000001".into()));
     assert_eq!(p[3], ("qop".into(), "auth".into()));
+}
+
+#[test]
+fn publishing_needs_its_own_permission_and_open_patterns_grant_it() {
+    let rules = vec![
+        AccessRule {
+            streams: "live/cam1".into(),
+            publish: vec!["enc".into()],
+            publish_key: Some("s3cret".into()),
+            ..Default::default()
+        },
+        AccessRule {
+            streams: "*".into(),
+            public: true,
+            ..Default::default()
+        },
+    ];
+    // A public rule lets anyone play, never publish.
+    assert_eq!(publish_needs(&[], &rules, "other"), PublishNeeds::Refused);
+    assert_eq!(
+        publish_needs(&[], &rules, "live/cam1"),
+        PublishNeeds::Grant {
+            users: vec!["enc".into()],
+            key: Some("s3cret".into())
+        }
+    );
+    let open = vec!["live/*".to_owned()];
+    assert_eq!(publish_needs(&open, &rules, "live/cam2"), PublishNeeds::Nothing);
+    assert_eq!(publish_needs(&open, &rules, "vod/x"), PublishNeeds::Refused);
+    assert!(key_matches("s3cret", "s3cret"));
+    assert!(!key_matches("s3cret", "s3creT"));
+    assert!(!key_matches("s3cret", "s3cre"));
 }

@@ -273,6 +273,10 @@ pub struct Settings {
     pub users: HashMap<String, UserSecret>,
     /// Per-stream access rules.
     pub access: Vec<AccessRule>,
+    /// Paths anyone may publish to (`serve --publish`).
+    pub publish_open: Vec<String>,
+    /// How long a live stream waits for its publisher to come back.
+    pub publisher_timeout: Duration,
     /// Whether Basic credentials are accepted.
     pub allow_basic: bool,
     /// Admission limits.
