@@ -52,6 +52,9 @@ pub struct TransportSpec {
     pub interleaved: Option<(u8, u8)>,
     /// Whether `mode` includes PLAY (the default when `mode` is absent).
     pub mode_play: bool,
+    /// Whether `mode` includes RECORD (§10.11): the client publishes on this transport.
+    /// Clients write it as `mode=record`, `mode=RECORD` or `mode="RECORD"`.
+    pub mode_record: bool,
     /// `ssrc` suggested by the client (1 to 8 hex digits).
     pub ssrc: Option<Ssrc>,
     /// `destination` address, verbatim.
@@ -175,6 +178,7 @@ fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
         client_port: None,
         interleaved: None,
         mode_play: true,
+        mode_record: false,
         ssrc: None,
         destination: None,
     };
@@ -205,6 +209,9 @@ fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
         } else if is("mode") {
             let v = value.unwrap_or_default();
             spec.mode_play = v.split(',').any(|m| m.trim().eq_ignore_ascii_case("PLAY"));
+            spec.mode_record = v
+                .split(',')
+                .any(|m| m.trim().eq_ignore_ascii_case("RECORD"));
         } else if is("destination") {
             spec.destination = value.filter(|v| !v.is_empty()).map(str::to_owned);
         }
@@ -309,6 +316,7 @@ mod tests {
             client_port: Some(client),
             interleaved: None,
             mode_play: true,
+            mode_record: false,
             ssrc: None,
             destination: None,
         }
@@ -388,6 +396,9 @@ mod tests {
         assert!(t[0].mode_play);
         let t = parse_transport("RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"RECORD\"").unwrap();
         assert!(!t[0].mode_play);
+        assert!(t[0].mode_record);
+        let t = parse_transport("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record").unwrap();
+        assert!(t[0].mode_record && !t[0].mode_play);
         let t =
             parse_transport("RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"PLAY,RECORD\"").unwrap();
         assert_eq!(t.len(), 1);

@@ -138,6 +138,7 @@ impl SessionCore {
     /// Ends the sessions that expired by `now` (idle, or never played), and reports the
     /// log lines suppressed in windows that closed. Call it about once a second.
     pub fn expire(&mut self, now: Instant) -> Vec<Effect> {
+        self.expire_publishers(now);
         let expired: Vec<(SessionId, String)> = self
             .sessions
             .iter()

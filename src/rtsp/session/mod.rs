@@ -17,6 +17,7 @@
 
 mod lifecycle;
 mod methods;
+mod publish;
 mod record;
 mod refusal;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::{Rng, RngCore};
 
 use record::{Owner, OwnerKey, SessionRecord};
+pub use publish::{IngestTransport, PublishStart};
 pub use refusal::{Refusal, PUBLIC_METHODS};
 
 use super::admission::{Admission, Limits, RequestRate};
@@ -138,6 +140,17 @@ pub enum Effect {
     },
     /// Interleaved RTCP counted.
     InterleavedRtcp(InterleavedRtcpCounts),
+    /// A publisher sent RECORD: start ingesting its tracks into the path's live log (and
+    /// [`SessionCore::add_log`] it).
+    PublishStart(Box<PublishStart>),
+    /// A publisher ended (TEARDOWN, its connection, silence): stop ingesting; the path's
+    /// viewers wait for a new publisher until the publisher timeout.
+    PublishStop {
+        /// The publisher's session.
+        id: SessionId,
+        /// The stream path.
+        path: String,
+    },
 }
 
 /// The answer to a request, and what to do around it.
@@ -304,6 +317,12 @@ pub struct SessionCore {
     channels: HashMap<String, Arc<LiveChannel>>,
     /// Live logs of ingested streams, by stream path (`live/cam1`), while they exist.
     logs: HashMap<String, Arc<LiveLog>>,
+    /// ANNOUNCEs waiting for their SETUPs.
+    announcements: Vec<publish::Announcement>,
+    /// Publishers' sessions (a separate table: they have no shard and no viewer state).
+    publishers: HashMap<SessionId, publish::PublisherRecord>,
+    /// The UDP ports publishers send to, when UDP ingest is on.
+    ingest_ports: Option<(u16, u16)>,
     /// Each shard's (RTP, RTCP) server ports.
     shard_ports: Vec<(u16, u16)>,
     /// Sessions assigned per shard (so a burst of SETUPs spreads evenly).
@@ -393,6 +412,9 @@ impl SessionCore {
             library,
             channels,
             logs: HashMap::new(),
+            announcements: Vec::new(),
+            publishers: HashMap::new(),
+            ingest_ports: None,
             shard_ports,
             sessions: HashMap::new(),
             log_limit: LogLimiter::default(),
@@ -505,6 +527,7 @@ impl SessionCore {
             .map(|(&id, _)| id)
             .collect();
         let mut effects = Vec::new();
+        self.close_publishing(caller.conn, &mut effects);
         for id in ids {
             if let Some(rec) = self.end_session(id, true, &mut effects) {
                 if self.may_log(rec.peer.ip(), now) {
@@ -537,7 +560,13 @@ impl SessionCore {
 
     /// Handles one request; see the module docs.
     pub fn handle(&mut self, req: &Request, caller: &Caller, env: &mut Env<'_>) -> Reply {
-        let (owner, delay) = match self.authorize(req, caller, env) {
+        let publishing = self.is_publishing(req);
+        let authorized = if publishing {
+            self.authorize_publish(req, caller, env)
+        } else {
+            self.authorize(req, caller, env)
+        };
+        let (owner, delay) = match authorized {
             Ok(allowed) => allowed,
             Err((refusal, delay)) => return self.answer(req, caller, Err(refusal), delay, env),
         };
@@ -545,6 +574,22 @@ impl SessionCore {
             // RFC 2326 §12.32: we implement no option tags.
             let refusal = Refusal::OptionNotSupported(options.trim().to_owned());
             return self.answer(req, caller, Err(refusal), delay, env);
+        }
+        if publishing {
+            let step = match req.method {
+                Method::Announce => self.announce(req, caller),
+                Method::Setup => self.setup_record(req, caller, &owner, env),
+                Method::Record => self.record(req, &owner),
+                Method::Teardown => match req.session_id().and_then(parse_session_id) {
+                    Some(id) => self.teardown_publisher(id, &owner),
+                    None => Err(Refusal::SessionNotFound("no or malformed Session header")),
+                },
+                Method::Options | Method::GetParameter | Method::SetParameter => self
+                    .publisher_alive(req, &owner)
+                    .ok_or(Refusal::SessionNotFound("unknown session")),
+                _ => Err(Refusal::PublishState("method not valid on a publisher's session")),
+            };
+            return self.answer(req, caller, step, delay, env);
         }
         let step = match req.method {
             Method::Options => Ok(self.options(req, caller, env.now)),
@@ -554,7 +599,10 @@ impl SessionCore {
             Method::Pause => self.pause(req, &owner, env.now),
             Method::Teardown => self.teardown(req, &owner, env.now),
             Method::GetParameter => self.get_parameter(req, &owner, env.now).map(Step::done),
-            Method::SetParameter | Method::Announce | Method::Record | Method::Redirect => {
+            Method::Announce | Method::Record => Err(Refusal::PublishState(
+                "RECORD or ANNOUNCE without a publishing context",
+            )),
+            Method::SetParameter | Method::Redirect => {
                 Err(Refusal::MethodNotAllowed)
             }
         };

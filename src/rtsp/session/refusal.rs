@@ -59,6 +59,16 @@ pub enum Refusal {
         /// The stream path.
         stream: String,
     },
+    /// Publishing refused: no publish permission for the path, the path is taken or names
+    /// a stored stream (403).
+    #[error("{0}")]
+    PublishForbidden(String),
+    /// An ANNOUNCE body that is no SDP, or declares nothing ingest can carry (415).
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// A publishing request out of order (SETUP before ANNOUNCE, RECORD before SETUP) (455).
+    #[error("{0}")]
+    PublishState(&'static str),
     /// `--require-token` and the URL carries no play token.
     #[error("no play token (?token=) in the URL")]
     TokenMissing,
@@ -144,7 +154,9 @@ impl Refusal {
             MethodNotAllowed => StatusCode::MethodNotAllowed,
             OptionNotSupported(_) => StatusCode::OptionNotSupported,
             Unauthorized { .. } | TokenMissing => StatusCode::Unauthorized,
-            Forbidden { .. } | TokenInvalid(_) => StatusCode::Forbidden,
+            Forbidden { .. } | TokenInvalid(_) | PublishForbidden(_) => StatusCode::Forbidden,
+            UnsupportedMedia(_) => StatusCode::UnsupportedMediaType,
+            PublishState(_) => StatusCode::MethodNotValidInThisState,
             OverLimit(r) => r.status,
             TransportMissing | Rate { .. } => StatusCode::BadRequest,
             Transport { .. } | NoTransport(_) | RecordNotSupported => {
