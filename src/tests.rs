@@ -29,4 +29,6 @@ fn fuzz_seeds_replay_without_panics() {
     replay("mp4_index", crate::media::mp4::fuzz_parse_mp4);
     replay("packetize", crate::packetize::fuzz_packetize);
     replay("rtcp", crate::wire::rtcp::fuzz_rtcp);
+    replay("depacketize", crate::ingest::depacketize::fuzz_depacketize);
+    replay("announce", crate::ingest::sdp::fuzz_announce);
 }

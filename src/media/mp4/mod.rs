@@ -21,6 +21,7 @@ mod trak;
 mod tests;
 
 pub use error::{Mp4Error, Mp4ErrorKind};
+pub(crate) use esds::parse_audio_specific_config;
 pub use summary::{summarize, TrackSummary};
 
 use boxes::{BoxIter, Mp4Box};
