@@ -100,6 +100,16 @@ async fn serve_requests(ctl: &Control, stream: &TcpStream, sink: &TcpSink, calle
                     if buf.len() < consumed {
                         break;
                     }
+                    let payload = &buf[consumed - payload_len..consumed];
+                    if ctl.ingest.borrow_mut().interleaved(
+                        caller.conn,
+                        channel,
+                        payload,
+                        Instant::now(),
+                    ) {
+                        buf.drain(..consumed);
+                        continue;
+                    }
                     let effects = ctl.core.borrow_mut().interleaved_frame(
                         caller.conn,
                         channel,

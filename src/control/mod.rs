@@ -13,6 +13,7 @@
 //! channels, awaited with a deadline.
 
 mod connection;
+mod ingest;
 mod operator;
 
 use std::cell::{Cell, RefCell};
@@ -76,6 +77,8 @@ struct Control {
     hls_addr: Option<SocketAddr>,
     /// The configuration the server started with (a reload is compared with it).
     config: ServerConfig,
+    /// Publishers' media into live logs.
+    ingest: RefCell<ingest::Ingest>,
 }
 
 /// The environment of one core step: now, and the thread's random source.
@@ -114,6 +117,24 @@ impl Control {
                 Effect::SessionEnded(id) => self.hub.borrow_mut().session_ended(id),
                 Effect::Receptions { id, receptions } => {
                     self.hub.borrow_mut().record_receptions(id, &receptions);
+                }
+                Effect::PublishStart(start) => {
+                    let now = Instant::now();
+                    let started = self.ingest.borrow_mut().start(&start, now);
+                    match started {
+                        Ok((log, _replaced)) => self.core.borrow_mut().add_log(log),
+                        Err(e) => {
+                            tracing::warn!(stream = %start.path, "cannot ingest: {e}");
+                            let effects = self
+                                .core
+                                .borrow_mut()
+                                .end_publisher(start.id, "no live log");
+                            self.apply(effects);
+                        }
+                    }
+                }
+                Effect::PublishStop { id, path } => {
+                    self.ingest.borrow_mut().stop(id, &path, Instant::now());
                 }
                 Effect::InterleavedRtcp(c) => {
                     let mut hub = self.hub.borrow_mut();
@@ -343,6 +364,18 @@ pub fn start(
         config.shard_nice,
         hls_listeners.map(|l| (l, hls_context.clone())),
     )?;
+    // Publishers' UDP: one port pair for every publisher, demultiplexed by source address
+    // (each track's `client_port`), as the shards' pairs serve every viewer.
+    let ingest_sockets = match bind_ingest_ports(local_addr.ip()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("no UDP ingest ports ({e}): publishers must use TCP interleaved");
+            None
+        }
+    };
+    let ingest_ports = ingest_sockets
+        .as_ref()
+        .and_then(|(a, b)| Some((a.local_addr().ok()?.port(), b.local_addr().ok()?.port())));
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let join = std::thread::Builder::new()
         .name("control".into())
@@ -368,7 +401,16 @@ pub fn start(
                 shards.iter().map(|s| s.server_ports).collect(),
                 token_key,
             );
+            let ingest = ingest::Ingest::new(
+                shards.iter().map(|s| s.waker()).collect(),
+                config.payload_budget_bytes,
+                config.live_log_size,
+                config.publisher_timeout,
+            );
+            let mut core = core;
+            core.set_ingest_ports(ingest_ports);
             let ctl = Rc::new(Control {
+                ingest: RefCell::new(ingest),
                 core: RefCell::new(core),
                 hub: RefCell::new(hub),
                 http_access: RefCell::new(http_access(&config)),
@@ -390,6 +432,9 @@ pub fn start(
                     api,
                     crate::http::HttpLimits::default(),
                 ));
+            }
+            if let Some(sockets) = ingest_sockets {
+                local.spawn_local(receive_ingest(ctl.clone(), sockets));
             }
             local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx, reload));
             // Teardown (RTCP BYE) to every session, then stop and join the shards once the
@@ -563,8 +608,72 @@ async fn reap_expired(ctl: Rc<Control>) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     loop {
         tick.tick().await;
-        let effects = ctl.core.borrow_mut().expire(Instant::now());
+        let now = Instant::now();
+        let effects = ctl.core.borrow_mut().expire(now);
         ctl.apply(effects);
+        let ingest = ctl.ingest.borrow_mut().tick(now);
+        for path in ingest.ended {
+            ctl.core.borrow_mut().remove_log(&path);
+        }
+        for id in ingest.silent {
+            let effects = ctl
+                .core
+                .borrow_mut()
+                .end_publisher(id, "no media for the publisher timeout");
+            ctl.apply(effects);
+        }
+    }
+}
+
+/// Binds the UDP pair publishers send RTP and RTCP to (consecutive even/odd ports when the
+/// kernel's pick allows, as RFC 3550 §11 suggests; any free pair otherwise).
+fn bind_ingest_ports(
+    ip: std::net::IpAddr,
+) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    for _ in 0..16 {
+        let rtp = std::net::UdpSocket::bind((ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 == 0 {
+            if let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) {
+                return Ok((rtp, rtcp));
+            }
+        }
+    }
+    let rtp = std::net::UdpSocket::bind((ip, 0))?;
+    let rtcp = std::net::UdpSocket::bind((ip, 0))?;
+    Ok((rtp, rtcp))
+}
+
+/// Receives publishers' UDP RTP and RTCP into ingest until the control thread stops.
+async fn receive_ingest(ctl: Rc<Control>, (rtp, rtcp): (std::net::UdpSocket, std::net::UdpSocket)) {
+    let sockets = rtp
+        .set_nonblocking(true)
+        .and_then(|()| rtcp.set_nonblocking(true))
+        .and_then(|()| {
+            Ok((
+                tokio::net::UdpSocket::from_std(rtp)?,
+                tokio::net::UdpSocket::from_std(rtcp)?,
+            ))
+        });
+    let (rtp, rtcp) = match sockets {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("UDP ingest: {e}");
+            return;
+        }
+    };
+    // A datagram is at most 64 KiB; one buffer per socket, reused.
+    let mut rtp_buf = vec![0u8; 65_536];
+    let mut rtcp_buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            got = rtp.recv_from(&mut rtp_buf) => if let Ok((n, from)) = got {
+                ctl.ingest.borrow_mut().udp(from, &rtp_buf[..n], Instant::now());
+            },
+            got = rtcp.recv_from(&mut rtcp_buf) => if let Ok((n, from)) = got {
+                ctl.ingest.borrow_mut().udp(from, &rtcp_buf[..n], Instant::now());
+            },
+        }
     }
 }
 

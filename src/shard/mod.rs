@@ -233,6 +233,11 @@ impl ShardHandle {
         }
     }
 
+    /// The shard's waker (a live log's writer wakes the shards that have its viewers).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
     /// Sessions it owns now.
     pub fn load(&self) -> usize {
         self.counters.sessions.load(Ordering::Relaxed)

@@ -507,7 +507,10 @@ fn publishing_needs_its_own_permission_and_open_patterns_grant_it() {
         }
     );
     let open = vec!["live/*".to_owned()];
-    assert_eq!(publish_needs(&open, &rules, "live/cam2"), PublishNeeds::Nothing);
+    assert_eq!(
+        publish_needs(&open, &rules, "live/cam2"),
+        PublishNeeds::Nothing
+    );
     assert_eq!(publish_needs(&open, &rules, "vod/x"), PublishNeeds::Refused);
     assert!(key_matches("s3cret", "s3cret"));
     assert!(!key_matches("s3cret", "s3creT"));

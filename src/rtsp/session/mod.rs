@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::{Rng, RngCore};
 
-use record::{Owner, OwnerKey, SessionRecord};
 pub use publish::{IngestTransport, PublishStart};
+use record::{Owner, OwnerKey, SessionRecord};
 pub use refusal::{Refusal, PUBLIC_METHODS};
 
 use super::admission::{Admission, Limits, RequestRate};
@@ -587,7 +587,9 @@ impl SessionCore {
                 Method::Options | Method::GetParameter | Method::SetParameter => self
                     .publisher_alive(req, &owner)
                     .ok_or(Refusal::SessionNotFound("unknown session")),
-                _ => Err(Refusal::PublishState("method not valid on a publisher's session")),
+                _ => Err(Refusal::PublishState(
+                    "method not valid on a publisher's session",
+                )),
             };
             return self.answer(req, caller, step, delay, env);
         }
@@ -602,9 +604,7 @@ impl SessionCore {
             Method::Announce | Method::Record => Err(Refusal::PublishState(
                 "RECORD or ANNOUNCE without a publishing context",
             )),
-            Method::SetParameter | Method::Redirect => {
-                Err(Refusal::MethodNotAllowed)
-            }
+            Method::SetParameter | Method::Redirect => Err(Refusal::MethodNotAllowed),
         };
         match step {
             Ok(Step::Ask(ask, pending)) => Reply::AskShard { ask, pending },

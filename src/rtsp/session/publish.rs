@@ -142,17 +142,14 @@ impl SessionCore {
             user: None,
         });
         let refused = |why: String| (Refusal::PublishForbidden(why), Duration::ZERO);
-        let (users, key) = match publish_needs(
-            &self.config.publish_open,
-            &self.config.access,
-            &path,
-        ) {
-            PublishNeeds::Nothing => return Ok((anonymous, Duration::ZERO)),
-            PublishNeeds::Refused => {
-                return Err(refused(format!("publishing to {path:?} is not allowed")))
-            }
-            PublishNeeds::Grant { users, key } => (users, key),
-        };
+        let (users, key) =
+            match publish_needs(&self.config.publish_open, &self.config.access, &path) {
+                PublishNeeds::Nothing => return Ok((anonymous, Duration::ZERO)),
+                PublishNeeds::Refused => {
+                    return Err(refused(format!("publishing to {path:?} is not allowed")))
+                }
+                PublishNeeds::Grant { users, key } => (users, key),
+            };
         if let Some(expected) = &key {
             let query = split_request_uri(&req.uri).ok().and_then(|p| p.query);
             let given = query.as_deref().and_then(|q| {
@@ -191,14 +188,17 @@ impl SessionCore {
                 }),
                 wait,
             )),
-            Verdict::Allowed(user) | Verdict::Forbidden(user @ Some(_)) => Err((
+            Verdict::Allowed(user) => Err((
                 Refusal::PublishForbidden(format!(
                     "user {:?} may not publish to {path:?}",
                     user.unwrap_or_default()
                 )),
                 wait,
             )),
-            Verdict::Forbidden(None) => Err(refused(format!("may not publish to {path:?}"))),
+            Verdict::Forbidden(user) => Err((
+                Refusal::PublishForbidden(format!("user {user:?} may not publish to {path:?}")),
+                wait,
+            )),
             Verdict::Throttled(r) => Err((Refusal::OverLimit(r), wait)),
             Verdict::Challenge { stale, why } => {
                 let challenges = auth.challenges_at(stale, env.wall, env.rng);
@@ -221,7 +221,9 @@ impl SessionCore {
             .segments
             .join("/");
         if path.is_empty() {
-            return Err(Refusal::PublishForbidden("no stream path in the URI".into()));
+            return Err(Refusal::PublishForbidden(
+                "no stream path in the URI".into(),
+            ));
         }
         let content_type = req.header("Content-Type").unwrap_or_default();
         if !content_type
@@ -233,7 +235,10 @@ impl SessionCore {
                 "ANNOUNCE needs an application/sdp body, not {content_type:?}"
             )));
         }
-        if self.channels.contains_key(&path) || self.library.resolve(&[path.clone()]).is_ok() {
+        let segments: Vec<String> = path.split('/').map(str::to_owned).collect();
+        let stored =
+            matches!(self.library.resolve(&segments), Ok((_, used)) if used == segments.len());
+        if self.channels.contains_key(&path) || stored {
             return Err(Refusal::PublishForbidden(format!(
                 "{path:?} is a stored stream or channel"
             )));
@@ -366,7 +371,10 @@ impl SessionCore {
                         rtp_channel: a,
                         rtcp_channel: b,
                     };
-                    chosen = Some((ingest, format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};mode=record")));
+                    chosen = Some((
+                        ingest,
+                        format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};mode=record"),
+                    ));
                     break;
                 }
                 _ => {}
@@ -384,7 +392,10 @@ impl SessionCore {
                     )));
                 }
                 let mut id: SessionId = env.rng.gen();
-                while id == 0 || self.sessions.contains_key(&id) || self.publishers.contains_key(&id) {
+                while id == 0
+                    || self.sessions.contains_key(&id)
+                    || self.publishers.contains_key(&id)
+                {
                     id = env.rng.gen();
                 }
                 self.publishers.insert(
@@ -459,7 +470,9 @@ impl SessionCore {
             .get_mut(&id)
             .ok_or(Refusal::SessionNotFound("unknown session"))?;
         if rec.owner != owner.0 {
-            return Err(Refusal::SessionNotFound("session belongs to another client"));
+            return Err(Refusal::SessionNotFound(
+                "session belongs to another client",
+            ));
         }
         let tracks: Vec<(AnnouncedTrack, IngestTransport)> = rec
             .tracks
@@ -476,13 +489,14 @@ impl SessionCore {
         );
         if !rec.recording {
             rec.recording = true;
-            done.effects.push(Effect::PublishStart(Box::new(PublishStart {
-                id,
-                path: rec.path.clone(),
-                tracks,
-                peer: rec.peer,
-                user: rec.owner.user.clone(),
-            })));
+            done.effects
+                .push(Effect::PublishStart(Box::new(PublishStart {
+                    id,
+                    path: rec.path.clone(),
+                    tracks,
+                    peer: rec.peer,
+                    user: rec.owner.user.clone(),
+                })));
         }
         Ok(done)
     }
@@ -526,10 +540,7 @@ impl SessionCore {
         if let Some(rec) = self.publishers.remove(&id) {
             tracing::info!(session = %format_args!("{id:016X}"), peer = %rec.peer, stream = %rec.path, "publisher ended: {why}");
             if rec.recording {
-                effects.push(Effect::PublishStop {
-                    id,
-                    path: rec.path,
-                });
+                effects.push(Effect::PublishStop { id, path: rec.path });
             }
         }
     }
