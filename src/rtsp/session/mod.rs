@@ -577,7 +577,7 @@ impl SessionCore {
         }
         if publishing {
             let step = match req.method {
-                Method::Announce => self.announce(req, caller),
+                Method::Announce => self.announce(req, caller, &owner),
                 Method::Setup => self.setup_record(req, caller, &owner, env),
                 Method::Record => self.record(req, &owner),
                 Method::Teardown => match req.session_id().and_then(parse_session_id) {

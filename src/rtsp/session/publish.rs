@@ -57,6 +57,8 @@ pub struct PublishStart {
 /// An ANNOUNCE waiting for its SETUPs and RECORD.
 #[derive(Debug)]
 pub(super) struct Announcement {
+    /// Who announced (authorized then: its SETUPs on this connection need no new proof).
+    owner: Owner,
     conn: ConnId,
     path: String,
     tracks: Vec<AnnouncedTrack>,
@@ -136,7 +138,28 @@ impl SessionCore {
         caller: &Caller,
         env: &mut Env<'_>,
     ) -> Result<(OwnerKey, Duration), (Refusal, Duration)> {
+        // Requests after the authorized ANNOUNCE (its SETUPs on the same connection, then
+        // anything naming the session) are the same publisher: ffmpeg does not repeat a
+        // stream key's query in SETUP URLs, and the session binding already checks who sends
+        // them (owner address and user).
+        if let Some(rec) = req
+            .session_id()
+            .and_then(parse_session_id)
+            .and_then(|id| self.publishers.get(&id))
+            .filter(|r| r.owner.addr == caller.peer.ip())
+        {
+            return Ok((OwnerKey(rec.owner.clone()), Duration::ZERO));
+        }
         let path = self.publish_path(req, caller);
+        if req.method == Method::Setup && req.session_id().is_none() {
+            if let Some(a) = self
+                .announcements
+                .iter()
+                .find(|a| a.conn == caller.conn && a.path == path)
+            {
+                return Ok((OwnerKey(a.owner.clone()), Duration::ZERO));
+            }
+        }
         let anonymous = OwnerKey(Owner {
             addr: caller.peer.ip(),
             user: None,
@@ -215,7 +238,12 @@ impl SessionCore {
     }
 
     /// ANNOUNCE (§10.3): the stream's description, to be recorded on the request's path.
-    pub(super) fn announce(&mut self, req: &Request, caller: &Caller) -> Result<Done, Refusal> {
+    pub(super) fn announce(
+        &mut self,
+        req: &Request,
+        caller: &Caller,
+        owner: &OwnerKey,
+    ) -> Result<Done, Refusal> {
         let path = split_request_uri(&req.uri)
             .map_err(Refusal::Uri)?
             .segments
@@ -269,6 +297,7 @@ impl SessionCore {
             ));
         }
         self.announcements.push(Announcement {
+            owner: owner.0.clone(),
             conn: caller.conn,
             path,
             tracks: announced.tracks,
