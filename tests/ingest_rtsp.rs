@@ -108,3 +108,101 @@ fn ffmpeg_publishes_over_tcp_and_ffmpeg_plays_every_frame_after_the_join() {
 fn ffmpeg_publishes_over_udp_and_ffmpeg_plays_every_frame_after_the_join() {
     publish_and_play("udp");
 }
+
+/// retina plays a published stream from the join to the publisher's end: the first video
+/// frame is a keyframe, nothing is lost, and every video frame's presentation time (relative
+/// to that keyframe) is the file's — the server kept the publisher's timing exactly.
+#[test]
+fn retina_plays_a_published_stream_with_the_files_timing_and_no_loss() {
+    use futures::StreamExt;
+    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+    use retina::codec::CodecItem;
+    use shardcast::media::track::TrackKind;
+    use shardcast::media::MediaFile;
+
+    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    let url = server.url("live/retina");
+    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &url, "tcp");
+    wait_published(&server, "live/retina", Duration::from_secs(10));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (video, audio) = rt.block_on(async {
+        let mut session =
+            Session::describe(url::Url::parse(&url).unwrap(), SessionOptions::default())
+                .await
+                .expect("DESCRIBE");
+        assert_eq!(session.streams().len(), 2);
+        for i in 0..2 {
+            session
+                .setup(
+                    i,
+                    SetupOptions::default().transport(Transport::Tcp(Default::default())),
+                )
+                .await
+                .expect("SETUP");
+        }
+        let playing = session.play(PlayOptions::default()).await.expect("PLAY");
+        let mut demuxed = playing.demuxed().expect("demuxed");
+        let (mut video, mut audio) = (Vec::new(), 0usize);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still playing after 30 s"
+            );
+            // The publisher sends 10 s; frames stop then (retina does not end on BYE).
+            match tokio::time::timeout(Duration::from_secs(3), demuxed.next()).await {
+                Err(_) if !video.is_empty() => break,
+                Err(_) => panic!("no frame within 3 s"),
+                Ok(Some(Ok(CodecItem::VideoFrame(f)))) => {
+                    assert_eq!(f.loss(), 0, "video loss before frame {}", video.len());
+                    video.push((f.timestamp().elapsed(), f.is_random_access_point()));
+                }
+                Ok(Some(Ok(CodecItem::AudioFrame(f)))) => {
+                    assert_eq!(f.loss(), 0, "audio loss before frame {audio}");
+                    audio += 1;
+                }
+                Ok(Some(Ok(_))) => {}
+                // The stream ends with RTCP BYE once the publisher is gone for its timeout.
+                Ok(Some(Err(e))) => panic!("retina error after {} frames: {e}", video.len()),
+                Ok(None) => break,
+            }
+        }
+        (video, audio)
+    });
+    assert!(publisher.wait().unwrap().success());
+    let file = MediaFile::open(std::path::Path::new(&media("sample.mp4")), "sample").unwrap();
+    let track = file
+        .index
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Video)
+        .unwrap();
+    let pts_90k: Vec<i64> = track
+        .samples
+        .iter()
+        .map(|s| track.pts_ticks(s) * 90_000 / i64::from(track.timescale))
+        .collect();
+    assert!(
+        video.first().is_some_and(|f| f.1),
+        "the first frame is a keyframe"
+    );
+    // The join keyframe is the file's sample whose decode-order successors match.
+    let n = video.len();
+    assert!(n >= 100, "{n} video frames");
+    let start = track.samples.len() - n;
+    assert!(
+        track.samples[start].sync,
+        "the frames are the file's last {n}, from a keyframe"
+    );
+    for (k, (t, _)) in video.iter().enumerate() {
+        assert_eq!(
+            *t,
+            pts_90k[start + k] - pts_90k[start],
+            "video frame {k} after the join"
+        );
+    }
+    assert!(audio > n, "{audio} audio frames beside {n} video frames");
+}
