@@ -77,6 +77,8 @@ struct Fragment {
     size: usize,
     /// Set when the AU is already lost: its remaining fragments are skipped.
     skip: Option<DropReason>,
+    /// The loss was already counted (a gap: the later fragments still have to be skipped).
+    counted: bool,
 }
 
 /// Reassembles access units from RFC 3640 payloads.
@@ -109,16 +111,28 @@ impl AacDepacketizer {
         }
     }
 
-    /// Packets were lost: a fragmented AU in progress cannot be completed.
+    /// Packets were lost: a fragmented AU in progress cannot be completed. It is counted now,
+    /// and its later fragments (same timestamp and AU-size) are skipped rather than taken
+    /// for the first fragment of another AU: fragments carry no start flag (§3.2.3).
     pub(super) fn on_gap(&mut self, ctx: &mut Ctx<'_>) {
-        self.abandon(DropReason::Incomplete, ctx);
+        if let Some(f) = &mut self.fragment {
+            if !f.counted {
+                ctx.stats
+                    .drop_frame(f.skip.unwrap_or(DropReason::Incomplete));
+                f.counted = true;
+            }
+            f.skip.get_or_insert(DropReason::Incomplete);
+        }
+        self.buf.clear();
     }
 
     /// Drops the fragmented AU in progress, if any, counting `reason` (or the reason it was
-    /// already lost for).
+    /// already lost for) unless it was counted.
     fn abandon(&mut self, reason: DropReason, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.fragment.take() {
-            ctx.stats.drop_frame(f.skip.unwrap_or(reason));
+            if !f.counted {
+                ctx.stats.drop_frame(f.skip.unwrap_or(reason));
+            }
         }
         self.buf.clear();
     }
@@ -264,6 +278,7 @@ impl AacDepacketizer {
             ts,
             size,
             skip: None,
+            counted: false,
         };
         if size > MAX_ACCESS_UNIT {
             f.skip = Some(DropReason::TooLarge);

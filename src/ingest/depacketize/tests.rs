@@ -204,7 +204,7 @@ fn a_lost_fragment_drops_that_frame_and_the_next_is_emitted() {
     assert_eq!(out, vec![(3000, false, avcc(&[&next]))]);
     let s = d.stats();
     assert_eq!((s.lost, s.frames), (1, 1));
-    assert_eq!(s.dropped(DropReason::Incomplete), 1);
+    assert_eq!(s.dropped, [1, 0, 0, 0, 0], "one frame lost, counted once");
 }
 
 #[test]
@@ -622,7 +622,27 @@ fn aac_fragmented_access_unit_is_reassembled() {
         ],
     );
     assert_eq!(out, vec![(2048, true, au(100, 9))]);
-    assert_eq!(d.stats().dropped(DropReason::Incomplete), 1);
+    assert_eq!(
+        d.stats().dropped,
+        [1, 0, 0, 0, 0],
+        "one AU lost, counted once"
+    );
+    // The first fragment lost: the others cannot make the AU.
+    let mut d = Depacketizer::new(1, &aac_track(HBR));
+    let out = push_all(
+        &mut d,
+        &[
+            packets[1].clone(),
+            packets[2].clone(),
+            rtp(97, 10, 2048, true, &next),
+        ],
+    );
+    assert_eq!(out, vec![(2048, true, au(100, 9))]);
+    assert_eq!(
+        d.stats().dropped,
+        [1, 0, 0, 0, 0],
+        "one AU lost, counted once"
+    );
     // The last fragment's marker with bytes missing; fragments overrunning the size.
     let mut d = Depacketizer::new(1, &aac_track(HBR));
     let mut short_last = packets[1].clone();
