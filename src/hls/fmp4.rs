@@ -266,8 +266,40 @@ impl BoxWriter {
     }
 }
 
+/// What an init segment says about one track: its kind, codec, timescale and where its
+/// presentation starts on the fragments' timeline (an edit list when not zero).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InitTrack<'a> {
+    /// Video or audio.
+    pub(crate) kind: TrackKind,
+    /// The codec and its configuration (the sample entry).
+    pub(crate) codec: &'a Codec,
+    /// Media timescale (`mdhd`).
+    pub(crate) timescale: u32,
+    /// Media time mapped to presentation time zero (`elst`), 0 for none.
+    pub(crate) presentation_start: u64,
+}
+
 /// The init segment: `ftyp` + `moov` for every track of `index` (RFC 8216 §3.3, EXT-X-MAP).
 pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
+    let timings = TrackTiming::for_index(index, &first_served_samples(index));
+    let tracks: Vec<InitTrack<'_>> = index
+        .tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| InitTrack {
+            kind: t.kind,
+            codec: &t.codec,
+            timescale: t.timescale,
+            presentation_start: timings.get(i).map_or(0, |t| t.presentation_start),
+        })
+        .collect();
+    init_segment_for(&tracks)
+}
+
+/// An init segment (`ftyp` + `moov` with `mvex`) for these tracks, numbered from 1 in order
+/// ([`fmp4_track_id`]): shared by HLS and the recorder (`ingest::record`).
+pub(crate) fn init_segment_for(tracks: &[InitTrack<'_>]) -> Result<Vec<u8>, Fmp4Error> {
     let mut w = BoxWriter::new(1024);
     // §4.3 ftyp: CMAF brands (ISO/IEC 23000-19 §7.2) and the ISO base brands we follow.
     w.boxed(b"ftyp", |w| {
@@ -292,19 +324,17 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
                 w.u32(m);
             }
             w.zeros(24); // pre_defined
-            w.u32(fmp4_track_id(index.tracks.len()));
+            w.u32(fmp4_track_id(tracks.len()));
         });
-        let timings = TrackTiming::for_index(index, &first_served_samples(index));
-        for (i, track) in index.tracks.iter().enumerate() {
-            let start = timings.get(i).map_or(0, |t| t.presentation_start);
-            if let Err(e) = write_trak(w, i, track, start) {
+        for (i, track) in tracks.iter().enumerate() {
+            if let Err(e) = write_trak(w, i, track) {
                 result = Err(e);
             }
         }
         // §8.8.1 mvex: the movie is fragmented; §8.8.3 trex per track, defaults unused
         // (every trun states duration, size and flags per sample).
         w.boxed(b"mvex", |w| {
-            for i in 0..index.tracks.len() {
+            for i in 0..tracks.len() {
                 w.full(b"trex", 0, 0, |w| {
                     w.u32(fmp4_track_id(i));
                     w.u32(1); // default_sample_description_index
@@ -318,14 +348,10 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
     result.map(|()| w.out)
 }
 
-fn write_trak(
-    w: &mut BoxWriter,
-    i: usize,
-    track: &Track,
-    presentation_start: u64,
-) -> Result<(), Fmp4Error> {
+fn write_trak(w: &mut BoxWriter, i: usize, track: &InitTrack<'_>) -> Result<(), Fmp4Error> {
+    let presentation_start = track.presentation_start;
     let mut result = Ok(());
-    let (width, height) = match &track.codec {
+    let (width, height) = match track.codec {
         Codec::H264(c) => (c.width, c.height),
         Codec::Aac(_) => (0, 0),
     };
@@ -423,9 +449,9 @@ fn write_trak(
     result
 }
 
-fn write_sample_entry(w: &mut BoxWriter, track: &Track) -> Result<(), Fmp4Error> {
+fn write_sample_entry(w: &mut BoxWriter, track: &InitTrack<'_>) -> Result<(), Fmp4Error> {
     let mut result = Ok(());
-    match &track.codec {
+    match track.codec {
         Codec::H264(c) => {
             let avcc = avc_decoder_configuration(c)?;
             // ISO/IEC 14496-15 §5.4.2.1 avc1 = §12.1.3 VisualSampleEntry + avcC.
@@ -541,6 +567,33 @@ pub fn sample_duration(track: &Track, k: usize) -> u64 {
     }
 }
 
+/// One sample as a `trun` entry states it (§8.8.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrunSample {
+    /// Decode duration in the track's timescale.
+    pub(crate) duration: u32,
+    /// Size in bytes.
+    pub(crate) size: u32,
+    /// A sync sample (keyframe).
+    pub(crate) sync: bool,
+    /// Composition offset (pts − dts), signed (version 1 `trun`).
+    pub(crate) cts_offset: i32,
+}
+
+/// One track fragment (`traf`) of a fragment head: whose, from when, how many samples and
+/// how many bytes of the `mdat` they take (the data of the trafs follows in their order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrafHead {
+    /// fMP4 `track_ID`.
+    pub(crate) track_id: u32,
+    /// `tfdt` baseMediaDecodeTime.
+    pub(crate) base_decode_time: u64,
+    /// Samples in the `trun`.
+    pub(crate) sample_count: usize,
+    /// Sum of the samples' sizes.
+    pub(crate) data_len: u64,
+}
+
 /// Builds the head of a fragment (ISO/IEC 14496-12 §8.8.4 `moof` + §8.1.1 `mdat` header)
 /// holding `runs` in order, and lists its body: each run's samples, run after run.
 pub fn fragment(
@@ -549,6 +602,7 @@ pub fn fragment(
     runs: &[TrackRun],
 ) -> Result<Fragment, Fmp4Error> {
     let mut tracks = Vec::with_capacity(runs.len());
+    let mut trafs = Vec::with_capacity(runs.len());
     for run in runs {
         let track = index
             .tracks
@@ -564,17 +618,67 @@ pub fn fragment(
         }
         if !run.samples.is_empty() {
             tracks.push((run, track));
+            trafs.push(TrafHead {
+                track_id: fmp4_track_id(run.track),
+                base_decode_time: run.base_decode_time,
+                sample_count: run.samples.len(),
+                data_len: track.samples[run.samples.clone()]
+                    .iter()
+                    .map(|s| u64::from(s.len))
+                    .sum::<u64>(),
+            });
         }
     }
+    let head = fragment_head(sequence_number, &trafs, &mut |t, k| {
+        let (run, track) = tracks[t];
+        let i = run.samples.start + k;
+        let s = &track.samples[i];
+        let duration = match run.last_duration {
+            Some(d) if i + 1 == run.samples.end => d,
+            _ => sample_duration(track, i),
+        };
+        TrunSample {
+            duration: u32::try_from(duration).unwrap_or(u32::MAX),
+            size: s.len,
+            sync: s.sync,
+            cts_offset: s.cts_offset,
+        }
+    })?;
+    let mut body: Vec<ByteSpan> = Vec::new();
+    for (run, track) in &tracks {
+        for s in &track.samples[run.samples.clone()] {
+            match body.last_mut() {
+                Some(last) if last.offset + last.len == s.offset => {
+                    last.len += u64::from(s.len);
+                }
+                _ => body.push(ByteSpan {
+                    offset: s.offset,
+                    len: u64::from(s.len),
+                }),
+            }
+        }
+    }
+    Ok(Fragment {
+        head,
+        body,
+        body_len: trafs.iter().map(|t| t.data_len).sum(),
+    })
+}
+
+/// The `moof` and `mdat` header of a fragment whose `mdat` holds the data of `trafs` in
+/// order; `sample(t, k)` gives sample `k` of `trafs[t]`. Shared by HLS (bodies are mapping
+/// ranges) and the recorder (bodies are the frames it buffered).
+pub(crate) fn fragment_head(
+    sequence_number: u32,
+    trafs: &[TrafHead],
+    sample: &mut dyn FnMut(usize, usize) -> TrunSample,
+) -> Result<Vec<u8>, Fmp4Error> {
     // Sizes first, so data offsets are known when the trun is written.
     let mut moof_len = 8 + 16; // moof header + mfhd
     let mut body_len = 0u64;
-    for (run, track) in &tracks {
-        moof_len += 8 + 16 + 20 + 20 + run.samples.len() * TRUN_SAMPLE_BYTES;
-        body_len += track.samples[run.samples.clone()]
-            .iter()
-            .map(|s| u64::from(s.len))
-            .sum::<u64>();
+    for t in trafs.iter().filter(|t| t.sample_count > 0) {
+        moof_len += 8 + 16 + 20 + 20 + t.sample_count * TRUN_SAMPLE_BYTES;
+        body_len += t.data_len;
     }
     // §8.1.1 mdat: a 64-bit largesize once the box passes 4 GiB.
     let mdat_header_len = if body_len + 8 > u64::from(u32::MAX) {
@@ -583,20 +687,16 @@ pub fn fragment(
         8
     };
     let mut w = BoxWriter::new(moof_len + mdat_header_len);
-    let mut body: Vec<ByteSpan> = Vec::new();
     let mut data_offset = (moof_len + mdat_header_len) as u64;
     let mut result = Ok(());
     w.boxed(b"moof", |w| {
         // §8.8.5 mfhd.
         w.full(b"mfhd", 0, 0, |w| w.u32(sequence_number));
-        for (run, track) in &tracks {
-            if let Err(e) = write_traf(w, run, track, data_offset, &mut body) {
+        for (i, t) in trafs.iter().enumerate().filter(|(_, t)| t.sample_count > 0) {
+            if let Err(e) = write_traf(w, t, data_offset, &mut |k| sample(i, k)) {
                 result = Err(e);
             }
-            data_offset += track.samples[run.samples.clone()]
-                .iter()
-                .map(|s| u64::from(s.len))
-                .sum::<u64>();
+            data_offset += t.data_len;
         }
     });
     result?;
@@ -609,57 +709,39 @@ pub fn fragment(
         w.u32((body_len + 8) as u32);
         w.bytes(b"mdat");
     }
-    Ok(Fragment {
-        head: w.out,
-        body,
-        body_len,
-    })
+    Ok(w.out)
 }
 
 fn write_traf(
     w: &mut BoxWriter,
-    run: &TrackRun,
-    track: &Track,
+    traf: &TrafHead,
     data_offset: u64,
-    body: &mut Vec<ByteSpan>,
+    sample: &mut dyn FnMut(usize) -> TrunSample,
 ) -> Result<(), Fmp4Error> {
     let data_offset = i32::try_from(data_offset).map_err(|_| Fmp4Error::TooLarge("data offset"))?;
-    let count = u32::try_from(run.samples.len()).map_err(|_| Fmp4Error::TooLarge("run"))?;
+    let count = u32::try_from(traf.sample_count).map_err(|_| Fmp4Error::TooLarge("run"))?;
     w.boxed(b"traf", |w| {
         // §8.8.7 tfhd: track, default-base-is-moof, no other defaults.
         w.full(b"tfhd", 0, TFHD_DEFAULT_BASE_IS_MOOF, |w| {
-            w.u32(fmp4_track_id(run.track))
+            w.u32(traf.track_id)
         });
         // §8.8.12 tfdt version 1: 64-bit baseMediaDecodeTime (live timelines outgrow 32 bits).
-        w.full(b"tfdt", 1, 0, |w| w.u64(run.base_decode_time));
+        w.full(b"tfdt", 1, 0, |w| w.u64(traf.base_decode_time));
         // §8.8.8 trun version 1: signed composition offsets (as a v1 `ctts` may hold), so
         // B-frames present in order.
         w.full(b"trun", 1, TRUN_FLAGS, |w| {
             w.u32(count);
             w.u32(data_offset as u32);
-            for k in run.samples.clone() {
-                let s = &track.samples[k];
-                let duration = match run.last_duration {
-                    Some(d) if k + 1 == run.samples.end => d,
-                    _ => sample_duration(track, k),
-                };
-                w.u32(u32::try_from(duration).unwrap_or(u32::MAX));
-                w.u32(s.len);
+            for k in 0..traf.sample_count {
+                let s = sample(k);
+                w.u32(s.duration);
+                w.u32(s.size);
                 w.u32(if s.sync {
                     SAMPLE_FLAGS_SYNC
                 } else {
                     SAMPLE_FLAGS_NON_SYNC
                 });
                 w.u32(s.cts_offset as u32);
-                match body.last_mut() {
-                    Some(last) if last.offset + last.len == s.offset => {
-                        last.len += u64::from(s.len);
-                    }
-                    _ => body.push(ByteSpan {
-                        offset: s.offset,
-                        len: u64::from(s.len),
-                    }),
-                }
             }
         });
     });

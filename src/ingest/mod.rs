@@ -6,6 +6,7 @@
 //! ingested media exactly as they read files. Design: `docs/design/live-ingest.md`.
 
 pub mod depacketize;
+pub mod record;
 pub mod sdp;
 
 /// Largest access unit ingest assembles (16 MiB). Past it the frame being assembled is dropped

@@ -6,13 +6,17 @@
 //! §8.5 `stbl`/`stsd`, §8.6.1 `stts`/`ctts`, §8.6.2 `stss`, §8.6.5–§8.6.6 `edts`/`elst`,
 //! §8.7.3–§8.7.5 `stsz`/`stz2`/`stsc`/`stco`/`co64` (`trak`, `stbl`); ISO/IEC 14496-15
 //! §5.3.3.1 `avcC` (`avcc`); ISO/IEC 14496-1 §7.2.6 `esds` descriptors and ISO/IEC 14496-3
-//! §1.6.2.1 AudioSpecificConfig (`esds`). Fragmented files (`moof`) are not supported.
+//! §1.6.2.1 AudioSpecificConfig (`esds`); §8.8 movie fragments (`mvex`/`trex`, top-level
+//! `moof`/`traf`/`tfhd`/`tfdt`/`trun`, see `fragments`): their samples follow the `stbl` ones
+//! of the same track, so a fragmented file (a recording, even one still being written) is
+//! indexed like any other; an incomplete last fragment is left out.
 //! Malformed input yields an [`Mp4Error`]; nothing here panics on hostile bytes.
 
 mod avcc;
 mod boxes;
 mod error;
 mod esds;
+mod fragments;
 mod stbl;
 mod summary;
 mod trak;
@@ -25,6 +29,7 @@ pub(crate) use esds::parse_audio_specific_config;
 pub use summary::{summarize, TrackSummary};
 
 use boxes::{BoxIter, Mp4Box};
+use fragments::{apply_fragments, FragmentTarget, Fragments};
 use trak::{parse_trak, read_timescale, TrakOutcome};
 
 use crate::media::track::{MediaIndex, TrackKind};
@@ -44,20 +49,45 @@ pub fn parse_mp4(bytes: &[u8]) -> Result<MediaIndex, Mp4Error> {
     }
     let file_len = bytes.len() as u64;
     let mut moov: Option<Mp4Box<'_>> = None;
+    let mut moofs = Vec::new();
+    let mut tail_error = None;
     for b in BoxIter::new(bytes, 0, "") {
-        let b = b?;
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                tail_error = Some(e);
+                break;
+            }
+        };
         if b.typ == *b"moov" {
             if moov.is_some() {
                 return Err(b.err(Mp4ErrorKind::Inconsistent("more than one moov box")));
             }
             moov = Some(b);
+        } else if b.typ == *b"moof" {
+            moofs.push(b);
         }
     }
-    let moov = moov.ok_or_else(|| Mp4Error::new(0, "", Mp4ErrorKind::MissingBox("moov")))?;
+    let Some(moov) = moov else {
+        return Err(
+            tail_error.unwrap_or_else(|| Mp4Error::new(0, "", Mp4ErrorKind::MissingBox("moov")))
+        );
+    };
+    let mvex = moov.child(b"mvex")?;
+    if let Some(e) = tail_error {
+        // A fragmented file ends in an incomplete box when it is still being written or its
+        // writer stopped mid-fragment: index what is complete. Other files must be whole.
+        let incomplete = matches!(e.kind, Mp4ErrorKind::BoxTooLarge | Mp4ErrorKind::Truncated);
+        if !(incomplete && mvex.is_some()) {
+            return Err(e);
+        }
+        tracing::debug!(error = %e, "fragmented mp4 ends in an incomplete box");
+    }
     let movie_timescale = read_timescale(&moov.require(b"mvhd", "mvhd")?)?;
 
     let mut tracks = Vec::new();
     let mut skipped = Vec::new();
+    let mut skipped_ids = Vec::new();
     let mut trak_index = 0usize;
     for b in moov.children() {
         let mut b = b?;
@@ -67,13 +97,40 @@ pub fn parse_mp4(bytes: &[u8]) -> Result<MediaIndex, Mp4Error> {
         b.path = format!("moov/trak[{trak_index}]");
         trak_index += 1;
         match parse_trak(&b, movie_timescale, file_len)? {
-            TrakOutcome::Track(t) => tracks.push(t),
-            TrakOutcome::Skipped(reason) => {
+            TrakOutcome::Track { track, end_dts } => tracks.push((track, end_dts)),
+            TrakOutcome::Skipped(track_id, reason) => {
                 tracing::debug!(%reason, "skipping mp4 track");
+                skipped_ids.push(track_id);
                 skipped.push(reason);
             }
         }
     }
+    let mut targets: Vec<FragmentTarget<'_>> = tracks
+        .iter_mut()
+        .map(|(t, end_dts)| FragmentTarget {
+            track_id: t.track_id,
+            samples: &mut t.samples,
+            next_dts: *end_dts,
+        })
+        .collect();
+    apply_fragments(
+        &Fragments { mvex, moofs },
+        &mut targets,
+        &skipped_ids,
+        file_len,
+    )?;
+    drop(targets);
+    let mut tracks: Vec<_> = tracks
+        .into_iter()
+        .filter_map(|(t, _)| {
+            if t.samples.is_empty() {
+                skipped.push(format!("track {}: no samples", t.track_id));
+                None
+            } else {
+                Some(t)
+            }
+        })
+        .collect();
     if tracks.is_empty() {
         return Err(moov.err(Mp4ErrorKind::NoPlayableTrack));
     }

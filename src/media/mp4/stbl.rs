@@ -142,12 +142,17 @@ fn read_table<'a>(r: &mut Reader<'a>, entry_size: usize) -> Result<&'a [u8], Mp4
 }
 
 /// Flattens the sample tables into samples in decode order, every one checked to lie within
-/// `file_len` bytes. Returns an empty vector for a track without samples.
-pub(crate) fn flatten(t: &SampleTableBoxes<'_>, file_len: u64) -> Result<Vec<Sample>, Mp4Error> {
+/// `file_len` bytes, and the decode time where the table ends (the sum of every `stts`
+/// delta: where the first movie fragment continues, §8.8.12). Returns no samples for a track
+/// without samples (as in a fragmented file's `moov`).
+pub(crate) fn flatten(
+    t: &SampleTableBoxes<'_>,
+    file_len: u64,
+) -> Result<(Vec<Sample>, u64), Mp4Error> {
     let (count, sizes) = read_sizes(&t.sizes, file_len)?;
     let mut samples: Vec<Sample> = Vec::with_capacity(count);
     place_samples(t, count, &sizes, file_len, &mut samples)?;
-    apply_stts(&t.stts, &mut samples)?;
+    let end_dts = apply_stts(&t.stts, &mut samples)?;
     if let Some(ctts) = &t.ctts {
         apply_ctts(ctts, &mut samples)?;
     }
@@ -155,7 +160,7 @@ pub(crate) fn flatten(t: &SampleTableBoxes<'_>, file_len: u64) -> Result<Vec<Sam
         Some(stss) => apply_stss(stss, &mut samples)?,
         None => samples.iter_mut().for_each(|s| s.sync = true),
     }
-    Ok(samples)
+    Ok((samples, end_dts))
 }
 
 /// Walks `stsc` runs over the chunks of `stco`/`co64` (§8.7.4, §8.7.5), giving each sample its
@@ -253,8 +258,9 @@ fn place_samples(
     Ok(())
 }
 
-/// Assigns decode times from `stts` runs of (sample_count, sample_delta) (§8.6.1.2).
-fn apply_stts(stts: &Mp4Box<'_>, samples: &mut [Sample]) -> Result<(), Mp4Error> {
+/// Assigns decode times from `stts` runs of (sample_count, sample_delta) (§8.6.1.2);
+/// returns the decode time after the last sample.
+fn apply_stts(stts: &Mp4Box<'_>, samples: &mut [Sample]) -> Result<u64, Mp4Error> {
     let (_v, _f, mut r) = stts.full_box()?;
     let data = read_table(&mut r, 8)?;
     let disagree = || {
@@ -278,7 +284,7 @@ fn apply_stts(stts: &Mp4Box<'_>, samples: &mut [Sample]) -> Result<(), Mp4Error>
     if it.next().is_some() {
         return Err(disagree());
     }
-    Ok(())
+    Ok(dts)
 }
 
 /// Assigns composition offsets from `ctts` runs (§8.6.1.3). Version 0 offsets are unsigned
@@ -353,7 +359,7 @@ mod tests {
         let mut it = super::super::boxes::BoxIter::new(stbl_bytes, 0, "");
         let b = it.next().expect("one box").map_err(|e| e.kind)?;
         let t = SampleTableBoxes::from_stbl(&b).map_err(|e| e.kind)?;
-        flatten(&t, file_len).map_err(|e| e.kind)
+        flatten(&t, file_len).map(|(s, _)| s).map_err(|e| e.kind)
     }
 
     /// Five samples of sizes 10..14 in two chunks (3 + 2), delta 100, ctts, stss {1, 4}.

@@ -9,13 +9,20 @@ use super::esds::parse_mp4a_entry;
 use super::stbl::{flatten, SampleTableBoxes};
 use crate::media::track::{Codec, Track, TrackKind};
 
-/// The result of reading one `trak`: a servable track, or why it is skipped.
+/// The result of reading one `trak`: a supported track, or why it is skipped.
 #[derive(Debug)]
 pub(crate) enum TrakOutcome {
-    /// A supported track.
-    Track(Track),
-    /// An unsupported track and the reason (for `MediaIndex::skipped`).
-    Skipped(String),
+    /// A supported track; its samples may still be empty (a fragmented file's `moov` holds
+    /// none: the movie fragments add them, see `fragments`).
+    Track {
+        /// The track, with the samples of its `stbl`.
+        track: Track,
+        /// Decode time after the last `stbl` sample, where fragments continue.
+        end_dts: u64,
+    },
+    /// An unsupported track: its `track_ID` (fragments of it are ignored) and the reason
+    /// (for `MediaIndex::skipped`).
+    Skipped(u32, String),
 }
 
 /// Reads a `trak`. Track-local [`Mp4ErrorKind::Unsupported`] problems skip the track; every
@@ -30,9 +37,10 @@ pub(crate) fn parse_trak(
         Err(Mp4Error {
             kind: Mp4ErrorKind::Unsupported(what),
             ..
-        }) => Ok(TrakOutcome::Skipped(format!(
-            "track {track_id}: unsupported {what}"
-        ))),
+        }) => Ok(TrakOutcome::Skipped(
+            track_id,
+            format!("track {track_id}: unsupported {what}"),
+        )),
         other => other,
     }
 }
@@ -50,20 +58,18 @@ fn parse_trak_body(
         b"vide" => TrackKind::Video,
         b"soun" => TrackKind::Audio,
         other => {
-            return Ok(TrakOutcome::Skipped(format!(
-                "track {track_id}: unsupported handler {}",
-                fourcc_str(*other)
-            )))
+            return Ok(TrakOutcome::Skipped(
+                track_id,
+                format!(
+                    "track {track_id}: unsupported handler {}",
+                    fourcc_str(*other)
+                ),
+            ))
         }
     };
     let stbl = mdia.require(b"minf", "minf")?.require(b"stbl", "stbl")?;
     let codec = read_stsd(&stbl.require(b"stsd", "stsd")?, kind)?;
-    let samples = flatten(&SampleTableBoxes::from_stbl(&stbl)?, file_len)?;
-    if samples.is_empty() {
-        return Ok(TrakOutcome::Skipped(format!(
-            "track {track_id}: no samples (fragmented or empty track)"
-        )));
-    }
+    let (samples, end_dts) = flatten(&SampleTableBoxes::from_stbl(&stbl)?, file_len)?;
     let edit_offset = match trak.child(b"edts")? {
         Some(edts) => match edts.child(b"elst")? {
             Some(elst) => read_elst(&elst, movie_timescale, timescale)?,
@@ -71,14 +77,17 @@ fn parse_trak_body(
         },
         None => 0,
     };
-    Ok(TrakOutcome::Track(Track {
-        track_id,
-        kind,
-        codec,
-        timescale,
-        edit_offset,
-        samples,
-    }))
+    Ok(TrakOutcome::Track {
+        track: Track {
+            track_id,
+            kind,
+            codec,
+            timescale,
+            edit_offset,
+            samples,
+        },
+        end_dts,
+    })
 }
 
 /// `tkhd` (§8.3.2): version 0 has 32-bit creation/modification times before `track_ID`,
