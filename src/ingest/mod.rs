@@ -5,6 +5,8 @@
 //! byte format of an MP4 sample, so the packetizers, the HLS writer and the recorder read
 //! ingested media exactly as they read files. Design: `docs/design/live-ingest.md`.
 
+pub mod rtmp;
+
 /// Largest access unit ingest assembles (16 MiB). Past it the frame being assembled is dropped
 /// and counted, and the stream goes on from the next frame: live555 and MediaMTX users hit
 /// fixed, smaller buffers that truncate frames of 4K keyframes silently.
