@@ -60,6 +60,9 @@ use crate::media::track::{AacConfig, Codec, H264Config, TrackKind};
 /// Bytes handed to rml per call: keeps its 32-bit received-bytes counter from overflowing
 /// (window sizes are below 2^31, see [`chunk`]).
 const FEED_BYTES: usize = 64 << 10;
+/// Most bytes kept while a publish request waits for the shell's answer (a few seconds of a
+/// high-bitrate stream; encoders send the opening and then wait or trickle).
+pub const MAX_HELD_BYTES: usize = 4 << 20;
 /// How long (media milliseconds after the first coded frame) to wait for a sequence header
 /// onMetaData promised.
 const ANNOUNCE_WAIT_MS: i64 = 1000;
@@ -87,6 +90,11 @@ pub enum RtmpError {
     /// `accept_publish`/`reject` named a request that is not the pending publish.
     #[error("no pending rtmp publish request {0}")]
     UnknownRequest(u32),
+    /// More than [`MAX_HELD_BYTES`] arrived while a publish request waited for its answer.
+    #[error(
+        "rtmp publisher sent more than {MAX_HELD_BYTES} bytes before its publish was answered"
+    )]
+    Unanswered,
     /// An earlier error ended this connection.
     #[error("rtmp connection already failed")]
     Failed,
@@ -220,6 +228,8 @@ pub struct RtmpConnection {
     publish: Publish,
     media: Media,
     drops: [u64; DropReason::ALL.len()],
+    /// Guard-walked bytes that arrived while a publish was pending.
+    held: Vec<u8>,
 }
 
 impl Default for RtmpConnection {
@@ -238,6 +248,7 @@ impl RtmpConnection {
             publish: Publish::Idle,
             media: Media::default(),
             drops: [0; DropReason::ALL.len()],
+            held: Vec::new(),
         }
     }
 
@@ -284,19 +295,57 @@ impl RtmpConnection {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<RtmpEvent>) -> Result<(), RtmpError> {
         for piece in bytes.chunks(FEED_BYTES) {
             self.guard.check(piece)?;
-            // Up to each command's end, then the rest: a `connect` is accepted before rml
-            // reads the `publish` behind it in the same read.
-            let mut start = 0;
-            let splits: Vec<usize> = self.guard.splits().to_vec();
-            for end in splits.into_iter().chain([piece.len()]) {
-                if end > start {
-                    let results = self.session()?.handle_input(&piece[start..end])?;
-                    self.results(results, out)?;
-                    start = end;
-                }
-            }
+            let splits = self.guard.splits().to_vec();
+            self.run(piece, &splits, out)?;
         }
         Ok(())
+    }
+
+    /// Hands guard-walked bytes to rml: up to each command's end (`splits`), then the rest, so
+    /// that a `connect` is accepted before rml reads the `publish` behind it in the same read.
+    /// From a publish request on, bytes are held until the shell answers it: ffmpeg sends
+    /// `publish`, `@setDataFrame` and the sequence headers back to back, and rml would drop
+    /// media on a stream that is not yet publishing.
+    fn run(
+        &mut self,
+        piece: &[u8],
+        splits: &[usize],
+        out: &mut Vec<RtmpEvent>,
+    ) -> Result<(), RtmpError> {
+        let mut start = 0;
+        for end in splits.iter().copied().chain([piece.len()]) {
+            if matches!(self.publish, Publish::Pending(_)) {
+                return self.hold(&piece[start..]);
+            }
+            if end > start {
+                let results = self.session()?.handle_input(&piece[start..end])?;
+                self.results(results, out)?;
+                start = end;
+            }
+        }
+        if matches!(self.publish, Publish::Pending(_)) {
+            return self.hold(&piece[start..]);
+        }
+        Ok(())
+    }
+
+    /// Keeps guard-walked bytes until the pending publish is answered (bounded).
+    fn hold(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        if self.held.len() + bytes.len() > MAX_HELD_BYTES {
+            return Err(RtmpError::Unanswered);
+        }
+        self.held.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Feeds the bytes held while a publish was pending.
+    fn release(&mut self, out: &mut Vec<RtmpEvent>) -> Result<(), RtmpError> {
+        let held = std::mem::take(&mut self.held);
+        let result = self.run(&held, &[], out);
+        if result.is_err() {
+            self.phase = Phase::Failed;
+        }
+        result
     }
 
     fn session(&mut self) -> Result<&mut ServerSession, RtmpError> {
@@ -306,7 +355,8 @@ impl RtmpConnection {
         }
     }
 
-    /// Accepts the pending publish `request_id` (from [`RtmpEvent::PublishRequested`]).
+    /// Accepts the pending publish `request_id` (from [`RtmpEvent::PublishRequested`]). Bytes
+    /// that arrived meanwhile are processed now: their events (tracks, frames) go to `out`.
     pub fn accept_publish(
         &mut self,
         request_id: u32,
@@ -318,12 +368,14 @@ impl RtmpConnection {
         let results = self.session()?.accept_request(request_id)?;
         self.publish = Publish::Live;
         self.media = Media::default();
-        self.results(results, out)
+        self.results(results, out)?;
+        self.release(out)
     }
 
     /// Refuses the pending publish `request_id` with `reason` (sent to the client in an
     /// `_error` with code `NetStream.Publish.Denied`). The shell should close the connection
-    /// once the bytes are written; the client sees the reason.
+    /// once the bytes are written; the client sees the reason. Bytes held meanwhile are
+    /// processed (media in them is ignored).
     pub fn reject(
         &mut self,
         request_id: u32,
@@ -337,7 +389,8 @@ impl RtmpConnection {
             self.session()?
                 .reject_request(request_id, "NetStream.Publish.Denied", reason)?;
         self.publish = Publish::Idle;
-        self.results(results, out)
+        self.results(results, out)?;
+        self.release(out)
     }
 
     fn results(

@@ -948,6 +948,54 @@ fn fuzz_smoke() {
     fuzz_rtmp(&seed);
 }
 
+/// ffmpeg 5.1's publish as it arrived on the socket (after its handshake): connect,
+/// releaseStream, FCPublish, createStream, publish, @setDataFrame, both sequence headers and
+/// the first frames (`fuzz/seeds/rtmp`, captured with `RTMP_CAPTURE` in `tests/ingest_rtmp.rs`).
+const FFMPEG_OPENING: &[u8] = include_bytes!("../../../fuzz/seeds/rtmp/ffmpeg-5.1_publish_opening");
+
+#[test]
+fn ffmpeg_capture_replays_to_a_publish_tracks_and_frames() {
+    let mut conn = RtmpConnection::new();
+    let mut events = feed(&mut conn, &hello());
+    // The seed's first byte is the fuzz harness's read size; the chunk stream follows.
+    for piece in FFMPEG_OPENING[1..].chunks(1000) {
+        let out = feed(&mut conn, piece);
+        let mut more = Vec::new();
+        for e in &out {
+            if let RtmpEvent::PublishRequested { request_id, .. } = e {
+                conn.accept_publish(*request_id, &mut more).expect("accept");
+            }
+        }
+        events.extend(out);
+        // What arrived behind the publish comes out when it is accepted.
+        events.extend(more);
+    }
+    assert!(events.iter().any(|e| matches!(e, RtmpEvent::PublishRequested { app, key, .. } if app == "live" && key == "testkey")));
+    let list = tracks(&events);
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0].iter().map(|t| t.kind).collect::<Vec<_>>(),
+        [TrackKind::Video, TrackKind::Audio]
+    );
+    let f = frames(&events);
+    assert!(!f.is_empty());
+    let first_video = f.iter().find(|f| f.track == 0).expect("a video frame");
+    assert!(first_video.sync, "video starts at a keyframe");
+    assert!(f.iter().any(|f| f.track == 1), "audio frames");
+    assert_eq!(
+        conn.dropped(DropReason::Malformed) + conn.dropped(DropReason::Incomplete),
+        0
+    );
+}
+
+#[test]
+fn fuzz_seeds_replay() {
+    fuzz_rtmp(FFMPEG_OPENING);
+    fuzz_rtmp(include_bytes!(
+        "../../../fuzz/seeds/rtmp/ffmpeg-5.1_publish_small_reads"
+    ));
+}
+
 /// A publisher's opening (connect, createStream, publish, metadata, sequence headers) for the
 /// properties to mutate and extend.
 fn opening() -> Vec<u8> {
@@ -1024,4 +1072,43 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn bytes_behind_a_pending_publish_are_held_and_bounded() {
+    let (mut conn, _) = publishing("live", "cam");
+    // Held, not lost: the tracks come out of the accept.
+    let mut bytes = metadata(true, false);
+    bytes.extend(video_header(&hex(AVCC_320), 0));
+    assert!(tracks(&feed(&mut conn, &bytes)).is_empty());
+    // More than MAX_HELD_BYTES before an answer ends the connection.
+    let frame = video_frame(false, 0, &vec![0x41; 60_000], 0);
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for _ in 0..(MAX_HELD_BYTES / frame.len() + 2) {
+        result = conn.receive(&frame, &mut out);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(RtmpError::Unanswered)), "{result:?}");
+}
+
+#[test]
+fn accepting_releases_what_arrived_meanwhile() {
+    let (mut conn, out) = publishing("live", "cam");
+    let Some(RtmpEvent::PublishRequested { request_id, .. }) = out
+        .iter()
+        .find(|e| matches!(e, RtmpEvent::PublishRequested { .. }))
+    else {
+        panic!("publish requested")
+    };
+    let mut bytes = metadata(true, false);
+    bytes.extend(video_header(&hex(AVCC_320), 0));
+    bytes.extend(video_frame(true, 0, &[0, 0, 0, 1, 0x65], 0));
+    assert!(frames(&feed(&mut conn, &bytes)).is_empty());
+    let mut out = Vec::new();
+    conn.accept_publish(*request_id, &mut out).expect("accept");
+    assert_eq!(tracks(&out).len(), 1);
+    assert_eq!(frames(&out).len(), 1);
 }
