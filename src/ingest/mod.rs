@@ -7,6 +7,7 @@
 
 pub mod depacketize;
 pub mod record;
+pub mod rtmp;
 pub mod sdp;
 
 /// Largest access unit ingest assembles (16 MiB). Past it the frame being assembled is dropped
