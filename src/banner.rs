@@ -5,6 +5,7 @@
 //! shardcast listening on rtsp://127.0.0.1:8554/ with 2 shards
 //! http listening on http://127.0.0.1:8080/        (unless --http-listen off)
 //! hls listening on http://127.0.0.1:8088/         (unless --hls-listen off)
+//! rtmp listening on rtmp://127.0.0.1:1935/        (unless --rtmp-listen off)
 //! stream rtsp://127.0.0.1:8554/sample             (one line per stream known at start)
 //! ready
 //! ```
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 const RTSP_PREFIX: &str = "shardcast listening on rtsp://";
 const HTTP_PREFIX: &str = "http listening on http://";
 const HLS_PREFIX: &str = "hls listening on http://";
+const RTMP_PREFIX: &str = "rtmp listening on rtmp://";
 const STREAM_PREFIX: &str = "stream ";
 const READY: &str = "ready";
 
@@ -30,6 +32,8 @@ pub struct Banner {
     pub http: Option<SocketAddr>,
     /// The HLS listening address (none with `--hls-listen off`).
     pub hls: Option<SocketAddr>,
+    /// The RTMP listening address (none with `--rtmp-listen off`).
+    pub rtmp: Option<SocketAddr>,
     /// Stream URLs known at start.
     pub streams: Vec<String>,
     /// The `ready` line was read: nothing more follows.
@@ -37,13 +41,13 @@ pub struct Banner {
 }
 
 impl Banner {
-    /// Writes the banner for a server listening on `rtsp` (and `http`, `hls`) with `shards`
+    /// Writes the banner for a server listening on `rtsp` (and `http`, `hls`, `rtmp`) with `shards`
     /// shards and the streams `names`, then flushes `out`.
     pub fn write<'a>(
         out: &mut impl Write,
         rtsp: SocketAddr,
         shards: usize,
-        (http, hls): (Option<SocketAddr>, Option<SocketAddr>),
+        (http, hls, rtmp): (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>),
         names: impl IntoIterator<Item = &'a str>,
     ) -> io::Result<()> {
         writeln!(out, "{RTSP_PREFIX}{rtsp}/ with {shards} shards")?;
@@ -52,6 +56,9 @@ impl Banner {
         }
         if let Some(hls) = hls {
             writeln!(out, "{HLS_PREFIX}{hls}/")?;
+        }
+        if let Some(rtmp) = rtmp {
+            writeln!(out, "{RTMP_PREFIX}{rtmp}/")?;
         }
         for name in names {
             writeln!(out, "{STREAM_PREFIX}rtsp://{rtsp}/{name}")?;
@@ -70,6 +77,8 @@ impl Banner {
             self.http = addr(rest);
         } else if let Some(rest) = line.strip_prefix(HLS_PREFIX) {
             self.hls = addr(rest);
+        } else if let Some(rest) = line.strip_prefix(RTMP_PREFIX) {
+            self.rtmp = addr(rest);
         } else if let Some(url) = line.strip_prefix(STREAM_PREFIX) {
             self.streams.push(url.to_owned());
         } else if line == READY {
@@ -88,12 +97,13 @@ mod tests {
         let rtsp: SocketAddr = "[::1]:8554".parse().unwrap();
         let http: SocketAddr = "127.0.0.1:39001".parse().unwrap();
         let hls: SocketAddr = "127.0.0.1:39002".parse().unwrap();
+        let rtmp: SocketAddr = "127.0.0.1:1935".parse().unwrap();
         let mut out = Vec::new();
         Banner::write(
             &mut out,
             rtsp,
             2,
-            (Some(http), Some(hls)),
+            (Some(http), Some(hls), Some(rtmp)),
             ["sample", "live/cam"],
         )
         .unwrap();
@@ -103,19 +113,21 @@ mod tests {
             "shardcast listening on rtsp://[::1]:8554/ with 2 shards\n\
              http listening on http://127.0.0.1:39001/\n\
              hls listening on http://127.0.0.1:39002/\n\
+             rtmp listening on rtmp://127.0.0.1:1935/\n\
              stream rtsp://[::1]:8554/sample\n\
              stream rtsp://[::1]:8554/live/cam\n\
              ready\n"
         );
         let mut banner = Banner::default();
         let ready: Vec<bool> = text.lines().map(|l| banner.read_line(l)).collect();
-        assert_eq!(ready, [false, false, false, false, false, true]);
+        assert_eq!(ready, [false, false, false, false, false, false, true]);
         assert_eq!(
             banner,
             Banner {
                 rtsp: Some(rtsp),
                 http: Some(http),
                 hls: Some(hls),
+                rtmp: Some(rtmp),
                 streams: vec![
                     "rtsp://[::1]:8554/sample".into(),
                     "rtsp://[::1]:8554/live/cam".into()
@@ -132,7 +144,7 @@ mod tests {
             &mut out,
             "127.0.0.1:1".parse().unwrap(),
             1,
-            (None, None),
+            (None, None, None),
             [],
         )
         .unwrap();

@@ -110,6 +110,8 @@ pub struct ConfigOverlay {
     pub http_listen: Option<HttpListen>,
     /// HLS address, served by the shards (`"off"` disables it).
     pub hls_listen: Option<HttpListen>,
+    /// RTMP address for publishers (`"off"` disables it).
+    pub rtmp_listen: Option<HttpListen>,
     /// How HLS segment bodies are written: `sendfile` or `gather`.
     pub hls_body: Option<crate::shard::hls::BodyPath>,
     /// RTSP DESCRIBE and SETUP need a valid play token (`?token=`).
@@ -256,6 +258,7 @@ impl ConfigOverlay {
             shard_nice: flags.shard_nice.or(self.shard_nice),
             http_listen: flags.http_listen.or(self.http_listen),
             hls_listen: flags.hls_listen.or(self.hls_listen),
+            rtmp_listen: flags.rtmp_listen.or(self.rtmp_listen),
             hls_body: flags.hls_body.or(self.hls_body),
             require_token: flags.require_token.or(self.require_token),
             token_secret: flags.token_secret.or(self.token_secret),
@@ -319,6 +322,8 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// HLS listen address, one `SO_REUSEPORT` listener per shard; `None` when HLS is off.
     pub hls_listen: Option<SocketAddr>,
+    /// RTMP listen address; `None` when RTMP is off.
+    pub rtmp_listen: Option<SocketAddr>,
     /// How HLS segment bodies reach the socket (docs/BENCHMARKS.md "HLS" measured both).
     pub hls_body: crate::shard::hls::BodyPath,
     /// RTSP DESCRIBE and SETUP need a valid play token.
@@ -358,6 +363,11 @@ impl ServerConfig {
             && !matches!(other.http_listen, Some(a) if a.port() == 0)
         {
             out.push("http-listen");
+        }
+        if other.rtmp_listen != self.rtmp_listen
+            && !matches!(other.rtmp_listen, Some(a) if a.port() == 0)
+        {
+            out.push("rtmp-listen");
         }
         if other.hls_listen != self.hls_listen
             && !matches!(other.hls_listen, Some(a) if a.port() == 0)
@@ -488,6 +498,11 @@ impl ServerConfig {
                 Some(HttpListen::Off) => None,
                 Some(HttpListen::Addr(a)) => Some(a),
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 8088))),
+            },
+            rtmp_listen: match o.rtmp_listen {
+                Some(HttpListen::Off) => None,
+                Some(HttpListen::Addr(a)) => Some(a),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
             },
             hls_body: o.hls_body.unwrap_or_default(),
             require_token: o.require_token.unwrap_or(false),

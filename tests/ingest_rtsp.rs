@@ -206,3 +206,113 @@ fn retina_plays_a_published_stream_with_the_files_timing_and_no_loss() {
     }
     assert!(audio > n, "{audio} audio frames beside {n} video frames");
 }
+
+/// ffmpeg publishes over RTMP (`-f flv`, OBS's stand-in) to `rtmp://ADDR/live/obs`; ffmpeg
+/// plays `rtsp://ADDR/live/obs` and decodes every frame after the join without a warning.
+#[test]
+fn ffmpeg_publishes_over_rtmp_and_ffmpeg_plays_it_over_rtsp() {
+    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-i"])
+        .arg(media("sample.mp4"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(format!("rtmp://{rtmp}/live/obs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+    wait_published(&server, "live/obs", Duration::from_secs(10));
+    let decoded = ffmpeg_decode_without_warnings(&server.url("live/obs"), "tcp");
+    eprintln!("rtmp: {} frames, {:.2} s", decoded.frames, decoded.end_secs);
+    assert!(publisher.wait().unwrap().success());
+    assert!(decoded.frames >= 150, "{} frames", decoded.frames);
+}
+
+/// Publishing is refused where no rule allows it (RTSP 403, RTMP rejected: ffmpeg fails),
+/// and a second publisher on a live path is refused whichever protocol each uses.
+#[test]
+fn publishing_without_permission_or_onto_a_live_path_is_refused() {
+    let closed = Server::start_logged(&[]);
+    let url = closed.url("live/x");
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "2",
+                "-i",
+            ])
+            .arg(media("short.mp4"))
+            .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
+            .arg(&url),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "publishing without a rule must fail");
+    assert!(err.contains("403"), "{err}");
+    let rtmp = closed.rtmp.unwrap();
+    let (ok, _, _) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "2",
+                "-i",
+            ])
+            .arg(media("short.mp4"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{rtmp}/live/x")),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "an RTMP publish without a rule must fail");
+
+    let open = Server::start_logged(&["--publish", "live/*"]);
+    let mut first = ffmpeg_publish(&media("sample.mp4"), &open.url("live/taken"), "tcp");
+    wait_published(&open, "live/taken", Duration::from_secs(10));
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "2",
+                "-i",
+            ])
+            .arg(media("short.mp4"))
+            .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp"])
+            .arg(open.url("live/taken")),
+        Duration::from_secs(20),
+    );
+    assert!(!ok && err.contains("403"), "second RTSP publisher: {err}");
+    let (ok, _, _) = common::run_with_timeout(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-t",
+                "2",
+                "-i",
+            ])
+            .arg(media("short.mp4"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{}/live/taken", open.rtmp.unwrap())),
+        Duration::from_secs(20),
+    );
+    assert!(!ok, "a second (RTMP) publisher on a live path must fail");
+    let _ = first.kill();
+    let _ = first.wait();
+}

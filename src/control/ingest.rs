@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ingest::depacketize::Depacketizer;
+use crate::ingest::Frame;
 use crate::live_log::{LiveLog, LogError, LogState, LogTrackSpec, LogWriter};
 use crate::poll::Waker;
 use crate::rtsp::session::{ConnId, IngestTransport, PublishStart};
@@ -83,14 +84,13 @@ impl Ingest {
         }
     }
 
-    /// A publisher went live: its stream's log (a waiting one with the same tracks is
-    /// resumed, so viewers' numbering runs on) and its routes. Returns the log to publish
-    /// in the catalog, and the log it replaced, if any (ended: its tracks differ).
+    /// An RTSP publisher went live: its stream's log (see [`Ingest::open`]) and the routes of
+    /// its tracks. Returns the log to publish in the catalog.
     pub(crate) fn start(
         &mut self,
         start: &PublishStart,
         now: Instant,
-    ) -> Result<(Arc<LiveLog>, Option<Arc<LiveLog>>), LogError> {
+    ) -> Result<Arc<LiveLog>, IngestError> {
         let specs: Vec<LogTrackSpec> = start
             .tracks
             .iter()
@@ -105,47 +105,7 @@ impl Ingest {
             .enumerate()
             .map(|(k, (t, _))| Depacketizer::new(k, t))
             .collect();
-        let mut replaced = None;
-        let resumable = self
-            .streams
-            .get(&start.path)
-            .is_some_and(|s| s.publisher.is_none() && same_tracks(&s.specs, &specs));
-        if resumable {
-            if let Some(s) = self.streams.get_mut(&start.path) {
-                s.writer.resume();
-                s.publisher = Some(start.id);
-                s.depacketizers = depacketizers;
-                s.gone_since = None;
-                s.last_data = now;
-                tracing::info!(stream = %start.path, peer = %start.peer, "publisher back: the stream continues");
-            }
-        } else {
-            if let Some(old) = self.streams.remove(&start.path) {
-                old.writer.log().set_state(LogState::Ended);
-                replaced = Some(old.writer.log().clone());
-            }
-            let writer = LogWriter::create(
-                &start.path,
-                &specs,
-                self.log_size,
-                self.payload_budget,
-                self.wakers.clone(),
-                now,
-            )?;
-            let codecs: Vec<&str> = specs.iter().map(|s| s.codec.name()).collect();
-            tracing::info!(stream = %start.path, peer = %start.peer, tracks = %codecs.join("+"), "publishing");
-            self.streams.insert(
-                start.path.clone(),
-                Stream {
-                    writer,
-                    specs,
-                    publisher: Some(start.id),
-                    depacketizers,
-                    last_data: now,
-                    gone_since: None,
-                },
-            );
-        }
+        let log = self.open(start.id, &start.path, specs, depacketizers, start.peer, now)?;
         for (track, (_, transport)) in start.tracks.iter().enumerate() {
             let route = |rtcp| Route {
                 path: start.path.clone(),
@@ -171,12 +131,75 @@ impl Ingest {
                 }
             }
         }
-        let log = self
-            .streams
-            .get(&start.path)
-            .map(|s| s.writer.log().clone())
-            .ok_or(LogError::NoTracks)?;
-        Ok((log, replaced))
+        Ok(log)
+    }
+
+    /// Opens `path` for publisher `id` with `specs`: a waiting log with the same tracks (its
+    /// publisher gone, or this publisher announcing again) is resumed, so viewers' numbering
+    /// runs on; a log whose tracks differ is ended and replaced (its viewers need the new
+    /// parameters from a new DESCRIBE); a path another publisher holds is refused.
+    pub(crate) fn open(
+        &mut self,
+        id: SessionId,
+        path: &str,
+        specs: Vec<LogTrackSpec>,
+        depacketizers: Vec<Depacketizer>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Result<Arc<LiveLog>, IngestError> {
+        if let Some(s) = self.streams.get_mut(path) {
+            if s.publisher.is_some_and(|p| p != id) {
+                return Err(IngestError::Taken(path.to_owned()));
+            }
+            if s.specs == specs {
+                if s.publisher.is_none() {
+                    s.writer.resume();
+                    tracing::info!(stream = %path, %peer, "publisher back: the stream continues");
+                }
+                s.publisher = Some(id);
+                s.depacketizers = depacketizers;
+                s.gone_since = None;
+                s.last_data = now;
+                return Ok(s.writer.log().clone());
+            }
+            if let Some(old) = self.streams.remove(path) {
+                old.writer.log().set_state(LogState::Ended);
+                tracing::info!(stream = %path, "the publisher's tracks changed: a new stream replaces the old one");
+            }
+        }
+        let writer = LogWriter::create(
+            path,
+            &specs,
+            self.log_size,
+            self.payload_budget,
+            self.wakers.clone(),
+            now,
+        )?;
+        let codecs: Vec<&str> = specs.iter().map(|s| s.codec.name()).collect();
+        tracing::info!(stream = %path, %peer, tracks = %codecs.join("+"), "publishing");
+        let log = writer.log().clone();
+        self.streams.insert(
+            path.to_owned(),
+            Stream {
+                writer,
+                specs,
+                publisher: Some(id),
+                depacketizers,
+                last_data: now,
+                gone_since: None,
+            },
+        );
+        Ok(log)
+    }
+
+    /// A frame from a source that is not RTP (RTMP, a pulled source), for publisher `id`.
+    pub(crate) fn frame(&mut self, id: SessionId, path: &str, frame: &Frame<'_>, now: Instant) {
+        if let Some(s) = self.streams.get_mut(path) {
+            if s.publisher == Some(id) {
+                s.last_data = now;
+                let _ = s.writer.append(frame, now);
+            }
+        }
     }
 
     /// A publisher ended: its routes go; its stream waits for a new publisher.
@@ -266,9 +289,13 @@ impl Ingest {
     }
 }
 
-/// Whether a returning publisher's tracks can continue a waiting log: the same kinds and
-/// codecs in the same order (a changed configuration, e.g. a new resolution, starts a new
-/// log: the viewers' decoders need new parameters from a new DESCRIBE).
-fn same_tracks(a: &[LogTrackSpec], b: &[LogTrackSpec]) -> bool {
-    a == b
+/// Why a publisher's stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IngestError {
+    /// Another publisher holds the path.
+    #[error("{0:?} is already being published")]
+    Taken(String),
+    /// The live log could not be created.
+    #[error(transparent)]
+    Log(#[from] LogError),
 }

@@ -15,6 +15,7 @@
 mod connection;
 mod ingest;
 mod operator;
+mod rtmp;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -122,7 +123,7 @@ impl Control {
                     let now = Instant::now();
                     let started = self.ingest.borrow_mut().start(&start, now);
                     match started {
-                        Ok((log, _replaced)) => self.core.borrow_mut().add_log(log),
+                        Ok(log) => self.core.borrow_mut().add_log(log),
                         Err(e) => {
                             tracing::warn!(stream = %start.path, "cannot ingest: {e}");
                             let effects = self
@@ -230,6 +231,8 @@ pub struct RunningServer {
     pub http_addr: Option<SocketAddr>,
     /// The HLS address actually bound, when HLS is on.
     pub hls_addr: Option<SocketAddr>,
+    /// The RTMP address actually bound, when RTMP is on.
+    pub rtmp_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<std::thread::JoinHandle<()>>,
 }
@@ -376,6 +379,18 @@ pub fn start(
     let ingest_ports = ingest_sockets
         .as_ref()
         .and_then(|(a, b)| Some((a.local_addr().ok()?.port(), b.local_addr().ok()?.port())));
+    let rtmp_listener = config
+        .rtmp_listen
+        .map(|addr| {
+            let l = StdTcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(l)
+        })
+        .transpose()?;
+    let rtmp_addr = rtmp_listener
+        .as_ref()
+        .map(StdTcpListener::local_addr)
+        .transpose()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let join = std::thread::Builder::new()
         .name("control".into())
@@ -436,6 +451,15 @@ pub fn start(
             if let Some(sockets) = ingest_sockets {
                 local.spawn_local(receive_ingest(ctl.clone(), sockets));
             }
+            if let Some(listener) = rtmp_listener {
+                let ctl = ctl.clone();
+                local.spawn_local(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => rtmp::serve(ctl, l).await,
+                        Err(e) => tracing::error!("rtmp listener: {e}"),
+                    }
+                });
+            }
             local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx, reload));
             // Teardown (RTCP BYE) to every session, then stop and join the shards once the
             // connection tasks holding the control state are gone.
@@ -456,6 +480,7 @@ pub fn start(
         local_addr,
         http_addr,
         hls_addr,
+        rtmp_addr,
         shutdown: Some(shutdown_tx),
         join: Some(join),
     })

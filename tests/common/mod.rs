@@ -24,6 +24,8 @@ pub struct Server {
     pub http: Option<SocketAddr>,
     /// HLS address it printed (`hls listening on`), unless started with `--hls-listen off`.
     pub hls: Option<SocketAddr>,
+    /// RTMP address it printed (`rtmp listening on`), unless started with `--rtmp-listen off`.
+    pub rtmp: Option<SocketAddr>,
     /// Log lines (stderr) when started with [`Server::start_logged`].
     log: Option<Arc<Mutex<Vec<String>>>>,
 }
@@ -82,6 +84,9 @@ impl Server {
         if !extra.contains(&"--http-listen") {
             cmd.args(["--http-listen", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--rtmp-listen") {
+            cmd.args(["--rtmp-listen", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--hls-listen") {
             cmd.args(["--hls-listen", "127.0.0.1:0"]);
         }
@@ -120,11 +125,12 @@ impl Server {
                 banner.streams,
                 banner.http,
                 banner.hls,
+                banner.rtmp,
             ));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let (addr, streams, http, hls) = rx
+        let (addr, streams, http, hls, rtmp) = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("server printed its address");
         assert_ne!(addr.port(), 0, "server failed to start");
@@ -134,6 +140,7 @@ impl Server {
             streams,
             http,
             hls,
+            rtmp,
             log,
         }
     }

@@ -154,6 +154,10 @@ struct ServeArgs {
     /// [default: 127.0.0.1:8088]; port 0 picks a free port (printed).
     #[arg(long)]
     hls_listen: Option<shardcast::config::HttpListen>,
+    /// RTMP address publishers (OBS, ffmpeg -f flv) send to as rtmp://ADDR/APP/NAME, or
+    /// `off` [default: 127.0.0.1:1935]; port 0 picks a free port (printed).
+    #[arg(long)]
+    rtmp_listen: Option<shardcast::config::HttpListen>,
     /// How HLS segment bodies are written: `sendfile` (file ranges by reference from the page
     /// cache) or `gather` (one gathered sendmsg from the mapping) [default: sendfile].
     #[arg(long)]
@@ -235,6 +239,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         shard_nice: args.shard_nice,
         http_listen: args.http_listen,
         hls_listen: args.hls_listen,
+        rtmp_listen: args.rtmp_listen,
         hls_body: args.hls_body,
         require_token: args.require_token.then_some(true),
         // Secrets come from the environment (or the config file), never from the command
@@ -274,7 +279,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         &mut std::io::stdout().lock(),
         addr,
         config.shards,
-        (server.http_addr, server.hls_addr),
+        (server.http_addr, server.hls_addr, server.rtmp_addr),
         streams.iter().map(String::as_str),
     )?;
     server.wait();

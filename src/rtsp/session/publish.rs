@@ -235,6 +235,58 @@ impl SessionCore {
         self.publishers
             .iter()
             .any(|(id, r)| r.path == path && Some(*id) != except)
+            // Another kind of publisher (RTMP) keeps the path's log online.
+            || self
+                .logs
+                .get(path)
+                .is_some_and(|l| l.state() == crate::live_log::LogState::Online)
+    }
+
+    /// Whether `path` names a stored file or a live channel (never publishable).
+    fn is_stored(&self, path: &str) -> bool {
+        let segments: Vec<String> = path.split('/').map(str::to_owned).collect();
+        let stored =
+            matches!(self.library.resolve(&segments), Ok((_, used)) if used == segments.len());
+        stored || self.channels.contains_key(path)
+    }
+
+    /// May an RTMP publisher publish to `path` (`rtmp://host/APP/NAME` is path `APP/NAME`)?
+    /// RTMP carries no credentials, so the path's open pattern or its stream key (`key=` in
+    /// the query after the stream name, as OBS's stream key field lets one write it) decides,
+    /// with the same rules and the same one-publisher-per-path as RTSP. `Err` is the reason
+    /// sent to the publisher.
+    pub fn authorize_rtmp(&self, path: &str, query: &str) -> Result<(), String> {
+        let path_ok = !path.is_empty()
+            && path.split('/').all(|seg| {
+                !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['\\', '\0'])
+            });
+        if !path_ok {
+            return Err(format!("{path:?} is not a stream path"));
+        }
+        match publish_needs(&self.config.publish_open, &self.config.access, path) {
+            PublishNeeds::Nothing => {}
+            PublishNeeds::Grant {
+                key: Some(expected),
+                ..
+            } => {
+                let given = query.split('&').find_map(|kv| kv.strip_prefix("key="));
+                if !given.is_some_and(|g| key_matches(&expected, g)) {
+                    return Err(format!(
+                        "publishing to {path:?} needs its stream key (?key=)"
+                    ));
+                }
+            }
+            PublishNeeds::Grant { key: None, .. } | PublishNeeds::Refused => {
+                return Err(format!("publishing to {path:?} is not allowed"));
+            }
+        }
+        if self.is_stored(path) {
+            return Err(format!("{path:?} is a stored stream or channel"));
+        }
+        if self.path_taken(path, None) {
+            return Err(format!("{path:?} is already being published"));
+        }
+        Ok(())
     }
 
     /// ANNOUNCE (§10.3): the stream's description, to be recorded on the request's path.
@@ -263,10 +315,7 @@ impl SessionCore {
                 "ANNOUNCE needs an application/sdp body, not {content_type:?}"
             )));
         }
-        let segments: Vec<String> = path.split('/').map(str::to_owned).collect();
-        let stored =
-            matches!(self.library.resolve(&segments), Ok((_, used)) if used == segments.len());
-        if self.channels.contains_key(&path) || stored {
+        if self.is_stored(&path) {
             return Err(Refusal::PublishForbidden(format!(
                 "{path:?} is a stored stream or channel"
             )));

@@ -77,6 +77,13 @@ impl ServerProcess {
         {
             cmd.args(["--hls-listen", "127.0.0.1:0"]);
         }
+        if !launch
+            .extra_args
+            .iter()
+            .any(|a| a == "--rtmp-listen" || a.starts_with("--rtmp-listen="))
+        {
+            cmd.args(["--rtmp-listen", "127.0.0.1:0"]);
+        }
         // Every viewer of a bench comes from this one loopback address: lift the per-address
         // and total session limits, whose defaults guard a server facing the internet.
         for flag in ["--max-viewers", "--max-viewers-per-ip"] {
