@@ -214,6 +214,9 @@ pub struct LogCounters {
     pub dropped: [AtomicU64; DropReason::ALL.len()],
     /// Readers that fell behind and jumped to the live edge.
     pub reader_skips: AtomicU64,
+    /// Arrival of the last video keyframe, in nanoseconds since the log's epoch plus one
+    /// (0: none yet).
+    pub last_keyframe_ns: AtomicU64,
 }
 
 /// One live stream's log, shared by its writer and every shard.
@@ -493,8 +496,15 @@ impl LogWriter {
                 c.frames.fetch_add(1, Ordering::Relaxed);
                 c.bytes
                     .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
-                if frame.sync {
+                let video = self
+                    .log
+                    .tracks
+                    .get(frame.track)
+                    .is_some_and(|t| t.spec.kind == TrackKind::Video);
+                if frame.sync && video {
                     c.keyframes.fetch_add(1, Ordering::Relaxed);
+                    let at = now.saturating_duration_since(self.log.epoch).as_nanos() as u64;
+                    c.last_keyframe_ns.store(at + 1, Ordering::Relaxed);
                 }
                 self.log.wake_watchers();
             }

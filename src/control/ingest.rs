@@ -26,8 +26,69 @@ struct Route {
     rtcp: bool,
 }
 
+/// How a stream is fed.
+#[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// RTSP ANNOUNCE/RECORD.
+    Rtsp,
+    /// RTMP publish.
+    Rtmp,
+}
+
+#[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
+impl Protocol {
+    /// The name in the API and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtsp => "rtsp",
+            Protocol::Rtmp => "rtmp",
+        }
+    }
+}
+
+/// One ingested stream as the API shows it (taken once a second by statistics).
+#[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
+#[derive(Debug, Clone)]
+pub(crate) struct IngestSnapshot {
+    /// Stream path.
+    pub(crate) path: String,
+    /// How it is fed.
+    pub(crate) protocol: Protocol,
+    /// The publisher's address (the last one, when it is gone).
+    pub(crate) peer: SocketAddr,
+    /// Online, waiting for the publisher to return, or ended.
+    pub(crate) state: LogState,
+    /// Since when the current publisher is on (or since when it is gone).
+    pub(crate) since: Instant,
+    /// Codec names per track (`H.264`, `AAC`).
+    pub(crate) codecs: Vec<&'static str>,
+    /// Frames, bytes and video keyframes written to the log since it was created.
+    pub(crate) frames: u64,
+    /// Bytes of those frames.
+    pub(crate) bytes: u64,
+    /// Video keyframes among them.
+    pub(crate) keyframes: u64,
+    /// Time since the last video keyframe arrived (`None`: none yet, or no video).
+    pub(crate) since_keyframe: Option<Duration>,
+    /// Frames dropped, per `DropReason::ALL` (depacketizers and the log together).
+    pub(crate) dropped: [u64; crate::ingest::DropReason::ALL.len()],
+    /// RTP packets received and lost on the way in (sequence gaps), RTSP publishers only.
+    pub(crate) packets: u64,
+    /// Sequence numbers skipped.
+    pub(crate) lost: u64,
+    /// Largest interarrival jitter of its tracks, in milliseconds (RFC 3550 §6.4.1).
+    pub(crate) jitter_ms: f64,
+    /// Viewers that fell behind the log and jumped to its live edge.
+    pub(crate) reader_skips: u64,
+}
+
 /// One ingested stream: its log and, while a publisher is on, its depacketizers.
 struct Stream {
+    protocol: Protocol,
+    peer: SocketAddr,
+    /// When the current publisher started (or the stream was created).
+    since: Instant,
     writer: LogWriter,
     specs: Vec<LogTrackSpec>,
     publisher: Option<SessionId>,
@@ -105,7 +166,14 @@ impl Ingest {
             .enumerate()
             .map(|(k, (t, _))| Depacketizer::new(k, t))
             .collect();
-        let log = self.open(start.id, &start.path, specs, depacketizers, start.peer, now)?;
+        let log = self.open(
+            start.id,
+            &start.path,
+            specs,
+            depacketizers,
+            (Protocol::Rtsp, start.peer),
+            now,
+        )?;
         for (track, (_, transport)) in start.tracks.iter().enumerate() {
             let route = |rtcp| Route {
                 path: start.path.clone(),
@@ -144,7 +212,7 @@ impl Ingest {
         path: &str,
         specs: Vec<LogTrackSpec>,
         depacketizers: Vec<Depacketizer>,
-        peer: SocketAddr,
+        (protocol, peer): (Protocol, SocketAddr),
         now: Instant,
     ) -> Result<Arc<LiveLog>, IngestError> {
         if let Some(s) = self.streams.get_mut(path) {
@@ -157,6 +225,7 @@ impl Ingest {
                     tracing::info!(stream = %path, %peer, "publisher back: the stream continues");
                 }
                 s.publisher = Some(id);
+                (s.protocol, s.peer, s.since) = (protocol, peer, now);
                 s.depacketizers = depacketizers;
                 s.gone_since = None;
                 s.last_data = now;
@@ -181,6 +250,9 @@ impl Ingest {
         self.streams.insert(
             path.to_owned(),
             Stream {
+                protocol,
+                peer,
+                since: now,
                 writer,
                 specs,
                 publisher: Some(id),
@@ -211,6 +283,7 @@ impl Ingest {
                 s.publisher = None;
                 s.depacketizers.clear();
                 s.gone_since = Some(now);
+                s.since = now;
                 s.writer.log().set_state(LogState::Waiting);
             }
         }
@@ -252,16 +325,67 @@ impl Ingest {
             writer,
             depacketizers,
             last_data,
+            specs,
             ..
         } = s;
         let Some(d) = depacketizers.get_mut(route.track) else {
             return;
         };
         *last_data = now;
+        // Arrival in the track's RTP clock, for the interarrival jitter (RFC 3550 §A.8).
+        let clock = f64::from(specs[route.track].codec.clock_rate_hz());
+        let arrival = (now.saturating_duration_since(writer.log().epoch).as_secs_f64() * clock)
+            as u64 as u32;
         // Frames that do not fit (flood, a stalled reader) are counted by the log.
-        d.push(packet, &mut |frame| {
+        d.push_at(packet, Some(arrival), &mut |frame| {
             let _ = writer.append(&frame, now);
         });
+    }
+
+    /// What the API shows of every stream (taken once a second).
+    #[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
+    pub(crate) fn snapshot(&self, now: Instant) -> Vec<IngestSnapshot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.streams
+            .iter()
+            .map(|(path, s)| {
+                let log = s.writer.log();
+                let c = &log.counters;
+                let mut dropped: [u64; crate::ingest::DropReason::ALL.len()] =
+                    std::array::from_fn(|k| c.dropped[k].load(Relaxed));
+                let (mut packets, mut lost, mut jitter_ms) = (0, 0, 0f64);
+                for (k, d) in s.depacketizers.iter().enumerate() {
+                    let st = d.stats();
+                    for (sum, n) in dropped.iter_mut().zip(st.dropped) {
+                        *sum += n;
+                    }
+                    packets += st.packets;
+                    lost += st.lost;
+                    let clock = f64::from(s.specs[k].codec.clock_rate_hz().max(1));
+                    jitter_ms = jitter_ms.max(f64::from(st.jitter_rtp_units) * 1000.0 / clock);
+                }
+                let key = c.last_keyframe_ns.load(Relaxed);
+                IngestSnapshot {
+                    path: path.clone(),
+                    protocol: s.protocol,
+                    peer: s.peer,
+                    state: log.state(),
+                    since: s.since,
+                    codecs: s.specs.iter().map(|t| t.codec.name()).collect(),
+                    frames: c.frames.load(Relaxed),
+                    bytes: c.bytes.load(Relaxed),
+                    keyframes: c.keyframes.load(Relaxed),
+                    since_keyframe: (key > 0).then(|| {
+                        now.saturating_duration_since(log.epoch + Duration::from_nanos(key - 1))
+                    }),
+                    dropped,
+                    packets,
+                    lost,
+                    jitter_ms,
+                    reader_skips: c.reader_skips.load(Relaxed),
+                }
+            })
+            .collect()
     }
 
     /// Once a second: streams whose publisher did not come back end; silent publishers are

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::ingest::Protocol;
 use super::Control;
 use crate::ingest::rtmp::{RtmpConnection, RtmpEvent};
 use crate::live_log::LogTrackSpec;
@@ -150,7 +151,7 @@ fn handle(
                         &p.path,
                         specs,
                         Vec::new(),
-                        peer,
+                        (Protocol::Rtmp, peer),
                         Instant::now(),
                     );
                     match opened {
