@@ -51,6 +51,14 @@ pub const DEFAULT_CAPACITY: usize = 64 << 20;
 pub const MIN_CAPACITY: usize = 1 << 16;
 /// Index entries per track (a power of two): about 2 minutes of 60 fps video.
 pub const INDEX_ENTRIES: usize = 8192;
+/// Flood allowance: media time a track may run ahead of real time in one burst (an encoder's
+/// start-up burst, a reconnect's backlog). Past it frames are dropped as
+/// [`DropReason::Flood`] until real time catches up.
+pub const FLOOD_BURST: Duration = Duration::from_secs(10);
+/// What one frame costs the flood allowance at least and at most, whatever its timestamp step
+/// says: a flood of equal timestamps still runs out (1,000 frames per second), and a jump in a
+/// source's timestamps does not spend the whole allowance.
+const FRAME_COST: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(200));
 /// A pin value meaning "not reading".
 const IDLE: u64 = u64::MAX;
 
@@ -390,6 +398,11 @@ struct TrackWriter {
     last_dts: Option<i64>,
     /// Rebase the next frame to follow `last_pts` (set by [`LogWriter::resume`]).
     rebase: bool,
+    /// Flood allowance left (media time this track may still run ahead of real time), and
+    /// when it was last refilled (a token bucket refilled at real time, capped at
+    /// [`FLOOD_BURST`]).
+    allowance: Duration,
+    allowance_at: Instant,
 }
 
 /// The one writer of a log (the ingest side owns it; `&mut` makes it unique).
@@ -430,6 +443,8 @@ impl LogWriter {
                 last_step: 0,
                 last_dts: None,
                 rebase: false,
+                allowance: FLOOD_BURST,
+                allowance_at: now,
             });
             log_tracks.push(LogTrack {
                 spec: spec.clone(),
@@ -525,6 +540,20 @@ impl LogWriter {
         let Some(tw) = self.tracks.get_mut(frame.track) else {
             return Err(DropReason::Malformed);
         };
+        // Flood control: media time may not run ahead of real time by more than the burst.
+        let clock = u64::from(self.log.tracks[frame.track].clock_rate_hz().max(1));
+        let step_ticks = tw
+            .last_pts
+            .map_or(0, |last| (frame.pts + tw.offset - last).max(0) as u64);
+        let step = Duration::from_nanos(step_ticks.saturating_mul(1_000_000_000) / clock);
+        let cost = step.clamp(FRAME_COST.0, FRAME_COST.1);
+        let refill = now.saturating_duration_since(tw.allowance_at);
+        let allowance = (tw.allowance + refill).min(FLOOD_BURST);
+        let Some(left) = allowance.checked_sub(cost) else {
+            tw.allowance = allowance;
+            tw.allowance_at = now.max(tw.allowance_at);
+            return Err(DropReason::Flood);
+        };
         let capacity = self.ring.len() as u64;
         let head = self.log.head.load(Ordering::Relaxed);
         let mut pos = head;
@@ -581,6 +610,9 @@ impl LogWriter {
         if !self.ring.write((pos % capacity) as usize, frame.data) {
             return Err(DropReason::Malformed);
         }
+        // Only a frame that goes in spends the allowance.
+        tw.allowance = left;
+        tw.allowance_at = now.max(tw.allowance_at);
         let t = &self.log.tracks[frame.track];
         let n = t.published.load(Ordering::Relaxed);
         let e = &t.entries[(n as usize) & (t.entries.len() - 1)];

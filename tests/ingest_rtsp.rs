@@ -316,3 +316,89 @@ fn publishing_without_permission_or_onto_a_live_path_is_refused() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+/// A publisher that vanishes (killed: no TEARDOWN, its connection reset) and a new one that
+/// takes over within the publisher timeout: the viewer keeps its session and sees one stream
+/// — the same SSRCs, sequence numbers without a gap, audio timestamps running on one frame
+/// after the last (RFC 3550 §5.1) — and gets RTCP BYE once no publisher returns.
+#[test]
+fn a_viewer_rides_through_a_publisher_reconnect_with_continuous_numbering() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "3"]);
+    let url = server.url("live/re");
+    let mut first = ffmpeg_publish(&media("sample.mp4"), &url, "tcp");
+    wait_published(&server, "live/re", Duration::from_secs(10));
+    let mut viewer = common::setup_udp_stream(server.addr, "live/re", 2);
+    let play = viewer
+        .rtsp
+        .request("PLAY", &url, &[("Session", &viewer.session)]);
+    assert_eq!(play.status, 200);
+    let done = Arc::new(AtomicBool::new(false));
+    let collect = |sock: std::net::UdpSocket| {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    if let Some(rtp) = common::parse_rtp(&buf[..n]) {
+                        got.push((rtp, Instant::now()));
+                    }
+                }
+            }
+            got
+        })
+    };
+    let video = collect(viewer.socks[0].0.try_clone().unwrap());
+    let audio = collect(viewer.socks[1].0.try_clone().unwrap());
+    std::thread::sleep(Duration::from_secs(3));
+    // Vanish: no TEARDOWN, the TCP connection dies with the process.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let vanished = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    // The same encoding (same parameter sets): the stream continues. (Other parameters would
+    // start a new stream: viewers' decoders need them from a new DESCRIBE.)
+    let mut second = ffmpeg_publish(&media("sample.mp4"), &url, "tcp");
+    assert!(second.wait().unwrap().success(), "the returning publisher");
+    let ended = Instant::now();
+    let bye = common::wait_for_bye(&viewer.socks[1].1, Duration::from_secs(8));
+    done.store(true, Ordering::Relaxed);
+    let (video, audio) = (video.join().unwrap(), audio.join().unwrap());
+    assert!(
+        bye,
+        "RTCP BYE once the publisher timeout passed with nobody back"
+    );
+    for (name, packets) in [("video", &video), ("audio", &audio)] {
+        assert!(packets.len() > 100, "{name}: {} packets", packets.len());
+        assert!(
+            packets.iter().all(|(p, _)| p.ssrc == packets[0].0.ssrc),
+            "{name}: one SSRC throughout"
+        );
+        for w in packets.windows(2) {
+            assert_eq!(
+                w[1].0.seq,
+                w[0].0.seq.wrapping_add(1),
+                "{name}: sequence numbers run on without a gap"
+            );
+        }
+        let before = packets.iter().filter(|(_, t)| *t < vanished).count();
+        let after = packets.iter().filter(|(_, t)| *t > vanished).count();
+        assert!(
+            before > 10 && after > 10,
+            "{name}: {before} packets before, {after} after"
+        );
+        assert!(packets
+            .iter()
+            .all(|(_, t)| *t < ended + Duration::from_secs(1)));
+    }
+    // AAC: one access unit per packet here, 1024 ticks apart — across the reconnect too.
+    for w in audio.windows(2) {
+        let step = w[1].0.ts.wrapping_sub(w[0].0.ts);
+        assert!(step > 0 && step <= 4 * 1024, "audio timestamp step {step}");
+    }
+}

@@ -334,8 +334,10 @@ impl Ingest {
         *last_data = now;
         // Arrival in the track's RTP clock, for the interarrival jitter (RFC 3550 §A.8).
         let clock = f64::from(specs[route.track].codec.clock_rate_hz());
-        let arrival = (now.saturating_duration_since(writer.log().epoch).as_secs_f64() * clock)
-            as u64 as u32;
+        let arrival = (now
+            .saturating_duration_since(writer.log().epoch)
+            .as_secs_f64()
+            * clock) as u64 as u32;
         // Frames that do not fit (flood, a stalled reader) are counted by the log.
         d.push_at(packet, Some(arrival), &mut |frame| {
             let _ = writer.append(&frame, now);

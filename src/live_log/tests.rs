@@ -21,6 +21,12 @@ fn wakers(n: usize) -> Vec<Arc<Waker>> {
     (0..n).map(|_| Arc::new(Waker::new().unwrap())).collect()
 }
 
+/// When AAC frame `n` (1024 samples at 48 kHz) arrives from a real-time publisher that
+/// started at `t0` (the flood allowance never runs out).
+fn real_time(t0: Instant, n: u64) -> Instant {
+    t0 + Duration::from_micros(n * 21_334)
+}
+
 /// A frame whose bytes say which frame it is: `n` as 8 bytes, repeated.
 fn patterned(n: u64, len: usize) -> Vec<u8> {
     n.to_be_bytes().iter().copied().cycle().take(len).collect()
@@ -107,7 +113,8 @@ fn a_small_ring_wraps_old_samples_go_and_samples_never_straddle_the_end() {
     let cap = w.log().capacity() as u64;
     for n in 0..1000u64 {
         let data = patterned(n, 300 + (n as usize * 37) % 900);
-        w.append(&aac_frame(0, n, &data), now).unwrap();
+        w.append(&aac_frame(0, n, &data), real_time(now, n))
+            .unwrap();
     }
     let log = w.log().clone();
     let readable = log.pin(0);
@@ -142,13 +149,14 @@ fn a_pin_stops_the_writer_from_overwriting_what_a_pass_may_read_and_the_frame_is
     let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(2), now).unwrap();
     let data = vec![7u8; 1000];
     for n in 0..40 {
-        w.append(&aac_frame(0, n, &data), now).unwrap();
+        w.append(&aac_frame(0, n, &data), real_time(now, n))
+            .unwrap();
     }
     let log = w.log().clone();
     let readable = log.pin(1);
     let mut n = 40;
     let stalled = loop {
-        match w.append(&aac_frame(0, n, &data), now) {
+        match w.append(&aac_frame(0, n, &data), real_time(now, n)) {
             Ok(_) => n += 1,
             Err(r) => break r,
         }
@@ -170,7 +178,7 @@ fn a_pin_stops_the_writer_from_overwriting_what_a_pass_may_read_and_the_frame_is
     .load(Ordering::Relaxed);
     assert_eq!(stalled_count, 1);
     log.unpin(1);
-    assert!(w.append(&aac_frame(0, n, &data), now).is_ok());
+    assert!(w.append(&aac_frame(0, n, &data), real_time(now, n)).is_ok());
 }
 
 #[test]
@@ -184,7 +192,8 @@ fn a_returning_publisher_continues_the_timeline_one_frame_after_the_last() {
     let mut w = LogWriter::create("a", &audio, MIN_CAPACITY, 1200, wakers(1), now).unwrap();
     let data = [1u8; 10];
     for n in 0..5 {
-        w.append(&aac_frame(0, n, &data), now).unwrap();
+        w.append(&aac_frame(0, n, &data), real_time(now, n))
+            .unwrap();
     }
     w.resume();
     // The new publisher starts its clock somewhere else entirely.
@@ -269,10 +278,13 @@ fn concurrent_readers_see_whole_samples_or_none() {
     let mut stalled = 0;
     for n in 0..50_000u64 {
         let data = patterned(n, 200 + (n as usize * 131) % 1500);
-        if w.append(&aac_frame(0, n, &data), now) == Err(DropReason::ReaderStalled) {
+        if w.append(&aac_frame(0, n, &data), real_time(now, n)) == Err(DropReason::ReaderStalled) {
             // The patterned bytes name the sample number, which a dropped frame keeps: retry.
             stalled += 1;
-            while w.append(&aac_frame(0, n, &data), now).is_err() {
+            while w
+                .append(&aac_frame(0, n, &data), real_time(now, n))
+                .is_err()
+            {
                 std::thread::yield_now();
             }
         }
@@ -283,4 +295,57 @@ fn concurrent_readers_see_whole_samples_or_none() {
         checked > 100,
         "reader checked {checked} samples ({stalled} stalls)"
     );
+}
+
+#[test]
+fn a_publisher_faster_than_real_time_is_cut_to_the_burst_and_counted() {
+    let file = sample_file();
+    let t0 = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, DEFAULT_CAPACITY, 1200, wakers(1), t0).unwrap();
+    let data = [3u8; 100];
+    let rate = f64::from(w.log().tracks[0].clock_rate_hz());
+    let frame_secs = 1024.0 / rate;
+    // Everything at once: the burst's worth of media goes in, the rest is dropped.
+    let mut accepted = 0u64;
+    for n in 0..2000 {
+        if w.append(&aac_frame(0, n, &data), t0).is_ok() {
+            accepted += 1;
+        }
+    }
+    let burst = (FLOOD_BURST.as_secs_f64() / frame_secs) as u64;
+    assert!(
+        accepted.abs_diff(burst) <= 1,
+        "{accepted} accepted, burst {burst}"
+    );
+    let flood = DropReason::ALL
+        .iter()
+        .position(|&r| r == DropReason::Flood)
+        .unwrap();
+    assert_eq!(
+        w.log().counters.dropped[flood].load(Ordering::Relaxed),
+        2000 - accepted
+    );
+    // A second later, a second's worth more.
+    let t1 = t0 + Duration::from_secs(1);
+    let mut more = 0;
+    for n in accepted..accepted + 200 {
+        if w.append(&aac_frame(0, n, &data), t1).is_ok() {
+            more += 1;
+        }
+    }
+    let per_second = (1.0 / frame_secs) as i64;
+    assert!((more - per_second).abs() <= 1, "{more} accepted after 1 s");
+    // A jump in the source's timestamps costs one frame at most, not the allowance.
+    let t2 = t1 + FLOOD_BURST;
+    let jump = Frame {
+        pts: 1 << 40,
+        dts: 1 << 40,
+        ..aac_frame(0, 0, &data)
+    };
+    assert!(w.append(&jump, t2).is_ok());
+    assert!(w.append(&aac_frame(0, 0, &data), t2).is_ok());
 }

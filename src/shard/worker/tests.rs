@@ -1292,20 +1292,33 @@ mod live_logs {
         (viewer, started.tracks)
     }
 
-    /// Every RTP packet waiting on `sock`: (ssrc, seq, bytes).
-    fn receive(sock: &UdpSocket) -> Vec<(u32, u16, Vec<u8>)> {
+    /// Runs the shard's passes (each bounded to a few ms of work, so a GOP may take several)
+    /// and reads what `socks` receive, until nothing more comes for 200 ms.
+    fn pump(r: &mut Rig, socks: &[&UdpSocket]) -> Vec<Vec<(u32, u16, Vec<u8>)>> {
+        let mut out = vec![Vec::new(); socks.len()];
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_millis(200) {
+            r.w.send_due(Instant::now());
+            for (k, sock) in socks.iter().enumerate() {
+                let got = receive_now(sock);
+                if !got.is_empty() {
+                    quiet_since = Instant::now();
+                }
+                out[k].extend(got);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out
+    }
+
+    /// The RTP packets already waiting on `sock`: (ssrc, seq, bytes).
+    fn receive_now(sock: &UdpSocket) -> Vec<(u32, u16, Vec<u8>)> {
         let mut out = Vec::new();
         let mut buf = [0u8; 2048];
-        let deadline = Instant::now() + Duration::from_millis(300);
-        while Instant::now() < deadline {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    let ssrc = u32::from_be_bytes(buf[8..12].try_into().unwrap());
-                    let seq = u16::from_be_bytes([buf[2], buf[3]]);
-                    out.push((ssrc, seq, buf[..n].to_vec()));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
+        while let Ok(n) = sock.recv(&mut buf) {
+            let ssrc = u32::from_be_bytes(buf[8..12].try_into().unwrap());
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            out.push((ssrc, seq, buf[..n].to_vec()));
         }
         out
     }
@@ -1343,14 +1356,12 @@ mod live_logs {
             starts[0].rtptime,
             log.tracks[0].ts0.wrapping_add(key_pts as u32)
         );
-        r.w.send_due(Instant::now());
-        let first = receive(&a.rtp);
+        let first = pump(&mut r, &[&a.rtp]).remove(0);
         assert!(!first.is_empty(), "the keyframe's GOP goes out at once");
         assert_contiguous(&first, &mut next);
         // A second viewer on the shard: the same bytes for the same packets.
         let (b, _) = play_log(&mut r, 2, &w);
-        r.w.send_due(Instant::now());
-        let b_first = receive(&b.rtp);
+        let b_first = pump(&mut r, &[&b.rtp]).remove(0);
         let by_seq: Map<(u32, u16), Vec<u8>> = first
             .iter()
             .map(|(s, q, p)| ((*s, *q), p.clone()))
@@ -1364,8 +1375,7 @@ mod live_logs {
         let appended = publish(&r, &mut w, 3.0, 5.0);
         assert!(appended > 0);
         r.w.poll_logs();
-        r.w.send_due(Instant::now());
-        let more = receive(&a.rtp);
+        let more = pump(&mut r, &[&a.rtp]).remove(0);
         assert!(more.len() > 50, "{} packets after new frames", more.len());
         assert_contiguous(&more, &mut next);
         // The stream ends: viewers get BYE.
