@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe and
-# GStreamer's rtspsrc with H.264/AAC decoders) and the headless browser that drives the web
-# page (Chromium) from Debian packages, when missing; with --bench also the bench's peers
-# (GStreamer's RTSP server, nginx).
+# Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe,
+# GStreamer's rtspsrc with H.264/AAC decoders and its rtspclientsink publisher) and the
+# headless browser that drives the web page (Chromium) from Debian packages, when missing;
+# with --bench also the bench's peers (GStreamer's RTSP server, nginx).
 set -euo pipefail
 
 missing=()
@@ -14,6 +14,10 @@ if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
   || ! gst-inspect-1.0 avdec_aac >/dev/null 2>&1; then
   missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
             gstreamer1.0-plugins-bad gstreamer1.0-libav)
+fi
+# GStreamer's RTSP publisher (tests/ingest_rtsp.rs), in its own Debian package.
+if ! gst-inspect-1.0 rtspclientsink >/dev/null 2>&1; then
+  missing+=(gstreamer1.0-rtsp)
 fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The example web app of tests/three_party.rs (docs/examples/webapp.py, standard library only).

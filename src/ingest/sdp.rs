@@ -3,10 +3,13 @@
 //! and the `a=control` each track's SETUP names (RFC 2326 §C.1.1, §C.3).
 //!
 //! Carried: H.264 (`rtpmap H264/90000`, RFC 6184 §8.1/§8.2.1: `packetization-mode` 0 or 1,
-//! `sprop-parameter-sets`, `profile-level-id`) and MPEG-4 AAC (`mpeg4-generic/RATE[/CH]`,
-//! RFC 3640 §4.1, modes AAC-hbr and AAC-lbr with their AU-header field lengths and `config`).
-//! Every other media section (VP8, MP4A-LATM, Opus, an encrypted profile, an `m=application`)
-//! is listed in [`Announced::skipped`] with the reason, so the caller can log it and go on.
+//! `sprop-parameter-sets`, `profile-level-id`), MPEG-4 AAC (`mpeg4-generic/RATE[/CH]`,
+//! RFC 3640 §4.1, modes AAC-hbr and AAC-lbr with their AU-header field lengths and `config`)
+//! and AAC in LATM (`MP4A-LATM/RATE[/CH]`, RFC 6416 §7.3 with `cpresent=0` and the
+//! StreamMuxConfig in `config`, what GStreamer's `rtpmp4apay` sends; module `latm`).
+//! Every other media section (VP8, Opus, an encrypted profile, an `m=application`) is listed
+//! in [`Announced::skipped`] with its control and the reason, so the caller can log it, and
+//! still answer the publisher's SETUP for it, and go on.
 //!
 //! Written for what ffmpeg (`-f rtsp`), GStreamer `rtspclientsink` and cameras send, and for
 //! hostile input: the body is capped at [`MAX_SDP_BYTES`], the media sections at
@@ -57,6 +60,21 @@ pub enum PayloadFormat {
     },
     /// RFC 3640 with these AU-header field lengths.
     Aac(AuHeaderFormat),
+    /// RFC 6416 §6.1 (MP4A-LATM, `cpresent=0`): AudioMuxElements of this shape.
+    Latm(LatmFormat),
+}
+
+/// The shape of the AudioMuxElements an MP4A-LATM track carries (RFC 6416 §6.1), read from
+/// its StreamMuxConfig (ISO/IEC 14496-3 §1.7.3). Only the common case is carried: one
+/// program of one layer, all streams with the same time framing, frameLengthType 0 (every
+/// access unit's length in its PayloadLengthInfo), no other data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatmFormat {
+    /// Access units per AudioMuxElement: `numSubFrames + 1` (1 to 64).
+    pub sub_frames: u8,
+    /// RTP clock ticks per access unit: 1024 or 960 samples by the frameLengthFlag (480 or
+    /// 512 for ER AAC-LD), scaled from the core sampling rate to the RTP clock.
+    pub frame_length: u32,
 }
 
 /// The RFC 3640 §4.1 parameters that shape the AU Header Section (§3.2.1.1) and the
@@ -89,8 +107,29 @@ pub struct AuHeaderFormat {
 pub struct Announced {
     /// Carried tracks in the order of their media sections.
     pub tracks: Vec<AnnouncedTrack>,
-    /// One line per media section left out, e.g. `m=video 96 VP8: unsupported codec`.
-    pub skipped: Vec<String>,
+    /// The media sections left out, in their order.
+    pub skipped: Vec<SkippedTrack>,
+}
+
+/// A media section of an ANNOUNCE that ingest does not carry. The publisher will still set
+/// it up (GStreamer's `rtspclientsink` gives up entirely if one SETUP fails), so its control
+/// is kept for the RTSP core to accept that SETUP and ignore the track's packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedTrack {
+    /// The section's `a=control` value as written (`""` when it has none).
+    pub control: String,
+    /// The payload type the reason is about, if the section named a valid one.
+    pub payload_type: Option<u8>,
+    /// What the section offers, quoted for the log: `video 96 VP8/90000`.
+    pub media: String,
+    /// Why it is not carried: `unsupported codec`.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "m={}: {}", self.media, self.reason)
+    }
 }
 
 /// Why an ANNOUNCE body cannot be used at all.
@@ -192,14 +231,14 @@ pub fn parse_announce(sdp: &str) -> Result<Announced, SdpError> {
     for section in &sections {
         match read_section(section) {
             Ok(track) => announced.tracks.push(track),
-            Err(reason) => announced.skipped.push(reason),
+            Err(skipped) => announced.skipped.push(skipped),
         }
     }
     if announced.tracks.is_empty() {
         let skipped = if announced.skipped.is_empty() {
             vec!["no media sections".to_string()]
         } else {
-            announced.skipped
+            announced.skipped.iter().map(ToString::to_string).collect()
         };
         return Err(SdpError::NothingToCarry { skipped });
     }
@@ -220,32 +259,38 @@ fn quote(s: &str) -> String {
 }
 
 /// Reads one media section into a track, or the reason it cannot be carried.
-fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, String> {
+fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, SkippedTrack> {
     // RFC 8866 §5.14: m=<media> <port>[/<number of ports>] <proto> <fmt> ...
     let mut words = s.media_line.split_ascii_whitespace();
     let media = quote(words.next().unwrap_or(""));
     let _port = words.next();
     let proto = words.next().unwrap_or("");
     let formats: Vec<&str> = words.collect();
-    let skip = |what: &str, reason: &str| format!("m={media} {what}: {reason}");
+    let skip = |payload_type: Option<u8>, what: &str, reason: &str| SkippedTrack {
+        control: s.control.unwrap_or("").to_string(),
+        payload_type,
+        media: format!("{media} {what}"),
+        reason: reason.to_string(),
+    };
     // RFC 3551 RTP/AVP and RFC 4585 RTP/AVPF (feedback is optional for the sender); the
     // secure profiles (RTP/SAVP, RFC 3711) would need keys we do not have.
     if !proto.eq_ignore_ascii_case("RTP/AVP") && !proto.eq_ignore_ascii_case("RTP/AVPF") {
-        return Err(skip(&quote(proto), "unsupported transport profile"));
+        return Err(skip(None, &quote(proto), "unsupported transport profile"));
     }
     let mut first_reason = None;
     for fmt in &formats {
         let Ok(pt) = fmt.parse::<u8>() else {
-            first_reason.get_or_insert_with(|| skip(&quote(fmt), "bad payload type"));
+            first_reason.get_or_insert_with(|| skip(None, &quote(fmt), "bad payload type"));
             continue;
         };
         if pt > 127 {
-            first_reason.get_or_insert_with(|| skip(&quote(fmt), "bad payload type"));
+            first_reason.get_or_insert_with(|| skip(None, &quote(fmt), "bad payload type"));
             continue;
         }
         let Some(rtpmap) = attribute_for(&s.rtpmaps, pt) else {
             // Static payload types (RFC 3551 §6) name no codec we carry.
-            first_reason.get_or_insert_with(|| skip(&pt.to_string(), "unsupported codec"));
+            first_reason
+                .get_or_insert_with(|| skip(Some(pt), &pt.to_string(), "unsupported codec"));
             continue;
         };
         let fmtp = attribute_for(&s.fmtps, pt).unwrap_or("");
@@ -259,6 +304,8 @@ fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, String> {
             read_h264(clock, fmtp)
         } else if encoding.eq_ignore_ascii_case("mpeg4-generic") {
             read_aac(clock, params, fmtp)
+        } else if encoding.eq_ignore_ascii_case("MP4A-LATM") {
+            latm::read_latm(clock, params, fmtp)
         } else {
             Err("unsupported codec".to_string())
         };
@@ -277,11 +324,11 @@ fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, String> {
                 });
             }
             Err(reason) => {
-                first_reason.get_or_insert_with(|| skip(&what, &reason));
+                first_reason.get_or_insert_with(|| skip(Some(pt), &what, &reason));
             }
         }
     }
-    Err(first_reason.unwrap_or_else(|| skip("", "no payload types")))
+    Err(first_reason.unwrap_or_else(|| skip(None, "", "no payload types")))
 }
 
 /// The value of the `a=rtpmap`/`a=fmtp` attribute for payload type `pt`, after the number.
@@ -544,5 +591,6 @@ pub fn fuzz_announce(data: &[u8]) {
     }
 }
 
+mod latm;
 #[cfg(test)]
 mod tests;

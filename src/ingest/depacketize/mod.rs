@@ -7,7 +7,7 @@
 //! extended sequence number with loss counted from gaps and late (reordered or duplicated)
 //! packets dropped (RFC 3550 §A.1); the 32-bit timestamp unfolded to an `i64`; the
 //! interarrival jitter when the caller gives arrival times (RFC 3550 §A.8). Then per codec:
-//! H.264 (RFC 6184, `h264`) and AAC (RFC 3640, `aac`).
+//! H.264 (RFC 6184, `h264`), AAC (RFC 3640, `aac`) and AAC in LATM (RFC 6416, `latm`).
 //!
 //! Faults drop frames, never the stream: a frame with a lost packet, a malformed payload or a
 //! size over [`MAX_ACCESS_UNIT`] is counted by [`DropReason`] in [`DepacketizeStats`] and the
@@ -17,6 +17,7 @@
 
 mod aac;
 mod h264;
+mod latm;
 
 #[cfg(test)]
 mod tests;
@@ -251,6 +252,8 @@ enum Codec {
     H264(h264::H264Depacketizer),
     /// RFC 3640.
     Aac(aac::AacDepacketizer),
+    /// RFC 6416.
+    Latm(latm::LatmDepacketizer),
 }
 
 /// Turns the RTP packets of one track into frames: the RTP layer shared by every codec and
@@ -281,6 +284,9 @@ impl Depacketizer {
         let codec = match (&track.format, &track.codec) {
             (PayloadFormat::Aac(format), crate::media::track::Codec::Aac(_)) => {
                 Codec::Aac(aac::AacDepacketizer::new(*format))
+            }
+            (PayloadFormat::Latm(format), crate::media::track::Codec::Aac(_)) => {
+                Codec::Latm(latm::LatmDepacketizer::new(*format))
             }
             (_, crate::media::track::Codec::H264(config)) => {
                 Codec::H264(h264::H264Depacketizer::new(config))
@@ -382,6 +388,12 @@ impl Depacketizer {
                 }
                 d.push(payload, ts, header.marker, &mut ctx);
             }
+            Codec::Latm(d) => {
+                if gap {
+                    d.on_gap(&mut ctx);
+                }
+                d.push(payload, ts, header.marker, &mut ctx);
+            }
         }
         PushOutcome::Accepted
     }
@@ -397,7 +409,7 @@ impl Depacketizer {
     pub fn parameter_sets_changed(&mut self) -> Option<H264Config> {
         match &mut self.codec {
             Codec::H264(d) => d.parameter_sets_changed(),
-            Codec::Aac(_) => None,
+            Codec::Aac(_) | Codec::Latm(_) => None,
         }
     }
 
@@ -406,6 +418,7 @@ impl Depacketizer {
         match &self.codec {
             Codec::H264(d) => d.buffer_capacity(),
             Codec::Aac(d) => d.buffer_capacity(),
+            Codec::Latm(d) => d.buffer_capacity(),
         }
     }
 }
@@ -424,7 +437,8 @@ fn reserve_capped(buf: &mut Vec<u8>, extra: usize) {
     }
 }
 
-/// Fuzz entry point: the first byte picks the codec and AU-header layout; the rest is a
+/// Fuzz entry point: the first byte picks the codec (bit 0 clear: H.264, or LATM with bit 1
+/// set) and the AU-header layout or LATM subframes; the rest is a
 /// series of packets, each `flags, len, payload[len]`: the flags say whether to write a valid
 /// RTP header (marker, sequence step, timestamp step taken from them) or push the bytes raw.
 /// Checks: no panic, frames within [`MAX_ACCESS_UNIT`] and on the right track, counters agree.
@@ -435,7 +449,24 @@ pub fn fuzz_depacketize(data: &[u8]) {
     let Some((&ctl, mut rest)) = data.split_first() else {
         return;
     };
-    let track = if ctl & 1 == 0 {
+    let latm = AnnouncedTrack {
+        control: String::new(),
+        payload_type: 96,
+        codec: TrackCodec::Aac(AacConfig {
+            audio_specific_config: vec![0x11, 0x90],
+            object_type: 2,
+            sample_rate_hz: 48_000,
+            channels: 2,
+        }),
+        kind: TrackKind::Audio,
+        format: PayloadFormat::Latm(crate::ingest::sdp::LatmFormat {
+            sub_frames: ((ctl >> 2) & 3) + 1,
+            frame_length: 1024,
+        }),
+    };
+    let track = if ctl & 3 == 2 {
+        latm
+    } else if ctl & 1 == 0 {
         AnnouncedTrack {
             control: String::new(),
             payload_type: 96,

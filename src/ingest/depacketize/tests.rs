@@ -1,9 +1,9 @@
-//! Unit tests of the depacketizers: each RFC 6184 and RFC 3640 packet type, each fault the
+//! Unit tests of the depacketizers: each RFC 6184, RFC 3640 and RFC 6416 packet type, each fault the
 //! module promises to survive (loss, truncation, reordering, timestamp jumps, oversize frames,
 //! foreign payload types), the RFC 3550 counters, and a no-panic property over any packets.
 
 use super::*;
-use crate::ingest::sdp::AuHeaderFormat;
+use crate::ingest::sdp::{AuHeaderFormat, LatmFormat};
 use crate::media::track::{AacConfig, Codec as TrackCodec, TrackKind};
 
 const SPS: &[u8] = &[0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9];
@@ -764,6 +764,226 @@ fn aac_oversize_fragmented_access_unit_is_dropped_without_buffering() {
     assert_eq!(d.buffer_capacity(), 0);
 }
 
+fn latm_track(sub_frames: u8) -> AnnouncedTrack {
+    AnnouncedTrack {
+        format: PayloadFormat::Latm(LatmFormat {
+            sub_frames,
+            frame_length: 1024,
+        }),
+        payload_type: 96,
+        ..aac_track(HBR)
+    }
+}
+
+/// RFC 6416 §6.1 / ISO/IEC 14496-3 §1.7.3: PayloadLengthInfo (bytes of 255, then the rest)
+/// and PayloadMux of each access unit.
+fn latm_element(aus: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for au in aus {
+        let mut n = au.len();
+        while n >= 255 {
+            out.push(255);
+            n -= 255;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(au);
+    }
+    out
+}
+
+#[test]
+fn latm_one_element_per_packet_is_read_in_place_and_timed() {
+    let mut d = Depacketizer::new(1, &latm_track(1));
+    let (a, b) = (au(10, 1), au(255, 2));
+    let packets = [
+        rtp(96, 1, 5000, true, &latm_element(&[&a])),
+        // 255 bytes: PayloadLengthInfo is 255 then 0.
+        rtp(96, 2, 6024, true, &latm_element(&[&b])),
+    ];
+    assert_eq!(packets[1][12..14], [255, 0]);
+    let out = push_all(&mut d, &packets);
+    assert_eq!(out, vec![(5000, true, a), (6024, true, b)]);
+    assert_eq!(d.buffer_capacity(), 0, "whole packets are not copied");
+    assert_eq!(d.stats().frames, 2);
+}
+
+#[test]
+fn latm_subframes_and_concatenated_elements_follow_by_frame_length() {
+    let mut d = Depacketizer::new(1, &latm_track(2));
+    let aus: Vec<Vec<u8>> = (0..4).map(|i| au(100 + 300 * i, i as u8 + 1)).collect();
+    let mut payload = latm_element(&[&aus[0], &aus[1]]);
+    payload.extend(latm_element(&[&aus[2], &aus[3]]));
+    let out = push_all(&mut d, &[rtp(96, 1, 0, true, &payload)]);
+    let want: Out = aus
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (1024 * i as i64, true, a.clone()))
+        .collect();
+    assert_eq!(out, want);
+}
+
+#[test]
+fn latm_fragmented_element_is_reassembled_in_a_reused_buffer() {
+    let mut d = Depacketizer::new(1, &latm_track(1));
+    let mut out = Out::new();
+    for k in 0..3u16 {
+        let big = au(1500, k as u8);
+        let element = latm_element(&[&big]);
+        let pieces: Vec<&[u8]> = element.chunks(400).collect();
+        let packets: Vec<Vec<u8>> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, piece)| {
+                let seq = k * 4 + i as u16;
+                rtp(96, seq, u32::from(k) * 1024, i + 1 == pieces.len(), piece)
+            })
+            .collect();
+        out.extend(push_all(&mut d, &packets));
+        assert_eq!(out.last(), Some(&(i64::from(k) * 1024, true, big)));
+    }
+    assert_eq!(out.len(), 3);
+    assert_eq!(d.stats().lost, 0);
+    let cap = d.buffer_capacity();
+    assert!((1502..4096).contains(&cap), "{cap}");
+}
+
+/// A lost fragment costs its element; the packets after the loss are skipped up to the next
+/// marker (a tail cannot be told from a whole element), then the stream goes on.
+#[test]
+fn latm_a_lost_fragment_drops_its_element_and_the_stream_recovers() {
+    // Fill bytes of 1 make every tail of the element parse as elements of 1-byte AUs.
+    let element = latm_element(&[&au(1000, 1)]);
+    let pieces: Vec<&[u8]> = element.chunks(400).collect();
+    for lost in 0..3 {
+        let mut d = Depacketizer::new(1, &latm_track(1));
+        let mut packets = vec![rtp(96, 0, 0, true, &latm_element(&[&au(10, 5)]))];
+        packets.extend(
+            pieces
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != lost)
+                .map(|(i, piece)| rtp(96, i as u16 + 1, 1024, i == 2, piece)),
+        );
+        packets.push(rtp(96, 4, 2048, true, &latm_element(&[&au(20, 8)])));
+        packets.push(rtp(96, 5, 3072, true, &latm_element(&[&au(30, 9)])));
+        let out = push_all(&mut d, &packets);
+        let mut want = vec![(0, true, au(10, 5)), (3072, true, au(30, 9))];
+        if lost < 2 {
+            // The loss was seen before the next element: it arrives whole.
+            want.insert(1, (2048, true, au(20, 8)));
+        }
+        assert_eq!(out, want, "fragment {lost} lost");
+        let s = d.stats();
+        assert_eq!(
+            (
+                s.dropped(DropReason::Incomplete),
+                s.dropped(DropReason::Malformed)
+            ),
+            (1, 0),
+            "fragment {lost} lost: {s:?}"
+        );
+    }
+}
+
+/// Without markers, a loss is left behind at the next timestamp.
+#[test]
+fn latm_without_marker_the_stream_recovers_after_a_loss_at_a_new_timestamp() {
+    let mut d = Depacketizer::new(1, &latm_track(1));
+    let element = latm_element(&[&au(600, 1)]);
+    let pieces: Vec<&[u8]> = element.chunks(250).collect();
+    let mut packets = vec![
+        rtp(96, 0, 0, false, pieces[0]),
+        rtp(96, 2, 0, false, pieces[2]),
+    ];
+    packets.push(rtp(96, 3, 1024, false, &latm_element(&[&au(20, 2)])));
+    packets.push(rtp(96, 4, 2048, false, &latm_element(&[&au(20, 3)])));
+    let out = push_all(&mut d, &packets);
+    assert_eq!(out, vec![(1024, true, au(20, 2))]);
+    assert_eq!(d.stats().dropped(DropReason::Incomplete), 1);
+}
+
+#[test]
+fn latm_bad_payload_length_info_is_malformed_and_emits_nothing() {
+    let mut d = Depacketizer::new(1, &latm_track(1));
+    let mut too_long = latm_element(&[&au(10, 1)]);
+    too_long[0] = 11;
+    let mut trailing = latm_element(&[&au(10, 1)]);
+    trailing.push(0x42);
+    let packets = [
+        rtp(96, 1, 0, true, &too_long),
+        // A run of 255s to the end of the packet.
+        rtp(96, 2, 1024, true, &[255; 40]),
+        // An access unit of no bytes.
+        rtp(96, 3, 2048, true, &[0]),
+        rtp(96, 4, 3072, true, &trailing),
+        rtp(96, 5, 4096, true, &[]),
+        rtp(96, 6, 5120, true, &latm_element(&[&au(10, 2)])),
+    ];
+    let out = push_all(&mut d, &packets);
+    assert_eq!(out, vec![(5120, true, au(10, 2))]);
+    assert_eq!(d.stats().dropped(DropReason::Malformed), 5);
+}
+
+/// The config says four subframes per element but the sender puts one: every element is
+/// short, nothing is emitted, everything is counted.
+#[test]
+fn latm_a_config_that_lies_about_subframes_drops_every_element() {
+    let mut d = Depacketizer::new(1, &latm_track(4));
+    let packets: Vec<Vec<u8>> = (0..5u16)
+        .map(|i| {
+            rtp(
+                96,
+                i,
+                u32::from(i) * 1024,
+                true,
+                &latm_element(&[&au(50, 1)]),
+            )
+        })
+        .collect();
+    assert!(push_all(&mut d, &packets).is_empty());
+    assert_eq!(d.stats().dropped(DropReason::Malformed), 5);
+}
+
+/// A sender that sets no marker: each element is ended by the next timestamp.
+#[test]
+fn latm_without_marker_a_new_timestamp_ends_the_element() {
+    let mut d = Depacketizer::new(1, &latm_track(1));
+    let packets: Vec<Vec<u8>> = (0..3u16)
+        .map(|i| {
+            rtp(
+                96,
+                i,
+                u32::from(i) * 1024,
+                false,
+                &latm_element(&[&au(30, i as u8)]),
+            )
+        })
+        .collect();
+    let out = push_all(&mut d, &packets);
+    assert_eq!(out, vec![(0, true, au(30, 0)), (1024, true, au(30, 1))]);
+}
+
+#[test]
+fn latm_oversize_element_is_dropped_within_the_cap() {
+    let mut d = Depacketizer::new(1, &latm_track(1));
+    let piece = vec![0xabu8; 1 << 20];
+    let n = MAX_ACCESS_UNIT / piece.len() + 2;
+    let mut out = Out::new();
+    for i in 0..n {
+        out.extend(push_all(
+            &mut d,
+            &[rtp(96, i as u16, 0, i + 1 == n, &piece)],
+        ));
+    }
+    out.extend(push_all(
+        &mut d,
+        &[rtp(96, n as u16, 1024, true, &latm_element(&[&au(5, 5)]))],
+    ));
+    assert_eq!(out, vec![(1024, true, au(5, 5))]);
+    assert_eq!(d.stats().dropped(DropReason::TooLarge), 1);
+    assert!(d.buffer_capacity() <= MAX_ACCESS_UNIT);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
     /// Any bytes as a series of packets, H.264 and AAC with every header layout: no panic,
@@ -773,12 +993,12 @@ proptest::proptest! {
         fuzz_depacketize(&data);
     }
 
-    /// Raw packets (the RTP header from the bytes too) into both depacketizers.
+    /// Raw packets (the RTP header from the bytes too) into every depacketizer.
     #[test]
     fn any_raw_packet_does_not_panic(
         pkts in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), 0..16)
     ) {
-        for track in [h264_track(), aac_track(HBR)] {
+        for track in [h264_track(), aac_track(HBR), latm_track(1), latm_track(3)] {
             let mut d = Depacketizer::new(0, &track);
             for mut p in pkts.clone() {
                 if p.len() > 2 {
@@ -788,5 +1008,36 @@ proptest::proptest! {
                 d.push(&p, &mut |f| assert!(f.data.len() <= MAX_ACCESS_UNIT));
             }
         }
+    }
+
+    /// Whole LATM elements cut into fragments at any points, with any packets lost: no panic,
+    /// and every frame that comes out is one of the elements' access units, at its time.
+    #[test]
+    fn latm_fragments_with_loss_emit_only_true_access_units(
+        sizes in proptest::collection::vec(1usize..900, 1..12),
+        cut in 1usize..700,
+        lose in proptest::collection::vec(proptest::prelude::any::<bool>(), 64),
+    ) {
+        let mut d = Depacketizer::new(1, &latm_track(1));
+        let mut seq = 0u16;
+        let mut want = std::collections::HashMap::new();
+        for (k, &size) in sizes.iter().enumerate() {
+            let unit = au(size, k as u8);
+            let ts = k as u32 * 1024;
+            want.insert(i64::from(ts), unit.clone());
+            let element = latm_element(&[&unit]);
+            let pieces: Vec<&[u8]> = element.chunks(cut).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let p = rtp(96, seq, ts, i + 1 == pieces.len(), piece);
+                let lost = lose[usize::from(seq) % lose.len()] && seq.is_multiple_of(3);
+                seq += 1;
+                if !lost {
+                    d.push(&p, &mut |f| {
+                        assert_eq!(want.get(&f.pts), Some(&f.data.to_vec()), "frame at {}", f.pts);
+                    });
+                }
+            }
+        }
+        assert!(d.buffer_capacity() <= MAX_ACCESS_UNIT);
     }
 }

@@ -64,20 +64,144 @@ fn ffmpeg_announce_gives_h264_and_aac() {
 }
 
 #[test]
-fn gstreamer_announce_skips_latm_and_keeps_h264() {
+fn gstreamer_announce_gives_latm_aac_and_h264() {
     let a = parse_announce(GST).expect("rtspclientsink's ANNOUNCE parses");
+    assert!(a.skipped.is_empty(), "{:?}", a.skipped);
+    assert_eq!(a.tracks.len(), 2);
+    let au = &a.tracks[0];
     assert_eq!(
-        a.skipped,
-        vec!["m=audio 96 MP4A-LATM/44100: unsupported codec".to_string()]
+        (au.control.as_str(), au.payload_type, au.kind),
+        ("stream=1", 96, TrackKind::Audio)
     );
-    assert_eq!(a.tracks.len(), 1);
-    let v = &a.tracks[0];
+    // config=40002410: audioMuxVersion 0, one subframe, one program and layer, then the
+    // AudioSpecificConfig 0x1208 one bit in (AAC-LC, 44.1 kHz, mono), cut short after it.
+    let Codec::Aac(c) = &au.codec else {
+        panic!("not AAC: {:?}", au.codec)
+    };
+    assert_eq!(c.audio_specific_config, vec![0x12, 0x08]);
+    assert_eq!(
+        (c.object_type, c.sample_rate_hz, c.channels),
+        (2, 44_100, 1)
+    );
+    assert_eq!(
+        au.format,
+        PayloadFormat::Latm(LatmFormat {
+            sub_frames: 1,
+            frame_length: 1024
+        })
+    );
+    let v = &a.tracks[1];
     assert_eq!((v.control.as_str(), v.payload_type), ("stream=0", 99));
     let Codec::H264(h) = &v.codec else {
         panic!("not H.264")
     };
     // x264enc on videotestsrc's 4:4:4 default: High 4:4:4 Predictive (244), 320x240.
     assert_eq!((h.profile_idc, h.width, h.height), (244, 320, 240));
+}
+
+/// A track skipped keeps its control and payload type for the RTSP core; its Display is the
+/// log line.
+#[test]
+fn skipped_tracks_keep_control_and_payload_type() {
+    let sdp = GST.replace("MP4A-LATM/44100", "VP8/90000");
+    let a = parse_announce(&sdp).expect("the H.264 track is carried");
+    assert_eq!(a.tracks.len(), 1);
+    assert_eq!(
+        a.skipped,
+        vec![SkippedTrack {
+            control: "stream=1".into(),
+            payload_type: Some(96),
+            media: "audio 96 VP8/90000".into(),
+            reason: "unsupported codec".into(),
+        }]
+    );
+    assert_eq!(
+        a.skipped[0].to_string(),
+        "m=audio 96 VP8/90000: unsupported codec"
+    );
+}
+
+/// The StreamMuxConfigs other senders write: ffmpeg's `latm_context2config` (every field
+/// through crcCheckPresent), GStreamer's from an MP4 with the SBR sync extension in its
+/// `esds`, a version 1 config with ascLen, and what is refused.
+#[test]
+fn latm_stream_mux_configs() {
+    let track = |fmtp: &str, rtpmap: &str| {
+        let sdp = format!(
+            "v=0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 {rtpmap}\r\na=fmtp:96 {fmtp}\r\na=control:a\r\n"
+        );
+        parse_announce(&sdp).map(|a| a.tracks[0].clone())
+    };
+    let aac = |t: &AnnouncedTrack| match (&t.codec, t.format) {
+        (Codec::Aac(c), PayloadFormat::Latm(f)) => (c.clone(), f),
+        other => panic!("not LATM AAC: {other:?}"),
+    };
+    // ffmpeg 5.1 sdp.c for 48 kHz stereo: 40 00 23 20 3f c0 = ... ASC 1190, frameLengthType 0,
+    // latmBufferFullness 0xff, no other data, no CRC.
+    let t = track(
+        "profile-level-id=30;cpresent=0;config=400023203fc0",
+        "MP4A-LATM/48000/2",
+    )
+    .expect("ffmpeg's config");
+    let (c, f) = aac(&t);
+    assert_eq!(c.audio_specific_config, vec![0x11, 0x90]);
+    assert_eq!((c.sample_rate_hz, c.channels), (48_000, 2));
+    assert_eq!((f.sub_frames, f.frame_length), (1, 1024));
+    // GStreamer from sample.mp4: its esds ASC 11 90 56 e5 00 (0x2b7, SBR absent) shifted in.
+    let t = track("cpresent=0;config=40002320adca00", "MP4A-LATM/48000").expect("gst");
+    let (c, _) = aac(&t);
+    assert_eq!(c.audio_specific_config, vec![0x11, 0x90, 0x56, 0xe5, 0x00]);
+    // numSubFrames 3, 960-sample frames (frameLengthFlag):
+    // 0 1 000011 0000 000 | 00010 0011 0010 100 | 000 11111111 0 0, padded.
+    let t = track("cpresent=0;config=430023283fc0", "MP4A-LATM/48000/2").expect("subframes");
+    let (c, f) = aac(&t);
+    assert_eq!(c.audio_specific_config, vec![0x11, 0x94]);
+    assert_eq!((f.sub_frames, f.frame_length), (4, 960));
+    // HE-AAC with explicit SBR (AOT 5, core 24 kHz, extension 48 kHz) timed at 48 kHz:
+    // a 1024-sample core frame is 2048 ticks.
+    // 0 1 000000 0000 000 | 00101 0110 0010 0011 00010 000 | 000 11111111 0 0
+    let t = track("cpresent=0;config=40005623101fe0", "MP4A-LATM/48000/2").expect("explicit SBR");
+    let (c, f) = aac(&t);
+    assert_eq!(c.object_type, 5);
+    assert_eq!(f.frame_length, 2048);
+    // audioMuxVersion 1, audioMuxVersionA 0, taraBufferFullness 0xff (bytesForValue 0),
+    // ascLen 16 (bytesForValue 0), ASC 1190, the tail:
+    // 1 0 00 11111111 1 000000 0000 000 00 00010000 | 0001000110010000 | 000 11111111 0 0
+    let t = track("cpresent=0;config=8ff80001011901fe00", "MP4A-LATM/48000/2").expect("version 1");
+    let (c, f) = aac(&t);
+    assert_eq!(c.audio_specific_config, vec![0x11, 0x90]);
+    assert_eq!(f.sub_frames, 1);
+    // Refused with a reason.
+    for (fmtp, why) in [
+        ("config=400023203fc0", "cpresent=1"),
+        ("cpresent=1;config=400023203fc0", "cpresent=1"),
+        ("cpresent=0", "config missing"),
+        ("cpresent=0;config=4000232", "bad config"),
+        (
+            "cpresent=0;config=000023203fc0",
+            "allStreamsSameTimeFraming 0",
+        ),
+        ("cpresent=0;config=401023203fc0", "several programs"),
+        ("cpresent=0;config=400223203fc0", "several layers"),
+        ("cpresent=0;config=C0", "audioMuxVersionA 1"),
+        // frameLengthType 1 (fixed length): ...ASC | 001 ...
+        ("cpresent=0;config=400023207fc0", "frameLengthType 1"),
+        // otherDataPresent: ... 000 11111111 1 0
+        ("cpresent=0;config=400023203fe0", "otherDataPresent"),
+        // channelConfiguration 0: a program config element follows.
+        ("cpresent=0;config=400023003fc0", "program config element"),
+        // AOT 8 (CELP).
+        ("cpresent=0;config=400083203fc0", "audio object type 8"),
+        // Cut inside the AudioSpecificConfig.
+        ("cpresent=0;config=4000", "truncated"),
+        // Fewer bits than the tail needs and not zero: not a padded config.
+        ("cpresent=0;config=40002321", "truncated"),
+    ] {
+        let Err(SdpError::NothingToCarry { skipped }) = track(fmtp, "MP4A-LATM/48000/2") else {
+            panic!("{fmtp} accepted")
+        };
+        assert!(skipped[0].contains(why), "{fmtp}: {skipped:?}");
+    }
 }
 
 /// The caps GStreamer's `rtpmp4gpay` gives an mpeg4-generic stream (voaacenc, 44.1 kHz mono),

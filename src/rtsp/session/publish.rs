@@ -62,6 +62,8 @@ pub(super) struct Announcement {
     conn: ConnId,
     path: String,
     tracks: Vec<AnnouncedTrack>,
+    /// The `a=control`s of the media sections not carried (their SETUPs are answered).
+    skipped: Vec<String>,
 }
 
 /// A publisher's session.
@@ -73,6 +75,10 @@ pub(super) struct PublisherRecord {
     pub(super) peer: SocketAddr,
     tracks: Vec<AnnouncedTrack>,
     transports: Vec<Option<IngestTransport>>,
+    /// The `a=control`s of the tracks not carried.
+    skipped: Vec<String>,
+    /// Interleaved channels given to tracks not carried (no other track may take them).
+    ignored_channels: Vec<u8>,
     pub(super) recording: bool,
     pub(super) created: Instant,
 }
@@ -330,7 +336,8 @@ impl SessionCore {
         let announced =
             parse_announce(body).map_err(|e| Refusal::UnsupportedMedia(e.to_string()))?;
         if !announced.skipped.is_empty() {
-            tracing::info!(peer = %caller.peer, stream = %path, "announce: tracks not carried: {}", announced.skipped.join("; "));
+            let lines: Vec<String> = announced.skipped.iter().map(ToString::to_string).collect();
+            tracing::info!(peer = %caller.peer, stream = %path, "announce: tracks not carried: {}", lines.join("; "));
         }
         self.announcements
             .retain(|a| !(a.conn == caller.conn && a.path == path));
@@ -350,12 +357,15 @@ impl SessionCore {
             conn: caller.conn,
             path,
             tracks: announced.tracks,
+            skipped: announced.skipped.into_iter().map(|t| t.control).collect(),
         });
         Ok(Done::ok(Response::new(StatusCode::Ok)))
     }
 
     /// SETUP with `mode=record`: one announced track into a new or the caller's publisher
-    /// session.
+    /// session. A track the ANNOUNCE offered but ingest does not carry is answered the same
+    /// (200 with a transport: publishers such as GStreamer's `rtspclientsink` give up on any
+    /// failed SETUP) but gets no [`IngestTransport`], so its packets are never routed.
     pub(super) fn setup_record(
         &mut self,
         req: &Request,
@@ -385,16 +395,29 @@ impl SessionCore {
             Some(id) => self.publishers[&id].path.clone(),
             None => self.publish_path(req, caller),
         };
-        let tracks = match existing {
-            Some(id) => self.publishers[&id].tracks.clone(),
+        let (tracks, skipped) = match existing {
+            Some(id) => {
+                let rec = &self.publishers[&id];
+                (rec.tracks.clone(), rec.skipped.clone())
+            }
             None => self
                 .announcements
                 .iter()
                 .find(|a| a.conn == caller.conn && a.path == path)
-                .map(|a| a.tracks.clone())
+                .map(|a| (a.tracks.clone(), a.skipped.clone()))
                 .ok_or(Refusal::PublishState("SETUP for recording before ANNOUNCE"))?,
         };
-        let track = self.announced_track(&req.uri, &path, &tracks)?;
+        // `Some(k)`: carried track k; `None`: a track not carried, in channel slot `slot`.
+        let (track, slot) = match self.announced_track(&req.uri, &path, &tracks) {
+            Ok(k) => (Some(k), k),
+            Err(refusal) => {
+                let controls: Vec<&str> = skipped.iter().map(String::as_str).collect();
+                match control_position(&req.uri, &path, &controls) {
+                    Some(j) => (None, tracks.len() + j),
+                    None => return Err(refusal),
+                }
+            }
+        };
         let transport = req.header("Transport").ok_or(Refusal::TransportMissing)?;
         let alternatives = parse_transport(transport).map_err(|error| Refusal::Transport {
             header: transport.to_owned(),
@@ -402,8 +425,8 @@ impl SessionCore {
         })?;
         let used: Vec<u8> = existing
             .map(|id| {
-                self.publishers[&id]
-                    .transports
+                let rec = &self.publishers[&id];
+                rec.transports
                     .iter()
                     .flatten()
                     .filter_map(|t| match t {
@@ -415,6 +438,7 @@ impl SessionCore {
                         IngestTransport::Udp { .. } => None,
                     })
                     .flatten()
+                    .chain(rec.ignored_channels.iter().copied())
                     .collect()
             })
             .unwrap_or_default();
@@ -438,7 +462,7 @@ impl SessionCore {
                 }
                 (LowerTransport::Tcp, ..) => {
                     let (a, b) = alt.interleaved.unwrap_or_else(|| {
-                        let a = (track as u8).saturating_mul(2);
+                        let a = u8::try_from(slot).unwrap_or(u8::MAX).saturating_mul(2);
                         (a, a.saturating_add(1))
                     });
                     if used.contains(&a) || used.contains(&b) {
@@ -485,6 +509,8 @@ impl SessionCore {
                         peer: caller.peer,
                         transports: vec![None; tracks.len()],
                         tracks,
+                        skipped,
+                        ignored_channels: Vec::new(),
                         recording: false,
                         created: env.now,
                     },
@@ -495,9 +521,27 @@ impl SessionCore {
             }
         };
         if let Some(rec) = self.publishers.get_mut(&id) {
-            rec.transports[track] = Some(ingest);
+            match (track, ingest) {
+                (Some(k), ingest) => rec.transports[k] = Some(ingest),
+                (
+                    None,
+                    IngestTransport::Interleaved {
+                        rtp_channel,
+                        rtcp_channel,
+                        ..
+                    },
+                ) => rec.ignored_channels.extend([rtp_channel, rtcp_channel]),
+                (None, IngestTransport::Udp { .. }) => {}
+            }
         }
-        tracing::info!(session = %format_args!("{id:016X}"), peer = %caller.peer, stream = %path, track, transport = %reply, "setup record");
+        match track {
+            Some(track) => {
+                tracing::info!(session = %format_args!("{id:016X}"), peer = %caller.peer, stream = %path, track, transport = %reply, "setup record");
+            }
+            None => {
+                tracing::info!(session = %format_args!("{id:016X}"), peer = %caller.peer, stream = %path, uri = %req.uri, transport = %reply, "setup record of a track not carried: its packets are ignored");
+            }
+        }
         Ok(Done::ok(
             Response::new(StatusCode::Ok)
                 .header("Transport", reply)
@@ -516,19 +560,8 @@ impl SessionCore {
         let segments = split_request_uri(uri).map_err(Refusal::Uri)?.segments;
         let depth = path.split('/').count();
         let rest = segments.get(depth..).unwrap_or_default().join("/");
-        let found = tracks.iter().position(|t| {
-            let control = t.control.trim();
-            if control.is_empty() {
-                return false;
-            }
-            if control.contains("://") {
-                return split_request_uri(control)
-                    .map(|p| p.segments == segments)
-                    .unwrap_or(false);
-            }
-            control.trim_start_matches('/') == rest
-        });
-        match found {
+        let controls: Vec<&str> = tracks.iter().map(|t| t.control.as_str()).collect();
+        match control_position(uri, path, &controls) {
             Some(k) => Ok(k),
             None if rest.is_empty() && tracks.len() == 1 => Ok(0),
             None => Err(Refusal::NotFound(format!(
@@ -658,4 +691,23 @@ impl SessionCore {
             .map(|(&id, r)| (id, r.path.clone(), r.peer))
             .collect()
     }
+}
+
+/// The position of the `a=control` (absolute, or relative to `path`) a SETUP URI names.
+fn control_position(uri: &str, path: &str, controls: &[&str]) -> Option<usize> {
+    let segments = split_request_uri(uri).ok()?.segments;
+    let depth = path.split('/').count();
+    let rest = segments.get(depth..).unwrap_or_default().join("/");
+    controls.iter().position(|control| {
+        let control = control.trim();
+        if control.is_empty() {
+            return false;
+        }
+        if control.contains("://") {
+            return split_request_uri(control)
+                .map(|p| p.segments == segments)
+                .unwrap_or(false);
+        }
+        control.trim_start_matches('/') == rest
+    })
 }

@@ -1156,6 +1156,203 @@ mod publish_tests {
         assert!(core.publishers().is_empty());
     }
 
+    /// GStreamer's `rtspclientsink` ANNOUNCE (tests/fixtures/ingest), its audio track made
+    /// a codec ingest skips.
+    fn gst_sdp_with_skipped_audio() -> String {
+        include_str!("../../../tests/fixtures/ingest/gst-1.22_announce.txt")
+            .replace("MP4A-LATM/44100", "VP8/90000")
+            .replace('\n', "\r\n")
+    }
+
+    /// A publisher sets up every announced track, carried or not (rtspclientsink gives up on
+    /// one failed SETUP): the skipped track's SETUP is 200 with a transport, and RECORD starts
+    /// ingest with the carried track only. Rows: transport, SETUP order (by `stream=N`), the
+    /// channels or client ports each SETUP asks, the statuses and answers expected.
+    #[test]
+    fn setup_of_a_skipped_track_is_answered_and_record_starts_the_carried_one() {
+        struct Row {
+            what: &'static str,
+            setups: [(&'static str, &'static str, u16, &'static str); 2],
+            record: u16,
+        }
+        let rows = [
+            Row {
+                what: "tcp, the skipped track first (the SDP's order)",
+                setups: [
+                    (
+                        "stream=1",
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"RECORD\"",
+                        200,
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                    ),
+                    (
+                        "stream=0",
+                        "RTP/AVP/TCP;unicast;interleaved=2-3;mode=\"RECORD\"",
+                        200,
+                        "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record",
+                    ),
+                ],
+                record: 200,
+            },
+            Row {
+                what: "tcp, the carried track first",
+                setups: [
+                    (
+                        "stream=0",
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                        200,
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                    ),
+                    (
+                        "stream=1",
+                        "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record",
+                        200,
+                        "RTP/AVP/TCP;unicast;interleaved=2-3;mode=record",
+                    ),
+                ],
+                record: 200,
+            },
+            Row {
+                what: "udp",
+                setups: [
+                    (
+                        "stream=1",
+                        "RTP/AVP;unicast;client_port=6000-6001;mode=record",
+                        200,
+                        "RTP/AVP/UDP;unicast;client_port=6000-6001;server_port=7000-7001;mode=record",
+                    ),
+                    (
+                        "stream=0",
+                        "RTP/AVP;unicast;client_port=6002-6003;mode=record",
+                        200,
+                        "RTP/AVP/UDP;unicast;client_port=6002-6003;server_port=7000-7001;mode=record",
+                    ),
+                ],
+                record: 200,
+            },
+            Row {
+                what: "the skipped track's channels are not given to another track",
+                setups: [
+                    (
+                        "stream=1",
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                        200,
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                    ),
+                    (
+                        "stream=0",
+                        "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                        461,
+                        "",
+                    ),
+                ],
+                record: 455,
+            },
+        ];
+        let sdp = gst_sdp_with_skipped_audio();
+        for row in &rows {
+            let mut core = publishing_core();
+            core.set_ingest_ports(Some((7000, 7001)));
+            let mut w = World::new();
+            let who = caller(VIEWER, 1);
+            let a = run(&mut core, &mut w, &announce(&sdp, CAM), &who);
+            assert_eq!(status(&a), 200, "{}: {:?}", row.what, a.response);
+            let mut sid: Option<String> = None;
+            for (control, transport, want_status, want_transport) in row.setups {
+                let mut h = vec![("Transport", transport.to_owned())];
+                if let Some(s) = &sid {
+                    h.push(("Session", s.clone()));
+                }
+                let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let a = run(
+                    &mut core,
+                    &mut w,
+                    &request("SETUP", &format!("{CAM}/{control}"), &h),
+                    &who,
+                );
+                assert_eq!(
+                    status(&a),
+                    want_status,
+                    "{}: SETUP {control}: {:?}",
+                    row.what,
+                    a.response
+                );
+                if want_status == 200 {
+                    assert_eq!(
+                        a.response.headers.get("Transport"),
+                        Some(want_transport),
+                        "{}: SETUP {control}",
+                        row.what
+                    );
+                    let s = a.response.headers.get("Session").unwrap();
+                    sid = Some(s.split(';').next().unwrap().to_owned());
+                }
+            }
+            let sid = sid.unwrap();
+            let a = run(
+                &mut core,
+                &mut w,
+                &request("RECORD", CAM, &[("Session", &sid)]),
+                &who,
+            );
+            assert_eq!(
+                status(&a),
+                row.record,
+                "{}: RECORD {:?}",
+                row.what,
+                a.response
+            );
+            if row.record != 200 {
+                assert!(a.effects.is_empty(), "{}", row.what);
+                continue;
+            }
+            let [Effect::PublishStart(start)] = a.effects.as_slice() else {
+                panic!("{}: {:?}", row.what, a.effects)
+            };
+            assert_eq!(
+                start.tracks.len(),
+                1,
+                "{}: only the carried track",
+                row.what
+            );
+            assert_eq!(start.tracks[0].0.control, "stream=0");
+            assert_eq!(start.tracks[0].0.codec.name(), "H.264");
+            let (_, _, _, carried_transport) =
+                row.setups.iter().find(|s| s.0 == "stream=0").unwrap();
+            match &start.tracks[0].1 {
+                IngestTransport::Interleaved { rtp_channel, .. } => assert!(
+                    carried_transport.contains(&format!("interleaved={rtp_channel}-")),
+                    "{}",
+                    row.what
+                ),
+                IngestTransport::Udp { rtp_from, .. } => assert!(
+                    carried_transport.contains(&format!("client_port={}-", rtp_from.port())),
+                    "{}",
+                    row.what
+                ),
+            }
+        }
+        // A control the ANNOUNCE did not offer is still 404.
+        let mut core = publishing_core();
+        let mut w = World::new();
+        let who = caller(VIEWER, 1);
+        run(&mut core, &mut w, &announce(&sdp, CAM), &who);
+        let a = run(
+            &mut core,
+            &mut w,
+            &request(
+                "SETUP",
+                &format!("{CAM}/stream=7"),
+                &[(
+                    "Transport",
+                    "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+                )],
+            ),
+            &who,
+        );
+        assert_eq!(status(&a), 404, "{:?}", a.response);
+    }
+
     #[test]
     fn a_stream_key_or_a_listed_user_may_publish_and_viewers_may_not() {
         let rules = vec![AccessRule {
