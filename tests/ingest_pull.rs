@@ -4,7 +4,9 @@
 //! is checked against the file: its bytes against our MP4 reader's sample (with the SPS and
 //! PPS that keyframes carry in front), its size, keyframe flag and presentation-time step
 //! against ffprobe's packet list, and the announced tracks against the file's codec
-//! configuration. Sources that fail must fail quickly with the error naming why: nothing
+//! configuration. A source whose picture size changes mid-stream (gst serving two x264
+//! encodes back to back) announces its tracks again at the change. Sources that fail must
+//! fail quickly with the error naming why: nothing
 //! listening, 401 from shardcast's real authentication (and success with the URL's
 //! credentials), garbage on the socket, silence, no H.264/AAC stream, media that stops.
 
@@ -20,7 +22,7 @@ use shardcast::ingest::pull::{
 };
 use shardcast::live_log::LogTrackSpec;
 use shardcast::media::library::SAMPLE_MP4;
-use shardcast::media::track::{Codec, TrackKind};
+use shardcast::media::track::{Codec, H264Config, TrackKind};
 use shardcast::media::MediaFile;
 use url::Url;
 
@@ -600,4 +602,111 @@ async fn pull_source_uses_the_default_bounds() {
     .await;
     assert!(r.is_err(), "still running: {r:?}");
     assert!(frames > 20, "{frames} frames");
+}
+
+/// An MP4 whose picture size changes after 3 s, with a tone: two x264 encodes one after the
+/// other (the second's SPS and PPS in-band, as ffmpeg's MP4 muxer keeps them in the
+/// samples), and AAC.
+fn resolution_change_file(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut annex_b = Vec::new();
+    for size in ["320x180", "640x360"] {
+        let part = dir.join(format!("{size}.h264"));
+        let status = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+            ])
+            .args(["-i", &format!("testsrc=size={size}:rate=25"), "-t", "3"])
+            .args([
+                "-c:v", "libx264", "-bf", "0", "-g", "25", "-pix_fmt", "yuv420p",
+            ])
+            .args(["-f", "h264"])
+            .arg(&part)
+            .status()
+            .expect("run ffmpeg");
+        assert!(status.success());
+        annex_b.extend(std::fs::read(&part).unwrap());
+    }
+    let both = dir.join("both.h264");
+    std::fs::write(&both, annex_b).unwrap();
+    let mp4 = dir.join("both.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "h264",
+        ])
+        .args(["-framerate", "25", "-i"])
+        .arg(&both)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "6",
+        ])
+        .args(["-c:v", "copy", "-c:a", "aac", "-shortest"])
+        .arg(&mp4)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success());
+    mp4.display().to_string()
+}
+
+#[tokio::test]
+async fn a_mid_stream_resolution_change_announces_new_tracks() {
+    let dir = std::env::temp_dir().join(format!("shardcast-ingest-pull-{}", std::process::id()));
+    let gst = GstServer::start(&resolution_change_file(&dir));
+    let (pulled, result) = pull_for(&gst.url, PullOptions::new(PullTransport::Tcp), 5.0).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(result.is_none(), "{result:?}");
+    let video = |t: &[LogTrackSpec]| -> H264Config {
+        t.iter()
+            .find_map(|s| match &s.codec {
+                Codec::H264(c) => Some(c.clone()),
+                _ => None,
+            })
+            .expect("an H.264 track")
+    };
+    let sizes: Vec<(u16, u16)> = pulled
+        .tracks
+        .iter()
+        .map(|t| {
+            let c = video(t);
+            (c.width, c.height)
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [(320, 180), (640, 360)],
+        "tracks announced again on the change"
+    );
+    let audio = |t: &[LogTrackSpec]| t.iter().find(|s| s.kind == TrackKind::Audio).cloned();
+    assert_eq!(
+        audio(&pulled.tracks[0]),
+        audio(&pulled.tracks[1]),
+        "audio unchanged"
+    );
+    assert!(audio(&pulled.tracks[0]).is_some());
+    // The first keyframe of the new size carries the new SPS in front (retina's
+    // parameter-set insertion), after 3 s of the old size.
+    let new_sps = &video(&pulled.tracks[1]).sps[0];
+    let first_new = pulled
+        .frames
+        .iter()
+        .filter(|f| f.track == 0)
+        .position(|f| f.sync && f.data.get(4..).is_some_and(|d| d.starts_with(new_sps)))
+        .expect("a keyframe with the new SPS");
+    assert_eq!(first_new, 75, "the old size's 75 frames came first");
 }
