@@ -6,9 +6,9 @@
 //! against ffprobe's packet list, and the announced tracks against the file's codec
 //! configuration. A source whose picture size changes mid-stream (gst serving two x264
 //! encodes back to back) announces its tracks again at the change. Sources that fail must
-//! fail quickly with the error naming why: nothing
-//! listening, 401 from shardcast's real authentication (and success with the URL's
-//! credentials), garbage on the socket, silence, no H.264/AAC stream, media that stops.
+//! fail quickly with the error naming why: nothing listening, 401 from shardcast's real
+//! authentication (and success with the URL's credentials), garbage on the socket, silence,
+//! no H.264/AAC stream, media that stops.
 
 mod common;
 
