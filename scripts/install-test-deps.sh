@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe,
-# GStreamer's rtspsrc with H.264/AAC decoders and its rtspclientsink publisher) and the
-# headless browser that drives the web page (Chromium) from Debian packages, when missing;
-# with --bench also the bench's peers (GStreamer's RTSP server, nginx).
+# GStreamer's rtspsrc with H.264/AAC decoders and its rtspclientsink publisher), the
+# headless browser that drives the web page (Chromium) and GStreamer's RTSP server (a camera
+# to pull from) from Debian packages, when missing; with --bench also the bench's HLS peer
+# (nginx).
 set -euo pipefail
 
 missing=()
@@ -22,9 +23,9 @@ fi
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The example web app of tests/three_party.rs (docs/examples/webapp.py, standard library only).
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-# With --bench: GStreamer's RTSP server from Python, the peer scripts/bench-vs-gst.sh runs.
-if [ "${1:-}" = "--bench" ] \
-  && ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
+# GStreamer's RTSP server from Python (scripts/gst-rtsp-server.py): the camera tests/ingest_pull.rs
+# pulls from, and the peer scripts/bench-vs-gst.sh measures against.
+if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 fi
 # With --bench: nginx, the reference HLS server `shardcast bench --protocol hls --against

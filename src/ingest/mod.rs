@@ -6,6 +6,7 @@
 //! ingested media exactly as they read files. Design: `docs/design/live-ingest.md`.
 
 pub mod depacketize;
+pub mod pull;
 pub mod record;
 pub mod rtmp;
 pub mod sdp;

@@ -30,6 +30,17 @@ pub(crate) fn parse_avc_entry(entry: &Mp4Box<'_>) -> Result<H264Config, Mp4Error
     parse_avcc(&mut avcc.reader(), allow_empty, width, height)
 }
 
+/// Parses a whole AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1.2) that arrived
+/// outside a file (a pulled RTSP source's parameters), with the picture size known from
+/// elsewhere; SPS and PPS are required.
+pub(crate) fn parse_avc_decoder_config(
+    record: &[u8],
+    width: u16,
+    height: u16,
+) -> Result<H264Config, Mp4Error> {
+    parse_avcc(&mut Reader::new(record, 0, "avcC"), false, width, height)
+}
+
 /// Parses an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1.2).
 pub(crate) fn parse_avcc(
     r: &mut Reader<'_>,

@@ -24,6 +24,7 @@ mod trak;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use avcc::parse_avc_decoder_config;
 pub use error::{Mp4Error, Mp4ErrorKind};
 pub(crate) use esds::parse_audio_specific_config;
 pub use summary::{summarize, TrackSummary};
