@@ -5,7 +5,9 @@
 //! GOP (ffprobe's keyframe times); an ffmpeg viewer counts as one viewer everywhere;
 //! `/metrics` has the `shardcast_ingest_*` families; when the publisher leaves the stream
 //! shows `waiting`, then leaves the catalog after the publisher timeout. Every API answer is
-//! validated against `docs/openapi.json` (boon, draft 2020-12).
+//! validated against `docs/openapi.json` (boon, draft 2020-12). In headless Chromium, the
+//! dashboard's "Sources" table lists the publisher and the viewer page offers the stream to
+//! RTSP players only (no HLS for published streams yet).
 
 mod common;
 
@@ -420,4 +422,84 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
     assert!(ingested(&ingest).is_none(), "{ingest:#}");
     let text = server.http_get("/metrics").text();
     assert_eq!(metric(&text, "shardcast_ingest_online"), None, "{text}");
+}
+
+/// The DOM after the page's script ran for a few (virtual) seconds (as in `tests/web_page.rs`).
+fn dump_dom(url: &str) -> String {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "shardcast-chromium-obs-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let (ok, out, err) = common::run_with_timeout(
+        Command::new(common::browser::chromium()).args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.display()),
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+            url,
+        ]),
+        Duration::from_secs(60),
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(ok, "chromium failed on {url}: {err}");
+    assert!(
+        out.contains("</html>"),
+        "no DOM from chromium: {out}\n{err}"
+    );
+    out
+}
+
+#[test]
+fn the_dashboard_lists_the_publisher_and_the_viewer_page_offers_rtsp_only() {
+    let server = Server::start(&["--publish", "live/*", "--publisher-timeout", "2"]);
+    let url = server.url(PATH);
+    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &url);
+    wait_published(&server, PATH, Duration::from_secs(10));
+
+    let dashboard = format!("http://{}/dashboard", server.http_addr());
+    let end = Instant::now() + Duration::from_secs(30);
+    let dom = loop {
+        let dom = dump_dom(&dashboard);
+        if dom.contains(&format!(
+            "<tr data-source=\"{PATH}\" data-state=\"online\">"
+        )) {
+            break dom;
+        }
+        assert!(Instant::now() < end, "no source row for {PATH}:\n{dom}");
+    };
+    let row = &dom[dom.find("data-source=").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains(">RTSP<"), "{row}");
+    assert!(row.contains("kbit/s") || row.contains("Mbit/s"), "{row}");
+    assert!(row.contains(" s ago"), "a keyframe age: {row}");
+    // The catalog table lists it as live, with its RTSP URL.
+    assert!(
+        dom.contains(&format!("<tr data-stream=\"{PATH}\"")),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!("ffplay -rtsp_transport tcp {url}")));
+
+    let viewer = dump_dom(&format!("http://{}/", server.http_addr()));
+    let item = viewer
+        .find(&format!("data-stream=\"{PATH}\""))
+        .map(|at| &viewer[at..])
+        .unwrap_or_else(|| panic!("{PATH} on the viewer page:\n{viewer}"));
+    let item = &item[..item.find("</li>").unwrap()];
+    assert!(item.contains("published over RTSP"), "{item}");
+    assert!(item.contains(&url), "its RTSP URL: {item}");
+    assert!(
+        !item.contains("class=\"play\""),
+        "no HLS play button: {item}"
+    );
+    // The sample file is offered over HLS on the same page.
+    let sample = &viewer[viewer.find("data-stream=\"sample\"").unwrap()..];
+    assert!(sample[..sample.find("</li>").unwrap()].contains("class=\"play\""));
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }

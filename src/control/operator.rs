@@ -224,6 +224,16 @@ impl Control {
             .collect()
     }
 
+    /// Publishers sending now (the hub's count is as old as its last tick).
+    fn online_publishers(&self, now: Instant) -> usize {
+        self.ingest
+            .borrow()
+            .snapshot(now)
+            .iter()
+            .filter(|s| s.state == LogState::Online)
+            .count()
+    }
+
     /// The canonical name of a stream that exists now (catalog file, live channel or
     /// published stream).
     fn existing_stream(&self, name: &str) -> Option<String> {
@@ -320,9 +330,11 @@ impl ControlApi for Control {
     }
 
     fn stats(&self, history: usize) -> StatsView {
-        let mut view = self.hub.borrow().stats(Instant::now());
+        let now = Instant::now();
+        let mut view = self.hub.borrow().stats(now);
         let extra = view.history.len().saturating_sub(history);
         view.history.drain(..extra);
+        view.publishers = self.online_publishers(now);
         view
     }
 
@@ -357,10 +369,16 @@ impl ControlApi for Control {
     }
 
     fn metrics(&self) -> MetricsSnapshot {
+        let ingest = self.ingest();
         let hub = self.hub.borrow();
         let core = self.core.borrow();
         let mut stats = hub.stats(Instant::now());
         stats.history.clear();
+        // The same instant as the ingest families, so the count and their `online` agree.
+        stats.publishers = ingest
+            .iter()
+            .filter(|i| i.source.state == state_name(LogState::Online))
+            .count();
         MetricsSnapshot {
             stats,
             shards: self
@@ -379,7 +397,7 @@ impl ControlApi for Control {
             sessions_ended_by_api: hub.sessions_ended_by_api,
             rtsp_refused: core.refused_by_status(),
             log_lines_suppressed: core.log_lines_suppressed(),
-            ingest: self.ingest(),
+            ingest,
         }
     }
 
