@@ -3,7 +3,8 @@
 //! (`online`, `rtsp`), `GET /api/v1/ingest` shows its frames and bytes growing at the file's
 //! bitrate (what ffprobe says about the same file), no packet lost and a keyframe within one
 //! GOP (ffprobe's keyframe times); an ffmpeg viewer counts as one viewer everywhere;
-//! `/metrics` has the `shardcast_ingest_*` families; when the publisher leaves the stream
+//! `/metrics` has the `shardcast_ingest_*` families and `shardcast stats` a sources line;
+//! when the publisher leaves the stream
 //! shows `waiting`, then leaves the catalog after the publisher timeout. Every API answer is
 //! validated against `docs/openapi.json` (boon, draft 2020-12). In headless Chromium, the
 //! dashboard's "Sources" table lists the publisher and the viewer page offers the stream to
@@ -329,6 +330,25 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
     let stats = spec.check("/api/v1/stats", &server.http_get("/api/v1/stats?history=0"));
     assert_eq!(stats["publishers"], 1, "{stats:#}");
     assert!(stats["ingest_bitrate_bps"].as_f64() > Some(0.0));
+    // `shardcast stats` lists the source.
+    let (ok, out, err) = common::run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_shardcast")).args([
+            "stats",
+            "--http",
+            &format!("http://{}", server.http_addr()),
+            "--once",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(ok, "shardcast stats --once failed: {err}");
+    assert!(out.contains("publishers 1 "), "{out}");
+    assert!(out.contains("sources (1)"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(PATH))
+        .unwrap_or_else(|| panic!("{PATH} in the sources:\n{out}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1..3], ["rtsp", "online"], "{row}");
 
     // A viewer (ffmpeg over TCP for 3 s) is one viewer in the catalog, the ingest view and
     // the metrics.

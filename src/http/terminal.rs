@@ -313,6 +313,27 @@ mod tests {
         assert!(!text.contains("publishers"), "an older server:\n{text}");
     }
 
+    proptest::proptest! {
+        /// Whatever a server answers for a source (any name, any numbers, wrong types), the
+        /// sources section renders without a panic and names the source's row.
+        #[test]
+        fn any_source_renders(
+            name in "\\PC{0,40}",
+            state in "\\PC{0,12}",
+            x in proptest::prelude::any::<f64>(),
+            n in proptest::prelude::any::<u64>(),
+        ) {
+            let ingest = json!({"ingest": [
+                {"name": name, "protocol": 7, "state": state, "bitrate_bps": x,
+                 "frames_per_sec": n, "lost": x, "jitter_ms": "x",
+                 "since_keyframe_secs": x, "viewers": n, "since_secs": x},
+                {}, null, [1, 2],
+            ]});
+            let text = render("http://x", &json!({}), &json!({}), &ingest, 0);
+            proptest::prop_assert!(text.contains("sources (4)"), "{}", text);
+        }
+    }
+
     #[test]
     fn renders_sources_with_their_state_and_figures() {
         let stats = json!({"publishers": 1, "ingest_bitrate_bps": 2.5e6});

@@ -1078,6 +1078,34 @@ mod tests {
         assert_eq!((st.publishers, st.ingest_bitrate_bps), (0, 0.0));
     }
 
+    proptest::proptest! {
+        /// Any counters at any times (counters that jump back, samples at the same instant
+        /// or out of order): rates stay finite and never negative, and nothing panics.
+        #[test]
+        fn ingest_rates_are_finite_and_never_negative(
+            samples in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(),
+                 0u64..5_000, proptest::prelude::any::<bool>()),
+                1..40,
+            )
+        ) {
+            let t0 = Instant::now();
+            let mut hub = Hub::new(vec![], t0);
+            for (bytes, video_frames, at_ms, online) in samples {
+                let now = t0 + Duration::from_millis(at_ms);
+                hub.record_ingest(
+                    [IngestCounters { stream: "s", online, bytes, video_frames }],
+                    now,
+                );
+                let r = hub.ingest_rate("s");
+                proptest::prop_assert!(r.bitrate_bps.is_finite() && r.bitrate_bps >= 0.0);
+                proptest::prop_assert!(r.frames_per_sec.is_finite() && r.frames_per_sec >= 0.0);
+                let st = hub.stats(now);
+                proptest::prop_assert_eq!(st.publishers, usize::from(online));
+            }
+        }
+    }
+
     #[test]
     fn history_is_bounded() {
         let t0 = Instant::now();
