@@ -20,6 +20,7 @@ use common::{HttpReply, RawRtsp, Server};
 use serde_json::Value;
 
 const PATH: &str = "live/obs";
+const ADMIN: &str = "test-admin-token-0123456789";
 
 fn media(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -58,20 +59,25 @@ impl Spec {
 
     /// Validates a GET answer of `path` (a documented path template) and returns its body.
     fn check(&mut self, path: &str, reply: &HttpReply) -> Value {
+        self.check_method("get", path, reply)
+    }
+
+    /// Validates an answer to `method path` and returns its body.
+    fn check_method(&mut self, method: &str, path: &str, reply: &HttpReply) -> Value {
         let status = reply.status.to_string();
-        let documented = &self.doc["paths"][path]["get"]["responses"][&status];
-        assert!(documented.is_object(), "GET {path} answered {status}");
+        let documented = &self.doc["paths"][path][method]["responses"][&status];
+        assert!(documented.is_object(), "{method} {path} answered {status}");
         let body = reply.json();
         let pointer = format!(
-            "{SPEC_URL}#/paths/{}/get/responses/{status}/content/application~1json/schema",
+            "{SPEC_URL}#/paths/{}/{method}/responses/{status}/content/application~1json/schema",
             path.replace('~', "~0").replace('/', "~1")
         );
         let idx = self
             .compiler
             .compile(&pointer, &mut self.schemas)
-            .unwrap_or_else(|e| panic!("schema for GET {path} {status}: {e:#}"));
+            .unwrap_or_else(|e| panic!("schema for {method} {path} {status}: {e:#}"));
         if let Err(e) = self.schemas.validate(&body, idx) {
-            panic!("GET {path} {status} does not match docs/openapi.json: {e:#}\n{body:#}");
+            panic!("{method} {path} {status} does not match docs/openapi.json: {e:#}\n{body:#}");
         }
         body
     }
@@ -228,7 +234,10 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_it_ends() {
     let file = media("sample.mp4");
     let (file_bps, gop_secs) = ffprobe_bitrate_and_gop(&file);
-    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "2"]);
+    let server = Server::start_env(
+        &["--publish", "live/*", "--publisher-timeout", "2"],
+        &[("SHARDCAST_ADMIN_TOKEN", ADMIN)],
+    );
     let mut spec = Spec::load();
     let url = server.url(PATH);
     let mut publisher = ffmpeg_publish(&file, &url);
@@ -279,6 +288,27 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
         &server.http_get(&format!("/api/v1/streams/{PATH}")),
     );
     assert_eq!(one["source"]["state"], "online");
+    // A signed play URL for it: RTSP only, like its catalog entry.
+    let r = common::http_request(
+        server.http_addr(),
+        "POST",
+        "/api/v1/play",
+        &[
+            ("Authorization", &format!("Bearer {ADMIN}")),
+            ("Content-Type", "application/json"),
+        ],
+        format!(r#"{{"stream":"{PATH}"}}"#).as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let grant = spec.check_method("post", "/api/v1/play", &r);
+    assert!(
+        grant["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{url}?token=")),
+        "{grant:#}"
+    );
+    assert_eq!(grant["hls_url"], Value::Null, "{grant:#}");
 
     // The ingest view: frames and bytes grow, at the file's bitrate, nothing lost.
     let first = wait_for(

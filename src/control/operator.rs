@@ -360,8 +360,10 @@ impl ControlApi for Control {
                 self.rtsp_authority(host),
                 encode_name(&name)
             ),
+            // No HLS for published streams yet (as in the catalog).
             hls_url: self
                 .hls_origin(host)
+                .filter(|_| !self.core.borrow().logs().contains_key(&name))
                 .map(|o| format!("{o}/hls/{}/index.m3u8?token={token}", encode_name(&name))),
             token,
             expires_unix,

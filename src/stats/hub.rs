@@ -893,7 +893,7 @@ impl Hub {
         streams: impl IntoIterator<Item = IngestCounters<'a>>,
         now: Instant,
     ) {
-        let mut seen = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for c in streams {
             match self.ingest.get_mut(c.stream) {
                 Some(m) => m.update(&c, now),
@@ -902,9 +902,9 @@ impl Hub {
                         .insert(c.stream.to_owned(), IngestMeter::new(&c, now));
                 }
             }
-            seen.push(c.stream);
+            seen.insert(c.stream);
         }
-        self.ingest.retain(|name, _| seen.contains(&name.as_str()));
+        self.ingest.retain(|name, _| seen.contains(name.as_str()));
     }
 
     /// An ingested stream's rates over the last interval (zero before two samples).
