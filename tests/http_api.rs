@@ -178,6 +178,11 @@ fn every_endpoint_matches_the_openapi_file_and_delete_ends_a_retina_viewer() {
         "{:#}",
         stats["streams"]
     );
+    assert_eq!(stats["publishers"], 0);
+    assert!(sample.get("source").is_none(), "files have no source");
+    // Nobody publishes: the ingest view is an empty list.
+    let ingest = spec.check("get", "/api/v1/ingest", &server.http_get("/api/v1/ingest"));
+    assert_eq!(ingest["ingest"], serde_json::json!([]));
     let short = spec.check(
         "get",
         "/api/v1/stats",

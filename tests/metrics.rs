@@ -1,5 +1,6 @@
 //! `GET /metrics` parses as the Prometheus text format (crate prometheus-parse), carries the
-//! documented families, and counts a real viewer (retina) while it plays.
+//! documented families, counts a real viewer (retina) while it plays, and follows a publisher
+//! (ffmpeg over RTMP) in the `shardcast_ingest_*` families.
 
 mod common;
 
@@ -176,5 +177,101 @@ fn metrics_parse_and_count_a_playing_viewer() {
                 c.count
             );
         }
+    }
+}
+
+/// The sample of `name` for stream `live/m` published over RTMP.
+fn ingest_value(scrape: &Scrape, name: &str) -> Option<f64> {
+    samples(scrape, name)
+        .into_iter()
+        .find(|s| {
+            s.labels.get("stream") == Some("live/m") && s.labels.get("protocol") == Some("rtmp")
+        })
+        .map(value)
+}
+
+#[test]
+fn ingest_families_follow_an_rtmp_publisher() {
+    let server = Server::start(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    // Announced with no sample while nobody publishes.
+    let idle = scrape(&server);
+    assert_eq!(one(&idle, "shardcast_publishers"), 0.0);
+    for name in [
+        "shardcast_ingest_online",
+        "shardcast_ingest_bytes_total",
+        "shardcast_ingest_frames_dropped_total",
+    ] {
+        assert!(samples(&idle, name).is_empty(), "{name}");
+    }
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let mut publisher = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-i"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/media/sample.mp4"
+        ))
+        .args(["-t", "4", "-c", "copy", "-f", "flv"])
+        .arg(format!("rtmp://{rtmp}/live/m"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let end = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = scrape(&server);
+        if ingest_value(&m, "shardcast_ingest_frames_total") > Some(30.0) {
+            break m;
+        }
+        assert!(Instant::now() < end, "no ingest samples: {:#?}", m.samples);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(ingest_value(&m, "shardcast_ingest_online"), Some(1.0));
+    assert_eq!(one(&m, "shardcast_publishers"), 1.0);
+    assert!(ingest_value(&m, "shardcast_ingest_bytes_total") > Some(0.0));
+    assert!(ingest_value(&m, "shardcast_ingest_keyframes_total") >= Some(1.0));
+    // RTMP runs over TCP without RTP: no packets, no sequence gaps, no jitter.
+    assert_eq!(
+        ingest_value(&m, "shardcast_ingest_packets_lost_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        ingest_value(&m, "shardcast_ingest_jitter_seconds"),
+        Some(0.0)
+    );
+    assert_eq!(ingest_value(&m, "shardcast_ingest_viewers"), Some(0.0));
+    let reasons: Vec<&str> = samples(&m, "shardcast_ingest_frames_dropped_total")
+        .iter()
+        .map(|s| s.labels.get("reason").expect("reason label"))
+        .collect();
+    assert_eq!(reasons.len(), 5, "one sample per drop reason: {reasons:?}");
+    assert!(reasons.contains(&"flood") && reasons.contains(&"too_large"));
+    let text = server.http_get("/metrics").text();
+    for (name, kind) in [
+        ("shardcast_ingest_online", "gauge"),
+        ("shardcast_ingest_bytes_total", "counter"),
+        ("shardcast_ingest_frames_total", "counter"),
+        ("shardcast_ingest_keyframes_total", "counter"),
+        ("shardcast_ingest_packets_lost_total", "counter"),
+        ("shardcast_ingest_jitter_seconds", "gauge"),
+        ("shardcast_ingest_seconds_since_keyframe", "gauge"),
+        ("shardcast_ingest_frames_dropped_total", "counter"),
+        ("shardcast_ingest_viewers", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} {kind}"
+        );
+    }
+    assert!(publisher.wait().unwrap().success());
+    // Gone: the stream waits (online 0), then its samples leave the exposition.
+    let end = Instant::now() + Duration::from_secs(6);
+    loop {
+        let m = scrape(&server);
+        if ingest_value(&m, "shardcast_ingest_online").is_none() {
+            assert_eq!(one(&m, "shardcast_publishers"), 0.0);
+            break;
+        }
+        assert!(Instant::now() < end, "the stream never left /metrics");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -27,7 +27,6 @@ struct Route {
 }
 
 /// How a stream is fed.
-#[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
     /// RTSP ANNOUNCE/RECORD.
@@ -36,7 +35,6 @@ pub(crate) enum Protocol {
     Rtmp,
 }
 
-#[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
 impl Protocol {
     /// The name in the API and metrics.
     pub(crate) fn as_str(self) -> &'static str {
@@ -48,7 +46,6 @@ impl Protocol {
 }
 
 /// One ingested stream as the API shows it (taken once a second by statistics).
-#[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
 #[derive(Debug, Clone)]
 pub(crate) struct IngestSnapshot {
     /// Stream path.
@@ -69,6 +66,8 @@ pub(crate) struct IngestSnapshot {
     pub(crate) bytes: u64,
     /// Video keyframes among them.
     pub(crate) keyframes: u64,
+    /// Video frames among them (for the frame rate).
+    pub(crate) video_frames: u64,
     /// Time since the last video keyframe arrived (`None`: none yet, or no video).
     pub(crate) since_keyframe: Option<Duration>,
     /// Frames dropped, per `DropReason::ALL` (depacketizers and the log together).
@@ -345,7 +344,6 @@ impl Ingest {
     }
 
     /// What the API shows of every stream (taken once a second).
-    #[allow(dead_code)] // Read by the API's ingest view (the observability step wires it).
     pub(crate) fn snapshot(&self, now: Instant) -> Vec<IngestSnapshot> {
         use std::sync::atomic::Ordering::Relaxed;
         self.streams
@@ -377,6 +375,12 @@ impl Ingest {
                     frames: c.frames.load(Relaxed),
                     bytes: c.bytes.load(Relaxed),
                     keyframes: c.keyframes.load(Relaxed),
+                    video_frames: log
+                        .tracks
+                        .iter()
+                        .filter(|t| t.spec.kind == crate::media::track::TrackKind::Video)
+                        .map(|t| t.published())
+                        .sum(),
                     since_keyframe: (key > 0).then(|| {
                         now.saturating_duration_since(log.epoch + Duration::from_nanos(key - 1))
                     }),

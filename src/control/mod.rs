@@ -588,12 +588,25 @@ fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
     }
 }
 
-/// Once a second: shard rates, rolling windows and a history point in the hub.
+/// Once a second: shard rates, ingested streams' rates, rolling windows and a history point
+/// in the hub.
 async fn tick_statistics(ctl: Rc<Control>) {
     let mut tick = tokio::time::interval(STATS_TICK);
     loop {
         tick.tick().await;
-        ctl.hub.borrow_mut().tick(Instant::now());
+        let now = Instant::now();
+        let snapshots = ctl.ingest.borrow().snapshot(now);
+        let mut hub = ctl.hub.borrow_mut();
+        hub.record_ingest(
+            snapshots.iter().map(|s| crate::stats::hub::IngestCounters {
+                stream: &s.path,
+                online: s.state == crate::live_log::LogState::Online,
+                bytes: s.bytes,
+                video_frames: s.video_frames,
+            }),
+            now,
+        );
+        hub.tick(now);
     }
 }
 

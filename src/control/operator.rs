@@ -10,16 +10,19 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::ingest::IngestSnapshot;
 use super::Control;
 use crate::http::{
-    ControlApi, HttpAccess, MetricsSnapshot, PlayError, PlayGrant, PlayRequest, ShardTotals,
-    StreamInfo, TrackInfo,
+    ControlApi, HttpAccess, IngestInfo, MetricsSnapshot, PlayError, PlayGrant, PlayRequest,
+    ShardTotals, SourceInfo, StreamInfo, TrackInfo,
 };
 use crate::ids::SessionHandle;
+use crate::ingest::DropReason;
+use crate::live_log::LogState;
 use crate::media::track::{Codec, TrackKind};
 use crate::media::MediaFile;
 use crate::rtsp::session::encode_name;
-use crate::stats::hub::{SessionView, StatsView};
+use crate::stats::hub::{IngestRate, SessionView, StatsView};
 use crate::token::unix_secs;
 
 /// How long an ended session's connection stays open so the shard's RTCP BYE (which on an
@@ -78,6 +81,51 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
         viewers: 0,
         token_required: false,
         tracks,
+        source: None,
+    }
+}
+
+/// A published stream's state as the API names it.
+fn state_name(state: LogState) -> &'static str {
+    match state {
+        LogState::Online => "online",
+        LogState::Waiting => "waiting",
+        LogState::Ended => "offline",
+    }
+}
+
+/// Who feeds an ingested stream, from its snapshot taken at `now`.
+fn source_info(s: &IngestSnapshot, now: Instant) -> SourceInfo {
+    SourceInfo {
+        protocol: s.protocol.as_str(),
+        state: state_name(s.state),
+        peer: s.peer.to_string(),
+        since_secs: now.saturating_duration_since(s.since).as_secs_f64(),
+    }
+}
+
+/// The API's view of an ingested stream: its snapshot at `now`, the hub's rates, its viewers.
+fn ingest_info(s: &IngestSnapshot, rate: IngestRate, viewers: usize, now: Instant) -> IngestInfo {
+    IngestInfo {
+        name: s.path.clone(),
+        source: source_info(s, now),
+        codecs: s.codecs.clone(),
+        bitrate_bps: rate.bitrate_bps,
+        frames_per_sec: rate.frames_per_sec,
+        frames: s.frames,
+        bytes: s.bytes,
+        keyframes: s.keyframes,
+        since_keyframe_secs: s.since_keyframe.map(|d| d.as_secs_f64()),
+        packets: s.packets,
+        lost: s.lost,
+        jitter_ms: s.jitter_ms,
+        dropped: DropReason::ALL
+            .iter()
+            .zip(s.dropped)
+            .map(|(r, n)| (r.as_str(), n))
+            .collect(),
+        reader_skips: s.reader_skips,
+        viewers,
     }
 }
 
@@ -146,19 +194,54 @@ impl Control {
             self.rtsp_authority(host),
             encode_name(&info.name)
         );
+        // HLS serves files and live channels; published streams are RTSP only for now.
         info.hls_url = self
             .hls_origin(host)
+            .filter(|_| info.source.is_none())
             .map(|o| format!("{o}/hls/{}/index.m3u8", encode_name(&info.name)));
         info.viewers = self.hub.borrow().viewers_of(&info.name);
         info.token_required = self.core.borrow().tokens().required;
         info
     }
 
-    /// The canonical name of a stream that exists now (catalog file or live channel).
+    /// The catalog entries of published streams (online or waiting for their publisher),
+    /// by name: tracks from the log's facade, bitrate from the hub, the source's state.
+    fn published_entries(&self, now: Instant) -> Vec<StreamInfo> {
+        let mut snapshots = self.ingest.borrow().snapshot(now);
+        snapshots.sort_by(|a, b| a.path.cmp(&b.path));
+        let core = self.core.borrow();
+        let hub = self.hub.borrow();
+        snapshots
+            .iter()
+            .filter(|s| s.state != LogState::Ended)
+            .filter_map(|s| {
+                let log = core.logs().get(&s.path)?;
+                let mut info = describe_media(&log.media, true);
+                info.bitrate_bps = hub.ingest_rate(&s.path).bitrate_bps.round() as u64;
+                info.source = Some(source_info(s, now));
+                Some(info)
+            })
+            .collect()
+    }
+
+    /// Publishers sending now (the hub's count is as old as its last tick).
+    fn online_publishers(&self, now: Instant) -> usize {
+        self.ingest
+            .borrow()
+            .snapshot(now)
+            .iter()
+            .filter(|s| s.state == LogState::Online)
+            .count()
+    }
+
+    /// The canonical name of a stream that exists now (catalog file, live channel or
+    /// published stream).
     fn existing_stream(&self, name: &str) -> Option<String> {
-        if self.core.borrow().channels().contains_key(name) {
+        let core = self.core.borrow();
+        if core.channels().contains_key(name) || core.logs().contains_key(name) {
             return Some(name.to_owned());
         }
+        drop(core);
         self.library_entry(name).map(|i| i.name)
     }
 }
@@ -170,9 +253,11 @@ impl ControlApi for Control {
             let channels: Vec<_> = core.channels().values().cloned().collect();
             (core.library().list(), channels)
         };
+        let published = self.published_entries(Instant::now());
         let mut out: Vec<StreamInfo> = names
             .iter()
             .filter(|n| !channels.iter().any(|c| c.media.name == **n))
+            .filter(|n| !published.iter().any(|p| p.name == **n))
             .filter_map(|n| self.library_entry(n))
             .collect();
         // Forget files that left the folder.
@@ -183,6 +268,7 @@ impl ControlApi for Control {
         let mut channels = channels;
         channels.sort_by(|a, b| a.media.name.cmp(&b.media.name));
         out.extend(channels.iter().map(|c| describe_media(&c.media, true)));
+        out.extend(published);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out.into_iter()
             .map(|i| self.finish_entry(i, host))
@@ -191,11 +277,30 @@ impl ControlApi for Control {
 
     fn stream(&self, name: &str, host: Option<&str>) -> Option<StreamInfo> {
         let channel = self.core.borrow().channels().get(name).cloned();
+        let published = || {
+            self.published_entries(Instant::now())
+                .into_iter()
+                .find(|p| p.name == name)
+        };
         let info = match channel {
             Some(c) => describe_media(&c.media, true),
-            None => self.library_entry(name)?,
+            None => match published() {
+                Some(p) => p,
+                None => self.library_entry(name)?,
+            },
         };
         Some(self.finish_entry(info, host))
+    }
+
+    fn ingest(&self) -> Vec<IngestInfo> {
+        let now = Instant::now();
+        let mut snapshots = self.ingest.borrow().snapshot(now);
+        snapshots.sort_by(|a, b| a.path.cmp(&b.path));
+        let hub = self.hub.borrow();
+        snapshots
+            .iter()
+            .map(|s| ingest_info(s, hub.ingest_rate(&s.path), hub.viewers_of(&s.path), now))
+            .collect()
     }
 
     fn sessions(&self) -> Vec<SessionView> {
@@ -225,9 +330,11 @@ impl ControlApi for Control {
     }
 
     fn stats(&self, history: usize) -> StatsView {
-        let mut view = self.hub.borrow().stats(Instant::now());
+        let now = Instant::now();
+        let mut view = self.hub.borrow().stats(now);
         let extra = view.history.len().saturating_sub(history);
         view.history.drain(..extra);
+        view.publishers = self.online_publishers(now);
         view
     }
 
@@ -253,8 +360,10 @@ impl ControlApi for Control {
                 self.rtsp_authority(host),
                 encode_name(&name)
             ),
+            // No HLS for published streams yet (as in the catalog).
             hls_url: self
                 .hls_origin(host)
+                .filter(|_| !self.core.borrow().logs().contains_key(&name))
                 .map(|o| format!("{o}/hls/{}/index.m3u8?token={token}", encode_name(&name))),
             token,
             expires_unix,
@@ -262,10 +371,16 @@ impl ControlApi for Control {
     }
 
     fn metrics(&self) -> MetricsSnapshot {
+        let ingest = self.ingest();
         let hub = self.hub.borrow();
         let core = self.core.borrow();
         let mut stats = hub.stats(Instant::now());
         stats.history.clear();
+        // The same instant as the ingest families, so the count and their `online` agree.
+        stats.publishers = ingest
+            .iter()
+            .filter(|i| i.source.state == state_name(LogState::Online))
+            .count();
         MetricsSnapshot {
             stats,
             shards: self
@@ -284,6 +399,7 @@ impl ControlApi for Control {
             sessions_ended_by_api: hub.sessions_ended_by_api,
             rtsp_refused: core.refused_by_status(),
             log_lines_suppressed: core.log_lines_suppressed(),
+            ingest,
         }
     }
 

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | GET | `streams` | `{"streams": [Stream]}` |
 //! | GET | `streams/{name}` | `Stream`, 404 |
+//! | GET | `ingest` | `{"ingest": [Ingest]}` |
 //! | GET | `sessions` | `{"sessions": [Session]}` |
 //! | GET | `sessions/{id}` | `Session`, 404 |
 //! | DELETE | `sessions/{id}` | 204 (admin), 404 |
@@ -123,6 +124,14 @@ pub async fn handle(
             },
         },
         ("streams", _) => allow("GET, HEAD"),
+        ("ingest", None) if get => match read() {
+            Err(r) => *r,
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "ingest": api.ingest() }),
+            ),
+        },
+        ("ingest", None) => allow("GET, HEAD"),
         ("sessions", None) if get => match read() {
             Err(r) => *r,
             Ok(()) => json_response(

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::MetricsSnapshot;
+use super::{IngestInfo, MetricsSnapshot};
 use crate::stats::window::Quantiles;
 
 /// The content type of the text format.
@@ -78,6 +78,107 @@ impl Out {
     }
 }
 
+/// The `shardcast_ingest_*` families: one sample per ingested stream, labelled by `stream`
+/// and `protocol`. Counters count since the stream's log was created, except packets and
+/// losses, which count the current publisher's RTP (they restart with a new publisher, a
+/// counter reset to Prometheus).
+fn ingest_families(o: &mut Out, m: &MetricsSnapshot) {
+    type Get = fn(&IngestInfo) -> Option<f64>;
+    let families: [(&str, &str, &str, Get); 10] = [
+        (
+            "shardcast_ingest_online",
+            "gauge",
+            "1 while a publisher sends the stream, 0 while the stream waits for it to return.",
+            |i| Some(if i.source.state == "online" { 1.0 } else { 0.0 }),
+        ),
+        (
+            "shardcast_ingest_bytes_total",
+            "counter",
+            "Bytes of the frames received from the stream's publishers.",
+            |i| Some(i.bytes as f64),
+        ),
+        (
+            "shardcast_ingest_frames_total",
+            "counter",
+            "Frames (access units) received from the stream's publishers.",
+            |i| Some(i.frames as f64),
+        ),
+        (
+            "shardcast_ingest_keyframes_total",
+            "counter",
+            "Video keyframes received from the stream's publishers.",
+            |i| Some(i.keyframes as f64),
+        ),
+        (
+            "shardcast_ingest_packets_total",
+            "counter",
+            "RTP packets received from the current RTSP publisher.",
+            |i| Some(i.packets as f64),
+        ),
+        (
+            "shardcast_ingest_packets_lost_total",
+            "counter",
+            "RTP packets lost on the way in from the current publisher: sequence gaps (RFC 3550 A.3).",
+            |i| Some(i.lost as f64),
+        ),
+        (
+            "shardcast_ingest_jitter_seconds",
+            "gauge",
+            "Interarrival jitter of the publisher's RTP, worst track (RFC 3550 6.4.1, A.8).",
+            |i| Some(i.jitter_ms / 1000.0),
+        ),
+        (
+            "shardcast_ingest_seconds_since_keyframe",
+            "gauge",
+            "Seconds since the last video keyframe arrived (absent before the first).",
+            |i| i.since_keyframe_secs,
+        ),
+        (
+            "shardcast_ingest_viewers",
+            "gauge",
+            "Viewers of the ingested stream now.",
+            |i| Some(i.viewers as f64),
+        ),
+        (
+            "shardcast_ingest_reader_skips_total",
+            "counter",
+            "Viewers that fell behind the stream's live log and jumped to its live edge.",
+            |i| Some(i.reader_skips as f64),
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        o.family(name, kind, help);
+        for i in &m.ingest {
+            if let Some(v) = get(i) {
+                o.sample(
+                    name,
+                    &[("stream", &i.name), ("protocol", i.source.protocol)],
+                    v,
+                );
+            }
+        }
+    }
+    let name = "shardcast_ingest_frames_dropped_total";
+    o.family(
+        name,
+        "counter",
+        "Frames received but not written to the live log, by reason.",
+    );
+    for i in &m.ingest {
+        for (reason, n) in &i.dropped {
+            o.sample(
+                name,
+                &[
+                    ("stream", &i.name),
+                    ("protocol", i.source.protocol),
+                    ("reason", reason),
+                ],
+                *n as f64,
+            );
+        }
+    }
+}
+
 /// Renders the whole exposition.
 pub fn render(m: &MetricsSnapshot) -> String {
     let s = &m.stats;
@@ -107,6 +208,12 @@ pub fn render(m: &MetricsSnapshot) -> String {
             st.viewers as f64,
         );
     }
+    o.one(
+        "shardcast_publishers",
+        "gauge",
+        "Publishers sending now (ingested streams online).",
+        s.publishers as f64,
+    );
     o.one(
         "shardcast_packets_per_second",
         "gauge",
@@ -284,6 +391,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Log lines not written because their client address was over its log budget.",
         m.log_lines_suppressed as f64,
     );
+    ingest_families(&mut o, m);
     let [jitter, rtt, lateness] = m.distributions;
     o.summary(
         "shardcast_jitter_seconds",
@@ -352,6 +460,28 @@ mod tests {
             sessions_ended_by_api: 0,
             rtsp_refused: vec![(404, 5), (454, 6)],
             log_lines_suppressed: 7,
+            ingest: vec![IngestInfo {
+                name: "live/\"cam\"".into(),
+                source: crate::http::SourceInfo {
+                    protocol: "rtsp",
+                    state: "online",
+                    peer: "127.0.0.1:4000".into(),
+                    since_secs: 3.0,
+                },
+                codecs: vec!["H.264"],
+                bitrate_bps: 1e6,
+                frames_per_sec: 30.0,
+                frames: 300,
+                bytes: 125_000,
+                keyframes: 5,
+                since_keyframe_secs: Some(0.5),
+                packets: 900,
+                lost: 2,
+                jitter_ms: 1.5,
+                dropped: [("incomplete", 1), ("flood", 0)].into_iter().collect(),
+                reader_skips: 0,
+                viewers: 3,
+            }],
         };
         let text = render(&snap);
         assert!(text.contains("# TYPE shardcast_viewers gauge\nshardcast_viewers 1\n"));
@@ -363,6 +493,22 @@ mod tests {
         assert!(text.contains("shardcast_rtsp_auth_throttled_total 5\n"));
         assert!(text.contains("shardcast_jitter_seconds{quantile=\"0.99\"} NaN\n"));
         assert!(text.contains("shardcast_jitter_seconds_count 0\n"));
+        let labels = r#"{stream="live/\"cam\"",protocol="rtsp"}"#;
+        for line in [
+            format!("shardcast_ingest_online{labels} 1\n"),
+            format!("shardcast_ingest_bytes_total{labels} 125000\n"),
+            format!("shardcast_ingest_packets_lost_total{labels} 2\n"),
+            format!("shardcast_ingest_jitter_seconds{labels} 0.0015\n"),
+            format!("shardcast_ingest_seconds_since_keyframe{labels} 0.5\n"),
+            format!("shardcast_ingest_viewers{labels} 3\n"),
+            concat!(
+                r#"shardcast_ingest_frames_dropped_total{stream="live/\"cam\"",protocol="rtsp",reason="incomplete"} 1"#,
+                "\n"
+            )
+            .to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
         // Every sample line belongs to a family announced before it.
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {

@@ -82,6 +82,60 @@ pub struct StreamInfo {
     pub token_required: bool,
     /// Per-track detail.
     pub tracks: Vec<TrackInfo>,
+    /// Who feeds it, for a published stream (absent for files and live channels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceInfo>,
+}
+
+/// The publisher of a published stream, as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceInfo {
+    /// `rtsp` (ANNOUNCE/RECORD) or `rtmp`.
+    pub protocol: &'static str,
+    /// `online` (a publisher is sending), `waiting` (it left; viewers wait for it until the
+    /// publisher timeout) or `offline`.
+    pub state: &'static str,
+    /// The publisher's address (the last one while waiting).
+    pub peer: String,
+    /// Seconds since the current publisher started, or since it left.
+    pub since_secs: f64,
+}
+
+/// One ingested stream, as `GET /api/v1/ingest` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngestInfo {
+    /// Stream path.
+    pub name: String,
+    /// Who feeds it, and since when.
+    #[serde(flatten)]
+    pub source: SourceInfo,
+    /// Codec names per track (`H.264`, `AAC`).
+    pub codecs: Vec<&'static str>,
+    /// Bits per second of frames received over the last interval (about a second).
+    pub bitrate_bps: f64,
+    /// Video frames per second over the last interval.
+    pub frames_per_sec: f64,
+    /// Frames written to the stream's log since it was created.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Video keyframes among them.
+    pub keyframes: u64,
+    /// Seconds since the last video keyframe arrived (`None`: none yet, or no video).
+    pub since_keyframe_secs: Option<f64>,
+    /// RTP packets received from the current publisher (RTSP only; 0 for RTMP).
+    pub packets: u64,
+    /// Packets lost on the way in: sequence numbers skipped (RFC 3550 §A.3).
+    pub lost: u64,
+    /// Largest interarrival jitter of its tracks in milliseconds (RFC 3550 §6.4.1, §A.8).
+    pub jitter_ms: f64,
+    /// Frames dropped, by reason (`incomplete`, `malformed`, `too_large`, `flood`,
+    /// `reader_stalled`).
+    pub dropped: std::collections::BTreeMap<&'static str, u64>,
+    /// Viewers that fell behind the live log and jumped to its live edge.
+    pub reader_skips: u64,
+    /// Viewers now.
+    pub viewers: usize,
 }
 
 /// `POST /api/v1/play` body.
@@ -153,6 +207,8 @@ pub struct MetricsSnapshot {
     pub rtsp_refused: Vec<(u16, u64)>,
     /// Log lines not written because their client was over its log budget.
     pub log_lines_suppressed: u64,
+    /// Ingested streams.
+    pub ingest: Vec<IngestInfo>,
 }
 
 /// Who may do what over HTTP.
@@ -167,11 +223,13 @@ pub struct HttpAccess {
 /// What the HTTP side asks of the control thread. Implemented by the RTSP control state;
 /// every method answers at once from single-threaded state.
 pub trait ControlApi {
-    /// Every stream: catalog files and live channels. `host` is the HTTP request's host
+    /// Every stream: catalog files, live channels and published streams. `host` is the HTTP request's host
     /// (used for URLs when the RTSP address is a wildcard).
     fn catalog(&self, host: Option<&str>) -> Vec<StreamInfo>;
     /// One stream by name.
     fn stream(&self, name: &str, host: Option<&str>) -> Option<StreamInfo>;
+    /// Every ingested stream (published), by name.
+    fn ingest(&self) -> Vec<IngestInfo>;
     /// Every playing session.
     fn sessions(&self) -> Vec<SessionView>;
     /// One session.

@@ -1,5 +1,5 @@
 //! `shardcast stats`: the live figures as text for a terminal, from the JSON the API
-//! returns (`GET /api/v1/stats`, `GET /api/v1/sessions`). Works on `serde_json::Value` so a
+//! returns (`GET /api/v1/stats`, `GET /api/v1/sessions`, `GET /api/v1/ingest`). Works on `serde_json::Value` so a
 //! newer server's extra fields, or a missing one, never break the view.
 
 use std::fmt::Write;
@@ -47,8 +47,75 @@ fn fmt_duration(secs: f64) -> String {
     }
 }
 
-/// Renders one screen. `now_unix_ms` dates the sessions' "since" column.
-pub fn render(source: &str, stats: &Value, sessions: &Value, now_unix_ms: u64) -> String {
+/// Cuts a name to `width` characters, marking the cut with `…`.
+fn cut(name: &str, width: usize) -> String {
+    if name.chars().count() > width {
+        name.chars().take(width - 1).collect::<String>() + "…"
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The "sources" section: one line per ingested stream (`GET /api/v1/ingest`); nothing when
+/// there is none or the server does not have the endpoint (`ingest` is then `null`).
+fn render_sources(o: &mut String, ingest: &Value) {
+    let list: Vec<&Value> = ingest
+        .get("ingest")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "sources ({})", list.len());
+    let _ = writeln!(
+        o,
+        "{:<20}{:<6}{:<9}{:>9}{:>6}{:>8}{:>11}{:>10}{:>9}{:>9}",
+        "path",
+        "proto",
+        "state",
+        "Mbit/s",
+        "fps",
+        "lost",
+        "jitter ms",
+        "keyframe",
+        "viewers",
+        "since"
+    );
+    for src in list {
+        let key = f(src, &["since_keyframe_secs"]);
+        let _ = writeln!(
+            o,
+            "{:<20}{:<6}{:<9}{:>9}{:>6}{:>8}{:>11}{:>10}{:>9}{:>9}",
+            cut(s(src, "name"), 19),
+            s(src, "protocol"),
+            s(src, "state"),
+            fmt_num(f(src, &["bitrate_bps"]) / 1e6, 2),
+            fmt_num(f(src, &["frames_per_sec"]), 0),
+            fmt_num(f(src, &["lost"]), 0),
+            fmt_num(f(src, &["jitter_ms"]), 2),
+            if key.is_finite() {
+                format!("{key:.1}s")
+            } else {
+                "-".into()
+            },
+            fmt_num(f(src, &["viewers"]), 0),
+            fmt_duration(f(src, &["since_secs"])),
+        );
+    }
+}
+
+/// Renders one screen. `now_unix_ms` dates the sessions' "since" column; `ingest` is the
+/// answer of `GET /api/v1/ingest` (`null` from a server without it).
+pub fn render(
+    source: &str,
+    stats: &Value,
+    sessions: &Value,
+    ingest: &Value,
+    now_unix_ms: u64,
+) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -64,6 +131,14 @@ pub fn render(source: &str, stats: &Value, sessions: &Value, now_unix_ms: u64) -
         fmt_num(f(stats, &["loss_pct"]), 2),
         fmt_num(f(stats, &["totals", "packets_per_syscall"]), 1),
     );
+    if f(stats, &["publishers"]).is_finite() {
+        let _ = writeln!(
+            o,
+            "publishers {}   ingest {} Mbit/s",
+            fmt_num(f(stats, &["publishers"]), 0),
+            fmt_num(f(stats, &["ingest_bitrate_bps"]) / 1e6, 2),
+        );
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -140,6 +215,7 @@ pub fn render(source: &str, stats: &Value, sessions: &Value, now_unix_ms: u64) -
             fmt_num(f(sh, &["send_errors"]), 0),
         );
     }
+    render_sources(&mut o, ingest);
     let mut list: Vec<&Value> = sessions
         .get("sessions")
         .and_then(Value::as_array)
@@ -166,10 +242,7 @@ pub fn render(source: &str, stats: &Value, sessions: &Value, now_unix_ms: u64) -
     for sess in list.iter().take(TOP_SESSIONS) {
         let since_ms = f(sess, &["since_unix_ms"]);
         let age = (now_unix_ms as f64 - since_ms) / 1000.0;
-        let mut stream = s(sess, "stream").to_owned();
-        if stream.chars().count() > 15 {
-            stream = stream.chars().take(14).collect::<String>() + "…";
-        }
+        let stream = cut(s(sess, "stream"), 15);
         let _ = writeln!(
             o,
             "{:<18}{:<23}{:<16}{:<5}{:>6}{:>9}{:>8}{:>11}{:>9}{:>9}",
@@ -214,7 +287,7 @@ mod tests {
              "transport": "tcp", "shard": 0, "bitrate_bps": 3e6, "loss_pct": 0.5,
              "jitter_ms": 1.5, "rtt_ms": 0.4, "since_unix_ms": 1_000},
         ]});
-        let text = render("http://x", &stats, &sessions, 62_000);
+        let text = render("http://x", &stats, &sessions, &Value::Null, 62_000);
         assert!(text.contains("up 1h02m05s"), "{text}");
         assert!(
             text.contains("viewers 2   3.50 Mbit/s   410 packets/s"),
@@ -231,7 +304,64 @@ mod tests {
             "an empty distribution shows '-':\n{text}"
         );
         // Missing figures show as '-', never as a panic.
-        let empty = render("http://x", &json!({}), &json!({}), 0);
+        let empty = render("http://x", &json!({}), &json!({}), &json!({}), 0);
         assert!(empty.contains("viewers -"), "{empty}");
+        assert!(
+            !empty.contains("sources"),
+            "no sources, no section:\n{empty}"
+        );
+        assert!(!text.contains("publishers"), "an older server:\n{text}");
+    }
+
+    proptest::proptest! {
+        /// Whatever a server answers for a source (any name, any numbers, wrong types), the
+        /// sources section renders without a panic and names the source's row.
+        #[test]
+        fn any_source_renders(
+            name in "\\PC{0,40}",
+            state in "\\PC{0,12}",
+            x in proptest::prelude::any::<f64>(),
+            n in proptest::prelude::any::<u64>(),
+        ) {
+            let ingest = json!({"ingest": [
+                {"name": name, "protocol": 7, "state": state, "bitrate_bps": x,
+                 "frames_per_sec": n, "lost": x, "jitter_ms": "x",
+                 "since_keyframe_secs": x, "viewers": n, "since_secs": x},
+                {}, null, [1, 2],
+            ]});
+            let text = render("http://x", &json!({}), &json!({}), &ingest, 0);
+            proptest::prop_assert!(text.contains("sources (4)"), "{}", text);
+        }
+    }
+
+    #[test]
+    fn renders_sources_with_their_state_and_figures() {
+        let stats = json!({"publishers": 1, "ingest_bitrate_bps": 2.5e6});
+        let ingest = json!({"ingest": [
+            {"name": "live/a-very-long-camera-name", "protocol": "rtsp", "state": "online",
+             "bitrate_bps": 2.5e6, "frames_per_sec": 30.0, "lost": 3, "jitter_ms": 1.25,
+             "since_keyframe_secs": 0.4, "viewers": 7, "since_secs": 65.0},
+            {"name": "live/b", "protocol": "rtmp", "state": "waiting",
+             "bitrate_bps": 0.0, "frames_per_sec": 0.0, "lost": 0, "jitter_ms": 0.0,
+             "since_keyframe_secs": null, "viewers": 0, "since_secs": 2.0},
+        ]});
+        let text = render("http://x", &stats, &json!({}), &ingest, 0);
+        assert!(text.contains("publishers 1   ingest 2.50 Mbit/s"), "{text}");
+        assert!(text.contains("sources (2)"), "{text}");
+        let a = text
+            .lines()
+            .find(|l| l.starts_with("live/a-very-long-c…"))
+            .unwrap_or_else(|| panic!("{text}"));
+        for cell in [
+            "rtsp", "online", "2.50", "30", "3", "1.25", "0.4s", "7", "1m05s",
+        ] {
+            assert!(a.split_whitespace().any(|c| c == cell), "{cell} in {a}");
+        }
+        let b = text.lines().find(|l| l.starts_with("live/b")).unwrap();
+        assert!(b.contains("rtmp") && b.contains("waiting"), "{b}");
+        assert!(
+            b.split_whitespace().any(|c| c == "-"),
+            "no keyframe yet: {b}"
+        );
     }
 }

@@ -105,6 +105,64 @@ pub struct InterleavedRtcp {
     pub byes_refused: u64,
 }
 
+/// One ingested stream's cumulative counters, as the hub takes them once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestCounters<'a> {
+    /// Stream path.
+    pub stream: &'a str,
+    /// Whether a publisher is on now.
+    pub online: bool,
+    /// Bytes of the frames written to the stream's log since it was created.
+    pub bytes: u64,
+    /// Video frames written since it was created.
+    pub video_frames: u64,
+}
+
+/// One ingested stream's rates over the last interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IngestRate {
+    /// Bits per second of frames written.
+    pub bitrate_bps: f64,
+    /// Video frames per second.
+    pub frames_per_sec: f64,
+}
+
+/// Rolling rates of one ingested stream: the counters of the previous sample and the rates
+/// they gave.
+#[derive(Debug, Clone, Copy)]
+struct IngestMeter {
+    base: (u64, u64, Instant),
+    online: bool,
+    rate: IngestRate,
+}
+
+impl IngestMeter {
+    fn new(c: &IngestCounters<'_>, now: Instant) -> Self {
+        Self {
+            base: (c.bytes, c.video_frames, now),
+            online: c.online,
+            rate: IngestRate::default(),
+        }
+    }
+
+    /// Rates over the interval since the previous sample. A counter below its base means a
+    /// new log replaced the stream's (its counters start at zero): all of it is new.
+    fn update(&mut self, c: &IngestCounters<'_>, now: Instant) {
+        let (b0, f0, t0) = self.base;
+        let secs = now.saturating_duration_since(t0).as_secs_f64();
+        self.online = c.online;
+        if secs <= 0.0 {
+            return;
+        }
+        let delta = |v: u64, v0: u64| if v >= v0 { v - v0 } else { v };
+        self.rate = IngestRate {
+            bitrate_bps: delta(c.bytes, b0) as f64 * 8.0 / secs,
+            frames_per_sec: delta(c.video_frames, f0) as f64 / secs,
+        };
+        self.base = (c.bytes, c.video_frames, now);
+    }
+}
+
 /// The aggregate state.
 #[derive(Debug)]
 pub struct Hub {
@@ -123,6 +181,8 @@ pub struct Hub {
     pub interleaved_rtcp: InterleavedRtcp,
     /// Sessions ended through the API.
     pub sessions_ended_by_api: u64,
+    /// Ingested streams' rates, by path.
+    ingest: HashMap<String, IngestMeter>,
 }
 
 /// One point of the dashboard's history.
@@ -369,6 +429,10 @@ pub struct StatsView {
     pub mbps: f64,
     /// Current loss reported by viewers, weighted by their packet rate.
     pub loss_pct: f64,
+    /// Publishers sending now (ingested streams online).
+    pub publishers: usize,
+    /// Bits per second received from publishers over the last interval (frames written).
+    pub ingest_bitrate_bps: f64,
     /// Jitter reported by viewers.
     pub jitter_ms: Quantiles,
     /// Round-trip time to viewers.
@@ -433,6 +497,7 @@ impl Hub {
             history: VecDeque::with_capacity(HISTORY_POINTS),
             interleaved_rtcp: InterleavedRtcp::default(),
             sessions_ended_by_api: 0,
+            ingest: HashMap::new(),
         }
     }
 
@@ -809,6 +874,8 @@ impl Hub {
             packets_per_sec,
             mbps,
             loss_pct,
+            publishers: self.ingest.values().filter(|m| m.online).count(),
+            ingest_bitrate_bps: self.ingest.values().map(|m| m.rate.bitrate_bps).sum(),
             jitter_ms: self.server.jitter.quantiles(),
             rtt_ms: self.server.rtt.quantiles(),
             lateness_ms: self.lateness.quantiles(),
@@ -817,6 +884,32 @@ impl Hub {
             streams,
             history: self.history.iter().copied().collect(),
         }
+    }
+
+    /// Once a second: every ingested stream's counters. Rates are bytes and frames over the
+    /// time since the previous sample; streams not in `streams` are forgotten.
+    pub fn record_ingest<'a>(
+        &mut self,
+        streams: impl IntoIterator<Item = IngestCounters<'a>>,
+        now: Instant,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        for c in streams {
+            match self.ingest.get_mut(c.stream) {
+                Some(m) => m.update(&c, now),
+                None => {
+                    self.ingest
+                        .insert(c.stream.to_owned(), IngestMeter::new(&c, now));
+                }
+            }
+            seen.insert(c.stream);
+        }
+        self.ingest.retain(|name, _| seen.contains(name.as_str()));
+    }
+
+    /// An ingested stream's rates over the last interval (zero before two samples).
+    pub fn ingest_rate(&self, stream: &str) -> IngestRate {
+        self.ingest.get(stream).map(|m| m.rate).unwrap_or_default()
     }
 
     /// Cumulative (count, sum in seconds) of jitter, RTT and lateness observations, for
@@ -937,6 +1030,80 @@ mod tests {
         // Receptions for unknown sessions are ignored.
         hub.record_receptions(1, &[reception(0, 255, 1.0, 1.0)]);
         assert_eq!(hub.stats(t0).jitter_ms.count, 1);
+    }
+
+    #[test]
+    fn ingest_bitrate_is_bytes_over_the_last_interval() {
+        let t0 = Instant::now();
+        let mut hub = Hub::new(vec![Arc::new(ShardCounters::default())], t0);
+        let c = |bytes, video_frames, online| IngestCounters {
+            stream: "live/a",
+            online,
+            bytes,
+            video_frames,
+        };
+        hub.record_ingest([c(1_000, 10, true)], t0);
+        assert_eq!(
+            hub.ingest_rate("live/a"),
+            IngestRate::default(),
+            "one sample"
+        );
+        assert_eq!(hub.stats(t0).publishers, 1);
+        // 250 kB and 30 frames over 2 s: 1 Mbit/s, 15 fps.
+        hub.record_ingest([c(251_000, 40, true)], t0 + Duration::from_secs(2));
+        let r = hub.ingest_rate("live/a");
+        assert!((r.bitrate_bps - 1_000_000.0).abs() < 1e-6, "{r:?}");
+        assert!((r.frames_per_sec - 15.0).abs() < 1e-9, "{r:?}");
+        // The rate covers the last interval only, not the average since the start.
+        hub.record_ingest([c(263_500, 43, true)], t0 + Duration::from_secs(3));
+        let r = hub.ingest_rate("live/a");
+        assert!((r.bitrate_bps - 100_000.0).abs() < 1e-6, "{r:?}");
+        assert!((hub.stats(t0).ingest_bitrate_bps - 100_000.0).abs() < 1e-6);
+        // The publisher left: nothing arrives, the rate falls to zero, not a publisher.
+        hub.record_ingest([c(263_500, 43, false)], t0 + Duration::from_secs(4));
+        assert_eq!(hub.ingest_rate("live/a").bitrate_bps, 0.0);
+        assert_eq!(hub.stats(t0).publishers, 0);
+        // A new log replaced the stream's (counters from zero): all of it is new, never a
+        // negative or wrapped rate.
+        hub.record_ingest([c(5_000, 2, true)], t0 + Duration::from_secs(5));
+        let r = hub.ingest_rate("live/a");
+        assert!((r.bitrate_bps - 40_000.0).abs() < 1e-6, "{r:?}");
+        // A second sample at the same instant changes nothing (no division by zero).
+        hub.record_ingest([c(9_000, 2, true)], t0 + Duration::from_secs(5));
+        assert!((hub.ingest_rate("live/a").bitrate_bps - 40_000.0).abs() < 1e-6);
+        // A stream that is gone is forgotten.
+        hub.record_ingest([], t0 + Duration::from_secs(6));
+        assert_eq!(hub.ingest_rate("live/a"), IngestRate::default());
+        let st = hub.stats(t0);
+        assert_eq!((st.publishers, st.ingest_bitrate_bps), (0, 0.0));
+    }
+
+    proptest::proptest! {
+        /// Any counters at any times (counters that jump back, samples at the same instant
+        /// or out of order): rates stay finite and never negative, and nothing panics.
+        #[test]
+        fn ingest_rates_are_finite_and_never_negative(
+            samples in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(),
+                 0u64..5_000, proptest::prelude::any::<bool>()),
+                1..40,
+            )
+        ) {
+            let t0 = Instant::now();
+            let mut hub = Hub::new(vec![], t0);
+            for (bytes, video_frames, at_ms, online) in samples {
+                let now = t0 + Duration::from_millis(at_ms);
+                hub.record_ingest(
+                    [IngestCounters { stream: "s", online, bytes, video_frames }],
+                    now,
+                );
+                let r = hub.ingest_rate("s");
+                proptest::prop_assert!(r.bitrate_bps.is_finite() && r.bitrate_bps >= 0.0);
+                proptest::prop_assert!(r.frames_per_sec.is_finite() && r.frames_per_sec >= 0.0);
+                let st = hub.stats(now);
+                proptest::prop_assert_eq!(st.publishers, usize::from(online));
+            }
+        }
     }
 
     #[test]

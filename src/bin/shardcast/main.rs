@@ -291,8 +291,8 @@ fn secret_from_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// `shardcast stats`: polls `/api/v1/stats` and `/api/v1/sessions` and prints the figures,
-/// redrawn in place on a terminal.
+/// `shardcast stats`: polls `/api/v1/stats`, `/api/v1/sessions` and `/api/v1/ingest` and
+/// prints the figures, redrawn in place on a terminal.
 fn stats(args: StatsArgs) -> Result<()> {
     use shardcast::http::client::{get, HttpBase};
     let base = HttpBase::parse(&args.http)?;
@@ -320,6 +320,8 @@ fn stats(args: StatsArgs) -> Result<()> {
     loop {
         let stats = fetch("/api/v1/stats?history=0")?;
         let sessions = fetch("/api/v1/sessions")?;
+        // A server from before publishing has no ingest view: show no sources.
+        let ingest = fetch("/api/v1/ingest").unwrap_or(serde_json::Value::Null);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -327,6 +329,7 @@ fn stats(args: StatsArgs) -> Result<()> {
             args.http.trim_end_matches('/'),
             &stats,
             &sessions,
+            &ingest,
             now_ms,
         );
         let mut out = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 // shardcast dashboard: the catalog from /api/v1/streams, and every second the figures from
-// /api/v1/stats and /api/v1/sessions, drawn as SVG line charts by this file alone.
+// /api/v1/stats, /api/v1/sessions and /api/v1/ingest (the sources), drawn as SVG line charts
+// and tables by this file alone.
 "use strict";
 (function () {
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -222,6 +223,42 @@
     }
   }
 
+  // ---- sources (published streams) ----
+  function renderSources(list) {
+    const body = $("sources").tBodies[0];
+    while (body.firstChild) body.removeChild(body.firstChild);
+    const online = list.filter((s) => s.state === "online").length;
+    $("sources-note").textContent = list.length ? online + " of " + list.length + " online" : "";
+    if (!list.length) {
+      const tr = el("tr", "empty");
+      const td = el("td", null, "no one is publishing");
+      td.colSpan = 10;
+      tr.appendChild(td);
+      body.appendChild(tr);
+      return;
+    }
+    for (const s of list) {
+      const tr = el("tr");
+      tr.dataset.source = s.name;
+      tr.dataset.state = s.state;
+      const state = el("td");
+      state.appendChild(el("span", "badge " + (s.state === "online" ? "live" : "waiting"), s.state));
+      tr.append(
+        el("td", "name", s.name),
+        el("td", null, s.protocol.toUpperCase()),
+        state,
+        el("td", "num", bitrate(s.bitrate_bps)),
+        el("td", "num", num(s.frames_per_sec, 0)),
+        el("td", "num" + (s.lost > 0 ? " bad" : ""), String(s.lost)),
+        el("td", "num", s.protocol === "rtsp" ? num(s.jitter_ms, 2) + " ms" : "–"),
+        el("td", "num", s.since_keyframe_secs === null ? "–" : num(s.since_keyframe_secs, 1) + " s ago"),
+        el("td", "num viewers", String(s.viewers)),
+        el("td", "num", span(s.since_secs)),
+      );
+      body.appendChild(tr);
+    }
+  }
+
   // ---- the loop ----
   function renderStats(st) {
     $("viewer-count").textContent = String(st.viewers);
@@ -254,6 +291,12 @@
       setState("live", "live");
     } catch (e) {
       setState("offline", "offline: " + e.message);
+    }
+    try {
+      renderSources((await api("/api/v1/ingest")).ingest);
+    } catch (e) {
+      // A server without the ingest view: no sources to show.
+      renderSources([]);
     }
   }
   async function loadCatalog() {
