@@ -85,6 +85,9 @@ pub struct ConfigOverlay {
     pub users: Option<Vec<UserEntry>>,
     /// Per-stream access rules (`[[access]]`), first match wins.
     pub access: Option<Vec<AccessRule>>,
+    /// RTSP sources to pull (`[sources]`): stream path → `"rtsp://…"` (always on, TCP) or a
+    /// table `{ url = "rtsp://…", transport = "tcp"|"udp", on-demand = true, grace = 10 }`.
+    pub sources: Option<BTreeMap<String, SourceEntry>>,
     /// Paths anyone may publish to without credentials (`--publish 'live/*'`), for trying
     /// ingest out; otherwise publishing needs an `[[access]]` rule's `publish`/`publish-key`.
     pub publish: Option<Vec<String>>,
@@ -238,6 +241,13 @@ impl ConfigOverlay {
                 (file, flags) => flags.or(file),
             },
             access: flags.access.or(self.access),
+            sources: match (self.sources, flags.sources) {
+                (Some(mut file), Some(flags)) => {
+                    file.extend(flags);
+                    Some(file)
+                }
+                (file, flags) => flags.or(file),
+            },
             publish: match (self.publish, flags.publish) {
                 (Some(mut file), Some(flags)) => {
                     file.extend(flags);
@@ -296,6 +306,8 @@ pub struct ServerConfig {
     pub users: HashMap<String, UserSecret>,
     /// Access rules.
     pub access: Vec<AccessRule>,
+    /// Sources to pull, by stream path.
+    pub sources: BTreeMap<String, SourceSpec>,
     /// Paths open to any publisher.
     pub publish: Vec<String>,
     /// How long a live stream waits for its publisher to return.
@@ -467,6 +479,7 @@ impl ServerConfig {
             users: user_secrets(o.users.unwrap_or_default())?,
             access: o.access.unwrap_or_default(),
             publish: o.publish.unwrap_or_default(),
+            sources: sources(o.sources.unwrap_or_default())?,
             publisher_timeout: Duration::from_secs(o.publisher_timeout.unwrap_or(10).max(1)),
             live_log_size: o
                 .live_log_size
@@ -534,6 +547,116 @@ fn live_channels(
         }
     }
     Ok(live)
+}
+
+/// A `[sources]` entry as written: a URL, or a table with options.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SourceEntry {
+    /// `cam1 = "rtsp://…"`: always on, over TCP.
+    Url(String),
+    /// `cam1 = { url = "rtsp://…", transport = "udp", on-demand = true, grace = 10 }`.
+    Table(SourceTable),
+}
+
+/// The table form of a `[sources]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceTable {
+    /// The source's RTSP URL (credentials in its userinfo).
+    pub url: String,
+    /// `tcp` (interleaved, the default) or `udp`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Connect only while someone watches (the first viewer starts it).
+    #[serde(default)]
+    pub on_demand: bool,
+    /// Seconds an on-demand source stays connected after its last viewer left.
+    #[serde(default)]
+    pub grace: Option<u64>,
+}
+
+/// A validated source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    /// Its URL.
+    pub url: url::Url,
+    /// How RTP comes from it.
+    pub transport: crate::ingest::pull::PullTransport,
+    /// Always on or on demand.
+    pub mode: crate::ingest::pull::SourceMode,
+}
+
+/// `--source NAME=URL`: an always-on source pulled over TCP.
+pub fn parse_source_flag(s: &str) -> Result<(String, SourceEntry), String> {
+    let (name, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=rtsp://..., got {s:?}"))?;
+    Ok((name.to_owned(), SourceEntry::Url(url.to_owned())))
+}
+
+fn sources(
+    entries: BTreeMap<String, SourceEntry>,
+) -> Result<BTreeMap<String, SourceSpec>, ConfigError> {
+    use crate::ingest::pull::{PullTransport, SourceMode, DEFAULT_GRACE};
+    let invalid = |value: &str, why: String| ConfigError::Invalid {
+        name: "sources",
+        value: value.to_owned(),
+        why,
+    };
+    let mut out = BTreeMap::new();
+    for (name, entry) in entries {
+        let name_ok = !name.is_empty()
+            && name.len() <= 255
+            && name.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            });
+        if !name_ok {
+            return Err(invalid(
+                &name,
+                "source names are paths of A-Z a-z 0-9 - _ . segments".into(),
+            ));
+        }
+        let table = match entry {
+            SourceEntry::Url(url) => SourceTable {
+                url,
+                transport: None,
+                on_demand: false,
+                grace: None,
+            },
+            SourceEntry::Table(t) => t,
+        };
+        let url = url::Url::parse(&table.url)
+            .ok()
+            .filter(|u| u.scheme() == "rtsp" && u.host().is_some())
+            .ok_or_else(|| invalid(&name, "the url must be rtsp://host[:port]/path".into()))?;
+        let transport = match table.transport.as_deref() {
+            None | Some("tcp") => PullTransport::Tcp,
+            Some("udp") => PullTransport::Udp,
+            Some(other) => return Err(invalid(&name, format!("transport {other:?}: tcp or udp"))),
+        };
+        let mode = if table.on_demand {
+            SourceMode::OnDemand {
+                grace: table.grace.map_or(DEFAULT_GRACE, Duration::from_secs),
+            }
+        } else {
+            SourceMode::AlwaysOn
+        };
+        out.insert(
+            name,
+            SourceSpec {
+                url,
+                transport,
+                mode,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// Checks a `public-address`: an RFC 3986 §3.2 authority without userinfo (`host`,

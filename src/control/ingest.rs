@@ -33,6 +33,8 @@ pub(crate) enum Protocol {
     Rtsp,
     /// RTMP publish.
     Rtmp,
+    /// A configured source pulled over RTSP.
+    Pull,
 }
 
 impl Protocol {
@@ -41,6 +43,7 @@ impl Protocol {
         match self {
             Protocol::Rtsp => "rtsp",
             Protocol::Rtmp => "rtmp",
+            Protocol::Pull => "pull",
         }
     }
 }

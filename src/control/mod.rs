@@ -16,6 +16,7 @@ mod connection;
 mod ingest;
 mod operator;
 mod rtmp;
+mod sources;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -80,6 +81,8 @@ struct Control {
     config: ServerConfig,
     /// Publishers' media into live logs.
     ingest: RefCell<ingest::Ingest>,
+    /// On-demand sources requested while offline, and when (their task connects them).
+    demands: RefCell<HashMap<String, Instant>>,
 }
 
 /// The environment of one core step: now, and the thread's random source.
@@ -150,8 +153,52 @@ impl Control {
         }
     }
 
+    /// Whether an on-demand source was requested while offline within the last
+    /// [`sources::DEMAND_WAIT`] (it counts as a viewer until then).
+    fn demanded(&self, path: &str, now: Instant) -> bool {
+        let mut demands = self.demands.borrow_mut();
+        demands.retain(|_, at| now.saturating_duration_since(*at) < sources::DEMAND_WAIT);
+        demands.contains_key(path)
+    }
+
+    /// A DESCRIBE or SETUP for an on-demand source that is offline: start it and wait (at
+    /// most [`sources::DEMAND_WAIT`]) until its log exists, so the request finds the stream.
+    async fn demand_source(&self, req: &Request) {
+        if !matches!(
+            req.method,
+            crate::rtsp::msg::Method::Describe | crate::rtsp::msg::Method::Setup
+        ) {
+            return;
+        }
+        let Ok(uri) = crate::rtsp::uri::split_request_uri(&req.uri) else {
+            return;
+        };
+        let Some(path) = (1..=uri.segments.len()).rev().find_map(|k| {
+            let p = uri.segments[..k].join("/");
+            self.config
+                .sources
+                .get(&p)
+                .filter(|s| matches!(s.mode, crate::ingest::pull::SourceMode::OnDemand { .. }))
+                .map(|_| p)
+        }) else {
+            return;
+        };
+        let start = Instant::now();
+        while !self.core.borrow().logs().contains_key(&path)
+            && start.elapsed() < sources::DEMAND_WAIT
+        {
+            self.demands
+                .borrow_mut()
+                .insert(path.clone(), Instant::now());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// One request through the core, asking a shard when the core needs its answer.
     async fn handle(&self, req: &Request, caller: &Caller) -> Answer {
+        if !self.config.sources.is_empty() {
+            self.demand_source(req).await;
+        }
         let reply = with_env(|env| self.core.borrow_mut().handle(req, caller, env));
         match reply {
             Reply::Answer(answer) => answer,
@@ -391,6 +438,7 @@ pub fn start(
         .as_ref()
         .map(StdTcpListener::local_addr)
         .transpose()?;
+    let sources = config.sources.clone();
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let join = std::thread::Builder::new()
         .name("control".into())
@@ -426,6 +474,7 @@ pub fn start(
             core.set_ingest_ports(ingest_ports);
             let ctl = Rc::new(Control {
                 ingest: RefCell::new(ingest),
+                demands: RefCell::new(HashMap::new()),
                 core: RefCell::new(core),
                 hub: RefCell::new(hub),
                 http_access: RefCell::new(http_access(&config)),
@@ -450,6 +499,9 @@ pub fn start(
             }
             if let Some(sockets) = ingest_sockets {
                 local.spawn_local(receive_ingest(ctl.clone(), sockets));
+            }
+            for (path, spec) in &sources {
+                local.spawn_local(sources::run(ctl.clone(), path.clone(), spec.clone()));
             }
             if let Some(listener) = rtmp_listener {
                 let ctl = ctl.clone();

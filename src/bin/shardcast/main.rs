@@ -108,6 +108,10 @@ struct ServeArgs {
     /// publish-key.
     #[arg(long = "publish", value_name = "PATTERN")]
     publish: Vec<String>,
+    /// Pull an RTSP source as stream NAME: NAME=rtsp://[user:pass@]host/path (repeatable;
+    /// always on, over TCP; [sources] in the config file has more options).
+    #[arg(long = "source", value_name = "NAME=URL", value_parser = shardcast::config::parse_source_flag)]
+    sources: Vec<(String, shardcast::config::SourceEntry)>,
     /// Seconds a live stream waits for its publisher to come back before viewers get BYE
     /// [default: 10].
     #[arg(long)]
@@ -222,6 +226,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         users: (!args.users.is_empty()).then_some(args.users),
         access: None,
         publish: (!args.publish.is_empty()).then_some(args.publish),
+        sources: (!args.sources.is_empty()).then(|| args.sources.into_iter().collect()),
         publisher_timeout: args.publisher_timeout,
         live_log_size: None,
         allow_basic: args.allow_basic.then_some(true),

@@ -483,6 +483,14 @@ impl SessionCore {
         self.sessions.len()
     }
 
+    /// Viewers' sessions of stream `name` (set up or playing).
+    pub fn viewers_of(&self, name: &str) -> usize {
+        self.sessions
+            .values()
+            .filter(|r| r.media.name == name)
+            .count()
+    }
+
     /// Whether a log line caused by the client at `source` may be written at `now`; writes
     /// the summary of its earlier suppressed lines first when one is due.
     pub fn may_log(&mut self, source: IpAddr, now: Instant) -> bool {
@@ -584,9 +592,12 @@ impl SessionCore {
                     Some(id) => self.teardown_publisher(id, &owner),
                     None => Err(Refusal::SessionNotFound("no or malformed Session header")),
                 },
-                Method::Options | Method::GetParameter | Method::SetParameter => self
-                    .publisher_alive(req, &owner)
-                    .ok_or(Refusal::SessionNotFound("unknown session")),
+                // PAUSE while recording (§10.6) halts delivery for a while: rtspclientsink
+                // sends it at its end. Nothing to stop on our side (the publisher pushes).
+                Method::Options | Method::GetParameter | Method::SetParameter | Method::Pause => {
+                    self.publisher_alive(req, &owner)
+                        .ok_or(Refusal::SessionNotFound("unknown session"))
+                }
                 _ => Err(Refusal::PublishState(
                     "method not valid on a publisher's session",
                 )),
