@@ -43,6 +43,7 @@ use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
 use crate::poll::Waker;
 use crate::sys::ring::{ring, RingWriter};
+use crate::wire::ntp::NtpTime;
 use crate::wire::rtp::{RtpTimestamp, SeqNum, Ssrc};
 
 /// Default ring size: 64 MiB, minutes of a typical stream (pages are committed as written).
@@ -160,6 +161,40 @@ pub struct LogTrack {
     next_packets: AtomicU64,
     /// The next sample's expected presentation time (the last one's plus its step).
     next_pts: AtomicU64,
+    /// The publisher's last sender report (RFC 3550 §6.4.1) on the log's timeline: a
+    /// seqlock (`report_stamp` odd while written) over its NTP time, the log `pts` of the same
+    /// instant and when it arrived (ns since the log's epoch).
+    report_stamp: AtomicU64,
+    report_ntp: AtomicU64,
+    report_pts: AtomicU64,
+    report_arrival_ns: AtomicU64,
+}
+
+/// A publisher's clock as its sender reports give it: NTP time `ntp` was log time `pts`, and
+/// that report arrived at `arrival`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceClock {
+    /// The publisher's wall clock (NTP format, RFC 3550 §4).
+    pub ntp: NtpTime,
+    /// The same instant on the log's timeline (the track's RTP clock, `LogSample::pts`).
+    pub pts: i64,
+    /// When the report arrived.
+    pub arrival: Instant,
+}
+
+impl SourceClock {
+    /// The publisher's NTP time and the log time of `now` (RFC 3550 §6.4.1: what a sender
+    /// report sent at `now` must carry so viewers keep the publisher's mapping).
+    pub fn at(&self, now: Instant, clock_rate_hz: u32) -> (NtpTime, i64) {
+        let since = now.saturating_duration_since(self.arrival);
+        // NTP fraction: 2^32 per second.
+        let ntp = self
+            .ntp
+            .0
+            .wrapping_add(((since.as_nanos() << 32) / 1_000_000_000) as u64);
+        let ticks = (since.as_nanos() * u128::from(clock_rate_hz) / 1_000_000_000) as i64;
+        (NtpTime(ntp), self.pts.wrapping_add(ticks))
+    }
 }
 
 impl LogTrack {
@@ -180,6 +215,23 @@ impl LogTrack {
             self.next_packets.load(Ordering::Acquire),
             self.next_pts.load(Ordering::Acquire) as i64,
         )
+    }
+
+    /// The publisher's clock from its last sender report, if it sent one (`epoch`: the log's).
+    pub fn source_clock(&self, epoch: Instant) -> Option<SourceClock> {
+        let stamp = self.report_stamp.load(Ordering::Acquire);
+        if stamp == 0 || stamp & 1 == 1 {
+            return None;
+        }
+        let ntp = self.report_ntp.load(Ordering::Relaxed);
+        let pts = self.report_pts.load(Ordering::Relaxed) as i64;
+        let arrival = self.report_arrival_ns.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        (self.report_stamp.load(Ordering::Relaxed) == stamp).then(|| SourceClock {
+            ntp: NtpTime(ntp),
+            pts,
+            arrival: epoch + Duration::from_nanos(arrival),
+        })
     }
 
     /// Reads entry `n` if it still holds sample `n`.
@@ -455,6 +507,10 @@ impl LogWriter {
                 published: AtomicU64::new(0),
                 next_packets: AtomicU64::new(0),
                 next_pts: AtomicU64::new(0),
+                report_stamp: AtomicU64::new(0),
+                report_ntp: AtomicU64::new(0),
+                report_pts: AtomicU64::new(0),
+                report_arrival_ns: AtomicU64::new(0),
             });
             media_tracks.push(Track {
                 track_id: k as u32 + 1,
@@ -499,7 +555,38 @@ impl LogWriter {
         for t in &mut self.tracks {
             t.rebase = t.last_pts.is_some();
         }
+        // The old publisher's clock is not the new one's: no mapping until it reports.
+        for t in &self.log.tracks {
+            t.report_stamp.store(0, Ordering::Release);
+        }
         self.log.set_state(LogState::Online);
+    }
+
+    /// The publisher's sender report for `track`: NTP time `ntp` is the source's unfolded
+    /// timestamp `source_pts` (the scale of [`Frame::pts`]), received at `now`. Shards' sender
+    /// reports to viewers then carry the publisher's clock, so players sync tracks and
+    /// recover capture times as the publisher meant (RFC 3550 §6.4.1).
+    pub fn sender_report(&mut self, track: usize, source_pts: i64, ntp: NtpTime, now: Instant) {
+        let (Some(tw), Some(t)) = (self.tracks.get(track), self.log.tracks.get(track)) else {
+            return;
+        };
+        if tw.rebase {
+            // The returning publisher's offset is set by its first frame; its next report
+            // (seconds away) will map.
+            return;
+        }
+        let stamp = t.report_stamp.load(Ordering::Relaxed);
+        t.report_stamp.store(stamp | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        t.report_ntp.store(ntp.0, Ordering::Relaxed);
+        t.report_pts
+            .store(source_pts.wrapping_add(tw.offset) as u64, Ordering::Relaxed);
+        t.report_arrival_ns.store(
+            now.saturating_duration_since(self.log.epoch).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        t.report_stamp
+            .store((stamp | 1).wrapping_add(1), Ordering::Release);
     }
 
     /// Appends one frame; returns its sample number, or why it was dropped (counted).

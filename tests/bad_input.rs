@@ -307,7 +307,20 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn methods_not_served_get_405_with_allow() {
     let server = Server::start_logged(&[]);
-    for method in ["ANNOUNCE", "RECORD", "SET_PARAMETER"] {
+    // Publishing is served, but refused on a server with no publish rule.
+    for method in ["ANNOUNCE", "RECORD"] {
+        check_refusal(
+            &server,
+            &Refusal {
+                case: method,
+                method,
+                url: server.url("sample"),
+                headers: vec![],
+                want: 403,
+            },
+        );
+    }
+    for method in ["SET_PARAMETER", "REDIRECT"] {
         let r = check_refusal(
             &server,
             &Refusal {

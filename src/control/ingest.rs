@@ -318,6 +318,7 @@ impl Ingest {
     fn ingest(&mut self, route: &Route, packet: &[u8], now: Instant) {
         if route.rtcp {
             self.rtcp_packets += 1;
+            self.sender_reports(route, packet, now);
             return;
         }
         let Some(s) = self.streams.get_mut(&route.path) else {
@@ -395,6 +396,37 @@ impl Ingest {
                 }
             })
             .collect()
+    }
+
+    /// A publisher's RTCP: its sender reports (RFC 3550 §6.4.1) give the log its clock, which
+    /// the shards' own reports to viewers then carry. Other packets are ignored; an invalid
+    /// compound (RFC 3550 §A.2) is dropped.
+    fn sender_reports(&mut self, route: &Route, packet: &[u8], now: Instant) {
+        let Some(s) = self.streams.get_mut(&route.path) else {
+            return;
+        };
+        let Some(d) = s.depacketizers.get(route.track) else {
+            return;
+        };
+        let Ok(packets) = crate::wire::rtcp::parse_compound(packet) else {
+            return;
+        };
+        for p in packets {
+            if let crate::wire::rtcp::RtcpPacket::SenderReport {
+                ssrc,
+                ntp,
+                rtp_timestamp,
+                ..
+            } = p
+            {
+                match d.unfold_report(rtp_timestamp.0) {
+                    Some((sender, pts)) if sender == ssrc.0 => {
+                        s.writer.sender_report(route.track, pts, ntp, now);
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Once a second: streams whose publisher did not come back end; silent publishers are

@@ -21,6 +21,7 @@ use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
 use crate::stats::{TrackKey, TrackReception, ViewerSsrcs, MAX_TRACKS};
+use crate::wire::ntp::NtpTime;
 use crate::wire::rtp::{RtpTimestamp, SeqNum};
 
 /// Interval between RTCP sender reports per track (RFC 3550 §6.2 recommends 5 s minimum).
@@ -313,9 +314,25 @@ impl ShardSession {
         }
     }
 
-    /// The RTP timestamp of track `i` of a live log now (for sender reports): the last sent
-    /// sample's, advanced by the time since it arrived. `None` before the first sample.
-    pub(super) fn log_rtp_now(&self, i: usize, now: Instant) -> Option<RtpTimestamp> {
+    /// What a sender report of track `i` of a live log sent at `now` carries (RFC 3550
+    /// §6.4.1): the publisher's own clock when it sent sender reports (its NTP time and the
+    /// matching RTP time, so players keep its A/V sync and can recover capture times), else
+    /// our clock with the RTP time of the last sent sample advanced by the time since it
+    /// arrived. `None` for other sessions, and before a log session's first sample.
+    pub(super) fn log_report(&self, i: usize, now: Instant) -> Option<(NtpTime, RtpTimestamp)> {
+        let log = self.log.as_ref()?;
+        let t = &self.tracks[i];
+        let lt = &log.tracks[t.setup.track_index];
+        if let Some(clock) = lt.source_clock(log.epoch) {
+            let (ntp, pts) = clock.at(now, t.clock_rate_hz);
+            return Some((ntp, lt.ts0.wrapping_add(pts as u32)));
+        }
+        Some((NtpTime::now(), self.log_rtp_now(i, now)?))
+    }
+
+    /// The RTP timestamp of track `i` of a live log now by our clock: the last sent sample's,
+    /// advanced by the time since it arrived. `None` before the first sample.
+    fn log_rtp_now(&self, i: usize, now: Instant) -> Option<RtpTimestamp> {
         let log = self.log.as_ref()?;
         let t = &self.tracks[i];
         let (pts, arrival) = t.log_last?;

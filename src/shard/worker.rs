@@ -1470,12 +1470,13 @@ fn deliver_rtcp(
 /// time of the same instant).
 fn sender_info(s: &ShardSession, i: usize, media_secs: f64) -> SenderInfo {
     let t = &s.tracks[i];
+    let (ntp, rtp_timestamp) = s
+        .log_report(i, Instant::now())
+        .unwrap_or_else(|| (NtpTime::now(), t.rtp_timestamp_at_secs(media_secs)));
     SenderInfo {
         ssrc: t.setup.ssrc,
-        ntp: NtpTime::now(),
-        rtp_timestamp: s
-            .log_rtp_now(i, Instant::now())
-            .unwrap_or_else(|| t.rtp_timestamp_at_secs(media_secs)),
+        ntp,
+        rtp_timestamp,
         packet_count: t.packets_sent,
         octet_count: t.octets_sent,
     }

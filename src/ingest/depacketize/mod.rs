@@ -398,6 +398,18 @@ impl Depacketizer {
         PushOutcome::Accepted
     }
 
+    /// The sender's SSRC and, for a 32-bit RTP timestamp it names (an RTCP sender report's,
+    /// RFC 3550 §6.4.1), the unfolded timestamp nearest the stream's last, on the scale of the
+    /// frames' `pts`. `None` before the first packet.
+    pub fn unfold_report(&self, rtp_timestamp: u32) -> Option<(u32, i64)> {
+        let (raw, unfolded) = self.clock.last?;
+        let ssrc = self.ssrc?;
+        Some((
+            ssrc,
+            unfolded + i64::from(rtp_timestamp.wrapping_sub(raw) as i32),
+        ))
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> &DepacketizeStats {
         &self.stats

@@ -17,7 +17,8 @@ use crate::rtsp::uri::UriError;
 use crate::token::TokenError;
 
 /// Methods served, for `Public` (OPTIONS, §12.28) and `Allow` (405, §12.4).
-pub const PUBLIC_METHODS: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER";
+pub const PUBLIC_METHODS: &str =
+    "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, ANNOUNCE, RECORD";
 
 /// A request (or connection) the control plane refuses.
 #[derive(Debug, Clone, thiserror::Error)]
