@@ -177,7 +177,7 @@ fn one_client_cannot_flood_the_log_and_metrics_keep_the_full_count() {
 }
 
 #[test]
-fn setup_for_recording_is_refused_until_publishing_exists() {
+fn setup_for_recording_is_refused_without_a_publish_rule() {
     let server = Server::start(&[]);
     let url = format!("{}/trackID=0", server.url("sample"));
     let mut c = RawRtsp::connect(server.addr);
@@ -186,11 +186,10 @@ fn setup_for_recording_is_refused_until_publishing_exists() {
         "RTP/AVP;unicast;client_port=40000-40001;mode=\"RECORD\"",
         "RTP/AVP/TCP;unicast;interleaved=0-1;mode=Record",
     ] {
+        // Every spelling is read as RECORD (publishing), which a server without a publish
+        // rule refuses (403) without creating a session; never taken for PLAY.
         let r = c.request("SETUP", &url, &[("Transport", transport)]);
-        assert_eq!(
-            r.status, 461,
-            "{transport}: RFC 2326 §12.39 mode we cannot do"
-        );
+        assert_eq!(r.status, 403, "{transport}: recording needs a publish rule");
         assert!(r.session().is_none());
     }
     let r = c.request(
