@@ -506,29 +506,10 @@ impl Recorder {
     /// size is over `max_total_bytes`. `files` are (path, modification time, size); the file
     /// being written (and one still taking late frames) is never expired.
     pub fn expired(&self, files: &[(PathBuf, SystemTime, u64)], now: SystemTime) -> Vec<PathBuf> {
-        let live = |p: &Path| {
+        expired_files(&self.config, files, now, |p| {
             self.current.as_ref().is_some_and(|f| f.path == p)
                 || self.draining.as_ref().is_some_and(|f| f.path == p)
-        };
-        let mut by_age: Vec<&(PathBuf, SystemTime, u64)> = files.iter().collect();
-        by_age.sort_by_key(|(_, modified, _)| *modified);
-        let mut total: u64 = files.iter().map(|(_, _, size)| *size).sum();
-        let mut out = Vec::new();
-        for (path, modified, size) in by_age {
-            if live(path) {
-                continue;
-            }
-            let too_old = self
-                .config
-                .max_age
-                .is_some_and(|max| now.duration_since(*modified).unwrap_or_default() > max);
-            let too_big = self.config.max_total_bytes.is_some_and(|max| total > max);
-            if too_old || too_big {
-                total = total.saturating_sub(*size);
-                out.push(path.clone());
-            }
-        }
-        out
+        })
     }
 
     fn is_cut_point(&self, sync: bool, rec_dts: i64) -> bool {
@@ -732,6 +713,36 @@ impl Recorder {
         }
         Some(file)
     }
+}
+
+/// The retention rule of [`Recorder::expired`] for one stream's `files` (path, modification
+/// time, size) without a recorder (a stream that ended still has its files expired): older
+/// than `config.max_age`, then the oldest while the total is over `config.max_total_bytes`;
+/// files for which `live` is true (being written) are kept and still count in the total.
+pub fn expired_files(
+    config: &RecordConfig,
+    files: &[(PathBuf, SystemTime, u64)],
+    now: SystemTime,
+    live: impl Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
+    let mut by_age: Vec<&(PathBuf, SystemTime, u64)> = files.iter().collect();
+    by_age.sort_by_key(|(_, modified, _)| *modified);
+    let mut total: u64 = files.iter().map(|(_, _, size)| *size).sum();
+    let mut out = Vec::new();
+    for (path, modified, size) in by_age {
+        if live(path) {
+            continue;
+        }
+        let too_old = config
+            .max_age
+            .is_some_and(|max| now.duration_since(*modified).unwrap_or_default() > max);
+        let too_big = config.max_total_bytes.is_some_and(|max| total > max);
+        if too_old || too_big {
+            total = total.saturating_sub(*size);
+            out.push(path.clone());
+        }
+    }
+    out
 }
 
 /// `d` in ticks of `timescale` (rounded down, saturating).
