@@ -119,7 +119,7 @@ impl Recording {
             .collect();
         match Recorder::new(self.config.clone(), stream, tracks) {
             Ok(recorder) => {
-                tracing::info!(stream, dir = %recorder.dir().display(), "recording");
+                tracing::info!(stream = %stream, dir = %recorder.dir().display(), "recording");
                 Some(StreamRecording {
                     stream: stream.to_owned(),
                     recorder,
@@ -130,7 +130,7 @@ impl Recording {
                 })
             }
             Err(e) => {
-                tracing::warn!(stream, "not recorded: {e}");
+                tracing::warn!(stream = %stream, "not recorded: {e}");
                 None
             }
         }
