@@ -96,6 +96,8 @@ pub struct ConfigOverlay {
     pub publisher_timeout: Option<u64>,
     /// Bytes of the memory-mapped live log of each ingested stream (its recent samples).
     pub live_log_size: Option<usize>,
+    /// Recording live streams to fragmented MP4 files (`[record]`, `--record PATTERN`).
+    pub record: Option<RecordOverlay>,
     /// Accept HTTP Basic credentials (RFC 7617) as well as Digest; off by default because
     /// Basic sends the password in the clear.
     pub allow_basic: Option<bool>,
@@ -257,6 +259,10 @@ impl ConfigOverlay {
             },
             publisher_timeout: flags.publisher_timeout.or(self.publisher_timeout),
             live_log_size: flags.live_log_size.or(self.live_log_size),
+            record: match (self.record, flags.record) {
+                (Some(file), Some(flags)) => Some(file.overlaid_by(flags)),
+                (file, flags) => flags.or(file),
+            },
             allow_basic: flags.allow_basic.or(self.allow_basic),
             limits: match (self.limits, flags.limits) {
                 (Some(file), Some(flags)) => Some(file.overlaid_by(flags)),
@@ -314,6 +320,8 @@ pub struct ServerConfig {
     pub publisher_timeout: Duration,
     /// Bytes of each ingested stream's live log.
     pub live_log_size: usize,
+    /// Recording of live streams; `None` when no path is recorded.
+    pub record: Option<RecordSettings>,
     /// Whether Basic credentials are accepted.
     pub allow_basic: bool,
     /// Admission limits.
@@ -401,6 +409,9 @@ impl ServerConfig {
         if other.live != self.live || other.live_start != self.live_start {
             out.push("live");
         }
+        if other.record != self.record {
+            out.push("record");
+        }
         out
     }
 
@@ -455,6 +466,11 @@ impl ServerConfig {
                 }
             }
         }
+        let record = o
+            .record
+            .map(|r| record_settings(r, o.media.is_some()))
+            .transpose()?
+            .flatten();
         let api_read = o.api_read.unwrap_or_default();
         if api_read == ApiRead::Token && o.admin_token.is_none() {
             return Err(ConfigError::Invalid {
@@ -485,6 +501,7 @@ impl ServerConfig {
                 .live_log_size
                 .unwrap_or(crate::live_log::DEFAULT_CAPACITY)
                 .max(crate::live_log::MIN_CAPACITY),
+            record,
             allow_basic: o.allow_basic.unwrap_or(false),
             admission: o.limits.unwrap_or_default().resolve(shards),
             send: SendConfig {
@@ -524,6 +541,131 @@ impl ServerConfig {
             api_read,
         })
     }
+}
+
+/// The `[record]` table as written (every field optional; `--record PATTERN` adds paths).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecordOverlay {
+    /// Stream paths to record, as `--publish` patterns (`live/*` matches `live/x`; no `*`
+    /// means that path and its sub-paths).
+    pub paths: Option<Vec<String>>,
+    /// Folder of recordings, relative to the media root (default `recordings`).
+    pub dir: Option<PathBuf>,
+    /// Seconds per file (default 3600); a new file starts at the first keyframe after it.
+    pub segment: Option<u64>,
+    /// Files older than this many seconds (by last write) are deleted.
+    pub max_age: Option<u64>,
+    /// Per stream: its oldest files are deleted while its files take more bytes than this.
+    pub max_size: Option<u64>,
+}
+
+impl RecordOverlay {
+    /// `self` with the fields set in `flags` replaced (paths are added).
+    pub fn overlaid_by(self, flags: RecordOverlay) -> Self {
+        Self {
+            paths: match (self.paths, flags.paths) {
+                (Some(mut file), Some(flags)) => {
+                    file.extend(flags);
+                    Some(file)
+                }
+                (file, flags) => flags.or(file),
+            },
+            dir: flags.dir.or(self.dir),
+            segment: flags.segment.or(self.segment),
+            max_age: flags.max_age.or(self.max_age),
+            max_size: flags.max_size.or(self.max_size),
+        }
+    }
+}
+
+/// Validated recording settings (`docs/design/live-ingest.md`, recording).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSettings {
+    /// Stream path patterns recorded (`--publish` syntax).
+    pub paths: Vec<String>,
+    /// Folder of recordings relative to the media root: normal components only, so it stays
+    /// inside the root (the server also checks its real path when it creates it).
+    pub dir: PathBuf,
+    /// Length of one file.
+    pub segment: Duration,
+    /// Age limit of a file (since its last write).
+    pub max_age: Option<Duration>,
+    /// Size limit of one stream's files together.
+    pub max_size_bytes: Option<u64>,
+}
+
+/// Longest accepted `segment`, a day: longer files only make retention coarser.
+pub const MAX_RECORD_SEGMENT_SECS: u64 = 86_400;
+
+fn record_settings(
+    r: RecordOverlay,
+    has_media: bool,
+) -> Result<Option<RecordSettings>, ConfigError> {
+    let invalid = |name: &'static str, value: String, why: &str| ConfigError::Invalid {
+        name,
+        value,
+        why: why.to_owned(),
+    };
+    let paths = r.paths.unwrap_or_default();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    if let Some(p) = paths.iter().find(|p| p.is_empty() || p.starts_with('/')) {
+        return Err(invalid(
+            "record.paths",
+            p.clone(),
+            "patterns are stream paths like live/* or live/cam1",
+        ));
+    }
+    if !has_media {
+        return Err(invalid(
+            "record.paths",
+            paths.join(","),
+            "recording needs a media folder (--media) to write into",
+        ));
+    }
+    let dir = r.dir.unwrap_or_else(|| PathBuf::from("recordings"));
+    let inside = dir.components().count() > 0
+        && dir
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        return Err(invalid(
+            "record.dir",
+            dir.display().to_string(),
+            "must be a relative path inside the media root (no .., not absolute)",
+        ));
+    }
+    let segment = r.segment.unwrap_or(3600);
+    if !(1..=MAX_RECORD_SEGMENT_SECS).contains(&segment) {
+        return Err(invalid(
+            "record.segment",
+            segment.to_string(),
+            "must be 1 to 86400 seconds",
+        ));
+    }
+    if r.max_age == Some(0) {
+        return Err(invalid(
+            "record.max-age",
+            "0".into(),
+            "must be at least 1 second",
+        ));
+    }
+    if r.max_size == Some(0) {
+        return Err(invalid(
+            "record.max-size",
+            "0".into(),
+            "must be at least 1 byte",
+        ));
+    }
+    Ok(Some(RecordSettings {
+        paths,
+        dir,
+        segment: Duration::from_secs(segment),
+        max_age: r.max_age.map(Duration::from_secs),
+        max_size_bytes: r.max_size,
+    }))
 }
 
 /// Validates channel names: one URL path segment of safe characters.
@@ -803,6 +945,56 @@ mod tests {
             ..Default::default()
         };
         assert!(ServerConfig::from_overlay(bad_name).is_err());
+    }
+
+    #[test]
+    fn record_table_and_flag_are_validated() {
+        let file: ConfigOverlay = toml::from_str(
+            "media = \"/m\"\n[record]\npaths = [\"live/*\"]\nsegment = 60\nmax-age = 86400\n\
+             max-size = 1000000",
+        )
+        .unwrap();
+        let flags = ConfigOverlay {
+            record: Some(RecordOverlay {
+                paths: Some(vec!["cams/*".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let cfg = ServerConfig::from_overlay(file.overlaid_by(flags)).unwrap();
+        let r = cfg.record.unwrap();
+        assert_eq!(r.paths, vec!["live/*".to_owned(), "cams/*".to_owned()]);
+        assert_eq!(r.dir, PathBuf::from("recordings"));
+        assert_eq!(r.segment, Duration::from_secs(60));
+        assert_eq!(r.max_age, Some(Duration::from_secs(86400)));
+        assert_eq!(r.max_size_bytes, Some(1_000_000));
+        // No paths: nothing recorded.
+        let off: ConfigOverlay = toml::from_str("[record]\nsegment = 60").unwrap();
+        assert!(ServerConfig::from_overlay(off).unwrap().record.is_none());
+        for (bad, what) in [
+            ("[record]\npaths = [\"live/*\"]", "record.paths"),
+            (
+                "media = \"/m\"\n[record]\npaths = [\"a\"]\ndir = \"../x\"",
+                "record.dir",
+            ),
+            (
+                "media = \"/m\"\n[record]\npaths = [\"a\"]\ndir = \"/x\"",
+                "record.dir",
+            ),
+            (
+                "media = \"/m\"\n[record]\npaths = [\"a\"]\nsegment = 0",
+                "record.segment",
+            ),
+            (
+                "media = \"/m\"\n[record]\npaths = [\"a\"]\nmax-age = 0",
+                "record.max-age",
+            ),
+        ] {
+            let o: ConfigOverlay = toml::from_str(bad).unwrap();
+            let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
+            assert!(err.contains(what), "{bad}: {err}");
+        }
+        assert!(toml::from_str::<ConfigOverlay>("[record]\ntypo = 1").is_err());
     }
 
     #[test]

@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::record::{Recording, StreamRecording, SyncOn};
 use crate::ingest::depacketize::Depacketizer;
-use crate::ingest::Frame;
+use crate::ingest::{DropReason, Frame};
 use crate::live_log::{LiveLog, LogError, LogState, LogTrackSpec, LogWriter};
 use crate::poll::Waker;
 use crate::rtsp::session::{ConnId, IngestTransport, PublishStart};
@@ -99,6 +100,27 @@ struct Stream {
     last_data: Instant,
     /// When the publisher left (viewers wait until the publisher timeout).
     gone_since: Option<Instant>,
+    /// The current publisher's recording, when the path is recorded.
+    recording: Option<StreamRecording>,
+}
+
+/// Appends `frame` to the log and hands it to the recording. A frame the log refuses as a
+/// flood is not recorded either (a publisher faster than real time would fill the disk at
+/// its own pace); every other frame is, whether or not the log took it (a viewer stalling
+/// the log must not cut holes in the recording).
+fn append(
+    writer: &mut LogWriter,
+    recording: &mut Option<StreamRecording>,
+    frame: &Frame<'_>,
+    now: Instant,
+    wall: SystemTime,
+) {
+    let appended = writer.append(frame, now);
+    if let Some(r) = recording.as_mut() {
+        if appended != Err(DropReason::Flood) {
+            r.push(frame, wall);
+        }
+    }
 }
 
 /// What the timer found: streams whose wait ended, publishers gone silent.
@@ -123,6 +145,8 @@ pub(crate) struct Ingest {
     pub(crate) rtcp_packets: u64,
     /// Packets from addresses or channels no publisher set up.
     pub(crate) unrouted: u64,
+    /// Which streams are recorded, and retention (`None`: nothing is).
+    recording: Option<Recording>,
 }
 
 impl Ingest {
@@ -144,6 +168,21 @@ impl Ingest {
             udp_routes: HashMap::new(),
             rtcp_packets: 0,
             unrouted: 0,
+            recording: None,
+        }
+    }
+
+    /// Records the streams `recording` says, from the next publisher on.
+    pub(crate) fn set_recording(&mut self, recording: Recording) {
+        self.recording = Some(recording);
+    }
+
+    /// Finishes every recording, waiting for their files' `fsync` (the server stops).
+    pub(crate) fn finish_recordings(&mut self) {
+        for s in self.streams.values_mut() {
+            if let Some(r) = s.recording.take() {
+                r.finish(SyncOn::Caller);
+            }
         }
     }
 
@@ -226,6 +265,12 @@ impl Ingest {
                     s.writer.resume();
                     tracing::info!(stream = %path, %peer, "publisher back: the stream continues");
                 }
+                // Each publisher's media goes to files of its own: its clocks start anew
+                // (RFC 3550 §5.1), and the recorder's timeline follows one source's clocks.
+                if let Some(r) = s.recording.take() {
+                    r.finish(SyncOn::Helper);
+                }
+                s.recording = self.recording.as_ref().and_then(|r| r.start(path, &specs));
                 s.publisher = Some(id);
                 (s.protocol, s.peer, s.since) = (protocol, peer, now);
                 s.depacketizers = depacketizers;
@@ -233,7 +278,10 @@ impl Ingest {
                 s.last_data = now;
                 return Ok(s.writer.log().clone());
             }
-            if let Some(old) = self.streams.remove(path) {
+            if let Some(mut old) = self.streams.remove(path) {
+                if let Some(r) = old.recording.take() {
+                    r.finish(SyncOn::Helper);
+                }
                 old.writer.log().set_state(LogState::Ended);
                 tracing::info!(stream = %path, "the publisher's tracks changed: a new stream replaces the old one");
             }
@@ -249,6 +297,7 @@ impl Ingest {
         let codecs: Vec<&str> = specs.iter().map(|s| s.codec.name()).collect();
         tracing::info!(stream = %path, %peer, tracks = %codecs.join("+"), "publishing");
         let log = writer.log().clone();
+        let recording = self.recording.as_ref().and_then(|r| r.start(path, &specs));
         self.streams.insert(
             path.to_owned(),
             Stream {
@@ -261,6 +310,7 @@ impl Ingest {
                 depacketizers,
                 last_data: now,
                 gone_since: None,
+                recording,
             },
         );
         Ok(log)
@@ -271,7 +321,13 @@ impl Ingest {
         if let Some(s) = self.streams.get_mut(path) {
             if s.publisher == Some(id) {
                 s.last_data = now;
-                let _ = s.writer.append(frame, now);
+                append(
+                    &mut s.writer,
+                    &mut s.recording,
+                    frame,
+                    now,
+                    SystemTime::now(),
+                );
             }
         }
     }
@@ -287,6 +343,10 @@ impl Ingest {
                 s.gone_since = Some(now);
                 s.since = now;
                 s.writer.log().set_state(LogState::Waiting);
+                // The publisher's recording ends with it (a returning one starts new files).
+                if let Some(r) = s.recording.take() {
+                    r.finish(SyncOn::Helper);
+                }
             }
         }
     }
@@ -329,6 +389,7 @@ impl Ingest {
             depacketizers,
             last_data,
             specs,
+            recording,
             ..
         } = s;
         let Some(d) = depacketizers.get_mut(route.track) else {
@@ -341,9 +402,10 @@ impl Ingest {
             .saturating_duration_since(writer.log().epoch)
             .as_secs_f64()
             * clock) as u64 as u32;
+        let wall = SystemTime::now();
         // Frames that do not fit (flood, a stalled reader) are counted by the log.
         d.push_at(packet, Some(arrival), &mut |frame| {
-            let _ = writer.append(&frame, now);
+            append(writer, recording, &frame, now, wall);
         });
     }
 
@@ -439,6 +501,9 @@ impl Ingest {
                 .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
             {
                 s.writer.log().set_state(LogState::Ended);
+                if let Some(r) = s.recording.take() {
+                    r.finish(SyncOn::Helper);
+                }
                 tracing::info!(stream = %path, "publisher did not return within {timeout:?}: stream ended");
                 tick.ended.push(path.clone());
                 return false;
@@ -450,6 +515,9 @@ impl Ingest {
             }
             true
         });
+        if let Some(r) = self.recording.as_mut() {
+            r.retention_if_due(now, SystemTime::now());
+        }
         tick
     }
 }

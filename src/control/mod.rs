@@ -15,6 +15,7 @@
 mod connection;
 mod ingest;
 mod operator;
+mod record;
 mod rtmp;
 mod sources;
 
@@ -388,6 +389,20 @@ pub fn start(
         );
     }
     let channels = open_channels(&config)?;
+    // Recordings are files of the catalog that this process writes: the library must know
+    // them (no read lease while they are written, `media::library`).
+    let mut library = library;
+    let writing = crate::media::library::WritingFiles::default();
+    library.set_writing(writing.clone());
+    let recording = match (&config.record, library.root()) {
+        (Some(settings), Some(root)) => Some(record::Recording::new(settings, root, writing)?),
+        (Some(_), None) => {
+            return Err(std::io::Error::other(
+                "recording needs a media folder (--media) to write into",
+            ))
+        }
+        (None, _) => None,
+    };
     let library = Arc::new(library);
     let hls_listeners = config
         .hls_listen
@@ -470,6 +485,10 @@ pub fn start(
                 config.live_log_size,
                 config.publisher_timeout,
             );
+            let mut ingest = ingest;
+            if let Some(recording) = recording {
+                ingest.set_recording(recording);
+            }
             let mut core = core;
             core.set_ingest_ports(ingest_ports);
             let ctl = Rc::new(Control {
@@ -513,6 +532,7 @@ pub fn start(
                 });
             }
             local.block_on(&rt, run_control(ctl.clone(), listener, shutdown_rx, reload));
+            ctl.ingest.borrow_mut().finish_recordings();
             // Teardown (RTCP BYE) to every session, then stop and join the shards once the
             // connection tasks holding the control state are gone.
             let effects = ctl.core.borrow_mut().end_all();
@@ -612,6 +632,8 @@ fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
     let mut rng = rand::thread_rng();
     let needs_restart = ctl.config.needs_restart_for(&config);
     let mut core = ctl.core.borrow_mut();
+    let mut library = library;
+    library.set_writing(core.library().writing().clone());
     core.apply_reload(
         config.session_settings(),
         Arc::new(library),

@@ -127,6 +127,16 @@ pub struct FragmentWriter {
 impl FragmentWriter {
     /// A writer for `tracks` (fMP4 track IDs 1, 2, … in this order); builds the init segment.
     pub fn new(tracks: &[RecordTrack]) -> Result<Self, RecordError> {
+        Self::with_presentation_starts(tracks, &[])
+    }
+
+    /// Like [`FragmentWriter::new`], with the media time of each track that presentation
+    /// starts at (`starts[i]`, missing = 0): an edit list (`elst`, §8.6.6) maps it to time 0,
+    /// so samples may carry a composition delay that keeps `pts` ≥ `dts`.
+    pub fn with_presentation_starts(
+        tracks: &[RecordTrack],
+        starts: &[u64],
+    ) -> Result<Self, RecordError> {
         if tracks.is_empty() {
             return Err(RecordError::NoTracks);
         }
@@ -135,11 +145,12 @@ impl FragmentWriter {
         }
         let heads: Vec<InitTrack<'_>> = tracks
             .iter()
-            .map(|t| InitTrack {
+            .enumerate()
+            .map(|(i, t)| InitTrack {
                 kind: t.kind,
                 codec: &t.codec,
                 timescale: t.timescale,
-                presentation_start: 0,
+                presentation_start: starts.get(i).copied().unwrap_or(0),
             })
             .collect();
         Ok(Self {
@@ -297,6 +308,9 @@ struct TrackState {
     /// (the first frame's dts, its time on the recording's timeline).
     origin: Option<(i64, i64)>,
     last_rec_dts: Option<i64>,
+    /// The latest time of any frame, and of the latest sync frame.
+    max_rec_dts: Option<i64>,
+    last_sync_rec_dts: Option<i64>,
     last_duration: u32,
     /// The newest frame, waiting for the next one to give its duration.
     held: Option<Pending>,
@@ -317,7 +331,9 @@ impl TrackState {
     fn complete_held(&mut self, next_rec_dts: Option<i64>) {
         if let Some(mut h) = self.held.take() {
             h.duration = match next_rec_dts {
-                Some(next) => u32::try_from(next - h.rec_dts).unwrap_or(u32::MAX),
+                // Negative between a reference frame and a B-frame shown before it: the run's
+                // durations are made again when it is written (`to_decode_times`).
+                Some(next) => u32::try_from(next - h.rec_dts).unwrap_or(0),
                 None => self.last_duration,
             };
             self.last_duration = h.duration;
@@ -334,6 +350,12 @@ struct OpenFile {
     start_ticks: i64,
     writer: FragmentWriter,
     started: bool,
+    /// Per track, the time after the last sample written to this file: the next fragment's
+    /// samples start there or later (decode times never go back, §8.8.12).
+    written_end: Vec<Option<i64>>,
+    /// Per track, the composition delay added to every sample of this file (and mapped back
+    /// to time 0 by its edit list), fixed by its first fragment.
+    cts_shift: Vec<i32>,
 }
 
 /// The recording policy of one stream (module doc).
@@ -379,6 +401,8 @@ impl Recorder {
                 timescale: t.timescale,
                 origin: None,
                 last_rec_dts: None,
+                max_rec_dts: None,
+                last_sync_rec_dts: None,
                 last_duration: 0,
                 held: None,
                 ready: Vec::new(),
@@ -458,11 +482,27 @@ impl Recorder {
             .dts
             .saturating_sub(origin_dts)
             .saturating_add(origin_rec);
-        if st.last_rec_dts.is_some_and(|last| rec_dts <= last) {
+        // Frames come in decode order, but an RTP source gives presentation times only
+        // (RFC 6184 §5.1: `dts` = `pts`), which go back and forth between reference frames
+        // and the B-frames between them. A sync frame must come after everything before it
+        // (an IDR picture: nothing after it is shown before it, H.264 §8.2.1); any other
+        // frame after the latest sync frame and not at the same time as the one before it.
+        // Decode times are then made from the presentation times when a run is written
+        // (`to_decode_times`).
+        let in_order = if frame.sync {
+            st.max_rec_dts.is_none_or(|m| rec_dts > m)
+        } else {
+            st.last_sync_rec_dts.is_none_or(|s| rec_dts > s) && st.last_rec_dts != Some(rec_dts)
+        };
+        if !in_order {
             self.drop_frame(DropReason::Malformed);
             return;
         }
         st.last_rec_dts = Some(rec_dts);
+        st.max_rec_dts = Some(st.max_rec_dts.map_or(rec_dts, |m| m.max(rec_dts)));
+        if frame.sync {
+            st.last_sync_rec_dts = Some(rec_dts);
+        }
         st.complete_held(Some(rec_dts));
 
         if self.current.is_none() {
@@ -506,29 +546,10 @@ impl Recorder {
     /// size is over `max_total_bytes`. `files` are (path, modification time, size); the file
     /// being written (and one still taking late frames) is never expired.
     pub fn expired(&self, files: &[(PathBuf, SystemTime, u64)], now: SystemTime) -> Vec<PathBuf> {
-        let live = |p: &Path| {
+        expired_files(&self.config, files, now, |p| {
             self.current.as_ref().is_some_and(|f| f.path == p)
                 || self.draining.as_ref().is_some_and(|f| f.path == p)
-        };
-        let mut by_age: Vec<&(PathBuf, SystemTime, u64)> = files.iter().collect();
-        by_age.sort_by_key(|(_, modified, _)| *modified);
-        let mut total: u64 = files.iter().map(|(_, _, size)| *size).sum();
-        let mut out = Vec::new();
-        for (path, modified, size) in by_age {
-            if live(path) {
-                continue;
-            }
-            let too_old = self
-                .config
-                .max_age
-                .is_some_and(|max| now.duration_since(*modified).unwrap_or_default() > max);
-            let too_big = self.config.max_total_bytes.is_some_and(|max| total > max);
-            if too_old || too_big {
-                total = total.saturating_sub(*size);
-                out.push(path.clone());
-            }
-        }
-        out
+        })
     }
 
     fn is_cut_point(&self, sync: bool, rec_dts: i64) -> bool {
@@ -575,6 +596,8 @@ impl Recorder {
                 start_ticks,
                 writer,
                 started: false,
+                written_end: vec![None; self.tracks.len()],
+                cts_shift: vec![0; self.tracks.len()],
             });
         }
     }
@@ -605,7 +628,7 @@ impl Recorder {
         let timed_out =
             track == self.clock && rec_dts.saturating_sub(start) >= ticks(DRAIN_LIMIT, clock_ts);
         let all_passed = self.state.iter().all(|s| {
-            s.last_rec_dts
+            s.max_rec_dts
                 .is_some_and(|last| last >= rescale(start, clock_ts, s.timescale))
         });
         if timed_out || all_passed {
@@ -665,26 +688,66 @@ impl Recorder {
         let clock_ts = self.state[self.clock].timescale;
         let file_start = file.start_ticks;
         let mut taken: Vec<Vec<Pending>> = Vec::with_capacity(self.state.len());
-        for st in &mut self.state {
+        let mut late = 0;
+        for (st, end) in self.state.iter_mut().zip(&mut file.written_end) {
             let limit = rescale(before, clock_ts, st.timescale);
             let n = st.ready.iter().take_while(|p| p.rec_dts < limit).count();
-            taken.push(st.ready.drain(..n).collect());
+            let mut run: Vec<Pending> = st.ready.drain(..n).collect();
+            to_decode_times(&mut run);
+            // A B-frame shown before the end of a fragment cut mid-GOP (a size or span
+            // limit) cannot follow it: dropped.
+            let before_len = run.len();
+            run.retain(|p| end.is_none_or(|e| p.rec_dts >= e));
+            late += before_len - run.len();
+            if let Some(p) = run.last() {
+                *end = Some(p.rec_dts + i64::from(p.duration));
+            }
+            taken.push(run);
+        }
+        for _ in 0..late {
+            self.drop_frame(DropReason::Malformed);
         }
         let starts: Vec<i64> = self
             .state
             .iter()
             .map(|st| rescale(file_start, clock_ts, st.timescale))
             .collect();
+        if !file.started {
+            // Decode times made from presentation times put some frames' presentation
+            // before their decode (negative offsets): the first fragment's largest such lead
+            // becomes the file's composition delay, which its edit list takes back out — a
+            // B-frame file as encoders write them (players then never see pts < dts, and
+            // pacing by decode time sends no frame after its presentation time).
+            for ((run, &start), shift) in taken.iter().zip(&starts).zip(&mut file.cts_shift) {
+                let lead = run
+                    .iter()
+                    .filter(|p| p.rec_dts >= start)
+                    .map(|p| -p.cts_offset)
+                    .max()
+                    .unwrap_or(0);
+                *shift = lead.max(0);
+            }
+            let presentation: Vec<u64> = file
+                .cts_shift
+                .iter()
+                .map(|&d| u64::from(d.unsigned_abs()))
+                .collect();
+            match FragmentWriter::with_presentation_starts(&self.tracks, &presentation) {
+                Ok(w) => file.writer = w,
+                Err(_) => file.cts_shift.iter_mut().for_each(|d| *d = 0),
+            }
+        }
         let samples: Vec<Vec<RecordSample<'_>>> = taken
             .iter()
             .zip(&starts)
-            .map(|(run, &start)| {
+            .zip(&file.cts_shift)
+            .map(|((run, &start), &shift)| {
                 // A frame before the file's start has nowhere to go (tfdt is unsigned).
                 run.iter()
                     .filter(|p| p.rec_dts >= start)
                     .map(|p| RecordSample {
                         duration: p.duration,
-                        cts_offset: p.cts_offset,
+                        cts_offset: p.cts_offset.saturating_add(shift),
                         sync: p.sync,
                         data: &p.data,
                     })
@@ -731,6 +794,67 @@ impl Recorder {
             return None;
         }
         Some(file)
+    }
+}
+
+/// The retention rule of [`Recorder::expired`] for one stream's `files` (path, modification
+/// time, size) without a recorder (a stream that ended still has its files expired): older
+/// than `config.max_age`, then the oldest while the total is over `config.max_total_bytes`;
+/// files for which `live` is true (being written) are kept and still count in the total.
+pub fn expired_files(
+    config: &RecordConfig,
+    files: &[(PathBuf, SystemTime, u64)],
+    now: SystemTime,
+    live: impl Fn(&Path) -> bool,
+) -> Vec<PathBuf> {
+    let mut by_age: Vec<&(PathBuf, SystemTime, u64)> = files.iter().collect();
+    by_age.sort_by_key(|(_, modified, _)| *modified);
+    let mut total: u64 = files.iter().map(|(_, _, size)| *size).sum();
+    let mut out = Vec::new();
+    for (path, modified, size) in by_age {
+        if live(path) {
+            continue;
+        }
+        let too_old = config
+            .max_age
+            .is_some_and(|max| now.duration_since(*modified).unwrap_or_default() > max);
+        let too_big = config.max_total_bytes.is_some_and(|max| total > max);
+        if too_old || too_big {
+            total = total.saturating_sub(*size);
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
+/// Gives a run of frames in decode order increasing decode times when their times (from
+/// presentation times, for RTP sources) are not: the run's times sorted are its decode times
+/// (a GOP's decode times are its presentation times in order), each frame's composition
+/// offset keeps its presentation time (`pts` − `dts`, negative for some frames: signed
+/// offsets of a version 1 `trun`, ISO/IEC 14496-12 §8.8.8, the CMAF way), and durations are
+/// the steps between the sorted times, the last one to the time after the run.
+fn to_decode_times(run: &mut [Pending]) {
+    if run.windows(2).all(|w| w[0].rec_dts < w[1].rec_dts) {
+        return;
+    }
+    let mut times: Vec<i64> = run.iter().map(|p| p.rec_dts).collect();
+    times.sort_unstable();
+    let step = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0)
+        .min()
+        .unwrap_or(1);
+    let (Some(last), Some(&latest)) = (run.last(), times.last()) else {
+        return;
+    };
+    let end = (last.rec_dts + i64::from(last.duration)).max(latest + step);
+    for (k, p) in run.iter_mut().enumerate() {
+        let dts = times[k];
+        let next = times.get(k + 1).copied().unwrap_or(end);
+        p.cts_offset = i32::try_from(i64::from(p.cts_offset) + p.rec_dts - dts).unwrap_or(0);
+        p.duration = u32::try_from(next - dts).unwrap_or(0);
+        p.rec_dts = dts;
     }
 }
 

@@ -14,6 +14,16 @@
 //! nothing is lost from the list; a stream name through such a link still resolves, by the
 //! canonicalization rule above. Symlinked *files* inside the root are listed under their own
 //! names when their target lies under the root.
+//!
+//! Files the server writes itself (recordings, `control::record`) grow while they are served:
+//! each request after the file grew re-indexes it by the (length, mtime) key, so a new viewer
+//! gets what is on disk *now* (up to the last complete fragment) and an earlier viewer keeps
+//! the mapping and index it opened (a mapping of the old length stays valid while the file
+//! grows). Such files are registered in [`WritingFiles`] and mapped without a read lease: we
+//! hold them open for writing, so the lease would be refused anyway (fcntl(2): `EAGAIN` when
+//! the file is open for writing), and a lease taken between two of our writes would make our
+//! own next open for writing wait for the lease-break time. Once the file is finished, the next
+//! request maps it again, this time with the lease.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -236,12 +246,42 @@ impl MediaFile {
     }
 }
 
+/// Files the server is writing now (recordings), by real path: mapped without a read lease
+/// (module doc). Shared by every library of the process (a reload makes a new library).
+#[derive(Debug, Clone, Default)]
+pub struct WritingFiles(Arc<Mutex<HashSet<PathBuf>>>);
+
+impl WritingFiles {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `path` (a real path: canonicalized) is being written by this process.
+    pub fn insert(&self, path: PathBuf) {
+        self.set().insert(path);
+    }
+
+    /// `path` is finished (closed).
+    pub fn remove(&self, path: &Path) {
+        self.set().remove(path);
+    }
+
+    /// Whether `path` is being written.
+    pub fn contains(&self, path: &Path) -> bool {
+        self.set().contains(path)
+    }
+}
+
 /// Cache key: a file is re-indexed when its length or modification time changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileKey {
     len: u64,
     modified: Option<SystemTime>,
 }
+
+/// A cached index: the key it was made at, the file, and whether it was mapped without a
+/// lease because we were writing the file.
+type CacheEntry = (FileKey, Arc<MediaFile>, bool);
 
 /// Where streams come from.
 #[derive(Debug)]
@@ -256,7 +296,10 @@ enum Source {
 #[derive(Debug)]
 pub struct MediaLibrary {
     source: Source,
-    cache: Mutex<HashMap<PathBuf, (FileKey, Arc<MediaFile>)>>,
+    /// Indexed files by real path: the key they were indexed at, the index, and whether it
+    /// was mapped without a lease because we were writing the file.
+    cache: Mutex<HashMap<PathBuf, CacheEntry>>,
+    writing: WritingFiles,
 }
 
 impl MediaLibrary {
@@ -266,6 +309,7 @@ impl MediaLibrary {
         Ok(Self {
             source: Source::Bundled(Arc::new(file)),
             cache: Mutex::new(HashMap::new()),
+            writing: WritingFiles::default(),
         })
     }
 
@@ -281,7 +325,26 @@ impl MediaLibrary {
         Ok(Self {
             source: Source::Root(root),
             cache: Mutex::new(HashMap::new()),
+            writing: WritingFiles::default(),
         })
+    }
+
+    /// Shares `writing` (the files this process writes) with this library.
+    pub fn set_writing(&mut self, writing: WritingFiles) {
+        self.writing = writing;
+    }
+
+    /// The files this process is writing, as this library knows them.
+    pub fn writing(&self) -> &WritingFiles {
+        &self.writing
+    }
+
+    /// The real path of the media root (`None` for the bundled sample).
+    pub fn root(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Root(root) => Some(root),
+            Source::Bundled(_) => None,
+        }
     }
 
     /// Revokes every cached file whose read lease is being broken (called on SIGIO): they
@@ -290,7 +353,7 @@ impl MediaLibrary {
     pub fn revoke_breaking(&self) -> Vec<String> {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut names = Vec::new();
-        cache.retain(|_, (_, media)| {
+        cache.retain(|_, (_, media, _)| {
             if media.revoke_if_breaking() {
                 names.push(media.name.clone());
                 false
@@ -367,17 +430,23 @@ impl MediaLibrary {
             len: meta.len(),
             modified: meta.modified().ok(),
         };
+        let writing = self.writing.contains(path);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((cached_key, media)) = cache.get(path) {
-            if *cached_key == key {
+        if let Some((cached_key, media, unleased)) = cache.get(path) {
+            // A file indexed while we wrote it is mapped again once finished, with the lease.
+            if *cached_key == key && (writing || !*unleased) {
                 return Ok(media.clone());
             }
-            tracing::info!(path = %path.display(), "media changed on disk; re-indexing");
+            if writing || *unleased {
+                tracing::debug!(path = %path.display(), "recording grew or was finished; re-indexing");
+            } else {
+                tracing::info!(path = %path.display(), "media changed on disk; re-indexing");
+            }
         }
-        let media = Arc::new(MediaFile::map(file, path, name, true)?);
+        let media = Arc::new(MediaFile::map(file, path, name, !writing)?);
         // Bound the cache: drop entries nobody else holds before inserting.
-        cache.retain(|_, (_, m)| Arc::strong_count(m) > 1);
-        cache.insert(path.to_owned(), (key, media.clone()));
+        cache.retain(|_, (_, m, _)| Arc::strong_count(m) > 1);
+        cache.insert(path.to_owned(), (key, media.clone(), writing));
         Ok(media)
     }
 }
@@ -511,6 +580,99 @@ mod tests {
             Err(LibraryError::Media { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A recording being written (issue 16): mapped without a lease while we hold it open for
+    /// appending, re-indexed when it grew (a viewer that opened it earlier keeps its
+    /// snapshot), and mapped again with the lease once it is finished. (While a lease is
+    /// held, opening the file for writing waits for the lease-break time and sends us SIGIO:
+    /// why the recorder never reopens a file, `control::record`.)
+    #[test]
+    fn a_growing_recording_is_reindexed_and_leased_only_when_finished() {
+        use crate::ingest::record::{FragmentWriter, RecordSample, RecordTrack, TrackFragment};
+        use crate::media::track::{AacConfig, Codec, TrackKind};
+        use std::io::Write;
+
+        let dir = std::env::temp_dir().join(format!("shardcast-grow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rec.mp4");
+        let track = RecordTrack::from_codec(
+            TrackKind::Audio,
+            Codec::Aac(AacConfig {
+                audio_specific_config: vec![0x11, 0x90],
+                object_type: 2,
+                sample_rate_hz: 48_000,
+                channels: 2,
+            }),
+        );
+        let mut writer = FragmentWriter::new(&[track]).unwrap();
+        let mut first = Vec::new();
+        writer.init_segment(&mut first);
+        let data = [0x21u8; 100];
+        let samples = [RecordSample {
+            duration: 1024,
+            cts_offset: 0,
+            sync: true,
+            data: &data,
+        }; 10];
+        let mut fragment = |k: u64| {
+            let mut out = Vec::new();
+            let run = TrackFragment {
+                base_decode_time: k * 10 * 1024,
+                samples: &samples,
+            };
+            writer.fragment(&[run], &mut out).unwrap();
+            out
+        };
+        first.extend(fragment(0));
+
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(&first).unwrap();
+        let lib = {
+            let mut lib = MediaLibrary::from_root(&dir).unwrap();
+            lib.set_writing(WritingFiles::default());
+            lib
+        };
+        let real = path.canonicalize().unwrap();
+        lib.writing().insert(real.clone());
+        let (early, _) = lib.resolve(&segs("rec")).unwrap();
+        assert_eq!(early.index.tracks[0].samples.len(), 10);
+        assert!(!has_lease(&early), "no lease on a file we write");
+
+        // The next fragment, and half of the one after: the new index has 20 samples.
+        file.write_all(&fragment(1)).unwrap();
+        let third = fragment(2);
+        file.write_all(&third[..third.len() / 2]).unwrap();
+        let (grown, _) = lib.resolve(&segs("rec")).unwrap();
+        assert_eq!(grown.index.tracks[0].samples.len(), 20);
+        assert_eq!(early.index.tracks[0].samples.len(), 10, "snapshot kept");
+        file.write_all(&third[third.len() / 2..]).unwrap();
+
+        // Finished: closed and unregistered; the same bytes are mapped again, leased.
+        drop(file);
+        lib.writing().remove(&real);
+        let (done, _) = lib.resolve(&segs("rec")).unwrap();
+        assert_eq!(done.index.tracks[0].samples.len(), 30);
+        assert!(
+            has_lease(&done),
+            "a finished recording is leased like any file"
+        );
+        drop((early, grown, done));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        fn has_lease(m: &MediaFile) -> bool {
+            matches!(
+                &m.bytes,
+                MediaBytes::Mapped(MappedFileHandle {
+                    leased: Some(_),
+                    ..
+                })
+            )
+        }
     }
 
     /// Issue 13 item 10: a looping directory symlink used to be followed to the depth limit

@@ -108,6 +108,11 @@ struct ServeArgs {
     /// publish-key.
     #[arg(long = "publish", value_name = "PATTERN")]
     publish: Vec<String>,
+    /// Record live streams on paths matching PATTERN (repeatable) to fragmented MP4 files in
+    /// the media folder's recordings/ (one file an hour, kept forever; [record] in the config
+    /// file has the options). Needs --media.
+    #[arg(long = "record", value_name = "PATTERN")]
+    record: Vec<String>,
     /// Pull an RTSP source as stream NAME: NAME=rtsp://[user:pass@]host/path (repeatable;
     /// always on, over TCP; [sources] in the config file has more options).
     #[arg(long = "source", value_name = "NAME=URL", value_parser = shardcast::config::parse_source_flag)]
@@ -229,6 +234,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         sources: (!args.sources.is_empty()).then(|| args.sources.into_iter().collect()),
         publisher_timeout: args.publisher_timeout,
         live_log_size: None,
+        record: (!args.record.is_empty()).then(|| shardcast::config::RecordOverlay {
+            paths: Some(args.record),
+            ..Default::default()
+        }),
         allow_basic: args.allow_basic.then_some(true),
         limits: Some(shardcast::rtsp::admission::LimitsOverlay {
             max_viewers: args.max_viewers,

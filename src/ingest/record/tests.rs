@@ -498,3 +498,64 @@ fn files_shorter_than_the_audio_lag_are_each_closed_once() {
         );
     }
 }
+
+/// An RTP source gives presentation times only (`dts` = `pts`, RFC 6184 §5.1): the sample's
+/// video (B-frames: presentation order differs from decode order) fed that way, with 4 s files,
+/// keeps every frame, in decode order, each shown at its own time. This used to drop every
+/// B-frame as "backwards" (95 of 250 frames recorded from an ffmpeg publisher).
+#[test]
+fn presentation_times_only_with_b_frames_keep_every_frame() {
+    let index = parse_mp4(SAMPLE).expect("sample parses");
+    let video = &index.tracks[0];
+    assert!(
+        video.samples.iter().any(|s| s.cts_offset != 0),
+        "the sample has B-frames"
+    );
+    let scale = |t: i64| t * 90_000 / i64::from(video.timescale);
+    let mut rec = Recorder::new(config(4), "live/b", tracks()).expect("recorder");
+    let frames: Vec<(Frame<'_>, SystemTime)> = video
+        .samples
+        .iter()
+        .map(|s| {
+            let pts = scale(s.dts as i64 + i64::from(s.cts_offset));
+            let data = &SAMPLE[s.offset as usize..s.offset as usize + s.len as usize];
+            (
+                Frame {
+                    track: 0,
+                    pts,
+                    dts: pts,
+                    sync: s.sync,
+                    data,
+                },
+                at(s.dts as f64 / f64::from(video.timescale)),
+            )
+        })
+        .collect();
+    let (_, files) = record(&mut rec, &frames);
+    assert_eq!(rec.dropped(DropReason::Malformed), 0);
+    assert!(files.len() >= 2, "rotated");
+    // File by file: the frames in decode order, each shown at the source's time relative to
+    // the file's first frame (a keyframe, shown at the file's 0).
+    let mut next = 0;
+    for (path, bytes) in &files {
+        let idx = parse_mp4(bytes).expect("the file parses");
+        let t = &idx.tracks[0];
+        assert!(
+            t.samples.windows(2).all(|w| w[0].dts < w[1].dts),
+            "decode times increase in {}",
+            path.display()
+        );
+        // The edit list takes the composition delay back out; no frame is presented before
+        // it is decoded.
+        assert!(t.samples.iter().all(|s| s.cts_offset >= 0));
+        let shown: Vec<i64> = t.samples.iter().map(|s| t.pts_ticks(s)).collect();
+        let source = &frames[next..next + shown.len()];
+        let expected: Vec<i64> = source
+            .iter()
+            .map(|(f, _)| f.pts - source[0].0.pts)
+            .collect();
+        assert_eq!(shown, expected, "{}", path.display());
+        next += shown.len();
+    }
+    assert_eq!(next, frames.len(), "every frame recorded once");
+}

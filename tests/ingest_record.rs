@@ -1,0 +1,458 @@
+//! Issue 16 item 6: live streams recorded to fragmented MP4 in the media folder, played as VOD
+//! (while being written and after), rotated, and readable after a crash. ffmpeg publishes
+//! the bundled sample (10 s, H.264 with B-frames at 25 fps, a keyframe every 2 s, AAC 48 kHz)
+//! over RTSP in real time to a server started with `--record 'live/*'`; ffprobe and ffmpeg
+//! (independent readers) judge the files and what the server plays from them. They fail (not
+//! skip) without ffmpeg.
+//!
+//! What would make them fail: frames lost or doubled (B-frames dropped as "backwards" did
+//! this: 95 of 250 video frames were recorded), a wrong duration, a seek that starts at the
+//! wrong frame, a file that ffmpeg cannot decode or that our reader rejects after a crash, a
+//! recording missing from the catalog while it is written.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::players::ffmpeg_decode_without_warnings;
+use common::{retina_play, run_with_timeout, RawRtsp, Server};
+use shardcast::media::MediaFile;
+
+fn media(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/media")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A media folder removed when the test ends (kept with `KEEP_RECORDING=1`).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "shardcast-ingest-rec-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_RECORDING").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// ffmpeg publishing `file` in real time to `url` over RTSP/TCP.
+fn ffmpeg_publish(file: &str, url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-i",
+            file,
+            "-c",
+            "copy",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            "tcp",
+            url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg (installed by .ci/run)")
+}
+
+/// Waits until DESCRIBE of `name` answers 200 (the publisher is live).
+fn wait_published(server: &Server, name: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let mut c = RawRtsp::connect(server.addr);
+        let r = c.request(
+            "DESCRIBE",
+            &server.url(name),
+            &[("Accept", "application/sdp")],
+        );
+        if r.status == 200 {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{name} not published within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Recordings in the catalog (`/api/v1/streams`): (name, duration in seconds).
+fn catalog_recordings(server: &Server) -> Vec<(String, f64)> {
+    let json = server.http_get("/api/v1/streams").json();
+    json["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| {
+            let name = s["name"].as_str()?;
+            name.starts_with("recordings/")
+                .then(|| (name.to_owned(), s["duration_secs"].as_f64().unwrap_or(0.0)))
+        })
+        .collect()
+}
+
+/// Waits for a line containing `needle` in the server's log.
+fn wait_log(server: &Server, needle: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    while !server.log_lines().iter().any(|l| l.contains(needle)) {
+        assert!(
+            Instant::now() < end,
+            "no log line with {needle:?} within {limit:?}:\n{}",
+            server.log_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `.mp4` files of the stream `live/NAME`'s recordings, sorted (by time: names are UTC).
+fn recorded_files(root: &Path, stream: &str) -> Vec<PathBuf> {
+    let dir = root.join("recordings").join(stream);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn ffprobe(args: &[&str], file: &str) -> String {
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-v", "error"])
+            .args(args)
+            .arg(file),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffprobe {file}: {err}");
+    out
+}
+
+/// `format.duration` in seconds.
+fn probe_duration(file: &str) -> f64 {
+    ffprobe(
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+        file,
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+/// Packets per stream as ffprobe reads them: (video, audio).
+fn probe_packets(file: &str) -> (usize, usize) {
+    let out = ffprobe(
+        &[
+            "-count_packets",
+            "-show_entries",
+            "stream=codec_type,nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    );
+    let (mut video, mut audio) = (0, 0);
+    for line in out.lines() {
+        match line.split_once(',') {
+            Some(("video", n)) => video = n.trim().parse().unwrap(),
+            Some(("audio", n)) => audio = n.trim().parse().unwrap(),
+            _ => {}
+        }
+    }
+    (video, audio)
+}
+
+/// Decoded video frames of `input` (after `before` input options): (pts in seconds, CRC).
+fn video_crcs(before: &[&str], input: &str) -> Vec<(f64, String)> {
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "error"])
+            .args(before)
+            .args(["-i", input, "-map", "0:v", "-f", "framecrc", "-"]),
+        Duration::from_secs(40),
+    );
+    assert!(ok && err.trim().is_empty(), "ffmpeg {input}: {err}");
+    let mut tb = 0.0;
+    let mut frames = Vec::new();
+    for line in out.lines() {
+        if let Some(rest) = line.strip_prefix("#tb 0: ") {
+            let (n, d) = rest.split_once('/').unwrap();
+            tb = n.trim().parse::<f64>().unwrap() / d.trim().parse::<f64>().unwrap();
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            frames.push((f[2].parse::<f64>().unwrap() * tb, f[5].to_owned()));
+        }
+    }
+    frames
+}
+
+/// Recorded while published, the recording plays from its start while the publisher is
+/// still on (timeshift); once the publisher ended it has the published duration and every
+/// frame, ffmpeg's `-ss 5` through the server (RTSP `Range: npt=5-`) starts at the source's
+/// frame at 5 s, and ffmpeg plays the whole of it over RTSP.
+#[test]
+fn a_recording_plays_while_written_and_afterwards_with_its_duration_and_seek() {
+    let dir = TempDir::new("vod");
+    let server = Server::start_logged(&[
+        "--media",
+        dir.arg(),
+        "--publish",
+        "live/*",
+        "--record",
+        "live/*",
+        "--publisher-timeout",
+        "1",
+    ]);
+    let sample = media("sample.mp4");
+    let mut publisher = ffmpeg_publish(&sample, &server.url("live/cam1"));
+    wait_published(&server, "live/cam1", Duration::from_secs(10));
+
+    // The recording is in the catalog while it is written, with what it has so far.
+    let start = Instant::now();
+    let (name, so_far) = loop {
+        if let Some((n, d)) = catalog_recordings(&server)
+            .into_iter()
+            .find(|(n, d)| n.starts_with("recordings/live/cam1/") && *d >= 2.0)
+        {
+            break (n, d);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "no recording with 2 s in the catalog: {:?}",
+            catalog_recordings(&server)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        publisher.try_wait().unwrap().is_none(),
+        "still published while the recording is played"
+    );
+    assert!(so_far < 9.0, "a recording being written has {so_far} s");
+    let timeshift = ffmpeg_decode_without_warnings(&server.url(&name), "tcp");
+    eprintln!(
+        "timeshift: {} frames, {:.2} s of {so_far:.2}",
+        timeshift.frames, timeshift.end_secs
+    );
+    // The snapshot's frames (25 fps), give or take the last one.
+    assert!(
+        timeshift.frames as f64 >= so_far * 25.0 - 2.0,
+        "{} frames",
+        timeshift.frames
+    );
+    assert!((timeshift.end_secs - so_far).abs() < 0.5);
+
+    let status = publisher.wait().unwrap();
+    assert!(status.success(), "the publisher failed: {status}");
+    wait_log(&server, "recording finished", Duration::from_secs(5));
+    let files = recorded_files(&dir.0, "live/cam1");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = files[0].to_str().unwrap();
+    assert_eq!(
+        format!(
+            "recordings/live/cam1/{}",
+            files[0].file_stem().unwrap().to_str().unwrap()
+        ),
+        name
+    );
+
+    // Duration and frames: the whole published clip (the publisher starts at a keyframe).
+    let (duration, source_duration) = (probe_duration(file), probe_duration(&sample));
+    assert!(
+        (duration - source_duration).abs() < 0.5,
+        "recorded {duration} s of {source_duration} s"
+    );
+    let (video, audio) = probe_packets(file);
+    let (source_video, source_audio) = probe_packets(&sample);
+    assert_eq!(video, source_video, "every video frame recorded once");
+    // AAC frames that arrive before the first keyframe are not recorded (a few ms worth).
+    assert!(
+        audio <= source_audio && audio + 5 >= source_audio,
+        "{audio} of {source_audio} audio frames"
+    );
+    let ours = MediaFile::open(&files[0], "rec").expect("our reader indexes the recording");
+    let counts: Vec<usize> = ours.index.tracks.iter().map(|t| t.samples.len()).collect();
+    assert_eq!(counts, vec![video, audio], "our reader agrees with ffprobe");
+
+    // Seek through the server: ffmpeg's -ss before -i sends PLAY with Range: npt=5-.
+    let source = video_crcs(&[], &sample);
+    let sought = video_crcs(
+        &["-rtsp_transport", "tcp", "-ss", "5", "-copyts"],
+        &server.url(&name),
+    );
+    let (first_pts, first_crc) = sought.first().expect("frames after the seek").clone();
+    assert!(
+        (4.9..5.2).contains(&first_pts),
+        "first frame after -ss 5 at {first_pts} s"
+    );
+    let at = source
+        .iter()
+        .find(|(pts, _)| (pts - first_pts).abs() < 0.02)
+        .expect("a source frame at that time");
+    assert_eq!(at.1, first_crc, "the source's frame at {first_pts} s");
+    assert!(
+        sought.len() >= 115,
+        "{} frames after the seek",
+        sought.len()
+    );
+
+    // The whole recording over RTSP: retina receives every frame, each at the source's
+    // presentation time (our index of the recording, checked against ffprobe above, equals
+    // the source's timing), and ffmpeg decodes it without a warning.
+    let recorded = retina_play::expected_of(&ours);
+    let source_exp = retina_play::expected();
+    assert_eq!(
+        recorded.video_pts, source_exp.video_pts,
+        "the source's timing"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(retina_play::play_all_of(
+        &server.url(&name),
+        retina::client::Transport::Tcp(Default::default()),
+        &recorded,
+    ));
+    let whole = ffmpeg_decode_without_warnings(&server.url(&name), "tcp");
+    // ffmpeg's RTSP client decodes one frame less: the first B-frame (retina above receives
+    // it, so it is sent). Not understood yet; likely ffmpeg learning the reorder depth late,
+    // as the recording's decode lead is one frame (what its GOPs need), the source file's two.
+    assert!(
+        whole.frames + 1 >= source.len(),
+        "{} of {} frames decoded",
+        whole.frames,
+        source.len()
+    );
+    assert!((whole.end_secs - source_duration).abs() < 0.5);
+}
+
+/// 2 s files: the recording rotates at keyframes into several files, each playable on its
+/// own, and the files together hold every video frame of the clip once, in order (their
+/// decoded frames are the source's).
+#[test]
+fn short_segments_rotate_without_losing_or_doubling_a_frame() {
+    let dir = TempDir::new("rotate");
+    let config = common::write_config(
+        "ingest-record-rotate",
+        &format!(
+            "media = {:?}\npublish = [\"live/*\"]\n[record]\npaths = [\"live/*\"]\nsegment = 2\n",
+            dir.arg()
+        ),
+    );
+    let server = Server::start_logged(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--publisher-timeout",
+        "1",
+    ]);
+    let sample = media("sample.mp4");
+    let mut publisher = ffmpeg_publish(&sample, &server.url("live/rot"));
+    assert!(publisher.wait().unwrap().success());
+    wait_log(&server, "recording finished", Duration::from_secs(5));
+    let files = recorded_files(&dir.0, "live/rot");
+    assert!(files.len() >= 4, "rotated into {files:?}");
+
+    let source = video_crcs(&[], &sample);
+    let (source_video, source_audio) = probe_packets(&sample);
+    let (mut crcs, mut audio) = (Vec::new(), 0);
+    for f in &files {
+        let f = f.to_str().unwrap();
+        let frames = video_crcs(&[], f);
+        assert!(!frames.is_empty(), "{f} has video");
+        crcs.extend(frames.into_iter().map(|(_, c)| c));
+        let (v, a) = probe_packets(f);
+        assert!(v > 0 && a > 0, "{f}: {v} video, {a} audio packets");
+        audio += a;
+        let d = probe_duration(f);
+        assert!((1.5..4.5).contains(&d), "{f}: {d} s");
+    }
+    let expected: Vec<String> = source.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(crcs.len(), source_video);
+    assert_eq!(
+        crcs, expected,
+        "the files' frames are the source's, once each"
+    );
+    assert!(
+        audio <= source_audio && audio + 5 >= source_audio,
+        "{audio} of {source_audio} audio frames across files"
+    );
+}
+
+/// `kill -9` of the server while it records: the file it was writing is read by ffprobe and
+/// by our reader up to its last complete fragment (the fragment held in memory is lost); a
+/// fragment cut short (the same file with its last bytes gone) is left out, not an error.
+#[test]
+fn a_crash_leaves_a_file_readable_up_to_its_last_complete_fragment() {
+    let dir = TempDir::new("crash");
+    let server = Server::start_logged(&[
+        "--media",
+        dir.arg(),
+        "--publish",
+        "live/*",
+        "--record",
+        "live/*",
+    ]);
+    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &server.url("live/crash"));
+    wait_published(&server, "live/crash", Duration::from_secs(10));
+    let start = Instant::now();
+    while !catalog_recordings(&server).iter().any(|(_, d)| *d >= 3.9) {
+        assert!(start.elapsed() < Duration::from_secs(9), "no 4 s recorded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = Command::new("kill")
+        .args(["-9", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = publisher.wait();
+
+    let files = recorded_files(&dir.0, "live/crash");
+    assert_eq!(files.len(), 1);
+    let file = files[0].to_str().unwrap();
+    let (video, audio) = probe_packets(file);
+    assert!(video >= 100, "{video} video frames survived (4 s recorded)");
+    let ours = MediaFile::open(&files[0], "crash").expect("our reader takes the crashed file");
+    let counts: Vec<usize> = ours.index.tracks.iter().map(|t| t.samples.len()).collect();
+    assert_eq!(counts, vec![video, audio], "our reader agrees with ffprobe");
+    let (ok, _, err) = run_with_timeout(
+        Command::new("ffmpeg").args(["-v", "error", "-i", file, "-f", "null", "-"]),
+        Duration::from_secs(30),
+    );
+    assert!(ok && err.trim().is_empty(), "ffmpeg decodes it: {err}");
+
+    // The last fragment cut short: our reader leaves it out, a GOP (50 frames) fewer.
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let cut = dir.0.join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let short = MediaFile::open(&cut, "cut").expect("a truncated last fragment is left out");
+    assert_eq!(short.index.tracks[0].samples.len(), video - 50);
+    assert!(short.index.tracks[1].samples.len() < audio);
+}
