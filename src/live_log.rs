@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::ingest::{DropReason, Frame, MAX_ACCESS_UNIT};
 use crate::media::library::RingBytes;
-use crate::media::track::{Codec, Sample, Track, TrackKind};
+use crate::media::track::{Sample, Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
 use crate::poll::Waker;
@@ -63,14 +63,8 @@ const FRAME_COST: (Duration, Duration) = (Duration::from_millis(1), Duration::fr
 /// A pin value meaning "not reading".
 const IDLE: u64 = u64::MAX;
 
-/// One track of a log as its source declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogTrackSpec {
-    /// Video or audio.
-    pub kind: TrackKind,
-    /// Codec and configuration (H.264 `nal_length_size` must be 4: [`Frame::data`]'s format).
-    pub codec: Codec,
-}
+/// One track of a log as its source declares it (defined with the sources, in `ingest`).
+pub use crate::ingest::LogTrackSpec;
 
 /// The publisher state of a log, as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,6 +35,16 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
 }
 
+/// One track of a live source as it declares it: what a live log is created with
+/// (`crate::live_log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTrackSpec {
+    /// Video or audio.
+    pub kind: crate::media::track::TrackKind,
+    /// Codec and configuration (H.264 `nal_length_size` must be 4: [`Frame::data`]'s format).
+    pub codec: crate::media::track::Codec,
+}
+
 /// Why a frame was dropped instead of reaching the log (counted per reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {

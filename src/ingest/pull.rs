@@ -56,8 +56,8 @@ use retina::codec::{CodecItem, FrameFormat, ParameterSetInsertion, ParametersRef
 use url::Url;
 
 use crate::ids::SERVER_NAME;
+use crate::ingest::LogTrackSpec;
 use crate::ingest::{DropReason, Frame, MAX_ACCESS_UNIT};
-use crate::live_log::LogTrackSpec;
 use crate::media::mp4::{parse_audio_specific_config, parse_avc_decoder_config};
 use crate::media::track::{Codec, TrackKind};
 
