@@ -1,0 +1,192 @@
+//! The shard's side of live logs (`crate::live_log`): which logs its sessions watch (each
+//! pinned for a pass, `Worker::send_due`), tracks waiting for their next sample (queued again
+//! when the writer's wake shows it arrived, `Worker::poll_logs`), and sending a log's sample
+//! (`emit_log_sample`). The ordering argument that makes reading a growing log safe is in
+//! `live_log`'s module doc and docs/ARCHITECTURE.md ("Live logs").
+
+use super::*;
+
+/// A live log some of the shard's sessions watch.
+pub(super) struct WatchedLog {
+    pub(super) log: Arc<LiveLog>,
+    /// Viewer tracks watching it on this shard.
+    pub(super) tracks: usize,
+    /// The lowest position the current pass may read (its pin), see `live_log`.
+    pub(super) readable: u64,
+    /// Samples published per track when waiting tracks were last checked.
+    pub(super) seen: Vec<u64>,
+    /// Tracks whose next sample has not arrived: queued again when it does.
+    pub(super) waiting: Vec<Due>,
+}
+
+impl Worker {
+    /// A session of a live log arrives (`start`) or leaves: the log wakes this shard while
+    /// it has watchers here; the shard pins it during its passes.
+    pub(super) fn watch_log(&mut self, session: &ShardSession, start: bool) {
+        let Some(log) = &session.log else {
+            return;
+        };
+        let n = session.tracks.len();
+        for _ in 0..n {
+            log.watch(self.index, start);
+        }
+        match self.logs.iter().position(|w| Arc::ptr_eq(&w.log, log)) {
+            Some(k) if start => self.logs[k].tracks += n,
+            Some(k) => {
+                self.logs[k].tracks = self.logs[k].tracks.saturating_sub(n);
+                if self.logs[k].tracks == 0 {
+                    self.logs.swap_remove(k);
+                }
+            }
+            None if start => self.logs.push(WatchedLog {
+                log: log.clone(),
+                tracks: n,
+                readable: 0,
+                seen: vec![0; log.tracks.len()],
+                waiting: Vec::new(),
+            }),
+            None => {}
+        }
+    }
+
+    /// Queues the tracks whose next log sample arrived since the last check; ends the
+    /// sessions of a log whose stream ended (BYE after the last sample they were sent).
+    pub(super) fn poll_logs(&mut self) {
+        let now = Instant::now();
+        for w in &mut self.logs {
+            let ended = w.log.state() == LogState::Ended;
+            let mut changed = ended;
+            for (k, seen) in w.seen.iter_mut().enumerate() {
+                let published = w.log.tracks[k].published();
+                changed |= published != *seen;
+                *seen = published;
+            }
+            if !changed || w.waiting.is_empty() {
+                continue;
+            }
+            let sessions = &mut self.sessions;
+            let queue = &mut self.queue;
+            w.waiting.retain(|due| {
+                let Some(s) = sessions.get_mut(due.slot as usize).and_then(Option::as_mut) else {
+                    return false;
+                };
+                if s.generation != due.generation || s.state != PlayState::Playing {
+                    return false;
+                }
+                match s.due(due.track as usize, s.tracks[due.track as usize].next_sample) {
+                    Some(at) => {
+                        queue.push(at, *due);
+                        false
+                    }
+                    None if ended => {
+                        s.state = PlayState::Ended;
+                        queue.push(
+                            now + BYE_DELAY,
+                            Due {
+                                track: BYE_TRACK,
+                                ..*due
+                            },
+                        );
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+    }
+}
+
+/// Sends the next sample of track `i` of a live log's session: as `emit_sample` does for a
+/// file, with the sample taken from the log's index (readable in this pass, see `live_log`)
+/// and the log's numbering. A sample that is gone (the viewer fell behind by half the ring,
+/// or its index entry was reused) moves the track to the latest keyframe instead.
+pub(super) fn emit_log_sample(
+    out: &mut Outputs<'_>,
+    s: &mut ShardSession,
+    slot: u32,
+    i: usize,
+    now: Instant,
+) {
+    let Some(log) = s.log.clone() else {
+        return;
+    };
+    let track_index = s.tracks[i].setup.track_index;
+    let next = s.tracks[i].next_sample as u64;
+    let sample = match log.lookup(track_index, next, out.log_readable) {
+        Lookup::Ready(sample) => sample,
+        Lookup::NotYet => return,
+        Lookup::Gone => {
+            log.counters.reader_skips.fetch_add(1, Ordering::Relaxed);
+            let to = log
+                .latest_keyframe(track_index, out.log_readable)
+                .map_or_else(|| log.tracks[track_index].published(), |k| k.n);
+            s.tracks[i].next_sample = to.max(next + 1) as usize;
+            return;
+        }
+    };
+    if s.tracks[i]
+        .last_sender_report
+        .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
+    {
+        s.tracks[i]
+            .log_last
+            .get_or_insert((sample.pts, log.arrival(&sample)));
+        send_sender_report(s, slot, i, now, out);
+    }
+    s.tracks[i].log_last = Some((sample.pts, log.arrival(&sample)));
+    let bytes = log.media.bytes.as_slice();
+    let file_sample = sample.as_sample(log.capacity());
+    let group = std::slice::from_ref(&file_sample);
+    s.stamp_log(i, sample.packets_before);
+    let ts = s.stamp(i, sample.pts);
+    let cached = match s.tracks[i].live_stream {
+        Some(stream) => out.live.packets(
+            stream,
+            &SampleRequest {
+                abs: next,
+                samples: group,
+                index: next,
+                media: bytes,
+                seq: s.tracks[i].seq,
+                ts,
+            },
+            out.counters,
+        ),
+        None => None,
+    };
+    let error = match cached {
+        Some(packets) => {
+            for j in 0..packets.len() {
+                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp, out.due) {
+                    return;
+                }
+            }
+            packets.error
+        }
+        None => {
+            out.counters
+                .live_packetizations
+                .fetch_add(1, Ordering::Relaxed);
+            s.tracks[i].packetizer.begin_samples(group, next);
+            loop {
+                let spec = match s.tracks[i].packetizer.next_packet(bytes) {
+                    Ok(Some(spec)) => spec,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                };
+                let t = &s.tracks[i];
+                let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
+                if !deliver(s, slot, i, &packet, out.pending, out.tcp, out.due) {
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(e) = error {
+        s.tracks[i].corrupt_samples += 1;
+        if s.tracks[i].corrupt_samples == 1 {
+            tracing::warn!(stream = %log.name(), track = i, "corrupt sample {next}: {e}");
+        }
+    }
+    s.advance(i);
+}

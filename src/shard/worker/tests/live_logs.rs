@@ -1,0 +1,213 @@
+//! A shard playing live logs: join at the latest keyframe, follow as frames arrive, BYE at the end.
+
+use super::*;
+use crate::ingest::Frame;
+use crate::live_log::{LogTrackSpec, LogWriter};
+use crate::shard::TrackStart;
+
+/// A log of the rig's media (both tracks), watched by shard 0 of the rig.
+fn log_writer(r: &Rig) -> LogWriter {
+    let specs: Vec<LogTrackSpec> = r
+        .media
+        .index
+        .tracks
+        .iter()
+        .map(|t| LogTrackSpec {
+            kind: t.kind,
+            codec: t.codec.clone(),
+        })
+        .collect();
+    LogWriter::create(
+        "live/cam",
+        &specs,
+        crate::live_log::DEFAULT_CAPACITY,
+        1200,
+        vec![r.w.waker.clone()],
+        Instant::now(),
+    )
+    .unwrap()
+}
+
+/// Appends the media's samples with decode times in `[from, to)` seconds, in decode order
+/// across tracks (as a publisher sends them).
+fn publish(r: &Rig, w: &mut LogWriter, from: f64, to: f64) -> usize {
+    let bytes = r.media.bytes.as_slice();
+    let mut frames: Vec<(f64, usize, usize)> = Vec::new();
+    for (ti, t) in r.media.index.tracks.iter().enumerate() {
+        for (k, s) in t.samples.iter().enumerate() {
+            let secs = t.dts_ticks(s) as f64 / f64::from(t.timescale);
+            if secs >= from && secs < to {
+                frames.push((secs, ti, k));
+            }
+        }
+    }
+    frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for &(_, ti, k) in &frames {
+        let t = &r.media.index.tracks[ti];
+        let s = &t.samples[k];
+        // A publisher's times are in the RTP clock.
+        let clock =
+            |ticks: i64| ticks * i64::from(t.codec.clock_rate_hz()) / i64::from(t.timescale);
+        let frame = Frame {
+            track: ti,
+            pts: clock(t.pts_ticks(s)),
+            dts: clock(t.dts_ticks(s)),
+            sync: s.sync,
+            data: &bytes[s.offset as usize..(s.offset + u64::from(s.len)) as usize],
+        };
+        w.append(&frame, Instant::now()).unwrap();
+    }
+    frames.len()
+}
+
+fn play_log(r: &mut Rig, id: SessionId, w: &LogWriter) -> (Viewer, Vec<TrackStart>) {
+    let log = w.log().clone();
+    let viewer = Viewer {
+        rtp: bind(),
+        rtcp: bind(),
+        activity: Arc::new(Activity::default()),
+    };
+    viewer.rtp.set_nonblocking(true).unwrap();
+    // A GOP goes out at once: room for it in the socket.
+    socket2::SockRef::from(&viewer.rtp)
+        .set_recv_buffer_size(8 << 20)
+        .unwrap();
+    let dest = TrackDest::Udp {
+        rtp: viewer.rtp.local_addr().unwrap(),
+        rtcp: viewer.rtcp.local_addr().unwrap(),
+    };
+    let tracks = (0..2)
+        .map(|i| TrackSetup {
+            track_index: i,
+            payload_type: 96 + i as u8,
+            ssrc: log.tracks[i].ssrc,
+            initial_seq: log.tracks[i].seq0,
+            initial_rtptime: log.tracks[i].ts0,
+            dest: dest.clone(),
+        })
+        .collect();
+    let setup = SessionSetup {
+        id,
+        media: log.media.clone(),
+        tracks,
+        sink: None,
+        activity: viewer.activity.clone(),
+        payload_budget_bytes: 1200,
+        cname: "test".into(),
+        live: None,
+        log: Some(log),
+    };
+    let now = Instant::now();
+    let started =
+        r.w.play(id, Some(Box::new(setup)), None, PlayEnd::Keep, now)
+            .unwrap();
+    r.w.start(id, now);
+    (viewer, started.tracks)
+}
+
+/// Runs the shard's passes (each bounded to a few ms of work, so a GOP may take several)
+/// and reads what `socks` receive, until nothing more comes for 200 ms.
+fn pump(r: &mut Rig, socks: &[&UdpSocket]) -> Vec<Vec<(u32, u16, Vec<u8>)>> {
+    let mut out = vec![Vec::new(); socks.len()];
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_millis(200) {
+        r.w.send_due(Instant::now());
+        for (k, sock) in socks.iter().enumerate() {
+            let got = receive_now(sock);
+            if !got.is_empty() {
+                quiet_since = Instant::now();
+            }
+            out[k].extend(got);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    out
+}
+
+/// The RTP packets already waiting on `sock`: (ssrc, seq, bytes).
+fn receive_now(sock: &UdpSocket) -> Vec<(u32, u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = sock.recv(&mut buf) {
+        let ssrc = u32::from_be_bytes(buf[8..12].try_into().unwrap());
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        out.push((ssrc, seq, buf[..n].to_vec()));
+    }
+    out
+}
+
+/// Per SSRC, sequence numbers must run without a gap from the RTP-Info start.
+fn assert_contiguous(packets: &[(u32, u16, Vec<u8>)], starts: &mut Map<u32, u16>) {
+    for (ssrc, seq, _) in packets {
+        let next = starts.get_mut(ssrc).expect("a known SSRC");
+        assert_eq!(*seq, *next, "ssrc {ssrc:08X}");
+        *next = next.wrapping_add(1);
+    }
+}
+
+#[test]
+fn viewers_join_a_log_at_its_latest_keyframe_and_follow_it_as_frames_arrive_then_get_bye() {
+    let mut r = rig(false, 64);
+    let mut w = log_writer(&r);
+    publish(&r, &mut w, 0.0, 3.0);
+    let log = w.log().clone();
+    let (a, starts) = play_log(&mut r, 1, &w);
+    let mut next: Map<u32, u16> = starts
+        .iter()
+        .map(|t| (log.tracks[t.track_index].ssrc.0, t.seq.0))
+        .collect();
+    // The video starts at the last keyframe before 3 s, whose RTP timestamp RTP-Info names.
+    let video = &r.media.index.tracks[0];
+    let key = video
+        .samples
+        .iter()
+        .rev()
+        .find(|s| s.sync && (video.dts_ticks(s) as f64) < 3.0 * f64::from(video.timescale))
+        .unwrap();
+    let key_pts = video.pts_ticks(key) * 90_000 / i64::from(video.timescale);
+    assert_eq!(
+        starts[0].rtptime,
+        log.tracks[0].ts0.wrapping_add(key_pts as u32)
+    );
+    let first = pump(&mut r, &[&a.rtp]).remove(0);
+    assert!(!first.is_empty(), "the keyframe's GOP goes out at once");
+    assert_contiguous(&first, &mut next);
+    // A second viewer on the shard: the same bytes for the same packets.
+    let (b, _) = play_log(&mut r, 2, &w);
+    let b_first = pump(&mut r, &[&b.rtp]).remove(0);
+    let by_seq: Map<(u32, u16), Vec<u8>> = first
+        .iter()
+        .map(|(s, q, p)| ((*s, *q), p.clone()))
+        .collect();
+    let shared = b_first
+        .iter()
+        .filter(|(s, q, p)| by_seq.get(&(*s, *q)) == Some(p))
+        .count();
+    assert_eq!(shared, b_first.len(), "viewer b's packets are viewer a's");
+    // New frames: the waiting tracks are queued again and the sequence runs on.
+    let appended = publish(&r, &mut w, 3.0, 5.0);
+    assert!(appended > 0);
+    r.w.poll_logs();
+    let more = pump(&mut r, &[&a.rtp]).remove(0);
+    assert!(more.len() > 50, "{} packets after new frames", more.len());
+    assert_contiguous(&more, &mut next);
+    // The stream ends: viewers get BYE.
+    log.set_state(crate::live_log::LogState::Ended);
+    r.w.poll_logs();
+    let later = Instant::now() + BYE_DELAY + Duration::from_millis(5);
+    r.w.send_due(later);
+    let mut buf = [0u8; 1500];
+    a.rtcp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut got_bye = false;
+    while let Ok(n) = a.rtcp.recv(&mut buf) {
+        if let Ok(packets) = parse_compound(&buf[..n]) {
+            if packets.iter().any(|p| matches!(p, RtcpPacket::Bye { .. })) {
+                got_bye = true;
+                break;
+            }
+        }
+    }
+    assert!(got_bye, "BYE after the log ended");
+}
