@@ -722,3 +722,128 @@ fn viewers_sender_reports_carry_the_publishers_clock() {
     }
     assert!(reports >= 1, "the viewer got a sender report");
 }
+
+/// A hostile publisher — `$` frames that are no RTP, a wrong payload type, truncated AU
+/// headers, then a flood of frames far faster than real time — is refused frame by frame and
+/// counted (`/api/v1/ingest` `dropped`), while a viewer of a file on the same server streams on
+/// without a gap and the server keeps answering.
+#[test]
+fn a_hostile_publisher_is_dropped_and_counted_and_nobody_else_notices() {
+    let server = Server::start_logged(&["--publish", "live/*"]);
+    let url = server.url("live/bad");
+    // A file viewer streaming all along.
+    let mut vod = common::setup_udp(&server);
+    assert_eq!(
+        vod.rtsp
+            .request("PLAY", &vod.url, &[("Session", &vod.session)])
+            .status,
+        200
+    );
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=bad\r\nt=0 0\r\nm=audio 0 RTP/AVP 97\r\n\
+               a=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
+               a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1190\r\n\
+               a=control:streamid=0\r\n";
+    let mut publisher = RawRtsp::connect(server.addr);
+    publisher.send_raw(
+        format!(
+            "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 100\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(publisher.read_response().unwrap().status, 200);
+    let setup = publisher.request(
+        "SETUP",
+        &format!("{url}/streamid=0"),
+        &[(
+            "Transport",
+            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
+        )],
+    );
+    assert_eq!(setup.status, 200);
+    let session = setup.session().unwrap();
+    assert_eq!(
+        publisher
+            .request("RECORD", &url, &[("Session", &session)])
+            .status,
+        200
+    );
+    let frame = |payload: &[u8]| {
+        let mut f = vec![b'$', 0];
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let rtp = |pt: u8, seq: u16, ts: u32, payload: &[u8]| {
+        let mut p = vec![0x80, 0x80 | pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0xBAD0_0001u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    };
+    let au = [0x21u8; 40];
+    let good = |n: u16| {
+        let mut payload = 16u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(&((au.len() as u16) << 3).to_be_bytes());
+        payload.extend_from_slice(&au);
+        rtp(97, n, u32::from(n) * 1024, &payload)
+    };
+    let mut burst = Vec::new();
+    // Not RTP at all, a wrong payload type, an AU header claiming more than the packet holds.
+    burst.extend(frame(b"\xff\xfe garbage that is not RTP"));
+    burst.extend(frame(&rtp(33, 0, 0, &au)));
+    burst.extend(frame(&rtp(97, 1, 1024, &[0x00, 0x10, 0xff, 0xf8, 1, 2, 3])));
+    // A flood: 3,000 frames (64 s of audio) at once; the allowance is a 10 s burst.
+    for n in 2..3002u16 {
+        burst.extend(frame(&good(n)));
+    }
+    publisher.send_raw(&burst);
+    // The server answers everyone, and counts what it refused.
+    let start = Instant::now();
+    let dropped = loop {
+        let ingest = server.http_get("/api/v1/ingest").json();
+        let entry = ingest["ingest"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == "live/bad").cloned());
+        if let Some(e) = entry.filter(|e| e["dropped"]["flood"].as_u64().unwrap_or(0) > 0) {
+            break e;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{ingest}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let flood = dropped["dropped"]["flood"].as_u64().unwrap();
+    let malformed = dropped["dropped"]["malformed"].as_u64().unwrap();
+    let frames = dropped["frames"].as_u64().unwrap();
+    assert!(malformed >= 1, "{dropped}");
+    // About 10 s of 1024-sample frames at 48 kHz went in; the rest is counted as flood.
+    assert!((400..=520).contains(&frames), "{dropped}");
+    assert!(flood >= 2400, "{dropped}");
+    let mut describe = RawRtsp::connect(server.addr);
+    assert_eq!(
+        describe
+            .request("DESCRIBE", &server.url("sample"), &[])
+            .status,
+        200
+    );
+    // The file viewer never missed a packet.
+    let sock = &vod.socks[0].0;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut seqs = Vec::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seqs.push(common::parse_rtp(&buf[..n]).unwrap().seq);
+        }
+    }
+    assert!(seqs.len() > 50, "{} packets", seqs.len());
+    for w in seqs.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0].wrapping_add(1),
+            "the file viewer's stream has a gap"
+        );
+    }
+}
