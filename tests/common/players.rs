@@ -76,13 +76,20 @@ fn ffmpeg_decode_at(url: &str, transport: &str, map: &str, level: &str) -> Decod
 }
 
 /// Plays `url` with GStreamer (`rtspsrc protocols=… ! decodebin ! fakesink` for both tracks)
-/// until EOS; panics if it fails, hangs or reports an error.
+/// until EOS; panics if it fails, hangs, never reaches EOS or reports an error before it.
+///
+/// One error is tolerated, and only after gst-launch printed "Got EOS": rtspsrc 1.22 queues
+/// PAUSE (PLAYING→PAUSED) and TEARDOWN (PAUSED→READY) as the pipeline is shut down after
+/// EOS, and now and then sends the TEARDOWN first, closes its own connection, then fails to
+/// send the PAUSE ("Could not send message. (Received end-of-file)" from
+/// `gst_rtspsrc_pause`). Seen once in CI; the server's log showed the session's TEARDOWN
+/// answered. gst-launch stops at the first error it sees, so an error before EOS never
+/// reaches the "Got EOS" line and still fails.
 pub fn gstreamer_reaches_eos(url: &str, protocol: &str) {
     let location = format!("location={url}");
     let protocols = format!("protocols={protocol}");
     let (ok, out, err) = run_with_timeout(
         Command::new("gst-launch-1.0").args([
-            "-q",
             "rtspsrc",
             &location,
             &protocols,
@@ -105,13 +112,32 @@ pub fn gstreamer_reaches_eos(url: &str, protocol: &str) {
         Duration::from_secs(40),
     );
     assert!(
-        ok,
+        out.contains("Got EOS from element"),
+        "gst-launch over {protocol} ({url}) never reached EOS:\n{out}\n{err}"
+    );
+    if ok && !err.contains("ERROR") && !out.contains("ERROR") {
+        return;
+    }
+    assert!(
+        only_rtspsrc_shutdown_race(&err) && !out.contains("ERROR"),
         "gst-launch over {protocol} ({url}) failed:\n{out}\n{err}"
     );
-    assert!(
-        !err.contains("ERROR") && !out.contains("ERROR"),
-        "gst errors over {protocol} ({url}):\n{out}\n{err}"
+    eprintln!(
+        "note: rtspsrc's PAUSE-after-TEARDOWN race at shutdown after EOS (tolerated):\n{err}"
     );
+}
+
+/// True if every error in gst-launch's `stderr` is rtspsrc failing to send its PAUSE on the
+/// connection it already closed after TEARDOWN (see [`gstreamer_reaches_eos`]).
+fn only_rtspsrc_shutdown_race(stderr: &str) -> bool {
+    let errors: Vec<&str> = stderr.split("ERROR: ").skip(1).map(str::trim).collect();
+    !errors.is_empty()
+        && errors.iter().all(|e| {
+            e.starts_with(
+                "from element /GstPipeline:pipeline0/GstRTSPSrc:src: Could not write to resource.",
+            ) && e.contains("Could not send message. (Received end-of-file)")
+                && (e.contains("gst_rtspsrc_pause") || e.contains("gst_rtspsrc_try_send"))
+        })
 }
 
 /// Plays `url` with GStreamer over `protocol` (timestamps from RTP alone, see below) until
