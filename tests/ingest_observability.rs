@@ -12,23 +12,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{HttpReply, RawRtsp, Server};
+use common::publishers::{ffmpeg_publish, media, wait_published};
+use common::{HttpReply, Server};
 use serde_json::Value;
 
 const PATH: &str = "live/obs";
 const ADMIN: &str = "test-admin-token-0123456789";
-
-fn media(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/media")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// The OpenAPI document (as in `tests/http_api.rs`): a response is validated against the
 /// schema the document gives for its path, method, status and `application/json`.
@@ -80,53 +72,6 @@ impl Spec {
             panic!("{method} {path} {status} does not match docs/openapi.json: {e:#}\n{body:#}");
         }
         body
-    }
-}
-
-/// ffmpeg publishing `file` in real time to `url` over RTSP, TCP interleaved.
-fn ffmpeg_publish(file: &str, url: &str) -> Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-i",
-            file,
-            "-c",
-            "copy",
-            "-f",
-            "rtsp",
-            "-rtsp_transport",
-            "tcp",
-            url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg (installed by .ci/run)")
-}
-
-/// Waits until DESCRIBE of `name` answers 200 (the publisher is live).
-fn wait_published(server: &Server, name: &str, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let mut c = RawRtsp::connect(server.addr);
-        let r = c.request(
-            "DESCRIBE",
-            &server.url(name),
-            &[("Accept", "application/sdp")],
-        );
-        if r.status == 200 {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{name} not published within {limit:?} (last status {})",
-            r.status
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -240,7 +185,7 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
     );
     let mut spec = Spec::load();
     let url = server.url(PATH);
-    let mut publisher = ffmpeg_publish(&file, &url);
+    let mut publisher = ffmpeg_publish(&file, &url, "tcp");
     let published_at = Instant::now();
     wait_published(&server, PATH, Duration::from_secs(10));
 
@@ -509,7 +454,7 @@ fn dump_dom(url: &str) -> String {
 fn the_dashboard_lists_the_publisher_and_the_viewer_page_offers_rtsp_only() {
     let server = Server::start(&["--publish", "live/*", "--publisher-timeout", "2"]);
     let url = server.url(PATH);
-    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &url);
+    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &url, "tcp");
     wait_published(&server, PATH, Duration::from_secs(10));
 
     let dashboard = format!("http://{}/dashboard", server.http_addr());

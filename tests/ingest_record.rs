@@ -13,20 +13,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::players::ffmpeg_decode_without_warnings;
-use common::{retina_play, run_with_timeout, RawRtsp, Server};
+use common::publishers::{ffmpeg_publish, media, wait_published};
+use common::{retina_play, run_with_timeout, Server};
 use shardcast::media::MediaFile;
-
-fn media(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/media")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// A media folder removed when the test ends (kept with `KEEP_RECORDING=1`).
 struct TempDir(PathBuf);
@@ -55,52 +48,6 @@ impl Drop for TempDir {
         if std::env::var_os("KEEP_RECORDING").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-}
-
-/// ffmpeg publishing `file` in real time to `url` over RTSP/TCP.
-fn ffmpeg_publish(file: &str, url: &str) -> Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-i",
-            file,
-            "-c",
-            "copy",
-            "-f",
-            "rtsp",
-            "-rtsp_transport",
-            "tcp",
-            url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg (installed by .ci/run)")
-}
-
-/// Waits until DESCRIBE of `name` answers 200 (the publisher is live).
-fn wait_published(server: &Server, name: &str, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let mut c = RawRtsp::connect(server.addr);
-        let r = c.request(
-            "DESCRIBE",
-            &server.url(name),
-            &[("Accept", "application/sdp")],
-        );
-        if r.status == 200 {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{name} not published within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -232,7 +179,7 @@ fn a_recording_plays_while_written_and_afterwards_with_its_duration_and_seek() {
         "1",
     ]);
     let sample = media("sample.mp4");
-    let mut publisher = ffmpeg_publish(&sample, &server.url("live/cam1"));
+    let mut publisher = ffmpeg_publish(&sample, &server.url("live/cam1"), "tcp");
     wait_published(&server, "live/cam1", Duration::from_secs(10));
 
     // The recording is in the catalog while it is written, with what it has so far.
@@ -374,7 +321,7 @@ fn short_segments_rotate_without_losing_or_doubling_a_frame() {
         "1",
     ]);
     let sample = media("sample.mp4");
-    let mut publisher = ffmpeg_publish(&sample, &server.url("live/rot"));
+    let mut publisher = ffmpeg_publish(&sample, &server.url("live/rot"), "tcp");
     assert!(publisher.wait().unwrap().success());
     wait_log(&server, "recording finished", Duration::from_secs(5));
     let files = recorded_files(&dir.0, "live/rot");
@@ -420,7 +367,7 @@ fn a_crash_leaves_a_file_readable_up_to_its_last_complete_fragment() {
         "--record",
         "live/*",
     ]);
-    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &server.url("live/crash"));
+    let mut publisher = ffmpeg_publish(&media("sample.mp4"), &server.url("live/crash"), "tcp");
     wait_published(&server, "live/crash", Duration::from_secs(10));
     let start = Instant::now();
     while !catalog_recordings(&server).iter().any(|(_, d)| *d >= 3.9) {

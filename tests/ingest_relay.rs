@@ -10,15 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::publishers::media;
 use common::{run_with_timeout, RawRtsp, Server};
-
-fn media(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/media")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// ffmpeg decodes `frames` video frames of `url` over TCP; fails on any warning.
 fn ffmpeg_decodes(url: &str, frames: usize) {

@@ -5,67 +5,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::players::ffmpeg_decode_without_warnings;
+use common::publishers::{
+    ffmpeg_publish, ffmpeg_publish_rtmp, finish_publisher, gst_publish, media, wait_published,
+};
 use common::{RawRtsp, Server};
-
-fn media(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/media")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-/// ffmpeg publishing `file` in real time to `url` over `transport` (`udp` or `tcp`).
-fn ffmpeg_publish(file: &str, url: &str, transport: &str) -> Child {
-    Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-i",
-            file,
-            "-c",
-            "copy",
-            "-f",
-            "rtsp",
-            "-rtsp_transport",
-            transport,
-            url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg (installed by .ci/run)")
-}
-
-/// Waits until DESCRIBE of `name` answers 200 (the publisher is live); the SDP.
-fn wait_published(server: &Server, name: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let mut c = RawRtsp::connect(server.addr);
-        let r = c.request(
-            "DESCRIBE",
-            &server.url(name),
-            &[("Accept", "application/sdp")],
-        );
-        if r.status == 200 {
-            return String::from_utf8_lossy(&r.body).into_owned();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{name} not published within {limit:?} (last status {})",
-            r.status
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn publish_and_play(transport: &str) {
     let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
@@ -114,11 +61,8 @@ fn ffmpeg_publishes_over_udp_and_ffmpeg_plays_every_frame_after_the_join() {
 /// to that keyframe) is the file's — the server kept the publisher's timing exactly.
 #[test]
 fn retina_plays_a_published_stream_with_the_files_timing_and_no_loss() {
-    use futures::StreamExt;
-    use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
-    use retina::codec::CodecItem;
-    use shardcast::media::track::TrackKind;
-    use shardcast::media::MediaFile;
+    use common::retina_play::{assert_live_matches_file, play_live};
+    use retina::client::Transport;
 
     let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
     let url = server.url("live/retina");
@@ -128,83 +72,9 @@ fn retina_plays_a_published_stream_with_the_files_timing_and_no_loss() {
         .enable_all()
         .build()
         .unwrap();
-    let (video, audio) = rt.block_on(async {
-        let mut session =
-            Session::describe(url::Url::parse(&url).unwrap(), SessionOptions::default())
-                .await
-                .expect("DESCRIBE");
-        assert_eq!(session.streams().len(), 2);
-        for i in 0..2 {
-            session
-                .setup(
-                    i,
-                    SetupOptions::default().transport(Transport::Tcp(Default::default())),
-                )
-                .await
-                .expect("SETUP");
-        }
-        let playing = session.play(PlayOptions::default()).await.expect("PLAY");
-        let mut demuxed = playing.demuxed().expect("demuxed");
-        let (mut video, mut audio) = (Vec::new(), 0usize);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still playing after 30 s"
-            );
-            // The publisher sends 10 s; frames stop then (retina does not end on BYE).
-            match tokio::time::timeout(Duration::from_secs(3), demuxed.next()).await {
-                Err(_) if !video.is_empty() => break,
-                Err(_) => panic!("no frame within 3 s"),
-                Ok(Some(Ok(CodecItem::VideoFrame(f)))) => {
-                    assert_eq!(f.loss(), 0, "video loss before frame {}", video.len());
-                    video.push((f.timestamp().elapsed(), f.is_random_access_point()));
-                }
-                Ok(Some(Ok(CodecItem::AudioFrame(f)))) => {
-                    assert_eq!(f.loss(), 0, "audio loss before frame {audio}");
-                    audio += 1;
-                }
-                Ok(Some(Ok(_))) => {}
-                // The stream ends with RTCP BYE once the publisher is gone for its timeout.
-                Ok(Some(Err(e))) => panic!("retina error after {} frames: {e}", video.len()),
-                Ok(None) => break,
-            }
-        }
-        (video, audio)
-    });
+    let got = rt.block_on(play_live(&url, Transport::Tcp(Default::default())));
     assert!(publisher.wait().unwrap().success());
-    let file = MediaFile::open(std::path::Path::new(&media("sample.mp4")), "sample").unwrap();
-    let track = file
-        .index
-        .tracks
-        .iter()
-        .find(|t| t.kind == TrackKind::Video)
-        .unwrap();
-    let pts_90k: Vec<i64> = track
-        .samples
-        .iter()
-        .map(|s| track.pts_ticks(s) * 90_000 / i64::from(track.timescale))
-        .collect();
-    assert!(
-        video.first().is_some_and(|f| f.1),
-        "the first frame is a keyframe"
-    );
-    // The join keyframe is the file's sample whose decode-order successors match.
-    let n = video.len();
-    assert!(n >= 100, "{n} video frames");
-    let start = track.samples.len() - n;
-    assert!(
-        track.samples[start].sync,
-        "the frames are the file's last {n}, from a keyframe"
-    );
-    for (k, (t, _)) in video.iter().enumerate() {
-        assert_eq!(
-            *t,
-            pts_90k[start + k] - pts_90k[start],
-            "video frame {k} after the join"
-        );
-    }
-    assert!(audio > n, "{audio} audio frames beside {n} video frames");
+    assert_live_matches_file(&got, std::path::Path::new(&media("sample.mp4")), 100, 0);
 }
 
 /// ffmpeg publishes over RTMP (`-f flv`, OBS's stand-in) to `rtmp://ADDR/live/obs`; ffmpeg
@@ -213,15 +83,8 @@ fn retina_plays_a_published_stream_with_the_files_timing_and_no_loss() {
 fn ffmpeg_publishes_over_rtmp_and_ffmpeg_plays_it_over_rtsp() {
     let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
     let rtmp = server.rtmp.expect("the server printed its RTMP address");
-    let mut publisher = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-i"])
-        .arg(media("sample.mp4"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(format!("rtmp://{rtmp}/live/obs"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg");
+    let mut publisher =
+        ffmpeg_publish_rtmp(&media("sample.mp4"), &format!("rtmp://{rtmp}/live/obs"));
     wait_published(&server, "live/obs", Duration::from_secs(10));
     let decoded = ffmpeg_decode_without_warnings(&server.url("live/obs"), "tcp");
     eprintln!("rtmp: {} frames, {:.2} s", decoded.frames, decoded.end_secs);
@@ -403,34 +266,6 @@ fn a_viewer_rides_through_a_publisher_reconnect_with_continuous_numbering() {
     }
 }
 
-/// GStreamer `rtspclientsink` publishing sample.mp4 (H.264 and AAC, which it announces as
-/// MP4A-LATM, RFC 6416) over `protocols` (`tcp` or `udp`), paced by its clock.
-fn gst_publish(file: &str, url: &str, protocols: &str) -> Child {
-    Command::new("gst-launch-1.0")
-        .args(["-q", "filesrc"])
-        .arg(format!("location={file}"))
-        .args([
-            "!",
-            "qtdemux",
-            "name=d",
-            "d.video_0",
-            "!",
-            "queue",
-            "!",
-            "h264parse",
-            "!",
-            "rtspclientsink",
-            "name=s",
-        ])
-        .arg(format!("location={url}"))
-        .arg(format!("protocols={protocols}"))
-        .args(["d.audio_0", "!", "queue", "!", "aacparse", "!", "s."])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gst-launch-1.0 (scripts/install-test-deps.sh installs it)")
-}
-
 /// What ffprobe sees of `url`: the codec names of its streams.
 fn ffprobe_codecs(url: &str, transport: &str) -> Vec<String> {
     let (ok, out, err) = common::run_with_timeout(
@@ -473,24 +308,9 @@ fn gst_publish_and_play(protocols: &str) {
     codecs.sort();
     assert_eq!(codecs, ["aac", "h264"], "ffprobe's streams");
     // At its end rtspclientsink sends PAUSE (RFC 2326 §10.6 allows it while recording): it
-    // must be answered 200, so GStreamer exits cleanly. On a loaded machine GStreamer 1.22's
-    // rtspclientsink sometimes never leaves its EOS (its threads wait on each other inside
-    // libgstrtspserver with nothing left on the socket either way): after 20 s it is
-    // killed; if it did exit, it must have succeeded.
-    let mut publisher = publisher;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = publisher.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = publisher.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = publisher.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // must be answered 200, so GStreamer exits cleanly (or hangs in its own EOS: see
+    // `finish_publisher`; then it must have printed nothing).
+    let (status, stderr) = finish_publisher(publisher, Duration::from_secs(20));
     if let Some(status) = status {
         assert!(
             status.success(),

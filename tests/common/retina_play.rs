@@ -199,3 +199,109 @@ pub fn spawn_player(url: String, transport: Transport) -> std::sync::mpsc::Recei
     });
     rx
 }
+
+/// What retina received of a live stream, from its join to its end.
+#[derive(Debug, Default)]
+pub struct LivePlay {
+    /// Each video frame: presentation time (90 kHz ticks since the first frame) and whether
+    /// it is a random access point.
+    pub video: Vec<(i64, bool)>,
+    /// Audio frames.
+    pub audio: usize,
+}
+
+/// Plays the live stream `url` over `transport` from its join until no frame has come for
+/// 3 s (retina does not end on RTCP BYE) or the stream ends; panics on any loss, error, or
+/// if nothing comes within 3 s of PLAY or it still plays after 40 s.
+pub async fn play_live(url: &str, transport: Transport) -> LivePlay {
+    let mut session = Session::describe(url::Url::parse(url).unwrap(), SessionOptions::default())
+        .await
+        .expect("DESCRIBE");
+    assert_eq!(session.streams().len(), 2, "video and audio announced");
+    for i in 0..2 {
+        session
+            .setup(i, SetupOptions::default().transport(transport.clone()))
+            .await
+            .expect("SETUP");
+    }
+    let playing = session.play(PlayOptions::default()).await.expect("PLAY");
+    let mut demuxed = playing.demuxed().expect("demuxed");
+    let mut got = LivePlay::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still playing after 40 s"
+        );
+        match tokio::time::timeout(Duration::from_secs(3), demuxed.next()).await {
+            Err(_) if !got.video.is_empty() => break,
+            Err(_) => panic!("no frame within 3 s"),
+            Ok(Some(Ok(CodecItem::VideoFrame(f)))) => {
+                assert_eq!(f.loss(), 0, "video loss before frame {}", got.video.len());
+                got.video
+                    .push((f.timestamp().elapsed(), f.is_random_access_point()));
+            }
+            Ok(Some(Ok(CodecItem::AudioFrame(f)))) => {
+                assert_eq!(f.loss(), 0, "audio loss before frame {}", got.audio);
+                got.audio += 1;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("retina error after {} frames: {e}", got.video.len()),
+            Ok(None) => break,
+        }
+    }
+    got
+}
+
+/// Checks a live play of `file` (an MP4 published from its start) against the file: the
+/// first frame is a keyframe, and the frames are the file's last ones from that keyframe on,
+/// each with the file's presentation time relative to it, within `tolerance` 90 kHz ticks
+/// (0 for RTP publishers; RTMP carries milliseconds, so 90). Returns the video frames played.
+pub fn assert_live_matches_file(
+    got: &LivePlay,
+    file: &std::path::Path,
+    min_frames: usize,
+    tolerance: i64,
+) -> usize {
+    let media = MediaFile::open(file, "published").unwrap();
+    let track = media
+        .index
+        .tracks
+        .iter()
+        .find(|t| t.kind == TrackKind::Video)
+        .unwrap();
+    let pts_90k: Vec<i64> = track
+        .samples
+        .iter()
+        .map(|s| track.pts_ticks(s) * 90_000 / i64::from(track.timescale))
+        .collect();
+    assert!(
+        got.video.first().is_some_and(|f| f.1),
+        "the first frame is a keyframe"
+    );
+    let n = got.video.len();
+    assert!(n >= min_frames, "{n} video frames, want ≥ {min_frames}");
+    assert!(
+        n <= track.samples.len(),
+        "{n} frames, the file has {}",
+        track.samples.len()
+    );
+    let start = track.samples.len() - n;
+    assert!(
+        track.samples[start].sync,
+        "the frames are the file's last {n}, from a keyframe"
+    );
+    for (k, (t, _)) in got.video.iter().enumerate() {
+        let want = pts_90k[start + k] - pts_90k[start];
+        assert!(
+            (t - want).abs() <= tolerance,
+            "video frame {k} after the join at {t}, the file's at {want} (±{tolerance})"
+        );
+    }
+    assert!(
+        got.audio > n,
+        "{} audio frames beside {n} video frames",
+        got.audio
+    );
+    n
+}

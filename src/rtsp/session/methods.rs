@@ -439,10 +439,19 @@ impl SessionCore {
         }
         rec.activity.touch(now);
         if req.uri != "*" {
-            let (media, rest) = self.resolve(&req.uri)?;
-            if !Arc::ptr_eq(&media, &rec.media) {
-                return Err(Refusal::OtherStream);
-            }
+            // The session's own stream first, by name: it may have left the catalog since
+            // (a publisher gone for good, a file removed) and its viewer must still be able
+            // to PAUSE, keep alive and TEARDOWN what it set up (§10.7).
+            let rest = match own_stream_rest(&req.uri, &rec.media.name) {
+                Some(rest) => rest,
+                None => {
+                    let (media, rest) = self.resolve(&req.uri)?;
+                    if !Arc::ptr_eq(&media, &rec.media) {
+                        return Err(Refusal::OtherStream);
+                    }
+                    rest
+                }
+            };
             if !rest.is_empty() && rec.tracks.len() > 1 {
                 return Err(Refusal::OnlyAggregate);
             }
@@ -656,4 +665,16 @@ impl SessionCore {
             after_response: Vec::new(),
         }))
     }
+}
+
+/// The segments after `name` in the request URI's path, if the path starts with the stream
+/// `name` (`live/cam1` in `rtsp://host/live/cam1/trackID=0`).
+pub(super) fn own_stream_rest(uri: &str, name: &str) -> Option<Vec<String>> {
+    let segments = split_request_uri(uri).ok()?.segments;
+    let own: Vec<&str> = name.split('/').collect();
+    let head = segments.get(..own.len())?;
+    head.iter()
+        .zip(&own)
+        .all(|(a, b)| a == b)
+        .then(|| segments[own.len()..].to_vec())
 }

@@ -422,3 +422,21 @@ fn a_stream_key_or_a_listed_user_may_publish_and_viewers_may_not() {
     );
     assert_eq!(status(&a), 403);
 }
+
+#[test]
+fn a_session_names_its_own_stream_even_after_it_left_the_catalog() {
+    use super::methods::own_stream_rest;
+    let rest = |uri: &str, name: &str| own_stream_rest(uri, name);
+    assert_eq!(rest(CAM, "live/cam1"), Some(vec![]));
+    assert_eq!(
+        rest(&format!("{CAM}/streamid=0"), "live/cam1"),
+        Some(vec!["streamid=0".to_owned()])
+    );
+    assert_eq!(rest("rtsp://h/live/cam2", "live/cam1"), None);
+    assert_eq!(rest("rtsp://h/live", "live/cam1"), None);
+    assert_eq!(
+        rest("rtsp://h/sample/trackID=1", "sample"),
+        Some(vec!["trackID=1".to_owned()])
+    );
+    assert_eq!(rest("not a uri", "sample"), None);
+}
