@@ -315,6 +315,40 @@ pub(crate) fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
     Some(t)
 }
 
+/// Runs of the bench's RTSP publisher: a Markdown table of the latency the server added
+/// (publisher's packet in → viewer's packet out, from `CLOCK_REALTIME` before the
+/// publisher's send of a frame's last packet to the viewer's kernel receive timestamp),
+/// one row per configuration's representative run. `None` when no run measured it.
+pub(crate) fn latency_table(configs: &[ConfigResult]) -> Option<String> {
+    let rows: Vec<String> = configs
+        .iter()
+        .filter_map(|c| {
+            let r = representative_run(c)?;
+            let l = r.latency?;
+            Some(format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                c.label.replace('|', "/"),
+                l.paired,
+                l.added.p50_ms,
+                l.added.p99_ms,
+                l.added.max_ms,
+                l.from_gop_cache,
+                l.before_report,
+                l.unpaired,
+                l.negative,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "| config (server-added latency) | paired packets | p50 ms | p99 ms | max ms | from GOP cache (not counted) | before 1st SR | unpaired | negative |\n\
+         |---|---|---|---|---|---|---|---|---|\n{}",
+        rows.join("\n")
+    ))
+}
+
 /// The report's machine line: kernel release, the machine's online CPU cores and, when the
 /// bench started the server itself, its shard cores, e.g. "Linux 6.8.0, 2 cores (1 shard
 /// core)". `shards` is `None` against a server given by `--url` (its shards are unknown).
@@ -684,6 +718,10 @@ pub(crate) fn html(report: &BenchReport) -> String {
     if let Some(rounds) = rounds_table(&report.configs).filter(|_| !is_hls) {
         table.push_str("\n<h2>Rounds</h2>\n");
         table.push_str(&html_table(&rounds));
+    }
+    if let Some(latency) = latency_table(&report.configs) {
+        table.push_str("\n<h2>Latency added by the server</h2>\n<p>Publisher's packet in → viewer's packet out: from the publisher's clock just before it sends a frame's last packet (on loopback the server's kernel receive timestamp is taken inside that send, so never earlier) to the viewer's kernel receive timestamp (SO_TIMESTAMPNS), paired through the server's RTCP sender reports, which carry the publisher's clock. Steady phase only.</p>\n");
+        table.push_str(&html_table(&latency));
     }
     format!(
         r#"<!DOCTYPE html>
