@@ -66,8 +66,23 @@ pub(crate) enum StreamSource {
 const RTSP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Sender reports per track: once a second.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-/// Keepalive of the publisher's RTSP session (the server's default timeout is 60 s).
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Longest keepalive interval of the publisher's RTSP session; a third of the timeout the
+/// server states in its Session header (RFC 2326 §12.37) when that is shorter. The server
+/// ends a publisher whose RTSP connection goes quiet for that long.
+const KEEPALIVE_MAX: Duration = Duration::from_secs(20);
+
+/// The keepalive interval for a Session header `id[;timeout=N]` (RFC 2326 §12.37: the
+/// default timeout is 60 s): a third of it, at least a second, at most [`KEEPALIVE_MAX`].
+fn keepalive_for(session_header: Option<&str>) -> Duration {
+    let timeout = session_header
+        .and_then(|h| {
+            h.split(';')
+                .find_map(|p| p.trim().strip_prefix("timeout="))
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(60);
+    Duration::from_secs((timeout / 3).max(1)).min(KEEPALIVE_MAX)
+}
 /// Largest RTP packet the publisher builds: the payload budget plus headers.
 const PACKET_BYTES: usize = RTP_HEADER_LEN + DEFAULT_PAYLOAD_BUDGET + 64;
 
@@ -268,6 +283,7 @@ impl RtspPublisher {
             &sdp,
         )?;
         let mut session: Option<String> = None;
+        let mut keepalive_every = KEEPALIVE_MAX;
         let mut tracks = Vec::new();
         for (i, t) in media.index.tracks.iter().enumerate() {
             let (rtp, rtcp) = bind_pair(local_ip)?;
@@ -291,6 +307,7 @@ impl RtspPublisher {
                 session = resp
                     .header("Session")
                     .map(|s| s.split(';').next().unwrap_or("").trim().to_owned());
+                keepalive_every = keepalive_for(resp.header("Session"));
             }
             let (server_rtp, server_rtcp) = server_ports(resp.header("Transport"), server)
                 .ok_or_else(|| {
@@ -346,6 +363,7 @@ impl RtspPublisher {
             conn,
             url,
             session,
+            keepalive_every,
             times: times.clone(),
             stop: stop.clone(),
             packets: packets.clone(),
@@ -398,6 +416,7 @@ struct Sender {
     conn: Rtsp,
     url: String,
     session: String,
+    keepalive_every: Duration,
     times: Arc<SendTimes>,
     stop: Arc<AtomicBool>,
     packets: Arc<AtomicU64>,
@@ -429,7 +448,7 @@ impl Sender {
         let mut packet = [0u8; PACKET_BYTES];
         let mut rtcp = [0u8; MAX_RTCP_COMPOUND];
         let mut next_report = start;
-        let mut next_keepalive = start + KEEPALIVE_EVERY;
+        let mut next_keepalive = start + self.keepalive_every;
         let mut scratch = [0u8; 4096];
         let mut error = None;
         while !self.stop.load(Ordering::Acquire) {
@@ -460,7 +479,7 @@ impl Sender {
                 self.send_reports(&mut rtcp);
             }
             if now >= next_keepalive {
-                next_keepalive += KEEPALIVE_EVERY;
+                next_keepalive += self.keepalive_every;
                 self.keepalive();
             }
             // Answers to keepalives: read and dropped.
@@ -724,6 +743,21 @@ mod tests {
             ))
         );
         assert_eq!(server_ports(Some("RTP/AVP;unicast"), server), None);
+    }
+
+    #[test]
+    fn the_keepalive_is_a_third_of_the_session_timeout_within_bounds() {
+        assert_eq!(
+            keepalive_for(Some("ABCD;timeout=7")),
+            Duration::from_secs(2)
+        );
+        assert_eq!(keepalive_for(Some("ABCD; timeout=300")), KEEPALIVE_MAX);
+        assert_eq!(
+            keepalive_for(Some("ABCD;timeout=1")),
+            Duration::from_secs(1)
+        );
+        assert_eq!(keepalive_for(Some("ABCD")), Duration::from_secs(20));
+        assert_eq!(keepalive_for(None), Duration::from_secs(20));
     }
 
     #[test]
