@@ -139,7 +139,9 @@ pub(crate) struct BenchArgs {
     /// `published` (the stream `--publish` sends; the default with `--publish`) and/or
     /// `channel` (a looped live channel of the same media, `--live=benchloop=FILE`). E.g.
     /// `--publish rtsp --source published,channel --rounds 3`: the rounds table then gives
-    /// each round's CPU per delivered packet of the published stream against the channel's.
+    /// each round's CPU per delivered packet of the published stream against the channel's,
+    /// and a second table per delivered megabyte (a live log sends each AAC frame in its own
+    /// packet where a channel aggregates them, so the packet mixes differ).
     #[arg(long, value_delimiter = ',', value_parser = ["published", "channel"])]
     source: Vec<String>,
     /// A short run for CI: 20 viewers for 5 s on every backend the server accepts.
@@ -348,6 +350,11 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     let configs = configs?;
     if let Some(rounds) = report::rounds_table(&configs) {
         println!("\n{rounds}");
+    }
+    if sources.len() > 1 {
+        if let Some(rounds) = report::rounds_table_per_mb(&configs) {
+            println!("\n{rounds}");
+        }
     }
     if let Some(latency) = report::latency_table(&configs) {
         println!("\n{latency}");

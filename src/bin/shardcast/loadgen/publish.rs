@@ -241,6 +241,20 @@ struct PubTrack {
     octets: u32,
 }
 
+/// Why the publisher thread stopped sending (`Copy`: it comes from the per-packet path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum SendError {
+    /// The media has no such track or sample.
+    #[error("track {0}: no sample to send")]
+    NoSample(usize),
+    /// A packet did not fit the send buffer.
+    #[error("track {0}: a packet over {PACKET_BYTES} bytes")]
+    Oversized(usize),
+    /// The send failed for another reason than a full socket buffer.
+    #[error("sending RTP: {0}")]
+    Send(ErrorKind),
+}
+
 /// What the publisher thread did.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PublishOutcome {
@@ -470,7 +484,7 @@ impl Sender {
                 }
             }
             if let Err(e) = self.send_sample(i, ts, &mut packet) {
-                error = Some(e);
+                error = Some(e.to_string());
                 break;
             }
             let now = Instant::now();
@@ -509,15 +523,15 @@ impl Sender {
         i: usize,
         ts: u32,
         packet: &mut [u8; PACKET_BYTES],
-    ) -> Result<(), String> {
+    ) -> Result<(), SendError> {
         let media = self.media.clone();
         let Some(track) = media.index.tracks.get(i) else {
-            return Err(format!("no track {i}"));
+            return Err(SendError::NoSample(i));
         };
         let bytes = media.bytes.as_slice();
         let pt = &mut self.tracks[i];
         let Some(&sample) = track.samples.get(pt.next) else {
-            return Err(format!("track {i}: no sample {}", pt.next));
+            return Err(SendError::NoSample(i));
         };
         // One access unit per packet (no AAC aggregation), so every viewer packet is one
         // frame of the publisher's.
@@ -550,7 +564,7 @@ impl Sender {
                 .chain(body.as_slices().iter().copied())
             {
                 let Some(dst) = packet.get_mut(len..len + part.len()) else {
-                    return Err(format!("track {i}: a packet over {PACKET_BYTES} bytes"));
+                    return Err(SendError::Oversized(i));
                 };
                 dst.copy_from_slice(part);
                 len += part.len();
@@ -561,7 +575,7 @@ impl Sender {
                 Ok(_) => {}
                 // A full socket buffer on loopback: the packet is lost, as on a network.
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => return Err(format!("sending RTP: {e}")),
+                Err(e) => return Err(SendError::Send(e.kind())),
             }
             pt.seq = pt.seq.wrapping_add(1);
             pt.packets = pt.packets.wrapping_add(1);

@@ -265,22 +265,39 @@ pub(crate) fn hls_conclusion(configs: &[ConfigResult]) -> String {
 /// middle one for an even count). `None` for a
 /// single round or when the server's CPU is unknown.
 pub(crate) fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
+    rounds_table_of(configs, "server CPU ns/pkt", |r| {
+        r.server.map(|s| s.cpu_ns_per_packet)
+    })
+}
+
+/// [`rounds_table`] by server CPU per delivered megabyte of RTP, for rows whose packet mixes
+/// differ (a live log sends every AAC frame in its own packet, a looped channel aggregates
+/// them), where CPU per packet alone would favour the row with more, smaller packets.
+pub(crate) fn rounds_table_per_mb(configs: &[ConfigResult]) -> Option<String> {
+    rounds_table_of(configs, "server CPU µs/MB", |r| {
+        let s = r.server?;
+        (r.bytes > 0).then(|| s.cpu_secs * 1e6 / (r.bytes as f64 / 1e6))
+    })
+}
+
+/// Every round's `metric` of each configuration and its ratio to the last configuration's
+/// in the same round (see [`rounds_table`]).
+fn rounds_table_of(
+    configs: &[ConfigResult],
+    title: &str,
+    metric: impl Fn(&RunResult) -> Option<f64>,
+) -> Option<String> {
     let rounds = configs.iter().map(|c| c.runs.len()).max()?;
     if rounds < 2 || configs.iter().any(|c| c.capacity.is_some()) {
         return None;
     }
-    let cpu = |c: &ConfigResult, round: usize| {
-        c.runs
-            .get(round)
-            .and_then(|r| r.server)
-            .map(|s| s.cpu_ns_per_packet)
-            .filter(|v| *v > 0.0)
-    };
+    let cpu =
+        |c: &ConfigResult, round: usize| c.runs.get(round).and_then(&metric).filter(|v| *v > 0.0);
     let baseline = configs.last()?;
     (0..rounds)
         .any(|i| cpu(baseline, i).is_some())
         .then_some(())?;
-    let mut t = String::from("| config (server CPU ns/pkt) |");
+    let mut t = format!("| config ({title}) |");
     for i in 1..=rounds {
         let _ = write!(t, " round {i} |");
     }
@@ -872,6 +889,33 @@ mod tests {
         assert!(rounds_table(&[rounds("one", &[1.0])]).is_none());
         let html = html_table(&t);
         assert_eq!(html.matches("<tr>").count(), 3, "{html}");
+    }
+
+    /// Two sources with different packet mixes: per packet the one with more, smaller
+    /// packets looks cheaper; per megabyte delivered they cost the same.
+    #[test]
+    fn rounds_per_megabyte_compare_rows_whose_packets_differ_in_size() {
+        let with_bytes = |label: &str, cpu_ns: f64, bytes: u64| {
+            let mut c = rounds(label, &[cpu_ns, cpu_ns]);
+            for r in &mut c.runs {
+                r.bytes = bytes;
+            }
+            c
+        };
+        // 1 s of CPU over 2 MB either way: 1e9 ns / 2000 packets and / 4000 packets.
+        let configs = [
+            with_bytes("source=published-rtsp", 250_000.0, 2_000_000),
+            with_bytes("source=channel", 500_000.0, 2_000_000),
+        ];
+        let per_packet = rounds_table(&configs).unwrap();
+        assert!(per_packet.contains("250000 (2.00×)"), "{per_packet}");
+        let per_mb = rounds_table_per_mb(&configs).unwrap();
+        assert!(
+            per_mb.starts_with("| config (server CPU µs/MB) |"),
+            "{per_mb}"
+        );
+        assert!(per_mb.contains("500000 (1.00×)"), "{per_mb}");
+        assert!(per_mb.contains("| 1.00× |"), "{per_mb}");
     }
 
     #[test]
