@@ -11,7 +11,12 @@
 //!   frame before it has it whole). The table is [`SendTimes`]: a bounded ring per track
 //!   indexed by frame, written by the publisher thread and read by the receiver thread
 //!   without locks or allocation.
-//! - **Out**: the viewer's `SO_TIMESTAMPNS` receive timestamp of each RTP packet.
+//! - **Out**: the viewer's `SO_TIMESTAMPNS` receive timestamp of each RTP packet (over
+//!   `--transport tcp`, a stream socket has none: the time the receiver read the frame, a
+//!   bound never earlier than its arrival).
+//! - **Counted**: the steady phase (every viewer playing); a packet of a frame the publisher
+//!   sent before the viewer's PLAY is the server's GOP cache, sent at once to a joining
+//!   viewer, and is counted apart, not as latency.
 //! - **Pairing**: viewers' packets carry the server's RTP timestamps, not the publisher's.
 //!   The server passes the publisher's clock through: its sender reports to viewers carry the
 //!   publisher's NTP time for the viewer's RTP time (`live_log::LogWriter::sender_report`,

@@ -8,7 +8,9 @@
 //! `/proc`), [`capacity`] (the search), [`churn`] (the churn soak: sessions ended and
 //! started at a fixed rate, server descriptors/RSS/threads against their baseline),
 //! [`report`] (JSON, HTML with SVG, Markdown), [`hls`] (HLS viewers over HTTP, `--protocol
-//! hls`) and [`nginx`] (the reference HLS server). The
+//! hls`), [`nginx`] (the reference HLS server), [`publish`] (the bench publishing the stream
+//! its viewers play, `--publish rtsp|rtmp`, and the looped channel it is compared with,
+//! `--source`) and [`latency`] (the latency the server adds to a published stream). The
 //! harness never prints; `bench.rs` does.
 
 pub(crate) mod capacity;
