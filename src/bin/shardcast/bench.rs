@@ -123,6 +123,27 @@ pub(crate) struct BenchArgs {
     /// Further arguments for the started server, e.g. --server-arg=--payload-budget=1400.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// The bench publishes the stream its viewers play: `rtsp` (its own publisher: ANNOUNCE,
+    /// RECORD, RTP over UDP with sender reports; also measures the latency the server adds,
+    /// publisher's packet in → viewer's packet out, p50/p99/max in the report) or `rtmp`
+    /// (ffmpeg -re -stream_loop -1 … -f flv). The started server gets `--publish 'bench/*'`;
+    /// the media (`--publish-media`, else `--hls-media`, else the bundled sample) is published
+    /// in a loop at real time to `bench/live`, and the viewers play it once it is online.
+    #[arg(long, value_parser = ["rtsp", "rtmp"])]
+    publish: Option<String>,
+    /// The file `--publish`/`--source` stream (default: `--hls-media`, else the bundled 10 s
+    /// sample).
+    #[arg(long)]
+    publish_media: Option<PathBuf>,
+    /// What the viewers play, comma-separated, one row each (interleaved by `--rounds`):
+    /// `published` (the stream `--publish` sends; the default with `--publish`) and/or
+    /// `channel` (a looped live channel of the same media, `--live=benchloop=FILE`). E.g.
+    /// `--publish rtsp --source published,channel --rounds 3`: the rounds table then gives
+    /// each round's CPU per delivered packet of the published stream against the channel's,
+    /// and a second table per delivered megabyte (a live log sends each AAC frame in its own
+    /// packet where a channel aggregates them, so the packet mixes differ).
+    #[arg(long, value_delimiter = ',', value_parser = ["published", "channel"])]
+    source: Vec<String>,
     /// A short run for CI: 20 viewers for 5 s on every backend the server accepts.
     #[arg(long)]
     smoke: bool,
@@ -158,6 +179,35 @@ fn transport_of(name: &str) -> crate::loadgen::session::RtpTransport {
     }
 }
 
+/// The rows' stream sources from `--publish` and `--source`: none without either.
+fn stream_sources(args: &BenchArgs) -> Result<Vec<crate::loadgen::publish::StreamSource>> {
+    use crate::loadgen::publish::{PublishKind, StreamSource};
+    let kind = args.publish.as_deref().map(|k| {
+        if k == "rtmp" {
+            PublishKind::Rtmp
+        } else {
+            PublishKind::Rtsp
+        }
+    });
+    let names: Vec<&str> = if args.source.is_empty() {
+        kind.map(|_| vec!["published"]).unwrap_or_default()
+    } else {
+        args.source.iter().map(String::as_str).collect()
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let src = match (name, kind) {
+            ("channel", _) => StreamSource::Channel,
+            (_, Some(k)) => StreamSource::Published(k),
+            (_, None) => bail!("--source published needs --publish rtsp or --publish rtmp"),
+        };
+        if !out.contains(&src) {
+            out.push(src);
+        }
+    }
+    Ok(out)
+}
+
 /// `NAME=PATH` of `--server-exe`.
 fn parse_build(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
@@ -191,16 +241,48 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         Vec::new()
     };
     let transports: Vec<RtpTransport> = args.transport.iter().map(|t| transport_of(t)).collect();
-    let variants = loadgen::with_transports(
-        loadgen::with_builds(
-            loadgen::variants(&[
-                ("io", &io),
-                ("gso", &args.gso_modes),
-                ("stats", &args.stats_modes),
-            ]),
-            &args.server_exes,
+    let sources = stream_sources(&args)?;
+    let sample_copy =
+        std::env::temp_dir().join(format!("shardcast-bench-source-{}.mp4", std::process::id()));
+    let source_media = if sources.is_empty() {
+        None
+    } else {
+        if args.url.is_some() {
+            bail!("--publish/--source need a server the bench starts (not --url)");
+        }
+        if args.stream.is_some() {
+            bail!(
+                "--stream does not apply with --publish/--source (viewers play the bench's stream)"
+            );
+        }
+        let file = match args.publish_media.as_ref().or(args.hls_media.as_ref()) {
+            Some(f) => f.clone(),
+            None => {
+                std::fs::write(&sample_copy, shardcast::media::library::SAMPLE_MP4)
+                    .with_context(|| format!("writing {}", sample_copy.display()))?;
+                sample_copy.clone()
+            }
+        };
+        let media = shardcast::media::MediaFile::open(&file, "bench")
+            .with_context(|| format!("indexing {}", file.display()))?;
+        Some(loadgen::SourceMedia {
+            file,
+            media: std::sync::Arc::new(media),
+        })
+    };
+    let variants = loadgen::with_sources(
+        loadgen::with_transports(
+            loadgen::with_builds(
+                loadgen::variants(&[
+                    ("io", &io),
+                    ("gso", &args.gso_modes),
+                    ("stats", &args.stats_modes),
+                ]),
+                &args.server_exes,
+            ),
+            &transports,
         ),
-        &transports,
+        &sources,
     );
     let target = match &args.url {
         Some(url) => Target::Url {
@@ -247,6 +329,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         },
         max_probes: args.max_probes.clamp(1, 30),
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        source_media,
     };
     loadgen::validate(&opts, args.allow_remote)?;
     std::fs::create_dir_all(&args.out)
@@ -262,9 +345,19 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", report::markdown_row(cfg));
         let _ = out.flush();
-    })?;
+    });
+    let _ = std::fs::remove_file(&sample_copy);
+    let configs = configs?;
     if let Some(rounds) = report::rounds_table(&configs) {
         println!("\n{rounds}");
+    }
+    if sources.len() > 1 {
+        if let Some(rounds) = report::rounds_table_per_mb(&configs) {
+            println!("\n{rounds}");
+        }
+    }
+    if let Some(latency) = report::latency_table(&configs) {
+        println!("\n{latency}");
     }
     for c in &configs {
         if let Some(e) = &c.error {

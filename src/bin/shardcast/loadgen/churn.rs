@@ -442,6 +442,7 @@ pub(crate) fn run_churn(
         hard_deadline,
         keepalive_every,
         opts.receive.busy_poll,
+        None,
     )
     .map_err(|e| LoadError::io("starting the receiver thread", e))?;
     let mut sampler = Sampler {
@@ -530,7 +531,7 @@ pub(crate) fn run_churn(
                     let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
                     match tokio::time::timeout(
                         HANDSHAKE_TIMEOUT,
-                        open_session(index, &url, transport, receive_gro),
+                        open_session(index, &url, transport, receive_gro, false),
                     )
                     .await
                     {

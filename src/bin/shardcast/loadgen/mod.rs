@@ -8,14 +8,18 @@
 //! `/proc`), [`capacity`] (the search), [`churn`] (the churn soak: sessions ended and
 //! started at a fixed rate, server descriptors/RSS/threads against their baseline),
 //! [`report`] (JSON, HTML with SVG, Markdown), [`hls`] (HLS viewers over HTTP, `--protocol
-//! hls`) and [`nginx`] (the reference HLS server). The
+//! hls`), [`nginx`] (the reference HLS server), [`publish`] (the bench publishing the stream
+//! its viewers play, `--publish rtsp|rtmp`, and the looped channel it is compared with,
+//! `--source`) and [`latency`] (the latency the server adds to a published stream). The
 //! harness never prints; `bench.rs` does.
 
 pub(crate) mod capacity;
 pub(crate) mod churn;
 pub(crate) mod hls;
 pub(crate) mod host;
+pub(crate) mod latency;
 pub(crate) mod nginx;
+pub(crate) mod publish;
 mod receiver;
 pub(crate) mod report;
 pub(crate) mod server;
@@ -163,6 +167,18 @@ pub(crate) struct BenchOptions {
     pub(crate) max_probes: u32,
     /// Show progress bars (stderr).
     pub(crate) progress: bool,
+    /// The media file rows with a [`Variant::source`] stream (`--publish`, `--source`).
+    pub(crate) source_media: Option<SourceMedia>,
+}
+
+/// The media file the bench streams itself: published to the server, or looped by it as a
+/// live channel.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceMedia {
+    /// The file (the server's `--live=NAME=FILE`, ffmpeg's input).
+    pub(crate) file: PathBuf,
+    /// The file indexed (our RTSP publisher's samples).
+    pub(crate) media: Arc<shardcast::media::MediaFile>,
 }
 
 /// One server configuration under comparison, e.g. `--io uring --gso off`.
@@ -177,6 +193,10 @@ pub(crate) struct Variant {
     /// The viewers' RTP transport for this row, when transports are compared
     /// (`--transport udp,tcp`); `None` takes [`BenchOptions::transport`].
     pub(crate) transport: Option<RtpTransport>,
+    /// What this row's viewers play when the stream comes from the bench (`--publish`,
+    /// `--source`): a looped channel of the media or the media published by the bench;
+    /// `None` plays `--stream`.
+    pub(crate) source: Option<publish::StreamSource>,
 }
 
 /// Every combination of the values given for each server flag (`--io`, `--gso`, `--stats`),
@@ -188,6 +208,7 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
         server_args: Vec::new(),
         exe: None,
         transport: None,
+        source: None,
     }];
     for (flag, values) in flags {
         if values.is_empty() {
@@ -205,6 +226,7 @@ pub(crate) fn variants(flags: &[(&str, &[String])]) -> Vec<Variant> {
                         server_args,
                         exe: None,
                         transport: None,
+                        source: None,
                     }
                 })
             })
@@ -240,6 +262,7 @@ pub(crate) fn with_builds(
                 server_args: v.server_args.clone(),
                 exe: Some(exe.clone()),
                 transport: v.transport,
+                source: v.source,
             })
         })
         .collect()
@@ -269,10 +292,56 @@ pub(crate) fn with_transports(variants: Vec<Variant>, transports: &[RtpTransport
                     server_args: v.server_args.clone(),
                     exe: v.exe.clone(),
                     transport: Some(t),
+                    source: v.source,
                 }
             })
         })
         .collect()
+}
+
+/// `variants` once per stream source when the bench provides the stream (`--publish`,
+/// `--source`), sources innermost: rows `… source=published-rtsp`, `… source=channel` next
+/// to each other, so `--rounds` interleaves them and each round's ratio table compares the
+/// published stream's CPU per packet with the looped channel's under the same conditions.
+/// One source labels no rows differently.
+pub(crate) fn with_sources(
+    variants: Vec<Variant>,
+    sources: &[publish::StreamSource],
+) -> Vec<Variant> {
+    if sources.is_empty() {
+        return variants;
+    }
+    variants
+        .iter()
+        .flat_map(|v| {
+            sources.iter().map(move |&src| {
+                let name = source_label(src);
+                Variant {
+                    label: if sources.len() < 2 {
+                        v.label.clone()
+                    } else if v.label == "default" {
+                        format!("source={name}")
+                    } else {
+                        format!("{} source={name}", v.label)
+                    },
+                    server_args: v.server_args.clone(),
+                    exe: v.exe.clone(),
+                    transport: v.transport,
+                    source: Some(src),
+                }
+            })
+        })
+        .collect()
+}
+
+/// A source's name in row labels.
+pub(crate) fn source_label(src: publish::StreamSource) -> &'static str {
+    use publish::{PublishKind, StreamSource};
+    match src {
+        StreamSource::Channel => "channel",
+        StreamSource::Published(PublishKind::Rtsp) => "published-rtsp",
+        StreamSource::Published(PublishKind::Rtmp) => "published-rtmp",
+    }
 }
 
 /// The stream URLs of a started server that sessions spread over, round-robin: `choice` is
@@ -398,6 +467,14 @@ pub(crate) struct RunResult {
     /// HLS runs only: the HLS viewers' figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hls: Option<hls::HlsFigures>,
+    /// Runs of a stream the bench's RTSP publisher published: the latency the server
+    /// added, publisher's packet in → viewer's packet out (see [`latency`]), over the steady
+    /// phase (the joining viewers' GOP-cache bursts excluded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) latency: Option<latency::LatencyFigures>,
+    /// Runs of a published stream: RTP packets the bench's RTSP publisher sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) publisher_packets: Option<u64>,
 }
 
 /// Results for one server configuration.
@@ -454,6 +531,18 @@ pub(crate) fn validate(opts: &BenchOptions, allow_remote: bool) -> Result<(), Lo
             return Err(LoadError::Refused(
                 "--io/--gso/--stats/--server-exe need a server the harness starts (not --url)"
                     .into(),
+            ));
+        }
+    }
+    if opts.variants.iter().any(|v| v.source.is_some()) {
+        if !matches!(opts.target, Target::Spawn(_)) {
+            return Err(LoadError::Refused(
+                "--publish/--source need a server the harness starts (not --url)".into(),
+            ));
+        }
+        if opts.source_media.is_none() {
+            return Err(LoadError::Refused(
+                "--publish/--source need a media file".into(),
             ));
         }
     }
@@ -577,12 +666,14 @@ fn run_once(
     viewers: u32,
     multi: &MultiProgress,
 ) -> Result<RunResult, LoadError> {
+    use publish::{StreamSource, CHANNEL_NAME, PUBLISH_PATH, PUBLISH_PATTERN};
     let label = variant.label.as_str();
     // Keep a spawned server alive for the whole run; it is killed on drop.
     let core = match &opts.target {
         Target::Spawn(launch) => launch.pin_core,
         Target::Url { .. } => None,
     };
+    let source = variant.source.zip(opts.source_media.as_ref());
     let (server, urls, pid, http) = match &opts.target {
         Target::Spawn(launch) => {
             let mut launch = launch.clone();
@@ -592,23 +683,59 @@ fn run_once(
             if let Some(exe) = &variant.exe {
                 launch.exe = exe.clone();
             }
+            match source {
+                Some((StreamSource::Channel, m)) => launch
+                    .extra_args
+                    .push(format!("--live={CHANNEL_NAME}={}", m.file.display())),
+                Some((StreamSource::Published(_), _)) => launch
+                    .extra_args
+                    .extend(["--publish".to_owned(), PUBLISH_PATTERN.to_owned()]),
+                None => {}
+            }
             let server = ServerProcess::spawn(&launch)?;
-            let urls = stream_urls(opts.stream.as_deref(), server.addr, &server.streams)?;
+            let urls = match source {
+                Some((StreamSource::Channel, _)) => {
+                    vec![format!("rtsp://{}/{CHANNEL_NAME}", server.addr)]
+                }
+                Some((StreamSource::Published(_), _)) => {
+                    vec![format!("rtsp://{}/{PUBLISH_PATH}", server.addr)]
+                }
+                None => stream_urls(opts.stream.as_deref(), server.addr, &server.streams)?,
+            };
             let pid = server.pid();
             let http = server.http;
             (Some(server), urls, Some(pid), http)
         }
         Target::Url { url, pid } => (None, vec![url.clone()], *pid, None),
     };
-    let watch = ServerWatch { pid, http, core };
+    let publisher = match (source, &server) {
+        (Some((StreamSource::Published(kind), m)), Some(server)) => {
+            Some(publish::Publisher::start(kind, m, server)?)
+        }
+        _ => None,
+    };
+    let watch = ServerWatch {
+        pid,
+        http,
+        core,
+        send_times: publisher.as_ref().and_then(publish::Publisher::send_times),
+    };
     let transport = variant.transport.unwrap_or(opts.transport);
     let result = drive(opts, &urls, watch, viewers, multi, label, transport);
+    let publisher_outcome = publisher.map(publish::Publisher::stop);
     drop(server);
-    result
+    let mut result = result?;
+    if let Some(o) = publisher_outcome {
+        result.publisher_packets = o.packets;
+        if let Some(e) = o.error {
+            return Err(LoadError::Protocol(format!("the publisher stopped: {e}")));
+        }
+    }
+    Ok(result)
 }
 
 /// Where the harness reads the server's own figures during a run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ServerWatch {
     /// Its pid, for `/proc/<pid>` CPU and memory.
     pid: Option<u32>,
@@ -616,6 +743,8 @@ struct ServerWatch {
     http: Option<std::net::SocketAddr>,
     /// The core it is pinned to, for busy time including softirq.
     core: Option<usize>,
+    /// The bench's RTSP publisher's send times, for the server's added latency.
+    send_times: Option<Arc<latency::SendTimes>>,
 }
 
 fn drive(
@@ -628,6 +757,13 @@ fn drive(
     transport: RtpTransport,
 ) -> Result<RunResult, LoadError> {
     let counters = Arc::new(LiveCounters::default());
+    let ServerWatch {
+        pid,
+        http,
+        core,
+        send_times,
+    } = watch;
+    let measure_latency = send_times.is_some();
     let (tx, rx) = crossbeam_channel::unbounded();
     // Hard stop for the receiver whatever happens here.
     let start_budget = Duration::from_secs(30)
@@ -641,9 +777,9 @@ fn drive(
         hard_deadline,
         receiver::KEEPALIVE_EVERY,
         opts.receive.busy_poll,
+        send_times,
     )
     .map_err(|e| LoadError::io("starting the receiver thread", e))?;
-    let ServerWatch { pid, http, core } = watch;
     let cpu_before = pid.map(sample_process).transpose()?;
     let core_before = core.and_then(|c| host::sample_core_busy_ns(c).ok());
     let t0 = Instant::now();
@@ -678,7 +814,8 @@ fn drive(
             set.spawn(async move {
                 let r = tokio::time::timeout_at(
                     deadline,
-                    open_session(i, &url, transport, receive_gro),
+                    // Viewer 0 reads the server's sender reports: the latency probe's clock.
+                    open_session(i, &url, transport, receive_gro, measure_latency && i == 0),
                 )
                 .await;
                 drop(permit);
@@ -722,6 +859,9 @@ fn drive(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     play.set_prefix(format!("{label} {viewers}v"));
+    // Latency counts from here, over the steady phase (packets of frames sent before a
+    // viewer's PLAY, its GOP-cache burst, are told apart by the probe).
+    let _ = tx.send(ReceiverMsg::Steady(shardcast::net::realtime_ns()));
     let steady_start = Instant::now();
     let bytes_at_steady_start = counters.bytes.load(Ordering::Relaxed);
     let steady_end = steady_start + opts.duration;
@@ -872,6 +1012,8 @@ fn drive(
         slo_reason,
         sessions,
         hls: None,
+        latency: out.latency,
+        publisher_packets: None,
     })
 }
 
@@ -1069,6 +1211,36 @@ mod tests {
         );
         let both = with_transports(variants(&[]), &[RtpTransport::Udp, RtpTransport::Tcp]);
         assert_eq!(both[0].label, "transport=udp");
+    }
+
+    #[test]
+    fn sources_are_the_innermost_dimension_and_one_source_keeps_the_labels() {
+        use publish::{PublishKind, StreamSource};
+        let both = [
+            StreamSource::Published(PublishKind::Rtsp),
+            StreamSource::Channel,
+        ];
+        let v = with_sources(variants(&[("io", &strings(&["uring", "sendto"]))]), &both);
+        let labels: Vec<&str> = v.iter().map(|v| v.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "io=uring source=published-rtsp",
+                "io=uring source=channel",
+                "io=sendto source=published-rtsp",
+                "io=sendto source=channel"
+            ]
+        );
+        assert_eq!(v[1].source, Some(StreamSource::Channel));
+        assert_eq!(v[1].server_args, strings(&["--io", "uring"]));
+        let plain = with_sources(variants(&[]), &both);
+        assert_eq!(plain[0].label, "source=published-rtsp");
+        let one = with_sources(variants(&[]), &[StreamSource::Published(PublishKind::Rtmp)]);
+        assert_eq!(
+            (one[0].label.as_str(), one[0].source),
+            ("default", Some(StreamSource::Published(PublishKind::Rtmp)))
+        );
+        assert_eq!(with_sources(variants(&[]), &[])[0].source, None);
     }
 
     #[test]

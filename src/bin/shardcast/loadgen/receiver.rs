@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use hdrhistogram::Histogram;
 
 use super::host::Epoll;
+use super::latency::{LatencyFigures, LatencyProbe, SendTimes};
 use super::session::PlayingSession;
 use super::stats::{new_histogram, MediaKind, TrackStats};
 use shardcast::net::{realtime_ns, RecvBatch, GRO_SLOT_BYTES};
@@ -68,6 +69,9 @@ pub(crate) enum ReceiverMsg {
         /// Close its sockets without a TEARDOWN (the server must expire it).
         abandon: bool,
     },
+    /// Every session has started: the latency probe counts afresh, from packets received
+    /// at this `CLOCK_REALTIME` ns on (the steady phase).
+    Steady(u64),
     /// Freeze statistics, TEARDOWN everything and return.
     Stop,
 }
@@ -105,6 +109,8 @@ pub(crate) struct ReceiverOutput {
     pub(crate) rtsp_errors: u64,
     /// PLAYs sent to loop a clip.
     pub(crate) loops: u64,
+    /// The server's added latency, when the run measured it (the bench's RTSP publisher).
+    pub(crate) latency: Option<LatencyFigures>,
 }
 
 /// One session's final statistics.
@@ -143,6 +149,10 @@ struct State {
     counters: Arc<LiveCounters>,
     rtsp_errors: u64,
     counting: bool,
+    /// Pairs viewer packets with the publisher's send times (published runs).
+    latency: Option<LatencyProbe>,
+    /// Slots of the sessions with RTCP sockets (the latency probe's clock viewer).
+    rtcp_slots: Vec<usize>,
 }
 
 impl State {
@@ -173,6 +183,47 @@ impl State {
                 _ => &mut self.jitter_audio_us,
             };
             h.saturating_record(j.max(1));
+            let play_ns = self.sessions[slot].as_ref().map_or(0, |l| l.s.play_sent_ns);
+            if let Some(p) = self.latency.as_mut() {
+                p.on_packet(track, hdr.timestamp, arrival_ns, play_ns);
+            }
+        }
+    }
+
+    /// An RTCP compound from the server for `slot`'s `track`: its sender reports set the
+    /// latency probe's clock offset (RFC 3550 §6.4.1). Only the clock viewer's are read.
+    fn on_rtcp(&mut self, slot: usize, track: usize, buf: &[u8]) {
+        let reads = self.sessions[slot].as_ref().is_some_and(|l| l.s.reads_rtcp);
+        let Some(p) = self.latency.as_mut().filter(|_| reads) else {
+            return;
+        };
+        let Ok(packets) = shardcast::wire::rtcp::parse_compound(buf) else {
+            return;
+        };
+        for packet in packets {
+            if let shardcast::wire::rtcp::RtcpPacket::SenderReport {
+                ntp, rtp_timestamp, ..
+            } = packet
+            {
+                p.on_sender_report(track, ntp, rtp_timestamp.0);
+            }
+        }
+    }
+
+    /// Reads the RTCP sockets of `slot` (the clock viewer's, over UDP).
+    fn drain_rtcp(&mut self, slot: usize, buf: &mut [u8]) {
+        let tracks = self.sessions[slot].as_ref().map_or(0, |l| l.s.rtcp.len());
+        for track in 0..tracks {
+            loop {
+                let got = self.sessions[slot]
+                    .as_ref()
+                    .and_then(|l| l.s.rtcp.get(track))
+                    .map(|sock| sock.recv(buf));
+                match got {
+                    Some(Ok(n)) => self.on_rtcp(slot, track, &buf[..n]),
+                    _ => break,
+                }
+            }
         }
     }
 
@@ -246,6 +297,8 @@ impl State {
                 let len = payload.len();
                 if channel.is_multiple_of(2) {
                     self.on_rtp(slot, usize::from(channel / 2), payload, arrival_ns);
+                } else if self.latency.is_some() {
+                    self.on_rtcp(slot, usize::from(channel / 2), payload);
                 }
                 pos += 4 + len;
             } else if rest.starts_with(b"RTSP/") {
@@ -387,6 +440,7 @@ pub(crate) fn spawn_receiver(
     deadline: Instant,
     keepalive_every: Duration,
     busy_poll: bool,
+    latency: Option<Arc<SendTimes>>,
 ) -> std::io::Result<JoinHandle<ReceiverOutput>> {
     let epoll = Epoll::new()?;
     std::thread::Builder::new()
@@ -401,7 +455,10 @@ pub(crate) fn spawn_receiver(
                 counters,
                 rtsp_errors: 0,
                 counting: true,
+                latency: latency.map(LatencyProbe::new),
+                rtcp_slots: Vec::new(),
             };
+            let mut rtcp_buf = vec![0u8; 2048];
             // Slots big enough for a whole GSO train (sockets with UDP_GRO).
             let mut batch = RecvBatch::with_slot_bytes(RECV_BATCH, GRO_SLOT_BYTES);
             let mut scratch = vec![0u8; 64 * 1024];
@@ -436,6 +493,9 @@ pub(crate) fn spawn_receiver(
                                 let rtsp_buf = std::mem::take(&mut s.leftover);
                                 let has_leftover = !rtsp_buf.is_empty();
                                 st.slot_of.insert(s.index, slot);
+                                if !s.rtcp.is_empty() {
+                                    st.rtcp_slots.push(slot);
+                                }
                                 st.sessions.push(Some(Live {
                                     s: *s,
                                     rtsp_buf,
@@ -455,6 +515,11 @@ pub(crate) fn spawn_receiver(
                                 }
                             }
                             Ok(ReceiverMsg::End { index, abandon }) => st.end(index, abandon, now),
+                            Ok(ReceiverMsg::Steady(from_ns)) => {
+                                if let Some(p) = st.latency.as_mut() {
+                                    p.count_from(from_ns);
+                                }
+                            }
                             Ok(ReceiverMsg::Stop) | Err(TryRecvError::Disconnected) => {
                                 stopping_at = Some(now);
                                 break;
@@ -488,6 +553,10 @@ pub(crate) fn spawn_receiver(
                     if !waiting || now.duration_since(at) > TEARDOWN_GRACE {
                         break;
                     }
+                }
+                // The clock viewer's sender reports first: they pair the packets that follow.
+                for k in 0..st.rtcp_slots.len() {
+                    st.drain_rtcp(st.rtcp_slots[k], &mut rtcp_buf);
                 }
                 ready.clear();
                 let wait = if busy_poll {
@@ -575,6 +644,7 @@ pub(crate) fn spawn_receiver(
                 teardowns_answered,
                 rtsp_errors: st.rtsp_errors,
                 loops,
+                latency: st.latency.as_ref().map(LatencyProbe::figures),
             }
         })
 }

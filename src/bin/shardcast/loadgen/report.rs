@@ -265,22 +265,39 @@ pub(crate) fn hls_conclusion(configs: &[ConfigResult]) -> String {
 /// middle one for an even count). `None` for a
 /// single round or when the server's CPU is unknown.
 pub(crate) fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
+    rounds_table_of(configs, "server CPU ns/pkt", |r| {
+        r.server.map(|s| s.cpu_ns_per_packet)
+    })
+}
+
+/// [`rounds_table`] by server CPU per delivered megabyte of RTP, for rows whose packet mixes
+/// differ (a live log sends every AAC frame in its own packet, a looped channel aggregates
+/// them), where CPU per packet alone would favour the row with more, smaller packets.
+pub(crate) fn rounds_table_per_mb(configs: &[ConfigResult]) -> Option<String> {
+    rounds_table_of(configs, "server CPU µs/MB", |r| {
+        let s = r.server?;
+        (r.bytes > 0).then(|| s.cpu_secs * 1e6 / (r.bytes as f64 / 1e6))
+    })
+}
+
+/// Every round's `metric` of each configuration and its ratio to the last configuration's
+/// in the same round (see [`rounds_table`]).
+fn rounds_table_of(
+    configs: &[ConfigResult],
+    title: &str,
+    metric: impl Fn(&RunResult) -> Option<f64>,
+) -> Option<String> {
     let rounds = configs.iter().map(|c| c.runs.len()).max()?;
     if rounds < 2 || configs.iter().any(|c| c.capacity.is_some()) {
         return None;
     }
-    let cpu = |c: &ConfigResult, round: usize| {
-        c.runs
-            .get(round)
-            .and_then(|r| r.server)
-            .map(|s| s.cpu_ns_per_packet)
-            .filter(|v| *v > 0.0)
-    };
+    let cpu =
+        |c: &ConfigResult, round: usize| c.runs.get(round).and_then(&metric).filter(|v| *v > 0.0);
     let baseline = configs.last()?;
     (0..rounds)
         .any(|i| cpu(baseline, i).is_some())
         .then_some(())?;
-    let mut t = String::from("| config (server CPU ns/pkt) |");
+    let mut t = format!("| config ({title}) |");
     for i in 1..=rounds {
         let _ = write!(t, " round {i} |");
     }
@@ -313,6 +330,40 @@ pub(crate) fn rounds_table(configs: &[ConfigResult]) -> Option<String> {
         }
     }
     Some(t)
+}
+
+/// Runs of the bench's RTSP publisher: a Markdown table of the latency the server added
+/// (publisher's packet in → viewer's packet out, from `CLOCK_REALTIME` before the
+/// publisher's send of a frame's last packet to the viewer's kernel receive timestamp),
+/// one row per configuration's representative run. `None` when no run measured it.
+pub(crate) fn latency_table(configs: &[ConfigResult]) -> Option<String> {
+    let rows: Vec<String> = configs
+        .iter()
+        .filter_map(|c| {
+            let r = representative_run(c)?;
+            let l = r.latency?;
+            Some(format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                c.label.replace('|', "/"),
+                l.paired,
+                l.added.p50_ms,
+                l.added.p99_ms,
+                l.added.max_ms,
+                l.from_gop_cache,
+                l.before_report,
+                l.unpaired,
+                l.negative,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "| config (server-added latency) | paired packets | p50 ms | p99 ms | max ms | from GOP cache (not counted) | before 1st SR | unpaired | negative |\n\
+         |---|---|---|---|---|---|---|---|---|\n{}",
+        rows.join("\n")
+    ))
 }
 
 /// The report's machine line: kernel release, the machine's online CPU cores and, when the
@@ -685,6 +736,10 @@ pub(crate) fn html(report: &BenchReport) -> String {
         table.push_str("\n<h2>Rounds</h2>\n");
         table.push_str(&html_table(&rounds));
     }
+    if let Some(latency) = latency_table(&report.configs) {
+        table.push_str("\n<h2>Latency added by the server</h2>\n<p>Publisher's packet in → viewer's packet out: from the publisher's clock just before it sends a frame's last packet (on loopback the server's kernel receive timestamp is taken inside that send, so never earlier) to the viewer's kernel receive timestamp (SO_TIMESTAMPNS), paired through the server's RTCP sender reports, which carry the publisher's clock. Steady phase only.</p>\n");
+        table.push_str(&html_table(&latency));
+    }
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>shardcast bench</title>
@@ -834,6 +889,33 @@ mod tests {
         assert!(rounds_table(&[rounds("one", &[1.0])]).is_none());
         let html = html_table(&t);
         assert_eq!(html.matches("<tr>").count(), 3, "{html}");
+    }
+
+    /// Two sources with different packet mixes: per packet the one with more, smaller
+    /// packets looks cheaper; per megabyte delivered they cost the same.
+    #[test]
+    fn rounds_per_megabyte_compare_rows_whose_packets_differ_in_size() {
+        let with_bytes = |label: &str, cpu_ns: f64, bytes: u64| {
+            let mut c = rounds(label, &[cpu_ns, cpu_ns]);
+            for r in &mut c.runs {
+                r.bytes = bytes;
+            }
+            c
+        };
+        // 1 s of CPU over 2 MB either way: 1e9 ns / 2000 packets and / 4000 packets.
+        let configs = [
+            with_bytes("source=published-rtsp", 250_000.0, 2_000_000),
+            with_bytes("source=channel", 500_000.0, 2_000_000),
+        ];
+        let per_packet = rounds_table(&configs).unwrap();
+        assert!(per_packet.contains("250000 (2.00×)"), "{per_packet}");
+        let per_mb = rounds_table_per_mb(&configs).unwrap();
+        assert!(
+            per_mb.starts_with("| config (server CPU µs/MB) |"),
+            "{per_mb}"
+        );
+        assert!(per_mb.contains("500000 (1.00×)"), "{per_mb}");
+        assert!(per_mb.contains("| 1.00× |"), "{per_mb}");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub(crate) struct ServerProcess {
     pub(crate) streams: Vec<String>,
     /// Its HTTP API address, when it serves one (for the data plane's own figures).
     pub(crate) http: Option<SocketAddr>,
+    /// Its RTMP address, when it listens for RTMP publishers (`--publish rtmp`).
+    pub(crate) rtmp: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -132,7 +134,7 @@ impl ServerProcess {
                     break;
                 }
             }
-            let _ = tx.send((banner.rtsp, banner.streams, banner.http));
+            let _ = tx.send((banner.rtsp, banner.streams, banner.http, banner.rtmp));
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(20));
@@ -143,11 +145,12 @@ impl ServerProcess {
             t.iter().cloned().collect::<Vec<_>>().join(" | ")
         };
         match banner {
-            Ok((Some(addr), streams, http)) => Ok(Self {
+            Ok((Some(addr), streams, http, rtmp)) => Ok(Self {
                 child,
                 addr,
                 streams,
                 http,
+                rtmp,
             }),
             _ => {
                 let _ = child.kill();

@@ -125,6 +125,12 @@ pub(crate) struct PlayingSession {
     pub(crate) leftover: Vec<u8>,
     /// UDP RTP socket per track (empty over TCP).
     pub(crate) udp: Vec<UdpSocket>,
+    /// UDP RTCP socket per track, for the one viewer that reads the server's sender reports
+    /// (`open_session`'s `with_rtcp`; empty otherwise and over TCP).
+    pub(crate) rtcp: Vec<UdpSocket>,
+    /// This viewer reads the server's sender reports (over UDP on `rtcp`, over TCP on the
+    /// odd interleaved channels) for the latency probe.
+    pub(crate) reads_rtcp: bool,
     /// Statistics per track, in SETUP order (interleaved channel 2·i).
     pub(crate) tracks: Vec<TrackStats>,
     /// Per UDP track, the server's RTCP address (`server_port`'s odd port) for receiver
@@ -208,12 +214,15 @@ impl Conn {
 ///
 /// Over UDP, each track gets its own RTP socket; the RTCP port of the pair (`port + 1`) is
 /// announced but not bound, to halve the descriptors per viewer (the receiver drops RTCP
-/// by payload type should that port later belong to another viewer's socket).
+/// by payload type should that port later belong to another viewer's socket) — unless
+/// `with_rtcp`: then it is bound too, for the server's sender reports (the latency probe's
+/// clock viewer).
 pub(crate) async fn open_session(
     index: usize,
     url: &str,
     transport: RtpTransport,
     receive_gro: bool,
+    with_rtcp: bool,
 ) -> Result<PlayingSession, LoadError> {
     let authority = url
         .strip_prefix("rtsp://")
@@ -250,9 +259,31 @@ pub(crate) async fn open_session(
     let mut session_id: Option<String> = None;
     let mut server_rtcp = Vec::new();
     let mut udp = Vec::new();
+    let mut rtcp = Vec::new();
     let mut tracks = Vec::new();
     for (i, m) in sdp.media.iter().enumerate() {
         let transport_header = match transport {
+            RtpTransport::Udp if with_rtcp => {
+                let (sock, rtcp_sock) = super::publish::bind_pair(local)?;
+                for s in [&sock, &rtcp_sock] {
+                    s.set_nonblocking(true)
+                        .map_err(|e| LoadError::io("making a UDP socket non-blocking", e))?;
+                }
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+                shardcast::net::enable_rx_timestamps(fd)
+                    .map_err(|e| LoadError::io("enabling SO_TIMESTAMPNS", e))?;
+                if receive_gro {
+                    shardcast::net::enable_udp_gro(fd)
+                        .map_err(|e| LoadError::io("enabling UDP_GRO", e))?;
+                }
+                let port = sock
+                    .local_addr()
+                    .map_err(|e| LoadError::io("reading a UDP socket address", e))?
+                    .port();
+                udp.push(sock);
+                rtcp.push(rtcp_sock);
+                format!("RTP/AVP;unicast;client_port={}-{}", port, port + 1)
+            }
             RtpTransport::Udp => {
                 let sock = bind_rtp_socket(local, receive_gro)
                     .map_err(|e| LoadError::io("opening an RTP socket", e))?;
@@ -309,6 +340,8 @@ pub(crate) async fn open_session(
         rtsp,
         leftover: conn.buf,
         udp,
+        rtcp,
+        reads_rtcp: with_rtcp,
         tracks,
         server_rtcp,
         session_id,
