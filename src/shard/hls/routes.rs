@@ -29,8 +29,10 @@ use std::time::{Duration, Instant, SystemTime};
 use super::conn::{
     BadRequest, Body, BodyPath, FragmentBody, Method, Outgoing, Request, StagedBody,
 };
+use super::logs::{LiveLogs, LogHls, LogView};
 use super::SharedHlsContext;
 use crate::hls::fmp4::{first_served_samples, init_segment, Fragment};
+use crate::hls::log_segments::{log_media_playlist, log_multivariant_playlist};
 use crate::hls::playlist::{
     live_media_playlist, multivariant_playlist, parse_blocking_reload, parse_resource, reload_wait,
     vod_media_playlist, HlsResource, QuerySuffix, ReloadWait,
@@ -75,6 +77,9 @@ pub struct HlsContext {
     pub is_public: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// How segment bodies reach the socket (`--hls-body`).
     pub body_path: BodyPath,
+    /// Ingested streams' live logs (shared with the control thread, which adds and removes
+    /// them as publishers come and go).
+    pub logs: LiveLogs,
 }
 
 impl std::fmt::Debug for HlsContext {
@@ -170,6 +175,8 @@ impl Timeline {
 
 /// A shard's router: resolves streams, checks access, builds or reuses what it serves.
 pub(crate) struct Router {
+    /// The shard's index (its pin slot in live logs).
+    shard: usize,
     shared: SharedHlsContext,
     context: Arc<HlsContext>,
     streams: HashMap<String, Rc<StreamEntry>>,
@@ -210,9 +217,14 @@ impl Refusal {
 
 impl Router {
     /// A router reading `shared`.
-    pub(crate) fn new(shared: SharedHlsContext, counters: Arc<ShardCounters>) -> Self {
+    pub(crate) fn new(
+        shard: usize,
+        shared: SharedHlsContext,
+        counters: Arc<ShardCounters>,
+    ) -> Self {
         let context = read_context(&shared);
         Self {
+            shard,
             shared,
             context,
             streams: HashMap::new(),
@@ -293,31 +305,20 @@ impl Router {
             return Err(Refusal::quiet(404, "no stream named"));
         }
         let name = segments.join("/");
-        let entry = self.stream(&name, &segments, now)?;
-        let token = self.check_access(&entry.media.name, req, peer, wall)?;
-        served.stream = Some(entry.media.name.clone());
-        // The viewer: named by the playlists we hand out (`v=`), new with each multivariant
-        // playlist asked for without one. Statistics only: it grants nothing.
-        served.viewer = viewer_in_query(req.query.as_deref())
-            .or_else(|| (resource == HlsResource::Multivariant).then(|| rand::random::<u64>() | 1));
-        let mut suffix = String::new();
-        for (k, v) in [
-            ("token", token.clone()),
-            ("v", served.viewer.map(|v| format!("{v:x}"))),
-        ] {
-            if let Some(v) = v {
-                suffix.push(if suffix.is_empty() { '?' } else { '&' });
-                let _ = write!(suffix, "{k}={v}");
-            }
+        let log = self
+            .context
+            .logs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+            .cloned();
+        if let Some(log) = log {
+            let query = self.query_suffix(&name, req, peer, wall, resource, served)?;
+            return self.log_resource(&log, req, resource, &query);
         }
-        let query = QuerySuffix::try_from(suffix.as_str())
-            .map_err(|_| Refusal::new(400, "token has characters a URI cannot carry"))?;
-        served.kind = match resource {
-            HlsResource::Multivariant | HlsResource::MediaPlaylist => ServedKind::Playlist,
-            HlsResource::Init => ServedKind::Init,
-            HlsResource::Segment { .. } => ServedKind::Segment,
-            HlsResource::Part { .. } => ServedKind::Part,
-        };
+        let entry = self.stream(&name, &segments, now)?;
+        let query =
+            self.query_suffix(&entry.media.name.clone(), req, peer, wall, resource, served)?;
         match resource {
             HlsResource::Multivariant => {
                 let text = multivariant_playlist(
@@ -341,6 +342,105 @@ impl Router {
                 self.fragment(&entry, req, msn, Some(part), now, served)
             }
         }
+    }
+
+    /// Checks access to `stream` and names the request's viewer (`served`); the query every
+    /// URI of a playlist carries (`?token=…&v=…`).
+    fn query_suffix(
+        &self,
+        stream: &str,
+        req: &Request,
+        peer: SocketAddr,
+        wall: SystemTime,
+        resource: HlsResource,
+        served: &mut Served,
+    ) -> Result<QuerySuffix, Refusal> {
+        let token = self.check_access(stream, req, peer, wall)?;
+        served.stream = Some(stream.to_owned());
+        // The viewer: named by the playlists we hand out (`v=`), new with each multivariant
+        // playlist asked for without one. Statistics only: it grants nothing.
+        served.viewer = viewer_in_query(req.query.as_deref())
+            .or_else(|| (resource == HlsResource::Multivariant).then(|| rand::random::<u64>() | 1));
+        let mut suffix = String::new();
+        for (k, v) in [
+            ("token", token.clone()),
+            ("v", served.viewer.map(|v| format!("{v:x}"))),
+        ] {
+            if let Some(v) = v {
+                suffix.push(if suffix.is_empty() { '?' } else { '&' });
+                let _ = write!(suffix, "{k}={v}");
+            }
+        }
+        let query = QuerySuffix::try_from(suffix.as_str())
+            .map_err(|_| Refusal::new(400, "token has characters a URI cannot carry"))?;
+        served.kind = match resource {
+            HlsResource::Multivariant | HlsResource::MediaPlaylist => ServedKind::Playlist,
+            HlsResource::Init => ServedKind::Init,
+            HlsResource::Segment { .. } => ServedKind::Segment,
+            HlsResource::Part { .. } => ServedKind::Part,
+        };
+        Ok(query)
+    }
+
+    /// A resource of an ingested stream (`crate::hls::log_segments`): the store is brought
+    /// up to date first, so the playlist lists exactly the segments it holds.
+    fn log_resource(
+        &self,
+        log: &LogHls,
+        req: &Request,
+        resource: HlsResource,
+        query: &QuerySuffix,
+    ) -> Result<Routed, Refusal> {
+        let name = log.log.name();
+        let not_yet =
+            || Refusal::quiet(404, format!("stream {name:?} has no complete segment yet"));
+        let reply = match resource {
+            HlsResource::Multivariant => {
+                let view = log.with_store(self.shard, |store, _, _| {
+                    log_multivariant_playlist(&log.log.media.index, store, query)
+                });
+                match view {
+                    LogView::Ready(text) => playlist_reply(text, "no-cache"),
+                    LogView::Empty => return Err(not_yet()),
+                }
+            }
+            HlsResource::MediaPlaylist => {
+                let view = log.with_store(self.shard, |store, target, ended| {
+                    log_media_playlist(store, target, query, ended)
+                });
+                match view {
+                    LogView::Ready(text) => playlist_reply(text, "no-cache"),
+                    LogView::Empty => return Err(not_yet()),
+                }
+            }
+            HlsResource::Init => {
+                let init = log.init().map_err(|e| {
+                    Refusal::new(415, format!("{name} cannot be served as HLS: {e}"))
+                })?;
+                let etag = format!("\"{:x}-init\"", log_identity(log));
+                media_reply(req, Body::Shared(init), &etag)?
+            }
+            HlsResource::Segment { msn } => {
+                let view = log.with_store(self.shard, |store, _, _| {
+                    store.get(msn).map(|s| s.bytes.clone())
+                });
+                let LogView::Ready(Some(bytes)) = view else {
+                    return Err(Refusal::quiet(
+                        404,
+                        format!("segment {msn} of {name:?} is not stored (gone or not finished)"),
+                    ));
+                };
+                let etag = format!("\"{:x}-{msn}\"", log_identity(log));
+                media_reply(req, Body::Shared(bytes), &etag)?
+            }
+            HlsResource::Part { msn, part } => {
+                return Err(Refusal::quiet(
+                    404,
+                    format!("ingested streams have no parts (part {msn}.{part})"),
+                ))
+            }
+        };
+        Ok(Routed::Reply(reply))
     }
 
     fn media_playlist(
@@ -583,6 +683,16 @@ impl Router {
             checked_at: Cell::new(now),
         })
     }
+}
+
+/// Names this run's log of a stream (ETags): its tracks' SSRCs are random per log.
+fn log_identity(log: &LogHls) -> u64 {
+    let mut h = DefaultHasher::new();
+    log.log.name().hash(&mut h);
+    for t in &log.log.tracks {
+        t.ssrc.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn read_context(shared: &SharedHlsContext) -> Arc<HlsContext> {
