@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod players;
+pub mod publish;
 pub mod retina_play;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -71,7 +72,11 @@ impl Server {
     }
 
     fn spawn(extra: &[&str], env: &[(&str, &str)], capture_log: bool) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+        // `SHARDCAST_TEST_BIN` runs a copy of the binary instead: the helpers' shared target
+        // directory may hold another worktree's build of it by the time a test starts.
+        let bin = std::env::var("SHARDCAST_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_shardcast").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve");
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
