@@ -180,7 +180,9 @@ pub fn log_media_playlist(
         store.discontinuities_gone + gone_before_window,
     );
     for s in store.window() {
-        if s.discontinuity && s.msn != first {
+        // Written on the first listed segment too: the sequence counts only the tags that
+        // left the playlist (RFC 8216 §6.2.1).
+        if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         let _ = write!(out, "#EXTINF:{},\nseg{}.m4s{q}\n", secs3(s.duration), s.msn);
@@ -267,9 +269,24 @@ mod tests {
         assert!(listed.iter().all(|&m| store.get(m).is_some()));
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:34\n"));
         assert!(!text.contains("ENDLIST"));
+        // A discontinuity is tagged while listed and counted once it left (RFC 8216 §6.2.1).
+        let mut gap = seg(40, 1000);
+        gap.discontinuity = true;
+        store.push(gap);
+        let text = |store: &SegmentStore| {
+            log_media_playlist(store, Duration::from_secs(2), &QuerySuffix::none(), true)
+        };
+        assert!(text(&store).contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
+        assert!(text(&store).contains("#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\nseg40.m4s"));
+        assert!(text(&store).ends_with("#EXT-X-ENDLIST\n"));
+        for msn in 41..47 {
+            store.push(seg(msn, 1000));
+        }
+        assert!(text(&store).contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+        assert!(!text(&store).contains("#EXT-X-DISCONTINUITY\n"));
         // Bytes bound: one huge segment pushes the rest out.
-        store.push(seg(40, LOG_STORE_BYTES as usize));
-        assert_eq!(store.get(39).map(|s| s.msn), None);
-        assert_eq!(store.get(40).map(|s| s.msn), Some(40));
+        store.push(seg(47, LOG_STORE_BYTES as usize));
+        assert_eq!(store.get(46).map(|s| s.msn), None);
+        assert_eq!(store.get(47).map(|s| s.msn), Some(47));
     }
 }

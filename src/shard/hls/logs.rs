@@ -16,9 +16,16 @@ use std::time::Duration;
 
 use crate::hls::fmp4::{fragment, init_segment, TrackRun};
 use crate::hls::log_segments::{cut_before, target_from_first, Cut, SegmentStore, StoredSegment};
-use crate::hls::segments::{fragment_sequence_number, LIVE_WINDOW_SEGMENTS};
+use crate::hls::segments::{fragment_sequence_number, LIVE_WINDOW_SEGMENTS, MAX_SEGMENT};
 use crate::live_log::{LiveLog, LogSample, LogState, Lookup};
 use crate::media::track::{MediaIndex, Sample, Track, TrackKind};
+
+/// How far the open segment may be behind the log's newest sample before the store starts
+/// again a window behind the edge (more than the store holds: cutting through would copy
+/// segments only to drop them).
+const CATCH_UP: Duration = Duration::from_secs(
+    (crate::hls::log_segments::STORE_SEGMENTS as u64 + 1) * MAX_SEGMENT.as_secs(),
+);
 
 /// The live logs HLS may serve, by stream path: written by the control thread as logs come
 /// and go (`SessionCore::add_log`/`remove_log`), read by the shards per request.
@@ -182,6 +189,20 @@ impl LogHls {
         if st.open.is_none() {
             self.start(st, readable, LIVE_WINDOW_SEGMENTS as usize);
         }
+        // Nobody asked for a while: rather than cut (and copy) every segment since, only to
+        // drop most from the store, start again a window behind the edge.
+        if let Some(open) = &st.open {
+            let newest = log.tracks[lead].published().checked_sub(1);
+            let behind = match newest.map(|n| log.lookup(lead, n, readable)) {
+                Some(Lookup::Ready(s)) => ticks_to_nanos(s.dts - open.lead_dts, clock),
+                _ => 0,
+            };
+            if behind > CATCH_UP.as_nanos() as i128 {
+                st.open = None;
+                st.discontinuity = true;
+                self.start(st, readable, LIVE_WINDOW_SEGMENTS as usize);
+            }
+        }
         // Bounded: one pass over at most the index ring.
         for _ in 0..crate::live_log::INDEX_ENTRIES {
             let Some(open) = st.open.as_mut() else {
@@ -317,5 +338,225 @@ impl LogHls {
             independent: keyframe,
             next_lead: end.n + 1,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::ingest::{Frame, LogTrackSpec};
+    use crate::live_log::{LogWriter, DEFAULT_CAPACITY};
+    use crate::media::library::SAMPLE_MP4;
+    use crate::media::mp4::parse_mp4;
+    use crate::media::MediaFile;
+    use crate::packetize::DEFAULT_PAYLOAD_BUDGET;
+    use crate::poll::Waker;
+
+    /// The bundled sample's frames as a real-time publisher sends them (decode order across
+    /// tracks, each track's clock the RTP one: 90 kHz video, 48 kHz AAC), up to `secs`.
+    fn publish_sample(w: &mut LogWriter, file: &MediaFile, t0: Instant, secs: f64) {
+        let bytes = file.bytes.as_slice();
+        let mut frames = Vec::new();
+        for (k, t) in file.index.tracks.iter().enumerate() {
+            let clock = t.codec.clock_rate_hz();
+            let rescale = |v: i64| v * i64::from(clock) / i64::from(t.timescale);
+            for s in &t.samples {
+                let at = t.dts_ticks(s) as f64 / f64::from(t.timescale);
+                if at < secs {
+                    frames.push((at, k, rescale(t.pts_ticks(s)), rescale(t.dts_ticks(s)), *s));
+                }
+            }
+        }
+        frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (at, k, pts, dts, s) in frames {
+            let data = &bytes[s.offset as usize..(s.offset + u64::from(s.len)) as usize];
+            let frame = Frame {
+                track: k,
+                pts,
+                dts,
+                sync: s.sync,
+                data,
+            };
+            let now = t0 + Duration::from_secs_f64(at.max(0.0));
+            assert!(w.append(&frame, now).is_ok(), "frame at {at}");
+        }
+    }
+
+    fn writer(file: &MediaFile, capacity: usize, t0: Instant) -> LogWriter {
+        let specs: Vec<LogTrackSpec> = file
+            .index
+            .tracks
+            .iter()
+            .map(|t| LogTrackSpec {
+                kind: t.kind,
+                codec: t.codec.clone(),
+            })
+            .collect();
+        let wakers = vec![Arc::new(Waker::new().unwrap())];
+        LogWriter::create(
+            "live/t",
+            &specs,
+            capacity,
+            DEFAULT_PAYLOAD_BUDGET,
+            wakers,
+            t0,
+        )
+        .unwrap()
+    }
+
+    /// Init segment plus every stored segment, read back by the crate's fragmented-MP4
+    /// reader: each segment starts at a keyframe, lasts the sample's GOP (2 s), and the
+    /// samples are the publisher's, every one once, in order, byte for byte.
+    #[test]
+    fn segments_start_at_keyframes_and_hold_every_published_sample_once() {
+        let file = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+        let t0 = Instant::now();
+        let mut w = writer(&file, DEFAULT_CAPACITY, t0);
+        publish_sample(&mut w, &file, t0, 9.0);
+        let hls = LogHls::new(w.log().clone());
+        let LogView::Ready((mp4, listed, target)) = hls.with_store(0, |store, target, _| {
+            let mut mp4 = hls.init().unwrap().to_vec();
+            let mut listed = Vec::new();
+            for seg in store.window() {
+                assert!(seg.independent);
+                assert_eq!(seg.duration, Duration::from_secs(2), "segment {}", seg.msn);
+                mp4.extend_from_slice(&seg.bytes);
+                listed.push(seg.msn);
+            }
+            (mp4, listed, target)
+        }) else {
+            panic!("no segment after 9 s");
+        };
+        // Keyframes at 0, 2, 4, 6, 8 s: four finished segments, the fifth open.
+        assert_eq!(listed, [0, 1, 2, 3]);
+        assert_eq!(target, Duration::from_secs(2));
+        let index = parse_mp4(&mp4).unwrap();
+        let video = &index.tracks[0];
+        let source = &file.index.tracks[0];
+        assert_eq!(video.samples.len(), 200, "8 s at 25 fps");
+        for (got, want) in video.samples.iter().zip(&source.samples) {
+            assert_eq!(got.sync, want.sync);
+            let a = &mp4[got.offset as usize..][..got.len as usize];
+            let b = &SAMPLE_MP4[want.offset as usize..][..want.len as usize];
+            assert_eq!(a, b);
+        }
+        let audio = &index.tracks[1];
+        let source = &file.index.tracks[1];
+        // Audio up to the last cut (8 s, as far as it had arrived), from the first frame on.
+        let expected = source
+            .samples
+            .iter()
+            .filter(|s| (source.dts_ticks(s) as f64 / f64::from(source.timescale)) < 8.0)
+            .count();
+        assert!(
+            audio.samples.len().abs_diff(expected) <= 2,
+            "{} audio frames, the source has {expected} before 8 s",
+            audio.samples.len()
+        );
+        for (got, want) in audio.samples.iter().zip(&source.samples) {
+            let a = &mp4[got.offset as usize..][..got.len as usize];
+            let b = &SAMPLE_MP4[want.offset as usize..][..want.len as usize];
+            assert_eq!(a, b);
+        }
+        // Decode times continue from segment to segment: no gap, no overlap.
+        for pair in video.samples.windows(2) {
+            assert_eq!(pair[1].dts - pair[0].dts, 3600, "25 fps at 90 kHz");
+        }
+    }
+
+    /// A store nobody asked for while the log moved on a whole store's length does not cut
+    /// its way through: it starts again near the edge, numbering on, with a discontinuity;
+    /// the playlist lists only stored segments.
+    #[test]
+    fn a_store_left_behind_starts_again_near_the_edge_with_a_discontinuity() {
+        let file = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+        let t0 = Instant::now();
+        let mut w = writer(&file, DEFAULT_CAPACITY, t0);
+        publish_sample(&mut w, &file, t0, 5.0);
+        let hls = LogHls::new(w.log().clone());
+        let LogView::Ready(first) =
+            hls.with_store(0, |s, _, _| s.window().map(|s| s.msn).collect::<Vec<_>>())
+        else {
+            panic!("no segment after 5 s");
+        };
+        assert_eq!(first, [0, 1]);
+        // 90 s more (the sample again and again, its timeline running on).
+        let video = &file.index.tracks[0];
+        let audio = &file.index.tracks[1];
+        let bytes = file.bytes.as_slice();
+        let mut at = 5.0f64;
+        let (mut v, mut a) = (125usize, 0usize);
+        // Audio from 5 s on.
+        while (audio.dts_ticks(&audio.samples[a]) as f64 / f64::from(audio.timescale)) < 5.0 {
+            a += 1;
+        }
+        let (mut vloop, mut aloop) = (0i64, 0i64);
+        while at < 95.0 {
+            let vs = video.samples[v];
+            let vt = (video.dts_ticks(&vs) + vloop * i64::from(video.timescale) * 10) as f64
+                / f64::from(video.timescale);
+            let asmp = audio.samples[a];
+            let atime = (audio.dts_ticks(&asmp) + aloop * i64::from(audio.timescale) * 10) as f64
+                / f64::from(audio.timescale);
+            let (k, s, t, off) = if vt <= atime {
+                (0, vs, vt, vloop * 90_000 * 10)
+            } else {
+                (1, asmp, atime, aloop * 48_000 * 10)
+            };
+            let track = &file.index.tracks[k];
+            let clock = i64::from(track.codec.clock_rate_hz());
+            let rescale = |x: i64| x * clock / i64::from(track.timescale) + off;
+            let frame = Frame {
+                track: k,
+                pts: rescale(track.pts_ticks(&s)),
+                dts: rescale(track.dts_ticks(&s)),
+                sync: s.sync,
+                data: &bytes[s.offset as usize..(s.offset + u64::from(s.len)) as usize],
+            };
+            let _ = w.append(&frame, t0 + Duration::from_secs_f64(t));
+            at = t;
+            if k == 0 {
+                v += 1;
+                if v == video.samples.len() {
+                    v = 0;
+                    vloop += 1;
+                }
+            } else {
+                a += 1;
+                if a == audio.samples.len() {
+                    a = 0;
+                    aloop += 1;
+                }
+            }
+        }
+        let LogView::Ready((listed, text)) = hls.with_store(0, |s, target, ended| {
+            let listed: Vec<(u64, bool)> = s.window().map(|s| (s.msn, s.discontinuity)).collect();
+            let text = crate::hls::log_segments::log_media_playlist(
+                s,
+                target,
+                &crate::hls::QuerySuffix::none(),
+                ended,
+            );
+            (listed, text)
+        }) else {
+            panic!("the store emptied");
+        };
+        // A window's worth behind the edge, not 45 segments cut through.
+        assert!(listed.len() <= LIVE_WINDOW_SEGMENTS as usize, "{listed:?}");
+        assert!(
+            listed.iter().any(|&(_, d)| d),
+            "a discontinuity: {listed:?}"
+        );
+        assert!(
+            listed.first().is_some_and(|&(m, _)| m >= 2),
+            "numbering runs on: {listed:?}"
+        );
+        assert!(
+            listed.last().is_some_and(|&(m, _)| m < 2 + 45 / 2),
+            "{listed:?}"
+        );
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
     }
 }
