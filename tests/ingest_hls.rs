@@ -186,18 +186,15 @@ fn the_live_playlist_never_names_a_segment_that_is_gone() {
     }
 }
 
-/// (b) The viewer page plays the published stream with hls.js in headless Chromium: frames
-/// decoded and presented, audio decoded, the playhead advancing, no hls.js error — all read
-/// from the page (`window.shardcastPlayer.state()`), nothing computed by our code.
+/// (b) The viewer page plays the published stream (its catalog entry's `hls_url`) with
+/// hls.js in headless Chromium: frames decoded and presented, audio decoded, the playhead
+/// advancing, no hls.js error — all read from the page (`window.shardcastPlayer.state()`),
+/// nothing computed by our code.
 #[test]
 fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     let (server, mut publisher, hls) = publish("web");
-    let url = format!("http://{hls}/hls/live/web/index.m3u8");
-    let encoded: String = url::form_urlencoded::byte_serialize(url.as_bytes()).collect();
-    let mut page = Browser::open(&format!(
-        "http://{}/#play=live/web&hls={encoded}",
-        server.http_addr()
-    ));
+    // The deep link the page documents: it takes the stream's `hls_url` from the catalog.
+    let mut page = Browser::open(&format!("http://{}/#play=live/web", server.http_addr()));
     const STATE: &str = "window.shardcastPlayer.state()";
     let deadline = Instant::now() + Duration::from_secs(30);
     let start = loop {
@@ -215,6 +212,11 @@ fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     };
     eprintln!("started: {start}");
     assert_eq!(start["engine"], "hls.js");
+    assert_eq!(
+        start["url"],
+        format!("http://{hls}/hls/live/web/index.m3u8"),
+        "the catalog's hls_url"
+    );
     let t0 = start["currentTime"].as_f64().unwrap();
     let s = page.wait_until(
         &format!(
