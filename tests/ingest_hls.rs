@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::publish::{ffmpeg_publish_looped, media, wait_published};
+use common::publish::{ffmpeg_publish, ffmpeg_publish_looped, media, wait_published};
 use common::{http_request, run_with_timeout, HttpReply, Server};
 use serde_json::Value;
 
@@ -28,7 +28,16 @@ fn get(addr: SocketAddr, path: &str) -> HttpReply {
 /// a row (30 s) to `live/NAME` over TCP; returns once the stream's HLS playlist answers 200
 /// (its first segment is finished).
 fn publish(name: &str) -> (Server, std::process::Child, SocketAddr) {
-    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    publish_with_timeout(name, "1")
+}
+
+/// [`publish`] with `--publisher-timeout` `timeout_secs`.
+fn publish_with_timeout(
+    name: &str,
+    timeout_secs: &str,
+) -> (Server, std::process::Child, SocketAddr) {
+    let server =
+        Server::start_logged(&["--publish", "live/*", "--publisher-timeout", timeout_secs]);
     let hls = server.hls.expect("the HLS port is on by default");
     let path = format!("live/{name}");
     let publisher = ffmpeg_publish_looped(&media("sample.mp4"), &server.url(&path), "tcp", 2);
@@ -238,4 +247,64 @@ fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     );
     let _ = publisher.kill();
     let _ = publisher.wait();
+}
+
+/// The media sequence number of a playlist's last segment and its `EXT-X-MEDIA-SEQUENCE`.
+fn edge(playlist: &str) -> (u64, u64) {
+    let first = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no media sequence in {playlist}"));
+    let last = segments(playlist)
+        .last()
+        .and_then(|s| s.strip_prefix("seg")?.strip_suffix(".m4s")?.parse().ok())
+        .unwrap_or_else(|| panic!("no segment in {playlist}"));
+    (first, last)
+}
+
+/// A publisher that vanishes (killed: no TEARDOWN) and returns within the publisher
+/// timeout: as for RTSP viewers, the HLS stream waits and goes on. The playlist is never
+/// 404 and never ends meanwhile, its numbering only grows, and segments cut after the
+/// return are served.
+#[test]
+fn a_returning_publisher_continues_the_same_playlist() {
+    let (server, mut first, hls) = publish_with_timeout("again", "5");
+    let path = "/hls/live/again/media.m3u8";
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, before) = edge(&get(hls, path).text());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut second = ffmpeg_publish(&media("sample.mp4"), &server.url("live/again"), "tcp");
+    let start = Instant::now();
+    let mut last_edge = (0, before);
+    while start.elapsed() < Duration::from_secs(9) {
+        let r = get(hls, path);
+        assert_eq!(
+            r.status,
+            200,
+            "while the publisher is away or back: {}",
+            r.text()
+        );
+        let text = r.text();
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        let e = edge(&text);
+        assert!(
+            e.0 >= last_edge.0 && e.1 >= last_edge.1,
+            "{e:?} after {last_edge:?}"
+        );
+        last_edge = e;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        last_edge.1 >= before + 3,
+        "segments after the return: {before} before, {} now",
+        last_edge.1
+    );
+    let seg = get(hls, &format!("/hls/live/again/seg{}.m4s", last_edge.1));
+    assert_eq!(seg.status, 200);
+    assert_eq!(seg.body.get(4..8), Some(&b"moof"[..]));
+    let _ = second.kill();
+    let _ = second.wait();
 }
