@@ -75,6 +75,11 @@ struct Open {
     independent: bool,
     /// The next lead-track sample to look at.
     next_lead: u64,
+    /// The decode time of its last lead-track sample so far, and the last step between two.
+    last_dts: i64,
+    step: i64,
+    /// Arrival of its first lead-track sample (ns since the log's epoch).
+    arrival_ns: u64,
 }
 
 /// A log's video track, else its first track: the one segments are cut on.
@@ -178,6 +183,9 @@ impl LogHls {
             lead_dts: key.dts,
             independent: true,
             next_lead: key.n + 1,
+            last_dts: key.dts,
+            step: 0,
+            arrival_ns: key.arrival_ns,
         });
     }
 
@@ -193,11 +201,12 @@ impl LogHls {
         // drop most from the store, start again a window behind the edge.
         if let Some(open) = &st.open {
             let newest = log.tracks[lead].published().checked_sub(1);
+            // By arrival, not by timestamps (a source's clock may jump).
             let behind = match newest.map(|n| log.lookup(lead, n, readable)) {
-                Some(Lookup::Ready(s)) => ticks_to_nanos(s.dts - open.lead_dts, clock),
+                Some(Lookup::Ready(s)) => s.arrival_ns.saturating_sub(open.arrival_ns),
                 _ => 0,
             };
-            if behind > CATCH_UP.as_nanos() as i128 {
+            if u128::from(behind) > CATCH_UP.as_nanos() {
                 st.open = None;
                 st.discontinuity = true;
                 self.start(st, readable, LIVE_WINDOW_SEGMENTS as usize);
@@ -220,20 +229,36 @@ impl LogHls {
                     self.start(st, readable, 0);
                 }
                 Lookup::Ready(s) => {
+                    let step = s.dts - open.last_dts;
+                    if ticks_to_nanos(step, clock) > MAX_SEGMENT.as_nanos() as i128 {
+                        // The source's clock jumped: the segment ends one step after its
+                        // last sample, and the next starts with a discontinuity instead of
+                        // an hour-long EXTINF (RFC 8216 §4.3.2.3).
+                        let end_dts = open.last_dts + open.step.max(1);
+                        self.finish(st, readable, s, end_dts, s.sync || !video);
+                        st.discontinuity = true;
+                        continue;
+                    }
                     let since = ticks_to_nanos(s.dts - open.lead_dts, clock).max(0);
                     let since = Duration::from_nanos(since as u64);
                     match cut_before(since, s.sync || !video, st.target) {
-                        Cut::No => open.next_lead += 1,
-                        cut => self.finish(st, readable, s, cut == Cut::AtKeyframe),
+                        Cut::No => {
+                            open.next_lead += 1;
+                            open.last_dts = s.dts;
+                            if step > 0 {
+                                open.step = step;
+                            }
+                        }
+                        cut => self.finish(st, readable, s, s.dts, cut == Cut::AtKeyframe),
                     }
                 }
             }
         }
     }
 
-    /// Closes the open segment before lead sample `end` and stores it; the next opens at
-    /// `end`.
-    fn finish(&self, st: &mut State, readable: u64, end: LogSample, keyframe: bool) {
+    /// Closes the open segment before lead sample `end`, at decode time `end_dts` (`end`'s
+    /// own unless the clock jumped), and stores it; the next opens at `end`.
+    fn finish(&self, st: &mut State, readable: u64, end: LogSample, end_dts: i64, keyframe: bool) {
         let log = &*self.log;
         let lead = lead_track(log);
         let Some(open) = st.open.take() else {
@@ -243,7 +268,7 @@ impl LogHls {
             return;
         };
         let lead_clock = log.tracks[lead].clock_rate_hz();
-        let cut_ns = ticks_to_nanos(end.dts - lead_base, lead_clock);
+        let cut_ns = ticks_to_nanos(end_dts - lead_base, lead_clock);
         let capacity = log.capacity();
         let mut tracks: Vec<Track> = Vec::with_capacity(log.tracks.len());
         let mut runs = Vec::with_capacity(log.tracks.len());
@@ -256,7 +281,7 @@ impl LogHls {
             let mut next_dts = None;
             loop {
                 if j == lead && n >= end.n {
-                    next_dts = Some(end.dts);
+                    next_dts = Some(end_dts);
                     break;
                 }
                 match log.lookup(j, n, readable) {
@@ -287,11 +312,18 @@ impl LogHls {
                 *b = base;
             }
             let base = base.unwrap_or(0);
+            // Up to the next sample, unless that is past a jump of the source's clock: then
+            // as long as the one before.
+            let max_ticks = nanos_to_ticks(MAX_SEGMENT.as_nanos() as i128, clock) as u64;
+            let previous_step = match samples.len() {
+                n if n > 1 => Some(samples[n - 1].dts.saturating_sub(samples[n - 2].dts)),
+                _ => None,
+            };
             let last_duration = match (samples.last(), next_dts) {
-                (Some(last), Some(d)) => Some(((d - base).max(0) as u64).saturating_sub(last.dts)),
-                (Some(last), None) if samples.len() > 1 => {
-                    Some(last.dts.saturating_sub(samples[samples.len() - 2].dts))
-                }
+                (Some(last), Some(d)) => Some(((d - base).max(0) as u64).saturating_sub(last.dts))
+                    .filter(|&d| d <= max_ticks)
+                    .or(previous_step),
+                (Some(_), None) => previous_step,
                 _ => None,
             };
             runs.push(TrackRun {
@@ -310,7 +342,7 @@ impl LogHls {
             skipped: Vec::new(),
         };
         let msn = st.next_msn;
-        let duration_ns = ticks_to_nanos(end.dts - open.lead_dts, lead_clock).max(0);
+        let duration_ns = ticks_to_nanos(end_dts - open.lead_dts, lead_clock).max(0);
         let duration = Duration::from_nanos(duration_ns as u64);
         match fragment(&index, fragment_sequence_number(msn, 0), &runs) {
             Ok(f) => {
@@ -337,6 +369,9 @@ impl LogHls {
             lead_dts: end.dts,
             independent: keyframe,
             next_lead: end.n + 1,
+            last_dts: end.dts,
+            step: 0,
+            arrival_ns: end.arrival_ns,
         });
     }
 }
@@ -357,14 +392,33 @@ mod tests {
     /// The bundled sample's frames as a real-time publisher sends them (decode order across
     /// tracks, each track's clock the RTP one: 90 kHz video, 48 kHz AAC), up to `secs`.
     fn publish_sample(w: &mut LogWriter, file: &MediaFile, t0: Instant, secs: f64) {
+        publish_range(w, file, t0, 0.0..secs, 0.0);
+    }
+
+    /// Like [`publish_sample`], the frames decoded in `range` (seconds), their timestamps
+    /// `jump_secs` later than the file's (a source whose clock jumped).
+    pub(super) fn publish_range(
+        w: &mut LogWriter,
+        file: &MediaFile,
+        t0: Instant,
+        range: std::ops::Range<f64>,
+        jump_secs: f64,
+    ) {
         let bytes = file.bytes.as_slice();
         let mut frames = Vec::new();
         for (k, t) in file.index.tracks.iter().enumerate() {
             let clock = t.codec.clock_rate_hz();
-            let rescale = |v: i64| v * i64::from(clock) / i64::from(t.timescale);
+            let jump = (jump_secs * f64::from(clock)) as i64;
+            let rescale = |v: i64| v * i64::from(clock) / i64::from(t.timescale) + jump;
             for s in &t.samples {
                 let at = t.dts_ticks(s) as f64 / f64::from(t.timescale);
-                if at < secs {
+                // From the start: the frames before zero too (B-frames decode early).
+                let from = if range.start <= 0.0 {
+                    f64::MIN
+                } else {
+                    range.start
+                };
+                if at >= from && at < range.end {
                     frames.push((at, k, rescale(t.pts_ticks(s)), rescale(t.dts_ticks(s)), *s));
                 }
             }
@@ -384,7 +438,7 @@ mod tests {
         }
     }
 
-    fn writer(file: &MediaFile, capacity: usize, t0: Instant) -> LogWriter {
+    pub(super) fn writer(file: &MediaFile, capacity: usize, t0: Instant) -> LogWriter {
         let specs: Vec<LogTrackSpec> = file
             .index
             .tracks
@@ -558,5 +612,52 @@ mod tests {
             "{listed:?}"
         );
         assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod jump_tests {
+    use std::time::Instant;
+
+    use super::tests::{publish_range, writer};
+    use super::*;
+    use crate::live_log::DEFAULT_CAPACITY;
+    use crate::media::library::SAMPLE_MP4;
+    use crate::media::MediaFile;
+
+    /// A source whose clock jumps an hour ahead mid-GOP: the segment before the jump ends one
+    /// frame after its last sample, the next is tagged as a discontinuity, and no segment
+    /// claims the hour (every EXTINF rounds to the target at most, RFC 8216 §4.3.3.1).
+    #[test]
+    fn a_jump_in_the_sources_clock_is_a_discontinuity_not_an_hour_long_segment() {
+        let file = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+        let t0 = Instant::now();
+        let mut w = writer(&file, DEFAULT_CAPACITY, t0);
+        publish_range(&mut w, &file, t0, 0.0..5.0, 0.0);
+        publish_range(&mut w, &file, t0, 5.0..10.0, 3600.0);
+        let hls = LogHls::new(w.log().clone());
+        let LogView::Ready((segments, target)) = hls.with_store(0, |store, target, _| {
+            let segments: Vec<(u64, Duration, bool)> = store
+                .window()
+                .map(|s| (s.msn, s.duration, s.discontinuity))
+                .collect();
+            (segments, target)
+        }) else {
+            panic!("no segment");
+        };
+        assert_eq!(target, Duration::from_secs(2));
+        for &(msn, d, _) in &segments {
+            assert!(
+                d <= target + Duration::from_millis(499),
+                "segment {msn}: {d:?}"
+            );
+        }
+        let marked: Vec<u64> = segments.iter().filter(|s| s.2).map(|s| s.0).collect();
+        assert_eq!(marked, [3], "{segments:?}");
+        assert_eq!(
+            segments[2].1,
+            Duration::from_millis(1080),
+            "keyframes at 0, 2 and 4 s, the jump at 5 s (decode times run 80 ms early: B-frames)"
+        );
     }
 }
