@@ -115,6 +115,11 @@ impl SegmentStore {
         self.segments.get(k).filter(|s| s.msn == msn)
     }
 
+    /// The oldest stored segment's number.
+    pub fn oldest_msn(&self) -> Option<u64> {
+        self.segments.front().map(|s| s.msn)
+    }
+
     /// The segments a playlist lists: the newest [`LIVE_WINDOW_SEGMENTS`].
     pub fn window(&self) -> impl Iterator<Item = &StoredSegment> {
         let skip = self
@@ -260,6 +265,7 @@ mod tests {
             None
         );
         assert_eq!(store.get(39).map(|s| s.msn), Some(39));
+        assert_eq!(store.oldest_msn(), Some(40 - STORE_SEGMENTS as u64));
         let text = log_media_playlist(&store, Duration::from_secs(2), &QuerySuffix::none(), false);
         let listed: Vec<u64> = text
             .lines()

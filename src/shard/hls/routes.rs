@@ -314,7 +314,7 @@ impl Router {
             .cloned();
         if let Some(log) = log {
             let query = self.query_suffix(&name, req, peer, wall, resource, served)?;
-            return self.log_resource(&log, req, resource, &query);
+            return self.log_resource(&log, req, resource, &query, served);
         }
         let entry = self.stream(&name, &segments, now)?;
         let query =
@@ -390,6 +390,7 @@ impl Router {
         req: &Request,
         resource: HlsResource,
         query: &QuerySuffix,
+        served: &mut Served,
     ) -> Result<Routed, Refusal> {
         let name = log.log.name();
         let not_yet =
@@ -422,9 +423,19 @@ impl Router {
             }
             HlsResource::Segment { msn } => {
                 let view = log.with_store(self.shard, |store, _, _| {
-                    store.get(msn).map(|s| s.bytes.clone())
+                    let oldest = store.oldest_msn();
+                    (store.get(msn).map(|s| s.bytes.clone()), oldest)
                 });
-                let LogView::Ready(Some(bytes)) = view else {
+                let LogView::Ready((Some(bytes), _)) = view else {
+                    if let LogView::Ready((None, Some(oldest))) = view {
+                        if msn < oldest {
+                            // Asked for after it left the store: a stall the server sees.
+                            served.late = true;
+                            self.counters
+                                .hls_late_requests
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                     return Err(Refusal::quiet(
                         404,
                         format!("segment {msn} of {name:?} is not stored (gone or not finished)"),
