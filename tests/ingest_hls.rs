@@ -42,6 +42,15 @@ fn publish_with_timeout(
     let path = format!("live/{name}");
     let publisher = ffmpeg_publish_looped(&media("sample.mp4"), &server.url(&path), "tcp", 2);
     wait_published(&server, &path, Duration::from_secs(10));
+    // The multivariant playlist is there as soon as the stream is (its codecs from the
+    // publisher's SDP), the media playlist once the first segment is finished.
+    let r = get(hls, &format!("/hls/{path}/index.m3u8"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("CODECS=\"avc1.64001e,mp4a.40.2\""),
+        "{}",
+        r.text()
+    );
     let start = Instant::now();
     loop {
         let r = get(hls, &format!("/hls/{path}/media.m3u8"));

@@ -12,6 +12,10 @@
 //! /hls/{stream}/part{msn}.{k}.m4s   partial segment (RFC 8216bis §4.4.4.9)
 //! ```
 //!
+//! Files, live channels, and ingested streams (published or pulled: their live logs, by the
+//! context's directory, served from a per-stream store of finished segments, `super::logs`;
+//! no parts for those yet).
+//!
 //! Access: a stream that needs credentials over RTSP, or any stream with `--require-token`,
 //! needs a play token (`?token=`, bound to the stream and expiring, `crate::token`) on every
 //! request; playlists carry it on every URI they list, so a player needs nothing else.
@@ -32,7 +36,7 @@ use super::conn::{
 use super::logs::{LiveLogs, LogHls, LogView};
 use super::SharedHlsContext;
 use crate::hls::fmp4::{first_served_samples, init_segment, Fragment};
-use crate::hls::log_segments::{log_media_playlist, log_multivariant_playlist};
+use crate::hls::log_segments::{log_media_playlist, log_multivariant_playlist, SegmentStore};
 use crate::hls::playlist::{
     live_media_playlist, multivariant_playlist, parse_blocking_reload, parse_resource, reload_wait,
     vod_media_playlist, HlsResource, QuerySuffix, ReloadWait,
@@ -397,13 +401,19 @@ impl Router {
             || Refusal::quiet(404, format!("stream {name:?} has no complete segment yet"));
         let reply = match resource {
             HlsResource::Multivariant => {
+                // Served before the first segment is finished too: players give up on a
+                // multivariant playlist sooner than on a media playlist (hls.js: one retry
+                // against four), and this one needs only the codecs.
                 let view = log.with_store(self.shard, |store, _, _| {
                     log_multivariant_playlist(&log.log.media.index, store, query)
                 });
-                match view {
-                    LogView::Ready(text) => playlist_reply(text, "no-cache"),
-                    LogView::Empty => return Err(not_yet()),
-                }
+                let text = match view {
+                    LogView::Ready(text) => text,
+                    LogView::Empty => {
+                        log_multivariant_playlist(&log.log.media.index, &SegmentStore::new(), query)
+                    }
+                };
+                playlist_reply(text, "no-cache")
             }
             HlsResource::MediaPlaylist => {
                 let view = log.with_store(self.shard, |store, target, ended| {
