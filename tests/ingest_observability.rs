@@ -7,8 +7,8 @@
 //! when the publisher leaves the stream
 //! shows `waiting`, then leaves the catalog after the publisher timeout. Every API answer is
 //! validated against `docs/openapi.json` (boon, draft 2020-12). In headless Chromium, the
-//! dashboard's "Sources" table lists the publisher and the viewer page offers the stream to
-//! RTSP players only (no HLS for published streams yet).
+//! dashboard's "Sources" table lists the publisher and the viewer page offers the stream
+//! over HLS (its catalog entry's `hls_url`; playback itself: `tests/ingest_hls.rs`).
 
 mod common;
 
@@ -189,8 +189,8 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
     let published_at = Instant::now();
     wait_published(&server, PATH, Duration::from_secs(10));
 
-    // The catalog lists it, online, with the log's tracks and no HLS URL (HLS does not
-    // serve published streams; it does serve the sample file on this server).
+    // The catalog lists it, online, with the log's tracks and its HLS URL (the shards
+    // serve published streams' logs over HLS, as the sample file on this server).
     let streams = wait_for(
         &server,
         &mut spec,
@@ -203,7 +203,12 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
     assert_eq!(entry["source"]["protocol"], "rtsp", "{entry:#}");
     assert_eq!(entry["live"], true);
     assert_eq!(entry["duration_secs"], Value::Null);
-    assert_eq!(entry["hls_url"], Value::Null, "{entry:#}");
+    assert!(
+        entry["hls_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/hls/{PATH}/index.m3u8"))),
+        "{entry:#}"
+    );
     assert_eq!(entry["url"], url.as_str());
     assert_eq!(entry["codecs"], serde_json::json!(["H.264", "AAC"]));
     assert_eq!(
@@ -233,7 +238,7 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
         &server.http_get(&format!("/api/v1/streams/{PATH}")),
     );
     assert_eq!(one["source"]["state"], "online");
-    // A signed play URL for it: RTSP only, like its catalog entry.
+    // A signed play URL for it, RTSP and HLS, like its catalog entry.
     let r = common::http_request(
         server.http_addr(),
         "POST",
@@ -253,7 +258,12 @@ fn a_published_stream_is_listed_with_its_source_rates_viewers_and_metrics_until_
             .starts_with(&format!("{url}?token=")),
         "{grant:#}"
     );
-    assert_eq!(grant["hls_url"], Value::Null, "{grant:#}");
+    assert!(
+        grant["hls_url"]
+            .as_str()
+            .is_some_and(|u| u.contains(&format!("/hls/{PATH}/index.m3u8?token="))),
+        "{grant:#}"
+    );
 
     // The ingest view: frames and bytes grow, at the file's bitrate, nothing lost.
     let first = wait_for(
@@ -451,7 +461,7 @@ fn dump_dom(url: &str) -> String {
 }
 
 #[test]
-fn the_dashboard_lists_the_publisher_and_the_viewer_page_offers_rtsp_only() {
+fn the_dashboard_lists_the_publisher_and_the_viewer_page_offers_it_over_hls() {
     let server = Server::start(&["--publish", "live/*", "--publisher-timeout", "2"]);
     let url = server.url(PATH);
     let mut publisher = ffmpeg_publish(&media("sample.mp4"), &url, "tcp");
@@ -486,11 +496,10 @@ fn the_dashboard_lists_the_publisher_and_the_viewer_page_offers_rtsp_only() {
         .map(|at| &viewer[at..])
         .unwrap_or_else(|| panic!("{PATH} on the viewer page:\n{viewer}"));
     let item = &item[..item.find("</li>").unwrap()];
-    assert!(item.contains("published over RTSP"), "{item}");
-    assert!(item.contains(&url), "its RTSP URL: {item}");
+    assert!(item.contains("data-live=\"true\""), "{item}");
     assert!(
-        !item.contains("class=\"play\""),
-        "no HLS play button: {item}"
+        item.contains("class=\"play\""),
+        "an HLS play button (its catalog entry has an hls_url): {item}"
     );
     // The sample file is offered over HLS on the same page.
     let sample = &viewer[viewer.find("data-stream=\"sample\"").unwrap()..];

@@ -324,6 +324,7 @@ fn hls_context(
     channels: HashMap<String, Arc<LiveChannel>>,
     token_key: &TokenKey,
     body_path: crate::shard::hls::BodyPath,
+    logs: crate::shard::hls::LiveLogs,
 ) -> HlsContext {
     let (users, access) = (settings.users.clone(), settings.access.clone());
     HlsContext {
@@ -333,6 +334,7 @@ fn hls_context(
         require_token: settings.require_token,
         is_public: Box::new(move |stream| crate::rtsp::auth::is_public(&users, &access, stream)),
         body_path,
+        logs,
     }
 }
 
@@ -413,12 +415,15 @@ pub fn start(
         .and_then(|l| l.first())
         .map(StdTcpListener::local_addr)
         .transpose()?;
+    // Ingested streams' logs for HLS: the session core adds and removes them.
+    let hls_logs = crate::shard::hls::LiveLogs::default();
     let hls_context: SharedHlsContext = Arc::new(RwLock::new(Arc::new(hls_context(
         &config.session_settings(),
         library.clone(),
         channels.clone(),
         &token_key,
         config.hls_body,
+        hls_logs.clone(),
     ))));
     let shared_hls = hls_context.clone();
     let shards = crate::shard::spawn_shards(
@@ -491,6 +496,7 @@ pub fn start(
             }
             let mut core = core;
             core.set_ingest_ports(ingest_ports);
+            core.set_hls_logs(hls_logs);
             let ctl = Rc::new(Control {
                 ingest: RefCell::new(ingest),
                 demands: RefCell::new(HashMap::new()),
@@ -646,6 +652,7 @@ fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
         core.channels().clone(),
         &core.tokens().key,
         config.hls_body,
+        core.hls_logs().clone(),
     );
     *ctl.hls.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
     tracing::info!(

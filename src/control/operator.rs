@@ -194,10 +194,9 @@ impl Control {
             self.rtsp_authority(host),
             encode_name(&info.name)
         );
-        // HLS serves files and live channels; published streams are RTSP only for now.
+        // HLS serves files, live channels and published or pulled streams (their logs).
         info.hls_url = self
             .hls_origin(host)
-            .filter(|_| info.source.is_none())
             .map(|o| format!("{o}/hls/{}/index.m3u8", encode_name(&info.name)));
         info.viewers = self.hub.borrow().viewers_of(&info.name);
         info.token_required = self.core.borrow().tokens().required;
@@ -360,10 +359,8 @@ impl ControlApi for Control {
                 self.rtsp_authority(host),
                 encode_name(&name)
             ),
-            // No HLS for published streams yet (as in the catalog).
             hls_url: self
                 .hls_origin(host)
-                .filter(|_| !self.core.borrow().logs().contains_key(&name))
                 .map(|o| format!("{o}/hls/{}/index.m3u8?token={token}", encode_name(&name))),
             token,
             expires_unix,

@@ -2,12 +2,14 @@
 //! fragmented MP4 ([`fmp4`]: init segment, fragment heads whose bodies are mapping ranges),
 //! the cutting of a file into segments and parts and their numbering for VOD and live
 //! channels ([`segments`]), and the playlists plus the parsing of request names and
-//! blocking-reload queries ([`playlist`]).
+//! blocking-reload queries ([`playlist`]); an ingested stream's growing log cut into a
+//! bounded store of finished segments and its playlists ([`log_segments`]).
 //!
 //! No sockets and no clock: every function takes the media index, a channel's timeline and
 //! a time, and returns bytes or descriptions. The shards' HTTP shell serves them.
 
 pub mod fmp4;
+pub mod log_segments;
 pub mod playlist;
 pub mod segments;
 #[cfg(test)]

@@ -19,6 +19,13 @@ pub fn media(name: &str) -> String {
 
 /// ffmpeg publishing `file` in real time to `url` over `transport` (`udp` or `tcp`).
 pub fn ffmpeg_publish(file: &str, url: &str, transport: &str) -> Child {
+    ffmpeg_publish_looped(file, url, transport, 0)
+}
+
+/// Like [`ffmpeg_publish`], the file played `1 + loops` times in a row (`-stream_loop`:
+/// ffmpeg keeps the timestamps running across the loop points).
+pub fn ffmpeg_publish_looped(file: &str, url: &str, transport: &str, loops: u32) -> Child {
+    let loops = loops.to_string();
     Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -26,6 +33,8 @@ pub fn ffmpeg_publish(file: &str, url: &str, transport: &str) -> Child {
             "-v",
             "error",
             "-re",
+            "-stream_loop",
+            &loops,
             "-i",
             file,
             "-c",

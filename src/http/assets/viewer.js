@@ -291,14 +291,13 @@
         b.addEventListener("click", () => { location.hash = "play=" + encodeURIComponent(s.name); });
         li.appendChild(b);
       } else {
-        // No HLS for this stream (an older server, HLS switched off, or a published stream,
-        // which HLS does not serve yet): RTSP players only.
+        // No HLS for this stream (an older server, or HLS switched off): RTSP players only.
         const note = el("div", "rtsp");
         note.appendChild(el("code", null, s.url));
         note.appendChild(el("span", "hint", s.token_required
           ? "needs a signed URL (POST /api/v1/play); open it in an RTSP player"
           : s.source
-            ? "published over " + s.source.protocol.toUpperCase() + " (" + s.source.state + "), not over HLS yet: open it in an RTSP player (ffplay, VLC)"
+            ? "published over " + s.source.protocol.toUpperCase() + " (" + s.source.state + "), no HLS on this server: open it in an RTSP player (ffplay, VLC)"
             : "no HLS for this stream: open it in an RTSP player (ffplay, VLC)"));
         li.appendChild(note);
       }

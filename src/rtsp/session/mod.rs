@@ -317,6 +317,8 @@ pub struct SessionCore {
     channels: HashMap<String, Arc<LiveChannel>>,
     /// Live logs of ingested streams, by stream path (`live/cam1`), while they exist.
     logs: HashMap<String, Arc<LiveLog>>,
+    /// The same logs as HLS serves them (shared with the shards), kept in step with `logs`.
+    hls_logs: crate::shard::hls::LiveLogs,
     /// ANNOUNCEs waiting for their SETUPs.
     announcements: Vec<publish::Announcement>,
     /// Publishers' sessions (a separate table: they have no shard and no viewer state).
@@ -412,6 +414,7 @@ impl SessionCore {
             library,
             channels,
             logs: HashMap::new(),
+            hls_logs: crate::shard::hls::LiveLogs::default(),
             announcements: Vec::new(),
             publishers: HashMap::new(),
             ingest_ports: None,
@@ -444,12 +447,39 @@ impl SessionCore {
 
     /// An ingested stream's log becomes playable at its path (replacing a previous one).
     pub fn add_log(&mut self, log: Arc<LiveLog>) {
+        {
+            let mut hls = self.hls_logs.write().unwrap_or_else(|p| p.into_inner());
+            // A returning publisher resumes the same log: its HLS segments run on.
+            let same = hls
+                .get(log.name())
+                .is_some_and(|h| Arc::ptr_eq(&h.log, &log));
+            if !same {
+                hls.insert(
+                    log.name().to_owned(),
+                    Arc::new(crate::shard::hls::LogHls::new(log.clone())),
+                );
+            }
+        }
         self.logs.insert(log.name().to_owned(), log);
+    }
+
+    /// Shares the directory the shards' HLS side reads (`HlsContext::logs`).
+    pub fn set_hls_logs(&mut self, logs: crate::shard::hls::LiveLogs) {
+        self.hls_logs = logs;
+    }
+
+    /// The live logs as the shards' HLS side reads them (`HlsContext::logs`).
+    pub fn hls_logs(&self) -> &crate::shard::hls::LiveLogs {
+        &self.hls_logs
     }
 
     /// An ingested stream's log is gone: new requests for its path get 404 (sessions
     /// already playing it keep their `Arc` until their shard ends them).
     pub fn remove_log(&mut self, name: &str) -> Option<Arc<LiveLog>> {
+        self.hls_logs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.logs.remove(name)
     }
 

@@ -14,6 +14,7 @@
 //! [`STALL_TIMEOUT`]), accepted connections per wake (`ACCEPTS_PER_WAKE`).
 
 pub(crate) mod conn;
+pub mod logs;
 pub(crate) mod routes;
 pub(crate) mod viewers;
 
@@ -33,6 +34,7 @@ use crate::poll::{Epoll, Interest, Ready};
 use crate::stats::ShardCounters;
 
 pub use conn::BodyPath;
+pub use logs::{LiveLogs, LogHls};
 pub use routes::HlsContext;
 
 /// The epoll token of the shard's HLS listener.
@@ -103,7 +105,7 @@ impl HlsService {
             free: Vec::new(),
             generation: 0,
             parked: BinaryHeap::new(),
-            router: Router::new(context, counters.clone()),
+            router: Router::new(shard, context, counters.clone()),
             next_sweep: now + Duration::from_secs(1),
             log_budget: (now, 0),
             counters,

@@ -12,6 +12,10 @@
 //! /hls/{stream}/part{msn}.{k}.m4s   partial segment (RFC 8216bis §4.4.4.9)
 //! ```
 //!
+//! Files, live channels, and ingested streams (published or pulled: their live logs, by the
+//! context's directory, served from a per-stream store of finished segments, `super::logs`;
+//! no parts for those yet).
+//!
 //! Access: a stream that needs credentials over RTSP, or any stream with `--require-token`,
 //! needs a play token (`?token=`, bound to the stream and expiring, `crate::token`) on every
 //! request; playlists carry it on every URI they list, so a player needs nothing else.
@@ -29,8 +33,10 @@ use std::time::{Duration, Instant, SystemTime};
 use super::conn::{
     BadRequest, Body, BodyPath, FragmentBody, Method, Outgoing, Request, StagedBody,
 };
+use super::logs::{LiveLogs, LogHls, LogView};
 use super::SharedHlsContext;
 use crate::hls::fmp4::{first_served_samples, init_segment, Fragment};
+use crate::hls::log_segments::{log_media_playlist, log_multivariant_playlist, SegmentStore};
 use crate::hls::playlist::{
     live_media_playlist, multivariant_playlist, parse_blocking_reload, parse_resource, reload_wait,
     vod_media_playlist, HlsResource, QuerySuffix, ReloadWait,
@@ -75,6 +81,9 @@ pub struct HlsContext {
     pub is_public: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// How segment bodies reach the socket (`--hls-body`).
     pub body_path: BodyPath,
+    /// Ingested streams' live logs (shared with the control thread, which adds and removes
+    /// them as publishers come and go).
+    pub logs: LiveLogs,
 }
 
 impl std::fmt::Debug for HlsContext {
@@ -170,6 +179,8 @@ impl Timeline {
 
 /// A shard's router: resolves streams, checks access, builds or reuses what it serves.
 pub(crate) struct Router {
+    /// The shard's index (its pin slot in live logs).
+    shard: usize,
     shared: SharedHlsContext,
     context: Arc<HlsContext>,
     streams: HashMap<String, Rc<StreamEntry>>,
@@ -210,9 +221,14 @@ impl Refusal {
 
 impl Router {
     /// A router reading `shared`.
-    pub(crate) fn new(shared: SharedHlsContext, counters: Arc<ShardCounters>) -> Self {
+    pub(crate) fn new(
+        shard: usize,
+        shared: SharedHlsContext,
+        counters: Arc<ShardCounters>,
+    ) -> Self {
         let context = read_context(&shared);
         Self {
+            shard,
             shared,
             context,
             streams: HashMap::new(),
@@ -293,31 +309,20 @@ impl Router {
             return Err(Refusal::quiet(404, "no stream named"));
         }
         let name = segments.join("/");
-        let entry = self.stream(&name, &segments, now)?;
-        let token = self.check_access(&entry.media.name, req, peer, wall)?;
-        served.stream = Some(entry.media.name.clone());
-        // The viewer: named by the playlists we hand out (`v=`), new with each multivariant
-        // playlist asked for without one. Statistics only: it grants nothing.
-        served.viewer = viewer_in_query(req.query.as_deref())
-            .or_else(|| (resource == HlsResource::Multivariant).then(|| rand::random::<u64>() | 1));
-        let mut suffix = String::new();
-        for (k, v) in [
-            ("token", token.clone()),
-            ("v", served.viewer.map(|v| format!("{v:x}"))),
-        ] {
-            if let Some(v) = v {
-                suffix.push(if suffix.is_empty() { '?' } else { '&' });
-                let _ = write!(suffix, "{k}={v}");
-            }
+        let log = self
+            .context
+            .logs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&name)
+            .cloned();
+        if let Some(log) = log {
+            let query = self.query_suffix(&name, req, peer, wall, resource, served)?;
+            return self.log_resource(&log, req, resource, &query, served);
         }
-        let query = QuerySuffix::try_from(suffix.as_str())
-            .map_err(|_| Refusal::new(400, "token has characters a URI cannot carry"))?;
-        served.kind = match resource {
-            HlsResource::Multivariant | HlsResource::MediaPlaylist => ServedKind::Playlist,
-            HlsResource::Init => ServedKind::Init,
-            HlsResource::Segment { .. } => ServedKind::Segment,
-            HlsResource::Part { .. } => ServedKind::Part,
-        };
+        let entry = self.stream(&name, &segments, now)?;
+        let query =
+            self.query_suffix(&entry.media.name.clone(), req, peer, wall, resource, served)?;
         match resource {
             HlsResource::Multivariant => {
                 let text = multivariant_playlist(
@@ -341,6 +346,122 @@ impl Router {
                 self.fragment(&entry, req, msn, Some(part), now, served)
             }
         }
+    }
+
+    /// Checks access to `stream` and names the request's viewer (`served`); the query every
+    /// URI of a playlist carries (`?token=…&v=…`).
+    fn query_suffix(
+        &self,
+        stream: &str,
+        req: &Request,
+        peer: SocketAddr,
+        wall: SystemTime,
+        resource: HlsResource,
+        served: &mut Served,
+    ) -> Result<QuerySuffix, Refusal> {
+        let token = self.check_access(stream, req, peer, wall)?;
+        served.stream = Some(stream.to_owned());
+        // The viewer: named by the playlists we hand out (`v=`), new with each multivariant
+        // playlist asked for without one. Statistics only: it grants nothing.
+        served.viewer = viewer_in_query(req.query.as_deref())
+            .or_else(|| (resource == HlsResource::Multivariant).then(|| rand::random::<u64>() | 1));
+        let mut suffix = String::new();
+        for (k, v) in [
+            ("token", token.clone()),
+            ("v", served.viewer.map(|v| format!("{v:x}"))),
+        ] {
+            if let Some(v) = v {
+                suffix.push(if suffix.is_empty() { '?' } else { '&' });
+                let _ = write!(suffix, "{k}={v}");
+            }
+        }
+        let query = QuerySuffix::try_from(suffix.as_str())
+            .map_err(|_| Refusal::new(400, "token has characters a URI cannot carry"))?;
+        served.kind = match resource {
+            HlsResource::Multivariant | HlsResource::MediaPlaylist => ServedKind::Playlist,
+            HlsResource::Init => ServedKind::Init,
+            HlsResource::Segment { .. } => ServedKind::Segment,
+            HlsResource::Part { .. } => ServedKind::Part,
+        };
+        Ok(query)
+    }
+
+    /// A resource of an ingested stream (`crate::hls::log_segments`): the store is brought
+    /// up to date first, so the playlist lists exactly the segments it holds.
+    fn log_resource(
+        &self,
+        log: &LogHls,
+        req: &Request,
+        resource: HlsResource,
+        query: &QuerySuffix,
+        served: &mut Served,
+    ) -> Result<Routed, Refusal> {
+        let name = log.log.name();
+        let not_yet =
+            || Refusal::quiet(404, format!("stream {name:?} has no complete segment yet"));
+        let reply = match resource {
+            HlsResource::Multivariant => {
+                // Served before the first segment is finished too: players give up on a
+                // multivariant playlist sooner than on a media playlist (hls.js: one retry
+                // against four), and this one needs only the codecs.
+                let view = log.with_store(self.shard, |store, _, _| {
+                    log_multivariant_playlist(&log.log.media.index, store, query)
+                });
+                let text = match view {
+                    LogView::Ready(text) => text,
+                    LogView::Empty => {
+                        log_multivariant_playlist(&log.log.media.index, &SegmentStore::new(), query)
+                    }
+                };
+                playlist_reply(text, "no-cache")
+            }
+            HlsResource::MediaPlaylist => {
+                let view = log.with_store(self.shard, |store, target, ended| {
+                    log_media_playlist(store, target, query, ended)
+                });
+                match view {
+                    LogView::Ready(text) => playlist_reply(text, "no-cache"),
+                    LogView::Empty => return Err(not_yet()),
+                }
+            }
+            HlsResource::Init => {
+                let init = log.init().map_err(|e| {
+                    Refusal::new(415, format!("{name} cannot be served as HLS: {e}"))
+                })?;
+                let etag = format!("\"{:x}-init\"", log_identity(log));
+                media_reply(req, Body::Shared(init), &etag)?
+            }
+            HlsResource::Segment { msn } => {
+                let view = log.with_store(self.shard, |store, _, _| {
+                    let oldest = store.oldest_msn();
+                    (store.get(msn).map(|s| s.bytes.clone()), oldest)
+                });
+                let LogView::Ready((Some(bytes), _)) = view else {
+                    if let LogView::Ready((None, Some(oldest))) = view {
+                        if msn < oldest {
+                            // Asked for after it left the store: a stall the server sees.
+                            served.late = true;
+                            self.counters
+                                .hls_late_requests
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    return Err(Refusal::quiet(
+                        404,
+                        format!("segment {msn} of {name:?} is not stored (gone or not finished)"),
+                    ));
+                };
+                let etag = format!("\"{:x}-{msn}\"", log_identity(log));
+                media_reply(req, Body::Shared(bytes), &etag)?
+            }
+            HlsResource::Part { msn, part } => {
+                return Err(Refusal::quiet(
+                    404,
+                    format!("ingested streams have no parts (part {msn}.{part})"),
+                ))
+            }
+        };
+        Ok(Routed::Reply(reply))
     }
 
     fn media_playlist(
@@ -583,6 +704,16 @@ impl Router {
             checked_at: Cell::new(now),
         })
     }
+}
+
+/// Names this run's log of a stream (ETags): its tracks' SSRCs are random per log.
+fn log_identity(log: &LogHls) -> u64 {
+    let mut h = DefaultHasher::new();
+    log.log.name().hash(&mut h);
+    for t in &log.log.tracks {
+        t.ssrc.hash(&mut h);
+    }
+    h.finish()
 }
 
 fn read_context(shared: &SharedHlsContext) -> Arc<HlsContext> {

@@ -1,0 +1,319 @@
+//! Issue 16: a stream published over RTSP reaches browsers and other HLS players through the
+//! shards' HLS port (`/hls/{stream}/index.m3u8`): a live fMP4 playlist cut at the stream's
+//! keyframes, each finished segment copied once out of the live log into a bounded store
+//! (docs/design/live-ingest.md, "HLS for ingested streams"). The publisher is ffmpeg's RTSP
+//! muxer; the players are independent implementations started here: ffmpeg's and ffprobe's
+//! HLS demuxer, and hls.js in headless Chromium (the viewer page), measured from the page.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::publishers::{ffmpeg_publish, ffmpeg_publish_looped, media, wait_published};
+use common::{http_request, run_with_timeout, HttpReply, Server};
+use serde_json::Value;
+
+/// The sample's video (`ffprobe tests/media/sample.mp4`): 640×360 at 25 fps, a keyframe
+/// every 2 s.
+const SAMPLE_FPS: f64 = 25.0;
+
+fn get(addr: SocketAddr, path: &str) -> HttpReply {
+    http_request(addr, "GET", path, &[], b"")
+}
+
+/// A server taking publishers on `live/*`, and ffmpeg publishing the sample three times in
+/// a row (30 s) to `live/NAME` over TCP; returns once the stream's HLS playlist answers 200
+/// (its first segment is finished).
+fn publish(name: &str) -> (Server, std::process::Child, SocketAddr) {
+    publish_with_timeout(name, "1")
+}
+
+/// [`publish`] with `--publisher-timeout` `timeout_secs`.
+fn publish_with_timeout(
+    name: &str,
+    timeout_secs: &str,
+) -> (Server, std::process::Child, SocketAddr) {
+    let server =
+        Server::start_logged(&["--publish", "live/*", "--publisher-timeout", timeout_secs]);
+    let hls = server.hls.expect("the HLS port is on by default");
+    let path = format!("live/{name}");
+    let publisher = ffmpeg_publish_looped(&media("sample.mp4"), &server.url(&path), "tcp", 2);
+    wait_published(&server, &path, Duration::from_secs(10));
+    // The multivariant playlist is there as soon as the stream is (its codecs from the
+    // publisher's SDP), the media playlist once the first segment is finished.
+    let r = get(hls, &format!("/hls/{path}/index.m3u8"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("CODECS=\"avc1.64001e,mp4a.40.2\""),
+        "{}",
+        r.text()
+    );
+    let start = Instant::now();
+    loop {
+        let r = get(hls, &format!("/hls/{path}/media.m3u8"));
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 404, "before the first segment: {}", r.text());
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no finished segment 10 s after publishing: {}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (server, publisher, hls)
+}
+
+/// Segment URIs of a media playlist (without their query), in order.
+fn segments(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('?').next().unwrap_or(l).to_owned())
+        .collect()
+}
+
+/// (d) Nothing is invented: an unknown stream, a publishable path nobody publishes, and a
+/// segment of either, are 404.
+#[test]
+fn unknown_and_unpublished_streams_are_404() {
+    let server = Server::start(&["--publish", "live/*"]);
+    let hls = server.hls.unwrap();
+    for path in [
+        "/hls/nosuch/index.m3u8",
+        "/hls/live/nobody/index.m3u8",
+        "/hls/live/nobody/media.m3u8",
+        "/hls/live/nobody/init.mp4",
+        "/hls/live/nobody/seg0.m4s",
+    ] {
+        let r = get(hls, path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+}
+
+/// (a) ffprobe finds the published tracks in the HLS stream (H.264 at the sample's size,
+/// AAC), and ffmpeg's HLS demuxer decodes a few segments of it without one error line.
+#[test]
+fn ffmpeg_decodes_an_rtsp_published_stream_over_hls() {
+    let (_server, mut publisher, hls) = publish("ff");
+    let url = format!("http://{hls}/hls/live/ff/index.m3u8");
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "compact=p=0:nk=1",
+            &url,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffprobe failed: {err}");
+    // ffprobe lists the streams once under the program and once alone.
+    let mut streams: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim().trim_end_matches('|'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    assert_eq!(streams, ["aac", "h264|640|360"], "ffprobe: {out}");
+    // Six seconds of media: segments finished before and while ffmpeg reads.
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffmpeg").args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            &url,
+            "-t",
+            "6",
+            "-f",
+            "framecrc",
+            "-",
+        ]),
+        Duration::from_secs(40),
+    );
+    assert!(ok, "ffmpeg failed: {err}");
+    assert!(err.trim().is_empty(), "ffmpeg reported errors: {err}");
+    let video = out.lines().filter(|l| l.starts_with("0,")).count();
+    let audio = out.lines().filter(|l| l.starts_with("1,")).count();
+    eprintln!("decoded {video} video and {audio} audio frames");
+    assert!(
+        video as f64 >= 0.9 * SAMPLE_FPS * 6.0,
+        "{video} video frames in 6 s"
+    );
+    // AAC at 48 kHz: 1024 samples a frame.
+    assert!(
+        audio as f64 >= 0.9 * 48_000.0 / 1024.0 * 6.0,
+        "{audio} audio frames in 6 s"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// (c) For ten seconds while the publisher runs, every segment every playlist names is
+/// there (200, an fMP4 fragment); the window moves on. Then the publisher ends: after its
+/// timeout (1 s) the stream is gone and its playlist is 404.
+#[test]
+fn the_live_playlist_never_names_a_segment_that_is_gone() {
+    let (_server, mut publisher, hls) = publish("window");
+    let start = Instant::now();
+    let mut fetched = 0;
+    let mut first_seen = None;
+    let mut last_seen = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        let r = get(hls, "/hls/live/window/media.m3u8");
+        assert_eq!(r.status, 200, "playlist: {}", r.text());
+        let text = r.text();
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        let segs = segments(&text);
+        assert!(!segs.is_empty(), "{text}");
+        for seg in &segs {
+            let s = get(hls, &format!("/hls/live/window/{seg}"));
+            assert_eq!(s.status, 200, "{seg}, listed in\n{text}\nis {}", s.text());
+            assert_eq!(s.body.get(4..8), Some(&b"moof"[..]), "{seg} is a fragment");
+            fetched += 1;
+        }
+        first_seen.get_or_insert(segs[0].clone());
+        last_seen = segs.last().cloned();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("{fetched} segment fetches, window {first_seen:?} … {last_seen:?}");
+    assert_ne!(first_seen, last_seen, "the window moved on");
+    let status = publisher.wait().unwrap();
+    assert!(status.success(), "the publisher failed: {status}");
+    let start = Instant::now();
+    loop {
+        let r = get(hls, "/hls/live/window/media.m3u8");
+        if r.status == 404 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still served 10 s after the publisher ended"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// (b) The viewer page plays the published stream (its catalog entry's `hls_url`) with
+/// hls.js in headless Chromium: frames decoded and presented, audio decoded, the playhead
+/// advancing, no hls.js error — all read from the page (`window.shardcastPlayer.state()`),
+/// nothing computed by our code.
+#[test]
+fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
+    let (server, mut publisher, hls) = publish("web");
+    // The deep link the page documents: it takes the stream's `hls_url` from the catalog.
+    let mut page = Browser::open(&format!("http://{}/#play=live/web", server.http_addr()));
+    const STATE: &str = "window.shardcastPlayer.state()";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let start = loop {
+        // The page's player object appears once its script ran.
+        let s = page.try_eval_json(STATE).unwrap_or(Value::Null);
+        if s["currentTime"].as_f64().is_some_and(|t| t > 0.0) && s["paused"] == false {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not playing after 30 s: {s}\nconsole: {:?}",
+            page.console_errors()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!("started: {start}");
+    assert_eq!(start["engine"], "hls.js");
+    assert_eq!(
+        start["url"],
+        format!("http://{hls}/hls/live/web/index.m3u8"),
+        "the catalog's hls_url"
+    );
+    let t0 = start["currentTime"].as_f64().unwrap();
+    let s = page.wait_until(
+        &format!(
+            "(() => {{ const s = {STATE}; return s.currentTime >= {} ? s : null; }})()",
+            t0 + 5.0
+        ),
+        Duration::from_secs(20),
+    );
+    eprintln!("after 5 s: {s}");
+    let num = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} in {s}"));
+    assert!(num("totalVideoFrames") >= 0.9 * SAMPLE_FPS * 5.0, "{s}");
+    assert!(num("audioDecodedBytes") > 0.0, "{s}");
+    assert_eq!(s["live"], Value::Bool(true), "{s}");
+    assert_eq!(s["hlsErrors"], Value::Array(vec![]), "no hls.js errors");
+    assert!(
+        page.console_errors().is_empty(),
+        "console errors: {:#?}",
+        page.console_errors()
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// The media sequence number of a playlist's last segment and its `EXT-X-MEDIA-SEQUENCE`.
+fn edge(playlist: &str) -> (u64, u64) {
+    let first = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no media sequence in {playlist}"));
+    let last = segments(playlist)
+        .last()
+        .and_then(|s| s.strip_prefix("seg")?.strip_suffix(".m4s")?.parse().ok())
+        .unwrap_or_else(|| panic!("no segment in {playlist}"));
+    (first, last)
+}
+
+/// A publisher that vanishes (killed: no TEARDOWN) and returns within the publisher
+/// timeout: as for RTSP viewers, the HLS stream waits and goes on. The playlist is never
+/// 404 and never ends meanwhile, its numbering only grows, and segments cut after the
+/// return are served.
+#[test]
+fn a_returning_publisher_continues_the_same_playlist() {
+    let (server, mut first, hls) = publish_with_timeout("again", "5");
+    let path = "/hls/live/again/media.m3u8";
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, before) = edge(&get(hls, path).text());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut second = ffmpeg_publish(&media("sample.mp4"), &server.url("live/again"), "tcp");
+    let start = Instant::now();
+    let mut last_edge = (0, before);
+    while start.elapsed() < Duration::from_secs(9) {
+        let r = get(hls, path);
+        assert_eq!(
+            r.status,
+            200,
+            "while the publisher is away or back: {}",
+            r.text()
+        );
+        let text = r.text();
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        let e = edge(&text);
+        assert!(
+            e.0 >= last_edge.0 && e.1 >= last_edge.1,
+            "{e:?} after {last_edge:?}"
+        );
+        last_edge = e;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        last_edge.1 >= before + 3,
+        "segments after the return: {before} before, {} now",
+        last_edge.1
+    );
+    let seg = get(hls, &format!("/hls/live/again/seg{}.m4s", last_edge.1));
+    assert_eq!(seg.status, 200);
+    assert_eq!(seg.body.get(4..8), Some(&b"moof"[..]));
+    let _ = second.kill();
+    let _ = second.wait();
+}
