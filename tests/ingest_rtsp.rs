@@ -5,20 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::players::ffmpeg_decode_without_warnings;
+use common::publish::{media, wait_published};
 use common::{RawRtsp, Server};
-
-fn media(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/media")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// ffmpeg publishing `file` in real time to `url` over `transport` (`udp` or `tcp`).
 fn ffmpeg_publish(file: &str, url: &str, transport: &str) -> Child {
@@ -43,28 +35,6 @@ fn ffmpeg_publish(file: &str, url: &str, transport: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ffmpeg (installed by .ci/run)")
-}
-
-/// Waits until DESCRIBE of `name` answers 200 (the publisher is live); the SDP.
-fn wait_published(server: &Server, name: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let mut c = RawRtsp::connect(server.addr);
-        let r = c.request(
-            "DESCRIBE",
-            &server.url(name),
-            &[("Accept", "application/sdp")],
-        );
-        if r.status == 200 {
-            return String::from_utf8_lossy(&r.body).into_owned();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{name} not published within {limit:?} (last status {})",
-            r.status
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn publish_and_play(transport: &str) {

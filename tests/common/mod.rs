@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod players;
+pub mod publish;
 pub mod retina_play;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,176 @@
+//! Issue 16, "bad input and faults": hostile and broken publishers against a running server.
+//! Each test drives `shardcast serve` with a publisher that misbehaves in one way (written in
+//! the test over raw RTSP, or ffmpeg and a raw client over RTMP), then proves three things:
+//! the server answers that publisher as the design says, it counts what it dropped in
+//! `GET /api/v1/ingest` (`dropped{reason}`), and a viewer of another stream (a looped live
+//! channel) keeps receiving without a gap. Viewers of the faulty stream read it over TCP
+//! and reassemble its RTP (RFC 6184) in the test, so whole access units are compared byte
+//! for byte; a test fails if a frame that should arrive does not, arrives changed, or one
+//! that should be dropped arrives.
+
+mod common;
+
+use std::time::Duration;
+
+use common::publish::{
+    media, rss_bytes, tagged_nal, wait_ingest, wait_published, BystanderWatch, RawPublisher,
+    TcpViewer,
+};
+use common::Server;
+
+/// 90 kHz ticks between frames (30 fps).
+const STEP: u32 = 3000;
+
+/// A server that lets anyone publish on `live/*` and loops the sample as channel `ch` (the
+/// bystander's stream), with `extra` arguments.
+fn server(extra: &[&str]) -> Server {
+    let ch = format!("ch={}", media("sample.mp4"));
+    let mut args = vec!["--publish", "live/*", "--live", &ch];
+    args.extend_from_slice(extra);
+    Server::start_logged(&args)
+}
+
+/// The frame numbers a viewer got, once frame `last` arrived (panics after `limit`).
+fn tags_through(server: &Server, viewer: &TcpViewer, last: u32, limit: Duration) -> Vec<u32> {
+    let arrived = viewer.wait(limit, |g| {
+        g.aus.iter().any(|au| {
+            au.nals
+                .iter()
+                .any(|n| common::publish::nal_tag(n) == Some(last))
+        })
+    });
+    let tags = viewer.tags();
+    assert!(
+        arrived,
+        "frame {last} never reached the viewer; got {tags:?}; server log:\n{}",
+        server.log_lines().join("\n")
+    );
+    tags.into_iter().flatten().collect()
+}
+
+/// RFC 6184 FU-A carries a NAL unit of any size, and `ingest::MAX_ACCESS_UNIT` (16 MiB) caps
+/// an access unit, lowered to a quarter of the live log (`live-log-size`) when that is
+/// smaller. An 8 MB IDR NAL (6,000 FU-A fragments) under the default 64 MiB log reaches a TCP
+/// viewer whole, byte for byte; a 17 MiB one is dropped and counted as `too_large` while the
+/// frames after it arrive; the server's RSS grows by less than the bound stated below.
+#[test]
+fn an_8_mb_nal_reaches_a_viewer_whole_and_one_past_the_limit_is_dropped_and_counted() {
+    let server = server(&[]);
+    let bystander = BystanderWatch::start(&server, "ch");
+    let mut publisher = RawPublisher::start(&server, "live/big");
+    publisher.send_nal(0, &tagged_nal(0, true, 3000));
+    wait_published(&server, "live/big", Duration::from_secs(5));
+    let viewer = TcpViewer::play(server.addr, "live/big");
+    assert_eq!(
+        tags_through(&server, &viewer, 0, Duration::from_secs(5)),
+        [0]
+    );
+    let rss_start = rss_bytes(server.pid());
+    let big = tagged_nal(2, true, 8_000_000);
+    publisher.send_nal(STEP, &tagged_nal(1, false, 900));
+    publisher.send_nal(2 * STEP, &big);
+    publisher.send_nal(3 * STEP, &tagged_nal(3, false, 900));
+    // Past the limit by one MiB: dropped whole, never half-delivered.
+    publisher.send_nal(4 * STEP, &tagged_nal(4, true, 17 << 20));
+    publisher.send_nal(5 * STEP, &tagged_nal(5, false, 900));
+    publisher.send_nal(6 * STEP, &tagged_nal(6, true, 2000));
+    let tags = tags_through(&server, &viewer, 6, Duration::from_secs(15));
+    assert_eq!(
+        tags,
+        [0, 1, 2, 3, 5, 6],
+        "frames in order, the 17 MiB one dropped"
+    );
+    // All told: the depacketizer's buffer grown to MAX_ACCESS_UNIT, the 8 MB frame in the
+    // log's pages, its packets cached once by the shard, and 16 MiB for the rest.
+    let total = rss_bytes(server.pid()).saturating_sub(rss_start);
+    assert!(total < 48 << 20, "RSS grew {} MiB", total >> 20);
+    // Memory does not grow with oversized frames: three more, each followed by a good one.
+    let rss_before = rss_bytes(server.pid());
+    for k in 0..3u32 {
+        publisher.send_nal((7 + 2 * k) * STEP, &tagged_nal(7 + 2 * k, true, 17 << 20));
+        publisher.send_nal((8 + 2 * k) * STEP, &tagged_nal(8 + 2 * k, false, 900));
+    }
+    let tags = tags_through(&server, &viewer, 12, Duration::from_secs(15));
+    assert_eq!(tags, [0, 1, 2, 3, 5, 6, 8, 10, 12]);
+    {
+        let got = viewer.got.lock().unwrap();
+        assert!(got.errors.is_empty(), "{:?}", got.errors);
+        let au = got
+            .aus
+            .iter()
+            .find(|au| {
+                au.nals
+                    .iter()
+                    .any(|n| common::publish::nal_tag(n) == Some(2))
+            })
+            .unwrap();
+        // The server puts the parameter sets (types 7, 8) before a keyframe's slices.
+        let slices: Vec<&Vec<u8>> = au
+            .nals
+            .iter()
+            .filter(|n| !matches!(n[0] & 0x1f, 7 | 8))
+            .collect();
+        assert_eq!(slices.len(), 1, "one slice NAL in the big access unit");
+        assert!(
+            slices[0] == &big,
+            "the 8 MB NAL arrived changed ({} bytes)",
+            slices[0].len()
+        );
+        // Sequence numbers run on without a gap: the dropped frame took no numbers.
+        for w in got.packets.windows(2) {
+            assert_eq!(w[1].0, w[0].0.wrapping_add(1), "viewer sequence gap");
+        }
+    }
+    let entry = wait_ingest(&server, "live/big", Duration::from_secs(5), |e| {
+        e["dropped"]["too_large"].as_u64() == Some(4)
+    });
+    assert_eq!(entry["frames"].as_u64(), Some(9), "{entry}");
+    // The bound: the depacketizer's one reused buffer (at most MAX_ACCESS_UNIT) was already
+    // grown by the first oversized frame, so 51 MiB more of them add only the log pages of
+    // three small frames and allocator noise; a server that kept or re-allocated an
+    // oversized frame would grow by 16 MiB or more here.
+    let grown = rss_bytes(server.pid()).saturating_sub(rss_before);
+    eprintln!(
+        "RSS grew {} KiB over three more 17 MiB frames",
+        grown / 1024
+    );
+    assert!(grown < 4 << 20, "RSS grew {} KiB", grown >> 10);
+    bystander.assert_unaffected(Duration::from_millis(500));
+}
+
+/// The limit is a quarter of the live log when that is below 16 MiB (`live_log` needs a
+/// sample to fit a quarter of its ring): with `live-log-size = 16 MiB` a 4 MiB NAL is carried
+/// whole and an 8 MB one is dropped as `too_large` by the log, and the stream goes on.
+#[test]
+fn a_small_live_log_lowers_the_limit_to_a_quarter_of_it() {
+    let config = common::write_config("faults-small-log", "live-log-size = 16777216\n");
+    let server = server(&["--config", config.to_str().unwrap()]);
+    let mut publisher = RawPublisher::start(&server, "live/small");
+    publisher.send_nal(0, &tagged_nal(0, true, 3000));
+    wait_published(&server, "live/small", Duration::from_secs(5));
+    let viewer = TcpViewer::play(server.addr, "live/small");
+    assert_eq!(
+        tags_through(&server, &viewer, 0, Duration::from_secs(5)),
+        [0]
+    );
+    // A quarter of the ring, less the AVCC length prefix: the largest sample it takes.
+    let fits = tagged_nal(1, true, (4 << 20) - 4);
+    publisher.send_nal(STEP, &fits);
+    publisher.send_nal(2 * STEP, &tagged_nal(2, true, 8_000_000));
+    publisher.send_nal(3 * STEP, &tagged_nal(3, false, 900));
+    assert_eq!(
+        tags_through(&server, &viewer, 3, Duration::from_secs(10)),
+        [0, 1, 3]
+    );
+    let got = viewer.got.lock().unwrap();
+    let au = &got.aus[1];
+    assert!(
+        au.nals.iter().any(|n| n == &fits),
+        "the 4 MiB NAL arrived whole"
+    );
+    drop(got);
+    let entry = wait_ingest(&server, "live/small", Duration::from_secs(5), |e| {
+        e["dropped"]["too_large"].as_u64() == Some(1)
+    });
+    assert_eq!(entry["frames"].as_u64(), Some(3), "{entry}");
+}
