@@ -114,13 +114,16 @@ pub(super) fn emit_log_sample(
     let next = s.tracks[i].next_sample as u64;
     // Packets of this sample already sent, when it goes out in slices (TCP_SLICE_BYTES).
     let sliced = s.tracks[i].sliced_packets;
-    if sliced > 0
-        && s.sink
-            .as_ref()
-            .is_some_and(|k| k.backlog_bytes() > TCP_SLICE_BYTES)
-    {
-        // The last slice is not written yet: try again later, nothing queued meanwhile.
-        return;
+    if sliced > 0 {
+        if let Some(sink) = &s.sink {
+            // Nothing else drains the backlog while this track waits (the shard drains it
+            // when it writes): hand the socket what it takes now.
+            let _ = sink.flush();
+            if !sink.is_closed() && sink.backlog_bytes() > TCP_SLICE_BYTES {
+                // The last slice is not out yet: try again later, nothing queued meanwhile.
+                return;
+            }
+        }
     }
     let sample = match log.lookup(track_index, next, out.log_readable) {
         Lookup::Ready(sample) => sample,
