@@ -174,3 +174,160 @@ fn a_small_live_log_lowers_the_limit_to_a_quarter_of_it() {
     });
     assert_eq!(entry["frames"].as_u64(), Some(3), "{entry}");
 }
+
+/// retina (an independent, strict client) plays `url` over TCP on its own thread until a
+/// video frame carries [`tagged_nal`] `last` (or `limit` passes): each frame's tag, and the
+/// packets retina saw lost before it. Returns once retina's PLAY was answered.
+fn retina_frames(
+    url: String,
+    last: u32,
+    limit: Duration,
+) -> std::thread::JoinHandle<Vec<(u32, u64)>> {
+    let (playing_tx, playing_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        use futures::StreamExt;
+        use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+        use retina::codec::CodecItem;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut session =
+                Session::describe(url::Url::parse(&url).unwrap(), SessionOptions::default())
+                    .await
+                    .expect("retina DESCRIBE");
+            session
+                .setup(
+                    0,
+                    SetupOptions::default().transport(Transport::Tcp(Default::default())),
+                )
+                .await
+                .expect("retina SETUP");
+            let playing = session
+                .play(PlayOptions::default())
+                .await
+                .expect("retina PLAY");
+            let _ = playing_tx.send(());
+            let mut demuxed = playing.demuxed().expect("demuxed");
+            let mut frames = Vec::new();
+            let deadline = tokio::time::Instant::now() + limit;
+            loop {
+                match tokio::time::timeout_at(deadline, demuxed.next()).await {
+                    Err(_) => panic!("retina: frame {last} not within {limit:?}; got {frames:?}"),
+                    Ok(Some(Ok(CodecItem::VideoFrame(f)))) => {
+                        // AVCC: find the tagged NAL among the frame's NAL units.
+                        let mut rest = f.data();
+                        let mut tag = None;
+                        while rest.len() >= 4 {
+                            let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+                            let nal = &rest[4..4 + n];
+                            tag = tag.or(common::publish::nal_tag(nal));
+                            rest = &rest[4 + n..];
+                        }
+                        let tag = tag.expect("a tagged NAL in every frame");
+                        frames.push((tag, f.loss() as u64));
+                        if tag == last {
+                            return frames;
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(e))) => panic!("retina error after {frames:?}: {e}"),
+                    Ok(None) => panic!("retina: the stream ended after {frames:?}"),
+                }
+            }
+        })
+    });
+    assert!(
+        playing_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "retina did not get to play"
+    );
+    thread
+}
+
+/// RFC 6184 §5.8: a frame whose FU-A lost a middle fragment, one with a truncated FU-A (the
+/// FU indicator alone, no FU header) and one whose end fragment never came are each dropped
+/// whole and counted (`incomplete`, `malformed`), never the stream: the frames around them
+/// reach a raw TCP viewer byte for byte, and retina receives them with no loss reported
+/// (the server numbers packets by the log, so a dropped frame leaves no sequence gap).
+#[test]
+fn frames_with_lost_or_truncated_fragments_are_dropped_and_the_frames_around_them_arrive() {
+    let server = server(&[]);
+    let bystander = BystanderWatch::start(&server, "ch");
+    let mut publisher = RawPublisher::start(&server, "live/frag");
+    publisher.send_nal(0, &tagged_nal(0, true, 5000));
+    wait_published(&server, "live/frag", Duration::from_secs(5));
+    let viewer = TcpViewer::play(server.addr, "live/frag");
+    assert_eq!(
+        tags_through(&server, &viewer, 0, Duration::from_secs(5)),
+        [0]
+    );
+    let retina = retina_frames(server.url("live/frag"), 7, Duration::from_secs(15));
+    let frame = |n: u32, idr: bool| common::publish::fu_a(&tagged_nal(n, idr, 6000), 1400);
+    let send = |p: &mut RawPublisher, n: u32, payloads: &[Vec<u8>]| {
+        p.send_payloads(n * STEP, payloads);
+    };
+    send(&mut publisher, 1, &frame(1, false));
+    // Frame 2: its third of five fragments lost on the way (a sequence gap).
+    let two = frame(2, false);
+    assert_eq!(two.len(), 5);
+    let mut out = Vec::new();
+    for (k, p) in two.iter().enumerate() {
+        if k == 2 {
+            publisher.seq = publisher.seq.wrapping_add(1);
+            continue;
+        }
+        publisher.packet(&mut out, k == 4, 2 * STEP, p);
+    }
+    publisher.rtsp.send_raw(&out);
+    send(&mut publisher, 3, &frame(3, false));
+    // Frame 4: its third fragment cut to the FU indicator alone.
+    let mut four = frame(4, false);
+    four[2].truncate(1);
+    publisher.send_payloads(4 * STEP, &four);
+    send(&mut publisher, 5, &frame(5, false));
+    // Frame 6: its end fragment (with the marker) never sent; frame 7 follows.
+    let six = frame(6, false);
+    let mut out = Vec::new();
+    for p in &six[..4] {
+        publisher.packet(&mut out, false, 6 * STEP, p);
+    }
+    publisher.rtsp.send_raw(&out);
+    send(&mut publisher, 7, &frame(7, true));
+
+    let tags = tags_through(&server, &viewer, 7, Duration::from_secs(10));
+    assert_eq!(
+        tags,
+        [0, 1, 3, 5, 7],
+        "the broken frames 2, 4 and 6 dropped, the rest in order"
+    );
+    {
+        let got = viewer.got.lock().unwrap();
+        assert!(got.errors.is_empty(), "{:?}", got.errors);
+        for au in &got.aus[1..] {
+            let n = au
+                .nals
+                .iter()
+                .find_map(|n| common::publish::nal_tag(n))
+                .unwrap();
+            let whole = tagged_nal(n, n == 7, 6000);
+            assert!(au.nals.contains(&whole), "frame {n} arrived changed");
+        }
+        for w in got.packets.windows(2) {
+            assert_eq!(w[1].0, w[0].0.wrapping_add(1), "viewer sequence gap");
+        }
+    }
+    let retina = retina.join().expect("retina played");
+    let tags: Vec<u32> = retina.iter().map(|f| f.0).collect();
+    assert_eq!(tags, [0, 1, 3, 5, 7], "retina's frames");
+    assert!(
+        retina.iter().all(|f| f.1 == 0),
+        "retina saw loss: {retina:?}"
+    );
+    let entry = wait_ingest(&server, "live/frag", Duration::from_secs(5), |e| {
+        e["dropped"]["incomplete"].as_u64() == Some(2)
+    });
+    assert_eq!(entry["dropped"]["malformed"].as_u64(), Some(1), "{entry}");
+    assert_eq!(entry["frames"].as_u64(), Some(5), "{entry}");
+    bystander.assert_unaffected(Duration::from_millis(500));
+}

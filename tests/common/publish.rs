@@ -217,17 +217,18 @@ pub fn fu_a(nal: &[u8], chunk: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A NAL unit of `len` bytes (at least 9) that names frame `n`: header `0x65` (IDR) or
-/// `0x41` (non-IDR slice), `b"nal"`, `n` big-endian, then bytes derived from `n`.
+/// A NAL unit of `len` bytes (at least 8) that names frame `n`: header `0x65` (IDR) or
+/// `0x41` (non-IDR slice), `b"nal"`, `n` in four 7-bit groups with the top bit set, then
+/// bytes derived from `n`. No byte is zero, so no start code is emulated (H.264 §7.4.1;
+/// retina refuses NAL units that hold one).
 pub fn tagged_nal(n: u32, idr: bool, len: usize) -> Vec<u8> {
     let mut nal = vec![if idr { 0x65 } else { 0x41 }, b'n', b'a', b'l'];
-    nal.extend_from_slice(&n.to_be_bytes());
+    nal.extend((0..4).rev().map(|k| 0x80 | ((n >> (7 * k)) & 0x7f) as u8));
     let mut x = n.wrapping_mul(2_654_435_761).wrapping_add(1);
     while nal.len() < len {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        // Never two zero bytes in a row: no start-code emulation for decoders that look.
         nal.push((x as u8) | 1);
     }
     nal
@@ -235,8 +236,8 @@ pub fn tagged_nal(n: u32, idr: bool, len: usize) -> Vec<u8> {
 
 /// The frame number a [`tagged_nal`] carries.
 pub fn nal_tag(nal: &[u8]) -> Option<u32> {
-    (nal.len() >= 8 && &nal[1..4] == b"nal")
-        .then(|| u32::from_be_bytes(nal[4..8].try_into().unwrap()))
+    let tag = nal.get(1..8)?;
+    (&tag[..3] == b"nal").then(|| tag[3..].iter().fold(0, |n, b| n << 7 | u32::from(b & 0x7f)))
 }
 
 /// One access unit a viewer reassembled.
