@@ -331,3 +331,76 @@ fn frames_with_lost_or_truncated_fragments_are_dropped_and_the_frames_around_the
     assert_eq!(entry["frames"].as_u64(), Some(5), "{entry}");
     bystander.assert_unaffected(Duration::from_millis(500));
 }
+
+/// What the server does with a publisher's timestamps (`live_log::MAX_CLOCK_JUMP`): a frame
+/// whose timestamp strays more than 5 s from what its arrival says is a jump of the source's
+/// clock and is rebased one frame step after the last frame, as a returning publisher's
+/// first frame is; a real gap (a frame that arrives as late as its timestamp says) is kept.
+/// Here the publisher's 32-bit RTP clock wraps, leaps an hour ahead, falls 20 s back, then
+/// pauses a real second: the viewer's timestamps advance one frame (3000 ticks) at every
+/// step but the real gap, which keeps its 90,000, and the server serves on.
+#[test]
+fn timestamps_that_jump_or_go_back_reach_viewers_as_one_continuous_timeline() {
+    let server = server(&[]);
+    let mut publisher = RawPublisher::start(&server, "live/clock");
+    // Wraps past 2^32 between frames 2 and 3.
+    let base = u32::MAX - 2 * STEP;
+    let ts = |n: u32| base.wrapping_add(n * STEP);
+    publisher.send_nal(ts(0), &tagged_nal(0, true, 2000));
+    wait_published(&server, "live/clock", Duration::from_secs(5));
+    let viewer = TcpViewer::play(server.addr, "live/clock");
+    assert_eq!(
+        tags_through(&server, &viewer, 0, Duration::from_secs(5)),
+        [0]
+    );
+    let hour = 3600 * 90_000u32;
+    let sent = [
+        ts(1),
+        ts(2),
+        ts(3),
+        ts(4),
+        // An hour ahead, and on from there.
+        ts(5).wrapping_add(hour),
+        ts(6).wrapping_add(hour),
+        // Twenty seconds back.
+        ts(6).wrapping_add(hour).wrapping_sub(20 * 90_000),
+        ts(7).wrapping_add(hour).wrapping_sub(20 * 90_000),
+    ];
+    for (k, &t) in sent.iter().enumerate() {
+        let n = k as u32 + 1;
+        publisher.send_nal(t, &tagged_nal(n, false, 900));
+    }
+    tags_through(&server, &viewer, 8, Duration::from_secs(5));
+    // A real pause: the next frame comes a second later and its timestamp says so (the
+    // sleep is the publisher's behaviour under test, not a wait for the server).
+    std::thread::sleep(Duration::from_secs(1));
+    let last = sent[sent.len() - 1];
+    publisher.send_nal(last.wrapping_add(90_000), &tagged_nal(9, false, 900));
+    publisher.send_nal(
+        last.wrapping_add(90_000 + STEP),
+        &tagged_nal(10, true, 2000),
+    );
+    let tags = tags_through(&server, &viewer, 10, Duration::from_secs(5));
+    assert_eq!(tags, (0..=10).collect::<Vec<_>>());
+    let got = viewer.got.lock().unwrap();
+    let steps: Vec<u32> = got
+        .aus
+        .windows(2)
+        .map(|w| w[1].ts.wrapping_sub(w[0].ts))
+        .collect();
+    let mut expected = vec![STEP; 10];
+    expected[8] = 90_000;
+    assert_eq!(
+        steps, expected,
+        "the viewer's RTP timestamp steps (RFC 3550 §5.1)"
+    );
+    drop(got);
+    // Nothing panicked: the server still answers.
+    let mut c = common::RawRtsp::connect(server.addr);
+    assert_eq!(
+        c.request("DESCRIBE", &server.url("live/clock"), &[]).status,
+        200
+    );
+    let entry = common::publish::ingest_entry(&server, "live/clock").unwrap();
+    assert_eq!(entry["frames"].as_u64(), Some(11), "{entry}");
+}
