@@ -404,3 +404,119 @@ fn timestamps_that_jump_or_go_back_reach_viewers_as_one_continuous_timeline() {
     let entry = common::publish::ingest_entry(&server, "live/clock").unwrap();
     assert_eq!(entry["frames"].as_u64(), Some(11), "{entry}");
 }
+
+/// A publisher whose TCP connection is reset in the middle of a frame (no TEARDOWN; RST, not
+/// FIN): the half frame is never delivered, the server logs one line for the publisher's
+/// end, its viewer keeps its RTSP session through `--publisher-timeout` (2 s; the stream is
+/// `waiting` in the API) and then gets RTCP BYE (RFC 3550 §6.6), the stream and its log are
+/// gone (DESCRIBE 404, no ingest entry), and a viewer of another stream never noticed.
+#[test]
+fn a_publisher_reset_mid_frame_leaves_viewers_waiting_for_the_timeout_then_bye() {
+    let server = server(&["--publisher-timeout", "2"]);
+    let bystander = BystanderWatch::start(&server, "ch");
+    let mut publisher = RawPublisher::start(&server, "live/gone");
+    publisher.send_nal(0, &tagged_nal(0, true, 2000));
+    wait_published(&server, "live/gone", Duration::from_secs(5));
+    let mut viewer = common::setup_udp_stream(server.addr, "live/gone", 1);
+    let url = viewer.url.clone();
+    let sid = viewer.session.clone();
+    assert_eq!(
+        viewer
+            .rtsp
+            .request("PLAY", &url, &[("Session", &sid)])
+            .status,
+        200
+    );
+    for n in 1..5 {
+        publisher.send_nal(n * STEP, &tagged_nal(n, false, 900));
+    }
+    // The viewer gets frames 0-4, each whole. (Read before the reset: a reset peer's data
+    // still unread by the server is discarded by the kernel.)
+    let (rtp, rtcp) = (&viewer.socks[0].0, &viewer.socks[0].1);
+    rtp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut frames = 0;
+    let tag_of = |payload: &[u8]| match payload[0] & 0x1f {
+        // An FU-A start: the NAL header is rebuilt from the indicator and the FU header.
+        28 => common::publish::nal_tag(&[&[payload[1]], &payload[2..]].concat()),
+        _ => common::publish::nal_tag(payload),
+    };
+    while frames < 5 {
+        let n = rtp.recv(&mut buf).expect("frames 0-4 reach the viewer");
+        frames += usize::from(common::parse_rtp(&buf[..n]).unwrap().marker);
+    }
+    // Half of frame 5: two of its five fragments, taken in by the server (its packet count
+    // says so), then the connection is reset.
+    let half = common::publish::fu_a(&tagged_nal(5, false, 6000), 1400);
+    let mut out = Vec::new();
+    for p in &half[..2] {
+        publisher.packet(&mut out, false, 5 * STEP, p);
+    }
+    publisher.rtsp.send_raw(&out);
+    common::publish::wait_ingest(&server, "live/gone", Duration::from_secs(5), |e| {
+        e["packets"].as_u64() == Some(8)
+    });
+    let stream = publisher.rtsp.stream.try_clone().unwrap();
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(publisher);
+    drop(stream);
+    let reset = std::time::Instant::now();
+    // Nothing of the cut frame is ever sent.
+    while let Ok(n) = rtp.recv(&mut buf) {
+        assert_ne!(
+            tag_of(&buf[12..n]),
+            Some(5),
+            "a fragment of the cut frame reached the viewer"
+        );
+    }
+    // Waiting: the session answers and the stream is listed as waiting for its publisher.
+    let entry = common::publish::wait_ingest(&server, "live/gone", Duration::from_secs(2), |e| {
+        e["state"] == "waiting"
+    });
+    assert!(reset.elapsed() < Duration::from_secs(2), "{entry}");
+    assert_eq!(
+        viewer
+            .rtsp
+            .request("GET_PARAMETER", &url, &[("Session", &sid)])
+            .status,
+        200,
+        "the viewer's session lives on while the stream waits"
+    );
+    assert!(
+        common::wait_for_bye(rtcp, Duration::from_secs(6)),
+        "RTCP BYE after the publisher timeout"
+    );
+    let after = reset.elapsed();
+    assert!(
+        after >= Duration::from_millis(1900) && after < Duration::from_secs(5),
+        "BYE {after:?} after the reset; the publisher timeout is 2 s"
+    );
+    // The stream and its log are released.
+    let start = std::time::Instant::now();
+    while common::publish::ingest_entry(&server, "live/gone").is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the ingest entry stays"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = common::RawRtsp::connect(server.addr);
+    assert_eq!(
+        c.request("DESCRIBE", &server.url("live/gone"), &[]).status,
+        404
+    );
+    let ended: Vec<String> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("publisher ended") && l.contains("live/gone"))
+        .collect();
+    assert_eq!(
+        ended.len(),
+        1,
+        "one log line for the publisher's end: {ended:#?}"
+    );
+    bystander.assert_unaffected(Duration::from_millis(500));
+}
