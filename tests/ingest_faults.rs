@@ -520,3 +520,247 @@ fn a_publisher_reset_mid_frame_leaves_viewers_waiting_for_the_timeout_then_bye()
     );
     bystander.assert_unaffected(Duration::from_millis(500));
 }
+
+/// An RTMP peer on a blocking socket: rml_rtmp's client handshake (Adobe RTMP 1.0 §5.2) done;
+/// the bytes the server sent after it.
+fn rtmp_handshake(addr: std::net::SocketAddr) -> (std::net::TcpStream, Vec<u8>) {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    stream
+        .write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed during the handshake");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                stream.write_all(&response_bytes).unwrap();
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                stream.write_all(&response_bytes).unwrap();
+                return (stream, remaining_bytes);
+            }
+        }
+    }
+}
+
+/// An RTMP publisher (rml_rtmp's client session) on `rtmp://addr/APP/KEY`, accepted.
+fn rtmp_publisher(
+    addr: std::net::SocketAddr,
+    app: &str,
+    key: &str,
+) -> (std::net::TcpStream, rml_rtmp::sessions::ClientSession) {
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
+    use std::io::{Read, Write};
+    let (mut stream, rest) = rtmp_handshake(addr);
+    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+    let send = |stream: &mut std::net::TcpStream, r: ClientSessionResult| {
+        if let ClientSessionResult::OutboundResponse(p) = r {
+            stream.write_all(&p.bytes).unwrap();
+        }
+    };
+    send(&mut stream, session.request_connection(app.into()).unwrap());
+    let mut input = rest;
+    let mut buf = [0u8; 4096];
+    loop {
+        for r in session.handle_input(&input).unwrap() {
+            match r {
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::ConnectionRequestAccepted) => {
+                    let r = session
+                        .request_publishing(key.into(), PublishRequestType::Live)
+                        .unwrap();
+                    send(&mut stream, r);
+                }
+                ClientSessionResult::RaisedEvent(ClientSessionEvent::PublishRequestAccepted) => {
+                    return (stream, session);
+                }
+                ClientSessionResult::RaisedEvent(e) => {
+                    assert!(!format!("{e:?}").contains("Rejected"), "{e:?}")
+                }
+                other => send(&mut stream, other),
+            }
+        }
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed before accepting the publish");
+        input = buf[..n].to_vec();
+    }
+}
+
+/// Waits up to `limit` for a log line containing every one of `needles`; all such lines.
+fn log_lines_with(server: &Server, needles: &[&str], limit: Duration) -> Vec<String> {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let lines: Vec<String> = server
+            .log_lines()
+            .into_iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .collect();
+        if !lines.is_empty() || std::time::Instant::now() > end {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when the server closes `stream` (end of stream or reset) within `limit`.
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let end = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Hostile RTMP (Adobe RTMP 1.0 §5.3.1 chunk stream): garbage right after the handshake, a
+/// command chunk declaring a 16 MiB message (the 24-bit maximum, far above the 64 KiB any
+/// command needs), and a publisher that vanishes (reset) in the middle of a video message.
+/// Each ends that connection — the server closes the first two — with one log line naming
+/// the peer; the publisher's frames before the cut were counted and its stream waits for it;
+/// a viewer of another stream never noticed, and RTSP still answers.
+#[test]
+fn hostile_rtmp_connections_end_with_one_log_line_each_and_nobody_else_notices() {
+    use std::io::Write;
+    let server = server(&["--publisher-timeout", "5"]);
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let bystander = BystanderWatch::start(&server, "ch");
+
+    // 1. Garbage after the handshake.
+    let (mut garbage, _) = rtmp_handshake(rtmp);
+    let peer = garbage.local_addr().unwrap().to_string();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|k| (k.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    garbage.write_all(&noise).unwrap();
+    assert!(
+        closed_within(&mut garbage, Duration::from_secs(5)),
+        "garbage: not closed"
+    );
+    let lines = log_lines_with(&server, &["rtmp", &peer], Duration::from_secs(5));
+    assert_eq!(lines.len(), 1, "garbage: one log line: {lines:#?}");
+
+    // 2. A command message 2^24 - 1 bytes long (§5.3.1.2: type 0 header, csid 3, type 20).
+    let (mut absurd, _) = rtmp_handshake(rtmp);
+    let peer = absurd.local_addr().unwrap().to_string();
+    let mut chunk = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0];
+    chunk.extend_from_slice(&[0x02; 128]);
+    absurd.write_all(&chunk).unwrap();
+    assert!(
+        closed_within(&mut absurd, Duration::from_secs(5)),
+        "absurd length: not closed"
+    );
+    let lines = log_lines_with(&server, &["rtmp", &peer], Duration::from_secs(5));
+    assert_eq!(lines.len(), 1, "absurd length: one log line: {lines:#?}");
+
+    // 3. A publisher: sequence header and a keyframe, then half of a 20 kB video message,
+    //    then a reset.
+    let (mut stream, mut session) = rtmp_publisher(rtmp, "live", "vanish");
+    let peer = stream.local_addr().unwrap().to_string();
+    let c = common::publish::sample_h264();
+    // FLV AVC sequence header (AVCDecoderConfigurationRecord, ISO/IEC 14496-15 §5.2.4.1).
+    let mut seq_header = vec![
+        0x17,
+        0x00,
+        0,
+        0,
+        0,
+        1,
+        c.profile_idc,
+        c.profile_compat,
+        c.level_idc,
+        0xff,
+        0xe1,
+    ];
+    seq_header.extend_from_slice(&(c.sps[0].len() as u16).to_be_bytes());
+    seq_header.extend_from_slice(&c.sps[0]);
+    seq_header.push(1);
+    seq_header.extend_from_slice(&(c.pps[0].len() as u16).to_be_bytes());
+    seq_header.extend_from_slice(&c.pps[0]);
+    let video = |key: bool, nal: &[u8]| {
+        let mut tag = vec![if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0];
+        tag.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        tag.extend_from_slice(nal);
+        tag
+    };
+    let mut out = Vec::new();
+    let push =
+        |session: &mut rml_rtmp::sessions::ClientSession, data: Vec<u8>, ms: u32| match session
+            .publish_video_data(data.into(), rml_rtmp::time::RtmpTimestamp::new(ms), false)
+            .unwrap()
+        {
+            rml_rtmp::sessions::ClientSessionResult::OutboundResponse(p) => p.bytes,
+            other => panic!("{other:?}"),
+        };
+    out.extend(push(&mut session, seq_header, 0));
+    out.extend(push(
+        &mut session,
+        video(true, &tagged_nal(0, true, 3000)),
+        0,
+    ));
+    out.extend(push(
+        &mut session,
+        video(false, &tagged_nal(1, false, 900)),
+        33,
+    ));
+    let big = push(
+        &mut session,
+        video(false, &tagged_nal(2, false, 20_000)),
+        66,
+    );
+    out.extend_from_slice(&big[..big.len() / 2]);
+    stream.write_all(&out).unwrap();
+    wait_ingest(&server, "live/vanish", Duration::from_secs(5), |e| {
+        e["frames"].as_u64() == Some(2)
+    });
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
+    let lines = log_lines_with(
+        &server,
+        &["rtmp publisher ended", &peer],
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        lines.len(),
+        1,
+        "vanished publisher: one log line: {lines:#?}"
+    );
+    let entry = wait_ingest(&server, "live/vanish", Duration::from_secs(5), |e| {
+        e["state"] == "waiting"
+    });
+    assert_eq!(
+        entry["frames"].as_u64(),
+        Some(2),
+        "the half message is no frame: {entry}"
+    );
+
+    let mut c = common::RawRtsp::connect(server.addr);
+    assert_eq!(c.request("DESCRIBE", &server.url("ch"), &[]).status, 200);
+    bystander.assert_unaffected(Duration::from_millis(500));
+}
