@@ -764,3 +764,64 @@ fn hostile_rtmp_connections_end_with_one_log_line_each_and_nobody_else_notices()
     assert_eq!(c.request("DESCRIBE", &server.url("ch"), &[]).status, 200);
     bystander.assert_unaffected(Duration::from_millis(500));
 }
+
+/// An RTMP publisher far faster than real time: ffmpeg sends the sample looped four times
+/// (40 s of media) with `-f flv` and no `-re`, as fast as the socket takes it. The flood
+/// allowance (`live_log::FLOOD_BURST`, 10 s) lets about 10 s plus the elapsed time in; the
+/// rest is dropped and counted (`flood`), the server's RSS grows by less than 24 MiB (the
+/// log's pages for what went in; nothing queues), and a viewer of another stream never
+/// noticed.
+#[test]
+fn an_rtmp_flood_is_cut_to_the_burst_counted_and_bounded() {
+    let server = server(&[]);
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let bystander = BystanderWatch::start(&server, "ch");
+    let rss_before = rss_bytes(server.pid());
+    let started = std::time::Instant::now();
+    let (ok, _, err) = common::run_with_timeout(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "error",
+                "-stream_loop",
+                "3",
+                "-i",
+            ])
+            .arg(media("sample.mp4"))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{rtmp}/live/flood")),
+        Duration::from_secs(20),
+    );
+    let elapsed = started.elapsed();
+    assert!(ok, "ffmpeg: {err}");
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "ffmpeg took {elapsed:?}: no flood"
+    );
+    let entry = wait_ingest(&server, "live/flood", Duration::from_secs(5), |e| {
+        e["dropped"]["flood"].as_u64().unwrap_or(0) > 0
+    });
+    // Video at 30 fps and AAC at ~47 frames a second: 40 s offered is about 3,100 frames.
+    let frames = entry["frames"].as_u64().unwrap();
+    let flood = entry["dropped"]["flood"].as_u64().unwrap();
+    let allowed = (10.0 + elapsed.as_secs_f64() + 1.0) * 80.0;
+    assert!(
+        frames as f64 <= allowed && frames >= 600,
+        "{frames} frames went in over {elapsed:?}: {entry}"
+    );
+    assert!(flood >= 1000, "{entry}");
+    // Every frame ffmpeg sent is accounted for: in, or dropped as flood.
+    let file =
+        shardcast::media::MediaFile::open(std::path::Path::new(&media("sample.mp4")), "s").unwrap();
+    let offered: usize = file.index.tracks.iter().map(|t| 4 * t.samples.len()).sum();
+    assert_eq!(frames + flood, offered as u64, "{entry}");
+    let grown = rss_bytes(server.pid()).saturating_sub(rss_before);
+    eprintln!(
+        "flood: {frames} in, {flood} dropped, in {elapsed:?}; RSS +{} KiB",
+        grown >> 10
+    );
+    assert!(grown < 24 << 20, "RSS grew {} MiB", grown >> 20);
+    bystander.assert_unaffected(Duration::from_millis(500));
+}

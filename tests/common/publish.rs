@@ -417,6 +417,7 @@ fn read_loop(mut rtsp: RawRtsp, got: &Mutex<Received>, stop: &AtomicBool) {
 /// thread with their arrival: the proof that a fault elsewhere cost it nothing.
 pub struct BystanderWatch {
     session: super::UdpSession,
+    started: Instant,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Vec<(u16, Instant)>>>,
 }
@@ -455,6 +456,7 @@ impl BystanderWatch {
         };
         BystanderWatch {
             session,
+            started: Instant::now(),
             stop,
             thread: Some(thread),
         }
@@ -462,7 +464,11 @@ impl BystanderWatch {
 
     /// Stops recording and asserts the viewer got packets all along: sequence numbers without
     /// a gap and no silence longer than `max_silence` (the channel sends 30 frames a second).
+    /// Watches for at least a second in all, however fast the test was.
     pub fn assert_unaffected(mut self, max_silence: Duration) {
+        let window =
+            (self.started + Duration::from_secs(1)).saturating_duration_since(Instant::now());
+        std::thread::sleep(window);
         self.stop.store(true, Ordering::Relaxed);
         let got = self.thread.take().unwrap().join().unwrap();
         assert!(got.len() > 20, "the bystander got {} packets", got.len());
