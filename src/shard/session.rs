@@ -72,6 +72,8 @@ pub(super) struct TrackStream {
     /// Live logs, interleaved viewers: packets of sample `next_sample` already handed over
     /// when a large sample goes out in slices (0: none; see `worker::TCP_SLICE_BYTES`).
     pub(super) sliced_packets: u32,
+    /// Since when a sliced sample has waited for the viewer's backlog to drain.
+    pub(super) slice_waiting_since: Option<Instant>,
 }
 
 impl TrackStream {
@@ -170,6 +172,7 @@ impl ShardSession {
                 live_stream: None,
                 log_last: None,
                 sliced_packets: 0,
+                slice_waiting_since: None,
                 setup: t,
             });
         }

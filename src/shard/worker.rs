@@ -97,6 +97,9 @@ const TCP_WRITE_EVERY: usize = 256;
 pub(super) const TCP_SLICE_BYTES: usize = MAX_BACKLOG_BYTES / 4;
 /// When a sliced sample's next slice is tried again (one timer-wheel slot).
 const TCP_SLICE_RETRY: Duration = Duration::from_millis(1);
+/// Longest a sliced sample waits for its viewer's backlog to drain before the viewer is cut
+/// off as too slow, as an overflowing backlog is (the backlog holds ~2 s at 2 Mbit/s).
+pub(super) const TCP_SLICE_STALL: Duration = Duration::from_secs(2);
 /// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
 /// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
 /// starve sending.
@@ -655,8 +658,9 @@ impl Worker {
                     break;
                 }
                 if sliced {
-                    // The rest of a large sample follows once this slice is written.
-                    self.queue.push(now + TCP_SLICE_RETRY, due);
+                    // The rest of a large sample follows once this slice is written: in a
+                    // later pass (past this pass's horizon, or the pass would spin on it).
+                    self.queue.push(horizon + TCP_SLICE_RETRY, due);
                     break;
                 }
             }

@@ -120,10 +120,16 @@ pub(super) fn emit_log_sample(
             // when it writes): hand the socket what it takes now.
             let _ = sink.flush();
             if !sink.is_closed() && sink.backlog_bytes() > TCP_SLICE_BYTES {
-                // The last slice is not out yet: try again later, nothing queued meanwhile.
+                // The last slice is not out yet: try again later, nothing queued meanwhile;
+                // a viewer that reads nothing for TCP_SLICE_STALL is cut off as too slow.
+                let since = *s.tracks[i].slice_waiting_since.get_or_insert(now);
+                if now.saturating_duration_since(since) > TCP_SLICE_STALL {
+                    s.cut_off = true;
+                }
                 return;
             }
         }
+        s.tracks[i].slice_waiting_since = None;
     }
     let sample = match log.lookup(track_index, next, out.log_readable) {
         Lookup::Ready(sample) => sample,
