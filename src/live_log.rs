@@ -60,6 +60,15 @@ pub const FLOOD_BURST: Duration = Duration::from_secs(10);
 /// says: a flood of equal timestamps still runs out (1,000 frames per second), and a jump in a
 /// source's timestamps does not spend the whole allowance.
 const FRAME_COST: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(200));
+/// How far a frame's timestamp may stray from what its arrival says (its step from the last
+/// frame against the time since that frame arrived) before it counts as a jump of the
+/// source's clock. A jump is rebased as a returning publisher's first frame is: the frame
+/// follows the last one by one frame step, so viewers' timestamps stay continuous instead of
+/// leaping hours ahead (players then wait for them) or running backwards (players drop
+/// frames until the clock catches up). Real gaps in a live source (a stall, silence) arrive
+/// as late as their timestamps say and are kept; B-frame reordering and bursts are far
+/// below this.
+pub const MAX_CLOCK_JUMP: Duration = Duration::from_secs(5);
 /// A pin value meaning "not reading".
 const IDLE: u64 = u64::MAX;
 
@@ -444,6 +453,8 @@ struct TrackWriter {
     last_dts: Option<i64>,
     /// Rebase the next frame to follow `last_pts` (set by [`LogWriter::resume`]).
     rebase: bool,
+    /// When the last frame written arrived (to tell a clock jump from a real gap).
+    last_arrival: Option<Instant>,
     /// Flood allowance left (media time this track may still run ahead of real time), and
     /// when it was last refilled (a token bucket refilled at real time, capped at
     /// [`FLOOD_BURST`]).
@@ -489,6 +500,7 @@ impl LogWriter {
                 last_step: 0,
                 last_dts: None,
                 rebase: false,
+                last_arrival: None,
                 allowance: FLOOD_BURST,
                 allowance_at: now,
             });
@@ -668,6 +680,20 @@ impl LogWriter {
         while let Ok(Some(_)) = tw.packetizer.next_packet(frame.data) {
             packets += 1;
         }
+        if let (Some(last), Some(at), false) = (tw.last_pts, tw.last_arrival, tw.rebase) {
+            // A jump of the source's clock: the step its timestamps say against the time
+            // that passed since the last frame arrived (MAX_CLOCK_JUMP).
+            let step_ns =
+                i128::from(frame.pts + tw.offset - last) * 1_000_000_000 / i128::from(clock);
+            let arrival_ns = now.saturating_duration_since(at).as_nanos() as i128;
+            if (step_ns - arrival_ns).unsigned_abs() > MAX_CLOCK_JUMP.as_nanos() {
+                tw.rebase = true;
+                // The publisher's sender reports map its old timeline; the next one maps.
+                self.log.tracks[frame.track]
+                    .report_stamp
+                    .store(0, Ordering::Release);
+            }
+        }
         if tw.rebase {
             if let Some(last) = tw.last_pts {
                 tw.offset = last + tw.last_step.max(1) - frame.pts;
@@ -692,6 +718,7 @@ impl LogWriter {
             return Err(DropReason::Malformed);
         }
         // Only a frame that goes in spends the allowance.
+        tw.last_arrival = Some(now);
         tw.allowance = left;
         tw.allowance_at = now.max(tw.allowance_at);
         let t = &self.log.tracks[frame.track];

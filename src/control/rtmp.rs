@@ -53,6 +53,7 @@ async fn connection(ctl: Rc<Control>, mut stream: TcpStream, peer: SocketAddr) {
     let mut events = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut publishing: Option<Publishing> = None;
+    let mut protocol_error = false;
     let why = loop {
         let n = match tokio::time::timeout(IDLE, stream.read(&mut buf)).await {
             Err(_) => break "idle".to_owned(),
@@ -61,6 +62,7 @@ async fn connection(ctl: Rc<Control>, mut stream: TcpStream, peer: SocketAddr) {
             Ok(Ok(n)) => n,
         };
         if let Err(e) = conn.receive(&buf[..n], &mut events) {
+            protocol_error = true;
             break format!("protocol error: {e}");
         }
         match handle(&ctl, &mut conn, &mut events, &mut publishing, peer) {
@@ -80,6 +82,10 @@ async fn connection(ctl: Rc<Control>, mut stream: TcpStream, peer: SocketAddr) {
             ctl.ingest.borrow_mut().stop(p.id, &p.path, Instant::now());
         }
         tracing::info!(%peer, stream = %p.path, "rtmp publisher ended: {why}");
+    } else if protocol_error && ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
+        // A peer that never published but broke the protocol (garbage after the handshake,
+        // an absurd chunk) gets its one line, rate-limited per address as RTSP's are.
+        tracing::info!(%peer, "rtmp connection ended: {why}");
     } else {
         tracing::debug!(%peer, "rtmp connection ended: {why}");
     }

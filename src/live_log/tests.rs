@@ -349,3 +349,67 @@ fn a_publisher_faster_than_real_time_is_cut_to_the_burst_and_counted() {
     assert!(w.append(&jump, t2).is_ok());
     assert!(w.append(&aac_frame(0, 0, &data), t2).is_ok());
 }
+
+/// A source whose timestamps leap an hour ahead, then go 20 s back, is rebased each time so
+/// the log's timeline runs on one frame step after the last; a real gap (frames arriving as
+/// late as their timestamps say) is kept.
+#[test]
+fn clock_jumps_are_rebased_and_real_gaps_are_kept() {
+    let file = sample_file();
+    let t0 = Instant::now();
+    let audio = specs(&file)
+        .into_iter()
+        .filter(|t| t.kind == TrackKind::Audio)
+        .collect::<Vec<_>>();
+    let mut w = LogWriter::create("a", &audio, DEFAULT_CAPACITY, 1200, wakers(1), t0).unwrap();
+    let rate = i64::from(w.log().tracks[0].clock_rate_hz());
+    let data = [5u8; 10];
+    let at = |pts: i64| Frame {
+        pts,
+        dts: pts,
+        ..aac_frame(0, 0, &data)
+    };
+    let mut pts_of = Vec::new();
+    let mut push = |w: &mut LogWriter, pts: i64, arrival: Instant| {
+        let n = w.append(&at(pts), arrival).unwrap();
+        let log = w.log().clone();
+        let readable = log.pin(0);
+        let Lookup::Ready(s) = log.lookup(0, n, readable) else {
+            panic!("sample {n}")
+        };
+        log.unpin(0);
+        pts_of.push(s.pts);
+    };
+    for n in 0..5 {
+        push(&mut w, n * 1024, real_time(t0, n as u64));
+    }
+    // An hour ahead, then on from there.
+    let hour = 3600 * rate;
+    push(&mut w, hour + 5 * 1024, real_time(t0, 5));
+    push(&mut w, hour + 6 * 1024, real_time(t0, 6));
+    // 20 s back.
+    push(&mut w, hour - 20 * rate, real_time(t0, 7));
+    push(&mut w, hour - 20 * rate + 1024, real_time(t0, 8));
+    // A real 8 s gap: the frame arrives 8 s later and says so.
+    push(
+        &mut w,
+        hour - 12 * rate + 1024,
+        real_time(t0, 8) + Duration::from_secs(8),
+    );
+    assert_eq!(
+        pts_of,
+        [
+            0,
+            1024,
+            2048,
+            3072,
+            4096,
+            5120,
+            6144,
+            7168,
+            8192,
+            8192 + 8 * rate
+        ],
+        "one frame step across each jump, the real gap kept"
+    );
+}

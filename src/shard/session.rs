@@ -69,6 +69,11 @@ pub(super) struct TrackStream {
     pub(super) live_stream: Option<u32>,
     /// Live logs: the last sample sent (presentation time, arrival), for sender reports.
     pub(super) log_last: Option<(i64, Instant)>,
+    /// Live logs, interleaved viewers: packets of sample `next_sample` already handed over
+    /// when a large sample goes out in slices (0: none; see `worker::TCP_SLICE_BYTES`).
+    pub(super) sliced_packets: u32,
+    /// Since when a sliced sample has waited for the viewer's backlog to drain.
+    pub(super) slice_waiting_since: Option<Instant>,
 }
 
 impl TrackStream {
@@ -166,6 +171,8 @@ impl ShardSession {
                 loop_index: 0,
                 live_stream: None,
                 log_last: None,
+                sliced_packets: 0,
+                slice_waiting_since: None,
                 setup: t,
             });
         }
@@ -260,6 +267,7 @@ impl ShardSession {
                 }
                 (None, _) => lt.published() as usize,
             };
+            t.sliced_packets = 0;
             t.stop_sample = usize::MAX;
         }
         log.unpin(shard);

@@ -88,6 +88,18 @@ const PENDING_CAPACITY: usize = 4096;
 /// visit's packets are never split between writes. At 2 Mbit/s a viewer's write is ~7
 /// frames (a video frame, and the audio packet due with it): ~35 viewers per write step.
 const TCP_WRITE_EVERY: usize = 256;
+/// Payload bytes of one live-log sample an interleaved viewer is handed per visit. A sample
+/// larger than this (an ingested keyframe may be 16 MiB, `ingest::MAX_ACCESS_UNIT`) goes out
+/// in slices, the next one only once the viewer's backlog is back under a slice: whole, it
+/// overflowed [`MAX_BACKLOG_BYTES`] at once and cut off a viewer that read as fast as
+/// loopback allows (tests/ingest_faults.rs, an 8 MB NAL). Memory stays bounded by the
+/// backlog limit; a viewer that stops reading waits at a slice boundary instead of growing it.
+pub(super) const TCP_SLICE_BYTES: usize = MAX_BACKLOG_BYTES / 4;
+/// When a sliced sample's next slice is tried again (one timer-wheel slot).
+const TCP_SLICE_RETRY: Duration = Duration::from_millis(1);
+/// Longest a sliced sample waits for its viewer's backlog to drain before the viewer is cut
+/// off as too slow, as an overflowing backlog is (the backlog holds ~2 s at 2 Mbit/s).
+pub(super) const TCP_SLICE_STALL: Duration = Duration::from_secs(2);
 /// RTCP datagrams drained per tick and socket (one `recvmmsg`): a flood from one address
 /// costs at most this much work per tick and the rest is dropped by the kernel, so it cannot
 /// starve sending.
@@ -633,6 +645,7 @@ impl Worker {
                 // from the start: they could not have left earlier.
                 out.due = at.max(s.play_start);
                 emit_sample(&mut out, s, due.slot, i, now);
+                let sliced = s.tracks[i].sliced_packets > 0;
                 if self.stats {
                     // UDP packets leave at the next flush, which records their lateness (TCP
                     // frames carry their due time into the write that records theirs).
@@ -642,6 +655,12 @@ impl Worker {
                     }
                 }
                 if s.cut_off {
+                    break;
+                }
+                if sliced {
+                    // The rest of a large sample follows once this slice is written: in a
+                    // later pass (past this pass's horizon, or the pass would spin on it).
+                    self.queue.push(horizon + TCP_SLICE_RETRY, due);
                     break;
                 }
             }

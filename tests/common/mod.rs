@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod players;
 pub mod publishers;
+pub mod raw_publish;
 pub mod retina_play;
 
 use std::io::{BufRead, BufReader, Read, Write};

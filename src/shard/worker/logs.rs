@@ -112,6 +112,25 @@ pub(super) fn emit_log_sample(
     };
     let track_index = s.tracks[i].setup.track_index;
     let next = s.tracks[i].next_sample as u64;
+    // Packets of this sample already sent, when it goes out in slices (TCP_SLICE_BYTES).
+    let sliced = s.tracks[i].sliced_packets;
+    if sliced > 0 {
+        if let Some(sink) = &s.sink {
+            // Nothing else drains the backlog while this track waits (the shard drains it
+            // when it writes): hand the socket what it takes now.
+            let _ = sink.flush();
+            if !sink.is_closed() && sink.backlog_bytes() > TCP_SLICE_BYTES {
+                // The last slice is not out yet: try again later, nothing queued meanwhile;
+                // a viewer that reads nothing for TCP_SLICE_STALL is cut off as too slow.
+                let since = *s.tracks[i].slice_waiting_since.get_or_insert(now);
+                if now.saturating_duration_since(since) > TCP_SLICE_STALL {
+                    s.cut_off = true;
+                }
+                return;
+            }
+        }
+        s.tracks[i].slice_waiting_since = None;
+    }
     let sample = match log.lookup(track_index, next, out.log_readable) {
         Lookup::Ready(sample) => sample,
         Lookup::NotYet => return,
@@ -121,12 +140,14 @@ pub(super) fn emit_log_sample(
                 .latest_keyframe(track_index, out.log_readable)
                 .map_or_else(|| log.tracks[track_index].published(), |k| k.n);
             s.tracks[i].next_sample = to.max(next + 1) as usize;
+            s.tracks[i].sliced_packets = 0;
             return;
         }
     };
-    if s.tracks[i]
-        .last_sender_report
-        .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
+    if sliced == 0
+        && s.tracks[i]
+            .last_sender_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
     {
         s.tracks[i]
             .log_last
@@ -137,8 +158,19 @@ pub(super) fn emit_log_sample(
     let bytes = log.media.bytes.as_slice();
     let file_sample = sample.as_sample(log.capacity());
     let group = std::slice::from_ref(&file_sample);
+    // The sample's first sequence number comes from the log; a slice continues after the
+    // packets already sent.
     s.stamp_log(i, sample.packets_before);
     let ts = s.stamp(i, sample.pts);
+    let first_seq = s.tracks[i].seq;
+    s.tracks[i].seq = first_seq.wrapping_add(sliced as u16);
+    // Interleaved viewers take a large sample in slices; UDP packets are never held back.
+    let slice_limit = if s.tracks[i].is_interleaved() {
+        TCP_SLICE_BYTES
+    } else {
+        usize::MAX
+    };
+    let mut handed = 0usize;
     let cached = match s.tracks[i].live_stream {
         Some(stream) => out.live.packets(
             stream,
@@ -147,7 +179,7 @@ pub(super) fn emit_log_sample(
                 samples: group,
                 index: next,
                 media: bytes,
-                seq: s.tracks[i].seq,
+                seq: first_seq,
                 ts,
             },
             out.counters,
@@ -156,19 +188,32 @@ pub(super) fn emit_log_sample(
     };
     let error = match cached {
         Some(packets) => {
-            for j in 0..packets.len() {
-                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp, out.due) {
+            for j in sliced as usize..packets.len() {
+                if handed >= slice_limit {
+                    s.tracks[i].sliced_packets = j as u32;
+                    return;
+                }
+                let packet = packets.get(j);
+                handed += packet.payload_len();
+                if !deliver(s, slot, i, packet, out.pending, out.tcp, out.due) {
                     return;
                 }
             }
             packets.error
         }
         None => {
-            out.counters
-                .live_packetizations
-                .fetch_add(1, Ordering::Relaxed);
-            s.tracks[i].packetizer.begin_samples(group, next);
+            if sliced == 0 {
+                out.counters
+                    .live_packetizations
+                    .fetch_add(1, Ordering::Relaxed);
+                s.tracks[i].packetizer.begin_samples(group, next);
+            }
+            let mut count = sliced;
             loop {
+                if handed >= slice_limit {
+                    s.tracks[i].sliced_packets = count;
+                    return;
+                }
                 let spec = match s.tracks[i].packetizer.next_packet(bytes) {
                     Ok(Some(spec)) => spec,
                     Ok(None) => break None,
@@ -176,12 +221,15 @@ pub(super) fn emit_log_sample(
                 };
                 let t = &s.tracks[i];
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
+                handed += packet.payload_len();
+                count += 1;
                 if !deliver(s, slot, i, &packet, out.pending, out.tcp, out.due) {
                     return;
                 }
             }
         }
     };
+    s.tracks[i].sliced_packets = 0;
     if let Some(e) = error {
         s.tracks[i].corrupt_samples += 1;
         if s.tracks[i].corrupt_samples == 1 {

@@ -211,3 +211,121 @@ fn viewers_join_a_log_at_its_latest_keyframe_and_follow_it_as_frames_arrive_then
     }
     assert!(got_bye, "BYE after the log ended");
 }
+
+/// Plays `w`'s log to one viewer over TCP interleaved channels (`sink`), video track only.
+fn play_log_tcp(r: &mut Rig, id: SessionId, w: &LogWriter, sink: Arc<TcpSink>) {
+    let log = w.log().clone();
+    let tracks = vec![TrackSetup {
+        track_index: 0,
+        payload_type: 96,
+        ssrc: log.tracks[0].ssrc,
+        initial_seq: log.tracks[0].seq0,
+        initial_rtptime: log.tracks[0].ts0,
+        dest: TrackDest::Interleaved {
+            rtp_channel: 0,
+            rtcp_channel: 1,
+        },
+    }];
+    let setup = SessionSetup {
+        id,
+        media: log.media.clone(),
+        tracks,
+        sink: Some(sink),
+        activity: Arc::new(Activity::default()),
+        payload_budget_bytes: 1200,
+        cname: "test".into(),
+        live: None,
+        log: Some(log),
+    };
+    let now = Instant::now();
+    r.w.play(id, Some(Box::new(setup)), None, PlayEnd::Keep, now)
+        .unwrap();
+    r.w.start(id, now);
+}
+
+/// A 2 MB keyframe in AVCC form (one IDR NAL unit of non-zero bytes).
+fn big_keyframe() -> Vec<u8> {
+    let nal_len = 2_000_000u32;
+    let mut data = nal_len.to_be_bytes().to_vec();
+    data.push(0x65);
+    data.extend((1..nal_len).map(|k| (k as u8) | 1));
+    data
+}
+
+/// A log sample four times the TCP backlog limit reaches an interleaved viewer that reads
+/// whole, in slices of `TCP_SLICE_BYTES` (sent whole, it overflowed the backlog and cut the
+/// viewer off); a viewer that reads nothing is cut off as too slow once a slice has waited
+/// `TCP_SLICE_STALL`, and never holds more than the backlog limit.
+#[test]
+fn a_large_log_sample_goes_to_a_tcp_viewer_in_slices_and_a_stalled_one_is_cut_off() {
+    let data = big_keyframe();
+    let frame = Frame {
+        track: 0,
+        pts: 0,
+        dts: 0,
+        sync: true,
+        data: &data,
+    };
+    // A reader as fast as it can.
+    let mut r = rig(false, 64);
+    let mut w = log_writer(&r);
+    w.append(&frame, Instant::now()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let sink = Arc::new(TcpSink::new(listener.accept().unwrap().0).unwrap());
+    play_log_tcp(&mut r, 7, &w, sink.clone());
+    let reader = std::thread::spawn(move || {
+        let mut client = client;
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        // The NAL unit's bytes alone; the frames' headers come on top.
+        while total <= 2_000_000 {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    });
+    let t0 = Instant::now();
+    while !reader.is_finished() && t0.elapsed() < Duration::from_secs(10) {
+        r.w.send_due(Instant::now());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let total = reader.join().unwrap();
+    assert!(total > 2_000_000, "{total} bytes reached the reader");
+    assert!(r.w.by_id.contains_key(&7), "the reading viewer was cut off");
+    assert!(!sink.is_closed());
+    assert_eq!(get(&r.counters.slow_viewers_dropped), 0);
+
+    // A viewer that reads nothing.
+    let mut r = rig(false, 64);
+    let mut w = log_writer(&r);
+    w.append(&frame, Instant::now()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    client.set_recv_buffer_size(4096).unwrap();
+    client
+        .connect(&listener.local_addr().unwrap().into())
+        .unwrap();
+    let (server_side, _) = listener.accept().unwrap();
+    socket2::SockRef::from(&server_side)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let sink = Arc::new(TcpSink::new(server_side).unwrap());
+    play_log_tcp(&mut r, 8, &w, sink.clone());
+    let t0 = Instant::now();
+    let mut now = t0;
+    while r.w.by_id.contains_key(&8) && now < t0 + Duration::from_secs(10) {
+        assert!(sink.backlog_bytes() <= MAX_BACKLOG_BYTES);
+        now += Duration::from_millis(50);
+        r.w.send_due(now);
+    }
+    assert!(!r.w.by_id.contains_key(&8), "the stalled viewer stays");
+    assert!(now - t0 > TCP_SLICE_STALL, "cut after {:?}", now - t0);
+    assert_eq!(get(&r.counters.slow_viewers_dropped), 1);
+    drop(TcpStream::from(client));
+}
