@@ -625,11 +625,13 @@ mod jump_tests {
     use crate::media::library::SAMPLE_MP4;
     use crate::media::MediaFile;
 
-    /// A source whose clock jumps an hour ahead mid-GOP: the segment before the jump ends one
-    /// frame after its last sample, the next is tagged as a discontinuity, and no segment
-    /// claims the hour (every EXTINF rounds to the target at most, RFC 8216 §4.3.3.1).
+    /// A source whose clock jumps an hour ahead mid-GOP: the live log rebases the jump
+    /// (`live_log::MAX_CLOCK_JUMP`), so the playlist runs on as one timeline, with no
+    /// discontinuity and no segment claiming the hour (every EXTINF rounds to the target at
+    /// most, RFC 8216 §4.3.3.1). A real gap longer than a segment, which the log keeps, still
+    /// ends the segment and tags the next as a discontinuity.
     #[test]
-    fn a_jump_in_the_sources_clock_is_a_discontinuity_not_an_hour_long_segment() {
+    fn a_jump_in_the_sources_clock_is_not_an_hour_long_segment() {
         let file = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
         let t0 = Instant::now();
         let mut w = writer(&file, DEFAULT_CAPACITY, t0);
@@ -652,12 +654,11 @@ mod jump_tests {
                 "segment {msn}: {d:?}"
             );
         }
-        let marked: Vec<u64> = segments.iter().filter(|s| s.2).map(|s| s.0).collect();
-        assert_eq!(marked, [3], "{segments:?}");
-        assert_eq!(
-            segments[2].1,
-            Duration::from_millis(1080),
-            "keyframes at 0, 2 and 4 s, the jump at 5 s (decode times run 80 ms early: B-frames)"
+        assert!(segments.iter().all(|s| !s.2), "{segments:?}");
+        let total: Duration = segments.iter().map(|s| s.1).sum();
+        assert!(
+            total >= Duration::from_secs(6) && total <= Duration::from_secs(10),
+            "one continuous timeline of 10 s of media: {segments:?}"
         );
     }
 }
