@@ -31,6 +31,12 @@
 //!   with the server's payload budget, so `seq(n) = seq0 + packets_before(n)` on every shard.
 //! - **Waking**: after each append the writer wakes the shards that have viewers on the log
 //!   ([`LiveLog::watch`]).
+//! - **Batches and AAC groups**: the frames of one publisher packet are appended in a batch
+//!   ([`LogWriter::begin_batch`]) and published together (one store of `published`), so a
+//!   reader sees all of them or none. AAC frames of a batch keep the publisher's grouping
+//!   (RFC 3640 §3.2.2): a frame the aggregation rules let into the open group is marked
+//!   [`LogSample::joins`] and makes no packet of its own; shards send the group from its head
+//!   as one packet, at no added latency.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -40,6 +46,7 @@ use crate::ingest::{DropReason, Frame, MAX_ACCESS_UNIT};
 use crate::media::library::RingBytes;
 use crate::media::track::{Sample, Track, TrackKind};
 use crate::media::MediaFile;
+use crate::packetize::aac::MAX_AUS_PER_PACKET;
 use crate::packetize::{PacketizeError, Packetizer};
 use crate::poll::Waker;
 use crate::sys::ring::{ring, RingWriter};
@@ -105,6 +112,11 @@ pub struct LogSample {
     pub arrival_ns: u64,
     /// Packets all earlier samples of the track make (the sequence number offset).
     pub packets_before: u64,
+    /// Carried in the packet of the sample before it: an AAC frame that arrived in the same
+    /// publisher packet as its predecessor and is sent aggregated with it (RFC 3640 §3.2.2),
+    /// as the publisher grouped them. Readers send a group from its head and skip such a
+    /// sample on its own.
+    pub joins: bool,
 }
 
 impl LogSample {
@@ -260,6 +272,7 @@ impl LogTrack {
             dts,
             arrival_ns,
             packets_before,
+            joins: len_sync >> 33 & 1 == 1,
         })
     }
 }
@@ -445,6 +458,13 @@ pub enum LogError {
 struct TrackWriter {
     packetizer: Packetizer,
     packets_total: u64,
+    /// Samples written, published or not (the next sample's number).
+    written: u64,
+    /// The AAC frames of the open group, in the current batch ([`LogWriter::begin_batch`]):
+    /// a frame that arrives in the same batch joins their packet if the packetizer's rules
+    /// for aggregation take it (budget, equal steps, at most `MAX_AUS_PER_PACKET`).
+    group: [Sample; MAX_AUS_PER_PACKET],
+    group_len: usize,
     /// Added to the source's times (continuity across reconnects).
     offset: i64,
     /// Last pts written (after the offset), and the last pts step seen.
@@ -453,6 +473,8 @@ struct TrackWriter {
     last_dts: Option<i64>,
     /// Rebase the next frame to follow `last_pts` (set by [`LogWriter::resume`]).
     rebase: bool,
+    /// The presentation time the next sample will have (published with the samples).
+    next_pts: i64,
     /// When the last frame written arrived (to tell a clock jump from a real gap).
     last_arrival: Option<Instant>,
     /// Flood allowance left (media time this track may still run ahead of real time), and
@@ -469,6 +491,9 @@ pub struct LogWriter {
     ring: RingWriter,
     tracks: Vec<TrackWriter>,
     max_sample: usize,
+    /// Inside [`begin_batch`](Self::begin_batch): appended samples are published at
+    /// [`end_batch`](Self::end_batch), all at once.
+    batching: bool,
 }
 
 impl LogWriter {
@@ -495,11 +520,15 @@ impl LogWriter {
             writers.push(TrackWriter {
                 packetizer: Packetizer::new(&spec.codec, payload_budget)?,
                 packets_total: 0,
+                written: 0,
+                group: [Sample::default(); MAX_AUS_PER_PACKET],
+                group_len: 0,
                 offset: 0,
                 last_pts: None,
                 last_step: 0,
                 last_dts: None,
                 rebase: false,
+                next_pts: 0,
                 last_arrival: None,
                 allowance: FLOOD_BURST,
                 allowance_at: now,
@@ -547,7 +576,30 @@ impl LogWriter {
             // A sample is at most a quarter of the ring: the pin argument needs the writer's
             // in-flight sample (plus the lap it may skip) below half a ring.
             max_sample: MAX_ACCESS_UNIT.min(capacity / 4),
+            batching: false,
         })
+    }
+
+    /// Starts a batch: the frames appended until [`end_batch`](Self::end_batch) came in one
+    /// publisher packet. They are published together, so no reader sees part of them, and
+    /// AAC frames among them keep the publisher's grouping: they go to viewers aggregated
+    /// in one packet as they came (RFC 3640 §3.2.2), at no added latency, instead of one
+    /// packet (one send per viewer, never a GSO train) each.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch: publishes what it appended and wakes the shards watching the log.
+    pub fn end_batch(&mut self) {
+        self.batching = false;
+        let mut any = false;
+        for (tw, t) in self.tracks.iter_mut().zip(&self.log.tracks) {
+            tw.group_len = 0;
+            any |= publish(tw, t);
+        }
+        if any {
+            self.log.wake_watchers();
+        }
     }
 
     /// The shared log.
@@ -614,7 +666,9 @@ impl LogWriter {
                     let at = now.saturating_duration_since(self.log.epoch).as_nanos() as u64;
                     c.last_keyframe_ns.store(at + 1, Ordering::Relaxed);
                 }
-                self.log.wake_watchers();
+                if !self.batching {
+                    self.log.wake_watchers();
+                }
             }
             Err(reason) => {
                 if let Some(i) = DropReason::ALL.iter().position(|&r| r == reason) {
@@ -675,8 +729,8 @@ impl LogWriter {
             cts_offset: 0,
             sync: frame.sync,
         };
-        tw.packetizer.begin_sample(sample);
         let mut packets = 0u64;
+        tw.packetizer.begin_sample(sample);
         while let Ok(Some(_)) = tw.packetizer.next_packet(frame.data) {
             packets += 1;
         }
@@ -721,15 +775,49 @@ impl LogWriter {
         tw.last_arrival = Some(now);
         tw.allowance = left;
         tw.allowance_at = now.max(tw.allowance_at);
+        // An AAC frame of the same publisher packet as the open group joins its packet when
+        // the packetizer's aggregation rules take it (within the budget, equal steps).
+        let as_sample = Sample {
+            offset: pos % capacity,
+            len: len as u32,
+            dts: dts.max(0) as u64,
+            cts_offset: (pts - dts).clamp(0, i64::from(i32::MAX)) as i32,
+            sync: frame.sync,
+        };
+        // The group's bytes must lie back to back in the ring (one slice of the mapping per
+        // packet: a log has no sample table to gather separate AUs by).
+        let contiguous = tw.group_len > 0 && {
+            let last = &tw.group[tw.group_len - 1];
+            last.offset + u64::from(last.len) == as_sample.offset
+        };
+        let joins = self.batching && contiguous && tw.group_len < MAX_AUS_PER_PACKET && {
+            tw.group[tw.group_len] = as_sample;
+            // Index 1: the alignment rule for channels' viewers (`GROUP_ALIGN`) never binds
+            // within `MAX_AUS_PER_PACKET`; a log's numbering comes from the writer alone.
+            tw.packetizer
+                .samples_per_packet(&tw.group[..=tw.group_len], 1, clock as u32)
+                == tw.group_len + 1
+        };
+        if joins {
+            packets = 0;
+            tw.group_len += 1;
+        } else if self.batching && packets == 1 && matches!(tw.packetizer, Packetizer::Aac(_)) {
+            tw.group[0] = as_sample;
+            tw.group_len = 1;
+        } else {
+            tw.group_len = 0;
+        }
         let t = &self.log.tracks[frame.track];
-        let n = t.published.load(Ordering::Relaxed);
+        let n = tw.written;
         let e = &t.entries[(n as usize) & (t.entries.len() - 1)];
         e.stamp
             .store(n.wrapping_mul(2).wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         e.pos.store(pos, Ordering::Relaxed);
-        e.len_sync
-            .store(len as u64 | u64::from(frame.sync) << 32, Ordering::Relaxed);
+        e.len_sync.store(
+            len as u64 | u64::from(frame.sync) << 32 | u64::from(joins) << 33,
+            Ordering::Relaxed,
+        );
         e.pts.store(pts as u64, Ordering::Relaxed);
         e.dts.store(dts as u64, Ordering::Relaxed);
         e.arrival_ns.store(
@@ -740,13 +828,26 @@ impl LogWriter {
         e.stamp
             .store(n.wrapping_add(1).wrapping_mul(2), Ordering::Release);
         tw.packets_total += packets;
-        t.next_packets.store(tw.packets_total, Ordering::Release);
-        t.next_pts
-            .store((pts + tw.last_step.max(1)) as u64, Ordering::Release);
-        t.published.store(n + 1, Ordering::Release);
+        tw.written = n + 1;
+        tw.next_pts = pts + tw.last_step.max(1);
         self.log.head.store(end, Ordering::SeqCst);
+        if !self.batching {
+            publish(tw, t);
+        }
         Ok(n)
     }
+}
+
+/// Publishes what `tw` wrote to `t`'s readers (the next sample's numbers first); true if
+/// there was anything new.
+fn publish(tw: &TrackWriter, t: &LogTrack) -> bool {
+    if t.published.load(Ordering::Relaxed) == tw.written {
+        return false;
+    }
+    t.next_packets.store(tw.packets_total, Ordering::Release);
+    t.next_pts.store(tw.next_pts as u64, Ordering::Release);
+    t.published.store(tw.written, Ordering::Release);
+    true
 }
 
 #[cfg(test)]

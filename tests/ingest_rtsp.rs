@@ -259,10 +259,15 @@ fn a_viewer_rides_through_a_publisher_reconnect_with_continuous_numbering() {
             .iter()
             .all(|(_, t)| *t < ended + Duration::from_secs(1)));
     }
-    // AAC: one access unit per packet here, 1024 ticks apart — across the reconnect too.
+    // AAC: packets of the publisher's groups of access units (ffmpeg's RTP muxer packs up
+    // to 8 of these small ones, RFC 3640 §3.2.2; the server keeps its grouping), a group's
+    // 1024 ticks per frame apart — across the reconnect too.
     for w in audio.windows(2) {
         let step = w[1].0.ts.wrapping_sub(w[0].0.ts);
-        assert!(step > 0 && step <= 4 * 1024, "audio timestamp step {step}");
+        assert!(
+            step > 0 && step % 1024 == 0 && step <= 8 * 1024,
+            "audio timestamp step {step}"
+        );
     }
 }
 

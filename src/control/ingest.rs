@@ -403,10 +403,13 @@ impl Ingest {
             .as_secs_f64()
             * clock) as u64 as u32;
         let wall = SystemTime::now();
-        // Frames that do not fit (flood, a stalled reader) are counted by the log.
+        // Frames that do not fit (flood, a stalled reader) are counted by the log. The frames
+        // of one packet are published together, AAC frames keeping the publisher's grouping.
+        writer.begin_batch();
         d.push_at(packet, Some(arrival), &mut |frame| {
             append(writer, recording, &frame, now, wall);
         });
+        writer.end_batch();
     }
 
     /// What the API shows of every stream (taken once a second).

@@ -413,3 +413,80 @@ fn clock_jumps_are_rebased_and_real_gaps_are_kept() {
         "one frame step across each jump, the real gap kept"
     );
 }
+
+/// AAC frames that came in one publisher packet (a batch) are published together and keep
+/// their grouping: the frames after the first join its packet (one packet, so one sequence
+/// number, for the group), within the payload budget; frames of separate packets never join.
+#[test]
+fn aac_frames_of_one_packet_are_published_together_and_keep_their_grouping() {
+    let file = sample_file();
+    let t0 = Instant::now();
+    let mut w = LogWriter::create(
+        "live/cam",
+        &specs(&file),
+        DEFAULT_CAPACITY,
+        DEFAULT_PAYLOAD_BUDGET,
+        wakers(1),
+        t0,
+    )
+    .unwrap();
+    let audio = 1;
+    let data: Vec<Vec<u8>> = (0..8).map(|n| patterned(n, 340)).collect();
+    // One packet of three frames.
+    w.begin_batch();
+    for n in 0..3 {
+        w.append(&aac_frame(audio, n, &data[n as usize]), real_time(t0, n))
+            .unwrap();
+        assert_eq!(
+            w.log().tracks[audio].published(),
+            0,
+            "nothing shows mid-batch"
+        );
+    }
+    w.end_batch();
+    assert_eq!(w.log().tracks[audio].published(), 3);
+    // Then a packet of one frame, and one of five that the budget splits.
+    w.begin_batch();
+    w.append(&aac_frame(audio, 3, &data[3]), real_time(t0, 3))
+        .unwrap();
+    w.end_batch();
+    w.begin_batch();
+    for n in 4..8 {
+        let big = patterned(n, 500);
+        w.append(&aac_frame(audio, n, &big), real_time(t0, n))
+            .unwrap();
+    }
+    w.end_batch();
+    let log = w.log();
+    let got: Vec<(bool, u64)> = (0..8)
+        .map(|n| match log.lookup(audio, n, 0) {
+            Lookup::Ready(s) => (s.joins, s.packets_before),
+            other => panic!("sample {n}: {other:?}"),
+        })
+        .collect();
+    // 4 + 500-byte frames with 4 bytes of AU headers each against a ~1,400-byte budget: two
+    // per packet.
+    assert_eq!(
+        got,
+        [
+            (false, 0),
+            (true, 1),
+            (true, 1),
+            (false, 1),
+            (false, 2),
+            (true, 3),
+            (false, 3),
+            (true, 4),
+        ]
+    );
+    assert_eq!(log.tracks[audio].next_numbers().0, 4, "four packets in all");
+    // The groups' bytes lie back to back: one slice of the mapping per packet.
+    for n in [1, 2] {
+        let (Lookup::Ready(prev), Lookup::Ready(s)) =
+            (log.lookup(audio, n - 1, 0), log.lookup(audio, n, 0))
+        else {
+            panic!()
+        };
+        assert_eq!(prev.pos + u64::from(prev.len), s.pos);
+    }
+}

@@ -5,6 +5,8 @@
 //! `live_log`'s module doc and docs/ARCHITECTURE.md ("Live logs").
 
 use super::*;
+use crate::media::track::Sample;
+use crate::packetize::aac::MAX_AUS_PER_PACKET;
 
 /// A live log some of the shard's sessions watch.
 pub(super) struct WatchedLog {
@@ -144,6 +146,12 @@ pub(super) fn emit_log_sample(
             return;
         }
     };
+    if sample.joins && sliced == 0 {
+        // Carried in the packet of its group's head (`LogSample::joins`): a viewer that
+        // starts here (or jumped here) begins with the next group.
+        s.advance(i);
+        return;
+    }
     if sliced == 0
         && s.tracks[i]
             .last_sender_report
@@ -156,8 +164,21 @@ pub(super) fn emit_log_sample(
     }
     s.tracks[i].log_last = Some((sample.pts, log.arrival(&sample)));
     let bytes = log.media.bytes.as_slice();
-    let file_sample = sample.as_sample(log.capacity());
-    let group = std::slice::from_ref(&file_sample);
+    // The AAC frames that arrived in one publisher packet go out as that one packet: the
+    // samples after the head that join it were published with it, so they are readable now.
+    let mut group_buf = [Sample::default(); MAX_AUS_PER_PACKET];
+    group_buf[0] = sample.as_sample(log.capacity());
+    let mut group_len = 1;
+    while group_len < MAX_AUS_PER_PACKET {
+        match log.lookup(track_index, next + group_len as u64, out.log_readable) {
+            Lookup::Ready(m) if m.joins => {
+                group_buf[group_len] = m.as_sample(log.capacity());
+                group_len += 1;
+            }
+            _ => break,
+        }
+    }
+    let group = &group_buf[..group_len];
     // The sample's first sequence number comes from the log; a slice continues after the
     // packets already sent.
     s.stamp_log(i, sample.packets_before);
@@ -236,5 +257,7 @@ pub(super) fn emit_log_sample(
             tracing::warn!(stream = %log.name(), track = i, "corrupt sample {next}: {e}");
         }
     }
-    s.advance(i);
+    for _ in 0..group.len() {
+        s.advance(i);
+    }
 }

@@ -530,12 +530,18 @@ impl Sender {
         };
         let bytes = media.bytes.as_slice();
         let pt = &mut self.tracks[i];
-        let Some(&sample) = track.samples.get(pt.next) else {
+        if pt.next >= track.samples.len() {
             return Err(SendError::NoSample(i));
-        };
-        // One access unit per packet (no AAC aggregation), so every viewer packet is one
-        // frame of the publisher's.
-        pt.packetizer.begin_sample(sample);
+        }
+        // Small AAC frames grouped into one packet (RFC 3640 §3.2.2, within the payload
+        // budget) as ffmpeg's RTP muxer does, sent when the group's first frame is due; the
+        // server keeps a publisher's grouping, so a viewer's packet is one of ours.
+        let group_len = pt
+            .packetizer
+            .samples_per_packet(&track.samples[pt.next..], pt.next as u64, track.timescale)
+            .max(1);
+        pt.packetizer
+            .begin_samples(&track.samples[pt.next..pt.next + group_len], pt.next as u64);
         self.times.begin_frame(i, ts);
         loop {
             let spec = match pt.packetizer.next_packet(bytes) {
@@ -582,7 +588,7 @@ impl Sender {
             pt.octets = pt.octets.wrapping_add((len - RTP_HEADER_LEN) as u32);
             self.packets.fetch_add(1, Ordering::Relaxed);
         }
-        pt.next += 1;
+        pt.next += group_len;
         if pt.next >= track.samples.len() {
             pt.next = 0;
             pt.loop_index += 1;

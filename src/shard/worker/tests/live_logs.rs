@@ -329,3 +329,64 @@ fn a_large_log_sample_goes_to_a_tcp_viewer_in_slices_and_a_stalled_one_is_cut_of
     assert_eq!(get(&r.counters.slow_viewers_dropped), 1);
     drop(TcpStream::from(client));
 }
+
+/// A publisher that sends three AAC frames per packet (ffmpeg's RTP muxer groups them): the
+/// viewer gets each group as one RFC 3640 packet (one AU header per frame, the frames' bytes
+/// back to back), with sequence numbers running on without a gap.
+#[test]
+fn aac_frames_a_publisher_grouped_reach_viewers_in_one_packet() {
+    let mut r = rig(false, 64);
+    let mut w = log_writer(&r);
+    let media = r.media.clone();
+    let audio = &media.index.tracks[1];
+    let bytes = media.bytes.as_slice();
+    let clock = |ticks: i64| ticks * 48_000 / i64::from(audio.timescale);
+    let frames: Vec<&[u8]> = audio
+        .samples
+        .iter()
+        .take(90)
+        .map(|s| &bytes[s.offset as usize..(s.offset + u64::from(s.len)) as usize])
+        .collect();
+    let publish_groups = |w: &mut LogWriter, groups: std::ops::Range<usize>| {
+        for g in groups {
+            w.begin_batch();
+            for (s, data) in audio.samples[g * 3..].iter().zip(&frames[g * 3..]).take(3) {
+                let frame = Frame {
+                    track: 1,
+                    pts: clock(audio.pts_ticks(s)),
+                    dts: clock(audio.dts_ticks(s)),
+                    sync: true,
+                    data,
+                };
+                w.append(&frame, Instant::now()).unwrap();
+            }
+            w.end_batch();
+        }
+    };
+    // An audio-only log: a viewer joins at its live edge, after 10 groups.
+    publish_groups(&mut w, 0..10);
+    let log = w.log().clone();
+    let (a, starts) = play_log(&mut r, 1, &w);
+    publish_groups(&mut w, 10..30);
+    r.w.poll_logs();
+    let got = pump(&mut r, &[&a.rtp]).remove(0);
+    let mut next: Map<u32, u16> = starts
+        .iter()
+        .map(|t| (log.tracks[t.track_index].ssrc.0, t.seq.0))
+        .collect();
+    assert_contiguous(&got, &mut next);
+    let mut joined = Vec::new();
+    for (_, _, p) in &got {
+        let payload = &p[RTP_HEADER_LEN..];
+        // RFC 3640 §3.2.1: AU-headers-length in bits, 16 per AU (AAC-hbr).
+        let aus = usize::from(u16::from_be_bytes([payload[0], payload[1]])) / 16;
+        assert_eq!(aus, 3, "the publisher's three frames in one packet");
+        joined.extend_from_slice(&payload[2 + 2 * aus..]);
+    }
+    assert_eq!(got.len(), 20, "one packet per group");
+    assert_eq!(
+        joined,
+        frames[30..90].concat(),
+        "the frames, whole and in order"
+    );
+}
