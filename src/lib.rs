@@ -24,6 +24,7 @@
 //!   segments and parts (VOD and a live channel's loop timeline), playlists.
 //! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play-token issuing,
 //!   and the `shardcast stats` terminal client.
+//! - [`webrtc`]: WebRTC cores (STUN/ICE-lite, DTLS, SRTP, SDP offer/answer), sans-IO.
 //! - [`token`]: play tokens (sign, verify, query parsing), used by `rtsp` and `http`.
 //! - [`ids`]: ids and names every layer shares (`SessionId`, `SessionHandle`, `SERVER_NAME`).
 //! - [`banner`]: the start-up lines `shardcast serve` prints, and their reader.
@@ -53,4 +54,5 @@ mod sys;
 #[cfg(test)]
 mod tests;
 pub mod token;
+pub mod webrtc;
 pub mod wire;
