@@ -177,6 +177,7 @@ pub fn digest_rtcp_into(
         RtcpItem::Report { ssrc } => reporter = Some(ssrc),
         RtcpItem::Bye => bye_seen = true,
         RtcpItem::ByeSource(ssrc) => summary.bye |= known.knows(ssrc),
+        RtcpItem::Feedback(_) => {}
         RtcpItem::Block(block) => match tracks.iter().position(|t| t.ssrc == block.ssrc) {
             None => summary.unknown_ssrc_blocks = summary.unknown_ssrc_blocks.saturating_add(1),
             Some(pos) => {

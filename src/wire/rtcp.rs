@@ -55,6 +55,12 @@
 use super::ntp::NtpTime;
 use super::rtp::{RtpTimestamp, Ssrc};
 
+mod feedback;
+pub use feedback::{
+    nacked_sequences, write_full_intra_request, write_generic_nack, write_picture_loss, Feedback,
+    FMT_FIR, FMT_GENERIC_NACK, FMT_PLI, PT_PSFB, PT_RTPFB,
+};
+
 /// RTCP packet type: sender report (RFC 3550 §6.4.1).
 pub const PT_SR: u8 = 200;
 /// RTCP packet type: receiver report (RFC 3550 §6.4.2).
@@ -189,6 +195,9 @@ fn write_report_block(b: &mut [u8], block: &ReportBlock) {
 /// the error, and on the report blocks and BYEs it shows.
 #[cfg(any(test, fuzzing))]
 pub fn fuzz_rtcp(data: &[u8]) {
+    // Reduced-size RTCP (a lone feedback packet) goes through the same walk without the
+    // report-first rule: it must not panic either.
+    let _ = visit_reduced_size(data, |_| {});
     let parsed = parse_compound(data);
     if let Ok(packets) = &parsed {
         assert!(
@@ -212,6 +221,9 @@ pub fn fuzz_rtcp(data: &[u8]) {
                     RtcpPacket::Bye { ssrcs } => std::iter::once(RtcpItem::Bye)
                         .chain(ssrcs.iter().copied().map(RtcpItem::ByeSource))
                         .collect(),
+                    RtcpPacket::Feedback { requests } => {
+                        requests.iter().copied().map(RtcpItem::Feedback).collect()
+                    }
                     _ => Vec::new(),
                 })
                 .collect();
@@ -364,7 +376,13 @@ pub enum RtcpPacket {
         /// Application data.
         data: Vec<u8>,
     },
-    /// Any other packet type (e.g. RFC 4585 feedback), skipped by length.
+    /// Transport-layer or payload-specific feedback (RFC 4585 §6.1): the requests we act on
+    /// (NACK, PLI, FIR); other formats validate to an empty list.
+    Feedback {
+        /// The requests, in order.
+        requests: Vec<Feedback>,
+    },
+    /// Any other packet type (e.g. RFC 3611 XR), skipped by length.
     Unknown {
         /// The packet type.
         packet_type: u8,
@@ -419,7 +437,7 @@ fn ssrc_at(b: &[u8], at: usize) -> Result<Ssrc, RtcpError> {
 /// validation without allocating, for the shards' receive path.
 pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, RtcpError> {
     let mut out = Vec::new();
-    walk_compound(buf, |pt, count, body| {
+    walk_compound(buf, true, |pt, count, body| {
         out.push(parse_one(pt, count, body)?);
         Ok(())
     })?;
@@ -441,17 +459,30 @@ pub enum RtcpItem {
     Bye,
     /// One SSRC a BYE packet names (RFC 3550 §6.6: SC sources), after its [`RtcpItem::Bye`].
     ByeSource(Ssrc),
+    /// A feedback request (RFC 4585 §6): NACK, PLI or FIR.
+    Feedback(Feedback),
 }
 
 /// Validates `buf` exactly as [`parse_compound`] does (the same checks, in the same order,
-/// with the same errors) and calls `on` for every report block and BYE, in order, without
-/// allocating.
+/// with the same errors) and calls `on` for every report, report block, BYE and feedback
+/// request, in order, without allocating.
 ///
 /// `on` may have been called for the packets before the one that turned out invalid: on
 /// `Err`, the caller must discard everything it was shown (RFC 3550 Appendix A.2: an invalid
 /// compound is dropped whole).
-pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), RtcpError> {
-    walk_compound(buf, |pt, count, body| {
+pub fn visit_compound(buf: &[u8], on: impl FnMut(RtcpItem)) -> Result<(), RtcpError> {
+    visit(buf, true, on)
+}
+
+/// [`visit_compound`] for a peer that negotiated reduced-size RTCP (`a=rtcp-rsize`, RFC 5506
+/// §5): a datagram may then be a lone feedback packet, not led by an SR or RR (§3.1); every
+/// other check is the same.
+pub fn visit_reduced_size(buf: &[u8], on: impl FnMut(RtcpItem)) -> Result<(), RtcpError> {
+    visit(buf, false, on)
+}
+
+fn visit(buf: &[u8], report_first: bool, mut on: impl FnMut(RtcpItem)) -> Result<(), RtcpError> {
+    walk_compound(buf, report_first, |pt, count, body| {
         let count = usize::from(count);
         match pt {
             PT_SR => {
@@ -477,6 +508,9 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
                 }
             }
             PT_APP => check_app(body)?,
+            PT_RTPFB | PT_PSFB => {
+                feedback::visit_feedback(pt, count as u8, body, |f| on(RtcpItem::Feedback(f)))?
+            }
             _ => {}
         }
         Ok(())
@@ -485,9 +519,11 @@ pub fn visit_compound(buf: &[u8], mut on: impl FnMut(RtcpItem)) -> Result<(), Rt
 
 /// Walks the packets of a compound with the header checks of RFC 3550 §6.1 and Appendix A.2
 /// and hands `f` each packet's type, count field and body (after the common header, padding
-/// removed). Stops at the first error, from the headers or from `f`.
+/// removed). Stops at the first error, from the headers or from `f`. `report_first` is the
+/// compound rule (§6.1) that reduced-size RTCP lifts (RFC 5506 §3.1).
 fn walk_compound(
     buf: &[u8],
+    report_first: bool,
     mut f: impl FnMut(u8, u8, &[u8]) -> Result<(), RtcpError>,
 ) -> Result<(), RtcpError> {
     if buf.is_empty() {
@@ -506,7 +542,7 @@ fn walk_compound(
         let len = (usize::from(u16::from_be_bytes([hdr[2], hdr[3]])) + 1) * 4;
         let pkt = rest.get(..len).ok_or(RtcpError::LengthOverrun)?;
         rest = &rest[len..];
-        if first && pt != PT_SR && pt != PT_RR {
+        if report_first && first && pt != PT_SR && pt != PT_RR {
             return Err(RtcpError::FirstNotReport);
         }
         first = false;
@@ -564,6 +600,11 @@ fn parse_one(pt: u8, count: u8, body: &[u8]) -> Result<RtcpPacket, RtcpError> {
                 name: be32(body, 4)?.to_be_bytes(),
                 data: body[8..].to_vec(),
             }
+        }
+        PT_RTPFB | PT_PSFB => {
+            let mut requests = Vec::new();
+            feedback::visit_feedback(pt, count as u8, body, |f| requests.push(f))?;
+            RtcpPacket::Feedback { requests }
         }
         other => RtcpPacket::Unknown { packet_type: other },
     })

@@ -198,7 +198,7 @@ fn receiver_report_and_app_and_unknown() {
     b.extend_from_slice(&[
         0x83, 204, 0, 3, 0, 0, 0, 1, b'n', b'a', b'm', b'e', 9, 9, 9, 9,
     ]);
-    b.extend_from_slice(&[0x81, 205, 0, 0]);
+    b.extend_from_slice(&[0x81, 207, 0, 0]);
     let pkts = parse_compound(&b).unwrap();
     assert_eq!(
         pkts[0],
@@ -224,7 +224,7 @@ fn receiver_report_and_app_and_unknown() {
             data: vec![9; 4]
         }
     );
-    assert_eq!(pkts[2], RtcpPacket::Unknown { packet_type: 205 });
+    assert_eq!(pkts[2], RtcpPacket::Unknown { packet_type: 207 });
 }
 
 #[test]
@@ -346,10 +346,153 @@ proptest::proptest! {
         let len = b.len();
         if len >= 4 {
             b[0] = 0x80 | (b[0] & 0x3f);
-            b[1] = 200 + b[1] % 6;
+            b[1] = 200 + b[1] % 8;
             b[2] = 0;
             b[3] = (len / 4 - 1) as u8;
             fuzz_rtcp(&b[..len / 4 * 4]);
         }
     }
+}
+
+// Feedback packets written by aiortc 1.16 (an independent WebRTC stack, PyPI), with:
+//   from aiortc.rtp import RtcpRtpfbPacket, RtcpPsfbPacket, RTCP_RTPFB_NACK, RTCP_PSFB_PLI
+//   bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=0x11223344, media_ssrc=0xAABBCCDD,
+//                         lost=[1000, 1001, 1005, 1016, 2000])).hex()
+//   bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=0x11223344, media_ssrc=0xAABBCCDD)).hex()
+const AIORTC_NACK: &str = "81cd000411223344aabbccdd03e8801107d00000";
+const AIORTC_PLI: &str = "81ce000211223344aabbccdd";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+fn feedback_of(buf: &[u8]) -> Result<Vec<Feedback>, RtcpError> {
+    let mut seen = Vec::new();
+    visit_reduced_size(buf, |item| {
+        if let RtcpItem::Feedback(f) = item {
+            seen.push(f);
+        }
+    })?;
+    Ok(seen)
+}
+
+#[test]
+fn generic_nack_from_aiortc_names_the_lost_packets() {
+    let nack = unhex(AIORTC_NACK);
+    let seen = feedback_of(&nack).expect("valid reduced-size NACK");
+    let media = Ssrc(0xAABB_CCDD);
+    assert_eq!(
+        seen,
+        vec![
+            Feedback::Nack {
+                media,
+                pid: 1000,
+                blp: 0x8011
+            },
+            Feedback::Nack {
+                media,
+                pid: 2000,
+                blp: 0
+            },
+        ]
+    );
+    let lost: Vec<u16> = seen
+        .iter()
+        .flat_map(|f| match *f {
+            Feedback::Nack { pid, blp, .. } => nacked_sequences(pid, blp).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(lost, vec![1000, 1001, 1005, 1016, 2000]);
+    // Our writer produces the same bytes.
+    let mut out = [0u8; 64];
+    let n = write_generic_nack(
+        &mut out,
+        Ssrc(0x1122_3344),
+        media,
+        &[(1000, 0x8011), (2000, 0)],
+    );
+    assert_eq!(&out[..n], &nack[..]);
+    // A lone NACK is not a valid compound (RFC 3550 §6.1) without rtcp-rsize.
+    assert_eq!(
+        visit_compound(&nack, |_| {}),
+        Err(RtcpError::FirstNotReport)
+    );
+}
+
+#[test]
+fn picture_loss_from_aiortc_and_ours_match() {
+    let pli = unhex(AIORTC_PLI);
+    assert_eq!(
+        feedback_of(&pli).expect("valid PLI"),
+        vec![Feedback::PictureLoss {
+            media: Ssrc(0xAABB_CCDD)
+        }]
+    );
+    let mut out = [0u8; 12];
+    assert_eq!(
+        write_picture_loss(&mut out, Ssrc(0x1122_3344), Ssrc(0xAABB_CCDD)),
+        12
+    );
+    assert_eq!(&out[..], &pli[..]);
+}
+
+#[test]
+fn full_intra_request_names_its_target_in_the_fci() {
+    // RFC 5104 §4.3.1: header media SSRC 0, FCI = target SSRC, seq nr, 3 reserved bytes.
+    let mut out = [0u8; 20];
+    assert_eq!(
+        write_full_intra_request(&mut out, Ssrc(1), Ssrc(0xCAFE), 7),
+        20
+    );
+    assert_eq!(&out[..12], &[0x84, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(
+        feedback_of(&out).expect("valid FIR"),
+        vec![Feedback::FullIntraRequest {
+            media: Ssrc(0xCAFE),
+            seq: 7
+        }]
+    );
+}
+
+#[test]
+fn feedback_after_a_receiver_report_is_seen_in_a_compound() {
+    let mut packet = test_packets::rr(Ssrc(9), &[(Ssrc(0xAABB_CCDD), 0, 0, 0, 0)]);
+    packet.extend_from_slice(&unhex(AIORTC_PLI));
+    let mut items = Vec::new();
+    visit_compound(&packet, |item| items.push(item)).expect("valid compound");
+    assert_eq!(
+        items.last(),
+        Some(&RtcpItem::Feedback(Feedback::PictureLoss {
+            media: Ssrc(0xAABB_CCDD)
+        }))
+    );
+}
+
+#[test]
+fn malformed_feedback_is_refused() {
+    // NACK with no FCI entry; FCI not a multiple of 4; FIR FCI not a multiple of 8; a body
+    // without the media SSRC.
+    let nack = unhex(AIORTC_NACK);
+    let mut empty = nack[..12].to_vec();
+    empty[3] = 2;
+    assert_eq!(feedback_of(&empty), Err(RtcpError::BodyTooShort));
+    let mut fir = [0u8; 20];
+    write_full_intra_request(&mut fir, Ssrc(1), Ssrc(2), 0);
+    let mut short_fir = fir[..16].to_vec();
+    short_fir[3] = 3;
+    assert_eq!(feedback_of(&short_fir), Err(RtcpError::BodyTooShort));
+    let headless = [0x81, 205, 0, 1, 0, 0, 0, 1];
+    assert_eq!(feedback_of(&headless), Err(RtcpError::BodyTooShort));
+    // Every truncation of a valid NACK is refused, never a panic.
+    for n in 0..nack.len() {
+        assert!(feedback_of(&nack[..n]).is_err(), "truncated at {n}");
+    }
+    // Unknown formats (transport-cc, REMB) are skipped, not refused.
+    let mut twcc = nack.clone();
+    twcc[0] = 0x8f;
+    assert_eq!(feedback_of(&twcc), Ok(Vec::new()));
 }
