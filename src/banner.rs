@@ -6,6 +6,7 @@
 //! http listening on http://127.0.0.1:8080/        (unless --http-listen off)
 //! hls listening on http://127.0.0.1:8088/         (unless --hls-listen off)
 //! rtmp listening on rtmp://127.0.0.1:1935/        (unless --rtmp-listen off)
+//! webrtc listening on udp://127.0.0.1:8189/        (one line per shard, unless --webrtc-listen off)
 //! stream rtsp://127.0.0.1:8554/sample             (one line per stream known at start)
 //! ready
 //! ```
@@ -20,8 +21,22 @@ const RTSP_PREFIX: &str = "shardcast listening on rtsp://";
 const HTTP_PREFIX: &str = "http listening on http://";
 const HLS_PREFIX: &str = "hls listening on http://";
 const RTMP_PREFIX: &str = "rtmp listening on rtmp://";
+const WEBRTC_PREFIX: &str = "webrtc listening on udp://";
 const STREAM_PREFIX: &str = "stream ";
 const READY: &str = "ready";
+
+/// The addresses a server listens on besides RTSP, as [`Banner::write`] prints them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listeners {
+    /// HTTP (page, API, `/metrics`).
+    pub http: Option<SocketAddr>,
+    /// HLS, served by the shards.
+    pub hls: Option<SocketAddr>,
+    /// RTMP publishers.
+    pub rtmp: Option<SocketAddr>,
+    /// Each shard's WebRTC port, in shard order.
+    pub webrtc: Vec<SocketAddr>,
+}
 
 /// What a server announced at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +49,8 @@ pub struct Banner {
     pub hls: Option<SocketAddr>,
     /// The RTMP listening address (none with `--rtmp-listen off`).
     pub rtmp: Option<SocketAddr>,
+    /// The shards' WebRTC ports, in shard order (none with `--webrtc-listen off`).
+    pub webrtc: Vec<SocketAddr>,
     /// Stream URLs known at start.
     pub streams: Vec<String>,
     /// The `ready` line was read: nothing more follows.
@@ -41,15 +58,21 @@ pub struct Banner {
 }
 
 impl Banner {
-    /// Writes the banner for a server listening on `rtsp` (and `http`, `hls`, `rtmp`) with `shards`
+    /// Writes the banner for a server listening on `rtsp` (and `listeners`) with `shards`
     /// shards and the streams `names`, then flushes `out`.
     pub fn write<'a>(
         out: &mut impl Write,
         rtsp: SocketAddr,
         shards: usize,
-        (http, hls, rtmp): (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>),
+        listeners: &Listeners,
         names: impl IntoIterator<Item = &'a str>,
     ) -> io::Result<()> {
+        let Listeners {
+            http,
+            hls,
+            rtmp,
+            webrtc,
+        } = listeners;
         writeln!(out, "{RTSP_PREFIX}{rtsp}/ with {shards} shards")?;
         if let Some(http) = http {
             writeln!(out, "{HTTP_PREFIX}{http}/")?;
@@ -59,6 +82,9 @@ impl Banner {
         }
         if let Some(rtmp) = rtmp {
             writeln!(out, "{RTMP_PREFIX}{rtmp}/")?;
+        }
+        for addr in webrtc {
+            writeln!(out, "{WEBRTC_PREFIX}{addr}/")?;
         }
         for name in names {
             writeln!(out, "{STREAM_PREFIX}rtsp://{rtsp}/{name}")?;
@@ -79,6 +105,8 @@ impl Banner {
             self.hls = addr(rest);
         } else if let Some(rest) = line.strip_prefix(RTMP_PREFIX) {
             self.rtmp = addr(rest);
+        } else if let Some(rest) = line.strip_prefix(WEBRTC_PREFIX) {
+            self.webrtc.extend(addr(rest));
         } else if let Some(url) = line.strip_prefix(STREAM_PREFIX) {
             self.streams.push(url.to_owned());
         } else if line == READY {
@@ -98,12 +126,21 @@ mod tests {
         let http: SocketAddr = "127.0.0.1:39001".parse().unwrap();
         let hls: SocketAddr = "127.0.0.1:39002".parse().unwrap();
         let rtmp: SocketAddr = "127.0.0.1:1935".parse().unwrap();
+        let webrtc: Vec<SocketAddr> = vec![
+            "127.0.0.1:8189".parse().unwrap(),
+            "127.0.0.1:8190".parse().unwrap(),
+        ];
         let mut out = Vec::new();
         Banner::write(
             &mut out,
             rtsp,
             2,
-            (Some(http), Some(hls), Some(rtmp)),
+            &Listeners {
+                http: Some(http),
+                hls: Some(hls),
+                rtmp: Some(rtmp),
+                webrtc: webrtc.clone(),
+            },
             ["sample", "live/cam"],
         )
         .unwrap();
@@ -114,13 +151,18 @@ mod tests {
              http listening on http://127.0.0.1:39001/\n\
              hls listening on http://127.0.0.1:39002/\n\
              rtmp listening on rtmp://127.0.0.1:1935/\n\
+             webrtc listening on udp://127.0.0.1:8189/\n\
+             webrtc listening on udp://127.0.0.1:8190/\n\
              stream rtsp://[::1]:8554/sample\n\
              stream rtsp://[::1]:8554/live/cam\n\
              ready\n"
         );
         let mut banner = Banner::default();
         let ready: Vec<bool> = text.lines().map(|l| banner.read_line(l)).collect();
-        assert_eq!(ready, [false, false, false, false, false, false, true]);
+        assert_eq!(
+            ready,
+            [false, false, false, false, false, false, false, false, true]
+        );
         assert_eq!(
             banner,
             Banner {
@@ -128,6 +170,7 @@ mod tests {
                 http: Some(http),
                 hls: Some(hls),
                 rtmp: Some(rtmp),
+                webrtc,
                 streams: vec![
                     "rtsp://[::1]:8554/sample".into(),
                     "rtsp://[::1]:8554/live/cam".into()
@@ -144,7 +187,7 @@ mod tests {
             &mut out,
             "127.0.0.1:1".parse().unwrap(),
             1,
-            (None, None, None),
+            &Listeners::default(),
             [],
         )
         .unwrap();

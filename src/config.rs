@@ -117,6 +117,8 @@ pub struct ConfigOverlay {
     pub hls_listen: Option<HttpListen>,
     /// RTMP address for publishers (`"off"` disables it).
     pub rtmp_listen: Option<HttpListen>,
+    /// WebRTC media address: shard k takes UDP port `port + k` (`"off"` disables WebRTC).
+    pub webrtc_listen: Option<HttpListen>,
     /// How HLS segment bodies are written: `sendfile` or `gather`.
     pub hls_body: Option<crate::shard::hls::BodyPath>,
     /// RTSP DESCRIBE and SETUP need a valid play token (`?token=`).
@@ -275,6 +277,7 @@ impl ConfigOverlay {
             http_listen: flags.http_listen.or(self.http_listen),
             hls_listen: flags.hls_listen.or(self.hls_listen),
             rtmp_listen: flags.rtmp_listen.or(self.rtmp_listen),
+            webrtc_listen: flags.webrtc_listen.or(self.webrtc_listen),
             hls_body: flags.hls_body.or(self.hls_body),
             require_token: flags.require_token.or(self.require_token),
             token_secret: flags.token_secret.or(self.token_secret),
@@ -344,6 +347,11 @@ pub struct ServerConfig {
     pub hls_listen: Option<SocketAddr>,
     /// RTMP listen address; `None` when RTMP is off.
     pub rtmp_listen: Option<SocketAddr>,
+    /// WebRTC media: shard k binds UDP `ip:port + k` (port 0: each a free port) and names it
+    /// in its SDP answers' host candidate; `None` when WebRTC is off. The address must be
+    /// one browsers reach: an unspecified IP (`0.0.0.0`) is refused, since a candidate
+    /// cannot name it.
+    pub webrtc_listen: Option<SocketAddr>,
     /// How HLS segment bodies reach the socket (docs/BENCHMARKS.md "HLS" measured both).
     pub hls_body: crate::shard::hls::BodyPath,
     /// RTSP DESCRIBE and SETUP need a valid play token.
@@ -393,6 +401,11 @@ impl ServerConfig {
             && !matches!(other.hls_listen, Some(a) if a.port() == 0)
         {
             out.push("hls-listen");
+        }
+        if other.webrtc_listen != self.webrtc_listen
+            && !matches!(other.webrtc_listen, Some(a) if a.port() == 0)
+        {
+            out.push("webrtc-listen");
         }
         if other.listen != self.listen && other.listen.port() != 0 {
             out.push("listen");
@@ -533,6 +546,20 @@ impl ServerConfig {
                 Some(HttpListen::Off) => None,
                 Some(HttpListen::Addr(a)) => Some(a),
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
+            },
+            webrtc_listen: match o.webrtc_listen {
+                Some(HttpListen::Off) => None,
+                Some(HttpListen::Addr(a)) if a.ip().is_unspecified() => {
+                    return Err(ConfigError::Invalid {
+                        name: "webrtc-listen",
+                        value: a.to_string(),
+                        why: "SDP answers name this address as the browser's candidate: give \
+                              one browsers reach, not an unspecified address"
+                            .into(),
+                    })
+                }
+                Some(HttpListen::Addr(a)) => Some(a),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 8189))),
             },
             hls_body: o.hls_body.unwrap_or_default(),
             require_token: o.require_token.unwrap_or(false),
@@ -892,6 +919,24 @@ mod tests {
                 ..Default::default()
             };
             assert!(ServerConfig::from_overlay(o).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn webrtc_listen_defaults_to_loopback_and_refuses_an_address_no_candidate_can_name() {
+        let cfg = ServerConfig::from_overlay(ConfigOverlay::default()).unwrap();
+        assert_eq!(cfg.webrtc_listen, Some("127.0.0.1:8189".parse().unwrap()));
+        let off: ConfigOverlay = toml::from_str("webrtc-listen = \"off\"").unwrap();
+        assert_eq!(ServerConfig::from_overlay(off).unwrap().webrtc_listen, None);
+        let lan: ConfigOverlay = toml::from_str("webrtc-listen = \"192.0.2.7:9000\"").unwrap();
+        assert_eq!(
+            ServerConfig::from_overlay(lan).unwrap().webrtc_listen,
+            Some("192.0.2.7:9000".parse().unwrap())
+        );
+        for any in ["0.0.0.0:8189", "[::]:8189"] {
+            let o: ConfigOverlay = toml::from_str(&format!("webrtc-listen = \"{any}\"")).unwrap();
+            let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
+            assert!(err.contains("webrtc-listen"), "{any}: {err}");
         }
     }
 

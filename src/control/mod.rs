@@ -281,6 +281,8 @@ pub struct RunningServer {
     pub hls_addr: Option<SocketAddr>,
     /// The RTMP address actually bound, when RTMP is on.
     pub rtmp_addr: Option<SocketAddr>,
+    /// Each shard's WebRTC port, in shard order, when WebRTC is on.
+    pub webrtc_addrs: Vec<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<std::thread::JoinHandle<()>>,
 }
@@ -433,7 +435,9 @@ pub fn start(
         config.stats,
         config.shard_nice,
         hls_listeners.map(|l| (l, hls_context.clone())),
+        config.webrtc_listen,
     )?;
+    let webrtc_addrs: Vec<SocketAddr> = shards.iter().filter_map(|s| s.webrtc_addr).collect();
     // Publishers' UDP: one port pair for every publisher, demultiplexed by source address
     // (each track's `client_port`), as the shards' pairs serve every viewer.
     let ingest_sockets = match bind_ingest_ports(local_addr.ip()) {
@@ -559,6 +563,7 @@ pub fn start(
         http_addr,
         hls_addr,
         rtmp_addr,
+        webrtc_addrs,
         shutdown: Some(shutdown_tx),
         join: Some(join),
     })

@@ -250,7 +250,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 20] = [
+    let counters: [(&str, &str, u64); 22] = [
         (
             "shardcast_hls_requests_total",
             "HLS requests answered by the shards (every status).",
@@ -300,6 +300,16 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "shardcast_rtcp_invalid_total",
             "RTCP packets rejected by validation (RFC 3550 A.2).",
             t.rtcp_invalid,
+        ),
+        (
+            "shardcast_webrtc_datagrams_total",
+            "Datagrams read from the shards' WebRTC ports (STUN, DTLS, SRTP; RFC 7983).",
+            t.webrtc_received,
+        ),
+        (
+            "shardcast_webrtc_dropped_total",
+            "WebRTC datagrams dropped: no session's address or ICE username, or no protocol of the port.",
+            t.webrtc_dropped,
         ),
         (
             "shardcast_rtcp_unknown_source_total",

@@ -14,6 +14,7 @@ mod session;
 pub mod tcp;
 pub mod tcp_floor;
 mod timer_wheel;
+mod webrtc;
 mod worker;
 
 use std::io;
@@ -203,6 +204,9 @@ pub struct ShardHandle {
     pub index: usize,
     /// The shard's RTP (even) and RTCP (odd) server ports, as answered in `server_port`.
     pub server_ports: (u16, u16),
+    /// The shard's WebRTC port (STUN, DTLS, SRTP), when WebRTC is on: the host candidate of
+    /// the SDP answers for the sessions it owns.
+    pub webrtc_addr: Option<SocketAddr>,
     /// Published counters.
     pub counters: Arc<ShardCounters>,
     /// Reports and session ends from the shard (bounded; the shard never waits on it). The
@@ -271,11 +275,31 @@ fn bind_port_pair(ip: IpAddr) -> io::Result<(UdpSocket, UdpSocket)> {
     ))
 }
 
+/// Binds shard `index`'s WebRTC port: `base.port() + index`, or a free port when it is 0.
+fn bind_webrtc_port(base: SocketAddr, index: usize) -> io::Result<UdpSocket> {
+    let port = match base.port() {
+        0 => 0,
+        p => u16::try_from(usize::from(p) + index).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("webrtc-listen {base}: shard {index}'s port is past 65535"),
+            )
+        })?,
+    };
+    let addr = SocketAddr::new(base.ip(), port);
+    let socket = UdpSocket::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("webrtc-listen: binding {addr}: {e}")))?;
+    socket.set_nonblocking(true)?;
+    send::tune_socket(&socket);
+    Ok(socket)
+}
+
 /// Starts `count` shard threads on `ip`, pinned round-robin to the available cores, sending
 /// through `send` (resolved and logged once here), each at nice value `nice` (`--shard-nice`;
 /// refused without `CAP_SYS_NICE`, which is logged once and otherwise harmless). `stats`
 /// turns on pacing-lateness recording, RTCP digestion and the periodic reports (`--stats`).
-/// With `hls`, shard `i` serves HLS on listener `i` (see [`hls::bind_listeners`]).
+/// With `hls`, shard `i` serves HLS on listener `i` (see [`hls::bind_listeners`]). With
+/// `webrtc`, shard `i` binds UDP `ip:port + i` (port 0: a free port each) for WebRTC.
 pub fn spawn_shards(
     count: usize,
     ip: IpAddr,
@@ -283,6 +307,7 @@ pub fn spawn_shards(
     stats: bool,
     nice: i32,
     hls: Option<(Vec<std::net::TcpListener>, hls::SharedHlsContext)>,
+    webrtc: Option<SocketAddr>,
 ) -> io::Result<Vec<ShardHandle>> {
     let send = send.resolve();
     let (mut hls_listeners, hls_context) = match hls {
@@ -304,6 +329,15 @@ pub fn spawn_shards(
         let waker = Arc::new(Waker::new()?);
         let mut links = worker::Links::new(rx, events_tx, waker.clone())?;
         links.hls = hls_listeners.next().zip(hls_context.clone());
+        let webrtc_addr = match webrtc {
+            Some(base) => {
+                let socket = bind_webrtc_port(base, index)?;
+                let addr = socket.local_addr()?;
+                links.webrtc = Some(socket);
+                Some(addr)
+            }
+            None => None,
+        };
         let join = std::thread::Builder::new()
             .name(format!("shard-{index}"))
             .spawn(move || {
@@ -321,10 +355,11 @@ pub fn spawn_shards(
                 }
                 worker::Worker::new(index, rtp, rtcp, links, worker_counters, send, stats).run();
             })?;
-        tracing::info!(shard = index, rtp = server_ports.0, rtcp = server_ports.1, core = ?core.map(|c| c.id), "shard started");
+        tracing::info!(shard = index, rtp = server_ports.0, rtcp = server_ports.1, webrtc = ?webrtc_addr.map(|a| a.port()), core = ?core.map(|c| c.id), "shard started");
         shards.push(ShardHandle {
             index,
             server_ports,
+            webrtc_addr,
             counters,
             events,
             tx,

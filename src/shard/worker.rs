@@ -29,6 +29,7 @@ use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::batch::{BodyRef, ConnWrite, FrameBodies, TcpBatch};
 use super::tcp::{TcpSink, MAX_BACKLOG_BYTES};
 use super::timer_wheel::TimerWheel;
+use super::webrtc::WebRtcPort;
 use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::live_log::{LiveLog, LogState, Lookup};
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
@@ -49,6 +50,8 @@ use rtcp::{send_byes, send_sender_report};
 const WAKER_TOKEN: u64 = 0;
 /// The epoll token of the shard's RTP and RTCP ports (RTCP in, ICMP errors).
 const UDP_PORTS_TOKEN: u64 = u64::MAX;
+/// The epoll token of the shard's WebRTC port (`shard::webrtc`).
+const WEBRTC_TOKEN: u64 = u64::MAX - 1;
 /// Longest sleep between ticks when nothing is due (bounds RTCP draining latency).
 const IDLE_WAKE: Duration = Duration::from_millis(50);
 /// How early a packet may leave: a tick sends everything due before `now + SEND_AHEAD`,
@@ -134,6 +137,8 @@ pub(super) struct Links {
     pub(super) epoll: Epoll,
     /// The shard's HLS listener and what it serves, when HLS is on.
     pub(super) hls: Option<(std::net::TcpListener, SharedHlsContext)>,
+    /// The shard's WebRTC socket (bound, non-blocking), when WebRTC is on.
+    pub(super) webrtc: Option<UdpSocket>,
 }
 
 impl Links {
@@ -151,6 +156,7 @@ impl Links {
             waker,
             epoll,
             hls: None,
+            webrtc: None,
         })
     }
 }
@@ -185,6 +191,10 @@ pub(super) struct Worker {
     hls: Option<HlsService>,
     /// epoll reported one of the UDP ports readable (RTCP, keep-alives) or in error.
     rtcp_ready: bool,
+    /// The WebRTC port (STUN, DTLS, SRTP for this shard's WebRTC sessions), when on.
+    webrtc: Option<WebRtcPort>,
+    /// epoll reported the WebRTC port readable.
+    webrtc_ready: bool,
     /// When the UDP ports are drained even without readiness.
     next_rtcp_drain: Instant,
     /// Session ends the event queue had no room for, retried every tick. Bounded: a session
@@ -260,6 +270,13 @@ impl Worker {
                 tracing::warn!(shard = index, "epoll for a UDP port: {e}");
             }
         }
+        let webrtc = links.webrtc.map(WebRtcPort::new);
+        if let Some(port) = &webrtc {
+            if let Err(e) = links.epoll.add(port.socket(), WEBRTC_TOKEN) {
+                // Drained every IDLE_WAKE all the same.
+                tracing::warn!(shard = index, "epoll for the WebRTC port: {e}");
+            }
+        }
         let udp = UdpSender::new(rtp, send, index);
         counters.set_send_path(udp.backend(), udp.gso_enabled());
         let hls = links.hls.and_then(|(listener, context)| {
@@ -287,6 +304,8 @@ impl Worker {
             ready: Vec::with_capacity(EPOLL_MAX_EVENTS),
             hls,
             rtcp_ready: true,
+            webrtc,
+            webrtc_ready: true,
             next_rtcp_drain: Instant::now(),
             undelivered_ends: Vec::new(),
             counters,
@@ -322,6 +341,10 @@ impl Worker {
                 self.rtcp_ready = false;
                 self.next_rtcp_drain = now + IDLE_WAKE;
                 self.drain_rtcp(now);
+            }
+            if self.webrtc_ready || now >= self.next_rtcp_drain {
+                self.webrtc_ready = false;
+                self.drain_webrtc();
             }
             self.deliver_undelivered_ends();
             if self.stats && now >= self.next_report {
@@ -378,6 +401,8 @@ impl Worker {
                 self.waker.reset();
             } else if ready.token == UDP_PORTS_TOKEN {
                 self.rtcp_ready = true;
+            } else if ready.token == WEBRTC_TOKEN {
+                self.webrtc_ready = true;
             } else if let Some(hls) = self.hls.as_mut() {
                 hls.on_ready(&self.epoll, ready, now);
             }
@@ -568,6 +593,16 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Reads the WebRTC port. No session takes WebRTC media yet (issue 17 is being built in
+    /// steps, `docs/design/webrtc.md` "Status"): every datagram is dropped and counted.
+    fn drain_webrtc(&mut self) {
+        let Some(port) = self.webrtc.as_mut() else {
+            return;
+        };
+        // One batch per tick: a flood costs bounded work per tick, the kernel drops the rest.
+        port.drain(&self.counters, |_, _, _| false);
     }
 
     /// Sends what is due by `now`, stopping after [`PASS_WORK_LIMIT`] of work (the rest stays

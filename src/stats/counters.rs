@@ -61,6 +61,11 @@ pub struct ShardCounters {
     /// Statistics reports not sent because the control thread's queue was full (their
     /// report blocks and lateness go with the next report).
     pub reports_dropped: AtomicU64,
+    /// Datagrams read from the shard's WebRTC port (STUN, DTLS, SRTP/SRTCP; RFC 7983).
+    pub webrtc_received: AtomicU64,
+    /// WebRTC datagrams dropped: from an address no session nominated, naming no session's
+    /// ICE username, or matching no protocol of the port.
+    pub webrtc_dropped: AtomicU64,
     /// Live-channel samples packetized. The shard packetizes a live sample once for all its
     /// viewers of the channel, so this grows with samples sent, not with viewers.
     pub live_packetizations: AtomicU64,

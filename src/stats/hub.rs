@@ -363,6 +363,10 @@ pub struct Totals {
     pub rtcp_byes_refused: u64,
     /// Shard reports dropped because the control thread's queue was full.
     pub reports_dropped: u64,
+    /// Datagrams read from the shards' WebRTC ports (STUN, DTLS, SRTP).
+    pub webrtc_received: u64,
+    /// WebRTC datagrams dropped (unknown address or ICE username, no protocol of the port).
+    pub webrtc_dropped: u64,
     /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
     pub nat_keepalives: u64,
     /// Live samples packetized (once per shard for all of a channel's viewers).
@@ -789,6 +793,8 @@ impl Hub {
             t.rtcp_byes += get(&c.rtcp_byes);
             t.rtcp_byes_refused += get(&c.rtcp_byes_refused);
             t.reports_dropped += get(&c.reports_dropped);
+            t.webrtc_received += get(&c.webrtc_received);
+            t.webrtc_dropped += get(&c.webrtc_dropped);
             t.nat_keepalives += get(&c.nat_keepalives);
             t.live_packetizations += get(&c.live_packetizations);
         }

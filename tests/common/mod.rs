@@ -28,6 +28,8 @@ pub struct Server {
     pub hls: Option<SocketAddr>,
     /// RTMP address it printed (`rtmp listening on`), unless started with `--rtmp-listen off`.
     pub rtmp: Option<SocketAddr>,
+    /// Each shard's WebRTC port it printed (`webrtc listening on`), in shard order.
+    pub webrtc: Vec<SocketAddr>,
     /// Log lines (stderr) when started with [`Server::start_logged`].
     log: Option<Arc<Mutex<Vec<String>>>>,
 }
@@ -92,6 +94,9 @@ impl Server {
         if !extra.contains(&"--hls-listen") {
             cmd.args(["--hls-listen", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--webrtc-listen") {
+            cmd.args(["--webrtc-listen", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--log") {
             cmd.args(["--log", "info"]);
         }
@@ -122,27 +127,25 @@ impl Server {
                     break;
                 }
             }
-            let _ = tx.send((
-                banner.rtsp.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap()),
-                banner.streams,
-                banner.http,
-                banner.hls,
-                banner.rtmp,
-            ));
+            let _ = tx.send(banner);
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let (addr, streams, http, hls, rtmp) = rx
+        let banner = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("server printed its address");
-        assert_ne!(addr.port(), 0, "server failed to start");
+        let addr = banner
+            .rtsp
+            .filter(|a| a.port() != 0)
+            .expect("server failed to start");
         Server {
             child,
             addr,
-            streams,
-            http,
-            hls,
-            rtmp,
+            streams: banner.streams,
+            http: banner.http,
+            hls: banner.hls,
+            rtmp: banner.rtmp,
+            webrtc: banner.webrtc,
             log,
         }
     }

@@ -167,6 +167,11 @@ struct ServeArgs {
     /// `off` [default: 127.0.0.1:1935]; port 0 picks a free port (printed).
     #[arg(long)]
     rtmp_listen: Option<shardcast::config::HttpListen>,
+    /// WebRTC media address: shard k takes UDP port PORT+k, named in WHEP/WHIP answers as
+    /// the browser's candidate (so an address browsers reach), or `off`
+    /// [default: 127.0.0.1:8189]; port 0 picks free ports (printed).
+    #[arg(long)]
+    webrtc_listen: Option<shardcast::config::HttpListen>,
     /// How HLS segment bodies are written: `sendfile` (file ranges by reference from the page
     /// cache) or `gather` (one gathered sendmsg from the mapping) [default: sendfile].
     #[arg(long)]
@@ -254,6 +259,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         http_listen: args.http_listen,
         hls_listen: args.hls_listen,
         rtmp_listen: args.rtmp_listen,
+        webrtc_listen: args.webrtc_listen,
         hls_body: args.hls_body,
         require_token: args.require_token.then_some(true),
         // Secrets come from the environment (or the config file), never from the command
@@ -293,7 +299,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         &mut std::io::stdout().lock(),
         addr,
         config.shards,
-        (server.http_addr, server.hls_addr, server.rtmp_addr),
+        &shardcast::banner::Listeners {
+            http: server.http_addr,
+            hls: server.hls_addr,
+            rtmp: server.rtmp_addr,
+            webrtc: server.webrtc_addrs.clone(),
+        },
         streams.iter().map(String::as_str),
     )?;
     server.wait();

@@ -56,44 +56,32 @@ impl ServerProcess {
         if let Some(m) = &launch.media {
             cmd.arg("--media").arg(m);
         }
-        if !launch
-            .extra_args
-            .iter()
-            .any(|a| a == "--log" || a.starts_with("--log="))
-        {
+        let has = |flag: &str| {
+            launch
+                .extra_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        if !has("--log") {
             cmd.args(["--log", "warn"]);
         }
-        // Benchmarks run several servers, possibly in parallel: never the fixed HTTP port.
-        // The API gives the data plane's own figures (pacing lateness, sends per packet).
-        if !launch
-            .extra_args
-            .iter()
-            .any(|a| a == "--http-listen" || a.starts_with("--http-listen="))
-        {
-            cmd.args(["--http-listen", "127.0.0.1:0"]);
-        }
-        if !launch
-            .extra_args
-            .iter()
-            .any(|a| a == "--hls-listen" || a.starts_with("--hls-listen="))
-        {
-            cmd.args(["--hls-listen", "127.0.0.1:0"]);
-        }
-        if !launch
-            .extra_args
-            .iter()
-            .any(|a| a == "--rtmp-listen" || a.starts_with("--rtmp-listen="))
-        {
-            cmd.args(["--rtmp-listen", "127.0.0.1:0"]);
+        // Benchmarks run several servers, possibly in parallel: never a fixed port. The API
+        // gives the data plane's own figures (pacing lateness, sends per packet). A build
+        // from before WebRTC has no `--webrtc-listen` (bench compares builds).
+        for flag in [
+            "--http-listen",
+            "--hls-listen",
+            "--rtmp-listen",
+            "--webrtc-listen",
+        ] {
+            if !has(flag) && (flag != "--webrtc-listen" || serve_accepts_flag(&launch.exe, flag)) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
         }
         // Every viewer of a bench comes from this one loopback address: lift the per-address
         // and total session limits, whose defaults guard a server facing the internet.
         for flag in ["--max-viewers", "--max-viewers-per-ip"] {
-            if !launch
-                .extra_args
-                .iter()
-                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-            {
+            if !has(flag) {
                 cmd.args([flag, "0"]);
             }
         }
