@@ -48,6 +48,8 @@ struct Pulled {
     skipped: Vec<String>,
     /// Frames that arrived before the first `Tracks` event (must be none).
     frames_before_tracks: usize,
+    /// Sender reports: (track, pts on the frames' timeline).
+    reports: Vec<(usize, i64)>,
 }
 
 impl Pulled {
@@ -69,6 +71,7 @@ impl Pulled {
             PullEvent::Skipped { stream, reason } => {
                 self.skipped.push(format!("{stream}: {reason}"))
             }
+            PullEvent::SenderReport { track, pts, .. } => self.reports.push((track, pts)),
             PullEvent::Dropped { track, reason } => {
                 panic!("track {track}: a frame dropped ({reason:?})")
             }
@@ -305,6 +308,27 @@ async fn pulls_a_second_shardcast(transport: PullTransport) {
     assert!(result.is_none(), "a live channel runs on: {result:?}");
     assert!(pulled.skipped.is_empty(), "{:?}", pulled.skipped);
     check_sample_pull(&pulled, 75, 0, &format!("shardcast {transport:?}"));
+    // The origin's sender reports come through with their RTP time on the frames' timeline
+    // (retina unfolds it): within the stretch of frames pulled, give or take a second.
+    assert!(
+        !pulled.reports.is_empty(),
+        "no sender report passed through"
+    );
+    for &(track, pts) in &pulled.reports {
+        let clock = if pulled.tracks[0][track].kind == TrackKind::Video {
+            90_000
+        } else {
+            48_000
+        };
+        let of_track = pulled.frames.iter().filter(|f| f.track == track);
+        let (lo, hi) = of_track.fold((i64::MAX, i64::MIN), |(lo, hi), f| {
+            (lo.min(f.pts), hi.max(f.pts))
+        });
+        assert!(
+            pts > lo - clock && pts < hi + clock,
+            "track {track}: report at {pts}, frames {lo}..{hi}"
+        );
+    }
 }
 
 #[tokio::test]

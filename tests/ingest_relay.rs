@@ -183,3 +183,68 @@ fn a_source_that_refuses_is_retried_with_backoff_and_one_line_per_state_change()
         "one line per state change: {lines:#?}"
     );
 }
+
+/// A pulled source's sender reports give the relayed stream its clock, as an RTSP
+/// publisher's do (RFC 3550 §6.4.1; issue 16 item 5): a publisher with a clock years from
+/// ours publishes to the origin, the edge pulls it, and the edge's viewer gets sender
+/// reports on the publisher's clock — through two servers. A report built from either
+/// server's clock is off by decades.
+#[test]
+fn a_pulled_sources_sender_reports_reach_the_edges_viewers() {
+    use common::clocked::{report_error_ms, viewer_timeline, ClockedPublisher};
+
+    let origin = Server::start(&["--publish", "live/*"]);
+    let mut publisher = ClockedPublisher::start(origin.addr, "live/sr");
+    publisher.run(0, 20, 50);
+    let source = format!("relay/sr={}", origin.url("live/sr"));
+    let edge = Server::start_logged(&["--source", &source]);
+    // Publish on while the edge connects and a viewer plays (the thread paces real time).
+    let frames = 800; // ~17 s at 48 kHz
+    let publishing = std::thread::spawn(move || {
+        publisher.run(20, frames, 50);
+        publisher
+    });
+    wait_online(&edge, "relay/sr", Duration::from_secs(15));
+    let mut viewer = common::setup_udp_stream(edge.addr, "relay/sr", 1);
+    assert_eq!(
+        viewer
+            .rtsp
+            .request(
+                "PLAY",
+                &edge.url("relay/sr"),
+                &[("Session", &viewer.session)]
+            )
+            .status,
+        200
+    );
+    // The edge's reports follow the origin's, which arrive every 5 s: within two rounds one
+    // must carry the publisher's clock, and every report after it too.
+    let rtcp = &viewer.socks[0].1;
+    rtcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut reports: Vec<Vec<u8>> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(13);
+    while Instant::now() < deadline {
+        if let Ok(len) = rtcp.recv(&mut buf) {
+            if len >= 28 && buf[1] == 200 {
+                reports.push(buf[..len].to_vec());
+            }
+        }
+    }
+    let publisher = publishing.join().unwrap();
+    let clock = publisher.clock();
+    let timeline = viewer_timeline(&viewer.socks[0].0, clock, frames);
+    let errors: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| report_error_ms(r, clock, timeline.shift))
+        .collect();
+    let first_on_clock = errors.iter().position(|&e| e < 10.0).unwrap_or_else(|| {
+        panic!("no sender report on the publisher's clock: errors {errors:?} ms")
+    });
+    assert!(
+        errors[first_on_clock..].iter().all(|&e| e < 10.0),
+        "reports left the publisher's clock: errors {errors:?} ms"
+    );
+    assert!(errors.len() >= 2, "{} reports", errors.len());
+}

@@ -8,6 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::clocked::{report_error_ms, viewer_timeline, ClockedPublisher};
 use common::players::ffmpeg_decode_without_warnings;
 use common::publishers::{
     ffmpeg_publish, ffmpeg_publish_rtmp, finish_publisher, gst_publish, media, wait_published,
@@ -360,116 +361,11 @@ fn gstreamer_publishes_h264_and_latm_over_udp_and_ffmpeg_plays_every_frame_after
 /// server's clock cannot pass.
 #[test]
 fn viewers_sender_reports_carry_the_publishers_clock() {
-    use shardcast::media::track::{Codec, TrackKind};
-    use shardcast::media::MediaFile;
-
     let server = Server::start_logged(&["--publish", "live/*"]);
+    let mut publisher = ClockedPublisher::start(server.addr, "live/sr");
+    publisher.run(0, 20, 50);
+    let mut viewer = common::setup_udp_stream(server.addr, "live/sr", 1);
     let url = server.url("live/sr");
-    let file = MediaFile::open(std::path::Path::new(&media("sample.mp4")), "sample").unwrap();
-    let audio = file
-        .index
-        .tracks
-        .iter()
-        .find(|t| t.kind == TrackKind::Audio)
-        .unwrap();
-    let Codec::Aac(aac) = &audio.codec else {
-        panic!("AAC audio")
-    };
-    let rate = aac.sample_rate_hz;
-    let config: String = aac
-        .audio_specific_config
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
-    let sdp = format!(
-        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=raw\r\nt=0 0\r\nm=audio 0 RTP/AVP 97\r\n\
-         a=rtpmap:97 MPEG4-GENERIC/{rate}/{}\r\n\
-         a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config={config}\r\n\
-         a=control:streamid=0\r\n",
-        aac.channels
-    );
-    let mut publisher = RawRtsp::connect(server.addr);
-    publisher.send_raw(
-        format!(
-            "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 100\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        )
-        .as_bytes(),
-    );
-    assert_eq!(publisher.read_response().unwrap().status, 200);
-    let setup = publisher.request(
-        "SETUP",
-        &format!("{url}/streamid=0"),
-        &[(
-            "Transport",
-            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record",
-        )],
-    );
-    assert_eq!(setup.status, 200);
-    let session = setup.session().unwrap();
-    assert_eq!(
-        publisher
-            .request("RECORD", &url, &[("Session", &session)])
-            .status,
-        200
-    );
-
-    // The publisher's clock: frame n was captured at PUB + n·1024/rate, its RTP time BASE + n·1024.
-    const BASE: u32 = 0xFFFF_0000; // wraps during the test
-    const SSRC: u32 = 0x5EED_0001;
-    let pub_epoch: u64 = 3_200_000_000u64 << 32; // 2001-05-26, years from our clock
-    let ntp_of = |n: u64| pub_epoch + ((n * 1024) << 32) / u64::from(rate);
-    let bytes = file.bytes.as_slice();
-    let frame_bytes = |n: usize| {
-        let s = audio.samples[n % audio.samples.len()];
-        &bytes[s.offset as usize..(s.offset + u64::from(s.len)) as usize]
-    };
-    let send_frame = |p: &mut RawRtsp, n: usize| {
-        let au = frame_bytes(n);
-        let mut rtp = vec![0x80, 0x80 | 97];
-        rtp.extend_from_slice(&(n as u16).to_be_bytes());
-        rtp.extend_from_slice(&BASE.wrapping_add(n as u32 * 1024).to_be_bytes());
-        rtp.extend_from_slice(&SSRC.to_be_bytes());
-        // RFC 3640 §3.2.1: AU-headers-length 16 bits, one AU-header (13-bit size, 3-bit index).
-        rtp.extend_from_slice(&16u16.to_be_bytes());
-        rtp.extend_from_slice(&((au.len() as u16) << 3).to_be_bytes());
-        rtp.extend_from_slice(au);
-        let mut frame = vec![b'$', 0];
-        frame.extend_from_slice(&(rtp.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&rtp);
-        p.send_raw(&frame);
-    };
-    let send_report = |p: &mut RawRtsp, n: usize| {
-        let mut sr = vec![0x80, 200, 0, 6];
-        sr.extend_from_slice(&SSRC.to_be_bytes());
-        sr.extend_from_slice(&ntp_of(n as u64).to_be_bytes());
-        sr.extend_from_slice(&BASE.wrapping_add(n as u32 * 1024).to_be_bytes());
-        sr.extend_from_slice(&(n as u32).to_be_bytes());
-        sr.extend_from_slice(&0u32.to_be_bytes());
-        let mut frame = vec![b'$', 1];
-        frame.extend_from_slice(&(sr.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&sr);
-        p.send_raw(&frame);
-    };
-    let frame_time = Duration::from_secs_f64(1024.0 / f64::from(rate));
-    let start = Instant::now();
-    let pace = |n: usize| {
-        let due = start + frame_time * n as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    };
-    for n in 0..20 {
-        pace(n);
-        send_frame(&mut publisher, n);
-        if n == 0 {
-            // After its first packet, as ffmpeg does (the report's RTP time is unfolded
-            // against the stream's).
-            send_report(&mut publisher, 0);
-        }
-    }
-    let viewer = common::setup_udp_stream(server.addr, "live/sr", 1);
-    let mut viewer = viewer;
     assert_eq!(
         viewer
             .rtsp
@@ -477,68 +373,28 @@ fn viewers_sender_reports_carry_the_publishers_clock() {
             .status,
         200
     );
-    for n in 20..300 {
-        pace(n);
-        if n % 50 == 0 {
-            send_report(&mut publisher, n);
-        }
-        send_frame(&mut publisher, n);
-    }
-    // Our RTP timestamps of the frames the viewer got, by the frame they carry.
-    let (rtp, rtcp) = (&viewer.socks[0].0, &viewer.socks[0].1);
-    rtp.set_nonblocking(true).unwrap();
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(len) = rtp.recv(&mut buf) {
-        let header = common::parse_rtp(&buf[..len]).unwrap();
-        received.push((header.seq, header.ts, buf[16..len].to_vec()));
-    }
-    // Which frame the first packet carries (a payload only one frame has), then the rest by
-    // sequence number (one AU per packet), each checked against the frame's bytes.
-    let (first, n0) = received
-        .iter()
-        .enumerate()
-        .find_map(|(k, (_, _, au))| {
-            let hits: Vec<usize> = (0..300).filter(|&n| frame_bytes(n) == &au[..]).collect();
-            (hits.len() == 1).then(|| (k, hits[0]))
-        })
-        .expect("a packet carrying one frame's bytes");
-    let mut ours = Vec::new();
-    for (seq, ts, au) in &received[first..] {
-        let n = n0 + usize::from(seq.wrapping_sub(received[first].0));
-        assert_eq!(frame_bytes(n), &au[..], "frame {n}'s bytes");
-        ours.push((n, *ts));
-    }
-    assert!(ours.len() > 100, "{} frames reached the viewer", ours.len());
+    publisher.run(20, 300, 50);
     // Every viewer timestamp is the publisher's, shifted by one constant.
-    let shift = ours[0]
-        .1
-        .wrapping_sub(BASE.wrapping_add(ours[0].0 as u32 * 1024));
-    for &(n, ts) in &ours {
-        assert_eq!(
-            ts,
-            BASE.wrapping_add(n as u32 * 1024).wrapping_add(shift),
-            "frame {n}"
-        );
-    }
+    let (rtp, rtcp) = (&viewer.socks[0].0, &viewer.socks[0].1);
+    let timeline = viewer_timeline(rtp, publisher.clock(), 300);
+    assert!(
+        timeline.frames.len() > 100,
+        "{} frames reached the viewer",
+        timeline.frames.len()
+    );
     // Our sender reports: NTP time and RTP time of one instant on the publisher's clock.
     rtcp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut reports = 0;
+    let mut buf = [0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(8);
     while reports < 2 && Instant::now() < deadline {
         let Ok(len) = rtcp.recv(&mut buf) else {
             continue;
         };
-        if len < 28 || buf[1] != 200 {
+        let Some(error_ms) = report_error_ms(&buf[..len], publisher.clock(), timeline.shift) else {
             continue;
-        }
-        let ntp = u64::from_be_bytes(buf[8..16].try_into().unwrap());
-        let rtp_ts = u32::from_be_bytes(buf[16..20].try_into().unwrap());
-        // The publisher's frame index (fractional) of that RTP time, and its NTP time.
-        let ticks = rtp_ts.wrapping_sub(shift).wrapping_sub(BASE) as i32 as f64;
-        let expected = pub_epoch as f64 + ticks / f64::from(rate) * 4_294_967_296.0;
-        let error_ms = (ntp as f64 - expected).abs() / 4_294_967_296.0 * 1000.0;
+        };
         assert!(
             error_ms < 5.0,
             "sender report off the publisher's clock by {error_ms:.1} ms"

@@ -17,6 +17,7 @@ use crate::live_log::{LiveLog, LogError, LogState, LogTrackSpec, LogWriter};
 use crate::poll::Waker;
 use crate::rtsp::session::{ConnId, IngestTransport, PublishStart};
 use crate::shard::SessionId;
+use crate::wire::ntp::NtpTime;
 
 /// Where a received packet goes: a stream's track, RTP or RTCP.
 #[derive(Debug, Clone)]
@@ -328,6 +329,22 @@ impl Ingest {
                     now,
                     SystemTime::now(),
                 );
+            }
+        }
+    }
+
+    /// A sender report from a source that is not an RTSP publisher (a pulled source): NTP time
+    /// `ntp` is `track`'s timestamp `pts` (the scale of its frames' `pts`), for publisher `id`.
+    pub(crate) fn sender_report(
+        &mut self,
+        id: SessionId,
+        path: &str,
+        (track, pts, ntp): (usize, i64, NtpTime),
+        now: Instant,
+    ) {
+        if let Some(s) = self.streams.get_mut(path) {
+            if s.publisher == Some(id) {
+                s.writer.sender_report(track, pts, ntp, now);
             }
         }
     }

@@ -139,6 +139,11 @@ async fn pull_into_log(
                 .borrow_mut()
                 .frame(id, &path, &frame, Instant::now());
         }
+        PullEvent::SenderReport { track, pts, ntp } => {
+            ctl.ingest
+                .borrow_mut()
+                .sender_report(id, &path, (track, pts, ntp), Instant::now());
+        }
         PullEvent::Skipped { stream, reason } => {
             tracing::info!(stream = %path, "source stream {stream} not pulled: {reason}");
         }

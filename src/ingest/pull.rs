@@ -60,6 +60,7 @@ use crate::ingest::LogTrackSpec;
 use crate::ingest::{DropReason, Frame, MAX_ACCESS_UNIT};
 use crate::media::mp4::{parse_audio_specific_config, parse_avc_decoder_config};
 use crate::media::track::{Codec, TrackKind};
+use crate::wire::ntp::NtpTime;
 
 #[cfg(test)]
 mod tests;
@@ -469,6 +470,18 @@ pub enum PullEvent<'a> {
     Tracks(Vec<LogTrackSpec>),
     /// One access unit.
     Frame(Frame<'a>),
+    /// The source's RTCP sender report for `track` (RFC 3550 §6.4.1): wall-clock time `ntp`
+    /// is the track's timestamp `pts`, on the scale and timeline of its frames' `pts`. The
+    /// live log keeps the mapping, so viewers' sender reports carry the source's clock (a
+    /// camera's capture time) rather than ours.
+    SenderReport {
+        /// The track, as in [`PullEvent::Frame`].
+        track: usize,
+        /// The report's RTP time, unfolded onto the track's timeline by retina.
+        pts: i64,
+        /// The report's NTP time.
+        ntp: NtpTime,
+    },
     /// An access unit of `track` was dropped (counted under `reason`).
     Dropped {
         /// The track, as in [`PullEvent::Frame`].
@@ -944,7 +957,28 @@ pub async fn pull_source_with(
                 true,
                 f.data(),
             ),
-            // RTCP (retina answers it), and message streams we never set up.
+            CodecItem::Rtcp(rtcp) => {
+                // retina unfolds a sender report's RTP time onto the stream's timeline (the
+                // frames' timestamps) and keeps the compound's raw bytes.
+                let (Some(at), Some(track)) = (
+                    rtcp.rtp_timestamp(),
+                    track_of.get(rtcp.stream_id()).copied().flatten(),
+                ) else {
+                    continue;
+                };
+                let report = rtcp
+                    .pkts()
+                    .find_map(|p| p.as_sender_report().ok().flatten());
+                if let (Some(sr), Some(_)) = (report, tracks.as_ref()) {
+                    tx(PullEvent::SenderReport {
+                        track,
+                        pts: at.timestamp(),
+                        ntp: NtpTime(sr.ntp_timestamp().0),
+                    });
+                }
+                continue;
+            }
+            // Message streams we never set up.
             _ => continue,
         };
         let Some(track) = track_of.get(stream).copied().flatten() else {

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+pub mod clocked;
 pub mod players;
 pub mod publishers;
 pub mod raw_publish;
