@@ -235,7 +235,10 @@ impl IceLite {
         if msg.priority().is_none() {
             return error(out, ErrorCode::BadRequest, key);
         }
-        let len = write_binding_success(out, tid, from, &self.key).map_err(IceError::Write)?;
+        // On a dual-stack socket an IPv4 peer shows up as ::ffff:a.b.c.d; the peer knows
+        // itself by the IPv4 address, so that is what XOR-MAPPED-ADDRESS reports.
+        let mapped = SocketAddr::new(from.ip().to_canonical(), from.port());
+        let len = write_binding_success(out, tid, mapped, &self.key).map_err(IceError::Write)?;
         let mut changed = false;
         if msg.use_candidate() && self.selected != Some(from) {
             self.selected = Some(from);

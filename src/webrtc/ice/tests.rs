@@ -68,6 +68,22 @@ fn chromium_shaped_request_nominates() {
     }
 }
 
+/// A dual-stack socket reports an IPv4 browser as ::ffff:a.b.c.d: the answer names the IPv4
+/// address (aioice's IPv4 response), while the selected address stays the socket's form.
+#[test]
+fn ipv4_mapped_source_is_reported_as_ipv4() {
+    let t0 = Instant::now();
+    let mut ice = agent(t0);
+    let from = addr("[::ffff:192.168.7.23]:54321");
+    let (r, resp) = feed(&mut ice, t0, from, &aioice("request_nominate"));
+    assert!(matches!(
+        r,
+        Ok(BindingOutcome::Success { selected: true, .. })
+    ));
+    assert_eq!(resp, aioice("success_ipv4"));
+    assert_eq!(ice.selected(), Some(from));
+}
+
 #[test]
 fn check_without_use_candidate_answers_but_does_not_nominate() {
     let t0 = Instant::now();
