@@ -6,6 +6,12 @@
 //!
 //! One port carries four protocols; RFC 7983 §7 tells them apart by the first byte:
 //! STUN 0–3, DTLS 20–63, RTP/RTCP 128–191 (see [`Demux::classify`]).
+//!
+//! - [`stun`]: STUN messages (RFC 8489), parsed in place; Binding responses written in place.
+//! - [`ice`]: the ICE-lite agent of one session (RFC 8445 §2.5), consent (RFC 7675).
+
+pub mod ice;
+pub mod stun;
 
 /// What a datagram on a WebRTC port is, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
