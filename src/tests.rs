@@ -31,4 +31,5 @@ fn fuzz_seeds_replay_without_panics() {
     replay("rtcp", crate::wire::rtcp::fuzz_rtcp);
     replay("depacketize", crate::ingest::depacketize::fuzz_depacketize);
     replay("announce", crate::ingest::sdp::fuzz_announce);
+    replay("stun", crate::webrtc::stun::fuzz_stun);
 }
