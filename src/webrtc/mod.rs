@@ -6,6 +6,10 @@
 //!
 //! One port carries four protocols; RFC 7983 §7 tells them apart by the first byte:
 //! STUN 0–3, DTLS 20–63, RTP/RTCP 128–191 (see [`Demux::classify`]).
+//!
+//! - [`srtp`]: SRTP/SRTCP protect and unprotect (RFC 3711, RFC 7714), keyed by DTLS-SRTP.
+
+pub mod srtp;
 
 /// What a datagram on a WebRTC port is, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
