@@ -1,7 +1,7 @@
 //! SRTP key derivation (RFC 3711 §4.3): the AES-CM PRF over the master key and salt.
 //!
-//! DTLS-SRTP fixes the key derivation rate at 0 (RFC 5764 §4.1.2, "the
-//! key_derivation_rate ... MUST be zero"), so every session key is derived once, at setup,
+//! DTLS-SRTP fixes the key derivation rate at 0 (RFC 5764 §4.1.2 lists it among each
+//! profile's parameters), so every session key is derived once, at setup,
 //! and `index DIV kdr` is always 0. Both profiles use the same PRF; AEAD_AES_128_GCM feeds
 //! it a 96-bit master salt (RFC 7714 §11), which sits in the high 96 of the 112 salt bits.
 //! This module does not rekey: a session that exhausts its index space must be set up again.

@@ -7,8 +7,8 @@
 
 use super::SrtpError;
 
-/// Packets remembered below the highest index (RFC 3711 §3.3.2: "SRTP_WINDOW_SIZE MUST be
-/// at least 64"; 128 tolerates the reordering of a busy Wi-Fi link).
+/// Packets remembered below the highest index (RFC 3711 §3.3.2 requires a window of at
+/// least 64; 128 tolerates the reordering of a busy Wi-Fi link).
 pub(super) const WINDOW_PACKETS: u64 = 128;
 
 /// A sliding replay window over 48-bit SRTP or 31-bit SRTCP indexes.

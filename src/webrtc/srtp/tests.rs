@@ -624,3 +624,47 @@ fn fuzz_entry_survives_random_input_and_seeds() {
     }
     assert!(seeds > 0, "no srtp_unprotect seeds");
 }
+
+/// RFC 3711 Appendix A's three cases, and the refusals at the ends of the ROC space.
+#[test]
+fn roc_estimate_follows_rfc3711_appendix_a() {
+    use super::replay::estimate_roc;
+    assert_eq!(estimate_roc(5, 100, 200), Ok(5));
+    assert_eq!(
+        estimate_roc(5, 100, 65000),
+        Ok(4),
+        "late packet from before the wrap"
+    );
+    assert_eq!(
+        estimate_roc(5, 65000, 10),
+        Ok(6),
+        "first packets after the wrap"
+    );
+    assert_eq!(estimate_roc(5, 40000, 20000), Ok(5));
+    assert_eq!(
+        estimate_roc(0, 100, 65000),
+        Err(SrtpError::Replay { index: 65000 })
+    );
+    assert_eq!(
+        estimate_roc(u32::MAX, 65000, 10),
+        Err(SrtpError::IndexExhausted)
+    );
+}
+
+/// The window keeps exactly 128 indexes: 127 behind the top is still accepted once, 128
+/// behind is too old, and a jump past the window forgets everything below.
+#[test]
+fn replay_window_edges() {
+    use super::replay::ReplayWindow;
+    let mut w = ReplayWindow::default();
+    w.accept(1000);
+    assert!(w.check(1000 - 127).is_ok());
+    w.accept(1000 - 127);
+    assert_eq!(w.check(1000 - 127), Err(SrtpError::Replay { index: 873 }));
+    assert_eq!(w.check(1000 - 128), Err(SrtpError::Replay { index: 872 }));
+    assert!(w.check(999).is_ok());
+    w.accept(5000);
+    assert_eq!(w.check(1000), Err(SrtpError::Replay { index: 1000 }));
+    assert!(w.check(4999).is_ok());
+    assert_eq!(w.check(5000), Err(SrtpError::Replay { index: 5000 }));
+}
