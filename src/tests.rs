@@ -32,4 +32,5 @@ fn fuzz_seeds_replay_without_panics() {
     replay("depacketize", crate::ingest::depacketize::fuzz_depacketize);
     replay("announce", crate::ingest::sdp::fuzz_announce);
     replay("stun", crate::webrtc::stun::fuzz_stun);
+    replay("srtp_unprotect", crate::webrtc::srtp::fuzz_srtp_unprotect);
 }
