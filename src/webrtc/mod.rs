@@ -6,6 +6,10 @@
 //!
 //! One port carries four protocols; RFC 7983 §7 tells them apart by the first byte:
 //! STUN 0–3, DTLS 20–63, RTP/RTCP 128–191 (see [`Demux::classify`]).
+//!
+//! - [`sdp`]: offer parsing, negotiation (H.264 by profile, Opus, BUNDLE), answer writing.
+
+pub mod sdp;
 
 /// What a datagram on a WebRTC port is, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
