@@ -366,8 +366,9 @@ fn usable(m: &MediaSection) -> bool {
     m.port != 0 && m.is_rtp()
 }
 
-/// Negotiates a WHEP viewer's offer: `tracks` are what the stream has (at most one of each
-/// kind is sent; each goes in the first section of its kind that can receive).
+/// Negotiates a WHEP viewer's offer: `tracks` are what the stream has; each goes in the
+/// first free section of its kind that can receive, and a track of a kind already placed
+/// that finds no further section is left out.
 pub fn negotiate(offer: &Offer, tracks: &[SendTrack]) -> Result<Negotiated, NegotiationError> {
     if tracks.is_empty() {
         return Err(NegotiationError::NothingToSend);
@@ -384,8 +385,14 @@ pub fn negotiate(offer: &Offer, tracks: &[SendTrack]) -> Result<Negotiated, Nego
                 && matches!(sections.get(*i), Some(SectionChoice::Rejected))
         });
         let Some((i, m)) = slot else {
+            let placed_same_kind = sections
+                .iter()
+                .any(|s| matches!(s, SectionChoice::Accepted(a) if a.kind == kind));
             match track {
+                // A second video track with no second video section is not sent.
+                SendTrack::H264 { .. } if placed_same_kind => continue,
                 SendTrack::H264 { .. } => return Err(NegotiationError::NoVideoSection),
+                SendTrack::Opus if placed_same_kind => continue,
                 SendTrack::Opus => {
                     audio_error = Some(NegotiationError::NoAudioSection);
                     warnings.push(NegotiationWarning::NoAudioSection);

@@ -576,3 +576,24 @@ fn pseudo_random_mutations_never_panic() {
         }
     }
 }
+
+#[test]
+fn answer_over_ipv6_and_values_cannot_inject_lines() {
+    let o = parse_offer(CHROMIUM_WHEP.as_bytes()).unwrap();
+    let n = negotiate(&o, &[h264("42e01f"), h264("42e01f"), SendTrack::Opus]).unwrap();
+    assert_eq!(
+        accepted(&n).len(),
+        2,
+        "the second video track has no section"
+    );
+    let mut p = params();
+    p.candidate = "[::1]:5000".parse().unwrap();
+    p.cname = "evil\r\na=setup:active";
+    p.sprop_parameter_sets = false;
+    let a = write_answer(&o, &n, &p);
+    assert!(a.contains("o=- 42 2 IN IP6 ::1\r\n"));
+    assert!(a.contains("c=IN IP6 ::1\r\n"));
+    assert!(a.contains("a=candidate:1 1 udp 2130706431 ::1 5000 typ host\r\n"));
+    assert!(!a.lines().any(|l| l == "a=setup:active"), "{a}");
+    assert!(!a.contains("sprop-parameter-sets"));
+}
