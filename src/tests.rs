@@ -33,4 +33,5 @@ fn fuzz_seeds_replay_without_panics() {
     replay("announce", crate::ingest::sdp::fuzz_announce);
     replay("stun", crate::webrtc::stun::fuzz_stun);
     replay("srtp_unprotect", crate::webrtc::srtp::fuzz_srtp_unprotect);
+    replay("webrtc_offer", crate::webrtc::sdp::fuzz_offer);
 }

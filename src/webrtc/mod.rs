@@ -10,8 +10,10 @@
 //! - [`stun`]: STUN messages (RFC 8489), parsed in place; Binding responses written in place.
 //! - [`ice`]: the ICE-lite agent of one session (RFC 8445 §2.5), consent (RFC 7675).
 //! - [`srtp`]: SRTP/SRTCP protect and unprotect (RFC 3711, RFC 7714), keyed by DTLS-SRTP.
+//! - [`sdp`]: offer parsing, negotiation (H.264 by profile, Opus, BUNDLE), answer writing.
 
 pub mod ice;
+pub mod sdp;
 pub mod srtp;
 pub mod stun;
 
