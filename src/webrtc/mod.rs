@@ -6,6 +6,12 @@
 //!
 //! One port carries four protocols; RFC 7983 §7 tells them apart by the first byte:
 //! STUN 0–3, DTLS 20–63, RTP/RTCP 128–191 (see [`Demux::classify`]).
+//!
+//! - [`cert`]: the process's self-signed DTLS certificate and SDP fingerprints (RFC 8122).
+//! - [`dtls`]: the per-session DTLS 1.2 server that keys SRTP (RFC 5764).
+
+pub mod cert;
+pub mod dtls;
 
 /// What a datagram on a WebRTC port is, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
