@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe,
 # GStreamer's rtspsrc with H.264/AAC decoders and its rtspclientsink publisher), the
-# headless browser that drives the web page (Chromium) and GStreamer's RTSP server (a camera
-# to pull from) from Debian packages, when missing; with --bench also the bench's HLS peer
-# (nginx).
+# headless browser that drives the web page (Chromium), GStreamer's RTSP server (a camera
+# to pull from) and OpenSSL's DTLS client from Debian packages, when missing; with --bench
+# also the bench's HLS peer (nginx).
 set -euo pipefail
 
 missing=()
@@ -33,6 +33,9 @@ fi
 if [ "${1:-}" = "--bench" ] && [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
   missing+=(nginx)
 fi
+# OpenSSL's s_client: the independent DTLS 1.2 + use_srtp client of tests/webrtc_dtls.rs (and
+# the X.509 reader of webrtc::cert's tests).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # Not a peer: backtraces of a server that stopped answering when a test fails.
 command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 if [ ${#missing[@]} -eq 0 ]; then

@@ -34,4 +34,5 @@ fn fuzz_seeds_replay_without_panics() {
     replay("stun", crate::webrtc::stun::fuzz_stun);
     replay("srtp_unprotect", crate::webrtc::srtp::fuzz_srtp_unprotect);
     replay("webrtc_offer", crate::webrtc::sdp::fuzz_offer);
+    replay("dtls", crate::webrtc::dtls::fuzz_dtls);
 }

@@ -11,7 +11,11 @@
 //! - [`ice`]: the ICE-lite agent of one session (RFC 8445 §2.5), consent (RFC 7675).
 //! - [`srtp`]: SRTP/SRTCP protect and unprotect (RFC 3711, RFC 7714), keyed by DTLS-SRTP.
 //! - [`sdp`]: offer parsing, negotiation (H.264 by profile, Opus, BUNDLE), answer writing.
+//! - [`cert`]: the process's self-signed DTLS certificate and SDP fingerprints (RFC 8122).
+//! - [`dtls`]: the per-session DTLS 1.2 server that keys SRTP (RFC 5764).
 
+pub mod cert;
+pub mod dtls;
 pub mod ice;
 pub mod sdp;
 pub mod srtp;
