@@ -61,9 +61,9 @@ impl CmCipher {
         let mut key = [0u8; 16];
         let mut auth = [0u8; 20];
         let mut salt = [0u8; 14];
-        kdf::derive(&master.key, master.salt(), labels[0], &mut key);
-        kdf::derive(&master.key, master.salt(), labels[1], &mut auth);
-        kdf::derive(&master.key, master.salt(), labels[2], &mut salt);
+        kdf::derive(master.key(), master.salt(), labels[0], &mut key);
+        kdf::derive(master.key(), master.salt(), labels[1], &mut auth);
+        kdf::derive(master.key(), master.salt(), labels[2], &mut salt);
         CmCipher::from_session_keys(&key, &auth, salt)
     }
 

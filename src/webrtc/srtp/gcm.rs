@@ -1,4 +1,4 @@
-//! AEAD_AES_128_GCM for SRTP and SRTCP (RFC 7714): nonce formation, associated data and
+//! AEAD_AES_128_GCM and AEAD_AES_256_GCM for SRTP and SRTCP (RFC 7714): nonce formation, associated data and
 //! the packet layouts, over RustCrypto's `aes-gcm` (AES-NI and PCLMULQDQ when the CPU has
 //! them, detected at run time).
 //!
@@ -7,27 +7,76 @@
 //! tests rather than reading out of bounds).
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes128Gcm, Nonce, Tag};
+use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce, Tag};
 
 use super::kdf::{self, Label};
-use super::{MasterKey, SrtpError};
+use super::{MasterKey, SrtpError, SrtpProfile};
 
 /// Bytes of the GCM authentication tag (RFC 7714 §12: AEAD_AES_128_GCM, 16 octets).
 pub(super) const TAG_LEN: usize = 16;
 
+/// The AEAD of one key size (RFC 7714 §14.2 registers both). Browsers' sessions use
+/// AES-256 (the larger variant), so boxing it would add a pointer chase per packet to the
+/// common case to save ~250 bytes per session.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+enum Aead {
+    Aes128(Aes128Gcm),
+    Aes256(Aes256Gcm),
+}
+
+impl Aead {
+    fn encrypt(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+    ) -> Result<Tag, aes_gcm::Error> {
+        let nonce = Nonce::from_slice(nonce);
+        match self {
+            Aead::Aes128(a) => a.encrypt_in_place_detached(nonce, aad, payload),
+            Aead::Aes256(a) => a.encrypt_in_place_detached(nonce, aad, payload),
+        }
+    }
+
+    fn decrypt(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        payload: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), aes_gcm::Error> {
+        let (nonce, tag) = (Nonce::from_slice(nonce), Tag::from_slice(tag));
+        match self {
+            Aead::Aes128(a) => a.decrypt_in_place_detached(nonce, aad, payload, tag),
+            Aead::Aes256(a) => a.decrypt_in_place_detached(nonce, aad, payload, tag),
+        }
+    }
+}
+
 /// One direction's session keys for RTP or for RTCP: the AEAD key and the 96-bit salt.
 #[derive(Clone)]
 pub(super) struct GcmCipher {
-    aead: Aes128Gcm,
+    aead: Aead,
     salt: [u8; 12],
 }
 
 impl GcmCipher {
-    /// A cipher from session keys given directly (the RFC 7714 §16 vectors do this).
-    pub(super) fn from_session_keys(key: &[u8; 16], salt: [u8; 12]) -> GcmCipher {
-        GcmCipher {
-            aead: Aes128Gcm::new(key.into()),
-            salt,
+    /// A cipher from session keys given directly (the RFC 7714 §16 vectors do this): a
+    /// 16-byte key is AES-128-GCM, a 32-byte one AES-256-GCM.
+    pub(super) fn from_session_keys(key: &[u8], salt: [u8; 12]) -> GcmCipher {
+        let aead = match key.len() {
+            32 => Aead::Aes256(Aes256Gcm::new(key.into())),
+            _ => Aead::Aes128(Aes128Gcm::new(key[..16].into())),
+        };
+        GcmCipher { aead, salt }
+    }
+
+    /// The profile of this cipher's key size.
+    pub(super) fn profile(&self) -> SrtpProfile {
+        match self.aead {
+            Aead::Aes128(_) => SrtpProfile::AeadAes128Gcm,
+            Aead::Aes256(_) => SrtpProfile::AeadAes256Gcm,
         }
     }
 
@@ -39,11 +88,13 @@ impl GcmCipher {
         } else {
             (Label::RtpEncryption, Label::RtpSalt)
         };
-        let mut key = [0u8; 16];
+        // RFC 7714 §11: the session encryption key is as long as the master key.
+        let mut key = [0u8; 32];
+        let key = &mut key[..master.profile().master_key_len()];
         let mut salt = [0u8; 12];
-        kdf::derive(&master.key, master.salt(), key_label, &mut key);
-        kdf::derive(&master.key, master.salt(), salt_label, &mut salt);
-        GcmCipher::from_session_keys(&key, salt)
+        kdf::derive(master.key(), master.salt(), key_label, key);
+        kdf::derive(master.key(), master.salt(), salt_label, &mut salt);
+        GcmCipher::from_session_keys(key, salt)
     }
 
     /// The SRTP nonce (RFC 7714 §8.1).
@@ -83,7 +134,7 @@ impl GcmCipher {
         let (payload, tail) = rest.split_at_mut(plain_len - header_len);
         let tag = self
             .aead
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, payload)
+            .encrypt(&nonce, aad, payload)
             .map_err(|_| SrtpError::TooLong)?;
         tail[..TAG_LEN].copy_from_slice(&tag);
         Ok(plain_len + TAG_LEN)
@@ -104,12 +155,7 @@ impl GcmCipher {
         let (packet, tag) = buf.split_at_mut(plain_len);
         let (aad, payload) = packet.split_at_mut(header_len);
         self.aead
-            .decrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                aad,
-                payload,
-                Tag::from_slice(tag),
-            )
+            .decrypt(&nonce, aad, payload, tag)
             .map_err(|_| SrtpError::BadTag)?;
         Ok(plain_len)
     }
@@ -134,7 +180,7 @@ impl GcmCipher {
         let (body, tail) = buf[8..].split_at_mut(plain_len - 8);
         let tag = self
             .aead
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, body)
+            .encrypt(&nonce, &aad, body)
             .map_err(|_| SrtpError::TooLong)?;
         tail[..TAG_LEN].copy_from_slice(&tag);
         tail[TAG_LEN..TAG_LEN + 4].copy_from_slice(&word);
@@ -158,12 +204,7 @@ impl GcmCipher {
             aad[8..].copy_from_slice(&buf[plain_len + TAG_LEN..]);
             let (packet, tail) = buf.split_at_mut(plain_len);
             self.aead
-                .decrypt_in_place_detached(
-                    Nonce::from_slice(&nonce),
-                    &aad,
-                    &mut packet[8..],
-                    Tag::from_slice(&tail[..TAG_LEN]),
-                )
+                .decrypt(&nonce, &aad, &mut packet[8..], &tail[..TAG_LEN])
                 .map_err(|_| SrtpError::BadTag)?;
         } else {
             // RFC 7714 §9.1 (E = 0): unencrypted SRTCP authenticates the whole packet and the
@@ -173,12 +214,7 @@ impl GcmCipher {
             buf[plain_len..].rotate_left(TAG_LEN);
             let (aad, tag) = buf.split_at_mut(plain_len + 4);
             self.aead
-                .decrypt_in_place_detached(
-                    Nonce::from_slice(&nonce),
-                    aad,
-                    &mut [],
-                    Tag::from_slice(tag),
-                )
+                .decrypt(&nonce, aad, &mut [], tag)
                 .map_err(|_| SrtpError::BadTag)?;
         }
         Ok(plain_len)

@@ -7,7 +7,7 @@
 //! This module does not rekey: a session that exhausts its index space must be set up again.
 
 use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
-use aes::Aes128;
+use aes::{Aes128, Aes256};
 
 /// Key derivation labels (RFC 3711 §4.3.1, §4.3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,9 @@ pub(super) enum Label {
 ///
 /// `master_salt` is 14 bytes (AES-CM) or 12 (AES-GCM; RFC 7714 §11); a shorter salt is
 /// padded with zeros on the right, as libsrtp and webrtc-rs do.
-pub(super) fn derive(master_key: &[u8; 16], master_salt: &[u8], label: Label, out: &mut [u8]) {
+/// `master_key` is 16 bytes (AES-128: RFC 3711 §4.3.3) or 32 (AES-256: the AES_256_CM_PRF
+/// of RFC 6188 §3, which RFC 7714 §11 names for AEAD_AES_256_GCM).
+pub(super) fn derive(master_key: &[u8], master_salt: &[u8], label: Label, out: &mut [u8]) {
     //= https://www.rfc-editor.org/rfc/rfc3711#section-4.3.1
     //# key_id = <label> || r.
     //# x = key_id XOR master_salt
@@ -45,11 +47,14 @@ pub(super) fn derive(master_key: &[u8; 16], master_salt: &[u8], label: Label, ou
     //= https://www.rfc-editor.org/rfc/rfc3711#section-4.3.3
     //# PRF_n(k_master, x) = AES_CM(k_master, x, n)
     // AES in counter mode with IV x * 2^16: the 16-bit block counter fills the last two bytes.
-    let aes = Aes128::new(GenericArray::from_slice(master_key));
+    let encrypt: &dyn Fn(&mut GenericArray<u8, _>) = match master_key.len() {
+        32 => &|b| Aes256::new(GenericArray::from_slice(master_key)).encrypt_block(b),
+        _ => &|b| Aes128::new(GenericArray::from_slice(&master_key[..16])).encrypt_block(b),
+    };
     for (i, chunk) in out.chunks_mut(16).enumerate() {
         let mut block = GenericArray::from(x);
         block[14..16].copy_from_slice(&(i as u16).to_be_bytes());
-        aes.encrypt_block(&mut block);
+        encrypt(&mut block);
         chunk.copy_from_slice(&block[..chunk.len()]);
     }
 }

@@ -88,16 +88,22 @@ pub enum SrtpError {
 pub enum SrtpProfile {
     /// `SRTP_AEAD_AES_128_GCM` (RFC 7714 §14.2): 128-bit key, 96-bit salt, 16-byte tag.
     AeadAes128Gcm,
+    /// `SRTP_AEAD_AES_256_GCM` (RFC 7714 §14.2): 256-bit key, 96-bit salt, 16-byte tag. What
+    /// dimpl's DTLS server picks whenever the browser offers it (Chromium and Firefox list
+    /// it first), so every browser session uses it.
+    AeadAes256Gcm,
     /// `SRTP_AES128_CM_HMAC_SHA1_80` (RFC 5764 §4.1.2): 128-bit key, 112-bit salt, 10-byte tag.
     Aes128CmHmacSha1_80,
 }
 
 impl SrtpProfile {
-    /// The DTLS `use_srtp` protection profile id (RFC 5764 §4.1.2: 0x0001; RFC 7714 §14.2: 0x0007).
+    /// The DTLS `use_srtp` protection profile id (RFC 5764 §4.1.2: 0x0001; RFC 7714 §14.2:
+    /// 0x0007 and 0x0008).
     pub const fn dtls_id(self) -> u16 {
         match self {
             SrtpProfile::Aes128CmHmacSha1_80 => 0x0001,
             SrtpProfile::AeadAes128Gcm => 0x0007,
+            SrtpProfile::AeadAes256Gcm => 0x0008,
         }
     }
 
@@ -106,20 +112,24 @@ impl SrtpProfile {
         match id {
             0x0001 => Ok(SrtpProfile::Aes128CmHmacSha1_80),
             0x0007 => Ok(SrtpProfile::AeadAes128Gcm),
+            0x0008 => Ok(SrtpProfile::AeadAes256Gcm),
             other => Err(SrtpError::UnknownProfile(other)),
         }
     }
 
-    /// Master key bytes (both profiles: 16).
+    /// Master key bytes (16; 32 for AES-256).
     pub const fn master_key_len(self) -> usize {
-        16
+        match self {
+            SrtpProfile::AeadAes256Gcm => 32,
+            _ => 16,
+        }
     }
 
     /// Master salt bytes (RFC 3711 §8.2: 14; RFC 7714 §12: 12).
     pub const fn master_salt_len(self) -> usize {
         match self {
             SrtpProfile::Aes128CmHmacSha1_80 => 14,
-            SrtpProfile::AeadAes128Gcm => 12,
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => 12,
         }
     }
 
@@ -127,7 +137,7 @@ impl SrtpProfile {
     pub const fn tag_len(self) -> usize {
         match self {
             SrtpProfile::Aes128CmHmacSha1_80 => cm::TAG_LEN,
-            SrtpProfile::AeadAes128Gcm => gcm::TAG_LEN,
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => gcm::TAG_LEN,
         }
     }
 
@@ -152,7 +162,8 @@ impl SrtpProfile {
 #[derive(Clone)]
 pub struct MasterKey {
     profile: SrtpProfile,
-    key: [u8; 16],
+    /// The first `profile.master_key_len()` bytes are the key.
+    key: [u8; 32],
     /// The first `profile.master_salt_len()` bytes are the salt.
     salt: [u8; 14],
 }
@@ -160,10 +171,14 @@ pub struct MasterKey {
 impl MasterKey {
     /// A master key from its parts; their lengths must match the profile.
     pub fn new(profile: SrtpProfile, key: &[u8], salt: &[u8]) -> Result<MasterKey, SrtpError> {
-        let key: [u8; 16] = key.try_into().map_err(|_| SrtpError::KeyLength {
-            len: key.len(),
-            expected: profile.master_key_len(),
-        })?;
+        if key.len() != profile.master_key_len() {
+            return Err(SrtpError::KeyLength {
+                len: key.len(),
+                expected: profile.master_key_len(),
+            });
+        }
+        let mut padded_key = [0u8; 32];
+        padded_key[..key.len()].copy_from_slice(key);
         if salt.len() != profile.master_salt_len() {
             return Err(SrtpError::KeyLength {
                 len: salt.len(),
@@ -174,7 +189,7 @@ impl MasterKey {
         padded[..salt.len()].copy_from_slice(salt);
         Ok(MasterKey {
             profile,
-            key,
+            key: padded_key,
             salt: padded,
         })
     }
@@ -186,6 +201,10 @@ impl MasterKey {
 
     fn salt(&self) -> &[u8] {
         &self.salt[..self.profile.master_salt_len()]
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key[..self.profile.master_key_len()]
     }
 }
 
@@ -254,7 +273,7 @@ enum Ciphers {
 impl Ciphers {
     fn derive(master: &MasterKey) -> Ciphers {
         match master.profile {
-            SrtpProfile::AeadAes128Gcm => Ciphers::Gcm {
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => Ciphers::Gcm {
                 rtp: GcmCipher::derive(master, false),
                 rtcp: GcmCipher::derive(master, true),
             },
@@ -267,7 +286,7 @@ impl Ciphers {
 
     fn profile(&self) -> SrtpProfile {
         match self {
-            Ciphers::Gcm { .. } => SrtpProfile::AeadAes128Gcm,
+            Ciphers::Gcm { rtp, .. } => rtp.profile(),
             Ciphers::Cm { .. } => SrtpProfile::Aes128CmHmacSha1_80,
         }
     }
@@ -588,7 +607,7 @@ impl SrtpReceiver {
         // The E‖index word follows the tag with GCM (RFC 7714 §9.1) and precedes it with
         // AES-CM (RFC 3711 §3.4).
         let at = match profile {
-            SrtpProfile::AeadAes128Gcm => len - 4,
+            SrtpProfile::AeadAes128Gcm | SrtpProfile::AeadAes256Gcm => len - 4,
             SrtpProfile::Aes128CmHmacSha1_80 => len - 4 - cm::TAG_LEN,
         };
         let word = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
@@ -615,8 +634,12 @@ impl SrtpReceiver {
 /// only if a packet protected and left intact fails to come back unchanged.
 #[cfg(any(test, fuzzing))]
 pub fn fuzz_srtp_unprotect(data: &[u8]) {
-    let exported = [0x5a; 60];
-    for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
+    let exported = [0x5a; 88];
+    for profile in [
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm,
+        SrtpProfile::Aes128CmHmacSha1_80,
+    ] {
         let material = &exported[..profile.keying_material_len()];
         let Ok((ours, _)) = SrtpKeyingMaterial::split(profile, material, true) else {
             return;

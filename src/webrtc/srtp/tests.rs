@@ -21,18 +21,25 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-const PROFILES: [SrtpProfile; 2] = [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80];
+const PROFILES: [SrtpProfile; 3] = [
+    SrtpProfile::AeadAes128Gcm,
+    SrtpProfile::AeadAes256Gcm,
+    SrtpProfile::Aes128CmHmacSha1_80,
+];
 
 fn their_profile(p: SrtpProfile) -> TheirProfile {
     match p {
         SrtpProfile::AeadAes128Gcm => TheirProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm => TheirProfile::AeadAes256Gcm,
         SrtpProfile::Aes128CmHmacSha1_80 => TheirProfile::Aes128CmHmacSha1_80,
     }
 }
 
 /// A master key with recognisable bytes for `profile`.
 fn master(profile: SrtpProfile, fill: u8) -> (MasterKey, Vec<u8>, Vec<u8>) {
-    let key: Vec<u8> = (0..16).map(|i| fill.wrapping_add(i)).collect();
+    let key: Vec<u8> = (0..profile.master_key_len() as u8)
+        .map(|i| fill.wrapping_add(i))
+        .collect();
     let salt: Vec<u8> = (0..profile.master_salt_len() as u8)
         .map(|i| fill ^ 0xa5 ^ i)
         .collect();
@@ -221,9 +228,9 @@ fn keying_material_splits_per_rfc5764() {
         let (k, s) = (profile.master_key_len(), profile.master_salt_len());
         let exported: Vec<u8> = (0..profile.keying_material_len() as u8).collect();
         let (local, remote) = SrtpKeyingMaterial::split(profile, &exported, true).unwrap();
-        assert_eq!(local.key.to_vec(), exported[k..2 * k].to_vec());
+        assert_eq!(local.key().to_vec(), exported[k..2 * k].to_vec());
         assert_eq!(local.salt().to_vec(), exported[2 * k + s..].to_vec());
-        assert_eq!(remote.key.to_vec(), exported[..k].to_vec());
+        assert_eq!(remote.key().to_vec(), exported[..k].to_vec());
         assert_eq!(remote.salt().to_vec(), exported[2 * k..2 * k + s].to_vec());
         let (client_local, _) = SrtpKeyingMaterial::split(profile, &exported, false).unwrap();
         assert_eq!(client_local.key, remote.key);
@@ -233,6 +240,7 @@ fn keying_material_splits_per_rfc5764() {
         ));
     }
     assert_eq!(SrtpProfile::AeadAes128Gcm.keying_material_len(), 56);
+    assert_eq!(SrtpProfile::AeadAes256Gcm.keying_material_len(), 88);
     assert_eq!(SrtpProfile::Aes128CmHmacSha1_80.keying_material_len(), 60);
 }
 
@@ -240,6 +248,11 @@ fn keying_material_splits_per_rfc5764() {
 fn profile_ids_follow_rfc5764_and_rfc7714() {
     assert_eq!(SrtpProfile::Aes128CmHmacSha1_80.dtls_id(), 0x0001);
     assert_eq!(SrtpProfile::AeadAes128Gcm.dtls_id(), 0x0007);
+    assert_eq!(SrtpProfile::AeadAes256Gcm.dtls_id(), 0x0008);
+    assert_eq!(
+        SrtpProfile::from_dtls_id(0x0008),
+        Ok(SrtpProfile::AeadAes256Gcm)
+    );
     for p in PROFILES {
         assert_eq!(SrtpProfile::from_dtls_id(p.dtls_id()), Ok(p));
     }
