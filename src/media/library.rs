@@ -499,6 +499,10 @@ fn scan(
             continue;
         };
         if kind.is_dir() {
+            // shardcast's own caches (Opus renditions) are never streams.
+            if depth == 0 && entry.file_name() == crate::media::rendition::CACHE_DIR {
+                continue;
+            }
             // `file_type` does not follow symlinks: this is a real directory. Its (device,
             // inode) still guards against bind mounts that loop back up the tree.
             let Ok(meta) = entry.metadata() else {
