@@ -128,6 +128,49 @@ mod tests {
         assert_eq!(c.channel_mapping_table, [4, 2, 0, 4, 1, 2, 3, 5]);
     }
 
+    /// Opus MP4s written by ffmpeg 5.1 with libopus (an independent muxer and encoder): a
+    /// plain file (`elst` media_time 312) and a fragmented mono one (16 kHz input, timescale
+    /// 16000, no edit) index as one Opus track each, with ffprobe's packet count (16).
+    #[test]
+    fn ffmpeg_opus_files_index_with_their_audio_track() {
+        use crate::media::mp4::parse_mp4;
+        use crate::media::track::{Codec, TrackKind};
+        let cases: [(&[u8], u8, u32, u32, i64); 2] = [
+            (
+                include_bytes!("../../../tests/fixtures/mp4/ffmpeg-5.1_opus_stereo.mp4"),
+                2,
+                48_000,
+                48_000,
+                312,
+            ),
+            (
+                include_bytes!("../../../tests/fixtures/mp4/ffmpeg-5.1_opus_mono_fragmented.mp4"),
+                1,
+                16_000,
+                16_000,
+                0,
+            ),
+        ];
+        for (bytes, channels, input_rate, timescale, edit) in cases {
+            let index = parse_mp4(bytes).expect("ffmpeg opus mp4 parses");
+            assert!(index.skipped.is_empty(), "{:?}", index.skipped);
+            let [t] = &index.tracks[..] else {
+                panic!("one track expected: {:?}", index.tracks)
+            };
+            assert_eq!(t.kind, TrackKind::Audio);
+            let Codec::Opus(c) = &t.codec else {
+                panic!("not opus: {:?}", t.codec)
+            };
+            assert_eq!(c.channels, channels);
+            assert_eq!(c.pre_skip, 312);
+            assert_eq!(c.input_sample_rate_hz, input_rate);
+            assert_eq!(t.codec.clock_rate_hz(), 48_000);
+            assert_eq!(t.timescale, timescale);
+            assert_eq!(t.edit_offset, edit);
+            assert_eq!(t.samples.len(), 16);
+        }
+    }
+
     #[test]
     fn dops_rejects_bad_input() {
         // Unknown version.
