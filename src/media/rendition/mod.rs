@@ -73,7 +73,10 @@ pub enum RenditionError {
     /// Building the MP4 boxes failed (a field overflow).
     #[error("writing the rendition mp4: {0}")]
     Mp4(#[from] RecordError),
-    /// Writing the output failed.
+    /// Writing to the caller's output of [`transcode_to_opus_mp4`] failed.
+    #[error("writing the rendition: {0}")]
+    Output(#[source] std::io::Error),
+    /// A file operation failed.
     #[error("writing {path}: {cause}")]
     Io {
         /// The file being written or renamed.
@@ -187,7 +190,7 @@ pub fn write_opus_rendition(
         let mut out = BufWriter::new(file);
         let report = transcode_to_opus_mp4(media.bytes.as_slice(), &media.index, &mut out)
             .map_err(|e| match e {
-                RenditionError::Io { cause, .. } => RenditionError::Io {
+                RenditionError::Output(cause) => RenditionError::Io {
                     path: tmp.clone(),
                     cause,
                 },

@@ -117,3 +117,22 @@ fn freshness_follows_the_source_stamp() {
     assert!(!is_fresh(&source, &dest));
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A hostile edit list (a 10-hour leading delay) does not make the transcoder encode 10
+/// hours of silence: silence is capped at the track's span plus a minute.
+#[test]
+fn huge_leading_delay_is_capped() {
+    let bytes = crate::media::library::SAMPLE_MP4;
+    let mut index = parse_mp4(bytes).expect("sample parses");
+    let aac = index
+        .tracks
+        .iter_mut()
+        .find(|t| matches!(t.codec, Codec::Aac(_)))
+        .expect("aac track");
+    aac.edit_offset = -(i64::from(aac.timescale) * 36_000);
+    let report = transcode_to_opus_mp4(bytes, &index, &mut Vec::new()).expect("transcodes");
+    assert!(
+        report.duration < Duration::from_secs(10 + 60 + 1),
+        "{report:?}"
+    );
+}

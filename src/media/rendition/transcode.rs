@@ -57,7 +57,20 @@ pub fn transcode_to_opus_mp4<W: Write>(
     let mut decoder = AacDecoder::try_new(&params, &AudioDecoderOptions::default())
         .map_err(|e| RenditionError::UnsupportedAac(e.to_string()))?;
 
-    let mut sink = OpusSink::new(channels, in_rate, out)?;
+    // Silence (leading gap, holes, corrupt frames) never exceeds the track's own decode span
+    // plus a minute.
+    let span_ticks = match (track.samples.first(), track.samples.last()) {
+        (Some(a), Some(b)) => b.dts.saturating_sub(a.dts),
+        _ => 0,
+    };
+    let span = u64::try_from(ticks_to_samples(
+        i64::try_from(span_ticks).unwrap_or(i64::MAX),
+        track.timescale,
+        in_rate,
+    ))
+    .unwrap_or(0);
+    let budget = span.saturating_add(60 * u64::from(in_rate));
+    let mut sink = OpusSink::new(channels, in_rate, budget, out)?;
     let mut report = RenditionReport {
         source_track_id: track.track_id,
         source_sample_rate_hz: in_rate,
@@ -172,10 +185,17 @@ struct OpusSink<'w, W: Write> {
     base_decode_time: u64,
     out: &'w mut W,
     written: u64,
+    /// Input samples of silence still allowed (see `push_silence`).
+    silence_budget: u64,
 }
 
 impl<'w, W: Write> OpusSink<'w, W> {
-    fn new(channels: u8, in_rate: u32, out: &'w mut W) -> Result<Self, RenditionError> {
+    fn new(
+        channels: u8,
+        in_rate: u32,
+        silence_budget: u64,
+        out: &'w mut W,
+    ) -> Result<Self, RenditionError> {
         let mut encoder = OpusEncoder::new(
             OPUS_RATE_HZ as i32,
             usize::from(channels),
@@ -220,6 +240,7 @@ impl<'w, W: Write> OpusSink<'w, W> {
             base_decode_time: 0,
             out,
             written: 0,
+            silence_budget,
         };
         sink.write(&init)?;
         Ok(sink)
@@ -237,6 +258,10 @@ impl<'w, W: Write> OpusSink<'w, W> {
     }
 
     fn push_silence(&mut self, samples: u64) -> Result<(), RenditionError> {
+        // Hostile timing (a huge edit or decode-time jump) must not make us encode hours of
+        // silence: all the silence of a file together stays within its budget.
+        let samples = samples.min(self.silence_budget);
+        self.silence_budget -= samples;
         let block = vec![0.0f32; 1024 * self.channels];
         let mut left = samples;
         while left > 0 {
@@ -349,12 +374,7 @@ impl<'w, W: Write> OpusSink<'w, W> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), RenditionError> {
-        self.out
-            .write_all(bytes)
-            .map_err(|cause| RenditionError::Io {
-                path: std::path::PathBuf::new(),
-                cause,
-            })?;
+        self.out.write_all(bytes).map_err(RenditionError::Output)?;
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -378,10 +398,7 @@ impl<'w, W: Write> OpusSink<'w, W> {
             self.encode_frame()?;
         }
         self.flush_fragment()?;
-        self.out.flush().map_err(|cause| RenditionError::Io {
-            path: std::path::PathBuf::new(),
-            cause,
-        })?;
+        self.out.flush().map_err(RenditionError::Output)?;
         Ok((self.frames, audio, self.written))
     }
 }
