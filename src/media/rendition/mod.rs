@@ -5,8 +5,9 @@
 //! is not already, encodes 20 ms Opus frames and writes an audio-only fragmented MP4 with
 //! one `Opus` track ("Encapsulation of Opus in ISO Base Media File Format" §4.3), which the
 //! reader (`media::mp4`) indexes like any file; the WebRTC session takes video from the
-//! source and audio from the rendition. It is blocking and CPU-bound (several times real
-//! time): the caller runs it off the shards, once, and maps the result.
+//! source and audio from the rendition. It is blocking and CPU-bound (the bundled sample's
+//! 10 s of 48 kHz stereo took 0.08 s in a release build, ~120× real time, on a shared 2-core
+//! machine): the caller runs it off the shards, once, and maps the result.
 //!
 //! **Timeline.** The rendition keeps the AAC track's presentation timeline: its first Opus
 //! sample starts at the AAC track's presentation time zero (the AAC edit list, usually 1024
