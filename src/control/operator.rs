@@ -48,6 +48,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
             let (width, height, sample_rate_hz, channels) = match &t.codec {
                 Codec::H264(h) => (Some(h.width), Some(h.height), None, None),
                 Codec::Aac(a) => (None, None, Some(a.sample_rate_hz), Some(a.channels)),
+                Codec::Opus(o) => (None, None, Some(48_000), Some(o.channels)),
             };
             TrackInfo {
                 kind: match t.kind {

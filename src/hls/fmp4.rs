@@ -3,7 +3,7 @@
 //! `mdat` header) whose bodies are byte ranges of the mapped file, never copies.
 //!
 //! Track numbering: the fMP4 `track_ID` of `index.tracks[i]` is `i + 1` ([`fmp4_track_id`]),
-//! whatever the source file called it. Every track of a [`MediaIndex`] is H.264 or AAC (the
+//! whatever the source file called it. Every track of a [`MediaIndex`] is H.264, AAC or Opus (the
 //! indexer skips the rest), so every track is served.
 //!
 //! **Presentation alignment (the edit list).** A source file says where presentation starts
@@ -353,7 +353,7 @@ fn write_trak(w: &mut BoxWriter, i: usize, track: &InitTrack<'_>) -> Result<(), 
     let mut result = Ok(());
     let (width, height) = match track.codec {
         Codec::H264(c) => (c.width, c.height),
-        Codec::Aac(_) => (0, 0),
+        Codec::Aac(_) | Codec::Opus(_) => (0, 0),
     };
     w.boxed(b"trak", |w| {
         // §8.3.2 tkhd, version 0, flags track_enabled | track_in_movie.
@@ -489,6 +489,31 @@ fn write_sample_entry(w: &mut BoxWriter, track: &InitTrack<'_>) -> Result<(), Fm
                 w.u32(rate);
                 w.full(b"esds", 0, 0, |w| {
                     result = write_es_descriptor(w, &c.audio_specific_config);
+                });
+            });
+        }
+        Codec::Opus(c) => {
+            // "Encapsulation of Opus in ISO Base Media File Format" §4.3.1: an
+            // AudioSampleEntry `Opus` (samplesize 16, samplerate 48000) + §4.3.2 `dOps`.
+            w.boxed(b"Opus", |w| {
+                w.zeros(6);
+                w.u16(1);
+                w.zeros(8);
+                w.u16(u16::from(c.channels));
+                w.u16(16);
+                w.u16(0);
+                w.u16(0);
+                w.u32(48_000 << 16);
+                w.boxed(b"dOps", |w| {
+                    w.u8(0); // Version
+                    w.u8(c.channels);
+                    w.u16(c.pre_skip);
+                    w.u32(c.input_sample_rate_hz);
+                    w.u16(c.output_gain as u16);
+                    w.u8(c.channel_mapping_family);
+                    if c.channel_mapping_family != 0 {
+                        w.bytes(&c.channel_mapping_table);
+                    }
                 });
             });
         }

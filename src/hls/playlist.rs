@@ -82,6 +82,8 @@ pub fn codecs(index: &MediaIndex) -> String {
                 out.push(format!("avc1.{p:02x}{k:02x}{l:02x}"));
             }
             Codec::Aac(c) => out.push(format!("mp4a.40.{}", c.object_type)),
+            // RFC 6381 names Opus in MP4 `Opus` (the sample entry); HLS and browsers use `opus`.
+            Codec::Opus(_) => out.push("opus".to_string()),
         }
     }
     out.join(",")

@@ -313,7 +313,7 @@ fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, SkippedTrack> {
             Ok((codec, format)) => {
                 let kind = match codec {
                     Codec::H264(_) => TrackKind::Video,
-                    Codec::Aac(_) => TrackKind::Audio,
+                    Codec::Aac(_) | Codec::Opus(_) => TrackKind::Audio,
                 };
                 return Ok(AnnouncedTrack {
                     control: s.control.unwrap_or("").to_string(),

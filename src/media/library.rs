@@ -499,6 +499,10 @@ fn scan(
             continue;
         };
         if kind.is_dir() {
+            // shardcast's own caches (Opus renditions) are never streams.
+            if depth == 0 && entry.file_name() == crate::media::rendition::CACHE_DIR {
+                continue;
+            }
             // `file_type` does not follow symlinks: this is a real directory. Its (device,
             // inode) still guards against bind mounts that loop back up the tree.
             let Ok(meta) = entry.metadata() else {
@@ -704,6 +708,27 @@ mod tests {
         let (f, used) = lib.resolve(&segs("alias/clip")).unwrap();
         assert_eq!((f.name.as_str(), used), ("alias/clip", 2));
         assert!(lib.resolve(&segs("a/loop/a/b/clip")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The rendition cache (`<root>/.shardcast/`) is never listed as streams; a folder of
+    /// that name deeper down is an ordinary folder.
+    #[test]
+    fn scan_skips_the_rendition_cache() {
+        let dir = std::env::temp_dir().join(format!("shardcast-cache-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join(".shardcast/renditions")).unwrap();
+        std::fs::create_dir_all(root.join("sub/.shardcast")).unwrap();
+        std::fs::write(root.join("clip.mp4"), b"x").unwrap();
+        std::fs::write(root.join(".shardcast/renditions/clip.opus.mp4"), b"x").unwrap();
+        std::fs::write(root.join("sub/.shardcast/kept.mp4"), b"x").unwrap();
+        let root = root.canonicalize().unwrap();
+        let lib = MediaLibrary::from_root(&root).unwrap();
+        assert_eq!(
+            lib.list(),
+            vec!["clip".to_owned(), "sub/.shardcast/kept".to_owned()]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

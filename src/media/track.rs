@@ -66,6 +66,26 @@ pub struct AacConfig {
     pub channels: u8,
 }
 
+/// Opus decoder configuration from the `dOps` box ("Encapsulation of Opus in ISO Base Media
+/// File Format" §4.3.2). Only channel mapping family 0 (mono or stereo, one Opus stream) is
+/// served: it is what RFC 7587 RTP carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusConfig {
+    /// `OutputChannelCount`: 1 or 2 for mapping family 0.
+    pub channels: u8,
+    /// `PreSkip`: samples at 48 kHz the decoder discards from the start of the stream.
+    pub pre_skip: u16,
+    /// `InputSampleRate`: the rate of the original input in Hz (informational; Opus is always
+    /// decoded at 48 kHz in this encapsulation).
+    pub input_sample_rate_hz: u32,
+    /// `OutputGain` in Q7.8 dB.
+    pub output_gain: i16,
+    /// `ChannelMappingFamily`.
+    pub channel_mapping_family: u8,
+    /// `StreamCount`, `CoupledCount` and `ChannelMapping` (empty for family 0).
+    pub channel_mapping_table: Vec<u8>,
+}
+
 /// The codec of a supported track.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Codec {
@@ -73,15 +93,18 @@ pub enum Codec {
     H264(H264Config),
     /// MPEG-4 AAC (`mp4a` with object type indication 0x40).
     Aac(AacConfig),
+    /// Opus (`Opus` sample entry with a `dOps` box).
+    Opus(OpusConfig),
 }
 
 impl Codec {
     /// The RTP clock rate for this codec: 90 kHz for video (RFC 6184 §8.2.1),
-    /// the sampling rate for AAC (RFC 3640 §3.2.1).
+    /// the sampling rate for AAC (RFC 3640 §3.2.1), always 48 kHz for Opus (RFC 7587 §4.1).
     pub fn clock_rate_hz(&self) -> u32 {
         match self {
             Codec::H264(_) => 90_000,
             Codec::Aac(a) => a.sample_rate_hz,
+            Codec::Opus(_) => 48_000,
         }
     }
 
@@ -90,6 +113,7 @@ impl Codec {
         match self {
             Codec::H264(_) => "H.264",
             Codec::Aac(_) => "AAC",
+            Codec::Opus(_) => "Opus",
         }
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! Implements RFC 6184 (H.264, packetization-mode=1: single NAL unit packets §5.6, STAP-A
 //! §5.7.1, FU-A §5.8, marker bit §5.1) in [`h264`] and RFC 3640 (MPEG-4 AAC, mode=AAC-hbr:
-//! AU headers §3.2.1/§3.3.6, fragmentation §3.2.3) in [`aac`]. The per-packet path
+//! AU headers §3.2.1/§3.3.6, fragmentation §3.2.3) in [`aac`], and RFC 7587 (Opus: one Opus
+//! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`]. The per-packet path
 //! ([`Packetizer::next_packet`]) never allocates and never panics on corrupt input; every
 //! length read from the media is bounds-checked against the sample and the media slice.
 
 pub mod aac;
 pub mod h264;
+pub mod opus;
 
 use crate::media::track::{Codec, Sample};
 
@@ -153,6 +155,9 @@ pub enum PacketizeError {
     /// An AAC access unit is larger than the 13-bit AU-size field can express.
     #[error("aac access unit larger than 8191 bytes")]
     AuTooLarge,
+    /// An Opus packet is larger than the payload budget (RFC 7587 §4.2 forbids splitting it).
+    #[error("opus packet larger than the payload budget")]
+    OpusPacketOverBudget,
 }
 
 /// A payload-format packetizer for one track.
@@ -162,6 +167,8 @@ pub enum Packetizer {
     H264(h264::H264Packetizer),
     /// RFC 3640 AAC, mode=AAC-hbr.
     Aac(aac::AacPacketizer),
+    /// RFC 7587 Opus.
+    Opus(opus::OpusPacketizer),
 }
 
 impl Packetizer {
@@ -177,6 +184,9 @@ impl Packetizer {
             Codec::Aac(_) => Ok(Packetizer::Aac(aac::AacPacketizer::new(
                 payload_budget_bytes,
             )?)),
+            Codec::Opus(_) => Ok(Packetizer::Opus(opus::OpusPacketizer::new(
+                payload_budget_bytes,
+            )?)),
         }
     }
 
@@ -185,6 +195,7 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.begin_sample(sample),
             Packetizer::Aac(p) => p.begin_sample(sample),
+            Packetizer::Opus(p) => p.begin_sample(sample),
         }
     }
 
@@ -194,7 +205,7 @@ impl Packetizer {
     /// are the same in every loop of a live channel and for every viewer starting on one.
     pub fn samples_per_packet(&self, samples: &[Sample], index: u64, timescale: u32) -> usize {
         match self {
-            Packetizer::H264(_) => 1,
+            Packetizer::H264(_) | Packetizer::Opus(_) => 1,
             Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
         }
     }
@@ -218,6 +229,7 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.next_packet(media),
             Packetizer::Aac(p) => p.next_packet(media),
+            Packetizer::Opus(p) => p.next_packet(media),
         }
     }
 
@@ -225,7 +237,7 @@ impl Packetizer {
     pub fn parameter_sets(&self) -> &[u8] {
         match self {
             Packetizer::H264(p) => p.parameter_sets(),
-            Packetizer::Aac(_) => &[],
+            Packetizer::Aac(_) | Packetizer::Opus(_) => &[],
         }
     }
 
@@ -239,6 +251,7 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.payload_budget(),
             Packetizer::Aac(p) => p.payload_budget(),
+            Packetizer::Opus(p) => p.payload_budget(),
         }
     }
 }
@@ -332,7 +345,15 @@ pub fn fuzz_packetize(data: &[u8]) {
         sample_rate_hz: 48_000,
         channels: 2,
     });
-    for codec in [h264, aac] {
+    let opus = Codec::Opus(crate::media::track::OpusConfig {
+        channels: 2,
+        pre_skip: 312,
+        input_sample_rate_hz: 48_000,
+        output_gain: 0,
+        channel_mapping_family: 0,
+        channel_mapping_table: Vec::new(),
+    });
+    for codec in [h264, aac, opus] {
         let Ok(mut p) = Packetizer::new(&codec, budget) else {
             continue;
         };

@@ -1,7 +1,8 @@
 //! SDP session descriptions for RTSP DESCRIBE (RFC 8866 §5: v=, o=, s=, c=, t=, a=, m= lines),
 //! with the H.264 media type parameters of RFC 6184 §8.1 (packetization-mode,
 //! profile-level-id, sprop-parameter-sets) mapped to SDP per §8.2.1, and the mpeg4-generic
-//! AAC-hbr parameters of RFC 3640 §4.1 (streamtype, mode, sizelength/indexlength, config).
+//! AAC-hbr parameters of RFC 3640 §4.1 (streamtype, mode, sizelength/indexlength, config),
+//! and Opus per RFC 7587 §7 (`opus/48000/2`, `sprop-stereo`, §6.1).
 //! RTSP aggregate control (`a=control`) and `a=range` follow RFC 2326 §C.1.
 //!
 //! ```text
@@ -26,7 +27,7 @@ use std::net::IpAddr;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::media::track::{AacConfig, Codec, H264Config};
+use crate::media::track::{AacConfig, Codec, H264Config, OpusConfig};
 
 /// One media section of a session description.
 #[derive(Debug, Clone)]
@@ -90,6 +91,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
         match t.codec {
             Codec::H264(h) => write_h264(&mut out, pt, h, t.frame_rate),
             Codec::Aac(a) => write_aac(&mut out, pt, a),
+            Codec::Opus(o) => write_opus(&mut out, pt, o),
         }
         line(&mut out, format_args!("a=control:{}", sanitize(&t.control)));
     }
@@ -186,6 +188,24 @@ fn write_aac(out: &mut String, pt: u8, a: &AacConfig) {
              indexlength=3;indexdeltalength=3{duration};config={}",
             hex(&a.audio_specific_config)
         ),
+    );
+}
+
+/// The Opus media section (RFC 7587 §7/§6.1): the rtpmap is always `opus/48000/2` whatever
+/// the channel count ("the media subtype ... MUST be 48000 ... and the number of channels
+/// MUST be 2"); `sprop-stereo=1` says a stereo track is sent, `stereo=1` that we would take
+/// stereo too (§6.1); `useinbandfec=1` and `minptime=10` as WebRTC peers announce them.
+fn write_opus(out: &mut String, pt: u8, o: &OpusConfig) {
+    line(out, format_args!("m=audio 0 RTP/AVP {pt}"));
+    line(out, format_args!("a=rtpmap:{pt} opus/48000/2"));
+    let stereo = if o.channels >= 2 {
+        ";stereo=1;sprop-stereo=1"
+    } else {
+        ""
+    };
+    line(
+        out,
+        format_args!("a=fmtp:{pt} minptime=10;useinbandfec=1{stereo}"),
     );
 }
 
@@ -296,11 +316,61 @@ mod tests {
         assert_eq!(write_sdp(&s), expected);
     }
 
+    /// RFC 7587 §7: `opus/48000/2` for mono and stereo alike; §6.1 `sprop-stereo=1` (and
+    /// `stereo=1`) only for a stereo track.
+    #[test]
+    fn opus_sections_mono_and_stereo() {
+        let opus = |channels| {
+            Codec::Opus(crate::media::track::OpusConfig {
+                channels,
+                pre_skip: 312,
+                input_sample_rate_hz: 44_100,
+                output_gain: 0,
+                channel_mapping_family: 0,
+                channel_mapping_table: Vec::new(),
+            })
+        };
+        let (stereo, mono) = (opus(2), opus(1));
+        let s = SdpSession {
+            session_id: 7,
+            origin_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            name: "o",
+            duration_secs: Some(3.0),
+            tracks: vec![
+                SdpTrack {
+                    codec: &stereo,
+                    payload_type: 96,
+                    control: "trackID=0".into(),
+                    frame_rate: None,
+                },
+                SdpTrack {
+                    codec: &mono,
+                    payload_type: 97,
+                    control: "trackID=1".into(),
+                    frame_rate: None,
+                },
+            ],
+        };
+        let sdp = write_sdp(&s);
+        assert!(sdp.contains(
+            "m=audio 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 opus/48000/2\r\n\
+             a=fmtp:96 minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1\r\n\
+             a=control:trackID=0\r\n"
+        ));
+        assert!(sdp.contains(
+            "m=audio 0 RTP/AVP 97\r\n\
+             a=rtpmap:97 opus/48000/2\r\n\
+             a=fmtp:97 minptime=10;useinbandfec=1\r\n\
+             a=control:trackID=1\r\n"
+        ));
+    }
+
     #[test]
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
             Codec::H264(h) => h,
-            Codec::Aac(_) => unreachable!(),
+            Codec::Aac(_) | Codec::Opus(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

@@ -296,6 +296,11 @@ impl Depacketizer {
             (PayloadFormat::H264 { .. }, crate::media::track::Codec::Aac(_)) => {
                 Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR))
             }
+            // `sdp` never announces Opus yet (WHIP publishing will bring an Opus
+            // depacketizer); until then such a pairing reads as AAC-hbr like the one above.
+            (_, crate::media::track::Codec::Opus(_)) => {
+                Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR))
+            }
         };
         Depacketizer {
             track: track_index,

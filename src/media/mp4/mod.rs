@@ -1,12 +1,13 @@
 //! ISO-BMFF (MP4/MOV) reader over a byte slice: turns a file held in memory into a
-//! [`MediaIndex`] of H.264 and AAC tracks whose samples are bounds-checked ranges of it.
+//! [`MediaIndex`] of H.264, AAC and Opus tracks whose samples are bounds-checked ranges of it.
 //!
 //! Implements from ISO/IEC 14496-12: §4.2 box structure (`boxes`), §4.3 `ftyp`, §8.1.1 `mdat`
 //! (anywhere), §8.2.1/§8.2.2 `moov`/`mvhd`, §8.3 `trak`/`tkhd`, §8.4 `mdia`/`mdhd`/`hdlr`/`minf`,
 //! §8.5 `stbl`/`stsd`, §8.6.1 `stts`/`ctts`, §8.6.2 `stss`, §8.6.5–§8.6.6 `edts`/`elst`,
 //! §8.7.3–§8.7.5 `stsz`/`stz2`/`stsc`/`stco`/`co64` (`trak`, `stbl`); ISO/IEC 14496-15
 //! §5.3.3.1 `avcC` (`avcc`); ISO/IEC 14496-1 §7.2.6 `esds` descriptors and ISO/IEC 14496-3
-//! §1.6.2.1 AudioSpecificConfig (`esds`); §8.8 movie fragments (`mvex`/`trex`, top-level
+//! §1.6.2.1 AudioSpecificConfig (`esds`); the `Opus` sample entry and `dOps` of "Encapsulation
+//! of Opus in ISO Base Media File Format" §4.3 (`dops`); §8.8 movie fragments (`mvex`/`trex`, top-level
 //! `moof`/`traf`/`tfhd`/`tfdt`/`trun`, see `fragments`): their samples follow the `stbl` ones
 //! of the same track, so a fragmented file (a recording, even one still being written) is
 //! indexed like any other; an incomplete last fragment is left out.
@@ -14,6 +15,7 @@
 
 mod avcc;
 mod boxes;
+mod dops;
 mod error;
 mod esds;
 mod fragments;

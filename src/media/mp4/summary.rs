@@ -63,6 +63,12 @@ fn summarize_track(t: &Track) -> TrackSummary {
             Some(a.sample_rate_hz),
             Some(a.channels),
         ),
+        Codec::Opus(o) => (
+            format!("pre-skip {}", o.pre_skip),
+            None,
+            Some(48_000),
+            Some(o.channels),
+        ),
     };
     let first_dts = t.samples.first().map_or(0, |s| s.dts);
     let last_dts = t.samples.last().map_or(0, |s| s.dts);

@@ -4,6 +4,7 @@
 
 use super::avcc::parse_avc_entry;
 use super::boxes::{fourcc_str, Mp4Box};
+use super::dops::parse_opus_entry;
 use super::error::{Mp4Error, Mp4ErrorKind};
 use super::esds::parse_mp4a_entry;
 use super::stbl::{flatten, SampleTableBoxes};
@@ -143,6 +144,7 @@ fn read_stsd(stsd: &Mp4Box<'_>, kind: TrackKind) -> Result<Codec, Mp4Error> {
     match (kind, &entry.typ) {
         (TrackKind::Video, b"avc1" | b"avc3") => Ok(Codec::H264(parse_avc_entry(&entry)?)),
         (TrackKind::Audio, b"mp4a") => Ok(Codec::Aac(parse_mp4a_entry(&entry)?)),
+        (TrackKind::Audio, b"Opus") => Ok(Codec::Opus(parse_opus_entry(&entry)?)),
         (_, other) => Err(entry.err(Mp4ErrorKind::Unsupported(format!(
             "codec {}",
             fourcc_str(*other)
