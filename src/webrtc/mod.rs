@@ -10,6 +10,8 @@
 //! - [`stun`]: STUN messages (RFC 8489), parsed in place; Binding responses written in place.
 //! - [`ice`]: the ICE-lite agent of one session (RFC 8445 §2.5), consent (RFC 7675).
 //! - [`srtp`]: SRTP/SRTCP protect and unprotect (RFC 3711, RFC 7714), keyed by DTLS-SRTP.
+//! - [`peer`]: one session's transport: ICE-lite, then DTLS from the nominated address, then
+//!   SRTP/SRTCP keyed by it.
 //! - [`sdp`]: offer parsing, negotiation (H.264 by profile, Opus, BUNDLE), answer writing.
 //! - [`cert`]: the process's self-signed DTLS certificate and SDP fingerprints (RFC 8122).
 //! - [`dtls`]: the per-session DTLS 1.2 server that keys SRTP (RFC 5764).
@@ -17,6 +19,7 @@
 pub mod cert;
 pub mod dtls;
 pub mod ice;
+pub mod peer;
 pub mod sdp;
 pub mod srtp;
 pub mod stun;
