@@ -24,6 +24,7 @@
 //!   segments and parts (VOD and a live channel's loop timeline), playlists.
 //! - [`http`]: the operator side: web page, JSON API, Prometheus `/metrics`, play-token issuing,
 //!   and the `shardcast stats` terminal client.
+//! - [`rendition`]: the Opus rendition of an AAC track, made once per file for WebRTC.
 //! - [`webrtc`]: WebRTC cores (STUN/ICE-lite, DTLS, SRTP, SDP offer/answer), sans-IO.
 //! - [`token`]: play tokens (sign, verify, query parsing), used by `rtsp` and `http`.
 //! - [`ids`]: ids and names every layer shares (`SessionId`, `SessionHandle`, `SERVER_NAME`).
@@ -46,6 +47,7 @@ pub mod media;
 pub mod net;
 pub mod packetize;
 pub mod poll;
+pub mod rendition;
 pub mod rtsp;
 pub mod shard;
 pub mod stats;

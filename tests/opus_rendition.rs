@@ -1,4 +1,4 @@
-//! The Opus rendition of AAC tracks (`shardcast::media::rendition`) checked by independent
+//! The Opus rendition of AAC tracks (`shardcast::rendition`) checked by independent
 //! tools: ffprobe must see one Opus stream at 48 kHz with the source's channel count and
 //! audio duration (±50 ms); ffmpeg's own Opus decoder must decode it without a word on
 //! stderr; the decoded signal must match the source's decoded by ffmpeg's AAC decoder
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::players::ffmpeg_decode_stream;
 use common::run_with_timeout;
 use shardcast::media::mp4::parse_mp4;
-use shardcast::media::rendition::{is_fresh, make_opus_rendition, opus_rendition_path};
+use shardcast::rendition::{is_fresh, make_opus_rendition, opus_rendition_path};
 use shardcast::media::track::Codec;
 
 fn temp_dir(tag: &str) -> PathBuf {

@@ -500,7 +500,7 @@ fn scan(
         };
         if kind.is_dir() {
             // shardcast's own caches (Opus renditions) are never streams.
-            if depth == 0 && entry.file_name() == crate::media::rendition::CACHE_DIR {
+            if depth == 0 && entry.file_name() == crate::media::CACHE_DIR {
                 continue;
             }
             // `file_type` does not follow symlinks: this is a real directory. Its (device,

@@ -1,9 +1,11 @@
-//! Media files: the root-confined library, the ISO-BMFF reader, the track model and the
-//! Opus renditions of AAC tracks.
+//! Media files: the root-confined library, the ISO-BMFF reader and the track model.
 pub mod library;
 pub mod mp4;
 pub mod name;
-pub mod rendition;
 pub mod track;
+
+/// The hidden folder under the media root that holds shardcast's own caches (Opus
+/// renditions, `crate::rendition`): never listed as streams.
+pub const CACHE_DIR: &str = ".shardcast";
 
 pub use library::{MediaFile, MediaLibrary};

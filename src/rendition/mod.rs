@@ -50,8 +50,7 @@ use crate::ingest::record::RecordError;
 use crate::media::library::LibraryError;
 use crate::media::MediaFile;
 
-/// The hidden folder under the media root that holds shardcast's caches (never listed).
-pub const CACHE_DIR: &str = ".shardcast";
+pub use crate::media::CACHE_DIR;
 /// The folder under [`CACHE_DIR`] that holds Opus renditions.
 pub const RENDITIONS_DIR: &str = "renditions";
 
