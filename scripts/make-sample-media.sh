@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
-# Re-creates the bundled sample clip (tests/media/sample.mp4) and the 2 s live-test clip;
-# with --large, instead, bigger clips for load runs under target/media/; with --vod50, 50
+# Re-creates the bundled sample clip (tests/media/sample.mp4), the 2 s live-test clip
+# (tests/media/short.mp4) and the B-frame clip (tests/media/bframes.mp4); with --large, instead, bigger clips for load runs under target/media/; with --vod50, 50
 # 1 Mbit/s files under target/media-vod50/. Needs ffmpeg
 # with libx264 and aac.
 #
-# The sample is 10 s of 640x360 testsrc2 at 25 fps, H.264 High with B-frames
-# (so composition offsets / ctts are exercised), a keyframe every 2 s, plus
-# 48 kHz stereo AAC-LC. It stays under 1 MB because it is compiled into the binary.
+# The sample is 10 s of 640x360 testsrc2 at 25 fps, H.264 Main profile without B-frames
+# (decode order = presentation order, so browsers' WebRTC decoders, which do not reorder,
+# play it: issue 17), a keyframe every 2 s, plus 48 kHz stereo AAC-LC. It stays under 1 MB
+# because it is compiled into the binary. short.mp4 follows it (Main, no B-frames) because
+# the live-channel tests loop it and a live channel must play over WebRTC too.
+# bframes.mp4 keeps B-frame coverage (composition offsets / ctts, reordering, pts < dts
+# before the edit list): 4 s of 320x180 at 25 fps, H.264 High with 2 B-frames, AAC.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-make_clip() { # out seconds size fps keyint video_kbps
-  local out=$1 secs=$2 size=$3 fps=$4 gop=$5 vkbps=$6
+make_clip() { # out seconds size fps keyint video_kbps [profile b-frames]
+  local out=$1 secs=$2 size=$3 fps=$4 gop=$5 vkbps=$6 profile=${7:-high} bf=${8:-2}
   ffmpeg -hide_banner -loglevel error -y \
     -f lavfi -i "testsrc2=size=${size}:rate=${fps}:duration=${secs}" \
     -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=${secs}" \
     -map 0:v -map 1:a \
-    -c:v libx264 -profile:v high -preset veryfast -bf 2 -g "$gop" -keyint_min "$gop" \
+    -c:v libx264 -profile:v "$profile" -preset veryfast -bf "$bf" -g "$gop" -keyint_min "$gop" \
     -sc_threshold 0 -b:v "${vkbps}k" -maxrate "${vkbps}k" -bufsize "$((vkbps * 2))k" -pix_fmt yuv420p \
     -c:a aac -b:a 64k -ac 2 \
     -movflags +faststart "$out"
@@ -41,8 +45,10 @@ if [[ "${1:-}" == "--large" ]]; then
 fi
 
 # (x264 output is not byte-reproducible across runs; the reader tests pin byte offsets of the
-# committed sample, so re-create it only on purpose.)
-make_clip tests/media/sample.mp4 10 640x360 25 50 600
+# committed clips, so re-create them only on purpose.)
+make_clip tests/media/sample.mp4 10 640x360 25 50 600 main 0
 # A 2 s clip with a 1 s GOP: live-channel tests loop it several times quickly.
-make_clip tests/media/short.mp4 2 320x180 25 25 300
-ls -l tests/media/sample.mp4 tests/media/short.mp4
+make_clip tests/media/short.mp4 2 320x180 25 25 300 main 0
+# B-frames (High, -bf 2), 2 s GOP: the tests of composition offsets and reordering.
+make_clip tests/media/bframes.mp4 4 320x180 25 50 300 high 2
+ls -l tests/media/sample.mp4 tests/media/short.mp4 tests/media/bframes.mp4

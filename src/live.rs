@@ -382,10 +382,11 @@ mod tests {
     #[test]
     fn longest_gop_and_busiest_span_follow_the_file() {
         let ch = channel(StartPolicy::Delayed);
-        // The last GOP runs on to the loop's end: 10.005 s (the audio track's length) minus
-        // the last keyframe's decode time (7.92 s: B-frames decode 80 ms before they show).
+        // The last GOP runs on to the loop's end: 10.00533 s (the audio track's length: 470
+        // frames of 1024 at 48 kHz less its 1024-tick edit) minus the last keyframe's decode
+        // time (8.00 s: without B-frames decode and presentation times agree).
         let gop = ch.longest_gop().as_secs_f64();
-        assert!((2.08..=2.09).contains(&gop), "{gop}");
+        assert!((2.005..=2.006).contains(&gop), "{gop}");
         let (video, live) = (&ch.media.index.tracks[0], &ch.tracks[0]);
         let n = video.samples.len();
         let per_loop = live.packets_per_loop() as usize;

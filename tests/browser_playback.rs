@@ -66,10 +66,10 @@ fn viewer_plays_vod_hls_with_hls_js() {
     let server = Server::start(&[]);
     let mut page = open_stream(&server, "sample");
 
-    // Chromium's media stack can take H.264 High + AAC-LC through Media Source Extensions;
-    // without that nothing below could pass.
+    // Chromium's media stack can take the sample's H.264 Main + AAC-LC through Media Source
+    // Extensions; without that nothing below could pass.
     let mse = page
-        .eval_json("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.64001e,mp4a.40.2\"')");
+        .eval_json("MediaSource.isTypeSupported('video/mp4; codecs=\"avc1.4d401e,mp4a.40.2\"')");
     assert_eq!(mse, Value::Bool(true), "Chromium plays H.264/AAC in MSE");
 
     // Playback starts (autoplay is allowed by the browser's flags).

@@ -327,11 +327,26 @@ fn truncated_last_fragment_is_left_out() {
 
 /// The HLS writer's init segment and every VOD fragment, concatenated into one file, parse
 /// back to the source's samples: the same bytes, sync flags and composition offsets, decode
-/// times moved by the track's `decode_shift`. ffprobe reads the same file the same way.
+/// times moved by the track's `decode_shift`. ffprobe reads the same file the same way. For
+/// the bundled sample (no B-frames) and the B-frame clip (non-zero composition offsets).
 #[test]
 fn hls_writer_output_parses_back_to_the_source_samples() {
-    let dir = TempDir::new("hls");
     let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+    hls_writer_output_parses_back(&media, "hls");
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/bframes.mp4");
+    let media = MediaFile::open(&clip, "bframes").unwrap();
+    assert!(
+        media.index.tracks[0]
+            .samples
+            .iter()
+            .any(|s| s.cts_offset != 0),
+        "the clip has B-frames"
+    );
+    hls_writer_output_parses_back(&media, "hls-bframes");
+}
+
+fn hls_writer_output_parses_back(media: &MediaFile, tag: &str) {
+    let dir = TempDir::new(tag);
     let index = &media.index;
     let source = media.bytes.as_slice();
     let first = fmp4::first_served_samples(index);

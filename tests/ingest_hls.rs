@@ -43,11 +43,12 @@ fn publish_with_timeout(
     let publisher = ffmpeg_publish_looped(&media("sample.mp4"), &server.url(&path), "tcp", 2);
     wait_published(&server, &path, Duration::from_secs(10));
     // The multivariant playlist is there as soon as the stream is (its codecs from the
-    // publisher's SDP), the media playlist once the first segment is finished.
+    // publisher's SDP: the sample's SPS, Main profile 4d, constraint_set1 40, level 3.0 1e),
+    // the media playlist once the first segment is finished.
     let r = get(hls, &format!("/hls/{path}/index.m3u8"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
-        r.text().contains("CODECS=\"avc1.64001e,mp4a.40.2\""),
+        r.text().contains("CODECS=\"avc1.4d401e,mp4a.40.2\""),
         "{}",
         r.text()
     );

@@ -107,10 +107,11 @@ fn range_end_stops_every_track_there_then_ends_the_stream() {
                 start + f64::from(units) * frame_secs[i]
             })
             .fold(0.0, f64::max);
-        // Within two frames of 3 s: video ends with the frame at 2.920 s (the B-frame at
-        // 2.960 s needs the P-frame presented at 3.000 s, which is not sent), so 2.960 s;
-        // audio starts with the pre-roll frame at -0.021 s and its last frame, presented
-        // before 3 s, ends at 3.008 s, so 3.029 s.
+        // Within two frames of 3 s: video (no B-frames) ends with the frame at 2.960 s, so
+        // 3.000 s (with B-frames a frame shown just before 3 s may need the P-frame presented
+        // at 3.000 s, which is not sent; `shard::session`'s tests check that on the B-frame
+        // clip); audio starts with the pre-roll frame at -0.021 s and its last frame,
+        // presented before 3 s, ends at 3.008 s, so 3.029 s.
         let two_frames = 2.0 * frame_secs[i] + 1e-6;
         let (low, high) = (3.0 - two_frames, 3.0 + two_frames);
         assert!(

@@ -1,14 +1,15 @@
-//! The recorder's files read by ffmpeg: the bundled sample (10 s, H.264 with B-frames at
-//! 25 fps, keyframe every 2 s, AAC 48 kHz) is fed frame by frame through `Recorder` with
-//! 4 s files, as a live source would deliver it (RTP clocks: 90 kHz video, 48 kHz audio; wall
+//! The recorder's files read by ffmpeg: the bundled sample (10 s, H.264 Main without B-frames
+//! at 25 fps, keyframe every 2 s, AAC 48 kHz) with 4 s files, and the B-frame clip
+//! (`tests/media/bframes.mp4`: 4 s, H.264 High with B-frames, keyframe every 2 s, AAC) with
+//! 2 s files, are each fed frame by frame through `Recorder` as a live source would deliver it (RTP clocks: 90 kHz video, 48 kHz audio; wall
 //! times in step with the media), the effects are applied to a temporary directory, and
 //! every file is checked with `ffprobe -show_packets` (every source sample present once,
 //! sizes, decode and presentation times rebased to the file's start, keyframe flags),
-//! `ffmpeg -v error -f null` (decodes without an error) and `ffmpeg -ss 2` (seeks to 2 s), and
+//! `ffmpeg -v error -f null` (decodes without an error) and `ffmpeg -ss` (seeks), and
 //! indexed by our own reader with the same result. They fail (not skip) without ffmpeg.
 //!
 //! What would make them fail: a frame lost or written twice at a cut or a rotation, a wrong
-//! duration (decode times drift), composition offsets lost (pts = dts), a keyframe flag
+//! duration (decode times drift), composition offsets lost (pts = dts: the B-frame clip), a keyframe flag
 //! lost, a box ffmpeg rejects, a file that does not start at a keyframe (no seek to 0).
 
 use std::path::{Path, PathBuf};
@@ -119,15 +120,64 @@ fn probe(file: &Path) -> Vec<(String, i64, Vec<Packet>)> {
 
 #[test]
 fn recorded_sample_plays_seeks_and_keeps_every_frame() {
+    record_and_check(
+        SAMPLE_MP4,
+        4,
+        &[
+            "recordings/live/sample/2025-06-15_15-06-40.mp4",
+            "recordings/live/sample/2025-06-15_15-06-44.mp4",
+            "recordings/live/sample/2025-06-15_15-06-48.mp4",
+        ],
+        [250, 470],
+        2.0,
+    );
+}
+
+/// B-frames: composition offsets (presentation order ≠ decode order) survive into files
+/// that ffprobe reads with the source's pts.
+#[test]
+fn recorded_b_frames_keep_their_presentation_times() {
+    let clip = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/media/bframes.mp4"
+    ))
+    .unwrap();
+    let source = parse_mp4(&clip).unwrap();
+    assert!(
+        source.tracks[0].samples.iter().any(|s| s.cts_offset != 0),
+        "the clip has B-frames"
+    );
+    record_and_check(
+        &clip,
+        2,
+        &[
+            "recordings/live/sample/2025-06-15_15-06-40.mp4",
+            "recordings/live/sample/2025-06-15_15-06-42.mp4",
+        ],
+        [100, 189],
+        1.0,
+    );
+}
+
+/// Records `clip` with `segment_secs` files, checks the files' names, that together they
+/// hold `frames` (video, audio) as ffprobe and our reader see them, and that ffmpeg seeks
+/// `seek` seconds into the first file.
+fn record_and_check(
+    clip: &[u8],
+    segment_secs: u64,
+    want_files: &[&str],
+    frames_in_all: [usize; 2],
+    seek: f64,
+) {
     let dir = TempDir::new("sample");
-    let source = parse_mp4(SAMPLE_MP4).unwrap();
+    let source = parse_mp4(clip).unwrap();
     let tracks: Vec<RecordTrack> = source
         .tracks
         .iter()
         .map(|t| RecordTrack::from_codec(t.kind, t.codec.clone()))
         .collect();
     let mut config = RecordConfig::new(&dir.0);
-    config.segment_duration = Duration::from_secs(4);
+    config.segment_duration = Duration::from_secs(segment_secs);
     let mut recorder = Recorder::new(config, "live/sample", tracks).unwrap();
 
     // The source's samples as a live source delivers them: in the RTP clock, in time order
@@ -143,7 +193,7 @@ fn recorded_sample_plays_seeks_and_keeps_every_frame() {
         for s in &t.samples {
             let dts = scale(s.dts as i64);
             let pts = scale(s.dts as i64 + i64::from(s.cts_offset));
-            let data = &SAMPLE_MP4[s.offset as usize..][..s.len as usize];
+            let data = &clip[s.offset as usize..][..s.len as usize];
             frames.push((
                 s.dts as f64 / f64::from(t.timescale),
                 i,
@@ -209,14 +259,7 @@ fn recorded_sample_plays_seeks_and_keeps_every_frame() {
         .iter()
         .map(|p| p.strip_prefix(&dir.0).unwrap().display().to_string())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "recordings/live/sample/2025-06-15_15-06-40.mp4",
-            "recordings/live/sample/2025-06-15_15-06-44.mp4",
-            "recordings/live/sample/2025-06-15_15-06-48.mp4",
-        ]
-    );
+    assert_eq!(names, want_files);
 
     // Every file: ffprobe sees the source's frames from the file's start keyframe on, with
     // times rebased to it; ours indexes the same; ffmpeg decodes it without an error.
@@ -266,9 +309,10 @@ fn recorded_sample_plays_seeks_and_keeps_every_frame() {
         }
         assert!(probed[0].2[0].key, "{f} starts at a keyframe");
     }
-    assert_eq!(seen, vec![250, 470], "every source frame is in one file");
+    assert_eq!(seen, frames_in_all, "every source frame is in one file");
 
-    // Seeking: 2 s into the first file, ffmpeg starts decoding at or just after 2 s.
+    // Seeking: `seek` s into the first file, ffmpeg starts decoding at or just after it.
+    let seek_arg = seek.to_string();
     let first = files[0].to_str().unwrap();
     let (ok, _, err) = run(
         "ffmpeg",
@@ -277,7 +321,7 @@ fn recorded_sample_plays_seeks_and_keeps_every_frame() {
             "-v",
             "info",
             "-ss",
-            "2",
+            &seek_arg,
             "-copyts",
             "-i",
             first,
@@ -292,7 +336,7 @@ fn recorded_sample_plays_seeks_and_keeps_every_frame() {
             "-",
         ],
     );
-    assert!(ok, "ffmpeg -ss 2: {err}");
+    assert!(ok, "ffmpeg -ss {seek}: {err}");
     let pts_time: f64 = err
         .split("pts_time:")
         .nth(1)
@@ -300,7 +344,7 @@ fn recorded_sample_plays_seeks_and_keeps_every_frame() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no showinfo line: {err}"));
     assert!(
-        (1.95..2.2).contains(&pts_time),
-        "first frame after -ss 2 at {pts_time}"
+        (seek - 0.05..seek + 0.2).contains(&pts_time),
+        "first frame after -ss {seek} at {pts_time}"
     );
 }

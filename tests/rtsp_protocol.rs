@@ -133,7 +133,8 @@ fn pause_then_play_resumes_without_a_sequence_gap() {
     let first_ts = parse_rtp(&buf[..n]).unwrap().ts;
     loop {
         let n = wv.recv(&mut buf).expect("the witness keeps receiving");
-        // 90 kHz video clock: 700 ms = 63,000 ticks (signed: B-frames step back a little).
+        // 90 kHz video clock: 700 ms = 63,000 ticks (signed, so that B-frames, whose
+        // timestamps step back a little, would not end the wait early).
         if parse_rtp(&buf[..n]).unwrap().ts.wrapping_sub(first_ts) as i32 >= 63_000 {
             break;
         }

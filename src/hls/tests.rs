@@ -377,8 +377,9 @@ fn multivariant_playlist_names_codecs_resolution_and_bandwidth() {
     assert_eq!(m.variants.len(), 1);
     let v = &m.variants[0];
     assert_eq!(v.uri, "media.m3u8");
-    // High profile (0x64), no constraint flags, level 3.0 (0x1e): from the SPS bytes.
-    assert_eq!(v.codecs.as_deref(), Some("avc1.64001e,mp4a.40.2"));
+    // Main profile (0x4d), constraint_set1 (0x40), level 3.0 (0x1e): the sample's avcC /
+    // SPS bytes 4d 40 1e.
+    assert_eq!(v.codecs.as_deref(), Some("avc1.4d401e,mp4a.40.2"));
     let r = v.resolution.unwrap();
     assert_eq!((r.width, r.height), (640, 360));
     assert_eq!(v.frame_rate, Some(25.0));

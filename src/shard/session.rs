@@ -547,10 +547,18 @@ mod tests {
     use crate::media::library::SAMPLE_MP4;
     use crate::wire::rtp::Ssrc;
 
-    /// A session on the bundled 10 s sample (video track 0 with B-frames, AAC track 1),
+    /// 4 s of H.264 High with B-frames (keyframes at 0 and 2 s) and AAC.
+    const BFRAMES_MP4: &[u8] = include_bytes!("../../tests/media/bframes.mp4");
+
+    /// A session on the bundled 10 s sample (video track 0 without B-frames, AAC track 1),
     /// watching `live` if given.
     fn session(live: Option<Arc<LiveChannel>>) -> ShardSession {
-        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+        session_on(SAMPLE_MP4, live)
+    }
+
+    /// A session on `file` (video track 0, audio track 1), watching `live` if given.
+    fn session_on(file: &'static [u8], live: Option<Arc<LiveChannel>>) -> ShardSession {
+        let media = Arc::new(MediaFile::from_static("sample", file).unwrap());
         let dest = TrackDest::Udp {
             rtp: "127.0.0.1:9".parse().unwrap(),
             rtcp: "127.0.0.1:10".parse().unwrap(),
@@ -613,13 +621,13 @@ mod tests {
     }
 
     /// RFC 2326 §12.29: a range end stops every track at the same media time; the stop is
-    /// the first sample in decode order presented at or after the end (the sample's P-frame
-    /// at 3.000 s; the B-frame at 2.960 s that follows it in decode order goes with it), and
-    /// audio stops at its first frame at or after 3 s. Fails if the end is ignored (stops at
-    /// the track's end) or cut by decode time.
+    /// the first sample in decode order presented at or after the end (the B-frame clip's
+    /// P-frame at 3.000 s; the B-frames at 2.920 and 2.960 s that follow it in decode order,
+    /// per ffprobe, go with it), and audio stops at its first frame at or after 3 s. Fails if
+    /// the end is ignored (stops at the track's end) or cut by decode time.
     #[test]
     fn a_range_end_stops_each_track_at_its_first_sample_presented_at_or_after_it() {
-        let mut s = session(None);
+        let mut s = session_on(BFRAMES_MP4, None);
         let start = s.seek(0.0);
         assert_eq!(start, 0.0);
         assert_eq!(s.set_end(PlayEnd::At(3.0), start), 3.0);
@@ -630,14 +638,14 @@ mod tests {
                 "track {i} stops before the end of the file"
             );
         }
-        // Video: the last frame sent is presented at 2.920 s, one 25 fps frame short of the
-        // 2.960 s B-frame that needs the 3.000 s P-frame.
+        // Video: the last frame sent is presented at 2.880 s, two 25 fps frames short of the
+        // 2.920 and 2.960 s B-frames that need the 3.000 s P-frame.
         let v = &s.tracks[0];
         assert!((pts_secs(&s, 0, v.stop_sample) - 3.0).abs() < 1e-9);
         let last_video = (v.next_sample..v.stop_sample)
             .map(|k| pts_secs(&s, 0, k))
             .fold(f64::MIN, f64::max);
-        assert!((last_video - 2.92).abs() < 1e-9, "{last_video}");
+        assert!((last_video - 2.88).abs() < 1e-9, "{last_video}");
         // Audio: its last frame starts within one AAC frame (1024/48000 s) of the end.
         let a = &s.tracks[1];
         let last_audio = pts_secs(&s, 1, a.stop_sample - 1);
@@ -653,6 +661,19 @@ mod tests {
         }
         assert!(s.all_tracks_done());
         assert_eq!(s.end_secs(), 3.0);
+    }
+
+    /// Without B-frames (the bundled sample) decode order is presentation order: a 3 s end
+    /// sends the 75 frames before it, the last presented at 2.960 s.
+    #[test]
+    fn a_range_end_without_b_frames_sends_every_frame_before_it() {
+        let mut s = session(None);
+        let start = s.seek(0.0);
+        assert_eq!(s.set_end(PlayEnd::At(3.0), start), 3.0);
+        assert_stops_at(&s, 0, 3.0);
+        let v = &s.tracks[0];
+        assert_eq!((v.next_sample, v.stop_sample), (0, 75));
+        assert!((pts_secs(&s, 0, 74) - 2.96).abs() < 1e-9);
     }
 
     /// §10.5: a PLAY without a Range keeps the end; a Range without one clears it; an end

@@ -164,7 +164,8 @@ pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
                     // packets by when they arrived; on a machine busy with parallel tests a
                     // late frame then gets a PTS a fraction of a millisecond off, and
                     // avdec_h264 warns "decreasing timestamp" when reordering B-frames (seen
-                    // in CI over TCP, never with the stream's own timestamps).
+                    // in CI over TCP when the bundled sample had B-frames, never with the
+                    // stream's own timestamps).
                     "buffer-mode=none",
                     "name=src",
                     "src.",

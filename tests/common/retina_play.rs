@@ -127,7 +127,8 @@ pub async fn play_all_of(url: &str, transport: Transport, exp: &Expected) {
         audio.windows(2).all(|w| w[0] < w[1]),
         "audio timestamps monotonic"
     );
-    // Video carries B-frames, so RTP timestamps (presentation times, RFC 6184 §5.1) are not
+    // Video may carry B-frames (the bundled sample does not; a recording of a B-frame
+    // source does), and then RTP timestamps (presentation times, RFC 6184 §5.1) are not
     // monotonic in decode order; in presentation order they must be exactly the file's.
     let min = *video.iter().min().unwrap();
     let got: BTreeSet<i64> = video.iter().map(|t| t - min).collect();

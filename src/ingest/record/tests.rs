@@ -7,9 +7,15 @@ use super::*;
 use crate::media::mp4::parse_mp4;
 
 const SAMPLE: &[u8] = include_bytes!("../../../tests/media/sample.mp4");
+/// 4 s of H.264 High with B-frames (keyframes at 0 and 2 s) and AAC.
+const BFRAMES: &[u8] = include_bytes!("../../../tests/media/bframes.mp4");
 
 fn tracks() -> Vec<RecordTrack> {
-    let index = parse_mp4(SAMPLE).expect("sample parses");
+    tracks_of(SAMPLE)
+}
+
+fn tracks_of(file: &[u8]) -> Vec<RecordTrack> {
+    let index = parse_mp4(file).expect("clip parses");
     index
         .tracks
         .iter()
@@ -499,26 +505,26 @@ fn files_shorter_than_the_audio_lag_are_each_closed_once() {
     }
 }
 
-/// An RTP source gives presentation times only (`dts` = `pts`, RFC 6184 §5.1): the sample's
-/// video (B-frames: presentation order differs from decode order) fed that way, with 4 s files,
+/// An RTP source gives presentation times only (`dts` = `pts`, RFC 6184 §5.1): the B-frame
+/// clip's video (presentation order differs from decode order) fed that way, with 2 s files,
 /// keeps every frame, in decode order, each shown at its own time. This used to drop every
 /// B-frame as "backwards" (95 of 250 frames recorded from an ffmpeg publisher).
 #[test]
 fn presentation_times_only_with_b_frames_keep_every_frame() {
-    let index = parse_mp4(SAMPLE).expect("sample parses");
+    let index = parse_mp4(BFRAMES).expect("clip parses");
     let video = &index.tracks[0];
     assert!(
         video.samples.iter().any(|s| s.cts_offset != 0),
-        "the sample has B-frames"
+        "the clip has B-frames"
     );
     let scale = |t: i64| t * 90_000 / i64::from(video.timescale);
-    let mut rec = Recorder::new(config(4), "live/b", tracks()).expect("recorder");
+    let mut rec = Recorder::new(config(2), "live/b", tracks_of(BFRAMES)).expect("recorder");
     let frames: Vec<(Frame<'_>, SystemTime)> = video
         .samples
         .iter()
         .map(|s| {
             let pts = scale(s.dts as i64 + i64::from(s.cts_offset));
-            let data = &SAMPLE[s.offset as usize..s.offset as usize + s.len as usize];
+            let data = &BFRAMES[s.offset as usize..s.offset as usize + s.len as usize];
             (
                 Frame {
                     track: 0,

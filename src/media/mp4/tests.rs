@@ -1,11 +1,13 @@
-//! Tests of the whole reader against the bundled sample clip (10 s, 640x360 25 fps H.264 High
-//! with B-frames, keyint 50, 48 kHz stereo AAC-LC) and against hostile edits of it. Expected
-//! values come from `ffprobe -show_streams` / `-show_packets` on the same file.
+//! Tests of the whole reader against the bundled sample clip (10 s, 640x360 25 fps H.264 Main
+//! without B-frames, keyint 50, 48 kHz stereo AAC-LC), the B-frame clip (4 s, 320x180 25 fps
+//! H.264 High with 2 B-frames and `ctts`, keyint 50, AAC-LC) and hostile edits of them.
+//! Expected values come from `ffprobe -show_streams` / `-show_packets` on the same files.
 
 use super::*;
 use crate::media::track::{Codec, Track};
 
 const SAMPLE: &[u8] = include_bytes!("../../../tests/media/sample.mp4");
+const BFRAMES: &[u8] = include_bytes!("../../../tests/media/bframes.mp4");
 
 fn parse_ok(data: &[u8]) -> MediaIndex {
     match parse_mp4(data) {
@@ -167,18 +169,20 @@ fn sample_tracks_match_ffprobe() {
         .map(|i| i + 1)
         .collect();
     assert_eq!(keys, vec![1, 51, 101, 151, 201]);
+    // No B-frames: no ctts, decode order is presentation order, and the edit list starts
+    // the video at media time 0.
     assert!(
-        v.samples.iter().any(|s| s.cts_offset != 0),
-        "B-frames need ctts"
+        v.samples.iter().all(|s| s.cts_offset == 0),
+        "no B-frames, no composition offsets"
     );
-    assert_eq!(v.edit_offset, 1024);
-    // ffprobe: first packet pos 8543 size 12406 pts 0 dts -1024; 800551 bytes in all.
+    assert_eq!(v.edit_offset, 0);
+    // ffprobe: first packet pos 7202 size 12364 pts 0 dts 0; 793657 bytes in all.
     let s0 = v.samples[0];
-    assert_eq!((s0.offset, s0.len), (8543, 12_406));
-    assert_eq!((v.pts_ticks(&s0), v.dts_ticks(&s0)), (0, -1024));
+    assert_eq!((s0.offset, s0.len), (7202, 12_364));
+    assert_eq!((v.pts_ticks(&s0), v.dts_ticks(&s0)), (0, 0));
     assert_eq!(
         v.samples.iter().map(|s| u64::from(s.len)).sum::<u64>(),
-        800_551
+        793_657
     );
     assert!(v
         .samples
@@ -188,19 +192,16 @@ fn sample_tracks_match_ffprobe() {
     let Codec::H264(h) = &v.codec else {
         panic!("video is not h264")
     };
-    assert_eq!(
-        (h.profile_idc, h.level_idc, h.nal_length_size),
-        (100, 30, 4)
-    );
+    assert_eq!((h.profile_idc, h.level_idc, h.nal_length_size), (77, 30, 4));
     assert_eq!((h.width, h.height), (640, 360));
     assert!(!h.sps.is_empty() && !h.sps[0].is_empty() && !h.pps.is_empty());
     assert_eq!(h.sps[0][0] & 0x1f, 7);
     assert_eq!(h.pps[0][0] & 0x1f, 8);
 
-    // Audio: 470 AAC-LC frames at 48 kHz stereo; first packet pos 26034 size 132.
+    // Audio: 470 AAC-LC frames at 48 kHz stereo; first packet pos 7070 size 132.
     assert_eq!(a.samples.len(), 470);
     assert!(a.samples.iter().all(|s| s.sync));
-    assert_eq!((a.samples[0].offset, a.samples[0].len), (26_034, 132));
+    assert_eq!((a.samples[0].offset, a.samples[0].len), (7070, 132));
     assert_eq!(
         a.samples.iter().map(|s| u64::from(s.len)).sum::<u64>(),
         80_215
@@ -222,6 +223,61 @@ fn sample_tracks_match_ffprobe() {
     }
     let d = index.duration().as_secs_f64();
     assert!((d - 10.0).abs() < 0.1, "duration {d}");
+}
+
+/// The B-frame clip: `ctts` offsets read, the edit list's 1024-tick start, presentation order
+/// different from decode order, all as ffprobe `-show_packets` reports them.
+#[test]
+fn bframes_clip_tracks_match_ffprobe() {
+    let index = parse_ok(BFRAMES);
+    assert_eq!(index.tracks.len(), 2);
+    let v = video(&index);
+    let a = audio(&index);
+    assert_eq!((v.timescale, a.timescale), (12_800, 48_000));
+    // Video: 100 frames, keyframes at 1 and 51 (ffprobe packet flags "K").
+    assert_eq!(v.samples.len(), 100);
+    let keys: Vec<usize> = (0..v.samples.len())
+        .filter(|&i| v.samples[i].sync)
+        .map(|i| i + 1)
+        .collect();
+    assert_eq!(keys, vec![1, 51]);
+    assert_eq!(v.edit_offset, 1024);
+    // ffprobe: first packet pos 4295 size 6623 pts 0 dts -1024; 164401 bytes in all.
+    let s0 = v.samples[0];
+    assert_eq!((s0.offset, s0.len), (4295, 6623));
+    assert_eq!((v.pts_ticks(&s0), v.dts_ticks(&s0)), (0, -1024));
+    assert_eq!(
+        v.samples.iter().map(|s| u64::from(s.len)).sum::<u64>(),
+        164_401
+    );
+    // ffprobe's pts of the first ten packets, in decode order: B-frames shown before the
+    // P-frame decoded ahead of them.
+    let pts: Vec<i64> = v.samples[..10].iter().map(|s| v.pts_ticks(s)).collect();
+    assert_eq!(
+        pts,
+        vec![0, 1536, 512, 1024, 2560, 2048, 4096, 3072, 3584, 5632]
+    );
+    // ffprobe pts − dts over all packets: 62 × 512, 3 × 1024, 8 × 1536, 27 × 2048.
+    let mut counts = std::collections::BTreeMap::new();
+    for s in &v.samples {
+        *counts.entry(v.pts_ticks(s) - v.dts_ticks(s)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        vec![(512, 62), (1024, 3), (1536, 8), (2048, 27)]
+    );
+    let Codec::H264(h) = &v.codec else {
+        panic!("video is not h264")
+    };
+    assert_eq!((h.profile_idc, h.level_idc), (100, 12));
+    assert_eq!((h.width, h.height), (320, 180));
+    // Audio: 189 frames, first at pos 13332, 32178 bytes.
+    assert_eq!(a.samples.len(), 189);
+    assert_eq!((a.samples[0].offset, a.samples[0].len), (13_332, 132));
+    assert_eq!(
+        a.samples.iter().map(|s| u64::from(s.len)).sum::<u64>(),
+        32_178
+    );
 }
 
 #[test]
@@ -267,8 +323,8 @@ fn summary_of_sample() {
     assert!((fps - 25.0).abs() < 1e-9, "fps {fps}");
     let (min, avg, max) = v.gop_seconds.expect("several keyframes");
     assert!((min - 2.0).abs() < 1e-9 && (avg - 2.0).abs() < 1e-9 && (max - 2.0).abs() < 1e-9);
-    // 800551 bytes over 10 s.
-    assert_eq!(v.bitrate_bps, 640_441);
+    // 793657 bytes over 10 s.
+    assert_eq!(v.bitrate_bps, 634_926);
     let a = &s[1];
     assert_eq!(
         (a.sample_rate_hz, a.channels, a.frame_rate),
@@ -277,7 +333,7 @@ fn summary_of_sample() {
     assert_eq!(a.codec_detail, "AAC-LC");
     let text = v.to_string();
     assert!(
-        text.contains("H.264 High level 3.0") && text.contains("640x360"),
+        text.contains("H.264 Main level 3.0") && text.contains("640x360"),
         "{text}"
     );
     assert!(
@@ -295,11 +351,17 @@ fn summary_of_sample() {
 
 #[test]
 fn mdat_before_moov_with_co64() {
-    let tree = parse_tree(SAMPLE);
-    let orig = parse_ok(SAMPLE);
-    // ftyp, mdat, moov: the mdat body moves from 8543 to 40.
+    // The sample's mdat body starts at 7070, the B-frame clip's (with ctts) at 4295.
+    mdat_before_moov_with_co64_of(SAMPLE, 7070);
+    mdat_before_moov_with_co64_of(BFRAMES, 4295);
+}
+
+fn mdat_before_moov_with_co64_of(file: &[u8], mdat_body: u64) {
+    let tree = parse_tree(file);
+    let orig = parse_ok(file);
+    // ftyp, mdat, moov: the mdat body moves to 40.
     let mut reordered: Vec<Node> = vec![tree[0].clone(), tree[3].clone(), tree[1].clone()];
-    let shift = 8543 - 40;
+    let shift = mdat_body - 40;
     for body in leaf_bodies(&mut reordered, b"stco") {
         let n = u32::from_be_bytes(body[4..8].try_into().unwrap()) as usize;
         let mut co64 = body[..8].to_vec();
@@ -322,7 +384,7 @@ fn mdat_before_moov_with_co64() {
         assert_eq!(t0.samples.len(), t1.samples.len());
         for (a, b) in t0.samples.iter().zip(&t1.samples) {
             assert_eq!(a.offset - shift, b.offset);
-            let bytes_a = &SAMPLE[a.offset as usize..][..a.len as usize];
+            let bytes_a = &file[a.offset as usize..][..a.len as usize];
             let bytes_b = &data[b.offset as usize..][..b.len as usize];
             assert_eq!(bytes_a, bytes_b);
             assert_eq!((a.dts, a.cts_offset, a.sync), (b.dts, b.cts_offset, b.sync));
@@ -392,7 +454,7 @@ fn edits_and_sync_table_variants() {
     let v = video(&index);
     assert!(v.samples.iter().all(|s| s.sync));
     assert_eq!(v.edit_offset, -6400); // 0.5 s at 12800 Hz
-    assert_eq!(v.pts_ticks(&v.samples[0]), 1024 + 6400);
+    assert_eq!(v.pts_ticks(&v.samples[0]), 6400); // no composition offset to add
     assert_eq!(audio(&index).edit_offset, 1024);
 }
 
@@ -452,7 +514,8 @@ fn truncated_everywhere() {
         assert!(parse_mp4(&SAMPLE[..cut]).is_err(), "cut at {cut}");
         cut += 997;
     }
-    for cut in 8400..8600 {
+    // Around the start of mdat (header at 7062).
+    for cut in 6960..7160 {
         assert!(parse_mp4(&SAMPLE[..cut]).is_err());
     }
 }
@@ -516,19 +579,21 @@ fn sample_out_of_range() {
 
 #[test]
 fn huge_entry_counts() {
-    // (box, offset of the count field from the box header)
-    let fields: [(&[u8; 4], usize); 6] = [
-        (b"stsz", 16),
-        (b"stts", 12),
-        (b"ctts", 12),
-        (b"stsc", 12),
-        (b"stco", 12),
-        (b"stss", 12),
+    // (file, box, offset of the count field from the box header); only the B-frame clip
+    // has a ctts.
+    let fields: [(&[u8], &[u8; 4], usize); 7] = [
+        (SAMPLE, b"stsz", 16),
+        (SAMPLE, b"stts", 12),
+        (BFRAMES, b"ctts", 12),
+        (SAMPLE, b"stsc", 12),
+        (SAMPLE, b"stco", 12),
+        (SAMPLE, b"stss", 12),
+        (BFRAMES, b"stss", 12),
     ];
-    for (typ, at) in fields {
+    for (file, typ, at) in fields {
         for count in [u32::MAX, 0x4000_0000, 1_000_000] {
-            let mut data = SAMPLE.to_vec();
-            let b = offset_of(SAMPLE, Some(0), typ);
+            let mut data = file.to_vec();
+            let b = offset_of(file, Some(0), typ);
             put_u32(&mut data, b + at, count);
             let e = parse_err(&data);
             assert_eq!(
@@ -571,7 +636,7 @@ fn mutations_of_moov_never_panic() {
     use std::cell::{Cell, RefCell};
 
     let moov_start = 32usize;
-    let moov_len = 8495usize;
+    let moov_len = 7022usize;
     let at = moov_start..moov_start + moov_len;
     // Half the time flip one bit, otherwise write a dangerous value; 1–4 bytes at once.
     let mutation = prop_oneof![

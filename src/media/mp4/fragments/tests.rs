@@ -1,7 +1,8 @@
 //! Movie fragments built box by box, each case exercising one rule of ISO/IEC 14496-12 §8.8
 //! (where a sample's bytes are, where its defaults come from, what its decode time is), and
 //! hostile fragments that must fail with a typed error, plus mutations of a real fragmented
-//! file (the bundled sample through the HLS writer) that must never panic. Agreement with an
+//! file (the B-frame clip through the HLS writer, so its `trun`s carry signed composition
+//! offsets) that must never panic. Agreement with an
 //! independent reader (ffprobe) is in `tests/fmp4_read.rs`.
 
 use super::super::parse_mp4;
@@ -9,6 +10,8 @@ use crate::media::mp4::{fuzz_parse_mp4, Mp4ErrorKind};
 use crate::media::track::{MediaIndex, Sample};
 
 const SAMPLE: &[u8] = include_bytes!("../../../../tests/media/sample.mp4");
+/// H.264 High with B-frames (`ctts`), 4 s: its fragments' `trun`s hold composition offsets.
+const BFRAMES: &[u8] = include_bytes!("../../../../tests/media/bframes.mp4");
 
 fn boxed(typ: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
@@ -317,15 +320,15 @@ fn hostile_fragments_fail_with_typed_errors() {
     );
 }
 
-/// The bundled sample as the HLS writer fragments it (init + every VOD fragment).
+/// The B-frame clip as the HLS writer fragments it (init + every VOD fragment).
 fn hls_file() -> Vec<u8> {
-    let index = parse_mp4(SAMPLE).expect("sample parses");
+    let index = parse_mp4(BFRAMES).expect("clip parses");
     let first = crate::hls::fmp4::first_served_samples(&index);
     let seg = crate::hls::segment_file(&index, &first);
     let mut file = crate::hls::init_segment(&index).expect("init");
     for msn in 0..seg.segments.len() as u64 {
         let frag = seg.vod_fragment(&index, msn, None).expect("fragment");
-        file.extend(frag.to_vec(SAMPLE));
+        file.extend(frag.to_vec(BFRAMES));
     }
     file
 }
