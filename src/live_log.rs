@@ -628,9 +628,9 @@ impl LogWriter {
         let (Some(tw), Some(t)) = (self.tracks.get(track), self.log.tracks.get(track)) else {
             return;
         };
-        if tw.rebase {
-            // The returning publisher's offset is set by its first frame; its next report
-            // (seconds away) will map.
+        if tw.rebase || tw.last_pts.is_none() {
+            // The offset of a returning publisher, or of a track before its first frame, is
+            // set by that frame; the next report (seconds away) will map.
             return;
         }
         let stamp = t.report_stamp.load(Ordering::Relaxed);
@@ -753,6 +753,13 @@ impl LogWriter {
                 tw.offset = last + tw.last_step.max(1) - frame.pts;
             }
             tw.rebase = false;
+        }
+        if tw.last_pts.is_none() {
+            // The track's first frame takes the time `next_numbers` announced (0): a viewer
+            // whose PLAY was answered before it arrived got that in RTP-Info (RFC 2326
+            // §12.33), and a source's first timestamp is arbitrary (RTP starts at a random
+            // value, RFC 3550 §5.1). Tracks are aligned by arrival, never by these times.
+            tw.offset = tw.next_pts - frame.pts;
         }
         let pts = frame.pts + tw.offset;
         let mut dts = frame.dts + tw.offset;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use common::players::ffmpeg_decode_stream;
 use common::run_with_timeout;
 use shardcast::media::mp4::parse_mp4;
-use shardcast::rendition::{is_fresh, make_opus_rendition, opus_rendition_path};
 use shardcast::media::track::Codec;
+use shardcast::rendition::{is_fresh, make_opus_rendition, opus_rendition_path};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()

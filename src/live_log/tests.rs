@@ -212,6 +212,56 @@ fn a_returning_publisher_continues_the_timeline_one_frame_after_the_last() {
     log.unpin(0);
 }
 
+/// A viewer whose PLAY is answered before a track's first frame gets RTP-Info from
+/// `next_numbers` (RFC 2326 §12.33); the first frame, whatever its source timestamp (a random
+/// RTP start, RFC 3550 §5.1), must then carry exactly those numbers. It once kept the source's
+/// time: retina saw the first frame 1,790,718,923 ticks after the announced start.
+#[test]
+fn a_tracks_first_frame_carries_the_numbers_announced_before_it() {
+    let file = sample_file();
+    let now = Instant::now();
+    let mut w = LogWriter::create("a", &specs(&file), MIN_CAPACITY, 1200, wakers(1), now).unwrap();
+    let log = w.log().clone();
+    let (video, audio) = (0, 1);
+    let announced = log.tracks[video].next_numbers();
+    assert_eq!(announced, (0, 0));
+    // Audio first (as the sample's file order has it), its source time far from zero.
+    let data = [1u8; 10];
+    let first_audio = Frame {
+        pts: 3_000_000_123,
+        dts: 3_000_000_123,
+        ..aac_frame(audio, 0, &data)
+    };
+    w.append(&first_audio, now).unwrap();
+    let nal = [0, 0, 0, 6, 0x65, 0x88, 0x84, 0x00, 0x33, 0xff];
+    let key = Frame {
+        track: video,
+        pts: 1_790_718_923,
+        dts: 1_790_718_923,
+        sync: true,
+        data: &nal,
+    };
+    let n = w.append(&key, now).unwrap();
+    let readable = log.pin(0);
+    let Lookup::Ready(s) = log.lookup(video, n, readable) else {
+        panic!("the keyframe is readable")
+    };
+    assert_eq!((s.packets_before, s.pts), announced);
+    // Later frames keep their spacing from it.
+    let next = Frame {
+        pts: 1_790_718_923 + 3600,
+        dts: 1_790_718_923 + 3600,
+        sync: false,
+        ..key
+    };
+    let n2 = w.append(&next, now).unwrap();
+    let Lookup::Ready(s2) = log.lookup(video, n2, readable) else {
+        panic!("the second frame is readable")
+    };
+    assert_eq!(s2.pts, 3600);
+    log.unpin(0);
+}
+
 #[test]
 fn oversized_frames_and_unknown_tracks_are_dropped_and_counted() {
     let file = sample_file();
