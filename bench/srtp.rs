@@ -32,7 +32,11 @@ fn main() {
     let source: Vec<u8> = (0..SOURCE_BYTES).map(|i| (i * 31 + 7) as u8).collect();
     println!("| profile | ns/pkt | fastest | MB/s |");
     println!("|---|---|---|---|");
-    for profile in [SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80] {
+    for profile in [
+        SrtpProfile::AeadAes256Gcm,
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::Aes128CmHmacSha1_80,
+    ] {
         let exported = vec![0x42u8; profile.keying_material_len()];
         let (local, _) = SrtpKeyingMaterial::split(profile, &exported, true)
             .expect("keying material has the profile's length");
