@@ -208,6 +208,16 @@ pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
         .chain(err.lines())
         .filter(|l| l.contains("WARNING") || l.contains("ERROR") || l.contains(" WARN "))
         .filter(|l| !(l.contains(" rtspsrc ") && l.trim_end().ends_with("interrupted")))
+        // At EOS gst-launch stops the pipeline and rtspsrc cancels its own connection's
+        // GCancellable to send TEARDOWN; a receiver report being written over the interleaved
+        // connection at that instant fails with G_IO_ERROR_CANCELLED ("writev_bytes:
+        // Operation was cancelled", seen once in CI over TCP 0.2 s after the 2 s clip ended). Only gst's own
+        // cancellable yields that error — a server that closed or reset the connection gives
+        // "Broken pipe"/"Connection reset", which still fail the test.
+        .filter(|l| {
+            !(l.contains("gstrtspconnection.c")
+                && l.trim_end().ends_with("Operation was cancelled"))
+        })
         .collect();
     assert!(
         complaints.is_empty(),
