@@ -490,6 +490,7 @@ mod tests {
                 rtp_channel: 0,
                 rtcp_channel: 1,
             },
+            source: None,
         };
         StreamKey::of(ch, &setup, 1200)
     }

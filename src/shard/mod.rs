@@ -78,6 +78,9 @@ pub enum TrackDest {
         /// Channel for RTCP.
         rtcp_channel: u8,
     },
+    /// SRTP on the shard's WebRTC port, to the address the session's ICE checks nominated
+    /// (BUNDLE and rtcp-mux: every track of the session shares it, RFC 9143, RFC 5761).
+    WebRtc,
 }
 
 /// One track as negotiated by SETUP.
@@ -95,6 +98,10 @@ pub struct TrackSetup {
     pub initial_rtptime: RtpTimestamp,
     /// Destination.
     pub dest: TrackDest,
+    /// The file this track's samples come from when it is not the session's `media` (a
+    /// WebRTC viewer's audio from the Opus rendition of the file's AAC track,
+    /// `crate::rendition`); `track_index` then indexes this file's tracks.
+    pub source: Option<Arc<MediaFile>>,
 }
 
 /// Everything a shard needs to stream one session.
@@ -119,6 +126,19 @@ pub struct SessionSetup {
     /// The live log, when the session watches an ingested stream (its numbering and timing
     /// come from the log; `media` is the log's facade).
     pub log: Option<Arc<crate::live_log::LiveLog>>,
+}
+
+/// A WebRTC (WHEP) viewer's session: what every session has, and what its transport needs
+/// (`docs/design/webrtc.md`, "The shard side"). The shard creates it paused and indexes it
+/// by its ICE ufrag; it starts playing when DTLS has keyed SRTP (live sessions join at the
+/// latest keyframe, files at 0), and ends on `Teardown`, consent expiry or a DTLS close.
+#[derive(Debug)]
+pub struct WebRtcStart {
+    /// The session; its tracks have [`TrackDest::WebRtc`] and the payload types the answer
+    /// chose.
+    pub setup: SessionSetup,
+    /// ICE credentials, the browser's fingerprint, our certificate.
+    pub peer: crate::webrtc::peer::PeerSetup,
 }
 
 /// Where one track starts after PLAY, for the RTP-Info header (RFC 2326 §12.33).
@@ -188,6 +208,9 @@ pub enum ShardCommand {
         /// Position paused at, or `None` for an unknown session.
         reply: tokio::sync::oneshot::Sender<Option<f64>>,
     },
+    /// Create a WebRTC viewer's session (answered over HTTP already: nothing comes back but
+    /// a [`ShardEvent::SessionEnded`] when the shard ends it on its own).
+    StartWebRtc(Box<WebRtcStart>),
     /// End the session: RTCP BYE and free everything.
     Teardown {
         /// Session.

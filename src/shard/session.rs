@@ -154,7 +154,7 @@ impl ShardSession {
             });
             let rtp_dest = match &t.dest {
                 TrackDest::Udp { rtp, .. } => Some(sock_addr(*rtp)),
-                TrackDest::Interleaved { .. } => None,
+                TrackDest::Interleaved { .. } | TrackDest::WebRtc => None,
             };
             tracks.push(TrackStream {
                 packetizer: Packetizer::new(&track.codec, setup.payload_budget_bytes)?,
@@ -571,6 +571,7 @@ mod tests {
                 initial_seq: SeqNum(0),
                 initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
+                source: None,
             })
             .collect();
         let setup = SessionSetup {

@@ -445,6 +445,10 @@ impl Worker {
             ShardCommand::Teardown { id } => {
                 self.remove(id, "teardown");
             }
+            ShardCommand::StartWebRtc(start) => {
+                // Being built (issue 17): the shard side of WHEP sessions.
+                tracing::warn!(shard = self.index, session = %format_args!("{:016X}", start.setup.id), "WebRTC sessions are not served yet");
+            }
             ShardCommand::Shutdown => self.running = false,
         }
     }

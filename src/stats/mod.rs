@@ -93,6 +93,11 @@ pub enum EndReason {
     ClientBye,
     /// A TCP viewer stopped reading and its backlog overflowed.
     TooSlow,
+    /// A WebRTC viewer's consent expired (RFC 7675 §5.1: no valid ICE check for 30 s, the
+    /// tab closed without `DELETE`), or its ICE/DTLS setup never completed.
+    ConsentExpired,
+    /// A WebRTC viewer closed DTLS (`close_notify`) or its handshake failed.
+    DtlsClosed,
 }
 
 /// Messages from a shard to the control thread.
@@ -139,6 +144,8 @@ pub enum Transport {
     Tcp,
     /// HLS over HTTP (playlists and fMP4 segments from the shards).
     Hls,
+    /// WebRTC (WHEP): SRTP on the shard's WebRTC port.
+    Webrtc,
 }
 
 /// Whether the data plane gathers statistics (`--stats on|off`, TOML `stats`). Off: no pacing

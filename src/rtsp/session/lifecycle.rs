@@ -125,6 +125,8 @@ impl SessionCore {
         let why = match reason {
             EndReason::ClientBye => "viewer sent RTCP BYE",
             EndReason::TooSlow => "viewer too slow (TCP backlog full)",
+            EndReason::ConsentExpired => "WebRTC consent expired (no ICE check for 30 s)",
+            EndReason::DtlsClosed => "WebRTC viewer closed DTLS",
         };
         let mut effects = Vec::new();
         if let Some(rec) = self.end_session(id, false, &mut effects) {

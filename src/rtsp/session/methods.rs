@@ -267,7 +267,7 @@ impl SessionCore {
                             rtp_channel,
                             rtcp_channel,
                         } => Some([rtp_channel, rtcp_channel]),
-                        TrackDest::Udp { .. } => None,
+                        TrackDest::Udp { .. } | TrackDest::WebRtc => None,
                     })
                     .flatten()
                     .collect()
@@ -347,7 +347,7 @@ impl SessionCore {
                 },
                 None,
             ) => format_tcp_reply((*rtp_channel, *rtcp_channel), ssrc),
-            (TrackDest::Udp { .. }, None) => {
+            (TrackDest::Udp { .. } | TrackDest::WebRtc, None) => {
                 return Err(Refusal::NoTransport(transport.to_owned()))
             }
         };
@@ -365,6 +365,7 @@ impl SessionCore {
             initial_seq,
             initial_rtptime,
             dest,
+            source: None,
         };
         if !self.sessions.contains_key(&id) {
             self.assigned[shard] += 1;

@@ -168,6 +168,8 @@ pub(super) fn deliver_rtcp(
                 }
             }
         },
+        // SRTCP, protected with the session's keys on the WebRTC port (`shard::webrtc`).
+        crate::shard::TrackDest::WebRtc => {}
     }
 }
 

@@ -106,6 +106,7 @@ impl Rig {
                 initial_seq: SeqNum(0),
                 initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
+                source: None,
             })
             .collect();
         let setup = SessionSetup {
@@ -149,6 +150,7 @@ impl Rig {
                 initial_seq: ch.tracks[i].seq0,
                 initial_rtptime: ch.tracks[i].ts0,
                 dest: dest(i),
+                source: None,
             })
             .collect();
         let setup = SessionSetup {

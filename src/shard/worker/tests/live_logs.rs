@@ -84,6 +84,7 @@ fn play_log(r: &mut Rig, id: SessionId, w: &LogWriter) -> (Viewer, Vec<TrackStar
             initial_seq: log.tracks[i].seq0,
             initial_rtptime: log.tracks[i].ts0,
             dest: dest.clone(),
+            source: None,
         })
         .collect();
     let setup = SessionSetup {
@@ -225,6 +226,7 @@ fn play_log_tcp(r: &mut Rig, id: SessionId, w: &LogWriter, sink: Arc<TcpSink>) {
             rtp_channel: 0,
             rtcp_channel: 1,
         },
+        source: None,
     }];
     let setup = SessionSetup {
         id,
