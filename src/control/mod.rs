@@ -16,6 +16,7 @@ mod connection;
 mod ingest;
 mod operator;
 mod record;
+mod renditions;
 mod rtmp;
 mod sources;
 
@@ -78,6 +79,10 @@ struct Control {
     hls: SharedHlsContext,
     /// The HLS address bound, when HLS is on.
     hls_addr: Option<SocketAddr>,
+    /// The HTTP (API, page, WHEP) address bound, when the HTTP side is on.
+    http_addr: Option<SocketAddr>,
+    /// Opus renditions of AAC files for WebRTC viewers, when WebRTC is on.
+    renditions: Option<Rc<renditions::Renditions>>,
     /// The configuration the server started with (a reload is compared with it).
     config: ServerConfig,
     /// Publishers' media into live logs.
@@ -438,6 +443,23 @@ pub fn start(
         config.webrtc_listen,
     )?;
     let webrtc_addrs: Vec<SocketAddr> = shards.iter().filter_map(|s| s.webrtc_addr).collect();
+    // One DTLS certificate for the process: every WHEP answer carries its fingerprint.
+    let webrtc = if webrtc_addrs.len() == shards.len() && !shards.is_empty() {
+        match crate::webrtc::cert::DtlsCertificate::generate() {
+            Ok(cert) => Some(crate::rtsp::session::WebRtcSettings {
+                certificate: Arc::new(cert),
+                shard_addrs: webrtc_addrs.clone(),
+            }),
+            Err(e) => {
+                tracing::error!("no DTLS certificate ({e}): WebRTC is off");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let webrtc_on = webrtc.is_some();
+    let media_root = library.root().map(std::path::Path::to_path_buf);
     // Publishers' UDP: one port pair for every publisher, demultiplexed by source address
     // (each track's `client_port`), as the shards' pairs serve every viewer.
     let ingest_sockets = match bind_ingest_ports(local_addr.ip()) {
@@ -501,6 +523,7 @@ pub fn start(
             let mut core = core;
             core.set_ingest_ports(ingest_ports);
             core.set_hls_logs(hls_logs);
+            core.set_webrtc(webrtc);
             let ctl = Rc::new(Control {
                 ingest: RefCell::new(ingest),
                 demands: RefCell::new(HashMap::new()),
@@ -510,6 +533,8 @@ pub fn start(
                 catalog: operator::CatalogCache::default(),
                 hls: shared_hls,
                 hls_addr,
+                http_addr,
+                renditions: webrtc_on.then(|| renditions::Renditions::new(media_root)),
                 shards,
                 conns: RefCell::new(HashMap::new()),
                 next_conn: Cell::new(0),

@@ -8,10 +8,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ingest::IngestSnapshot;
 use super::Control;
+use crate::http::whep::WhepCreated;
 use crate::http::{
     ControlApi, HttpAccess, IngestInfo, MetricsSnapshot, PlayError, PlayGrant, PlayRequest,
     ShardTotals, SourceInfo, StreamInfo, TrackInfo,
@@ -21,7 +23,7 @@ use crate::ingest::DropReason;
 use crate::live_log::LogState;
 use crate::media::track::{Codec, TrackKind};
 use crate::media::MediaFile;
-use crate::rtsp::session::encode_name;
+use crate::rtsp::session::{encode_name, WhepAudio, WhepOffer, WhepRefusal};
 use crate::stats::hub::{IngestRate, SessionView, StatsView};
 use crate::token::unix_secs;
 
@@ -70,6 +72,8 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
         name: media.name.clone(),
         url: String::new(),
         hls_url: None,
+        whep_url: None,
+        webrtc_unavailable: crate::rtsp::session::SessionCore::whep_unplayable(media),
         live,
         duration_secs: (!live).then(|| media.duration().as_secs_f64()),
         codecs: tracks.iter().map(|t| t.codec).collect(),
@@ -160,6 +164,21 @@ impl Control {
         })
     }
 
+    /// `http://host:port` of the API (and WHEP) URLs handed out: the host of the configured
+    /// `public-address` with the HTTP port, else the HTTP request's host name when we listen
+    /// on a wildcard, else our HTTP address.
+    fn http_origin(&self, host: Option<&str>) -> Option<String> {
+        let http = self.http_addr?;
+        if let Some(public) = &self.core.borrow().config().public_address {
+            let name = crate::http::server::host_name(public).unwrap_or(public);
+            return Some(format!("http://{name}:{}", http.port()));
+        }
+        Some(match host {
+            Some(h) if http.ip().is_unspecified() => format!("http://{h}:{}", http.port()),
+            _ => format!("http://{http}"),
+        })
+    }
+
     /// The catalog entry of a library stream, from the cache when its file is unchanged.
     fn library_entry(&self, name: &str) -> Option<StreamInfo> {
         let library = self.core.borrow().library().clone();
@@ -199,6 +218,14 @@ impl Control {
         info.hls_url = self
             .hls_origin(host)
             .map(|o| format!("{o}/hls/{}/index.m3u8", encode_name(&info.name)));
+        // WHEP on the API port, for streams WebRTC can carry.
+        if !self.core.borrow().webrtc_enabled() {
+            info.webrtc_unavailable = Some("WebRTC is off on this server (--webrtc-listen)".into());
+        }
+        info.whep_url = match (&info.webrtc_unavailable, self.http_origin(host)) {
+            (None, Some(o)) => Some(format!("{o}/whep/{}", encode_name(&info.name))),
+            _ => None,
+        };
         info.viewers = self.hub.borrow().viewers_of(&info.name);
         info.token_required = self.core.borrow().tokens().required;
         info
@@ -348,6 +375,7 @@ impl ControlApi for Control {
             .existing_stream(&req.stream)
             .ok_or_else(|| PlayError::UnknownStream(req.stream.clone()))?;
         let expires_unix = unix_secs(SystemTime::now()) + lifetime.as_secs();
+        let whep_url = self.stream(&name, host).and_then(|info| info.whep_url);
         let token = self
             .core
             .borrow()
@@ -363,6 +391,7 @@ impl ControlApi for Control {
             hls_url: self
                 .hls_origin(host)
                 .map(|o| format!("{o}/hls/{}/index.m3u8?token={token}", encode_name(&name))),
+            whep_url: whep_url.map(|u| format!("{u}?token={token}")),
             token,
             expires_unix,
         })
@@ -403,6 +432,54 @@ impl ControlApi for Control {
 
     fn access(&self) -> HttpAccess {
         self.http_access.borrow().clone()
+    }
+
+    fn whep_offer(
+        &self,
+        stream: &str,
+        offer: &[u8],
+        token: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<WhepCreated, WhepRefusal> {
+        let library = self.core.borrow().library().clone();
+        let audio =
+            |media: &Arc<MediaFile>| match (&self.renditions, library.file_stamp(&media.name)) {
+                (Some(renditions), Some(stamp)) => renditions.lookup(media, stamp),
+                _ => WhepAudio::Unavailable,
+            };
+        let offer = WhepOffer {
+            sdp: offer,
+            token,
+            peer,
+        };
+        let accepted = super::with_env(|env| {
+            self.core
+                .borrow_mut()
+                .whep_offer(stream, &offer, audio, env)
+        })?;
+        self.apply(accepted.effects);
+        let command = crate::shard::ShardCommand::StartWebRtc(accepted.start);
+        if let Err(e) = self.shards[accepted.shard].send(command) {
+            tracing::warn!("{e}: WHEP session refused");
+            let effects = self.core.borrow_mut().whep_abort(accepted.id);
+            self.apply(effects);
+            return Err(WhepRefusal::ShardBusy(accepted.shard));
+        }
+        Ok(WhepCreated {
+            answer: accepted.answer,
+            key: accepted.key,
+        })
+    }
+
+    fn whep_delete(&self, key: &str) -> bool {
+        let ended = self.core.borrow_mut().whep_delete(key, Instant::now());
+        match ended {
+            Some(effects) => {
+                self.apply(effects);
+                true
+            }
+            None => false,
+        }
     }
 }
 

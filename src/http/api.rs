@@ -41,7 +41,7 @@ pub fn parse_session_handle(s: &str) -> Option<SessionHandle> {
 
 /// A stream name from the rest of the path: percent-decoded, and refused when it could
 /// climb out of the media root (the same rules as RTSP request URIs).
-fn stream_name(raw: &str) -> Option<String> {
+pub(super) fn stream_name(raw: &str) -> Option<String> {
     if raw
         .bytes()
         .any(|b| b < 0x20 || b == 0x7f || b == b' ' || b == b'#')
@@ -192,6 +192,39 @@ pub async fn handle(
 
 /// True when a `Content-Type` value names `application/json`: type and subtype compared
 /// case-insensitively, parameters such as `; charset=utf-8` allowed (RFC 9110 §8.3.1).
+/// Reads a request body of at most `max_body_bytes` within `body_timeout` (a declared
+/// `Content-Length` over the limit is refused before reading); the error is the status and
+/// message to refuse with (413, 408, 400).
+pub(super) async fn read_body(
+    req: Request<Incoming>,
+    limits: &HttpLimits,
+) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {} bytes", limits.max_body_bytes),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(req.into_body(), limits.max_body_bytes);
+    match tokio::time::timeout(limits.body_timeout, body.collect()).await {
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            format!("body not received within {:?}", limits.body_timeout),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err((StatusCode::BAD_REQUEST, format!("reading body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
 fn is_json(content_type: Option<&HeaderValue>) -> bool {
     content_type
         .and_then(|v| v.to_str().ok())
@@ -216,33 +249,9 @@ async fn play(
             "the body must be Content-Type: application/json",
         );
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {} bytes", limits.max_body_bytes),
-        );
-    }
-    let body = Limited::new(req.into_body(), limits.max_body_bytes);
-    let bytes = match tokio::time::timeout(limits.body_timeout, body.collect()).await {
-        Err(_) => {
-            return json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("body not received within {:?}", limits.body_timeout),
-            )
-        }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {} bytes", limits.max_body_bytes),
-            )
-        }
-        Ok(Err(e)) => return json_error(StatusCode::BAD_REQUEST, format!("reading body: {e}")),
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let bytes = match read_body(req, limits).await {
+        Ok(b) => b,
+        Err((status, message)) => return json_error(status, message),
     };
     let parsed: PlayRequest = match serde_json::from_slice(&bytes) {
         Ok(p) => p,

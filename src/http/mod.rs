@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod page;
 pub mod server;
 pub mod terminal;
+pub mod whep;
 
 use std::net::IpAddr;
 
@@ -58,6 +59,11 @@ pub struct StreamInfo {
     pub url: String,
     /// Its HLS multivariant playlist (for browsers), when HLS is on.
     pub hls_url: Option<String>,
+    /// Its WHEP endpoint (WebRTC in the browser), when WebRTC is on and the stream can be
+    /// sent over it.
+    pub whep_url: Option<String>,
+    /// Why the stream cannot be played over WebRTC (B-frames, WebRTC off), else `None`.
+    pub webrtc_unavailable: Option<String>,
     /// True for live channels.
     pub live: bool,
     /// Length in seconds; `None` for live channels.
@@ -157,6 +163,8 @@ pub struct PlayGrant {
     pub url: String,
     /// The HLS multivariant playlist with its token, when HLS is on.
     pub hls_url: Option<String>,
+    /// The WHEP endpoint with its token, when WebRTC is on and the stream can use it.
+    pub whep_url: Option<String>,
     /// The token alone.
     pub token: String,
     /// Expiry, seconds since the UNIX epoch.
@@ -246,4 +254,15 @@ pub trait ControlApi {
     fn metrics(&self) -> MetricsSnapshot;
     /// Current access policy.
     fn access(&self) -> HttpAccess;
+    /// `POST /whep/{stream}`: answers a WebRTC viewer's SDP offer (`token` from the query
+    /// or a bearer header; `peer` the HTTP client).
+    fn whep_offer(
+        &self,
+        stream: &str,
+        offer: &[u8],
+        token: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<whep::WhepCreated, crate::rtsp::session::WhepRefusal>;
+    /// `DELETE /whep/session/{key}`: ends the session; false when no session has that key.
+    fn whep_delete(&self, key: &str) -> bool;
 }

@@ -148,6 +148,14 @@ impl Track {
         (secs > 0.0).then(|| self.samples.len() as f64 / secs)
     }
 
+    /// Whether frames are presented in another order than decoded (B-frames: a presentation
+    /// time earlier than the previous sample's). WebRTC players drop such frames.
+    pub fn reorders_frames(&self) -> bool {
+        self.samples
+            .windows(2)
+            .any(|w| self.pts_ticks(&w[1]) < self.pts_ticks(&w[0]))
+    }
+
     /// Presentation time of `sample` in timescale ticks, edit list applied (may be negative
     /// for samples before the edit start).
     pub fn pts_ticks(&self, sample: &Sample) -> i64 {

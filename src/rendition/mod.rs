@@ -139,7 +139,19 @@ pub fn is_fresh(source: &Path, rendition: &Path) -> bool {
     let (Ok(src_mtime), Ok(ren_mtime)) = (src.modified(), ren.modified()) else {
         return false;
     };
-    if ren_mtime < src_mtime || ren.len() < STAMP_LEN as u64 {
+    if ren_mtime < src_mtime {
+        return false;
+    }
+    is_fresh_for(rendition, (src.len(), src_mtime))
+}
+
+/// True when `rendition` exists and its stamp records `source_stamp` (the source's size and
+/// modification time, as [`write_opus_rendition`] was given them).
+pub fn is_fresh_for(rendition: &Path, source_stamp: (u64, SystemTime)) -> bool {
+    let Ok(ren) = fs::metadata(rendition) else {
+        return false;
+    };
+    if ren.len() < STAMP_LEN as u64 {
         return false;
     }
     let mut tail = [0u8; STAMP_LEN];
@@ -147,7 +159,7 @@ pub fn is_fresh(source: &Path, rendition: &Path) -> bool {
         f.seek(SeekFrom::End(-(STAMP_LEN as i64)))?;
         f.read_exact(&mut tail)
     });
-    read.is_ok() && tail == stamp(src.len(), src_mtime)
+    read.is_ok() && tail == stamp(source_stamp.0, source_stamp.1)
 }
 
 /// Makes the Opus rendition of `source`'s first AAC track at `dest` (folders created as

@@ -14,6 +14,9 @@ impl SessionCore {
         effects: &mut Vec<Effect>,
     ) -> Option<SessionRecord> {
         let rec = self.sessions.remove(&id)?;
+        if let Some(key) = &rec.whep_key {
+            self.whep_keys.remove(key);
+        }
         effects.push(Effect::SessionEnded(id));
         self.admission
             .close_viewer(rec.peer.ip(), rec.bitrate_bps, rec.shard);

@@ -118,7 +118,7 @@ impl SessionCore {
     }
 
     /// The live channel playing `media`, if it is one.
-    fn channel_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveChannel>> {
+    pub(super) fn channel_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveChannel>> {
         self.channels
             .values()
             .find(|c| Arc::ptr_eq(&c.media, media))
@@ -126,7 +126,7 @@ impl SessionCore {
     }
 
     /// The live log behind `media`, if it is an ingested stream's.
-    fn log_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveLog>> {
+    pub(super) fn log_of(&self, media: &Arc<MediaFile>) -> Option<Arc<LiveLog>> {
         self.logs
             .values()
             .find(|l| Arc::ptr_eq(&l.media, media))
@@ -389,6 +389,7 @@ impl SessionCore {
                     owner: owner.0.clone(),
                     handle,
                     created: env.now,
+                    whep_key: None,
                 },
             );
         }

@@ -22,6 +22,7 @@ mod record;
 mod refusal;
 #[cfg(test)]
 mod tests;
+mod whep;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,10 @@ use rand::{Rng, RngCore};
 pub use publish::{IngestTransport, PublishStart};
 use record::{Owner, OwnerKey, SessionRecord};
 pub use refusal::{Refusal, PUBLIC_METHODS};
+pub use whep::{
+    WebRtcSettings, WhepAccepted, WhepAudio, WhepOffer, WhepRefusal, NO_CONNECTION,
+    WEBRTC_PAYLOAD_BUDGET,
+};
 
 use super::admission::{Admission, Limits, RequestRate};
 use super::auth::{AccessRule, Authenticator, UserSecret, Verdict};
@@ -336,6 +341,10 @@ pub struct SessionCore {
     log_limit: LogLimiter,
     /// Refused requests by status code since start.
     refused: BTreeMap<u16, u64>,
+    /// WebRTC's certificate and shard ports, when WebRTC is on.
+    webrtc: Option<WebRtcSettings>,
+    /// WHEP sessions by their resource key (`/whep/session/{key}`).
+    whep_keys: HashMap<String, whep::WhepSession>,
 }
 
 /// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date).
@@ -422,6 +431,8 @@ impl SessionCore {
             sessions: HashMap::new(),
             log_limit: LogLimiter::default(),
             refused: BTreeMap::new(),
+            webrtc: None,
+            whep_keys: HashMap::new(),
         }
     }
 

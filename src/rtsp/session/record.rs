@@ -52,6 +52,8 @@ pub(super) struct SessionRecord {
     pub(super) handle: SessionHandle,
     /// When its first SETUP arrived (a session never played expires after `setup-timeout`).
     pub(super) created: Instant,
+    /// A WHEP session's resource key (`/whep/session/{key}`).
+    pub(super) whep_key: Option<String>,
 }
 
 impl SessionRecord {

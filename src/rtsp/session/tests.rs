@@ -985,3 +985,4 @@ fn play_pause_teardown_refusals() {
 }
 
 mod publish_tests;
+mod whep_tests;
