@@ -520,5 +520,5 @@ pub(super) struct WhepSession {
     pub(super) ufrag: String,
 }
 
-/// The [`SessionRecord::origin`] of a session no RTSP connection created (WHEP).
+/// The originating connection of a session no RTSP connection created (WHEP).
 pub const NO_CONNECTION: ConnId = ConnId::MAX;
