@@ -36,6 +36,12 @@ fi
 # OpenSSL's s_client: the independent DTLS 1.2 + use_srtp client of tests/webrtc_dtls.rs (and
 # the X.509 reader of webrtc::cert's tests).
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# aiortc (Debian's python3-aiortc, 1.4 on bookworm: H.264 through PyAV/FFmpeg, Opus): the
+# second, independent WebRTC player of tests/webrtc_whep_browser.rs (tests/fixtures/whep_client.py,
+# run with /usr/bin/python3).
+if ! /usr/bin/python3 -c 'import aiortc, av' 2>/dev/null; then
+  missing+=(python3-aiortc)
+fi
 # Not a peer: backtraces of a server that stopped answering when a test fails.
 command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 if [ ${#missing[@]} -eq 0 ]; then

@@ -9,6 +9,7 @@ pub mod players;
 pub mod publishers;
 pub mod raw_publish;
 pub mod retina_play;
+pub mod whep;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

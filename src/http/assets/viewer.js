@@ -1,12 +1,17 @@
-// shardcast viewer: the catalog from /api/v1/streams, each stream playable in one <video>
-// over HLS (hls.js where the browser has Media Source Extensions, else the browser's own
-// HLS player). Deep links: #play=NAME opens a stream from the catalog, #play=NAME&hls=URL
-// plays any HLS URL (the server's CSP lets the page reach this host on any port).
+// shardcast viewer: the catalog from /api/v1/streams, each stream playable in one <video>:
+// over WebRTC (WHEP, draft-ietf-wish-whep: the lowest latency) when its catalog entry has a
+// whep_url, else — or when WebRTC does not work out: the POST is refused (422: B-frames, no
+// common codec; 503: admission; any 4xx/5xx) or the connection is not up within 5 s — over
+// HLS (hls.js where the browser has Media Source Extensions, else the browser's own HLS
+// player). Deep links: #play=NAME opens a stream from the catalog, #play=NAME&hls=URL plays
+// any HLS URL (the server's CSP lets the page reach this host on any port),
+// #play=NAME&whep=URL tries that WHEP endpoint first, #engine=hls.js|native|webrtc forces one.
 //
 // window.shardcastPlayer.state() reports what the <video> element and hls.js say about
 // playback (time, frames decoded and dropped, audio bytes decoded, errors, latency), for
-// tests and for anyone debugging a stream in the browser console. Nothing in it is computed
-// here: every figure is read from the media element or hls.js.
+// tests and for anyone debugging a stream in the browser console; webrtcStats() what the
+// RTCPeerConnection's getStats() says. Nothing in them is computed here: every figure is
+// read from the media element, hls.js or the browser's WebRTC stack.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
@@ -71,6 +76,18 @@
   let errors = [];
   let recovered = false;
   let meter = null;
+  // The WebRTC attempt of the current playback, if any: its RTCPeerConnection, the WHEP
+  // endpoint and session URL, the HTTP status of the POST, and a timer for the connection.
+  let rtc = null;
+  // Why the current HLS playback is not WebRTC (null when WebRTC was not tried).
+  let fallback = null;
+  // How long a WebRTC connection may take to reach "connected" before the page gives up on
+  // it (ICE-lite server, loopback or LAN: well under a second when it works at all).
+  const WEBRTC_CONNECT_MS = 5000;
+
+  function forcedEngine() {
+    return new URLSearchParams(location.hash.replace(/^#/, "")).get("engine");
+  }
 
   function engineFor() {
     // hls.js first wherever MSE works, the browser's own player otherwise (iOS Safari before
@@ -103,29 +120,174 @@
     $("now-latency").hidden = live !== true;
   }
 
+  function setEngine(engine, protocol) {
+    const e = $("now-engine");
+    e.textContent = engine === "webrtc" ? "WebRTC" : (engine || "no HLS player");
+    e.dataset.protocol = protocol;
+    e.title = protocol === "webrtc" ? "WebRTC (WHEP): sub-second latency" : "HLS";
+  }
+  function showFallback(why) {
+    const p = $("now-fallback");
+    p.textContent = why ? "WebRTC unavailable (" + why + "), playing HLS" : "";
+    p.hidden = !why;
+  }
+
+  // Ends the WebRTC attempt: the session is DELETEd at its Location (keepalive, so it is
+  // sent even while the page unloads) and the peer connection closed.
+  function endRtc() {
+    if (!rtc) return;
+    const r = rtc;
+    rtc = null;
+    closeRtc(r);
+  }
+  function closeRtc(r) {
+    clearTimeout(r.timer);
+    if (r.session) {
+      const headers = {};
+      if (r.token) headers.Authorization = "Bearer " + r.token;
+      fetch(r.session, { method: "DELETE", headers: headers, keepalive: true, cache: "no-store" })
+        .catch(() => { /* the server ends it on consent expiry anyway */ });
+    }
+    r.pc.close();
+  }
+
   function stop() {
     if (meter) { clearInterval(meter); meter = null; }
     if (hls) { hls.destroy(); hls = null; }
+    endRtc();
     video.pause();
+    video.srcObject = null;
     video.removeAttribute("src");
     video.load();
     current = null;
   }
 
-  function play(name, url, live) {
+  // Plays stream `s` (a catalog entry, or {name, live, hls_url}) over WebRTC from the WHEP
+  // endpoint `whepUrl`; on a refusal or no connection, HLS from s.hls_url takes over.
+  async function playWebrtc(s, whepUrl) {
     stop();
     errors = [];
     recovered = false;
+    fallback = null;
+    showError("");
+    showFallback(null);
+    $("player").hidden = false;
+    $("now-name").textContent = s.name;
+    const live = s.live === undefined ? undefined : !!s.live;
+    setKind(live);
+    const session = { name: s.name, url: whepUrl, live: live, engine: "webrtc", hlsUrl: s.hls_url || null };
+    current = session;
+    setEngine("webrtc", "webrtc");
+    markPlaying(s.name);
+    const pc = new RTCPeerConnection();
+    const r = { pc: pc, endpoint: whepUrl, session: null, status: null, reason: null, timer: null, token: tokenOf(whepUrl) };
+    rtc = r;
+    const giveUp = (why) => {
+      if (rtc !== r || current !== session) return;
+      fallBack(session, why);
+    };
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const media = new MediaStream();
+    pc.ontrack = (e) => {
+      media.addTrack(e.track);
+      if (video.srcObject !== media) video.srcObject = media;
+    };
+    pc.onconnectionstatechange = () => {
+      if (rtc !== r) return;
+      if (pc.connectionState === "connected") {
+        clearTimeout(r.timer);
+        setStatus("connected");
+      } else if (pc.connectionState === "failed") {
+        giveUp("connection failed");
+      }
+    };
+    setStatus("connecting (WebRTC)");
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      // The server is ICE-lite: the browser's checks reach its one candidate, so the offer
+      // needs none of ours; a short wait lets the candidates gathered so far go with it.
+      await gathered(pc, 500);
+      if (rtc !== r) return;
+      r.timer = setTimeout(() => giveUp("not connected within " + WEBRTC_CONNECT_MS / 1000 + " s"), WEBRTC_CONNECT_MS);
+      const headers = { "Content-Type": "application/sdp" };
+      const resp = await fetch(whepUrl, { method: "POST", headers: headers, body: pc.localDescription.sdp, cache: "no-store" });
+      const body = await resp.text();
+      r.status = resp.status;
+      const loc = resp.headers.get("Location");
+      if (resp.status === 201 && loc) r.session = new URL(loc, new URL(whepUrl, location.href)).href;
+      if (rtc !== r) {
+        // Stopped while the POST was under way: end the session it made.
+        closeRtc(r);
+        return;
+      }
+      if (resp.status !== 201) {
+        r.reason = body.trim().slice(0, 300);
+        giveUp("HTTP " + resp.status + (r.reason ? ": " + r.reason : ""));
+        return;
+      }
+      await pc.setRemoteDescription({ type: "answer", sdp: body });
+    } catch (e) {
+      giveUp(String((e && e.message) || e));
+      return;
+    }
+    const p = video.play();
+    if (p && p.catch) p.catch((e) => setStatus("press play (" + e.name + ")"));
+    meter = setInterval(showFacts, 1000);
+  }
+
+  // A play token in the WHEP URL (?token=) goes along with the DELETE too.
+  function tokenOf(url) {
+    try { return new URL(url, location.href).searchParams.get("token"); } catch (e) { return null; }
+  }
+
+  function gathered(pc, ms) {
+    return new Promise((done) => {
+      if (pc.iceGatheringState === "complete") { done(); return; }
+      const t = setTimeout(done, ms);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") { clearTimeout(t); done(); }
+      });
+    });
+  }
+
+  // WebRTC did not work out for `session`: HLS instead, unless WebRTC was forced or the
+  // stream has no HLS.
+  function fallBack(session, why) {
+    const r = rtc;
+    const attempt = r ? { status: r.status, reason: r.reason } : null;
+    stop();
+    if (forcedEngine() === "webrtc" || !session.hlsUrl) {
+      $("player").hidden = false;
+      $("now-name").textContent = session.name;
+      current = { name: session.name, url: session.url, live: session.live, engine: "webrtc", failed: why, attempt: attempt };
+      setEngine("webrtc", "webrtc");
+      showError("WebRTC playback failed: " + why + (session.hlsUrl ? "" : " (no HLS for this stream)"));
+      return;
+    }
+    play(session.name, session.hlsUrl, session.live, why);
+  }
+
+  function markPlaying(name) {
+    for (const li of document.querySelectorAll("#streams li")) {
+      li.classList.toggle("playing", li.dataset.stream === name);
+    }
+  }
+
+  function play(name, url, live, why) {
+    stop();
+    errors = [];
+    recovered = false;
+    fallback = why || null;
+    showFallback(fallback);
     showError("");
     $("player").hidden = false;
     $("now-name").textContent = name || url;
     setKind(live);
     const engine = engineFor();
     current = { name: name, url: url, live: live, engine: engine };
-    $("now-engine").textContent = engine || "no HLS player";
-    for (const li of document.querySelectorAll("#streams li")) {
-      li.classList.toggle("playing", li.dataset.stream === name);
-    }
+    setEngine(engine, "hls");
+    markPlaying(name);
     if (!engine) {
       showError("This browser can play HLS neither natively nor through Media Source Extensions.");
       return;
@@ -215,6 +377,20 @@
   }
   function showFacts() {
     if (!current) return;
+    if (rtc && current.engine === "webrtc") {
+      // WebRTC: the jitter buffer's mean delay per frame and the round trip, from getStats().
+      const r = rtc;
+      webrtcStats().then((w) => {
+        if (rtc !== r || !w) return;
+        const v = w.video || {};
+        const jb = v.jitterBufferEmittedCount ? 1000 * v.jitterBufferDelay / v.jitterBufferEmittedCount : null;
+        $("latency").textContent = jb === null ? "–" : Math.round(jb + (w.rttMs || 0) / 2) + " ms";
+        setStatus(r.pc.connectionState + " · " + (v.framesDecoded || 0) + " frames" +
+          (v.packetsLost ? ", " + v.packetsLost + " packets lost" : "") +
+          (v.framesPerSecond ? " · " + v.framesPerSecond + " fps" : ""));
+      });
+      return;
+    }
     if (current.live && hls) {
       const l = hls.latency;
       $("latency").textContent = (l > 0 && isFinite(l)) ? l.toFixed(2) + " s" : "–";
@@ -227,6 +403,23 @@
   function num(v) {
     return (typeof v === "number" && isFinite(v)) ? v : null;
   }
+  // The inbound-rtp entries of the WebRTC playback (video, audio) as getStats() reports
+  // them, the codecs they use, and the selected candidate pair's round trip; null without
+  // WebRTC.
+  async function webrtcStats() {
+    if (!rtc) return null;
+    const pc = rtc.pc;
+    const report = await pc.getStats();
+    const out = { connectionState: pc.connectionState, video: null, audio: null, rttMs: null };
+    const codecs = {};
+    for (const s of report.values()) {
+      if (s.type === "inbound-rtp" && (s.kind === "video" || s.kind === "audio")) out[s.kind] = Object.assign({}, s);
+      else if (s.type === "codec") codecs[s.id] = s.mimeType;
+      else if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) out.rttMs = 1000 * s.currentRoundTripTime;
+    }
+    for (const k of ["video", "audio"]) if (out[k]) out[k].codec = codecs[out[k].codecId] || null;
+    return out;
+  }
   window.shardcastPlayer = {
     /** What the <video> element and hls.js report now (plain JSON). */
     state() {
@@ -235,6 +428,10 @@
         stream: current ? current.name : null,
         url: current ? current.url : null,
         engine: current ? current.engine : null,
+        protocol: current ? (current.engine === "webrtc" ? "webrtc" : "hls") : null,
+        fallback: current && current.engine !== "webrtc" ? fallback : null,
+        whep: rtc ? { url: rtc.endpoint, session: rtc.session, status: rtc.status, reason: rtc.reason, connectionState: rtc.pc.connectionState }
+          : (current && current.failed ? { failed: current.failed, status: current.attempt ? current.attempt.status : null, reason: current.attempt ? current.attempt.reason : null } : null),
         live: current ? (current.live === undefined ? null : current.live) : null,
         currentTime: video.currentTime,
         duration: num(video.duration),
@@ -254,13 +451,22 @@
     },
     /** Plays `url` (HLS) under `name`; `live` true, false or undefined (ask the playlist). */
     play: play,
+    /** Plays catalog entry `s` over WebRTC from WHEP endpoint `whepUrl`, HLS if that fails. */
+    playWebrtc: playWebrtc,
+    /** What getStats() says about the WebRTC playback (a promise; null without WebRTC). */
+    webrtcStats: webrtcStats,
     /** Stops playback and hides the player. */
     stop() { stop(); $("player").hidden = true; },
   };
 
+  // Leaving the page (or closing the tab) ends the WebRTC session at once, rather than when
+  // the server's consent checks time out.
+  window.addEventListener("pagehide", () => endRtc());
+
   $("close").addEventListener("click", () => {
     window.shardcastPlayer.stop();
-    history.replaceState(null, "", location.pathname);
+    const forced = forcedEngine();
+    history.replaceState(null, "", location.pathname + (forced ? "#engine=" + encodeURIComponent(forced) : ""));
     for (const li of document.querySelectorAll("#streams li")) li.classList.remove("playing");
   });
 
@@ -285,10 +491,15 @@
       if (s.codecs && s.codecs.length) facts.push(s.codecs.join(" · "));
       if (s.width && s.height) facts.push(s.width + "×" + s.height + (s.frame_rate ? " @ " + Math.round(s.frame_rate * 100) / 100 + " fps" : ""));
       li.appendChild(el("div", "stream-facts", facts.join(" · ") || "–"));
-      if (s.hls_url) {
+      if (s.hls_url || s.whep_url) {
         const b = el("button", "play", "▶ play");
+        if (s.whep_url) b.title = "plays over WebRTC" + (s.hls_url ? " (HLS if that fails)" : "");
         b.type = "button";
-        b.addEventListener("click", () => { location.hash = "play=" + encodeURIComponent(s.name); });
+        // A forced engine (#engine=hls.js, native or webrtc) stays chosen across streams.
+        b.addEventListener("click", () => {
+          const forced = forcedEngine();
+          location.hash = "play=" + encodeURIComponent(s.name) + (forced ? "&engine=" + encodeURIComponent(forced) : "");
+        });
         li.appendChild(b);
       } else {
         // No HLS for this stream (an older server, or HLS switched off): RTSP players only.
@@ -310,9 +521,18 @@
     const params = new URLSearchParams(location.hash.replace(/^#/, ""));
     const name = params.get("play");
     const explicit = params.get("hls");
+    const whepParam = params.get("whep");
     if (!name && !explicit) return;
     const s = name ? catalog.get(name) : undefined;
-    if (explicit) {
+    const forced = params.get("engine");
+    const whep = forced === "hls.js" || forced === "native" || typeof window.RTCPeerConnection !== "function"
+      ? null
+      : (whepParam !== null ? httpUrl(whepParam) : (s && s.whep_url ? httpUrl(s.whep_url) : null));
+    if (whep && !explicit && s) {
+      if (current && current.engine === "webrtc" && current.url === whep) return;
+      if (current && current.name === s.name && fallback) return; // already fell back
+      playWebrtc(s, whep);
+    } else if (explicit) {
       const url = httpUrl(explicit);
       if (!url) {
         $("player").hidden = false;
