@@ -32,7 +32,10 @@ const STATE: &str = "window.shardcastPlayer.state()";
 /// The viewer page on `server` playing stream `name` from the server's own HLS (the deep
 /// link the page documents: the page looks the stream's `hls_url` up in the catalog).
 fn open_stream(server: &Server, name: &str) -> Page {
-    Browser::open(&format!("http://{}/#play={name}", server.http_addr()))
+    Browser::open(&format!(
+        "http://{}/#play={name}&engine=hls.js",
+        server.http_addr()
+    ))
 }
 
 /// A server with the live channel `ch` (the sample looped).
@@ -186,7 +189,7 @@ fn viewer_plays_a_live_channel_over_ll_hls_near_the_live_edge_and_rejoins_after_
     let server = live_server();
     // A channel that has been running a while (its first segment complete).
     std::thread::sleep(Duration::from_secs(3));
-    let mut page = Browser::open(&format!("http://{}/", server.http_addr()));
+    let mut page = Browser::open(&format!("http://{}/#engine=hls.js", server.http_addr()));
     page.wait_until(
         "document.querySelector('li[data-stream=\"ch\"] button.play') !== null",
         Duration::from_secs(20),

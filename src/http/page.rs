@@ -1,6 +1,8 @@
 //! The web pages: HTML, stylesheets and scripts compiled into the binary (no CDN, no external
-//! fonts). `/` is the viewer (the catalog, each stream playable in a `<video>` over HLS, with
-//! hls.js where the browser has Media Source Extensions); `/dashboard` is the operator
+//! fonts). `/` is the viewer (the catalog, each stream playable in a `<video>` over WebRTC —
+//! WHEP on this origin, `super::whep` — where the catalog gives a `whep_url`, else or on any
+//! failure over HLS, with hls.js where the browser has Media Source Extensions; the page
+//! shows which is in use); `/dashboard` is the operator
 //! dashboard, which redraws every second from `/api/v1/stats` and `/api/v1/sessions`. The
 //! pages hold no data; their scripts fetch it from the API.
 //!
