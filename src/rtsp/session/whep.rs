@@ -153,6 +153,57 @@ struct Offered {
     send: SendTrack,
     track_index: usize,
     source: Option<Arc<MediaFile>>,
+    /// An AAC track standing in for the Opus rendition it would get (trial negotiation).
+    rendition_pending: bool,
+}
+
+/// What `media` can send over WebRTC with `audio` for its AAC: H.264 and Opus as they are,
+/// AAC as its rendition's Opus track (or, with `assume_rendition`, as an Opus placeholder
+/// for a trial negotiation); the warnings for tracks left out.
+fn sendable_tracks(
+    media: &MediaFile,
+    audio: &WhepAudio,
+    assume_rendition: bool,
+) -> (Vec<Offered>, Vec<String>) {
+    use crate::media::track::Codec;
+    let mut warnings = Vec::new();
+    let mut offered = Vec::new();
+    for (k, track) in media.index.tracks.iter().enumerate() {
+        let own = |send| Offered {
+            send,
+            track_index: k,
+            source: None,
+            rendition_pending: false,
+        };
+        match (&track.codec, audio) {
+            (Codec::H264(config), _) => offered.push(own(SendTrack::h264(config))),
+            (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
+            (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
+                rendition_pending: true,
+                ..own(SendTrack::Opus)
+            }),
+            (Codec::Aac(_), WhepAudio::Rendition(r)) => {
+                let opus = r
+                    .index
+                    .tracks
+                    .iter()
+                    .position(|t| matches!(t.codec, Codec::Opus(_)));
+                if let Some(opus) = opus {
+                    offered.push(Offered {
+                        send: SendTrack::Opus,
+                        track_index: opus,
+                        source: Some(r.clone()),
+                        rendition_pending: false,
+                    });
+                }
+            }
+            (Codec::Aac(_), _) => warnings.push(
+                "its AAC audio has no Opus rendition for WebRTC, so it is sent without sound"
+                    .to_owned(),
+            ),
+        }
+    }
+    (offered, warnings)
 }
 
 impl SessionCore {
@@ -271,55 +322,34 @@ impl SessionCore {
         if let Some(why) = Self::whep_unplayable(&media) {
             return Err(WhepRefusal::Unprocessable(why));
         }
-        let audio = if self.whep_wants_rendition(&media) {
+        // Negotiate first as if the file's AAC were Opus already: an offer that cannot take
+        // the stream (no common video codec) is refused without making a rendition, and one
+        // with no audio section needs none.
+        let wants_rendition = self.whep_wants_rendition(&media);
+        let trial = sendable_tracks(&media, &WhepAudio::Own, wants_rendition);
+        let sends: Vec<SendTrack> = trial.0.iter().map(|o| o.send.clone()).collect();
+        let negotiated =
+            negotiate(&parsed, &sends).map_err(|e| WhepRefusal::Unprocessable(e.to_string()))?;
+        let carries_rendition = negotiated.accepted().any(|a| {
+            a.track
+                .and_then(|t| trial.0.get(t))
+                .is_some_and(|o| o.rendition_pending)
+        });
+        let audio = if carries_rendition {
             audio(&media)
         } else {
             WhepAudio::Own
         };
-        let channel = self.channel_of(&media);
-        let log = self.log_of(&media);
-        let mut warnings = Vec::new();
-        let mut offered = Vec::new();
-        for (k, track) in media.index.tracks.iter().enumerate() {
-            use crate::media::track::Codec;
-            match &track.codec {
-                Codec::H264(config) => offered.push(Offered {
-                    send: SendTrack::h264(config),
-                    track_index: k,
-                    source: None,
-                }),
-                Codec::Opus(_) => offered.push(Offered {
-                    send: SendTrack::Opus,
-                    track_index: k,
-                    source: None,
-                }),
-                Codec::Aac(_) => match &audio {
-                    WhepAudio::Rendition(r) => {
-                        if let Some(opus) = r
-                            .index
-                            .tracks
-                            .iter()
-                            .position(|t| matches!(t.codec, Codec::Opus(_)))
-                        {
-                            offered.push(Offered {
-                                send: SendTrack::Opus,
-                                track_index: opus,
-                                source: Some(r.clone()),
-                            });
-                        }
-                    }
-                    WhepAudio::Preparing => return Err(WhepRefusal::Preparing),
-                    WhepAudio::Own | WhepAudio::Unavailable => warnings.push(
-                        "its AAC audio has no Opus rendition for WebRTC, so it is sent without sound"
-                            .to_owned(),
-                    ),
-                },
-            }
+        if matches!(audio, WhepAudio::Preparing) {
+            return Err(WhepRefusal::Preparing);
         }
+        let (offered, mut warnings) = sendable_tracks(&media, &audio, false);
         let sends: Vec<SendTrack> = offered.iter().map(|o| o.send.clone()).collect();
         let negotiated =
             negotiate(&parsed, &sends).map_err(|e| WhepRefusal::Unprocessable(e.to_string()))?;
         warnings.extend(negotiated.warnings.iter().map(ToString::to_string));
+        let channel = self.channel_of(&media);
+        let log = self.log_of(&media);
         let remote_fingerprint = Fingerprint::parse(&negotiated.remote_fingerprint)
             .map_err(|e| WhepRefusal::BadOffer(format!("a=fingerprint: {e}")))?;
 

@@ -265,3 +265,24 @@ fn b_frames_are_refused_with_the_reason() {
     let media = sample.resolve(&["sample".to_owned()]).unwrap().0;
     assert_eq!(SessionCore::whep_unplayable(&media), None);
 }
+
+#[test]
+fn an_offer_that_cannot_take_the_video_or_has_no_audio_makes_no_rendition() {
+    let mut core = webrtc_core(ConfigOverlay::default());
+    let mut w = World::new();
+    let never = |_: &Arc<MediaFile>| -> WhepAudio { panic!("no rendition needed") };
+    let vp8 = CHROMIUM_OFFER.replace("H264/90000", "VP8/90000");
+    let r = core
+        .whep_offer("sample", &offer(&vp8, None), never, &mut w.env())
+        .unwrap_err();
+    assert_eq!(r.status(), 422, "{r}");
+    // Video only: the audio section is refused by the offerer (port 0).
+    let video_only = match CHROMIUM_OFFER.find("m=audio 9 ") {
+        Some(_) => CHROMIUM_OFFER.replacen("m=audio 9 ", "m=audio 0 ", 1),
+        None => panic!("the fixture has an audio section"),
+    };
+    let a = core
+        .whep_offer("sample", &offer(&video_only, None), never, &mut w.env())
+        .unwrap();
+    assert_eq!(a.start.setup.tracks.len(), 1);
+}
