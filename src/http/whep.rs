@@ -175,7 +175,8 @@ fn preflight(allow: &'static str) -> HttpResponse {
     r
 }
 
-/// CORS on every WHEP answer: any origin may read it and the `Location` of a new session.
+/// CORS on every WHEP answer: any origin may read it, the `Location` of a new session and
+/// the `Retry-After` of a 503 (neither is a CORS-safelisted response header).
 fn cors(r: &mut HttpResponse) {
     let h = r.headers_mut();
     h.insert(
@@ -184,6 +185,6 @@ fn cors(r: &mut HttpResponse) {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("location"),
+        HeaderValue::from_static("location, retry-after"),
     );
 }

@@ -55,9 +55,17 @@ window.whep = {
       });
     });
     this.tPost = performance.now();
-    const r = await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/sdp'},
-                                 body: pc.localDescription.sdp, cache: 'no-store'});
-    const body = await r.text();
+    // A 503 with Retry-After (the sample's Opus rendition being made for its first WebRTC
+    // viewer) is retried, as WHEP clients do.
+    let r, body;
+    for (let attempt = 0; ; attempt++) {
+      r = await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/sdp'},
+                             body: pc.localDescription.sdp, cache: 'no-store'});
+      body = await r.text();
+      const wait = Number(r.headers.get('Retry-After'));
+      if (r.status !== 503 || !(wait > 0) || attempt >= 20) break;
+      await new Promise((res) => setTimeout(res, wait * 1000));
+    }
     this.tAnswer = performance.now();
     const out = {status: r.status, location: r.headers.get('Location'),
                  contentType: r.headers.get('Content-Type'), body: body, setRemote: null};

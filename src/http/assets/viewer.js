@@ -211,8 +211,17 @@
       if (rtc !== r) return;
       r.timer = setTimeout(() => giveUp("not connected within " + WEBRTC_CONNECT_MS / 1000 + " s"), WEBRTC_CONNECT_MS);
       const headers = { "Content-Type": "application/sdp" };
-      const resp = await fetch(whepUrl, { method: "POST", headers: headers, body: pc.localDescription.sdp, cache: "no-store" });
-      const body = await resp.text();
+      // A 503 with Retry-After (the stream's Opus audio being made for its first WebRTC
+      // viewer, or an admission limit) is retried a few times within the connect timeout.
+      let resp, body;
+      for (let attempt = 0; ; attempt++) {
+        resp = await fetch(whepUrl, { method: "POST", headers: headers, body: pc.localDescription.sdp, cache: "no-store" });
+        body = await resp.text();
+        const wait = Number(resp.headers.get("Retry-After"));
+        if (resp.status !== 503 || !(wait > 0 && wait <= 2) || attempt >= 3 || rtc !== r) break;
+        setStatus("WebRTC: " + body.trim().slice(0, 120));
+        await new Promise((res) => setTimeout(res, wait * 1000));
+      }
       r.status = resp.status;
       const loc = resp.headers.get("Location");
       if (resp.status === 201 && loc) r.session = new URL(loc, new URL(whepUrl, location.href)).href;
