@@ -11,9 +11,15 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::SockAddr;
 
 use crate::stats::ShardCounters;
 use crate::sys::recv::RecvBatch;
+use crate::webrtc::dtls::DTLS_MTU;
+use crate::webrtc::peer::PeerTransport;
 use crate::webrtc::Demux;
 
 /// Datagrams read per drain (one `recvmmsg`): a flood costs at most this much work per tick;
@@ -21,7 +27,7 @@ use crate::webrtc::Demux;
 const DRAIN_PER_TICK: usize = 64;
 /// Largest datagram read: a DTLS flight or an SRTP packet fits a 1,500-byte MTU; larger
 /// ones are truncated by the kernel and fail their checks.
-const MAX_DATAGRAM: usize = 2048;
+pub(super) const MAX_DATAGRAM: usize = 2048;
 
 /// What one drain of the port saw, by protocol (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,5 +101,91 @@ impl WebRtcPort {
             .webrtc_dropped
             .fetch_add(counts.dropped as u64, Ordering::Relaxed);
         counts
+    }
+}
+
+/// Largest RTCP compound the shard protects: an SR or BYE with SDES (`MAX_RTCP_COMPOUND`)
+/// plus SRTCP's index and tag (RFC 3711 §3.4).
+const MAX_SRTCP: usize = crate::wire::rtcp::MAX_RTCP_COMPOUND + 64;
+
+/// A WebRTC viewer's transport beside its shard session (`docs/design/webrtc.md`, "The
+/// shard side"): ICE, DTLS and SRTP state, the nominated address media goes to, and the
+/// shard's WebRTC socket for what is sent outside the batched media path (STUN answers,
+/// DTLS flights, SRTCP).
+pub(super) struct WebRtcPeer {
+    /// ICE-lite, DTLS server and SRTP contexts (sans-IO).
+    pub(super) transport: PeerTransport,
+    /// The nominated address (RFC 8445 §7.3.1.5), as the shard's peer map keys it.
+    pub(super) addr: Option<SocketAddr>,
+    /// The same, converted once for the send path.
+    pub(super) dest: Option<SockAddr>,
+    /// The shard's WebRTC socket (shared by its sessions).
+    pub(super) socket: Arc<UdpSocket>,
+    /// Set after the first refused datagram is logged: one line per session at most.
+    pub(super) refusal_logged: bool,
+    /// When the last keyframe request was honoured (at most one per
+    /// [`KEYFRAME_REQUEST_INTERVAL`]).
+    pub(super) last_keyframe_request: Option<Instant>,
+}
+
+/// Shortest time between two honoured keyframe requests of one viewer: a browser repeats
+/// PLI while it waits for the keyframe (`docs/design/webrtc.md`, "PLI/FIR").
+pub(super) const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+impl WebRtcPeer {
+    /// A peer waiting for its first ICE check.
+    pub(super) fn new(transport: PeerTransport, socket: Arc<UdpSocket>) -> Self {
+        Self {
+            transport,
+            addr: None,
+            dest: None,
+            socket,
+            refusal_logged: false,
+            last_keyframe_request: None,
+        }
+    }
+
+    /// Records the address an ICE check nominated; returns the one it replaces.
+    pub(super) fn select(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
+        self.dest = Some(SockAddr::from(addr));
+        self.addr.replace(addr)
+    }
+
+    /// Sends every DTLS datagram the transport has waiting to the nominated address.
+    pub(super) fn transmit_dtls(&mut self) {
+        let mut out = [0u8; DTLS_MTU];
+        while let Some(n) = self.transport.poll_transmit(&mut out) {
+            if let (Some(addr), Some(bytes)) = (self.addr, out.get(..n)) {
+                let _ = self.socket.send_to(bytes, addr);
+            }
+        }
+    }
+
+    /// Protects the RTCP compound `packet` (RFC 3711 §3.4) and sends it to the nominated
+    /// address; nothing before SRTP is keyed. Best effort, as RTCP is (RFC 3550 §6).
+    pub(super) fn send_rtcp(&mut self, packet: &[u8]) {
+        let Some(addr) = self.addr else {
+            return;
+        };
+        let Some(sender) = self.transport.sender() else {
+            return;
+        };
+        let mut out = [0u8; MAX_SRTCP];
+        if let Ok(n) = sender.protect_rtcp(packet, &mut out) {
+            if let Some(bytes) = out.get(..n) {
+                let _ = self.socket.send_to(bytes, addr);
+            }
+        }
+    }
+
+    /// Whether a keyframe request at `now` is honoured (and records it if so).
+    pub(super) fn take_keyframe_request(&mut self, now: Instant) -> bool {
+        let due = self
+            .last_keyframe_request
+            .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_REQUEST_INTERVAL);
+        if due {
+            self.last_keyframe_request = Some(now);
+        }
+        due
     }
 }

@@ -1,0 +1,412 @@
+//! A WebRTC viewer against a real worker on loopback, the test playing the browser with
+//! independent implementations: aioice's ICE checks (fixture), dimpl's DTLS client, and
+//! webrtc-srtp keyed from that client's exported material decrypting what the shard sends.
+
+use std::time::{Duration, Instant};
+
+use webrtc_srtp::context::Context as TheirContext;
+use webrtc_srtp::protection_profile::ProtectionProfile as TheirProfile;
+
+use super::*;
+use crate::shard::WebRtcStart;
+use crate::webrtc::cert::{DtlsCertificate, Fingerprint};
+use crate::webrtc::peer::PeerSetup;
+use crate::webrtc::srtp::SrtpProfile;
+use crate::webrtc::stun::tests::aioice;
+use crate::wire::rtcp::{write_picture_loss, PT_SR};
+
+/// Our SSRC for the video track.
+const VIDEO_SSRC: u32 = 0xCAFE_BABE;
+/// The payload type the answer negotiated (not the 96 RTSP would use).
+const VIDEO_PT: u8 = 102;
+/// The browser's SSRC in its RTCP.
+const BROWSER_SSRC: u32 = 0x1111_2222;
+
+/// A worker with a WebRTC port, driven by hand.
+struct RtcRig {
+    w: Worker,
+    events: Receiver<ShardEvent>,
+    counters: Arc<ShardCounters>,
+    port: SocketAddr,
+    media: Arc<MediaFile>,
+}
+
+fn rtc_rig() -> RtcRig {
+    let rtp = bind();
+    let rtcp = bind();
+    let (_tx, commands) = crossbeam_channel::bounded(1);
+    let (events_tx, events) = crossbeam_channel::bounded(16);
+    let counters = Arc::new(ShardCounters::default());
+    let mut links = Links::new(
+        commands,
+        events_tx,
+        Arc::new(crate::poll::Waker::new().unwrap()),
+    )
+    .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let port = socket.local_addr().unwrap();
+    links.webrtc = Some(socket);
+    let w = Worker::new(
+        0,
+        rtp,
+        rtcp,
+        links,
+        counters.clone(),
+        SendConfig::default().resolve(),
+        true,
+    );
+    let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+    RtcRig {
+        w,
+        events,
+        counters,
+        port,
+        media,
+    }
+}
+
+/// The credentials aioice's fixture requests were built with (`webrtc/ice/tests.rs`).
+fn peer_setup(browser: &DtlsCertificate) -> PeerSetup {
+    PeerSetup {
+        local_ufrag: "Sh4rd0UF".into(),
+        local_pwd: "shardcastLocalPassword+/09".into(),
+        remote_ufrag: "bRws".into(),
+        remote_pwd: "browserPasswordNotUsedByLite".into(),
+        remote_fingerprint: Fingerprint::parse(browser.fingerprint()).unwrap(),
+        certificate: Arc::new(DtlsCertificate::generate().unwrap()),
+    }
+}
+
+impl RtcRig {
+    /// Session `id`: the sample's H.264 track to a WebRTC viewer.
+    fn start(&mut self, id: SessionId, browser: &DtlsCertificate) {
+        let setup = SessionSetup {
+            id,
+            media: self.media.clone(),
+            tracks: vec![TrackSetup {
+                track_index: 0,
+                payload_type: VIDEO_PT,
+                ssrc: Ssrc(VIDEO_SSRC),
+                initial_seq: SeqNum(40_000),
+                initial_rtptime: RtpTimestamp(0),
+                dest: TrackDest::WebRtc,
+                source: None,
+            }],
+            sink: None,
+            activity: Arc::new(Activity::default()),
+            payload_budget_bytes: 1100,
+            cname: "test".into(),
+            live: None,
+            log: None,
+        };
+        self.w
+            .apply(ShardCommand::StartWebRtc(Box::new(WebRtcStart {
+                setup,
+                peer: peer_setup(browser),
+            })));
+    }
+
+    /// Lets the worker read what arrived (loopback delivers at once; a few tries for safety).
+    fn drain(&mut self) {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(5));
+            self.w.drain_webrtc(Instant::now());
+        }
+    }
+}
+
+/// A browser's socket with a short read timeout.
+fn browser_socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    s
+}
+
+/// Every datagram waiting on `s`.
+fn received(s: &UdpSocket) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = s.recv(&mut buf) {
+        out.push(buf[..n].to_vec());
+    }
+    out
+}
+
+/// dimpl's DTLS 1.2 client presenting `cert`, as a browser is (RFC 8842: the answerer that
+/// says `setup:passive` is the server).
+fn dtls_client(cert: &DtlsCertificate) -> dimpl::Dtls {
+    let now = Instant::now();
+    let config = dimpl::Config::builder()
+        .with_crypto_provider(dimpl::crypto::rust_crypto::default_provider())
+        .build()
+        .unwrap();
+    let mut c = dimpl::Dtls::new_12(Arc::new(config), cert.inner.clone(), now);
+    c.set_active(true);
+    c.handle_timeout(now).unwrap();
+    c
+}
+
+/// Runs the DTLS handshake through the worker's port; returns the client's SRTP keying
+/// material.
+fn handshake(rig: &mut RtcRig, client: &mut dimpl::Dtls, browser: &UdpSocket) -> Vec<u8> {
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..20 {
+        loop {
+            match client.poll_output(&mut buf) {
+                dimpl::Output::Packet(p) => {
+                    browser.send_to(p, rig.port).unwrap();
+                }
+                dimpl::Output::KeyingMaterial(m, _) => return m.to_vec(),
+                dimpl::Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+        rig.drain();
+        for d in received(browser) {
+            client.handle_packet(&d).unwrap();
+        }
+    }
+    panic!("no keys after 20 rounds");
+}
+
+fn their_profile(p: SrtpProfile) -> TheirProfile {
+    match p {
+        SrtpProfile::AeadAes128Gcm => TheirProfile::AeadAes128Gcm,
+        SrtpProfile::AeadAes256Gcm => TheirProfile::AeadAes256Gcm,
+        SrtpProfile::Aes128CmHmacSha1_80 => TheirProfile::Aes128CmHmacSha1_80,
+    }
+}
+
+/// The browser's SRTP contexts from its exported material (RFC 5764 §4.2): it receives with
+/// the server's key and salt, sends with its own.
+fn browser_contexts(material: &[u8], profile: SrtpProfile) -> (TheirContext, TheirContext) {
+    let (k, s) = (profile.master_key_len(), profile.master_salt_len());
+    let (client_key, server_key) = (&material[..k], &material[k..2 * k]);
+    let (client_salt, server_salt) = (&material[2 * k..2 * k + s], &material[2 * k + s..]);
+    let receive = TheirContext::new(server_key, server_salt, their_profile(profile), None, None);
+    let send = TheirContext::new(client_key, client_salt, their_profile(profile), None, None);
+    (receive.unwrap(), send.unwrap())
+}
+
+/// What the browser decrypted: RTP (payload type, SSRC, sequence number, payload) and RTCP
+/// packet types.
+#[derive(Default)]
+struct Decrypted {
+    rtp: Vec<(u8, u32, u16, Vec<u8>)>,
+    rtcp_types: Vec<u8>,
+}
+
+fn decrypt_all(ctx: &mut TheirContext, datagrams: Vec<Vec<u8>>, into: &mut Decrypted) {
+    for d in datagrams {
+        if crate::webrtc::peer::is_rtcp(&d) {
+            let plain = ctx.decrypt_rtcp(&d).expect("SRTCP the browser can open");
+            let packets = parse_compound(&plain).expect("valid RTCP inside");
+            for p in packets {
+                into.rtcp_types.push(match p {
+                    RtcpPacket::SenderReport { .. } => PT_SR,
+                    RtcpPacket::Bye { .. } => 203,
+                    _ => 0,
+                });
+            }
+        } else {
+            let plain = ctx.decrypt_rtp(&d).expect("SRTP the browser can open");
+            let pt = plain[1] & 0x7f;
+            let seq = u16::from_be_bytes([plain[2], plain[3]]);
+            let ssrc = u32::from_be_bytes([plain[8], plain[9], plain[10], plain[11]]);
+            into.rtp.push((pt, ssrc, seq, plain[12..].to_vec()));
+        }
+    }
+}
+
+/// Runs the worker's send passes for `how_long` of real time, collecting what the browser
+/// receives.
+fn play_for(rig: &mut RtcRig, how_long: Duration, browser: &UdpSocket) -> Vec<Vec<u8>> {
+    let end = Instant::now() + how_long;
+    let mut got = Vec::new();
+    while Instant::now() < end {
+        rig.w.send_due(Instant::now());
+        rig.w.drain_webrtc(Instant::now());
+        std::thread::sleep(Duration::from_millis(5));
+        got.extend(received(browser));
+    }
+    got
+}
+
+/// The whole path of a WHEP viewer on a shard: refused checks create nothing and answer
+/// nothing; an aioice check with USE-CANDIDATE and the right password nominates the
+/// browser's address; dimpl's handshake from there keys SRTP and starts play; webrtc-srtp
+/// opens the H.264 packets (negotiated payload type and SSRC, consecutive sequence numbers,
+/// FU-A/single NAL payloads) and the sender report; the browser's SRTCP (an RR and a
+/// reduced-size PLI) reaches the statistics and rejoins at a keyframe; an address that never
+/// passed a check receives nothing; Teardown sends BYE and stops media.
+#[test]
+fn a_whep_viewer_gets_srtp_h264_after_ice_and_dtls_and_nothing_after_teardown() {
+    let mut rig = rtc_rig();
+    let browser_cert = DtlsCertificate::generate().unwrap();
+    let id: SessionId = 0x5EB;
+    rig.start(id, &browser_cert);
+    assert_eq!(rig.w.load(), 1);
+    let browser = browser_socket();
+    let intruder = browser_socket();
+
+    // DTLS and SRTCP-looking bytes from an address no check nominated: dropped, unanswered.
+    let mut early = dtls_client(&browser_cert);
+    let mut buf = vec![0u8; 2048];
+    let dimpl::Output::Packet(hello) = early.poll_output(&mut buf) else {
+        panic!("a ClientHello first");
+    };
+    intruder.send_to(hello, rig.port).unwrap();
+    intruder
+        .send_to(&[0x80, 201, 0, 1, 0, 0, 0, 1], rig.port)
+        .unwrap();
+    // A check with the wrong password (answered 401 Unauthenticated, RFC 8489 §9.1.3), and
+    // one naming another session's ufrag (unanswered): no nomination.
+    intruder
+        .send_to(&aioice("request_wrong_password"), rig.port)
+        .unwrap();
+    intruder
+        .send_to(&aioice("request_wrong_ufrag"), rig.port)
+        .unwrap();
+    rig.drain();
+    let answers = received(&intruder);
+    assert_eq!(answers.len(), 1, "only the wrong password is answered");
+    assert_eq!(answers[0][..2], [0x01, 0x11], "a Binding error response");
+    assert_eq!(answers[0][20..22], [0x00, 0x09], "ERROR-CODE first");
+    assert_eq!(answers[0][26..28], [4, 1], "401");
+    assert_eq!(get(&rig.counters.webrtc_dropped), 4);
+    assert_eq!(get(&rig.counters.webrtc_refused), 1, "the wrong password");
+    assert!(rig.w.rtc_peers().is_empty(), "no address nominated");
+
+    // The right check from the browser: answered (a Binding success with its transaction id,
+    // RFC 8489 §6.3), and its address nominated.
+    let request = aioice("request_nominate");
+    browser.send_to(&request, rig.port).unwrap();
+    rig.drain();
+    let answers = received(&browser);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0][..2], [0x01, 0x01], "Binding success response");
+    assert_eq!(answers[0][8..20], request[8..20], "same transaction id");
+    assert_eq!(rig.w.rtc_peers(), vec![browser.local_addr().unwrap()]);
+
+    // The handshake from the nominated address keys SRTP and starts play.
+    let mut client = dtls_client(&browser_cert);
+    let material = handshake(&mut rig, &mut client, &browser);
+    let profile = rig.w.rtc_profile(id).expect("keyed");
+    assert_eq!(material.len(), profile.keying_material_len());
+    let (mut receive, mut send) = browser_contexts(&material, profile);
+
+    let mut got = Decrypted::default();
+    let datagrams = play_for(&mut rig, Duration::from_millis(700), &browser);
+    decrypt_all(&mut receive, datagrams, &mut got);
+    assert!(
+        got.rtp.len() > 20,
+        "0.7 s of 25 fps H.264: {} packets",
+        got.rtp.len()
+    );
+    for (k, (pt, ssrc, seq, payload)) in got.rtp.iter().enumerate() {
+        assert_eq!(*pt, VIDEO_PT);
+        assert_eq!(*ssrc, VIDEO_SSRC);
+        assert_eq!(
+            *seq,
+            40_000u16.wrapping_add(k as u16),
+            "in sequence from the first"
+        );
+        // RFC 6184 §5.2: a NAL unit type, or STAP-A/FU-A (24, 28).
+        let nal_type = payload[0] & 0x1f;
+        assert!(matches!(nal_type, 1..=23 | 24 | 28), "{nal_type}");
+    }
+    assert_eq!(
+        got.rtp[0].3[0] & 0x1f,
+        24,
+        "a STAP-A with SPS and PPS first (keyframe)"
+    );
+    assert!(
+        got.rtcp_types.contains(&PT_SR),
+        "a sender report over SRTCP"
+    );
+    assert!(
+        received(&intruder).is_empty(),
+        "no media to an unchecked address"
+    );
+
+    // The browser's receiver report, then a reduced-size PLI alone (RFC 5506).
+    let rr =
+        crate::wire::rtcp::test_packets::rr(Ssrc(BROWSER_SSRC), &[(Ssrc(VIDEO_SSRC), 5, 90, 0, 0)]);
+    browser
+        .send_to(&send.encrypt_rtcp(&rr).unwrap(), rig.port)
+        .unwrap();
+    let mut pli = [0u8; 12];
+    let n = write_picture_loss(&mut pli, Ssrc(BROWSER_SSRC), Ssrc(VIDEO_SSRC));
+    browser
+        .send_to(&send.encrypt_rtcp(&pli[..n]).unwrap(), rig.port)
+        .unwrap();
+    rig.drain();
+    assert_eq!(get(&rig.counters.webrtc_srtcp), 2);
+    assert_eq!(get(&rig.counters.webrtc_keyframe_requests), 1);
+    // The block as an RTSP viewer's reaches the statistics: 17 lost, 90 ticks = 1 ms jitter.
+    let block = rig
+        .w
+        .rtc_reception(id)
+        .expect("the RR's block is kept for the report");
+    assert_eq!((block.fraction_lost, block.cumulative_lost), (5, 17));
+    assert!((block.jitter_ms - 1.0).abs() < 1e-9, "{}", block.jitter_ms);
+    // After the PLI the next video packet starts a keyframe again (STAP-A with SPS/PPS).
+    let mut after = Decrypted::default();
+    let datagrams = play_for(&mut rig, Duration::from_millis(100), &browser);
+    decrypt_all(&mut receive, datagrams, &mut after);
+    let first = after.rtp.first().expect("media goes on");
+    assert_eq!(first.3[0] & 0x1f, 24, "rejoined at a keyframe");
+    assert_eq!(
+        first.2,
+        got.rtp.last().unwrap().2.wrapping_add(1),
+        "numbering continues"
+    );
+
+    // Teardown: SRTCP BYE, then nothing.
+    rig.w.apply(ShardCommand::Teardown { id });
+    let mut bye = Decrypted::default();
+    decrypt_all(&mut receive, received(&browser), &mut bye);
+    assert!(bye.rtcp_types.contains(&203), "an SRTCP BYE");
+    let datagrams = play_for(&mut rig, Duration::from_millis(200), &browser);
+    assert!(datagrams.is_empty(), "media stopped");
+    assert_eq!(rig.w.load(), 0);
+    assert!(rig.w.rtc_peers().is_empty());
+    assert!(
+        rig.events.try_recv().is_err(),
+        "a teardown is not reported back"
+    );
+}
+
+/// RFC 7675 §5.1: a session whose browser stops its consent checks for 30 s ends, and the
+/// control thread is told why; a never-checked one ends at the setup timeout likewise.
+#[test]
+fn a_silent_browser_loses_its_session_to_consent_expiry() {
+    let mut rig = rtc_rig();
+    let browser_cert = DtlsCertificate::generate().unwrap();
+    rig.start(7, &browser_cert);
+    let browser = browser_socket();
+    browser
+        .send_to(&aioice("request_nominate"), rig.port)
+        .unwrap();
+    rig.drain();
+    assert_eq!(received(&browser).len(), 1);
+    rig.w.drain_webrtc(Instant::now() + Duration::from_secs(10));
+    assert_eq!(rig.w.load(), 1, "10 s of silence is fine");
+    rig.w.drain_webrtc(Instant::now() + Duration::from_secs(32));
+    assert_eq!(rig.w.load(), 0);
+    match rig.events.try_recv() {
+        Ok(ShardEvent::SessionEnded { id: 7, reason }) => {
+            assert_eq!(reason, EndReason::ConsentExpired)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rig.w.rtc_peers().is_empty());
+}
+
+impl Worker {
+    /// Sessions the shard owns now.
+    fn load(&self) -> usize {
+        self.counters.sessions.load(Ordering::Relaxed)
+    }
+}
