@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockAddr;
 
+use super::live_cache::WirePacket;
 use crate::stats::ShardCounters;
 use crate::sys::recv::RecvBatch;
 use crate::webrtc::dtls::DTLS_MTU;
@@ -126,6 +127,8 @@ pub(super) struct WebRtcPeer {
     /// When the last keyframe request was honoured (at most one per
     /// [`KEYFRAME_REQUEST_INTERVAL`]).
     pub(super) last_keyframe_request: Option<Instant>,
+    /// Sent packets kept for NACKs.
+    pub(super) history: SentHistory,
 }
 
 /// Shortest time between two honoured keyframe requests of one viewer: a browser repeats
@@ -134,8 +137,9 @@ pub(super) const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500
 
 impl WebRtcPeer {
     /// A peer waiting for its first ICE check.
-    pub(super) fn new(transport: PeerTransport, socket: Arc<UdpSocket>) -> Self {
+    pub(super) fn new(transport: PeerTransport, socket: Arc<UdpSocket>, tracks: usize) -> Self {
         Self {
+            history: SentHistory::new(tracks),
             transport,
             addr: None,
             dest: None,
@@ -188,4 +192,53 @@ impl WebRtcPeer {
         }
         due
     }
+}
+
+/// Packets of one track kept for retransmission (RFC 4585 §6.2.1): 512 ≈ 2.5 s of a
+/// 2 Mbit/s video track (`docs/design/webrtc.md`, "NACK history").
+pub(super) const NACK_HISTORY: usize = 512;
+
+/// The last [`NACK_HISTORY`] packets sent on each of a WebRTC session's tracks, by sequence
+/// number: the header slab and the body's place in the file (not its bytes, which the
+/// mapping still holds), so a NACKed packet is protected and sent again as it was — same
+/// sequence number, so the same SRTP index (RFC 3711 §3.3.1 lets a sender repeat one; the
+/// browser's replay window accepts a packet it never received). Allocated once per session.
+pub(super) struct SentHistory {
+    /// Per track, slot `seq % NACK_HISTORY`.
+    rings: Vec<Vec<Option<WirePacket>>>,
+}
+
+impl SentHistory {
+    /// An empty history for `tracks` tracks.
+    pub(super) fn new(tracks: usize) -> Self {
+        Self {
+            rings: (0..tracks).map(|_| vec![None; NACK_HISTORY]).collect(),
+        }
+    }
+
+    /// Records a packet of track `track` as sent.
+    pub(super) fn record(&mut self, track: usize, packet: &WirePacket) {
+        let seq = seq_of(packet);
+        if let Some(slot) = self
+            .rings
+            .get_mut(track)
+            .and_then(|r| r.get_mut(usize::from(seq) % NACK_HISTORY))
+        {
+            *slot = Some(*packet);
+        }
+    }
+
+    /// The packet of track `track` sent with sequence number `seq`, if it is still kept.
+    pub(super) fn lookup(&self, track: usize, seq: u16) -> Option<&WirePacket> {
+        self.rings
+            .get(track)?
+            .get(usize::from(seq) % NACK_HISTORY)?
+            .as_ref()
+            .filter(|p| seq_of(p) == seq)
+    }
+}
+
+/// The RTP sequence number of a packet's header (RFC 3550 §5.1: octets 2–3).
+fn seq_of(packet: &WirePacket) -> u16 {
+    u16::from_be_bytes([packet.header[2], packet.header[3]])
 }

@@ -1198,6 +1198,9 @@ fn deliver(
             due,
         );
     } else if matches!(s.tracks[i].setup.dest, super::TrackDest::WebRtc) {
+        if let Some(peer) = s.webrtc.as_mut() {
+            peer.history.record(i, packet);
+        }
         srtp_pending.push(PendingPacket {
             packet: *packet,
             slot,

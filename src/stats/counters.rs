@@ -78,6 +78,11 @@ pub struct ShardCounters {
     pub webrtc_keyframe_requests_ignored: AtomicU64,
     /// Sequence numbers WebRTC viewers reported lost (generic NACK, RFC 4585 §6.2.1).
     pub webrtc_nacked: AtomicU64,
+    /// NACKed packets sent again from the session's history (RFC 4585 §6.2.1).
+    pub webrtc_nacks_served: AtomicU64,
+    /// NACKed packets not sent again: past the history (512 packets per track), of an
+    /// unknown SSRC, or of a live log (whose sample the writer may have overwritten).
+    pub webrtc_nacks_missed: AtomicU64,
     /// Live-channel samples packetized. The shard packetizes a live sample once for all its
     /// viewers of the channel, so this grows with samples sent, not with viewers.
     pub live_packetizations: AtomicU64,

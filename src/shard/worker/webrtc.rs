@@ -29,6 +29,7 @@ use crate::webrtc::Demux;
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{nacked_sequences, Feedback};
 use crate::wire::rtcp::{visit_reduced_size, RtcpItem, PT_RR, PT_SR};
+use crate::wire::rtp::Ssrc;
 
 /// Room for one protected packet in the send slab: a 1,500-byte MTU datagram. A packet
 /// that does not fit (a payload budget past the MTU less SRTP's tag) is counted and dropped.
@@ -144,7 +145,8 @@ impl Worker {
         self.attach_live(&mut session);
         self.watch_log(&session, true);
         let ufrag = transport.local_ufrag().to_owned();
-        session.webrtc = Some(Box::new(WebRtcPeer::new(transport, socket)));
+        let tracks = session.tracks.len();
+        session.webrtc = Some(Box::new(WebRtcPeer::new(transport, socket, tracks)));
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.sessions.push(None);
             self.sessions.len() - 1
@@ -419,6 +421,8 @@ impl Worker {
         let mut keyframe_for = None;
         let mut nacked = 0u64;
         let mut seen = 0usize;
+        let mut nacks = [(Ssrc(0), 0u16, 0u16); MAX_FEEDBACK];
+        let mut nack_count = 0;
         let valid = visit_reduced_size(rtcp, |item| {
             let RtcpItem::Feedback(f) = item else {
                 return;
@@ -428,8 +432,12 @@ impl Worker {
                 return;
             }
             match f {
-                Feedback::Nack { pid, blp, .. } => {
+                Feedback::Nack { media, pid, blp } => {
                     nacked += nacked_sequences(pid, blp).count() as u64;
+                    if let Some(n) = nacks.get_mut(nack_count) {
+                        *n = (media, pid, blp);
+                        nack_count += 1;
+                    }
                 }
                 Feedback::PictureLoss { media } | Feedback::FullIntraRequest { media, .. } => {
                     keyframe_for = keyframe_for.or(Some(media));
@@ -444,6 +452,9 @@ impl Worker {
         if nacked > 0 {
             counters.webrtc_nacked.fetch_add(nacked, Ordering::Relaxed);
         }
+        // NACKs are served for files and live channels, whose bodies stay in the mapping; a
+        // live log's sample may be overwritten by the writer by the time it is re-sent.
+        let serve = s.state == PlayState::Playing && s.log.is_none();
         if stats && matches!(rtcp.get(1), Some(&PT_SR | &PT_RR)) {
             let arrival = NtpTime::from_system_time(std::time::SystemTime::now());
             if let Ok(summary) = digest_rtcp_into(
@@ -460,6 +471,12 @@ impl Worker {
                 }
             }
         }
+        if nack_count > 0 {
+            self.serve_nacks(slot, &nacks[..nack_count], serve);
+        }
+        let Some(s) = self.rtc_session(slot) else {
+            return true;
+        };
         let wants_keyframe = keyframe_for
             .and_then(|m| s.track_keys.iter().position(|k| k.ssrc == m))
             .is_some_and(|i| i < s.tracks.len() && s.track(i).kind == TrackKind::Video);
@@ -481,6 +498,44 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Generic NACKs (RFC 4585 §6.2.1) from session `slot`: each packet still in its history
+    /// is queued to be protected and sent again at the next flush; the others are counted
+    /// as too old (or unserved, when `serve` is false).
+    fn serve_nacks(&mut self, slot: usize, nacks: &[(Ssrc, u16, u16)], serve: bool) {
+        let Some(s) = self.sessions.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(peer) = &s.webrtc else {
+            return;
+        };
+        let (mut served, mut missed) = (0u64, 0u64);
+        for &(media, pid, blp) in nacks {
+            let track = s.tracks.iter().position(|t| t.setup.ssrc == media);
+            for seq in nacked_sequences(pid, blp) {
+                let packet = track
+                    .filter(|_| serve)
+                    .and_then(|i| Some((i, peer.history.lookup(i, seq)?)));
+                match packet {
+                    Some((i, packet)) => {
+                        self.rtc.pending.push(PendingPacket {
+                            packet: *packet,
+                            slot: slot as u32,
+                            track: i as u16,
+                        });
+                        served += 1;
+                    }
+                    None => missed += 1,
+                }
+            }
+        }
+        self.counters
+            .webrtc_nacks_served
+            .fetch_add(served, Ordering::Relaxed);
+        self.counters
+            .webrtc_nacks_missed
+            .fetch_add(missed, Ordering::Relaxed);
     }
 
     /// A keyframe request (RFC 4585 §6.3.1 PLI, RFC 5104 §4.3.1 FIR): a live viewer's next
