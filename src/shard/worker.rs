@@ -200,6 +200,8 @@ pub(super) struct Worker {
     rtc: WebRtcShard,
     /// When the UDP ports are drained even without readiness.
     next_rtcp_drain: Instant,
+    /// When the WebRTC port is drained (and its timers run) even without readiness.
+    next_webrtc_drain: Instant,
     /// Session ends the event queue had no room for, retried every tick. Bounded: a session
     /// ends once, so this never holds more entries than sessions that ended.
     undelivered_ends: Vec<(SessionId, EndReason)>,
@@ -323,6 +325,7 @@ impl Worker {
             webrtc_ready: true,
             rtc,
             next_rtcp_drain: Instant::now(),
+            next_webrtc_drain: Instant::now(),
             undelivered_ends: Vec::new(),
             counters,
             stats,
@@ -358,8 +361,10 @@ impl Worker {
                 self.next_rtcp_drain = now + IDLE_WAKE;
                 self.drain_rtcp(now);
             }
-            if self.webrtc_ready || now >= self.next_rtcp_drain {
+            // Its own clock: DTLS retransmissions and the consent sweep run without traffic.
+            if self.webrtc_ready || now >= self.next_webrtc_drain {
                 self.webrtc_ready = false;
+                self.next_webrtc_drain = now + IDLE_WAKE;
                 self.drain_webrtc(now);
             }
             self.deliver_undelivered_ends();

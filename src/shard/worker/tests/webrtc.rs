@@ -453,3 +453,113 @@ impl Worker {
         self.counters.sessions.load(Ordering::Relaxed)
     }
 }
+
+/// RFC 6347 §4.2.4: the shard's DTLS flight lost on the way to the browser is sent again
+/// when its retransmission timer fires — with no datagram arriving to prompt it — and the
+/// handshake completes from the copy.
+#[test]
+fn a_lost_dtls_flight_is_sent_again_by_the_timer() {
+    let mut rig = rtc_rig();
+    let browser_cert = DtlsCertificate::generate().unwrap();
+    let id: SessionId = 0xD71;
+    rig.start(id, &browser_cert);
+    let browser = browser_socket();
+    browser
+        .send_to(&aioice("request_nominate"), rig.port)
+        .unwrap();
+    rig.drain();
+    assert_eq!(received(&browser).len(), 1);
+
+    let mut client = dtls_client(&browser_cert);
+    let mut buf = vec![0u8; 2048];
+    let dimpl::Output::Packet(hello) = client.poll_output(&mut buf) else {
+        panic!("a ClientHello first");
+    };
+    browser.send_to(hello, rig.port).unwrap();
+    rig.drain();
+    let first = received(&browser);
+    assert!(!first.is_empty(), "the server's first flight");
+    // Lost: the browser never sees it. Nothing arrives at the port; the timer alone resends.
+    rig.w
+        .drain_webrtc(Instant::now() + Duration::from_millis(100));
+    assert!(received(&browser).is_empty(), "not before the timer");
+    rig.w.drain_webrtc(Instant::now() + Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(10));
+    let again = received(&browser);
+    assert!(!again.is_empty(), "the flight again after its timeout");
+    for d in again {
+        client.handle_packet(&d).unwrap();
+    }
+    let material = handshake(&mut rig, &mut client, &browser);
+    assert_eq!(
+        rig.w.rtc_profile(id).map(|p| p.keying_material_len()),
+        Some(material.len())
+    );
+}
+
+/// A track whose samples come from another file than the session's media (a WebRTC
+/// viewer's Opus rendition, `TrackSetup::source`): its sample table, due times and packet
+/// bodies are that file's, while the other track keeps the session's media.
+#[test]
+fn a_track_with_its_own_source_file_reads_samples_and_bodies_from_it() {
+    let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+    let other = Arc::new(
+        MediaFile::from_static("short", include_bytes!("../../../../tests/media/short.mp4"))
+            .unwrap(),
+    );
+    let audio = other
+        .index
+        .tracks
+        .iter()
+        .position(|t| t.kind == crate::media::track::TrackKind::Audio)
+        .expect("short.mp4 has audio");
+    let track = |i: usize, source: Option<Arc<MediaFile>>| TrackSetup {
+        track_index: i,
+        payload_type: 96 + i as u8,
+        ssrc: Ssrc(1 + i as u32),
+        initial_seq: SeqNum(0),
+        initial_rtptime: RtpTimestamp(0),
+        dest: TrackDest::WebRtc,
+        source,
+    };
+    let setup = SessionSetup {
+        id: 9,
+        media: media.clone(),
+        tracks: vec![track(0, None), track(audio, Some(other.clone()))],
+        sink: None,
+        activity: Arc::new(Activity::default()),
+        payload_budget_bytes: 1100,
+        cname: "test".into(),
+        live: None,
+        log: None,
+    };
+    let mut s = ShardSession::new(setup, Instant::now()).unwrap();
+    let theirs = &other.index.tracks[audio];
+    assert_eq!(s.track(1).samples.len(), theirs.samples.len());
+    assert_ne!(
+        s.track(1).samples.len(),
+        media.index.tracks[1].samples.len(),
+        "the files differ, so the test can tell them apart"
+    );
+    assert_eq!(
+        s.track(0).samples.len(),
+        media.index.tracks[0].samples.len()
+    );
+    // Due times from the source's decode times; both start at media time 0 together.
+    s.play_start = Instant::now();
+    let k = 10;
+    let due = s.due(1, k).unwrap() - s.play_start;
+    let dts = theirs.dts_ticks(&theirs.samples[k]) as f64 / f64::from(theirs.timescale);
+    assert!((due.as_secs_f64() - dts).abs() < 1e-6);
+    // Bodies: the packetizer over the source's bytes, read back from the source's bytes.
+    let bytes = other.bytes.as_slice();
+    let sample = theirs.samples[k];
+    s.tracks[1]
+        .packetizer
+        .begin_samples(&theirs.samples[k..k + 1], k as u64);
+    let spec = s.tracks[1].packetizer.next_packet(bytes).unwrap().unwrap();
+    let body = super::body_of(&spec, &s, 1).expect("the body resolves in the source file");
+    let joined: Vec<u8> = body.as_slices().concat();
+    let start = sample.offset as usize;
+    assert_eq!(joined[..], bytes[start..start + sample.len as usize]);
+}
