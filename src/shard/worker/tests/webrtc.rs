@@ -133,6 +133,22 @@ fn received(s: &UdpSocket) -> Vec<Vec<u8>> {
     out
 }
 
+/// The datagrams that arrive on `s` until `deadline`.
+fn received_until(s: &UdpSocket, deadline: Instant) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return out;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        if let Ok(n) = s.recv(&mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+    }
+}
+
 /// dimpl's DTLS 1.2 client presenting `cert`, as a browser is (RFC 8842: the answerer that
 /// says `setup:passive` is the server).
 fn dtls_client(cert: &DtlsCertificate) -> dimpl::Dtls {
@@ -562,4 +578,120 @@ fn a_track_with_its_own_source_file_reads_samples_and_bodies_from_it() {
     let joined: Vec<u8> = body.as_slices().concat();
     let start = sample.offset as usize;
     assert_eq!(joined[..], bytes[start..start + sample.len as usize]);
+}
+
+/// The same viewer against a running shard thread (`spawn_shards` with a WebRTC port): the
+/// port is in the shard's epoll set, commands reach it over the channel, and its loop
+/// answers checks, completes DTLS, sends SRTP and stops at Teardown.
+#[test]
+fn a_running_shard_serves_a_whep_viewer_from_its_webrtc_port() {
+    let shards = crate::shard::spawn_shards(
+        1,
+        "127.0.0.1".parse().unwrap(),
+        SendConfig::default(),
+        false,
+        0,
+        None,
+        Some("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let shard = &shards[0];
+    let port = shard.webrtc_addr.expect("a WebRTC port");
+    let browser_cert = DtlsCertificate::generate().unwrap();
+    let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+    let id: SessionId = 0xABC;
+    let setup = SessionSetup {
+        id,
+        media,
+        tracks: vec![TrackSetup {
+            track_index: 0,
+            payload_type: VIDEO_PT,
+            ssrc: Ssrc(VIDEO_SSRC),
+            initial_seq: SeqNum(7),
+            initial_rtptime: RtpTimestamp(0),
+            dest: TrackDest::WebRtc,
+            source: None,
+        }],
+        sink: None,
+        activity: Arc::new(Activity::default()),
+        payload_budget_bytes: 1100,
+        cname: "test".into(),
+        live: None,
+        log: None,
+    };
+    shard
+        .send(ShardCommand::StartWebRtc(Box::new(WebRtcStart {
+            setup,
+            peer: peer_setup(&browser_cert),
+        })))
+        .unwrap();
+    let browser = browser_socket();
+    browser
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // The command may still be queued: repeat the check until it is answered.
+    let mut answered = false;
+    for _ in 0..10 {
+        browser.send_to(&aioice("request_nominate"), port).unwrap();
+        if !received(&browser).is_empty() {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "the running shard answers the check");
+    let mut client = dtls_client(&browser_cert);
+    let mut buf = vec![0u8; 2048];
+    let mut material = None;
+    let mut early_media = Vec::new();
+    'handshake: for _ in 0..20 {
+        loop {
+            match client.poll_output(&mut buf) {
+                dimpl::Output::Packet(p) => {
+                    browser.send_to(p, port).unwrap();
+                }
+                dimpl::Output::KeyingMaterial(m, _) => {
+                    material = Some(m.to_vec());
+                    break 'handshake;
+                }
+                dimpl::Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+        // Media may follow the server's last flight at once: DTLS (RFC 7983 §7: 20–63) to
+        // the client, the rest kept for later.
+        for d in received_until(&browser, Instant::now() + Duration::from_millis(300)) {
+            if (20..=63).contains(&d[0]) {
+                client.handle_packet(&d).unwrap();
+            } else {
+                early_media.push(d);
+            }
+        }
+    }
+    let material = material.expect("keys");
+    let profile = [
+        SrtpProfile::AeadAes256Gcm,
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::Aes128CmHmacSha1_80,
+    ]
+    .into_iter()
+    .find(|p| p.keying_material_len() == material.len())
+    .unwrap();
+    let (mut receive, _) = browser_contexts(&material, profile);
+    let mut got = Decrypted::default();
+    decrypt_all(&mut receive, early_media, &mut got);
+    let more = received_until(&browser, Instant::now() + Duration::from_millis(500));
+    decrypt_all(&mut receive, more, &mut got);
+    assert!(got.rtp.len() > 10, "{} packets", got.rtp.len());
+    assert_eq!(got.rtp[0].2, 7);
+    assert!(got.rtp.iter().all(|p| p.0 == VIDEO_PT && p.1 == VIDEO_SSRC));
+    assert!(got.rtcp_types.contains(&PT_SR));
+    shard.send(ShardCommand::Teardown { id }).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = received_until(&browser, Instant::now() + Duration::from_millis(100));
+    let after = received_until(&browser, Instant::now() + Duration::from_millis(300));
+    assert!(after.is_empty(), "media stopped");
+    assert_eq!(shard.load(), 0);
+    for s in shards {
+        s.shutdown();
+    }
 }
