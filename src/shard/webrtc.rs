@@ -129,6 +129,8 @@ pub(super) struct WebRtcPeer {
     pub(super) last_keyframe_request: Option<Instant>,
     /// Sent packets kept for NACKs.
     pub(super) history: SentHistory,
+    /// The sequence number of the last FIR honoured (RFC 5104 §4.3.1.1).
+    pub(super) last_fir_seq: Option<u8>,
 }
 
 /// Shortest time between two honoured keyframe requests of one viewer: a browser repeats
@@ -140,6 +142,7 @@ impl WebRtcPeer {
     pub(super) fn new(transport: PeerTransport, socket: Arc<UdpSocket>, tracks: usize) -> Self {
         Self {
             history: SentHistory::new(tracks),
+            last_fir_seq: None,
             transport,
             addr: None,
             dest: None,

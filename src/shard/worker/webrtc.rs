@@ -418,7 +418,8 @@ impl Worker {
         s.activity.touch(now);
         counters.webrtc_srtcp.fetch_add(1, Ordering::Relaxed);
         // Feedback first: reduced-size RTCP need not lead with a report (RFC 5506 §3.1).
-        let mut keyframe_for = None;
+        let mut pli_for = None;
+        let mut fir = None;
         let mut nacked = 0u64;
         let mut seen = 0usize;
         let mut nacks = [(Ssrc(0), 0u16, 0u16); MAX_FEEDBACK];
@@ -439,9 +440,8 @@ impl Worker {
                         nack_count += 1;
                     }
                 }
-                Feedback::PictureLoss { media } | Feedback::FullIntraRequest { media, .. } => {
-                    keyframe_for = keyframe_for.or(Some(media));
-                }
+                Feedback::PictureLoss { media } => pli_for = pli_for.or(Some(media)),
+                Feedback::FullIntraRequest { media, seq } => fir = fir.or(Some((media, seq))),
             }
         });
         if let Err(e) = valid {
@@ -451,6 +451,15 @@ impl Worker {
         }
         if nacked > 0 {
             counters.webrtc_nacked.fetch_add(nacked, Ordering::Relaxed);
+        }
+        // RFC 5104 §4.3.1.1: a FIR repeating the last one's sequence number is a
+        // retransmission of a request already honoured.
+        let mut keyframe_for = pli_for;
+        if let (Some((media, seq)), Some(peer)) = (fir, s.webrtc.as_mut()) {
+            if peer.last_fir_seq != Some(seq) {
+                peer.last_fir_seq = Some(seq);
+                keyframe_for = keyframe_for.or(Some(media));
+            }
         }
         // NACKs are served for files and live channels, whose bodies stay in the mapping; a
         // live log's sample may be overwritten by the writer by the time it is re-sent.
@@ -540,7 +549,10 @@ impl Worker {
 
     /// A keyframe request (RFC 4585 §6.3.1 PLI, RFC 5104 §4.3.1 FIR): a live viewer's next
     /// sample becomes the latest keyframe (the channel and the log keep it); a file viewer
-    /// goes back to the sync sample at or before its position, every track with it.
+    /// goes back to the sync sample at or before its position, every track with it. The
+    /// file's RTP timestamps go on from where they were (the rewound media is re-stamped
+    /// forward by the time rewound: each track's timestamp base moves by it), so the
+    /// browser's jitter buffer sees time advance, as it would on a live stream.
     fn rejoin_at_keyframe(&mut self, id: SessionId, now: Instant) {
         let Some(&slot) = self.by_id.get(&id) else {
             return;
@@ -548,15 +560,29 @@ impl Worker {
         let Some(s) = self.sessions[slot].as_ref() else {
             return;
         };
-        let at = if s.live.is_some() || s.log.is_some() {
-            None
-        } else {
+        let file = s.live.is_none() && s.log.is_none();
+        let (at, media_now) = if file {
             let p = s.position_secs();
-            Some(if p.is_finite() { p } else { 0.0 })
+            (
+                Some(if p.is_finite() { p } else { 0.0 }),
+                s.media_secs_at(now),
+            )
+        } else {
+            (None, 0.0)
         };
-        if self.play(id, None, at, PlayEnd::Keep, now).is_some() {
-            self.start(id, now);
+        let Some(started) = self.play(id, None, at, PlayEnd::Keep, now) else {
+            return;
+        };
+        if file {
+            let rewound_secs = (media_now - started.start_npt_secs).max(0.0);
+            if let Some(s) = self.sessions[slot].as_mut() {
+                for t in &mut s.tracks {
+                    let ticks = (rewound_secs * f64::from(t.clock_rate_hz)).round() as i64;
+                    t.setup.initial_rtptime = t.setup.initial_rtptime.wrapping_add(ticks as u32);
+                }
+            }
         }
+        self.start(id, now);
     }
 
     /// Protects the pass's WebRTC packets with each viewer's SRTP sender into the slab,

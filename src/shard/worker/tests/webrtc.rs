@@ -210,6 +210,8 @@ fn browser_contexts(material: &[u8], profile: SrtpProfile) -> (TheirContext, The
 #[derive(Default)]
 struct Decrypted {
     rtp: Vec<(u8, u32, u16, Vec<u8>)>,
+    /// The RTP timestamps of `rtp`, in order.
+    timestamps: Vec<u32>,
     rtcp_types: Vec<u8>,
 }
 
@@ -231,6 +233,8 @@ fn decrypt_all(ctx: &mut TheirContext, datagrams: Vec<Vec<u8>>, into: &mut Decry
             let seq = u16::from_be_bytes([plain[2], plain[3]]);
             let ssrc = u32::from_be_bytes([plain[8], plain[9], plain[10], plain[11]]);
             into.rtp.push((pt, ssrc, seq, plain[12..].to_vec()));
+            into.timestamps
+                .push(u32::from_be_bytes([plain[4], plain[5], plain[6], plain[7]]));
         }
     }
 }
@@ -394,6 +398,12 @@ fn a_whep_viewer_gets_srtp_h264_after_ice_and_dtls_and_nothing_after_teardown() 
         got.rtp.last().unwrap().2.wrapping_add(1),
         "numbering continues"
     );
+    // The file rewound to its keyframe, but its RTP time goes on forward.
+    let step = after.timestamps[0].wrapping_sub(*got.timestamps.last().unwrap()) as i32;
+    assert!(
+        (0..90_000).contains(&step),
+        "timestamps advance across the rejoin: {step}"
+    );
 
     // A generic NACK (RFC 4585 §6.2.1, written here by hand) for 40,005 and, by its BLP's
     // bit 0, 40,006; and one for a packet never sent (past the history): the first two are
@@ -421,6 +431,30 @@ fn a_whep_viewer_gets_srtp_h264_after_ice_and_dtls_and_nothing_after_teardown() 
     assert_eq!(again(40_006).as_deref(), Some(&original.3[..]));
     assert_eq!(get(&rig.counters.webrtc_nacks_served), 2);
     assert_eq!(get(&rig.counters.webrtc_nacks_missed), 1);
+
+    // FIR (RFC 5104 §4.3.1, by hand): honoured once per command sequence number; its
+    // retransmission (same number) is not, even past the 500 ms limit.
+    let mut fir = |seq: u8| {
+        let mut p = vec![0x84, 206, 0, 4];
+        p.extend(BROWSER_SSRC.to_be_bytes());
+        p.extend(0u32.to_be_bytes());
+        p.extend(VIDEO_SSRC.to_be_bytes());
+        p.extend([seq, 0, 0, 0]);
+        send.encrypt_rtcp(&p).unwrap()
+    };
+    let later = Instant::now() + Duration::from_secs(1);
+    browser.send_to(&fir(9), rig.port).unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    rig.w.drain_webrtc(later);
+    assert_eq!(get(&rig.counters.webrtc_keyframe_requests), 2);
+    browser.send_to(&fir(9), rig.port).unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    rig.w.drain_webrtc(later + Duration::from_secs(1));
+    assert_eq!(
+        get(&rig.counters.webrtc_keyframe_requests),
+        2,
+        "a repeated FIR"
+    );
 
     // Teardown: SRTCP BYE, then nothing.
     rig.w.apply(ShardCommand::Teardown { id });
