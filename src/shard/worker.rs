@@ -6,7 +6,8 @@
 //! slabs copied for each viewer, see `live_cache`), (3) send the array with one batched call
 //! per [`MAX_BATCH`] packets,
 //! recording each sample's pacing lateness, (4) drain arriving RTCP (liveness, then report
-//! blocks and BYE, RFC 3550 §6.4 and §6.6), (5) once per [`REPORT_INTERVAL`] hand the control
+//! blocks and BYE, RFC 3550 §6.4 and §6.6) and the WebRTC port (STUN, DTLS, SRTCP of WHEP
+//! viewers, `worker::webrtc`), (5) once per [`REPORT_INTERVAL`] hand the control
 //! thread a [`ShardReport`], (6) sleep on the command channel until the next due time.
 //! Steady state allocates nothing per packet: `pending`, the timer wheel, the send scratch and the
 //! lateness histogram are sized at start and reused, a live stream's packet ring when its

@@ -729,3 +729,73 @@ fn a_running_shard_serves_a_whep_viewer_from_its_webrtc_port() {
         s.shutdown();
     }
 }
+
+/// Nominates a new browser for the session with `browser_cert` and completes DTLS; returns
+/// the browser's socket and its receiving and sending SRTP contexts.
+fn connect(rig: &mut RtcRig, browser_cert: &DtlsCertificate) -> (UdpSocket, TheirContext) {
+    let browser = browser_socket();
+    browser
+        .send_to(&aioice("request_nominate"), rig.port)
+        .unwrap();
+    rig.drain();
+    assert_eq!(received(&browser).len(), 1, "the check answered");
+    let mut client = dtls_client(browser_cert);
+    let material = handshake(rig, &mut client, &browser);
+    let profile = [
+        SrtpProfile::AeadAes256Gcm,
+        SrtpProfile::AeadAes128Gcm,
+        SrtpProfile::Aes128CmHmacSha1_80,
+    ]
+    .into_iter()
+    .find(|p| p.keying_material_len() == material.len())
+    .unwrap();
+    let (receive, _) = browser_contexts(&material, profile);
+    (browser, receive)
+}
+
+/// A WebRTC viewer of a live channel joins when keyed as an RTSP PLAY does: at the latest
+/// keyframe (here 5.5 s into the channel, not its start), numbered by the channel's shared
+/// timeline.
+#[test]
+fn a_live_whep_viewer_starts_at_the_channels_latest_keyframe() {
+    let mut rig = rtc_rig();
+    let mut ch = LiveChannel::new("live", rig.media.clone(), 1100, StartPolicy::Delayed).unwrap();
+    ch.epoch -= Duration::from_millis(5500);
+    let ch = Arc::new(ch);
+    let browser_cert = DtlsCertificate::generate().unwrap();
+    let id: SessionId = 0x11FE;
+    let setup = SessionSetup {
+        id,
+        media: rig.media.clone(),
+        tracks: vec![TrackSetup {
+            track_index: 0,
+            payload_type: VIDEO_PT,
+            ssrc: ch.tracks[0].ssrc,
+            initial_seq: ch.tracks[0].seq0,
+            initial_rtptime: ch.tracks[0].ts0,
+            dest: TrackDest::WebRtc,
+            source: None,
+        }],
+        sink: None,
+        activity: Arc::new(Activity::default()),
+        payload_budget_bytes: 1100,
+        cname: "test".into(),
+        live: Some(ch.clone()),
+        log: None,
+    };
+    rig.w.apply(ShardCommand::StartWebRtc(Box::new(WebRtcStart {
+        setup,
+        peer: peer_setup(&browser_cert),
+    })));
+    let (browser, mut receive) = connect(&mut rig, &browser_cert);
+    let join = ch.join(Instant::now());
+    let (loop_index, key) = join.tracks[0];
+    assert!(key > 0, "the channel is past its first keyframe");
+    let mut got = Decrypted::default();
+    let datagrams = play_for(&mut rig, Duration::from_millis(300), &browser);
+    decrypt_all(&mut receive, datagrams, &mut got);
+    let first = got.rtp.first().expect("live media");
+    assert_eq!(first.1, ch.tracks[0].ssrc.0);
+    assert_eq!(first.3[0] & 0x1f, 24, "a keyframe's STAP-A first");
+    assert_eq!(SeqNum(first.2), ch.tracks[0].seq_of(loop_index, key));
+}
