@@ -193,7 +193,7 @@ impl Worker {
         }
     }
 
-    /// The session slot and WebRTC state of `slot`, if it is a WebRTC session.
+    /// The session in `slot`, if it is a WebRTC session.
     fn rtc_session(&mut self, slot: usize) -> Option<&mut ShardSession> {
         self.sessions
             .get_mut(slot)
