@@ -1,0 +1,183 @@
+//! The bench's viewer against another WebRTC implementation on loopback, without shardcast:
+//! a str0m `Rtc` as an ICE-lite, sendonly answerer (as a WHEP server is) writes RTP on the
+//! answered media; the viewer must connect (ICE as the controlling agent, DTLS client, SRTP)
+//! and count every packet under the right kind, with no loss. It proves the viewer and its
+//! crypto backend before the server's shard side can.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::media::{MediaKind as RtcKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+use super::crypto::provider;
+use super::stream_name;
+use super::viewer::{State, Viewer, H264_PTS, OPUS_PT};
+use crate::loadgen::stats::MediaKind;
+
+struct Answerer {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    connected: bool,
+    mids: Vec<(Mid, RtcKind)>,
+    next: Instant,
+}
+
+impl Answerer {
+    fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => {
+                    self.next = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    self.sock.send_to(&t.contents, t.destination).unwrap();
+                }
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::MediaAdded(m)) => self.mids.push((m.mid, m.kind)),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn pump(&mut self, buf: &mut [u8]) {
+        while let Ok((n, source)) = self.sock.recv_from(buf) {
+            let Ok(contents) = buf[..n].try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                Instant::now(),
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: self.local,
+                    contents,
+                },
+            );
+            self.rtc.handle_input(input).unwrap();
+            self.drain();
+        }
+        let now = Instant::now();
+        if now >= self.next {
+            self.rtc.handle_input(Input::Timeout(now)).unwrap();
+            self.drain();
+        }
+    }
+}
+
+#[test]
+fn the_viewer_plays_rtp_from_an_ice_lite_str0m_answerer() {
+    let now = Instant::now();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_crypto_provider(provider())
+        .clear_codecs()
+        .enable_opus(true, false);
+    config
+        .codec_config()
+        .add_h264(H264_PTS[0].0.into(), None, true, H264_PTS[0].1);
+    let mut rtc = config.build(now);
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+
+    let vsock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    vsock.set_nonblocking(true).unwrap();
+    let mut viewer = Viewer::new(vsock, provider(), now).unwrap();
+    assert!(viewer.offer.contains("a=recvonly"), "{}", viewer.offer);
+    assert!(
+        viewer.offer.contains("profile-level-id=4d401e"),
+        "{}",
+        viewer.offer
+    );
+    assert!(
+        viewer.offer.contains("profile-level-id=42e01f"),
+        "{}",
+        viewer.offer
+    );
+    let offer = SdpOffer::from_sdp_string(&viewer.offer).unwrap();
+    let answer = rtc.sdp_api().accept_offer(offer).unwrap().to_sdp_string();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    let mut server = Answerer {
+        rtc,
+        sock,
+        local,
+        connected: false,
+        mids: Vec::new(),
+        next: now,
+    };
+    server.drain();
+    viewer.accept(&answer, Some("/whep/session/x".into()), Instant::now());
+    assert_eq!(viewer.state, State::Negotiated, "{:?}", viewer.error);
+
+    let mut buf = vec![0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(server.connected && viewer.connected.is_some()) {
+        assert!(
+            Instant::now() < deadline,
+            "no connection: {:?}",
+            viewer.error
+        );
+        server.pump(&mut buf);
+        viewer.read(&mut buf);
+        viewer.tick(Instant::now());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(server.mids.len(), 2, "video and audio media");
+    let (mut vseq, mut aseq) = (1000u64, 50_000u64);
+    for i in 0..40u32 {
+        for (mid, kind) in server.mids.clone() {
+            let (pt, seq) = match kind {
+                RtcKind::Video => (H264_PTS[0].0, &mut vseq),
+                _ => (OPUS_PT, &mut aseq),
+            };
+            let mut api = server.rtc.direct_api();
+            let tx = api.stream_tx_by_mid(mid, None).unwrap();
+            tx.write_rtp(
+                RtpWrite::new(
+                    pt.into(),
+                    (*seq).into(),
+                    i * 3000,
+                    Instant::now(),
+                    vec![0x65u8; 900],
+                )
+                .marker(true),
+            );
+            *seq += 1;
+            server.drain();
+        }
+        server.pump(&mut buf);
+        viewer.read(&mut buf);
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while viewer.tracks.iter().map(|t| t.packets).sum::<u64>() < 80 && Instant::now() < deadline {
+        server.pump(&mut buf);
+        viewer.read(&mut buf);
+        viewer.tick(Instant::now());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let kinds: Vec<(MediaKind, u64, u64)> = viewer
+        .tracks
+        .iter()
+        .map(|t| (t.kind, t.packets, t.lost()))
+        .collect();
+    assert!(kinds.contains(&(MediaKind::Video, 40, 0)), "{kinds:?}");
+    assert!(kinds.contains(&(MediaKind::Audio, 40, 0)), "{kinds:?}");
+    assert!(viewer.first_packet.is_some());
+    assert!(viewer.error.is_none(), "{:?}", viewer.error);
+}
+
+#[test]
+fn the_stream_name_is_the_url_path() {
+    assert_eq!(stream_name("rtsp://127.0.0.1:8554/sample"), Some("sample"));
+    assert_eq!(stream_name("rtsp://127.0.0.1:8554/a/b"), Some("a/b"));
+    assert_eq!(stream_name("rtsp://127.0.0.1:8554/"), None);
+    assert_eq!(stream_name("http://x/y"), None);
+}
