@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use socket2::SockAddr;
 
 use super::send::sock_addr;
+use super::webrtc::WebRtcPeer;
 use super::{
     Activity, PlayEnd, SessionId, SessionSetup, TcpSink, TrackDest, TrackSetup, TrackStart,
 };
@@ -139,6 +140,8 @@ pub(super) struct ShardSession {
     pub(super) packets_total: u64,
     /// RTP bytes (header + payload) of those packets.
     pub(super) bytes_total: u64,
+    /// A WebRTC viewer's transport (ICE, DTLS, SRTP), `None` for RTSP viewers.
+    pub(super) webrtc: Option<Box<WebRtcPeer>>,
 }
 
 impl ShardSession {
@@ -147,7 +150,9 @@ impl ShardSession {
         let mut tracks = Vec::with_capacity(setup.tracks.len());
         let mut track_keys = Vec::with_capacity(setup.tracks.len());
         for t in setup.tracks {
-            let track = &setup.media.index.tracks[t.track_index];
+            // A track from another file (a WebRTC viewer's Opus rendition) indexes that file.
+            let file = t.source.as_ref().unwrap_or(&setup.media);
+            let track = &file.index.tracks[t.track_index];
             track_keys.push(TrackKey {
                 ssrc: t.ssrc,
                 clock_rate_hz: track.codec.clock_rate_hz(),
@@ -198,12 +203,19 @@ impl ShardSession {
             viewer_ssrcs: ViewerSsrcs::default(),
             packets_total: 0,
             bytes_total: 0,
+            webrtc: None,
         })
+    }
+
+    /// The file stream `i`'s samples come from: its own `source` (a WebRTC viewer's Opus
+    /// rendition) or the session's media.
+    pub(super) fn track_file(&self, i: usize) -> &Arc<MediaFile> {
+        self.tracks[i].setup.source.as_ref().unwrap_or(&self.media)
     }
 
     /// The media track behind stream `i`.
     pub(super) fn track(&self, i: usize) -> &Track {
-        &self.media.index.tracks[self.tracks[i].setup.track_index]
+        &self.track_file(i).index.tracks[self.tracks[i].setup.track_index]
     }
 
     /// Seconds of a tick count.

@@ -6,7 +6,8 @@
 //! slabs copied for each viewer, see `live_cache`), (3) send the array with one batched call
 //! per [`MAX_BATCH`] packets,
 //! recording each sample's pacing lateness, (4) drain arriving RTCP (liveness, then report
-//! blocks and BYE, RFC 3550 §6.4 and §6.6), (5) once per [`REPORT_INTERVAL`] hand the control
+//! blocks and BYE, RFC 3550 §6.4 and §6.6) and the WebRTC port (STUN, DTLS, SRTCP of WHEP
+//! viewers, `worker::webrtc`), (5) once per [`REPORT_INTERVAL`] hand the control
 //! thread a [`ShardReport`], (6) sleep on the command channel until the next due time.
 //! Steady state allocates nothing per packet: `pending`, the timer wheel, the send scratch and the
 //! lateness histogram are sized at start and reused, a live stream's packet ring when its
@@ -45,6 +46,7 @@ use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COM
 use crate::wire::rtp::RTP_HEADER_LEN;
 use logs::{emit_log_sample, WatchedLog};
 use rtcp::{send_byes, send_sender_report};
+use webrtc::WebRtcShard;
 
 /// The epoll token of the shard's waker.
 const WAKER_TOKEN: u64 = 0;
@@ -195,8 +197,12 @@ pub(super) struct Worker {
     webrtc: Option<WebRtcPort>,
     /// epoll reported the WebRTC port readable.
     webrtc_ready: bool,
+    /// WebRTC sessions' state on the shard: media sender, peer maps, handshake timers.
+    rtc: WebRtcShard,
     /// When the UDP ports are drained even without readiness.
     next_rtcp_drain: Instant,
+    /// When the WebRTC port is drained (and its timers run) even without readiness.
+    next_webrtc_drain: Instant,
     /// Session ends the event queue had no room for, retried every tick. Bounded: a session
     /// ends once, so this never holds more entries than sessions that ended.
     undelivered_ends: Vec<(SessionId, EndReason)>,
@@ -270,7 +276,19 @@ impl Worker {
                 tracing::warn!(shard = index, "epoll for a UDP port: {e}");
             }
         }
-        let webrtc = links.webrtc.map(WebRtcPort::new);
+        let (webrtc, rtc) = match links.webrtc {
+            Some(socket) => match WebRtcShard::new(&socket, send, index) {
+                Ok(rtc) => (Some(WebRtcPort::new(socket)), rtc),
+                Err(e) => {
+                    tracing::error!(
+                        shard = index,
+                        "WebRTC socket: {e}; this shard serves no WebRTC"
+                    );
+                    (None, WebRtcShard::off())
+                }
+            },
+            None => (None, WebRtcShard::off()),
+        };
         if let Some(port) = &webrtc {
             if let Err(e) = links.epoll.add(port.socket(), WEBRTC_TOKEN) {
                 // Drained every IDLE_WAKE all the same.
@@ -306,7 +324,9 @@ impl Worker {
             rtcp_ready: true,
             webrtc,
             webrtc_ready: true,
+            rtc,
             next_rtcp_drain: Instant::now(),
+            next_webrtc_drain: Instant::now(),
             undelivered_ends: Vec::new(),
             counters,
             stats,
@@ -342,9 +362,11 @@ impl Worker {
                 self.next_rtcp_drain = now + IDLE_WAKE;
                 self.drain_rtcp(now);
             }
-            if self.webrtc_ready || now >= self.next_rtcp_drain {
+            // Its own clock: DTLS retransmissions and the consent sweep run without traffic.
+            if self.webrtc_ready || now >= self.next_webrtc_drain {
                 self.webrtc_ready = false;
-                self.drain_webrtc();
+                self.next_webrtc_drain = now + IDLE_WAKE;
+                self.drain_webrtc(now);
             }
             self.deliver_undelivered_ends();
             if self.stats && now >= self.next_report {
@@ -445,10 +467,7 @@ impl Worker {
             ShardCommand::Teardown { id } => {
                 self.remove(id, "teardown");
             }
-            ShardCommand::StartWebRtc(start) => {
-                // Being built (issue 17): the shard side of WHEP sessions.
-                tracing::warn!(shard = self.index, session = %format_args!("{:016X}", start.setup.id), "WebRTC sessions are not served yet");
-            }
+            ShardCommand::StartWebRtc(start) => self.start_webrtc(*start, now),
             ShardCommand::Shutdown => self.running = false,
         }
     }
@@ -599,16 +618,6 @@ impl Worker {
         }
     }
 
-    /// Reads the WebRTC port. No session takes WebRTC media yet (issue 17 is being built in
-    /// steps, `docs/design/webrtc.md` "Status"): every datagram is dropped and counted.
-    fn drain_webrtc(&mut self) {
-        let Some(port) = self.webrtc.as_mut() else {
-            return;
-        };
-        // One batch per tick: a flood costs bounded work per tick, the kernel drops the rest.
-        port.drain(&self.counters, |_, _, _| false);
-    }
-
     /// Sends what is due by `now`, stopping after [`PASS_WORK_LIMIT`] of work (the rest stays
     /// queued for the next pass).
     fn send_due(&mut self, now: Instant) {
@@ -654,6 +663,7 @@ impl Worker {
                 log_readable,
                 due: now,
                 pending: &mut self.pending,
+                srtp_pending: &mut self.rtc.pending,
                 tcp: &mut self.tcp,
                 live: &mut self.live,
                 rtcp: &self.rtcp,
@@ -737,7 +747,7 @@ impl Worker {
             if tcp_written {
                 self.write_tcp(&mut to_cut);
             }
-            let udp_sent = self.pending.len() >= MAX_BATCH;
+            let udp_sent = self.pending.len() >= MAX_BATCH || self.rtc.pending.len() >= MAX_BATCH;
             if udp_sent {
                 self.flush(clock);
             }
@@ -764,6 +774,7 @@ impl Worker {
 
     /// Sends `pending` in batches, then records how late each sample's packets left.
     fn flush(&mut self, clock: TickClock) {
+        self.flush_webrtc();
         if self.pending.is_empty() {
             return;
         }
@@ -898,6 +909,7 @@ impl Worker {
                 sink.close();
             }
         }
+        self.rtc.forget(&s, slot);
         for t in &s.tracks {
             if let super::TrackDest::Udp { rtp, rtcp } = t.setup.dest {
                 self.by_peer.remove(&rtp);
@@ -1000,7 +1012,7 @@ impl Worker {
 fn body_of<'a>(spec: &PacketSpec, s: &'a ShardSession, i: usize) -> Option<BodySlices<'a>> {
     body_slices(
         spec,
-        s.media.bytes.as_slice(),
+        s.track_file(i).bytes.as_slice(),
         s.tracks[i].packetizer.parameter_sets(),
         &s.track(i).samples,
     )
@@ -1030,6 +1042,8 @@ struct Outputs<'a> {
     log_readable: u64,
     /// UDP packets queued for the pass's batched send.
     pending: &'a mut Vec<PendingPacket>,
+    /// WebRTC packets queued for the pass's protection and batched send.
+    srtp_pending: &'a mut Vec<PendingPacket>,
     /// TCP frames queued for the pass's writes.
     tcp: &'a mut TcpBatch,
     /// Live samples packetized once for every viewer of their channel on this shard.
@@ -1052,7 +1066,7 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
         emit_log_sample(out, s, slot, i, now);
         return;
     }
-    let media = s.media.clone();
+    let media = s.track_file(i).clone();
     let track = &media.index.tracks[s.tracks[i].setup.track_index];
     let next = s.tracks[i].next_sample;
     let Some(&sample) = track.samples.get(next) else {
@@ -1094,7 +1108,16 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
     let error = match cached {
         Some(packets) => {
             for j in 0..packets.len() {
-                if !deliver(s, slot, i, packets.get(j), out.pending, out.tcp, out.due) {
+                if !deliver(
+                    s,
+                    slot,
+                    i,
+                    packets.get(j),
+                    out.pending,
+                    out.srtp_pending,
+                    out.tcp,
+                    out.due,
+                ) {
                     return;
                 }
             }
@@ -1115,7 +1138,16 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
                 };
                 let t = &s.tracks[i];
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
-                if !deliver(s, slot, i, &packet, out.pending, out.tcp, out.due) {
+                if !deliver(
+                    s,
+                    slot,
+                    i,
+                    &packet,
+                    out.pending,
+                    out.srtp_pending,
+                    out.tcp,
+                    out.due,
+                ) {
                     return;
                 }
             }
@@ -1135,14 +1167,17 @@ fn emit_sample(out: &mut Outputs<'_>, s: &mut ShardSession, slot: u32, i: usize,
 /// Hands one packet of track `i` to its viewer, with the viewer's own accounting (next
 /// sequence number, SR packet and octet counts, totals): queued in `pending` for the
 /// batched UDP send (the header slab copied, the viewer's track as destination) or in
-/// `tcp` as a `$` frame for the pass's write on the RTSP connection (RFC 2326 §10.12).
+/// `tcp` as a `$` frame for the pass's write on the RTSP connection (RFC 2326 §10.12), or
+/// for a WebRTC viewer in `srtp_pending`, protected with its SRTP keys at the flush.
 /// False when the viewer has no connection to write to (it is then cut off).
+#[allow(clippy::too_many_arguments)]
 fn deliver(
     s: &mut ShardSession,
     slot: u32,
     i: usize,
     packet: &WirePacket,
     pending: &mut Vec<PendingPacket>,
+    srtp_pending: &mut Vec<PendingPacket>,
     tcp: &mut TcpBatch,
     due: Instant,
 ) -> bool {
@@ -1168,6 +1203,15 @@ fn deliver(
             packet.spec.body_len as usize,
             due,
         );
+    } else if matches!(s.tracks[i].setup.dest, super::TrackDest::WebRtc) {
+        if let Some(peer) = s.webrtc.as_mut() {
+            peer.history.record(i, packet);
+        }
+        srtp_pending.push(PendingPacket {
+            packet: *packet,
+            slot,
+            track: i as u16,
+        });
     } else {
         pending.push(PendingPacket {
             packet: *packet,
@@ -1188,3 +1232,4 @@ mod logs;
 mod rtcp;
 #[cfg(test)]
 mod tests;
+mod webrtc;

@@ -66,6 +66,23 @@ pub struct ShardCounters {
     /// WebRTC datagrams dropped: from an address no session nominated, naming no session's
     /// ICE username, or matching no protocol of the port.
     pub webrtc_dropped: AtomicU64,
+    /// WebRTC datagrams a session refused: a check with the wrong ICE password, DTLS that
+    /// failed, SRTCP with a bad tag or replayed (RFC 3711 §3.3).
+    pub webrtc_refused: AtomicU64,
+    /// SRTCP packets from WebRTC viewers that decrypted and validated (RFC 3711 §3.4).
+    pub webrtc_srtcp: AtomicU64,
+    /// Keyframe requests (PLI, RFC 4585 §6.3.1; FIR, RFC 5104 §4.3.1) honoured: the viewer
+    /// rejoined at a keyframe.
+    pub webrtc_keyframe_requests: AtomicU64,
+    /// Keyframe requests ignored: within 500 ms of the last honoured one.
+    pub webrtc_keyframe_requests_ignored: AtomicU64,
+    /// Sequence numbers WebRTC viewers reported lost (generic NACK, RFC 4585 §6.2.1).
+    pub webrtc_nacked: AtomicU64,
+    /// NACKed packets sent again from the session's history (RFC 4585 §6.2.1).
+    pub webrtc_nacks_served: AtomicU64,
+    /// NACKed packets not sent again: past the history (512 packets per track), of an
+    /// unknown SSRC, or of a live log (whose sample the writer may have overwritten).
+    pub webrtc_nacks_missed: AtomicU64,
     /// Live-channel samples packetized. The shard packetizes a live sample once for all its
     /// viewers of the channel, so this grows with samples sent, not with viewers.
     pub live_packetizations: AtomicU64,

@@ -216,7 +216,16 @@ pub(super) fn emit_log_sample(
                 }
                 let packet = packets.get(j);
                 handed += packet.payload_len();
-                if !deliver(s, slot, i, packet, out.pending, out.tcp, out.due) {
+                if !deliver(
+                    s,
+                    slot,
+                    i,
+                    packet,
+                    out.pending,
+                    out.srtp_pending,
+                    out.tcp,
+                    out.due,
+                ) {
                     return;
                 }
             }
@@ -244,7 +253,16 @@ pub(super) fn emit_log_sample(
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
                 handed += packet.payload_len();
                 count += 1;
-                if !deliver(s, slot, i, &packet, out.pending, out.tcp, out.due) {
+                if !deliver(
+                    s,
+                    slot,
+                    i,
+                    &packet,
+                    out.pending,
+                    out.srtp_pending,
+                    out.tcp,
+                    out.due,
+                ) {
                     return;
                 }
             }

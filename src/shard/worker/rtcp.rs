@@ -148,7 +148,7 @@ impl Worker {
 /// they ride in the viewer's write), else written at once (BYE). Best effort: RTCP loss is
 /// tolerated by design (RFC 3550 §6).
 pub(super) fn deliver_rtcp(
-    s: &ShardSession,
+    s: &mut ShardSession,
     slot: u32,
     i: usize,
     bytes: &[u8],
@@ -168,8 +168,13 @@ pub(super) fn deliver_rtcp(
                 }
             }
         },
-        // SRTCP, protected with the session's keys on the WebRTC port (`shard::webrtc`).
-        crate::shard::TrackDest::WebRtc => {}
+        // SRTCP, protected with the session's keys, to the nominated address (RFC 3711
+        // §3.4; rtcp-mux, RFC 5761: the WebRTC port carries it too).
+        crate::shard::TrackDest::WebRtc => {
+            if let Some(peer) = s.webrtc.as_mut() {
+                peer.send_rtcp(bytes);
+            }
+        }
     }
 }
 

@@ -1189,3 +1189,4 @@ fn steady_state_send_path_allocates_nothing() {
 }
 
 mod live_logs;
+mod webrtc;
