@@ -46,6 +46,8 @@ pub(crate) struct EngineConfig {
 pub(crate) enum Phase {
     /// Before the first POST.
     Start,
+    /// Every viewer plays (or gave up): the steady phase begins.
+    SteadyStart,
     /// The steady phase ends (sessions still playing).
     SteadyEnd,
 }
@@ -60,6 +62,8 @@ pub(crate) struct EngineOutcome {
     pub(crate) steady_secs: f64,
     /// RTP bytes received during the steady phase.
     pub(crate) steady_bytes: u64,
+    /// RTP packets received during the steady phase.
+    pub(crate) steady_packets: u64,
     /// Datagrams read (STUN, DTLS, SRTP, SRTCP).
     pub(crate) datagrams: u64,
     /// Loop iterations.
@@ -126,7 +130,7 @@ impl Engine {
 }
 
 /// Runs the viewers; `on_phase` is called before the first POST and at the steady phase's
-/// end.
+/// start and end.
 pub(crate) fn run(
     cfg: &EngineConfig,
     mut on_phase: impl FnMut(Phase),
@@ -208,8 +212,10 @@ pub(crate) fn run(
             _ => {}
         }
     }
+    on_phase(Phase::SteadyStart);
     let steady_from = Instant::now();
     let bytes_from: u64 = e.viewers.iter().map(Viewer::bytes).sum();
+    let packets_from: u64 = e.viewers.iter().map(Viewer::packets).sum();
     let steady_end = steady_from + cfg.duration;
     while Instant::now() < steady_end {
         e.pump(MAX_WAIT.min(steady_end.saturating_duration_since(Instant::now())))?;
@@ -223,6 +229,12 @@ pub(crate) fn run(
         .map(Viewer::bytes)
         .sum::<u64>()
         .saturating_sub(bytes_from);
+    let steady_packets = e
+        .viewers
+        .iter()
+        .map(Viewer::packets)
+        .sum::<u64>()
+        .saturating_sub(packets_from);
     // End every session the WHEP way, then let str0m say goodbye on the wire.
     let mut deleted = (0u32, 0u32);
     for i in 0..e.viewers.len() {
@@ -238,6 +250,7 @@ pub(crate) fn run(
         start_secs: (steady_from - t0).as_secs_f64(),
         steady_secs: (end - steady_from).as_secs_f64(),
         steady_bytes,
+        steady_packets,
         datagrams: e.datagrams,
         loops: e.loops,
         deleted,

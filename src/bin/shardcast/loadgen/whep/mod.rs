@@ -101,8 +101,12 @@ pub(crate) struct WhepFigures {
     pub(crate) jitter_video: Percentiles,
     /// Per-viewer audio jitter, ms.
     pub(crate) jitter_audio: Percentiles,
-    /// The server's CPU over the run (first POST → steady end) per RTP packet received.
+    /// The server's CPU over the run (first POST → steady end) per RTP packet received: the
+    /// same span the RTP phase's figure covers, so session setup (DTLS handshakes here, RTSP
+    /// there) is in both.
     pub(crate) server: Option<ServerUsage>,
+    /// The server's CPU per RTP packet over the steady phase alone (no handshakes), ns.
+    pub(crate) steady_cpu_ns_per_packet: Option<f64>,
     /// The load generator's own load.
     pub(crate) harness: HarnessFigures,
     /// `DELETE`s answered 200, and not.
@@ -393,7 +397,7 @@ fn whep_phase(opts: &WhepOptions) -> Result<WhepFigures, LoadError> {
             .ok()
             .and_then(|s| engine::udp_drops(&s))
     };
-    // Sampled before the first POST and at the steady phase's end.
+    // Sampled before the first POST, at the steady phase's start and at its end.
     let out = engine::run(&cfg, |_phase| {
         samples.push((
             sample_process(pid).ok(),
@@ -466,7 +470,13 @@ fn summarize(
             first_error.clone_from(&v.error);
         }
     }
-    let (before, after) = (samples.first(), samples.get(1));
+    let (before, steady, after) = (samples.first(), samples.get(1), samples.get(2));
+    let steady_cpu_ns_per_packet = match (steady.and_then(|s| s.0), after.and_then(|s| s.0)) {
+        (Some(a), Some(b)) if out.steady_packets > 0 => {
+            Some(b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / out.steady_packets as f64)
+        }
+        _ => None,
+    };
     let server = match (before.and_then(|s| s.0), after.and_then(|s| s.0)) {
         (Some(a), Some(b)) => {
             let cpu = b.cpu_ns.saturating_sub(a.cpu_ns);
@@ -530,6 +540,7 @@ fn summarize(
         jitter_video: Percentiles::of(&jitter_video),
         jitter_audio: Percentiles::of(&jitter_audio),
         server,
+        steady_cpu_ns_per_packet,
         harness: HarnessFigures {
             cpu_pct,
             udp_rcvbuf_errors: drops.map(|d| d.0),

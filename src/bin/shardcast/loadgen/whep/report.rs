@@ -110,6 +110,14 @@ pub(crate) fn conclusion(rounds: &[WhepRound], max_loss_pct: f64) -> String {
         )),
         None => s.push_str("; no WebRTC/RTP CPU ratio (a phase lacks server CPU figures)"),
     }
+    if let (Some(all), Some(steady)) = (
+        w.server.map(|x| x.cpu_ns_per_packet),
+        w.steady_cpu_ns_per_packet,
+    ) {
+        s.push_str(&format!(
+            " (WebRTC {all:.0} ns per packet with its DTLS handshakes, {steady:.0} ns in the steady phase alone)"
+        ));
+    }
     if w.harness.client_bound {
         s.push_str(&format!(
             ". The load generator was the bottleneck, not the server: its viewers' thread used {:.0} % of a core and the machine dropped {} UDP datagrams on full receive buffers, so loss and bitrate here understate what the server delivered",

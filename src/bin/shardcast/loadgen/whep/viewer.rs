@@ -295,6 +295,11 @@ impl Viewer {
         t.jitter.observe(arrival_ns, p.header.timestamp);
     }
 
+    /// RTP packets received so far, all SSRCs.
+    pub(crate) fn packets(&self) -> u64 {
+        self.tracks.iter().map(|t| t.packets).sum()
+    }
+
     /// RTP bytes received so far, all SSRCs.
     pub(crate) fn bytes(&self) -> u64 {
         self.tracks.iter().map(|t| t.bytes).sum()
