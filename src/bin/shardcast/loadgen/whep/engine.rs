@@ -136,13 +136,16 @@ pub(crate) fn run(
     mut on_phase: impl FnMut(Phase),
 ) -> io::Result<EngineOutcome> {
     let provider = super::crypto::provider();
+    // One certificate for every viewer (the server checks each against its offer's
+    // fingerprint, RFC 8842 §5; sharing one is allowed, RFC 8827 §6.5 makes it per origin).
+    let cert = provider.dtls_provider.generate_certificate();
     let epoll = Epoll::new()?;
     let mut viewers = Vec::with_capacity(cfg.viewers as usize);
     let setup_now = Instant::now();
     for i in 0..cfg.viewers {
         let sock = host::bind_rtp_socket(IpAddr::V4(Ipv4Addr::LOCALHOST), false)?;
         epoll.add(&sock, u64::from(i))?;
-        let v = Viewer::new(sock, provider.clone(), setup_now)
+        let v = Viewer::new(sock, provider.clone(), cert.as_ref(), setup_now)
             .map_err(|e| io::Error::other(format!("viewer {i}: {e}")))?;
         viewers.push(v);
     }

@@ -90,7 +90,7 @@ fn the_viewer_plays_rtp_from_an_ice_lite_str0m_answerer() {
 
     let vsock = UdpSocket::bind("127.0.0.1:0").unwrap();
     vsock.set_nonblocking(true).unwrap();
-    let mut viewer = Viewer::new(vsock, provider(), now).unwrap();
+    let mut viewer = Viewer::new(vsock, provider(), None, now).unwrap();
     assert!(viewer.offer.contains("a=recvonly"), "{}", viewer.offer);
     assert!(
         viewer.offer.contains("profile-level-id=4d401e"),
@@ -180,4 +180,18 @@ fn the_stream_name_is_the_url_path() {
     assert_eq!(stream_name("rtsp://127.0.0.1:8554/a/b"), Some("a/b"));
     assert_eq!(stream_name("rtsp://127.0.0.1:8554/"), None);
     assert_eq!(stream_name("http://x/y"), None);
+}
+
+#[test]
+fn a_rejected_section_gets_the_offers_rtpmap() {
+    let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    // As shardcast answers an audio section it cannot serve (src/webrtc/sdp/answer.rs).
+    let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 127.0.0.1\r\na=mid:1\r\na=inactive\r\n";
+    let patched = super::viewer::with_rejected_rtpmaps(answer, offer);
+    assert_eq!(
+        patched,
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 127.0.0.1\r\na=mid:1\r\na=inactive\r\na=rtpmap:111 opus/48000/2\r\n"
+    );
+    // An accepted section is left alone.
+    assert_eq!(super::viewer::with_rejected_rtpmaps(offer, offer), offer);
 }

@@ -100,15 +100,22 @@ pub(crate) struct Viewer {
 
 impl Viewer {
     /// A viewer on a fresh socket `sock` (non-blocking, bound to loopback), its offer made.
+    /// `cert`: the DTLS certificate (one for all viewers of a run saves a key generation
+    /// each; none: str0m makes one).
     pub(crate) fn new(
         sock: UdpSocket,
         provider: std::sync::Arc<str0m::config::CryptoProvider>,
+        cert: Option<&str0m::config::DtlsCert>,
         now: Instant,
     ) -> Result<Self, String> {
         let local = sock
             .local_addr()
             .map_err(|e| format!("local address: {e}"))?;
-        let mut config = RtcConfig::new()
+        let mut config = RtcConfig::new();
+        if let Some(cert) = cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut config = config
             .set_rtp_mode(true)
             .set_crypto_provider(provider)
             .clear_codecs()
@@ -155,7 +162,8 @@ impl Viewer {
         let Some(pending) = self.pending.take() else {
             return self.fail("answer without an offer pending".into());
         };
-        let parsed = match SdpAnswer::from_sdp_string(answer) {
+        let answer = with_rejected_rtpmaps(answer, &self.offer);
+        let parsed = match SdpAnswer::from_sdp_string(&answer) {
             Ok(a) => a,
             Err(e) => return self.fail(format!("answer does not parse: {e}")),
         };
@@ -304,4 +312,46 @@ impl Viewer {
     pub(crate) fn bytes(&self) -> u64 {
         self.tracks.iter().map(|t| t.bytes).sum()
     }
+}
+
+/// The answer with an `a=rtpmap` added to each rejected section (port 0, RFC 3264 §6) for
+/// its format, copied from our offer. A rejected section need not map its formats (RFC 8866
+/// §5.14 asks for rtpmap only where the media is used) and shardcast writes none, but str0m's
+/// parser refuses any section without them ("Missing a=rtp_map"): a live channel without
+/// WebRTC audio answers the audio section rejected.
+pub(crate) fn with_rejected_rtpmaps(answer: &str, offer: &str) -> String {
+    let mut out = String::with_capacity(answer.len() + 64);
+    let mut lines = answer.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push_str("\r\n");
+        let Some(rest) = line.strip_prefix("m=") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1) != Some(&"0") {
+            continue;
+        }
+        // The section's own lines, up to the next m=.
+        let mut section = Vec::new();
+        while let Some(l) = lines.next_if(|l| !l.starts_with("m=")) {
+            section.push(l);
+        }
+        // c= must stay right after m= (RFC 8866 §5 order): rtpmaps go after the section's lines.
+        for l in &section {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        for fmt in fields.iter().skip(3) {
+            let attr = format!("a=rtpmap:{fmt} ");
+            if section.iter().any(|l| l.starts_with(&attr)) {
+                continue;
+            }
+            if let Some(map) = offer.lines().find(|l| l.starts_with(&attr)) {
+                out.push_str(map);
+                out.push_str("\r\n");
+            }
+        }
+    }
+    out
 }
