@@ -11,6 +11,8 @@ use clap::Args;
 
 use crate::{parse_duration, parse_ms, parse_percent, parse_rate};
 
+mod whep;
+
 #[derive(Args)]
 pub(crate) struct BenchArgs {
     /// Target an already running server's stream instead of starting one (with `--protocol
@@ -41,8 +43,9 @@ pub(crate) struct BenchArgs {
     /// and nginx serve the same requests.
     #[arg(long)]
     hls_segments_only: bool,
-    /// With --protocol hls: the MP4 file the servers serve (nginx gets it cut by ffmpeg; a
-    /// started shardcast serves it from its folder). Default: the bundled 10 s sample.
+    /// With --protocol hls or whep: the MP4 file the servers serve (nginx gets it cut by
+    /// ffmpeg; a started shardcast serves it from its folder, or loops it as a live channel
+    /// with --live / --hls-live). Default: the bundled 10 s sample.
     #[arg(long)]
     hls_media: Option<PathBuf>,
     /// With --url: the server's pid, so its CPU time and memory can be read from /proc.
@@ -240,7 +243,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         return hls_bench(&args, viewers, duration, exe, placement);
     }
     if args.protocol == "whep" {
-        return whep_bench(&args, viewers, duration, exe, placement);
+        return whep::whep_bench(&args, viewers, duration, exe, placement);
     }
     let io: Vec<String> = if !args.io.is_empty() {
         args.io.clone()
@@ -573,106 +576,6 @@ fn hls_bench(
         configs,
     };
     let written = write_reports(&args.out, &report, &report::html(&report))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "\nconclusion: {}", report.conclusion)?;
-    writeln!(out, "{written}")?;
-    Ok(())
-}
-
-/// `--protocol whep`: per round, RTP/UDP viewers then WebRTC viewers of the same stream, each
-/// phase on a freshly started server.
-fn whep_bench(
-    args: &BenchArgs,
-    viewers: u32,
-    duration: Duration,
-    exe: PathBuf,
-    placement: crate::loadgen::Placement,
-) -> Result<()> {
-    use crate::loadgen::whep::{self, report as wr, WhepOptions, WhepReport};
-    use crate::loadgen::{report, server};
-    if args.url.is_some() {
-        bail!("--protocol whep starts its own servers (no --url)");
-    }
-    if args.capacity || args.churn.is_some() {
-        bail!("--protocol whep runs a fixed load: no --capacity or --churn");
-    }
-    if viewers == 0 || viewers > crate::loadgen::MAX_VIEWERS {
-        bail!("viewers must be 1..={}", crate::loadgen::MAX_VIEWERS);
-    }
-    if duration.is_zero() || duration > crate::loadgen::MAX_DURATION {
-        bail!("duration must be within (0, 600 s]");
-    }
-    if args.rounds == 0 || args.rounds > crate::loadgen::MAX_ROUNDS {
-        bail!("--rounds must be 1..={}", crate::loadgen::MAX_ROUNDS);
-    }
-    let sample_copy =
-        std::env::temp_dir().join(format!("shardcast-bench-whep-{}.mp4", std::process::id()));
-    let media_file = match &args.hls_media {
-        Some(f) => f.clone(),
-        None => {
-            std::fs::write(&sample_copy, shardcast::media::library::SAMPLE_MP4)
-                .with_context(|| format!("writing {}", sample_copy.display()))?;
-            sample_copy.clone()
-        }
-    };
-    let opts = WhepOptions {
-        launch: server::ServerLaunch {
-            exe,
-            shards: args.shards,
-            media: args.media.clone(),
-            extra_args: args.server_args.clone(),
-            pin_core: placement.server_core,
-            harness_core: placement.harness_core,
-        },
-        media_file,
-        live: args.live,
-        stream: args.stream.clone(),
-        viewers,
-        duration,
-        ramp_per_sec: args.ramp,
-        rounds: args.rounds,
-        compare_rtp: true,
-        max_loss_pct: args.slo_loss,
-    };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let started_unix_secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    println!("{}", wr::markdown_header());
-    let rounds = whep::run_whep_bench(&opts, |r| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", wr::markdown_rows(r));
-        let _ = out.flush();
-    });
-    let _ = std::fs::remove_file(&sample_copy);
-    let rounds = rounds?;
-    let stream = match (args.live, &args.stream) {
-        (true, _) => crate::loadgen::publish::CHANNEL_NAME.to_owned(),
-        (false, Some(s)) => s.clone(),
-        (false, None) => "the first announced".to_owned(),
-    };
-    let report = WhepReport {
-        started_unix_secs,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: report::machine_line(
-            &std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default(),
-            report::machine_cores(),
-            Some(args.shards),
-        ),
-        cpu_model: wr::cpu_model(),
-        placement,
-        shards: args.shards,
-        stream,
-        live: args.live,
-        viewers,
-        duration_secs: duration.as_secs_f64(),
-        rtp_receive: report::receive_sentence(whep::rtp_receive()),
-        median_cpu_ratio: wr::median_ratio(&rounds),
-        conclusion: wr::conclusion(&rounds, args.slo_loss),
-        rounds,
-    };
-    let written = write_reports(&args.out, &report, &wr::html(&report))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "\nconclusion: {}", report.conclusion)?;
     writeln!(out, "{written}")?;
