@@ -9,10 +9,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use shardcast::net::RecvBatch;
 use shardcast::poll::Epoll;
 
 use super::signal;
-use super::viewer::{State, Viewer};
+use super::viewer::{State, Viewer, READ_BATCH};
 use crate::loadgen::host;
 
 /// POSTs between two pumps of the loop while starting.
@@ -79,7 +80,7 @@ pub(crate) struct EngineOutcome {
 struct Engine {
     epoll: Epoll,
     viewers: Vec<Viewer>,
-    buf: Vec<u8>,
+    batch: RecvBatch,
     ready: Vec<u64>,
     datagrams: u64,
     loops: u64,
@@ -93,7 +94,7 @@ impl Engine {
         self.epoll.wait(wait, &mut self.ready)?;
         for &t in &self.ready {
             if let Some(v) = self.viewers.get_mut(t as usize) {
-                self.datagrams += v.read(&mut self.buf);
+                self.datagrams += v.read(&mut self.batch);
             }
         }
         let now = Instant::now();
@@ -152,7 +153,7 @@ pub(crate) fn run(
     let mut e = Engine {
         epoll,
         viewers,
-        buf: vec![0u8; 2048],
+        batch: RecvBatch::new(READ_BATCH),
         ready: Vec::with_capacity(shardcast::poll::EPOLL_MAX_EVENTS),
         datagrams: 0,
         loops: 0,

@@ -118,6 +118,7 @@ fn the_viewer_plays_rtp_from_an_ice_lite_str0m_answerer() {
     assert_eq!(viewer.state, State::Negotiated, "{:?}", viewer.error);
 
     let mut buf = vec![0u8; 2048];
+    let mut batch = shardcast::net::RecvBatch::new(super::viewer::READ_BATCH);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !(server.connected && viewer.connected.is_some()) {
         assert!(
@@ -126,7 +127,7 @@ fn the_viewer_plays_rtp_from_an_ice_lite_str0m_answerer() {
             viewer.error
         );
         server.pump(&mut buf);
-        viewer.read(&mut buf);
+        viewer.read(&mut batch);
         viewer.tick(Instant::now());
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -154,12 +155,12 @@ fn the_viewer_plays_rtp_from_an_ice_lite_str0m_answerer() {
             server.drain();
         }
         server.pump(&mut buf);
-        viewer.read(&mut buf);
+        viewer.read(&mut batch);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     while viewer.tracks.iter().map(|t| t.packets).sum::<u64>() < 80 && Instant::now() < deadline {
         server.pump(&mut buf);
-        viewer.read(&mut buf);
+        viewer.read(&mut batch);
         viewer.tick(Instant::now());
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -4,6 +4,7 @@
 //! sends what str0m hands out on its socket.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd as _;
 use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
@@ -11,6 +12,8 @@ use str0m::media::{Direction, MediaKind as RtcKind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use shardcast::net::RecvBatch;
 
 use crate::loadgen::stats::{JitterEstimator, MediaKind};
 
@@ -21,6 +24,9 @@ pub(crate) const OPUS_PT: u8 = 111;
 /// Constrained Baseline 3.1 (`42e01f`, what every browser offers), packetization-mode 1
 /// (RFC 6184 §8.1).
 pub(crate) const H264_PTS: [(u8, u32); 2] = [(102, 0x4d401e), (108, 0x42e01f)];
+
+/// Datagrams per `recvmmsg` call (the batch the engine passes to [`Viewer::read`]).
+pub(crate) const READ_BATCH: usize = 32;
 
 /// One SSRC's reception, RFC 3550 style.
 #[derive(Debug, Clone)]
@@ -182,36 +188,45 @@ impl Viewer {
         self.state = State::Failed;
     }
 
-    /// Reads every datagram waiting on the socket into str0m; returns how many.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> u64 {
-        let mut n = 0;
+    /// Reads every datagram waiting on the socket into str0m (`recvmmsg` batches, as the RTP
+    /// receivers read); returns how many.
+    pub(crate) fn read(&mut self, batch: &mut RecvBatch) -> u64 {
+        let mut total = 0;
         while self.state == State::Negotiated {
-            let (len, source) = match self.socket.recv_from(buf) {
-                Ok(r) => r,
+            let n = match batch.recv(self.socket.as_raw_fd()) {
+                Ok(n) => n,
                 Err(_) => break,
             };
-            n += 1;
             let now = Instant::now();
-            let Some(data) = buf.get(..len) else { break };
-            let Ok(contents) = data.try_into() else {
-                continue; // not STUN, DTLS, RTP or RTCP (RFC 7983): ignored
-            };
-            let input = Input::Receive(
-                now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: self.local,
-                    contents,
-                },
-            );
-            if let Err(e) = self.rtc.handle_input(input) {
-                self.fail(format!("str0m input: {e}"));
+            for i in 0..n {
+                let Some(source) = batch.source(i) else {
+                    continue;
+                };
+                let d = batch.datagram(i);
+                let Ok(contents) = d.bytes.try_into() else {
+                    continue; // not STUN, DTLS, RTP or RTCP (RFC 7983): ignored
+                };
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        destination: self.local,
+                        contents,
+                    },
+                );
+                if let Err(e) = self.rtc.handle_input(input) {
+                    self.fail(format!("str0m input: {e}"));
+                    break;
+                }
+                self.drain(now);
+            }
+            total += n as u64;
+            if n < READ_BATCH {
                 break;
             }
-            self.drain(now);
         }
-        n
+        total
     }
 
     /// Advances str0m's timers if they are due.
