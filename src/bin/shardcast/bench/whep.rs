@@ -30,6 +30,13 @@ pub(super) fn whep_bench(
     if duration.is_zero() || duration > crate::loadgen::MAX_DURATION {
         bail!("duration must be within (0, 600 s]");
     }
+    if args
+        .stream
+        .as_deref()
+        .is_some_and(|s| s == "all" || s.contains(','))
+    {
+        bail!("--protocol whep plays one stream: --stream NAME");
+    }
     if args.rounds == 0 || args.rounds > crate::loadgen::MAX_ROUNDS {
         bail!("--rounds must be 1..={}", crate::loadgen::MAX_ROUNDS);
     }
