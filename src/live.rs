@@ -116,6 +116,10 @@ impl LiveTrack {
 pub struct JoinPoint {
     /// Per track: (loop index, first sample).
     pub tracks: Vec<(u64, usize)>,
+    /// The loop the join is in, and the media time within it that the viewer starts at
+    /// (the keyframe's decode time): where a track from another file (a WebRTC viewer's
+    /// Opus rendition) starts too.
+    pub start: (u64, f64),
     /// How far behind the live edge the viewer is paced.
     pub lag: Duration,
 }
@@ -341,6 +345,7 @@ impl LiveChannel {
         };
         JoinPoint {
             tracks: points,
+            start: (n, start_secs),
             lag,
         }
     }

@@ -551,6 +551,15 @@ pub fn start(
                     crate::http::HttpLimits::default(),
                 ));
             }
+            if let Some(renditions) = ctl.renditions.clone() {
+                let core = ctl.core.borrow();
+                let channels: Vec<_> = core.channels().values().cloned().collect();
+                let library = core.library().clone();
+                drop(core);
+                local.spawn_local(async move {
+                    renditions::prepare_channels(&renditions, &channels, &library);
+                });
+            }
             if let Some(sockets) = ingest_sockets {
                 local.spawn_local(receive_ingest(ctl.clone(), sockets));
             }

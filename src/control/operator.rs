@@ -442,11 +442,13 @@ impl ControlApi for Control {
         peer: std::net::SocketAddr,
     ) -> Result<WhepCreated, WhepRefusal> {
         let library = self.core.borrow().library().clone();
-        let audio =
-            |media: &Arc<MediaFile>| match (&self.renditions, library.file_stamp(&media.name)) {
-                (Some(renditions), Some(stamp)) => renditions.lookup(media, stamp),
-                _ => WhepAudio::Unavailable,
-            };
+        let audio = |media: &Arc<MediaFile>| match (
+            &self.renditions,
+            super::renditions::source_stamp(media, &library),
+        ) {
+            (Some(renditions), Some(stamp)) => renditions.lookup(media, stamp),
+            _ => WhepAudio::Unavailable,
+        };
         let offer = WhepOffer {
             sdp: offer,
             token,

@@ -15,12 +15,41 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::media::MediaFile;
+use crate::media::{MediaFile, MediaLibrary};
 use crate::rendition::{is_fresh_for, opus_rendition_path, write_opus_rendition};
 use crate::rtsp::session::WhepAudio;
 
 /// A source file's identity: its length and modification time (`MediaLibrary::file_stamp`).
 type Stamp = (u64, Option<SystemTime>);
+
+/// The identity of the file behind `media` (a live channel's too): its mapping's length and
+/// modification time, or the library's stamp for the bundled sample.
+pub(super) fn source_stamp(media: &MediaFile, library: &MediaLibrary) -> Option<Stamp> {
+    match media.file().and_then(|f| f.metadata().ok()) {
+        Some(m) => Some((m.len(), m.modified().ok())),
+        None => library.file_stamp(&media.name),
+    }
+}
+
+/// Starts making the renditions of the live channels whose files have AAC audio: they play
+/// all the time, so their first WebRTC viewer should not wait. Inside the `LocalSet`.
+pub(super) fn prepare_channels(
+    renditions: &Rc<Renditions>,
+    channels: &[Arc<crate::live::LiveChannel>],
+    library: &MediaLibrary,
+) {
+    for ch in channels {
+        let aac = ch
+            .media
+            .index
+            .tracks
+            .iter()
+            .any(|t| matches!(t.codec, crate::media::track::Codec::Aac(_)));
+        if let (true, Some(stamp)) = (aac, source_stamp(&ch.media, library)) {
+            renditions.lookup(&ch.media, stamp);
+        }
+    }
+}
 
 enum Entry {
     Making(Stamp),

@@ -250,7 +250,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 22] = [
+    let counters: [(&str, &str, u64); 29] = [
         (
             "shardcast_hls_requests_total",
             "HLS requests answered by the shards (every status).",
@@ -310,6 +310,41 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "shardcast_webrtc_dropped_total",
             "WebRTC datagrams dropped: no session's address or ICE username, or no protocol of the port.",
             t.webrtc_dropped,
+        ),
+        (
+            "shardcast_webrtc_refused_total",
+            "WebRTC datagrams a session refused (wrong ICE password, failed DTLS, SRTCP with a bad tag or replayed).",
+            t.webrtc_refused,
+        ),
+        (
+            "shardcast_webrtc_srtcp_total",
+            "SRTCP packets from WebRTC viewers that decrypted and validated (RFC 3711 §3.4).",
+            t.webrtc_srtcp,
+        ),
+        (
+            "shardcast_webrtc_keyframe_requests_total",
+            "Keyframe requests from WebRTC viewers honoured (PLI RFC 4585 §6.3.1, FIR RFC 5104 §4.3.1).",
+            t.webrtc_keyframe_requests,
+        ),
+        (
+            "shardcast_webrtc_keyframe_requests_ignored_total",
+            "Keyframe requests ignored: within 500 ms of the viewer's last honoured one.",
+            t.webrtc_keyframe_requests_ignored,
+        ),
+        (
+            "shardcast_webrtc_nacked_total",
+            "Sequence numbers WebRTC viewers reported lost (generic NACK, RFC 4585 §6.2.1).",
+            t.webrtc_nacked,
+        ),
+        (
+            "shardcast_webrtc_nacks_served_total",
+            "NACKed packets sent again from the session's history.",
+            t.webrtc_nacks_served,
+        ),
+        (
+            "shardcast_webrtc_nacks_missed_total",
+            "NACKed packets not sent again (past the history, unknown SSRC, or a live log's).",
+            t.webrtc_nacks_missed,
         ),
         (
             "shardcast_rtcp_unknown_source_total",

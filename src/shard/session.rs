@@ -293,8 +293,25 @@ impl ShardSession {
         };
         let join = ch.join(now);
         self.live_lag = join.lag;
-        for t in &mut self.tracks {
-            if let Some(&(n, k)) = join.tracks.get(t.setup.track_index) {
+        for i in 0..self.tracks.len() {
+            let point = if self.tracks[i].setup.source.is_some() {
+                // A track of another file (its own numbering, `stamp`) starts at the first
+                // sample presented at or after the join's media time, in the same loop.
+                let (n, start_secs) = join.start;
+                let track = self.track(i);
+                let k = track.samples.partition_point(|s| {
+                    Self::secs(track.pts_ticks(s), track.timescale) < start_secs
+                });
+                Some(if k >= track.samples.len() {
+                    (n + 1, 0)
+                } else {
+                    (n, k)
+                })
+            } else {
+                join.tracks.get(self.tracks[i].setup.track_index).copied()
+            };
+            if let Some((n, k)) = point {
+                let t = &mut self.tracks[i];
                 t.loop_index = n;
                 t.next_sample = k;
             }
@@ -312,6 +329,15 @@ impl ShardSession {
             return lt.ts0.wrapping_add(pts_ticks as u32);
         }
         match &self.live {
+            // A track of another file (a WebRTC viewer's Opus rendition) numbers its own
+            // packets (`deliver` counts them); its loops advance its clock by the channel's
+            // loop length, as the channel's own tracks' do (`live` module docs).
+            Some(ch) if t.setup.source.is_some() => {
+                let loop_ticks =
+                    (ch.loop_duration.as_secs_f64() * f64::from(t.clock_rate_hz)).round() as u64;
+                t.rtp_timestamp(pts_ticks)
+                    .wrapping_add(t.loop_index.wrapping_mul(loop_ticks) as u32)
+            }
             Some(ch) => {
                 let lt = &ch.tracks[t.setup.track_index];
                 t.seq = lt.seq_of(t.loop_index, t.next_sample);
@@ -385,10 +411,13 @@ impl ShardSession {
             return;
         }
         let len = self.track(i).samples.len();
-        let loop_start = self
-            .live
-            .as_ref()
-            .map(|ch| ch.tracks[self.tracks[i].setup.track_index].first_sample);
+        let loop_start = self.live.as_ref().map(|ch| {
+            if self.tracks[i].setup.source.is_some() {
+                0
+            } else {
+                ch.tracks[self.tracks[i].setup.track_index].first_sample
+            }
+        });
         let t = &mut self.tracks[i];
         t.next_sample += 1;
         if let Some(first) = loop_start {

@@ -571,7 +571,13 @@ impl Worker {
         if !Arc::ptr_eq(&ch.media, &session.media) {
             return;
         }
-        for t in &mut session.tracks {
+        // A track from another file (a WebRTC viewer's Opus rendition) is not the channel's:
+        // it packetizes for itself.
+        for t in session
+            .tracks
+            .iter_mut()
+            .filter(|t| t.setup.source.is_none())
+        {
             let key = StreamKey::of(&ch, &t.setup, t.packetizer.payload_budget());
             match self.live.attach(key) {
                 Ok(id) => t.live_stream = Some(id),

@@ -367,6 +367,20 @@ pub struct Totals {
     pub webrtc_received: u64,
     /// WebRTC datagrams dropped (unknown address or ICE username, no protocol of the port).
     pub webrtc_dropped: u64,
+    /// WebRTC datagrams a session refused (wrong ICE password, failed DTLS, SRTCP with a bad tag or replayed).
+    pub webrtc_refused: u64,
+    /// SRTCP packets from WebRTC viewers that decrypted and validated (RFC 3711 §3.4).
+    pub webrtc_srtcp: u64,
+    /// Keyframe requests from WebRTC viewers honoured (PLI RFC 4585 §6.3.1, FIR RFC 5104 §4.3.1).
+    pub webrtc_keyframe_requests: u64,
+    /// Keyframe requests ignored: within 500 ms of the viewer's last honoured one.
+    pub webrtc_keyframe_requests_ignored: u64,
+    /// Sequence numbers WebRTC viewers reported lost (generic NACK, RFC 4585 §6.2.1).
+    pub webrtc_nacked: u64,
+    /// NACKed packets sent again from the session's history.
+    pub webrtc_nacks_served: u64,
+    /// NACKed packets not sent again (past the history, unknown SSRC, or a live log's).
+    pub webrtc_nacks_missed: u64,
     /// Datagrams from viewers that are not RTCP (NAT keep-alives): liveness only.
     pub nat_keepalives: u64,
     /// Live samples packetized (once per shard for all of a channel's viewers).
@@ -795,6 +809,13 @@ impl Hub {
             t.reports_dropped += get(&c.reports_dropped);
             t.webrtc_received += get(&c.webrtc_received);
             t.webrtc_dropped += get(&c.webrtc_dropped);
+            t.webrtc_refused += get(&c.webrtc_refused);
+            t.webrtc_srtcp += get(&c.webrtc_srtcp);
+            t.webrtc_keyframe_requests += get(&c.webrtc_keyframe_requests);
+            t.webrtc_keyframe_requests_ignored += get(&c.webrtc_keyframe_requests_ignored);
+            t.webrtc_nacked += get(&c.webrtc_nacked);
+            t.webrtc_nacks_served += get(&c.webrtc_nacks_served);
+            t.webrtc_nacks_missed += get(&c.webrtc_nacks_missed);
             t.nat_keepalives += get(&c.nat_keepalives);
             t.live_packetizations += get(&c.live_packetizations);
         }

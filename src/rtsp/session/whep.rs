@@ -19,9 +19,11 @@ use crate::webrtc::sdp::{
     negotiate, parse_offer, write_answer, AnswerParams, SectionChoice, SendTrack,
 };
 
-/// Largest RTP payload sent to a WebRTC viewer: the 12-byte header, the payload and the
-/// 16-byte SRTP tag in 1,200 bytes, the datagram size WebRTC stacks assume a path carries
-/// (RFC 8831 §5 and browsers' own 1,200-byte packets; ICE adds no per-packet overhead).
+/// Largest RTP payload sent to a WebRTC viewer of a file: the 12-byte header, the payload
+/// and the 16-byte SRTP tag in 1,200 bytes, the datagram size WebRTC stacks assume a path
+/// carries (RFC 8831 §5 and browsers' own 1,200-byte packets; ICE adds no per-packet
+/// overhead). Live streams keep the server's budget (`payload-budget`, at most 1,440: 1,468
+/// bytes with the tag), whose numbering their viewers share.
 pub const WEBRTC_PAYLOAD_BUDGET: usize = 1200 - 12 - 16;
 
 /// What WebRTC needs from the process: the DTLS certificate every answer names and each
@@ -236,11 +238,11 @@ impl SessionCore {
         }
     }
 
-    /// Whether `media` needs an Opus rendition for WebRTC: a file, not a live stream, with
-    /// AAC audio.
+    /// Whether `media` needs an Opus rendition for WebRTC: a file (played alone or looped as
+    /// a live channel, whose shard then loops the rendition on the channel's timeline), not
+    /// an ingested stream, with AAC audio.
     fn whep_wants_rendition(&self, media: &Arc<MediaFile>) -> bool {
-        self.channel_of(media).is_none()
-            && self.log_of(media).is_none()
+        self.log_of(media).is_none()
             && media
                 .index
                 .tracks
@@ -476,13 +478,22 @@ impl SessionCore {
                 ufrag: local_ufrag.clone(),
             },
         );
+        // A live channel's or log's viewers share its numbering, which counts the packets
+        // of the server's payload budget: a smaller budget would cut some frames into more
+        // packets than the numbering has room for, and sequence numbers would repeat
+        // (Chromium then drops the frames up to the next keyframe). Files number their own.
+        let payload_budget_bytes = if channel.is_some() || log.is_some() {
+            self.config.payload_budget_bytes
+        } else {
+            self.config.payload_budget_bytes.min(WEBRTC_PAYLOAD_BUDGET)
+        };
         let setup = SessionSetup {
             id,
             media: media.clone(),
             tracks,
             sink: None,
             activity,
-            payload_budget_bytes: self.config.payload_budget_bytes.min(WEBRTC_PAYLOAD_BUDGET),
+            payload_budget_bytes,
             cname,
             live: channel,
             log,
