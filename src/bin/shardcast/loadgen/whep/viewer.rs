@@ -332,8 +332,8 @@ impl Viewer {
 /// The answer with an `a=rtpmap` added to each rejected section (port 0, RFC 3264 §6) for
 /// its format, copied from our offer. A rejected section need not map its formats (RFC 8866
 /// §5.14 asks for rtpmap only where the media is used) and shardcast writes none, but str0m's
-/// parser refuses any section without them ("Missing a=rtp_map"): a live channel without
-/// WebRTC audio answers the audio section rejected.
+/// parser refuses any section without them ("Missing a=rtp_map"): a stream without WebRTC
+/// audio (an ingested stream with AAC) answers the audio section rejected.
 pub(crate) fn with_rejected_rtpmaps(answer: &str, offer: &str) -> String {
     let mut out = String::with_capacity(answer.len() + 64);
     let mut lines = answer.lines().peekable();
