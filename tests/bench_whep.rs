@@ -3,8 +3,9 @@
 //! and audio without loss, and the JSON report must carry the server's CPU per packet for
 //! the WebRTC phase and for the RTP/UDP phase of the same run, and their ratio.
 //!
-//! It needs the shard side of WebRTC (ICE-lite, DTLS, SRTP send): before it lands the
-//! viewers are answered but never connect, and this test fails saying so.
+//! It needs the shard side of WebRTC (ICE-lite, DTLS, SRTP send): without it the viewers
+//! are answered but never connect, and this test fails with the viewers' error ("answered,
+//! but ICE/DTLS did not connect within the start budget").
 
 use std::process::Command;
 use std::time::Duration;

@@ -196,3 +196,77 @@ fn a_rejected_section_gets_the_offers_rtpmap() {
     // An accepted section is left alone.
     assert_eq!(super::viewer::with_rejected_rtpmaps(offer, offer), offer);
 }
+
+fn figures(loss_pct: f64, cpu_pct: f64, rcvbuf: u64) -> super::WhepFigures {
+    let p = crate::loadgen::stats::Percentiles::default();
+    super::WhepFigures {
+        viewers: 10,
+        answered: 10,
+        connected: 10,
+        playing: 10,
+        with_video: 10,
+        with_audio: 10,
+        retried_503: 0,
+        first_error: None,
+        start_secs: 1.0,
+        steady_secs: 10.0,
+        packets: 1000,
+        packets_video: 800,
+        packets_audio: 200,
+        bytes: 1_000_000,
+        lost: 0,
+        loss_pct,
+        mbit_per_viewer: 2.0,
+        first_packet: p,
+        connect: p,
+        jitter_video: p,
+        jitter_audio: p,
+        server: None,
+        steady_cpu_ns_per_packet: None,
+        harness: super::HarnessFigures {
+            cpu_pct,
+            udp_rcvbuf_errors: Some(rcvbuf),
+            udp_in_errors: Some(rcvbuf),
+            client_bound: cpu_pct >= 90.0 || rcvbuf > 0,
+        },
+        deleted: 10,
+        delete_failed: 0,
+        datagrams: 1000,
+        loops: 10,
+        webrtc_ports: Vec::new(),
+    }
+}
+
+fn round(ratio: Option<f64>, w: super::WhepFigures) -> super::WhepRound {
+    super::WhepRound {
+        round: 1,
+        rtp: None,
+        rtp_error: None,
+        whep: Some(w),
+        whep_error: None,
+        cpu_ratio: ratio,
+        core_ratio: None,
+    }
+}
+
+#[test]
+fn the_conclusion_judges_the_ratio_and_names_a_client_bottleneck() {
+    use super::report::{conclusion, median_ratio};
+    let ok = [round(Some(1.2), figures(0.0, 40.0, 0))];
+    let c = conclusion(&ok, 0.1);
+    assert!(c.contains("1.20× (meets"), "{c}");
+    assert!(c.contains("kept up"), "{c}");
+    let over = [round(Some(1.9), figures(0.0, 40.0, 0))];
+    assert!(conclusion(&over, 0.1).contains("misses"));
+    let busy = [round(Some(1.2), figures(0.5, 97.0, 120))];
+    let c = conclusion(&busy, 0.1);
+    assert!(c.contains("outside the 0.1 % SLO"), "{c}");
+    assert!(c.contains("load generator was the bottleneck"), "{c}");
+    assert!(c.contains("120 UDP datagrams"), "{c}");
+    let rounds = [
+        round(Some(1.5), figures(0.0, 1.0, 0)),
+        round(Some(1.1), figures(0.0, 1.0, 0)),
+        round(Some(1.3), figures(0.0, 1.0, 0)),
+    ];
+    assert_eq!(median_ratio(&rounds), Some(1.3));
+}
