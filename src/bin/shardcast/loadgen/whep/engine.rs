@@ -95,6 +95,11 @@ impl Engine {
         for &t in &self.ready {
             if let Some(v) = self.viewers.get_mut(t as usize) {
                 self.datagrams += v.read(&mut self.batch);
+                // A failed viewer reads no more: out of the (level-triggered) set, or its
+                // queued datagrams would wake every wait.
+                if v.state == State::Failed {
+                    let _ = self.epoll.delete(v.socket());
+                }
             }
         }
         let now = Instant::now();

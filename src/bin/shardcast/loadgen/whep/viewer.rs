@@ -163,6 +163,11 @@ impl Viewer {
         Ok(v)
     }
 
+    /// The viewer's socket.
+    pub(crate) fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
     /// Takes the server's answer; ICE starts.
     pub(crate) fn accept(&mut self, answer: &str, location: Option<String>, now: Instant) {
         let Some(pending) = self.pending.take() else {
