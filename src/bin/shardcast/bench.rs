@@ -11,16 +11,24 @@ use clap::Args;
 
 use crate::{parse_duration, parse_ms, parse_percent, parse_rate};
 
+mod whep;
+
 #[derive(Args)]
 pub(crate) struct BenchArgs {
     /// Target an already running server's stream instead of starting one (with `--protocol
     /// hls`: its multivariant playlist, `http://HOST:PORT/…/index.m3u8`).
     #[arg(long)]
     url: Option<String>,
-    /// What the viewers speak: `rtsp` (RTP over UDP or TCP) or `hls` (HTTP/1.1 viewers that
-    /// fetch playlists and segments in real time; LL-HLS blocking reloads for live).
-    #[arg(long, default_value = "rtsp", value_parser = ["rtsp", "hls"])]
+    /// What the viewers speak: `rtsp` (RTP over UDP or TCP), `hls` (HTTP/1.1 viewers that
+    /// fetch playlists and segments in real time; LL-HLS blocking reloads for live) or `whep`
+    /// (WebRTC viewers on str0m: WHEP POST, ICE, DTLS, SRTP, RTCP; each round also runs as
+    /// many RTP/UDP viewers of the same stream on a fresh server, for the CPU-per-packet ratio).
+    #[arg(long, default_value = "rtsp", value_parser = ["rtsp", "hls", "whep"])]
     protocol: String,
+    /// With --protocol whep: play a live channel looping the media (`--live=benchloop=FILE`;
+    /// `--hls-media`, else the bundled sample) instead of the VOD file.
+    #[arg(long)]
+    live: bool,
     /// With --protocol hls: the servers to load, side by side in one run: `shardcast` (the
     /// started server, or --url) and/or `nginx` (nginx with sendfile serving the same media
     /// cut by ffmpeg).
@@ -35,8 +43,9 @@ pub(crate) struct BenchArgs {
     /// and nginx serve the same requests.
     #[arg(long)]
     hls_segments_only: bool,
-    /// With --protocol hls: the MP4 file the servers serve (nginx gets it cut by ffmpeg; a
-    /// started shardcast serves it from its folder). Default: the bundled 10 s sample.
+    /// With --protocol hls or whep: the MP4 file the servers serve (nginx gets it cut by
+    /// ffmpeg; a started shardcast serves it from its folder, or loops it as a live channel
+    /// with --live / --hls-live). Default: the bundled 10 s sample.
     #[arg(long)]
     hls_media: Option<PathBuf>,
     /// With --url: the server's pid, so its CPU time and memory can be read from /proc.
@@ -232,6 +241,9 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     }
     if args.protocol == "hls" {
         return hls_bench(&args, viewers, duration, exe, placement);
+    }
+    if args.protocol == "whep" {
+        return whep::whep_bench(&args, viewers, duration, exe, placement);
     }
     let io: Vec<String> = if !args.io.is_empty() {
         args.io.clone()

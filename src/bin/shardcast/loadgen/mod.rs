@@ -25,6 +25,7 @@ pub(crate) mod report;
 pub(crate) mod server;
 pub(crate) mod session;
 pub(crate) mod stats;
+pub(crate) mod whep;
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;

@@ -45,6 +45,8 @@ pub(crate) struct ServerProcess {
     pub(crate) http: Option<SocketAddr>,
     /// Its RTMP address, when it listens for RTMP publishers (`--publish rtmp`).
     pub(crate) rtmp: Option<SocketAddr>,
+    /// Its shards' WebRTC ports (`webrtc listening on udp://…` lines), when it has them.
+    pub(crate) webrtc: Vec<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -122,7 +124,13 @@ impl ServerProcess {
                     break;
                 }
             }
-            let _ = tx.send((banner.rtsp, banner.streams, banner.http, banner.rtmp));
+            let _ = tx.send((
+                banner.rtsp,
+                banner.streams,
+                banner.http,
+                banner.rtmp,
+                banner.webrtc,
+            ));
             for _ in lines {}
         });
         let banner = rx.recv_timeout(Duration::from_secs(20));
@@ -133,12 +141,13 @@ impl ServerProcess {
             t.iter().cloned().collect::<Vec<_>>().join(" | ")
         };
         match banner {
-            Ok((Some(addr), streams, http, rtmp)) => Ok(Self {
+            Ok((Some(addr), streams, http, rtmp, webrtc)) => Ok(Self {
                 child,
                 addr,
                 streams,
                 http,
                 rtmp,
+                webrtc,
             }),
             _ => {
                 let _ = child.kill();
