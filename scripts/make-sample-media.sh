@@ -36,6 +36,16 @@ if [[ "${1:-}" == "--vod50" ]]; then
   exit 0
 fi
 
+if [[ "${1:-}" == "--webrtc" ]]; then
+  # A 2 Mbit/s clip WebRTC can carry, for `shardcast bench --protocol whep` (not committed):
+  # H.264 Main without B-frames (browsers drop reordered frames over WebRTC) at 480p25, level
+  # 3.0, which the bench's offer names (4d401e).
+  mkdir -p target/media
+  make_clip target/media/webrtc-60s.mp4 60 854x480 25 50 2000 main 0
+  ls -l target/media
+  exit 0
+fi
+
 if [[ "${1:-}" == "--large" ]]; then
   # Clips for load runs (not committed): 60 s of 720p30 at 2 Mbit/s.
   mkdir -p target/media

@@ -213,7 +213,10 @@ fn the_live_playlist_never_names_a_segment_that_is_gone() {
 fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     let (server, mut publisher, hls) = publish("web");
     // The deep link the page documents: it takes the stream's `hls_url` from the catalog.
-    let mut page = Browser::open(&format!("http://{}/#play=live/web", server.http_addr()));
+    let mut page = Browser::open(&format!(
+        "http://{}/#play=live/web&engine=hls.js",
+        server.http_addr()
+    ));
     const STATE: &str = "window.shardcastPlayer.state()";
     let deadline = Instant::now() + Duration::from_secs(30);
     let start = loop {

@@ -104,6 +104,21 @@ pub fn write_answer(offer: &Offer, negotiated: &Negotiated, params: &AnswerParam
                     line(&mut out, format_args!("a=mid:{}", clean(mid)));
                 }
                 line(&mut out, format_args!("a=inactive"));
+                // The format's rtpmap, as offered: the m= line names it, and strict parsers
+                // (str0m) refuse a dynamic payload type without one.
+                let codec = fmt.parse::<u8>().ok().and_then(|pt| m.codec(pt));
+                if let Some(c) = codec.filter(|c| !c.name.is_empty() && c.clock_rate_hz > 0) {
+                    let channels = c.channels.map(|n| format!("/{n}")).unwrap_or_default();
+                    line(
+                        &mut out,
+                        format_args!(
+                            "a=rtpmap:{} {}/{}{channels}",
+                            c.payload_type,
+                            clean(&c.name),
+                            c.clock_rate_hz
+                        ),
+                    );
+                }
             }
         }
     }

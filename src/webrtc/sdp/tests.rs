@@ -432,6 +432,11 @@ fn missing_opus_sends_video_with_a_warning_or_refuses_audio_only() {
     assert!(n.warnings[0].to_string().contains("without sound"));
     let a = write_answer(&o, &n, &params());
     assert!(a.contains("m=audio 0 UDP/TLS/RTP/SAVPF 111\r\n"), "{a}");
+    // The rejected format keeps its rtpmap (str0m refuses an answer without it).
+    assert!(
+        a.contains("a=inactive\r\na=rtpmap:111 speex/48000/2\r\n"),
+        "{a}"
+    );
     assert!(a.contains("a=group:BUNDLE 0\r\n"));
     assert!(matches!(
         negotiate(&o, &[SendTrack::Opus]).unwrap_err(),

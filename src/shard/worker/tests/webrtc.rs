@@ -377,8 +377,24 @@ fn a_whep_viewer_gets_srtp_h264_after_ice_and_dtls_and_nothing_after_teardown() 
     browser
         .send_to(&send.encrypt_rtcp(&pli[..n]).unwrap(), rig.port)
         .unwrap();
+    // The same SRTCP packet again (a replay, RFC 3711 §3.3.2), and one with a flipped bit in
+    // its tag: both refused before they are read.
+    let sealed = send.encrypt_rtcp(&rr).unwrap();
+    browser.send_to(&sealed, rig.port).unwrap();
+    let mut tampered = sealed.to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
     rig.drain();
-    assert_eq!(get(&rig.counters.webrtc_srtcp), 2);
+    let refused_before = get(&rig.counters.webrtc_refused);
+    browser.send_to(&sealed, rig.port).unwrap();
+    browser.send_to(&tampered, rig.port).unwrap();
+    rig.drain();
+    assert_eq!(
+        get(&rig.counters.webrtc_refused) - refused_before,
+        2,
+        "a replayed and a tampered SRTCP packet"
+    );
+    assert_eq!(get(&rig.counters.webrtc_srtcp), 3);
     assert_eq!(get(&rig.counters.webrtc_keyframe_requests), 1);
     // The block as an RTSP viewer's reaches the statistics: 17 lost, 90 ticks = 1 ms jitter.
     let block = rig
