@@ -159,13 +159,18 @@ impl Track {
     /// Presentation time of `sample` in timescale ticks, edit list applied (may be negative
     /// for samples before the edit start).
     pub fn pts_ticks(&self, sample: &Sample) -> i64 {
-        sample.dts as i64 + i64::from(sample.cts_offset) - self.edit_offset
+        // Saturating: a hostile file's decode times and edit offset can sit near the ends of
+        // the range (fuzz/regressions/mp4_index).
+        self.dts_ticks(sample)
+            .saturating_add(i64::from(sample.cts_offset))
     }
 
     /// Decode time of `sample` in timescale ticks on the presentation timeline
     /// (edit list applied), used for pacing because it is monotonic.
     pub fn dts_ticks(&self, sample: &Sample) -> i64 {
-        sample.dts as i64 - self.edit_offset
+        i64::try_from(sample.dts)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(self.edit_offset)
     }
 
     /// Track duration: end of the last-presented sample on the presentation timeline. Sample
