@@ -1,0 +1,210 @@
+//! Sending one sample to one viewer: [`emit_sample`] packetizes it (or takes the shard's
+//! shared packetization of a live channel) and [`deliver`] hands each packet to the viewer's
+//! transport — the UDP batch, the TCP batch, or the WebRTC batch protected at the flush —
+//! with the viewer's own accounting. Split from `worker.rs`, which owns the loop.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::*;
+
+/// The shard state one sample's sending writes to besides its session (borrowed from the
+/// [`Worker`] for one call: a few references on the stack, nothing allocated).
+pub(super) struct Outputs<'a> {
+    /// When the sample being sent was due.
+    pub(super) due: Instant,
+    /// For a live log's session: the lowest log position this pass may read (its pin).
+    pub(super) log_readable: u64,
+    /// UDP packets queued for the pass's batched send.
+    pub(super) pending: &'a mut Vec<PendingPacket>,
+    /// WebRTC packets queued for the pass's protection and batched send.
+    pub(super) srtp_pending: &'a mut Vec<PendingPacket>,
+    /// TCP frames queued for the pass's writes.
+    pub(super) tcp: &'a mut TcpBatch,
+    /// Live samples packetized once for every viewer of their channel on this shard.
+    pub(super) live: &'a mut LiveCache,
+    /// The shard's RTCP socket, for sender reports.
+    pub(super) rtcp: &'a UdpSocket,
+    /// Scratch for the sender report.
+    pub(super) rtcp_buf: &'a mut [u8; MAX_RTCP_COMPOUND],
+    /// The shard's published counters.
+    pub(super) counters: &'a ShardCounters,
+}
+
+/// Sends the next sample of track `i` of session `s` (in slot `slot`): its packets into
+/// `out.pending` (UDP) or `out.tcp` (TCP frames for the pass's write), after a sender report when one is due. A
+/// live track takes them from the shard's `out.live` cache, packetized once for every
+/// viewer of the channel on the shard (on the first viewer's miss); other tracks packetize
+/// with their own packetizer.
+pub(super) fn emit_sample(
+    out: &mut Outputs<'_>,
+    s: &mut ShardSession,
+    slot: u32,
+    i: usize,
+    now: Instant,
+) {
+    if s.log.is_some() {
+        emit_log_sample(out, s, slot, i, now);
+        return;
+    }
+    let media = s.track_file(i).clone();
+    let track = &media.index.tracks[s.tracks[i].setup.track_index];
+    let next = s.tracks[i].next_sample;
+    let Some(&sample) = track.samples.get(next) else {
+        return;
+    };
+    // One sample per packet sequence, or a group of small AAC access units in one packet
+    // (RFC 3640 §3.2.2), cut by sample index alone (as live.rs counts a channel's packets);
+    // a group never crosses the end of the track (a live loop point) or of the PLAY range.
+    let stop = s.tracks[i].stop_sample.clamp(next, track.samples.len());
+    let group_len = s.tracks[i].packetizer.samples_per_packet(
+        &track.samples[next..stop],
+        next as u64,
+        track.timescale,
+    );
+    let group = &track.samples[next..next + group_len.max(1)];
+    if s.tracks[i]
+        .last_sender_report
+        .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
+    {
+        send_sender_report(s, slot, i, now, out);
+    }
+    let bytes = media.bytes.as_slice();
+    let ts = s.stamp(i, track.pts_ticks(&sample));
+    let cached = match s.tracks[i].live_stream {
+        Some(stream) => out.live.packets(
+            stream,
+            &SampleRequest {
+                abs: s.absolute_sample(i),
+                samples: group,
+                index: next as u64,
+                media: bytes,
+                seq: s.tracks[i].seq,
+                ts,
+            },
+            out.counters,
+        ),
+        None => None,
+    };
+    let error = match cached {
+        Some(packets) => {
+            for j in 0..packets.len() {
+                if !deliver(
+                    s,
+                    slot,
+                    i,
+                    packets.get(j),
+                    out.pending,
+                    out.srtp_pending,
+                    out.tcp,
+                    out.due,
+                ) {
+                    return;
+                }
+            }
+            packets.error
+        }
+        None => {
+            if s.live.is_some() {
+                out.counters
+                    .live_packetizations
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            s.tracks[i].packetizer.begin_samples(group, next as u64);
+            loop {
+                let spec = match s.tracks[i].packetizer.next_packet(bytes) {
+                    Ok(Some(spec)) => spec,
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                };
+                let t = &s.tracks[i];
+                let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
+                if !deliver(
+                    s,
+                    slot,
+                    i,
+                    &packet,
+                    out.pending,
+                    out.srtp_pending,
+                    out.tcp,
+                    out.due,
+                ) {
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(e) = error {
+        s.tracks[i].corrupt_samples += 1;
+        if s.tracks[i].corrupt_samples == 1 {
+            tracing::warn!(stream = %media.name, track = i, "corrupt sample {}: {e}", s.tracks[i].next_sample);
+        }
+    }
+    for _ in 0..group.len() {
+        s.advance(i);
+    }
+}
+
+/// Hands one packet of track `i` to its viewer, with the viewer's own accounting (next
+/// sequence number, SR packet and octet counts, totals): queued in `pending` for the
+/// batched UDP send (the header slab copied, the viewer's track as destination) or in
+/// `tcp` as a `$` frame for the pass's write on the RTSP connection (RFC 2326 §10.12), or
+/// for a WebRTC viewer in `srtp_pending`, protected with its SRTP keys at the flush.
+/// False when the viewer has no connection to write to (it is then cut off).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deliver(
+    s: &mut ShardSession,
+    slot: u32,
+    i: usize,
+    packet: &WirePacket,
+    pending: &mut Vec<PendingPacket>,
+    srtp_pending: &mut Vec<PendingPacket>,
+    tcp: &mut TcpBatch,
+    due: Instant,
+) -> bool {
+    let payload_len = packet.payload_len();
+    if let crate::shard::TrackDest::Interleaved { rtp_channel, .. } = s.tracks[i].setup.dest {
+        if s.sink.is_none() {
+            s.cut_off = true;
+            return false;
+        }
+        // A body that does not resolve is never framed: the frame's length must match it.
+        if body_of(&packet.spec, s, i).is_none() {
+            s.tracks[i].corrupt_samples += 1;
+            return true;
+        }
+        tcp.push_rtp(
+            slot,
+            rtp_channel,
+            packet.header(),
+            BodyRef {
+                track: i as u16,
+                spec: packet.spec,
+            },
+            packet.spec.body_len as usize,
+            due,
+        );
+    } else if matches!(s.tracks[i].setup.dest, crate::shard::TrackDest::WebRtc) {
+        if let Some(peer) = s.webrtc.as_mut() {
+            peer.history.record(i, packet);
+        }
+        srtp_pending.push(PendingPacket {
+            packet: *packet,
+            slot,
+            track: i as u16,
+        });
+    } else {
+        pending.push(PendingPacket {
+            packet: *packet,
+            slot,
+            track: i as u16,
+        });
+    }
+    let t = &mut s.tracks[i];
+    t.seq = t.seq.wrapping_add(1);
+    t.packets_sent = t.packets_sent.wrapping_add(1);
+    t.octets_sent = t.octets_sent.wrapping_add(payload_len as u32);
+    s.packets_total += 1;
+    s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
+    true
+}
