@@ -37,6 +37,8 @@ pub(crate) enum Protocol {
     Rtmp,
     /// A configured source pulled over RTSP.
     Pull,
+    /// A WebRTC publisher (WHIP, RFC 9725).
+    Whip,
 }
 
 impl Protocol {
@@ -46,6 +48,7 @@ impl Protocol {
             Protocol::Rtsp => "rtsp",
             Protocol::Rtmp => "rtmp",
             Protocol::Pull => "pull",
+            Protocol::Whip => "whip",
         }
     }
 }
@@ -383,12 +386,77 @@ impl Ingest {
         true
     }
 
-    /// A UDP datagram on the ingest ports from `from`.
-    pub(crate) fn udp(&mut self, from: SocketAddr, packet: &[u8], now: Instant) {
+    /// A UDP datagram on the ingest ports from `from`, if an RTSP publisher set up that
+    /// address: true when taken. Anything else is never trusted here (only a publisher's own
+    /// set-up ports feed a stream); the caller offers it to WHIP, then counts it unrouted.
+    pub(crate) fn udp(&mut self, from: SocketAddr, packet: &[u8], now: Instant) -> bool {
         match self.udp_routes.get(&from).cloned() {
-            Some(route) => self.ingest(&route, packet, now),
-            // Never trusted: only a publisher's own set-up ports feed a stream.
-            None => self.unrouted += 1,
+            Some(route) => {
+                self.ingest(&route, packet, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An RTP packet (decrypted) for `track` of publisher `id`'s stream, whose depacketizers
+    /// were given to [`Ingest::open`] (a WHIP publisher).
+    pub(crate) fn rtp(
+        &mut self,
+        id: SessionId,
+        path: &str,
+        track: usize,
+        packet: &[u8],
+        now: Instant,
+    ) {
+        if self
+            .streams
+            .get(path)
+            .is_some_and(|s| s.publisher == Some(id))
+        {
+            let route = Route {
+                path: path.to_owned(),
+                publisher: id,
+                track,
+                rtcp: false,
+            };
+            self.ingest(&route, packet, now);
+        }
+    }
+
+    /// An RTCP compound (decrypted) from publisher `id`, whose tracks share one transport
+    /// (BUNDLE): each track takes the sender reports of its own SSRC.
+    pub(crate) fn rtcp(&mut self, id: SessionId, path: &str, packet: &[u8], now: Instant) {
+        let tracks = match self.streams.get(path) {
+            Some(s) if s.publisher == Some(id) => s.depacketizers.len(),
+            _ => return,
+        };
+        self.rtcp_packets += 1;
+        for track in 0..tracks {
+            let route = Route {
+                path: path.to_owned(),
+                publisher: id,
+                track,
+                rtcp: true,
+            };
+            self.sender_reports(&route, packet, now);
+        }
+    }
+
+    /// What publisher `id`'s depacketizers counted, per track with the sender's SSRC (for
+    /// the receiver reports a WHIP publisher gets); empty unless `id` holds `path`.
+    pub(crate) fn receive_stats(
+        &self,
+        id: SessionId,
+        path: &str,
+    ) -> Vec<(Option<u32>, crate::ingest::depacketize::DepacketizeStats)> {
+        match self.streams.get(path) {
+            Some(s) if s.publisher == Some(id) => s
+                .depacketizers
+                .iter()
+                .map(|d| (d.ssrc(), *d.stats()))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

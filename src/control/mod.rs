@@ -19,6 +19,7 @@ mod record;
 mod renditions;
 mod rtmp;
 mod sources;
+mod whip;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -87,6 +88,8 @@ struct Control {
     config: ServerConfig,
     /// Publishers' media into live logs.
     ingest: RefCell<ingest::Ingest>,
+    /// WHIP publishers (their media goes on into `ingest`).
+    whip: RefCell<whip::WhipShell>,
     /// On-demand sources requested while offline, and when (their task connects them).
     demands: RefCell<HashMap<String, Instant>>,
 }
@@ -472,6 +475,20 @@ pub fn start(
     let ingest_ports = ingest_sockets
         .as_ref()
         .and_then(|(a, b)| Some((a.local_addr().ok()?.port(), b.local_addr().ok()?.port())));
+    // WHIP publishers send to the RTP ingest port too (its datagrams are told apart by source
+    // address, RFC 7983 first bytes and ICE ufrags). The answer's candidate must be an
+    // address browsers can reach: the ingest socket's own, or, when it is bound to every
+    // interface, the address WebRTC listens on (which `--webrtc-listen` requires to be one).
+    let whip_addr = match (&ingest_sockets, webrtc_addrs.first(), webrtc.is_some()) {
+        (Some((rtp, _)), Some(w), true) => rtp.local_addr().ok().map(|a| {
+            if a.ip().is_unspecified() {
+                SocketAddr::new(w.ip(), a.port())
+            } else {
+                a
+            }
+        }),
+        _ => None,
+    };
     let rtmp_listener = config
         .rtmp_listen
         .map(|addr| {
@@ -522,10 +539,12 @@ pub fn start(
             }
             let mut core = core;
             core.set_ingest_ports(ingest_ports);
+            core.set_whip_addr(whip_addr);
             core.set_hls_logs(hls_logs);
             core.set_webrtc(webrtc);
             let ctl = Rc::new(Control {
                 ingest: RefCell::new(ingest),
+                whip: RefCell::new(whip::WhipShell::default()),
                 demands: RefCell::new(HashMap::new()),
                 core: RefCell::new(core),
                 hub: RefCell::new(hub),
@@ -774,6 +793,7 @@ async fn reap_expired(ctl: Rc<Control>) {
             ctl.core.borrow_mut().remove_log(&path);
         }
         for id in ingest.silent {
+            ctl.end_whip(id, "no media for the publisher timeout");
             let effects = ctl
                 .core
                 .borrow_mut()
@@ -823,15 +843,75 @@ async fn receive_ingest(ctl: Rc<Control>, (rtp, rtcp): (std::net::UdpSocket, std
     // A datagram is at most 64 KiB; one buffer per socket, reused.
     let mut rtp_buf = vec![0u8; 65_536];
     let mut rtcp_buf = vec![0u8; 2048];
+    // WHIP's timers (DTLS retransmission, reports, keyframe requests, consent).
+    let mut whip_tick = tokio::time::interval(WHIP_TICK);
+    whip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             got = rtp.recv_from(&mut rtp_buf) => if let Ok((n, from)) = got {
-                ctl.ingest.borrow_mut().udp(from, &rtp_buf[..n], Instant::now());
+                ctl.ingest_datagram(from, &mut rtp_buf[..n]);
             },
             got = rtcp.recv_from(&mut rtcp_buf) => if let Ok((n, from)) = got {
-                ctl.ingest.borrow_mut().udp(from, &rtcp_buf[..n], Instant::now());
+                ctl.ingest_datagram(from, &mut rtcp_buf[..n]);
+            },
+            _ = whip_tick.tick() => {
+                let mut effects = Vec::new();
+                ctl.whip.borrow_mut().tick(Instant::now(), &mut ctl.ingest.borrow_mut(), &mut effects);
+                ctl.apply_whip(effects);
             },
         }
+        // What WHIP answered (STUN, DTLS flights, SRTCP reports) leaves from the port its
+        // publishers send to: their ICE checks named it.
+        let outbox = ctl.whip.borrow_mut().take_outbox();
+        for (to, datagram) in outbox {
+            if let Err(e) = rtp.try_send_to(&datagram, to) {
+                tracing::debug!(%to, "whip send: {e}");
+            }
+        }
+    }
+}
+
+/// How often WHIP publishers' timers run (DTLS retransmission timers start at one second).
+const WHIP_TICK: Duration = Duration::from_millis(50);
+
+impl Control {
+    /// A datagram on the ingest ports: an RTSP publisher's, else a WHIP publisher's, else
+    /// counted unrouted (never trusted).
+    fn ingest_datagram(&self, from: SocketAddr, datagram: &mut [u8]) {
+        let now = Instant::now();
+        let mut ingest = self.ingest.borrow_mut();
+        if ingest.udp(from, datagram, now) {
+            return;
+        }
+        let mut effects = Vec::new();
+        let taken = self
+            .whip
+            .borrow_mut()
+            .datagram(from, datagram, now, &mut ingest, &mut effects);
+        if !taken {
+            ingest.unrouted += 1;
+        }
+        drop(ingest);
+        self.apply_whip(effects);
+    }
+
+    /// Carries out what WHIP asked of the session core.
+    fn apply_whip(&self, effects: Vec<whip::WhipEffect>) {
+        for effect in effects {
+            match effect {
+                whip::WhipEffect::Opened(log) => self.core.borrow_mut().add_log(log),
+                whip::WhipEffect::Ended(id) => self.core.borrow_mut().whip_ended(id),
+            }
+        }
+    }
+
+    /// Ends WHIP publisher `id`, if it is one.
+    fn end_whip(&self, id: crate::shard::SessionId, why: &str) {
+        let now = Instant::now();
+        self.whip
+            .borrow_mut()
+            .end(id, why, &mut self.ingest.borrow_mut(), now);
+        self.core.borrow_mut().whip_ended(id);
     }
 }
 

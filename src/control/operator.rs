@@ -473,6 +473,47 @@ impl ControlApi for Control {
         })
     }
 
+    fn whip_offer(
+        &self,
+        path: &str,
+        offer: &[u8],
+        key: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<crate::http::whip::WhipCreated, crate::rtsp::session::WhipRefusal> {
+        let offer = crate::rtsp::session::WhipOffer {
+            sdp: offer,
+            key,
+            peer,
+        };
+        let accepted = super::with_env(|env| self.core.borrow_mut().whip_offer(path, &offer, env))?;
+        let id = accepted.publisher.id;
+        let started =
+            self.whip
+                .borrow_mut()
+                .start(accepted.key.clone(), accepted.publisher, Instant::now());
+        if let Err(e) = started {
+            self.core.borrow_mut().whip_ended(id);
+            return Err(crate::rtsp::session::WhipRefusal::BadOffer(format!(
+                "a=fingerprint: {e}"
+            )));
+        }
+        Ok(crate::http::whip::WhipCreated {
+            answer: accepted.answer,
+            key: accepted.key,
+        })
+    }
+
+    fn whip_delete(&self, key: &str) -> bool {
+        let Some(id) = self.core.borrow_mut().whip_delete(key) else {
+            return false;
+        };
+        let now = Instant::now();
+        self.whip
+            .borrow_mut()
+            .end(id, "ended by DELETE", &mut self.ingest.borrow_mut(), now);
+        true
+    }
+
     fn whep_delete(&self, key: &str) -> bool {
         let ended = self.core.borrow_mut().whep_delete(key, Instant::now());
         match ended {

@@ -20,6 +20,7 @@ pub mod page;
 pub mod server;
 pub mod terminal;
 pub mod whep;
+pub mod whip;
 
 use std::net::IpAddr;
 
@@ -265,4 +266,15 @@ pub trait ControlApi {
     ) -> Result<whep::WhepCreated, crate::rtsp::session::WhepRefusal>;
     /// `DELETE /whep/session/{key}`: ends the session; false when no session has that key.
     fn whep_delete(&self, key: &str) -> bool;
+    /// `POST /whip/{path}`: answers a WHIP publisher's SDP offer (`key` from a bearer
+    /// header or `?key=`; `peer` the HTTP client).
+    fn whip_offer(
+        &self,
+        path: &str,
+        offer: &[u8],
+        key: Option<&str>,
+        peer: std::net::SocketAddr,
+    ) -> Result<whip::WhipCreated, crate::rtsp::session::WhipRefusal>;
+    /// `DELETE /whip/session/{key}`: ends the publisher; false when none has that key.
+    fn whip_delete(&self, key: &str) -> bool;
 }

@@ -321,6 +321,9 @@ async fn route(
     } else if let Some(rest) = path.strip_prefix("/whep/") {
         let rest = rest.to_owned();
         super::whep::handle(api, req, &rest, peer, limits).await
+    } else if let Some(rest) = path.strip_prefix("/whip/") {
+        let rest = rest.to_owned();
+        super::whip::handle(api, req, &rest, peer, limits).await
     } else if let Some(rest) = path.strip_prefix("/api/v1/") {
         let rest = rest.to_owned();
         api::handle(api, req, &rest, limits).await

@@ -83,43 +83,55 @@ async fn offer(
     peer: std::net::SocketAddr,
     limits: &HttpLimits,
 ) -> HttpResponse {
+    if let Some(refused) = not_sdp(&req) {
+        return refused;
+    }
+    // A play token in the query, or as a bearer token (the WHEP way, §4.5).
+    let token = token_in_query(req.uri().query())
+        .map(str::to_owned)
+        .or_else(|| bearer(&req));
+    let body = match read_body(req, limits).await {
+        Ok(b) => b,
+        Err((status, message)) => return text(status, message),
+    };
+    match api.whep_offer(stream, &body, token.as_deref(), peer) {
+        Ok(c) => created(c.answer, &format!("/whep/{SESSION_PREFIX}{}", c.key)),
+        Err(refusal) => refused(&refusal),
+    }
+}
+
+/// `415` unless the request's `Content-Type` is `application/sdp` (parameters ignored).
+pub(super) fn not_sdp(req: &Request<Incoming>) -> Option<HttpResponse> {
     let is_sdp = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim())
         .is_some_and(|essence| essence.eq_ignore_ascii_case(SDP));
-    if !is_sdp {
-        return text(
+    (!is_sdp).then(|| {
+        text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the offer must be sent as Content-Type: application/sdp",
-        );
+        )
+    })
+}
+
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1).
+pub(super) fn bearer(req: &Request<Incoming>) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_owned())
+}
+
+/// `201 Created` with the SDP answer and the new session's `Location`.
+pub(super) fn created(answer: String, location: &str) -> HttpResponse {
+    let mut r = response(StatusCode::CREATED, SDP, Bytes::from(answer));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
     }
-    // A play token in the query, or as a bearer token (the WHEP way, §4.5).
-    let token = token_in_query(req.uri().query())
-        .map(str::to_owned)
-        .or_else(|| {
-            let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| rest.trim().to_owned())
-        });
-    let body = match read_body(req, limits).await {
-        Ok(b) => b,
-        Err((status, message)) => return text(status, message),
-    };
-    match api.whep_offer(stream, &body, token.as_deref(), peer) {
-        Ok(created) => {
-            let mut r = response(StatusCode::CREATED, SDP, Bytes::from(created.answer));
-            let location = format!("/whep/{SESSION_PREFIX}{}", created.key);
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
-        Err(refusal) => refused(&refusal),
-    }
+    r
 }
 
 /// The response a refusal gets: its status, `Retry-After` when a retry may work, the
@@ -141,13 +153,13 @@ fn refused(refusal: &WhepRefusal) -> HttpResponse {
     r
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+pub(super) fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     let mut body = body.into();
     body.push('\n');
     response(status, "text/plain; charset=utf-8", Bytes::from(body))
 }
 
-fn not_allowed(allow: &'static str, why: &str) -> HttpResponse {
+pub(super) fn not_allowed(allow: &'static str, why: &str) -> HttpResponse {
     let mut r = text(StatusCode::METHOD_NOT_ALLOWED, why);
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -155,7 +167,7 @@ fn not_allowed(allow: &'static str, why: &str) -> HttpResponse {
 }
 
 /// The answer to a CORS preflight (and to a plain `OPTIONS`, §4.6): what may be sent.
-fn preflight(allow: &'static str) -> HttpResponse {
+pub(super) fn preflight(allow: &'static str) -> HttpResponse {
     let mut r = response(StatusCode::NO_CONTENT, "text/plain", Bytes::new());
     let h = r.headers_mut();
     h.insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -177,7 +189,7 @@ fn preflight(allow: &'static str) -> HttpResponse {
 
 /// CORS on every WHEP answer: any origin may read it, the `Location` of a new session and
 /// the `Retry-After` of a 503 (neither is a CORS-safelisted response header).
-fn cors(r: &mut HttpResponse) {
+pub(super) fn cors(r: &mut HttpResponse) {
     let h = r.headers_mut();
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,

@@ -62,6 +62,8 @@ pub enum PayloadFormat {
     Aac(AuHeaderFormat),
     /// RFC 6416 §6.1 (MP4A-LATM, `cpresent=0`): AudioMuxElements of this shape.
     Latm(LatmFormat),
+    /// RFC 7587 §4.2: one Opus packet per RTP packet (WHIP publishers).
+    Opus,
 }
 
 /// The shape of the AudioMuxElements an MP4A-LATM track carries (RFC 6416 §6.1), read from

@@ -254,6 +254,8 @@ enum Codec {
     Aac(aac::AacDepacketizer),
     /// RFC 6416.
     Latm(latm::LatmDepacketizer),
+    /// RFC 7587.
+    Opus,
 }
 
 /// Turns the RTP packets of one track into frames: the RTP layer shared by every codec and
@@ -293,14 +295,11 @@ impl Depacketizer {
             }
             // An AAC codec always comes with an AAC format from `sdp`; if a caller pairs it
             // otherwise, the AAC-hbr defaults are the only sensible reading.
-            (PayloadFormat::H264 { .. }, crate::media::track::Codec::Aac(_)) => {
-                Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR))
-            }
-            // `sdp` never announces Opus yet (WHIP publishing will bring an Opus
-            // depacketizer); until then such a pairing reads as AAC-hbr like the one above.
-            (_, crate::media::track::Codec::Opus(_)) => {
-                Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR))
-            }
+            (
+                PayloadFormat::H264 { .. } | PayloadFormat::Opus,
+                crate::media::track::Codec::Aac(_),
+            ) => Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR)),
+            (_, crate::media::track::Codec::Opus(_)) => Codec::Opus,
         };
         Depacketizer {
             track: track_index,
@@ -399,8 +398,24 @@ impl Depacketizer {
                 }
                 d.push(payload, ts, header.marker, &mut ctx);
             }
+            // RFC 7587 §4.2: the payload is exactly one Opus packet (RFC 6716 §3), a frame
+            // of its own, every one a random access point. An empty payload carries nothing
+            // (§4.2 forbids it; a sender's DTX sends none at all).
+            Codec::Opus if payload.is_empty() => ctx.stats.drop_frame(DropReason::Malformed),
+            Codec::Opus => ctx.emit(Frame {
+                track: self.track,
+                pts: ts,
+                dts: ts,
+                sync: true,
+                data: payload,
+            }),
         }
         PushOutcome::Accepted
+    }
+
+    /// The SSRC of the current sender (`None` before the first packet).
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
     }
 
     /// The sender's SSRC and, for a 32-bit RTP timestamp it names (an RTCP sender report's,
@@ -426,7 +441,7 @@ impl Depacketizer {
     pub fn parameter_sets_changed(&mut self) -> Option<H264Config> {
         match &mut self.codec {
             Codec::H264(d) => d.parameter_sets_changed(),
-            Codec::Aac(_) | Codec::Latm(_) => None,
+            Codec::Aac(_) | Codec::Latm(_) | Codec::Opus => None,
         }
     }
 
@@ -436,6 +451,8 @@ impl Depacketizer {
             Codec::H264(d) => d.buffer_capacity(),
             Codec::Aac(d) => d.buffer_capacity(),
             Codec::Latm(d) => d.buffer_capacity(),
+            // Frames are the packet's payload, never assembled.
+            Codec::Opus => 0,
         }
     }
 }

@@ -1041,3 +1041,39 @@ proptest::proptest! {
         assert!(d.buffer_capacity() <= MAX_ACCESS_UNIT);
     }
 }
+
+#[test]
+fn opus_packets_are_frames_of_their_own_and_empty_ones_are_dropped() {
+    // RFC 7587 §4.2: one Opus packet per RTP packet, 48 kHz timestamps.
+    let track = AnnouncedTrack {
+        control: String::new(),
+        payload_type: 111,
+        codec: TrackCodec::Opus(crate::media::track::OpusConfig {
+            channels: 2,
+            pre_skip: 0,
+            input_sample_rate_hz: 48_000,
+            output_gain: 0,
+            channel_mapping_family: 0,
+            channel_mapping_table: Vec::new(),
+        }),
+        kind: TrackKind::Audio,
+        format: PayloadFormat::Opus,
+    };
+    let mut d = Depacketizer::new(1, &track);
+    let out = push_all(
+        &mut d,
+        &[
+            rtp(111, 10, 960, true, &[0xfc, 1, 2]),
+            rtp(111, 11, 1920, false, &[]),
+            rtp(111, 12, 2880, true, &[0xfc, 3]),
+            rtp(96, 13, 3840, true, &[0xfc, 4]),
+        ],
+    );
+    assert_eq!(
+        out,
+        vec![(960, true, vec![0xfc, 1, 2]), (2880, true, vec![0xfc, 3])]
+    );
+    assert_eq!(d.stats().dropped(DropReason::Malformed), 1);
+    assert_eq!(d.stats().wrong_payload_type, 1);
+    assert_eq!(d.ssrc(), Some(0x1234));
+}

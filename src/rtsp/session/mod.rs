@@ -23,6 +23,7 @@ mod refusal;
 #[cfg(test)]
 mod tests;
 mod whep;
+mod whip;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -31,13 +32,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::{Rng, RngCore};
 
-pub use publish::{IngestTransport, PublishStart};
+pub use publish::{IngestTransport, KeyedPublishRefusal, PublishStart};
 use record::{Owner, OwnerKey, SessionRecord};
 pub use refusal::{Refusal, PUBLIC_METHODS};
 pub use whep::{
     WebRtcSettings, WhepAccepted, WhepAudio, WhepOffer, WhepRefusal, NO_CONNECTION,
     WEBRTC_PAYLOAD_BUDGET,
 };
+pub use whip::{WhipAccepted, WhipOffer, WhipPublisher, WhipRefusal, WhipTrack};
 
 use super::admission::{Admission, Limits, RequestRate};
 use super::auth::{AccessRule, Authenticator, UserSecret, Verdict};
@@ -345,6 +347,11 @@ pub struct SessionCore {
     webrtc: Option<WebRtcSettings>,
     /// WHEP sessions by their resource key (`/whep/session/{key}`).
     whep_keys: HashMap<String, whep::WhepSession>,
+    /// WHIP publishers by their resource key (`/whip/session/{key}`), from their POST until
+    /// they end.
+    whip_keys: HashMap<String, whip::WhipRecord>,
+    /// Where WHIP publishers send (the UDP ingest port, at an address browsers can reach).
+    whip_addr: Option<SocketAddr>,
 }
 
 /// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date).
@@ -433,6 +440,8 @@ impl SessionCore {
             refused: BTreeMap::new(),
             webrtc: None,
             whep_keys: HashMap::new(),
+            whip_keys: HashMap::new(),
+            whip_addr: None,
         }
     }
 

@@ -54,6 +54,27 @@ pub struct PublishStart {
     pub user: Option<String>,
 }
 
+/// Why a publisher with only a stream key (RTMP, WHIP) may not publish; `Display` is the
+/// sentence it is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyedPublishRefusal {
+    /// The path is empty or has an empty, `.` or `..` segment.
+    #[error("{0:?} is not a stream path")]
+    BadPath(String),
+    /// The path's publish key is needed and was not given, or is wrong.
+    #[error("publishing to {0:?} needs its stream key (?key=)")]
+    KeyNeeded(String),
+    /// No rule lets anyone publish there with a key.
+    #[error("publishing to {0:?} is not allowed")]
+    NotAllowed(String),
+    /// The path is a stored file or a live channel.
+    #[error("{0:?} is a stored stream or channel")]
+    Stored(String),
+    /// Another publisher holds the path.
+    #[error("{0:?} is already being published")]
+    Taken(String),
+}
+
 /// An ANNOUNCE waiting for its SETUPs and RECORD.
 #[derive(Debug)]
 pub(super) struct Announcement {
@@ -241,6 +262,8 @@ impl SessionCore {
         self.publishers
             .iter()
             .any(|(id, r)| r.path == path && Some(*id) != except)
+            // A WHIP publisher holds its path from its POST on (its log opens later).
+            || self.whip_keys.values().any(|w| w.path == path)
             // Another kind of publisher (RTMP) keeps the path's log online.
             || self
                 .logs
@@ -262,12 +285,25 @@ impl SessionCore {
     /// with the same rules and the same one-publisher-per-path as RTSP. `Err` is the reason
     /// sent to the publisher.
     pub fn authorize_rtmp(&self, path: &str, query: &str) -> Result<(), String> {
+        let given = query.split('&').find_map(|kv| kv.strip_prefix("key="));
+        self.authorize_keyed_publish(path, given)
+            .map_err(|e| e.to_string())
+    }
+
+    /// May a publisher that proves itself only by a stream key (`given`: RTMP's `?key=`, a
+    /// WHIP bearer token) publish to `path`? The path's open pattern or its publish key
+    /// decides, with the same rules and the same one-publisher-per-path as RTSP.
+    pub(super) fn authorize_keyed_publish(
+        &self,
+        path: &str,
+        given: Option<&str>,
+    ) -> Result<(), KeyedPublishRefusal> {
         let path_ok = !path.is_empty()
             && path.split('/').all(|seg| {
                 !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['\\', '\0'])
             });
         if !path_ok {
-            return Err(format!("{path:?} is not a stream path"));
+            return Err(KeyedPublishRefusal::BadPath(path.to_owned()));
         }
         match publish_needs(&self.config.publish_open, &self.config.access, path) {
             PublishNeeds::Nothing => {}
@@ -275,22 +311,19 @@ impl SessionCore {
                 key: Some(expected),
                 ..
             } => {
-                let given = query.split('&').find_map(|kv| kv.strip_prefix("key="));
                 if !given.is_some_and(|g| key_matches(&expected, g)) {
-                    return Err(format!(
-                        "publishing to {path:?} needs its stream key (?key=)"
-                    ));
+                    return Err(KeyedPublishRefusal::KeyNeeded(path.to_owned()));
                 }
             }
             PublishNeeds::Grant { key: None, .. } | PublishNeeds::Refused => {
-                return Err(format!("publishing to {path:?} is not allowed"));
+                return Err(KeyedPublishRefusal::NotAllowed(path.to_owned()));
             }
         }
         if self.is_stored(path) {
-            return Err(format!("{path:?} is a stored stream or channel"));
+            return Err(KeyedPublishRefusal::Stored(path.to_owned()));
         }
         if self.path_taken(path, None) {
-            return Err(format!("{path:?} is already being published"));
+            return Err(KeyedPublishRefusal::Taken(path.to_owned()));
         }
         Ok(())
     }

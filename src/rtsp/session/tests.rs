@@ -986,3 +986,4 @@ fn play_pause_teardown_refusals() {
 
 mod publish_tests;
 mod whep_tests;
+mod whip_tests;
