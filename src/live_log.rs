@@ -301,8 +301,12 @@ pub struct LiveLog {
     /// The facade the RTSP core and the shards read: the stream name, the ring as bytes, the
     /// tracks' codecs (empty sample tables).
     pub media: Arc<MediaFile>,
-    /// Per track, in the source's order.
+    /// Per track, in the source's order, then the WebRTC-only Opus track if there is one.
     pub tracks: Vec<LogTrack>,
+    /// The facade of every track, the WebRTC-only one included (its last): what a WebRTC
+    /// viewer's Opus track reads, as a file viewer's reads its rendition file. `None` when
+    /// the log has no such track.
+    pub webrtc_media: Option<Arc<MediaFile>>,
     /// Arrival times count from here.
     pub epoch: Instant,
     /// Counters.
@@ -508,7 +512,27 @@ impl LogWriter {
         wakers: Vec<Arc<Waker>>,
         now: Instant,
     ) -> Result<Self, LogError> {
-        if tracks.is_empty() {
+        Self::create_with_webrtc_audio(name, tracks, None, capacity, payload_budget, wakers, now)
+    }
+
+    /// [`LogWriter::create`] with one more track after the source's: `webrtc_audio`, the
+    /// Opus the ingest side makes of the source's AAC for WebRTC viewers
+    /// (`crate::rendition::live`). It is in [`LiveLog::tracks`] and
+    /// [`LiveLog::webrtc_media`], never in [`LiveLog::media`], which RTSP, HLS and the
+    /// catalog read.
+    pub fn create_with_webrtc_audio(
+        name: &str,
+        tracks: &[LogTrackSpec],
+        webrtc_audio: Option<LogTrackSpec>,
+        capacity: usize,
+        payload_budget: usize,
+        wakers: Vec<Arc<Waker>>,
+        now: Instant,
+    ) -> Result<Self, LogError> {
+        let served = tracks.len();
+        let all: Vec<LogTrackSpec> = tracks.iter().cloned().chain(webrtc_audio).collect();
+        let tracks = &all[..];
+        if served == 0 {
             return Err(LogError::NoTracks);
         }
         let capacity = capacity.max(MIN_CAPACITY);
@@ -557,8 +581,13 @@ impl LogWriter {
             });
         }
         let shards = wakers.len();
+        let bytes = RingBytes(view);
+        let webrtc_media = (media_tracks.len() > served)
+            .then(|| Arc::new(MediaFile::live(name, bytes.clone(), media_tracks.clone())));
+        media_tracks.truncate(served);
         let log = Arc::new(LiveLog {
-            media: Arc::new(MediaFile::live(name, RingBytes(view), media_tracks)),
+            media: Arc::new(MediaFile::live(name, bytes, media_tracks)),
+            webrtc_media,
             tracks: log_tracks,
             epoch: now,
             counters: LogCounters::default(),

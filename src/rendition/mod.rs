@@ -35,6 +35,7 @@
 //! SBR/PS (HE-AAC) or more than 2 channels (the decoder refuses them:
 //! [`RenditionError::UnsupportedAac`]).
 
+pub mod live;
 mod resample;
 mod transcode;
 

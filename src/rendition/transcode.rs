@@ -18,9 +18,9 @@ use crate::ingest::record::{FragmentWriter, RecordSample, RecordTrack, TrackFrag
 use crate::media::track::{Codec, MediaIndex, OpusConfig, Track, TrackKind};
 
 /// Opus's sampling rate in this encapsulation and on the RTP clock (RFC 7587 §4.1).
-const OPUS_RATE_HZ: u32 = 48_000;
+pub(super) const OPUS_RATE_HZ: u32 = 48_000;
 /// Samples per channel in one 20 ms Opus frame at 48 kHz.
-const FRAME: usize = 960;
+pub(super) const FRAME: usize = 960;
 /// The encoder's lookahead at 48 kHz, written as `dOps` PreSkip: libopus's
 /// `OPUS_GET_LOOKAHEAD` for the audio application is `Fs/400 + Fs/250` (2.5 ms CELT
 /// overlap + 4 ms delay compensation) = 312, and opus-rs, its port, keeps both delays.
@@ -147,6 +147,34 @@ pub fn transcode_to_opus_mp4<W: Write>(
     Ok(report)
 }
 
+/// The Opus encoder every rendition uses: 48 kHz, the audio application, 64 kbit/s VBR for
+/// stereo (32 for mono), complexity 10.
+pub(super) fn opus_encoder(channels: u8) -> Result<OpusEncoder, RenditionError> {
+    let mut encoder = OpusEncoder::new(
+        OPUS_RATE_HZ as i32,
+        usize::from(channels),
+        Application::Audio,
+    )
+    .map_err(RenditionError::Encoder)?;
+    encoder.bitrate_bps = if channels == 2 { 64_000 } else { 32_000 };
+    encoder.complexity = 10;
+    encoder.use_cbr = false;
+    Ok(encoder)
+}
+
+/// Appends `pcm` (interleaved, `from` channels) to `out` as `to` channels (1 or 2): mono is
+/// the mean, stereo the first two (a mono source doubled).
+pub(super) fn mix_channels(pcm: &[f32], from: usize, to: usize, out: &mut Vec<f32>) {
+    for f in pcm.chunks_exact(from.max(1)) {
+        if to == 1 {
+            out.push(f.iter().sum::<f32>() / f.len() as f32);
+        } else {
+            out.push(f[0]);
+            out.push(f.get(1).copied().unwrap_or(f[0]));
+        }
+    }
+}
+
 /// Converts track ticks to input samples (rounded to nearest, sign kept).
 fn ticks_to_samples(ticks: i64, timescale: u32, rate: u32) -> i64 {
     let ts = i128::from(timescale.max(1));
@@ -196,15 +224,7 @@ impl<'w, W: Write> OpusSink<'w, W> {
         silence_budget: u64,
         out: &'w mut W,
     ) -> Result<Self, RenditionError> {
-        let mut encoder = OpusEncoder::new(
-            OPUS_RATE_HZ as i32,
-            usize::from(channels),
-            Application::Audio,
-        )
-        .map_err(RenditionError::Encoder)?;
-        encoder.bitrate_bps = if channels == 2 { 64_000 } else { 32_000 };
-        encoder.complexity = 10;
-        encoder.use_cbr = false;
+        let encoder = opus_encoder(channels)?;
         let codec = Codec::Opus(OpusConfig {
             channels,
             pre_skip: PRE_SKIP,
@@ -278,14 +298,7 @@ impl<'w, W: Write> OpusSink<'w, W> {
             return self.push_interleaved(pcm);
         }
         let mut mixed = Vec::with_capacity(pcm.len() / buf_channels * self.channels);
-        for f in pcm.chunks_exact(buf_channels) {
-            if self.channels == 1 {
-                mixed.push(f.iter().sum::<f32>() / f.len() as f32);
-            } else {
-                mixed.push(f[0]);
-                mixed.push(f.get(1).copied().unwrap_or(f[0]));
-            }
-        }
+        mix_channels(pcm, buf_channels, self.channels, &mut mixed);
         self.push_interleaved(&mixed)
     }
 
