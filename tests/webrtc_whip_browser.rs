@@ -300,8 +300,25 @@ fn chromium_publishes_over_whip_and_every_player_sees_it_until_delete() {
         let addr: SocketAddr = host.parse().expect("hls_url names host:port");
         let r = http_request(addr, "GET", path, &[], b"");
         assert!(
+            r.status == 200 && r.text().starts_with("#EXTM3U"),
+            "GET {hls}: expected 200 with a playlist, got {}: {}",
+            r.status,
+            r.text()
+        );
+        // A multivariant playlist names its media playlist on the line after EXT-X-STREAM-INF.
+        let text = r.text();
+        let media = text
+            .lines()
+            .skip_while(|l| !l.starts_with("#EXT-X-STREAM-INF"))
+            .nth(1)
+            .map(|uri| format!("{}/{uri}", &path[..path.rfind('/').unwrap_or(0)]));
+        let (what, r) = match media {
+            Some(m) => (m.clone(), http_request(addr, "GET", &m, &[], b"")),
+            None => (path.to_owned(), r),
+        };
+        assert!(
             r.status == 200 && r.text().contains("#EXTINF"),
-            "GET {hls}: expected 200 with a media playlist, got {}: {}",
+            "GET {what}: expected 200 with a media playlist listing segments, got {}: {}",
             r.status,
             r.text()
         );
@@ -347,15 +364,19 @@ fn chromium_publishes_over_whip_and_every_player_sees_it_until_delete() {
         "stream ended {:.1} s after DELETE",
         deleted_at.elapsed().as_secs_f64()
     );
-    let again = publisher.eval_json("window.whip.del()");
-    assert_eq!(
-        again, 404,
-        "a second DELETE of the ended WHIP session: expected 404, got {again}"
-    );
     assert!(
         publisher.console_errors().is_empty(),
         "the publisher page: expected no console errors, got {:#?}",
         publisher.console_errors()
+    );
+    let loc = published.answer.location.clone().unwrap_or_default();
+    let again = request(http, "DELETE", &loc, None, b"");
+    assert_eq!(
+        again.status,
+        404,
+        "a second DELETE of the ended WHIP session {loc}: expected 404, got {}: {}",
+        again.status,
+        again.text()
     );
     eprintln!("[{:.1} s] done", t0.elapsed().as_secs_f64());
 }
