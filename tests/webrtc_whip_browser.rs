@@ -532,6 +532,13 @@ fn whip_http_answers_with_the_designed_status() {
         loc.starts_with("/whip/session/"),
         "Location: expected /whip/session/{{key}}, got {loc:?}"
     );
+    // One publisher per path from the POST on, before any media has come.
+    let r2 = post_offer(addr, "/whip/live/raw", &[], CHROMIUM_WHIP_OFFER);
+    expect_status(
+        &r2,
+        409,
+        "a second WHIP POST onto live/raw, answered 201 a moment ago",
+    );
     let r = request(
         addr,
         "PATCH",
