@@ -10,6 +10,7 @@ pub mod publishers;
 pub mod raw_publish;
 pub mod retina_play;
 pub mod whep;
+pub mod whip;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
