@@ -121,6 +121,40 @@ fn chromium_plays_a_live_channel_over_whep() {
     );
 }
 
+/// A published stream's AAC reaches browsers as the Opus the server makes of it once per
+/// stream as it arrives (`rendition::live`): ffmpeg publishes the sample (H.264 + AAC) over
+/// RTSP, Chromium plays it over WHEP with picture and sound, while RTSP viewers still get
+/// the publisher's own two tracks and nothing else.
+#[test]
+fn a_published_aac_stream_plays_with_sound_over_whep() {
+    let server = Server::start(&["--publish", "live/*"]);
+    let sample = common::publishers::media("sample.mp4");
+    let mut publisher =
+        common::publishers::ffmpeg_publish_looped(&sample, &server.url("live/aac"), "tcp", 2);
+    let sdp = common::publishers::wait_published(&server, "live/aac", Duration::from_secs(10));
+    assert!(
+        sdp.contains("H264/90000")
+            && sdp.to_lowercase().contains("mpeg4-generic")
+            && !sdp.to_lowercase().contains("opus")
+            && sdp.matches("m=").count() == 2,
+        "RTSP viewers get the publisher's tracks only: {sdp}"
+    );
+    let mut page = open_harness(&server);
+    start_playing(&mut page, "/whep/live/aac");
+    let s = check_playback(&mut page, "published stream", SAMPLE_FPS, 6.0);
+    let codec = s["audio"]["codec"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        codec.contains("opus"),
+        "audio codec {codec:?}: {}",
+        s["audio"]
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
 /// (c) A stream with B-frames: the POST answers 422 with the reason, and the viewer page
 /// falls back to HLS on its own and plays it.
 #[test]

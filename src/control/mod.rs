@@ -537,6 +537,7 @@ pub fn start(
             if let Some(recording) = recording {
                 ingest.set_recording(recording);
             }
+            ingest.set_webrtc_audio(webrtc_on);
             let mut core = core;
             core.set_ingest_ports(ingest_ports);
             core.set_whip_addr(whip_addr);

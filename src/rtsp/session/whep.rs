@@ -337,10 +337,13 @@ impl SessionCore {
                 .and_then(|t| trial.0.get(t))
                 .is_some_and(|o| o.rendition_pending)
         });
-        let audio = if carries_rendition {
-            audio(&media)
-        } else {
-            WhepAudio::Own
+        // An ingested stream's AAC has its Opus in the log itself (made once per stream
+        // as it arrives: `rendition::live`), read through the log's WebRTC facade.
+        let log_opus = self.log_of(&media).and_then(|l| l.webrtc_media.clone());
+        let audio = match log_opus {
+            Some(facade) => WhepAudio::Rendition(facade),
+            None if carries_rendition => audio(&media),
+            None => WhepAudio::Own,
         };
         if matches!(audio, WhepAudio::Preparing) {
             return Err(WhepRefusal::Preparing);
@@ -392,7 +395,15 @@ impl SessionCore {
                 let t = &ch.tracks[o.track_index];
                 (t.ssrc, t.seq0, t.ts0)
             }
-            (None, Some(log), None) => {
+            // The log's own tracks, and its WebRTC-only Opus track (read through its
+            // facade): the log's numbering, which all its viewers share.
+            (None, Some(log), source)
+                if source.is_none()
+                    || source
+                        .as_ref()
+                        .zip(log.webrtc_media.as_ref())
+                        .is_some_and(|(a, b)| Arc::ptr_eq(a, b)) =>
+            {
                 let t = &log.tracks[o.track_index];
                 (t.ssrc, t.seq0, t.ts0)
             }
