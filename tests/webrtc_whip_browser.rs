@@ -636,3 +636,41 @@ fn whip_http_answers_with_the_designed_status() {
     let r = post_offer(closed.http_addr(), "/whip/live/x", &[], CHROMIUM_WHIP_OFFER);
     expect_status(&r, 403, "POST on a server with no publish rule");
 }
+
+/// The "go live" page (`/publish`) publishes its test pattern and tone over WHIP with nothing
+/// but its URL, as an operator's bookmark would: the server lists the stream, ffmpeg
+/// decodes it over RTSP (H.264 and Opus), and the page's stop button ends the publish.
+#[test]
+fn the_go_live_page_publishes_a_test_pattern_until_stopped() {
+    let server = Server::start(&["--publish", "live/*", "--publisher-timeout", "2"]);
+    let mut page = common::browser::Browser::open(&format!(
+        "http://{}/publish#path=live/page&source=pattern&start=1",
+        server.http_addr()
+    ));
+    let state = page.wait_until(
+        "(() => { const s = window.shardcastPublisher && window.shardcastPublisher.state(); \
+          return s && s.status === 'live' && s.framesSent > 10 ? s : null; })()",
+        Duration::from_secs(20),
+    );
+    assert!(
+        state["codec"].as_str().unwrap_or_default().contains("H264"),
+        "the page sends H.264: {state}"
+    );
+    let decode = ffmpeg_decode_live(&server.url("live/page"), "tcp", 3.0);
+    assert!(
+        decode.video >= 30 && decode.audio >= 60,
+        "ffmpeg decoded {decode:?} from the page's stream in 3 s"
+    );
+    page.eval_json("window.shardcastPublisher.stop()");
+    poll(
+        Duration::from_secs(10),
+        "the stream to end after the page's stop (DELETE) and the 2 s publisher timeout",
+        || stream_entry(&server, "live/page"),
+        |e| e.is_none(),
+    );
+    assert!(
+        page.console_errors().is_empty(),
+        "the page logged errors: {:#?}",
+        page.console_errors()
+    );
+}

@@ -3,8 +3,9 @@
 //! WHEP on this origin, `super::whep` — where the catalog gives a `whep_url`, else or on any
 //! failure over HLS, with hls.js where the browser has Media Source Extensions; the page
 //! shows which is in use); `/dashboard` is the operator
-//! dashboard, which redraws every second from `/api/v1/stats` and `/api/v1/sessions`. The
-//! pages hold no data; their scripts fetch it from the API.
+//! dashboard, which redraws every second from `/api/v1/stats` and `/api/v1/sessions`;
+//! `/publish` goes live from the browser (camera, screen or a test pattern) over WHIP,
+//! `super::whip`. The pages hold no data; their scripts fetch it from the API.
 //!
 //! With `api-read = "token"` the pages read the admin token from the URL fragment
 //! (`/#token=...`, never sent to any server in a request line) and send it as a bearer
@@ -55,7 +56,7 @@ const fn page(path: &'static str, content_type: &'static str, body: &'static str
 }
 
 /// Every asset the pages use.
-pub static ASSETS: [Asset; 9] = [
+pub static ASSETS: [Asset; 11] = [
     page(
         "/",
         "text/html; charset=utf-8",
@@ -65,6 +66,16 @@ pub static ASSETS: [Asset; 9] = [
         "/dashboard",
         "text/html; charset=utf-8",
         include_str!("assets/dashboard.html"),
+    ),
+    page(
+        "/publish",
+        "text/html; charset=utf-8",
+        include_str!("assets/publish.html"),
+    ),
+    page(
+        "/assets/publish.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/publish.js"),
     ),
     page(
         "/assets/viewer.css",
@@ -201,10 +212,21 @@ mod tests {
         for path in ["/assets/style.css", "/assets/app.js", "/assets/icon.svg"] {
             assert!(dashboard.contains(path), "dashboard.html uses {path}");
         }
-        // Every asset but the two pages is used by one of them.
-        for a in &ASSETS[2..] {
+        let publish = find("/publish").unwrap().body;
+        for path in [
+            "/assets/viewer.css",
+            "/assets/publish.js",
+            "/assets/icon.svg",
+        ] {
+            assert!(publish.contains(path), "publish.html uses {path}");
+        }
+        // Every asset but the pages is used by one of them.
+        for a in ASSETS
+            .iter()
+            .filter(|a| !a.content_type.starts_with("text/html"))
+        {
             assert!(
-                viewer.contains(a.path) || dashboard.contains(a.path),
+                viewer.contains(a.path) || dashboard.contains(a.path) || publish.contains(a.path),
                 "{} is used",
                 a.path
             );

@@ -288,7 +288,11 @@ async fn route(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let head = method == Method::HEAD;
-    let mut resp = if path == "/" || path == "/dashboard" || path.starts_with("/assets/") {
+    let mut resp = if path == "/"
+        || path == "/dashboard"
+        || path == "/publish"
+        || path.starts_with("/assets/")
+    {
         // The pages (the viewer at `/`, the dashboard at `/dashboard`) and their assets hold
         // no data (they fetch it from the API, which applies `api-read`), so they are public
         // even with `api-read = "token"`: a browser cannot send a bearer header when it
