@@ -674,3 +674,115 @@ fn the_go_live_page_publishes_a_test_pattern_until_stopped() {
         page.console_errors()
     );
 }
+
+/// Garbage at the UDP ingest port while Chromium publishes over WHIP: 100 datagrams of each
+/// RFC 7983 class from an address no ICE check nominated, and ICE checks naming the
+/// publisher's real ufrag with a wrong password. The publisher's stream goes on untouched
+/// (ffmpeg decodes it at its rate, nothing lost on the way in), the stray datagrams are
+/// counted (`shardcast_ingest_unrouted_total`), and none of it writes a log line per
+/// datagram.
+#[test]
+fn garbage_and_forged_checks_at_the_ingest_port_leave_the_publisher_untouched() {
+    let server = Server::start_logged(&["--publish", "live/*"]);
+    let mut publisher = open_publisher(&server);
+    let published = common::whip::start_publishing(&mut publisher, "/whip/live/cam");
+    let answer = &published.answer.body;
+    let port: u16 = answer
+        .lines()
+        .find_map(|l| {
+            let c = l.strip_prefix("a=candidate:")?;
+            c.split_whitespace().nth(5)?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no host candidate in the answer: {answer}"));
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_else(|| panic!("no ice-ufrag in the answer: {answer}"))
+        .trim()
+        .to_owned();
+    poll(
+        Duration::from_secs(15),
+        "the WHIP stream online",
+        || ingest_entry(&server, "live/cam"),
+        |e| e.as_ref().is_some_and(|e| e["state"] == "online"),
+    );
+    let unrouted_before = metric(&server, "shardcast_ingest_unrouted_total");
+    let stray = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = ("127.0.0.1", port);
+    // RFC 7983 §7 classes by first byte: STUN 0–3, DTLS 20–63, RTP/RTCP 128–191, other.
+    let classes: [&[u8]; 5] = [
+        &[
+            0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ],
+        &[
+            0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+        ],
+        &[
+            0x80, 0x66, 0x12, 0x34, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8,
+        ],
+        &[
+            0x80, 0xc8, 0x00, 0x06, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        &[0xff, 0xee, 0xdd, 0xcc],
+    ];
+    for class in classes {
+        for _ in 0..100 {
+            stray.send_to(class, target).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Binding requests (RFC 8489 §6) naming the publisher's session, with a
+    // MESSAGE-INTEGRITY made of no password at all.
+    let username = format!("{ufrag}:forged");
+    for k in 0..40u8 {
+        let mut attrs = Vec::new();
+        attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+        attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attrs.extend_from_slice(username.as_bytes());
+        while attrs.len() % 4 != 0 {
+            attrs.push(0);
+        }
+        attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+        attrs.extend_from_slice(&20u16.to_be_bytes());
+        attrs.extend_from_slice(&[0x5a; 20]);
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&0x0001u16.to_be_bytes());
+        msg.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&0x2112_a442u32.to_be_bytes());
+        msg.extend_from_slice(&[k; 12]);
+        msg.extend_from_slice(&attrs);
+        stray.send_to(&msg, target).unwrap();
+    }
+    // The stream is untouched: ffmpeg decodes it at its rate, and ingest lost nothing.
+    let decode = ffmpeg_decode_live(&server.url("live/cam"), "tcp", 3.0);
+    assert!(
+        decode.video as f64 >= 0.8 * FPS * 3.0,
+        "ffmpeg decoded {decode:?} in 3 s while garbage arrived"
+    );
+    let entry = ingest_entry(&server, "live/cam").expect("still published");
+    assert_eq!(entry["state"], "online", "{entry}");
+    assert_eq!(entry["lost"], 0, "nothing lost on the way in: {entry}");
+    let unrouted = metric(&server, "shardcast_ingest_unrouted_total") - unrouted_before;
+    assert!(
+        unrouted >= 500,
+        "the 500 stray datagrams are counted unrouted (got {unrouted})"
+    );
+    let lines = server.log_lines();
+    let noisy = lines
+        .iter()
+        .filter(|l| l.contains("whip") || l.contains("unrouted") || l.contains("stun"))
+        .count();
+    assert!(
+        noisy <= 5,
+        "at most the publisher's own few lines, not one per datagram: {lines:#?}"
+    );
+    publisher.eval_json("window.whip.close()");
+}
+
+/// A counter's value in `/metrics`.
+fn metric(server: &Server, name: &str) -> u64 {
+    let text = server.http_get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}

@@ -809,19 +809,31 @@ async fn reap_expired(ctl: Rc<Control>) {
 fn bind_ingest_ports(
     ip: std::net::IpAddr,
 ) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
-    for _ in 0..16 {
-        let rtp = std::net::UdpSocket::bind((ip, 0))?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 == 0 {
-            if let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) {
-                return Ok((rtp, rtcp));
+    let pair = || -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+        for _ in 0..16 {
+            let rtp = std::net::UdpSocket::bind((ip, 0))?;
+            let port = rtp.local_addr()?.port();
+            if port % 2 == 0 {
+                if let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) {
+                    return Ok((rtp, rtcp));
+                }
             }
         }
-    }
-    let rtp = std::net::UdpSocket::bind((ip, 0))?;
-    let rtcp = std::net::UdpSocket::bind((ip, 0))?;
+        Ok((
+            std::net::UdpSocket::bind((ip, 0))?,
+            std::net::UdpSocket::bind((ip, 0))?,
+        ))
+    };
+    let (rtp, rtcp) = pair()?;
+    // Every publisher's media shares the RTP socket, read by the control thread between its
+    // other work: a 4 MiB queue holds a 4K keyframe burst (or a burst of strays) where the
+    // default ~200 KiB drops it. The kernel caps it at net.core.rmem_max (best effort).
+    let _ = socket2::SockRef::from(&rtp).set_recv_buffer_size(INGEST_RECV_BUFFER);
     Ok((rtp, rtcp))
 }
+
+/// Receive buffer asked for the RTP ingest socket.
+const INGEST_RECV_BUFFER: usize = 4 << 20;
 
 /// Receives publishers' UDP RTP and RTCP into ingest until the control thread stops.
 async fn receive_ingest(ctl: Rc<Control>, (rtp, rtcp): (std::net::UdpSocket, std::net::UdpSocket)) {

@@ -426,6 +426,8 @@ impl ControlApi for Control {
             sessions_ended_by_api: hub.sessions_ended_by_api,
             rtsp_refused: core.refused_by_status(),
             log_lines_suppressed: core.log_lines_suppressed(),
+            ingest_unrouted: self.ingest.borrow().unrouted,
+            whip_refused: self.whip.borrow().refused_total,
             ingest,
         }
     }

@@ -101,6 +101,8 @@ pub(super) struct WhipShell {
     by_key: HashMap<String, SessionId>,
     /// Datagrams to send from the ingest port, in order.
     outbox: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams refused from publishers' addresses since start (`/metrics`).
+    pub(super) refused_total: u64,
 }
 
 impl WhipShell {
@@ -217,7 +219,10 @@ impl WhipShell {
                     self.by_addr.insert(addr, id);
                 }
             }
-            Err(_) => p.refused += 1,
+            Err(_) => {
+                p.refused += 1;
+                self.refused_total += 1;
+            }
         }
         true
     }
@@ -276,7 +281,10 @@ impl WhipShell {
                 self.end(id, &format!("DTLS failed: {e}"), ingest, now);
                 effects.push(WhipEffect::Ended(id));
             }
-            Err(_) => p.refused += 1,
+            Err(_) => {
+                p.refused += 1;
+                self.refused_total += 1;
+            }
         }
     }
 
@@ -312,7 +320,10 @@ impl WhipShell {
                         ingest.rtcp(id, &p.path, rtcp, now);
                     }
                 }
-                Err(_) => p.refused += 1,
+                Err(_) => {
+                    p.refused += 1;
+                    self.refused_total += 1;
+                }
             }
             return true;
         }
@@ -320,6 +331,7 @@ impl WhipShell {
             Ok(len) => len,
             Err(_) => {
                 p.refused += 1;
+                self.refused_total += 1;
                 return true;
             }
         };
@@ -330,6 +342,7 @@ impl WhipShell {
         let Some(track) = p.tracks.iter().position(|t| t.spec.payload_type == pt) else {
             // A payload type the answer did not accept (the answer names one per section).
             p.refused += 1;
+            self.refused_total += 1;
             return true;
         };
         if p.open {

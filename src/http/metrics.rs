@@ -436,6 +436,18 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Log lines not written because their client address was over its log budget.",
         m.log_lines_suppressed as f64,
     );
+    o.one(
+        "shardcast_ingest_unrouted_total",
+        "counter",
+        "UDP datagrams on the ingest ports from addresses no publisher set up (dropped).",
+        m.ingest_unrouted as f64,
+    );
+    o.one(
+        "shardcast_whip_refused_total",
+        "counter",
+        "Datagrams refused from WHIP publishers (wrong ICE password, bad SRTP tag, replay, unaccepted payload type).",
+        m.whip_refused as f64,
+    );
     ingest_families(&mut o, m);
     let [jitter, rtt, lateness] = m.distributions;
     o.summary(
@@ -505,6 +517,8 @@ mod tests {
             sessions_ended_by_api: 0,
             rtsp_refused: vec![(404, 5), (454, 6)],
             log_lines_suppressed: 7,
+            ingest_unrouted: 8,
+            whip_refused: 9,
             ingest: vec![IngestInfo {
                 name: "live/\"cam\"".into(),
                 source: crate::http::SourceInfo {
@@ -535,6 +549,8 @@ mod tests {
         assert!(text.contains("shardcast_rtsp_auth_failures_total 3\n"));
         assert!(text.contains("shardcast_rtsp_refused_total{status=\"454\"} 6\n"));
         assert!(text.contains("shardcast_log_lines_suppressed_total 7\n"));
+        assert!(text.contains("shardcast_ingest_unrouted_total 8\n"));
+        assert!(text.contains("shardcast_whip_refused_total 9\n"));
         assert!(text.contains("shardcast_rtsp_auth_throttled_total 5\n"));
         assert!(text.contains("shardcast_jitter_seconds{quantile=\"0.99\"} NaN\n"));
         assert!(text.contains("shardcast_jitter_seconds_count 0\n"));

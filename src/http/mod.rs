@@ -216,6 +216,11 @@ pub struct MetricsSnapshot {
     pub rtsp_refused: Vec<(u16, u64)>,
     /// Log lines not written because their client was over its log budget.
     pub log_lines_suppressed: u64,
+    /// UDP datagrams on the ingest ports that no publisher set up (dropped, never trusted).
+    pub ingest_unrouted: u64,
+    /// Datagrams from WHIP publishers' addresses refused: a check with a wrong password, a
+    /// bad SRTP tag, a replay, a payload type the answer did not accept.
+    pub whip_refused: u64,
     /// Ingested streams.
     pub ingest: Vec<IngestInfo>,
 }
