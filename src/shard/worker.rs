@@ -30,7 +30,7 @@ use super::session::{PlayState, ShardSession, SENDER_REPORT_INTERVAL};
 use super::tcp::batch::{BodyRef, ConnWrite, FrameBodies, TcpBatch};
 use super::tcp::{TcpSink, MAX_BACKLOG_BYTES};
 use super::timer_wheel::TimerWheel;
-use super::webrtc::WebRtcPort;
+use super::webrtc::{StreamHistories, WebRtcPort};
 use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::live_log::{LiveLog, LogState, Lookup};
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
@@ -44,7 +44,7 @@ use crate::sys::recv::{enable_rx_timestamps, RecvBatch};
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtcp::{write_bye, write_sender_report, SenderInfo, MAX_RTCP_COMPOUND};
 use crate::wire::rtp::RTP_HEADER_LEN;
-use emit::{deliver, emit_sample, Outputs};
+use emit::{deliver, emit_sample, Outputs, SrtpOut};
 use logs::{emit_log_sample, WatchedLog};
 use rtcp::{send_byes, send_sender_report};
 use webrtc::WebRtcShard;
@@ -670,7 +670,11 @@ impl Worker {
                 log_readable,
                 due: now,
                 pending: &mut self.pending,
-                srtp_pending: &mut self.rtc.pending,
+                srtp: SrtpOut {
+                    pending: &mut self.rtc.pending,
+                    histories: &mut self.rtc.histories,
+                    log_pos: 0,
+                },
                 tcp: &mut self.tcp,
                 live: &mut self.live,
                 rtcp: &self.rtcp,

@@ -17,8 +17,8 @@ pub(super) struct Outputs<'a> {
     pub(super) log_readable: u64,
     /// UDP packets queued for the pass's batched send.
     pub(super) pending: &'a mut Vec<PendingPacket>,
-    /// WebRTC packets queued for the pass's protection and batched send.
-    pub(super) srtp_pending: &'a mut Vec<PendingPacket>,
+    /// WebRTC packets queued for the pass's protection and batched send, and their history.
+    pub(super) srtp: SrtpOut<'a>,
     /// TCP frames queued for the pass's writes.
     pub(super) tcp: &'a mut TcpBatch,
     /// Live samples packetized once for every viewer of their channel on this shard.
@@ -29,6 +29,19 @@ pub(super) struct Outputs<'a> {
     pub(super) rtcp_buf: &'a mut [u8; MAX_RTCP_COMPOUND],
     /// The shard's published counters.
     pub(super) counters: &'a ShardCounters,
+}
+
+/// Where a WebRTC viewer's packets go: the pass's queue (protected at the flush) and the
+/// history NACKs are answered from — the shard's ring of a live stream's track, kept once
+/// for all its viewers, or the session's own.
+pub(super) struct SrtpOut<'a> {
+    /// WebRTC packets queued for the pass's protection and batched send.
+    pub(super) pending: &'a mut Vec<PendingPacket>,
+    /// The shard's histories of live streams.
+    pub(super) histories: &'a mut StreamHistories,
+    /// For a live log's sample being sent: its absolute log position, kept with each of its
+    /// packets so a NACK re-sends them only while the bytes are readable; 0 otherwise.
+    pub(super) log_pos: u64,
 }
 
 /// Sends the next sample of track `i` of session `s` (in slot `slot`): its packets into
@@ -47,6 +60,7 @@ pub(super) fn emit_sample(
         emit_log_sample(out, s, slot, i, now);
         return;
     }
+    out.srtp.log_pos = 0;
     let media = s.track_file(i).clone();
     let track = &media.index.tracks[s.tracks[i].setup.track_index];
     let next = s.tracks[i].next_sample;
@@ -95,7 +109,7 @@ pub(super) fn emit_sample(
                     i,
                     packets.get(j),
                     out.pending,
-                    out.srtp_pending,
+                    &mut out.srtp,
                     out.tcp,
                     out.due,
                 ) {
@@ -125,7 +139,7 @@ pub(super) fn emit_sample(
                     i,
                     &packet,
                     out.pending,
-                    out.srtp_pending,
+                    &mut out.srtp,
                     out.tcp,
                     out.due,
                 ) {
@@ -149,7 +163,9 @@ pub(super) fn emit_sample(
 /// sequence number, SR packet and octet counts, totals): queued in `pending` for the
 /// batched UDP send (the header slab copied, the viewer's track as destination) or in
 /// `tcp` as a `$` frame for the pass's write on the RTSP connection (RFC 2326 §10.12), or
-/// for a WebRTC viewer in `srtp_pending`, protected with its SRTP keys at the flush.
+/// for a WebRTC viewer in `srtp.pending`, protected with its SRTP keys at the flush, and
+/// recorded for NACKs: in the shard's ring of its live stream (once for every viewer there)
+/// or in the session's own history.
 /// False when the viewer has no connection to write to (it is then cut off).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn deliver(
@@ -158,7 +174,7 @@ pub(super) fn deliver(
     i: usize,
     packet: &WirePacket,
     pending: &mut Vec<PendingPacket>,
-    srtp_pending: &mut Vec<PendingPacket>,
+    srtp: &mut SrtpOut<'_>,
     tcp: &mut TcpBatch,
     due: Instant,
 ) -> bool {
@@ -185,10 +201,15 @@ pub(super) fn deliver(
             due,
         );
     } else if matches!(s.tracks[i].setup.dest, crate::shard::TrackDest::WebRtc) {
-        if let Some(peer) = s.webrtc.as_mut() {
-            peer.history.record(i, packet);
+        match s.tracks[i].live_stream {
+            Some(stream) => srtp.histories.record(stream, packet, srtp.log_pos),
+            None => {
+                if let Some(peer) = s.webrtc.as_mut() {
+                    peer.history.record(i, packet, srtp.log_pos);
+                }
+            }
         }
-        srtp_pending.push(PendingPacket {
+        srtp.pending.push(PendingPacket {
             packet: *packet,
             slot,
             track: i as u16,

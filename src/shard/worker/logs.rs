@@ -179,6 +179,8 @@ pub(super) fn emit_log_sample(
         }
     }
     let group = &group_buf[..group_len];
+    // The group's samples follow its head in the ring: its position bounds them all.
+    out.srtp.log_pos = sample.pos;
     // The sample's first sequence number comes from the log; a slice continues after the
     // packets already sent.
     s.stamp_log(i, sample.packets_before);
@@ -222,7 +224,7 @@ pub(super) fn emit_log_sample(
                     i,
                     packet,
                     out.pending,
-                    out.srtp_pending,
+                    &mut out.srtp,
                     out.tcp,
                     out.due,
                 ) {
@@ -259,7 +261,7 @@ pub(super) fn emit_log_sample(
                     i,
                     &packet,
                     out.pending,
-                    out.srtp_pending,
+                    &mut out.srtp,
                     out.tcp,
                     out.due,
                 ) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::super::session::{PlayState, ShardSession};
-use super::super::webrtc::{WebRtcPeer, MAX_DATAGRAM};
+use super::super::webrtc::{StreamHistories, WebRtcPeer, MAX_DATAGRAM};
 use super::super::{PlayEnd, SessionId, WebRtcStart};
 use super::{PendingPacket, Worker, PENDING_CAPACITY};
 use crate::media::track::TrackKind;
@@ -60,6 +60,9 @@ pub(super) struct WebRtcShard {
     handshakes: Vec<usize>,
     /// When consent and DTLS state are next checked.
     next_sweep: Instant,
+    /// The NACK histories of the live streams the shard's WebRTC viewers watch, one ring per
+    /// stream track for all of them (file viewers keep their own, `WebRtcPeer::history`).
+    pub(super) histories: StreamHistories,
 }
 
 impl WebRtcShard {
@@ -74,6 +77,7 @@ impl WebRtcShard {
             by_peer: HashMap::new(),
             handshakes: Vec::new(),
             next_sweep: Instant::now(),
+            histories: StreamHistories::default(),
         }
     }
 
@@ -93,14 +97,18 @@ impl WebRtcShard {
             by_peer: HashMap::new(),
             handshakes: Vec::new(),
             next_sweep: Instant::now() + SWEEP_INTERVAL,
+            histories: StreamHistories::default(),
         })
     }
 
-    /// Drops a removed session's entries.
+    /// Drops a removed session's entries (and its hold on its live streams' histories).
     pub(super) fn forget(&mut self, s: &ShardSession, slot: usize) {
         let Some(peer) = &s.webrtc else {
             return;
         };
+        for id in s.tracks.iter().filter_map(|t| t.live_stream) {
+            self.histories.detach(id);
+        }
         self.by_ufrag.remove(peer.transport.local_ufrag());
         if let Some(addr) = peer.addr {
             if self.by_peer.get(&addr) == Some(&slot) {
@@ -145,8 +153,13 @@ impl Worker {
         self.attach_live(&mut session);
         self.watch_log(&session, true);
         let ufrag = transport.local_ufrag().to_owned();
-        let tracks = session.tracks.len();
-        session.webrtc = Some(Box::new(WebRtcPeer::new(transport, socket, tracks)));
+        // A live stream's track is kept in the shard's history of the stream; the others
+        // (a file's, or a live track that packetizes for itself) in the session's own.
+        for id in session.tracks.iter().filter_map(|t| t.live_stream) {
+            self.rtc.histories.attach(id);
+        }
+        let own = session.tracks.iter().map(|t| t.live_stream.is_none());
+        session.webrtc = Some(Box::new(WebRtcPeer::new(transport, socket, own)));
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.sessions.push(None);
             self.sessions.len() - 1
@@ -461,9 +474,8 @@ impl Worker {
                 keyframe_for = keyframe_for.or(Some(media));
             }
         }
-        // NACKs are served for files and live channels, whose bodies stay in the mapping; a
-        // live log's sample may be overwritten by the writer by the time it is re-sent.
-        let serve = s.state == PlayState::Playing && s.log.is_none();
+        // NACKs are served while playing (a live log's only while its bytes are readable).
+        let serve = s.state == PlayState::Playing;
         if stats && matches!(rtcp.get(1), Some(&PT_SR | &PT_RR)) {
             let arrival = NtpTime::from_system_time(std::time::SystemTime::now());
             if let Ok(summary) = digest_rtcp_into(
@@ -509,9 +521,14 @@ impl Worker {
         true
     }
 
-    /// Generic NACKs (RFC 4585 §6.2.1) from session `slot`: each packet still in its history
-    /// is queued to be protected and sent again at the next flush; the others are counted
-    /// as too old (or unserved, when `serve` is false).
+    /// Generic NACKs (RFC 4585 §6.2.1) from session `slot`: each packet still in its
+    /// history — the shard's ring of a live stream's track, or the session's own — is
+    /// protected and sent again at once; the others are counted as missed (all of them when
+    /// `serve` is false). A live log's packet is re-sent only while its sample's bytes are
+    /// readable: the log is pinned for the lookups and the send as a pass pins it
+    /// (`live_log`), and a packet whose sample lies below the pin may have been overwritten
+    /// by the writer, so it is missed. Runs between passes (from the port's drain), never
+    /// inside one: the pin here is the shard's only one.
     fn serve_nacks(&mut self, slot: usize, nacks: &[(Ssrc, u16, u16)], serve: bool) {
         let Some(s) = self.sessions.get(slot).and_then(Option::as_ref) else {
             return;
@@ -519,17 +536,24 @@ impl Worker {
         let Some(peer) = &s.webrtc else {
             return;
         };
+        let log = s.log.as_ref().filter(|_| serve);
+        let readable = log.map_or(0, |log| log.pin(self.index));
         let (mut served, mut missed) = (0u64, 0u64);
         for &(media, pid, blp) in nacks {
             let track = s.tracks.iter().position(|t| t.setup.ssrc == media);
             for seq in nacked_sequences(pid, blp) {
-                let packet = track
-                    .filter(|_| serve)
-                    .and_then(|i| Some((i, peer.history.lookup(i, seq)?)));
-                match packet {
-                    Some((i, packet)) => {
+                let sent = track.filter(|_| serve).and_then(|i| {
+                    let sent = match s.tracks[i].live_stream {
+                        Some(id) => self.rtc.histories.lookup(id, seq),
+                        None => peer.history.lookup(i, seq),
+                    }?;
+                    // Bytes at or above the pin stay as they are until it is cleared.
+                    (log.is_none() || sent.log_pos >= readable).then_some((i, sent))
+                });
+                match sent {
+                    Some((i, sent)) => {
                         self.rtc.pending.push(PendingPacket {
-                            packet: *packet,
+                            packet: sent.packet,
                             slot: slot as u32,
                             track: i as u16,
                         });
@@ -539,12 +563,17 @@ impl Worker {
                 }
             }
         }
+        let log = log.cloned();
         self.counters
             .webrtc_nacks_served
             .fetch_add(served, Ordering::Relaxed);
         self.counters
             .webrtc_nacks_missed
             .fetch_add(missed, Ordering::Relaxed);
+        self.flush_webrtc();
+        if let Some(log) = log {
+            log.unpin(self.index);
+        }
     }
 
     /// A keyframe request (RFC 4585 §6.3.1 PLI, RFC 5104 §4.3.1 FIR): a live viewer's next

@@ -815,3 +815,5 @@ fn a_live_whep_viewer_starts_at_the_channels_latest_keyframe() {
     assert_eq!(first.3[0] & 0x1f, 24, "a keyframe's STAP-A first");
     assert_eq!(SeqNum(first.2), ch.tracks[0].seq_of(loop_index, key));
 }
+
+mod nack;
