@@ -220,6 +220,19 @@ fn a_viewer_rides_through_a_publisher_reconnect_with_continuous_numbering() {
     let video = collect(viewer.socks[0].0.try_clone().unwrap());
     let audio = collect(viewer.socks[1].0.try_clone().unwrap());
     std::thread::sleep(Duration::from_secs(3));
+    // The stream's counters in the API are the stream's: they go on growing across
+    // publishers (what the first publisher's packets counted is kept).
+    let packets_in = || {
+        let all = server.http_get("/api/v1/ingest").json();
+        all["ingest"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "live/re"))
+            .and_then(|s| s["packets"].as_u64())
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    let first_packets = packets_in();
+    assert!(first_packets > 50, "{first_packets} packets in from the first publisher");
     // Vanish: no TEARDOWN, the TCP connection dies with the process.
     first.kill().unwrap();
     first.wait().unwrap();
@@ -228,6 +241,12 @@ fn a_viewer_rides_through_a_publisher_reconnect_with_continuous_numbering() {
     // The same encoding (same parameter sets): the stream continues. (Other parameters would
     // start a new stream: viewers' decoders need them from a new DESCRIBE.)
     let mut second = ffmpeg_publish(&media("sample.mp4"), &url, "tcp");
+    std::thread::sleep(Duration::from_secs(3));
+    let both_packets = packets_in();
+    assert!(
+        both_packets > first_packets + 50,
+        "packets in go on from {first_packets} (first publisher), got {both_packets} with the second"
+    );
     assert!(second.wait().unwrap().success(), "the returning publisher");
     let ended = Instant::now();
     let bye = common::wait_for_bye(&viewer.socks[1].1, Duration::from_secs(8));

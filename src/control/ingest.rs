@@ -109,9 +109,26 @@ struct Stream {
     recording: Option<StreamRecording>,
     /// Opus made of the stream's AAC for WebRTC viewers, when WebRTC is on.
     webrtc_audio: Option<WebRtcAudio>,
+    /// What earlier publishers' depacketizers counted (packets, lost, drops per reason), so
+    /// the stream's counters only grow as publishers come and go (`/metrics` counters and
+    /// the API's totals are the stream's, like its frames and bytes).
+    past: (u64, u64, [u64; DropReason::ALL.len()]),
 }
 
 impl Stream {
+    /// The publisher's depacketizers go (it left, or a new one takes over): their counts
+    /// join the stream's past.
+    fn retire_depacketizers(&mut self) {
+        for d in self.depacketizers.drain(..) {
+            let st = d.stats();
+            self.past.0 += st.packets;
+            self.past.1 += st.lost;
+            for (sum, n) in self.past.2.iter_mut().zip(st.dropped) {
+                *sum += n;
+            }
+        }
+    }
+
     /// A source's sender report for `track`: the log's clock for it, and for the Opus made
     /// of it (the same instant in its 48 kHz time), so WebRTC viewers' reports keep the
     /// source's clock and its A/V sync.
@@ -371,6 +388,7 @@ impl Ingest {
                 s.recording = self.recording.as_ref().and_then(|r| r.start(path, &specs));
                 s.publisher = Some(id);
                 (s.protocol, s.peer, s.since) = (protocol, peer, now);
+                s.retire_depacketizers();
                 s.depacketizers = depacketizers;
                 s.gone_since = None;
                 s.last_data = now;
@@ -415,6 +433,7 @@ impl Ingest {
                 gone_since: None,
                 recording,
                 webrtc_audio,
+                past: (0, 0, [0; DropReason::ALL.len()]),
             },
         );
         Ok(log)
@@ -459,7 +478,7 @@ impl Ingest {
         if let Some(s) = self.streams.get_mut(path) {
             if s.publisher == Some(id) {
                 s.publisher = None;
-                s.depacketizers.clear();
+                s.retire_depacketizers();
                 s.gone_since = Some(now);
                 s.since = now;
                 s.writer.log().set_state(LogState::Waiting);
@@ -607,8 +626,8 @@ impl Ingest {
                 let log = s.writer.log();
                 let c = &log.counters;
                 let mut dropped: [u64; crate::ingest::DropReason::ALL.len()] =
-                    std::array::from_fn(|k| c.dropped[k].load(Relaxed));
-                let (mut packets, mut lost, mut jitter_ms) = (0, 0, 0f64);
+                    std::array::from_fn(|k| c.dropped[k].load(Relaxed) + s.past.2[k]);
+                let (mut packets, mut lost, mut jitter_ms) = (s.past.0, s.past.1, 0f64);
                 for (k, d) in s.depacketizers.iter().enumerate() {
                     let st = d.stats();
                     for (sum, n) in dropped.iter_mut().zip(st.dropped) {
