@@ -232,7 +232,10 @@ fn a_viewer_rides_through_a_publisher_reconnect_with_continuous_numbering() {
     };
     std::thread::sleep(Duration::from_millis(1100));
     let first_packets = packets_in();
-    assert!(first_packets > 50, "{first_packets} packets in from the first publisher");
+    assert!(
+        first_packets > 50,
+        "{first_packets} packets in from the first publisher"
+    );
     // Vanish: no TEARDOWN, the TCP connection dies with the process.
     first.kill().unwrap();
     first.wait().unwrap();

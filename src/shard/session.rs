@@ -286,6 +286,14 @@ impl ShardSession {
         self.live_lag = Duration::ZERO;
     }
 
+    /// Forgets any sample half sent in slices (the track moves elsewhere: a seek, a join).
+    fn drop_slices(&mut self) {
+        for t in &mut self.tracks {
+            t.sliced_packets = 0;
+            t.slice_waiting_since = None;
+        }
+    }
+
     /// Joins the live channel at `now` (instant start at the latest keyframe).
     pub(super) fn join_live(&mut self, now: Instant) {
         let Some(ch) = self.live.clone() else {
@@ -293,6 +301,7 @@ impl ShardSession {
         };
         let join = ch.join(now);
         self.live_lag = join.lag;
+        self.drop_slices();
         for i in 0..self.tracks.len() {
             let point = if self.tracks[i].setup.source.is_some() {
                 // A track of another file (its own numbering, `stamp`) starts at the first
@@ -431,6 +440,7 @@ impl ShardSession {
     /// Positions every track at `npt_secs`: video at the sync sample at or before it, other
     /// tracks one frame before their first sample presented at or after the chosen start. Returns the start.
     pub(super) fn seek(&mut self, npt_secs: f64) -> f64 {
+        self.drop_slices();
         let mut start = npt_secs.max(0.0);
         let video = (0..self.tracks.len()).find(|&i| self.track(i).kind == TrackKind::Video);
         if let Some(v) = video {

@@ -61,6 +61,11 @@ pub(super) fn emit_sample(
         return;
     }
     out.srtp.log_pos = 0;
+    // Packets of this sample already sent, when it goes out in slices (TCP_SLICE_BYTES).
+    let sliced = s.tracks[i].sliced_packets;
+    if !next_slice_may_go(s, i, now) {
+        return;
+    }
     let media = s.track_file(i).clone();
     let track = &media.index.tracks[s.tracks[i].setup.track_index];
     let next = s.tracks[i].next_sample;
@@ -77,12 +82,15 @@ pub(super) fn emit_sample(
         track.timescale,
     );
     let group = &track.samples[next..next + group_len.max(1)];
-    if s.tracks[i]
-        .last_sender_report
-        .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
+    if sliced == 0
+        && s.tracks[i]
+            .last_sender_report
+            .is_none_or(|t| now.saturating_duration_since(t) >= SENDER_REPORT_INTERVAL)
     {
         send_sender_report(s, slot, i, now, out);
     }
+    let slice_limit = slice_limit(s, i);
+    let mut handed = 0usize;
     let bytes = media.bytes.as_slice();
     let ts = s.stamp(i, track.pts_ticks(&sample));
     let cached = match s.tracks[i].live_stream {
@@ -102,12 +110,18 @@ pub(super) fn emit_sample(
     };
     let error = match cached {
         Some(packets) => {
-            for j in 0..packets.len() {
+            for j in sliced as usize..packets.len() {
+                if handed >= slice_limit {
+                    s.tracks[i].sliced_packets = j as u32;
+                    return;
+                }
+                let packet = packets.get(j);
+                handed += packet.payload_len();
                 if !deliver(
                     s,
                     slot,
                     i,
-                    packets.get(j),
+                    packet,
                     out.pending,
                     &mut out.srtp,
                     out.tcp,
@@ -119,13 +133,20 @@ pub(super) fn emit_sample(
             packets.error
         }
         None => {
-            if s.live.is_some() {
-                out.counters
-                    .live_packetizations
-                    .fetch_add(1, Ordering::Relaxed);
+            if sliced == 0 {
+                if s.live.is_some() {
+                    out.counters
+                        .live_packetizations
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                s.tracks[i].packetizer.begin_samples(group, next as u64);
             }
-            s.tracks[i].packetizer.begin_samples(group, next as u64);
+            let mut count = sliced;
             loop {
+                if handed >= slice_limit {
+                    s.tracks[i].sliced_packets = count;
+                    return;
+                }
                 let spec = match s.tracks[i].packetizer.next_packet(bytes) {
                     Ok(Some(spec)) => spec,
                     Ok(None) => break None,
@@ -133,6 +154,8 @@ pub(super) fn emit_sample(
                 };
                 let t = &s.tracks[i];
                 let packet = WirePacket::new(spec, t.setup.payload_type, t.seq, ts, t.setup.ssrc);
+                handed += packet.payload_len();
+                count += 1;
                 if !deliver(
                     s,
                     slot,
@@ -148,6 +171,7 @@ pub(super) fn emit_sample(
             }
         }
     };
+    s.tracks[i].sliced_packets = 0;
     if let Some(e) = error {
         s.tracks[i].corrupt_samples += 1;
         if s.tracks[i].corrupt_samples == 1 {
@@ -156,6 +180,41 @@ pub(super) fn emit_sample(
     }
     for _ in 0..group.len() {
         s.advance(i);
+    }
+}
+
+/// Whether track `i` may send (more of) its next sample now. A sample half sent in slices
+/// ([`TCP_SLICE_BYTES`]) goes on only once the viewer's backlog is back under a slice; until
+/// then nothing is queued, and a viewer that reads nothing for [`TCP_SLICE_STALL`] is cut
+/// off as too slow.
+pub(super) fn next_slice_may_go(s: &mut ShardSession, i: usize, now: Instant) -> bool {
+    if s.tracks[i].sliced_packets == 0 {
+        return true;
+    }
+    if let Some(sink) = &s.sink {
+        // Nothing else drains the backlog while this track waits (the shard drains it when
+        // it writes): hand the socket what it takes now.
+        let _ = sink.flush();
+        if !sink.is_closed() && sink.backlog_bytes() > TCP_SLICE_BYTES {
+            let since = *s.tracks[i].slice_waiting_since.get_or_insert(now);
+            if now.saturating_duration_since(since) > TCP_SLICE_STALL {
+                s.cut_off = true;
+            }
+            return false;
+        }
+    }
+    s.tracks[i].slice_waiting_since = None;
+    true
+}
+
+/// Payload bytes track `i` hands its viewer per visit: interleaved viewers take a large
+/// sample (a multi-megabyte keyframe, of a file or a live log) in slices; UDP packets are
+/// never held back.
+pub(super) fn slice_limit(s: &ShardSession, i: usize) -> usize {
+    if s.tracks[i].is_interleaved() {
+        TCP_SLICE_BYTES
+    } else {
+        usize::MAX
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`emit_log_sample`). The ordering argument that makes reading a growing log safe is in
 //! `live_log`'s module doc and docs/ARCHITECTURE.md ("Live logs").
 
+use super::emit::{next_slice_may_go, slice_limit};
 use super::*;
 use crate::media::track::Sample;
 use crate::packetize::aac::MAX_AUS_PER_PACKET;
@@ -116,22 +117,8 @@ pub(super) fn emit_log_sample(
     let next = s.tracks[i].next_sample as u64;
     // Packets of this sample already sent, when it goes out in slices (TCP_SLICE_BYTES).
     let sliced = s.tracks[i].sliced_packets;
-    if sliced > 0 {
-        if let Some(sink) = &s.sink {
-            // Nothing else drains the backlog while this track waits (the shard drains it
-            // when it writes): hand the socket what it takes now.
-            let _ = sink.flush();
-            if !sink.is_closed() && sink.backlog_bytes() > TCP_SLICE_BYTES {
-                // The last slice is not out yet: try again later, nothing queued meanwhile;
-                // a viewer that reads nothing for TCP_SLICE_STALL is cut off as too slow.
-                let since = *s.tracks[i].slice_waiting_since.get_or_insert(now);
-                if now.saturating_duration_since(since) > TCP_SLICE_STALL {
-                    s.cut_off = true;
-                }
-                return;
-            }
-        }
-        s.tracks[i].slice_waiting_since = None;
+    if !next_slice_may_go(s, i, now) {
+        return;
     }
     let sample = match log.lookup(track_index, next, out.log_readable) {
         Lookup::Ready(sample) => sample,
@@ -187,12 +174,7 @@ pub(super) fn emit_log_sample(
     let ts = s.stamp(i, sample.pts);
     let first_seq = s.tracks[i].seq;
     s.tracks[i].seq = first_seq.wrapping_add(sliced as u16);
-    // Interleaved viewers take a large sample in slices; UDP packets are never held back.
-    let slice_limit = if s.tracks[i].is_interleaved() {
-        TCP_SLICE_BYTES
-    } else {
-        usize::MAX
-    };
+    let slice_limit = slice_limit(s, i);
     let mut handed = 0usize;
     let cached = match s.tracks[i].live_stream {
         Some(stream) => out.live.packets(
