@@ -151,6 +151,10 @@ struct WebRtcAudio {
     /// The AAC track's clock (its frames' `pts` scale).
     aac_rate: u32,
     live: LiveOpus,
+    /// Opus frames made and not yet appended: (pts, length) and their bytes back to back
+    /// (reused buffers).
+    pending: Vec<(i64, usize)>,
+    pending_bytes: Vec<u8>,
 }
 
 impl WebRtcAudio {
@@ -177,6 +181,8 @@ impl WebRtcAudio {
                     opus_track: specs.len(),
                     aac_rate: aac.sample_rate_hz.max(1),
                     live,
+                    pending: Vec::new(),
+                    pending_bytes: Vec::new(),
                 };
                 Some((audio, spec))
             }
@@ -213,21 +219,48 @@ fn append(
     }
     if let Some(a) = webrtc_audio.as_mut().filter(|a| a.aac_track == frame.track) {
         if appended != Err(DropReason::Flood) {
-            let track = a.opus_track;
-            a.live.push(frame.pts, frame.data, &mut |opus| {
-                let _ = writer.append(
-                    &Frame {
-                        track,
-                        pts: opus.pts,
-                        dts: opus.pts,
-                        sync: true,
-                        data: opus.data,
-                    },
-                    now,
-                );
+            let WebRtcAudio {
+                live,
+                pending,
+                pending_bytes,
+                ..
+            } = a;
+            live.push(frame.pts, frame.data, &mut |opus| {
+                pending.push((opus.pts, opus.data.len()));
+                pending_bytes.extend_from_slice(opus.data);
             });
         }
     }
+}
+
+/// Appends the Opus frames made since the last call. Called after a publisher packet's
+/// batch (its AAC frames must lie back to back in the ring to go out grouped in one packet,
+/// as the publisher grouped them), or at once for a source without batches.
+fn flush_webrtc_audio(
+    writer: &mut LogWriter,
+    webrtc_audio: &mut Option<WebRtcAudio>,
+    now: Instant,
+) {
+    let Some(a) = webrtc_audio.as_mut() else {
+        return;
+    };
+    let mut at = 0;
+    for &(pts, len) in &a.pending {
+        let data = a.pending_bytes.get(at..at + len).unwrap_or_default();
+        at += len;
+        let _ = writer.append(
+            &Frame {
+                track: a.opus_track,
+                pts,
+                dts: pts,
+                sync: true,
+                data,
+            },
+            now,
+        );
+    }
+    a.pending.clear();
+    a.pending_bytes.clear();
 }
 
 /// What the timer found: streams whose wait ended, publishers gone silent.
@@ -451,6 +484,7 @@ impl Ingest {
                     now,
                     SystemTime::now(),
                 );
+                flush_webrtc_audio(&mut s.writer, &mut s.webrtc_audio, now);
             }
         }
     }
@@ -615,6 +649,7 @@ impl Ingest {
             append(writer, (recording, webrtc_audio), &frame, now, wall);
         });
         writer.end_batch();
+        flush_webrtc_audio(writer, webrtc_audio, now);
     }
 
     /// What the API shows of every stream (taken once a second).
