@@ -680,7 +680,16 @@ impl LogWriter {
     pub fn append(&mut self, frame: &Frame<'_>, now: Instant) -> Result<u64, DropReason> {
         let result = self.try_append(frame, now);
         let c = &self.log.counters;
+        // The counters are the source's: the WebRTC-only track (made here of the source's
+        // own audio) is not counted, as the catalog and the API never list it.
+        let counted = frame.track < self.log.media.index.tracks.len();
         match result {
+            Ok(_) if !counted => {
+                if !self.batching {
+                    self.log.wake_watchers();
+                }
+            }
+            Err(_) if !counted => {}
             Ok(_) => {
                 c.frames.fetch_add(1, Ordering::Relaxed);
                 c.bytes
