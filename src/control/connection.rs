@@ -4,6 +4,10 @@
 //!
 //! Writes always go through the connection's [`TcpSink`], shared with the shard that
 //! streams interleaved RTP on it, so responses and `$` frames never interleave mid-message.
+//!
+//! A connection whose first request line is HTTP/1.x goes to `tunnel.rs` (RTSP over HTTP,
+//! `crate::rtsp::tunnel`); a tunnel's GET side comes back here with its requests read from
+//! its POST.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,16 +16,18 @@ use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 use super::{with_env, Control};
 use crate::rtsp::msg::Response;
 use crate::rtsp::parse::{parse_message, Parsed};
 use crate::rtsp::session::{Answer, Caller, Refusal};
+use crate::rtsp::tunnel::{classify, FirstLine};
 use crate::shard::TcpSink;
 use crate::wire::ntp::NtpTime;
 
 /// Longest time a request may take to arrive once its first byte is in.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one accepted connection until it closes, times out or is closed by the server.
 pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr) {
@@ -50,7 +56,10 @@ pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
         peer,
         local: stream.local_addr().unwrap_or(ctl.local_addr),
     };
-    serve_requests(&ctl, &stream, &sink, &caller).await;
+    if let Ended::Http(buf) = serve_requests(&ctl, &stream, &sink, &caller, Vec::new(), None).await
+    {
+        super::tunnel::serve_http(&ctl, &stream, &sink, &caller, buf).await;
+    }
     let effects = ctl
         .core
         .borrow_mut()
@@ -79,80 +88,110 @@ async fn write_answer(ctl: &Control, sink: &TcpSink, answer: Answer) -> bool {
     true
 }
 
-async fn serve_requests(ctl: &Control, stream: &TcpStream, sink: &TcpSink, caller: &Caller) {
+/// How [`serve_requests`] ended.
+pub(super) enum Ended {
+    /// The connection is done (closed, timed out, refused).
+    Closed,
+    /// The first request line is HTTP: these bytes (at least that line) are for the tunnel.
+    Http(Vec<u8>),
+}
+
+/// Serves RTSP requests. With `tunnel` (a tunnel's GET side) they come from its POST over
+/// that channel, and what the GET connection itself sends is read and dropped; without it
+/// they are read from `stream`, whose first line may turn out to be HTTP ([`Ended::Http`]).
+pub(super) async fn serve_requests(
+    ctl: &Control,
+    stream: &TcpStream,
+    sink: &TcpSink,
+    caller: &Caller,
+    mut buf: Vec<u8>,
+    mut tunnel: Option<&mut mpsc::Receiver<Vec<u8>>>,
+) -> Ended {
     let peer = caller.peer;
     let mut rate = ctl.core.borrow().request_rate();
     let max_buffer = ctl.limits.max_head_bytes + ctl.limits.max_body_bytes + 8;
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    buf.reserve(2048);
+    let direct = tunnel.is_none();
+    let mut classifying = direct;
+    let mut dropped = [0u8; 512];
     let timeout = ctl.core.borrow().config().session_timeout;
     let mut idle_deadline = tokio::time::Instant::now() + timeout;
     let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
+        if classifying {
+            match classify(&buf, &ctl.limits) {
+                None => {}
+                Some(FirstLine::Rtsp) => classifying = false,
+                Some(FirstLine::Http) => return Ended::Http(buf),
+            }
+        }
         // Handle every complete message already buffered (pipelining, RFC 2326 §12.17).
-        loop {
-            match parse_message(&buf, &ctl.limits) {
-                Ok(None) => break,
-                Ok(Some(Parsed::Interleaved {
-                    channel,
-                    payload_len,
-                    consumed,
-                })) => {
-                    if buf.len() < consumed {
-                        break;
-                    }
-                    let payload = &buf[consumed - payload_len..consumed];
-                    if ctl.ingest.borrow_mut().interleaved(
-                        caller.conn,
+        if !classifying {
+            loop {
+                match parse_message(&buf, &ctl.limits) {
+                    Ok(None) => break,
+                    Ok(Some(Parsed::Interleaved {
                         channel,
-                        payload,
-                        Instant::now(),
-                    ) {
+                        payload_len,
+                        consumed,
+                    })) => {
+                        if buf.len() < consumed {
+                            break;
+                        }
+                        let payload = &buf[consumed - payload_len..consumed];
+                        if ctl.ingest.borrow_mut().interleaved(
+                            caller.conn,
+                            channel,
+                            payload,
+                            Instant::now(),
+                        ) {
+                            buf.drain(..consumed);
+                            continue;
+                        }
+                        let effects = ctl.core.borrow_mut().interleaved_frame(
+                            caller.conn,
+                            channel,
+                            &buf[consumed - payload_len..consumed],
+                            NtpTime::now(),
+                            Instant::now(),
+                        );
+                        ctl.apply(effects);
                         buf.drain(..consumed);
-                        continue;
                     }
-                    let effects = ctl.core.borrow_mut().interleaved_frame(
-                        caller.conn,
-                        channel,
-                        &buf[consumed - payload_len..consumed],
-                        NtpTime::now(),
-                        Instant::now(),
-                    );
-                    ctl.apply(effects);
-                    buf.drain(..consumed);
-                }
-                Ok(Some(Parsed::Request { request, consumed })) => {
-                    buf.drain(..consumed);
-                    let answer = if rate.allow(Instant::now()) {
-                        ctl.handle(&request, caller).await
-                    } else {
-                        with_env(|env| {
-                            ctl.core.borrow_mut().refuse(
-                                Some(&request),
-                                caller,
-                                Refusal::RequestRate,
-                                env,
-                            )
-                        })
-                    };
-                    if !write_answer(ctl, sink, answer).await {
-                        return;
+                    Ok(Some(Parsed::Request { request, consumed })) => {
+                        buf.drain(..consumed);
+                        let answer = if rate.allow(Instant::now()) {
+                            ctl.handle(&request, caller).await
+                        } else {
+                            with_env(|env| {
+                                ctl.core.borrow_mut().refuse(
+                                    Some(&request),
+                                    caller,
+                                    Refusal::RequestRate,
+                                    env,
+                                )
+                            })
+                        };
+                        if !write_answer(ctl, sink, answer).await {
+                            return Ended::Closed;
+                        }
                     }
-                }
-                Err(e) => {
-                    // Framing is lost after a malformed message: answer, then close.
-                    let answer = with_env(|env| {
-                        ctl.core
-                            .borrow_mut()
-                            .refuse(None, caller, Refusal::Parse(e), env)
-                    });
-                    write_response(sink, &answer.response);
-                    let _ = flush_sink(stream, sink).await;
-                    return;
+                    Err(e) => {
+                        // Framing is lost after a malformed message: answer, then close.
+                        let answer = with_env(|env| {
+                            ctl.core
+                                .borrow_mut()
+                                .refuse(None, caller, Refusal::Parse(e), env)
+                        });
+                        write_response(sink, &answer.response);
+                        let _ = flush_sink(stream, sink).await;
+                        return Ended::Closed;
+                    }
                 }
             }
         }
         if buf.len() > max_buffer || sink.is_closed() {
-            return;
+            return Ended::Closed;
         }
         let want_flush = sink.backlog_bytes() > 0;
         // A request must arrive whole within HEAD_TIMEOUT of its first byte, however slowly
@@ -168,15 +207,29 @@ async fn serve_requests(ctl: &Control, stream: &TcpStream, sink: &TcpSink, calle
         tokio::select! {
             ready = stream.readable() => {
                 if ready.is_err() {
-                    return;
+                    return Ended::Closed;
                 }
-                match stream.try_read_buf(&mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => idle_deadline = tokio::time::Instant::now() + timeout,
+                // A tunnel's GET carries nothing from the client: read and dropped.
+                let read = if direct {
+                    stream.try_read_buf(&mut buf)
+                } else {
+                    stream.try_read(&mut dropped)
+                };
+                match read {
+                    Ok(0) => return Ended::Closed,
+                    Ok(_) if direct => idle_deadline = tokio::time::Instant::now() + timeout,
+                    Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                    Err(_) => return Ended::Closed,
                 }
             }
+            chunk = next_chunk(tunnel.as_deref_mut()) => match chunk {
+                Some(chunk) => {
+                    buf.extend_from_slice(&chunk);
+                    idle_deadline = tokio::time::Instant::now() + timeout;
+                }
+                None => return Ended::Closed,
+            },
             _ = stream.writable(), if want_flush => {
                 let _ = stream.try_io(Interest::WRITABLE, || sink.flush().map(drop));
             }
@@ -184,7 +237,7 @@ async fn serve_requests(ctl: &Control, stream: &TcpStream, sink: &TcpSink, calle
                 if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
                     tracing::info!(%peer, "closing connection idle for {timeout:?}");
                 }
-                return;
+                return Ended::Closed;
             }
             _ = async { tokio::time::sleep_until(partial_deadline.unwrap_or(idle_deadline)).await }, if partial_deadline.is_some() => {
                 let answer = with_env(|env| {
@@ -192,14 +245,22 @@ async fn serve_requests(ctl: &Control, stream: &TcpStream, sink: &TcpSink, calle
                 });
                 write_response(sink, &answer.response);
                 let _ = flush_sink(stream, sink).await;
-                return;
+                return Ended::Closed;
             }
         }
     }
 }
 
+/// The next chunk of a tunnel's requests; never resolves on a plain connection.
+async fn next_chunk(tunnel: Option<&mut mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match tunnel {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Pushes out a connection's backlog, giving up after a short grace period.
-async fn flush_sink(stream: &TcpStream, sink: &TcpSink) -> std::io::Result<()> {
+pub(super) async fn flush_sink(stream: &TcpStream, sink: &TcpSink) -> std::io::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     while sink.backlog_bytes() > 0 {
         tokio::select! {

@@ -19,6 +19,7 @@ mod record;
 mod renditions;
 mod rtmp;
 mod sources;
+mod tunnel;
 mod whip;
 
 use std::cell::{Cell, RefCell};
@@ -68,6 +69,8 @@ struct Control {
     /// Writers of the open RTSP connections, by the id the core knows them by.
     conns: RefCell<HashMap<ConnId, Arc<TcpSink>>>,
     next_conn: Cell<ConnId>,
+    /// Live RTSP-over-HTTP tunnels by cookie, with their GET connections' request inputs.
+    tunnels: RefCell<crate::rtsp::tunnel::Tunnels<tunnel::TunnelInput>>,
     /// The RTSP address bound.
     local_addr: SocketAddr,
     /// Request framing limits.
@@ -558,6 +561,7 @@ pub fn start(
                 shards,
                 conns: RefCell::new(HashMap::new()),
                 next_conn: Cell::new(0),
+                tunnels: RefCell::new(crate::rtsp::tunnel::Tunnels::default()),
                 local_addr,
                 limits: Limits::default(),
                 config,

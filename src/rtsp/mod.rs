@@ -6,7 +6,7 @@
 //! handle the Transport (§12.39) and Range (§3.6, §12.29) headers, and [`uri`]
 //! confines request URIs (§3.2) to safe path segments. [`response`] is the client side
 //! (responses and `$` frames as a client reads them), for the load generator and the tests. [`log_limit`] keeps one client from
-//! flooding the log.
+//! flooding the log. [`tunnel`] is RTSP over HTTP (the `x-sessioncookie` tunnel) on the RTSP port.
 
 pub mod admission;
 pub mod auth;
@@ -17,4 +17,5 @@ pub mod range;
 pub mod response;
 pub mod session;
 pub mod transport;
+pub mod tunnel;
 pub mod uri;
