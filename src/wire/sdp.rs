@@ -2,7 +2,8 @@
 //! with the H.264 media type parameters of RFC 6184 §8.1 (packetization-mode,
 //! profile-level-id, sprop-parameter-sets) mapped to SDP per §8.2.1, and the mpeg4-generic
 //! AAC-hbr parameters of RFC 3640 §4.1 (streamtype, mode, sizelength/indexlength, config),
-//! and Opus per RFC 7587 §7 (`opus/48000/2`, `sprop-stereo`, §6.1).
+//! H.265 per RFC 7798 §7.1/§7.2 (`H265/90000`, profile/tier/level, `sprop-vps`, `sprop-sps`,
+//! `sprop-pps`), and Opus per RFC 7587 §7 (`opus/48000/2`, `sprop-stereo`, §6.1).
 //! RTSP aggregate control (`a=control`) and `a=range` follow RFC 2326 §C.1.
 //!
 //! ```text
@@ -27,7 +28,7 @@ use std::net::IpAddr;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::media::track::{AacConfig, Codec, H264Config, OpusConfig};
+use crate::media::track::{AacConfig, Codec, H264Config, H265Config, OpusConfig};
 
 /// One media section of a session description.
 #[derive(Debug, Clone)]
@@ -90,6 +91,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
         let pt = t.payload_type & 0x7f;
         match t.codec {
             Codec::H264(h) => write_h264(&mut out, pt, h, t.frame_rate),
+            Codec::H265(h) => write_h265(&mut out, pt, h, t.frame_rate),
             Codec::Aac(a) => write_aac(&mut out, pt, a),
             Codec::Opus(o) => write_opus(&mut out, pt, o),
         }
@@ -155,6 +157,40 @@ fn write_h264(out: &mut String, pt: u8, h: &H264Config, frame_rate: Option<f64>)
     if !sets.is_empty() {
         fmtp.push_str(";sprop-parameter-sets=");
         fmtp.push_str(&sets.join(","));
+    }
+    line(out, format_args!("{fmtp}"));
+    if let Some(fps) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+        line(out, format_args!("a=framerate:{}", format_rate(fps)));
+    }
+}
+
+/// The H.265 media section (RFC 7798 §7.2.1): `H265/90000`, the general profile, tier and
+/// level (§7.1 `profile-space`, `profile-id`, `tier-flag`, `level-id`), and each parameter
+/// set kind base64-encoded in `sprop-vps`, `sprop-sps` and `sprop-pps` (§7.1, comma-separated
+/// when there are several) so a player can start without the in-band sets.
+fn write_h265(out: &mut String, pt: u8, h: &H265Config, frame_rate: Option<f64>) {
+    line(out, format_args!("m=video 0 RTP/AVP {pt}"));
+    line(out, format_args!("a=rtpmap:{pt} H265/90000"));
+    let mut fmtp = format!(
+        "a=fmtp:{pt} profile-space={};profile-id={};tier-flag={};level-id={}",
+        h.profile_space,
+        h.profile_idc,
+        u8::from(h.tier_flag),
+        h.level_idc
+    );
+    for (name, sets) in [
+        ("sprop-vps", &h.vps),
+        ("sprop-sps", &h.sps),
+        ("sprop-pps", &h.pps),
+    ] {
+        let encoded: Vec<String> = sets
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| BASE64.encode(p))
+            .collect();
+        if !encoded.is_empty() {
+            let _ = write!(fmtp, ";{name}={}", encoded.join(","));
+        }
     }
     line(out, format_args!("{fmtp}"));
     if let Some(fps) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
@@ -370,7 +406,7 @@ mod tests {
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
             Codec::H264(h) => h,
-            Codec::Aac(_) | Codec::Opus(_) => unreachable!(),
+            Codec::H265(_) | Codec::Aac(_) | Codec::Opus(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();
