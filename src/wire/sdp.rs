@@ -352,6 +352,56 @@ mod tests {
         assert_eq!(write_sdp(&s), expected);
     }
 
+    /// RFC 7798 §7.2.1: `H265/90000`, the profile/tier/level of `hvcC`, and each parameter
+    /// set kind in its own base64 `sprop-*` list (two PPS comma-separated); none when `hev1`
+    /// keeps them in band.
+    #[test]
+    fn h265_section() {
+        let mut cfg = H265Config {
+            profile_space: 0,
+            tier_flag: true,
+            profile_idc: 2,
+            profile_compat: 0x2000_0000,
+            constraint_flags: [0x90, 0, 0, 0, 0, 0],
+            level_idc: 120,
+            nal_length_size: 4,
+            vps: vec![vec![0x40, 0x01, 0x0c]],
+            sps: vec![vec![0x42, 0x01, 0x01]],
+            pps: vec![vec![0x44, 0x01, 0xc1], vec![0x44, 0x01, 0xc2]],
+            width: 1920,
+            height: 1080,
+        };
+        let sdp_of = |cfg: &H265Config| {
+            let v = Codec::H265(cfg.clone());
+            write_sdp(&SdpSession {
+                session_id: 1,
+                origin_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                name: "hevc",
+                duration_secs: Some(3.0),
+                tracks: vec![SdpTrack {
+                    codec: &v,
+                    payload_type: 96,
+                    control: "trackID=0".into(),
+                    frame_rate: Some(25.0),
+                }],
+            })
+        };
+        assert!(sdp_of(&cfg).contains(
+            "m=video 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 H265/90000\r\n\
+             a=fmtp:96 profile-space=0;profile-id=2;tier-flag=1;level-id=120;\
+             sprop-vps=QAEM;sprop-sps=QgEB;sprop-pps=RAHB,RAHC\r\n\
+             a=framerate:25\r\n\
+             a=control:trackID=0\r\n"
+        ));
+        cfg.vps.clear();
+        cfg.sps.clear();
+        cfg.pps.clear();
+        let sdp = sdp_of(&cfg);
+        assert!(sdp.contains("a=fmtp:96 profile-space=0;profile-id=2;tier-flag=1;level-id=120\r\n"));
+        assert!(!sdp.contains("sprop"));
+    }
+
     /// RFC 7587 §7: `opus/48000/2` for mono and stereo alike; §6.1 `sprop-stereo=1` (and
     /// `stereo=1`) only for a stereo track.
     #[test]

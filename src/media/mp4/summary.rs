@@ -59,11 +59,11 @@ fn summarize_track(t: &Track) -> TrackSummary {
         ),
         Codec::H265(c) => (
             format!(
-                "{} {} tier level {}.{}",
+                "{} level {}.{} ({} tier)",
                 h265_profile_name(c.profile_idc),
-                if c.tier_flag { "High" } else { "Main" },
                 c.level_idc / 30,
-                c.level_idc % 30 / 3
+                c.level_idc % 30 / 3,
+                if c.tier_flag { "High" } else { "Main" }
             ),
             Some((c.width, c.height)),
             None,
