@@ -353,7 +353,8 @@ impl H265Packetizer {
             let Some(h) = sent_header(media, off, len) else {
                 break;
             };
-            if size + 2 + len > self.budget {
+            // `len` may be anything up to the sample's length: compare without overflowing.
+            if u64::from(size) + 2 + u64::from(len) > u64::from(self.budget) {
                 break;
             }
             header.add(h);
