@@ -49,6 +49,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
         .map(|t| {
             let (width, height, sample_rate_hz, channels) = match &t.codec {
                 Codec::H264(h) => (Some(h.width), Some(h.height), None, None),
+                Codec::H265(h) => (Some(h.width), Some(h.height), None, None),
                 Codec::Aac(a) => (None, None, Some(a.sample_rate_hz), Some(a.channels)),
                 Codec::Opus(o) => (None, None, Some(48_000), Some(o.channels)),
             };
@@ -215,8 +216,11 @@ impl Control {
             encode_name(&info.name)
         );
         // HLS serves files, live channels and published or pulled streams (their logs).
+        // H.265 is not served over HLS yet (docs/design/reach.md "Codecs"): no URL to offer.
+        let hls_codecs = !info.tracks.iter().any(|t| t.codec == "H.265");
         info.hls_url = self
             .hls_origin(host)
+            .filter(|_| hls_codecs)
             .map(|o| format!("{o}/hls/{}/index.m3u8", encode_name(&info.name)));
         // WHEP on the API port, for streams WebRTC can carry.
         if !self.core.borrow().webrtc_enabled() {

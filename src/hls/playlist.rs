@@ -81,12 +81,36 @@ pub fn codecs(index: &MediaIndex) -> String {
                 };
                 out.push(format!("avc1.{p:02x}{k:02x}{l:02x}"));
             }
+            Codec::H265(c) => out.push(hvc1_codec(c)),
             Codec::Aac(c) => out.push(format!("mp4a.40.{}", c.object_type)),
             // RFC 6381 names Opus in MP4 `Opus` (the sample entry); HLS and browsers use `opus`.
             Codec::Opus(_) => out.push("opus".to_string()),
         }
     }
     out.join(",")
+}
+
+/// The ISO/IEC 14496-15 Annex E.3 codec string of an H.265 track: `hvc1.` profile space
+/// (none, A, B, C) and profile_idc, the compatibility flags bit-reversed in hex, tier (L/H)
+/// and level_idc, then the constraint bytes up to the last non-zero one (e.g. `hvc1.1.6.L93.B0`).
+pub fn hvc1_codec(c: &crate::media::track::H265Config) -> String {
+    let space = ["", "A", "B", "C"][usize::from(c.profile_space & 3)];
+    let tier = if c.tier_flag { 'H' } else { 'L' };
+    let mut s = format!(
+        "hvc1.{space}{}.{:X}.{tier}{}",
+        c.profile_idc,
+        c.profile_compat.reverse_bits(),
+        c.level_idc
+    );
+    let used = c
+        .constraint_flags
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
+    for b in &c.constraint_flags[..used] {
+        let _ = write!(s, ".{b:X}");
+    }
+    s
 }
 
 /// The multivariant playlist (RFC 8216 §4.3.4.2 `EXT-X-STREAM-INF`): one variant, the media

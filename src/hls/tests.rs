@@ -783,3 +783,45 @@ fn a_live_loop_leaves_no_hole_in_any_track_across_the_loop_point() {
         }
     }
 }
+
+/// docs/design/reach.md "Codecs": H.265 is not served over HLS yet; the init segment says so
+/// (the route answers 415 with it). The RFC 6381 / ISO/IEC 14496-15 Annex E codec string is
+/// ready for when it is.
+#[test]
+fn h265_is_refused_with_the_reason_and_named_like_hvc1() {
+    use crate::media::track::H265Config;
+    let mut cfg = H265Config {
+        profile_space: 0,
+        tier_flag: false,
+        profile_idc: 1,
+        profile_compat: 0x6000_0000,
+        constraint_flags: [0x90, 0, 0, 0, 0, 0],
+        level_idc: 63,
+        nal_length_size: 4,
+        vps: vec![vec![0x40, 0x01]],
+        sps: vec![vec![0x42, 0x01]],
+        pps: vec![vec![0x44, 0x01]],
+        width: 640,
+        height: 360,
+    };
+    let mut video = video_track(50, |k| k % 25 == 0);
+    video.codec = Codec::H265(cfg.clone());
+    let index = MediaIndex {
+        tracks: vec![video, audio_track(94)],
+        skipped: Vec::new(),
+    };
+    let err = fmp4::init_segment(&index).unwrap_err();
+    assert_eq!(err, fmp4::Fmp4Error::UnsupportedCodec("H.265"));
+    assert!(err.to_string().contains("not served over HLS"), "{err}");
+    // Annex E.3: x265's Main level 2.1 (the hvcC of tests/h265.rs), and a Main 10 High tier
+    // stream in profile space 1.
+    assert_eq!(hvc1_codec(&cfg), "hvc1.1.6.L63.90");
+    assert_eq!(codecs(&index), "hvc1.1.6.L63.90,mp4a.40.2");
+    cfg.profile_space = 1;
+    cfg.tier_flag = true;
+    cfg.profile_idc = 2;
+    cfg.profile_compat = 0x2000_0000;
+    cfg.level_idc = 120;
+    cfg.constraint_flags = [0xb0, 0, 0, 0, 0, 0];
+    assert_eq!(hvc1_codec(&cfg), "hvc1.A2.4.H120.B0");
+}

@@ -53,6 +53,35 @@ pub struct H264Config {
     pub height: u16,
 }
 
+/// H.265 decoder configuration from the `hvcC` box (ISO/IEC 14496-15 §8.3.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H265Config {
+    /// `general_profile_space` (2 bits).
+    pub profile_space: u8,
+    /// `general_tier_flag`: false for the Main tier, true for the High tier.
+    pub tier_flag: bool,
+    /// `general_profile_idc` (5 bits; 1 = Main, 2 = Main 10).
+    pub profile_idc: u8,
+    /// `general_profile_compatibility_flags`.
+    pub profile_compat: u32,
+    /// `general_constraint_indicator_flags` (48 bits).
+    pub constraint_flags: [u8; 6],
+    /// `general_level_idc` (30 × the level number: 93 is level 3.1).
+    pub level_idc: u8,
+    /// Size in bytes of the NAL unit length prefix inside samples (1, 2 or 4).
+    pub nal_length_size: u8,
+    /// Video parameter sets (NAL type 32), without length prefixes.
+    pub vps: Vec<Vec<u8>>,
+    /// Sequence parameter sets (NAL type 33), without length prefixes.
+    pub sps: Vec<Vec<u8>>,
+    /// Picture parameter sets (NAL type 34), without length prefixes.
+    pub pps: Vec<Vec<u8>>,
+    /// Coded width in pixels (from the visual sample entry).
+    pub width: u16,
+    /// Coded height in pixels (from the visual sample entry).
+    pub height: u16,
+}
+
 /// AAC decoder configuration from the `esds` box (ISO/IEC 14496-1 §7.2.6.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AacConfig {
@@ -91,6 +120,8 @@ pub struct OpusConfig {
 pub enum Codec {
     /// H.264 / AVC (`avc1` or `avc3`).
     H264(H264Config),
+    /// H.265 / HEVC (`hvc1` or `hev1`).
+    H265(H265Config),
     /// MPEG-4 AAC (`mp4a` with object type indication 0x40).
     Aac(AacConfig),
     /// Opus (`Opus` sample entry with a `dOps` box).
@@ -98,11 +129,11 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// The RTP clock rate for this codec: 90 kHz for video (RFC 6184 §8.2.1),
+    /// The RTP clock rate for this codec: 90 kHz for video (RFC 6184 §8.2.1, RFC 7798 §7.1),
     /// the sampling rate for AAC (RFC 3640 §3.2.1), always 48 kHz for Opus (RFC 7587 §4.1).
     pub fn clock_rate_hz(&self) -> u32 {
         match self {
-            Codec::H264(_) => 90_000,
+            Codec::H264(_) | Codec::H265(_) => 90_000,
             Codec::Aac(a) => a.sample_rate_hz,
             Codec::Opus(_) => 48_000,
         }
@@ -112,6 +143,7 @@ impl Codec {
     pub fn name(&self) -> &'static str {
         match self {
             Codec::H264(_) => "H.264",
+            Codec::H265(_) => "H.265",
             Codec::Aac(_) => "AAC",
             Codec::Opus(_) => "Opus",
         }
@@ -197,7 +229,7 @@ impl Track {
 pub struct MediaIndex {
     /// Supported tracks, video first, in file order otherwise.
     pub tracks: Vec<Track>,
-    /// Tracks present in the file but not served, with the reason (e.g. `"hvc1: unsupported codec"`).
+    /// Tracks present in the file but not served, with the reason (e.g. `"track 2: unsupported codec av01"`).
     pub skipped: Vec<String>,
 }
 

@@ -2,7 +2,9 @@
 //! bytes) into a sequence of [`PacketSpec`]s that describe RTP payloads without copying them.
 //!
 //! Implements RFC 6184 (H.264, packetization-mode=1: single NAL unit packets §5.6, STAP-A
-//! §5.7.1, FU-A §5.8, marker bit §5.1) in [`h264`] and RFC 3640 (MPEG-4 AAC, mode=AAC-hbr:
+//! §5.7.1, FU-A §5.8, marker bit §5.1) in [`h264`], RFC 7798 (H.265: single NAL unit packets
+//! §4.4.1, aggregation packets §4.4.2, fragmentation units §4.4.3, marker §4.1) in [`h265`],
+//! and RFC 3640 (MPEG-4 AAC, mode=AAC-hbr:
 //! AU headers §3.2.1/§3.3.6, fragmentation §3.2.3) in [`aac`], and RFC 7587 (Opus: one Opus
 //! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`]. The per-packet path
 //! ([`Packetizer::next_packet`]) never allocates and never panics on corrupt input; every
@@ -10,6 +12,7 @@
 
 pub mod aac;
 pub mod h264;
+pub mod h265;
 pub mod opus;
 
 use crate::media::track::{Codec, Sample};
@@ -32,6 +35,14 @@ pub enum BodySource {
     /// `offset`, `offset + 1`, … (as many as the AU header section lists), resolved by
     /// [`body_slices`]. `len` is their sum.
     Samples,
+    /// The aggregation units of an H.265 AP (RFC 7798 §4.4.2) in place in the media bytes:
+    /// from `offset`, a 16-bit NALU size and that many bytes, then `prefix_len - 2` bytes of
+    /// the next NAL's length prefix to skip (its low two bytes are the next NALU size), and
+    /// so on until `len` bytes are taken, resolved by [`body_slices`].
+    Nals {
+        /// The file's NAL length prefix size: 2 or 4.
+        prefix_len: u8,
+    },
 }
 
 /// A packet body as slices of its source buffers, in order.
@@ -80,12 +91,40 @@ pub fn body_slices<'a>(
             out.len = aus.len() as u8;
             return (total == spec.body_len as usize).then_some(out);
         }
+        BodySource::Nals { prefix_len } => return nal_chain(spec, media, prefix_len, out),
     };
     let start = usize::try_from(spec.body_offset).ok()?;
     let end = start.checked_add(spec.body_len as usize)?;
     out.parts[0] = source.get(start..end)?;
     out.len = 1;
     Some(out)
+}
+
+/// Resolves a [`BodySource::Nals`] body: aggregation units (16-bit size + NAL) chained
+/// through the media, at most [`aac::MAX_AUS_PER_PACKET`] of them, adding up to `body_len`.
+fn nal_chain<'a>(
+    spec: &PacketSpec,
+    media: &'a [u8],
+    prefix_len: u8,
+    mut out: BodySlices<'a>,
+) -> Option<BodySlices<'a>> {
+    let gap = usize::from(prefix_len).checked_sub(2)?;
+    let want = spec.body_len as usize;
+    let mut pos = usize::try_from(spec.body_offset).ok()?;
+    let mut total = 0usize;
+    for k in 0..aac::MAX_AUS_PER_PACKET {
+        let size_bytes = media.get(pos..pos.checked_add(2)?)?;
+        let size = usize::from(u16::from_be_bytes([size_bytes[0], size_bytes[1]]));
+        let end = pos.checked_add(2 + size)?;
+        out.parts[k] = media.get(pos..end)?;
+        out.len = k as u8 + 1;
+        total += 2 + size;
+        if total >= want {
+            return (total == want).then_some(out);
+        }
+        pos = end.checked_add(gap)?;
+    }
+    None
 }
 
 /// Longest payload-format header: the AU header section of an AAC packet carrying
@@ -165,6 +204,8 @@ pub enum PacketizeError {
 pub enum Packetizer {
     /// RFC 6184 H.264, packetization-mode=1.
     H264(h264::H264Packetizer),
+    /// RFC 7798 H.265.
+    H265(h265::H265Packetizer),
     /// RFC 3640 AAC, mode=AAC-hbr.
     Aac(aac::AacPacketizer),
     /// RFC 7587 Opus.
@@ -181,6 +222,10 @@ impl Packetizer {
                 cfg,
                 payload_budget_bytes,
             )?)),
+            Codec::H265(cfg) => Ok(Packetizer::H265(h265::H265Packetizer::new(
+                cfg,
+                payload_budget_bytes,
+            )?)),
             Codec::Aac(_) => Ok(Packetizer::Aac(aac::AacPacketizer::new(
                 payload_budget_bytes,
             )?)),
@@ -194,6 +239,7 @@ impl Packetizer {
     pub fn begin_sample(&mut self, sample: Sample) {
         match self {
             Packetizer::H264(p) => p.begin_sample(sample),
+            Packetizer::H265(p) => p.begin_sample(sample),
             Packetizer::Aac(p) => p.begin_sample(sample),
             Packetizer::Opus(p) => p.begin_sample(sample),
         }
@@ -205,7 +251,7 @@ impl Packetizer {
     /// are the same in every loop of a live channel and for every viewer starting on one.
     pub fn samples_per_packet(&self, samples: &[Sample], index: u64, timescale: u32) -> usize {
         match self {
-            Packetizer::H264(_) | Packetizer::Opus(_) => 1,
+            Packetizer::H264(_) | Packetizer::H265(_) | Packetizer::Opus(_) => 1,
             Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
         }
     }
@@ -228,15 +274,18 @@ impl Packetizer {
     pub fn next_packet(&mut self, media: &[u8]) -> Result<Option<PacketSpec>, PacketizeError> {
         match self {
             Packetizer::H264(p) => p.next_packet(media),
+            Packetizer::H265(p) => p.next_packet(media),
             Packetizer::Aac(p) => p.next_packet(media),
             Packetizer::Opus(p) => p.next_packet(media),
         }
     }
 
-    /// Bytes referenced by [`BodySource::ParameterSets`] (the STAP-A payload, built once in `new`).
+    /// Bytes referenced by [`BodySource::ParameterSets`] (the H.264 STAP-A or H.265 AP
+    /// payload, built once in `new`).
     pub fn parameter_sets(&self) -> &[u8] {
         match self {
             Packetizer::H264(p) => p.parameter_sets(),
+            Packetizer::H265(p) => p.parameter_sets(),
             Packetizer::Aac(_) | Packetizer::Opus(_) => &[],
         }
     }
@@ -250,6 +299,7 @@ impl Packetizer {
     pub fn payload_budget(&self) -> usize {
         match self {
             Packetizer::H264(p) => p.payload_budget(),
+            Packetizer::H265(p) => p.payload_budget(),
             Packetizer::Aac(p) => p.payload_budget(),
             Packetizer::Opus(p) => p.payload_budget(),
         }
@@ -353,7 +403,21 @@ pub fn fuzz_packetize(data: &[u8]) {
         channel_mapping_family: 0,
         channel_mapping_table: Vec::new(),
     });
-    for codec in [h264, aac, opus] {
+    let h265 = Codec::H265(crate::media::track::H265Config {
+        profile_space: 0,
+        tier_flag: false,
+        profile_idc: 1,
+        profile_compat: 0x6000_0000,
+        constraint_flags: [0x90, 0, 0, 0, 0, 0],
+        level_idc: 90,
+        nal_length_size,
+        vps: vec![vec![0x40, 0x01, 0x0c]],
+        sps: vec![vec![0x42, 0x01, 0x01]],
+        pps: vec![vec![0x44, 0x01, 0xc1]],
+        width: 640,
+        height: 360,
+    });
+    for codec in [h264, h265, aac, opus] {
         let Ok(mut p) = Packetizer::new(&codec, budget) else {
             continue;
         };
@@ -370,6 +434,13 @@ pub fn fuzz_packetize(data: &[u8]) {
                     let src_len = match spec.body_source {
                         BodySource::Media => data.len(),
                         BodySource::ParameterSets => p.parameter_sets().len(),
+                        BodySource::Nals { .. } => {
+                            let body = body_slices(&spec, data, &[], &[])
+                                .expect("an aggregation packet's units resolve");
+                            let total: usize = body.as_slices().iter().map(|b| b.len()).sum();
+                            assert_eq!(total, spec.body_len as usize);
+                            data.len()
+                        }
                         BodySource::Samples => unreachable!("one sample never aggregates"),
                     };
                     assert!(spec.body_offset + u64::from(spec.body_len) <= src_len as u64);

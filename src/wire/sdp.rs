@@ -2,7 +2,8 @@
 //! with the H.264 media type parameters of RFC 6184 §8.1 (packetization-mode,
 //! profile-level-id, sprop-parameter-sets) mapped to SDP per §8.2.1, and the mpeg4-generic
 //! AAC-hbr parameters of RFC 3640 §4.1 (streamtype, mode, sizelength/indexlength, config),
-//! and Opus per RFC 7587 §7 (`opus/48000/2`, `sprop-stereo`, §6.1).
+//! H.265 per RFC 7798 §7.1/§7.2 (`H265/90000`, profile/tier/level, `sprop-vps`, `sprop-sps`,
+//! `sprop-pps`), and Opus per RFC 7587 §7 (`opus/48000/2`, `sprop-stereo`, §6.1).
 //! RTSP aggregate control (`a=control`) and `a=range` follow RFC 2326 §C.1.
 //!
 //! ```text
@@ -27,7 +28,7 @@ use std::net::IpAddr;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::media::track::{AacConfig, Codec, H264Config, OpusConfig};
+use crate::media::track::{AacConfig, Codec, H264Config, H265Config, OpusConfig};
 
 /// One media section of a session description.
 #[derive(Debug, Clone)]
@@ -90,6 +91,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
         let pt = t.payload_type & 0x7f;
         match t.codec {
             Codec::H264(h) => write_h264(&mut out, pt, h, t.frame_rate),
+            Codec::H265(h) => write_h265(&mut out, pt, h, t.frame_rate),
             Codec::Aac(a) => write_aac(&mut out, pt, a),
             Codec::Opus(o) => write_opus(&mut out, pt, o),
         }
@@ -155,6 +157,40 @@ fn write_h264(out: &mut String, pt: u8, h: &H264Config, frame_rate: Option<f64>)
     if !sets.is_empty() {
         fmtp.push_str(";sprop-parameter-sets=");
         fmtp.push_str(&sets.join(","));
+    }
+    line(out, format_args!("{fmtp}"));
+    if let Some(fps) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+        line(out, format_args!("a=framerate:{}", format_rate(fps)));
+    }
+}
+
+/// The H.265 media section (RFC 7798 §7.2.1): `H265/90000`, the general profile, tier and
+/// level (§7.1 `profile-space`, `profile-id`, `tier-flag`, `level-id`), and each parameter
+/// set kind base64-encoded in `sprop-vps`, `sprop-sps` and `sprop-pps` (§7.1, comma-separated
+/// when there are several) so a player can start without the in-band sets.
+fn write_h265(out: &mut String, pt: u8, h: &H265Config, frame_rate: Option<f64>) {
+    line(out, format_args!("m=video 0 RTP/AVP {pt}"));
+    line(out, format_args!("a=rtpmap:{pt} H265/90000"));
+    let mut fmtp = format!(
+        "a=fmtp:{pt} profile-space={};profile-id={};tier-flag={};level-id={}",
+        h.profile_space,
+        h.profile_idc,
+        u8::from(h.tier_flag),
+        h.level_idc
+    );
+    for (name, sets) in [
+        ("sprop-vps", &h.vps),
+        ("sprop-sps", &h.sps),
+        ("sprop-pps", &h.pps),
+    ] {
+        let encoded: Vec<String> = sets
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| BASE64.encode(p))
+            .collect();
+        if !encoded.is_empty() {
+            let _ = write!(fmtp, ";{name}={}", encoded.join(","));
+        }
     }
     line(out, format_args!("{fmtp}"));
     if let Some(fps) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
@@ -316,6 +352,56 @@ mod tests {
         assert_eq!(write_sdp(&s), expected);
     }
 
+    /// RFC 7798 §7.2.1: `H265/90000`, the profile/tier/level of `hvcC`, and each parameter
+    /// set kind in its own base64 `sprop-*` list (two PPS comma-separated); none when `hev1`
+    /// keeps them in band.
+    #[test]
+    fn h265_section() {
+        let mut cfg = H265Config {
+            profile_space: 0,
+            tier_flag: true,
+            profile_idc: 2,
+            profile_compat: 0x2000_0000,
+            constraint_flags: [0x90, 0, 0, 0, 0, 0],
+            level_idc: 120,
+            nal_length_size: 4,
+            vps: vec![vec![0x40, 0x01, 0x0c]],
+            sps: vec![vec![0x42, 0x01, 0x01]],
+            pps: vec![vec![0x44, 0x01, 0xc1], vec![0x44, 0x01, 0xc2]],
+            width: 1920,
+            height: 1080,
+        };
+        let sdp_of = |cfg: &H265Config| {
+            let v = Codec::H265(cfg.clone());
+            write_sdp(&SdpSession {
+                session_id: 1,
+                origin_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                name: "hevc",
+                duration_secs: Some(3.0),
+                tracks: vec![SdpTrack {
+                    codec: &v,
+                    payload_type: 96,
+                    control: "trackID=0".into(),
+                    frame_rate: Some(25.0),
+                }],
+            })
+        };
+        assert!(sdp_of(&cfg).contains(
+            "m=video 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 H265/90000\r\n\
+             a=fmtp:96 profile-space=0;profile-id=2;tier-flag=1;level-id=120;\
+             sprop-vps=QAEM;sprop-sps=QgEB;sprop-pps=RAHB,RAHC\r\n\
+             a=framerate:25\r\n\
+             a=control:trackID=0\r\n"
+        ));
+        cfg.vps.clear();
+        cfg.sps.clear();
+        cfg.pps.clear();
+        let sdp = sdp_of(&cfg);
+        assert!(sdp.contains("a=fmtp:96 profile-space=0;profile-id=2;tier-flag=1;level-id=120\r\n"));
+        assert!(!sdp.contains("sprop"));
+    }
+
     /// RFC 7587 §7: `opus/48000/2` for mono and stereo alike; §6.1 `sprop-stereo=1` (and
     /// `stereo=1`) only for a stereo track.
     #[test]
@@ -370,7 +456,7 @@ mod tests {
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
             Codec::H264(h) => h,
-            Codec::Aac(_) | Codec::Opus(_) => unreachable!(),
+            Codec::H265(_) | Codec::Aac(_) | Codec::Opus(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

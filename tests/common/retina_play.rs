@@ -50,7 +50,8 @@ pub fn expected_of(media: &MediaFile) -> Expected {
         .unwrap();
     let video_dimensions = match &video.codec {
         Codec::H264(c) => (u32::from(c.width), u32::from(c.height)),
-        other => panic!("video track is H.264, not {}", other.name()),
+        Codec::H265(c) => (u32::from(c.width), u32::from(c.height)),
+        other => panic!("video track is H.264 or H.265, not {}", other.name()),
     };
     Expected {
         video_dimensions,

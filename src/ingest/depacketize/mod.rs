@@ -256,6 +256,9 @@ enum Codec {
     Latm(latm::LatmDepacketizer),
     /// RFC 7587.
     Opus,
+    /// A codec live ingest does not carry (H.265: the announce is refused before a
+    /// depacketizer is built); every packet is dropped as malformed.
+    Refused,
 }
 
 /// Turns the RTP packets of one track into frames: the RTP layer shared by every codec and
@@ -300,6 +303,7 @@ impl Depacketizer {
                 crate::media::track::Codec::Aac(_),
             ) => Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR)),
             (_, crate::media::track::Codec::Opus(_)) => Codec::Opus,
+            (_, crate::media::track::Codec::H265(_)) => Codec::Refused,
         };
         Depacketizer {
             track: track_index,
@@ -402,6 +406,7 @@ impl Depacketizer {
             // of its own, every one a random access point. An empty payload carries nothing
             // (§4.2 forbids it; a sender's DTX sends none at all).
             Codec::Opus if payload.is_empty() => ctx.stats.drop_frame(DropReason::Malformed),
+            Codec::Refused => ctx.stats.drop_frame(DropReason::Malformed),
             Codec::Opus => ctx.emit(Frame {
                 track: self.track,
                 pts: ts,
@@ -441,7 +446,7 @@ impl Depacketizer {
     pub fn parameter_sets_changed(&mut self) -> Option<H264Config> {
         match &mut self.codec {
             Codec::H264(d) => d.parameter_sets_changed(),
-            Codec::Aac(_) | Codec::Latm(_) | Codec::Opus => None,
+            Codec::Aac(_) | Codec::Latm(_) | Codec::Opus | Codec::Refused => None,
         }
     }
 
@@ -452,7 +457,7 @@ impl Depacketizer {
             Codec::Aac(d) => d.buffer_capacity(),
             Codec::Latm(d) => d.buffer_capacity(),
             // Frames are the packet's payload, never assembled.
-            Codec::Opus => 0,
+            Codec::Opus | Codec::Refused => 0,
         }
     }
 }

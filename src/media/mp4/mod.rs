@@ -19,6 +19,7 @@ mod dops;
 mod error;
 mod esds;
 mod fragments;
+mod hvcc;
 mod stbl;
 mod summary;
 mod trak;
@@ -140,6 +141,13 @@ pub fn parse_mp4(bytes: &[u8]) -> Result<MediaIndex, Mp4Error> {
     // Video first, then audio; the sort is stable so file order holds otherwise.
     tracks.sort_by_key(|t| t.kind != TrackKind::Video);
     Ok(MediaIndex { tracks, skipped })
+}
+
+/// Fuzz entry point for the `hvcC` parser (ISO/IEC 14496-15 §8.3.3.1): any bytes as the
+/// record; must never panic.
+#[cfg(any(test, fuzzing))]
+pub fn fuzz_parse_hvcc(data: &[u8]) {
+    hvcc::fuzz_hvcc(data);
 }
 
 /// Fuzz entry point: parses and summarizes `data`, ignoring the outcome (must never panic).

@@ -57,6 +57,18 @@ fn summarize_track(t: &Track) -> TrackSummary {
             None,
             None,
         ),
+        Codec::H265(c) => (
+            format!(
+                "{} level {}.{} ({} tier)",
+                h265_profile_name(c.profile_idc),
+                c.level_idc / 30,
+                c.level_idc % 30 / 3,
+                if c.tier_flag { "High" } else { "Main" }
+            ),
+            Some((c.width, c.height)),
+            None,
+            None,
+        ),
         Codec::Aac(a) => (
             aac_object_name(a.object_type),
             None,
@@ -140,6 +152,17 @@ fn h264_profile_name(profile_idc: u8) -> String {
         110 => "High 10".to_owned(),
         122 => "High 4:2:2".to_owned(),
         244 => "High 4:4:4".to_owned(),
+        p => format!("profile {p}"),
+    }
+}
+
+/// Names the H.265 general profiles (ITU-T H.265 Annex A.3).
+fn h265_profile_name(profile_idc: u8) -> String {
+    match profile_idc {
+        1 => "Main".to_owned(),
+        2 => "Main 10".to_owned(),
+        3 => "Main Still Picture".to_owned(),
+        4 => "Range Extensions".to_owned(),
         p => format!("profile {p}"),
     }
 }

@@ -460,7 +460,7 @@ fn edits_and_sync_table_variants() {
 
 #[test]
 fn unsupported_tracks_are_skipped() {
-    // Rename the audio handler to 'text' and the video sample entry to 'hvc1'.
+    // Rename the audio handler to 'text' and the video sample entry to 'av01'.
     let mut data = SAMPLE.to_vec();
     let hdlr = offset_of(SAMPLE, Some(1), b"hdlr");
     data[hdlr + 16..hdlr + 20].copy_from_slice(b"text");
@@ -472,18 +472,18 @@ fn unsupported_tracks_are_skipped() {
     );
 
     let stsd = offset_of(SAMPLE, Some(0), b"stsd");
-    data[stsd + 20..stsd + 24].copy_from_slice(b"hvc1");
+    data[stsd + 20..stsd + 24].copy_from_slice(b"av01");
     let e = parse_err(&data);
     assert_eq!(e.kind, Mp4ErrorKind::NoPlayableTrack);
 
     let mut data = SAMPLE.to_vec();
-    data[stsd + 20..stsd + 24].copy_from_slice(b"hvc1");
+    data[stsd + 20..stsd + 24].copy_from_slice(b"av01");
     let index = parse_ok(&data);
     assert_eq!(index.tracks.len(), 1);
     assert_eq!(index.tracks[0].kind, TrackKind::Audio);
     assert_eq!(
         index.skipped,
-        vec!["track 1: unsupported codec hvc1".to_owned()]
+        vec!["track 1: unsupported codec av01".to_owned()]
     );
 }
 

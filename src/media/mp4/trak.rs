@@ -7,6 +7,7 @@ use super::boxes::{fourcc_str, Mp4Box};
 use super::dops::parse_opus_entry;
 use super::error::{Mp4Error, Mp4ErrorKind};
 use super::esds::parse_mp4a_entry;
+use super::hvcc::parse_hevc_entry;
 use super::stbl::{flatten, SampleTableBoxes};
 use crate::media::track::{Codec, Track, TrackKind};
 
@@ -143,6 +144,7 @@ fn read_stsd(stsd: &Mp4Box<'_>, kind: TrackKind) -> Result<Codec, Mp4Error> {
         .ok_or_else(|| r.err(Mp4ErrorKind::Truncated))??;
     match (kind, &entry.typ) {
         (TrackKind::Video, b"avc1" | b"avc3") => Ok(Codec::H264(parse_avc_entry(&entry)?)),
+        (TrackKind::Video, b"hvc1" | b"hev1") => Ok(Codec::H265(parse_hevc_entry(&entry)?)),
         (TrackKind::Audio, b"mp4a") => Ok(Codec::Aac(parse_mp4a_entry(&entry)?)),
         (TrackKind::Audio, b"Opus") => Ok(Codec::Opus(parse_opus_entry(&entry)?)),
         (_, other) => Err(entry.err(Mp4ErrorKind::Unsupported(format!(

@@ -179,6 +179,10 @@ fn sendable_tracks(
         };
         match (&track.codec, audio) {
             (Codec::H264(config), _) => offered.push(own(SendTrack::h264(config))),
+            // `whep_unplayable` refuses a stream whose video is only H.265.
+            (Codec::H265(_), _) => {
+                warnings.push("its H.265 video is not sent over WebRTC".to_owned())
+            }
             (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
             (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
                 rendition_pending: true,
@@ -259,6 +263,20 @@ impl SessionCore {
             .tracks
             .iter()
             .find(|t| matches!(t.codec, Codec::H264(_)));
+        if video.is_none()
+            && media
+                .index
+                .tracks
+                .iter()
+                .any(|t| matches!(t.codec, Codec::H265(_)))
+        {
+            // docs/design/reach.md "Codecs": no test browser here decodes HEVC, so WebRTC does
+            // not offer it, and the stream's other tracks alone are not the whole stream.
+            return Some(format!(
+                "stream {:?} has H.265 video, which is not sent over WebRTC yet; play it over RTSP",
+                media.name
+            ));
+        }
         if let Some(v) = video {
             if v.reorders_frames() {
                 return Some(format!(

@@ -267,6 +267,28 @@ fn b_frames_are_refused_with_the_reason() {
 }
 
 #[test]
+fn h265_video_is_refused_with_the_reason() {
+    use crate::media::track::{Codec, H265Config};
+    let mut media = MediaFile::from_static("hevc", crate::media::library::SAMPLE_MP4).unwrap();
+    media.index.tracks[0].codec = Codec::H265(H265Config {
+        profile_space: 0,
+        tier_flag: false,
+        profile_idc: 1,
+        profile_compat: 0x6000_0000,
+        constraint_flags: [0; 6],
+        level_idc: 93,
+        nal_length_size: 4,
+        vps: Vec::new(),
+        sps: Vec::new(),
+        pps: Vec::new(),
+        width: 640,
+        height: 360,
+    });
+    let why = SessionCore::whep_unplayable(&media).unwrap();
+    assert!(why.contains("H.265") && why.contains("RTSP"), "{why}");
+}
+
+#[test]
 fn an_offer_that_cannot_take_the_video_or_has_no_audio_makes_no_rendition() {
     let mut core = webrtc_core(ConfigOverlay::default());
     let mut w = World::new();
