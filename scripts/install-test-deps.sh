@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe,
-# GStreamer's rtspsrc with H.264/AAC decoders and its rtspclientsink publisher), the
+# GStreamer's rtspsrc with H.264/H.265/AAC decoders and its rtspclientsink publisher), the
 # headless browser that drives the web page (Chromium), GStreamer's RTSP server (a camera
 # to pull from) and OpenSSL's DTLS client from Debian packages, when missing; with --bench
 # also the bench's HLS peer (nginx).
@@ -9,10 +9,17 @@ set -euo pipefail
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+# tests/h265.rs makes its H.265 files with ffmpeg's libx265 (Debian's libavcodec has it).
+if command -v ffmpeg >/dev/null 2>&1 && ! ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265; then
+  missing+=(libavcodec-extra)
+fi
 if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
   || ! gst-inspect-1.0 rtspsrc >/dev/null 2>&1 \
   || ! gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 \
-  || ! gst-inspect-1.0 avdec_aac >/dev/null 2>&1; then
+  || ! gst-inspect-1.0 avdec_aac >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 avdec_h265 >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 h265parse >/dev/null 2>&1 \
+  || ! gst-inspect-1.0 rtph265depay >/dev/null 2>&1; then
   missing+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
             gstreamer1.0-plugins-bad gstreamer1.0-libav)
 fi
