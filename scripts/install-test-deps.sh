@@ -10,8 +10,9 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 # tests/h265.rs makes its H.265 files with ffmpeg's libx265 (Debian's libavcodec has it).
-if command -v ffmpeg >/dev/null 2>&1 && ! ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx265; then
-  missing+=(libavcodec-extra)
+if command -v ffmpeg >/dev/null 2>&1; then
+  encoders=$(ffmpeg -hide_banner -encoders 2>/dev/null || true)
+  [[ $encoders == *libx265* ]] || missing+=(libavcodec-extra)
 fi
 if ! command -v gst-launch-1.0 >/dev/null 2>&1 \
   || ! gst-inspect-1.0 rtspsrc >/dev/null 2>&1 \
