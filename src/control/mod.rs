@@ -236,6 +236,7 @@ impl Control {
                 sink_of,
                 start_npt_secs,
                 end,
+                rate,
             } => {
                 if let Some(setup) = setup.as_mut() {
                     setup.sink = sink_of.and_then(|c| self.conns.borrow().get(&c).cloned());
@@ -246,6 +247,7 @@ impl Control {
                     setup,
                     start_npt_secs,
                     end,
+                    rate,
                     reply,
                 };
                 if let Err(e) = handle.send(command) {

@@ -20,7 +20,7 @@
 //! stops; [`check_rate`] checks the `Scale` and `Speed` headers PLAY answers with `1`.
 
 use crate::rtsp::msg::StatusCode;
-use crate::shard::PlayEnd;
+use crate::shard::{PlayEnd, PlayRate};
 
 /// One end of an NPT range (§3.6).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +80,18 @@ impl RangeError {
 
 /// Parses `npt=5-`, `npt=5.2-10`, `npt=-10` (as `0-10`), `npt=now-`, `npt=0:01:02.5-`, ignoring a `;time=` suffix; see the module notes.
 pub fn parse_range(value: &str) -> Result<NptRange, RangeError> {
+    let range = parse_range_any_order(value)?;
+    if let (NptTime::Seconds(s), Some(NptTime::Seconds(e))) = (range.start, range.end) {
+        if e < s {
+            return Err(RangeError::Reversed);
+        }
+    }
+    Ok(range)
+}
+
+/// [`parse_range`] without the order check: a range played backwards runs from a later
+/// start to an earlier end (RFC 7826 §18.46).
+fn parse_range_any_order(value: &str) -> Result<NptRange, RangeError> {
     let value = value.split(';').next().unwrap_or_default();
     let (unit, spec) = value.split_once('=').ok_or(RangeError::Malformed)?;
     let unit = unit.trim();
@@ -111,11 +123,6 @@ pub fn parse_range(value: &str) -> Result<NptRange, RangeError> {
             end: Some(parse_npt_time(end)?),
         },
     };
-    if let (NptTime::Seconds(s), Some(NptTime::Seconds(e))) = (range.start, range.end) {
-        if e < s {
-            return Err(RangeError::Reversed);
-        }
-    }
     Ok(range)
 }
 
@@ -178,9 +185,8 @@ pub enum RateHeader {
     Speed,
 }
 
-/// Checks a `Scale` or `Speed` value and returns it. The server cannot change either, so
-/// PLAY answers with the value actually used, `1` (§12.34: "the response MUST contain the
-/// actual scale value chosen by the server"; §12.35 likewise for Speed).
+/// Checks a `Scale` or `Speed` value and returns it; [`choose_rate`] then picks the rate
+/// actually served.
 pub fn check_rate(header: RateHeader, value: &str) -> Result<f64, RateError> {
     let value = value.trim();
     let (negative, digits) = match (header, value.strip_prefix('-')) {
@@ -192,6 +198,82 @@ pub fn check_rate(header: RateHeader, value: &str) -> Result<f64, RateError> {
         return Err(RateError::NotPositive);
     }
     Ok(if negative { -v } else { v })
+}
+
+/// The largest |Scale| served: 32× plays a 2 s GOP as 16 keyframes a second, about what a
+/// decoder that sees only keyframes shows; a faster request is answered with this one.
+pub const MAX_SCALE: f64 = 32.0;
+/// The smallest |Scale| served (slow motion); a slower request is answered with this one.
+pub const MIN_SCALE: f64 = 1.0 / 16.0;
+/// The largest `Speed` served: delivery faster than real time is a burst to the viewer, so
+/// it is bounded well below what a shard could send.
+pub const MAX_SPEED: f64 = 4.0;
+/// The smallest `Speed` served.
+pub const MIN_SPEED: f64 = 1.0 / 16.0;
+
+/// Chooses the rate a PLAY plays at from its `Scale` and `Speed` values (already checked by
+/// [`check_rate`]) — RFC 2326 §12.34: "the response MUST contain the actual scale value
+/// chosen by the server", §12.35 likewise. Trick play needs stored media with a video track
+/// (`can_trick`): live streams and audio-only files play at scale 1. Both headers at once:
+/// the scale wins and the speed is 1 (each alone is served). Out-of-range values are clamped
+/// to the served range ([`MIN_SCALE`]..[`MAX_SCALE`], [`MIN_SPEED`]..[`MAX_SPEED`]); a scale
+/// of 0 (no progress at all) plays at 1.
+pub fn choose_rate(scale: Option<f64>, speed: Option<f64>, can_trick: bool) -> PlayRate {
+    let scale = match scale {
+        Some(s) if can_trick && s != 0.0 && s.is_finite() => {
+            s.signum() * s.abs().clamp(MIN_SCALE, MAX_SCALE)
+        }
+        _ => 1.0,
+    };
+    let speed = match speed {
+        Some(v) if can_trick && scale == 1.0 && v.is_finite() => v.clamp(MIN_SPEED, MAX_SPEED),
+        _ => 1.0,
+    };
+    PlayRate { scale, speed }
+}
+
+/// Formats a rate for the `Scale`/`Speed` answer: up to four decimals, no trailing zeros
+/// (`2`, `-4`, `0.5`, `0.0625`).
+pub fn format_rate(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Reads a PLAY's `Range` for stored media played backwards (a negative `Scale`, RFC 2326
+/// §12.34: "a negative value indicates reverse direction"): the start is where rewinding
+/// begins, an end (which must lie before the start, else 457) is the lowest media time
+/// played; no end plays back to 0 ([`PlayEnd::Media`]). No `Range` resumes from the
+/// position and rewinds to 0.
+pub fn vod_reverse_window(
+    range: Option<&str>,
+    duration_secs: f64,
+) -> Result<PlayWindow, RangeError> {
+    let Some(value) = range else {
+        return Ok(PlayWindow {
+            start: None,
+            end: PlayEnd::Media,
+        });
+    };
+    let r = parse_range_any_order(value)?;
+    let start = match r.start {
+        NptTime::Now => None,
+        NptTime::Seconds(s) if s <= duration_secs => Some(s),
+        NptTime::Seconds(_) => return Err(RangeError::PastEnd),
+    };
+    let end = match r.end {
+        None => PlayEnd::Media,
+        Some(NptTime::Now) => return Err(RangeError::Empty),
+        Some(NptTime::Seconds(e)) if start.is_some_and(|s| e >= s) => {
+            return Err(RangeError::Empty)
+        }
+        Some(NptTime::Seconds(e)) => PlayEnd::At(e),
+    };
+    Ok(PlayWindow { start, end })
 }
 
 /// Formats a range with millisecond precision: `npt=5.000-10.000` or `npt=5.000-`.
@@ -479,6 +561,60 @@ mod tests {
         }
         assert_eq!(check_rate(Speed, "0"), Err(RateError::NotPositive));
         assert_eq!(check_rate(Speed, "0.000"), Err(RateError::NotPositive));
+    }
+
+    /// The rate served (§12.34 "the actual scale value chosen by the server"): trick play
+    /// only where it can be (stored media with video), clamped, Scale winning over Speed.
+    #[test]
+    fn the_rate_chosen_and_how_it_is_answered() {
+        let r = |scale, speed, can| {
+            let r = choose_rate(scale, speed, can);
+            (r.scale, r.speed)
+        };
+        assert_eq!(r(Some(2.0), None, true), (2.0, 1.0));
+        assert_eq!(r(Some(-4.0), None, true), (-4.0, 1.0));
+        assert_eq!(r(Some(-1000.0), None, true), (-MAX_SCALE, 1.0));
+        assert_eq!(r(Some(0.001), None, true), (MIN_SCALE, 1.0));
+        assert_eq!(r(Some(0.0), None, true), (1.0, 1.0));
+        assert_eq!(r(Some(2.0), None, false), (1.0, 1.0), "live or audio only");
+        assert_eq!(r(None, Some(2.0), true), (1.0, 2.0));
+        assert_eq!(r(None, Some(100.0), true), (1.0, MAX_SPEED));
+        assert_eq!(r(Some(2.0), Some(2.0), true), (2.0, 1.0), "scale wins");
+        assert_eq!(r(None, Some(2.0), false), (1.0, 1.0));
+        assert_eq!(format_rate(2.0), "2");
+        assert_eq!(format_rate(-4.0), "-4");
+        assert_eq!(format_rate(0.5), "0.5");
+        assert_eq!(format_rate(MIN_SCALE), "0.0625");
+        assert_eq!(format_rate(1.0), "1");
+    }
+
+    /// Backwards (negative Scale): the range's end lies before its start and is the floor.
+    #[test]
+    fn reverse_windows() {
+        let w = |v: Option<&str>| vod_reverse_window(v, 10.0);
+        assert_eq!(
+            w(None),
+            Ok(PlayWindow {
+                start: None,
+                end: PlayEnd::Media
+            })
+        );
+        assert_eq!(
+            w(Some("npt=8-")),
+            Ok(PlayWindow {
+                start: Some(8.0),
+                end: PlayEnd::Media
+            })
+        );
+        assert_eq!(
+            w(Some("npt=8-3")),
+            Ok(PlayWindow {
+                start: Some(8.0),
+                end: PlayEnd::At(3.0)
+            })
+        );
+        assert_eq!(w(Some("npt=3-8")), Err(RangeError::Empty));
+        assert_eq!(w(Some("npt=11-")), Err(RangeError::PastEnd));
     }
 
     /// Range-header vocabulary the property strings together.

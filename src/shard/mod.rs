@@ -177,6 +177,44 @@ pub enum PlayEnd {
     At(f64),
 }
 
+/// How fast a PLAY plays, as the server chose it (RFC 2326 §12.34 `Scale`, §12.35 `Speed`;
+/// RFC 7826 §18.46, §18.50).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayRate {
+    /// Media seconds per second of delivery; negative plays backwards. Anything but 1 is
+    /// trick play: the video track alone (no audio), its keyframes only when |scale| > 1 or
+    /// backwards, every frame slowed when 0 < scale < 1, with RTP time running at the delivery rate
+    /// (a frame presented at media time `t` carries `t0 + (t − t0)/scale`), so players'
+    /// jitter buffers see a normal stream; `Range` and `RTP-Info` map it back to media time.
+    pub scale: f64,
+    /// Delivery speed (pacing only; timestamps stay media time). 1 whenever `scale` is not.
+    pub speed: f64,
+}
+
+impl PlayRate {
+    /// Normal play.
+    pub const NORMAL: PlayRate = PlayRate {
+        scale: 1.0,
+        speed: 1.0,
+    };
+
+    /// True for trick play (a scale other than 1).
+    pub fn is_trick(&self) -> bool {
+        self.scale != 1.0
+    }
+
+    /// True when only keyframes are sent: fast forward, and any rewind (frames that
+    /// predict from earlier ones cannot be decoded backwards).
+    pub fn keyframes_only(&self) -> bool {
+        self.scale.abs() > 1.0 || self.scale < 0.0
+    }
+
+    /// True when playing backwards.
+    pub fn reverse(&self) -> bool {
+        self.scale < 0.0
+    }
+}
+
 /// Commands from the control thread.
 #[derive(Debug)]
 pub enum ShardCommand {
@@ -189,8 +227,11 @@ pub enum ShardCommand {
         setup: Option<Box<SessionSetup>>,
         /// Seek target in seconds, or resume where paused / start at 0.
         start_npt_secs: Option<f64>,
-        /// Where to stop (ignored by live sessions).
+        /// Where to stop (ignored by live sessions); with a reverse scale, the lowest media
+        /// time played (`Media`: 0).
         end: PlayEnd,
+        /// Scale and speed (ignored by live sessions).
+        rate: PlayRate,
         /// Where the answer goes.
         reply: tokio::sync::oneshot::Sender<Option<PlayStarted>>,
     },

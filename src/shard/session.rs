@@ -5,6 +5,14 @@
 //! at `play_start + (t - play_start_npt)`. Samples are paced by their decode time (monotonic)
 //! and stamped with their presentation time (RFC 6184 §5.1: the RTP timestamp is the
 //! sampling/presentation timestamp of the access unit).
+//!
+//! Rates (stored media only, [`PlayRate`]): `Speed` divides the pacing, `(t -
+//! play_start_npt) / speed`, timestamps untouched. Trick play (`Scale` ≠ 1, RFC 2326 §12.34)
+//! sends the video track alone — its keyframes only when fast or backwards — and a frame
+//! presented at media time `t` is due at `play_start + |t - play_start_npt| / |scale|` and
+//! stamped with that delivery offset (`play_start_npt + |t - play_start_npt| / |scale|`), so
+//! RTP time runs at the real-time rate players' jitter buffers expect; RTP-Info and Range map
+//! it back to media time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +22,8 @@ use socket2::SockAddr;
 use super::send::sock_addr;
 use super::webrtc::WebRtcPeer;
 use super::{
-    Activity, PlayEnd, SessionId, SessionSetup, TcpSink, TrackDest, TrackSetup, TrackStart,
+    Activity, PlayEnd, PlayRate, SessionId, SessionSetup, TcpSink, TrackDest, TrackSetup,
+    TrackStart,
 };
 use crate::live::LiveChannel;
 use crate::live_log::{LiveLog, Lookup};
@@ -142,6 +151,10 @@ pub(super) struct ShardSession {
     pub(super) bytes_total: u64,
     /// A WebRTC viewer's transport (ICE, DTLS, SRTP), `None` for RTSP viewers.
     pub(super) webrtc: Option<Box<WebRtcPeer>>,
+    /// The current PLAY's scale and speed ([`PlayRate::NORMAL`] for live sessions).
+    pub(super) rate: PlayRate,
+    /// Playing backwards: the lowest media time sent (the reverse range's end).
+    pub(super) floor_npt: f64,
 }
 
 impl ShardSession {
@@ -204,6 +217,8 @@ impl ShardSession {
             packets_total: 0,
             bytes_total: 0,
             webrtc: None,
+            rate: PlayRate::NORMAL,
+            floor_npt: 0.0,
         })
     }
 
@@ -234,7 +249,7 @@ impl ShardSession {
                 Lookup::NotYet => None,
             };
         }
-        if sample_index >= self.tracks[i].stop_sample {
+        if sample_index >= self.tracks[i].stop_sample || self.trick_skips(i) {
             return None;
         }
         let track = self.track(i);
@@ -245,7 +260,15 @@ impl ShardSession {
                 let loops = ch.loop_duration.as_secs_f64() * self.tracks[i].loop_index as f64;
                 (ch.epoch + self.live_lag, loops + dts)
             }
-            None => (self.play_start, dts - self.play_start_npt),
+            None if self.rate.keyframes_only() => {
+                let pts = Self::secs(track.pts_ticks(sample), track.timescale);
+                (self.play_start, self.trick_offset(pts))
+            }
+            None if self.rate.is_trick() => (self.play_start, self.trick_offset(dts)),
+            None => (
+                self.play_start,
+                (dts - self.play_start_npt) / self.rate.speed,
+            ),
         };
         Some(if t >= 0.0 {
             base + Duration::from_secs_f64(t)
@@ -327,6 +350,41 @@ impl ShardSession {
         }
     }
 
+    /// True when trick play leaves track `i` out (every track but the video).
+    fn trick_skips(&self, i: usize) -> bool {
+        self.rate.is_trick() && self.track(i).kind != TrackKind::Video
+    }
+
+    /// Trick play: seconds of delivery from the PLAY's start to media time `t`
+    /// (`|t - play_start_npt| / |scale|`; backwards, `t` lies before the start).
+    fn trick_offset(&self, t: f64) -> f64 {
+        (t - self.play_start_npt).abs() / self.rate.scale.abs()
+    }
+
+    /// Sets the PLAY's rate (stored media only: live sessions keep normal play). Trick play
+    /// backwards needs the floor its range ends at ([`Self::set_floor`]).
+    pub(super) fn set_rate(&mut self, rate: PlayRate) {
+        self.rate = if self.live.is_some() || self.log.is_some() {
+            PlayRate::NORMAL
+        } else {
+            rate
+        };
+    }
+
+    /// Playing backwards (RFC 2326 §12.34, negative scale): keyframes are sent from the
+    /// start down to the range's end (`At`; otherwise 0), where the stream ends. The forward
+    /// end is kept for later PLAYs. Returns the floor.
+    pub(super) fn set_floor(&mut self, end: PlayEnd) -> f64 {
+        self.floor_npt = match end {
+            PlayEnd::At(e) => e.max(0.0),
+            PlayEnd::Keep | PlayEnd::Media => 0.0,
+        };
+        for i in 0..self.tracks.len() {
+            self.tracks[i].stop_sample = self.track(i).samples.len();
+        }
+        self.floor_npt
+    }
+
     /// Prepares track `i` to send its next sample: live channels take the sequence number
     /// from the shared timeline. Returns the RTP timestamp for presentation time `pts_ticks`.
     pub(super) fn stamp(&mut self, i: usize, pts_ticks: i64) -> RtpTimestamp {
@@ -352,6 +410,11 @@ impl ShardSession {
                 t.seq = lt.seq_of(t.loop_index, t.next_sample);
                 t.rtp_timestamp(pts_ticks)
                     .wrapping_add(lt.loop_offset_ticks(t.loop_index))
+            }
+            None if self.rate.is_trick() => {
+                let pts = Self::secs(pts_ticks, t.timescale);
+                let offset = (pts - self.play_start_npt).abs() / self.rate.scale.abs();
+                t.rtp_timestamp_at_secs(self.play_start_npt + offset)
             }
             None => t.rtp_timestamp(pts_ticks),
         }
@@ -413,10 +476,32 @@ impl ShardSession {
             .wrapping_add(t.next_sample as u64)
     }
 
-    /// Moves track `i` past the sample just sent; live channels wrap to the next loop.
+    /// Moves track `i` past the sample just sent; live channels wrap to the next loop; fast
+    /// trick play moves to the next keyframe in its direction (past the floor backwards: the
+    /// track is done).
     pub(super) fn advance(&mut self, i: usize) {
         if self.log.is_some() {
             self.tracks[i].next_sample += 1;
+            return;
+        }
+        if self.rate.keyframes_only() {
+            let track = self.track(i);
+            let len = track.samples.len();
+            let from = self.tracks[i].next_sample;
+            let next = if self.rate.reverse() {
+                let floor = (self.floor_npt * f64::from(track.timescale)).floor() as i64;
+                track.samples[..from.min(len)]
+                    .iter()
+                    .rposition(|s| s.sync && track.pts_ticks(s) >= floor)
+                    .unwrap_or(len)
+            } else {
+                let after = (from + 1).min(len);
+                track.samples[after..]
+                    .iter()
+                    .position(|s| s.sync)
+                    .map_or(len, |k| after + k)
+            };
+            self.tracks[i].next_sample = next;
             return;
         }
         let len = self.track(i).samples.len();
@@ -478,9 +563,11 @@ impl ShardSession {
         start
     }
 
-    /// Media time of the earliest unsent sample (the position to resume from).
+    /// Media time of the earliest unsent sample (the position to resume from; in trick play
+    /// the video's next frame).
     pub(super) fn position_secs(&self) -> f64 {
         (0..self.tracks.len())
+            .filter(|&i| !self.trick_skips(i))
             .filter_map(|i| {
                 let track = self.track(i);
                 let s = track.samples.get(self.tracks[i].next_sample)?;
@@ -527,14 +614,21 @@ impl ShardSession {
             .collect()
     }
 
-    /// Media time now, for sender reports.
+    /// The RTP time now, in seconds of the stream's timeline, for sender reports: media time
+    /// (advancing at `speed`), or in trick play the delivery timeline [`Self::stamp`] uses.
     pub(super) fn media_secs_at(&self, now: Instant) -> f64 {
         match &self.live {
             Some(ch) => now
                 .saturating_duration_since(ch.epoch + self.live_lag)
                 .as_secs_f64(),
             None => {
-                self.play_start_npt + now.saturating_duration_since(self.play_start).as_secs_f64()
+                let elapsed = now.saturating_duration_since(self.play_start).as_secs_f64();
+                let rate = if self.rate.is_trick() {
+                    1.0
+                } else {
+                    self.rate.speed
+                };
+                self.play_start_npt + elapsed * rate
             }
         }
     }
@@ -543,7 +637,9 @@ impl ShardSession {
     pub(super) fn all_tracks_done(&self) -> bool {
         self.live.is_none()
             && self.log.is_none()
-            && self.tracks.iter().all(|t| t.next_sample >= t.stop_sample)
+            && (0..self.tracks.len())
+                .filter(|&i| !self.trick_skips(i))
+                .all(|i| self.tracks[i].next_sample >= self.tracks[i].stop_sample)
     }
 
     /// The end of the range being played in normal play time: the requested end clamped to
@@ -779,5 +875,142 @@ mod tests {
             assert_eq!(s.tracks[i].stop_sample, s.track(i).samples.len());
         }
         assert!(!s.all_tracks_done());
+    }
+
+    /// Plays `s` from `start` at `rate` as the worker's PLAY does, and walks the video
+    /// track as the send loop would: (pts, delivery offset from the start, RTP seconds).
+    fn trick_walk(
+        s: &mut ShardSession,
+        start: f64,
+        rate: PlayRate,
+        end: PlayEnd,
+    ) -> Vec<(f64, f64, f64)> {
+        let start = s.seek(start);
+        s.set_rate(rate);
+        if s.rate.reverse() {
+            s.set_floor(end);
+        } else {
+            s.set_end(end, start);
+        }
+        s.play_start_npt = start;
+        let mut sent = Vec::new();
+        while let Some(at) = s.due(0, s.tracks[0].next_sample) {
+            let track = s.track(0);
+            let sample = track.samples[s.tracks[0].next_sample];
+            assert!(sample.sync, "only keyframes in fast trick play");
+            let pts_ticks = track.pts_ticks(&sample);
+            let pts = ShardSession::secs(pts_ticks, track.timescale);
+            let rtp = s.stamp(0, pts_ticks).0;
+            sent.push((
+                pts,
+                at.saturating_duration_since(s.play_start).as_secs_f64(),
+                f64::from(rtp) / 90_000.0,
+            ));
+            s.advance(0);
+            assert!(sent.len() < 100, "the walk ends");
+        }
+        sent
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 0.002
+    }
+
+    /// Scale 2 from 0 (RFC 2326 §12.34): the sample's keyframes at 0, 2, 4, 6, 8 s leave
+    /// 1 s apart and carry RTP times 1 s apart (the delivery timeline); audio is not due;
+    /// the stream is done after the last keyframe.
+    #[test]
+    fn fast_forward_sends_keyframes_on_the_delivery_timeline() {
+        let mut s = session(None);
+        let rate = PlayRate {
+            scale: 2.0,
+            speed: 1.0,
+        };
+        let sent = trick_walk(&mut s, 0.0, rate, PlayEnd::Media);
+        let pts: Vec<f64> = sent.iter().map(|x| x.0).collect();
+        assert_eq!(pts.len(), 5, "{sent:?}");
+        for (k, (p, at, rtp)) in sent.iter().enumerate() {
+            assert!(close(*p, 2.0 * k as f64), "{sent:?}");
+            assert!(close(*at, k as f64), "due {at} s after the start: {sent:?}");
+            assert!(close(*rtp, k as f64), "RTP time {rtp} s: {sent:?}");
+        }
+        assert_eq!(
+            s.due(1, s.tracks[1].next_sample),
+            None,
+            "no audio in trick play"
+        );
+        assert!(s.all_tracks_done());
+    }
+
+    /// Scale −4 from 9 s: keyframes 8, 6, 4, 2, 0 s, half a second apart, RTP time rising
+    /// from the start's media time; a floor (the reverse range's end) at 3 s stops at 4 s.
+    #[test]
+    fn rewind_walks_keyframes_backwards_down_to_the_floor() {
+        let mut s = session(None);
+        let rate = PlayRate {
+            scale: -4.0,
+            speed: 1.0,
+        };
+        let sent = trick_walk(&mut s, 9.0, rate, PlayEnd::Media);
+        let pts: Vec<f64> = sent.iter().map(|x| x.0).collect();
+        assert_eq!(pts.len(), 5, "{sent:?}");
+        for (k, (p, at, rtp)) in sent.iter().enumerate() {
+            assert!(close(*p, 8.0 - 2.0 * k as f64), "{sent:?}");
+            assert!(close(*at, 0.5 * k as f64), "{sent:?}");
+            assert!(close(*rtp, 8.0 + 0.5 * k as f64), "{sent:?}");
+        }
+        assert!(s.all_tracks_done());
+        let mut s = session(None);
+        let sent = trick_walk(&mut s, 9.0, rate, PlayEnd::At(3.0));
+        let pts: Vec<f64> = sent.iter().map(|x| x.0).collect();
+        assert_eq!(pts, [8.0, 6.0, 4.0], "{sent:?}");
+    }
+
+    /// Slow motion (scale 0.5) sends every video frame at half the rate with stretched RTP
+    /// time; `Speed` 2 (scale 1) paces every track twice as fast with media-time stamps.
+    #[test]
+    fn slow_motion_and_speed_pace_every_frame() {
+        let mut s = session(None);
+        s.seek(0.0);
+        s.set_rate(PlayRate {
+            scale: 0.5,
+            speed: 1.0,
+        });
+        s.play_start_npt = 0.0;
+        let track = s.track(0);
+        let k = 25; // 1 s in at 25 fps
+        let pts = track.pts_ticks(&track.samples[k]);
+        let at = s.due(0, k).unwrap().saturating_duration_since(s.play_start);
+        assert!(close(at.as_secs_f64(), 2.0), "{at:?}");
+        assert!(close(f64::from(s.stamp(0, pts).0) / 90_000.0, 2.0));
+        assert_eq!(s.due(1, 0), None, "no audio in slow motion");
+        let mut s = session(None);
+        s.set_rate(PlayRate {
+            scale: 1.0,
+            speed: 2.0,
+        });
+        let track = s.track(0);
+        let pts = track.pts_ticks(&track.samples[k]);
+        let at = s.due(0, k).unwrap().saturating_duration_since(s.play_start);
+        assert!(close(at.as_secs_f64(), 0.5), "{at:?}");
+        assert_eq!(s.stamp(0, pts).0, 90_000, "Speed keeps media-time stamps");
+        assert!(s.due(1, 10).is_some(), "audio plays at Speed 2");
+        assert!(close(
+            s.media_secs_at(s.play_start + Duration::from_secs(1)),
+            2.0
+        ));
+    }
+
+    /// A live session ignores any rate.
+    #[test]
+    fn a_live_session_plays_at_normal_rate() {
+        let media = Arc::new(MediaFile::from_static("sample", SAMPLE_MP4).unwrap());
+        let ch = Arc::new(LiveChannel::new("ch", media, 1200, StartPolicy::Delayed).unwrap());
+        let mut s = session(Some(ch));
+        s.set_rate(PlayRate {
+            scale: 4.0,
+            speed: 1.0,
+        });
+        assert_eq!(s.rate, PlayRate::NORMAL);
     }
 }

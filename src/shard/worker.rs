@@ -31,7 +31,7 @@ use super::tcp::batch::{BodyRef, ConnWrite, FrameBodies, TcpBatch};
 use super::tcp::{TcpSink, MAX_BACKLOG_BYTES};
 use super::timer_wheel::TimerWheel;
 use super::webrtc::{StreamHistories, WebRtcPort};
-use super::{PlayEnd, PlayStarted, SessionId, ShardCommand, ShardCounters};
+use super::{PlayEnd, PlayRate, PlayStarted, SessionId, ShardCommand, ShardCounters};
 use crate::live_log::{LiveLog, LogState, Lookup};
 use crate::packetize::{body_slices, BodySlices, PacketSpec};
 use crate::poll::{Epoll, Ready, Waker, EPOLL_MAX_EVENTS};
@@ -443,9 +443,10 @@ impl Worker {
                 setup,
                 start_npt_secs,
                 end,
+                rate,
                 reply,
             } => {
-                let started = self.play(id, setup, start_npt_secs, end, now);
+                let started = self.play(id, setup, start_npt_secs, end, rate, now);
                 let _ = reply.send(started);
             }
             ShardCommand::Pause { id, reply } => {
@@ -479,6 +480,7 @@ impl Worker {
         setup: Option<Box<super::SessionSetup>>,
         start_npt_secs: Option<f64>,
         end: PlayEnd,
+        rate: PlayRate,
         now: Instant,
     ) -> Option<PlayStarted> {
         if let Some(setup) = setup {
@@ -537,7 +539,19 @@ impl Worker {
                 }
             }
         };
-        let end = s.set_end(end, start);
+        s.set_rate(rate);
+        let start = if s.rate.keyframes_only() && start_npt_secs.is_none() {
+            // Resuming into fast or backward play: from the keyframe at or before the
+            // position (the only frames it sends).
+            s.seek(start)
+        } else {
+            start
+        };
+        let end = if s.rate.reverse() {
+            s.set_floor(end)
+        } else {
+            s.set_end(end, start)
+        };
         s.play_start = now;
         s.play_start_npt = start;
         // Primed: stale queue entries die with the old generation; `Start` begins sending.

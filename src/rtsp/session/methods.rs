@@ -470,30 +470,47 @@ impl SessionCore {
         env: &mut Env<'_>,
     ) -> Result<Step, Refusal> {
         let id = self.session_for(req, owner, env.now)?;
-        // RFC 2326 §12.34/§12.35: no trick play yet, so a Scale or Speed is checked and
-        // answered with the rate actually used, 1.
-        let mut echo_rates = Vec::new();
-        for (name, header) in [("Scale", RateHeader::Scale), ("Speed", RateHeader::Speed)] {
+        // RFC 2326 §12.34/§12.35: Scale and Speed are checked here and served as
+        // `choose_rate` decides (trick play for stored media with video); the answer
+        // carries the rate actually used.
+        let mut asked = [None, None];
+        for (k, (name, header)) in [("Scale", RateHeader::Scale), ("Speed", RateHeader::Speed)]
+            .into_iter()
+            .enumerate()
+        {
             if let Some(value) = req.header(name) {
-                check_rate(header, value).map_err(|error| Refusal::Rate {
+                asked[k] = Some(check_rate(header, value).map_err(|error| Refusal::Rate {
                     header: name,
                     error,
-                })?;
-                echo_rates.push(name);
+                })?);
             }
         }
         let rec = &self.sessions[&id];
         let live = self.channel_of(&rec.media);
         let log = self.log_of(&rec.media);
         let duration = rec.media.duration().as_secs_f64();
+        let stored = live.is_none() && log.is_none();
+        let has_video = rec
+            .tracks
+            .iter()
+            .any(|t| rec.media.index.tracks[t.track_index].kind == TrackKind::Video);
+        let rate = choose_rate(asked[0], asked[1], stored && has_video);
+        let echo_rates: Vec<(&'static str, String)> = [
+            ("Scale", asked[0].map(|_| rate.scale)),
+            ("Speed", asked[1].map(|_| rate.speed)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, format_rate(v?))))
+        .collect();
         // A live channel cannot seek: every PLAY joins at the live edge, whatever Range asks
         // (players such as ffmpeg always send `npt=0.000-`).
-        let range = if live.is_some() || log.is_some() {
-            None
+        let range = if stored { req.header("Range") } else { None };
+        let window = if rate.reverse() {
+            vod_reverse_window(range, duration)
         } else {
-            req.header("Range")
-        };
-        let window = vod_play_window(range, duration).map_err(Refusal::Range)?;
+            vod_play_window(range, duration)
+        }
+        .map_err(Refusal::Range)?;
         let setup = (!rec.on_shard).then(|| {
             Box::new(SessionSetup {
                 id,
@@ -524,6 +541,7 @@ impl SessionCore {
             sink_of: rec.tcp_conn,
             start_npt_secs: window.start,
             end: window.end,
+            rate,
         };
         Ok(Step::Ask(ask, pending))
     }
@@ -596,8 +614,8 @@ impl SessionCore {
             )
             .header("RTP-Info", rtp_info.join(","))
             .header("Session", session_header(id, timeout));
-        for name in echo_rates {
-            response = response.header(name, "1");
+        for (name, value) in echo_rates {
+            response = response.header(name, value);
         }
         Ok(Done {
             response,

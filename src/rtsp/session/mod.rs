@@ -45,7 +45,10 @@ use super::admission::{Admission, Limits, RequestRate};
 use super::auth::{AccessRule, Authenticator, UserSecret, Verdict};
 use super::log_limit::{Gate, LogLimiter, Suppressed};
 use super::msg::{Method, Request, Response, StatusCode};
-use super::range::{check_rate, format_npt_range, vod_play_window, RateHeader};
+use super::range::{
+    check_rate, choose_rate, format_npt_range, format_rate, vod_play_window, vod_reverse_window,
+    RateHeader,
+};
 use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
 use super::uri::split_request_uri;
 use crate::ids::SERVER_NAME;
@@ -54,7 +57,7 @@ use crate::live_log::LiveLog;
 use crate::media::track::TrackKind;
 use crate::media::{MediaFile, MediaLibrary};
 use crate::shard::{
-    Activity, PlayEnd, PlayStarted, SessionId, SessionSetup, TrackDest, TrackSetup,
+    Activity, PlayEnd, PlayRate, PlayStarted, SessionId, SessionSetup, TrackDest, TrackSetup,
 };
 use crate::stats::{
     digest_rtcp, EndReason, SessionMeta, TrackKey, TrackReception, Transport as StatsTransport,
@@ -192,6 +195,8 @@ pub enum ShardAsk {
         start_npt_secs: Option<f64>,
         /// Where to stop.
         end: PlayEnd,
+        /// Scale and speed chosen for this PLAY.
+        rate: PlayRate,
     },
     /// Stop sending, answer the position.
     Pause {
@@ -238,8 +243,8 @@ struct PlayPending {
     track_order: Vec<usize>,
     /// A live channel (`Range: npt=now-`).
     live: bool,
-    /// `Scale`/`Speed` headers the request carried, answered with the rate used.
-    echo_rates: Vec<&'static str>,
+    /// `Scale`/`Speed` headers the request carried, with the value actually used.
+    echo_rates: Vec<(&'static str, String)>,
 }
 
 impl<T> ShardAnswer<T> {

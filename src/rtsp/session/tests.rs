@@ -577,8 +577,8 @@ fn effects_of_play_pause_teardown_and_a_closed_connection() {
     assert_eq!(status(&a), 200);
     assert_eq!(
         header(&a, "Scale"),
-        Some("1"),
-        "§12.34: the scale actually used"
+        Some("2"),
+        "§12.34: the scale actually used (trick play: stored media with video)"
     );
     assert!(
         header(&a, "RTP-Info").is_some_and(|r| r.starts_with(&format!(

@@ -122,7 +122,14 @@ impl Rig {
         };
         assert!(self
             .w
-            .play(id, Some(Box::new(setup)), None, PlayEnd::Keep, t0)
+            .play(
+                id,
+                Some(Box::new(setup)),
+                None,
+                PlayEnd::Keep,
+                PlayRate::NORMAL,
+                t0
+            )
             .is_some());
         self.w.start(id, t0);
     }
@@ -166,7 +173,14 @@ impl Rig {
         };
         assert!(self
             .w
-            .play(id, Some(Box::new(setup)), None, PlayEnd::Keep, at)
+            .play(
+                id,
+                Some(Box::new(setup)),
+                None,
+                PlayEnd::Keep,
+                PlayRate::NORMAL,
+                at
+            )
             .is_some());
         self.w.start(id, at);
     }
@@ -637,7 +651,7 @@ fn a_range_end_stops_sending_there_and_sends_the_end_of_stream_bye() {
     v.rtp.set_nonblocking(true).unwrap();
     // A second PLAY (a seek) with an end, as `openRTSP -d 3` sends it.
     let started =
-        r.w.play(7, None, Some(0.0), PlayEnd::At(3.0), t0)
+        r.w.play(7, None, Some(0.0), PlayEnd::At(3.0), PlayRate::NORMAL, t0)
             .expect("session known");
     assert_eq!((started.start_npt_secs, started.end_npt_secs), (0.0, 3.0));
     r.w.start(7, t0);

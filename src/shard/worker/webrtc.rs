@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::super::send::{GatherMsg, SendConfig, UdpSender, MAX_BATCH};
 use super::super::session::{PlayState, ShardSession};
 use super::super::webrtc::{StreamHistories, WebRtcPeer, MAX_DATAGRAM};
-use super::super::{PlayEnd, SessionId, WebRtcStart};
+use super::super::{PlayEnd, PlayRate, SessionId, WebRtcStart};
 use super::{PendingPacket, Worker, PENDING_CAPACITY};
 use crate::media::track::TrackKind;
 use crate::packetize::body_slices;
@@ -327,7 +327,7 @@ impl Worker {
                 }
                 tracing::info!(shard = self.index, session = %format_args!("{id:016X}"), ?profile, "WebRTC viewer keyed; playing");
                 if self
-                    .play(id, None, Some(0.0), PlayEnd::Media, now)
+                    .play(id, None, Some(0.0), PlayEnd::Media, PlayRate::NORMAL, now)
                     .is_some()
                 {
                     self.start(id, now);
@@ -599,7 +599,7 @@ impl Worker {
         } else {
             (None, 0.0)
         };
-        let Some(started) = self.play(id, None, at, PlayEnd::Keep, now) else {
+        let Some(started) = self.play(id, None, at, PlayEnd::Keep, PlayRate::NORMAL, now) else {
             return;
         };
         if file {

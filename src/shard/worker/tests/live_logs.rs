@@ -100,8 +100,15 @@ fn play_log(r: &mut Rig, id: SessionId, w: &LogWriter) -> (Viewer, Vec<TrackStar
     };
     let now = Instant::now();
     let started =
-        r.w.play(id, Some(Box::new(setup)), None, PlayEnd::Keep, now)
-            .unwrap();
+        r.w.play(
+            id,
+            Some(Box::new(setup)),
+            None,
+            PlayEnd::Keep,
+            PlayRate::NORMAL,
+            now,
+        )
+        .unwrap();
     r.w.start(id, now);
     (viewer, started.tracks)
 }
@@ -240,8 +247,15 @@ fn play_log_tcp(r: &mut Rig, id: SessionId, w: &LogWriter, sink: Arc<TcpSink>) {
         log: Some(log),
     };
     let now = Instant::now();
-    r.w.play(id, Some(Box::new(setup)), None, PlayEnd::Keep, now)
-        .unwrap();
+    r.w.play(
+        id,
+        Some(Box::new(setup)),
+        None,
+        PlayEnd::Keep,
+        PlayRate::NORMAL,
+        now,
+    )
+    .unwrap();
     r.w.start(id, now);
 }
 
