@@ -52,6 +52,8 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
                 Codec::H265(h) => (Some(h.width), Some(h.height), None, None),
                 Codec::Aac(a) => (None, None, Some(a.sample_rate_hz), Some(a.channels)),
                 Codec::Opus(o) => (None, None, Some(48_000), Some(o.channels)),
+                // A transport stream's streams pass through; the catalog names it MPEG-TS.
+                Codec::Mp2t(_) => (None, None, None, None),
             };
             TrackInfo {
                 kind: match t.kind {

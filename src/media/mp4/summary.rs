@@ -81,6 +81,19 @@ fn summarize_track(t: &Track) -> TrackSummary {
             Some(48_000),
             Some(o.channels),
         ),
+        Codec::Mp2t(c) => (
+            c.streams
+                .iter()
+                .map(|s| {
+                    let name = crate::media::ts::stream_type_name(s.stream_type);
+                    format!("{name} (PID {:#x})", s.pid)
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            None,
+            None,
+            None,
+        ),
     };
     let first_dts = t.samples.first().map_or(0, |s| s.dts);
     let last_dts = t.samples.last().map_or(0, |s| s.dts);
