@@ -218,8 +218,12 @@ impl Control {
             encode_name(&info.name)
         );
         // HLS serves files, live channels and published or pulled streams (their logs).
-        // H.265 is not served over HLS yet (docs/design/reach.md "Codecs"): no URL to offer.
-        let hls_codecs = !info.tracks.iter().any(|t| t.codec == "H.265");
+        // H.265 and MPEG-TS are not served over HLS yet (docs/design/reach.md "Codecs"): no
+        // URL to offer.
+        let hls_codecs = !info
+            .tracks
+            .iter()
+            .any(|t| t.codec == "H.265" || t.codec == "MPEG-TS");
         info.hls_url = self
             .hls_origin(host)
             .filter(|_| hls_codecs)

@@ -117,7 +117,8 @@ fn summarize_track(t: &Track) -> TrackSummary {
         0
     };
     let frame_rate = match t.kind {
-        TrackKind::Video if decode_span > 0 => {
+        // A transport stream's samples are packet runs, not frames.
+        TrackKind::Video if decode_span > 0 && !matches!(t.codec, Codec::Mp2t(_)) => {
             Some((n.saturating_sub(1)) as f64 / (decode_span as f64 / ts))
         }
         _ => None,

@@ -14,7 +14,9 @@
 //!
 //! Timing: each run's time is the PCR timeline interpolated linearly in byte position between
 //! the PCRs of the PCR PID (ISO/IEC 13818-1 §2.4.2.2: bytes arrive at a constant rate between
-//! two PCRs). A packet carrying a PCR always starts a run, so that run's time *is* its PCR.
+//! two PCRs), taken at the run's first byte — RFC 2250 §2's "target transmission time for the
+//! first byte of the packet payload". Runs are cut only when full or at a gap, not at PCRs,
+//! so nearly every RTP packet carries the full seven.
 //! The timeline starts at 0 at the first PCR and is kept monotonic: a PCR that wraps (2^33)
 //! continues it; one flagged by `discontinuity_indicator`, or one that jumps by more than
 //! [`MAX_PCR_STEP`] or goes backwards, continues it at the byte rate of the interval before.
@@ -251,10 +253,10 @@ struct RunBuilder {
 }
 
 impl RunBuilder {
-    /// Adds the packet at `at`; starts a new run when `fresh`, the run is full, or not contiguous.
-    fn push(&mut self, at: usize, fresh: bool, sync: bool) {
+    /// Adds the packet at `at`; starts a new run when the run is full or `at` does not follow it.
+    fn push(&mut self, at: usize, sync: bool) {
         if let Some((start, count, s)) = &mut self.open {
-            if !fresh && *count < MAX_RUN_PACKETS && *start + *count * TS_PACKET_LEN == at {
+            if *count < MAX_RUN_PACKETS && *start + *count * TS_PACKET_LEN == at {
                 *count += 1;
                 *s |= sync;
                 return;
@@ -316,7 +318,7 @@ pub fn parse_ts_with_stats(bytes: &[u8]) -> Result<(MediaIndex, TsStats), TsErro
         let sync = p.random_access && video_pid.is_none_or(|v| v == p.pid);
         any_random_access |= sync;
         let pcr = if p.pid == pcr_pid { p.pcr } else { None };
-        runs.push(at, pcr.is_some(), sync);
+        runs.push(at, sync);
         let Some(pcr) = pcr else { continue };
         let t = match (points.last(), last_pcr) {
             (Some(&(last_at, last_t)), Some(prev)) => {
