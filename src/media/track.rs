@@ -132,6 +132,11 @@ pub struct Mp2tConfig {
     pub pcr_pid: u16,
     /// The program's elementary streams, in PMT order.
     pub streams: Vec<TsStream>,
+    /// How far (90 kHz ticks) presentation times (PES PTS) run ahead of the PCR at the bytes
+    /// that carry them, at most: a muxer's decoder-buffer delay (ffmpeg's is 0.7 s). The
+    /// stream is presented that much past its last byte's PCR time, so the duration
+    /// ([`Track::duration`]) includes it: players clip at the announced range end.
+    pub presentation_lead: u32,
 }
 
 /// The codec of a supported track.
@@ -247,7 +252,14 @@ impl Track {
             .map(|s| self.pts_ticks(s))
             .max()
             .map_or(0, |pts| pts.saturating_add(gap));
-        ticks_to_duration(end_ticks.max(0) as u64, self.timescale)
+        let lead = match &self.codec {
+            Codec::Mp2t(c) => i64::from(c.presentation_lead),
+            _ => 0,
+        };
+        ticks_to_duration(
+            end_ticks.saturating_add(lead).max(0) as u64,
+            self.timescale,
+        )
     }
 }
 

@@ -436,6 +436,7 @@ pub fn fuzz_packetize(data: &[u8]) {
     let mp2t = Codec::Mp2t(crate::media::track::Mp2tConfig {
         pcr_pid: 0x100,
         streams: Vec::new(),
+        presentation_lead: 0,
     });
     for codec in [h264, h265, aac, opus, mp2t] {
         let Ok(mut p) = Packetizer::new(&codec, budget) else {

@@ -20,7 +20,9 @@
 //! The timeline starts at 0 at the first PCR and is kept monotonic: a PCR that wraps (2^33)
 //! continues it; one flagged by `discontinuity_indicator`, or one that jumps by more than
 //! [`MAX_PCR_STEP`] or goes backwards, continues it at the byte rate of the interval before.
-//! Runs before the first PCR are at 0.
+//! Runs before the first PCR are at 0. The PES headers' PTS are read only to learn how far
+//! presentation runs ahead of the PCR (`Mp2tConfig::presentation_lead`), which the duration
+//! includes.
 //!
 //! Sync samples (where a seek lands): runs holding a packet with `random_access_indicator` on
 //! the first video PID of the PMT (on any PID when the program has no video). When no such
@@ -43,6 +45,9 @@ pub const MAX_RUN_PACKETS: usize = 7;
 pub const MAX_PCR_STEP: u64 = 90_000;
 /// The PCR base wraps at 2^33 (ISO/IEC 13818-1 §2.4.3.5: 33-bit field).
 const PCR_WRAP: u64 = 1 << 33;
+/// Largest PTS lead over the PCR taken as a muxer's buffering delay (10 s); a larger one is
+/// a discontinuity or garbage and is ignored.
+const MAX_PRESENTATION_LEAD: u64 = 10 * 90_000;
 /// Sync byte (ISO/IEC 13818-1 §2.4.3.2).
 const SYNC: u8 = 0x47;
 
@@ -218,6 +223,23 @@ fn pmt(body: &[u8]) -> Option<(u16, Vec<TsStream>)> {
     Some((pcr_pid, streams))
 }
 
+/// The PTS of a PES packet header starting `payload` (ISO/IEC 13818-1 §2.4.3.6-§2.4.3.7:
+/// `packet_start_code_prefix`, `stream_id`, `PES_packet_length`, flags, then the PTS when
+/// `PTS_DTS_flags` is `10` or `11`), if it has one.
+fn pes_pts(payload: &[u8]) -> Option<u64> {
+    let h = payload.get(..14)?;
+    if h[..3] != [0, 0, 1] || h[7] & 0x80 == 0 || h[6] & 0xc0 != 0x80 {
+        return None;
+    }
+    Some(
+        u64::from((h[9] >> 1) & 0x07) << 30
+            | u64::from(h[10]) << 22
+            | u64::from(h[11] >> 1) << 15
+            | u64::from(h[12]) << 7
+            | u64::from(h[13] >> 1),
+    )
+}
+
 /// Finds the first program's PMT: its PCR PID and streams.
 fn find_program(bytes: &[u8]) -> Option<(u16, Vec<TsStream>)> {
     let mut walker = Walker::new(bytes)?;
@@ -313,12 +335,23 @@ pub fn parse_ts_with_stats(bytes: &[u8]) -> Result<(MediaIndex, TsStats), TsErro
     let mut rate: Option<f64> = None;
     let mut stats = TsStats::default();
     let mut any_random_access = false;
+    let mut lead = 0u64;
     while let Some((at, pkt)) = walker.next_packet() {
         let p = parse_packet(pkt).unwrap_or_default();
         let sync = p.random_access && video_pid.is_none_or(|v| v == p.pid);
         any_random_access |= sync;
         let pcr = if p.pid == pcr_pid { p.pcr } else { None };
         runs.push(at, sync);
+        if let (true, Some(prev)) = (p.unit_start, last_pcr) {
+            if streams.iter().any(|s| s.pid == p.pid) {
+                if let Some(pts) = pes_pts(p.payload) {
+                    let ahead = (pts + PCR_WRAP - prev) % PCR_WRAP;
+                    if ahead <= MAX_PRESENTATION_LEAD {
+                        lead = lead.max(ahead);
+                    }
+                }
+            }
+        }
         let Some(pcr) = pcr else { continue };
         let t = match (points.last(), last_pcr) {
             (Some(&(last_at, last_t)), Some(prev)) => {
@@ -365,7 +398,11 @@ pub fn parse_ts_with_stats(bytes: &[u8]) -> Result<(MediaIndex, TsStats), TsErro
     let track = crate::media::track::Track {
         track_id: u32::from(pcr_pid),
         kind: TrackKind::Video,
-        codec: Codec::Mp2t(Mp2tConfig { pcr_pid, streams }),
+        codec: Codec::Mp2t(Mp2tConfig {
+            pcr_pid,
+            streams,
+            presentation_lead: lead as u32,
+        }),
         timescale: 90_000,
         edit_offset: 0,
         samples,
