@@ -234,7 +234,13 @@ fn raw_play(
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
     );
     assert_eq!(s.status, 200);
-    let session = s.header("Session").unwrap().split(';').next().unwrap().to_owned();
+    let session = s
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let mut headers = vec![("Session", session.as_str())];
     headers.extend(range.map(|r| ("Range", r)));
     let p = c.request("PLAY", &url, &headers);
@@ -377,7 +383,10 @@ fn ffmpeg_decodes_every_frame_over_udp_and_tcp_without_warnings() {
         let missing = (0..FRAMES - 1)
             .find(|&i| got[i] != file[i])
             .unwrap_or(FRAMES - 1);
-        assert!(missing >= FRAMES - 4, "over {transport}: frame {missing} missing");
+        assert!(
+            missing >= FRAMES - 4,
+            "over {transport}: frame {missing} missing"
+        );
         assert_eq!(got[missing..], file[missing + 1..], "over {transport}");
     }
 }
@@ -489,14 +498,17 @@ fn rtp_packets_follow_rfc2250() {
         if k + 1 < packets.len() {
             assert_eq!(p.payload.len(), 7 * 188, "packet {k}");
         } else {
-            assert!(p.payload.len() % 188 == 0 && !p.payload.is_empty());
+            assert!(p.payload.len().is_multiple_of(188) && !p.payload.is_empty());
         }
         // The file's bytes, in order, straight.
         assert_eq!(p.payload[..], bytes[at..at + p.payload.len()], "packet {k}");
         // §2: the 90 kHz time of the payload's first byte, from the file's PCRs.
         let want = pcr_time(&info.pcrs, at);
         let got = f64::from(p.rtp.ts.wrapping_sub(ts0));
-        assert!((got - want).abs() <= 1.0, "packet {k}: ts {got} vs PCR {want}");
+        assert!(
+            (got - want).abs() <= 1.0,
+            "packet {k}: ts {got} vs PCR {want}"
+        );
         at += p.payload.len();
     }
     assert_eq!(at, bytes.len());
@@ -536,7 +548,10 @@ fn seek_lands_on_the_last_random_access_point_before() {
             .parse()
             .unwrap();
         let t = pcr_time(&info.pcrs, at) / 90_000.0;
-        assert!((start - t).abs() < 0.002, "{target}: Range {start} vs run at {t}");
+        assert!(
+            (start - t).abs() < 0.002,
+            "{target}: Range {start} vs run at {t}"
+        );
         assert!(start <= target && start > target - 1.1, "{target}: {start}");
         // The run holds a random access point of the video, and none lies between it and
         // the target.
@@ -586,8 +601,17 @@ fn damaged_files_are_served_or_refused_and_another_viewer_keeps_playing() {
                 &format!("{base}trackID=0"),
                 &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
             );
-            let session = s.header("Session").unwrap().split(';').next().unwrap().to_owned();
-            assert_eq!(c.request("PLAY", &url, &[("Session", &session)]).status, 200);
+            let session = s
+                .header("Session")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            assert_eq!(
+                c.request("PLAY", &url, &[("Session", &session)]).status,
+                200
+            );
             let mut got = Vec::new();
             while got.len() < n {
                 let (ch, frame) = c.read_frame().expect("the clean clip plays on");
@@ -608,7 +632,10 @@ fn damaged_files_are_served_or_refused_and_another_viewer_keeps_playing() {
     want.drain(300 * 188..301 * 188);
     let (_, _, packets) = raw_play(&server, "garbage", None, want.len());
     let got: Vec<u8> = packets.iter().flat_map(|p| p.payload.clone()).collect();
-    assert_eq!(got, want, "garbage and the packet with a bad sync byte left out");
+    assert_eq!(
+        got, want,
+        "garbage and the packet with a bad sync byte left out"
+    );
     assert!(index.tracks[0].samples.len() > 1);
 
     for name in ["pes_past_end", "truncated"] {
@@ -627,14 +654,14 @@ fn damaged_files_are_served_or_refused_and_another_viewer_keeps_playing() {
     assert!((12.0..14.0).contains(&secs), "{secs}");
     let (sdp, _, packets) = raw_play(&server, "jumps", None, 7 * 188 * 40);
     assert!(sdp.contains("a=range:npt=0-1"), "{sdp}");
-    let ts: Vec<u32> = packets.iter().map(|p| p.rtp.ts.wrapping_sub(packets[0].rtp.ts)).collect();
+    let ts: Vec<u32> = packets
+        .iter()
+        .map(|p| p.rtp.ts.wrapping_sub(packets[0].rtp.ts))
+        .collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]));
 
     // Refused with the reason, in one log line each.
-    for (name, why) in [
-        ("random", "mpeg"),
-        ("no_pcr", "fewer than two PCRs"),
-    ] {
+    for (name, why) in [("random", "mpeg"), ("no_pcr", "fewer than two PCRs")] {
         let mut c = RawRtsp::connect(server.addr);
         let d = c.request("DESCRIBE", &server.url(name), &[]);
         assert_eq!(d.status, 404, "{name}");
@@ -648,7 +675,11 @@ fn damaged_files_are_served_or_refused_and_another_viewer_keeps_playing() {
             if hits >= 1 {
                 break;
             }
-            assert!(Instant::now() < deadline, "{name}: no log line with {why:?}:\n{}", lines.join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no log line with {why:?}:\n{}",
+                lines.join("\n")
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -256,10 +256,7 @@ impl Track {
             Codec::Mp2t(c) => i64::from(c.presentation_lead),
             _ => 0,
         };
-        ticks_to_duration(
-            end_ticks.saturating_add(lead).max(0) as u64,
-            self.timescale,
-        )
+        ticks_to_duration(end_ticks.saturating_add(lead).max(0) as u64, self.timescale)
     }
 }
 

@@ -57,7 +57,7 @@ impl Mp2tPacketizer {
         };
         let (start, end) = sample_range(&sample, media)?;
         let len = end - start;
-        if len == 0 || len % TS_PACKET_LEN != 0 || len > MAX_RUN_PACKETS * TS_PACKET_LEN {
+        if len == 0 || !len.is_multiple_of(TS_PACKET_LEN) || len > MAX_RUN_PACKETS * TS_PACKET_LEN {
             return Err(PacketizeError::NotWholeTsPackets);
         }
         Ok(Some(PacketSpec {
@@ -116,9 +116,6 @@ mod tests {
             assert_eq!(p.next_packet(&media), Ok(None));
         }
         p.begin_sample(sample(188 * 7, 2 * 188));
-        assert_eq!(
-            p.next_packet(&media),
-            Err(PacketizeError::SampleOutOfRange)
-        );
+        assert_eq!(p.next_packet(&media), Err(PacketizeError::SampleOutOfRange));
     }
 }

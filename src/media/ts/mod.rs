@@ -78,9 +78,11 @@ pub fn looks_like_ts(bytes: &[u8]) -> bool {
 /// starts that lie inside the file.
 fn sync_at(bytes: &[u8], pos: usize) -> bool {
     bytes.get(pos) == Some(&SYNC)
-        && [TS_PACKET_LEN, 2 * TS_PACKET_LEN]
-            .iter()
-            .all(|&d| pos.checked_add(d).and_then(|q| bytes.get(q)).is_none_or(|&b| b == SYNC))
+        && [TS_PACKET_LEN, 2 * TS_PACKET_LEN].iter().all(|&d| {
+            pos.checked_add(d)
+                .and_then(|q| bytes.get(q))
+                .is_none_or(|&b| b == SYNC)
+        })
 }
 
 /// Walks whole packets, skipping garbage between them (module doc).
@@ -483,7 +485,7 @@ pub fn fuzz_parse_ts(data: &[u8]) {
     if let Ok((index, _)) = parse_ts_with_stats(data) {
         let mut last = 0;
         for s in &index.tracks[0].samples {
-            assert!(s.len as usize % TS_PACKET_LEN == 0 && s.len > 0);
+            assert!((s.len as usize).is_multiple_of(TS_PACKET_LEN) && s.len > 0);
             assert!(s.len as usize <= MAX_RUN_PACKETS * TS_PACKET_LEN);
             assert!(s.offset + u64::from(s.len) <= data.len() as u64);
             assert!(s.dts >= last, "times are monotonic");

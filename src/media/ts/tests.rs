@@ -101,7 +101,7 @@ fn indexes_runs_of_whole_packets_timed_by_pcr() {
     let mut next = 0u64;
     for s in runs(&index) {
         assert_eq!(s.offset, next);
-        assert!(s.len > 0 && s.len as usize <= 7 * 188 && s.len % 188 == 0);
+        assert!(s.len > 0 && s.len as usize <= 7 * 188 && s.len.is_multiple_of(188));
         next += u64::from(s.len);
     }
     assert_eq!(next, bytes.len() as u64);

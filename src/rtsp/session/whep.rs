@@ -184,9 +184,7 @@ fn sendable_tracks(
                 warnings.push("its H.265 video is not sent over WebRTC".to_owned())
             }
             // `whep_unplayable` refuses a transport stream.
-            (Codec::Mp2t(_), _) => {
-                warnings.push("its MPEG-TS is not sent over WebRTC".to_owned())
-            }
+            (Codec::Mp2t(_), _) => warnings.push("its MPEG-TS is not sent over WebRTC".to_owned()),
             (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
             (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
                 rendition_pending: true,
