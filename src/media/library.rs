@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::media::mp4::{parse_mp4, Mp4Error};
 use crate::media::track::MediaIndex;
-use crate::media::ts::{looks_like_ts, parse_ts, TsError};
+use crate::media::ts::{looks_like_ts, parse_ts_with_stats, TsError, TsStats};
 use crate::sys::lease::{lease_breaking, take_read_lease};
 use crate::sys::mmap::MappedFile;
 use crate::sys::ring::RingView;
@@ -92,10 +92,21 @@ fn index_bytes(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("ts"));
     if ts_name || looks_like_ts(bytes) {
-        parse_ts(bytes).map_err(|cause| LibraryError::Ts {
+        let (index, stats) = parse_ts_with_stats(bytes).map_err(|cause| LibraryError::Ts {
             path: path.to_owned(),
             cause,
-        })
+        })?;
+        if stats != TsStats::default() {
+            // One line per indexing of a damaged file (module doc of `media::ts`).
+            tracing::warn!(
+                path = %path.display(),
+                garbage_bytes = stats.garbage_bytes,
+                resyncs = stats.resyncs,
+                pcr_jumps = stats.pcr_jumps,
+                "mpeg-ts: skipped bytes off the packet grid or bridged PCR jumps; serving the rest"
+            );
+        }
+        Ok(index)
     } else {
         parse_mp4(bytes).map_err(|cause| LibraryError::Media {
             path: path.to_owned(),

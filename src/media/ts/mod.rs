@@ -319,7 +319,8 @@ pub fn parse_ts(bytes: &[u8]) -> Result<MediaIndex, TsError> {
     parse_ts_with_stats(bytes).map(|(index, _)| index)
 }
 
-/// [`parse_ts`], also returning what damage was skipped.
+/// [`parse_ts`], also returning what damage was skipped (the caller logs it, with the file's
+/// name: `media::library`).
 pub fn parse_ts_with_stats(bytes: &[u8]) -> Result<(MediaIndex, TsStats), TsError> {
     let mut walker = Walker::new(bytes).ok_or(TsError::NotTs)?;
     let (pcr_pid, streams) = find_program(bytes).ok_or(TsError::NoProgram)?;
@@ -388,14 +389,6 @@ pub fn parse_ts_with_stats(bytes: &[u8]) -> Result<(MediaIndex, TsStats), TsErro
         for s in &mut samples {
             s.sync = true;
         }
-    }
-    if stats != TsStats::default() {
-        tracing::warn!(
-            garbage_bytes = stats.garbage_bytes,
-            resyncs = stats.resyncs,
-            pcr_jumps = stats.pcr_jumps,
-            "mpeg-ts: skipped damage while indexing"
-        );
     }
     let track = crate::media::track::Track {
         track_id: u32::from(pcr_pid),
