@@ -52,6 +52,8 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
                 Codec::H265(h) => (Some(h.width), Some(h.height), None, None),
                 Codec::Aac(a) => (None, None, Some(a.sample_rate_hz), Some(a.channels)),
                 Codec::Opus(o) => (None, None, Some(48_000), Some(o.channels)),
+                // A transport stream's streams pass through; the catalog names it MPEG-TS.
+                Codec::Mp2t(_) => (None, None, None, None),
             };
             TrackInfo {
                 kind: match t.kind {
@@ -216,8 +218,12 @@ impl Control {
             encode_name(&info.name)
         );
         // HLS serves files, live channels and published or pulled streams (their logs).
-        // H.265 is not served over HLS yet (docs/design/reach.md "Codecs"): no URL to offer.
-        let hls_codecs = !info.tracks.iter().any(|t| t.codec == "H.265");
+        // H.265 and MPEG-TS are not served over HLS yet (docs/design/reach.md "Codecs"): no
+        // URL to offer.
+        let hls_codecs = !info
+            .tracks
+            .iter()
+            .any(|t| t.codec == "H.265" || t.codec == "MPEG-TS");
         info.hls_url = self
             .hls_origin(host)
             .filter(|_| hls_codecs)

@@ -50,7 +50,8 @@ pub enum Fmp4Error {
     #[error("{0} does not fit its box field")]
     TooLarge(&'static str),
     /// A track's codec is not served over HLS (H.265: no test browser here decodes HEVC, so
-    /// `hvc1` fragments are not offered until one does; docs/design/reach.md "Codecs").
+    /// `hvc1` fragments are not offered until one does; MPEG-TS: its elementary streams are
+    /// not demuxed; docs/design/reach.md "Codecs").
     #[error("{0} is not served over HLS yet; play it over RTSP")]
     UnsupportedCodec(&'static str),
 }
@@ -304,7 +305,12 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
 /// An init segment (`ftyp` + `moov` with `mvex`) for these tracks, numbered from 1 in order
 /// ([`fmp4_track_id`]): shared by HLS and the recorder (`ingest::record`).
 pub(crate) fn init_segment_for(tracks: &[InitTrack<'_>]) -> Result<Vec<u8>, Fmp4Error> {
-    if let Some(t) = tracks.iter().find(|t| matches!(t.codec, Codec::H265(_))) {
+    // H.265: no test browser decodes it; MPEG-TS: its streams are not demuxed into fMP4
+    // (docs/design/reach.md "Codecs").
+    if let Some(t) = tracks
+        .iter()
+        .find(|t| matches!(t.codec, Codec::H265(_) | Codec::Mp2t(_)))
+    {
         return Err(Fmp4Error::UnsupportedCodec(t.codec.name()));
     }
     let mut w = BoxWriter::new(1024);
@@ -361,7 +367,7 @@ fn write_trak(w: &mut BoxWriter, i: usize, track: &InitTrack<'_>) -> Result<(), 
     let (width, height) = match track.codec {
         Codec::H264(c) => (c.width, c.height),
         Codec::H265(c) => (c.width, c.height),
-        Codec::Aac(_) | Codec::Opus(_) => (0, 0),
+        Codec::Aac(_) | Codec::Opus(_) | Codec::Mp2t(_) => (0, 0),
     };
     w.boxed(b"trak", |w| {
         // §8.3.2 tkhd, version 0, flags track_enabled | track_in_movie.
@@ -502,6 +508,7 @@ fn write_sample_entry(w: &mut BoxWriter, track: &InitTrack<'_>) -> Result<(), Fm
         }
         // Refused up front in `init_segment_for`.
         Codec::H265(_) => result = Err(Fmp4Error::UnsupportedCodec("H.265")),
+        Codec::Mp2t(_) => result = Err(Fmp4Error::UnsupportedCodec("MPEG-TS")),
         Codec::Opus(c) => {
             // "Encapsulation of Opus in ISO Base Media File Format" §4.3.1: an
             // AudioSampleEntry `Opus` (samplesize 16, samplerate 48000) + §4.3.2 `dOps`.

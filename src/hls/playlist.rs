@@ -85,6 +85,8 @@ pub fn codecs(index: &MediaIndex) -> String {
             Codec::Aac(c) => out.push(format!("mp4a.40.{}", c.object_type)),
             // RFC 6381 names Opus in MP4 `Opus` (the sample entry); HLS and browsers use `opus`.
             Codec::Opus(_) => out.push("opus".to_string()),
+            // Never reaches a playlist: `init_segment_for` refuses it first.
+            Codec::Mp2t(_) => {}
         }
     }
     out.join(",")

@@ -35,12 +35,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::media::mp4::{parse_mp4, Mp4Error};
 use crate::media::track::MediaIndex;
+use crate::media::ts::{looks_like_ts, parse_ts_with_stats, TsError, TsStats};
 use crate::sys::lease::{lease_breaking, take_read_lease};
 use crate::sys::mmap::MappedFile;
 use crate::sys::ring::RingView;
 
-/// File extensions served, in lookup order.
-pub const MEDIA_EXTENSIONS: [&str; 4] = ["mp4", "m4v", "mov", "m4a"];
+/// File extensions served, in lookup order: ISO-BMFF, then MPEG-TS (`ts`, 188-byte packets;
+/// `.m2ts`'s 192-byte BDAV packets are not read).
+pub const MEDIA_EXTENSIONS: [&str; 5] = ["mp4", "m4v", "mov", "m4a", "ts"];
 
 /// Deepest directory level scanned when listing a media root.
 const MAX_SCAN_DEPTH: usize = 8;
@@ -72,6 +74,45 @@ pub enum LibraryError {
         /// What is wrong with it.
         cause: Mp4Error,
     },
+    /// The file is not a usable MPEG transport stream.
+    #[error("{path}: {cause}")]
+    Ts {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        cause: TsError,
+    },
+}
+
+/// Indexes a file's bytes by what they are: a transport stream when the path ends in `.ts`
+/// or the bytes start with sync bytes at a 188-byte stride (`media::ts`), else ISO-BMFF.
+fn index_bytes(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
+    let ts_name = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("ts"));
+    if ts_name || looks_like_ts(bytes) {
+        let (index, stats) = parse_ts_with_stats(bytes).map_err(|cause| LibraryError::Ts {
+            path: path.to_owned(),
+            cause,
+        })?;
+        if stats != TsStats::default() {
+            // One line per indexing of a damaged file (module doc of `media::ts`).
+            tracing::warn!(
+                path = %path.display(),
+                garbage_bytes = stats.garbage_bytes,
+                resyncs = stats.resyncs,
+                pcr_jumps = stats.pcr_jumps,
+                "mpeg-ts: skipped bytes off the packet grid or bridged PCR jumps; serving the rest"
+            );
+        }
+        Ok(index)
+    } else {
+        parse_mp4(bytes).map_err(|cause| LibraryError::Media {
+            path: path.to_owned(),
+            cause,
+        })
+    }
 }
 
 /// Media bytes: a file mapping or bytes compiled into the binary.
@@ -181,10 +222,7 @@ impl MediaFile {
             path: path.to_owned(),
             cause: source,
         })?;
-        let index = parse_mp4(map.bytes()).map_err(|source| LibraryError::Media {
-            path: path.to_owned(),
-            cause: source,
-        })?;
+        let index = index_bytes(map.bytes(), path)?;
         Ok(Self {
             name: name.to_owned(),
             bytes: MediaBytes::Mapped(MappedFileHandle {

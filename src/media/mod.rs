@@ -1,8 +1,10 @@
-//! Media files: the root-confined library, the ISO-BMFF reader and the track model.
+//! Media files: the root-confined library, the ISO-BMFF and MPEG-TS readers and the track
+//! model.
 pub mod library;
 pub mod mp4;
 pub mod name;
 pub mod track;
+pub mod ts;
 
 /// The hidden folder under the media root that holds shardcast's own caches (Opus
 /// renditions, `crate::rendition`): never listed as streams.

@@ -115,6 +115,30 @@ pub struct OpusConfig {
     pub channel_mapping_table: Vec<u8>,
 }
 
+/// One elementary stream listed in an MPEG-TS program map table (ISO/IEC 13818-1 §2.4.4.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TsStream {
+    /// `elementary_PID`.
+    pub pid: u16,
+    /// `stream_type` (Table 2-34: 0x1b H.264, 0x24 H.265, 0x0f AAC, 0x02 MPEG-2 video, ...).
+    pub stream_type: u8,
+}
+
+/// An MPEG-2 transport stream served whole as RTP/MP2T (RFC 2250 §2): what its first
+/// program holds, for the catalog; the streams themselves pass through untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mp2tConfig {
+    /// `PCR_PID` of the program: the clock the stream is paced by.
+    pub pcr_pid: u16,
+    /// The program's elementary streams, in PMT order.
+    pub streams: Vec<TsStream>,
+    /// How far (90 kHz ticks) presentation times (PES PTS) run ahead of the PCR at the bytes
+    /// that carry them, at most: a muxer's decoder-buffer delay (ffmpeg's is 0.7 s). The
+    /// stream is presented that much past its last byte's PCR time, so the duration
+    /// ([`Track::duration`]) includes it: players clip at the announced range end.
+    pub presentation_lead: u32,
+}
+
 /// The codec of a supported track.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Codec {
@@ -126,14 +150,17 @@ pub enum Codec {
     Aac(AacConfig),
     /// Opus (`Opus` sample entry with a `dOps` box).
     Opus(OpusConfig),
+    /// A whole MPEG-2 transport stream (`.ts`): samples are runs of 188-byte TS packets.
+    Mp2t(Mp2tConfig),
 }
 
 impl Codec {
     /// The RTP clock rate for this codec: 90 kHz for video (RFC 6184 §8.2.1, RFC 7798 §7.1),
-    /// the sampling rate for AAC (RFC 3640 §3.2.1), always 48 kHz for Opus (RFC 7587 §4.1).
+    /// the sampling rate for AAC (RFC 3640 §3.2.1), always 48 kHz for Opus (RFC 7587 §4.1),
+    /// 90 kHz for MPEG-TS (RFC 3551 §6, payload type 33).
     pub fn clock_rate_hz(&self) -> u32 {
         match self {
-            Codec::H264(_) | Codec::H265(_) => 90_000,
+            Codec::H264(_) | Codec::H265(_) | Codec::Mp2t(_) => 90_000,
             Codec::Aac(a) => a.sample_rate_hz,
             Codec::Opus(_) => 48_000,
         }
@@ -146,6 +173,7 @@ impl Codec {
             Codec::H265(_) => "H.265",
             Codec::Aac(_) => "AAC",
             Codec::Opus(_) => "Opus",
+            Codec::Mp2t(_) => "MPEG-TS",
         }
     }
 }
@@ -173,7 +201,11 @@ impl Track {
     /// Frames per second of a video track (for SDP `a=framerate` and the catalog): samples
     /// over duration; `None` for audio or a track too short to tell.
     pub fn frame_rate(&self) -> Option<f64> {
-        if self.kind != TrackKind::Video || self.samples.len() < 2 {
+        // A transport stream's samples are packet runs, not frames.
+        if self.kind != TrackKind::Video
+            || self.samples.len() < 2
+            || matches!(self.codec, Codec::Mp2t(_))
+        {
             return None;
         }
         let secs = self.duration().as_secs_f64();
@@ -220,7 +252,11 @@ impl Track {
             .map(|s| self.pts_ticks(s))
             .max()
             .map_or(0, |pts| pts.saturating_add(gap));
-        ticks_to_duration(end_ticks.max(0) as u64, self.timescale)
+        let lead = match &self.codec {
+            Codec::Mp2t(c) => i64::from(c.presentation_lead),
+            _ => 0,
+        };
+        ticks_to_duration(end_ticks.saturating_add(lead).max(0) as u64, self.timescale)
     }
 }
 

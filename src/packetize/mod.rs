@@ -6,13 +6,15 @@
 //! §4.4.1, aggregation packets §4.4.2, fragmentation units §4.4.3, marker §4.1) in [`h265`],
 //! and RFC 3640 (MPEG-4 AAC, mode=AAC-hbr:
 //! AU headers §3.2.1/§3.3.6, fragmentation §3.2.3) in [`aac`], and RFC 7587 (Opus: one Opus
-//! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`]. The per-packet path
+//! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`], and RFC 2250 §2
+//! (MPEG-2 transport streams: whole TS packets, no payload header) in [`mp2t`]. The per-packet path
 //! ([`Packetizer::next_packet`]) never allocates and never panics on corrupt input; every
 //! length read from the media is bounds-checked against the sample and the media slice.
 
 pub mod aac;
 pub mod h264;
 pub mod h265;
+pub mod mp2t;
 pub mod opus;
 
 use crate::media::track::{Codec, Sample};
@@ -197,6 +199,9 @@ pub enum PacketizeError {
     /// An Opus packet is larger than the payload budget (RFC 7587 §4.2 forbids splitting it).
     #[error("opus packet larger than the payload budget")]
     OpusPacketOverBudget,
+    /// An MPEG-TS sample is not 1 to 7 whole 188-byte packets (RFC 2250 §2).
+    #[error("mpeg-ts sample is not 1 to 7 whole 188-byte packets")]
+    NotWholeTsPackets,
 }
 
 /// A payload-format packetizer for one track.
@@ -210,6 +215,8 @@ pub enum Packetizer {
     Aac(aac::AacPacketizer),
     /// RFC 7587 Opus.
     Opus(opus::OpusPacketizer),
+    /// RFC 2250 §2 MPEG-2 transport stream.
+    Mp2t(mp2t::Mp2tPacketizer),
 }
 
 impl Packetizer {
@@ -232,6 +239,9 @@ impl Packetizer {
             Codec::Opus(_) => Ok(Packetizer::Opus(opus::OpusPacketizer::new(
                 payload_budget_bytes,
             )?)),
+            Codec::Mp2t(_) => Ok(Packetizer::Mp2t(mp2t::Mp2tPacketizer::new(
+                payload_budget_bytes,
+            )?)),
         }
     }
 
@@ -242,6 +252,7 @@ impl Packetizer {
             Packetizer::H265(p) => p.begin_sample(sample),
             Packetizer::Aac(p) => p.begin_sample(sample),
             Packetizer::Opus(p) => p.begin_sample(sample),
+            Packetizer::Mp2t(p) => p.begin_sample(sample),
         }
     }
 
@@ -251,7 +262,10 @@ impl Packetizer {
     /// are the same in every loop of a live channel and for every viewer starting on one.
     pub fn samples_per_packet(&self, samples: &[Sample], index: u64, timescale: u32) -> usize {
         match self {
-            Packetizer::H264(_) | Packetizer::H265(_) | Packetizer::Opus(_) => 1,
+            Packetizer::H264(_)
+            | Packetizer::H265(_)
+            | Packetizer::Opus(_)
+            | Packetizer::Mp2t(_) => 1,
             Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
         }
     }
@@ -277,6 +291,7 @@ impl Packetizer {
             Packetizer::H265(p) => p.next_packet(media),
             Packetizer::Aac(p) => p.next_packet(media),
             Packetizer::Opus(p) => p.next_packet(media),
+            Packetizer::Mp2t(p) => p.next_packet(media),
         }
     }
 
@@ -286,7 +301,7 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.parameter_sets(),
             Packetizer::H265(p) => p.parameter_sets(),
-            Packetizer::Aac(_) | Packetizer::Opus(_) => &[],
+            Packetizer::Aac(_) | Packetizer::Opus(_) | Packetizer::Mp2t(_) => &[],
         }
     }
 
@@ -302,6 +317,7 @@ impl Packetizer {
             Packetizer::H265(p) => p.payload_budget(),
             Packetizer::Aac(p) => p.payload_budget(),
             Packetizer::Opus(p) => p.payload_budget(),
+            Packetizer::Mp2t(p) => p.payload_budget(),
         }
     }
 }
@@ -417,7 +433,12 @@ pub fn fuzz_packetize(data: &[u8]) {
         width: 640,
         height: 360,
     });
-    for codec in [h264, h265, aac, opus] {
+    let mp2t = Codec::Mp2t(crate::media::track::Mp2tConfig {
+        pcr_pid: 0x100,
+        streams: Vec::new(),
+        presentation_lead: 0,
+    });
+    for codec in [h264, h265, aac, opus, mp2t] {
         let Ok(mut p) = Packetizer::new(&codec, budget) else {
             continue;
         };
@@ -430,7 +451,12 @@ pub fn fuzz_packetize(data: &[u8]) {
                 Ok(Some(spec)) => {
                     count += 1;
                     assert!(count <= max_packets, "packetizer does not terminate");
-                    assert!(spec.payload_len() <= budget, "payload over budget");
+                    // RFC 2250 §2: TS runs are whole packets, sent whole (`mp2t`).
+                    let whole_ts = matches!(p, Packetizer::Mp2t(_));
+                    assert!(
+                        whole_ts || spec.payload_len() <= budget,
+                        "payload over budget"
+                    );
                     let src_len = match spec.body_source {
                         BodySource::Media => data.len(),
                         BodySource::ParameterSets => p.parameter_sets().len(),

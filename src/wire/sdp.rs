@@ -94,10 +94,30 @@ pub fn write_sdp(s: &SdpSession) -> String {
             Codec::H265(h) => write_h265(&mut out, pt, h, t.frame_rate),
             Codec::Aac(a) => write_aac(&mut out, pt, a),
             Codec::Opus(o) => write_opus(&mut out, pt, o),
+            Codec::Mp2t(_) => write_mp2t(&mut out),
         }
         line(&mut out, format_args!("a=control:{}", sanitize(&t.control)));
     }
     out
+}
+
+/// RFC 2250 §2 / RFC 3551 §6: MPEG-2 transport stream, static payload type 33, 90 kHz
+/// (the `rtpmap` is optional for a static type; players expect it).
+fn write_mp2t(out: &mut String) {
+    line(out, format_args!("m=video 0 RTP/AVP {MP2T_PAYLOAD_TYPE}"));
+    line(out, format_args!("a=rtpmap:{MP2T_PAYLOAD_TYPE} MP2T/90000"));
+}
+
+/// The static RTP payload type of MPEG-2 transport streams (RFC 3551 §6, Table 5: `MP2T`).
+pub const MP2T_PAYLOAD_TYPE: u8 = 33;
+
+/// The RTP payload type of the track at `index` with `codec`: the static 33 for MPEG-TS
+/// (RFC 3551 §6), else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
+pub fn payload_type_for(codec: &Codec, index: usize) -> u8 {
+    match codec {
+        Codec::Mp2t(_) => MP2T_PAYLOAD_TYPE,
+        _ => FIRST_PAYLOAD_TYPE + index as u8,
+    }
 }
 
 /// Appends one line plus CRLF.
@@ -265,7 +285,7 @@ pub fn describe_media(
         .enumerate()
         .map(|(i, t)| SdpTrack {
             codec: &t.codec,
-            payload_type: FIRST_PAYLOAD_TYPE + i as u8,
+            payload_type: payload_type_for(&t.codec, i),
             control: format!("trackID={i}{suffix}"),
             frame_rate: t.frame_rate(),
         })
@@ -456,7 +476,7 @@ mod tests {
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
             Codec::H264(h) => h,
-            Codec::H265(_) | Codec::Aac(_) | Codec::Opus(_) => unreachable!(),
+            Codec::H265(_) | Codec::Aac(_) | Codec::Opus(_) | Codec::Mp2t(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

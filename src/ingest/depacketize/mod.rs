@@ -303,7 +303,9 @@ impl Depacketizer {
                 crate::media::track::Codec::Aac(_),
             ) => Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR)),
             (_, crate::media::track::Codec::Opus(_)) => Codec::Opus,
-            (_, crate::media::track::Codec::H265(_)) => Codec::Refused,
+            (_, crate::media::track::Codec::H265(_) | crate::media::track::Codec::Mp2t(_)) => {
+                Codec::Refused
+            }
         };
         Depacketizer {
             track: track_index,

@@ -81,6 +81,19 @@ fn summarize_track(t: &Track) -> TrackSummary {
             Some(48_000),
             Some(o.channels),
         ),
+        Codec::Mp2t(c) => (
+            c.streams
+                .iter()
+                .map(|s| {
+                    let name = crate::media::ts::stream_type_name(s.stream_type);
+                    format!("{name} (PID {:#x})", s.pid)
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            None,
+            None,
+            None,
+        ),
     };
     let first_dts = t.samples.first().map_or(0, |s| s.dts);
     let last_dts = t.samples.last().map_or(0, |s| s.dts);
@@ -104,7 +117,8 @@ fn summarize_track(t: &Track) -> TrackSummary {
         0
     };
     let frame_rate = match t.kind {
-        TrackKind::Video if decode_span > 0 => {
+        // A transport stream's samples are packet runs, not frames.
+        TrackKind::Video if decode_span > 0 && !matches!(t.codec, Codec::Mp2t(_)) => {
             Some((n.saturating_sub(1)) as f64 / (decode_span as f64 / ts))
         }
         _ => None,

@@ -360,7 +360,13 @@ impl SessionCore {
         };
         let setup = TrackSetup {
             track_index,
-            payload_type: FIRST_PAYLOAD_TYPE + track_index as u8,
+            payload_type: media
+                .index
+                .tracks
+                .get(track_index)
+                .map_or(crate::wire::sdp::FIRST_PAYLOAD_TYPE, |t| {
+                    crate::wire::sdp::payload_type_for(&t.codec, track_index)
+                }),
             ssrc,
             initial_seq,
             initial_rtptime,

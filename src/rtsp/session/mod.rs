@@ -66,7 +66,7 @@ use crate::stats::{
 use crate::token::{is_token_syntax, token_in_query, TokenKey};
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtp::Ssrc;
-use crate::wire::sdp::{describe_media, FIRST_PAYLOAD_TYPE};
+use crate::wire::sdp::describe_media;
 
 /// A connection, as the core knows it: a number the shell assigns.
 pub type ConnId = u64;

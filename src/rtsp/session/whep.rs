@@ -183,6 +183,8 @@ fn sendable_tracks(
             (Codec::H265(_), _) => {
                 warnings.push("its H.265 video is not sent over WebRTC".to_owned())
             }
+            // `whep_unplayable` refuses a transport stream.
+            (Codec::Mp2t(_), _) => warnings.push("its MPEG-TS is not sent over WebRTC".to_owned()),
             (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
             (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
                 rendition_pending: true,
@@ -258,6 +260,19 @@ impl SessionCore {
     /// catalog leaves its `whep_url` out, a POST gets 422 with this).
     pub fn whep_unplayable(media: &MediaFile) -> Option<String> {
         use crate::media::track::Codec;
+        if media
+            .index
+            .tracks
+            .iter()
+            .any(|t| matches!(t.codec, Codec::Mp2t(_)))
+        {
+            // docs/design/reach.md "Codecs": a transport stream is served whole as RTP/MP2T;
+            // WebRTC needs its streams demuxed, which is not done.
+            return Some(format!(
+                "stream {:?} is an MPEG transport stream, which is not sent over WebRTC; play it over RTSP",
+                media.name
+            ));
+        }
         let video = media
             .index
             .tracks
