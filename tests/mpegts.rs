@@ -689,3 +689,38 @@ fn damaged_files_are_served_or_refused_and_another_viewer_keeps_playing() {
     let got = viewer.join().expect("the other viewer");
     assert_eq!(got, clip, "the clean clip played whole meanwhile");
 }
+
+/// A transport stream cannot trick play (a run is seven TS packets, not a frame): `Scale: 4`
+/// is answered with `Scale: 1` and the runs go out in order, byte for byte.
+#[test]
+fn scale_is_answered_with_one_and_the_stream_plays_on() {
+    let server = server();
+    let bytes = clip_bytes();
+    let url = server.url("clip");
+    let mut c = RawRtsp::connect(server.addr);
+    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    let base = d.header("Content-Base").unwrap().to_owned();
+    let s = c.request(
+        "SETUP",
+        &format!("{base}trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    let session = s
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let p = c.request("PLAY", &url, &[("Session", &session), ("Scale", "4")]);
+    assert_eq!(p.status, 200);
+    assert_eq!(p.header("Scale"), Some("1"));
+    let mut got = Vec::new();
+    while got.len() < 20 * 7 * 188 {
+        let (ch, frame) = c.read_frame().expect("media");
+        if ch == 0 {
+            got.extend_from_slice(&frame[12..]);
+        }
+    }
+    assert_eq!(got, bytes[..got.len()], "the file's runs in order");
+}

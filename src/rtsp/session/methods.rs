@@ -496,11 +496,15 @@ impl SessionCore {
         let log = self.log_of(&rec.media);
         let duration = rec.media.duration().as_secs_f64();
         let stored = live.is_none() && log.is_none();
-        let has_video = rec
-            .tracks
-            .iter()
-            .any(|t| rec.media.index.tracks[t.track_index].kind == TrackKind::Video);
-        let rate = choose_rate(asked[0], asked[1], stored && has_video);
+        // Trick play walks a video track's frames: H.264 or H.265 samples, each a whole
+        // frame (an MPEG-TS run is seven transport packets, not a frame: it plays at 1).
+        let frame_video = rec.tracks.iter().any(|t| {
+            matches!(
+                rec.media.index.tracks[t.track_index].codec,
+                crate::media::track::Codec::H264(_) | crate::media::track::Codec::H265(_)
+            )
+        });
+        let rate = choose_rate(asked[0], asked[1], stored && frame_video);
         let echo_rates: Vec<(&'static str, String)> = [
             ("Scale", asked[0].map(|_| rate.scale)),
             ("Speed", asked[1].map(|_| rate.speed)),
