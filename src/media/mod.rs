@@ -1,5 +1,7 @@
-//! Media files: the root-confined library, the ISO-BMFF reader and the track model.
+//! Media files: the root-confined library, the ISO-BMFF and Matroska readers and the track
+//! model.
 pub mod library;
+pub mod mkv;
 pub mod mp4;
 pub mod name;
 pub mod track;
