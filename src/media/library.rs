@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::media::mkv::{is_matroska, parse_mkv, MkvError};
 use crate::media::mp4::{parse_mp4, Mp4Error};
 use crate::media::track::MediaIndex;
 use crate::sys::lease::{lease_breaking, take_read_lease};
@@ -40,7 +41,11 @@ use crate::sys::mmap::MappedFile;
 use crate::sys::ring::RingView;
 
 /// File extensions served, in lookup order.
-pub const MEDIA_EXTENSIONS: [&str; 4] = ["mp4", "m4v", "mov", "m4a"];
+pub const MEDIA_EXTENSIONS: [&str; 6] = ["mp4", "m4v", "mov", "m4a", "mkv", "webm"];
+
+/// Extensions of Matroska files: read by the Matroska reader even when their first bytes say
+/// otherwise (so a damaged one gets the Matroska error).
+const MATROSKA_EXTENSIONS: [&str; 2] = ["mkv", "webm"];
 
 /// Deepest directory level scanned when listing a media root.
 const MAX_SCAN_DEPTH: usize = 8;
@@ -72,6 +77,57 @@ pub enum LibraryError {
         /// What is wrong with it.
         cause: Mp4Error,
     },
+    /// The file is not a usable Matroska/WebM file.
+    #[error("{path}: {cause}")]
+    Matroska {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        cause: MkvError,
+    },
+}
+
+/// Indexes `bytes` read from `path`: Matroska when they start with the EBML magic
+/// (`1A 45 DF A3`) or the file is named `.mkv`/`.webm`, MP4 otherwise. Logs one line for a
+/// file served only in part (tracks skipped, malformed blocks, cut short).
+fn index_file(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
+    let named_matroska = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| MATROSKA_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    let index = if is_matroska(bytes) || named_matroska {
+        let mkv = parse_mkv(bytes).map_err(|cause| LibraryError::Matroska {
+            path: path.to_owned(),
+            cause,
+        })?;
+        if mkv.bad_blocks > 0 || mkv.truncated_at.is_some() {
+            tracing::warn!(
+                path = %path.display(),
+                bad_blocks = mkv.bad_blocks,
+                truncated_at = ?mkv.truncated_at,
+                "matroska file served in part: malformed blocks skipped or file cut short"
+            );
+        }
+        mkv.index
+    } else {
+        parse_mp4(bytes).map_err(|cause| LibraryError::Media {
+            path: path.to_owned(),
+            cause,
+        })?
+    };
+    if !index.skipped.is_empty() {
+        let has_video = index
+            .tracks
+            .iter()
+            .any(|t| t.kind == crate::media::track::TrackKind::Video);
+        tracing::warn!(
+            path = %path.display(),
+            skipped = ?index.skipped,
+            has_video,
+            "serving only some tracks of this file"
+        );
+    }
+    Ok(index)
 }
 
 /// Media bytes: a file mapping or bytes compiled into the binary.
@@ -181,10 +237,7 @@ impl MediaFile {
             path: path.to_owned(),
             cause: source,
         })?;
-        let index = parse_mp4(map.bytes()).map_err(|source| LibraryError::Media {
-            path: path.to_owned(),
-            cause: source,
-        })?;
+        let index = index_file(map.bytes(), path)?;
         Ok(Self {
             name: name.to_owned(),
             bytes: MediaBytes::Mapped(MappedFileHandle {
