@@ -27,6 +27,7 @@ fn fuzz_seeds_replay_without_panics() {
     replay("range", crate::rtsp::range::fuzz_range);
     replay("uri", crate::rtsp::uri::fuzz_uri);
     replay("mp4_index", crate::media::mp4::fuzz_parse_mp4);
+    replay("mkv_index", crate::media::mkv::fuzz_parse_mkv);
     replay("packetize", crate::packetize::fuzz_packetize);
     replay("rtcp", crate::wire::rtcp::fuzz_rtcp);
     replay("depacketize", crate::ingest::depacketize::fuzz_depacketize);

@@ -47,7 +47,16 @@ fn media_dir() -> &'static Path {
         let aac = ["-c:a", "aac"];
         // H.264 High profile with 2 B-frames: decode order differs from presentation order.
         let h264 = [
-            &["-c:v", "libx264", "-g", "25", "-sc_threshold", "0", "-bf", "2"][..],
+            &[
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-sc_threshold",
+                "0",
+                "-bf",
+                "2",
+            ][..],
             &["-pix_fmt", "yuv420p"],
             &colour,
             &aac,
@@ -78,12 +87,20 @@ fn media_dir() -> &'static Path {
         write("xiph.mkv", remux(&media, &src, Lacing::Xiph, false, None));
         write("ebml.mkv", remux(&media, &src, Lacing::Ebml, false, None));
         write("live.mkv", remux(&media, &src, Lacing::None, true, None));
-        write("lying.mkv", remux(&media, &src, Lacing::Xiph, false, Some(10)));
+        write(
+            "lying.mkv",
+            remux(&media, &src, Lacing::Xiph, false, Some(10)),
+        );
         // Bad inputs.
         let cut = src.len() * 3 / 5;
         write("truncated.mkv", src[..cut].to_vec());
         write("cut_header.mkv", src[..200.min(src.len())].to_vec());
-        write("random.mkv", (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect());
+        write(
+            "random.mkv",
+            (0..4000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        );
         write("past_end.mkv", past_end(&media));
         dir
     })
@@ -125,7 +142,10 @@ fn vint_size(n: u64) -> Vec<u8> {
 }
 
 fn id_bytes(id: u32) -> Vec<u8> {
-    id.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect()
+    id.to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect()
 }
 
 fn el(id: u32, body: &[u8]) -> Vec<u8> {
@@ -199,11 +219,7 @@ fn tracks_element(media: &MediaFile) -> Vec<u8> {
         el(0x63A2, &a.audio_specific_config),
         el(
             0xE1,
-            &[
-                el(0xB5, &48_000f64.to_bits().to_be_bytes()),
-                uint(0x9F, 2),
-            ]
-            .concat(),
+            &[el(0xB5, &48_000f64.to_bits().to_be_bytes()), uint(0x9F, 2)].concat(),
         ),
     ]
     .concat();
@@ -231,7 +247,9 @@ fn remux(
 ) -> Vec<u8> {
     let v = video(media);
     let a = audio(media);
-    let ms = |t: &Track, ticks: i64| (ticks * 1000 + i64::from(t.timescale) / 2) / i64::from(t.timescale);
+    let ms = |t: &Track, ticks: i64| {
+        (ticks * 1000 + i64::from(t.timescale) / 2) / i64::from(t.timescale)
+    };
     // (order time ms, is audio, first sample index, count)
     let mut events: Vec<(i64, bool, usize, usize)> = v
         .samples
@@ -414,10 +432,18 @@ fn index_matches_ffprobe_of_the_files() {
         let media = open(name);
         let a = audio(&media);
         assert_eq!(a.codec.name(), audio_codec, "{name}");
-        assert_eq!(a.samples.len(), probe_packet_pts(name, "a:0").len(), "{name} audio frames");
+        assert_eq!(
+            a.samples.len(),
+            probe_packet_pts(name, "a:0").len(),
+            "{name} audio frames"
+        );
         match video_codec {
             Some(c) => {
-                assert!(media.index.skipped.is_empty(), "{name}: {:?}", media.index.skipped);
+                assert!(
+                    media.index.skipped.is_empty(),
+                    "{name}: {:?}",
+                    media.index.skipped
+                );
                 let v = video(&media);
                 assert_eq!(v.codec.name(), c);
                 assert_eq!(v.samples.len(), FRAMES, "{name}");
@@ -428,7 +454,11 @@ fn index_matches_ffprobe_of_the_files() {
                 // VP8 is listed as unsupported; the file is served as audio only.
                 assert_eq!(media.index.tracks.len(), 1);
                 assert_eq!(media.index.skipped.len(), 1, "{:?}", media.index.skipped);
-                assert!(media.index.skipped[0].contains("V_VP8"), "{:?}", media.index.skipped);
+                assert!(
+                    media.index.skipped[0].contains("V_VP8"),
+                    "{:?}",
+                    media.index.skipped
+                );
             }
         }
     }
@@ -455,7 +485,10 @@ fn index_matches_ffprobe_of_the_files() {
         let other = open(name);
         let src = std::fs::read(media_dir().join("h264.mkv")).unwrap();
         let bytes = std::fs::read(media_dir().join(name)).unwrap();
-        for (a, b) in [(video(&media), video(&other)), (audio(&media), audio(&other))] {
+        for (a, b) in [
+            (video(&media), video(&other)),
+            (audio(&media), audio(&other)),
+        ] {
             assert_eq!(a.samples.len(), b.samples.len(), "{name}");
             for (x, y) in a.samples.iter().zip(&b.samples) {
                 assert_eq!(
@@ -474,11 +507,23 @@ fn ffprobe_over_rtsp_reports_codecs_size_and_rate() {
     for (name, want) in [
         (
             "h264",
-            &["codec_name=h264", "width=320", "height=240", "codec_name=aac", "sample_rate=48000"][..],
+            &[
+                "codec_name=h264",
+                "width=320",
+                "height=240",
+                "codec_name=aac",
+                "sample_rate=48000",
+            ][..],
         ),
         (
             "h265",
-            &["codec_name=hevc", "width=320", "height=240", "codec_name=aac", "sample_rate=48000"],
+            &[
+                "codec_name=hevc",
+                "width=320",
+                "height=240",
+                "codec_name=aac",
+                "sample_rate=48000",
+            ],
         ),
         ("opus", &["codec_name=opus", "sample_rate=48000"]),
     ] {
@@ -497,7 +542,10 @@ fn ffprobe_over_rtsp_reports_codecs_size_and_rate() {
         }
         if name == "opus" {
             assert_eq!(
-                lines.iter().filter(|l| l.starts_with("codec_name=")).count(),
+                lines
+                    .iter()
+                    .filter(|l| l.starts_with("codec_name="))
+                    .count(),
                 1,
                 "only the Opus track is served: {out}"
             );
@@ -522,7 +570,11 @@ fn ffmpeg_decodes_every_frame_over_tcp_and_udp_without_warnings() {
         }
     }
     // Audio: every frame of the laced files and of the WebM's Opus track.
-    for (name, file) in [("xiph", "xiph.mkv"), ("ebml", "ebml.mkv"), ("opus", "opus.webm")] {
+    for (name, file) in [
+        ("xiph", "xiph.mkv"),
+        ("ebml", "ebml.mkv"),
+        ("opus", "opus.webm"),
+    ] {
         let frames = audio(&open(file)).samples.len();
         for transport in ["tcp", "udp"] {
             let got = ffmpeg_decode_stream(&server.url(name), transport, "0:a");
@@ -566,7 +618,11 @@ fn gstreamer_decodes_to_eos() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retina_plays_every_frame_with_the_files_timestamps() {
     let server = server();
-    for (name, file) in [("h264", "h264.mkv"), ("h265", "h265.mkv"), ("ebml", "ebml.mkv")] {
+    for (name, file) in [
+        ("h264", "h264.mkv"),
+        ("h265", "h265.mkv"),
+        ("ebml", "ebml.mkv"),
+    ] {
         let media = open(file);
         let exp = expected_of(&media);
         assert_eq!(exp.video_frames, FRAMES);
@@ -599,8 +655,17 @@ fn raw_play_timestamps(server: &Server, name: &str, track: usize, frames: usize)
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
     );
     assert_eq!(s.status, 200);
-    let session = s.header("Session").unwrap().split(';').next().unwrap().to_owned();
-    assert_eq!(c.request("PLAY", &url, &[("Session", &session)]).status, 200);
+    let session = s
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        c.request("PLAY", &url, &[("Session", &session)]).status,
+        200
+    );
     let mut out = Vec::new();
     let mut frame_ts = None;
     while out.len() < frames {
@@ -611,7 +676,12 @@ fn raw_play_timestamps(server: &Server, name: &str, track: usize, frames: usize)
         let rtp = parse_rtp(&data).expect("RTP");
         if track == 0 {
             // One timestamp per access unit, ended by the marker (RFC 6184 §5.1).
-            assert_eq!(*frame_ts.get_or_insert(rtp.ts), rtp.ts, "frame {}", out.len());
+            assert_eq!(
+                *frame_ts.get_or_insert(rtp.ts),
+                rtp.ts,
+                "frame {}",
+                out.len()
+            );
             if rtp.marker {
                 out.push(rtp.ts);
                 frame_ts = None;
@@ -652,7 +722,10 @@ fn rtp_timestamps_are_the_files_block_times() {
             let rtp = i64::from(ts.wrapping_sub(got[0]));
             assert_eq!(rtp, 1024 * k as i64, "{name} audio frame {k}");
             let ms = (pts - probed[0]) as f64;
-            assert!((rtp as f64 / 48.0 - ms).abs() <= 1.0, "{name} audio frame {k}: {rtp} vs {ms} ms");
+            assert!(
+                (rtp as f64 / 48.0 - ms).abs() <= 1.0,
+                "{name} audio frame {k}: {rtp} vs {ms} ms"
+            );
         }
     }
 }
@@ -688,9 +761,15 @@ fn range_npt_seeks_to_the_keyframe() {
     let source = video_crcs(&[], file.to_str().unwrap());
     assert_eq!(source.len(), FRAMES);
     // ffmpeg's -ss before -i sends PLAY with Range: npt=2-; there is a keyframe at 2 s.
-    let sought = video_crcs(&["-rtsp_transport", "tcp", "-ss", "2", "-copyts"], &server.url("h264"));
+    let sought = video_crcs(
+        &["-rtsp_transport", "tcp", "-ss", "2", "-copyts"],
+        &server.url("h264"),
+    );
     let (first_pts, first_crc) = sought.first().expect("frames after the seek").clone();
-    assert!((1.95..2.1).contains(&first_pts), "first frame after -ss 2 at {first_pts} s");
+    assert!(
+        (1.95..2.1).contains(&first_pts),
+        "first frame after -ss 2 at {first_pts} s"
+    );
     let at = source
         .iter()
         .find(|(pts, _)| (pts - first_pts).abs() < 0.02)
@@ -707,11 +786,24 @@ fn range_npt_seeks_to_the_keyframe() {
         &format!("{base}trackID=0"),
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
     );
-    let session = s.header("Session").unwrap().split(';').next().unwrap().to_owned();
-    let p = c.request("PLAY", &url, &[("Session", &session), ("Range", "npt=1.5-")]);
+    let session = s
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let p = c.request(
+        "PLAY",
+        &url,
+        &[("Session", &session), ("Range", "npt=1.5-")],
+    );
     assert_eq!(p.status, 200);
     let range = p.header("Range").unwrap().to_owned();
-    assert!(range.starts_with("npt=1") && !range.starts_with("npt=1.5"), "{range}");
+    assert!(
+        range.starts_with("npt=1") && !range.starts_with("npt=1.5"),
+        "{range}"
+    );
 }
 
 /// Waits (up to 5 s: the log is read by another thread) for a log line containing all of
@@ -735,8 +827,12 @@ fn wait_log(server: &Server, parts: &[&str]) {
 /// DESCRIBE of `name`: its status.
 fn describe_status(server: &Server, name: &str) -> u16 {
     let mut c = RawRtsp::connect(server.addr);
-    c.request("DESCRIBE", &server.url(name), &[("Accept", "application/sdp")])
-        .status
+    c.request(
+        "DESCRIBE",
+        &server.url(name),
+        &[("Accept", "application/sdp")],
+    )
+    .status
 }
 
 #[test]
@@ -753,7 +849,9 @@ fn bad_files_get_a_clear_error_and_others_still_play() {
     }
     // The file's own reader agrees: clear typed errors.
     for name in ["past_end.mkv", "cut_header.mkv", "random.mkv"] {
-        let e = MediaFile::open(&media_dir().join(name), name).unwrap_err().to_string();
+        let e = MediaFile::open(&media_dir().join(name), name)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(name) && e.contains("matroska"), "{e}");
     }
     // A truncated copy plays what it holds up to its last complete block; a block whose lace
@@ -781,7 +879,11 @@ fn catalog_lists_matroska_streams_and_what_they_miss() {
     let server = server();
     let streams = server.http_get("/api/v1/streams").json();
     let list = streams["streams"].as_array().unwrap();
-    let find = |n: &str| list.iter().find(|s| s["name"] == n).unwrap_or_else(|| panic!("{n} listed"));
+    let find = |n: &str| {
+        list.iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("{n} listed"))
+    };
     assert_eq!(find("h264")["codecs"], serde_json::json!(["H.264", "AAC"]));
     assert_eq!(find("h265")["codecs"], serde_json::json!(["H.265", "AAC"]));
     assert_eq!(find("opus")["codecs"], serde_json::json!(["Opus"]));

@@ -98,7 +98,10 @@ pub(crate) fn parse_block(
             if rest % count != 0 {
                 return Err(BlockError::BadLacing);
             }
-            sizes.iter_mut().take(count - 1).for_each(|s| *s = rest / count);
+            sizes
+                .iter_mut()
+                .take(count - 1)
+                .for_each(|s| *s = rest / count);
         }
     }
     let laced: usize = sizes
@@ -139,7 +142,11 @@ mod tests {
         assert_eq!((h.track, h.relative, h.flags), (1, 16, 0x80));
         assert_eq!(f, vec![(4, 3)]);
         assert_eq!(frames(&[0x81, 0x00]), Err(BlockError::Truncated));
-        assert_eq!(frames(&[0x81, 0, 0, 0]), Err(BlockError::BadLacing), "empty frame");
+        assert_eq!(
+            frames(&[0x81, 0, 0, 0]),
+            Err(BlockError::BadLacing),
+            "empty frame"
+        );
     }
 
     #[test]
@@ -149,10 +156,7 @@ mod tests {
         body.extend(std::iter::repeat(7).take(305));
         let f = frames(&body).unwrap();
         assert_eq!(f, vec![(8, 300), (308, 2), (310, 3)]);
-        assert_eq!(
-            parse_block(&body, &mut Vec::new()).unwrap().relative,
-            -2
-        );
+        assert_eq!(parse_block(&body, &mut Vec::new()).unwrap().relative, -2);
         // Sizes claiming more than the block.
         let mut lie = body.clone();
         lie[6] = 250;
@@ -178,8 +182,15 @@ mod tests {
     fn fixed_lacing() {
         let mut body = vec![0x81, 0, 0, 0x04, 3];
         body.extend([9u8; 8]);
-        assert_eq!(frames(&body).unwrap(), vec![(5, 2), (7, 2), (9, 2), (11, 2)]);
+        assert_eq!(
+            frames(&body).unwrap(),
+            vec![(5, 2), (7, 2), (9, 2), (11, 2)]
+        );
         body.push(1);
-        assert_eq!(frames(&body), Err(BlockError::BadLacing), "9 bytes in 4 frames");
+        assert_eq!(
+            frames(&body),
+            Err(BlockError::BadLacing),
+            "9 bytes in 4 frames"
+        );
     }
 }

@@ -67,7 +67,9 @@ pub(crate) fn read_header(file: &[u8], pos: usize, limit: usize) -> Result<Eleme
     let (size, size_len, unknown) = match read_vint(rest) {
         Some(v) => v,
         None if rest.first().is_some_and(|b| *b == 0) => {
-            return Err(err(MkvErrorKind::Invalid("element size longer than 8 bytes")))
+            return Err(err(MkvErrorKind::Invalid(
+                "element size longer than 8 bytes",
+            )))
         }
         None => return Err(err(MkvErrorKind::Truncated)),
     };
@@ -112,8 +114,7 @@ fn read_header_unbounded(file: &[u8], pos: usize) -> Result<Element, MkvError> {
     let window = file
         .get(pos..)
         .ok_or(MkvError::new(pos as u64, MkvErrorKind::Truncated))?;
-    let (id, id_len) =
-        read_id(window).ok_or(MkvError::new(pos as u64, MkvErrorKind::Truncated))?;
+    let (id, id_len) = read_id(window).ok_or(MkvError::new(pos as u64, MkvErrorKind::Truncated))?;
     let (_, size_len, _) = read_vint(window.get(id_len..).unwrap_or_default())
         .ok_or(MkvError::new(pos as u64, MkvErrorKind::Truncated))?;
     Ok(Element {
@@ -141,7 +142,10 @@ pub(crate) fn read_float(body: &[u8], at: usize) -> Result<f64, MkvError> {
         0 => Ok(0.0),
         4 => Ok(f64::from(f32::from_bits(read_uint(body, at)? as u32))),
         8 => Ok(f64::from_bits(read_uint(body, at)?)),
-        _ => Err(MkvError::new(at as u64, MkvErrorKind::Invalid("float size"))),
+        _ => Err(MkvError::new(
+            at as u64,
+            MkvErrorKind::Invalid("float size"),
+        )),
     }
 }
 
@@ -218,7 +222,10 @@ mod tests {
         assert_eq!(read_vint(&[0x81]), Some((1, 1, false)));
         assert_eq!(read_vint(&[0xFF]), Some((127, 1, true)));
         assert_eq!(read_vint(&[0x40, 0x02]), Some((2, 2, false)));
-        assert_eq!(read_vint(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]).map(|v| v.2), Some(true));
+        assert_eq!(
+            read_vint(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]).map(|v| v.2),
+            Some(true)
+        );
         assert_eq!(read_vint(&[0x00, 0x81]), None, "longer than 8 bytes");
         assert_eq!(read_vint(&[0x40]), None, "truncated");
     }
@@ -229,12 +236,21 @@ mod tests {
         let f = [0x1A, 0x45, 0xDF, 0xA3, 0x84, 1, 2, 3, 4];
         let el = read_header(&f, 0, f.len()).unwrap();
         assert_eq!((el.id, el.data, el.end), (0x1A45DFA3, 5, Some(9)));
-        assert_eq!(read_header(&f, 0, 8).unwrap_err().kind, MkvErrorKind::SizeTooLarge);
+        assert_eq!(
+            read_header(&f, 0, 8).unwrap_err().kind,
+            MkvErrorKind::SizeTooLarge
+        );
         let (el, cut) = read_header_clamped(&f[..8], 0, 8).unwrap();
         assert!(cut);
         assert_eq!(el.end, Some(8));
-        assert!(read_header_clamped(&f, 0, 8).is_err(), "a parent's end is no file end");
-        assert_eq!(read_header(&f, 0, 3).unwrap_err().kind, MkvErrorKind::Truncated);
+        assert!(
+            read_header_clamped(&f, 0, 8).is_err(),
+            "a parent's end is no file end"
+        );
+        assert_eq!(
+            read_header(&f, 0, 3).unwrap_err().kind,
+            MkvErrorKind::Truncated
+        );
         let unknown = [0x1F, 0x43, 0xB6, 0x75, 0xFF];
         assert_eq!(read_header(&unknown, 0, 5).unwrap().end, None);
     }

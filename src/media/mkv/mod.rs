@@ -96,9 +96,10 @@ pub fn parse_mkv(bytes: &[u8]) -> Result<MkvIndex, MkvError> {
     }
     let len = bytes.len();
     let ebml = read_header(bytes, 0, len)?;
-    let ebml_end = ebml
-        .end
-        .ok_or(MkvError::new(0, MkvErrorKind::Invalid("unknown-size EBML header")))?;
+    let ebml_end = ebml.end.ok_or(MkvError::new(
+        0,
+        MkvErrorKind::Invalid("unknown-size EBML header"),
+    ))?;
     for c in Children::new(bytes, ebml.data, ebml_end, &[]) {
         let c = c?;
         if let (ids::DOC_TYPE, Some(end)) = (c.id, c.end) {
@@ -200,7 +201,10 @@ pub fn parse_mkv(bytes: &[u8]) -> Result<MkvIndex, MkvError> {
     let mut skipped = Vec::new();
     for t in &entries {
         if building.iter().any(|b| b.number == t.number) || u32::try_from(t.number).is_err() {
-            skipped.push(format!("track {}: duplicate or invalid track number", t.number));
+            skipped.push(format!(
+                "track {}: duplicate or invalid track number",
+                t.number
+            ));
             continue;
         }
         match map_codec(t) {
@@ -399,9 +403,7 @@ fn add_block(
             // Only the first frame of a laced keyframe block starts a GOP.
             sync: sync && (k == 0 || track.kind == TrackKind::Audio),
         });
-        track
-            .pts_ns
-            .push(clamp_i64(i128::from(time_ns) + step));
+        track.pts_ns.push(clamp_i64(i128::from(time_ns) + step));
     }
     walk.total_samples += n;
     Ok(())
@@ -447,9 +449,8 @@ fn finish_track(mut b: Building, min_ns: i64, scale_ns: u64) -> Track {
         // AAC frames are 1024 samples (ISO/IEC 14496-3 §4.5.2.1); Matroska times are rounded
         // to the TimestampScale (1 ms by default): snap each frame onto the running frame
         // clock while it agrees to within one timestamp unit, so RTP times do not jitter.
-        let tol = clamp_i64(
-            (i128::from(scale_ns) * i128::from(timescale) + 999_999_999) / 1_000_000_000,
-        );
+        let tol =
+            clamp_i64((i128::from(scale_ns) * i128::from(timescale) + 999_999_999) / 1_000_000_000);
         for i in 1..pts.len() {
             let expected = pts[i - 1].saturating_add(1024);
             if (pts[i].saturating_sub(expected)).abs() <= tol {
@@ -477,7 +478,12 @@ fn finish_track(mut b: Building, min_ns: i64, scale_ns: u64) -> Track {
         .max()
         .unwrap_or(0)
         .max(0);
-    let first_decode = decode.iter().copied().min().unwrap_or(0).saturating_sub(delay);
+    let first_decode = decode
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(delay);
     let edit_offset = delay.saturating_add(first_decode.min(0).saturating_neg());
     for ((s, d), p) in b.samples.iter_mut().zip(&decode).zip(&pts) {
         // Stored decode time: decode - delay + edit_offset (>= 0); pts = dts - edit + cts.

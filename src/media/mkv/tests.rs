@@ -4,7 +4,11 @@ use super::*;
 
 /// An element: ID bytes (marker included), minimal size vint, body.
 fn el(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = id.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+    let mut out: Vec<u8> = id
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
     out.extend(size(body.len() as u64));
     out.extend_from_slice(body);
     out
@@ -18,7 +22,11 @@ fn size(n: u64) -> Vec<u8> {
 
 /// An element of unknown size (RFC 8794 §6.2), followed by its children.
 fn unknown(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = id.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+    let mut out: Vec<u8> = id
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
     out.push(0xFF);
     out.extend_from_slice(body);
     out
@@ -33,7 +41,9 @@ fn header(doc: &str) -> Vec<u8> {
 }
 
 fn avcc() -> Vec<u8> {
-    vec![1, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x1E, 1, 0, 2, 0x68, 0xCE]
+    vec![
+        1, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x1E, 1, 0, 2, 0x68, 0xCE,
+    ]
 }
 
 fn track(number: u64, ty: u64, codec: &str, private: &[u8], extra: &[u8]) -> Vec<u8> {
@@ -100,7 +110,13 @@ fn simple_blocks_become_samples_at_their_times() {
     let got: Vec<_> = t
         .samples
         .iter()
-        .map(|s| (&f[s.offset as usize..][..s.len as usize], t.pts_ns(s), s.sync))
+        .map(|s| {
+            (
+                &f[s.offset as usize..][..s.len as usize],
+                t.pts_ns(s),
+                s.sync,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -150,7 +166,10 @@ fn b_frames_get_decode_times_from_sorted_presentation_times() {
     // sorted time over its frame's presentation (the B frames: 80 - 40 = 40 ms).
     assert_eq!(dts, vec![-3600, 0, 3600, 7200, 10_800]);
     assert!(dts.windows(2).all(|w| w[0] < w[1]), "monotonic");
-    assert!(dts.iter().zip(&pts).all(|(d, p)| d <= p), "decode before present");
+    assert!(
+        dts.iter().zip(&pts).all(|(d, p)| d <= p),
+        "decode before present"
+    );
     assert!(t.reorders_frames());
 }
 
@@ -168,7 +187,11 @@ fn laced_audio_frames_are_timed_by_default_duration_or_spread() {
     let lens: Vec<_> = t.samples.iter().map(|s| s.len).collect();
     assert_eq!(lens, vec![4, 5, 6, 3]);
     let pts: Vec<_> = t.samples.iter().map(|s| t.pts_ticks(s)).collect();
-    assert_eq!(pts, vec![0, 1024, 2048, 3072], "snapped onto the AAC frame clock");
+    assert_eq!(
+        pts,
+        vec![0, 1024, 2048, 3072],
+        "snapped onto the AAC frame clock"
+    );
     // Without DefaultDuration: spread evenly over the 64 ms up to the next block.
     let f = file(&[aac_track(2, None)], &[cluster(0, &blocks)]);
     let t = &parse_mkv(&f).unwrap().index.tracks[0];
@@ -270,18 +293,32 @@ fn bad_input_is_a_typed_error() {
     let mut seg = vec![0x16, 0x54, 0xAE, 0x6B, 0x01, 0xFF, 0, 0, 0, 0, 0, 0];
     seg.extend(video_track(1));
     // (A Void element after the segment: its end is not the file's.)
-    let f = [header("matroska"), el(ids::SEGMENT, &seg), el(0xEC, &[0; 4])].concat();
+    let f = [
+        header("matroska"),
+        el(ids::SEGMENT, &seg),
+        el(0xEC, &[0; 4]),
+    ]
+    .concat();
     assert_eq!(parse_mkv(&f).unwrap_err().kind, MkvErrorKind::SizeTooLarge);
     // The same past the end of the file (the segment's size unknown).
     let f = [header("matroska"), unknown(ids::SEGMENT, &seg)].concat();
     assert_eq!(parse_mkv(&f).unwrap_err().kind, MkvErrorKind::Truncated);
     // No playable track.
     let f = file(&[track(1, 1, "V_AV1", &[], &[])], &[]);
-    assert_eq!(parse_mkv(&f).unwrap_err().kind, MkvErrorKind::NoPlayableTrack);
+    assert_eq!(
+        parse_mkv(&f).unwrap_err().kind,
+        MkvErrorKind::NoPlayableTrack
+    );
     // A fuzz run over every prefix and some byte flips: no panic.
     let f = file(
         &[video_track(1), aac_track(2, None)],
-        &[cluster(0, &[simple(1, 0, 0x80, b"key"), simple(2, 0, 0x86, &[3, 1, 1, 2, 2, 2])])],
+        &[cluster(
+            0,
+            &[
+                simple(1, 0, 0x80, b"key"),
+                simple(2, 0, 0x86, &[3, 1, 1, 2, 2, 2]),
+            ],
+        )],
     );
     for cut in 0..f.len() {
         fuzz_parse_mkv(&f[..cut]);
@@ -291,4 +328,36 @@ fn bad_input_is_a_typed_error() {
         g[i] ^= 0xFF;
         fuzz_parse_mkv(&g);
     }
+}
+
+/// The fuzz seeds (ffmpeg's files, heads of laced and unknown-size ones) index, and thousands
+/// of pseudo-random mutations of them never panic nor yield a sample outside the input.
+#[test]
+fn seeds_index_and_mutations_never_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/mkv_index");
+    let mut n = 0;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let mkv = parse_mkv(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!mkv.index.tracks.is_empty());
+        for _ in 0..300 {
+            let mut m = data.clone();
+            for _ in 0..1 + next() % 8 {
+                let i = (next() % m.len() as u64) as usize;
+                m[i] = next() as u8;
+            }
+            let cut = m.len() - (next() % 64) as usize;
+            fuzz_parse_mkv(&m[..cut]);
+        }
+        n += 1;
+    }
+    assert!(n >= 5, "seeds in {}", dir.display());
 }

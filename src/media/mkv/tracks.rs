@@ -188,7 +188,12 @@ mod tests {
         h.extend([1, 2, 0x38, 0x01, 0x80, 0xBB, 0, 0, 0xFF, 0xFF, 0]);
         let c = parse_opus_head(&h).unwrap();
         assert_eq!(
-            (c.channels, c.pre_skip, c.input_sample_rate_hz, c.output_gain),
+            (
+                c.channels,
+                c.pre_skip,
+                c.input_sample_rate_hz,
+                c.output_gain
+            ),
             (2, 312, 48_000, -1)
         );
         h[18] = 1;
