@@ -153,7 +153,7 @@ mod tests {
     fn xiph_lacing() {
         // 3 frames: 300 (255 + 45), 2, and the rest (3).
         let mut body = vec![0x82, 0xFF, 0xFE, 0x02, 2, 255, 45, 2];
-        body.extend(std::iter::repeat(7).take(305));
+        body.extend(std::iter::repeat_n(7, 305));
         let f = frames(&body).unwrap();
         assert_eq!(f, vec![(8, 300), (308, 2), (310, 3)]);
         assert_eq!(parse_block(&body, &mut Vec::new()).unwrap().relative, -2);

@@ -281,8 +281,7 @@ fn read_cluster(
     walk: &mut Walk,
 ) -> Result<(), MkvError> {
     let mut cluster_ts: u64 = 0;
-    let mut children = Children::new(bytes, data, end, &[]);
-    while let Some(c) = children.next() {
+    for c in Children::new(bytes, data, end, &[]) {
         let c = match c {
             Ok(c) => c,
             Err(e) => {
