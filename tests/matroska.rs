@@ -887,6 +887,17 @@ fn catalog_lists_matroska_streams_and_what_they_miss() {
     assert_eq!(find("h264")["codecs"], serde_json::json!(["H.264", "AAC"]));
     assert_eq!(find("h265")["codecs"], serde_json::json!(["H.265", "AAC"]));
     assert_eq!(find("opus")["codecs"], serde_json::json!(["Opus"]));
+    // The WebM's video is VP8: the catalog says the stream misses it.
+    let missing = find("opus")["unsupported"]
+        .as_array()
+        .expect("unsupported listed")
+        .clone();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].as_str().unwrap().contains("V_VP8"),
+        "{missing:?}"
+    );
+    assert!(find("h264").get("unsupported").is_none(), "nothing missing");
     // One line naming the unsupported video track.
     wait_log(&server, &["opus.webm", "V_VP8"]);
 }
