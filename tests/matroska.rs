@@ -901,3 +901,23 @@ fn catalog_lists_matroska_streams_and_what_they_miss() {
     // One line naming the unsupported video track.
     wait_log(&server, &["opus.webm", "V_VP8"]);
 }
+
+/// HLS (fMP4 made from the same samples) plays a Matroska file too: ffmpeg's HLS client
+/// decodes every video frame without a warning.
+#[test]
+fn hls_plays_matroska_files() {
+    let server = server();
+    let hls = server.hls.expect("HLS listener");
+    for name in ["h264", "live", "xiph"] {
+        let url = format!("http://{hls}/hls/{name}/index.m3u8");
+        let (ok, out, err) = run_with_timeout(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-nostdin", "-v", "warning", "-i", &url])
+                .args(["-map", "0:v", "-f", "framecrc", "-"]),
+            Duration::from_secs(40),
+        );
+        assert!(ok && err.trim().is_empty(), "{name} over HLS: {err}");
+        let frames = out.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(frames, FRAMES, "{name} over HLS");
+    }
+}
