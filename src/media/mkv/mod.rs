@@ -160,6 +160,12 @@ pub fn parse_mkv(bytes: &[u8]) -> Result<MkvIndex, MkvError> {
             continue;
         }
         let Some(end) = el.end else {
+            // Only segments and clusters may have an unknown size. After the tracks, such an
+            // element (a writer's unfinished tags, say) ends the walk; before them, the file.
+            if entries.is_some() {
+                walk.truncated_at = Some(el.start as u64);
+                break;
+            }
             return Err(MkvError::new(
                 el.start as u64,
                 MkvErrorKind::Invalid("unknown size outside a segment or cluster"),
