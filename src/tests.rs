@@ -28,6 +28,7 @@ fn fuzz_seeds_replay_without_panics() {
     replay("uri", crate::rtsp::uri::fuzz_uri);
     replay("mp4_index", crate::media::mp4::fuzz_parse_mp4);
     replay("mpegts_index", crate::media::ts::fuzz_parse_ts);
+    replay("mkv_index", crate::media::mkv::fuzz_parse_mkv);
     replay("packetize", crate::packetize::fuzz_packetize);
     replay("rtcp", crate::wire::rtcp::fuzz_rtcp);
     replay("depacketize", crate::ingest::depacketize::fuzz_depacketize);

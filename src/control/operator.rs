@@ -89,6 +89,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
         viewers: 0,
         token_required: false,
         tracks,
+        unsupported: media.index.skipped.clone(),
         source: None,
     }
 }

@@ -89,6 +89,10 @@ pub struct StreamInfo {
     pub token_required: bool,
     /// Per-track detail.
     pub tracks: Vec<TrackInfo>,
+    /// Tracks of the file that are not served, each with the reason (e.g. `"track 1:
+    /// unsupported codec V_VP8"`): a file whose video is listed here plays without its video.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<String>,
     /// Who feeds it, for a published stream (absent for files and live channels).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceInfo>,

@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::media::mkv::{is_matroska, parse_mkv, MkvError};
 use crate::media::mp4::{parse_mp4, Mp4Error};
 use crate::media::track::MediaIndex;
 use crate::media::ts::{looks_like_ts, parse_ts_with_stats, TsError, TsStats};
@@ -40,9 +41,13 @@ use crate::sys::lease::{lease_breaking, take_read_lease};
 use crate::sys::mmap::MappedFile;
 use crate::sys::ring::RingView;
 
-/// File extensions served, in lookup order: ISO-BMFF, then MPEG-TS (`ts`, 188-byte packets;
-/// `.m2ts`'s 192-byte BDAV packets are not read).
-pub const MEDIA_EXTENSIONS: [&str; 5] = ["mp4", "m4v", "mov", "m4a", "ts"];
+/// File extensions served, in lookup order: ISO-BMFF, Matroska/WebM, then MPEG-TS (`ts`,
+/// 188-byte packets; `.m2ts`'s 192-byte BDAV packets are not read).
+pub const MEDIA_EXTENSIONS: [&str; 7] = ["mp4", "m4v", "mov", "m4a", "mkv", "webm", "ts"];
+
+/// Extensions of Matroska files: read by the Matroska reader even when their first bytes say
+/// otherwise (so a damaged one gets the Matroska error).
+const MATROSKA_EXTENSIONS: [&str; 2] = ["mkv", "webm"];
 
 /// Deepest directory level scanned when listing a media root.
 const MAX_SCAN_DEPTH: usize = 8;
@@ -82,16 +87,43 @@ pub enum LibraryError {
         /// What is wrong with it.
         cause: TsError,
     },
+    /// The file is not a usable Matroska/WebM file.
+    #[error("{path}: {cause}")]
+    Matroska {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        cause: MkvError,
+    },
 }
 
-/// Indexes a file's bytes by what they are: a transport stream when the path ends in `.ts`
-/// or the bytes start with sync bytes at a 188-byte stride (`media::ts`), else ISO-BMFF.
-fn index_bytes(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
-    let ts_name = path
+/// Indexes `bytes` read from `path` by what they are: Matroska when they start with the EBML
+/// magic (`1A 45 DF A3`) or the file is named `.mkv`/`.webm`; a transport stream when the
+/// file is named `.ts` or the bytes start with sync bytes at a 188-byte stride
+/// (`media::ts`); ISO-BMFF otherwise. Logs one line for a file served only in part (tracks
+/// skipped, malformed blocks, bytes off the packet grid, cut short).
+fn index_file(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
+    let extension = path
         .extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("ts"));
-    if ts_name || looks_like_ts(bytes) {
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let named_matroska = MATROSKA_EXTENSIONS.contains(&extension.as_str());
+    let index = if is_matroska(bytes) || named_matroska {
+        let mkv = parse_mkv(bytes).map_err(|cause| LibraryError::Matroska {
+            path: path.to_owned(),
+            cause,
+        })?;
+        if mkv.bad_blocks > 0 || mkv.truncated_at.is_some() {
+            tracing::warn!(
+                path = %path.display(),
+                bad_blocks = mkv.bad_blocks,
+                truncated_at = ?mkv.truncated_at,
+                "matroska file served in part: malformed blocks skipped or file cut short"
+            );
+        }
+        mkv.index
+    } else if extension == "ts" || looks_like_ts(bytes) {
         let (index, stats) = parse_ts_with_stats(bytes).map_err(|cause| LibraryError::Ts {
             path: path.to_owned(),
             cause,
@@ -106,13 +138,26 @@ fn index_bytes(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
                 "mpeg-ts: skipped bytes off the packet grid or bridged PCR jumps; serving the rest"
             );
         }
-        Ok(index)
+        index
     } else {
         parse_mp4(bytes).map_err(|cause| LibraryError::Media {
             path: path.to_owned(),
             cause,
-        })
+        })?
+    };
+    if !index.skipped.is_empty() {
+        let has_video = index
+            .tracks
+            .iter()
+            .any(|t| t.kind == crate::media::track::TrackKind::Video);
+        tracing::warn!(
+            path = %path.display(),
+            skipped = ?index.skipped,
+            has_video,
+            "serving only some tracks of this file"
+        );
     }
+    Ok(index)
 }
 
 /// Media bytes: a file mapping or bytes compiled into the binary.
@@ -222,7 +267,7 @@ impl MediaFile {
             path: path.to_owned(),
             cause: source,
         })?;
-        let index = index_bytes(map.bytes(), path)?;
+        let index = index_file(map.bytes(), path)?;
         Ok(Self {
             name: name.to_owned(),
             bytes: MediaBytes::Mapped(MappedFileHandle {

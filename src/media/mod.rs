@@ -1,6 +1,7 @@
-//! Media files: the root-confined library, the ISO-BMFF and MPEG-TS readers and the track
+//! Media files: the root-confined library, the ISO-BMFF, Matroska and MPEG-TS readers and the track
 //! model.
 pub mod library;
+pub mod mkv;
 pub mod mp4;
 pub mod name;
 pub mod track;

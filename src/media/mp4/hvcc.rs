@@ -37,6 +37,17 @@ pub(crate) fn parse_hevc_entry(entry: &Mp4Box<'_>) -> Result<H265Config, Mp4Erro
     parse_hvcc(&mut hvcc.reader(), allow_empty, width, height)
 }
 
+/// Parses a whole HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1.2) that arrived
+/// outside an MP4 sample entry (Matroska's `V_MPEGH/ISO/HEVC` CodecPrivate), with the picture
+/// size known from elsewhere; VPS, SPS and PPS are required.
+pub(crate) fn parse_hevc_decoder_config(
+    record: &[u8],
+    width: u16,
+    height: u16,
+) -> Result<H265Config, Mp4Error> {
+    parse_hvcc(&mut Reader::new(record, 0, "hvcC"), false, width, height)
+}
+
 /// Parses an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1.2). Arrays of other
 /// NAL unit types (SEI) are skipped; VPS, SPS and PPS are kept in file order.
 pub(crate) fn parse_hvcc(

@@ -30,6 +30,7 @@ mod tests;
 pub(crate) use avcc::parse_avc_decoder_config;
 pub use error::{Mp4Error, Mp4ErrorKind};
 pub(crate) use esds::parse_audio_specific_config;
+pub(crate) use hvcc::parse_hevc_decoder_config;
 pub use summary::{summarize, TrackSummary};
 
 use boxes::{BoxIter, Mp4Box};
