@@ -9,7 +9,7 @@
 #                           [--rounds 3] [--media FILE] [--out DIR]
 #
 # Needs a release build (target/release/shardcast), python3-gi and
-# gir1.2-gst-rtsp-server-1.0 (scripts/install-test-deps.sh --bench installs them), and the
+# gir1.2-gst-rtsp-server-1.0 (scripts/install-test-deps.sh installs them), and the
 # long sample (scripts/make-sample-media.sh --large). Both servers are pinned to core 0 and
 # the load generator to core 1; everything listens and sends on 127.0.0.1 only, and every
 # run stops by itself.

@@ -2,8 +2,8 @@
 # Installs the independent RTSP peers the test suite plays against (ffmpeg/ffprobe,
 # GStreamer's rtspsrc with H.264/H.265/AAC decoders and its rtspclientsink publisher), the
 # headless browser that drives the web page (Chromium), GStreamer's RTSP server (a camera
-# to pull from) and OpenSSL's DTLS client from Debian packages, when missing; with --bench
-# also the bench's HLS peer (nginx).
+# to pull from), OpenSSL's DTLS client and nginx (the HLS bench's peer) from Debian
+# packages, when missing.
 set -euo pipefail
 
 missing=()
@@ -36,9 +36,10 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
   missing+=(python3-gi gir1.2-gst-rtsp-server-1.0)
 fi
-# With --bench: nginx, the reference HLS server `shardcast bench --protocol hls --against
-# nginx` compares with (tests/bench_hls.rs). Not started as a service: the bench runs its own.
-if [ "${1:-}" = "--bench" ] && [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+# nginx, the reference HLS server `shardcast bench --protocol hls --against nginx` compares
+# with; tests/bench_hls.rs runs that comparison, so the suite needs it (not only the bench).
+# Not started as a service: the bench runs its own.
+if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
   missing+=(nginx)
 fi
 # OpenSSL's s_client: the independent DTLS 1.2 + use_srtp client of tests/webrtc_dtls.rs (and

@@ -20,7 +20,7 @@ live=0; port=8089
 for a in "${@:2}"; do
   case "$a" in --live) live=1 ;; *) port=$a ;; esac
 done
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "nginx missing: scripts/install-test-deps.sh --bench" >&2; exit 1; }
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { echo "nginx missing: scripts/install-test-deps.sh" >&2; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 dir=$(mktemp -d /tmp/nginx-hls.XXXXXX)
 chmod 755 "$dir"  # nginx workers run as an unprivileged user when started by root

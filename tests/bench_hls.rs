@@ -7,7 +7,7 @@
 //! e.g. a viewer that fetched too little stalls, one that ran ahead of real time exceeds
 //! the byte bound.
 //!
-//! Needs nginx and ffmpeg (`scripts/install-test-deps.sh --bench`).
+//! Needs nginx and ffmpeg (`scripts/install-test-deps.sh`).
 
 use std::path::Path;
 use std::process::Command;
@@ -42,7 +42,7 @@ fn run_bench(live: bool) -> serde_json::Value {
         ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
             .iter()
             .any(|p| Path::new(p).exists()),
-        "nginx is missing: run scripts/install-test-deps.sh --bench"
+        "nginx is missing: run scripts/install-test-deps.sh"
     );
     let out = std::env::temp_dir().join(format!(
         "shardcast-bench-hls-{}-{}",

@@ -140,28 +140,7 @@ pub struct PlayWindow {
 /// not after the start and an end of `now` are refused (457, §11); an end past the duration
 /// is clamped to it.
 pub fn vod_play_window(range: Option<&str>, duration_secs: f64) -> Result<PlayWindow, RangeError> {
-    let Some(value) = range else {
-        return Ok(PlayWindow {
-            start: None,
-            end: PlayEnd::Keep,
-        });
-    };
-    let r = parse_range(value)?;
-    let start = match r.start {
-        NptTime::Now => None,
-        NptTime::Seconds(s) if s <= duration_secs => Some(s),
-        NptTime::Seconds(_) => return Err(RangeError::PastEnd),
-    };
-    let end = match r.end {
-        None => PlayEnd::Media,
-        Some(NptTime::Now) => return Err(RangeError::Empty),
-        Some(NptTime::Seconds(e)) if start.is_some_and(|s| e <= s) => {
-            return Err(RangeError::Empty)
-        }
-        Some(NptTime::Seconds(e)) if e >= duration_secs => PlayEnd::Media,
-        Some(NptTime::Seconds(e)) => PlayEnd::At(e),
-    };
-    Ok(PlayWindow { start, end })
+    play_window(range, duration_secs, false)
 }
 
 /// Why a `Scale` or `Speed` header was refused: 400 Bad Request (RFC 2326 §11; the value is
@@ -253,13 +232,32 @@ pub fn vod_reverse_window(
     range: Option<&str>,
     duration_secs: f64,
 ) -> Result<PlayWindow, RangeError> {
+    play_window(range, duration_secs, true)
+}
+
+/// [`vod_play_window`] (`reverse` false) and [`vod_reverse_window`] (true): the start is
+/// read alike; the end must lie after the start forward (clamped to the duration), before
+/// it backwards (the floor).
+fn play_window(
+    range: Option<&str>,
+    duration_secs: f64,
+    reverse: bool,
+) -> Result<PlayWindow, RangeError> {
     let Some(value) = range else {
         return Ok(PlayWindow {
             start: None,
-            end: PlayEnd::Media,
+            end: if reverse {
+                PlayEnd::Media
+            } else {
+                PlayEnd::Keep
+            },
         });
     };
-    let r = parse_range_any_order(value)?;
+    let r = if reverse {
+        parse_range_any_order(value)?
+    } else {
+        parse_range(value)?
+    };
     let start = match r.start {
         NptTime::Now => None,
         NptTime::Seconds(s) if s <= duration_secs => Some(s),
@@ -268,9 +266,14 @@ pub fn vod_reverse_window(
     let end = match r.end {
         None => PlayEnd::Media,
         Some(NptTime::Now) => return Err(RangeError::Empty),
-        Some(NptTime::Seconds(e)) if start.is_some_and(|s| e >= s) => {
+        Some(NptTime::Seconds(e)) if reverse && start.is_some_and(|s| e >= s) => {
             return Err(RangeError::Empty)
         }
+        Some(NptTime::Seconds(e)) if reverse => PlayEnd::At(e),
+        Some(NptTime::Seconds(e)) if start.is_some_and(|s| e <= s) => {
+            return Err(RangeError::Empty)
+        }
+        Some(NptTime::Seconds(e)) if e >= duration_secs => PlayEnd::Media,
         Some(NptTime::Seconds(e)) => PlayEnd::At(e),
     };
     Ok(PlayWindow { start, end })
