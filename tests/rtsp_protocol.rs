@@ -273,12 +273,14 @@ fn packets_are_paced_in_real_time_not_burst() {
     );
 }
 
-/// RFC 2326 §12.34/§12.35 for a server without trick play: a PLAY with `Scale` (here the
-/// `Scale: -1000` a rewind button sends) or `Speed` is answered with the rate actually used,
-/// 1 ("the response MUST contain the actual scale value chosen by the server"); without
-/// them the answer names neither. A value that is not a number, or a Speed that is not
-/// positive (RFC 7826 §18.50), is 400 Bad Request. Fails on a server that ignores both
-/// headers: it answers 200 with no `Scale` at all.
+/// RFC 2326 §12.34/§12.35: a PLAY with `Scale` (here the `Scale: -1000` a rewind button
+/// sends) or `Speed` is answered with the rate actually used ("the response MUST contain
+/// the actual scale value chosen by the server"): the rewind clamped to −32×, Speed 2.5
+/// served as asked, Scale 0.5 with Speed 1 served as slow motion (the scale wins, Speed 1);
+/// without them the answer names neither. A value that is not a number, or a Speed that is
+/// not positive (RFC 7826 §18.50), is 400 Bad Request. Fails on a server that ignores both
+/// headers: it answers 200 with no `Scale` at all. (What the rates do to the packets:
+/// `tests/trick_play.rs`.)
 #[test]
 fn scale_and_speed_are_answered_with_the_rate_actually_used() {
     let server = common::Server::start(&[]);
@@ -291,16 +293,16 @@ fn scale_and_speed_are_answered_with_the_rate_actually_used() {
     };
     let r = play(&[("Scale", "-1000")]);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("Scale"), Some("1"), "§12.34: the scale used");
+    assert_eq!(r.header("Scale"), Some("-32"), "§12.34: the scale used");
     assert_eq!(r.header("Speed"), None);
     let r = play(&[("Speed", "2.5")]);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("Speed"), Some("1"), "§12.35: the speed used");
+    assert_eq!(r.header("Speed"), Some("2.5"), "§12.35: the speed used");
     assert_eq!(r.header("Scale"), None);
     let r = play(&[("Scale", "0.5"), ("Speed", "1.0")]);
     assert_eq!(
         (r.header("Scale"), r.header("Speed")),
-        (Some("1"), Some("1"))
+        (Some("0.5"), Some("1"))
     );
     let r = play(&[]);
     assert_eq!(r.status, 200);
