@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::players::{ffmpeg_decode_without_warnings, gstreamer_decoded_video_frames};
+use common::players::{ffmpeg_decode_without_warnings, ffprobe, gstreamer_decoded_video_frames};
 use common::retina_play::{expected_of, play_all_of};
 use common::{parse_rtp, run_with_timeout, RawRtsp, Server};
 use retina::client::{TcpTransportOptions, Transport, UdpTransportOptions};
@@ -106,18 +106,6 @@ fn video(media: &MediaFile) -> (&Track, &H265Config) {
 
 fn server() -> Server {
     Server::start(&["--media", media_dir().to_str().unwrap()])
-}
-
-/// `ffprobe` output as `key=value` lines.
-fn ffprobe(args: &[&str]) -> String {
-    let (ok, out, err) = run_with_timeout(
-        Command::new("ffprobe")
-            .args(["-hide_banner", "-v", "error"])
-            .args(args),
-        Duration::from_secs(30),
-    );
-    assert!(ok && err.trim().is_empty(), "ffprobe {args:?}: {err}");
-    out
 }
 
 #[test]
@@ -295,23 +283,8 @@ struct Packet {
 /// video packets up to the last frame's marker.
 fn raw_play_video(server: &Server, url: &str) -> (String, Vec<Packet>) {
     let mut c = RawRtsp::connect(server.addr);
-    let d = c.request("DESCRIBE", url, &[("Accept", "application/sdp")]);
-    assert_eq!(d.status, 200);
+    let (d, session) = c.setup_interleaved(url, &[0]);
     let sdp = String::from_utf8(d.body.clone()).unwrap();
-    let base = d.header("Content-Base").unwrap().to_owned();
-    let s = c.request(
-        "SETUP",
-        &format!("{base}trackID=0"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    assert_eq!(s.status, 200);
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
     let p = c.request("PLAY", url, &[("Session", &session)]);
     assert_eq!(p.status, 200);
     let mut packets = Vec::new();

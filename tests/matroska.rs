@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::players::{
-    ffmpeg_decode_stream, ffmpeg_decode_without_warnings, gstreamer_decoded_video_frames,
+    ffmpeg_decode_stream, ffmpeg_decode_without_warnings, ffprobe, gstreamer_decoded_video_frames,
 };
 use common::retina_play::{expected_of, play_all_of};
 use common::{parse_rtp, run_with_timeout, RawRtsp, Server};
@@ -384,18 +384,6 @@ fn server() -> Server {
     Server::start_logged(&["--media", media_dir().to_str().unwrap()])
 }
 
-/// `ffprobe` output; fails on any error output.
-fn ffprobe(args: &[&str]) -> String {
-    let (ok, out, err) = run_with_timeout(
-        Command::new("ffprobe")
-            .args(["-hide_banner", "-v", "error"])
-            .args(args),
-        Duration::from_secs(30),
-    );
-    assert!(ok && err.trim().is_empty(), "ffprobe {args:?}: {err}");
-    out
-}
-
 /// The presentation times (ms) of the packets of stream `sel` (`v:0`, `a:0`) ffprobe reads
 /// from the file `name`, in file order.
 fn probe_packet_pts(name: &str, sel: &str) -> Vec<i64> {
@@ -646,22 +634,7 @@ async fn retina_plays_every_frame_with_the_files_timestamps() {
 fn raw_play_timestamps(server: &Server, name: &str, track: usize, frames: usize) -> Vec<u32> {
     let url = server.url(name);
     let mut c = RawRtsp::connect(server.addr);
-    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
-    assert_eq!(d.status, 200);
-    let base = d.header("Content-Base").unwrap().to_owned();
-    let s = c.request(
-        "SETUP",
-        &format!("{base}trackID={track}"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    assert_eq!(s.status, 200);
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (_, session) = c.setup_interleaved(&url, &[track]);
     assert_eq!(
         c.request("PLAY", &url, &[("Session", &session)]).status,
         200
@@ -779,20 +752,7 @@ fn range_npt_seeks_to_the_keyframe() {
     // A raw PLAY with a Range inside the second GOP starts at its keyframe (1 s).
     let url = server.url("h264");
     let mut c = RawRtsp::connect(server.addr);
-    let d = c.request("DESCRIBE", &url, &[]);
-    let base = d.header("Content-Base").unwrap().to_owned();
-    let s = c.request(
-        "SETUP",
-        &format!("{base}trackID=0"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (_, session) = c.setup_interleaved(&url, &[0]);
     let p = c.request(
         "PLAY",
         &url,

@@ -241,23 +241,8 @@ fn raw_play(
 ) -> (String, common::RtspResponse, Vec<Packet>) {
     let url = server.url(name);
     let mut c = RawRtsp::connect(server.addr);
-    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
-    assert_eq!(d.status, 200, "DESCRIBE {name}");
+    let (d, session) = c.setup_interleaved(&url, &[0]);
     let sdp = String::from_utf8(d.body.clone()).unwrap();
-    let base = d.header("Content-Base").unwrap().to_owned();
-    let s = c.request(
-        "SETUP",
-        &format!("{base}trackID=0"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    assert_eq!(s.status, 200);
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
     let mut headers = vec![("Session", session.as_str())];
     headers.extend(range.map(|r| ("Range", r)));
     let p = c.request("PLAY", &url, &headers);
@@ -611,20 +596,7 @@ fn damaged_files_are_served_or_refused_and_another_viewer_keeps_playing() {
         std::thread::spawn(move || {
             let mut c = RawRtsp::connect(addr);
             let url = format!("rtsp://{addr}/clip");
-            let d = c.request("DESCRIBE", &url, &[]);
-            let base = d.header("Content-Base").unwrap().to_owned();
-            let s = c.request(
-                "SETUP",
-                &format!("{base}trackID=0"),
-                &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-            );
-            let session = s
-                .header("Session")
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
+            let (_, session) = c.setup_interleaved(&url, &[0]);
             assert_eq!(
                 c.request("PLAY", &url, &[("Session", &session)]).status,
                 200
@@ -698,20 +670,7 @@ fn scale_is_answered_with_one_and_the_stream_plays_on() {
     let bytes = clip_bytes();
     let url = server.url("clip");
     let mut c = RawRtsp::connect(server.addr);
-    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
-    let base = d.header("Content-Base").unwrap().to_owned();
-    let s = c.request(
-        "SETUP",
-        &format!("{base}trackID=0"),
-        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-    );
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (_, session) = c.setup_interleaved(&url, &[0]);
     let p = c.request("PLAY", &url, &[("Session", &session), ("Scale", "4")]);
     assert_eq!(p.status, 200);
     assert_eq!(p.header("Scale"), Some("1"));

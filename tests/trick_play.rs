@@ -47,30 +47,12 @@ struct Played {
     bye: bool,
 }
 
-/// Sets up both tracks of the sample over TCP and returns the connection and session.
+/// Sets up both tracks of `stream` over TCP (video on channels 0-1, audio on 2-3) and
+/// returns the connection, the URL and the session.
 fn set_up(server: &Server, stream: &str) -> (RawRtsp, String, String) {
     let url = server.url(stream);
     let mut c = RawRtsp::connect(server.addr);
-    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
-    assert_eq!(d.status, 200);
-    let base = d.header("Content-Base").unwrap().to_owned();
-    let mut session = String::new();
-    for (track, channels) in [(0, "0-1"), (1, "2-3")] {
-        let transport = format!("RTP/AVP/TCP;unicast;interleaved={channels}");
-        let mut headers = vec![("Transport", transport.as_str())];
-        if !session.is_empty() {
-            headers.push(("Session", session.as_str()));
-        }
-        let s = c.request("SETUP", &format!("{base}trackID={track}"), &headers);
-        assert_eq!(s.status, 200);
-        session = s
-            .header("Session")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-    }
+    let (_, session) = c.setup_interleaved(&url, &[0, 1]);
     (c, url, session)
 }
 

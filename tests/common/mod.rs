@@ -368,6 +368,33 @@ impl RawRtsp {
         }
     }
 
+    /// DESCRIBEs `url`, then SETUPs `trackID=N` for each of `tracks` over TCP interleaved
+    /// (the k-th on channels 2k and 2k+1) in one session; asserts each answer is 200. Returns
+    /// the DESCRIBE answer and the session id.
+    pub fn setup_interleaved(&mut self, url: &str, tracks: &[usize]) -> (RtspResponse, String) {
+        let d = self.request("DESCRIBE", url, &[("Accept", "application/sdp")]);
+        assert_eq!(d.status, 200, "DESCRIBE {url}");
+        let base = d.header("Content-Base").unwrap().to_owned();
+        let mut session = String::new();
+        for (k, track) in tracks.iter().enumerate() {
+            let transport = format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * k, 2 * k + 1);
+            let mut headers = vec![("Transport", transport.as_str())];
+            if !session.is_empty() {
+                headers.push(("Session", session.as_str()));
+            }
+            let s = self.request("SETUP", &format!("{base}trackID={track}"), &headers);
+            assert_eq!(s.status, 200, "SETUP trackID={track}");
+            session = s
+                .header("Session")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+        (d, session)
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();

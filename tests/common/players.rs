@@ -7,6 +7,19 @@ use std::time::Duration;
 
 use super::run_with_timeout;
 
+/// `ffprobe` (errors only) with `args`, its output as `key=value` lines; fails on a nonzero
+/// exit, a hang or any error output.
+pub fn ffprobe(args: &[&str]) -> String {
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe")
+            .args(["-hide_banner", "-v", "error"])
+            .args(args),
+        Duration::from_secs(30),
+    );
+    assert!(ok && err.trim().is_empty(), "ffprobe {args:?}: {err}");
+    out
+}
+
 /// What ffmpeg decoded: frames of one stream and the end time of the last one, in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Decoded {
