@@ -51,6 +51,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ! /usr/bin/python3 -c 'import aiortc, av' 2>/dev/null; then
   missing+=(python3-aiortc)
 fi
+# iproute2's `ip netns`: tests/multicast.rs runs the server and its players inside a network
+# namespace it creates, so multicast never reaches a real network.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # Not a peer: backtraces of a server that stopped answering when a test fails.
 command -v gdb >/dev/null 2>&1 || missing+=(gdb)
 if [ ${#missing[@]} -eq 0 ]; then

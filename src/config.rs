@@ -2,7 +2,7 @@
 //! (flags win), validated into [`ServerConfig`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -81,6 +81,12 @@ pub struct ConfigOverlay {
     pub live: Option<BTreeMap<String, PathBuf>>,
     /// How viewers join a live channel: `delayed` or `burst`.
     pub live_start: Option<StartPolicy>,
+    /// Live channels also sent to a multicast group (TOML table `[multicast]`): channel name →
+    /// `"GROUP:PORT"`, the first track's RTP port (even); track k takes `PORT + 2k` and
+    /// `PORT + 2k + 1` (RTCP).
+    pub multicast: Option<BTreeMap<String, SocketAddr>>,
+    /// Time to live of multicast packets (hops; 1 keeps them on the local network).
+    pub multicast_ttl: Option<u8>,
     /// Users allowed to read streams (`[[users]]`); once any exists, streams need credentials.
     pub users: Option<Vec<UserEntry>>,
     /// Per-stream access rules (`[[access]]`), first match wins.
@@ -237,6 +243,14 @@ impl ConfigOverlay {
                 (file, flags) => flags.or(file),
             },
             live_start: flags.live_start.or(self.live_start),
+            multicast: match (self.multicast, flags.multicast) {
+                (Some(mut file), Some(flags)) => {
+                    file.extend(flags);
+                    Some(file)
+                }
+                (file, flags) => flags.or(file),
+            },
+            multicast_ttl: flags.multicast_ttl.or(self.multicast_ttl),
             users: match (self.users, flags.users) {
                 (Some(mut file), Some(flags)) => {
                     file.extend(flags);
@@ -311,6 +325,10 @@ pub struct ServerConfig {
     pub live: BTreeMap<String, PathBuf>,
     /// Instant-start policy of live channels.
     pub live_start: StartPolicy,
+    /// Live channels sent once to a multicast group: name → group and first RTP port.
+    pub multicast: BTreeMap<String, SocketAddr>,
+    /// Multicast time to live (IP hops).
+    pub multicast_ttl: u8,
     /// Users and their Digest secrets.
     pub users: HashMap<String, UserSecret>,
     /// Access rules.
@@ -419,7 +437,11 @@ impl ServerConfig {
         if other.session_timeout != self.session_timeout {
             out.push("session-timeout");
         }
-        if other.live != self.live || other.live_start != self.live_start {
+        if other.live != self.live
+            || other.live_start != self.live_start
+            || other.multicast != self.multicast
+            || other.multicast_ttl != self.multicast_ttl
+        {
             out.push("live");
         }
         if other.record != self.record {
@@ -484,6 +506,8 @@ impl ServerConfig {
             .map(|r| record_settings(r, o.media.is_some()))
             .transpose()?
             .flatten();
+        let live = live_channels(o.live.unwrap_or_default())?;
+        let multicast = multicast_groups(o.multicast.unwrap_or_default(), &live)?;
         let api_read = o.api_read.unwrap_or_default();
         if api_read == ApiRead::Token && o.admin_token.is_none() {
             return Err(ConfigError::Invalid {
@@ -503,8 +527,10 @@ impl ServerConfig {
             setup_timeout: Duration::from_secs(setup_timeout),
             public_address: o.public_address.map(check_public_address).transpose()?,
             log: o.log.unwrap_or_else(|| "info".into()),
-            live: live_channels(o.live.unwrap_or_default())?,
+            live,
             live_start: o.live_start.unwrap_or_default(),
+            multicast,
+            multicast_ttl: o.multicast_ttl.unwrap_or(DEFAULT_MULTICAST_TTL),
             users: user_secrets(o.users.unwrap_or_default())?,
             access: o.access.unwrap_or_default(),
             publish: o.publish.unwrap_or_default(),
@@ -520,6 +546,7 @@ impl ServerConfig {
             send: SendConfig {
                 io: o.io,
                 gso: o.gso.unwrap_or_default(),
+                multicast_ttl: Some(o.multicast_ttl.unwrap_or(DEFAULT_MULTICAST_TTL)),
             },
             stats: o.stats.unwrap_or_default() == StatsMode::On,
             shard_nice: match o.shard_nice.unwrap_or(DEFAULT_SHARD_NICE) {
@@ -718,6 +745,69 @@ fn live_channels(
     Ok(live)
 }
 
+/// Multicast time to live unless configured: 1 keeps the packets on the local network
+/// (RFC 1112 §6.1); operators raise it to cross their multicast routers.
+pub const DEFAULT_MULTICAST_TTL: u8 = 1;
+
+/// Validates `[multicast]`: each name a configured live channel, each address a multicast
+/// group (not the local network control block 224.0.0.0/24 or `ff02::/16`, which routers
+/// never forward and hosts use for their own protocols) with an even, non-zero RTP port
+/// (RFC 3550 §11).
+fn multicast_groups(
+    groups: BTreeMap<String, SocketAddr>,
+    live: &BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, SocketAddr>, ConfigError> {
+    for (name, addr) in &groups {
+        let invalid = |why: &str| ConfigError::Invalid {
+            name: "multicast",
+            value: format!("{name} = {addr}"),
+            why: why.into(),
+        };
+        if !live.contains_key(name) {
+            return Err(invalid(
+                "only live channels ([live] or --live) can be multicast",
+            ));
+        }
+        let usable = match addr.ip() {
+            IpAddr::V4(v4) => v4.is_multicast() && v4.octets()[..3] != [224, 0, 0],
+            IpAddr::V6(v6) => v6.is_multicast() && v6.segments()[0] & 0xff0f != 0xff02,
+        };
+        if !usable {
+            return Err(invalid(
+                "the group must be a multicast address outside 224.0.0.0/24 and ff02::/16, e.g. 239.255.0.1",
+            ));
+        }
+        if addr.port() == 0 || addr.port() % 2 != 0 {
+            return Err(invalid(
+                "the RTP port must be even and non-zero (RFC 3550 §11)",
+            ));
+        }
+    }
+    let mut seen: Vec<SocketAddr> = Vec::new();
+    for addr in groups.values() {
+        if seen.contains(addr) {
+            return Err(ConfigError::Invalid {
+                name: "multicast",
+                value: addr.to_string(),
+                why: "two channels on one group and port".into(),
+            });
+        }
+        seen.push(*addr);
+    }
+    Ok(groups)
+}
+
+/// Parses `NAME=GROUP:PORT` (the `--multicast` flag).
+pub fn parse_multicast_flag(s: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=GROUP:PORT, got {s:?}"))?;
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("{addr:?}: {e} (expected GROUP:PORT, e.g. 239.255.0.1:5000)"))?;
+    Ok((name.to_owned(), addr))
+}
+
 /// A `[sources]` entry as written: a URL, or a table with options.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -906,6 +996,52 @@ pub fn parse_live_flag(s: &str) -> Result<(String, PathBuf), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_groups_are_checked() {
+        let with = |toml: &str| {
+            let o: ConfigOverlay =
+                toml::from_str(&format!("[live]\nch = \"a.mp4\"\n[multicast]\n{toml}")).unwrap();
+            ServerConfig::from_overlay(o)
+        };
+        let ok = with("ch = \"239.255.0.1:5000\"").unwrap();
+        assert_eq!(ok.multicast["ch"], "239.255.0.1:5000".parse().unwrap());
+        assert_eq!(ok.multicast_ttl, DEFAULT_MULTICAST_TTL);
+        assert_eq!(ok.send.multicast_ttl, Some(1));
+        assert!(with("ch = \"[ff15::1]:5000\"").is_ok());
+        for bad in [
+            "ch = \"192.0.2.1:5000\"",   // not a group
+            "ch = \"224.0.0.5:5000\"",   // local network control block
+            "ch = \"[ff02::1]:5000\"",   // link-local scope
+            "ch = \"239.255.0.1:5001\"", // odd RTP port
+            "ch = \"239.255.0.1:0\"",
+            "other = \"239.255.0.1:5000\"", // not a live channel
+        ] {
+            assert!(
+                matches!(
+                    with(bad),
+                    Err(ConfigError::Invalid {
+                        name: "multicast",
+                        ..
+                    })
+                ),
+                "{bad} accepted"
+            );
+        }
+        let o: ConfigOverlay = toml::from_str(
+            "multicast-ttl = 16\n[live]\na = \"a.mp4\"\nb = \"b.mp4\"\n[multicast]\na = \"239.1.1.1:5000\"\nb = \"239.1.1.1:5000\"",
+        )
+        .unwrap();
+        assert!(
+            ServerConfig::from_overlay(o).is_err(),
+            "two channels on one group and port"
+        );
+        assert_eq!(
+            parse_multicast_flag("ch=239.1.2.3:5000").unwrap(),
+            ("ch".to_owned(), "239.1.2.3:5000".parse().unwrap())
+        );
+        assert!(parse_multicast_flag("ch=239.1.2.3").is_err());
+    }
 
     #[test]
     fn shard_nice_defaults_high_and_must_be_a_nice_value() {

@@ -1,7 +1,8 @@
 //! Live channels, checked on the wire: viewers of one channel share one SSRC, sequence and
 //! timestamp space (the same bytes for the same media, whenever they joined); a viewer who
 //! joins mid-GOP starts with a keyframe (instant start); sequence numbers and timestamps run on
-//! across loops of the file without a jump; SDP announces `npt=now-`; PAUSE is refused.
+//! across loops of the file without a jump; SDP announces `npt=now-`; PAUSE holds a viewer
+//! and its next PLAY rejoins the live edge at a keyframe.
 
 mod common;
 
@@ -41,8 +42,6 @@ fn watch(addr: SocketAddr, url: &str, secs: f64) -> (RawRtsp, Vec<Vec<Packet>>) 
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Range"), Some("npt=now-"));
-    let p = rtsp.request("PAUSE", url, &[("Session", &session)]);
-    assert_eq!(p.status, 455, "a live broadcast cannot be paused");
     let handles: Vec<_> = socks
         .into_iter()
         .map(|(rtp, rtcp)| {
@@ -191,5 +190,72 @@ fn sequence_and_timestamps_are_continuous_across_three_loops() {
     assert!(
         span > 5 * 90_000,
         "video timestamps advanced {span} ticks over three loops"
+    );
+}
+
+/// Packets on `rtp` for `secs` (RTP header and payload).
+fn receive(rtp: &std::net::UdpSocket, secs: f64) -> Vec<Packet> {
+    rtp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    while Instant::now() < end {
+        if let Ok(n) = rtp.recv(&mut buf) {
+            let h = parse_rtp(&buf[..n]).unwrap();
+            got.push(Packet {
+                seq: h.seq,
+                ts: h.ts,
+                ssrc: h.ssrc,
+                payload: buf[12..n].to_vec(),
+            });
+        }
+    }
+    got
+}
+
+/// PAUSE on a live channel (RFC 2326 §10.6) holds the viewer: 200 without a `Range` (a live
+/// stream has no position), nothing sent while paused, and the next PLAY rejoins the live
+/// edge (`npt=now-`) starting with a keyframe, in the channel's numbering (the sequence
+/// jumps forward over what the others got meanwhile). GStreamer PAUSEs whenever its
+/// pipeline stops; live555, gst-rtsp-server and MediaMTX accept it.
+#[test]
+fn pause_holds_a_live_viewer_and_play_rejoins_the_live_edge() {
+    let server = common::Server::start(&["--live", &format!("news={}", media("sample.mp4"))]);
+    let url = server.url("news");
+    let v = setup_udp_stream(server.addr, "news", 2);
+    let (mut rtsp, session, socks) = (v.rtsp, v.session, v.socks);
+    let r = rtsp.request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(r.status, 200);
+    let before = receive(&socks[0].0, 1.0);
+    assert!(
+        before.len() > 10,
+        "{} video packets before PAUSE",
+        before.len()
+    );
+    let p = rtsp.request("PAUSE", &url, &[("Session", &session)]);
+    assert_eq!(p.status, 200, "PAUSE of a live viewer");
+    assert_eq!(p.header("Range"), None, "no position for a live stream");
+    // What was in flight when PAUSE arrived drains first.
+    let _ = receive(&socks[0].0, 0.3);
+    let held = receive(&socks[0].0, 1.5);
+    assert!(held.is_empty(), "{} packets sent while paused", held.len());
+    let r = rtsp.request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(r.status, 200, "PLAY after PAUSE");
+    assert_eq!(r.header("Range"), Some("npt=now-"));
+    let after = receive(&socks[0].0, 1.0);
+    assert!(after.len() > 10, "{} video packets after PLAY", after.len());
+    assert_eq!(
+        after[0].payload[0] & 0x1f,
+        24,
+        "the resumed stream starts with the keyframe's STAP-A"
+    );
+    assert_eq!(after[0].ssrc, before[0].ssrc, "the channel's SSRC");
+    let last = before.last().unwrap().seq;
+    let jump = after[0].seq.wrapping_sub(last);
+    assert!(
+        (1..30_000).contains(&jump),
+        "the sequence runs forward from {last} to {} across the pause",
+        after[0].seq
     );
 }

@@ -14,6 +14,7 @@
 
 mod connection;
 mod ingest;
+mod multicast;
 mod operator;
 mod record;
 mod renditions;
@@ -367,6 +368,16 @@ fn open_channels(config: &ServerConfig) -> std::io::Result<HashMap<String, Arc<L
         )
         .map_err(|e| std::io::Error::other(format!("live channel {name}: {e}")))?;
         tracing::info!(channel = %name, file = %file.display(), loop_secs = channel.loop_duration.as_secs_f64(), policy = ?config.live_start, "live channel on air");
+        if let Some(base) = config.multicast.get(name) {
+            // Track k of a group takes ports PORT + 2k and PORT + 2k + 1.
+            let last = usize::from(base.port()) + (2 * channel.tracks.len()).saturating_sub(1);
+            if last > usize::from(u16::MAX) {
+                return Err(std::io::Error::other(format!(
+                    "multicast {name} = {base}: its {} tracks need ports up to {last}",
+                    channel.tracks.len()
+                )));
+            }
+        }
         channels.insert(name.clone(), Arc::new(channel));
     }
     Ok(channels)
@@ -548,6 +559,7 @@ pub fn start(
             core.set_whip_addr(whip_addr);
             core.set_hls_logs(hls_logs);
             core.set_webrtc(webrtc);
+            multicast::start_groups(&mut core, &shards, &config, local_addr.ip());
             let ctl = Rc::new(Control {
                 ingest: RefCell::new(ingest),
                 whip: RefCell::new(whip::WhipShell::default()),

@@ -383,6 +383,9 @@ pub fn spawn_shards(
     for index in 0..count {
         let (rtp, rtcp) = bind_port_pair(ip)?;
         send::tune_socket(&rtp);
+        // Multicast groups' RTP leaves from `rtp`, their sender reports from `rtcp`.
+        send::set_multicast_ttl(&rtp, send.multicast_ttl);
+        send::set_multicast_ttl(&rtcp, send.multicast_ttl);
         let server_ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
         rtcp.set_nonblocking(true)?;
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE_DEPTH);

@@ -146,6 +146,8 @@ pub enum Transport {
     Hls,
     /// WebRTC (WHEP): SRTP on the shard's WebRTC port.
     Webrtc,
+    /// RTP/AVP over UDP to a channel's multicast group (sent once for all such viewers).
+    Multicast,
 }
 
 /// Whether the data plane gathers statistics (`--stats on|off`, TOML `stats`). Off: no pacing

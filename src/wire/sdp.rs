@@ -41,6 +41,10 @@ pub struct SdpTrack<'a> {
     pub control: String,
     /// Frame rate announced as `a=framerate` (video only).
     pub frame_rate: Option<f64>,
+    /// The multicast group the track is also sent to, and its TTL: the section then names
+    /// the group's RTP port in `m=` and the group in its own `c=` line (RFC 8866 §5.7:
+    /// `c=IN IP4 239.1.2.3/ttl`; an IPv6 group has no TTL there).
+    pub multicast: Option<(std::net::SocketAddr, u8)>,
 }
 
 /// A whole session description.
@@ -89,6 +93,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
     }
     for t in &s.tracks {
         let pt = t.payload_type & 0x7f;
+        let section = out.len();
         match t.codec {
             Codec::H264(h) => write_h264(&mut out, pt, h, t.frame_rate),
             Codec::H265(h) => write_h265(&mut out, pt, h, t.frame_rate),
@@ -96,9 +101,34 @@ pub fn write_sdp(s: &SdpSession) -> String {
             Codec::Opus(o) => write_opus(&mut out, pt, o),
             Codec::Mp2t(_) => write_mp2t(&mut out),
         }
+        if let Some((group, ttl)) = t.multicast {
+            announce_group(&mut out, section, group, ttl);
+        }
         line(&mut out, format_args!("a=control:{}", sanitize(&t.control)));
     }
     out
+}
+
+/// Rewrites the media section starting at `section` for a multicast group: the `m=` line's
+/// port becomes the group's RTP port and a `c=` line follows it (RFC 8866 §5.7, §5.14:
+/// `c=` comes after `m=`, before the attributes).
+fn announce_group(out: &mut String, section: usize, group: std::net::SocketAddr, ttl: u8) {
+    let Some(m_end) = out[section..].find("\r\n").map(|i| section + i) else {
+        return;
+    };
+    let m_line = &out[section..m_end];
+    // "m=<media> 0 <proto> <fmt>": the port is the second field.
+    let mut fields = m_line.splitn(3, ' ');
+    let (Some(media), Some(_port), Some(rest)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return;
+    };
+    let connection = match group.ip() {
+        IpAddr::V4(ip) => format!("c=IN IP4 {ip}/{ttl}"),
+        IpAddr::V6(ip) => format!("c=IN IP6 {ip}"),
+    };
+    let rewritten = format!("{media} {} {rest}\r\n{connection}", group.port());
+    out.replace_range(section..m_end, &rewritten);
 }
 
 /// RFC 2250 §2 / RFC 3551 §6: MPEG-2 transport stream, static payload type 33, 90 kHz
@@ -276,6 +306,7 @@ pub fn describe_media(
     live: bool,
     token: Option<&str>,
     session_id: u64,
+    multicast: Option<(std::net::SocketAddr, u8)>,
 ) -> String {
     let suffix = token.map(|t| format!("?token={t}")).unwrap_or_default();
     let tracks = media
@@ -288,6 +319,10 @@ pub fn describe_media(
             payload_type: payload_type_for(&t.codec, i),
             control: format!("trackID={i}{suffix}"),
             frame_rate: t.frame_rate(),
+            multicast: multicast.and_then(|(base, ttl)| {
+                let port = u16::try_from(usize::from(base.port()) + 2 * i).ok()?;
+                Some((std::net::SocketAddr::new(base.ip(), port), ttl))
+            }),
         })
         .collect();
     write_sdp(&SdpSession {
@@ -343,12 +378,14 @@ mod tests {
                     payload_type: 96,
                     control: "trackID=0".into(),
                     frame_rate: Some(25.0),
+                    multicast: None,
                 },
                 SdpTrack {
                     codec: &a,
                     payload_type: 97,
                     control: "trackID=1".into(),
                     frame_rate: None,
+                    multicast: None,
                 },
             ],
         };
@@ -403,6 +440,7 @@ mod tests {
                     payload_type: 96,
                     control: "trackID=0".into(),
                     frame_rate: Some(25.0),
+                    multicast: None,
                 }],
             })
         };
@@ -448,12 +486,14 @@ mod tests {
                     payload_type: 96,
                     control: "trackID=0".into(),
                     frame_rate: None,
+                    multicast: None,
                 },
                 SdpTrack {
                     codec: &mono,
                     payload_type: 97,
                     control: "trackID=1".into(),
                     frame_rate: None,
+                    multicast: None,
                 },
             ],
         };
@@ -492,6 +532,7 @@ mod tests {
                 payload_type: 96,
                 control: "trackID=0".into(),
                 frame_rate: Some(30000.0 / 1001.0),
+                multicast: None,
             }],
         };
         let sdp = write_sdp(&s);

@@ -40,18 +40,24 @@ pub struct Server {
 impl Server {
     /// Starts the server with the bundled sample and `extra` arguments.
     pub fn start(extra: &[&str]) -> Server {
-        Self::spawn(extra, &[], false)
+        Self::spawn(&[], extra, &[], false)
+    }
+
+    /// Like [`Server::start_logged`], run through `wrapper` (a command that runs the server,
+    /// e.g. `ip netns exec NAME`): its addresses are the wrapper's world's.
+    pub fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Server {
+        Self::spawn(wrapper, extra, &[], true)
     }
 
     /// Like [`Server::start`] with environment variables (secrets are read from there) and
     /// the log collected.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        Self::spawn(extra, env, true)
+        Self::spawn(&[], extra, env, true)
     }
 
     /// Like [`Server::start`], but its log (stderr) is collected for [`Server::log_lines`].
     pub fn start_logged(extra: &[&str]) -> Server {
-        Self::spawn(extra, &[], true)
+        Self::spawn(&[], extra, &[], true)
     }
 
     /// Polls `/api/v1/stats` until `totals.<key>` reaches `at_least` or `limit` passes; the
@@ -77,8 +83,16 @@ impl Server {
             .unwrap_or_default()
     }
 
-    fn spawn(extra: &[&str], env: &[(&str, &str)], capture_log: bool) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcast"));
+    fn spawn(wrapper: &[&str], extra: &[&str], env: &[(&str, &str)], capture_log: bool) -> Server {
+        let bin = env!("CARGO_BIN_EXE_shardcast");
+        let mut cmd = match wrapper {
+            [] => Command::new(bin),
+            [program, args @ ..] => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+        };
         cmd.arg("serve");
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);

@@ -96,6 +96,14 @@ struct ServeArgs {
     /// burst (send the cached GOP, then follow live) [default: delayed].
     #[arg(long)]
     live_start: Option<shardcast::live::StartPolicy>,
+    /// Also send live channel NAME once to a multicast group: NAME=GROUP:PORT, PORT the first
+    /// track's RTP port (even; track k uses PORT+2k, PORT+2k+1); viewers SETUP `multicast`
+    /// (repeatable).
+    #[arg(long, value_parser = shardcast::config::parse_multicast_flag)]
+    multicast: Vec<(String, std::net::SocketAddr)>,
+    /// Time to live (hops) of multicast packets [default: 1, the local network].
+    #[arg(long)]
+    multicast_ttl: Option<u8>,
     /// A user NAME:PASSWORD allowed to read streams (repeatable); once any user exists,
     /// every stream needs Digest credentials unless an access rule opens it.
     #[arg(long = "user", value_parser = shardcast::config::parse_user_flag)]
@@ -233,6 +241,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         log: args.log,
         live: (!args.live.is_empty()).then(|| args.live.into_iter().collect()),
         live_start: args.live_start,
+        multicast: (!args.multicast.is_empty()).then(|| args.multicast.into_iter().collect()),
+        multicast_ttl: args.multicast_ttl,
         users: (!args.users.is_empty()).then_some(args.users),
         access: None,
         publish: (!args.publish.is_empty()).then_some(args.publish),
@@ -398,7 +408,14 @@ fn probe(path: &std::path::Path) -> Result<()> {
     writeln!(
         out,
         "\nSDP:\n{}",
-        shardcast::wire::sdp::describe_media(&media, "127.0.0.1:8554".parse()?, false, None, 1)
+        shardcast::wire::sdp::describe_media(
+            &media,
+            "127.0.0.1:8554".parse()?,
+            false,
+            None,
+            1,
+            None
+        )
     )?;
     Ok(())
 }

@@ -195,6 +195,9 @@ impl SessionCore {
             live,
             token.as_deref(),
             env.rng.gen_range(1..u64::from(u32::MAX)),
+            self.channel_of(&media)
+                .and_then(|ch| self.multicast_of(&ch.name))
+                .map(|g| (g.base, g.ttl)),
         );
         Ok(Done::ok(
             Response::new(StatusCode::Ok)
@@ -252,12 +255,12 @@ impl SessionCore {
                 if rec.state != SessionState::Ready {
                     return Err(Refusal::NotValidInState(rec.state));
                 }
-                Some((id, rec.shard))
+                Some((id, rec.shard, rec.multicast))
             }
             None => None,
         };
         let used_channels: Vec<u8> = existing
-            .and_then(|(id, _)| self.sessions.get(&id))
+            .and_then(|(id, _, _)| self.sessions.get(&id))
             .map(|r| {
                 r.tracks
                     .iter()
@@ -282,11 +285,31 @@ impl SessionCore {
         };
         // The shard: the session's, or the least loaded one with bandwidth left (checked
         // after the transport, so a refused transport creates nothing).
-        let chosen_shard = existing.map(|(_, shard)| shard);
+        let chosen_shard = existing.map(|(_, shard, _)| shard);
         let pick_ports = |shard: usize| self.shard_ports[shard];
+        let group = channel
+            .as_ref()
+            .and_then(|ch| self.multicast_of(&ch.name))
+            .cloned();
         let mut chosen = None;
+        let mut multicast = None;
         for alt in alternatives {
-            if !alt.unicast || !alt.mode_play {
+            if !alt.mode_play {
+                continue;
+            }
+            if !alt.unicast {
+                // RFC 2326 §12.39 `multicast`: only a channel with a group, over UDP. The group,
+                // ports and TTL are the channel's, whatever `destination`, `port` or `ttl` the
+                // client suggested: a client cannot aim the group's traffic anywhere else.
+                let ports = match (&group, alt.lower) {
+                    (Some(g), LowerTransport::Udp) => g.track_ports(track_index),
+                    _ => None,
+                };
+                if let (Some(g), Some((rtp, rtcp))) = (&group, ports) {
+                    chosen = Some((TrackDest::Udp { rtp, rtcp }, None, false));
+                    multicast = Some(g.clone());
+                    break;
+                }
                 continue;
             }
             match alt.lower {
@@ -322,23 +345,54 @@ impl SessionCore {
         let Some((dest, udp_ports, is_tcp)) = chosen else {
             return Err(Refusal::NoTransport(transport.to_owned()));
         };
-        let (id, shard) = match (existing, chosen_shard) {
-            (Some((id, _)), Some(shard)) => (id, shard),
-            _ => {
+        // One session is all multicast or all unicast: its PLAY either joins the group or
+        // asks a shard, never both.
+        if let Some((_, _, was_multicast)) = existing {
+            if was_multicast != multicast.is_some() {
+                return Err(Refusal::NoTransport(format!(
+                    "{transport} (the session's other tracks are {})",
+                    if was_multicast {
+                        "multicast"
+                    } else {
+                        "unicast"
+                    }
+                )));
+            }
+        }
+        // A multicast viewer costs its shard no bandwidth (the group is sent once either way)
+        // but still counts against the viewer limits.
+        let (viewer_bps, order): (u64, Vec<usize>) = match &multicast {
+            Some(g) => (0, vec![g.shard]),
+            None => {
                 let mut order: Vec<usize> = (0..self.shard_ports.len()).collect();
                 order.sort_by_key(|&i| self.assigned[i]);
+                (media.bitrate_bps(), order)
+            }
+        };
+        let (id, shard) = match (existing, chosen_shard) {
+            (Some((id, _, _)), Some(shard)) => (id, shard),
+            _ => {
                 let shard = self
                     .admission
-                    .open_viewer(caller.peer.ip(), media.bitrate_bps(), &order)
+                    .open_viewer(caller.peer.ip(), viewer_bps, &order)
                     .map_err(Refusal::OverLimit)?;
                 let mut id: SessionId = env.rng.gen();
-                while id == 0 || self.sessions.contains_key(&id) {
+                while self.id_in_use(id) {
                     id = env.rng.gen();
                 }
                 (id, shard)
             }
         };
         let transport_reply = match (&dest, udp_ports) {
+            (TrackDest::Udp { rtp, rtcp }, None) if multicast.is_some() => {
+                let ttl = multicast.as_ref().map_or(1, |g| g.ttl);
+                super::multicast::format_multicast_reply(
+                    rtp.ip(),
+                    (rtp.port(), rtcp.port()),
+                    ttl,
+                    ssrc,
+                )
+            }
             (_, Some(client)) => format_udp_reply(client, pick_ports(shard), ssrc),
             (
                 TrackDest::Interleaved {
@@ -389,13 +443,14 @@ impl SessionCore {
                     tcp_conn: None,
                     viewer_ssrcs: ViewerSsrcs::default(),
                     peer: caller.peer,
-                    bitrate_bps: media.bitrate_bps(),
+                    bitrate_bps: viewer_bps,
                     origin: caller.conn,
                     token: None,
                     owner: owner.0.clone(),
                     handle,
                     created: env.now,
                     whep_key: None,
+                    multicast: multicast.is_some(),
                 },
             );
         }
@@ -476,6 +531,9 @@ impl SessionCore {
         env: &mut Env<'_>,
     ) -> Result<Step, Refusal> {
         let id = self.session_for(req, owner, env.now)?;
+        if self.sessions.get(&id).is_some_and(|r| r.multicast) {
+            return self.multicast_play(id).map(Step::done);
+        }
         // RFC 2326 §12.34/§12.35: Scale and Speed are checked here and served as
         // `choose_rate` decides (trick play for stored media with video); the answer
         // carries the rate actually used.
@@ -637,7 +695,11 @@ impl SessionCore {
         })
     }
 
-    /// PAUSE (§10.6): stored media that is playing; the shard answers the position.
+    /// PAUSE (§10.6): a session that has played; the shard stops sending and answers the
+    /// position. A live stream's viewer is held the same way and rejoins the live edge on
+    /// its next PLAY (as live555, gst-rtsp-server and MediaMTX do: players such as GStreamer
+    /// PAUSE whenever their pipeline stops, and a refusal surfaces there as an error). A
+    /// multicast viewer has nothing on a shard to hold: the group runs on for the others.
     pub(super) fn pause(
         &mut self,
         req: &Request,
@@ -645,14 +707,21 @@ impl SessionCore {
         now: Instant,
     ) -> Result<Step, Refusal> {
         let id = self.session_for(req, owner, now)?;
-        let rec = &self.sessions[&id];
-        // A live broadcast cannot be held (§10.6 presumes stored media), and neither can a
-        // session that is not playing.
-        if rec.state == SessionState::Ready
-            || !rec.on_shard
-            || self.channel_of(&rec.media).is_some()
-            || self.log_of(&rec.media).is_some()
-        {
+        let timeout = self.config.session_timeout;
+        let rec = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(Refusal::SessionNotFound("unknown session"))?;
+        if rec.state == SessionState::Ready {
+            return Err(Refusal::NotValidInState(rec.state));
+        }
+        if rec.multicast {
+            rec.state = SessionState::Paused;
+            return Ok(Step::done(Done::ok(
+                Response::new(StatusCode::Ok).header("Session", session_header(id, timeout)),
+            )));
+        }
+        if !rec.on_shard {
             return Err(Refusal::NotValidInState(rec.state));
         }
         Ok(Step::Ask(
@@ -667,15 +736,25 @@ impl SessionCore {
 
     pub(super) fn paused(&mut self, id: SessionId, position: f64) -> Result<Done, Refusal> {
         let timeout = self.config.session_timeout;
-        let rec = self.sessions.get_mut(&id).ok_or(Refusal::SessionNotFound(
-            "session ended while the shard answered",
-        ))?;
-        rec.state = SessionState::Paused;
-        let duration = rec.media.duration().as_secs_f64();
+        let media =
+            self.sessions
+                .get(&id)
+                .map(|r| r.media.clone())
+                .ok_or(Refusal::SessionNotFound(
+                    "session ended while the shard answered",
+                ))?;
+        let live = self.channel_of(&media).is_some() || self.log_of(&media).is_some();
+        if let Some(rec) = self.sessions.get_mut(&id) {
+            rec.state = SessionState::Paused;
+        }
+        let duration = media.duration().as_secs_f64();
+        let mut response = Response::new(StatusCode::Ok);
+        // A live stream has no position to report: its next PLAY starts at the live edge.
+        if !live {
+            response = response.header("Range", format_npt_range(position, Some(duration)));
+        }
         Ok(Done::ok(
-            Response::new(StatusCode::Ok)
-                .header("Range", format_npt_range(position, Some(duration)))
-                .header("Session", session_header(id, timeout)),
+            response.header("Session", session_header(id, timeout)),
         ))
     }
 

@@ -17,6 +17,7 @@
 
 mod lifecycle;
 mod methods;
+mod multicast;
 mod publish;
 mod record;
 mod refusal;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::{Rng, RngCore};
 
+pub use multicast::MulticastError;
 pub use publish::{IngestTransport, KeyedPublishRefusal, PublishStart};
 use record::{Owner, OwnerKey, SessionRecord};
 pub use refusal::{Refusal, PUBLIC_METHODS};
@@ -357,6 +359,8 @@ pub struct SessionCore {
     whip_keys: HashMap<String, whip::WhipRecord>,
     /// Where WHIP publishers send (the UDP ingest port, at an address browsers can reach).
     whip_addr: Option<SocketAddr>,
+    /// Live channels sent to a multicast group, by name.
+    multicast: HashMap<String, multicast::MulticastGroup>,
 }
 
 /// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date).
@@ -447,6 +451,7 @@ impl SessionCore {
             whep_keys: HashMap::new(),
             whip_keys: HashMap::new(),
             whip_addr: None,
+            multicast: HashMap::new(),
         }
     }
 

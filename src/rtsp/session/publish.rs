@@ -527,10 +527,7 @@ impl SessionCore {
                     )));
                 }
                 let mut id: SessionId = env.rng.gen();
-                while id == 0
-                    || self.sessions.contains_key(&id)
-                    || self.publishers.contains_key(&id)
-                {
+                while self.id_in_use(id) || self.publishers.contains_key(&id) {
                     id = env.rng.gen();
                 }
                 self.publishers.insert(

@@ -54,6 +54,8 @@ pub(super) struct SessionRecord {
     pub(super) created: Instant,
     /// A WHEP session's resource key (`/whep/session/{key}`).
     pub(super) whep_key: Option<String>,
+    /// Its tracks are a channel's multicast group: nothing of it is on a shard.
+    pub(super) multicast: bool,
 }
 
 impl SessionRecord {

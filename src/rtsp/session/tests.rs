@@ -984,6 +984,7 @@ fn play_pause_teardown_refusals() {
     );
 }
 
+mod multicast_tests;
 mod publish_tests;
 mod whep_tests;
 mod whip_tests;

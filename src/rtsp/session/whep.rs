@@ -406,7 +406,7 @@ impl SessionCore {
             return Err(WhepRefusal::Off);
         };
         let mut id: SessionId = env.rng.gen();
-        while id == 0 || self.sessions.contains_key(&id) {
+        while self.id_in_use(id) {
             id = env.rng.gen();
         }
         let (local_ufrag, local_pwd) = loop {
@@ -513,6 +513,7 @@ impl SessionCore {
                 handle,
                 created: env.now,
                 whep_key: Some(key.clone()),
+                multicast: false,
             },
         );
         self.whep_keys.insert(

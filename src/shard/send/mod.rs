@@ -71,6 +71,9 @@ pub struct SendConfig {
     pub io: Option<IoBackend>,
     /// GSO on or off.
     pub gso: GsoMode,
+    /// Time to live of multicast packets (`IP_MULTICAST_TTL` of the shards' sockets, which
+    /// applies to multicast destinations only); `None` keeps the kernel's 1.
+    pub multicast_ttl: Option<u8>,
 }
 
 impl SendConfig {
@@ -96,6 +99,7 @@ impl SendConfig {
         SendConfig {
             io: Some(io),
             gso: self.gso,
+            multicast_ttl: self.multicast_ttl,
         }
     }
 }
@@ -392,7 +396,11 @@ impl SendFloor {
     /// GSO on or off.
     pub fn new(socket: UdpSocket, io: IoBackend, gso: GsoMode) -> Self {
         tune_socket(&socket);
-        let config = SendConfig { io: Some(io), gso };
+        let config = SendConfig {
+            io: Some(io),
+            gso,
+            multicast_ttl: None,
+        };
         Self {
             inner: UdpSender::new(socket, config, 0),
         }
@@ -416,6 +424,19 @@ impl SendFloor {
 }
 
 /// Raises a shard socket's send buffer (best effort; the kernel caps it at `wmem_max`).
+/// Sets the multicast TTL of a shard socket (RFC 1112 §6.1), when one is configured.
+pub(crate) fn set_multicast_ttl(socket: &UdpSocket, ttl: Option<u8>) {
+    let Some(ttl) = ttl else { return };
+    let sock = socket2::SockRef::from(socket);
+    let result = match socket.local_addr() {
+        Ok(std::net::SocketAddr::V6(_)) => sock.set_multicast_hops_v6(u32::from(ttl)),
+        _ => sock.set_multicast_ttl_v4(u32::from(ttl)),
+    };
+    if let Err(e) = result {
+        tracing::warn!("multicast TTL {ttl}: {e}");
+    }
+}
+
 pub(crate) fn tune_socket(socket: &UdpSocket) {
     let sock = socket2::SockRef::from(socket);
     if let Err(e) = sock.set_send_buffer_size(SEND_BUFFER_BYTES) {

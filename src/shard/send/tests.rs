@@ -77,7 +77,15 @@ fn send_mixed(io: IoBackend, gso: GsoMode, refuse_gso: bool) -> Option<(BatchOut
     if refuse_gso {
         refuse_gso_for_tests(&tx);
     }
-    let mut sender = UdpSender::new(tx, SendConfig { io: Some(io), gso }, 0);
+    let mut sender = UdpSender::new(
+        tx,
+        SendConfig {
+            io: Some(io),
+            gso,
+            multicast_ttl: None,
+        },
+        0,
+    );
     assert_eq!(sender.backend(), io, "no silent fallback");
     assert_eq!(sender.gso_enabled(), gso == GsoMode::On);
 
@@ -176,7 +184,7 @@ macro_rules! for_each_backend {
                 }
                 let rx = peer();
                 let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let mut sender = UdpSender::new(tx, SendConfig { io: Some($io), gso: GsoMode::On }, 0);
+                let mut sender = UdpSender::new(tx, SendConfig { io: Some($io), gso: GsoMode::On, multicast_ttl: None }, 0);
                 let header = [0x80u8; HEADER_LEN];
                 let body = [1u8; 1188];
                 let out = sender.send_batch(40, |_| GatherMsg::new(&header, &[&body], &rx.addr));
@@ -197,7 +205,7 @@ macro_rules! for_each_backend {
                 }
                 let rx = peer();
                 let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-                let mut sender = UdpSender::new(tx, SendConfig { io: Some($io), gso: GsoMode::On }, 0);
+                let mut sender = UdpSender::new(tx, SendConfig { io: Some($io), gso: GsoMode::On, multicast_ttl: None }, 0);
                 let mapping: Vec<u8> = (0..4096).map(|i| (i * 7 % 253) as u8).collect();
                 let headers: Vec<[u8; HEADER_LEN]> = (0..12u8).map(|i| [i; HEADER_LEN]).collect();
                 // Datagrams 4 and 9 are gathered from three slices far apart; all are 300 bytes.

@@ -792,7 +792,12 @@ fn viewers_of_a_live_channel_share_one_packetization() {
 fn steady_state_send_path_allocates_nothing() {
     for io in [IoBackend::Sendmmsg, IoBackend::Sendto, IoBackend::Uring] {
         for gso in [GsoMode::On, GsoMode::Off] {
-            let send = SendConfig { io: Some(io), gso }.resolve();
+            let send = SendConfig {
+                io: Some(io),
+                gso,
+                multicast_ttl: None,
+            }
+            .resolve();
             let mut r = rig_with(true, 16, send);
             let t0 = Instant::now();
             let viewer = r.add_session(7, 1, t0);

@@ -289,7 +289,14 @@ impl RtspPublisher {
             .local_addr()
             .map_err(|e| LoadError::io("reading the connection's address", e))?
             .ip();
-        let sdp = describe_media(&media, server, true, None, u64::from(rand::random::<u32>()));
+        let sdp = describe_media(
+            &media,
+            server,
+            true,
+            None,
+            u64::from(rand::random::<u32>()),
+            None,
+        );
         conn.request(
             "ANNOUNCE",
             &url,
