@@ -5,7 +5,8 @@
 //! ffprobe reads from the file.
 //!
 //! The media are made by ffmpeg in the test setup (H.264 with B-frames + AAC in `.mkv`, H.265 +
-//! AAC in `.mkv`, VP8 + Opus in `.webm`); files with laced audio (Xiph and EBML lacing), with
+//! AAC in `.mkv`, VP8 + Opus and VP9 + Opus in `.webm`, VP8 + Vorbis for a track we do not
+//! serve); files with laced audio (Xiph and EBML lacing), with
 //! unknown-size segment and clusters (as a live writer leaves them) and the bad inputs are
 //! written here from the H.264 file's frames by a small EBML writer (ffmpeg's muxer never
 //! laces), and ffprobe checks that each written file holds what we meant.
@@ -74,8 +75,32 @@ fn media_dir() -> &'static Path {
         ]
         .concat();
         ffmpeg_make(&dir.join("h265.mkv"), "size=320x240", &h265);
-        let webm = ["-c:v", "libvpx", "-b:v", "300k", "-c:a", "libopus"];
-        ffmpeg_make(&dir.join("opus.webm"), "size=320x240", &webm);
+        let vp8 = [
+            "-c:v",
+            "libvpx",
+            "-b:v",
+            "300k",
+            "-g",
+            "25",
+            "-auto-alt-ref",
+            "0",
+        ];
+        ffmpeg_make(
+            &dir.join("opus.webm"),
+            "size=320x240",
+            &[&vp8[..], &["-c:a", "libopus"]].concat(),
+        );
+        let vp9 = [
+            &["-c:v", "libvpx-vp9", "-b:v", "300k", "-g", "25"][..],
+            &["-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus"],
+        ]
+        .concat();
+        ffmpeg_make(&dir.join("vp9.webm"), "size=320x240", &vp9);
+        ffmpeg_make(
+            &dir.join("vorbis.webm"),
+            "size=320x240",
+            &[&vp8[..], &["-c:a", "libvorbis"]].concat(),
+        );
 
         let src = std::fs::read(dir.join("h264.mkv")).unwrap();
         let media = MediaFile::open(&dir.join("h264.mkv"), "h264").unwrap();
@@ -412,7 +437,8 @@ fn index_matches_ffprobe_of_the_files() {
     for (name, video_codec, audio_codec) in [
         ("h264.mkv", Some("H.264"), "AAC"),
         ("h265.mkv", Some("H.265"), "AAC"),
-        ("opus.webm", None, "Opus"),
+        ("opus.webm", Some("VP8"), "Opus"),
+        ("vp9.webm", Some("VP9"), "Opus"),
         ("xiph.mkv", Some("H.264"), "AAC"),
         ("ebml.mkv", Some("H.264"), "AAC"),
         ("live.mkv", Some("H.264"), "AAC"),
@@ -438,18 +464,20 @@ fn index_matches_ffprobe_of_the_files() {
                 assert_eq!(probe_packet_pts(name, "v:0").len(), FRAMES, "{name}");
                 assert_eq!(v.samples.iter().filter(|s| s.sync).count(), 3, "{name}");
             }
-            None => {
-                // VP8 is listed as unsupported; the file is served as audio only.
-                assert_eq!(media.index.tracks.len(), 1);
-                assert_eq!(media.index.skipped.len(), 1, "{:?}", media.index.skipped);
-                assert!(
-                    media.index.skipped[0].contains("V_VP8"),
-                    "{:?}",
-                    media.index.skipped
-                );
-            }
+            None => unreachable!("every file here has video"),
         }
     }
+    // Vorbis is listed as unsupported; the file is served as VP8 video only.
+    let media = open("vorbis.webm");
+    assert_eq!(media.index.tracks.len(), 1);
+    assert_eq!(video(&media).codec.name(), "VP8");
+    assert_eq!(video(&media).samples.len(), FRAMES);
+    assert_eq!(media.index.skipped.len(), 1, "{:?}", media.index.skipped);
+    assert!(
+        media.index.skipped[0].contains("A_VORBIS"),
+        "{:?}",
+        media.index.skipped
+    );
     // The H.264 file has B-frames: decode times were derived, each before its presentation.
     let media = open("h264.mkv");
     let v = video(&media);
@@ -513,7 +541,27 @@ fn ffprobe_over_rtsp_reports_codecs_size_and_rate() {
                 "sample_rate=48000",
             ],
         ),
-        ("opus", &["codec_name=opus", "sample_rate=48000"]),
+        (
+            "opus",
+            &[
+                "codec_name=vp8",
+                "width=320",
+                "height=240",
+                "codec_name=opus",
+                "sample_rate=48000",
+            ],
+        ),
+        (
+            "vp9",
+            &[
+                "codec_name=vp9",
+                "width=320",
+                "height=240",
+                "codec_name=opus",
+                "sample_rate=48000",
+            ],
+        ),
+        ("vorbis", &["codec_name=vp8", "width=320", "height=240"]),
     ] {
         let out = ffprobe(&[
             "-rtsp_transport",
@@ -528,17 +576,16 @@ fn ffprobe_over_rtsp_reports_codecs_size_and_rate() {
         for w in want {
             assert!(lines.contains(w), "{name}: {w} in\n{out}");
         }
-        if name == "opus" {
+        assert!(lines.contains(&"r_frame_rate=25/1"), "{name}: {out}");
+        if name == "vorbis" {
             assert_eq!(
                 lines
                     .iter()
                     .filter(|l| l.starts_with("codec_name="))
                     .count(),
                 1,
-                "only the Opus track is served: {out}"
+                "only the VP8 track is served: {out}"
             );
-        } else {
-            assert!(lines.contains(&"r_frame_rate=25/1"), "{name}: {out}");
         }
     }
 }
@@ -546,7 +593,7 @@ fn ffprobe_over_rtsp_reports_codecs_size_and_rate() {
 #[test]
 fn ffmpeg_decodes_every_frame_over_tcp_and_udp_without_warnings() {
     let server = server();
-    for name in ["h264", "h265", "xiph", "ebml", "live"] {
+    for name in ["h264", "h265", "xiph", "ebml", "live", "opus", "vp9"] {
         for transport in ["tcp", "udp"] {
             let got = ffmpeg_decode_without_warnings(&server.url(name), transport);
             assert_eq!(got.frames, FRAMES, "{name} over {transport}");
@@ -562,6 +609,7 @@ fn ffmpeg_decodes_every_frame_over_tcp_and_udp_without_warnings() {
         ("xiph", "xiph.mkv"),
         ("ebml", "ebml.mkv"),
         ("opus", "opus.webm"),
+        ("vp9", "vp9.webm"),
     ] {
         let frames = audio(&open(file)).samples.len();
         for transport in ["tcp", "udp"] {
@@ -574,15 +622,15 @@ fn ffmpeg_decodes_every_frame_over_tcp_and_udp_without_warnings() {
 #[test]
 fn gstreamer_decodes_to_eos() {
     let server = server();
-    for name in ["h264", "h265", "live"] {
+    for name in ["h264", "h265", "live", "opus", "vp9"] {
         for protocol in ["tcp", "udp"] {
             let frames = gstreamer_decoded_video_frames(&server.url(name), protocol);
             assert_eq!(frames, FRAMES, "{name} over {protocol}");
         }
     }
-    // The WebM serves one (Opus) track: one decodebin branch.
+    // The WebM with Vorbis serves one (VP8) track: one decodebin branch.
     for protocol in ["tcp", "udp"] {
-        let location = format!("location={}", server.url("opus"));
+        let location = format!("location={}", server.url("vorbis"));
         let protocols = format!("protocols={protocol}");
         let (ok, out, err) = run_with_timeout(
             Command::new("gst-launch-1.0").args([
@@ -598,7 +646,7 @@ fn gstreamer_decodes_to_eos() {
         );
         assert!(
             ok && out.contains("Got EOS from element") && !out.contains("ERROR"),
-            "opus over {protocol}:\n{out}\n{err}"
+            "vorbis (VP8 only) over {protocol}:\n{out}\n{err}"
         );
     }
 }
@@ -699,6 +747,98 @@ fn rtp_timestamps_are_the_files_block_times() {
                 (rtp as f64 / 48.0 - ms).abs() <= 1.0,
                 "{name} audio frame {k}: {rtp} vs {ms} ms"
             );
+        }
+    }
+}
+
+/// The packets of `stream` (`v:0`) of file `name` as ffprobe reads them: (pts ms, size,
+/// keyframe), in file order.
+fn probe_packets(name: &str, stream: &str) -> Vec<(i64, usize, bool)> {
+    let path = media_dir().join(name);
+    let out = ffprobe(&[
+        "-select_streams",
+        stream,
+        "-show_entries",
+        "packet=pts,size,flags",
+        "-of",
+        "csv=p=0",
+        path.to_str().unwrap(),
+    ]);
+    out.lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].contains('K'),
+            )
+        })
+        .collect()
+}
+
+/// RFC 7741 (VP8) and RFC 9628 (VP9) on the wire, frame by frame against the file: the
+/// payload descriptor starts each frame (VP8 `S`, VP9 `B`), VP9's `E` ends it and its `P`
+/// is clear exactly on keyframes; the marker is on each frame's last packet only; all packets
+/// of a frame share its timestamp, which is the block time (ms, ffprobe) at 90 kHz; the
+/// pieces put back together are as long as the file's frame, and a VP8 keyframe starts with
+/// its start code (RFC 6386 §9.1).
+#[test]
+fn vp8_and_vp9_packets_carry_their_descriptors_and_the_files_frames() {
+    let server = server();
+    for (name, file, vp9) in [("opus", "opus.webm", false), ("vp9", "vp9.webm", true)] {
+        let probed = probe_packets(file, "v:0");
+        assert_eq!(probed.len(), FRAMES, "{file}");
+        let url = server.url(name);
+        let mut c = RawRtsp::connect(server.addr);
+        let (setup, session) = c.setup_interleaved(&url, &[0]);
+        assert_eq!(setup.status, 200);
+        assert_eq!(
+            c.request("PLAY", &url, &[("Session", &session)]).status,
+            200
+        );
+        let mut frames: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut current: Option<(u32, Vec<u8>)> = None;
+        while frames.len() < FRAMES {
+            let (ch, data) = c.read_frame().expect("media until the last frame");
+            if ch != 0 {
+                continue;
+            }
+            let rtp = parse_rtp(&data).expect("RTP");
+            let k = frames.len();
+            let descriptor = data[12];
+            let first = current.is_none();
+            if vp9 {
+                // I P L F B E V Z: no picture id, layer indices or scalability structure.
+                assert_eq!(descriptor & 0xB3, 0, "{name} frame {k}: {descriptor:#04x}");
+                assert_eq!(descriptor & 0x08 != 0, first, "{name} frame {k}: B");
+                assert_eq!(descriptor & 0x04 != 0, rtp.marker, "{name} frame {k}: E");
+                assert_eq!(descriptor & 0x40 == 0, probed[k].2, "{name} frame {k}: P");
+            } else {
+                // X R N S R PID: S on the frame's first packet, partition 0, no extensions.
+                assert_eq!(descriptor & !0x10, 0, "{name} frame {k}: {descriptor:#04x}");
+                assert_eq!(descriptor & 0x10 != 0, first, "{name} frame {k}: S");
+            }
+            let (ts, body) = current.get_or_insert_with(|| (rtp.ts, Vec::new()));
+            assert_eq!(*ts, rtp.ts, "{name} frame {k}: one timestamp per frame");
+            body.extend_from_slice(&data[13..]);
+            if rtp.marker {
+                frames.push(current.take().unwrap());
+            }
+        }
+        let t0 = frames[0].0;
+        for (k, ((ts, body), (pts, size, key))) in frames.iter().zip(&probed).enumerate() {
+            let ms = i64::from(ts.wrapping_sub(t0) as i32) / 90;
+            assert_eq!(ms, pts - probed[0].0, "{name} frame {k}: time");
+            assert_eq!(body.len(), *size, "{name} frame {k}: size");
+            if !vp9 && *key {
+                assert_eq!(
+                    &body[3..6],
+                    [0x9d, 0x01, 0x2a],
+                    "{name} frame {k}: start code"
+                );
+            }
         }
     }
 }
@@ -846,20 +986,22 @@ fn catalog_lists_matroska_streams_and_what_they_miss() {
     };
     assert_eq!(find("h264")["codecs"], serde_json::json!(["H.264", "AAC"]));
     assert_eq!(find("h265")["codecs"], serde_json::json!(["H.265", "AAC"]));
-    assert_eq!(find("opus")["codecs"], serde_json::json!(["Opus"]));
-    // The WebM's video is VP8: the catalog says the stream misses it.
-    let missing = find("opus")["unsupported"]
+    assert_eq!(find("opus")["codecs"], serde_json::json!(["VP8", "Opus"]));
+    assert_eq!(find("vp9")["codecs"], serde_json::json!(["VP9", "Opus"]));
+    // The WebM's audio is Vorbis: the catalog says the stream misses it.
+    let missing = find("vorbis")["unsupported"]
         .as_array()
         .expect("unsupported listed")
         .clone();
     assert_eq!(missing.len(), 1, "{missing:?}");
     assert!(
-        missing[0].as_str().unwrap().contains("V_VP8"),
+        missing[0].as_str().unwrap().contains("A_VORBIS"),
         "{missing:?}"
     );
     assert!(find("h264").get("unsupported").is_none(), "nothing missing");
-    // One line naming the unsupported video track.
-    wait_log(&server, &["opus.webm", "V_VP8"]);
+    assert!(find("opus").get("unsupported").is_none(), "VP8 is served");
+    // One line naming the unsupported audio track.
+    wait_log(&server, &["vorbis.webm", "A_VORBIS"]);
 }
 
 /// HLS (fMP4 made from the same samples) plays a Matroska file too: ffmpeg's HLS client

@@ -54,6 +54,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
                 Codec::Opus(o) => (None, None, Some(48_000), Some(o.channels)),
                 // A transport stream's streams pass through; the catalog names it MPEG-TS.
                 Codec::Mp2t(_) => (None, None, None, None),
+                Codec::Vp8(v) | Codec::Vp9(v) => (Some(v.width), Some(v.height), None, None),
             };
             TrackInfo {
                 kind: match t.kind {

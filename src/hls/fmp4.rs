@@ -305,12 +305,14 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
 /// An init segment (`ftyp` + `moov` with `mvex`) for these tracks, numbered from 1 in order
 /// ([`fmp4_track_id`]): shared by HLS and the recorder (`ingest::record`).
 pub(crate) fn init_segment_for(tracks: &[InitTrack<'_>]) -> Result<Vec<u8>, Fmp4Error> {
-    // H.265: no test browser decodes it; MPEG-TS: its streams are not demuxed into fMP4
-    // (docs/design/reach.md "Codecs").
-    if let Some(t) = tracks
-        .iter()
-        .find(|t| matches!(t.codec, Codec::H265(_) | Codec::Mp2t(_)))
-    {
+    // H.265: no test browser decodes it; MPEG-TS: its streams are not demuxed into fMP4;
+    // VP8/VP9: no `vp08`/`vp09` sample entry is written (docs/design/reach.md "Codecs").
+    if let Some(t) = tracks.iter().find(|t| {
+        matches!(
+            t.codec,
+            Codec::H265(_) | Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_)
+        )
+    }) {
         return Err(Fmp4Error::UnsupportedCodec(t.codec.name()));
     }
     let mut w = BoxWriter::new(1024);
@@ -367,6 +369,7 @@ fn write_trak(w: &mut BoxWriter, i: usize, track: &InitTrack<'_>) -> Result<(), 
     let (width, height) = match track.codec {
         Codec::H264(c) => (c.width, c.height),
         Codec::H265(c) => (c.width, c.height),
+        Codec::Vp8(c) | Codec::Vp9(c) => (c.width, c.height),
         Codec::Aac(_) | Codec::Opus(_) | Codec::Mp2t(_) => (0, 0),
     };
     w.boxed(b"trak", |w| {
@@ -508,7 +511,9 @@ fn write_sample_entry(w: &mut BoxWriter, track: &InitTrack<'_>) -> Result<(), Fm
         }
         // Refused up front in `init_segment_for`.
         Codec::H265(_) => result = Err(Fmp4Error::UnsupportedCodec("H.265")),
-        Codec::Mp2t(_) => result = Err(Fmp4Error::UnsupportedCodec("MPEG-TS")),
+        Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) => {
+            result = Err(Fmp4Error::UnsupportedCodec(track.codec.name()))
+        }
         Codec::Opus(c) => {
             // "Encapsulation of Opus in ISO Base Media File Format" §4.3.1: an
             // AudioSampleEntry `Opus` (samplesize 16, samplerate 48000) + §4.3.2 `dOps`.

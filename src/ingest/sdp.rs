@@ -314,7 +314,11 @@ fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, SkippedTrack> {
         match result {
             Ok((codec, format)) => {
                 let kind = match codec {
-                    Codec::H264(_) | Codec::H265(_) | Codec::Mp2t(_) => TrackKind::Video,
+                    Codec::H264(_)
+                    | Codec::H265(_)
+                    | Codec::Mp2t(_)
+                    | Codec::Vp8(_)
+                    | Codec::Vp9(_) => TrackKind::Video,
                     Codec::Aac(_) | Codec::Opus(_) => TrackKind::Audio,
                 };
                 return Ok(AnnouncedTrack {

@@ -152,6 +152,20 @@ pub enum Codec {
     Opus(OpusConfig),
     /// A whole MPEG-2 transport stream (`.ts`): samples are runs of 188-byte TS packets.
     Mp2t(Mp2tConfig),
+    /// VP8 (Matroska/WebM `V_VP8`): one frame per sample.
+    Vp8(VpxConfig),
+    /// VP9 (Matroska/WebM `V_VP9`): one frame (or superframe) per sample.
+    Vp9(VpxConfig),
+}
+
+/// A VP8 or VP9 track: its frames describe themselves (RFC 7741 and RFC 9628 carry no
+/// out-of-band configuration), so only the container's picture size is kept, for the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VpxConfig {
+    /// Pixel width (Matroska `PixelWidth`), 0 when unknown.
+    pub width: u16,
+    /// Pixel height (Matroska `PixelHeight`), 0 when unknown.
+    pub height: u16,
 }
 
 impl Codec {
@@ -160,7 +174,10 @@ impl Codec {
     /// 90 kHz for MPEG-TS (RFC 3551 §6, payload type 33).
     pub fn clock_rate_hz(&self) -> u32 {
         match self {
-            Codec::H264(_) | Codec::H265(_) | Codec::Mp2t(_) => 90_000,
+            // RFC 7741 §6.1 and RFC 9628 §6: VP8 and VP9 use 90 kHz too.
+            Codec::H264(_) | Codec::H265(_) | Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) => {
+                90_000
+            }
             Codec::Aac(a) => a.sample_rate_hz,
             Codec::Opus(_) => 48_000,
         }
@@ -174,6 +191,8 @@ impl Codec {
             Codec::Aac(_) => "AAC",
             Codec::Opus(_) => "Opus",
             Codec::Mp2t(_) => "MPEG-TS",
+            Codec::Vp8(_) => "VP8",
+            Codec::Vp9(_) => "VP9",
         }
     }
 }

@@ -7,7 +7,8 @@
 //! and RFC 3640 (MPEG-4 AAC, mode=AAC-hbr:
 //! AU headers §3.2.1/§3.3.6, fragmentation §3.2.3) in [`aac`], and RFC 7587 (Opus: one Opus
 //! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`], and RFC 2250 §2
-//! (MPEG-2 transport streams: whole TS packets, no payload header) in [`mp2t`]. The per-packet path
+//! (MPEG-2 transport streams: whole TS packets, no payload header) in [`mp2t`], and RFC 7741
+//! (VP8) and RFC 9628 (VP9: one-byte payload descriptors, equal pieces) in [`vpx`]. The per-packet path
 //! ([`Packetizer::next_packet`]) never allocates and never panics on corrupt input; every
 //! length read from the media is bounds-checked against the sample and the media slice.
 
@@ -16,6 +17,7 @@ pub mod h264;
 pub mod h265;
 pub mod mp2t;
 pub mod opus;
+pub mod vpx;
 
 use crate::media::track::{Codec, Sample};
 
@@ -217,6 +219,8 @@ pub enum Packetizer {
     Opus(opus::OpusPacketizer),
     /// RFC 2250 §2 MPEG-2 transport stream.
     Mp2t(mp2t::Mp2tPacketizer),
+    /// RFC 7741 VP8 or RFC 9628 VP9.
+    Vpx(vpx::VpxPacketizer),
 }
 
 impl Packetizer {
@@ -242,6 +246,14 @@ impl Packetizer {
             Codec::Mp2t(_) => Ok(Packetizer::Mp2t(mp2t::Mp2tPacketizer::new(
                 payload_budget_bytes,
             )?)),
+            Codec::Vp8(_) => Ok(Packetizer::Vpx(vpx::VpxPacketizer::new(
+                vpx::VpxFormat::Vp8,
+                payload_budget_bytes,
+            )?)),
+            Codec::Vp9(_) => Ok(Packetizer::Vpx(vpx::VpxPacketizer::new(
+                vpx::VpxFormat::Vp9,
+                payload_budget_bytes,
+            )?)),
         }
     }
 
@@ -253,6 +265,7 @@ impl Packetizer {
             Packetizer::Aac(p) => p.begin_sample(sample),
             Packetizer::Opus(p) => p.begin_sample(sample),
             Packetizer::Mp2t(p) => p.begin_sample(sample),
+            Packetizer::Vpx(p) => p.begin_sample(sample),
         }
     }
 
@@ -265,7 +278,8 @@ impl Packetizer {
             Packetizer::H264(_)
             | Packetizer::H265(_)
             | Packetizer::Opus(_)
-            | Packetizer::Mp2t(_) => 1,
+            | Packetizer::Mp2t(_)
+            | Packetizer::Vpx(_) => 1,
             Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
         }
     }
@@ -292,6 +306,7 @@ impl Packetizer {
             Packetizer::Aac(p) => p.next_packet(media),
             Packetizer::Opus(p) => p.next_packet(media),
             Packetizer::Mp2t(p) => p.next_packet(media),
+            Packetizer::Vpx(p) => p.next_packet(media),
         }
     }
 
@@ -301,7 +316,9 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.parameter_sets(),
             Packetizer::H265(p) => p.parameter_sets(),
-            Packetizer::Aac(_) | Packetizer::Opus(_) | Packetizer::Mp2t(_) => &[],
+            Packetizer::Aac(_) | Packetizer::Opus(_) | Packetizer::Mp2t(_) | Packetizer::Vpx(_) => {
+                &[]
+            }
         }
     }
 
@@ -318,6 +335,7 @@ impl Packetizer {
             Packetizer::Aac(p) => p.payload_budget(),
             Packetizer::Opus(p) => p.payload_budget(),
             Packetizer::Mp2t(p) => p.payload_budget(),
+            Packetizer::Vpx(p) => p.payload_budget(),
         }
     }
 }

@@ -100,6 +100,8 @@ pub fn write_sdp(s: &SdpSession) -> String {
             Codec::Aac(a) => write_aac(&mut out, pt, a),
             Codec::Opus(o) => write_opus(&mut out, pt, o),
             Codec::Mp2t(_) => write_mp2t(&mut out),
+            Codec::Vp8(_) => write_vpx(&mut out, pt, "VP8"),
+            Codec::Vp9(_) => write_vpx(&mut out, pt, "VP9"),
         }
         if let Some((group, ttl)) = t.multicast {
             announce_group(&mut out, section, group, ttl);
@@ -281,6 +283,13 @@ fn write_aac(out: &mut String, pt: u8, a: &AacConfig) {
 /// the channel count ("the media subtype ... MUST be 48000 ... and the number of channels
 /// MUST be 2"); `sprop-stereo=1` says a stereo track is sent, `stereo=1` that we would take
 /// stereo too (§6.1); `useinbandfec=1` and `minptime=10` as WebRTC peers announce them.
+/// RFC 7741 §6.1 (`VP8/90000`) and RFC 9628 §6 (`VP9/90000`): no format parameters are
+/// needed (VP9's optional `profile-id` is left to the frames' own headers).
+fn write_vpx(out: &mut String, pt: u8, name: &str) {
+    line(out, format_args!("m=video 0 RTP/AVP {pt}"));
+    line(out, format_args!("a=rtpmap:{pt} {name}/90000"));
+}
+
 fn write_opus(out: &mut String, pt: u8, o: &OpusConfig) {
     line(out, format_args!("m=audio 0 RTP/AVP {pt}"));
     line(out, format_args!("a=rtpmap:{pt} opus/48000/2"));
@@ -516,7 +525,12 @@ mod tests {
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
             Codec::H264(h) => h,
-            Codec::H265(_) | Codec::Aac(_) | Codec::Opus(_) | Codec::Mp2t(_) => unreachable!(),
+            Codec::H265(_)
+            | Codec::Aac(_)
+            | Codec::Opus(_)
+            | Codec::Mp2t(_)
+            | Codec::Vp8(_)
+            | Codec::Vp9(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

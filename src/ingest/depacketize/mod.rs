@@ -303,9 +303,13 @@ impl Depacketizer {
                 crate::media::track::Codec::Aac(_),
             ) => Codec::Aac(aac::AacDepacketizer::new(aac::AAC_HBR)),
             (_, crate::media::track::Codec::Opus(_)) => Codec::Opus,
-            (_, crate::media::track::Codec::H265(_) | crate::media::track::Codec::Mp2t(_)) => {
-                Codec::Refused
-            }
+            (
+                _,
+                crate::media::track::Codec::H265(_)
+                | crate::media::track::Codec::Mp2t(_)
+                | crate::media::track::Codec::Vp8(_)
+                | crate::media::track::Codec::Vp9(_),
+            ) => Codec::Refused,
         };
         Depacketizer {
             track: track_index,

@@ -96,15 +96,15 @@ fn file(tracks: &[Vec<u8>], clusters: &[Vec<u8>]) -> Vec<u8> {
 #[test]
 fn simple_blocks_become_samples_at_their_times() {
     let f = file(
-        &[video_track(1), track(2, 1, "V_VP9", &[], &[])],
+        &[video_track(1), track(2, 1, "V_AV1", &[], &[])],
         &[
             cluster(0, &[simple(1, 0, 0x80, b"key"), simple(1, 40, 0, b"p1")]),
-            cluster(80, &[simple(1, 0, 0, b"p2"), simple(2, 0, 0x80, b"vp9")]),
+            cluster(80, &[simple(1, 0, 0, b"p2"), simple(2, 0, 0x80, b"av1")]),
         ],
     );
     let mkv = parse_mkv(&f).unwrap();
     assert_eq!(mkv.bad_blocks, 0);
-    assert_eq!(mkv.index.skipped, vec!["track 2: unsupported codec V_VP9"]);
+    assert_eq!(mkv.index.skipped, vec!["track 2: unsupported codec V_AV1"]);
     let t = &mkv.index.tracks[0];
     assert_eq!((t.kind, t.timescale), (TrackKind::Video, 90_000));
     let got: Vec<_> = t

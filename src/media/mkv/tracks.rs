@@ -1,7 +1,7 @@
 //! The `Tracks` element (RFC 9559 §5.1.4) and the mapping of each `TrackEntry`'s CodecID and
 //! CodecPrivate onto the server's [`Codec`] values (Matroska codec mappings, RFC 9559 §24 and
 //! the Matroska codec specifications): `V_MPEG4/ISO/AVC` (CodecPrivate = avcC),
-//! `V_MPEGH/ISO/HEVC` (hvcC), `A_AAC` (AudioSpecificConfig) and `A_OPUS` (OpusHead, RFC 7845
+//! `V_MPEGH/ISO/HEVC` (hvcC), `V_VP8` and `V_VP9` (no CodecPrivate needed), `A_AAC` (AudioSpecificConfig) and `A_OPUS` (OpusHead, RFC 7845
 //! §5.1). Other codecs are reported, with the reason, as skipped tracks.
 
 use super::ebml::{read_float, read_string, read_uint, Children};
@@ -10,7 +10,7 @@ use super::ids;
 use crate::media::mp4::{
     parse_audio_specific_config, parse_avc_decoder_config, parse_hevc_decoder_config,
 };
-use crate::media::track::{Codec, OpusConfig, TrackKind};
+use crate::media::track::{Codec, OpusConfig, TrackKind, VpxConfig};
 
 /// What a `TrackEntry` says, before its codec is mapped.
 #[derive(Debug, Default, Clone)]
@@ -119,6 +119,10 @@ pub(crate) fn map_codec(t: &TrackEntry<'_>) -> Result<(TrackKind, Codec), String
         (1, "V_MPEGH/ISO/HEVC") => parse_hevc_decoder_config(t.private, width, height)
             .map(|c| (TrackKind::Video, Codec::H265(c)))
             .map_err(|e| unsupported(&format!("bad hvcC CodecPrivate: {}", e.kind))),
+        // RFC 7741 / RFC 9628: the frames carry everything; CodecPrivate (VP9's optional
+        // profile/level list) is not needed.
+        (1, "V_VP8") => Ok((TrackKind::Video, Codec::Vp8(VpxConfig { width, height }))),
+        (1, "V_VP9") => Ok((TrackKind::Video, Codec::Vp9(VpxConfig { width, height }))),
         (2, "A_AAC") => {
             let rate = if t.sampling_hz.is_finite() && t.sampling_hz >= 1.0 {
                 t.sampling_hz.min(f64::from(u32::MAX)) as u32

@@ -94,6 +94,7 @@ fn summarize_track(t: &Track) -> TrackSummary {
             None,
             None,
         ),
+        Codec::Vp8(c) | Codec::Vp9(c) => (String::new(), Some((c.width, c.height)), None, None),
     };
     let first_dts = t.samples.first().map_or(0, |s| s.dts);
     let last_dts = t.samples.last().map_or(0, |s| s.dts);

@@ -185,6 +185,10 @@ fn sendable_tracks(
             }
             // `whep_unplayable` refuses a transport stream.
             (Codec::Mp2t(_), _) => warnings.push("its MPEG-TS is not sent over WebRTC".to_owned()),
+            // `whep_unplayable` refuses a stream whose video is only VP8/VP9.
+            (Codec::Vp8(_) | Codec::Vp9(_), _) => {
+                warnings.push("its VP8/VP9 video is not sent over WebRTC".to_owned())
+            }
             (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
             (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
                 rendition_pending: true,
@@ -283,13 +287,20 @@ impl SessionCore {
                 .index
                 .tracks
                 .iter()
-                .any(|t| matches!(t.codec, Codec::H265(_)))
+                .find(|t| matches!(t.codec, Codec::H265(_) | Codec::Vp8(_) | Codec::Vp9(_)))
+                .is_some()
         {
             // docs/design/reach.md "Codecs": no test browser here decodes HEVC, so WebRTC does
             // not offer it, and the stream's other tracks alone are not the whole stream.
             return Some(format!(
-                "stream {:?} has H.265 video, which is not sent over WebRTC yet; play it over RTSP",
-                media.name
+                "stream {:?} has {} video, which is not sent over WebRTC yet; play it over RTSP",
+                media.name,
+                media
+                    .index
+                    .tracks
+                    .iter()
+                    .find(|t| t.kind == crate::media::track::TrackKind::Video)
+                    .map_or("its", |t| t.codec.name())
             ));
         }
         if let Some(v) = video {
