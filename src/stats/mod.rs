@@ -112,6 +112,15 @@ pub enum ShardEvent {
         /// Why.
         reason: EndReason,
     },
+    /// Every track of a stored stream's session reached the end of its PLAY range (the
+    /// shard sends RTCP BYE); the session stays until TEARDOWN or its timeout. RTSP 2.0
+    /// sessions hear of it in a `PLAY_NOTIFY` (RFC 7826 §13.5).
+    EndOfStream {
+        /// The session.
+        id: SessionId,
+        /// Per track: its media track index and the sequence number of its last packet.
+        tracks: Vec<(usize, u16)>,
+    },
 }
 
 /// Static facts about a session the control thread registers with the hub at its first PLAY.

@@ -54,6 +54,9 @@ pub(super) struct SessionRecord {
     pub(super) created: Instant,
     /// A WHEP session's resource key (`/whep/session/{key}`).
     pub(super) whep_key: Option<String>,
+    /// Set by a PLAY in RTSP 2.0: where its end-of-stream `PLAY_NOTIFY` goes (RFC 7826
+    /// §13.5); `None` after a 1.0 PLAY.
+    pub(super) notify: Option<super::v2::NotifyTarget>,
 }
 
 impl SessionRecord {

@@ -513,6 +513,7 @@ impl SessionCore {
                 handle,
                 created: env.now,
                 whep_key: Some(key.clone()),
+                notify: None,
             },
         );
         self.whep_keys.insert(
