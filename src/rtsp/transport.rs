@@ -293,31 +293,33 @@ fn parse_addr_spec(spec: &str) -> Option<(Option<std::net::IpAddr>, u16)> {
     Some((host, port))
 }
 
-/// RTSP 2.0 UDP reply (RFC 7826 §18.54): `RTP/AVP/UDP;unicast;dest_addr="c:a"/"c:b";
-/// src_addr="s:c"/"s:d";ssrc=XXXXXXXX`, and, when the client offered `client_port` (as
-/// GStreamer 1.22 does in 2.0), `client_port` and `server_port` too, so it finds them.
+/// RTSP 2.0 UDP reply (RFC 7826 §18.54), in the client's own terms: to an offer with
+/// `dest_addr`, `RTP/AVP/UDP;unicast;dest_addr="c:a"/"c:b";src_addr="s:c"/"s:d";
+/// ssrc=XXXXXXXX`; to an offer with the 1.0 `client_port` (GStreamer 1.22 in 2.0, whose
+/// transport parser warns "unknown transport field" on `dest_addr` and `src_addr` and reads
+/// only the ports), `RTP/AVP/UDP;unicast;client_port=a-b;server_port=c-d;ssrc=XXXXXXXX`.
 pub fn format_udp_reply_v2(
     client: std::net::SocketAddr,
     client_rtcp: u16,
     server: std::net::SocketAddr,
     server_rtcp: u16,
     ssrc: Ssrc,
-    with_ports: bool,
+    client_port_form: bool,
 ) -> String {
     let addr = |a: std::net::SocketAddr, port: u16| std::net::SocketAddr::new(a.ip(), port);
-    let mut s = format!(
-        "RTP/AVP/UDP;unicast;dest_addr=\"{client}\"/\"{}\";src_addr=\"{server}\"/\"{}\"",
-        addr(client, client_rtcp),
-        addr(server, server_rtcp)
-    );
-    if with_ports {
-        let _ = write!(
-            s,
-            ";client_port={}-{client_rtcp};server_port={}-{server_rtcp}",
+    let mut s = if client_port_form {
+        format!(
+            "RTP/AVP/UDP;unicast;client_port={}-{client_rtcp};server_port={}-{server_rtcp}",
             client.port(),
             server.port()
-        );
-    }
+        )
+    } else {
+        format!(
+            "RTP/AVP/UDP;unicast;dest_addr=\"{client}\"/\"{}\";src_addr=\"{server}\"/\"{}\"",
+            addr(client, client_rtcp),
+            addr(server, server_rtcp)
+        )
+    };
     let _ = write!(s, ";ssrc={ssrc:08X}");
     s
 }

@@ -82,13 +82,15 @@ pub(super) fn rtp_info_entry(url: &str, ssrc: Ssrc, seq: u16, rtptime: Option<u3
 
 /// Why a `Pipelined-Requests` header (RFC 7826 §18.33) is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed Pipelined-Requests {0:?} (1 to 8 digits)")]
+#[error("malformed Pipelined-Requests {0:?} (a 32-bit decimal)")]
 pub struct BadPipeline(pub String);
 
-/// `Pipelined-Requests = "Pipelined-Requests" HCOLON startup-id; startup-id = 1*8DIGIT`.
+/// `Pipelined-Requests = "Pipelined-Requests" HCOLON startup-id` (RFC 7826 §18.33 and
+/// §20.2.3 write `startup-id = 1*8DIGIT`); GStreamer 1.22 sends a random 32-bit number, up
+/// to 10 digits, so any decimal that fits 32 bits is taken. Anything else is 400.
 pub(super) fn parse_pipeline(value: &str) -> Result<u32, BadPipeline> {
     let v = value.trim();
-    if v.is_empty() || v.len() > 8 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|b| b.is_ascii_digit()) {
         let mut echo: String = v.chars().take(32).collect();
         echo.retain(|c| !c.is_control());
         return Err(BadPipeline(echo));
@@ -226,8 +228,9 @@ mod tests {
     #[test]
     fn pipeline_ids() {
         assert_eq!(parse_pipeline(" 42 "), Ok(42));
-        assert_eq!(parse_pipeline("99999999"), Ok(99_999_999));
-        for bad in ["", "123456789", "-1", "1a", "1 2", "\u{7f}"] {
+        assert_eq!(parse_pipeline("937076692"), Ok(937_076_692), "GStreamer 1.22's form");
+        assert_eq!(parse_pipeline("4294967295"), Ok(u32::MAX));
+        for bad in ["", "4294967296", "12345678901", "-1", "1a", "1 2", "\u{7f}"] {
             assert!(parse_pipeline(bad).is_err(), "{bad:?}");
         }
     }
