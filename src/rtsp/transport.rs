@@ -237,8 +237,9 @@ fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
         } else if is("dest_addr") {
             // The raw value: `unquote` would strip only the outer quotes of two addresses.
             let raw = param.split_once('=').map_or("", |(_, v)| v.trim());
-            spec.dest_addr =
-                Some(parse_dest_addr(raw).ok_or_else(|| TransportError::InvalidDestAddr(echo(raw)))?);
+            spec.dest_addr = Some(
+                parse_dest_addr(raw).ok_or_else(|| TransportError::InvalidDestAddr(echo(raw)))?,
+            );
         } else if is("destination") {
             spec.destination = value.filter(|v| !v.is_empty()).map(str::to_owned);
         }

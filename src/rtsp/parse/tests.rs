@@ -636,7 +636,8 @@ proptest::proptest! {
 
 #[test]
 fn rtsp_2_0_requests_carry_their_version() {
-    let (items, used) = parse_all(b"OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\nOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n");
+    let (items, used) =
+        parse_all(b"OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\nOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n");
     assert_eq!(used, 62);
     let versions: Vec<Version> = items
         .iter()
@@ -646,7 +647,10 @@ fn rtsp_2_0_requests_carry_their_version() {
         })
         .collect();
     assert_eq!(versions, [Version::V2_0, Version::V1_0]);
-    for bad in [&b"OPTIONS * RTSP/1.1\r\nCSeq: 1\r\n\r\n"[..], b"OPTIONS * RTSP/20.0\r\nCSeq: 1\r\n\r\n"] {
+    for bad in [
+        &b"OPTIONS * RTSP/1.1\r\nCSeq: 1\r\n\r\n"[..],
+        b"OPTIONS * RTSP/20.0\r\nCSeq: 1\r\n\r\n",
+    ] {
         assert_eq!(err(bad).kind, ParseErrorKind::BadVersion);
     }
 }
@@ -660,7 +664,13 @@ RTSP/2.0 451 Parameter Not Understood\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabc
 OPTIONS * RTSP/2.0\r\nCSeq: 5\r\n\r\n";
     let (items, used) = parse_all(stream);
     assert_eq!(used, stream.len());
-    assert!(matches!(items[0], Parsed::Response { status: 200, consumed: 43 }));
+    assert!(matches!(
+        items[0],
+        Parsed::Response {
+            status: 200,
+            consumed: 43
+        }
+    ));
     assert!(matches!(items[1], Parsed::Response { status: 451, .. }));
     assert!(matches!(&items[2], Parsed::Request { request, .. } if request.cseq() == Some(5)));
     // Incomplete: wait; the body too.

@@ -216,7 +216,10 @@ impl SessionCore {
         let cseq = self.notify_cseq.entry(target.conn).or_insert(0);
         *cseq = cseq.wrapping_add(1);
         let cseq = *cseq;
-        Some((target.conn, play_notify(&target, cseq, id, &with_ssrc, wall)))
+        Some((
+            target.conn,
+            play_notify(&target, cseq, id, &with_ssrc, wall),
+        ))
     }
 }
 
@@ -228,7 +231,11 @@ mod tests {
     #[test]
     fn pipeline_ids() {
         assert_eq!(parse_pipeline(" 42 "), Ok(42));
-        assert_eq!(parse_pipeline("937076692"), Ok(937_076_692), "GStreamer 1.22's form");
+        assert_eq!(
+            parse_pipeline("937076692"),
+            Ok(937_076_692),
+            "GStreamer 1.22's form"
+        );
         assert_eq!(parse_pipeline("4294967295"), Ok(u32::MAX));
         for bad in ["", "4294967296", "12345678901", "-1", "1a", "1 2", "\u{7f}"] {
             assert!(parse_pipeline(bad).is_err(), "{bad:?}");
