@@ -377,12 +377,10 @@ fn raw_2_0_client_sees_each_header_and_the_end_of_stream_notify() {
     assert_eq!((h.ssrc, h.seq), (ssrc, seq0));
 
     // At the end of the 2 s file: PLAY_NOTIFY on this connection (RFC 7826 §13.5).
-    let notify = loop {
-        match c.next(Duration::from_secs(8)) {
-            Some(Incoming::Request { head }) => break head,
-            Some(other) => panic!("unexpected {other:?}"),
-            None => panic!("no PLAY_NOTIFY within 8 s of the end"),
-        }
+    let notify = match c.next(Duration::from_secs(8)) {
+        Some(Incoming::Request { head }) => head,
+        Some(other) => panic!("unexpected {other:?}"),
+        None => panic!("no PLAY_NOTIFY within 8 s of the end"),
     };
     let line = notify.lines().next().unwrap();
     assert_eq!(line, format!("PLAY_NOTIFY {base} RTSP/2.0"), "{notify}");

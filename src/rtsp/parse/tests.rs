@@ -698,7 +698,7 @@ OPTIONS * RTSP/2.0\r\nCSeq: 5\r\n\r\n";
     }
     // A response's head is bounded like a request's.
     let mut long = b"RTSP/2.0 200 OK\r\n".to_vec();
-    long.extend(std::iter::repeat(b'a').take(10_000));
+    long.extend(std::iter::repeat_n(b'a', 10_000));
     assert_eq!(err(&long).kind, ParseErrorKind::HeadTooLarge);
     crate::rtsp::parse::fuzz_parse_request(stream);
 }
