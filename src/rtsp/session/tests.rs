@@ -985,5 +985,6 @@ fn play_pause_teardown_refusals() {
 }
 
 mod publish_tests;
+mod v2_tests;
 mod whep_tests;
 mod whip_tests;
