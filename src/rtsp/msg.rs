@@ -1,4 +1,5 @@
-//! RTSP 1.0 request and response types (RFC 2326 §6 Request, §7 Response).
+//! RTSP request and response types (RFC 2326 §6 Request, §7 Response; RFC 7826 §8 for
+//! 2.0, whose messages differ only in the version they carry: [`Version`]).
 //!
 //! Implements the method table (§10), the status codes this server emits
 //! (§7.1.1, §11), case-insensitive header lookup (§4.2 via RFC 2616 §4.2),
@@ -323,7 +324,8 @@ pub(crate) fn parse_cseq(value: &str) -> Option<u32> {
     v.parse().ok()
 }
 
-/// A response under construction; `serialize` writes `RTSP/1.0 <code> <reason>\r\n`, headers (CSeq first), Content-Length when body non-empty, blank line, body.
+/// A response under construction; `serialize` writes `RTSP/1.0 <code> <reason>\r\n` (or
+/// `RTSP/2.0`, its [`Version`]), headers (CSeq first), Content-Length when body non-empty, blank line, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// The status line's version (RFC 7826 §4.1: the request's).
@@ -491,5 +493,17 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "RTSP/1.0 454 Session Not Found\r\nCSeq: 7\r\nSession: a  Injected: yes\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn serialize_writes_the_response_version() {
+        let mut resp = Response::new(StatusCode::Ok).header("CSeq", "1");
+        resp.version = Version::V2_0;
+        let mut out = Vec::new();
+        resp.serialize(&mut out);
+        assert_eq!(out, b"RTSP/2.0 200 OK\r\nCSeq: 1\r\n\r\n");
+        assert_eq!(Version::from_wire("RTSP/2.0"), Some(Version::V2_0));
+        assert_eq!(Version::from_wire("RTSP/3.0"), None);
+        assert_eq!(Version::from_wire("rtsp/2.0"), None);
     }
 }

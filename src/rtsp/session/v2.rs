@@ -143,7 +143,8 @@ pub(super) fn play_notify(
         "Server: {SERVER_NAME}\r\nDate: {}\r\n\r\n",
         httpdate::fmt_http_date(wall)
     ));
-    // Control bytes of client-influenced parts (the token) cannot split lines.
+    // No part can split a line: the URL is ours (the stream name percent-encoded) and a
+    // token in it passed `is_token_syntax` at SETUP.
     out.into_bytes()
 }
 
