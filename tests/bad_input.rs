@@ -219,8 +219,8 @@ fn malformed_requests_get_their_status_and_the_connection_is_closed() {
             Some("1"),
         ),
         (
-            "RTSP/2.0",
-            b"OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\n".to_vec(),
+            "RTSP/3.0",
+            b"OPTIONS * RTSP/3.0\r\nCSeq: 1\r\n\r\n".to_vec(),
             505,
             Some("1"),
         ),

@@ -158,6 +158,12 @@ pub(super) async fn serve_requests(
                         ctl.apply(effects);
                         buf.drain(..consumed);
                     }
+                    Ok(Some(Parsed::Response { status, consumed })) => {
+                        // RFC 7826 §8.2: the client's answer to our PLAY_NOTIFY (§13.5).
+                        // Nothing depends on it: skipped, without a log line.
+                        tracing::debug!(%peer, status, "client response skipped");
+                        buf.drain(..consumed);
+                    }
                     Ok(Some(Parsed::Request { request, consumed })) => {
                         buf.drain(..consumed);
                         let answer = if rate.allow(Instant::now()) {

@@ -786,6 +786,19 @@ async fn drain_shard_events(ctl: Rc<Control>) {
                     ShardEvent::Report(report) => {
                         ctl.hub.borrow_mut().apply_report(&report, now);
                     }
+                    ShardEvent::EndOfStream { id, tracks } => {
+                        let notify = ctl.core.borrow_mut().end_of_stream(
+                            id,
+                            &tracks,
+                            std::time::SystemTime::now(),
+                        );
+                        if let Some((conn, bytes)) = notify {
+                            let sink = ctl.conns.borrow().get(&conn).cloned();
+                            if let Some(sink) = sink {
+                                let _ = sink.write_message(&[&bytes]);
+                            }
+                        }
+                    }
                     ShardEvent::SessionEnded { id, reason } => {
                         let effects =
                             ctl.core

@@ -1,4 +1,4 @@
-//! RTSP 1.0 (RFC 2326) control plane.
+//! RTSP 1.0 (RFC 2326) and 2.0 (RFC 7826) control plane.
 //!
 //! The message layer is sans-IO: [`parse`] frames and parses requests and
 //! interleaved frames (RFC 2326 §4, §6, §10.12), [`msg`] holds the request and

@@ -1,4 +1,5 @@
-//! RTSP 1.0 request and response types (RFC 2326 §6 Request, §7 Response).
+//! RTSP request and response types (RFC 2326 §6 Request, §7 Response; RFC 7826 §8 for
+//! 2.0, whose messages differ only in the version they carry: [`Version`]).
 //!
 //! Implements the method table (§10), the status codes this server emits
 //! (§7.1.1, §11), case-insensitive header lookup (§4.2 via RFC 2616 §4.2),
@@ -248,11 +249,45 @@ impl Headers {
     }
 }
 
+/// The protocol version of a message: RTSP 1.0 (RFC 2326) or 2.0 (RFC 7826).
+///
+/// RFC 7826 §4.1: the version is per message; a server answers a request in the version
+/// the request used, so the version picks the header writers, never the decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Version {
+    /// `RTSP/1.0` (RFC 2326).
+    #[default]
+    V1_0,
+    /// `RTSP/2.0` (RFC 7826).
+    V2_0,
+}
+
+impl Version {
+    /// The wire form, `RTSP/1.0` or `RTSP/2.0` (RFC 7826 §7.1, §8.1).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1_0 => "RTSP/1.0",
+            Version::V2_0 => "RTSP/2.0",
+        }
+    }
+
+    /// The version a request line names, if this server speaks it.
+    pub fn from_wire(s: &str) -> Option<Version> {
+        match s {
+            "RTSP/1.0" => Some(Version::V1_0),
+            "RTSP/2.0" => Some(Version::V2_0),
+            _ => None,
+        }
+    }
+}
+
 /// A parsed request. Header names compare case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The request method (§6.1).
     pub method: Method,
+    /// The request line's version (RFC 7826 §4.1); the answer uses the same.
+    pub version: Version,
     /// The Request-URI exactly as sent (§6.1); see [`crate::rtsp::uri`].
     pub uri: String,
     /// The request headers in wire order.
@@ -289,9 +324,12 @@ pub(crate) fn parse_cseq(value: &str) -> Option<u32> {
     v.parse().ok()
 }
 
-/// A response under construction; `serialize` writes `RTSP/1.0 <code> <reason>\r\n`, headers (CSeq first), Content-Length when body non-empty, blank line, body.
+/// A response under construction; `serialize` writes `RTSP/1.0 <code> <reason>\r\n` (or
+/// `RTSP/2.0`, its [`Version`]), headers (CSeq first), Content-Length when body non-empty, blank line, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status line's version (RFC 7826 §4.1: the request's).
+    pub version: Version,
     /// The status line's code (§7.1).
     pub status: StatusCode,
     /// Response headers; `Content-Length` here is ignored and recomputed.
@@ -304,6 +342,7 @@ impl Response {
     /// A response with `status`, no headers and no body.
     pub fn new(status: StatusCode) -> Self {
         Response {
+            version: Version::V1_0,
             status,
             headers: Headers::default(),
             body: Vec::new(),
@@ -327,7 +366,8 @@ impl Response {
     /// or values are replaced by spaces so echoed client data cannot inject
     /// header lines; header names are written as given.
     pub fn serialize(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"RTSP/1.0 ");
+        out.extend_from_slice(self.version.as_str().as_bytes());
+        out.push(b' ');
         out.extend_from_slice(self.status.code().to_string().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.status.reason().as_bytes());
@@ -409,6 +449,7 @@ mod tests {
         headers.append("Session", "6B8B4567;timeout=60");
         let r = Request {
             method: Method::Play,
+            version: Version::V1_0,
             uri: "rtsp://h/x".into(),
             headers,
             body: vec![],
@@ -452,5 +493,17 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "RTSP/1.0 454 Session Not Found\r\nCSeq: 7\r\nSession: a  Injected: yes\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn serialize_writes_the_response_version() {
+        let mut resp = Response::new(StatusCode::Ok).header("CSeq", "1");
+        resp.version = Version::V2_0;
+        let mut out = Vec::new();
+        resp.serialize(&mut out);
+        assert_eq!(out, b"RTSP/2.0 200 OK\r\nCSeq: 1\r\n\r\n");
+        assert_eq!(Version::from_wire("RTSP/2.0"), Some(Version::V2_0));
+        assert_eq!(Version::from_wire("RTSP/3.0"), None);
+        assert_eq!(Version::from_wire("rtsp/2.0"), None);
     }
 }

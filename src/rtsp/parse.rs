@@ -1,18 +1,21 @@
-//! Sans-IO framing and parsing of client-to-server RTSP 1.0 traffic.
+//! Sans-IO framing and parsing of client-to-server RTSP 1.0 and 2.0 traffic.
 //!
 //! Implements the request message format of RFC 2326 §4 and §6 (request line
 //! §6.1, headers §4.2 with the RFC 2616 §4.2 syntax, body length from
 //! `Content-Length` §4.3/§12.14; a request without it has no body), the
 //! mandatory `CSeq` header (§12.17), version checks (§3.1, 505 per §11.1), and
 //! the `$`-prefixed interleaved binary frames of §10.12 that a client may send
-//! on the control connection (e.g. RTCP receiver reports). Bare-LF line endings
+//! on the control connection (e.g. RTCP receiver reports). RTSP 2.0 requests
+//! (RFC 7826 §8.1) parse as 1.0 ones do, tagged with their version; a response
+//! from the client (RFC 7826 §8.2: its answer to our `PLAY_NOTIFY`, §13.5) is
+//! framed and reported so the caller can skip it. Bare-LF line endings
 //! and leading empty lines are tolerated (RFC 2616 §19.3 robustness);
 //! obsolete header line folding is rejected with 400.
 //!
 //! Every limit in [`Limits`] is enforced while a message is still incomplete,
 //! so a peer cannot make the caller buffer without bound.
 
-use crate::rtsp::msg::{parse_cseq, Headers, Method, Request, StatusCode};
+use crate::rtsp::msg::{parse_cseq, Headers, Method, Request, StatusCode, Version};
 
 /// Limits against hostile peers (defaults: 8 KiB for the request line + headers, 100 headers, 64 KiB body, 4 KiB URI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,18 +60,28 @@ pub enum Parsed {
         /// Prefix + payload; the whole frame is buffered before it is reported.
         consumed: usize,
     },
+    /// A response from the client (RFC 7826 §8.2), e.g. its answer to a `PLAY_NOTIFY`
+    /// (§13.5): framed (head and `Content-Length` body) so the caller can skip it.
+    Response {
+        /// The Status-Code (§8.2.1).
+        status: u16,
+        /// Exact number of bytes it occupied.
+        consumed: usize,
+    },
 }
 
 /// Why a message could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseErrorKind {
-    /// The request line is not `Method SP Request-URI SP RTSP-Version` (§6.1).
+    /// The request line is not `Method SP Request-URI SP RTSP-Version` (§6.1), or a
+    /// client's response has no valid status line (RFC 7826 §8.2.1).
     #[error("malformed request line")]
     MalformedRequestLine,
     /// A syntactically valid method token this server does not know (→ 501).
     #[error("unknown method {0:?}")]
     UnknownMethod(String),
-    /// A version other than `RTSP/1.0`, e.g. `RTSP/2.0` (→ 505, §11.1).
+    /// A version other than `RTSP/1.0` and `RTSP/2.0`, e.g. `RTSP/3.0` (→ 505, RFC 2326
+    /// §11.1, RFC 7826 §17.5.6).
     #[error("unsupported rtsp version")]
     BadVersion,
     /// A header line without a token name and `:`, with control bytes, or folded.
@@ -169,6 +182,9 @@ pub fn parse_message(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Pars
         }));
     }
 
+    // RFC 7826 §8.2: a client may answer a server's request (PLAY_NOTIFY, §13.5).
+    let is_response = rest.starts_with(b"RTSP/");
+
     // Find the end of the head, scanning at most `max_head_bytes` (blank
     // lines included) so the work per call is bounded.
     let budget = limits.max_head_bytes.saturating_sub(start);
@@ -204,7 +220,7 @@ pub fn parse_message(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Pars
         // instead of waiting for a line that may never come.
         let first_line_end = window.iter().position(|&b| b == b'\n');
         let partial = window.get(..first_line_end.unwrap_or(window.len()));
-        if !partial_request_line_ok(partial.unwrap_or_default()) {
+        if !is_response && !partial_request_line_ok(partial.unwrap_or_default()) {
             return Err(error(ParseErrorKind::MalformedRequestLine, None, None));
         }
         return Ok(None);
@@ -221,18 +237,23 @@ pub fn parse_message(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Pars
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .take_while(|l| !l.is_empty());
     let request_line = lines.next().unwrap_or_default();
+    if is_response {
+        return parse_client_response(request_line, lines, buf, start + head_len, limits)
+            .map_err(|kind| error(kind, cseq_hint, None));
+    }
     let (method_token, uri, version) = match split_request_line(request_line) {
         Some(parts) => parts,
         None => return fail(ParseErrorKind::MalformedRequestLine),
     };
-    // §3.1: RTSP-Version = "RTSP" "/" 1*DIGIT "." 1*DIGIT; only 1.0 is served.
-    if version != "RTSP/1.0" {
+    // §3.1: RTSP-Version = "RTSP" "/" 1*DIGIT "." 1*DIGIT; 1.0 and 2.0 (RFC 7826 §7.1)
+    // are served, anything else is 505 (RFC 7826 §17.5.6).
+    let Some(version) = Version::from_wire(version) else {
         return fail(if looks_like_version(version) {
             ParseErrorKind::BadVersion
         } else {
             ParseErrorKind::MalformedRequestLine
         });
-    }
+    };
 
     let mut headers = Headers::default();
     for line in lines {
@@ -286,12 +307,52 @@ pub fn parse_message(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Pars
     Ok(Some(Parsed::Request {
         request: Request {
             method,
+            version,
             uri: uri.to_owned(),
             headers,
             body: body.to_vec(),
         },
         consumed,
     }))
+}
+
+/// A client's response (RFC 7826 §8.2): `RTSP-Version SP Status-Code SP Reason-Phrase`,
+/// header lines, and a `Content-Length` body, framed within the same limits as a request.
+fn parse_client_response<'a>(
+    status_line: &str,
+    lines: impl Iterator<Item = &'a str>,
+    buf: &[u8],
+    head_end: usize,
+    limits: &Limits,
+) -> Result<Option<Parsed>, ParseErrorKind> {
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let code = parts.next().unwrap_or_default();
+    if !looks_like_version(version)
+        || code.len() != 3
+        || !code.bytes().all(|b| b.is_ascii_digit())
+        || status_line.bytes().any(is_ctl)
+    {
+        return Err(ParseErrorKind::MalformedRequestLine);
+    }
+    let status: u16 = code
+        .parse()
+        .map_err(|_| ParseErrorKind::MalformedRequestLine)?;
+    let mut body_len: Option<usize> = None;
+    for line in lines {
+        let (name, value) = parse_header_line(line).ok_or(ParseErrorKind::MalformedHeader)?;
+        if name.eq_ignore_ascii_case("Content-Length") {
+            let len = parse_content_length(value, limits)?;
+            if body_len.is_some_and(|prev| prev != len) {
+                return Err(ParseErrorKind::BadContentLength);
+            }
+            body_len = Some(len);
+        }
+    }
+    let consumed = head_end
+        .checked_add(body_len.unwrap_or(0))
+        .ok_or(ParseErrorKind::BodyTooLarge)?;
+    Ok((buf.len() >= consumed).then_some(Parsed::Response { status, consumed }))
 }
 
 fn error(kind: ParseErrorKind, cseq: Option<u32>, consumed: Option<usize>) -> ParseError {
@@ -419,6 +480,7 @@ pub fn fuzz_parse_request(data: &[u8]) {
                     let consumed = match &parsed {
                         Parsed::Request { consumed, .. } => *consumed,
                         Parsed::Interleaved { consumed, .. } => *consumed,
+                        Parsed::Response { consumed, .. } => *consumed,
                     };
                     assert!(consumed > 0 && consumed <= rest.len());
                     let exact = rest.get(..consumed).unwrap_or_default();

@@ -23,6 +23,11 @@
 //!   an address other than the client's without authorization (§12.39, §16).
 //! - Unknown parameters, and `ttl`, `layers`, `port`, `source`,
 //!   `server_port`, `append`, are ignored.
+//! - RTSP 2.0's `dest_addr` (RFC 7826 §18.54: `dest_addr="ip:port"/"ip:port"`, the host
+//!   optional as in `":5000"`) is parsed into [`DestAddr`]; only literal IP addresses are
+//!   accepted (no host names to resolve), and the server sends only to the client's own
+//!   address (an alternative naming another host is unusable). `src_addr` from a client
+//!   is ignored.
 //! - Consistency with the lower transport (e.g. UDP without `client_port`) is
 //!   left to the server; it answers 461 (§11.3.9) when nothing is usable.
 
@@ -59,6 +64,19 @@ pub struct TransportSpec {
     pub ssrc: Option<Ssrc>,
     /// `destination` address, verbatim.
     pub destination: Option<String>,
+    /// RTSP 2.0 `dest_addr` (RFC 7826 §18.54): where RTP and RTCP go.
+    pub dest_addr: Option<DestAddr>,
+}
+
+/// A `dest_addr` (RFC 7826 §18.54): the RTP address, then the RTCP one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestAddr {
+    /// The host, when given (`":5000"` names only a port: the sender's own address).
+    pub host: Option<std::net::IpAddr>,
+    /// RTP port (non-zero).
+    pub rtp: u16,
+    /// RTCP port (non-zero; the RTP port + 1 when only one address is given).
+    pub rtcp: u16,
 }
 
 /// Why a transport alternative is unusable; the server answers 461 (§11.3.9).
@@ -79,6 +97,9 @@ pub enum TransportError {
     /// `ssrc` is not 1 to 8 hex digits.
     #[error("invalid ssrc {0:?}")]
     InvalidSsrc(String),
+    /// `dest_addr` is not one or two quoted `[ip]:port` addresses (RFC 7826 §18.54).
+    #[error("invalid dest_addr {0:?}")]
+    InvalidDestAddr(String),
     /// Both `unicast` and `multicast` are given.
     #[error("both unicast and multicast requested")]
     Conflict,
@@ -181,6 +202,7 @@ fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
         mode_record: false,
         ssrc: None,
         destination: None,
+        dest_addr: None,
     };
     let (mut saw_unicast, mut saw_multicast) = (false, false);
     for param in params {
@@ -212,6 +234,12 @@ fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
             spec.mode_record = v
                 .split(',')
                 .any(|m| m.trim().eq_ignore_ascii_case("RECORD"));
+        } else if is("dest_addr") {
+            // The raw value: `unquote` would strip only the outer quotes of two addresses.
+            let raw = param.split_once('=').map_or("", |(_, v)| v.trim());
+            spec.dest_addr = Some(
+                parse_dest_addr(raw).ok_or_else(|| TransportError::InvalidDestAddr(echo(raw)))?,
+            );
         } else if is("destination") {
             spec.destination = value.filter(|v| !v.is_empty()).map(str::to_owned);
         }
@@ -223,6 +251,78 @@ fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
     }
     spec.unicast = !saw_multicast;
     Ok(spec)
+}
+
+/// RFC 7826 §18.54 `dest_addr = addr-spec *("/" addr-spec)`, `addr-spec = DQUOTE (host
+/// [":" port] / ":" port) DQUOTE`; here: one or two addresses, each a literal IPv4 address,
+/// a bracketed IPv6 address or nothing, and a non-zero port.
+pub fn parse_dest_addr(raw: &str) -> Option<DestAddr> {
+    let mut parts = raw.split('/');
+    let first = parse_addr_spec(parts.next()?)?;
+    let second = match parts.next() {
+        Some(p) => Some(parse_addr_spec(p)?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    let (host, rtp) = first;
+    let rtcp = match second {
+        // RTP and RTCP to two different hosts is not something this server does.
+        Some((h, port)) if h == host || h.is_none() => port,
+        Some(_) => return None,
+        None => rtp.checked_add(1)?,
+    };
+    Some(DestAddr { host, rtp, rtcp })
+}
+
+/// One quoted `host:port` or `:port`.
+fn parse_addr_spec(spec: &str) -> Option<(Option<std::net::IpAddr>, u16)> {
+    let inner = spec.trim().strip_prefix('"')?.strip_suffix('"')?;
+    let (host, port) = inner.rsplit_once(':')?;
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    let host = if host.is_empty() {
+        None
+    } else if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(std::net::IpAddr::V6(v6.parse().ok()?))
+    } else {
+        Some(std::net::IpAddr::V4(host.parse().ok()?))
+    };
+    Some((host, port))
+}
+
+/// RTSP 2.0 UDP reply (RFC 7826 §18.54), in the client's own terms: to an offer with
+/// `dest_addr`, `RTP/AVP/UDP;unicast;dest_addr="c:a"/"c:b";src_addr="s:c"/"s:d";
+/// ssrc=XXXXXXXX`; to an offer with the 1.0 `client_port` (GStreamer 1.22 in 2.0, whose
+/// transport parser warns "unknown transport field" on `dest_addr` and `src_addr` and reads
+/// only the ports), `RTP/AVP/UDP;unicast;client_port=a-b;server_port=c-d;ssrc=XXXXXXXX`.
+pub fn format_udp_reply_v2(
+    client: std::net::SocketAddr,
+    client_rtcp: u16,
+    server: std::net::SocketAddr,
+    server_rtcp: u16,
+    ssrc: Ssrc,
+    client_port_form: bool,
+) -> String {
+    let addr = |a: std::net::SocketAddr, port: u16| std::net::SocketAddr::new(a.ip(), port);
+    let mut s = if client_port_form {
+        format!(
+            "RTP/AVP/UDP;unicast;client_port={}-{client_rtcp};server_port={}-{server_rtcp}",
+            client.port(),
+            server.port()
+        )
+    } else {
+        format!(
+            "RTP/AVP/UDP;unicast;dest_addr=\"{client}\"/\"{}\";src_addr=\"{server}\"/\"{}\"",
+            addr(client, client_rtcp),
+            addr(server, server_rtcp)
+        )
+    };
+    let _ = write!(s, ";ssrc={ssrc:08X}");
+    s
 }
 
 fn unquote(v: &str) -> &str {
@@ -319,6 +419,7 @@ mod tests {
             mode_record: false,
             ssrc: None,
             destination: None,
+            dest_addr: None,
         }
     }
 
@@ -532,5 +633,63 @@ mod tests {
             fuzz_transport(pieces.concat().as_bytes());
             fuzz_transport(&raw);
         }
+    }
+
+    /// RFC 7826 §18.54 `dest_addr`: both addresses, a port alone, IPv6; hostile forms fail.
+    #[test]
+    fn rtsp2_dest_addr() {
+        let spec = parse_transport(
+            "RTP/AVP/UDP;unicast;dest_addr=\"127.0.0.1:5000\"/\"127.0.0.1:5001\";mode=\"PLAY\"",
+        )
+        .unwrap();
+        assert_eq!(
+            spec[0].dest_addr,
+            Some(DestAddr {
+                host: Some("127.0.0.1".parse().unwrap()),
+                rtp: 5000,
+                rtcp: 5001
+            })
+        );
+        assert_eq!(
+            parse_dest_addr("\":6000\""),
+            Some(DestAddr {
+                host: None,
+                rtp: 6000,
+                rtcp: 6001
+            })
+        );
+        assert_eq!(
+            parse_dest_addr("\"[::1]:7000\"/\"[::1]:7003\"").map(|d| (d.rtp, d.rtcp)),
+            Some((7000, 7003))
+        );
+        for bad in [
+            "",
+            "127.0.0.1:5000",
+            "\"127.0.0.1:0\"",
+            "\"127.0.0.1:70000\"",
+            "\"example.com:5000\"",
+            "\"127.0.0.1:5000\"/\"127.0.0.2:5001\"",
+            "\"1:2\"/\"1:2\"/\"1:2\"",
+            "\"127.0.0.1:65535\"",
+            "\"127.0.0.1:-5\"",
+        ] {
+            assert_eq!(parse_dest_addr(bad), None, "{bad}");
+        }
+        assert!(matches!(
+            parse_transport("RTP/AVP/UDP;unicast;dest_addr=\"nonsense\""),
+            Err(TransportError::InvalidDestAddr(_))
+        ));
+        let reply = format_udp_reply_v2(
+            "127.0.0.1:5000".parse().unwrap(),
+            5001,
+            "127.0.0.1:6970".parse().unwrap(),
+            6971,
+            Ssrc(0xAB),
+            false,
+        );
+        assert_eq!(
+            reply,
+            "RTP/AVP/UDP;unicast;dest_addr=\"127.0.0.1:5000\"/\"127.0.0.1:5001\";src_addr=\"127.0.0.1:6970\"/\"127.0.0.1:6971\";ssrc=000000AB"
+        );
     }
 }

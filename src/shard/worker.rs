@@ -666,6 +666,17 @@ impl Worker {
                 if s.generation == due.generation && s.state == PlayState::Ended {
                     send_byes(s, &self.rtcp, &mut self.rtcp_buf);
                     tracing::info!(shard = self.index, session = %format_args!("{:016X}", s.id), "end of stream");
+                    // Once per session end, not per packet: the control thread tells RTSP
+                    // 2.0 viewers (PLAY_NOTIFY, RFC 7826 §13.5). Best effort: a full
+                    // queue drops it (the BYE has said it on the media path).
+                    let tracks = s
+                        .tracks
+                        .iter()
+                        .map(|t| (t.setup.track_index, t.seq.0.wrapping_sub(1)))
+                        .collect();
+                    let _ = self
+                        .events
+                        .try_send(ShardEvent::EndOfStream { id: s.id, tracks });
                 }
                 continue;
             }

@@ -4,7 +4,7 @@
 //!  shard ──(RTCP in: reception::digest_rtcp, lateness hdrhistogram, per-session counters)──┐
 //!        every REPORT_INTERVAL: ShardEvent::Report(ShardReport)  over a bounded crossbeam  │
 //!        at once:               ShardEvent::SessionEnded          channel (try_send, never │
-//!                                                                  blocks; drops counted)  ▼
+//!        at a file's end:       ShardEvent::EndOfStream           blocks; drops counted)  ▼
 //!  control thread: hub::Hub  — per session, per stream, per shard, server; rolling hdrhistograms
 //!        ▲ interleaved RTCP ($ odd channels) is digested on the control thread directly
 //!        └─▶ JSON API, /metrics, web page, `shardcast stats`
@@ -13,7 +13,9 @@
 //! Shards never wait on the control thread: they fill plain fields in their own sessions and
 //! hand over one message per second. A full channel drops that second's report (counted in
 //! [`ShardCounters`]; its report blocks and lateness go with the next one), it
-//! never stalls sending. `SessionEnded` waits in the shard until there is room.
+//! never stalls sending. `SessionEnded` waits in the shard until there is room;
+//! `EndOfStream` (for RTSP 2.0's `PLAY_NOTIFY`) is dropped when there is none, the RTCP BYE
+//! having said the same on the media path.
 
 mod counters;
 pub mod hub;
@@ -111,6 +113,15 @@ pub enum ShardEvent {
         id: SessionId,
         /// Why.
         reason: EndReason,
+    },
+    /// Every track of a stored stream's session reached the end of its PLAY range (the
+    /// shard sends RTCP BYE); the session stays until TEARDOWN or its timeout. RTSP 2.0
+    /// sessions hear of it in a `PLAY_NOTIFY` (RFC 7826 §13.5).
+    EndOfStream {
+        /// The session.
+        id: SessionId,
+        /// Per track: its media track index and the sequence number of its last packet.
+        tracks: Vec<(usize, u16)>,
     },
 }
 

@@ -29,7 +29,9 @@ fn parse_all(buf: &[u8]) -> (Vec<Parsed>, usize) {
     let mut off = 0;
     while let Some(p) = parse_message(&buf[off..], &lim()).expect("valid stream") {
         off += match &p {
-            Parsed::Request { consumed, .. } | Parsed::Interleaved { consumed, .. } => *consumed,
+            Parsed::Request { consumed, .. }
+            | Parsed::Interleaved { consumed, .. }
+            | Parsed::Response { consumed, .. } => *consumed,
         };
         out.push(p);
     }
@@ -313,9 +315,9 @@ fn split_at_every_byte_boundary() {
             .iter()
             .scan(0, |off, p| {
                 *off += match p {
-                    Parsed::Request { consumed, .. } | Parsed::Interleaved { consumed, .. } => {
-                        *consumed
-                    }
+                    Parsed::Request { consumed, .. }
+                    | Parsed::Interleaved { consumed, .. }
+                    | Parsed::Response { consumed, .. } => *consumed,
                 };
                 Some(*off)
             })
@@ -470,7 +472,7 @@ fn hostile_garbage() {
 
 #[test]
 fn hostile_versions() {
-    let e = err(b"OPTIONS * RTSP/2.0\r\nCSeq: 4\r\n\r\n");
+    let e = err(b"OPTIONS * RTSP/3.0\r\nCSeq: 4\r\n\r\n");
     assert_eq!(e.kind, ParseErrorKind::BadVersion);
     assert_eq!(e.status(), StatusCode::VersionNotSupported);
     assert_eq!(e.cseq, Some(4));
@@ -630,4 +632,73 @@ proptest::proptest! {
     fn fuzz_smoke(data in fuzz_input()) {
         fuzz_parse_request(&data);
     }
+}
+
+#[test]
+fn rtsp_2_0_requests_carry_their_version() {
+    let (items, used) =
+        parse_all(b"OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\nOPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n");
+    assert_eq!(used, 62);
+    let versions: Vec<Version> = items
+        .iter()
+        .map(|p| match p {
+            Parsed::Request { request, .. } => request.version,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(versions, [Version::V2_0, Version::V1_0]);
+    for bad in [
+        &b"OPTIONS * RTSP/1.1\r\nCSeq: 1\r\n\r\n"[..],
+        b"OPTIONS * RTSP/20.0\r\nCSeq: 1\r\n\r\n",
+    ] {
+        assert_eq!(err(bad).kind, ParseErrorKind::BadVersion);
+    }
+}
+
+/// RFC 7826 §8.2: the client's answer to a PLAY_NOTIFY is framed, body included, and
+/// skipped; the request after it parses.
+#[test]
+fn client_responses_are_framed_and_reported() {
+    let stream = b"RTSP/2.0 200 OK\r\nCSeq: 1\r\nSession: 1234\r\n\r\n\
+RTSP/2.0 451 Parameter Not Understood\r\nCSeq: 2\r\nContent-Length: 3\r\n\r\nabc\
+OPTIONS * RTSP/2.0\r\nCSeq: 5\r\n\r\n";
+    let (items, used) = parse_all(stream);
+    assert_eq!(used, stream.len());
+    assert!(matches!(
+        items[0],
+        Parsed::Response {
+            status: 200,
+            consumed: 43
+        }
+    ));
+    assert!(matches!(items[1], Parsed::Response { status: 451, .. }));
+    assert!(matches!(&items[2], Parsed::Request { request, .. } if request.cseq() == Some(5)));
+    // Incomplete: wait; the body too.
+    for cut in [3, 9, 20, 42] {
+        assert_eq!(parse_message(&stream[..cut], &lim()), Ok(None), "cut {cut}");
+    }
+    let second = &stream[43..];
+    let Parsed::Response { consumed, .. } = items[1] else {
+        unreachable!()
+    };
+    for cut in [consumed - 1, consumed - 3, 20] {
+        assert_eq!(parse_message(&second[..cut], &lim()), Ok(None), "cut {cut}");
+    }
+    // Broken status lines and lengths are errors that close the connection.
+    for bad in [
+        &b"RTSP/2.0 2000 OK\r\n\r\n"[..],
+        b"RTSP/2.0 OK\r\n\r\n",
+        b"RTSP/x 200 OK\r\n\r\n",
+        b"RTSP/2.0 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"RTSP/2.0 200 OK\r\nno colon\r\n\r\n",
+    ] {
+        let e = err(bad);
+        assert_eq!(e.consumed, None, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(e.status(), StatusCode::BadRequest);
+    }
+    // A response's head is bounded like a request's.
+    let mut long = b"RTSP/2.0 200 OK\r\n".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 10_000));
+    assert_eq!(err(&long).kind, ParseErrorKind::HeadTooLarge);
+    crate::rtsp::parse::fuzz_parse_request(stream);
 }

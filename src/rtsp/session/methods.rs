@@ -203,7 +203,8 @@ impl SessionCore {
             Response::new(StatusCode::Ok)
                 .header("Content-Base", self.content_base(caller, &media))
                 .body("application/sdp", sdp.into_bytes()),
-        ))
+        )
+        .about(live))
     }
 
     /// SETUP (§10.4): a track into a new or the caller's existing session.
@@ -293,6 +294,7 @@ impl SessionCore {
             .cloned();
         let mut chosen = None;
         let mut multicast = None;
+        let mut udp_client_port = false;
         for alt in alternatives {
             if !alt.mode_play {
                 continue;
@@ -314,13 +316,21 @@ impl SessionCore {
             }
             match alt.lower {
                 LowerTransport::Udp => {
-                    if let Some((rtp, rtcp)) = alt.client_port {
+                    // RTSP 2.0 names the ports in `dest_addr` (RFC 7826 §18.54); a host
+                    // there other than the client's makes the alternative unusable.
+                    let ports = alt.client_port.or_else(|| {
+                        alt.dest_addr
+                            .filter(|d| d.host.is_none_or(|h| h == caller.peer.ip()))
+                            .map(|d| (d.rtp, d.rtcp))
+                    });
+                    if let Some((rtp, rtcp)) = ports {
                         // The client's own address only: `destination` redirection would let
                         // anyone aim a stream at a third party (RFC 2326 §12.39, §17).
                         let dest = TrackDest::Udp {
                             rtp: SocketAddr::new(caller.peer.ip(), rtp),
                             rtcp: SocketAddr::new(caller.peer.ip(), rtcp),
                         };
+                        udp_client_port = alt.client_port.is_some();
                         chosen = Some((dest, Some((rtp, rtcp)), false));
                         break;
                     }
@@ -393,6 +403,18 @@ impl SessionCore {
                     ssrc,
                 )
             }
+            // RFC 7826 §18.54: the 2.0 form names addresses (`dest_addr`, `src_addr`).
+            (_, Some(client)) if req.version == Version::V2_0 => {
+                let (server_rtp, server_rtcp) = pick_ports(shard);
+                format_udp_reply_v2(
+                    SocketAddr::new(caller.peer.ip(), client.0),
+                    client.1,
+                    SocketAddr::new(caller.local.ip(), server_rtp),
+                    server_rtcp,
+                    ssrc,
+                    udp_client_port,
+                )
+            }
             (_, Some(client)) => format_udp_reply(client, pick_ports(shard), ssrc),
             (
                 TrackDest::Interleaved {
@@ -451,9 +473,11 @@ impl SessionCore {
                     created: env.now,
                     whep_key: None,
                     multicast: multicast.is_some(),
+                    notify: None,
                 },
             );
         }
+        let log_live = log.is_some();
         let log = self.may_log(caller.peer.ip(), env.now);
         let timeout = self.config.session_timeout;
         let rec = self
@@ -472,11 +496,13 @@ impl SessionCore {
         if log {
             tracing::info!(session = %format_args!("{id:016X}"), peer = %caller.peer, stream = %media.name, track = track_index, shard, transport = %transport_reply, "setup");
         }
+        self.remember_pipeline(req, caller, id);
         Ok(Done::ok(
             Response::new(StatusCode::Ok)
                 .header("Transport", transport_reply)
                 .header("Session", session_header(id, timeout)),
-        ))
+        )
+        .about(channel.is_some() || log_live))
     }
 
     /// Finds the session a request names, if the caller owns it (any other client gets the
@@ -601,6 +627,8 @@ impl SessionCore {
                 track_order: rec.tracks.iter().map(|t| t.track_index).collect(),
                 live: live.is_some() || log.is_some(),
                 echo_rates,
+                version: req.version,
+                conn: caller.conn,
             }),
         };
         let ask = ShardAsk::Play {
@@ -627,6 +655,8 @@ impl SessionCore {
             track_order,
             live,
             echo_rates,
+            version,
+            conn,
         } = play;
         let timeout = self.config.session_timeout;
         let rec = self.sessions.get_mut(&id).ok_or(Refusal::SessionNotFound(
@@ -664,13 +694,34 @@ impl SessionCore {
         let rtp_info: Vec<String> = track_order
             .iter()
             .filter_map(|ti| started.tracks.iter().find(|t| t.track_index == *ti))
-            .map(|t| {
-                format!(
+            .map(|t| match version {
+                Version::V1_0 => format!(
                     "url={content_base}trackID={}{token_suffix};seq={};rtptime={}",
                     t.track_index, t.seq, t.rtptime
-                )
+                ),
+                // RFC 7826 §18.45: `url="…" ssrc=HEX:seq=…;rtptime=…`.
+                Version::V2_0 => {
+                    let ssrc = rec
+                        .tracks
+                        .iter()
+                        .find(|s| s.track_index == t.track_index)
+                        .map_or(Ssrc(0), |s| s.ssrc);
+                    v2::rtp_info_entry(
+                        &format!("{content_base}trackID={}{token_suffix}", t.track_index),
+                        ssrc,
+                        t.seq.0,
+                        Some(t.rtptime.0),
+                    )
+                }
             })
             .collect();
+        // RFC 7826 §13.5: a 2.0 session hears of the end of a file on this connection.
+        rec.notify = (version == Version::V2_0 && !live).then(|| v2::NotifyTarget {
+            conn,
+            base: content_base.clone(),
+            token_suffix: token_suffix.clone(),
+            range: (started.start_npt_secs, started.end_npt_secs),
+        });
         let mut response = Response::new(StatusCode::Ok)
             .header(
                 "Range",
@@ -692,6 +743,7 @@ impl SessionCore {
                 shard: rec.shard,
                 order: ShardOrder::Start(id),
             }],
+            live: Some(live),
         })
     }
 
@@ -772,6 +824,7 @@ impl SessionCore {
             response: Response::new(StatusCode::Ok),
             effects,
             after_response: Vec::new(),
+            live: None,
         }))
     }
 }

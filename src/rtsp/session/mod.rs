@@ -23,6 +23,7 @@ mod record;
 mod refusal;
 #[cfg(test)]
 mod tests;
+pub mod v2;
 mod whep;
 mod whip;
 
@@ -46,12 +47,14 @@ pub use whip::{WhipAccepted, WhipOffer, WhipPublisher, WhipRefusal, WhipTrack};
 use super::admission::{Admission, Limits, RequestRate};
 use super::auth::{AccessRule, Authenticator, UserSecret, Verdict};
 use super::log_limit::{Gate, LogLimiter, Suppressed};
-use super::msg::{Method, Request, Response, StatusCode};
+use super::msg::{Method, Request, Response, StatusCode, Version};
 use super::range::{
     check_rate, choose_rate, format_npt_range, format_rate, vod_play_window, vod_reverse_window,
     RateHeader,
 };
-use super::transport::{format_tcp_reply, format_udp_reply, parse_transport, LowerTransport};
+use super::transport::{
+    format_tcp_reply, format_udp_reply, format_udp_reply_v2, parse_transport, LowerTransport,
+};
 use super::uri::split_request_uri;
 use crate::ids::SERVER_NAME;
 use crate::live::LiveChannel;
@@ -247,6 +250,10 @@ struct PlayPending {
     live: bool,
     /// `Scale`/`Speed` headers the request carried, with the value actually used.
     echo_rates: Vec<(&'static str, String)>,
+    /// The request's version (RFC 7826 §4.1) and connection: a 2.0 PLAY gets the 2.0
+    /// `RTP-Info` and, at the end of a file, a `PLAY_NOTIFY` on that connection.
+    version: Version,
+    conn: ConnId,
 }
 
 impl<T> ShardAnswer<T> {
@@ -361,11 +368,19 @@ pub struct SessionCore {
     whip_addr: Option<SocketAddr>,
     /// Live channels sent to a multicast group, by name.
     multicast: HashMap<String, multicast::MulticastGroup>,
+    /// RTSP 2.0 pipelines (RFC 7826 §18.33): (connection, startup id) → the session its
+    /// first SETUP created. Pruned to live sessions on every insert, dropped with the
+    /// connection.
+    pipelines: HashMap<(ConnId, u32), SessionId>,
+    /// The server's own CSeq sequence per connection, for `PLAY_NOTIFY` (RFC 7826 §13.5).
+    notify_cseq: HashMap<ConnId, u32>,
 }
 
-/// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date).
+/// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date), in
+/// the request's version (RFC 7826 §4.1).
 fn complete(cseq: Option<u32>, mut response: Response, wall: SystemTime) -> Response {
     let mut out = Response::new(response.status);
+    out.version = response.version;
     if let Some(cseq) = cseq {
         out = out.header("CSeq", cseq.to_string());
     }
@@ -452,6 +467,8 @@ impl SessionCore {
             whip_keys: HashMap::new(),
             whip_addr: None,
             multicast: HashMap::new(),
+            pipelines: HashMap::new(),
+            notify_cseq: HashMap::new(),
         }
     }
 
@@ -588,6 +605,8 @@ impl SessionCore {
     /// Forgets a closed connection: its interleaved sessions end with it.
     pub fn close_connection(&mut self, caller: &Caller, now: Instant) -> Vec<Effect> {
         self.admission.close_connection(caller.peer.ip());
+        self.pipelines.retain(|&(conn, _), _| conn != caller.conn);
+        self.notify_cseq.remove(&caller.conn);
         let ids: Vec<SessionId> = self
             .sessions
             .iter()
@@ -639,10 +658,24 @@ impl SessionCore {
             Err((refusal, delay)) => return self.answer(req, caller, Err(refusal), delay, env),
         };
         if let Some(options) = req.header("Require") {
-            // RFC 2326 §12.32: we implement no option tags.
-            let refusal = Refusal::OptionNotSupported(options.trim().to_owned());
-            return self.answer(req, caller, Err(refusal), delay, env);
+            // RFC 2326 §12.32: we implement no 1.0 option tags; in 2.0 the feature tags
+            // of `v2::SUPPORTED_TAGS` (RFC 7826 §18.43, §11.1).
+            if req.version == Version::V1_0 || !v2::supports_all(options) {
+                let refusal = Refusal::OptionNotSupported(options.trim().to_owned());
+                return self.answer(req, caller, Err(refusal), delay, env);
+            }
         }
+        // RFC 7826 §18.33: a request of a pipeline without `Session` belongs to the session
+        // the pipeline's first SETUP created; it is answered as if it named it.
+        let pipelined;
+        let req = match self.pipeline_session(req, caller) {
+            Ok(Some(named)) => {
+                pipelined = named;
+                &pipelined
+            }
+            Ok(None) => req,
+            Err(refusal) => return self.answer(req, caller, Err(refusal), delay, env),
+        };
         if publishing {
             let step = match req.method {
                 Method::Announce => self.announce(req, caller, &owner),
@@ -757,8 +790,17 @@ impl SessionCore {
             (Err(Refusal::Parse(e)), None) => e.cseq,
             _ => None,
         };
+        let version = req.map_or(Version::V1_0, |r| r.version);
         let (response, close, effects, after_response) = match done {
-            Ok(d) => (d.response, false, d.effects, d.after_response),
+            Ok(mut d) => {
+                if let (Version::V2_0, Some(req)) = (version, req) {
+                    v2::decorate(req.method, d.live, &mut d.response);
+                    if let Some(p) = req.header("Pipelined-Requests") {
+                        d.response.headers.insert("Pipelined-Requests", p);
+                    }
+                }
+                (d.response, false, d.effects, d.after_response)
+            }
             Err(refusal) => {
                 let status = refusal.status();
                 self.count_refusal(status);
@@ -772,8 +814,10 @@ impl SessionCore {
                         }
                     }
                 }
+                let mut response = refusal_response(&refusal);
+                response.version = version;
                 (
-                    refusal_response(&refusal),
+                    response,
                     refusal.closes_connection(),
                     Vec::new(),
                     Vec::new(),
@@ -820,6 +864,9 @@ struct Done {
     response: Response,
     effects: Vec<Effect>,
     after_response: Vec<Effect>,
+    /// Whether the media the answer is about is live (`None`: about no media); RTSP 2.0
+    /// writes `Media-Properties` from it (`v2::decorate`).
+    live: Option<bool>,
 }
 
 impl Done {
@@ -828,7 +875,14 @@ impl Done {
             response,
             effects: Vec::new(),
             after_response: Vec::new(),
+            live: None,
         }
+    }
+
+    /// The same, about media that is `live` or not.
+    fn about(mut self, live: bool) -> Self {
+        self.live = Some(live);
+        self
     }
 }
 

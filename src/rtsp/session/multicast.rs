@@ -196,6 +196,8 @@ impl SessionCore {
                 .header("Session", super::session_header(id, timeout)),
             effects,
             after_response: Vec::new(),
+            // A group only ever carries a live channel.
+            live: Some(true),
         })
     }
 }

@@ -56,6 +56,9 @@ pub(super) struct SessionRecord {
     pub(super) whep_key: Option<String>,
     /// Its tracks are a channel's multicast group: nothing of it is on a shard.
     pub(super) multicast: bool,
+    /// Set by a PLAY in RTSP 2.0: where its end-of-stream `PLAY_NOTIFY` goes (RFC 7826
+    /// §13.5); `None` after a 1.0 PLAY.
+    pub(super) notify: Option<super::v2::NotifyTarget>,
 }
 
 impl SessionRecord {

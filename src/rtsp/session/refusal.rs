@@ -41,6 +41,9 @@ pub enum Refusal {
     /// A method this server does not serve (§10: ANNOUNCE, RECORD, SET_PARAMETER, REDIRECT).
     #[error("method not served")]
     MethodNotAllowed,
+    /// A malformed RTSP 2.0 `Pipelined-Requests` header (RFC 7826 §18.33; → 400).
+    #[error("{0}")]
+    Pipeline(super::v2::BadPipeline),
     /// `Require` names options this server does not support (§12.32).
     #[error("Require: {0} not supported")]
     OptionNotSupported(String),
@@ -154,6 +157,7 @@ impl Refusal {
             NotFound(_) | Unservable(_) | OtherStream => StatusCode::NotFound,
             MethodNotAllowed => StatusCode::MethodNotAllowed,
             OptionNotSupported(_) => StatusCode::OptionNotSupported,
+            Pipeline(_) => StatusCode::BadRequest,
             Unauthorized { .. } | TokenMissing => StatusCode::Unauthorized,
             Forbidden { .. } | TokenInvalid(_) | PublishForbidden(_) => StatusCode::Forbidden,
             UnsupportedMedia(_) => StatusCode::UnsupportedMediaType,

@@ -986,5 +986,6 @@ fn play_pause_teardown_refusals() {
 
 mod multicast_tests;
 mod publish_tests;
+mod v2_tests;
 mod whep_tests;
 mod whip_tests;

@@ -525,6 +525,7 @@ impl SessionCore {
                 created: env.now,
                 whep_key: Some(key.clone()),
                 multicast: false,
+                notify: None,
             },
         );
         self.whep_keys.insert(
