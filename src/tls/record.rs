@@ -241,8 +241,8 @@ impl Opener {
             // RFC 8446 §5.2: encrypted records are type 23 and at most 2^14 + 256 bytes;
             // §5 allows a change_cipher_spec record (compatibility mode), which is dropped.
             let ccs = kind == CHANGE_CIPHER_SPEC && len == 1;
-            if !(kind == APPLICATION_DATA && (TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len)) && !ccs
-            {
+            let sealed = kind == APPLICATION_DATA && (TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len);
+            if !(sealed || ccs) {
                 break Err(RecordError::Header(kind, len));
             }
             let end = pos + HEADER_LEN + len;

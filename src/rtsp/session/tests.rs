@@ -73,6 +73,7 @@ fn caller(peer: &str, conn: ConnId) -> Caller {
         conn,
         peer: peer.parse().unwrap(),
         local: LOCAL.parse().unwrap(),
+        secure: false,
     }
 }
 

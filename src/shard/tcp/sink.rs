@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::sys::tcp::{send_gathered, set_notsent_lowat, MAX_IOVECS};
+use crate::tls::Sealer;
 
 /// Largest backlog a viewer may build before it is cut off (about 2 s of a 2 Mbit/s stream).
 pub const MAX_BACKLOG_BYTES: usize = 512 * 1024;
@@ -52,6 +53,11 @@ pub struct Written {
 struct Backlog {
     buf: Vec<u8>,
     start: usize,
+    /// RTSPS: the TLS send half (RFC 8446 §5.2). Under this lock, so responses and frames
+    /// are sealed in the order they go on the wire.
+    tls: Option<Sealer>,
+    /// The records of the write in progress, reused from write to write.
+    sealed: Vec<u8>,
 }
 
 impl Backlog {
@@ -119,6 +125,12 @@ impl TcpSink {
         set_notsent_lowat(&self.stream, lowat as u32)
     }
 
+    /// RTSPS: from now on every write is sealed into TLS records (RFC 8446 §5.2) by
+    /// `sealer`, one record per ≤ 16 KiB of a write (a pass's frames share records).
+    pub fn set_tls(&self, sealer: Sealer) {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner()).tls = Some(sealer);
+    }
+
     /// True once the sink was closed or failed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -151,7 +163,23 @@ impl TcpSink {
             return Err(SinkError::Closed);
         }
         let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.write_with(&mut b, slices, limit);
+        let result = match b.tls.take() {
+            None => self.write_with(&mut b, slices, limit),
+            Some(mut sealer) => {
+                // The sealer and buffer are taken out and put back: the buffer keeps its
+                // capacity, so a pass allocates nothing once it has grown to the stream's
+                // batch size.
+                let mut sealed = std::mem::take(&mut b.sealed);
+                sealed.clear();
+                let result = match sealer.seal(slices.iter().map(|s| &s[..]), &mut sealed) {
+                    Ok(()) => self.write_with(&mut b, &[IoSlice::new(&sealed)], limit),
+                    Err(_) => Err(SinkError::Closed),
+                };
+                b.sealed = sealed;
+                b.tls = Some(sealer);
+                result
+            }
+        };
         if result == Err(SinkError::Closed) {
             self.closed.store(true, Ordering::Release);
         }
