@@ -980,6 +980,28 @@ mod tests {
     }
 
     #[test]
+    fn rtsps_is_off_by_default_and_needs_its_certificate_and_key() {
+        let cfg = ServerConfig::from_overlay(ConfigOverlay::default()).unwrap();
+        assert_eq!(cfg.rtsps, None);
+        let o: ConfigOverlay = toml::from_str(
+            "rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"",
+        )
+        .unwrap();
+        assert_eq!(
+            ServerConfig::from_overlay(o).unwrap().rtsps,
+            Some(RtspsConfig {
+                listen: "127.0.0.1:8322".parse().unwrap(),
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            })
+        );
+        let o: ConfigOverlay =
+            toml::from_str("rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"").unwrap();
+        let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
+        assert!(err.contains("tls-key"), "{err}");
+    }
+
+    #[test]
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let file: ConfigOverlay = toml::from_str(
             "shards = 3\npayload-budget = 1000\nlog = \"debug\"\nio = \"sendto\"\ngso = \"off\"\n\

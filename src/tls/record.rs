@@ -291,6 +291,44 @@ pub fn record_len(bytes: &[u8]) -> Option<usize> {
     Some(HEADER_LEN + usize::from(u16::from_be_bytes([h[3], h[4]])))
 }
 
+/// Fuzz entry: opens arbitrary bytes as records, whole and in two pieces, with a fixed key
+/// (and, when the input starts with a valid record of that key, the rest after it).
+/// Never panics; the input buffer never grows.
+pub fn fuzz_open(data: &[u8]) {
+    let key = [0x42u8; 16];
+    let iv = [0x24u8; 12];
+    for split in [data.len(), data.len() / 2] {
+        let Ok(mut opener) = Opener::new(Suite::Aes128Gcm, &key, &iv, 0) else {
+            return;
+        };
+        let mut input = data[..split].to_vec();
+        let mut plain = Vec::new();
+        if opener.open(&mut input, &mut plain).is_ok() {
+            input.extend_from_slice(&data[split..]);
+            let before = input.len();
+            let _ = opener.open(&mut input, &mut plain);
+            assert!(input.len() <= before);
+        }
+        assert!(plain.len() <= data.len());
+    }
+    // A sealed record in front of the bytes: the opener gets past it, then judges the rest.
+    if let (Ok(mut sealer), Ok(mut opener)) = (
+        Sealer::new(Suite::Aes128Gcm, &key, &iv, 0),
+        Opener::new(Suite::Aes128Gcm, &key, &iv, 0),
+    ) {
+        let mut input = Vec::new();
+        if sealer
+            .seal([&b"OPTIONS * RTSP/1.0\r\n\r\n"[..]], &mut input)
+            .is_ok()
+        {
+            input.extend_from_slice(data);
+            let mut plain = Vec::new();
+            let _ = opener.open(&mut input, &mut plain);
+            assert!(plain.starts_with(b"OPTIONS"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +459,23 @@ mod tests {
         want[11] ^= 2;
         assert_eq!(n.as_ref(), &want);
         assert_eq!(k.seq, 0x0103);
+    }
+
+    #[test]
+    fn fuzz_entry_runs_on_seeds() {
+        let (mut s, _) = pair(Suite::Aes128Gcm);
+        let mut sealed = Vec::new();
+        s.seal([&b"x"[..]], &mut sealed).unwrap();
+        for seed in [
+            &b""[..],
+            b"\x17\x03\x03\x00\x11",
+            b"\x17\x03\x03\xff\xff",
+            b"\x14\x03\x03\x00\x01\x01",
+            b"\x15\x03\x03\x00\x02\x02\x28",
+            &sealed,
+        ] {
+            fuzz_open(seed);
+        }
     }
 
     #[test]

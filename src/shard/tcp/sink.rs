@@ -303,6 +303,36 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_frames_and_messages_are_sealed_in_order_one_record_per_16_kib() {
+        use crate::tls::{Opened, Opener, Suite};
+        let (key, iv) = ([3u8; 32], [4u8; 12]);
+        let (tx, mut rx) = pair();
+        let sink = TcpSink::new(tx).unwrap();
+        sink.set_tls(Sealer::new(Suite::Chacha20Poly1305, &key, &iv, 0).unwrap());
+        sink.write_message(&[b"RTSP/1.0 200 OK\r\n\r\n"]).unwrap();
+        let body: Vec<u8> = (0..1200u32).map(|i| i as u8).collect();
+        let head = interleaved_header(0, body.len());
+        let slices: Vec<IoSlice<'_>> = (0..20).flat_map(|_| frame(&head, &body)).collect();
+        let w = sink.write_frames(&slices, usize::MAX).unwrap();
+        assert_eq!(w.syscalls, 1);
+        // 19 + 20 × 1,204 bytes of plaintext: the response's record, then the pass's 24,080
+        // bytes in two records.
+        let wire_len = 19 + 22 + 20 * 1204 + 2 * 22;
+        let mut wire = vec![0u8; wire_len];
+        rx.read_exact(&mut wire).unwrap();
+        let mut opener = Opener::new(Suite::Chacha20Poly1305, &key, &iv, 0).unwrap();
+        let mut plain = Vec::new();
+        assert_eq!(opener.open(&mut wire, &mut plain), Ok(Opened::More));
+        assert!(wire.is_empty());
+        assert_eq!(&plain[..19], b"RTSP/1.0 200 OK\r\n\r\n");
+        for f in plain[19..].chunks(1204) {
+            assert_eq!(&f[..4], &head);
+            assert_eq!(&f[4..], &body[..]);
+        }
+        assert_eq!(plain.len(), 19 + 20 * 1204);
+    }
+
+    #[test]
     fn more_slices_than_one_sendmsg_takes_go_out_in_order() {
         let (tx, mut rx) = pair();
         let sink = TcpSink::new(tx).unwrap();
