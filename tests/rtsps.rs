@@ -303,6 +303,37 @@ fn a_rustls_client_reads_rtp_that_matches_the_file() {
 }
 
 #[test]
+fn a_key_update_closes_the_connection_with_one_log_line() {
+    let (server, _dir) = server("keyupdate", &[]);
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(
+        c.request("OPTIONS", &rtsps_url(&server, "sample"), &[])
+            .status,
+        200
+    );
+    c.tls.conn.refresh_traffic_keys().unwrap();
+    c.tls.flush().unwrap();
+    let started = Instant::now();
+    while c.fill() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "closed at once");
+    let lines = log_count(
+        &server,
+        "rtsps: closing connection: post-handshake message (type 24)",
+    );
+    assert_eq!(lines, 1, "{}", server.log_lines().join("\n"));
+    // Others are served on.
+    let mut other = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(
+        other
+            .request("OPTIONS", &rtsps_url(&server, "sample"), &[])
+            .status,
+        200
+    );
+}
+
+#[test]
 fn udp_setup_over_rtsps_is_refused_with_461() {
     let (server, _dir) = server("udp", &[]);
     let url = rtsps_url(&server, "sample");
@@ -357,8 +388,8 @@ fn sighup_gives_new_connections_the_new_certificate() {
 
 const HANDSHAKE_FAILED: &str = "rtsps: tls handshake failed";
 
-/// A plain RTSP viewer reading interleaved frames in the background; returns the frames it
-/// got in each of the two halves of `secs`.
+/// A plain RTSP viewer reading interleaved frames in the background until the end of the
+/// file; returns how many frames it got.
 fn plain_viewer(server: &common::Server) -> std::thread::JoinHandle<usize> {
     let addr = server.addr;
     let url = server.url("sample");
@@ -367,12 +398,28 @@ fn plain_viewer(server: &common::Server) -> std::thread::JoinHandle<usize> {
         let (_, session) = c.setup_interleaved(&url, &[0]);
         let p = c.request("PLAY", &url, &[("Session", &session)]);
         assert_eq!(p.status, 200);
+        // Until the RTCP BYE at the end of the file (RFC 3550 §6.6, packet type 203).
         let mut frames = 0;
-        while c.read_frame().is_some() {
+        while let Some((ch, payload)) = c.read_frame() {
             frames += 1;
+            if ch == 1 && has_bye(&payload) {
+                break;
+            }
         }
         frames
     })
+}
+
+/// Whether an RTCP compound packet holds a BYE.
+fn has_bye(mut p: &[u8]) -> bool {
+    while p.len() >= 4 {
+        if p[1] == 203 {
+            return true;
+        }
+        let len = (usize::from(u16::from_be_bytes([p[2], p[3]])) + 1) * 4;
+        p = p.get(len..).unwrap_or_default();
+    }
+    false
 }
 
 /// Sends `bytes` on a new connection to the RTSPS port; how long until the server closed

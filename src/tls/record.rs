@@ -44,6 +44,16 @@ pub enum Suite {
 }
 
 impl Suite {
+    /// Records one key may protect (RFC 8446 §5.5: 2^24.5 full-size records for AES-GCM;
+    /// ChaCha20-Poly1305's limit is beyond reach). We never send KeyUpdate, so a connection
+    /// that gets there is closed: at 100 records a second that is after two days.
+    fn record_limit(self) -> u64 {
+        match self {
+            Suite::Aes128Gcm | Suite::Aes256Gcm => 1 << 24,
+            Suite::Chacha20Poly1305 => u64::MAX,
+        }
+    }
+
     fn algorithm(self) -> &'static aead::Algorithm {
         match self {
             Suite::Aes128Gcm => &aead::AES_128_GCM,
@@ -77,8 +87,8 @@ pub enum RecordError {
     /// An inner content type that is not allowed after the handshake.
     #[error("unexpected content type {0}")]
     ContentType(u8),
-    /// 2^64 records: the sequence number would wrap (RFC 8446 §5.3).
-    #[error("sequence number exhausted")]
+    /// The key protected as many records as it may (RFC 8446 §5.3, §5.5).
+    #[error("record limit of the traffic key reached")]
     SequenceExhausted,
 }
 
@@ -87,6 +97,7 @@ struct Keys {
     key: LessSafeKey,
     iv: [u8; aead::NONCE_LEN],
     seq: u64,
+    limit: u64,
 }
 
 impl std::fmt::Debug for Keys {
@@ -103,12 +114,16 @@ impl Keys {
             key: LessSafeKey::new(key),
             iv,
             seq,
+            limit: suite.record_limit(),
         })
     }
 
     /// The per-record nonce: the IV xor the sequence number, left-padded (RFC 8446 §5.3).
     fn next_nonce(&mut self) -> Result<Nonce, RecordError> {
         let seq = self.seq;
+        if seq >= self.limit {
+            return Err(RecordError::SequenceExhausted);
+        }
         self.seq = seq.checked_add(1).ok_or(RecordError::SequenceExhausted)?;
         let mut nonce = self.iv;
         for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
@@ -459,6 +474,13 @@ mod tests {
         want[11] ^= 2;
         assert_eq!(n.as_ref(), &want);
         assert_eq!(k.seq, 0x0103);
+        // RFC 8446 §5.5: AES-GCM keys stop at 2^24 records here.
+        let mut k = Keys::new(Suite::Aes128Gcm, &KEY, &IV, (1 << 24) - 1).unwrap();
+        assert!(k.next_nonce().is_ok());
+        assert!(matches!(
+            k.next_nonce(),
+            Err(RecordError::SequenceExhausted)
+        ));
     }
 
     #[test]
