@@ -6,6 +6,7 @@
 //! http listening on http://127.0.0.1:8080/        (unless --http-listen off)
 //! hls listening on http://127.0.0.1:8088/         (unless --hls-listen off)
 //! rtmp listening on rtmp://127.0.0.1:1935/        (unless --rtmp-listen off)
+//! rtsps listening on rtsps://127.0.0.1:8322/      (with --rtsps-listen)
 //! webrtc listening on udp://127.0.0.1:8189/        (one line per shard, unless --webrtc-listen off)
 //! stream rtsp://127.0.0.1:8554/sample             (one line per stream known at start)
 //! ready
@@ -21,6 +22,7 @@ const RTSP_PREFIX: &str = "shardcast listening on rtsp://";
 const HTTP_PREFIX: &str = "http listening on http://";
 const HLS_PREFIX: &str = "hls listening on http://";
 const RTMP_PREFIX: &str = "rtmp listening on rtmp://";
+const RTSPS_PREFIX: &str = "rtsps listening on rtsps://";
 const WEBRTC_PREFIX: &str = "webrtc listening on udp://";
 const STREAM_PREFIX: &str = "stream ";
 const READY: &str = "ready";
@@ -34,6 +36,8 @@ pub struct Listeners {
     pub hls: Option<SocketAddr>,
     /// RTMP publishers.
     pub rtmp: Option<SocketAddr>,
+    /// RTSPS.
+    pub rtsps: Option<SocketAddr>,
     /// Each shard's WebRTC port, in shard order.
     pub webrtc: Vec<SocketAddr>,
 }
@@ -49,6 +53,8 @@ pub struct Banner {
     pub hls: Option<SocketAddr>,
     /// The RTMP listening address (none with `--rtmp-listen off`).
     pub rtmp: Option<SocketAddr>,
+    /// The RTSPS listening address (with `--rtsps-listen`).
+    pub rtsps: Option<SocketAddr>,
     /// The shards' WebRTC ports, in shard order (none with `--webrtc-listen off`).
     pub webrtc: Vec<SocketAddr>,
     /// Stream URLs known at start.
@@ -71,6 +77,7 @@ impl Banner {
             http,
             hls,
             rtmp,
+            rtsps,
             webrtc,
         } = listeners;
         writeln!(out, "{RTSP_PREFIX}{rtsp}/ with {shards} shards")?;
@@ -82,6 +89,9 @@ impl Banner {
         }
         if let Some(rtmp) = rtmp {
             writeln!(out, "{RTMP_PREFIX}{rtmp}/")?;
+        }
+        if let Some(rtsps) = rtsps {
+            writeln!(out, "{RTSPS_PREFIX}{rtsps}/")?;
         }
         for addr in webrtc {
             writeln!(out, "{WEBRTC_PREFIX}{addr}/")?;
@@ -105,6 +115,8 @@ impl Banner {
             self.hls = addr(rest);
         } else if let Some(rest) = line.strip_prefix(RTMP_PREFIX) {
             self.rtmp = addr(rest);
+        } else if let Some(rest) = line.strip_prefix(RTSPS_PREFIX) {
+            self.rtsps = addr(rest);
         } else if let Some(rest) = line.strip_prefix(WEBRTC_PREFIX) {
             self.webrtc.extend(addr(rest));
         } else if let Some(url) = line.strip_prefix(STREAM_PREFIX) {
@@ -139,6 +151,7 @@ mod tests {
                 http: Some(http),
                 hls: Some(hls),
                 rtmp: Some(rtmp),
+                rtsps: Some("127.0.0.1:8322".parse().unwrap()),
                 webrtc: webrtc.clone(),
             },
             ["sample", "live/cam"],
@@ -151,6 +164,7 @@ mod tests {
              http listening on http://127.0.0.1:39001/\n\
              hls listening on http://127.0.0.1:39002/\n\
              rtmp listening on rtmp://127.0.0.1:1935/\n\
+             rtsps listening on rtsps://127.0.0.1:8322/\n\
              webrtc listening on udp://127.0.0.1:8189/\n\
              webrtc listening on udp://127.0.0.1:8190/\n\
              stream rtsp://[::1]:8554/sample\n\
@@ -161,7 +175,7 @@ mod tests {
         let ready: Vec<bool> = text.lines().map(|l| banner.read_line(l)).collect();
         assert_eq!(
             ready,
-            [false, false, false, false, false, false, false, false, true]
+            [false, false, false, false, false, false, false, false, false, true]
         );
         assert_eq!(
             banner,
@@ -170,6 +184,7 @@ mod tests {
                 http: Some(http),
                 hls: Some(hls),
                 rtmp: Some(rtmp),
+                rtsps: Some("127.0.0.1:8322".parse().unwrap()),
                 webrtc,
                 streams: vec![
                     "rtsp://[::1]:8554/sample".into(),

@@ -123,6 +123,12 @@ pub struct ConfigOverlay {
     pub hls_listen: Option<HttpListen>,
     /// RTMP address for publishers (`"off"` disables it).
     pub rtmp_listen: Option<HttpListen>,
+    /// RTSPS (RTSP over TLS) address; off unless set (needs `tls-cert` and `tls-key`).
+    pub rtsps_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the RTSPS side.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the RTSPS side.
+    pub tls_key: Option<PathBuf>,
     /// WebRTC media address: shard k takes UDP port `port + k` (`"off"` disables WebRTC).
     pub webrtc_listen: Option<HttpListen>,
     /// How HLS segment bodies are written: `sendfile` or `gather`.
@@ -135,6 +141,17 @@ pub struct ConfigOverlay {
     pub admin_token: Option<String>,
     /// Whether reading the API and `/metrics` needs the admin token (`public`, `token`).
     pub api_read: Option<ApiRead>,
+}
+
+/// The RTSPS side: where it listens and the PEM files of its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtspsConfig {
+    /// Listen address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// Where the HTTP side listens: an address, or `off`.
@@ -291,6 +308,9 @@ impl ConfigOverlay {
             http_listen: flags.http_listen.or(self.http_listen),
             hls_listen: flags.hls_listen.or(self.hls_listen),
             rtmp_listen: flags.rtmp_listen.or(self.rtmp_listen),
+            rtsps_listen: flags.rtsps_listen.or(self.rtsps_listen),
+            tls_cert: flags.tls_cert.or(self.tls_cert),
+            tls_key: flags.tls_key.or(self.tls_key),
             webrtc_listen: flags.webrtc_listen.or(self.webrtc_listen),
             hls_body: flags.hls_body.or(self.hls_body),
             require_token: flags.require_token.or(self.require_token),
@@ -365,6 +385,9 @@ pub struct ServerConfig {
     pub hls_listen: Option<SocketAddr>,
     /// RTMP listen address; `None` when RTMP is off.
     pub rtmp_listen: Option<SocketAddr>,
+    /// RTSPS listen address with its certificate and key files; `None` when RTSPS is off.
+    /// The files are read again on SIGHUP (for new connections).
+    pub rtsps: Option<RtspsConfig>,
     /// WebRTC media: shard k binds UDP `ip:port + k` (port 0: each a free port) and names it
     /// in its SDP answers' host candidate; `None` when WebRTC is off. The address must be
     /// one browsers reach: an unspecified IP (`0.0.0.0`) is refused, since a candidate
@@ -419,6 +442,11 @@ impl ServerConfig {
             && !matches!(other.hls_listen, Some(a) if a.port() == 0)
         {
             out.push("hls-listen");
+        }
+        if other.rtsps.as_ref().map(|r| r.listen) != self.rtsps.as_ref().map(|r| r.listen)
+            && !matches!(&other.rtsps, Some(r) if r.listen.port() == 0)
+        {
+            out.push("rtsps-listen");
         }
         if other.webrtc_listen != self.webrtc_listen
             && !matches!(other.webrtc_listen, Some(a) if a.port() == 0)
@@ -573,6 +601,17 @@ impl ServerConfig {
                 Some(HttpListen::Off) => None,
                 Some(HttpListen::Addr(a)) => Some(a),
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
+            },
+            rtsps: match (o.rtsps_listen, o.tls_cert, o.tls_key) {
+                (None, _, _) => None,
+                (Some(listen), Some(cert), Some(key)) => Some(RtspsConfig { listen, cert, key }),
+                (Some(listen), _, _) => {
+                    return Err(ConfigError::Invalid {
+                        name: "rtsps-listen",
+                        value: listen.to_string(),
+                        why: "needs tls-cert and tls-key (PEM files)".into(),
+                    })
+                }
             },
             webrtc_listen: match o.webrtc_listen {
                 Some(HttpListen::Off) => None,
@@ -1074,6 +1113,28 @@ mod tests {
             let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
             assert!(err.contains("webrtc-listen"), "{any}: {err}");
         }
+    }
+
+    #[test]
+    fn rtsps_is_off_by_default_and_needs_its_certificate_and_key() {
+        let cfg = ServerConfig::from_overlay(ConfigOverlay::default()).unwrap();
+        assert_eq!(cfg.rtsps, None);
+        let o: ConfigOverlay = toml::from_str(
+            "rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"",
+        )
+        .unwrap();
+        assert_eq!(
+            ServerConfig::from_overlay(o).unwrap().rtsps,
+            Some(RtspsConfig {
+                listen: "127.0.0.1:8322".parse().unwrap(),
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            })
+        );
+        let o: ConfigOverlay =
+            toml::from_str("rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"").unwrap();
+        let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
+        assert!(err.contains("tls-key"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub mod stats;
 mod sys;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 pub mod token;
 pub mod webrtc;
 pub mod wire;

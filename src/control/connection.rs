@@ -8,6 +8,10 @@
 //! A connection whose first request line is HTTP/1.x goes to `tunnel.rs` (RTSP over HTTP,
 //! `crate::rtsp::tunnel`); a tunnel's GET side comes back here with its requests read from
 //! its POST.
+//!
+//! An RTSPS connection ([`serve_tls`]) first completes its TLS 1.3 handshake (rustls, within
+//! [`HEAD_TIMEOUT`]); then its sink seals everything written (responses and the shard's
+//! frames) and the request reader opens records before parsing (`crate::tls::record`).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,6 +28,7 @@ use crate::rtsp::parse::{parse_message, Parsed};
 use crate::rtsp::session::{Answer, Caller, Refusal};
 use crate::rtsp::tunnel::{classify, FirstLine};
 use crate::shard::TcpSink;
+use crate::tls::{Handshake, Opened, Opener, Step, TlsError};
 use crate::wire::ntp::NtpTime;
 
 /// Longest time a request may take to arrive once its first byte is in.
@@ -31,6 +36,93 @@ pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one accepted connection until it closes, times out or is closed by the server.
 pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr) {
+    serve_with(ctl, stream, peer, None).await;
+}
+
+/// Serves one accepted RTSPS connection: the TLS handshake, then RTSP inside it.
+pub(super) async fn serve_tls(
+    ctl: Rc<Control>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) {
+    serve_with(ctl, stream, peer, Some(config)).await;
+}
+
+/// The receive half of an RTSPS connection: records read but not yet opened, and the key.
+pub(super) struct TlsInput {
+    opener: Opener,
+    raw: Vec<u8>,
+}
+
+/// Why a TLS handshake ended without a connection.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeFailure {
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("no handshake within {HEAD_TIMEOUT:?}")]
+    Timeout,
+    #[error("closed by the client")]
+    Closed,
+}
+
+/// Runs the server side of the TLS handshake: rustls's messages go out on the sink as they
+/// come (before it seals anything), and once the client's `Finished` is in, the sink gets
+/// the send half; the receive half and the bytes after `Finished` are returned.
+async fn handshake(
+    stream: &TcpStream,
+    sink: &TcpSink,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<TlsInput, HandshakeFailure> {
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    let mut hs = Handshake::new(config)?;
+    let mut raw = Vec::with_capacity(4096);
+    let mut out = Vec::new();
+    loop {
+        let step = hs.feed(&mut raw);
+        hs.take_output(&mut out);
+        if !out.is_empty() {
+            let _ = sink.write_message(&[&out]);
+            out.clear();
+        }
+        match step {
+            Err(e) => {
+                // The alert rustls wrote goes out before the close.
+                let _ = flush_sink(stream, sink).await;
+                return Err(e.into());
+            }
+            Ok(Step::Done) => {
+                let (sealer, opener) = hs.finish()?;
+                sink.set_tls(sealer);
+                return Ok(TlsInput { opener, raw });
+            }
+            Ok(Step::Continue) => {}
+        }
+        raw.reserve(4096);
+        tokio::select! {
+            ready = stream.readable() => {
+                ready.map_err(|_| HandshakeFailure::Closed)?;
+                match stream.try_read_buf(&mut raw) {
+                    Ok(0) => return Err(HandshakeFailure::Closed),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(HandshakeFailure::Closed),
+                }
+            }
+            _ = stream.writable(), if sink.backlog_bytes() > 0 => {
+                let _ = stream.try_io(Interest::WRITABLE, || sink.flush().map(drop));
+            }
+            _ = tokio::time::sleep_until(deadline) => return Err(HandshakeFailure::Timeout),
+        }
+    }
+}
+
+async fn serve_with(
+    ctl: Rc<Control>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let _ = stream.set_nodelay(true);
     let sink = match socket2::SockRef::from(&stream)
         .try_clone()
@@ -42,6 +134,29 @@ pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
             return;
         }
     };
+    let mut buf = Vec::new();
+    let mut input = None;
+    if let Some(config) = tls {
+        let opened = match handshake(&stream, &sink, config).await {
+            Ok(mut tls) => tls
+                .opener
+                .open(&mut tls.raw, &mut buf)
+                .map_err(|e| HandshakeFailure::Tls(e.into()))
+                .map(|opened| (opened, tls)),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok((Opened::More, tls)) => input = Some(tls),
+            Ok((Opened::Closed, _)) => return,
+            Err(e) => {
+                if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
+                    tracing::warn!(%peer, "rtsps: tls handshake failed: {e}");
+                }
+                sink.close();
+                return;
+            }
+        }
+    }
     let admitted = with_env(|env| ctl.core.borrow_mut().open_connection(peer, env));
     if let Err(response) = admitted {
         write_response(&sink, &response);
@@ -55,9 +170,10 @@ pub(super) async fn serve(ctl: Rc<Control>, stream: TcpStream, peer: SocketAddr)
         conn,
         peer,
         local: stream.local_addr().unwrap_or(ctl.local_addr),
+        secure: input.is_some(),
     };
-    if let Ended::Http(buf) = serve_requests(&ctl, &stream, &sink, &caller, Vec::new(), None).await
-    {
+    let ended = serve_requests(&ctl, &stream, &sink, &caller, buf, None, input.as_mut()).await;
+    if let Ended::Http(buf) = ended {
         super::tunnel::serve_http(&ctl, &stream, &sink, &caller, buf).await;
     }
     let effects = ctl
@@ -106,13 +222,15 @@ pub(super) async fn serve_requests(
     caller: &Caller,
     mut buf: Vec<u8>,
     mut tunnel: Option<&mut mpsc::Receiver<Vec<u8>>>,
+    mut tls: Option<&mut TlsInput>,
 ) -> Ended {
     let peer = caller.peer;
     let mut rate = ctl.core.borrow().request_rate();
     let max_buffer = ctl.limits.max_head_bytes + ctl.limits.max_body_bytes + 8;
     buf.reserve(2048);
     let direct = tunnel.is_none();
-    let mut classifying = direct;
+    // An RTSPS connection carries RTSP only (no HTTP tunnel inside TLS).
+    let mut classifying = direct && tls.is_none();
     let mut dropped = [0u8; 512];
     let timeout = ctl.core.borrow().config().session_timeout;
     let mut idle_deadline = tokio::time::Instant::now() + timeout;
@@ -216,7 +334,23 @@ pub(super) async fn serve_requests(
                     return Ended::Closed;
                 }
                 // A tunnel's GET carries nothing from the client: read and dropped.
-                let read = if direct {
+                let read = if let Some(tls) = tls.as_deref_mut() {
+                    tls.raw.reserve(4096);
+                    match stream.try_read_buf(&mut tls.raw) {
+                        Ok(0) => Ok(0),
+                        Ok(n) => match tls.opener.open(&mut tls.raw, &mut buf) {
+                            Ok(Opened::More) => Ok(n),
+                            Ok(Opened::Closed) => Ok(0),
+                            Err(e) => {
+                                if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
+                                    tracing::warn!(%peer, "rtsps: closing connection: {e}");
+                                }
+                                return Ended::Closed;
+                            }
+                        },
+                        Err(e) => Err(e),
+                    }
+                } else if direct {
                     stream.try_read_buf(&mut buf)
                 } else {
                     stream.try_read(&mut dropped)

@@ -74,6 +74,8 @@ struct Control {
     tunnels: RefCell<crate::rtsp::tunnel::Tunnels<tunnel::TunnelInput>>,
     /// The RTSP address bound.
     local_addr: SocketAddr,
+    /// The RTSPS side's TLS configuration (certificate re-read on SIGHUP), when it is on.
+    tls: RefCell<Option<Arc<rustls::ServerConfig>>>,
     /// Request framing limits.
     limits: Limits,
     /// Who may do what over HTTP (replaced on SIGHUP).
@@ -295,6 +297,8 @@ pub struct RunningServer {
     pub hls_addr: Option<SocketAddr>,
     /// The RTMP address actually bound, when RTMP is on.
     pub rtmp_addr: Option<SocketAddr>,
+    /// The RTSPS address actually bound, when RTSPS is on.
+    pub rtsps_addr: Option<SocketAddr>,
     /// Each shard's WebRTC port, in shard order, when WebRTC is on.
     pub webrtc_addrs: Vec<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -517,6 +521,21 @@ pub fn start(
         .as_ref()
         .map(StdTcpListener::local_addr)
         .transpose()?;
+    let (rtsps_listener, tls_config) = match &config.rtsps {
+        Some(r) => {
+            let tls = crate::tls::server_config(&r.cert, &r.key).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
+            let l = StdTcpListener::bind(r.listen)?;
+            l.set_nonblocking(true)?;
+            (Some(l), Some(tls))
+        }
+        None => (None, None),
+    };
+    let rtsps_addr = rtsps_listener
+        .as_ref()
+        .map(StdTcpListener::local_addr)
+        .transpose()?;
     let sources = config.sources.clone();
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
     let join = std::thread::Builder::new()
@@ -577,6 +596,7 @@ pub fn start(
                 next_conn: Cell::new(0),
                 tunnels: RefCell::new(crate::rtsp::tunnel::Tunnels::default()),
                 local_addr,
+                tls: RefCell::new(tls_config),
                 limits: Limits::default(),
                 config,
             });
@@ -603,6 +623,9 @@ pub fn start(
             }
             for (path, spec) in &sources {
                 local.spawn_local(sources::run(ctl.clone(), path.clone(), spec.clone()));
+            }
+            if let Some(listener) = rtsps_listener {
+                local.spawn_local(accept_rtsps(ctl.clone(), listener));
             }
             if let Some(listener) = rtmp_listener {
                 let ctl = ctl.clone();
@@ -635,10 +658,59 @@ pub fn start(
         http_addr,
         hls_addr,
         rtmp_addr,
+        rtsps_addr,
         webrtc_addrs,
         shutdown: Some(shutdown_tx),
         join: Some(join),
     })
+}
+
+/// Accepts RTSPS connections; each is served with the TLS configuration of its accept time
+/// (a SIGHUP's new certificate applies to new connections only).
+async fn accept_rtsps(ctl: Rc<Control>, listener: StdTcpListener) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("rtsps listener: {e}");
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let config = ctl.tls.borrow().clone();
+                if let Some(config) = config {
+                    tokio::task::spawn_local(connection::serve_tls(
+                        ctl.clone(),
+                        stream,
+                        peer,
+                        config,
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("rtsps accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Re-reads the RTSPS certificate and key (SIGHUP); on failure the running one stays.
+fn reload_tls(ctl: &Control, config: &ServerConfig) {
+    let Some(r) = config.rtsps.as_ref().or(ctl.config.rtsps.as_ref()) else {
+        return;
+    };
+    if ctl.tls.borrow().is_none() {
+        return;
+    }
+    match crate::tls::server_config(&r.cert, &r.key) {
+        Ok(tls) => {
+            *ctl.tls.borrow_mut() = Some(tls);
+            tracing::info!(cert = %r.cert.display(), "SIGHUP: rtsps certificate reloaded (for new connections)");
+        }
+        Err(e) => tracing::warn!("SIGHUP: keeping the running rtsps certificate: {e}"),
+    }
 }
 
 /// A signal stream, or one that never fires when the handler could not be installed.
@@ -710,6 +782,7 @@ async fn run_control(
 /// Applies a reloaded configuration (SIGHUP): the core takes users, rules, limits, the
 /// catalog and play-token settings; the HTTP side its access policy.
 fn apply_reload(ctl: &Control, config: ServerConfig, library: MediaLibrary) {
+    reload_tls(ctl, &config);
     *ctl.http_access.borrow_mut() = http_access(&config);
     let (users, rules) = (config.users.len(), config.access.len());
     let mut rng = rand::thread_rng();

@@ -119,7 +119,16 @@ async fn serve_get(
     }
     tracing::debug!(peer = %caller.peer, cookie, "rtsp over http: tunnel opened");
     if sink.write_message(&[&get_answer()]).is_ok() {
-        serve_requests(ctl, stream, sink, caller, Vec::new(), Some(&mut requests)).await;
+        serve_requests(
+            ctl,
+            stream,
+            sink,
+            caller,
+            Vec::new(),
+            Some(&mut requests),
+            None,
+        )
+        .await;
     }
     ctl.tunnels.borrow_mut().close_get(cookie, caller.conn);
 }

@@ -31,6 +31,8 @@ pub struct Server {
     pub hls: Option<SocketAddr>,
     /// RTMP address it printed (`rtmp listening on`), unless started with `--rtmp-listen off`.
     pub rtmp: Option<SocketAddr>,
+    /// RTSPS address it printed (`rtsps listening on`), when started with `--rtsps-listen`.
+    pub rtsps: Option<SocketAddr>,
     /// Each shard's WebRTC port it printed (`webrtc listening on`), in shard order.
     pub webrtc: Vec<SocketAddr>,
     /// Log lines (stderr) when started with [`Server::start_logged`].
@@ -162,6 +164,7 @@ impl Server {
             http: banner.http,
             hls: banner.hls,
             rtmp: banner.rtmp,
+            rtsps: banner.rtsps,
             webrtc: banner.webrtc,
             log,
         }

@@ -166,6 +166,12 @@ fn only_rtspsrc_shutdown_race(stderr: &str) -> bool {
 /// logs at WARN or ERROR level (`GST_DEBUG=*:2`). The one exception: rtspsrc logs "…
 /// interrupted" at WARN when gst-launch shuts the pipeline down after EOS.
 pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
+    gstreamer_decoded_video_frames_with(url, protocol, &[])
+}
+
+/// As [`gstreamer_decoded_video_frames`], with more `rtspsrc` properties (`extra`, e.g.
+/// `tls-validation-flags=0` for RTSPS with a self-signed certificate).
+pub fn gstreamer_decoded_video_frames_with(url: &str, protocol: &str, extra: &[&str]) -> usize {
     let location = format!("location={url}");
     let protocols = format!("protocols={protocol}");
     let run = || {
@@ -186,6 +192,9 @@ pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
                     // in CI over TCP when the bundled sample had B-frames, never with the
                     // stream's own timestamps).
                     "buffer-mode=none",
+                ])
+                .args(extra)
+                .args([
                     "name=src",
                     "src.",
                     "!",

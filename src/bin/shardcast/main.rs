@@ -175,6 +175,16 @@ struct ServeArgs {
     /// `off` [default: 127.0.0.1:1935]; port 0 picks a free port (printed).
     #[arg(long)]
     rtmp_listen: Option<shardcast::config::HttpListen>,
+    /// RTSPS (RTSP over TLS 1.3, rtsps://ADDR/NAME) address; off unless given. Needs
+    /// --tls-cert and --tls-key; TCP-interleaved media only (UDP SETUP is answered 461).
+    #[arg(long)]
+    rtsps_listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain for RTSPS (re-read on SIGHUP for new connections).
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for RTSPS (re-read on SIGHUP for new connections).
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
     /// WebRTC media address: shard k takes UDP port PORT+k, named in WHEP/WHIP answers as
     /// the browser's candidate (so an address browsers reach), or `off`
     /// [default: 127.0.0.1:8189]; port 0 picks free ports (printed).
@@ -269,6 +279,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         http_listen: args.http_listen,
         hls_listen: args.hls_listen,
         rtmp_listen: args.rtmp_listen,
+        rtsps_listen: args.rtsps_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
         webrtc_listen: args.webrtc_listen,
         hls_body: args.hls_body,
         require_token: args.require_token.then_some(true),
@@ -313,6 +326,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             http: server.http_addr,
             hls: server.hls_addr,
             rtmp: server.rtmp_addr,
+            rtsps: server.rtsps_addr,
             webrtc: server.webrtc_addrs.clone(),
         },
         streams.iter().map(String::as_str),

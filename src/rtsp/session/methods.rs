@@ -136,12 +136,15 @@ impl SessionCore {
     /// `Content-Base` (RFC 2326 §12.11) of a stream, and the base of the RTP-Info URLs: the
     /// configured `public-address`, else our own address as the connection reached it —
     /// never the request's authority, which is whatever the client chose to write there.
+    /// On RTSPS the scheme is `rtsps` and the authority the address the connection reached
+    /// (`public-address` names the plain RTSP port).
     fn content_base(&self, caller: &Caller, media: &MediaFile) -> String {
-        let authority = match &self.config.public_address {
-            Some(public) => public.clone(),
-            None => caller.local.to_string(),
+        let (scheme, authority) = match &self.config.public_address {
+            _ if caller.secure => ("rtsps", caller.local.to_string()),
+            Some(public) => ("rtsp", public.clone()),
+            None => ("rtsp", caller.local.to_string()),
         };
-        format!("rtsp://{authority}/{}/", encode_name(&media.name))
+        format!("{scheme}://{authority}/{}/", encode_name(&media.name))
     }
 
     /// The play token of a DESCRIBE or SETUP. With `--require-token` it must be valid for
@@ -295,8 +298,14 @@ impl SessionCore {
         let mut chosen = None;
         let mut multicast = None;
         let mut udp_client_port = false;
+        let mut udp_over_tls = false;
         for alt in alternatives {
             if !alt.mode_play {
+                continue;
+            }
+            if !alt.unicast && caller.secure {
+                // RTSPS: a group is plain RTP over UDP too.
+                udp_over_tls = true;
                 continue;
             }
             if !alt.unicast {
@@ -315,6 +324,8 @@ impl SessionCore {
                 continue;
             }
             match alt.lower {
+                // RTSPS: plain RTP over UDP would leak what the viewer chose TLS for.
+                LowerTransport::Udp if caller.secure => udp_over_tls = true,
                 LowerTransport::Udp => {
                     // RTSP 2.0 names the ports in `dest_addr` (RFC 7826 §18.54); a host
                     // there other than the client's makes the alternative unusable.
@@ -353,6 +364,9 @@ impl SessionCore {
             }
         }
         let Some((dest, udp_ports, is_tcp)) = chosen else {
+            if udp_over_tls {
+                return Err(Refusal::UdpOverTls(transport.to_owned()));
+            }
             return Err(Refusal::NoTransport(transport.to_owned()));
         };
         // One session is all multicast or all unicast: its PLAY either joins the group or

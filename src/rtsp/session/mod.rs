@@ -96,6 +96,8 @@ pub struct Caller {
     pub peer: SocketAddr,
     /// Our own address as the connection reached it.
     pub local: SocketAddr,
+    /// The connection is RTSPS (TLS): UDP media, which would leave in the clear, is refused.
+    pub secure: bool,
 }
 
 /// The outside world a step may consult: the time, the wall-clock time, a random source.

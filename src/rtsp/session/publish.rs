@@ -481,6 +481,8 @@ impl SessionCore {
                 continue;
             }
             match (alt.lower, alt.client_port, self.ingest_ports) {
+                // RTSPS: a publisher's UDP media would travel in the clear.
+                (LowerTransport::Udp, Some(_), Some(_)) if caller.secure => {}
                 (LowerTransport::Udp, Some((rtp, rtcp)), Some(server)) => {
                     let ingest = IngestTransport::Udp {
                         rtp_from: SocketAddr::new(caller.peer.ip(), rtp),

@@ -96,6 +96,9 @@ pub enum Refusal {
     /// No alternative of the `Transport` header can be served (or its channels are taken).
     #[error("no supported alternative in transport {0:?}")]
     NoTransport(String),
+    /// UDP over RTSPS: the media would leave in the clear what the viewer chose TLS for.
+    #[error("UDP transport over RTSPS would send the media in the clear; use TCP (interleaved)")]
+    UdpOverTls(String),
     /// `mode=record`: this server does not accept published streams.
     #[error("mode=record: this server does not accept published streams")]
     RecordNotSupported,
@@ -164,7 +167,7 @@ impl Refusal {
             PublishState(_) => StatusCode::MethodNotValidInThisState,
             OverLimit(r) => r.status,
             TransportMissing | Rate { .. } => StatusCode::BadRequest,
-            Transport { .. } | NoTransport(_) | RecordNotSupported => {
+            Transport { .. } | NoTransport(_) | UdpOverTls(_) | RecordNotSupported => {
                 StatusCode::UnsupportedTransport
             }
             SessionNotFound(_) => StatusCode::SessionNotFound,

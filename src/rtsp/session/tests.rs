@@ -73,6 +73,7 @@ fn caller(peer: &str, conn: ConnId) -> Caller {
         conn,
         peer: peer.parse().unwrap(),
         local: LOCAL.parse().unwrap(),
+        secure: false,
     }
 }
 
@@ -860,6 +861,53 @@ fn content_base_comes_from_our_address() {
         header(&a, "Content-Base"),
         Some("rtsp://cams.example.com/sample/")
     );
+}
+
+/// RTSPS: Content-Base says `rtsps` and our TLS address (even with a public address, which
+/// names the plain port); UDP SETUP is 461 (the media would leave in the clear), and an
+/// alternative over TCP in the same header is taken.
+#[test]
+fn rtsps_callers_get_rtsps_urls_and_no_udp() {
+    let mut core = core_with(ConfigOverlay {
+        public_address: Some("cams.example.com".into()),
+        ..ConfigOverlay::default()
+    });
+    let mut w = World::new();
+    let secure = Caller {
+        secure: true,
+        ..caller(VIEWER, 1)
+    };
+    let a = run(
+        &mut core,
+        &mut w,
+        &request("DESCRIBE", "rtsps://h/sample", &[]),
+        &secure,
+    );
+    assert_eq!(
+        header(&a, "Content-Base"),
+        Some(format!("rtsps://{LOCAL}/sample/").as_str())
+    );
+    let udp = "RTP/AVP;unicast;client_port=40000-40001";
+    let a = run(
+        &mut core,
+        &mut w,
+        &request("SETUP", "rtsps://h/sample/trackID=0", &[("Transport", udp)]),
+        &secure,
+    );
+    assert_eq!(status(&a), 461);
+    let both = format!("{udp},RTP/AVP/TCP;unicast;interleaved=0-1");
+    let a = run(
+        &mut core,
+        &mut w,
+        &request(
+            "SETUP",
+            "rtsps://h/sample/trackID=0",
+            &[("Transport", &both)],
+        ),
+        &secure,
+    );
+    assert_eq!(status(&a), 200);
+    assert!(header(&a, "Transport").unwrap().contains("interleaved=0-1"));
 }
 
 /// SETUP refusals (moved here from the spawned-server suite, which keeps one of each kind

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::sys::tcp::{send_gathered, set_notsent_lowat, MAX_IOVECS};
+use crate::tls::Sealer;
 
 /// Largest backlog a viewer may build before it is cut off (about 2 s of a 2 Mbit/s stream).
 pub const MAX_BACKLOG_BYTES: usize = 512 * 1024;
@@ -52,6 +53,11 @@ pub struct Written {
 struct Backlog {
     buf: Vec<u8>,
     start: usize,
+    /// RTSPS: the TLS send half (RFC 8446 §5.2). Under this lock, so responses and frames
+    /// are sealed in the order they go on the wire.
+    tls: Option<Sealer>,
+    /// The records of the write in progress, reused from write to write.
+    sealed: Vec<u8>,
 }
 
 impl Backlog {
@@ -119,6 +125,12 @@ impl TcpSink {
         set_notsent_lowat(&self.stream, lowat as u32)
     }
 
+    /// RTSPS: from now on every write is sealed into TLS records (RFC 8446 §5.2) by
+    /// `sealer`, one record per ≤ 16 KiB of a write (a pass's frames share records).
+    pub fn set_tls(&self, sealer: Sealer) {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner()).tls = Some(sealer);
+    }
+
     /// True once the sink was closed or failed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -151,7 +163,23 @@ impl TcpSink {
             return Err(SinkError::Closed);
         }
         let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.write_with(&mut b, slices, limit);
+        let result = match b.tls.take() {
+            None => self.write_with(&mut b, slices, limit),
+            Some(mut sealer) => {
+                // The sealer and buffer are taken out and put back: the buffer keeps its
+                // capacity, so a pass allocates nothing once it has grown to the stream's
+                // batch size.
+                let mut sealed = std::mem::take(&mut b.sealed);
+                sealed.clear();
+                let result = match sealer.seal(slices.iter().map(|s| &s[..]), &mut sealed) {
+                    Ok(()) => self.write_with(&mut b, &[IoSlice::new(&sealed)], limit),
+                    Err(_) => Err(SinkError::Closed),
+                };
+                b.sealed = sealed;
+                b.tls = Some(sealer);
+                result
+            }
+        };
         if result == Err(SinkError::Closed) {
             self.closed.store(true, Ordering::Release);
         }
@@ -272,6 +300,36 @@ mod tests {
         rx.read_exact(&mut got).unwrap();
         assert_eq!(&got[..7], b"$\x00\x00\x03abc");
         assert_eq!(&got[7..], b"RTSP/1.0 200 OK\r\n\r\n");
+    }
+
+    #[test]
+    fn with_tls_frames_and_messages_are_sealed_in_order_one_record_per_16_kib() {
+        use crate::tls::{Opened, Opener, Suite};
+        let (key, iv) = ([3u8; 32], [4u8; 12]);
+        let (tx, mut rx) = pair();
+        let sink = TcpSink::new(tx).unwrap();
+        sink.set_tls(Sealer::new(Suite::Chacha20Poly1305, &key, &iv, 0).unwrap());
+        sink.write_message(&[b"RTSP/1.0 200 OK\r\n\r\n"]).unwrap();
+        let body: Vec<u8> = (0..1200u32).map(|i| i as u8).collect();
+        let head = interleaved_header(0, body.len());
+        let slices: Vec<IoSlice<'_>> = (0..20).flat_map(|_| frame(&head, &body)).collect();
+        let w = sink.write_frames(&slices, usize::MAX).unwrap();
+        assert_eq!(w.syscalls, 1);
+        // 19 + 20 × 1,204 bytes of plaintext: the response's record, then the pass's 24,080
+        // bytes in two records.
+        let wire_len = 19 + 22 + 20 * 1204 + 2 * 22;
+        let mut wire = vec![0u8; wire_len];
+        rx.read_exact(&mut wire).unwrap();
+        let mut opener = Opener::new(Suite::Chacha20Poly1305, &key, &iv, 0).unwrap();
+        let mut plain = Vec::new();
+        assert_eq!(opener.open(&mut wire, &mut plain), Ok(Opened::More));
+        assert!(wire.is_empty());
+        assert_eq!(&plain[..19], b"RTSP/1.0 200 OK\r\n\r\n");
+        for f in plain[19..].chunks(1204) {
+            assert_eq!(&f[..4], &head);
+            assert_eq!(&f[4..], &body[..]);
+        }
+        assert_eq!(plain.len(), 19 + 20 * 1204);
     }
 
     #[test]

@@ -1,0 +1,541 @@
+//! RTSPS (RTSP over TLS 1.3, `--rtsps-listen`) against the clients that speak it: ffmpeg
+//! (`-rtsp_transport tcp -i rtsps://…`) and GStreamer (`rtspsrc location=rtsps://…
+//! tls-validation-flags=0`) play the bundled sample, every frame, without a warning; a
+//! rustls client reads the decrypted `$` frames and checks the RTP against the file. Then
+//! what does not belong on the port — random bytes, an HTTP request, a ClientHello and
+//! silence, a TLS 1.2-only ClientHello — is closed with one log line each (the last two at
+//! the handshake timeout and with a `protocol_version` alert) while a viewer plays on; UDP
+//! SETUP over RTSPS is answered 461; SIGHUP switches new connections to a new certificate.
+//! The certificates are made by the `openssl` CLI in the test.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::players::{ffmpeg_decode_without_warnings, gstreamer_decoded_video_frames_with};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use shardcast::media::library::SAMPLE_MP4;
+use shardcast::media::track::TrackKind;
+use shardcast::media::MediaFile;
+use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
+
+/// A fresh self-signed P-256 certificate and key (PEM) in `dir`.
+fn make_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl CLI (scripts/install-test-deps.sh installs it)");
+    assert!(status.success(), "openssl req");
+    (cert, key)
+}
+
+fn tmp_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("shardcast-rtsps-{}-{tag}", std::process::id()))
+}
+
+/// A server with RTSPS on a free port and its log collected.
+fn server(tag: &str, extra: &[&str]) -> (common::Server, PathBuf) {
+    let dir = tmp_dir(tag);
+    let (cert, key) = make_cert(&dir, "shardcast-test");
+    let mut args = vec![
+        "--rtsps-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let server = common::Server::start_logged(&args);
+    assert!(server.rtsps.is_some(), "the banner names the rtsps address");
+    (server, dir)
+}
+
+fn rtsps_url(server: &common::Server, name: &str) -> String {
+    format!("rtsps://{}/{name}", server.rtsps.unwrap())
+}
+
+fn sample_video() -> (usize, Vec<i64>, u32) {
+    let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+    let (index, video) = media
+        .index
+        .tracks
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.kind == TrackKind::Video)
+        .unwrap();
+    let pts = video
+        .samples
+        .iter()
+        .map(|s| s.dts as i64 + i64::from(s.cts_offset))
+        .collect();
+    (index, pts, video.timescale)
+}
+
+fn log_count(server: &common::Server, needle: &str) -> usize {
+    server
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+#[test]
+fn ffmpeg_decodes_every_frame_over_rtsps() {
+    let (server, _dir) = server("ffmpeg", &[]);
+    let decoded = ffmpeg_decode_without_warnings(&rtsps_url(&server, "sample"), "tcp");
+    assert_eq!(decoded.frames, sample_video().1.len(), "frames over RTSPS");
+    assert_eq!(log_count(&server, "rtsps:"), 0, "{:?}", server.log_lines());
+}
+
+#[test]
+fn gstreamer_rtspsrc_decodes_every_frame_over_rtsps() {
+    let (server, _dir) = server("gst", &[]);
+    let frames = gstreamer_decoded_video_frames_with(
+        &rtsps_url(&server, "sample"),
+        "tcp",
+        &["tls-validation-flags=0"],
+    );
+    assert_eq!(frames, sample_video().1.len(), "frames over RTSPS");
+}
+
+// ---- a rustls client -------------------------------------------------------------------
+
+#[derive(Debug)]
+struct AnyCert;
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[allow(deprecated)] // ring's provider; see src/tls/mod.rs.
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+fn client_config() -> Arc<ClientConfig> {
+    Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert))
+            .with_no_client_auth(),
+    )
+}
+
+/// A blocking RTSP client over rustls.
+struct TlsRtsp {
+    tls: rustls::StreamOwned<ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+impl TlsRtsp {
+    fn connect(addr: SocketAddr) -> TlsRtsp {
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let conn =
+            ClientConnection::new(client_config(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("handshake");
+        }
+        TlsRtsp {
+            tls,
+            buf: Vec::new(),
+            cseq: 0,
+        }
+    }
+
+    fn peer_certificate(&self) -> Vec<u8> {
+        self.tls.conn.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match self.tls.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> RtspResponse {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.tls.write_all(req.as_bytes()).unwrap();
+        loop {
+            while let Some((_, payload)) = interleaved_frame(&self.buf) {
+                let used = 4 + payload.len();
+                self.buf.drain(..used);
+            }
+            if let Some((resp, used)) = parse_response(&self.buf).unwrap() {
+                self.buf.drain(..used);
+                return resp;
+            }
+            assert!(self.fill(), "no answer to {method}");
+        }
+    }
+
+    fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if let Some((ch, payload)) = interleaved_frame(&self.buf) {
+                let payload = payload.to_vec();
+                self.buf.drain(..4 + payload.len());
+                return Some((ch, payload));
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_rustls_client_reads_rtp_that_matches_the_file() {
+    let (server, _dir) = server("raw", &[]);
+    let (video, pts, timescale) = sample_video();
+    let url = rtsps_url(&server, "sample");
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200);
+    let base = d.header("Content-Base").unwrap().to_owned();
+    assert!(base.starts_with("rtsps://"), "Content-Base {base}");
+    let s = c.request(
+        "SETUP",
+        &format!("{base}trackID={video}"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(s.status, 200);
+    let session = s
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let p = c.request("PLAY", &url, &[("Session", &session)]);
+    assert_eq!(p.status, 200);
+    let mut markers = Vec::new();
+    let mut last: Option<(u16, u32)> = None;
+    while markers.len() < pts.len() {
+        let (ch, frame) = c.read_frame().expect("media until the last frame");
+        if ch != 0 {
+            continue;
+        }
+        let rtp = common::parse_rtp(&frame).expect("RTP");
+        assert_eq!(rtp.pt, 96);
+        if let Some((seq, ssrc)) = last {
+            assert_eq!(
+                rtp.seq,
+                seq.wrapping_add(1),
+                "sequence numbers without a gap"
+            );
+            assert_eq!(rtp.ssrc, ssrc);
+        }
+        last = Some((rtp.seq, rtp.ssrc));
+        if rtp.marker {
+            markers.push(rtp.ts);
+        }
+    }
+    // One marker per frame (RFC 6184 §5.1), its timestamp the frame's presentation time on
+    // the 90 kHz clock (in sending = decode order).
+    for (k, ts) in markers.iter().enumerate() {
+        let got = i64::from(ts.wrapping_sub(markers[0]) as i32);
+        let want = (pts[k] - pts[0]) * 90_000 / i64::from(timescale);
+        assert!((got - want).abs() <= 1, "frame {k}: rtp {got}, file {want}");
+    }
+}
+
+#[test]
+fn a_key_update_closes_the_connection_with_one_log_line() {
+    let (server, _dir) = server("keyupdate", &[]);
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(
+        c.request("OPTIONS", &rtsps_url(&server, "sample"), &[])
+            .status,
+        200
+    );
+    c.tls.conn.refresh_traffic_keys().unwrap();
+    c.tls.flush().unwrap();
+    let started = Instant::now();
+    while c.fill() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "closed at once");
+    // The log is read by another thread: wait (bounded) for the line to arrive.
+    let needle = "rtsps: closing connection: post-handshake message (type 24)";
+    while log_count(&server, needle) == 0 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let lines = log_count(&server, needle);
+    assert_eq!(lines, 1, "{}", server.log_lines().join("\n"));
+    // Others are served on.
+    let mut other = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(
+        other
+            .request("OPTIONS", &rtsps_url(&server, "sample"), &[])
+            .status,
+        200
+    );
+}
+
+#[test]
+fn udp_setup_over_rtsps_is_refused_with_461() {
+    let (server, _dir) = server("udp", &[]);
+    let url = rtsps_url(&server, "sample");
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    let base = d.header("Content-Base").unwrap().to_owned();
+    let s = c.request(
+        "SETUP",
+        &format!("{base}trackID=0"),
+        &[("Transport", "RTP/AVP;unicast;client_port=40000-40001")],
+    );
+    assert_eq!(s.status, 461, "UDP over RTSPS");
+    // TCP is still offered on the same connection.
+    let s = c.request(
+        "SETUP",
+        &format!("{base}trackID=0"),
+        &[(
+            "Transport",
+            "RTP/AVP;unicast;client_port=40000-40001,RTP/AVP/TCP;unicast;interleaved=0-1",
+        )],
+    );
+    assert_eq!(s.status, 200);
+    assert!(s.header("Transport").unwrap().contains("interleaved=0-1"));
+}
+
+#[test]
+fn sighup_gives_new_connections_the_new_certificate() {
+    let (server, dir) = server("sighup", &[]);
+    let before = TlsRtsp::connect(server.rtsps.unwrap()).peer_certificate();
+    let fresh = tmp_dir("sighup-new");
+    let (cert, key) = make_cert(&fresh, "renewed");
+    std::fs::copy(cert, dir.join("cert.pem")).unwrap();
+    std::fs::copy(key, dir.join("key.pem")).unwrap();
+    let mut old = TlsRtsp::connect(server.rtsps.unwrap());
+    Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log_count(&server, "rtsps certificate reloaded") == 0 {
+        assert!(Instant::now() < deadline, "{:?}", server.log_lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = TlsRtsp::connect(server.rtsps.unwrap()).peer_certificate();
+    assert_ne!(before, after, "new connections get the new certificate");
+    // A connection made before the reload keeps working.
+    let o = old.request("OPTIONS", &rtsps_url(&server, "sample"), &[]);
+    assert_eq!(o.status, 200);
+}
+
+// ---- what does not belong on the port --------------------------------------------------
+
+const HANDSHAKE_FAILED: &str = "rtsps: tls handshake failed";
+
+/// A plain RTSP viewer reading interleaved frames in the background until the end of the
+/// file; returns how many frames it got.
+fn plain_viewer(server: &common::Server) -> std::thread::JoinHandle<usize> {
+    let addr = server.addr;
+    let url = server.url("sample");
+    std::thread::spawn(move || {
+        let mut c = common::RawRtsp::connect(addr);
+        let (_, session) = c.setup_interleaved(&url, &[0]);
+        let p = c.request("PLAY", &url, &[("Session", &session)]);
+        assert_eq!(p.status, 200);
+        // Until the RTCP BYE at the end of the file (RFC 3550 §6.6, packet type 203).
+        let mut frames = 0;
+        while let Some((ch, payload)) = c.read_frame() {
+            frames += 1;
+            if ch == 1 && has_bye(&payload) {
+                break;
+            }
+        }
+        frames
+    })
+}
+
+/// Whether an RTCP compound packet holds a BYE.
+fn has_bye(mut p: &[u8]) -> bool {
+    while p.len() >= 4 {
+        if p[1] == 203 {
+            return true;
+        }
+        let len = (usize::from(u16::from_be_bytes([p[2], p[3]])) + 1) * 4;
+        p = p.get(len..).unwrap_or_default();
+    }
+    false
+}
+
+/// Sends `bytes` on a new connection to the RTSPS port; how long until the server closed
+/// it, and what it sent.
+fn send_and_wait_close(addr: SocketAddr, bytes: &[u8]) -> (Duration, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    (started.elapsed(), got)
+}
+
+/// A ClientHello as rustls writes it (TLS 1.3 offered).
+fn client_hello() -> Vec<u8> {
+    let mut c =
+        ClientConnection::new(client_config(), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut out = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+/// A ClientHello offering TLS 1.2 only (no `supported_versions` extension).
+fn tls12_hello() -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[0x11; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0xc0, 0x2f, 1, 0]);
+    let ext: &[u8] = &[
+        0, 10, 0, 4, 0, 2, 0, 29, 0, 11, 0, 2, 1, 0, 0, 13, 0, 4, 0, 2, 8, 4,
+    ];
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(ext);
+    let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![22, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+/// Runs one bad client against a server whose plain viewer plays on; checks the close
+/// time, what the server answered, and one log line.
+fn bad_client(tag: &str, bytes: &[u8], within: (Duration, Duration), check: impl Fn(&[u8])) {
+    let (server, _dir) = server(tag, &[]);
+    let viewer = plain_viewer(&server);
+    std::thread::sleep(Duration::from_millis(300));
+    let (took, answer) = send_and_wait_close(server.rtsps.unwrap(), bytes);
+    assert!(
+        took >= within.0 && took < within.1,
+        "{tag}: closed after {took:?}, expected within {within:?}"
+    );
+    check(&answer);
+    // A good RTSPS client is still served.
+    let mut good = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(
+        good.request("OPTIONS", &rtsps_url(&server, "sample"), &[])
+            .status,
+        200
+    );
+    let frames = viewer.join().unwrap();
+    let (_, pts, _) = sample_video();
+    assert!(frames >= pts.len(), "{tag}: the viewer got {frames} frames");
+    assert_eq!(
+        log_count(&server, HANDSHAKE_FAILED),
+        1,
+        "{tag}: one log line\n{}",
+        server.log_lines().join("\n")
+    );
+}
+
+const QUICK: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(2));
+
+#[test]
+fn random_bytes_are_closed_with_one_log_line() {
+    let mut rng = 0x9e37_79b9_u32;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            rng as u8
+        })
+        .collect();
+    bad_client("random", &bytes, QUICK, |_| {});
+}
+
+#[test]
+fn an_http_request_is_closed_with_one_log_line() {
+    bad_client(
+        "http",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        QUICK,
+        |answer| assert!(answer.is_empty(), "nothing answered in plaintext"),
+    );
+}
+
+#[test]
+fn a_client_hello_then_silence_is_closed_at_the_handshake_timeout() {
+    bad_client(
+        "silence",
+        &client_hello(),
+        (Duration::from_secs(9), Duration::from_secs(15)),
+        |answer| assert_eq!(answer.first(), Some(&22), "the server's flight was sent"),
+    );
+}
+
+#[test]
+fn a_tls12_only_client_hello_gets_a_protocol_version_alert() {
+    bad_client("tls12", &tls12_hello(), QUICK, |answer| {
+        // RFC 8446 §6.2: alert record, fatal, protocol_version (70).
+        assert_eq!(answer, [21, 3, 3, 0, 2, 2, 70], "{answer:?}");
+    });
+}
