@@ -12,11 +12,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::make_cert;
 use common::players::{ffmpeg_decode_without_warnings, gstreamer_decoded_video_frames_with};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -25,26 +26,6 @@ use shardcast::media::library::SAMPLE_MP4;
 use shardcast::media::track::TrackKind;
 use shardcast::media::MediaFile;
 use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
-
-/// A fresh self-signed P-256 certificate and key (PEM) in `dir`.
-fn make_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .arg("-subj")
-        .arg(format!("/CN={cn}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl CLI (scripts/install-test-deps.sh installs it)");
-    assert!(status.success(), "openssl req");
-    (cert, key)
-}
 
 fn tmp_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("shardcast-rtsps-{}-{tag}", std::process::id()))

@@ -760,3 +760,24 @@ pub fn write_config(tag: &str, toml: &str) -> std::path::PathBuf {
     std::fs::write(&path, toml).unwrap();
     path
 }
+
+/// A fresh self-signed P-256 certificate and key (PEM) in `dir`, made by the `openssl` CLI
+/// (`scripts/install-test-deps.sh` installs it), for `--tls-cert`/`--tls-key`.
+pub fn make_cert(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl CLI (scripts/install-test-deps.sh installs it)");
+    assert!(status.success(), "openssl req");
+    (cert, key)
+}
