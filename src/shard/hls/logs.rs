@@ -385,6 +385,7 @@ impl LogHls {
     /// Builds the fragment of lead samples `from[lead]..lead_end` (ending at decode time
     /// `end_dts`) and, for the other tracks, from `from[j]` to `to[j]` when given, else up to
     /// the cut (their samples decoding before `end_dts`, as far as they arrived).
+    #[allow(clippy::too_many_arguments)]
     fn build(
         &self,
         st: &mut State,
