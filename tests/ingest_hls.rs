@@ -2,8 +2,9 @@
 //! shards' HLS port (`/hls/{stream}/index.m3u8`): a live fMP4 playlist cut at the stream's
 //! keyframes, each finished segment copied once out of the live log into a bounded store
 //! (docs/design/live-ingest.md, "HLS for ingested streams"). The publisher is ffmpeg's RTSP
-//! muxer; the players are independent implementations started here: ffmpeg's and ffprobe's
-//! HLS demuxer, and hls.js in headless Chromium (the viewer page), measured from the page.
+//! muxer (and its FLV muxer over RTMP for the LL-HLS parts test); the players are
+//! independent implementations started here: ffmpeg's and ffprobe's HLS demuxer, and hls.js
+//! in headless Chromium (the viewer page), measured from the page.
 
 mod common;
 
@@ -12,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::publishers::{ffmpeg_publish, ffmpeg_publish_looped, media, wait_published};
+use common::publishers::{
+    ffmpeg_publish, ffmpeg_publish_looped, ffmpeg_publish_rtmp, media, wait_published,
+};
 use common::{http_request, run_with_timeout, HttpReply, Server};
 use serde_json::Value;
 
@@ -419,7 +422,32 @@ fn ll_hls_parts_of_an_rtsp_publisher_add_up_to_their_segment() {
     let (_server, mut publisher, hls) = publish("parts");
     // A few seconds in, so the playlist holds segments with parts.
     std::thread::sleep(Duration::from_secs(5));
-    let text = get(hls, "/hls/live/parts/media.m3u8").text();
+    parts_add_up_to_their_segment(hls, "live/parts");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// The same for an RTMP publisher (ffmpeg `-f flv`, OBS's stand-in): the frames come from
+/// FLV tags (one AAC frame per tag) instead of RTP, through the same log and part cutter.
+#[test]
+fn ll_hls_parts_of_an_rtmp_publisher_add_up_to_their_segment() {
+    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    let hls = server.hls.expect("the HLS port is on by default");
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let mut publisher =
+        ffmpeg_publish_rtmp(&media("sample.mp4"), &format!("rtmp://{rtmp}/live/flv"));
+    wait_published(&server, "live/flv", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(6));
+    parts_add_up_to_their_segment(hls, "live/flv");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// Checks the LL-HLS view of ingested stream `path` (a few seconds into its publish): the
+/// tags, the parts and their keyframes, and that a complete segment's parts hold exactly the
+/// segment's packets.
+fn parts_add_up_to_their_segment(hls: SocketAddr, path: &str) {
+    let text = get(hls, &format!("/hls/{path}/media.m3u8")).text();
     assert!(text.contains("#EXT-X-VERSION:9\n"), "{text}");
     let control = text
         .lines()
@@ -458,7 +486,7 @@ fn ll_hls_parts_of_an_rtsp_publisher_add_up_to_their_segment() {
         hint == (last.0, last.1 + 1) || hint == (last.0 + 1, 0),
         "hint {hint:?} after {last:?}"
     );
-    let init = get(hls, "/hls/live/parts/init.mp4");
+    let init = get(hls, &format!("/hls/{path}/init.mp4"));
     assert_eq!(init.status, 200);
     // A complete segment whose parts are all listed (listed from part 0).
     let listed: Vec<u64> = segments(&text)
@@ -473,7 +501,7 @@ fn ll_hls_parts_of_an_rtsp_publisher_add_up_to_their_segment() {
     let mut from_parts = init.body.clone();
     let mut keyframe_parts = 0;
     for &(_, k, _, independent) in parts.iter().filter(|p| p.0 == msn) {
-        let r = get(hls, &format!("/hls/live/parts/part{msn}.{k}.m4s"));
+        let r = get(hls, &format!("/hls/{path}/part{msn}.{k}.m4s"));
         assert_eq!(r.status, 200, "part {msn}.{k}: {}", r.text());
         assert_eq!(r.header("Content-Type"), Some("video/mp4"));
         assert_eq!(r.body.get(4..8), Some(&b"moof"[..]), "part {msn}.{k}");
@@ -497,7 +525,7 @@ fn ll_hls_parts_of_an_rtsp_publisher_add_up_to_their_segment() {
         keyframe_parts, 1,
         "one keyframe per 2 s segment of the sample"
     );
-    let seg = get(hls, &format!("/hls/live/parts/seg{msn}.m4s"));
+    let seg = get(hls, &format!("/hls/{path}/seg{msn}.m4s"));
     assert_eq!(seg.status, 200);
     let mut from_segment = init.body.clone();
     from_segment.extend_from_slice(&seg.body);
@@ -513,8 +541,6 @@ fn ll_hls_parts_of_an_rtsp_publisher_add_up_to_their_segment() {
     );
     assert!(b.len() >= 50, "a 2 s segment: {b:?}");
     assert_eq!(a, b, "segment {msn}: its parts and itself");
-    let _ = publisher.kill();
-    let _ = publisher.wait();
 }
 
 /// Blocking playlist reloads (RFC 8216bis §6.2.5.2) of an ingested stream: a reload for
