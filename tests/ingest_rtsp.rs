@@ -342,7 +342,8 @@ fn gst_publish_and_play(protocols: &str) {
     if let Some(status) = status {
         assert!(
             status.success(),
-            "rtspclientsink failed: {status}\n{stderr}"
+            "rtspclientsink failed: {status}\n{stderr}\nserver log:\n{}",
+            server.log_lines().join("\n")
         );
     } else {
         assert!(

@@ -152,3 +152,37 @@ fn two_thousand_silent_connections_cost_bounded_memory_and_expire() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The 408 guard times one message staying incomplete, not a buffer that is never empty: a
+/// client streaming interleaved `$` frames (RFC 2326 §10.12) whose writes each end inside the
+/// next frame — as a TCP publisher's or viewer's often do — keeps its connection well past
+/// the request timeout (here `--session-timeout 2`, so 2 s), and its next request is answered.
+/// (Seen in CI: a GStreamer TCP publisher, 10 s of media, cut off with 408 at the end.)
+#[test]
+fn a_client_streaming_split_interleaved_frames_is_not_taken_for_a_slow_request() {
+    let server = common::Server::start(&["--session-timeout", "2"]);
+    let url = server.url("sample");
+    let mut c = common::RawRtsp::connect(server.addr);
+    assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
+    // An RTCP receiver report for nobody's session on channel 1, framed.
+    let mut frame = vec![b'$', 1, 0, 32];
+    frame.extend_from_slice(&[0x81, 201, 0, 7]);
+    frame.extend_from_slice(&[0x5a; 28]);
+    let split = 13;
+    c.send_raw(&frame[..split]);
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        // The rest of the last frame, two whole frames, the start of the next.
+        let mut chunk = frame[split..].to_vec();
+        chunk.extend_from_slice(&frame);
+        chunk.extend_from_slice(&frame);
+        chunk.extend_from_slice(&frame[..split]);
+        c.stream
+            .write_all(&chunk)
+            .expect("the server keeps the connection open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.send_raw(&frame[split..]);
+    let r = c.request("OPTIONS", &url, &[]);
+    assert_eq!(r.status, 200, "answered after 5 s of split frames");
+}

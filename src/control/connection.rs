@@ -262,6 +262,7 @@ pub(super) async fn serve_requests(
             }
         }
         // Handle every complete message already buffered (pipelining, RFC 2326 §12.17).
+        let buffered = buf.len();
         if !classifying {
             loop {
                 match parse_message(&buf, &ctl.limits) {
@@ -335,10 +336,17 @@ pub(super) async fn serve_requests(
         if buf.len() > max_buffer || sink.is_closed() {
             return Ended::Closed;
         }
+        // Something whole was taken from the front: what is left is a new message's start.
+        // (An interleaved publisher or viewer streaming `$` frames has a partial frame
+        // buffered after most reads; only the same message staying incomplete counts.)
+        if buf.len() < buffered {
+            partial_since = None;
+        }
         let want_flush = sink.backlog_bytes() > 0;
         // A request must arrive whole within HEAD_TIMEOUT of its first byte, however slowly
         // it trickles: otherwise a client sending one byte a second (slowloris) would keep
-        // its connection forever, since every byte resets the idle timer.
+        // its connection forever, since every byte resets the idle timer. The clock runs
+        // from when the message now at the front started to be buffered.
         let partial_deadline = if buf.is_empty() {
             partial_since = None;
             None
