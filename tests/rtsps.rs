@@ -343,6 +343,53 @@ fn udp_setup_over_rtsps_is_refused_with_461() {
     assert!(s.header("Transport").unwrap().contains("interleaved=0-1"));
 }
 
+/// `RTP/SAVP` (SRTP) is parsed but not keyed yet: an SRTP-only SETUP is 461 over RTSPS as
+/// over plain RTSP — never answered with plain RTP — and an offer that also lists
+/// `RTP/AVP/TCP` gets the interleaved transport.
+#[test]
+fn savp_setups_are_refused_never_served_in_the_clear() {
+    let (server, _dir) = server("savp", &[]);
+    let url = rtsps_url(&server, "sample");
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    let d = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+    let base = d.header("Content-Base").unwrap().to_owned();
+    for offer in [
+        "RTP/SAVP;unicast;client_port=40000-40001",
+        "RTP/SAVP/UDP;unicast;client_port=40000-40001",
+        "RTP/SAVP/TCP;unicast;interleaved=0-1",
+    ] {
+        let s = c.request(
+            "SETUP",
+            &format!("{base}trackID=0"),
+            &[("Transport", offer)],
+        );
+        assert_eq!(s.status, 461, "{offer}");
+    }
+    let s = c.request(
+        "SETUP",
+        &format!("{base}trackID=0"),
+        &[(
+            "Transport",
+            "RTP/SAVP;unicast;client_port=40000-40001,RTP/AVP/TCP;unicast;interleaved=0-1",
+        )],
+    );
+    assert_eq!(s.status, 200);
+    let answer = s.header("Transport").unwrap();
+    assert!(
+        answer.starts_with("RTP/AVP/TCP") && answer.contains("interleaved=0-1"),
+        "{answer}"
+    );
+    // Plain RTSP: the same.
+    let mut plain = common::RawRtsp::connect(server.addr);
+    let plain_url = format!("rtsp://{}/sample/trackID=0", server.addr);
+    let s = plain.request(
+        "SETUP",
+        &plain_url,
+        &[("Transport", "RTP/SAVP;unicast;client_port=40000-40001")],
+    );
+    assert_eq!(s.status, 461, "RTP/SAVP over plain RTSP");
+}
+
 #[test]
 fn sighup_gives_new_connections_the_new_certificate() {
     let (server, dir) = server("sighup", &[]);

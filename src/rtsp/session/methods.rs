@@ -303,6 +303,12 @@ impl SessionCore {
             if !alt.mode_play {
                 continue;
             }
+            // `RTP/SAVP` (RFC 3711): no SRTP keying is offered to RTSP viewers yet (see
+            // docs/design/reach.md, RTSPS), so an SRTP alternative is unusable — never
+            // answered with plain RTP.
+            if alt.srtp {
+                continue;
+            }
             if !alt.unicast && caller.secure {
                 // RTSPS: a group is plain RTP over UDP too.
                 udp_over_tls = true;
