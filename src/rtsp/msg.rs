@@ -120,6 +120,8 @@ pub enum StatusCode {
     OnlyAggregateOperationAllowed = 460,
     /// 461 Unsupported Transport (§11.3.9).
     UnsupportedTransport = 461,
+    /// 463 Key Management Failure (RFC 4567 §6.3): a `KeyMgmt` header we cannot use.
+    KeyManagementFailure = 463,
     /// 500 Internal Server Error.
     InternalServerError = 500,
     /// 501 Not Implemented.
@@ -159,6 +161,7 @@ impl StatusCode {
             StatusCode::AggregateOperationNotAllowed => "Aggregate operation not allowed",
             StatusCode::OnlyAggregateOperationAllowed => "Only aggregate operation allowed",
             StatusCode::UnsupportedTransport => "Unsupported transport",
+            StatusCode::KeyManagementFailure => "Key Management Failure",
             StatusCode::InternalServerError => "Internal Server Error",
             StatusCode::NotImplemented => "Not Implemented",
             StatusCode::ServiceUnavailable => "Service Unavailable",

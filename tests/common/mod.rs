@@ -9,6 +9,7 @@ pub mod players;
 pub mod publishers;
 pub mod raw_publish;
 pub mod retina_play;
+pub mod tls_client;
 pub mod whep;
 pub mod whip;
 

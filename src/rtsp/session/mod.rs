@@ -21,6 +21,7 @@ mod multicast;
 mod publish;
 mod record;
 mod refusal;
+mod srtp;
 #[cfg(test)]
 mod tests;
 pub mod v2;
@@ -376,6 +377,9 @@ pub struct SessionCore {
     pipelines: HashMap<(ConnId, u32), SessionId>,
     /// The server's own CSeq sequence per connection, for `PLAY_NOTIFY` (RFC 7826 §13.5).
     notify_cseq: HashMap<ConnId, u32>,
+    /// SRTP keys the last DESCRIBE on each RTSPS connection offered (MIKEY, `srtp`),
+    /// dropped with the connection.
+    srtp_offers: HashMap<ConnId, srtp::SrtpOffer>,
 }
 
 /// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date), in
@@ -470,6 +474,7 @@ impl SessionCore {
             whip_addr: None,
             multicast: HashMap::new(),
             pipelines: HashMap::new(),
+            srtp_offers: HashMap::new(),
             notify_cseq: HashMap::new(),
         }
     }
@@ -609,6 +614,7 @@ impl SessionCore {
         self.admission.close_connection(caller.peer.ip());
         self.pipelines.retain(|&(conn, _), _| conn != caller.conn);
         self.notify_cseq.remove(&caller.conn);
+        self.srtp_offers.remove(&caller.conn);
         let ids: Vec<SessionId> = self
             .sessions
             .iter()

@@ -107,6 +107,7 @@ impl Rig {
                 initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
                 source: None,
+                srtp: None,
             })
             .collect();
         let setup = SessionSetup {
@@ -158,6 +159,7 @@ impl Rig {
                 initial_rtptime: ch.tracks[i].ts0,
                 dest: dest(i),
                 source: None,
+                srtp: None,
             })
             .collect();
         let setup = SessionSetup {
