@@ -49,6 +49,12 @@ fn gstreamer_plays_srtp(protocols: &str, answer: &str) {
         !lines.is_empty() && lines.iter().all(|l| l.contains(answer)),
         "{lines:?}"
     );
+    // GStreamer's receiver reports are SRTCP under the key of its `KeyMgmt`: every one
+    // authenticates and validates.
+    let received = server.total_reaches("rtcp_received", 1, Duration::from_secs(3));
+    assert!(received >= 1, "receiver reports arrived");
+    assert_eq!(server.total_reaches("srtcp_dropped", 0, Duration::ZERO), 0);
+    assert_eq!(server.total_reaches("rtcp_invalid", 0, Duration::ZERO), 0);
 }
 
 #[test]
