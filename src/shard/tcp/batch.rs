@@ -322,3 +322,53 @@ fn write_chunk(
     total.queued += w.queued;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    struct OneSink(TcpSink);
+
+    impl<'s> FrameBodies<'s> for &'s OneSink {
+        fn sink(&self, conn: u32) -> Option<&'s TcpSink> {
+            (conn == 0).then_some(&self.0)
+        }
+        fn body(&self, _: u32, _: &BodyRef) -> Option<BodySlices<'s>> {
+            None
+        }
+    }
+
+    /// A sealed (SRTP) frame is framed with the length `fill` wrote, counted as a packet, and
+    /// goes out in queue order with RTCP; a `fill` that fails queues nothing.
+    #[test]
+    fn sealed_frames_take_the_length_fill_wrote() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = l.accept().unwrap();
+        let sink = OneSink(TcpSink::new(tx).unwrap());
+        let mut batch = TcpBatch::with_capacity(4);
+        let now = Instant::now();
+        assert!(!batch.push_rtp_sealed(0, 0, 100, now, |_| None));
+        assert!(
+            !batch.push_rtp_sealed(0, 0, 10, now, |_| Some(11)),
+            "over the room"
+        );
+        assert!(batch.is_empty());
+        assert!(batch.push_rtp_sealed(0, 2, 100, now, |out| {
+            out[..5].copy_from_slice(b"srtp!");
+            Some(5)
+        }));
+        batch.push_rtcp(0, 3, b"rtcp", now);
+        assert_eq!(batch.rtp_frames(), 1);
+        let mut done = Vec::new();
+        batch.write(&&sink, usize::MAX, |conn, w| done.push((conn, w)), None);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].1.packets, done[0].1.bytes), (1, 5));
+        assert!(done[0].1.result.is_ok());
+        let mut got = [0u8; 9 + 8];
+        rx.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"$\x02\x00\x05srtp!$\x03\x00\x04rtcp");
+    }
+}
