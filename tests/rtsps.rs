@@ -75,13 +75,7 @@ fn a_rustls_client_reads_rtp_that_matches_the_file() {
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
     );
     assert_eq!(s.status, 200);
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = common::session_id(&s);
     let p = c.request("PLAY", &url, &[("Session", &session)]);
     assert_eq!(p.status, 200);
     let mut markers = Vec::new();

@@ -171,13 +171,7 @@ fn srtp_datagrams_unprotect_to_the_files_rtp_and_sender_reports_authenticate() {
         keys.sessions[0].ssrc, ssrc,
         "MIKEY's SRTP-ID map names the SSRC used"
     );
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = common::session_id(&s);
     let p = c.request("PLAY", &url, &[("Session", &session)]);
     assert_eq!(p.status, 200);
 
@@ -252,13 +246,7 @@ fn a_bad_keymgmt_is_463_with_one_log_line_and_a_viewer_plays_on() {
         &format!("{base}trackID={video}"),
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
     );
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = common::session_id(&s);
     assert_eq!(
         good.request("PLAY", &url, &[("Session", &session)]).status,
         200

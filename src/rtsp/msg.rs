@@ -120,7 +120,8 @@ pub enum StatusCode {
     OnlyAggregateOperationAllowed = 460,
     /// 461 Unsupported Transport (§11.3.9).
     UnsupportedTransport = 461,
-    /// 463 Key Management Failure (RFC 4567 §6.3): a `KeyMgmt` header we cannot use.
+    /// 463 Key Management Failure (RFC 4567, RTSP 1.0; gst-rtsp-server answers the same): a
+    /// `KeyMgmt` header we cannot use.
     KeyManagementFailure = 463,
     /// 500 Internal Server Error.
     InternalServerError = 500,
