@@ -123,6 +123,8 @@ pub enum StatusCode {
     /// 463 Key Management Failure (RFC 4567, RTSP 1.0; gst-rtsp-server answers the same): a
     /// `KeyMgmt` header we cannot use.
     KeyManagementFailure = 463,
+    /// 466 Key Management Error (RFC 7826 §17.4.26): 463's meaning in RTSP 2.0.
+    KeyManagementError = 466,
     /// 500 Internal Server Error.
     InternalServerError = 500,
     /// 501 Not Implemented.
@@ -163,6 +165,7 @@ impl StatusCode {
             StatusCode::OnlyAggregateOperationAllowed => "Only aggregate operation allowed",
             StatusCode::UnsupportedTransport => "Unsupported transport",
             StatusCode::KeyManagementFailure => "Key Management Failure",
+            StatusCode::KeyManagementError => "Key Management Error",
             StatusCode::InternalServerError => "Internal Server Error",
             StatusCode::NotImplemented => "Not Implemented",
             StatusCode::ServiceUnavailable => "Service Unavailable",

@@ -810,7 +810,14 @@ impl SessionCore {
                 (d.response, false, d.effects, d.after_response)
             }
             Err(refusal) => {
-                let status = refusal.status();
+                let status = match refusal.status() {
+                    // RFC 7826 §17.4.26: RTSP 2.0 numbers the key-management failure 466 (its
+                    // 463 is "Destination Prohibited").
+                    StatusCode::KeyManagementFailure if version == Version::V2_0 => {
+                        StatusCode::KeyManagementError
+                    }
+                    status => status,
+                };
                 self.count_refusal(status);
                 if self.may_log(caller.peer.ip(), env.now) {
                     match req {
@@ -823,6 +830,7 @@ impl SessionCore {
                     }
                 }
                 let mut response = refusal_response(&refusal);
+                response.status = status;
                 response.version = version;
                 (
                     response,

@@ -985,6 +985,11 @@ fn rtsps_describe_offers_mikey_keys_and_savp_setups_use_them() {
     ] {
         let a = run(&mut core, &mut w, &setup(savp, Some(bad)), &secure);
         assert_eq!(status(&a), 463, "{bad}");
+        // RTSP 2.0 numbers it 466 (RFC 7826 §17.4.26).
+        let mut v2 = setup(savp, Some(bad));
+        v2.version = Version::V2_0;
+        let a = run(&mut core, &mut w, &v2, &secure);
+        assert_eq!(status(&a), 466, "{bad}");
     }
     let client = crate::rtsp::mikey::build_psk_init(&crate::rtsp::mikey::PskInit {
         csb_id: 1,
