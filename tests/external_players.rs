@@ -135,29 +135,33 @@ fn gstreamer_rtspsrc_reaches_eos_over_tcp() {
 fn gstreamer_times_every_aggregated_aac_frame() {
     let server = common::Server::start(&[]);
     let location = format!("location={}", server.url("sample"));
-    let (ok, out, err) = common::run_with_timeout(
-        Command::new("gst-launch-1.0").args([
-            "-v",
-            "rtspsrc",
-            &location,
-            "protocols=udp",
-            "name=src",
-            "src.",
-            "!",
-            "application/x-rtp,media=audio",
-            "!",
-            "rtpmp4gdepay",
-            "!",
-            "identity",
-            "silent=false",
-            "!",
-            "fakesink",
-            "src.",
-            "!",
-            "application/x-rtp,media=video",
-            "!",
-            "fakesink",
-        ]),
+    let (ok, out, err) = common::run_gst_launch(
+        || {
+            let mut gst = Command::new("gst-launch-1.0");
+            gst.args([
+                "-v",
+                "rtspsrc",
+                &location,
+                "protocols=udp",
+                "name=src",
+                "src.",
+                "!",
+                "application/x-rtp,media=audio",
+                "!",
+                "rtpmp4gdepay",
+                "!",
+                "identity",
+                "silent=false",
+                "!",
+                "fakesink",
+                "src.",
+                "!",
+                "application/x-rtp,media=video",
+                "!",
+                "fakesink",
+            ]);
+            gst
+        },
         Duration::from_secs(40),
     );
     assert!(ok, "gst-launch failed: {err}");

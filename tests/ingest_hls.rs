@@ -2,8 +2,9 @@
 //! shards' HLS port (`/hls/{stream}/index.m3u8`): a live fMP4 playlist cut at the stream's
 //! keyframes, each finished segment copied once out of the live log into a bounded store
 //! (docs/design/live-ingest.md, "HLS for ingested streams"). The publisher is ffmpeg's RTSP
-//! muxer; the players are independent implementations started here: ffmpeg's and ffprobe's
-//! HLS demuxer, and hls.js in headless Chromium (the viewer page), measured from the page.
+//! muxer (and its FLV muxer over RTMP for the LL-HLS parts test); the players are
+//! independent implementations started here: ffmpeg's and ffprobe's HLS demuxer, and hls.js
+//! in headless Chromium (the viewer page), measured from the page.
 
 mod common;
 
@@ -12,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::publishers::{ffmpeg_publish, ffmpeg_publish_looped, media, wait_published};
+use common::publishers::{
+    ffmpeg_publish, ffmpeg_publish_looped, ffmpeg_publish_rtmp, media, wait_published,
+};
 use common::{http_request, run_with_timeout, HttpReply, Server};
 use serde_json::Value;
 
@@ -212,6 +215,9 @@ fn the_live_playlist_never_names_a_segment_that_is_gone() {
 #[test]
 fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     let (server, mut publisher, hls) = publish("web");
+    // A viewer joining as soon as the stream can be played (`publish` returns once the
+    // first segment is listed; parts of the second are being written): hls.js starts at the
+    // independent part before its start position.
     // The deep link the page documents: it takes the stream's `hls_url` from the catalog.
     let mut page = Browser::open(&format!(
         "http://{}/#play=live/web&engine=hls.js",
@@ -253,6 +259,14 @@ fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     assert!(num("audioDecodedBytes") > 0.0, "{s}");
     assert_eq!(s["live"], Value::Bool(true), "{s}");
     assert_eq!(s["hlsErrors"], Value::Array(vec![]), "no hls.js errors");
+    // LL-HLS (the page's hls.js runs in low-latency mode for live streams): hls.js's own
+    // distance behind the live edge, the channels' bound (issue 15).
+    let latency = num("latency");
+    eprintln!("hls.js latency behind the live edge: {latency:.2} s");
+    assert!(
+        latency > 0.0 && latency <= 2.5,
+        "{latency:.2} s behind the live edge (target ≤ 2.5 s): {s}"
+    );
     assert!(
         page.console_errors().is_empty(),
         "console errors: {:#?}",
@@ -320,4 +334,325 @@ fn a_returning_publisher_continues_the_same_playlist() {
     assert_eq!(seg.body.get(4..8), Some(&b"moof"[..]));
     let _ = second.kill();
     let _ = second.wait();
+}
+
+/// One `EXT-X-PART` line: (msn, part index, duration, INDEPENDENT).
+type PartLine = (u64, usize, f64, bool);
+
+/// The value of attribute `name` in a tag line (`NAME=value` or `NAME="value"`).
+fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[at..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        quoted.split('"').next()
+    } else {
+        rest.split(',').next()
+    }
+}
+
+/// (msn, part) of a `part{msn}.{k}.m4s` URI (query dropped).
+fn part_name(uri: &str) -> (u64, usize) {
+    let stem = uri
+        .split('?')
+        .next()
+        .and_then(|u| u.strip_prefix("part")?.strip_suffix(".m4s"))
+        .unwrap_or_else(|| panic!("not a part URI: {uri}"));
+    let (msn, k) = stem.split_once('.').unwrap();
+    (msn.parse().unwrap(), k.parse().unwrap())
+}
+
+/// The LL-HLS view of a media playlist: part target, parts, preload hint.
+fn ll_view(playlist: &str) -> (f64, Vec<PartLine>, Option<(u64, usize)>) {
+    let mut target = None;
+    let mut parts = Vec::new();
+    let mut hint = None;
+    for line in playlist.lines() {
+        if let Some(rest) = line.strip_prefix("#EXT-X-PART-INF:") {
+            target = attribute(rest, "PART-TARGET").map(|v| v.parse::<f64>().unwrap());
+        } else if let Some(rest) = line.strip_prefix("#EXT-X-PART:") {
+            let (msn, k) = part_name(attribute(rest, "URI").unwrap());
+            let d: f64 = attribute(rest, "DURATION").unwrap().parse().unwrap();
+            parts.push((msn, k, d, attribute(rest, "INDEPENDENT") == Some("YES")));
+        } else if let Some(rest) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
+            assert_eq!(attribute(rest, "TYPE"), Some("PART"), "{line}");
+            hint = Some(part_name(attribute(rest, "URI").unwrap()));
+        }
+    }
+    (
+        target.unwrap_or_else(|| panic!("no EXT-X-PART-INF in\n{playlist}")),
+        parts,
+        hint,
+    )
+}
+
+/// Every packet ffprobe reads from `bytes` (an init segment and fragments):
+/// `stream_index,pts,dts,size,flags` lines.
+/// `strict`: no line on stderr (a part that does not start with a keyframe makes ffprobe's
+/// decoder complain about missing references, which is what INDEPENDENT=NO says).
+fn ffprobe_packets(bytes: &[u8], tag: &str, strict: bool) -> Vec<String> {
+    let path =
+        std::env::temp_dir().join(format!("shardcast-llhls-{}-{tag}.mp4", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let (ok, out, err) = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,pts,dts,size,flags",
+            "-of",
+            "csv=p=0",
+            path.to_str().unwrap(),
+        ]),
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(ok, "ffprobe on {tag}: {err}");
+    assert!(!strict || err.trim().is_empty(), "ffprobe on {tag}: {err}");
+    out.lines().map(str::to_owned).collect()
+}
+
+/// LL-HLS for an RTSP publisher (RFC 8216bis): the media playlist has EXT-X-PART-INF,
+/// EXT-X-SERVER-CONTROL with CAN-BLOCK-RELOAD and PART-HOLD-BACK ≥ 3 part targets, parts no
+/// longer than the part target, consecutive per segment and INDEPENDENT exactly where
+/// ffprobe finds a keyframe first, and a preload hint naming the part after the last. ffprobe
+/// reads the parts, and the parts of a segment hold the same packets (stream, pts, dts,
+/// size, keyframe flag) as the segment itself.
+#[test]
+fn ll_hls_parts_of_an_rtsp_publisher_add_up_to_their_segment() {
+    let (_server, mut publisher, hls) = publish("parts");
+    // A few seconds in, so the playlist holds segments with parts.
+    std::thread::sleep(Duration::from_secs(5));
+    parts_add_up_to_their_segment(hls, "live/parts");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// The same for an RTMP publisher (ffmpeg `-f flv`, OBS's stand-in): the frames come from
+/// FLV tags (one AAC frame per tag) instead of RTP, through the same log and part cutter.
+#[test]
+fn ll_hls_parts_of_an_rtmp_publisher_add_up_to_their_segment() {
+    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    let hls = server.hls.expect("the HLS port is on by default");
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let mut publisher =
+        ffmpeg_publish_rtmp(&media("sample.mp4"), &format!("rtmp://{rtmp}/live/flv"));
+    wait_published(&server, "live/flv", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(6));
+    parts_add_up_to_their_segment(hls, "live/flv");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// Checks the LL-HLS view of ingested stream `path` (a few seconds into its publish): the
+/// tags, the parts and their keyframes, and that a complete segment's parts hold exactly the
+/// segment's packets.
+fn parts_add_up_to_their_segment(hls: SocketAddr, path: &str) {
+    let text = get(hls, &format!("/hls/{path}/media.m3u8")).text();
+    assert!(text.contains("#EXT-X-VERSION:9\n"), "{text}");
+    let control = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SERVER-CONTROL:"))
+        .unwrap_or_else(|| panic!("no EXT-X-SERVER-CONTROL in\n{text}"));
+    assert_eq!(
+        attribute(control, "CAN-BLOCK-RELOAD"),
+        Some("YES"),
+        "{text}"
+    );
+    let (part_target, parts, hint) = ll_view(&text);
+    assert!(
+        (0.2..=0.5).contains(&part_target),
+        "PART-TARGET {part_target}"
+    );
+    let hold_back: f64 = attribute(control, "PART-HOLD-BACK")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(hold_back >= 3.0 * part_target - 1e-9, "{text}");
+    assert!(!parts.is_empty(), "no EXT-X-PART in\n{text}");
+    for &(msn, k, d, _) in &parts {
+        assert!(d > 0.0 && d <= part_target, "part {msn}.{k}: {d} s\n{text}");
+    }
+    // Consecutive within each segment, from 0; the hint is the next part.
+    for pair in parts.windows(2) {
+        let (a, b) = ((pair[0].0, pair[0].1), (pair[1].0, pair[1].1));
+        assert!(
+            b == (a.0, a.1 + 1) || (b.0 == a.0 + 1 && b.1 == 0),
+            "{a:?} then {b:?}\n{text}"
+        );
+    }
+    let last = parts.last().unwrap();
+    let hint = hint.unwrap_or_else(|| panic!("no preload hint\n{text}"));
+    assert!(
+        hint == (last.0, last.1 + 1) || hint == (last.0 + 1, 0),
+        "hint {hint:?} after {last:?}"
+    );
+    let init = get(hls, &format!("/hls/{path}/init.mp4"));
+    assert_eq!(init.status, 200);
+    // A complete segment whose parts are all listed (listed from part 0).
+    let listed: Vec<u64> = segments(&text)
+        .iter()
+        .filter_map(|s| s.strip_prefix("seg")?.strip_suffix(".m4s")?.parse().ok())
+        .collect();
+    let msn = *listed
+        .iter()
+        .rev()
+        .find(|m| parts.iter().any(|p| p.0 == **m && p.1 == 0))
+        .unwrap_or_else(|| panic!("no complete segment with its parts in\n{text}"));
+    let mut from_parts = init.body.clone();
+    let mut keyframe_parts = 0;
+    for &(_, k, _, independent) in parts.iter().filter(|p| p.0 == msn) {
+        let r = get(hls, &format!("/hls/{path}/part{msn}.{k}.m4s"));
+        assert_eq!(r.status, 200, "part {msn}.{k}: {}", r.text());
+        assert_eq!(r.header("Content-Type"), Some("video/mp4"));
+        assert_eq!(r.body.get(4..8), Some(&b"moof"[..]), "part {msn}.{k}");
+        // INDEPENDENT=YES exactly when the part's first video packet is a keyframe.
+        let mut alone = init.body.clone();
+        alone.extend_from_slice(&r.body);
+        let packets = ffprobe_packets(&alone, &format!("part{msn}.{k}"), independent);
+        let first_video = packets
+            .iter()
+            .find(|p| p.starts_with("0,"))
+            .unwrap_or_else(|| panic!("part {msn}.{k} has no video: {packets:?}"));
+        assert_eq!(
+            first_video.ends_with(",K__") || first_video.ends_with(",K_"),
+            independent,
+            "part {msn}.{k} INDEPENDENT={independent}, first video packet {first_video}"
+        );
+        keyframe_parts += usize::from(independent);
+        from_parts.extend_from_slice(&r.body);
+    }
+    assert_eq!(
+        keyframe_parts, 1,
+        "one keyframe per 2 s segment of the sample"
+    );
+    let seg = get(hls, &format!("/hls/{path}/seg{msn}.m4s"));
+    assert_eq!(seg.status, 200);
+    let mut from_segment = init.body.clone();
+    from_segment.extend_from_slice(&seg.body);
+    // ffprobe lists packets in file order (parts interleave tracks per part): compare sets.
+    let mut a = ffprobe_packets(&from_parts, "parts", true);
+    let mut b = ffprobe_packets(&from_segment, "segment", true);
+    a.sort_unstable();
+    b.sort_unstable();
+    eprintln!(
+        "segment {msn}: {} packets, {} parts",
+        b.len(),
+        parts.iter().filter(|p| p.0 == msn).count()
+    );
+    assert!(b.len() >= 50, "a 2 s segment: {b:?}");
+    assert_eq!(a, b, "segment {msn}: its parts and itself");
+}
+
+/// Blocking playlist reloads (RFC 8216bis §6.2.5.2) of an ingested stream: a reload for
+/// the hinted part returns once that part exists (about a part duration, loosely) and lists
+/// it; the hinted part itself, asked for before it exists, is held and then served; a
+/// reload far ahead of the live edge is 400 at once.
+#[test]
+fn blocking_reloads_of_an_rtsp_publisher_wait_for_their_part() {
+    let (_server, mut publisher, hls) = publish("block");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let text = get(hls, "/hls/live/block/media.m3u8").text();
+        let (msn, k) = ll_view(&text).2.expect("a preload hint");
+        let asked = Instant::now();
+        let r = get(
+            hls,
+            &format!("/hls/live/block/media.m3u8?_HLS_msn={msn}&_HLS_part={k}"),
+        );
+        let waited = asked.elapsed();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        // The part, or (if it ended its segment) that segment, with part k listed.
+        assert!(
+            text.contains(&format!("part{msn}.{k}.m4s")),
+            "the reload for {msn}.{k} lists it:\n{text}"
+        );
+        assert!(
+            waited < Duration::from_millis(1500),
+            "answered {waited:?} after the request: about a part at most"
+        );
+        waits.push(waited);
+        // The next hinted part, fetched before it exists: held, then its bytes.
+        let (msn, k) = ll_view(&text).2.expect("a preload hint");
+        let asked = Instant::now();
+        let part = get(hls, &format!("/hls/live/block/part{msn}.{k}.m4s"));
+        let waited = asked.elapsed();
+        assert_eq!(part.status, 200, "hinted part {msn}.{k}: {}", part.text());
+        assert_eq!(part.body.get(4..8), Some(&b"moof"[..]));
+        assert!(
+            waited < Duration::from_millis(1500),
+            "part after {waited:?}"
+        );
+        waits.push(waited);
+    }
+    eprintln!("blocking waits: {waits:?}");
+    // At least one of them had to wait for the publisher (parts last ~320 ms).
+    assert!(
+        waits.iter().any(|w| *w >= Duration::from_millis(50)),
+        "nothing was held: {waits:?}"
+    );
+    // Far ahead of the live edge: 400 at once (RFC 8216bis §6.2.5.2).
+    let text = get(hls, "/hls/live/block/media.m3u8").text();
+    let (msn, k) = ll_view(&text).2.unwrap();
+    for query in [
+        format!("_HLS_msn={}", msn + 100),
+        format!("_HLS_msn={}&_HLS_part=0", msn + 3),
+        format!("_HLS_msn={msn}&_HLS_part={}", k + 40),
+    ] {
+        let asked = Instant::now();
+        let r = get(hls, &format!("/hls/live/block/media.m3u8?{query}"));
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert!(asked.elapsed() < Duration::from_millis(500), "{query}");
+    }
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+/// Malformed blocking-reload queries (a value that is not a number, a huge one, a sign, a
+/// part without msn, a repeated directive) are 400 with one log line each; a viewer on
+/// another connection meanwhile gets its playlist and a blocking reload as usual.
+#[test]
+fn malformed_blocking_reload_queries_are_400_and_others_play_on() {
+    let (server, mut publisher, hls) = publish("badq");
+    let bad = [
+        "_HLS_msn=abc",
+        "_HLS_msn=99999999999999999999999",
+        "_HLS_msn=-1",
+        "_HLS_part=2",
+        "_HLS_msn=1&_HLS_part=x",
+        "_HLS_msn=1&_HLS_msn=2",
+    ];
+    let before = server
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("blocking reload"))
+        .count();
+    for q in bad {
+        let r = get(hls, &format!("/hls/live/badq/media.m3u8?{q}"));
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert!(r.text().contains("blocking reload"), "{q}: {}", r.text());
+    }
+    // Another viewer: its playlist and a blocking reload for the next part.
+    let text = get(hls, "/hls/live/badq/media.m3u8").text();
+    let (msn, k) = ll_view(&text).2.expect("a preload hint");
+    let r = get(
+        hls,
+        &format!("/hls/live/badq/media.m3u8?_HLS_msn={msn}&_HLS_part={k}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(&format!("part{msn}.{k}.m4s")));
+    std::thread::sleep(Duration::from_millis(200));
+    let lines: Vec<String> = server
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("blocking reload"))
+        .collect();
+    assert_eq!(
+        lines.len() - before,
+        bad.len(),
+        "one log line per bad request: {lines:#?}"
+    );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
 }

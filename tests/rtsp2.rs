@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{parse_rtp, run_with_timeout, udp_pair, RawRtsp, Server};
+use common::{parse_rtp, run_gst_launch, udp_pair, RawRtsp, Server};
 use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
 
 /// A folder holding only `short.mp4` (2 s, 50 video frames at 25 fps, AAC), served as
@@ -178,11 +178,14 @@ fn gst_2_0(
         args.extend(["src.", "!"]);
         args.extend(branch.split(' '));
     }
-    run_with_timeout(
-        Command::new("gst-launch-1.0")
-            .env("GST_DEBUG", "rtspsrc:4")
-            .env("GST_DEBUG_NO_COLOR", "1")
-            .args(&args),
+    run_gst_launch(
+        || {
+            let mut gst = Command::new("gst-launch-1.0");
+            gst.env("GST_DEBUG", "rtspsrc:4")
+                .env("GST_DEBUG_NO_COLOR", "1")
+                .args(&args);
+            gst
+        },
         limit,
     )
 }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::run_with_timeout;
+use super::{run_gst_launch, run_with_timeout};
 
 /// `ffprobe` (errors only) with `args`, its output as `key=value` lines; fails on a nonzero
 /// exit, a hang or any error output.
@@ -174,10 +174,10 @@ pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
 pub fn gstreamer_decoded_video_frames_with(url: &str, protocol: &str, extra: &[&str]) -> usize {
     let location = format!("location={url}");
     let protocols = format!("protocols={protocol}");
-    let run = || {
-        run_with_timeout(
-            Command::new("gst-launch-1.0")
-                .env("GST_DEBUG", "*:2")
+    let (ok, out, err) = run_gst_launch(
+        || {
+            let mut gst = Command::new("gst-launch-1.0");
+            gst.env("GST_DEBUG", "*:2")
                 .env("GST_DEBUG_NO_COLOR", "1")
                 .args([
                     "rtspsrc",
@@ -214,20 +214,11 @@ pub fn gstreamer_decoded_video_frames_with(url: &str, protocol: &str, extra: &[&
                     "decodebin",
                     "!",
                     "fakesink",
-                ]),
-            Duration::from_secs(40),
-        )
-    };
-    let (mut ok, mut out, mut err) = run();
-    // gst-launch links `src.` to the two caps-filtered branches when rtspsrc adds its pads;
-    // now and then (about 1 run in 20 here, on any server) a pad appears before its caps are
-    // known, the delayed link gives up ("Delayed linking failed") and a branch stays
-    // unlinked. That is the parse-launch tool racing rtspsrc, not the stream: play again,
-    // once, and hold that run to every check below.
-    if out.contains("Delayed linking failed") || err.contains("Delayed linking failed") {
-        eprintln!("gst-launch lost a delayed link (a gst-launch race); playing {url} again");
-        (ok, out, err) = run();
-    }
+                ]);
+            gst
+        },
+        Duration::from_secs(40),
+    );
     let context = || format!("gst-launch over {protocol} ({url}):\n{out}\n{err}");
     assert!(ok, "{} failed", context());
     assert!(out.contains("Got EOS"), "{} ended without EOS", context());

@@ -154,6 +154,7 @@
   function stop() {
     if (meter) { clearInterval(meter); meter = null; }
     if (hls) { hls.destroy(); hls = null; }
+    if (pendingPlay) { video.removeEventListener("canplay", pendingPlay); pendingPlay = null; }
     endRtc();
     video.pause();
     video.srcObject = null;
@@ -317,11 +318,27 @@
       hls.loadSource(url);
       hls.attachMedia(video);
     }
+    if (engine === "native") {
+      startPlaying();
+    } else {
+      // hls.js: the element plays once it can at hls.js's start position (`canplay`). An
+      // element already playing at 0 while the first data lands at the live window's start
+      // lets hls.js's gap controller jump to the buffer's start before hls.js seeks to its
+      // live start position — a `bufferSeekOverHole` and half a second or more of extra
+      // latency, seen whenever the start segment's parts load slowly (a busy machine).
+      pendingPlay = startPlaying;
+      video.addEventListener("canplay", startPlaying, { once: true });
+    }
+    meter = setInterval(showFacts, 1000);
+  }
+
+  let pendingPlay = null;
+  function startPlaying() {
+    pendingPlay = null;
     const p = video.play();
     if (p && p.catch) {
       p.catch((e) => setStatus("press play (" + e.name + ")"));
     }
-    meter = setInterval(showFacts, 1000);
   }
 
   // hls.js errors: every one is recorded; a fatal one gets one recovery attempt (reload for
@@ -358,8 +375,9 @@
   // just resumes where it was.
   let pausedAt = null;
   video.addEventListener("pause", () => {
-    // `paused` is false again when a restart's play() followed its own stop()'s pause.
-    if (!current || !current.live || !hls || !video.paused) return;
+    // `paused` is false again when a restart's play() followed its own stop()'s pause; a
+    // restart still waiting for `canplay` (pendingPlay) is not a viewer's pause either.
+    if (!current || !current.live || !hls || !video.paused || pendingPlay) return;
     pausedAt = performance.now();
     hls.stopLoad();
   });

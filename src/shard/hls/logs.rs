@@ -15,8 +15,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::hls::fmp4::{fragment, init_segment, TrackRun};
-use crate::hls::log_segments::{cut_before, target_from_first, Cut, SegmentStore, StoredSegment};
-use crate::hls::segments::{fragment_sequence_number, LIVE_WINDOW_SEGMENTS, MAX_SEGMENT};
+use crate::hls::log_segments::{
+    cut_before, Cut, LogReload, SegmentStore, StoredPart, StoredSegment,
+};
+use crate::hls::segments::{
+    fragment_sequence_number, LIVE_WINDOW_SEGMENTS, MAX_SEGMENT, PART_TARGET,
+};
 use crate::live_log::{LiveLog, LogSample, LogState, Lookup};
 use crate::media::track::{MediaIndex, Sample, Track, TrackKind};
 
@@ -50,10 +54,28 @@ pub(crate) enum LogView<T> {
     Ready(T),
 }
 
+/// What a held request of an ingested stream waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// A blocking playlist reload: segment `msn` (and its part `part`) in the playlist.
+    Reload {
+        /// `_HLS_msn`.
+        msn: u64,
+        /// `_HLS_part`.
+        part: Option<usize>,
+    },
+    /// The part the preload hint names.
+    Part {
+        /// Its segment.
+        msn: u64,
+        /// Its index.
+        part: usize,
+    },
+}
+
 #[derive(Debug, Default)]
 struct State {
     store: SegmentStore,
-    target: Option<Duration>,
     open: Option<Open>,
     next_msn: u64,
     /// Per track, the log decode time that is fragment time zero (the lead track's fixed at
@@ -65,7 +87,7 @@ struct State {
     discontinuity: bool,
 }
 
-/// The segment being filled.
+/// The segment being filled, and its part being filled.
 #[derive(Debug)]
 struct Open {
     /// Per track, its first sample number.
@@ -80,6 +102,41 @@ struct Open {
     step: i64,
     /// Arrival of its first lead-track sample (ns since the log's epoch).
     arrival_ns: u64,
+    /// Per track, the first sample number of the part being filled (the end of the
+    /// finished parts).
+    part_start: Vec<u64>,
+    /// The part's first lead-track sample and its decode time.
+    part_lead: u64,
+    part_lead_dts: i64,
+    /// The part starts with a keyframe.
+    part_independent: bool,
+    /// Parts finished so far.
+    parts: usize,
+}
+
+impl Open {
+    fn at(start: Vec<u64>, key: &LogSample, independent: bool) -> Self {
+        Self {
+            part_start: start.clone(),
+            start,
+            lead_dts: key.dts,
+            independent,
+            next_lead: key.n + 1,
+            last_dts: key.dts,
+            step: 0,
+            arrival_ns: key.arrival_ns,
+            part_lead: key.n,
+            part_lead_dts: key.dts,
+            part_independent: independent,
+            parts: 0,
+        }
+    }
+}
+
+/// A fragment built out of the ring: its bytes and, per track, the sample after its last.
+struct Built {
+    bytes: Result<Vec<u8>, String>,
+    ends: Vec<u64>,
 }
 
 /// A log's video track, else its first track: the one segments are cut on.
@@ -116,12 +173,38 @@ impl LogHls {
         self.init.clone()
     }
 
+    /// How much the log has grown: the samples published over all tracks plus its state (a
+    /// shard holding blocking requests compares it after each wake, one atomic load a track).
+    pub(crate) fn progress(&self) -> u64 {
+        let samples: u64 = self.log.tracks.iter().map(|t| t.published()).sum();
+        samples.wrapping_mul(4) + self.log.state() as u64
+    }
+
+    /// Whether a held request can be answered now (after bringing the store up to date):
+    /// what it waits for is there, or will never come (the stream ended, the hinted part
+    /// moved on).
+    pub(crate) fn ready(&self, shard: usize, wanted: Wanted) -> bool {
+        let view = self.with_store(shard, |store, ended| {
+            ended
+                || match wanted {
+                    Wanted::Reload { msn, part } => {
+                        store.reload(msn, part, PART_TARGET) != LogReload::Wait
+                    }
+                    Wanted::Part { msn, part } => store.open_edge() != (msn, part),
+                }
+        });
+        match view {
+            LogView::Ready(ready) => ready,
+            LogView::Empty => self.log.state() == LogState::Ended,
+        }
+    }
+
     /// Cuts and stores what arrived since the last refresh (pinning the log with `shard`'s
-    /// pin slot while copying), then reads the store.
+    /// pin slot while copying), then reads the store (`ended`: the log ended).
     pub(crate) fn with_store<T>(
         &self,
         shard: usize,
-        read: impl FnOnce(&SegmentStore, Duration, bool) -> T,
+        read: impl FnOnce(&SegmentStore, bool) -> T,
     ) -> LogView<T> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let readable = self.log.pin(shard);
@@ -130,8 +213,7 @@ impl LogHls {
         if st.store.is_empty() {
             return LogView::Empty;
         }
-        let target = st.target.unwrap_or(Duration::from_secs(2));
-        LogView::Ready(read(&st.store, target, self.log.state() == LogState::Ended))
+        LogView::Ready(read(&st.store, self.log.state() == LogState::Ended))
     }
 
     /// Starts the open segment at a keyframe: the oldest of the last few the log still
@@ -178,15 +260,21 @@ impl LogHls {
                 .collect();
             st.start_arrival_ns = arrival;
         }
-        st.open = Some(Open {
-            start,
-            lead_dts: key.dts,
-            independent: true,
-            next_lead: key.n + 1,
-            last_dts: key.dts,
-            step: 0,
-            arrival_ns: key.arrival_ns,
-        });
+        st.open = Some(Open::at(start, &key, true));
+    }
+
+    /// The open segment is given up (the store starts again elsewhere): if parts of it were
+    /// published, it is finished with them, so a part's URI never names other bytes.
+    fn abandon(&self, st: &mut State, readable: u64) {
+        let Some(open) = st.open.as_ref() else {
+            return;
+        };
+        if open.parts > 0 {
+            let (end, end_dts) = (open.part_lead, open.part_lead_dts);
+            self.finish_segment(st, readable, end, end_dts);
+        }
+        st.open = None;
+        st.discontinuity = true;
     }
 
     fn scan(&self, st: &mut State, readable: u64) {
@@ -194,6 +282,7 @@ impl LogHls {
         let lead = lead_track(log);
         let video = log.tracks[lead].spec.kind == TrackKind::Video;
         let clock = log.tracks[lead].clock_rate_hz();
+        let part_target = ticks_from(PART_TARGET, clock);
         if st.open.is_none() {
             self.start(st, readable, LIVE_WINDOW_SEGMENTS as usize);
         }
@@ -207,8 +296,7 @@ impl LogHls {
                 _ => 0,
             };
             if u128::from(behind) > CATCH_UP.as_nanos() {
-                st.open = None;
-                st.discontinuity = true;
+                self.abandon(st, readable);
                 self.start(st, readable, LIVE_WINDOW_SEGMENTS as usize);
             }
         }
@@ -224,8 +312,7 @@ impl LogHls {
                     log.counters
                         .reader_skips
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    st.open = None;
-                    st.discontinuity = true;
+                    self.abandon(st, readable);
                     self.start(st, readable, 0);
                 }
                 Lookup::Ready(s) => {
@@ -235,53 +322,113 @@ impl LogHls {
                         // last sample, and the next starts with a discontinuity instead of
                         // an hour-long EXTINF (RFC 8216 §4.3.2.3).
                         let end_dts = open.last_dts + open.step.max(1);
-                        self.finish(st, readable, s, end_dts, s.sync || !video);
+                        self.finish_part(st, readable, s.n, end_dts);
+                        self.finish_segment(st, readable, s.n, end_dts);
+                        self.open_next(st, &s, s.sync || !video);
                         st.discontinuity = true;
                         continue;
                     }
+                    // A part longer than the target (the frame rate dropped): it ends before
+                    // its last sample, which starts the next part (RFC 8216bis §4.4.4.9:
+                    // no part longer than PART-TARGET).
+                    if open.next_lead > open.part_lead + 1
+                        && s.dts - open.part_lead_dts > part_target
+                    {
+                        let (end, end_dts) = (open.next_lead - 1, open.last_dts);
+                        self.finish_part(st, readable, end, end_dts);
+                    }
+                    let Some(open) = st.open.as_mut() else {
+                        return;
+                    };
                     let since = ticks_to_nanos(s.dts - open.lead_dts, clock).max(0);
                     let since = Duration::from_nanos(since as u64);
-                    match cut_before(since, s.sync || !video, st.target) {
+                    match cut_before(since, s.sync || !video, st.store.target_fixed()) {
                         Cut::No => {
+                            // The part ends before `s` when one more frame would run it past
+                            // the target: it is finished now, a frame early, rather than
+                            // when the next sample arrives.
+                            let next_step = if step > 0 { step } else { open.step };
+                            if s.n > open.part_lead
+                                && s.dts + next_step.max(0) - open.part_lead_dts > part_target
+                            {
+                                self.finish_part(st, readable, s.n, s.dts);
+                            }
+                            let Some(open) = st.open.as_mut() else {
+                                return;
+                            };
                             open.next_lead += 1;
                             open.last_dts = s.dts;
                             if step > 0 {
                                 open.step = step;
                             }
                         }
-                        cut => self.finish(st, readable, s, s.dts, cut == Cut::AtKeyframe),
+                        cut => {
+                            self.finish_part(st, readable, s.n, s.dts);
+                            self.finish_segment(st, readable, s.n, s.dts);
+                            self.open_next(st, &s, cut == Cut::AtKeyframe);
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Closes the open segment before lead sample `end`, at decode time `end_dts` (`end`'s
-    /// own unless the clock jumped), and stores it; the next opens at `end`.
-    fn finish(&self, st: &mut State, readable: u64, end: LogSample, end_dts: i64, keyframe: bool) {
+    /// Opens the next segment (and its first part) at lead sample `at`.
+    fn open_next(&self, st: &mut State, at: &LogSample, independent: bool) {
+        let start = match &st.open {
+            Some(open) => open.part_start.clone(),
+            None => return,
+        };
+        st.open = Some(Open::at(start, at, independent));
+    }
+
+    /// Builds the fragment of lead samples `from[lead]..lead_end` (ending at decode time
+    /// `end_dts`) and, for the other tracks, from `from[j]` to `to[j]` when given, else up to
+    /// the cut (their samples decoding before `end_dts`, as far as they arrived).
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        st: &mut State,
+        readable: u64,
+        from: &[u64],
+        to: Option<&[u64]>,
+        lead_end: u64,
+        end_dts: i64,
+        sequence: u32,
+    ) -> Option<Built> {
         let log = &*self.log;
         let lead = lead_track(log);
-        let Some(open) = st.open.take() else {
-            return;
-        };
         let Some(Some(lead_base)) = st.bases.get(lead).copied() else {
-            return;
+            return None;
         };
         let lead_clock = log.tracks[lead].clock_rate_hz();
         let cut_ns = ticks_to_nanos(end_dts - lead_base, lead_clock);
         let capacity = log.capacity();
         let mut tracks: Vec<Track> = Vec::with_capacity(log.tracks.len());
         let mut runs = Vec::with_capacity(log.tracks.len());
-        let mut next_start = open.start.clone();
+        let mut ends = from.to_vec();
         for (j, media_track) in log.media.index.tracks.iter().enumerate() {
             let clock = log.tracks[j].clock_rate_hz();
             let mut base = st.bases.get(j).copied().flatten();
             let mut samples: Vec<Sample> = Vec::new();
-            let mut n = open.start[j];
+            let mut n = from.get(j).copied().unwrap_or(0);
+            let limit = if j == lead {
+                Some(lead_end)
+            } else {
+                to.and_then(|t| t.get(j).copied())
+            };
             let mut next_dts = None;
+            let mut prev_dts = match n.checked_sub(1).map(|p| log.lookup(j, p, readable)) {
+                Some(Lookup::Ready(p)) => Some(p.dts),
+                _ => None,
+            };
             loop {
-                if j == lead && n >= end.n {
-                    next_dts = Some(end_dts);
+                if limit.is_some_and(|l| n >= l) {
+                    if j == lead {
+                        next_dts = Some(end_dts);
+                    } else if let Lookup::Ready(s) = log.lookup(j, n, readable) {
+                        next_dts = Some(s.dts);
+                    }
                     break;
                 }
                 match log.lookup(j, n, readable) {
@@ -290,10 +437,16 @@ impl LogHls {
                             let after = s.arrival_ns.saturating_sub(st.start_arrival_ns);
                             s.dts - nanos_to_ticks(i128::from(after), clock)
                         });
-                        if j != lead && ticks_to_nanos(s.dts - base, clock) >= cut_ns {
+                        // A sample that would end past the cut goes to the next fragment, so
+                        // the other tracks of a fragment starting at a keyframe start no
+                        // later than its video: a player starting there meets no hole
+                        // (MSE's buffered range is the tracks' intersection).
+                        let step = prev_dts.map_or(0, |p| (s.dts - p).max(0));
+                        if limit.is_none() && ticks_to_nanos(s.dts - base + step, clock) > cut_ns {
                             next_dts = Some(s.dts);
                             break;
                         }
+                        prev_dts = Some(s.dts);
                         let mut sample = s.as_sample(capacity);
                         sample.dts = (s.dts - base).max(0) as u64;
                         samples.push(sample);
@@ -307,7 +460,9 @@ impl LogHls {
                     break;
                 }
             }
-            next_start[j] = n;
+            if let Some(e) = ends.get_mut(j) {
+                *e = n;
+            }
             if let Some(b) = st.bases.get_mut(j) {
                 *b = base;
             }
@@ -341,39 +496,98 @@ impl LogHls {
             tracks,
             skipped: Vec::new(),
         };
+        // The copy, under this shard's pin: every sample was readable at `readable`.
+        let bytes = fragment(&index, sequence, &runs)
+            .map(|f| f.to_vec(log.media.bytes.as_slice()))
+            .map_err(|e| e.to_string());
+        Some(Built { bytes, ends })
+    }
+
+    /// Finishes the open part before lead sample `end` (decode time `end_dts`) and stores
+    /// it; the next part starts there.
+    fn finish_part(&self, st: &mut State, readable: u64, end: u64, end_dts: i64) {
+        let Some(open) = st.open.as_ref() else {
+            return;
+        };
+        if end <= open.part_lead {
+            return;
+        }
+        let from = open.part_start.clone();
+        let (part_dts, independent, k) = (open.part_lead_dts, open.part_independent, open.parts);
         let msn = st.next_msn;
-        let duration_ns = ticks_to_nanos(end_dts - open.lead_dts, lead_clock).max(0);
-        let duration = Duration::from_nanos(duration_ns as u64);
-        match fragment(&index, fragment_sequence_number(msn, 0), &runs) {
-            Ok(f) => {
-                // The copy, under this shard's pin: every sample was readable at `readable`.
-                let bytes: Arc<[u8]> = f.to_vec(log.media.bytes.as_slice()).into();
+        let lead = lead_track(&self.log);
+        let clock = self.log.tracks[lead].clock_rate_hz();
+        let sequence = fragment_sequence_number(msn, k);
+        let Some(built) = self.build(st, readable, &from, None, end, end_dts, sequence) else {
+            return;
+        };
+        match built.bytes {
+            Ok(bytes) => {
+                let duration = ticks_to_nanos(end_dts - part_dts, clock).max(0);
+                st.store.push_part(
+                    msn,
+                    st.discontinuity,
+                    StoredPart {
+                        duration: Duration::from_nanos(duration as u64),
+                        independent,
+                        bytes: bytes.into(),
+                    },
+                );
+            }
+            Err(e) => tracing::warn!(stream = %self.log.name(), "HLS part {msn}.{k}: {e}"),
+        }
+        if let Some(open) = st.open.as_mut() {
+            open.part_start = built.ends;
+            open.part_lead = end;
+            open.part_lead_dts = end_dts;
+            open.part_independent = false;
+            open.parts += 1;
+            let video = self.log.tracks[lead].spec.kind == TrackKind::Video;
+            if let Lookup::Ready(s) = self.log.lookup(lead, end, readable) {
+                open.part_independent = s.sync || !video;
+            }
+        }
+    }
+
+    /// Finishes the open segment at the end of its last finished part (lead sample `end`,
+    /// decode time `end_dts`) and stores it: one fragment over exactly its parts' samples.
+    fn finish_segment(&self, st: &mut State, readable: u64, end: u64, end_dts: i64) {
+        let Some(open) = st.open.as_ref() else {
+            return;
+        };
+        let (from, to) = (open.start.clone(), open.part_start.clone());
+        let (lead_dts, independent) = (open.lead_dts, open.independent);
+        let msn = st.next_msn;
+        let lead = lead_track(&self.log);
+        let clock = self.log.tracks[lead].clock_rate_hz();
+        let sequence = fragment_sequence_number(msn, 0);
+        let Some(built) = self.build(st, readable, &from, Some(&to), end, end_dts, sequence) else {
+            return;
+        };
+        let duration =
+            Duration::from_nanos(ticks_to_nanos(end_dts - lead_dts, clock).max(0) as u64);
+        match built.bytes {
+            Ok(bytes) => {
                 st.store.push(StoredSegment {
                     msn,
                     duration,
-                    independent: open.independent,
+                    independent,
                     discontinuity: std::mem::take(&mut st.discontinuity),
-                    bytes,
+                    bytes: bytes.into(),
+                    parts: Vec::new(),
                 });
                 st.next_msn += 1;
-                if st.target.is_none() {
-                    st.target = Some(target_from_first(duration));
-                }
             }
             Err(e) => {
-                tracing::warn!(stream = %log.name(), "HLS segment {msn}: {e}");
+                tracing::warn!(stream = %self.log.name(), "HLS segment {msn}: {e}");
             }
         }
-        st.open = Some(Open {
-            start: next_start,
-            lead_dts: end.dts,
-            independent: keyframe,
-            next_lead: end.n + 1,
-            last_dts: end.dts,
-            step: 0,
-            arrival_ns: end.arrival_ns,
-        });
     }
+}
+
+/// `d` in ticks of a `clock_hz` clock.
+fn ticks_from(d: Duration, clock_hz: u32) -> i64 {
+    nanos_to_ticks(d.as_nanos() as i128, clock_hz)
 }
 
 #[cfg(test)]
@@ -470,7 +684,8 @@ mod tests {
         let mut w = writer(&file, DEFAULT_CAPACITY, t0);
         publish_sample(&mut w, &file, t0, 9.0);
         let hls = LogHls::new(w.log().clone());
-        let LogView::Ready((mp4, listed, target)) = hls.with_store(0, |store, target, _| {
+        let LogView::Ready((mp4, listed, target)) = hls.with_store(0, |store, _| {
+            let target = store.target();
             let mut mp4 = hls.init().unwrap().to_vec();
             let mut listed = Vec::new();
             for seg in store.window() {
@@ -531,7 +746,7 @@ mod tests {
         publish_sample(&mut w, &file, t0, 5.0);
         let hls = LogHls::new(w.log().clone());
         let LogView::Ready(first) =
-            hls.with_store(0, |s, _, _| s.window().map(|s| s.msn).collect::<Vec<_>>())
+            hls.with_store(0, |s, _| s.window().map(|s| s.msn).collect::<Vec<_>>())
         else {
             panic!("no segment after 5 s");
         };
@@ -585,11 +800,11 @@ mod tests {
                 }
             }
         }
-        let LogView::Ready((listed, text)) = hls.with_store(0, |s, target, ended| {
+        let LogView::Ready((listed, text)) = hls.with_store(0, |s, ended| {
             let listed: Vec<(u64, bool)> = s.window().map(|s| (s.msn, s.discontinuity)).collect();
             let text = crate::hls::log_segments::log_media_playlist(
                 s,
-                target,
+                PART_TARGET,
                 &crate::hls::QuerySuffix::none(),
                 ended,
             );
@@ -616,6 +831,146 @@ mod tests {
 }
 
 #[cfg(test)]
+mod part_tests {
+    use std::time::Instant;
+
+    use super::tests::{publish_range, writer};
+    use super::*;
+    use crate::hls::log_segments::LogReload;
+    use crate::live_log::DEFAULT_CAPACITY;
+    use crate::media::library::SAMPLE_MP4;
+    use crate::media::mp4::parse_mp4;
+    use crate::media::MediaFile;
+
+    /// (data, decode time) of every sample of `track` in `init` + `fragments`, read back by
+    /// the crate's fragmented-MP4 reader.
+    fn samples(init: &[u8], fragments: &[&[u8]], track: usize) -> Vec<(Vec<u8>, u64)> {
+        let mut mp4 = init.to_vec();
+        for f in fragments {
+            mp4.extend_from_slice(f);
+        }
+        let index = parse_mp4(&mp4).unwrap();
+        index.tracks[track]
+            .samples
+            .iter()
+            .map(|s| {
+                (
+                    mp4[s.offset as usize..][..s.len as usize].to_vec(),
+                    index.tracks[track].dts_ticks(s) as u64,
+                )
+            })
+            .collect()
+    }
+
+    /// The sample published a frame time at a time, the store refreshed after each: parts
+    /// are finished as soon as the next part's first frame is in the log (the finished parts
+    /// reach within a part target of the newest frame), none is longer than the part target,
+    /// parts starting at a keyframe are independent and only those, and each segment holds
+    /// exactly its parts' samples (same bytes, same decode times), so a player reading parts
+    /// and one reading segments get the same media.
+    #[test]
+    fn parts_follow_the_log_and_add_up_to_their_segment() {
+        let file = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
+        let t0 = Instant::now();
+        let mut w = writer(&file, DEFAULT_CAPACITY, t0);
+        let hls = LogHls::new(w.log().clone());
+        let frame = 0.04;
+        let mut at = 0.0f64;
+        let mut checked = 0;
+        while at < 9.0 {
+            publish_range(&mut w, &file, t0, at..at + frame, 0.0);
+            at += frame;
+            let view = hls.with_store(0, |store, _| {
+                let done: Duration = store.window().map(|s| s.duration).sum::<Duration>()
+                    + store
+                        .open_parts()
+                        .iter()
+                        .map(|p| p.duration)
+                        .sum::<Duration>();
+                done
+            });
+            if let LogView::Ready(done) = view {
+                // The newest video frame starts at `at - frame`; the finished parts end at
+                // most a part target before it.
+                let newest = Duration::from_secs_f64(at - frame);
+                assert!(
+                    done + PART_TARGET + Duration::from_millis(1) >= newest,
+                    "parts end at {done:?}, the log at {newest:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked} refreshes saw a store");
+        let init = hls.init().unwrap();
+        let LogView::Ready(()) = hls.with_store(0, |store, _| {
+            let window: Vec<&StoredSegment> = store.window().collect();
+            assert_eq!(window.len(), 4, "keyframes at 0, 2, 4, 6, 8 s");
+            for seg in window {
+                assert_eq!(seg.parts.len(), 7, "segment {}: 6 × 320 ms + 80 ms", seg.msn);
+                for (k, p) in seg.parts.iter().enumerate() {
+                    assert!(p.duration <= PART_TARGET, "part {}.{k}: {:?}", seg.msn, p.duration);
+                    assert_eq!(p.independent, k == 0, "part {}.{k}", seg.msn);
+                    assert_eq!(&p.bytes[4..8], b"moof");
+                }
+                let parts: Vec<&[u8]> = seg.parts.iter().map(|p| &p.bytes[..]).collect();
+                for track in 0..2 {
+                    let from_parts = samples(&init, &parts, track);
+                    let from_segment = samples(&init, &[&seg.bytes[..]], track);
+                    assert!(!from_segment.is_empty());
+                    assert_eq!(from_parts, from_segment, "segment {} track {track}", seg.msn);
+                }
+            }
+            // The segment being filled: its parts so far, and the hint is the next one.
+            let (open, done) = store.open_edge();
+            assert_eq!(open, 4);
+            assert!(done >= 2, "{done} parts of segment 4 after 1 s of it");
+            assert_eq!(store.part(open, done).map(|_| ()), None);
+            assert!(store.part(open, done - 1).is_some());
+            // Blocking reloads (RFC 8216bis §6.2.5.2).
+            let r = |msn, part| store.reload(msn, part, PART_TARGET);
+            assert_eq!(r(3, None), LogReload::Now);
+            assert_eq!(r(4, None), LogReload::Wait);
+            assert_eq!(r(5, None), LogReload::Wait);
+            assert_eq!(r(6, None), LogReload::TooFar);
+            assert_eq!(r(open, Some(done - 1)), LogReload::Now);
+            assert_eq!(r(open, Some(done)), LogReload::Wait);
+            assert_eq!(r(open, Some(done + 8)), LogReload::Wait);
+            assert_eq!(r(open, Some(done + 9)), LogReload::TooFar);
+            assert_eq!(r(3, Some(6)), LogReload::Now);
+            // One past segment 3's last part is segment 4's part 0, there already.
+            assert_eq!(r(3, Some(7)), LogReload::Now);
+            assert_eq!(r(open + 1, Some(0)), LogReload::Wait);
+            assert_eq!(r(open + 1, Some(20)), LogReload::TooFar);
+            assert_eq!(r(u64::MAX, Some(usize::MAX)), LogReload::TooFar);
+            let text = crate::hls::log_segments::log_media_playlist(
+                store,
+                PART_TARGET,
+                &crate::hls::QuerySuffix::none(),
+                false,
+            );
+            assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.334\n"), "{text}");
+            assert!(
+                text.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.002,HOLD-BACK=6.000\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part4.{done}.m4s\"\n")),
+                "{text}"
+            );
+            assert!(
+                text.contains("#EXT-X-PART:DURATION=0.320,URI=\"part3.0.m4s\",INDEPENDENT=YES\n"),
+                "{text}"
+            );
+            assert!(text.contains("#EXT-X-PART:DURATION=0.080,URI=\"part3.6.m4s\"\n#EXTINF:2.000,\nseg3.m4s\n"), "{text}");
+            // Parts only for the segments ending within 3 target durations of the end.
+            assert!(!text.contains("part0."), "{text}");
+        }) else {
+            panic!("no store");
+        };
+    }
+}
+
+#[cfg(test)]
 mod jump_tests {
     use std::time::Instant;
 
@@ -638,7 +993,8 @@ mod jump_tests {
         publish_range(&mut w, &file, t0, 0.0..5.0, 0.0);
         publish_range(&mut w, &file, t0, 5.0..10.0, 3600.0);
         let hls = LogHls::new(w.log().clone());
-        let LogView::Ready((segments, target)) = hls.with_store(0, |store, target, _| {
+        let LogView::Ready((segments, target)) = hls.with_store(0, |store, _| {
+            let target = store.target();
             let segments: Vec<(u64, Duration, bool)> = store
                 .window()
                 .map(|s| (s.msn, s.duration, s.discontinuity))

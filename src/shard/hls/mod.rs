@@ -19,7 +19,7 @@ pub(crate) mod routes;
 pub(crate) mod viewers;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
@@ -64,6 +64,10 @@ struct Slot {
     generation: u32,
     /// A blocking reload waiting for its part.
     parked: Option<Request>,
+    /// Names the parked request (timer entries of an earlier one are ignored).
+    park_id: u64,
+    /// The parked request is held on a log and its wait ran out: routed as expired.
+    hold_expired: bool,
     /// Writability is watched only while a response is blocked.
     watching_writes: bool,
 }
@@ -75,8 +79,11 @@ pub(crate) struct HlsService {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     generation: u32,
-    /// Parked requests by wake time: (when, slot, generation).
-    parked: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Parked requests by wake time: (when, slot, generation, park id).
+    parked: BinaryHeap<Reverse<(Instant, usize, u32, u64)>>,
+    /// Requests held until an ingested stream's log grows, by log.
+    held: HashMap<usize, HeldLog>,
+    next_park_id: u64,
     router: Router,
     next_sweep: Instant,
     log_budget: (Instant, u32),
@@ -105,6 +112,8 @@ impl HlsService {
             free: Vec::new(),
             generation: 0,
             parked: BinaryHeap::new(),
+            held: HashMap::new(),
+            next_park_id: 0,
             router: Router::new(shard, context, counters.clone()),
             next_sweep: now + Duration::from_secs(1),
             log_budget: (now, 0),
@@ -126,7 +135,7 @@ impl HlsService {
     /// The earliest time the service needs to run without a socket event.
     pub(crate) fn next_deadline(&self) -> Instant {
         match self.parked.peek() {
-            Some(Reverse((at, _, _))) => (*at).min(self.next_sweep),
+            Some(Reverse((at, _, _, _))) => (*at).min(self.next_sweep),
             None => self.next_sweep,
         }
     }
@@ -150,20 +159,22 @@ impl HlsService {
 
     /// Parked requests whose time came, and the once-a-second sweep of idle connections.
     pub(crate) fn on_timers(&mut self, epoll: &Epoll, now: Instant) {
-        while let Some(&Reverse((at, slot, generation))) = self.parked.peek() {
+        while let Some(&Reverse((at, slot, generation, id))) = self.parked.peek() {
             if at > now {
                 break;
             }
             self.parked.pop();
-            let live = matches!(&self.slots.get(slot), Some(Some(s)) if s.generation == generation);
-            if live {
-                if let Some(Some(s)) = self.slots.get_mut(slot) {
+            if let Some(Some(s)) = self.slots.get_mut(slot) {
+                if s.generation == generation && s.park_id == id {
                     if let Some(req) = s.parked.take() {
-                        self.answer(epoll, slot, req, now);
+                        // A held request whose wait ran out is routed once more as such.
+                        let expired = std::mem::take(&mut s.hold_expired);
+                        self.answer(epoll, slot, req, now, expired);
                     }
                 }
             }
         }
+        self.recheck_held(epoll, now);
         if now >= self.next_sweep {
             self.next_sweep = now + Duration::from_secs(1);
             let mut expired = Vec::new();
@@ -233,6 +244,8 @@ impl HlsService {
                 conn: HttpConn::new(stream, peer, now),
                 generation,
                 parked: None,
+                park_id: 0,
+                hold_expired: false,
                 watching_writes: false,
             });
             self.counters
@@ -271,7 +284,7 @@ impl HlsService {
                     return;
                 }
                 Incoming::Request(req) => {
-                    if !self.answer(epoll, slot, req, now) {
+                    if !self.answer(epoll, slot, req, now, false) {
                         return;
                     }
                 }
@@ -281,7 +294,14 @@ impl HlsService {
 
     /// Routes `req` and starts its response (or parks it); true if the connection can take
     /// its next request at once.
-    fn answer(&mut self, epoll: &Epoll, slot: usize, req: Request, now: Instant) -> bool {
+    fn answer(
+        &mut self,
+        epoll: &Epoll,
+        slot: usize,
+        req: Request,
+        now: Instant,
+        expired: bool,
+    ) -> bool {
         let Some(Some(s)) = self.slots.get_mut(slot) else {
             return false;
         };
@@ -289,7 +309,7 @@ impl HlsService {
         let mut served = Served::default();
         match self
             .router
-            .route(&req, peer, now, SystemTime::now(), &mut served)
+            .route(&req, peer, now, SystemTime::now(), &mut served, expired)
         {
             Routed::Reply(reply) => {
                 let bytes = match (req.method, reply.window) {
@@ -307,11 +327,108 @@ impl HlsService {
             }
             Routed::Park(until) => {
                 tracing::trace!(shard = self.shard, %peer, path = %req.path, query = ?req.query, wait_ms = until.saturating_duration_since(now).as_millis() as u64, "HLS request parked");
-                if let Some(Some(s)) = self.slots.get_mut(slot) {
-                    s.parked = Some(req);
-                    self.parked.push(Reverse((until, slot, s.generation)));
-                }
+                self.park(slot, req, until, false);
                 false
+            }
+            Routed::Hold { log, wanted, until } => {
+                tracing::trace!(shard = self.shard, %peer, path = %req.path, query = ?req.query, ?wanted, "HLS request held for its log");
+                let Some((id, generation)) = self.park(slot, req, until, true) else {
+                    return false;
+                };
+                let key = Arc::as_ptr(&log) as usize;
+                let shard = self.shard;
+                let entry = self.held.entry(key).or_insert_with(|| {
+                    // The writer wakes this shard after each append while it watches.
+                    log.log.watch(shard, true);
+                    HeldLog {
+                        progress: log.progress(),
+                        log,
+                        waiting: Vec::new(),
+                    }
+                });
+                entry.waiting.push(HeldRequest {
+                    slot,
+                    generation,
+                    id,
+                    wanted,
+                });
+                false
+            }
+        }
+    }
+
+    /// Parks `req` on `slot` until `until` (`held`: on a log, answered earlier when it grows);
+    /// the park id and the slot's generation.
+    fn park(
+        &mut self,
+        slot: usize,
+        req: Request,
+        until: Instant,
+        held: bool,
+    ) -> Option<(u64, u32)> {
+        let s = self.slots.get_mut(slot)?.as_mut()?;
+        self.next_park_id += 1;
+        let id = self.next_park_id;
+        s.parked = Some(req);
+        s.park_id = id;
+        s.hold_expired = held;
+        self.parked.push(Reverse((until, slot, s.generation, id)));
+        Some((id, s.generation))
+    }
+
+    /// Requests held on logs: for each log that grew (or changed state) since the last look,
+    /// answer the requests whose segment or part is now there. Cost per wake: one atomic
+    /// load per track of each log with held requests; per growth of such a log, one store
+    /// refresh and one store lookup per request held on it. Requests whose connection went
+    /// away or that were answered otherwise are dropped here, and a log nobody waits on is
+    /// no longer watched.
+    fn recheck_held(&mut self, epoll: &Epoll, now: Instant) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut due: Vec<(usize, u64)> = Vec::new();
+        let sweep = now >= self.next_sweep;
+        for held in self.held.values_mut() {
+            let progress = held.log.progress();
+            if progress == held.progress && !sweep {
+                continue;
+            }
+            held.progress = progress;
+            let slots = &self.slots;
+            held.waiting.retain(|w| {
+                let parked = matches!(
+                    slots.get(w.slot),
+                    Some(Some(s)) if s.generation == w.generation && s.park_id == w.id && s.parked.is_some()
+                );
+                if !parked {
+                    return false;
+                }
+                if held.log.ready(self.shard, w.wanted) {
+                    due.push((w.slot, w.id));
+                    return false;
+                }
+                true
+            });
+        }
+        let shard = self.shard;
+        self.held.retain(|_, h| {
+            if h.waiting.is_empty() {
+                h.log.log.watch(shard, false);
+                false
+            } else {
+                true
+            }
+        });
+        for (slot, id) in due {
+            if let Some(Some(s)) = self.slots.get_mut(slot) {
+                if s.park_id == id {
+                    if let Some(req) = s.parked.take() {
+                        s.hold_expired = false;
+                        self.answer(epoll, slot, req, now, false);
+                        // Pipelined requests behind it.
+                        self.serve(epoll, slot, now);
+                    }
+                }
             }
         }
     }
@@ -410,6 +527,22 @@ impl HlsService {
             tracing::info!(shard = self.shard, "{line}");
         }
     }
+}
+
+/// The requests one shard holds on one log.
+struct HeldLog {
+    log: Arc<LogHls>,
+    /// [`LogHls::progress`] when last looked at.
+    progress: u64,
+    waiting: Vec<HeldRequest>,
+}
+
+/// One held request: its slot and what it waits for.
+struct HeldRequest {
+    slot: usize,
+    generation: u32,
+    id: u64,
+    wanted: logs::Wanted,
 }
 
 /// True when a parked request's peer has gone (a zero-length peek).

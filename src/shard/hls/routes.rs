@@ -13,8 +13,8 @@
 //! ```
 //!
 //! Files, live channels, and ingested streams (published or pulled: their live logs, by the
-//! context's directory, served from a per-stream store of finished segments, `super::logs`;
-//! no parts for those yet).
+//! context's directory, served from a per-stream store of finished segments and parts,
+//! `super::logs`).
 //!
 //! Access: a stream that needs credentials over RTSP, or any stream with `--require-token`,
 //! needs a play token (`?token=`, bound to the stream and expiring, `crate::token`) on every
@@ -33,15 +33,17 @@ use std::time::{Duration, Instant, SystemTime};
 use super::conn::{
     BadRequest, Body, BodyPath, FragmentBody, Method, Outgoing, Request, StagedBody,
 };
-use super::logs::{LiveLogs, LogHls, LogView};
+use super::logs::{LiveLogs, LogHls, LogView, Wanted};
 use super::SharedHlsContext;
 use crate::hls::fmp4::{first_served_samples, init_segment, Fragment};
-use crate::hls::log_segments::{log_media_playlist, log_multivariant_playlist, SegmentStore};
+use crate::hls::log_segments::{
+    log_media_playlist, log_multivariant_playlist, LogReload, SegmentStore,
+};
 use crate::hls::playlist::{
     live_media_playlist, multivariant_playlist, parse_blocking_reload, parse_resource, reload_wait,
     vod_media_playlist, HlsResource, QuerySuffix, ReloadWait,
 };
-use crate::hls::segments::{segment_file, LiveHls, Segmentation};
+use crate::hls::segments::{segment_file, LiveHls, Segmentation, PART_TARGET};
 use crate::live::LiveChannel;
 use crate::media::library::{LibraryError, MediaLibrary};
 use crate::media::name::split_path;
@@ -144,6 +146,16 @@ pub(crate) enum Routed {
     Reply(Reply),
     /// A blocking reload: route the request again at this time.
     Park(Instant),
+    /// A blocking reload or hinted part of an ingested stream: route the request again
+    /// once the log grew enough (`wanted`), or at `until` with `expired` set.
+    Hold {
+        /// The stream's log.
+        log: Arc<LogHls>,
+        /// What the request waits for.
+        wanted: Wanted,
+        /// When the wait runs out (three target durations).
+        until: Instant,
+    },
 }
 
 /// A resolved stream, shared by the requests of all its viewers on this shard (`Rc`: it
@@ -265,6 +277,7 @@ impl Router {
         now: Instant,
         wall: SystemTime,
         served: &mut Served,
+        expired: bool,
     ) -> Routed {
         if req.method == Method::Options {
             // A CORS preflight (Fetch standard §3.2.2) or a capability probe.
@@ -280,7 +293,7 @@ impl Router {
                 log: None,
             });
         }
-        match self.route_get(req, peer, now, wall, served) {
+        match self.route_get(req, peer, now, wall, served, expired) {
             Ok(routed) => routed,
             Err(r) => Routed::Reply(error_reply(r.status, &r.why, r.log)),
         }
@@ -293,6 +306,7 @@ impl Router {
         now: Instant,
         wall: SystemTime,
         served: &mut Served,
+        expired: bool,
     ) -> Result<Routed, Refusal> {
         let rest = req
             .path
@@ -318,7 +332,7 @@ impl Router {
             .cloned();
         if let Some(log) = log {
             let query = self.query_suffix(&name, req, peer, wall, resource, served)?;
-            return self.log_resource(&log, req, resource, &query, served);
+            return self.log_resource(&log, req, resource, &query, served, now, expired);
         }
         let entry = self.stream(&name, &segments, now)?;
         let query =
@@ -387,14 +401,20 @@ impl Router {
     }
 
     /// A resource of an ingested stream (`crate::hls::log_segments`): the store is brought
-    /// up to date first, so the playlist lists exactly the segments it holds.
+    /// up to date first, so the playlist lists exactly the segments and parts it holds. A
+    /// blocking reload (RFC 8216bis §6.2.5.2) or a request for the hinted part that is not
+    /// there yet is held (`Routed::Hold`) until it is, at most three target durations;
+    /// `expired`: this is that request again after the wait ran out (503).
+    #[allow(clippy::too_many_arguments)]
     fn log_resource(
         &self,
-        log: &LogHls,
+        log: &Arc<LogHls>,
         req: &Request,
         resource: HlsResource,
         query: &QuerySuffix,
         served: &mut Served,
+        now: Instant,
+        expired: bool,
     ) -> Result<Routed, Refusal> {
         let name = log.log.name();
         let not_yet =
@@ -404,7 +424,7 @@ impl Router {
                 // Served before the first segment is finished too: players give up on a
                 // multivariant playlist sooner than on a media playlist (hls.js: one retry
                 // against four), and this one needs only the codecs.
-                let view = log.with_store(self.shard, |store, _, _| {
+                let view = log.with_store(self.shard, |store, _| {
                     log_multivariant_playlist(&log.log.media.index, store, query)
                 });
                 let text = match view {
@@ -416,11 +436,54 @@ impl Router {
                 playlist_reply(text, "no-cache")
             }
             HlsResource::MediaPlaylist => {
-                let view = log.with_store(self.shard, |store, target, ended| {
-                    log_media_playlist(store, target, query, ended)
+                let blocking = parse_blocking_reload(req.query.as_deref().unwrap_or(""))
+                    .map_err(|e| Refusal::new(e.status(), format!("blocking reload: {e}")))?;
+                let view = log.with_store(self.shard, |store, ended| {
+                    let wait = match blocking {
+                        // An ended stream grows no more: the last playlist at once.
+                        Some(w) if !ended => store.reload(w.msn, w.part, PART_TARGET),
+                        _ => LogReload::Now,
+                    };
+                    let text = (wait == LogReload::Now)
+                        .then(|| log_media_playlist(store, PART_TARGET, query, ended));
+                    (wait, text, store.target())
                 });
                 match view {
-                    LogView::Ready(text) => playlist_reply(text, "no-cache"),
+                    LogView::Ready((_, Some(text), _)) => playlist_reply(text, "no-cache"),
+                    LogView::Ready((LogReload::TooFar, _, _)) => {
+                        return Err(Refusal::new(
+                            400,
+                            format!(
+                                "_HLS_msn={} _HLS_part={:?} is further ahead of the live edge \
+                                 than RFC 8216bis §6.2.5.2 allows",
+                                blocking.map_or(0, |b| b.msn),
+                                blocking.and_then(|b| b.part)
+                            ),
+                        ))
+                    }
+                    LogView::Ready((_, None, target)) => {
+                        let Some(w) = blocking else {
+                            return Err(not_yet());
+                        };
+                        if expired {
+                            return Err(Refusal::quiet(
+                                503,
+                                format!(
+                                    "_HLS_msn={} _HLS_part={:?} of {name:?} did not appear \
+                                     within three target durations",
+                                    w.msn, w.part
+                                ),
+                            ));
+                        }
+                        return Ok(Routed::Hold {
+                            log: log.clone(),
+                            wanted: Wanted::Reload {
+                                msn: w.msn,
+                                part: w.part,
+                            },
+                            until: now + target * 3,
+                        });
+                    }
                     LogView::Empty => return Err(not_yet()),
                 }
             }
@@ -432,7 +495,7 @@ impl Router {
                 media_reply(req, Body::Shared(init), &etag)?
             }
             HlsResource::Segment { msn } => {
-                let view = log.with_store(self.shard, |store, _, _| {
+                let view = log.with_store(self.shard, |store, _| {
                     let oldest = store.oldest_msn();
                     (store.get(msn).map(|s| s.bytes.clone()), oldest)
                 });
@@ -440,10 +503,7 @@ impl Router {
                     if let LogView::Ready((None, Some(oldest))) = view {
                         if msn < oldest {
                             // Asked for after it left the store: a stall the server sees.
-                            served.late = true;
-                            self.counters
-                                .hls_late_requests
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.count_late(served);
                         }
                     }
                     return Err(Refusal::quiet(
@@ -455,13 +515,63 @@ impl Router {
                 media_reply(req, Body::Shared(bytes), &etag)?
             }
             HlsResource::Part { msn, part } => {
-                return Err(Refusal::quiet(
-                    404,
-                    format!("ingested streams have no parts (part {msn}.{part})"),
-                ))
+                let view = log.with_store(self.shard, |store, ended| {
+                    (
+                        store.part(msn, part).map(|p| p.bytes.clone()),
+                        store.open_edge(),
+                        store.oldest_msn(),
+                        ended,
+                        store.target(),
+                    )
+                });
+                let (bytes, edge, oldest, ended, target) = match view {
+                    LogView::Ready(v) => v,
+                    LogView::Empty => return Err(not_yet()),
+                };
+                match bytes {
+                    Some(bytes) => {
+                        let etag = format!("\"{:x}-{msn}.{part}\"", log_identity(log));
+                        media_reply(req, Body::Shared(bytes), &etag)?
+                    }
+                    // The part the playlist's EXT-X-PRELOAD-HINT names: held until it is
+                    // finished (RFC 8216bis §6.2.6).
+                    None if edge == (msn, part) && !ended && !expired => {
+                        return Ok(Routed::Hold {
+                            log: log.clone(),
+                            wanted: Wanted::Part { msn, part },
+                            until: now + target * 3,
+                        })
+                    }
+                    None if edge == (msn, part) && expired => {
+                        return Err(Refusal::quiet(
+                            503,
+                            format!(
+                                "part {msn}.{part} of {name:?} did not appear within three \
+                                 target durations"
+                            ),
+                        ))
+                    }
+                    None => {
+                        if oldest.is_some_and(|o| msn < o) || msn + 1 < edge.0 {
+                            self.count_late(served);
+                        }
+                        return Err(Refusal::quiet(
+                            404,
+                            format!("part {msn}.{part} of {name:?} is not stored"),
+                        ));
+                    }
+                }
             }
         };
         Ok(Routed::Reply(reply))
+    }
+
+    /// A segment or part asked for after it had left the store: a stall the server sees.
+    fn count_late(&self, served: &mut Served) {
+        served.late = true;
+        self.counters
+            .hls_late_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn media_playlist(
@@ -874,6 +984,7 @@ fn error_reply(status: u16, why: &str, log: bool) -> Reply {
         415 => "Unsupported Media Type",
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     let mut body = String::with_capacity(why.len() + 1);
