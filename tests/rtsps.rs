@@ -178,6 +178,13 @@ fn savp_setups_without_keys_are_refused_never_served_in_the_clear() {
     let (server, _dir) = server("savp", &[]);
     let url = rtsps_url(&server, "sample");
     let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    // Without --rtsps-srtp a DESCRIBE over RTSPS offers no keys either.
+    let d = c.request("DESCRIBE", &url, &[]);
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(
+        sdp.contains(" RTP/AVP ") && !sdp.contains("SAVP") && !sdp.contains("key-mgmt"),
+        "{sdp}"
+    );
     for offer in [
         "RTP/SAVP;unicast;client_port=40000-40001",
         "RTP/SAVP/UDP;unicast;client_port=40000-40001",

@@ -22,7 +22,7 @@ use shardcast::rtsp::mikey;
 use shardcast::webrtc::srtp::{MasterKey, SrtpProfile, SrtpReceiver, SrtpSender};
 
 fn server(tag: &str) -> (common::Server, PathBuf) {
-    rtsps_server("srtp", tag, &[])
+    rtsps_server("srtp", tag, &["--rtsps-srtp"])
 }
 
 fn setups(server: &common::Server) -> Vec<String> {

@@ -205,10 +205,13 @@ impl SessionCore {
                 .and_then(|ch| self.multicast_of(&ch.name))
                 .map(|g| (g.base, g.ttl)),
         );
-        if caller.secure {
-            // RTSPS: each media section offered as `RTP/SAVP` with a fresh key in
-            // `a=key-mgmt:mikey` (RFC 4567 §3.1), remembered for this connection's SETUPs.
-            // A player that SETUPs `RTP/AVP/TCP` (ffmpeg) still gets plain RTP inside TLS.
+        if caller.secure && self.config.rtsps_srtp {
+            // RTSPS with `rtsps-srtp`: each media section offered as `RTP/SAVP` with a fresh
+            // key in `a=key-mgmt:mikey` (RFC 4567 §3.1), remembered for this connection's
+            // SETUPs. A player that SETUPs `RTP/AVP/TCP` (ffmpeg) still gets plain RTP inside
+            // TLS. Off by default: a player that takes the offer (GStreamer) then uses SRTP
+            // over TCP too, a second encryption inside TLS, so only operators who want UDP
+            // media over RTSPS pay for it.
             let channel = self.channel_of(&media);
             let log = self.log_of(&media);
             let offer = super::srtp::SrtpOffer::new(
@@ -331,6 +334,10 @@ impl SessionCore {
             let srtp_keys = if alt.srtp {
                 if !caller.secure {
                     srtp_unkeyed = Some("SRTP keys are only offered over RTSPS");
+                    continue;
+                }
+                if !self.config.rtsps_srtp {
+                    srtp_unkeyed = Some("this server offers no SRTP (rtsps-srtp is off)");
                     continue;
                 }
                 let Some(offer) = self

@@ -320,6 +320,8 @@ pub struct Settings {
     pub admission: Limits,
     /// Whether DESCRIBE and SETUP need a play token.
     pub require_token: bool,
+    /// Whether a DESCRIBE over RTSPS offers SRTP keys (`rtsps-srtp`).
+    pub rtsps_srtp: bool,
 }
 
 /// Play-token settings.

@@ -910,15 +910,60 @@ fn rtsps_callers_get_rtsps_urls_and_no_udp() {
     assert!(header(&a, "Transport").unwrap().contains("interleaved=0-1"));
 }
 
-/// SRTP over RTSPS (MIKEY): a secure DESCRIBE offers `RTP/SAVP` with a key per media
-/// section, a plain one none; `RTP/SAVP` SETUPs need that offer on the same connection
-/// (else 461), take the client's `KeyMgmt` (unreadable → 463) and echo the profile, with the
-/// SSRC the MIKEY map named.
+/// A core with RTSPS and `rtsps-srtp` on.
+fn srtp_core() -> SessionCore {
+    core_with(ConfigOverlay {
+        rtsps_listen: Some("127.0.0.1:8322".parse().unwrap()),
+        tls_cert: Some("c.pem".into()),
+        tls_key: Some("k.pem".into()),
+        rtsps_srtp: Some(true),
+        ..ConfigOverlay::default()
+    })
+}
+
+/// Without `rtsps-srtp` (the default) a secure DESCRIBE offers plain `RTP/AVP` and no keys,
+/// and an `RTP/SAVP` SETUP is 461 even after it.
+#[test]
+fn rtsps_offers_no_srtp_unless_configured() {
+    let mut core = core();
+    let mut w = World::new();
+    let secure = Caller {
+        secure: true,
+        ..caller(VIEWER, 1)
+    };
+    let a = run(
+        &mut core,
+        &mut w,
+        &request("DESCRIBE", "rtsps://h/sample", &[]),
+        &secure,
+    );
+    let sdp = String::from_utf8(a.response.body.clone()).unwrap();
+    assert!(
+        sdp.contains(" RTP/AVP ") && !sdp.contains("SAVP") && !sdp.contains("key-mgmt"),
+        "{sdp}"
+    );
+    let s = run(
+        &mut core,
+        &mut w,
+        &request(
+            "SETUP",
+            "rtsps://h/sample/trackID=0",
+            &[("Transport", "RTP/SAVP/TCP;unicast;interleaved=0-1")],
+        ),
+        &secure,
+    );
+    assert_eq!(status(&s), 461);
+}
+
+/// SRTP over RTSPS (MIKEY, `rtsps-srtp` on): a secure DESCRIBE offers `RTP/SAVP` with a key
+/// per media section, a plain one none; `RTP/SAVP` SETUPs need that offer on the same
+/// connection (else 461), take the client's `KeyMgmt` (unreadable → 463) and echo the
+/// profile, with the SSRC the MIKEY map named.
 #[test]
 fn rtsps_describe_offers_mikey_keys_and_savp_setups_use_them() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut core = core();
+    let mut core = srtp_core();
     let mut w = World::new();
     let secure = Caller {
         secure: true,
