@@ -109,6 +109,32 @@ fn a_rustls_client_reads_rtp_that_matches_the_file() {
     }
 }
 
+/// RFC 8446 §6.1: we send `close_notify` before closing our side of an RTSPS connection —
+/// in answer to the client's, and after a malformed request's 400 — so a client can tell our
+/// end from a truncation attack. (An error ends it with that error's alert instead: see the
+/// KeyUpdate test.)
+#[test]
+fn rtsps_connections_end_with_close_notify() {
+    let (server, _dir) = server("close-notify", &[]);
+    let url = rtsps_url(&server, "sample");
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
+    c.tls.conn.send_close_notify();
+    c.tls.flush().unwrap();
+    c.read_to_close()
+        .expect("the server's close_notify answers the client's");
+
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(c.request("OPTIONS", &url, &[]).status, 200);
+    c.tls.write_all(b"NOT RTSP AT ALL\r\n\r\n").unwrap();
+    c.read_to_close()
+        .expect("after the 400, the server's close_notify");
+    let (resp, _) = shardcast::rtsp::response::parse_response(&c.buf)
+        .unwrap()
+        .expect("a response");
+    assert_eq!(resp.status, 400);
+}
+
 #[test]
 fn a_key_update_closes_the_connection_with_one_log_line() {
     let (server, _dir) = server("keyupdate", &[]);
@@ -121,9 +147,12 @@ fn a_key_update_closes_the_connection_with_one_log_line() {
     c.tls.conn.refresh_traffic_keys().unwrap();
     c.tls.flush().unwrap();
     let started = Instant::now();
-    while c.fill() {
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
+    // RFC 8446 §6.2: ended with the alert the error calls for, not a bare close.
+    let end = c.read_to_close().expect_err("an alert, not close_notify");
+    assert!(
+        format!("{end:?}").contains("UnexpectedMessage"),
+        "unexpected_message alert: {end:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "closed at once");
     // The log is read by another thread: wait (bounded) for the line to arrive.
     let needle = "rtsps: closing connection: post-handshake message (type 24)";

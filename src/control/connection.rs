@@ -28,7 +28,7 @@ use crate::rtsp::parse::{parse_message, Parsed};
 use crate::rtsp::session::{Answer, Caller, Refusal};
 use crate::rtsp::tunnel::{classify, FirstLine};
 use crate::shard::TcpSink;
-use crate::tls::{Handshake, Opened, Opener, Step, TlsError};
+use crate::tls::{Closure, Handshake, Opened, Opener, Step, TlsError};
 use crate::wire::ntp::NtpTime;
 
 /// Longest time a request may take to arrive once its first byte is in.
@@ -138,16 +138,21 @@ async fn serve_with(
     let mut input = None;
     if let Some(config) = tls {
         let opened = match handshake(&stream, &sink, config).await {
-            Ok(mut tls) => tls
-                .opener
-                .open(&mut tls.raw, &mut buf)
-                .map_err(|e| HandshakeFailure::Tls(e.into()))
-                .map(|opened| (opened, tls)),
+            Ok(mut tls) => match tls.opener.open(&mut tls.raw, &mut buf) {
+                Ok(opened) => Ok((opened, tls)),
+                Err(e) => {
+                    end_tls(&stream, &sink, e.closure()).await;
+                    Err(HandshakeFailure::Tls(e.into()))
+                }
+            },
             Err(e) => Err(e),
         };
         match opened {
             Ok((Opened::More, tls)) => input = Some(tls),
-            Ok((Opened::Closed, _)) => return,
+            Ok((Opened::Closed, _)) => {
+                end_tls(&stream, &sink, Closure::Notify).await;
+                return;
+            }
             Err(e) => {
                 if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
                     tracing::warn!(%peer, "rtsps: tls handshake failed: {e}");
@@ -161,6 +166,7 @@ async fn serve_with(
     if let Err(response) = admitted {
         write_response(&sink, &response);
         let _ = flush_sink(&stream, &sink).await;
+        end_tls(&stream, &sink, Closure::Notify).await;
         return;
     }
     let conn = ctl.next_conn.get();
@@ -182,6 +188,18 @@ async fn serve_with(
         .close_connection(&caller, Instant::now());
     ctl.apply(effects);
     ctl.conns.borrow_mut().remove(&conn);
+    // RTSPS: the stream ends with `close_notify` (unless a record error already ended it
+    // with its alert), however the connection ended: the client closed, went idle, sent
+    // something malformed or was refused.
+    end_tls(&stream, &sink, Closure::Notify).await;
+}
+
+/// RTSPS: ends the TLS stream as `closure` says (`TcpSink::end_tls`, RFC 8446 §6) and
+/// pushes the alert out, giving up after the flush's grace period. Nothing on plain TCP or
+/// once the stream was ended.
+async fn end_tls(stream: &TcpStream, sink: &TcpSink, closure: Closure) {
+    sink.end_tls(closure);
+    let _ = flush_sink(stream, sink).await;
 }
 
 fn write_response(sink: &TcpSink, response: &Response) -> bool {
@@ -345,6 +363,8 @@ pub(super) async fn serve_requests(
                                 if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
                                     tracing::warn!(%peer, "rtsps: closing connection: {e}");
                                 }
+                                // RFC 8446 §6.2: the alert this error calls for.
+                                end_tls(stream, sink, e.closure()).await;
                                 return Ended::Closed;
                             }
                         },

@@ -16,7 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ConnectionTrafficSecrets, ServerConfig, ServerConnection};
 
-pub use record::{Opened, Opener, RecordError, Sealer, Suite};
+pub use record::{Closure, Opened, Opener, RecordError, Sealer, Suite};
 
 /// Why the TLS side could not start or a handshake failed.
 #[derive(Debug, thiserror::Error)]

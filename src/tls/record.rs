@@ -31,6 +31,27 @@ const HANDSHAKE: u8 = 22;
 const APPLICATION_DATA: u8 = 23;
 /// The alert description `close_notify` (RFC 8446 §6.1).
 const CLOSE_NOTIFY: u8 = 0;
+/// Alert descriptions we send when we end a connection on an error (RFC 8446 §6.2).
+const UNEXPECTED_MESSAGE: u8 = 10;
+const BAD_RECORD_MAC: u8 = 20;
+const RECORD_OVERFLOW: u8 = 22;
+const DECODE_ERROR: u8 = 50;
+const INTERNAL_ERROR: u8 = 80;
+/// Alert levels (RFC 8446 §6: the level is ignored in TLS 1.3, but errors are sent fatal).
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+
+/// How our side ends a TLS connection (RFC 8446 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closure {
+    /// `close_notify` (§6.1: each party MUST send it before closing its write side, unless
+    /// it sent an error alert).
+    Notify,
+    /// A fatal error alert with this description (§6.2).
+    Fatal(u8),
+    /// Nothing: the peer already ended the connection with an error alert of its own.
+    Silent,
+}
 
 /// The AEAD of a TLS 1.3 cipher suite (RFC 8446 §B.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +111,26 @@ pub enum RecordError {
     /// The key protected as many records as it may (RFC 8446 §5.3, §5.5).
     #[error("record limit of the traffic key reached")]
     SequenceExhausted,
+}
+
+impl RecordError {
+    /// How to end the connection after this error (RFC 8446 §5, §5.2, §5.4, §6.2).
+    pub fn closure(&self) -> Closure {
+        match self {
+            RecordError::BadKey => Closure::Fatal(INTERNAL_ERROR),
+            RecordError::Header(APPLICATION_DATA, len) if *len > MAX_CIPHERTEXT => {
+                Closure::Fatal(RECORD_OVERFLOW)
+            }
+            RecordError::Header(APPLICATION_DATA, _) => Closure::Fatal(DECODE_ERROR),
+            RecordError::Header(..) => Closure::Fatal(UNEXPECTED_MESSAGE),
+            RecordError::Decrypt => Closure::Fatal(BAD_RECORD_MAC),
+            RecordError::NoContentType
+            | RecordError::PostHandshake(_)
+            | RecordError::ContentType(_) => Closure::Fatal(UNEXPECTED_MESSAGE),
+            RecordError::Alert(_) => Closure::Silent,
+            RecordError::SequenceExhausted => Closure::Notify,
+        }
+    }
 }
 
 /// One direction's traffic key: AEAD key, static IV and record sequence number.
@@ -168,16 +209,7 @@ impl Sealer {
             let len = left.min(MAX_PLAINTEXT);
             left -= len;
             let start = out.len();
-            let ct_len = len + 1 + TAG_LEN;
-            // RFC 8446 §5.2: opaque_type 23, legacy_record_version 0x0303, length.
-            let header = [
-                APPLICATION_DATA,
-                3,
-                3,
-                (ct_len >> 8) as u8,
-                (ct_len & 0xff) as u8,
-            ];
-            out.extend_from_slice(&header);
+            out.extend_from_slice(&record_header(len));
             let mut need = len;
             while need > 0 {
                 if current.is_empty() {
@@ -191,24 +223,75 @@ impl Sealer {
                 current = &current[take..];
                 need -= take;
             }
-            // TLSInnerPlaintext: content, then its real type, no padding (§5.2).
-            out.push(APPLICATION_DATA);
-            let nonce = self.keys.next_nonce()?;
-            let body_start = start + HEADER_LEN;
-            let tag = self
-                .keys
-                .key
-                .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[body_start..])
-                .map_err(|_| RecordError::Decrypt)?;
-            out.extend_from_slice(tag.as_ref());
+            self.close_record(start, APPLICATION_DATA, out)?;
         }
         Ok(())
+    }
+
+    /// Appends the alert that ends the connection as `closure` says, as one record (RFC
+    /// 8446 §6: level, description; encrypted like any record after the handshake).
+    pub fn seal_closure(&mut self, closure: Closure, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        let alert = match closure {
+            Closure::Notify => [WARNING, CLOSE_NOTIFY],
+            Closure::Fatal(description) => [FATAL, description],
+            Closure::Silent => return Ok(()),
+        };
+        let start = out.len();
+        out.extend_from_slice(&record_header(alert.len()));
+        out.extend_from_slice(&alert);
+        self.close_record(start, ALERT, out)
+    }
+
+    /// Finishes the record that starts at `start` in `out` (its header, then its content):
+    /// appends the real content type `kind` (TLSInnerPlaintext, no padding: RFC 8446 §5.2),
+    /// encrypts in place and appends the tag. On error `out` is cut back to `start`.
+    fn close_record(
+        &mut self,
+        start: usize,
+        kind: u8,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        out.push(kind);
+        let header: [u8; HEADER_LEN] = [
+            out[start],
+            out[start + 1],
+            out[start + 2],
+            out[start + 3],
+            out[start + 4],
+        ];
+        let sealed = self.keys.next_nonce().and_then(|nonce| {
+            self.keys
+                .key
+                .seal_in_place_separate_tag(
+                    nonce,
+                    Aad::from(header),
+                    &mut out[start + HEADER_LEN..],
+                )
+                .map_err(|_| RecordError::Decrypt)
+        });
+        match sealed {
+            Ok(tag) => {
+                out.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
     }
 
     /// Bytes [`Sealer::seal`] makes of `plaintext` bytes.
     pub fn sealed_len(plaintext: usize) -> usize {
         plaintext + plaintext.div_ceil(MAX_PLAINTEXT) * RECORD_OVERHEAD
     }
+}
+
+/// The header of an encrypted record of `content` bytes (RFC 8446 §5.2: opaque_type 23,
+/// legacy_record_version 0x0303, the length of content, its type byte and the tag).
+fn record_header(content: usize) -> [u8; HEADER_LEN] {
+    let len = content + 1 + TAG_LEN;
+    [APPLICATION_DATA, 3, 3, (len >> 8) as u8, (len & 0xff) as u8]
 }
 
 /// What [`Opener::open`] found.
@@ -416,17 +499,47 @@ mod tests {
 
     /// Seals an inner plaintext of a chosen type (what a peer's alert or KeyUpdate is).
     fn seal_typed(s: &mut Sealer, content: &[u8], kind: u8) -> Vec<u8> {
-        let mut inner = content.to_vec();
-        inner.push(kind);
-        let len = inner.len() + TAG_LEN;
-        let header = [23, 3, 3, (len >> 8) as u8, len as u8];
-        let nonce = s.keys.next_nonce().unwrap();
-        let tag = s
-            .keys
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut inner)
+        let mut out = record_header(content.len()).to_vec();
+        out.extend_from_slice(content);
+        s.close_record(0, kind, &mut out).unwrap();
+        out
+    }
+
+    /// Our closures open at the peer as what they say: `close_notify` ends the stream
+    /// cleanly, an error alert is that alert; each error maps to the alert RFC 8446 names.
+    #[test]
+    fn closures_are_the_alerts_rfc_8446_names() {
+        let (mut s, mut o) = pair(Suite::Aes128Gcm);
+        let mut wire = Vec::new();
+        s.seal([&b"RTSP/1.0 200 OK\r\n\r\n"[..]], &mut wire)
             .unwrap();
-        [&header[..], &inner, tag.as_ref()].concat()
+        s.seal_closure(Closure::Notify, &mut wire).unwrap();
+        let mut plain = Vec::new();
+        assert_eq!(o.open(&mut wire, &mut plain), Ok(Opened::Closed));
+        assert_eq!(plain, b"RTSP/1.0 200 OK\r\n\r\n");
+
+        let (mut s, mut o) = pair(Suite::Aes128Gcm);
+        let mut wire = Vec::new();
+        s.seal_closure(Closure::Fatal(BAD_RECORD_MAC), &mut wire)
+            .unwrap();
+        assert_eq!(
+            o.open(&mut wire, &mut Vec::new()),
+            Err(RecordError::Alert(BAD_RECORD_MAC))
+        );
+        let mut wire = Vec::new();
+        s.seal_closure(Closure::Silent, &mut wire).unwrap();
+        assert!(wire.is_empty());
+
+        assert_eq!(RecordError::Decrypt.closure(), Closure::Fatal(20));
+        assert_eq!(
+            RecordError::Header(23, MAX_CIPHERTEXT + 1).closure(),
+            Closure::Fatal(22)
+        );
+        assert_eq!(RecordError::Header(23, 3).closure(), Closure::Fatal(50));
+        assert_eq!(RecordError::Header(22, 5).closure(), Closure::Fatal(10));
+        assert_eq!(RecordError::NoContentType.closure(), Closure::Fatal(10));
+        assert_eq!(RecordError::PostHandshake(24).closure(), Closure::Fatal(10));
+        assert_eq!(RecordError::Alert(40).closure(), Closure::Silent);
     }
 
     #[test]

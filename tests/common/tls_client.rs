@@ -130,6 +130,20 @@ impl TlsRtsp {
         }
     }
 
+    /// Reads to the end of the TLS stream: `Ok` when it ended with `close_notify` (rustls
+    /// reports a TCP close without it as `UnexpectedEof`), else the error (an alert the
+    /// server sent shows as its name).
+    pub fn read_to_close(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.tls.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
             if let Some((ch, payload)) = interleaved_frame(&self.buf) {

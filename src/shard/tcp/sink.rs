@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::sys::tcp::{send_gathered, set_notsent_lowat, MAX_IOVECS};
-use crate::tls::Sealer;
+use crate::tls::{Closure, Sealer};
 
 /// Largest backlog a viewer may build before it is cut off (about 2 s of a 2 Mbit/s stream).
 pub const MAX_BACKLOG_BYTES: usize = 512 * 1024;
@@ -131,6 +131,23 @@ impl TcpSink {
         self.backlog.lock().unwrap_or_else(|p| p.into_inner()).tls = Some(sealer);
     }
 
+    /// RTSPS: ends the TLS stream as `closure` says (RFC 8446 §6.1: `close_notify` before
+    /// our side closes; §6.2: an error alert instead when we end it on an error), queued
+    /// after everything already written, and closes the sink: every later write is refused.
+    /// The caller flushes the backlog (`control::connection::flush_sink`). A plain TCP sink,
+    /// or one whose TLS stream was already ended, is left as it is.
+    pub fn end_tls(&self, closure: Closure) {
+        let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut sealer) = b.tls.take() else {
+            return;
+        };
+        let mut alert = Vec::with_capacity(32);
+        if !self.is_closed() && sealer.seal_closure(closure, &mut alert).is_ok() {
+            let _ = self.write_with(&mut b, &[IoSlice::new(&alert)], None);
+        }
+        self.closed.store(true, Ordering::Release);
+    }
+
     /// True once the sink was closed or failed.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -163,6 +180,11 @@ impl TcpSink {
             return Err(SinkError::Closed);
         }
         let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked again under the lock: `end_tls` closes the sink while holding it, and
+        // nothing may follow its alert (least of all in the clear).
+        if self.is_closed() {
+            return Err(SinkError::Closed);
+        }
         let result = match b.tls.take() {
             None => self.write_with(&mut b, slices, limit),
             Some(mut sealer) => {
@@ -330,6 +352,35 @@ mod tests {
             assert_eq!(&f[4..], &body[..]);
         }
         assert_eq!(plain.len(), 19 + 20 * 1204);
+    }
+
+    /// `end_tls` sends `close_notify` after what was written and refuses every later write
+    /// (a frame after it would otherwise leave in the clear); a second end sends nothing.
+    #[test]
+    fn end_tls_sends_close_notify_last_and_refuses_later_writes() {
+        use crate::tls::{Opened, Opener, Suite};
+        let (key, iv) = ([5u8; 32], [6u8; 12]);
+        let (tx, mut rx) = pair();
+        let sink = TcpSink::new(tx).unwrap();
+        sink.set_tls(Sealer::new(Suite::Chacha20Poly1305, &key, &iv, 0).unwrap());
+        sink.write_message(&[b"RTSP/1.0 200 OK\r\n\r\n"]).unwrap();
+        sink.end_tls(Closure::Notify);
+        assert!(sink.is_closed());
+        assert_eq!(
+            sink.write_message(&[b"late"]),
+            Err(SinkError::Closed),
+            "nothing after the alert"
+        );
+        sink.end_tls(Closure::Notify);
+        sink.close();
+        let mut wire = Vec::new();
+        rx.read_to_end(&mut wire).unwrap();
+        // The response's record, then the alert's (2 bytes of content).
+        assert_eq!(wire.len(), 19 + 22 + 2 + 22);
+        let mut opener = Opener::new(Suite::Chacha20Poly1305, &key, &iv, 0).unwrap();
+        let mut plain = Vec::new();
+        assert_eq!(opener.open(&mut wire, &mut plain), Ok(Opened::Closed));
+        assert_eq!(plain, b"RTSP/1.0 200 OK\r\n\r\n");
     }
 
     #[test]
