@@ -129,6 +129,8 @@ pub struct ConfigOverlay {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the RTSPS side.
     pub tls_key: Option<PathBuf>,
+    /// Whether RTSPS offers SRTP keys (MIKEY) for UDP media; off unless set.
+    pub rtsps_srtp: Option<bool>,
     /// WebRTC media address: shard k takes UDP port `port + k` (`"off"` disables WebRTC).
     pub webrtc_listen: Option<HttpListen>,
     /// How HLS segment bodies are written: `sendfile` or `gather`.
@@ -152,6 +154,10 @@ pub struct RtspsConfig {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// Whether a DESCRIBE over RTSPS offers SRTP (`RTP/SAVP` with MIKEY keys, RFC 4567) so
+    /// that players keying it (GStreamer) can take media over UDP; without it RTSPS media is
+    /// interleaved only.
+    pub srtp: bool,
 }
 
 /// Where the HTTP side listens: an address, or `off`.
@@ -311,6 +317,7 @@ impl ConfigOverlay {
             rtsps_listen: flags.rtsps_listen.or(self.rtsps_listen),
             tls_cert: flags.tls_cert.or(self.tls_cert),
             tls_key: flags.tls_key.or(self.tls_key),
+            rtsps_srtp: flags.rtsps_srtp.or(self.rtsps_srtp),
             webrtc_listen: flags.webrtc_listen.or(self.webrtc_listen),
             hls_body: flags.hls_body.or(self.hls_body),
             require_token: flags.require_token.or(self.require_token),
@@ -421,6 +428,7 @@ impl ServerConfig {
             allow_basic: self.allow_basic,
             admission: self.admission,
             require_token: self.require_token,
+            rtsps_srtp: self.rtsps.as_ref().is_some_and(|r| r.srtp),
         }
     }
 
@@ -603,8 +611,20 @@ impl ServerConfig {
                 None => Some(SocketAddr::from(([127, 0, 0, 1], 1935))),
             },
             rtsps: match (o.rtsps_listen, o.tls_cert, o.tls_key) {
+                (None, _, _) if o.rtsps_srtp == Some(true) => {
+                    return Err(ConfigError::Invalid {
+                        name: "rtsps-srtp",
+                        value: "true".into(),
+                        why: "needs rtsps-listen (SRTP keys are only offered over RTSPS)".into(),
+                    })
+                }
                 (None, _, _) => None,
-                (Some(listen), Some(cert), Some(key)) => Some(RtspsConfig { listen, cert, key }),
+                (Some(listen), Some(cert), Some(key)) => Some(RtspsConfig {
+                    listen,
+                    cert,
+                    key,
+                    srtp: o.rtsps_srtp.unwrap_or(false),
+                }),
                 (Some(listen), _, _) => {
                     return Err(ConfigError::Invalid {
                         name: "rtsps-listen",
@@ -1129,12 +1149,33 @@ mod tests {
                 listen: "127.0.0.1:8322".parse().unwrap(),
                 cert: "c.pem".into(),
                 key: "k.pem".into(),
+                srtp: false,
             })
         );
         let o: ConfigOverlay =
             toml::from_str("rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"").unwrap();
         let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
         assert!(err.contains("tls-key"), "{err}");
+    }
+
+    #[test]
+    fn rtsps_srtp_is_off_unless_asked_and_needs_rtsps() {
+        let o: ConfigOverlay = toml::from_str(
+            "rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"",
+        )
+        .unwrap();
+        let cfg = ServerConfig::from_overlay(o).unwrap();
+        assert!(!cfg.session_settings().rtsps_srtp);
+        let o: ConfigOverlay = toml::from_str(
+            "rtsps-listen = \"127.0.0.1:8322\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n\
+             rtsps-srtp = true",
+        )
+        .unwrap();
+        let cfg = ServerConfig::from_overlay(o).unwrap();
+        assert!(cfg.session_settings().rtsps_srtp);
+        let o: ConfigOverlay = toml::from_str("rtsps-srtp = true").unwrap();
+        let err = ServerConfig::from_overlay(o).unwrap_err().to_string();
+        assert!(err.contains("rtsps-listen"), "{err}");
     }
 
     #[test]

@@ -14,60 +14,20 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::make_cert;
 use common::players::{ffmpeg_decode_without_warnings, gstreamer_decoded_video_frames_with};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use shardcast::media::library::SAMPLE_MP4;
-use shardcast::media::track::TrackKind;
-use shardcast::media::MediaFile;
-use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
+use common::tls_client::{client_config, rtsps_server, rtsps_url, sample_video, TlsRtsp};
+use rustls::pki_types::ServerName;
+use rustls::ClientConnection;
 
 fn tmp_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("shardcast-rtsps-{}-{tag}", std::process::id()))
 }
 
-/// A server with RTSPS on a free port and its log collected.
 fn server(tag: &str, extra: &[&str]) -> (common::Server, PathBuf) {
-    let dir = tmp_dir(tag);
-    let (cert, key) = make_cert(&dir, "shardcast-test");
-    let mut args = vec![
-        "--rtsps-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let server = common::Server::start_logged(&args);
-    assert!(server.rtsps.is_some(), "the banner names the rtsps address");
-    (server, dir)
-}
-
-fn rtsps_url(server: &common::Server, name: &str) -> String {
-    format!("rtsps://{}/{name}", server.rtsps.unwrap())
-}
-
-fn sample_video() -> (usize, Vec<i64>, u32) {
-    let media = MediaFile::from_static("sample", SAMPLE_MP4).unwrap();
-    let (index, video) = media
-        .index
-        .tracks
-        .iter()
-        .enumerate()
-        .find(|(_, t)| t.kind == TrackKind::Video)
-        .unwrap();
-    let pts = video
-        .samples
-        .iter()
-        .map(|s| s.dts as i64 + i64::from(s.cts_offset))
-        .collect();
-    (index, pts, video.timescale)
+    rtsps_server("rtsps", tag, extra)
 }
 
 fn log_count(server: &common::Server, needle: &str) -> usize {
@@ -97,149 +57,7 @@ fn gstreamer_rtspsrc_decodes_every_frame_over_rtsps() {
     assert_eq!(frames, sample_video().1.len(), "frames over RTSPS");
 }
 
-// ---- a rustls client -------------------------------------------------------------------
-
-#[derive(Debug)]
-struct AnyCert;
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-#[allow(deprecated)] // ring's provider; see src/tls/mod.rs.
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-fn client_config() -> Arc<ClientConfig> {
-    Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert))
-            .with_no_client_auth(),
-    )
-}
-
-/// A blocking RTSP client over rustls.
-struct TlsRtsp {
-    tls: rustls::StreamOwned<ClientConnection, TcpStream>,
-    buf: Vec<u8>,
-    cseq: u32,
-}
-
-impl TlsRtsp {
-    fn connect(addr: SocketAddr) -> TlsRtsp {
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let conn =
-            ClientConnection::new(client_config(), ServerName::try_from("localhost").unwrap())
-                .unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).expect("handshake");
-        }
-        TlsRtsp {
-            tls,
-            buf: Vec::new(),
-            cseq: 0,
-        }
-    }
-
-    fn peer_certificate(&self) -> Vec<u8> {
-        self.tls.conn.peer_certificates().unwrap()[0].to_vec()
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.tls.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> RtspResponse {
-        self.cseq += 1;
-        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        self.tls.write_all(req.as_bytes()).unwrap();
-        loop {
-            while let Some((_, payload)) = interleaved_frame(&self.buf) {
-                let used = 4 + payload.len();
-                self.buf.drain(..used);
-            }
-            if let Some((resp, used)) = parse_response(&self.buf).unwrap() {
-                self.buf.drain(..used);
-                return resp;
-            }
-            assert!(self.fill(), "no answer to {method}");
-        }
-    }
-
-    /// Reads to the end of the TLS stream: `Ok` when it ended with `close_notify` (rustls
-    /// reports a TCP close without it as `UnexpectedEof`), else the error (an alert the
-    /// server sent shows as its name).
-    fn read_to_close(&mut self) -> std::io::Result<()> {
-        let mut chunk = [0u8; 65536];
-        loop {
-            match self.tls.read(&mut chunk) {
-                Ok(0) => return Ok(()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if let Some((ch, payload)) = interleaved_frame(&self.buf) {
-                let payload = payload.to_vec();
-                self.buf.drain(..4 + payload.len());
-                return Some((ch, payload));
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
-    }
-}
+// ---- a rustls client: tests/common/tls_client.rs --------------------------------------
 
 #[test]
 fn a_rustls_client_reads_rtp_that_matches_the_file() {
@@ -257,13 +75,7 @@ fn a_rustls_client_reads_rtp_that_matches_the_file() {
         &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
     );
     assert_eq!(s.status, 200);
-    let session = s
-        .header("Session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = common::session_id(&s);
     let p = c.request("PLAY", &url, &[("Session", &session)]);
     assert_eq!(p.status, 200);
     let mut markers = Vec::new();
@@ -317,7 +129,9 @@ fn rtsps_connections_end_with_close_notify() {
     c.tls.write_all(b"NOT RTSP AT ALL\r\n\r\n").unwrap();
     c.read_to_close()
         .expect("after the 400, the server's close_notify");
-    let (resp, _) = parse_response(&c.buf).unwrap().expect("a response");
+    let (resp, _) = shardcast::rtsp::response::parse_response(&c.buf)
+        .unwrap()
+        .expect("a response");
     assert_eq!(resp.status, 400);
 }
 
@@ -382,6 +196,62 @@ fn udp_setup_over_rtsps_is_refused_with_461() {
     );
     assert_eq!(s.status, 200);
     assert!(s.header("Transport").unwrap().contains("interleaved=0-1"));
+}
+
+/// `RTP/SAVP` (SRTP) needs the keys a DESCRIBE on the same RTSPS connection offered: an
+/// SRTP-only SETUP without one is 461 over RTSPS as over plain RTSP — never answered with
+/// plain RTP — and an offer that also lists `RTP/AVP/TCP` gets the interleaved transport.
+/// (Keyed SRTP is tests/rtsps_srtp.rs.)
+#[test]
+fn savp_setups_without_keys_are_refused_never_served_in_the_clear() {
+    let (server, _dir) = server("savp", &[]);
+    let url = rtsps_url(&server, "sample");
+    let mut c = TlsRtsp::connect(server.rtsps.unwrap());
+    // Without --rtsps-srtp a DESCRIBE over RTSPS offers no keys either.
+    let d = c.request("DESCRIBE", &url, &[]);
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(
+        sdp.contains(" RTP/AVP ") && !sdp.contains("SAVP") && !sdp.contains("key-mgmt"),
+        "{sdp}"
+    );
+    for offer in [
+        "RTP/SAVP;unicast;client_port=40000-40001",
+        "RTP/SAVP/UDP;unicast;client_port=40000-40001",
+        "RTP/SAVP/TCP;unicast;interleaved=0-1",
+    ] {
+        let s = c.request(
+            "SETUP",
+            &format!("{url}/trackID=0"),
+            &[("Transport", offer)],
+        );
+        assert_eq!(s.status, 461, "{offer}");
+    }
+    let s = c.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[(
+            "Transport",
+            "RTP/SAVP;unicast;client_port=40000-40001,RTP/AVP/TCP;unicast;interleaved=0-1",
+        )],
+    );
+    assert_eq!(s.status, 200);
+    let answer = s.header("Transport").unwrap();
+    assert!(
+        answer.starts_with("RTP/AVP/TCP") && answer.contains("interleaved=0-1"),
+        "{answer}"
+    );
+    // Plain RTSP: the same, DESCRIBE or not (keys are never offered in the clear).
+    let mut plain = common::RawRtsp::connect(server.addr);
+    let d = plain.request("DESCRIBE", &format!("rtsp://{}/sample", server.addr), &[]);
+    let sdp = String::from_utf8_lossy(&d.body).into_owned();
+    assert!(!sdp.contains("SAVP") && !sdp.contains("key-mgmt"), "{sdp}");
+    let plain_url = format!("rtsp://{}/sample/trackID=0", server.addr);
+    let s = plain.request(
+        "SETUP",
+        &plain_url,
+        &[("Transport", "RTP/SAVP;unicast;client_port=40000-40001")],
+    );
+    assert_eq!(s.status, 461, "RTP/SAVP over plain RTSP");
 }
 
 #[test]

@@ -250,7 +250,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "Send system calls (io_uring_enter for io_uring), per shard.",
         &|i| m.shards[i].syscalls,
     );
-    let counters: [(&str, &str, u64); 29] = [
+    let counters: [(&str, &str, u64); 30] = [
         (
             "shardcast_hls_requests_total",
             "HLS requests answered by the shards (every status).",
@@ -300,6 +300,11 @@ pub fn render(m: &MetricsSnapshot) -> String {
             "shardcast_rtcp_invalid_total",
             "RTCP packets rejected by validation (RFC 3550 A.2).",
             t.rtcp_invalid,
+        ),
+        (
+            "shardcast_srtcp_dropped_total",
+            "SRTCP from RTSPS viewers dropped: bad tag, replay, or no client key (RFC 3711 §3.4).",
+            t.srtcp_dropped,
         ),
         (
             "shardcast_webrtc_datagrams_total",

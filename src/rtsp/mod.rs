@@ -6,11 +6,13 @@
 //! handle the Transport (§12.39) and Range (§3.6, §12.29) headers, and [`uri`]
 //! confines request URIs (§3.2) to safe path segments. [`response`] is the client side
 //! (responses and `$` frames as a client reads them), for the load generator and the tests. [`log_limit`] keeps one client from
-//! flooding the log. [`tunnel`] is RTSP over HTTP (the `x-sessioncookie` tunnel) on the RTSP port.
+//! flooding the log. [`mikey`] reads and writes the MIKEY (RFC 3830) messages that key SRTP
+//! over RTSPS. [`tunnel`] is RTSP over HTTP (the `x-sessioncookie` tunnel) on the RTSP port.
 
 pub mod admission;
 pub mod auth;
 pub mod log_limit;
+pub mod mikey;
 pub mod msg;
 pub mod parse;
 pub mod range;

@@ -120,6 +120,11 @@ pub enum StatusCode {
     OnlyAggregateOperationAllowed = 460,
     /// 461 Unsupported Transport (§11.3.9).
     UnsupportedTransport = 461,
+    /// 463 Key Management Failure (RFC 4567, RTSP 1.0; gst-rtsp-server answers the same): a
+    /// `KeyMgmt` header we cannot use.
+    KeyManagementFailure = 463,
+    /// 466 Key Management Error (RFC 7826 §17.4.26): 463's meaning in RTSP 2.0.
+    KeyManagementError = 466,
     /// 500 Internal Server Error.
     InternalServerError = 500,
     /// 501 Not Implemented.
@@ -159,6 +164,8 @@ impl StatusCode {
             StatusCode::AggregateOperationNotAllowed => "Aggregate operation not allowed",
             StatusCode::OnlyAggregateOperationAllowed => "Only aggregate operation allowed",
             StatusCode::UnsupportedTransport => "Unsupported transport",
+            StatusCode::KeyManagementFailure => "Key Management Failure",
+            StatusCode::KeyManagementError => "Key Management Error",
             StatusCode::InternalServerError => "Internal Server Error",
             StatusCode::NotImplemented => "Not Implemented",
             StatusCode::ServiceUnavailable => "Service Unavailable",

@@ -49,6 +49,8 @@ pub enum LowerTransport {
 pub struct TransportSpec {
     /// UDP or TCP-interleaved.
     pub lower: LowerTransport,
+    /// The profile is `RTP/SAVP` (SRTP, RFC 3711), not `RTP/AVP`.
+    pub srtp: bool,
     /// `true` unless `multicast` was requested (see the module notes on the default).
     pub unicast: bool,
     /// `client_port` RTP and RTCP ports; always consecutive.
@@ -185,16 +187,22 @@ fn echo(s: &str) -> String {
 fn parse_alternative(alt: &str) -> Result<TransportSpec, TransportError> {
     let mut params = split_unquoted(alt, ';');
     let profile = params.next().unwrap_or_default().trim();
-    let lower =
-        if profile.eq_ignore_ascii_case("RTP/AVP") || profile.eq_ignore_ascii_case("RTP/AVP/UDP") {
-            LowerTransport::Udp
-        } else if profile.eq_ignore_ascii_case("RTP/AVP/TCP") {
-            LowerTransport::Tcp
-        } else {
-            return Err(TransportError::UnsupportedProfile(echo(profile)));
-        };
+    // RFC 3711 §12 / RFC 4568 §7.1: `RTP/SAVP` is SRTP over the same lower transports.
+    let is = |p: &str| profile.eq_ignore_ascii_case(p);
+    let (lower, srtp) = if is("RTP/AVP") || is("RTP/AVP/UDP") {
+        (LowerTransport::Udp, false)
+    } else if is("RTP/AVP/TCP") {
+        (LowerTransport::Tcp, false)
+    } else if is("RTP/SAVP") || is("RTP/SAVP/UDP") {
+        (LowerTransport::Udp, true)
+    } else if is("RTP/SAVP/TCP") {
+        (LowerTransport::Tcp, true)
+    } else {
+        return Err(TransportError::UnsupportedProfile(echo(profile)));
+    };
     let mut spec = TransportSpec {
         lower,
+        srtp,
         unicast: true,
         client_port: None,
         interleaved: None,
@@ -412,6 +420,7 @@ mod tests {
     fn udp(client: (u16, u16)) -> TransportSpec {
         TransportSpec {
             lower: LowerTransport::Udp,
+            srtp: false,
             unicast: true,
             client_port: Some(client),
             interleaved: None,
@@ -426,6 +435,7 @@ mod tests {
     fn tcp(ch: (u8, u8)) -> TransportSpec {
         TransportSpec {
             lower: LowerTransport::Tcp,
+            srtp: false,
             client_port: None,
             interleaved: Some(ch),
             ..udp((1, 2))
@@ -465,15 +475,19 @@ mod tests {
              RTP/AVP;unicast;client_port=6000-6001;mode=\"PLAY\",RTP/AVP/TCP;unicast;interleaved=2-3",
         )
         .unwrap();
-        assert_eq!(specs.len(), 3);
-        assert!(!specs[0].unicast);
-        assert_eq!(specs[0].client_port, None);
-        assert_eq!(specs[1], udp((6000, 6001)));
-        assert_eq!(specs[2], tcp((2, 3)));
-        let all = parse_transport_alternatives("RTP/SAVP;unicast, RTP/AVP;unicast");
+        assert_eq!(specs.len(), 4);
+        assert!(specs[0].srtp && specs[0].lower == LowerTransport::Udp);
+        assert_eq!(specs[0].client_port, Some((6000, 6001)));
+        assert!(!specs[1].unicast);
+        assert_eq!(specs[1].client_port, None);
+        assert_eq!(specs[2], udp((6000, 6001)));
+        assert_eq!(specs[3], tcp((2, 3)));
+        let savp_tcp = parse_transport("RTP/SAVP/TCP;unicast;interleaved=0-1").unwrap();
+        assert!(savp_tcp[0].srtp && savp_tcp[0].lower == LowerTransport::Tcp);
+        let all = parse_transport_alternatives("RTP/XAVP;unicast, RTP/AVP;unicast");
         assert_eq!(
             all[0],
-            Err(TransportError::UnsupportedProfile("RTP/SAVP".into()))
+            Err(TransportError::UnsupportedProfile("RTP/XAVP".into()))
         );
         assert!(all[1].is_ok());
     }

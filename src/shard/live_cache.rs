@@ -491,6 +491,7 @@ mod tests {
                 rtcp_channel: 1,
             },
             source: None,
+            srtp: None,
         };
         StreamKey::of(ch, &setup, 1200)
     }

@@ -102,6 +102,28 @@ pub struct TrackSetup {
     /// WebRTC viewer's audio from the Opus rendition of the file's AAC track,
     /// `crate::rendition`); `track_index` then indexes this file's tracks.
     pub source: Option<Arc<MediaFile>>,
+    /// SRTP keys of an RTSPS viewer's `RTP/SAVP` track (MIKEY, `rtsp::mikey`): its RTP and
+    /// RTCP leave protected, its SRTCP is unprotected with the client's key.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// The SRTP master keys of one track (`AES_CM_128_HMAC_SHA1_80`, RFC 3711 §8.2: 16-byte
+/// key ‖ 14-byte salt each), as MIKEY exchanged them over RTSPS (RFC 4567).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    /// Ours: protects the RTP and SRTCP we send.
+    pub ours: [u8; 30],
+    /// The client's, from its `KeyMgmt` header: its SRTCP; `None` when it sent none.
+    pub theirs: Option<[u8; 30]>,
+}
+
+impl std::fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys are never logged.
+        f.debug_struct("SrtpKeys")
+            .field("theirs", &self.theirs.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything a shard needs to stream one session.

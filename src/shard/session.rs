@@ -22,7 +22,7 @@ use socket2::SockAddr;
 use super::send::sock_addr;
 use super::webrtc::WebRtcPeer;
 use super::{
-    Activity, PlayEnd, PlayRate, SessionId, SessionSetup, TcpSink, TrackDest, TrackSetup,
+    Activity, PlayEnd, PlayRate, SessionId, SessionSetup, SrtpKeys, TcpSink, TrackDest, TrackSetup,
     TrackStart,
 };
 use crate::live::LiveChannel;
@@ -31,6 +31,7 @@ use crate::media::track::{Track, TrackKind};
 use crate::media::MediaFile;
 use crate::packetize::{PacketizeError, Packetizer};
 use crate::stats::{TrackKey, TrackReception, ViewerSsrcs, MAX_TRACKS};
+use crate::webrtc::srtp::{MasterKey, SrtpProfile, SrtpReceiver, SrtpSender};
 use crate::wire::ntp::NtpTime;
 use crate::wire::rtp::{RtpTimestamp, SeqNum};
 
@@ -48,9 +49,36 @@ pub(super) enum PlayState {
     Ended,
 }
 
+/// An RTSPS viewer's SRTP contexts for one `RTP/SAVP` track (RFC 3711,
+/// `AES_CM_128_HMAC_SHA1_80`): ours protects its RTP and RTCP, the client's (from its
+/// `KeyMgmt`) unprotects the SRTCP it sends.
+pub(super) struct TrackSrtp {
+    /// Protects what we send.
+    pub(super) sender: SrtpSender,
+    /// Unprotects the client's SRTCP; `None` when it sent no key (its RTCP is dropped).
+    pub(super) receiver: Option<SrtpReceiver>,
+}
+
+impl TrackSrtp {
+    /// The contexts of `keys` (`None` only for a key of the wrong length, never made).
+    fn new(keys: &SrtpKeys) -> Option<Box<Self>> {
+        let profile = SrtpProfile::Aes128CmHmacSha1_80;
+        let master = |k: &[u8; 30]| MasterKey::new(profile, &k[..16], &k[16..]).ok();
+        let sender = SrtpSender::new(&master(&keys.ours)?);
+        let receiver = match &keys.theirs {
+            Some(k) => Some(SrtpReceiver::new(&master(k)?)),
+            None => None,
+        };
+        Some(Box::new(Self { sender, receiver }))
+    }
+}
+
 /// One track's streaming state.
 pub(super) struct TrackStream {
     pub(super) setup: TrackSetup,
+    /// SRTP contexts of an `RTP/SAVP` track (`setup.srtp`); a track whose setup has keys
+    /// but no contexts sends nothing (never plain RTP).
+    pub(super) srtp: Option<Box<TrackSrtp>>,
     /// Cached RTP socket address for the UDP case (no conversion per packet).
     pub(super) rtp_dest: Option<SockAddr>,
     pub(super) packetizer: Packetizer,
@@ -191,6 +219,7 @@ impl ShardSession {
                 log_last: None,
                 sliced_packets: 0,
                 slice_waiting_since: None,
+                srtp: t.srtp.as_ref().and_then(TrackSrtp::new),
                 setup: t,
             });
         }
@@ -719,6 +748,7 @@ mod tests {
                 initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
                 source: None,
+                srtp: None,
             })
             .collect();
         let setup = SessionSetup {

@@ -126,6 +126,9 @@ struct PendingPacket {
     packet: WirePacket,
     slot: u32,
     track: u16,
+    /// An SRTP track's packet, protected at delivery: its (offset, length) in the worker's
+    /// `sealed` arena, sent instead of `packet`'s header and body.
+    sealed: Option<(u32, u32)>,
 }
 
 /// The shard's channels with the control thread.
@@ -227,6 +230,10 @@ pub(super) struct Worker {
     /// One entry per playing track (and per BYE to send), by due time.
     queue: TimerWheel<Due>,
     pending: Vec<PendingPacket>,
+    /// The pass's SRTP packets of RTSPS viewers, protected at delivery (one copy per viewer
+    /// and packet, which encryption makes unavoidable), sent from here at the flush; grows
+    /// to the largest pass and is reused.
+    sealed: Vec<u8>,
     /// Live samples packetized once for every viewer of their channel on this shard.
     live: LiveCache,
     /// Live logs watched by this shard's sessions.
@@ -342,6 +349,7 @@ impl Worker {
             by_peer: HashMap::new(),
             queue: TimerWheel::new(Instant::now(), 1024),
             pending: Vec::with_capacity(PENDING_CAPACITY),
+            sealed: Vec::new(),
             live: LiveCache::default(),
             logs: Vec::new(),
             rtcp_buf: [0; MAX_RTCP_COMPOUND],
@@ -699,6 +707,7 @@ impl Worker {
                     pending: &mut self.rtc.pending,
                     histories: &mut self.rtc.histories,
                     log_pos: 0,
+                    sealed: &mut self.sealed,
                 },
                 tcp: &mut self.tcp,
                 live: &mut self.live,
@@ -816,6 +825,7 @@ impl Worker {
         }
         let pending = &self.pending;
         let sessions = &self.sessions;
+        let sealed = &self.sealed;
         let empty: &[&[u8]] = &[];
         let outcome = self.udp.send_batch(pending.len(), |k| {
             let p = &pending[k];
@@ -823,11 +833,15 @@ impl Worker {
                 .as_ref()
                 .expect("pending packets belong to live sessions: removal happens after flush");
             let i = p.track as usize;
-            let body = body_of(&p.packet.spec, s, i);
             let dest = s.tracks[i]
                 .rtp_dest
                 .as_ref()
                 .expect("UDP packets only for UDP tracks");
+            if let Some((at, len)) = p.sealed {
+                let bytes = sealed.get(at as usize..(at + len) as usize).unwrap_or(&[]);
+                return GatherMsg::new(bytes, empty, dest);
+            }
+            let body = body_of(&p.packet.spec, s, i);
             GatherMsg::new(
                 p.packet.header(),
                 body.as_ref().map_or(empty, BodySlices::as_slices),
@@ -872,6 +886,7 @@ impl Worker {
             tracing::debug!(shard = self.index, failed = outcome.failed, errno = ?outcome.last_error, "send errors");
         }
         self.pending.clear();
+        self.sealed.clear();
     }
 
     /// Writes the pass's TCP frames: each connection's in one gathered `sendmsg` under one

@@ -49,6 +49,9 @@ pub struct ShardCounters {
     pub unreachable_viewers: AtomicU64,
     /// RTCP packets rejected by validation (RFC 3550 Appendix A.2).
     pub rtcp_invalid: AtomicU64,
+    /// SRTCP from RTSPS viewers dropped: a bad tag or replay (RFC 3711 §3.4), or no key
+    /// from the client's `KeyMgmt` to check it with.
+    pub srtcp_dropped: AtomicU64,
     /// RTCP packets from an address that is no session's.
     pub rtcp_unknown_source: AtomicU64,
     /// Report blocks naming an SSRC that is not the sending session's.

@@ -352,6 +352,8 @@ pub struct Totals {
     pub rtcp_received: u64,
     /// RTCP packets rejected by validation.
     pub rtcp_invalid: u64,
+    /// SRTCP from RTSPS viewers dropped (bad tag, replay, or no client key).
+    pub srtcp_dropped: u64,
     /// RTCP packets from addresses that are no session's.
     pub rtcp_unknown_source: u64,
     /// Report blocks for SSRCs that are not the session's.
@@ -802,6 +804,7 @@ impl Hub {
             t.unreachable_viewers += get(&c.unreachable_viewers);
             t.rtcp_received += get(&c.rtcp_received);
             t.rtcp_invalid += get(&c.rtcp_invalid);
+            t.srtcp_dropped += get(&c.srtcp_dropped);
             t.rtcp_unknown_source += get(&c.rtcp_unknown_source);
             t.rtcp_unknown_ssrc += get(&c.rtcp_unknown_ssrc);
             t.rtcp_byes += get(&c.rtcp_byes);

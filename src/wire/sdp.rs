@@ -343,6 +343,40 @@ pub fn describe_media(
     })
 }
 
+/// `sdp` with its media sections made SRTP (RFC 3711 §12: profile `RTP/SAVP`) and keyed with
+/// MIKEY (RFC 4567 §3.1: `a=key-mgmt:mikey <base64>` per media section, here the last line
+/// of the section), the `k`-th media section with `key_mgmt[k]`. Sections beyond
+/// `key_mgmt` are left as they are. Only for RTSPS answers: the keys are readable by whoever
+/// reads the SDP.
+pub fn with_key_mgmt(sdp: &str, key_mgmt: &[String]) -> String {
+    let mut out =
+        String::with_capacity(sdp.len() + key_mgmt.iter().map(|k| k.len() + 24).sum::<usize>());
+    let mut section: Option<usize> = None;
+    let mut next = 0;
+    let close = |out: &mut String, section: Option<usize>| {
+        if let Some(key) = section.and_then(|k| key_mgmt.get(k)) {
+            line(out, format_args!("a=key-mgmt:mikey {key}"));
+        }
+    };
+    for l in sdp.split_terminator("\r\n") {
+        if let Some(m) = l.strip_prefix("m=") {
+            close(&mut out, section);
+            section = Some(next);
+            next += 1;
+            if next <= key_mgmt.len() {
+                line(
+                    &mut out,
+                    format_args!("m={}", m.replacen(" RTP/AVP ", " RTP/SAVP ", 1)),
+                );
+                continue;
+            }
+        }
+        line(&mut out, format_args!("{l}"));
+    }
+    close(&mut out, section);
+    out
+}
+
 /// First dynamic RTP payload type; track `n` uses `96 + n` (RFC 3551 §6).
 pub const FIRST_PAYLOAD_TYPE: u8 = 96;
 
@@ -580,5 +614,22 @@ mod tests {
         assert!(write_sdp(&s).contains("a=range:npt=0-10.000\r\n"));
         assert_eq!(format_rate(23.976), "23.976");
         assert_eq!(format_rate(50.0), "50");
+    }
+
+    /// RTSPS: each media section becomes `RTP/SAVP` with its key as the section's last line;
+    /// the session part and other attributes are untouched.
+    #[test]
+    fn key_mgmt_is_added_per_media_section() {
+        let sdp = "v=0\r\ns=x\r\nm=video 0 RTP/AVP 96\r\na=control:trackID=0\r\nm=audio 0 RTP/AVP 97\r\na=control:trackID=1\r\n";
+        let out = with_key_mgmt(sdp, &["AAA".to_owned(), "BBB".to_owned()]);
+        assert_eq!(
+            out,
+            "v=0\r\ns=x\r\nm=video 0 RTP/SAVP 96\r\na=control:trackID=0\r\na=key-mgmt:mikey AAA\r\n\
+             m=audio 0 RTP/SAVP 97\r\na=control:trackID=1\r\na=key-mgmt:mikey BBB\r\n"
+        );
+        // Sections without a key stay plain.
+        let one = with_key_mgmt(sdp, &["AAA".to_owned()]);
+        assert!(one.contains("m=audio 0 RTP/AVP 97\r\na=control:trackID=1\r\n"));
+        assert_eq!(one.matches("key-mgmt").count(), 1);
     }
 }

@@ -9,6 +9,7 @@ pub mod players;
 pub mod publishers;
 pub mod raw_publish;
 pub mod retina_play;
+pub mod tls_client;
 pub mod whep;
 pub mod whip;
 
@@ -401,13 +402,7 @@ impl RawRtsp {
             }
             let s = self.request("SETUP", &format!("{base}trackID={track}"), &headers);
             assert_eq!(s.status, 200, "SETUP trackID={track}");
-            session = s
-                .header("Session")
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
+            session = session_id(&s);
         }
         (d, session)
     }
@@ -840,4 +835,15 @@ pub fn make_cert(dir: &std::path::Path, cn: &str) -> (std::path::PathBuf, std::p
         .expect("openssl CLI (scripts/install-test-deps.sh installs it)");
     assert!(status.success(), "openssl req");
     (cert, key)
+}
+
+/// The session id of a SETUP answer (its `Session` header without `;timeout=`).
+pub fn session_id(setup: &RtspResponse) -> String {
+    setup
+        .header("Session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
 }

@@ -176,7 +176,8 @@ struct ServeArgs {
     #[arg(long)]
     rtmp_listen: Option<shardcast::config::HttpListen>,
     /// RTSPS (RTSP over TLS 1.3, rtsps://ADDR/NAME) address; off unless given. Needs
-    /// --tls-cert and --tls-key; TCP-interleaved media only (UDP SETUP is answered 461).
+    /// --tls-cert and --tls-key; TCP-interleaved media only (plain UDP SETUP is answered 461;
+    /// see --rtsps-srtp).
     #[arg(long)]
     rtsps_listen: Option<std::net::SocketAddr>,
     /// PEM certificate chain for RTSPS (re-read on SIGHUP for new connections).
@@ -185,6 +186,11 @@ struct ServeArgs {
     /// PEM private key for RTSPS (re-read on SIGHUP for new connections).
     #[arg(long)]
     tls_key: Option<std::path::PathBuf>,
+    /// Offer SRTP over RTSPS: DESCRIBE answers RTP/SAVP with MIKEY keys (RFC 4567) so
+    /// players that key it (GStreamer) may take media over UDP, protected; such players then
+    /// use SRTP inside TLS too. Needs --rtsps-listen.
+    #[arg(long)]
+    rtsps_srtp: bool,
     /// WebRTC media address: shard k takes UDP port PORT+k, named in WHEP/WHIP answers as
     /// the browser's candidate (so an address browsers reach), or `off`
     /// [default: 127.0.0.1:8189]; port 0 picks free ports (printed).
@@ -282,6 +288,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         rtsps_listen: args.rtsps_listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        rtsps_srtp: args.rtsps_srtp.then_some(true),
         webrtc_listen: args.webrtc_listen,
         hls_body: args.hls_body,
         require_token: args.require_token.then_some(true),

@@ -49,6 +49,41 @@ impl SessionCore {
         if !self.config.stats {
             return effects;
         }
+        // `RTP/SAVP/TCP`: the frame carries SRTCP (RFC 3711 §3.4), unprotected with the key
+        // the client's `KeyMgmt` gave; one that does not authenticate, or of a client that
+        // gave no key, is dropped as invalid. (No replay window: TLS already keeps the
+        // stream's order and integrity.)
+        let srtcp_key = self
+            .sessions
+            .values()
+            .filter(|r| r.tcp_conn == Some(conn))
+            .flat_map(|r| r.tracks.iter())
+            .find(|t| {
+                t.srtp.is_some()
+                    && matches!(t.dest, TrackDest::Interleaved { rtcp_channel, .. } if rtcp_channel == channel)
+            })
+            .map(|t| t.srtp.as_ref().and_then(|k| k.theirs));
+        let plain;
+        let payload = match srtcp_key {
+            None => payload,
+            Some(key) => match key
+                .as_ref()
+                .and_then(|k| super::srtp::unprotect_rtcp(k, payload))
+            {
+                Some(p) => {
+                    plain = p;
+                    &plain[..]
+                }
+                None => {
+                    effects.push(Effect::InterleavedRtcp(InterleavedRtcpCounts {
+                        received: 1,
+                        invalid: 1,
+                        ..InterleavedRtcpCounts::default()
+                    }));
+                    return effects;
+                }
+            },
+        };
         // The sessions of this connection receiving RTCP on `channel`: usually one, but a
         // client may run several sessions on one connection with the same channel numbers;
         // the one whose SSRCs the report names is meant.

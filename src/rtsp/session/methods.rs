@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Bytes SRTP adds to an RTP packet (`AES_CM_128_HMAC_SHA1_80`, RFC 3711 §3.1: the tag).
+const SRTP_TAG_LEN: usize = 10;
+
 impl SessionCore {
     /// RFC 2326 §11.4.1 / RFC 7616: every method but OPTIONS needs credentials once users
     /// are configured. Returns the caller as a session owner would be recorded, and how
@@ -176,7 +179,7 @@ impl SessionCore {
         }
     }
 
-    /// DESCRIBE (§10.2): the SDP of the stream.
+    /// DESCRIBE (§10.2): the SDP of the stream; over RTSPS with SRTP keys offered.
     pub(super) fn describe(
         &mut self,
         req: &Request,
@@ -192,7 +195,7 @@ impl SessionCore {
         }
         let token = self.check_token(&req.uri, &media.name, caller.peer.ip(), env.wall)?;
         let live = self.channel_of(&media).is_some() || self.log_of(&media).is_some();
-        let sdp = describe_media(
+        let mut sdp = describe_media(
             &media,
             caller.local,
             live,
@@ -202,6 +205,27 @@ impl SessionCore {
                 .and_then(|ch| self.multicast_of(&ch.name))
                 .map(|g| (g.base, g.ttl)),
         );
+        if caller.secure && self.config.rtsps_srtp {
+            // RTSPS with `rtsps-srtp`: each media section offered as `RTP/SAVP` with a fresh
+            // key in `a=key-mgmt:mikey` (RFC 4567 §3.1), remembered for this connection's
+            // SETUPs. A player that SETUPs `RTP/AVP/TCP` (ffmpeg) still gets plain RTP inside
+            // TLS. Off by default: a player that takes the offer (GStreamer) then uses SRTP
+            // over TCP too, a second encryption inside TLS, so only operators who want UDP
+            // media over RTSPS pay for it.
+            let channel = self.channel_of(&media);
+            let log = self.log_of(&media);
+            let offer = super::srtp::SrtpOffer::new(
+                &media,
+                |i| match (&channel, &log) {
+                    (Some(ch), _) => ch.tracks.get(i).map(|t| t.ssrc),
+                    (None, Some(log)) => log.tracks.get(i).map(|t| t.ssrc),
+                    (None, None) => None,
+                },
+                env.rng,
+            );
+            sdp = crate::wire::sdp::with_key_mgmt(&sdp, &offer.key_mgmt(env.wall, env.rng));
+            self.srtp_offers.insert(caller.conn, offer);
+        }
         Ok(Done::ok(
             Response::new(StatusCode::Ok)
                 .header("Content-Base", self.content_base(caller, &media))
@@ -299,10 +323,42 @@ impl SessionCore {
         let mut multicast = None;
         let mut udp_client_port = false;
         let mut udp_over_tls = false;
+        let mut srtp_unkeyed = None;
+        let mut chosen_srtp = None;
         for alt in alternatives {
             if !alt.mode_play {
                 continue;
             }
+            // `RTP/SAVP` (RFC 3711): only with the keys a DESCRIBE on this RTSPS connection
+            // offered (MIKEY, `super::srtp`) — never answered with plain RTP.
+            let srtp_keys = if alt.srtp {
+                if !caller.secure {
+                    srtp_unkeyed = Some("SRTP keys are only offered over RTSPS");
+                    continue;
+                }
+                if !self.config.rtsps_srtp {
+                    srtp_unkeyed = Some("this server offers no SRTP (rtsps-srtp is off)");
+                    continue;
+                }
+                let Some(offer) = self
+                    .srtp_offers
+                    .get(&caller.conn)
+                    .filter(|o| Arc::ptr_eq(&o.media, &media))
+                else {
+                    srtp_unkeyed =
+                        Some("no DESCRIBE of this stream on this connection offered SRTP keys");
+                    continue;
+                };
+                if !alt.unicast {
+                    continue;
+                }
+                // RFC 4567 §3.2: the client's own key, for the SRTCP it sends.
+                let theirs =
+                    super::srtp::client_key(req.header("KeyMgmt")).map_err(Refusal::KeyMgmt)?;
+                offer.keys(track_index, theirs)
+            } else {
+                None
+            };
             if !alt.unicast && caller.secure {
                 // RTSPS: a group is plain RTP over UDP too.
                 udp_over_tls = true;
@@ -325,7 +381,9 @@ impl SessionCore {
             }
             match alt.lower {
                 // RTSPS: plain RTP over UDP would leak what the viewer chose TLS for.
-                LowerTransport::Udp if caller.secure => udp_over_tls = true,
+                LowerTransport::Udp if caller.secure && srtp_keys.is_none() => {
+                    udp_over_tls = true;
+                }
                 LowerTransport::Udp => {
                     // RTSP 2.0 names the ports in `dest_addr` (RFC 7826 §18.54); a host
                     // there other than the client's makes the alternative unusable.
@@ -343,6 +401,7 @@ impl SessionCore {
                         };
                         udp_client_port = alt.client_port.is_some();
                         chosen = Some((dest, Some((rtp, rtcp)), false));
+                        chosen_srtp = srtp_keys;
                         break;
                     }
                 }
@@ -359,6 +418,7 @@ impl SessionCore {
                         rtcp_channel: b,
                     };
                     chosen = Some((dest, None, true));
+                    chosen_srtp = srtp_keys;
                     break;
                 }
             }
@@ -367,7 +427,18 @@ impl SessionCore {
             if udp_over_tls {
                 return Err(Refusal::UdpOverTls(transport.to_owned()));
             }
+            if let Some(why) = srtp_unkeyed {
+                return Err(Refusal::SrtpUnkeyed {
+                    transport: transport.to_owned(),
+                    why,
+                });
+            }
             return Err(Refusal::NoTransport(transport.to_owned()));
+        };
+        // An SRTP track uses the SSRC its MIKEY crypto-session map named (RFC 3830 §6.1.1).
+        let (srtp, ssrc) = match chosen_srtp {
+            Some((keys, offered)) => (Some(keys), offered),
+            None => (None, ssrc),
         };
         // One session is all multicast or all unicast: its PLAY either joins the group or
         // asks a shard, never both.
@@ -441,6 +512,12 @@ impl SessionCore {
                 return Err(Refusal::NoTransport(transport.to_owned()))
             }
         };
+        // RFC 3711 §12: the answer names the SRTP profile the media leaves in.
+        let transport_reply = if srtp.is_some() {
+            transport_reply.replacen("RTP/AVP", "RTP/SAVP", 1)
+        } else {
+            transport_reply
+        };
         // A live channel's viewers share its numbering space (one SSRC per channel track).
         // So do a live log's (the log numbers its packets).
         let (initial_seq, initial_rtptime) = match (&channel, &log) {
@@ -462,6 +539,7 @@ impl SessionCore {
             initial_rtptime,
             dest,
             source: None,
+            srtp,
         };
         if !self.sessions.contains_key(&id) {
             self.assigned[shard] += 1;
@@ -626,7 +704,18 @@ impl SessionCore {
                 tracks: rec.tracks.clone(),
                 sink: None,
                 activity: rec.activity.clone(),
-                payload_budget_bytes: self.config.payload_budget_bytes,
+                // A file's SRTP packets keep within the budget with their tag (RFC 3711
+                // §3.1); a live stream's numbering counts packets of the server's budget.
+                payload_budget_bytes: if live.is_none()
+                    && log.is_none()
+                    && rec.tracks.iter().any(|t| t.srtp.is_some())
+                {
+                    self.config
+                        .payload_budget_bytes
+                        .saturating_sub(SRTP_TAG_LEN)
+                } else {
+                    self.config.payload_budget_bytes
+                },
                 cname: format!("shardcast@{}", caller.local.ip()),
                 live: live.clone(),
                 log: log.clone(),

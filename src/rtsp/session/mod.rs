@@ -21,6 +21,7 @@ mod multicast;
 mod publish;
 mod record;
 mod refusal;
+mod srtp;
 #[cfg(test)]
 mod tests;
 pub mod v2;
@@ -319,6 +320,8 @@ pub struct Settings {
     pub admission: Limits,
     /// Whether DESCRIBE and SETUP need a play token.
     pub require_token: bool,
+    /// Whether a DESCRIBE over RTSPS offers SRTP keys (`rtsps-srtp`).
+    pub rtsps_srtp: bool,
 }
 
 /// Play-token settings.
@@ -376,6 +379,9 @@ pub struct SessionCore {
     pipelines: HashMap<(ConnId, u32), SessionId>,
     /// The server's own CSeq sequence per connection, for `PLAY_NOTIFY` (RFC 7826 §13.5).
     notify_cseq: HashMap<ConnId, u32>,
+    /// SRTP keys the last DESCRIBE on each RTSPS connection offered (MIKEY, `srtp`),
+    /// dropped with the connection.
+    srtp_offers: HashMap<ConnId, srtp::SrtpOffer>,
 }
 
 /// The complete answer to `req` with `response` (CSeq echoed, §12.17; Server; Date), in
@@ -470,6 +476,7 @@ impl SessionCore {
             whip_addr: None,
             multicast: HashMap::new(),
             pipelines: HashMap::new(),
+            srtp_offers: HashMap::new(),
             notify_cseq: HashMap::new(),
         }
     }
@@ -609,6 +616,7 @@ impl SessionCore {
         self.admission.close_connection(caller.peer.ip());
         self.pipelines.retain(|&(conn, _), _| conn != caller.conn);
         self.notify_cseq.remove(&caller.conn);
+        self.srtp_offers.remove(&caller.conn);
         let ids: Vec<SessionId> = self
             .sessions
             .iter()
@@ -804,7 +812,14 @@ impl SessionCore {
                 (d.response, false, d.effects, d.after_response)
             }
             Err(refusal) => {
-                let status = refusal.status();
+                let status = match refusal.status() {
+                    // RFC 7826 §17.4.26: RTSP 2.0 numbers the key-management failure 466 (its
+                    // 463 is "Destination Prohibited").
+                    StatusCode::KeyManagementFailure if version == Version::V2_0 => {
+                        StatusCode::KeyManagementError
+                    }
+                    status => status,
+                };
                 self.count_refusal(status);
                 if self.may_log(caller.peer.ip(), env.now) {
                     match req {
@@ -817,6 +832,7 @@ impl SessionCore {
                     }
                 }
                 let mut response = refusal_response(&refusal);
+                response.status = status;
                 response.version = version;
                 (
                     response,

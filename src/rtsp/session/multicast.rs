@@ -128,6 +128,7 @@ impl SessionCore {
                 initial_rtptime: live_track.ts0,
                 dest: TrackDest::Udp { rtp, rtcp },
                 source: None,
+                srtp: None,
             });
         }
         self.assigned[shard] += 1;

@@ -477,7 +477,8 @@ impl SessionCore {
             .unwrap_or_default();
         let mut chosen = None;
         for alt in alternatives {
-            if !alt.unicast || !alt.mode_record {
+            // `RTP/SAVP`: publishers' SRTP is not keyed here; never taken as plain RTP.
+            if !alt.unicast || !alt.mode_record || alt.srtp {
                 continue;
             }
             match (alt.lower, alt.client_port, self.ingest_ports) {

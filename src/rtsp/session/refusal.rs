@@ -99,6 +99,18 @@ pub enum Refusal {
     /// UDP over RTSPS: the media would leave in the clear what the viewer chose TLS for.
     #[error("UDP transport over RTSPS would send the media in the clear; use TCP (interleaved)")]
     UdpOverTls(String),
+    /// `RTP/SAVP` on a connection that holds no SRTP keys for the track: plain RTSP (keys
+    /// are only offered inside TLS), or no DESCRIBE of the stream on this RTSPS connection.
+    #[error("SRTP transport {transport:?}: {why}")]
+    SrtpUnkeyed {
+        /// The header as sent.
+        transport: String,
+        /// Why no keys are held.
+        why: &'static str,
+    },
+    /// A `KeyMgmt` header (RFC 4567 §3.2) that is no MIKEY message we can read.
+    #[error("{0}")]
+    KeyMgmt(String),
     /// `mode=record`: this server does not accept published streams.
     #[error("mode=record: this server does not accept published streams")]
     RecordNotSupported,
@@ -167,9 +179,12 @@ impl Refusal {
             PublishState(_) => StatusCode::MethodNotValidInThisState,
             OverLimit(r) => r.status,
             TransportMissing | Rate { .. } => StatusCode::BadRequest,
-            Transport { .. } | NoTransport(_) | UdpOverTls(_) | RecordNotSupported => {
-                StatusCode::UnsupportedTransport
-            }
+            KeyMgmt(_) => StatusCode::KeyManagementFailure,
+            Transport { .. }
+            | NoTransport(_)
+            | UdpOverTls(_)
+            | SrtpUnkeyed { .. }
+            | RecordNotSupported => StatusCode::UnsupportedTransport,
             SessionNotFound(_) => StatusCode::SessionNotFound,
             AggregateNotAllowed => StatusCode::AggregateOperationNotAllowed,
             OnlyAggregate => StatusCode::OnlyAggregateOperationAllowed,

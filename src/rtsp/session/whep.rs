@@ -475,6 +475,7 @@ impl SessionCore {
                 initial_rtptime,
                 dest: TrackDest::WebRtc,
                 source: offered[t].source.clone(),
+                srtp: None,
             });
             kinds.push(match a.kind {
                 crate::webrtc::sdp::MediaKind::Video => "video",

@@ -126,6 +126,46 @@ impl TcpBatch {
         self.rtp_frames += 1;
     }
 
+    /// Queues an SRTP packet for `conn` on interleaved `channel` (RFC 2326 §10.12 over RFC
+    /// 3711): `fill` protects it into the `room` bytes reserved in the arena and returns its
+    /// length. False (nothing queued) when it fails or does not fit a frame.
+    pub(crate) fn push_rtp_sealed(
+        &mut self,
+        conn: u32,
+        channel: u8,
+        room: usize,
+        due: Instant,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        if room > usize::from(u16::MAX) - 4 {
+            return false;
+        }
+        let head_start = self.heads.len();
+        self.heads.resize(head_start + 4 + room, 0);
+        let len = match fill(&mut self.heads[head_start + 4..]) {
+            Some(len) if len <= room => len,
+            _ => {
+                self.heads.truncate(head_start);
+                return false;
+            }
+        };
+        self.heads.truncate(head_start + 4 + len);
+        self.heads[head_start..head_start + 4].copy_from_slice(&interleaved_header(channel, len));
+        self.link(
+            conn,
+            Item {
+                due,
+                head_start: head_start as u32,
+                head_len: (4 + len) as u16,
+                rtp_len: len as u16,
+                body: None,
+                next: NONE,
+            },
+        );
+        self.rtp_frames += 1;
+        true
+    }
+
     /// Queues an RTCP compound for `conn` on interleaved `channel` (copied).
     pub(crate) fn push_rtcp(&mut self, conn: u32, channel: u8, packet: &[u8], now: Instant) {
         self.push(conn, channel, packet, None, packet.len(), now);
@@ -144,15 +184,23 @@ impl TcpBatch {
         self.heads
             .extend_from_slice(&interleaved_header(channel, len));
         self.heads.extend_from_slice(head);
+        self.link(
+            conn,
+            Item {
+                due,
+                head_start,
+                head_len: (4 + head.len()) as u16,
+                rtp_len: if body.is_some() { len as u16 } else { 0 },
+                body,
+                next: NONE,
+            },
+        );
+    }
+
+    /// Appends `item` to `conn`'s list.
+    fn link(&mut self, conn: u32, item: Item) {
         let index = self.items.len() as u32;
-        self.items.push(Item {
-            due,
-            head_start,
-            head_len: (4 + head.len()) as u16,
-            rtp_len: if body.is_some() { len as u16 } else { 0 },
-            body,
-            next: NONE,
-        });
+        self.items.push(item);
         let c = conn as usize;
         if self.conn_index.len() <= c {
             self.conn_index.resize(c + 1, NONE);
@@ -228,6 +276,8 @@ impl TcpBatch {
                             n += 1;
                         }
                     }
+                }
+                if item.rtp_len > 0 {
                     out.packets += 1;
                     out.bytes += u64::from(item.rtp_len);
                 }
@@ -241,7 +291,7 @@ impl TcpBatch {
                 let mut k = conn.first;
                 while k != NONE {
                     let item = &self.items[k as usize];
-                    if item.body.is_some() {
+                    if item.rtp_len > 0 {
                         record(written_at.saturating_duration_since(item.due));
                     }
                     k = item.next;
@@ -271,4 +321,54 @@ fn write_chunk(
     total.syscalls += w.syscalls;
     total.queued += w.queued;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    struct OneSink(TcpSink);
+
+    impl<'s> FrameBodies<'s> for &'s OneSink {
+        fn sink(&self, conn: u32) -> Option<&'s TcpSink> {
+            (conn == 0).then_some(&self.0)
+        }
+        fn body(&self, _: u32, _: &BodyRef) -> Option<BodySlices<'s>> {
+            None
+        }
+    }
+
+    /// A sealed (SRTP) frame is framed with the length `fill` wrote, counted as a packet, and
+    /// goes out in queue order with RTCP; a `fill` that fails queues nothing.
+    #[test]
+    fn sealed_frames_take_the_length_fill_wrote() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tx = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = l.accept().unwrap();
+        let sink = OneSink(TcpSink::new(tx).unwrap());
+        let mut batch = TcpBatch::with_capacity(4);
+        let now = Instant::now();
+        assert!(!batch.push_rtp_sealed(0, 0, 100, now, |_| None));
+        assert!(
+            !batch.push_rtp_sealed(0, 0, 10, now, |_| Some(11)),
+            "over the room"
+        );
+        assert!(batch.is_empty());
+        assert!(batch.push_rtp_sealed(0, 2, 100, now, |out| {
+            out[..5].copy_from_slice(b"srtp!");
+            Some(5)
+        }));
+        batch.push_rtcp(0, 3, b"rtcp", now);
+        assert_eq!(batch.rtp_frames(), 1);
+        let mut done = Vec::new();
+        batch.write(&&sink, usize::MAX, |conn, w| done.push((conn, w)), None);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].1.packets, done[0].1.bytes), (1, 5));
+        assert!(done[0].1.result.is_ok());
+        let mut got = [0u8; 9 + 8];
+        rx.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"$\x02\x00\x05srtp!$\x03\x00\x04rtcp");
+    }
 }

@@ -42,6 +42,8 @@ pub(super) struct SrtpOut<'a> {
     /// For a live log's sample being sent: its absolute log position, kept with each of its
     /// packets so a NACK re-sends them only while the bytes are readable; 0 otherwise.
     pub(super) log_pos: u64,
+    /// The arena RTSPS viewers' SRTP packets are protected into (`Worker::sealed`).
+    pub(super) sealed: &'a mut Vec<u8>,
 }
 
 /// Sends the next sample of track `i` of session `s` (in slot `slot`): its packets into
@@ -238,7 +240,12 @@ pub(super) fn deliver(
     due: Instant,
 ) -> bool {
     let payload_len = packet.payload_len();
-    if let crate::shard::TrackDest::Interleaved { rtp_channel, .. } = s.tracks[i].setup.dest {
+    if s.tracks[i].setup.srtp.is_some() {
+        if let Err(keep) = seal(s, slot, i, packet, pending, srtp.sealed, tcp, due) {
+            return keep;
+        }
+    } else if let crate::shard::TrackDest::Interleaved { rtp_channel, .. } = s.tracks[i].setup.dest
+    {
         if s.sink.is_none() {
             s.cut_off = true;
             return false;
@@ -272,12 +279,14 @@ pub(super) fn deliver(
             packet: *packet,
             slot,
             track: i as u16,
+            sealed: None,
         });
     } else {
         pending.push(PendingPacket {
             packet: *packet,
             slot,
             track: i as u16,
+            sealed: None,
         });
     }
     let t = &mut s.tracks[i];
@@ -287,4 +296,79 @@ pub(super) fn deliver(
     s.packets_total += 1;
     s.bytes_total += (RTP_HEADER_LEN + payload_len) as u64;
     true
+}
+
+/// Protects one packet of an RTSPS viewer's `RTP/SAVP` track (RFC 3711 §3.1, its SRTP
+/// sender) once, where it leaves: into `sealed` for the batched UDP send, or into the TCP
+/// batch's arena as a `$` frame (RFC 2326 §10.12 over RFC 3711: SRTP inside the
+/// interleaved frame, within TLS). One copy per viewer and packet — encryption makes it
+/// unavoidable; nothing is allocated once the arenas have grown to a pass. `Err(keep)`
+/// when nothing was queued (`keep` false: the viewer is cut off).
+#[allow(clippy::too_many_arguments)]
+fn seal(
+    s: &mut ShardSession,
+    slot: u32,
+    i: usize,
+    packet: &WirePacket,
+    pending: &mut Vec<PendingPacket>,
+    sealed: &mut Vec<u8>,
+    tcp: &mut TcpBatch,
+    due: Instant,
+) -> Result<(), bool> {
+    // A track with keys but no contexts sends nothing: never plain RTP.
+    let Some(mut ctx) = s.tracks[i].srtp.take() else {
+        s.tracks[i].corrupt_samples += 1;
+        return Err(true);
+    };
+    let room =
+        packet.header().len() + packet.spec.body_len as usize + ctx.sender.overhead().rtp_bytes;
+    let outcome = match body_of(&packet.spec, s, i) {
+        None => Err(true),
+        Some(body) => match s.tracks[i].setup.dest {
+            crate::shard::TrackDest::Interleaved { rtp_channel, .. } if s.sink.is_some() => {
+                let queued = tcp.push_rtp_sealed(slot, rtp_channel, room, due, |out| {
+                    ctx.sender
+                        .protect_rtp(packet.header(), body.as_slices(), out)
+                        .ok()
+                });
+                if queued {
+                    Ok(())
+                } else {
+                    Err(true)
+                }
+            }
+            crate::shard::TrackDest::Interleaved { .. } => Err(false),
+            crate::shard::TrackDest::Udp { .. } => {
+                let at = sealed.len();
+                sealed.resize(at + room, 0);
+                match ctx
+                    .sender
+                    .protect_rtp(packet.header(), body.as_slices(), &mut sealed[at..])
+                {
+                    Ok(len) => {
+                        sealed.truncate(at + len);
+                        pending.push(PendingPacket {
+                            packet: *packet,
+                            slot,
+                            track: i as u16,
+                            sealed: Some((at as u32, len as u32)),
+                        });
+                        Ok(())
+                    }
+                    Err(_) => {
+                        sealed.truncate(at);
+                        Err(true)
+                    }
+                }
+            }
+            crate::shard::TrackDest::WebRtc => Err(true),
+        },
+    };
+    s.tracks[i].srtp = Some(ctx);
+    match outcome {
+        Err(true) => s.tracks[i].corrupt_samples += 1,
+        Err(false) => s.cut_off = true,
+        Ok(()) => {}
+    }
+    outcome
 }

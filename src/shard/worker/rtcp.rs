@@ -64,6 +64,37 @@ impl Worker {
                     continue;
                 }
                 self.counters.rtcp_received.fetch_add(1, Ordering::Relaxed);
+                // An RTSPS viewer's `RTP/SAVP` tracks send SRTCP (RFC 3711 §3.4): unprotected
+                // with the key its `KeyMgmt` gave, into a stack buffer; a bad tag, a replay or
+                // no key drops it (counted), nothing else is touched.
+                let mut plain = [0u8; SRTCP_IN_MAX];
+                let bytes = if s.tracks.iter().any(|t| t.setup.srtp.is_some()) {
+                    let from = self.recv.source(k);
+                    let receiver = s
+                        .tracks
+                        .iter_mut()
+                        .find(|t| {
+                            matches!(t.setup.dest, crate::shard::TrackDest::Udp { rtcp, .. } if Some(rtcp) == from)
+                        })
+                        .and_then(|t| t.srtp.as_mut())
+                        .and_then(|ctx| ctx.receiver.as_mut());
+                    let opened = match (receiver, plain.get_mut(..bytes.len())) {
+                        (Some(rx), Some(buf)) => {
+                            buf.copy_from_slice(bytes);
+                            rx.unprotect_rtcp(buf).ok()
+                        }
+                        _ => None,
+                    };
+                    match opened {
+                        Some(n) => &plain[..n],
+                        None => {
+                            self.counters.srtcp_dropped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
+                } else {
+                    bytes
+                };
                 if !self.stats {
                     continue;
                 }
@@ -143,6 +174,12 @@ impl Worker {
     }
 }
 
+/// Largest SRTCP datagram unprotected (a receiver report compound is far smaller).
+const SRTCP_IN_MAX: usize = 2048;
+
+/// Largest SRTCP compound sent: an SR or BYE with SDES plus SRTCP's index and tag.
+const MAX_SRTCP: usize = MAX_RTCP_COMPOUND + 64;
+
 /// Sends an RTCP compound on track `i`'s RTCP path: UDP from our RTCP port, or the odd
 /// interleaved channel — queued in `tcp` when a pass is being gathered (sender reports, so
 /// they ride in the viewer's write), else written at once (BYE). Best effort: RTCP loss is
@@ -155,6 +192,18 @@ pub(super) fn deliver_rtcp(
     rtcp: &UdpSocket,
     tcp: Option<(&mut TcpBatch, Instant)>,
 ) {
+    // An RTSPS viewer's `RTP/SAVP` track: SRTCP (RFC 3711 §3.4), protected into a stack
+    // buffer (one compound per report interval, never per packet).
+    let mut protected = [0u8; MAX_SRTCP];
+    let keyed = s.tracks[i].setup.srtp.is_some();
+    let bytes = match s.tracks[i].srtp.as_mut() {
+        Some(ctx) => match ctx.sender.protect_rtcp(bytes, &mut protected) {
+            Ok(n) => &protected[..n],
+            Err(_) => return,
+        },
+        None if keyed => return,
+        None => bytes,
+    };
     match &s.tracks[i].setup.dest {
         crate::shard::TrackDest::Udp { rtcp: dest, .. } => {
             let _ = rtcp.send_to(bytes, dest);

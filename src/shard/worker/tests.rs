@@ -41,6 +41,8 @@ struct Rig {
     server_rtp: SocketAddr,
     server_rtcp: SocketAddr,
     media: Arc<MediaFile>,
+    /// SRTP keys of the file sessions [`Rig::play`] sets up (`tests/srtp.rs`).
+    srtp: Option<crate::shard::SrtpKeys>,
 }
 
 fn rig(stats: bool, event_depth: usize) -> Rig {
@@ -69,6 +71,7 @@ fn rig_with(stats: bool, event_depth: usize, send: SendConfig) -> Rig {
         server_rtp,
         server_rtcp,
         media,
+        srtp: None,
     }
 }
 
@@ -107,6 +110,7 @@ impl Rig {
                 initial_rtptime: RtpTimestamp(0),
                 dest: dest.clone(),
                 source: None,
+                srtp: self.srtp.clone(),
             })
             .collect();
         let setup = SessionSetup {
@@ -158,6 +162,7 @@ impl Rig {
                 initial_rtptime: ch.tracks[i].ts0,
                 dest: dest(i),
                 source: None,
+                srtp: None,
             })
             .collect();
         let setup = SessionSetup {
@@ -907,4 +912,5 @@ fn steady_state_send_path_allocates_nothing() {
 
 mod live_logs;
 mod rtcp;
+mod srtp;
 mod webrtc;

@@ -556,6 +556,7 @@ impl Worker {
                             packet: sent.packet,
                             slot: slot as u32,
                             track: i as u16,
+                            sealed: None,
                         });
                         served += 1;
                     }

@@ -85,6 +85,7 @@ fn play_log(r: &mut Rig, id: SessionId, w: &LogWriter) -> (Viewer, Vec<TrackStar
             initial_rtptime: log.tracks[i].ts0,
             dest: dest.clone(),
             source: None,
+            srtp: None,
         })
         .collect();
     let setup = SessionSetup {
@@ -234,6 +235,7 @@ fn play_log_tcp(r: &mut Rig, id: SessionId, w: &LogWriter, sink: Arc<TcpSink>) {
             rtcp_channel: 1,
         },
         source: None,
+        srtp: None,
     }];
     let setup = SessionSetup {
         id,

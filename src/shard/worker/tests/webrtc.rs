@@ -92,6 +92,7 @@ impl RtcRig {
                 initial_rtptime: RtpTimestamp(0),
                 dest: TrackDest::WebRtc,
                 source: None,
+                srtp: None,
             }],
             sink: None,
             activity: Arc::new(Activity::default()),
@@ -587,6 +588,7 @@ fn a_track_with_its_own_source_file_reads_samples_and_bodies_from_it() {
         initial_rtptime: RtpTimestamp(0),
         dest: TrackDest::WebRtc,
         source,
+        srtp: None,
     };
     let setup = SessionSetup {
         id: 9,
@@ -661,6 +663,7 @@ fn a_running_shard_serves_a_whep_viewer_from_its_webrtc_port() {
             initial_rtptime: RtpTimestamp(0),
             dest: TrackDest::WebRtc,
             source: None,
+            srtp: None,
         }],
         sink: None,
         activity: Arc::new(Activity::default()),
@@ -791,6 +794,7 @@ fn a_live_whep_viewer_starts_at_the_channels_latest_keyframe() {
             initial_rtptime: ch.tracks[0].ts0,
             dest: TrackDest::WebRtc,
             source: None,
+            srtp: None,
         }],
         sink: None,
         activity: Arc::new(Activity::default()),

@@ -88,6 +88,7 @@ fn start_live(
             initial_rtptime: ts,
             dest: TrackDest::WebRtc,
             source: None,
+            srtp: None,
         }],
         sink: None,
         activity: Arc::new(Activity::default()),
