@@ -57,6 +57,84 @@ fn gstreamer_rtspsrc_decodes_every_frame_over_rtsps() {
     assert_eq!(frames, sample_video().1.len(), "frames over RTSPS");
 }
 
+/// RTSP over HTTP inside TLS on the RTSPS port: ffmpeg's `-rtsp_transport https` (its GET
+/// and POST are two TLS connections) and GStreamer's `rtspsh://` decode every frame, and
+/// nothing is logged as a TLS failure.
+#[test]
+fn ffmpeg_and_gstreamer_play_through_the_https_tunnel() {
+    let (server, _dir) = server("https-tunnel", &[]);
+    let rtsps = server.rtsps.unwrap();
+    let decoded = ffmpeg_decode_without_warnings(&format!("rtsp://{rtsps}/sample"), "https");
+    assert_eq!(decoded.frames, sample_video().1.len(), "ffmpeg frames");
+    let frames = gstreamer_decoded_video_frames_with(
+        &format!("rtspsh://{rtsps}/sample"),
+        "tcp",
+        &["tls-validation-flags=0"],
+    );
+    assert_eq!(frames, sample_video().1.len(), "GStreamer frames");
+    assert_eq!(log_count(&server, "rtsps:"), 0, "{:?}", server.log_lines());
+}
+
+/// Inside TLS the tunnel keeps its rules: a POST whose cookie has no GET is 403 (sealed, then
+/// `close_notify`), and a GET then garbage records ends with `bad_record_mac` — one log line
+/// each — while a viewer on the same port plays on.
+#[test]
+fn https_tunnel_refusals_and_bad_records_inside_tls() {
+    let (server, _dir) = server("https-bad", &[]);
+    let url = rtsps_url(&server, "sample");
+    let mut viewer = TlsRtsp::connect(server.rtsps.unwrap());
+    assert_eq!(viewer.request("DESCRIBE", &url, &[]).status, 200);
+
+    let mut post = TlsRtsp::connect(server.rtsps.unwrap());
+    post.tls
+        .write_all(
+            b"POST /sample HTTP/1.0\r\nx-sessioncookie: nobody-has-this\r\n\
+              Content-Type: application/x-rtsp-tunnelled\r\nContent-Length: 32767\r\n\r\n",
+        )
+        .unwrap();
+    post.read_to_close()
+        .expect("the refusal, then close_notify");
+    let answer = String::from_utf8_lossy(&post.buf).into_owned();
+    assert!(answer.starts_with("HTTP/1.0 403"), "{answer}");
+
+    let mut get = TlsRtsp::connect(server.rtsps.unwrap());
+    get.tls
+        .write_all(
+            b"GET /sample HTTP/1.0\r\nx-sessioncookie: a-real-cookie\r\n\
+              Accept: application/x-rtsp-tunnelled\r\n\r\n",
+        )
+        .unwrap();
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&get.buf).contains("\r\n\r\n") {
+        assert!(get.fill(), "the GET is answered");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert!(
+        String::from_utf8_lossy(&get.buf).starts_with("HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&get.buf)
+    );
+    // An application-data record that does not decrypt.
+    let mut record = vec![23, 3, 3, 0, 40];
+    record.extend_from_slice(&[0x42; 40]);
+    get.tls.sock.write_all(&record).unwrap();
+    let end = get.read_to_close().expect_err("an alert");
+    assert!(format!("{end:?}").contains("BadRecordMac"), "{end:?}");
+    let needle = "rtsps: closing connection: record failed to decrypt";
+    while log_count(&server, needle) == 0 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(log_count(&server, needle), 1, "{:?}", server.log_lines());
+
+    // The viewer on the same port is served on.
+    let s = viewer.request(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(s.status, 200);
+}
+
 // ---- a rustls client: tests/common/tls_client.rs --------------------------------------
 
 #[test]

@@ -55,6 +55,50 @@ pub(super) struct TlsInput {
     raw: Vec<u8>,
 }
 
+/// Bytes one [`read_some`] takes from the socket at most (ciphertext on RTSPS).
+pub(super) const READ_CHUNK: usize = 4096;
+
+/// What one non-blocking read of a connection gave ([`read_some`]).
+pub(super) enum ReadSome {
+    /// Bytes were appended.
+    Data,
+    /// Nothing to read right now.
+    WouldBlock,
+    /// The client closed (TCP end, or TLS `close_notify`) or the socket failed.
+    Closed,
+    /// A TLS record that cannot be accepted: the connection ends with its alert.
+    Tls(crate::tls::RecordError),
+}
+
+/// Reads what the socket has, through the TLS record layer on an RTSPS connection, and
+/// appends the plaintext to `out`.
+pub(super) fn read_some(
+    stream: &TcpStream,
+    tls: Option<&mut TlsInput>,
+    out: &mut Vec<u8>,
+) -> ReadSome {
+    let Some(tls) = tls else {
+        out.reserve(READ_CHUNK);
+        return match stream.try_read_buf(out) {
+            Ok(0) => ReadSome::Closed,
+            Ok(_) => ReadSome::Data,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadSome::WouldBlock,
+            Err(_) => ReadSome::Closed,
+        };
+    };
+    tls.raw.reserve(READ_CHUNK);
+    match stream.try_read_buf(&mut tls.raw) {
+        Ok(0) => ReadSome::Closed,
+        Ok(_) => match tls.opener.open(&mut tls.raw, out) {
+            Ok(Opened::More) => ReadSome::Data,
+            Ok(Opened::Closed) => ReadSome::Closed,
+            Err(e) => ReadSome::Tls(e),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ReadSome::WouldBlock,
+        Err(_) => ReadSome::Closed,
+    }
+}
+
 /// Why a TLS handshake ended without a connection.
 #[derive(Debug, thiserror::Error)]
 enum HandshakeFailure {
@@ -180,7 +224,7 @@ async fn serve_with(
     };
     let ended = serve_requests(&ctl, &stream, &sink, &caller, buf, None, input.as_mut()).await;
     if let Ended::Http(buf) = ended {
-        super::tunnel::serve_http(&ctl, &stream, &sink, &caller, buf).await;
+        super::tunnel::serve_http(&ctl, &stream, &sink, &caller, buf, input.as_mut()).await;
     }
     let effects = ctl
         .core
@@ -197,7 +241,7 @@ async fn serve_with(
 /// RTSPS: ends the TLS stream as `closure` says (`TcpSink::end_tls`, RFC 8446 §6) and
 /// pushes the alert out, giving up after the flush's grace period. Nothing on plain TCP or
 /// once the stream was ended.
-async fn end_tls(stream: &TcpStream, sink: &TcpSink, closure: Closure) {
+pub(super) async fn end_tls(stream: &TcpStream, sink: &TcpSink, closure: Closure) {
     sink.end_tls(closure);
     let _ = flush_sink(stream, sink).await;
 }
@@ -247,9 +291,10 @@ pub(super) async fn serve_requests(
     let max_buffer = ctl.limits.max_head_bytes + ctl.limits.max_body_bytes + 8;
     buf.reserve(2048);
     let direct = tunnel.is_none();
-    // An RTSPS connection carries RTSP only (no HTTP tunnel inside TLS).
-    let mut classifying = direct && tls.is_none();
-    let mut dropped = [0u8; 512];
+    // The first line tells RTSP from an HTTP tunnel's GET or POST, inside TLS too (ffmpeg's
+    // `-rtsp_transport https`, GStreamer's `rtspsh://`).
+    let mut classifying = direct;
+    let mut dropped = Vec::new();
     let timeout = ctl.core.borrow().config().session_timeout;
     let mut idle_deadline = tokio::time::Instant::now() + timeout;
     let mut partial_since: Option<tokio::time::Instant> = None;
@@ -360,35 +405,24 @@ pub(super) async fn serve_requests(
                     return Ended::Closed;
                 }
                 // A tunnel's GET carries nothing from the client: read and dropped.
-                let read = if let Some(tls) = tls.as_deref_mut() {
-                    tls.raw.reserve(4096);
-                    match stream.try_read_buf(&mut tls.raw) {
-                        Ok(0) => Ok(0),
-                        Ok(n) => match tls.opener.open(&mut tls.raw, &mut buf) {
-                            Ok(Opened::More) => Ok(n),
-                            Ok(Opened::Closed) => Ok(0),
-                            Err(e) => {
-                                if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
-                                    tracing::warn!(%peer, "rtsps: closing connection: {e}");
-                                }
-                                // RFC 8446 §6.2: the alert this error calls for.
-                                end_tls(stream, sink, e.closure()).await;
-                                return Ended::Closed;
-                            }
-                        },
-                        Err(e) => Err(e),
-                    }
-                } else if direct {
-                    stream.try_read_buf(&mut buf)
+                let read = if direct {
+                    read_some(stream, tls.as_deref_mut(), &mut buf)
                 } else {
-                    stream.try_read(&mut dropped)
+                    dropped.clear();
+                    read_some(stream, tls.as_deref_mut(), &mut dropped)
                 };
                 match read {
-                    Ok(0) => return Ended::Closed,
-                    Ok(_) if direct => idle_deadline = tokio::time::Instant::now() + timeout,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ended::Closed,
+                    ReadSome::Data if direct => idle_deadline = tokio::time::Instant::now() + timeout,
+                    ReadSome::Data | ReadSome::WouldBlock => {}
+                    ReadSome::Closed => return Ended::Closed,
+                    ReadSome::Tls(e) => {
+                        if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
+                            tracing::warn!(%peer, "rtsps: closing connection: {e}");
+                        }
+                        // RFC 8446 §6.2: the alert this error calls for.
+                        end_tls(stream, sink, e.closure()).await;
+                        return Ended::Closed;
+                    }
                 }
             }
             chunk = next_chunk(tunnel.as_deref_mut()) => match chunk {

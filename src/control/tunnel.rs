@@ -5,13 +5,19 @@
 //! from the paired POST over a bounded channel (the POST waits while the GET is behind, so
 //! memory stays bounded), and its answers and interleaved `$` frames go out on its sink as
 //! on any RTSP connection. A POST only decodes: it never writes unless it is refused.
+//!
+//! On the RTSPS port the same tunnel runs inside TLS (ffmpeg's `-rtsp_transport https`,
+//! GStreamer's `rtspsh://`): both halves are read through their connection's TLS record
+//! layer ([`read_some`]) and the GET's sink seals what it sends.
 
 use std::time::Instant;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::connection::{flush_sink, serve_requests, HEAD_TIMEOUT};
+use super::connection::{
+    end_tls, flush_sink, read_some, serve_requests, ReadSome, TlsInput, HEAD_TIMEOUT,
+};
 use super::Control;
 use crate::rtsp::session::Caller;
 use crate::rtsp::tunnel::{
@@ -19,10 +25,9 @@ use crate::rtsp::tunnel::{
 };
 use crate::shard::TcpSink;
 
-/// Decoded chunks a POST may queue ahead of its GET (each at most [`POST_READ`] × 3/4).
+/// Decoded chunks a POST may queue ahead of its GET (each about 3/4 of one read,
+/// `connection::READ_CHUNK`).
 const QUEUE_CHUNKS: usize = 8;
-/// Bytes a POST reads at a time.
-const POST_READ: usize = 4096;
 
 /// The request input of a tunnel GET connection, as the tunnel registry holds it.
 pub(super) type TunnelInput = mpsc::Sender<Vec<u8>>;
@@ -35,8 +40,9 @@ pub(super) async fn serve_http(
     sink: &TcpSink,
     caller: &Caller,
     mut buf: Vec<u8>,
+    mut tls: Option<&mut TlsInput>,
 ) {
-    let head = match read_head(ctl, stream, &mut buf).await {
+    let head = match read_head(ctl, stream, sink, caller, &mut buf, tls.as_deref_mut()).await {
         Some(Ok(head)) => head,
         Some(Err(refused)) => return refuse(ctl, stream, sink, caller, &refused, None).await,
         None => return,
@@ -44,10 +50,10 @@ pub(super) async fn serve_http(
     let (head, consumed) = head;
     match opening(&head) {
         Err(refused) => refuse(ctl, stream, sink, caller, &refused, Some(&head)).await,
-        Ok(Opening::Get(cookie)) => serve_get(ctl, stream, sink, caller, &cookie).await,
+        Ok(Opening::Get(cookie)) => serve_get(ctl, stream, sink, caller, &cookie, tls).await,
         Ok(Opening::Post(cookie)) => {
             let body = buf.get(consumed..).unwrap_or_default().to_vec();
-            serve_post(ctl, stream, sink, caller, &cookie, body).await;
+            serve_post(ctl, stream, sink, caller, &cookie, body, tls).await;
         }
     }
 }
@@ -57,7 +63,10 @@ pub(super) async fn serve_http(
 async fn read_head(
     ctl: &Control,
     stream: &TcpStream,
+    sink: &TcpSink,
+    caller: &Caller,
     buf: &mut Vec<u8>,
+    mut tls: Option<&mut TlsInput>,
 ) -> Option<Result<(HttpHead, usize), Refused>> {
     let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     loop {
@@ -69,16 +78,34 @@ async fn read_head(
         tokio::select! {
             ready = stream.readable() => {
                 ready.ok()?;
-                match stream.try_read_buf(buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return None,
+                match read_some(stream, tls.as_deref_mut(), buf) {
+                    ReadSome::Data | ReadSome::WouldBlock => {}
+                    ReadSome::Closed => return None,
+                    ReadSome::Tls(e) => {
+                        tls_refused(ctl, stream, sink, caller, e).await;
+                        return None;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => return None,
         }
     }
+}
+
+/// A TLS record the tunnel cannot accept: one log line (within the client's log budget) and
+/// the alert RFC 8446 §6.2 names.
+async fn tls_refused(
+    ctl: &Control,
+    stream: &TcpStream,
+    sink: &TcpSink,
+    caller: &Caller,
+    e: crate::tls::RecordError,
+) {
+    let peer = caller.peer;
+    if ctl.core.borrow_mut().may_log(peer.ip(), Instant::now()) {
+        tracing::warn!(%peer, "rtsps: closing connection: {e}");
+    }
+    end_tls(stream, sink, e.closure()).await;
 }
 
 /// Answers a refused HTTP request, logs it (one line, within the client's log budget) and
@@ -108,6 +135,7 @@ async fn serve_get(
     sink: &TcpSink,
     caller: &Caller,
     cookie: &str,
+    tls: Option<&mut TlsInput>,
 ) {
     let (input, mut requests) = mpsc::channel(QUEUE_CHUNKS);
     let opened = ctl
@@ -126,7 +154,7 @@ async fn serve_get(
             caller,
             Vec::new(),
             Some(&mut requests),
-            None,
+            tls,
         )
         .await;
     }
@@ -143,6 +171,7 @@ async fn serve_post(
     caller: &Caller,
     cookie: &str,
     body: Vec<u8>,
+    tls: Option<&mut TlsInput>,
 ) {
     let paired = ctl
         .tunnels
@@ -152,11 +181,21 @@ async fn serve_post(
         Ok(p) => p,
         Err(refused) => return refuse(ctl, stream, sink, caller, &refused, None).await,
     };
-    let pumped = pump_post(ctl, stream, &paired.input, body).await;
+    let pumped = pump_post(ctl, stream, &paired.input, body, tls).await;
     ctl.tunnels.borrow_mut().close_post(cookie, caller.conn);
-    if let Err(refused) = pumped {
-        refuse(ctl, stream, sink, caller, &refused, None).await;
+    match pumped {
+        Ok(()) => {}
+        Err(PostEnd::Refused(refused)) => refuse(ctl, stream, sink, caller, &refused, None).await,
+        Err(PostEnd::Tls(e)) => tls_refused(ctl, stream, sink, caller, e).await,
     }
+}
+
+/// Why a POST ended early.
+enum PostEnd {
+    /// Its body is not base64 (answered 400).
+    Refused(Refused),
+    /// A TLS record that cannot be accepted (ended with its alert).
+    Tls(crate::tls::RecordError),
 }
 
 async fn pump_post(
@@ -164,7 +203,8 @@ async fn pump_post(
     stream: &TcpStream,
     input: &TunnelInput,
     body: Vec<u8>,
-) -> Result<(), Refused> {
+    mut tls: Option<&mut TlsInput>,
+) -> Result<(), PostEnd> {
     let timeout = ctl.core.borrow().config().session_timeout;
     let mut decoder = Base64Decoder::default();
     let mut raw = body;
@@ -172,24 +212,25 @@ async fn pump_post(
     loop {
         if !raw.is_empty() {
             let mut decoded = Vec::with_capacity(raw.len() / 4 * 3 + 3);
-            decoder.feed(&raw, &mut decoded)?;
+            decoder
+                .feed(&raw, &mut decoded)
+                .map_err(|e| PostEnd::Refused(e.into()))?;
             raw.clear();
             // Waits while the GET is behind; fails once the GET is gone.
             if !decoded.is_empty() && input.send(decoded).await.is_err() {
                 return Ok(());
             }
         }
-        raw.reserve(POST_READ);
         tokio::select! {
             ready = stream.readable() => {
                 if ready.is_err() {
                     return Ok(());
                 }
-                match stream.try_read_buf(&mut raw) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => idle_deadline = tokio::time::Instant::now() + timeout,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ok(()),
+                match read_some(stream, tls.as_deref_mut(), &mut raw) {
+                    ReadSome::Data => idle_deadline = tokio::time::Instant::now() + timeout,
+                    ReadSome::WouldBlock => {}
+                    ReadSome::Closed => return Ok(()),
+                    ReadSome::Tls(e) => return Err(PostEnd::Tls(e)),
                 }
             }
             _ = input.closed() => return Ok(()),
