@@ -1,8 +1,8 @@
 //! The `Tracks` element (RFC 9559 §5.1.4) and the mapping of each `TrackEntry`'s CodecID and
 //! CodecPrivate onto the server's [`Codec`] values (Matroska codec mappings, RFC 9559 §24 and
 //! the Matroska codec specifications): `V_MPEG4/ISO/AVC` (CodecPrivate = avcC),
-//! `V_MPEGH/ISO/HEVC` (hvcC), `V_VP8` and `V_VP9` (no CodecPrivate needed), `A_AAC` (AudioSpecificConfig) and `A_OPUS` (OpusHead, RFC 7845
-//! §5.1). Other codecs are reported, with the reason, as skipped tracks.
+//! `V_MPEGH/ISO/HEVC` (hvcC), `V_VP8` and `V_VP9` (no CodecPrivate needed), `A_AAC` (AudioSpecificConfig), `A_OPUS` (OpusHead, RFC 7845
+//! §5.1) and `A_MPEG/L3`, `A_MPEG/L2` (MPEG audio, no CodecPrivate). Other codecs are reported, with the reason, as skipped tracks.
 
 use super::ebml::{read_float, read_string, read_uint, Children};
 use super::error::MkvError;
@@ -10,7 +10,7 @@ use super::ids;
 use crate::media::mp4::{
     parse_audio_specific_config, parse_avc_decoder_config, parse_hevc_decoder_config,
 };
-use crate::media::track::{Codec, OpusConfig, TrackKind, VpxConfig};
+use crate::media::track::{Codec, MpegAudioConfig, OpusConfig, TrackKind, VpxConfig};
 
 /// What a `TrackEntry` says, before its codec is mapped.
 #[derive(Debug, Default, Clone)]
@@ -133,6 +133,22 @@ pub(crate) fn map_codec(t: &TrackEntry<'_>) -> Result<(TrackKind, Codec), String
             parse_audio_specific_config(t.private, rate, channels)
                 .map(|c| (TrackKind::Audio, Codec::Aac(c)))
                 .map_err(|e| unsupported(&format!("bad AAC CodecPrivate: {e}")))
+        }
+        // RFC 2250 §3.5: MPEG audio frames describe themselves; CodecPrivate is not used.
+        (2, "A_MPEG/L3" | "A_MPEG/L2") => {
+            let rate = if t.sampling_hz.is_finite() && t.sampling_hz >= 1.0 {
+                t.sampling_hz.min(f64::from(u32::MAX)) as u32
+            } else {
+                0
+            };
+            let channels = u8::try_from(t.channels).unwrap_or(0);
+            Ok((
+                TrackKind::Audio,
+                Codec::MpegAudio(MpegAudioConfig {
+                    sample_rate_hz: rate,
+                    channels,
+                }),
+            ))
         }
         (2, "A_OPUS") => parse_opus_head(t.private)
             .map(|c| (TrackKind::Audio, Codec::Opus(c)))
