@@ -15,8 +15,8 @@
 //!   packet." Whole samples have offset 0; a sample over the budget is cut into equal pieces
 //!   (every piece but the last the same size, as the other packetizers do for UDP GSO), each
 //!   with its byte offset. A sample is at most 64 KiB - 1 so the offset fits 16 bits; a larger
-//!   one is refused ([`PacketizeError::MpegAudioFrameTooLarge`]). MP3 frames are at most
-//!   2881 bytes (layer II/III, 48 kbit/s per 1 kHz at 8 kHz: free format aside).
+//!   one is refused ([`PacketizeError::MpegAudioFrameTooLarge`]). MPEG audio frames are
+//!   under 3 kB (free format aside): a 128 kbit/s 48 kHz MP3 frame is 384 bytes.
 //! - One sample per RTP packet: a sample is one frame in MP4 and in ffmpeg's Matroska, so every
 //!   packet holds one whole frame (or a fragment of one). RFC 2250 §3.5 allows several frames
 //!   per packet; not aggregating costs ~12 bytes of RTP header per 26 ms frame.
