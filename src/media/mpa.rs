@@ -77,4 +77,52 @@ mod tests {
         assert_eq!(frame_header(&[0xff, 0xf9, 0x90, 0x64]), None);
         assert_eq!(frame_header(&[0xff, 0xfb, 0x9c, 0x64]), None);
     }
+
+    /// A lying sample table (first frame past the end, truncated, or not a header) keeps the
+    /// container's values and does not panic.
+    #[test]
+    fn lying_first_frames_keep_the_container_values() {
+        use crate::media::track::{MpegAudioConfig, Sample, Track, TrackKind};
+        let container = MpegAudioConfig {
+            sample_rate_hz: 44_100,
+            channels: 2,
+        };
+        let bytes = [0u8, 0, 0xff, 0xfb, 0x94, 0xc4, 1, 2];
+        for (offset, len, want) in [
+            (u64::MAX, 4, container),
+            (6, 100, container),
+            (5, 3, container),
+            (0, 8, container),
+            (
+                2,
+                u32::MAX,
+                MpegAudioConfig {
+                    sample_rate_hz: 48_000,
+                    channels: 1,
+                },
+            ),
+        ] {
+            let mut index = MediaIndex {
+                tracks: vec![Track {
+                    track_id: 1,
+                    kind: TrackKind::Audio,
+                    codec: Codec::MpegAudio(container),
+                    timescale: 48_000,
+                    edit_offset: 0,
+                    samples: vec![Sample {
+                        offset,
+                        len,
+                        ..Sample::default()
+                    }],
+                }],
+                skipped: Vec::new(),
+            };
+            apply_frame_headers(&mut index, &bytes);
+            assert_eq!(
+                index.tracks[0].codec,
+                Codec::MpegAudio(want),
+                "{offset} {len}"
+            );
+        }
+    }
 }

@@ -221,4 +221,52 @@ mod tests {
         assert!(parse_opus_head(&h[..12]).is_err());
         assert!(parse_opus_head(b"OpusTags12345678901234").is_err());
     }
+
+    #[test]
+    fn mpeg_audio_tracks_map_to_mpa() {
+        for id in ["A_MPEG/L3", "A_MPEG/L2"] {
+            let t = TrackEntry {
+                number: 2,
+                track_type: 2,
+                codec_id: id.into(),
+                sampling_hz: 44_100.0,
+                channels: 2,
+                ..TrackEntry::default()
+            };
+            let (kind, codec) = map_codec(&t).unwrap();
+            assert_eq!(kind, TrackKind::Audio);
+            assert_eq!(
+                codec,
+                Codec::MpegAudio(MpegAudioConfig {
+                    sample_rate_hz: 44_100,
+                    channels: 2
+                })
+            );
+        }
+        // A lying rate and channel count become "unknown", not a wrapped value.
+        let t = TrackEntry {
+            track_type: 2,
+            codec_id: "A_MPEG/L3".into(),
+            sampling_hz: f64::NAN,
+            channels: 300,
+            ..TrackEntry::default()
+        };
+        let (_, codec) = map_codec(&t).unwrap();
+        assert_eq!(
+            codec,
+            Codec::MpegAudio(MpegAudioConfig {
+                sample_rate_hz: 0,
+                channels: 0
+            })
+        );
+        // MPEG-1 layer I is not mapped (no `A_MPEG/L1` in ffmpeg's files; skipped with why).
+        let t = TrackEntry {
+            track_type: 2,
+            codec_id: "A_MPEG/L1".into(),
+            ..TrackEntry::default()
+        };
+        assert!(map_codec(&t)
+            .unwrap_err()
+            .contains("unsupported codec A_MPEG/L1"));
+    }
 }
