@@ -29,42 +29,46 @@ fn media_dir() -> &'static Path {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mpeg-audio-media");
         std::fs::create_dir_all(&dir).unwrap();
         for (name, ext) in FILES {
-            make_clip(&dir.join(format!("{name}.{ext}")), ext);
+            make_clip(&dir.join(format!("{name}.{ext}")), ext, false);
         }
+        make_clip(&dir.join("mp3only.mkv"), "mkv", true);
         dir
     })
 }
 
 /// 3 s of `testsrc2` in H.264 (no B-frames) with a 440 Hz MP3 tone (libmp3lame, 48 kHz mono).
-fn make_clip(path: &Path, ext: &str) {
+/// With `audio_only`, the tone alone (`-vn`).
+fn make_clip(path: &Path, ext: &str, audio_only: bool) {
     let part = path.with_extension(format!("{}.part.{ext}", std::process::id()));
-    let (ok, _out, err) = run_with_timeout(
-        Command::new("ffmpeg").args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:sample_rate=48000",
-            "-t",
-            "3",
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-c:a",
-            "libmp3lame",
-            part.to_str().unwrap(),
-        ]),
-        Duration::from_secs(120),
-    );
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:sample_rate=48000",
+        "-t",
+        "3",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-c:a",
+        "libmp3lame",
+    ]);
+    if audio_only {
+        cmd.arg("-vn");
+    }
+    cmd.arg(&part);
+    let (ok, _out, err) = run_with_timeout(&mut cmd, Duration::from_secs(120));
     assert!(
         ok && err.trim().is_empty(),
         "ffmpeg with libmp3lame made {path:?}:\n{err}"
@@ -258,7 +262,20 @@ fn catalog_lists_mp3_and_hls_refuses_it() {
         );
         assert_eq!(hls.status, 415, "{}", hls.text());
         assert!(hls.text().contains("MPEG audio"), "{}", hls.text());
+        assert!(
+            s["webrtc_unavailable"].is_null(),
+            "WHEP sends the video: {s}"
+        );
     }
+    // MP3 alone: nothing WebRTC carries, refused with the reason.
+    let s = list
+        .iter()
+        .find(|s| s["name"] == "mp3only")
+        .expect("listed");
+    assert_eq!(s["codecs"], serde_json::json!(["MPEG audio"]), "{s}");
+    assert!(s["whep_url"].is_null(), "{s}");
+    let why = s["webrtc_unavailable"].as_str().unwrap();
+    assert!(why.contains("MPEG audio (MP3)"), "{why}");
 }
 
 /// RFC 2250 §3.5 / RFC 3551 §4.5.13 on the wire: PT 14, the 4-byte header (MBZ 0,
