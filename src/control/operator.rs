@@ -55,6 +55,12 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
                 // A transport stream's streams pass through; the catalog names it MPEG-TS.
                 Codec::Mp2t(_) => (None, None, None, None),
                 Codec::Vp8(v) | Codec::Vp9(v) => (Some(v.width), Some(v.height), None, None),
+                Codec::MpegAudio(m) => (
+                    None,
+                    None,
+                    (m.sample_rate_hz > 0).then_some(m.sample_rate_hz),
+                    (m.channels > 0).then_some(m.channels),
+                ),
             };
             TrackInfo {
                 kind: match t.kind {
@@ -221,11 +227,11 @@ impl Control {
         );
         // HLS serves files, live channels and published or pulled streams (their logs).
         // H.265 and MPEG-TS are not served over HLS yet (docs/design/reach.md "Codecs"): no
-        // URL to offer.
+        // URL to offer; nor is MPEG audio (reach.md "Other audio").
         let hls_codecs = !info
             .tracks
             .iter()
-            .any(|t| t.codec == "H.265" || t.codec == "MPEG-TS");
+            .any(|t| t.codec == "H.265" || t.codec == "MPEG-TS" || t.codec == "MPEG audio");
         info.hls_url = self
             .hls_origin(host)
             .filter(|_| hls_codecs)

@@ -109,7 +109,7 @@ fn index_file(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
     let named_matroska = MATROSKA_EXTENSIONS.contains(&extension.as_str());
-    let index = if is_matroska(bytes) || named_matroska {
+    let mut index = if is_matroska(bytes) || named_matroska {
         let mkv = parse_mkv(bytes).map_err(|cause| LibraryError::Matroska {
             path: path.to_owned(),
             cause,
@@ -145,6 +145,7 @@ fn index_file(bytes: &[u8], path: &Path) -> Result<MediaIndex, LibraryError> {
             cause,
         })?
     };
+    crate::media::mpa::apply_frame_headers(&mut index, bytes);
     if !index.skipped.is_empty() {
         let has_video = index
             .tracks

@@ -3,6 +3,7 @@
 pub mod library;
 pub mod mkv;
 pub mod mp4;
+pub mod mpa;
 pub mod name;
 pub mod track;
 pub mod ts;

@@ -156,6 +156,20 @@ pub enum Codec {
     Vp8(VpxConfig),
     /// VP9 (Matroska/WebM `V_VP9`): one frame (or superframe) per sample.
     Vp9(VpxConfig),
+    /// MPEG-1/2 audio, layers I–III (MP3: `mp4a` with object type indication 0x6B or 0x69,
+    /// Matroska `A_MPEG/L3`, `A_MPEG/L2`): one or more whole frames per sample, sent as
+    /// RFC 2250 §3.5 `MPA` (static payload type 14, RFC 3551 §4.5.13).
+    MpegAudio(MpegAudioConfig),
+}
+
+/// An MPEG-1/2 audio track: the frames carry their own headers (RFC 2250 needs no out-of-band
+/// configuration), so only the container's rate and channel count are kept, for the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MpegAudioConfig {
+    /// Sampling rate in Hz from the container (0 when unknown).
+    pub sample_rate_hz: u32,
+    /// Channel count from the container (0 when unknown).
+    pub channels: u8,
 }
 
 /// A VP8 or VP9 track: its frames describe themselves (RFC 7741 and RFC 9628 carry no
@@ -175,9 +189,13 @@ impl Codec {
     pub fn clock_rate_hz(&self) -> u32 {
         match self {
             // RFC 7741 §6.1 and RFC 9628 §6: VP8 and VP9 use 90 kHz too.
-            Codec::H264(_) | Codec::H265(_) | Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) => {
-                90_000
-            }
+            // RFC 3551 §4.5.13: MPA uses a 90 kHz clock whatever the sampling rate.
+            Codec::H264(_)
+            | Codec::H265(_)
+            | Codec::Mp2t(_)
+            | Codec::Vp8(_)
+            | Codec::Vp9(_)
+            | Codec::MpegAudio(_) => 90_000,
             Codec::Aac(a) => a.sample_rate_hz,
             Codec::Opus(_) => 48_000,
         }
@@ -193,6 +211,7 @@ impl Codec {
             Codec::Mp2t(_) => "MPEG-TS",
             Codec::Vp8(_) => "VP8",
             Codec::Vp9(_) => "VP9",
+            Codec::MpegAudio(_) => "MPEG audio",
         }
     }
 }

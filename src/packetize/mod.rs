@@ -8,7 +8,8 @@
 //! AU headers §3.2.1/§3.3.6, fragmentation §3.2.3) in [`aac`], and RFC 7587 (Opus: one Opus
 //! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`], and RFC 2250 §2
 //! (MPEG-2 transport streams: whole TS packets, no payload header) in [`mp2t`], and RFC 7741
-//! (VP8) and RFC 9628 (VP9: one-byte payload descriptors, equal pieces) in [`vpx`]. The per-packet path
+//! (VP8) and RFC 9628 (VP9: one-byte payload descriptors, equal pieces) in [`vpx`], and RFC 2250
+//! §3.5 (MPEG audio: 4-byte header with Frag_offset) in [`mpa`]. The per-packet path
 //! ([`Packetizer::next_packet`]) never allocates and never panics on corrupt input; every
 //! length read from the media is bounds-checked against the sample and the media slice.
 
@@ -16,6 +17,7 @@ pub mod aac;
 pub mod h264;
 pub mod h265;
 pub mod mp2t;
+pub mod mpa;
 pub mod opus;
 pub mod vpx;
 
@@ -204,6 +206,9 @@ pub enum PacketizeError {
     /// An MPEG-TS sample is not 1 to 7 whole 188-byte packets (RFC 2250 §2).
     #[error("mpeg-ts sample is not 1 to 7 whole 188-byte packets")]
     NotWholeTsPackets,
+    /// An MPEG audio sample is empty or too large for the 16-bit Frag_offset (RFC 2250 §3.5).
+    #[error("mpeg audio sample empty or larger than 65535 bytes")]
+    MpegAudioFrameTooLarge,
 }
 
 /// A payload-format packetizer for one track.
@@ -221,6 +226,8 @@ pub enum Packetizer {
     Mp2t(mp2t::Mp2tPacketizer),
     /// RFC 7741 VP8 or RFC 9628 VP9.
     Vpx(vpx::VpxPacketizer),
+    /// RFC 2250 §3.5 MPEG audio.
+    Mpa(mpa::MpaPacketizer),
 }
 
 impl Packetizer {
@@ -254,6 +261,9 @@ impl Packetizer {
                 vpx::VpxFormat::Vp9,
                 payload_budget_bytes,
             )?)),
+            Codec::MpegAudio(_) => Ok(Packetizer::Mpa(mpa::MpaPacketizer::new(
+                payload_budget_bytes,
+            )?)),
         }
     }
 
@@ -266,6 +276,7 @@ impl Packetizer {
             Packetizer::Opus(p) => p.begin_sample(sample),
             Packetizer::Mp2t(p) => p.begin_sample(sample),
             Packetizer::Vpx(p) => p.begin_sample(sample),
+            Packetizer::Mpa(p) => p.begin_sample(sample),
         }
     }
 
@@ -279,7 +290,8 @@ impl Packetizer {
             | Packetizer::H265(_)
             | Packetizer::Opus(_)
             | Packetizer::Mp2t(_)
-            | Packetizer::Vpx(_) => 1,
+            | Packetizer::Vpx(_)
+            | Packetizer::Mpa(_) => 1,
             Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
         }
     }
@@ -307,6 +319,7 @@ impl Packetizer {
             Packetizer::Opus(p) => p.next_packet(media),
             Packetizer::Mp2t(p) => p.next_packet(media),
             Packetizer::Vpx(p) => p.next_packet(media),
+            Packetizer::Mpa(p) => p.next_packet(media),
         }
     }
 
@@ -316,9 +329,11 @@ impl Packetizer {
         match self {
             Packetizer::H264(p) => p.parameter_sets(),
             Packetizer::H265(p) => p.parameter_sets(),
-            Packetizer::Aac(_) | Packetizer::Opus(_) | Packetizer::Mp2t(_) | Packetizer::Vpx(_) => {
-                &[]
-            }
+            Packetizer::Aac(_)
+            | Packetizer::Opus(_)
+            | Packetizer::Mp2t(_)
+            | Packetizer::Vpx(_)
+            | Packetizer::Mpa(_) => &[],
         }
     }
 
@@ -336,6 +351,7 @@ impl Packetizer {
             Packetizer::Opus(p) => p.payload_budget(),
             Packetizer::Mp2t(p) => p.payload_budget(),
             Packetizer::Vpx(p) => p.payload_budget(),
+            Packetizer::Mpa(p) => p.payload_budget(),
         }
     }
 }
@@ -456,7 +472,11 @@ pub fn fuzz_packetize(data: &[u8]) {
         streams: Vec::new(),
         presentation_lead: 0,
     });
-    for codec in [h264, h265, aac, opus, mp2t] {
+    let mpa = Codec::MpegAudio(crate::media::track::MpegAudioConfig {
+        sample_rate_hz: 44_100,
+        channels: 2,
+    });
+    for codec in [h264, h265, aac, opus, mp2t, mpa] {
         let Ok(mut p) = Packetizer::new(&codec, budget) else {
             continue;
         };

@@ -102,6 +102,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
             Codec::Mp2t(_) => write_mp2t(&mut out),
             Codec::Vp8(_) => write_vpx(&mut out, pt, "VP8"),
             Codec::Vp9(_) => write_vpx(&mut out, pt, "VP9"),
+            Codec::MpegAudio(_) => write_mpa(&mut out),
         }
         if let Some((group, ttl)) = t.multicast {
             announce_group(&mut out, section, group, ttl);
@@ -140,14 +141,26 @@ fn write_mp2t(out: &mut String) {
     line(out, format_args!("a=rtpmap:{MP2T_PAYLOAD_TYPE} MP2T/90000"));
 }
 
+/// RFC 2250 §3.5 / RFC 3551 §4.5.13: MPEG audio, static payload type 14, 90 kHz. The
+/// `rtpmap` (optional for a static type) carries no channel count: RFC 3551 Table 4 gives
+/// none for MPA, the frames describe themselves.
+fn write_mpa(out: &mut String) {
+    line(out, format_args!("m=audio 0 RTP/AVP {MPA_PAYLOAD_TYPE}"));
+    line(out, format_args!("a=rtpmap:{MPA_PAYLOAD_TYPE} MPA/90000"));
+}
+
+/// The static RTP payload type of MPEG audio (RFC 3551 §6, Table 4: `MPA`).
+pub const MPA_PAYLOAD_TYPE: u8 = 14;
+
 /// The static RTP payload type of MPEG-2 transport streams (RFC 3551 §6, Table 5: `MP2T`).
 pub const MP2T_PAYLOAD_TYPE: u8 = 33;
 
 /// The RTP payload type of the track at `index` with `codec`: the static 33 for MPEG-TS
-/// (RFC 3551 §6), else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
+/// (RFC 3551 §6), 14 for MPEG audio, else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
 pub fn payload_type_for(codec: &Codec, index: usize) -> u8 {
     match codec {
         Codec::Mp2t(_) => MP2T_PAYLOAD_TYPE,
+        Codec::MpegAudio(_) => MPA_PAYLOAD_TYPE,
         _ => FIRST_PAYLOAD_TYPE + index as u8,
     }
 }
@@ -564,7 +577,8 @@ mod tests {
             | Codec::Opus(_)
             | Codec::Mp2t(_)
             | Codec::Vp8(_)
-            | Codec::Vp9(_) => unreachable!(),
+            | Codec::Vp9(_)
+            | Codec::MpegAudio(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

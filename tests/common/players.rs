@@ -46,6 +46,11 @@ pub fn ffmpeg_decode_without_warnings(url: &str, transport: &str) -> Decoded {
     ffmpeg_decode_at(url, transport, "0:v", "warning")
 }
 
+/// As [`ffmpeg_decode_without_warnings`], for the stream `map` selects (`0:a` for audio).
+pub fn ffmpeg_decode_stream_without_warnings(url: &str, transport: &str, map: &str) -> Decoded {
+    ffmpeg_decode_at(url, transport, map, "warning")
+}
+
 fn ffmpeg_decode_at(url: &str, transport: &str, map: &str, level: &str) -> Decoded {
     let (ok, out, err) = run_with_timeout(
         Command::new("ffmpeg").args([

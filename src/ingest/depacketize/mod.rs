@@ -308,7 +308,8 @@ impl Depacketizer {
                 crate::media::track::Codec::H265(_)
                 | crate::media::track::Codec::Mp2t(_)
                 | crate::media::track::Codec::Vp8(_)
-                | crate::media::track::Codec::Vp9(_),
+                | crate::media::track::Codec::Vp9(_)
+                | crate::media::track::Codec::MpegAudio(_),
             ) => Codec::Refused,
         };
         Depacketizer {

@@ -1,8 +1,8 @@
 //! The `Tracks` element (RFC 9559 §5.1.4) and the mapping of each `TrackEntry`'s CodecID and
 //! CodecPrivate onto the server's [`Codec`] values (Matroska codec mappings, RFC 9559 §24 and
 //! the Matroska codec specifications): `V_MPEG4/ISO/AVC` (CodecPrivate = avcC),
-//! `V_MPEGH/ISO/HEVC` (hvcC), `V_VP8` and `V_VP9` (no CodecPrivate needed), `A_AAC` (AudioSpecificConfig) and `A_OPUS` (OpusHead, RFC 7845
-//! §5.1). Other codecs are reported, with the reason, as skipped tracks.
+//! `V_MPEGH/ISO/HEVC` (hvcC), `V_VP8` and `V_VP9` (no CodecPrivate needed), `A_AAC` (AudioSpecificConfig), `A_OPUS` (OpusHead, RFC 7845
+//! §5.1) and `A_MPEG/L3`, `A_MPEG/L2` (MPEG audio, no CodecPrivate). Other codecs are reported, with the reason, as skipped tracks.
 
 use super::ebml::{read_float, read_string, read_uint, Children};
 use super::error::MkvError;
@@ -10,7 +10,7 @@ use super::ids;
 use crate::media::mp4::{
     parse_audio_specific_config, parse_avc_decoder_config, parse_hevc_decoder_config,
 };
-use crate::media::track::{Codec, OpusConfig, TrackKind, VpxConfig};
+use crate::media::track::{Codec, MpegAudioConfig, OpusConfig, TrackKind, VpxConfig};
 
 /// What a `TrackEntry` says, before its codec is mapped.
 #[derive(Debug, Default, Clone)]
@@ -134,6 +134,22 @@ pub(crate) fn map_codec(t: &TrackEntry<'_>) -> Result<(TrackKind, Codec), String
                 .map(|c| (TrackKind::Audio, Codec::Aac(c)))
                 .map_err(|e| unsupported(&format!("bad AAC CodecPrivate: {e}")))
         }
+        // RFC 2250 §3.5: MPEG audio frames describe themselves; CodecPrivate is not used.
+        (2, "A_MPEG/L3" | "A_MPEG/L2") => {
+            let rate = if t.sampling_hz.is_finite() && t.sampling_hz >= 1.0 {
+                t.sampling_hz.min(f64::from(u32::MAX)) as u32
+            } else {
+                0
+            };
+            let channels = u8::try_from(t.channels).unwrap_or(0);
+            Ok((
+                TrackKind::Audio,
+                Codec::MpegAudio(MpegAudioConfig {
+                    sample_rate_hz: rate,
+                    channels,
+                }),
+            ))
+        }
         (2, "A_OPUS") => parse_opus_head(t.private)
             .map(|c| (TrackKind::Audio, Codec::Opus(c)))
             .map_err(|e| unsupported(&e)),
@@ -204,5 +220,53 @@ mod tests {
         assert!(parse_opus_head(&h).unwrap_err().contains("family 1"));
         assert!(parse_opus_head(&h[..12]).is_err());
         assert!(parse_opus_head(b"OpusTags12345678901234").is_err());
+    }
+
+    #[test]
+    fn mpeg_audio_tracks_map_to_mpa() {
+        for id in ["A_MPEG/L3", "A_MPEG/L2"] {
+            let t = TrackEntry {
+                number: 2,
+                track_type: 2,
+                codec_id: id.into(),
+                sampling_hz: 44_100.0,
+                channels: 2,
+                ..TrackEntry::default()
+            };
+            let (kind, codec) = map_codec(&t).unwrap();
+            assert_eq!(kind, TrackKind::Audio);
+            assert_eq!(
+                codec,
+                Codec::MpegAudio(MpegAudioConfig {
+                    sample_rate_hz: 44_100,
+                    channels: 2
+                })
+            );
+        }
+        // A lying rate and channel count become "unknown", not a wrapped value.
+        let t = TrackEntry {
+            track_type: 2,
+            codec_id: "A_MPEG/L3".into(),
+            sampling_hz: f64::NAN,
+            channels: 300,
+            ..TrackEntry::default()
+        };
+        let (_, codec) = map_codec(&t).unwrap();
+        assert_eq!(
+            codec,
+            Codec::MpegAudio(MpegAudioConfig {
+                sample_rate_hz: 0,
+                channels: 0
+            })
+        );
+        // MPEG-1 layer I is not mapped (no `A_MPEG/L1` in ffmpeg's files; skipped with why).
+        let t = TrackEntry {
+            track_type: 2,
+            codec_id: "A_MPEG/L1".into(),
+            ..TrackEntry::default()
+        };
+        assert!(map_codec(&t)
+            .unwrap_err()
+            .contains("unsupported codec A_MPEG/L1"));
     }
 }

@@ -1,4 +1,4 @@
-//! AAC sample entries: the `mp4a` AudioSampleEntry (ISO/IEC 14496-12 §12.2.3, plus the
+//! AAC and MPEG-1/2 audio (MP3) sample entries: the `mp4a` AudioSampleEntry (ISO/IEC 14496-12 §12.2.3, plus the
 //! QuickTime version 1/2 extensions), its `esds` box carrying an ES_Descriptor
 //! (ISO/IEC 14496-1 §7.2.6.5 ES_Descriptor, §7.2.6.6 DecoderConfigDescriptor,
 //! §7.2.6.7 DecoderSpecificInfo; sizes per §8.3.3 expandable classes), and the
@@ -6,7 +6,7 @@
 
 use super::boxes::{BoxIter, Mp4Box, Reader};
 use super::error::{Mp4Error, Mp4ErrorKind};
-use crate::media::track::AacConfig;
+use crate::media::track::{AacConfig, Codec, MpegAudioConfig};
 
 /// ES_DescrTag (ISO/IEC 14496-1 §7.2.2.1).
 const ES_DESCR_TAG: u8 = 0x03;
@@ -16,6 +16,21 @@ const DECODER_CONFIG_DESCR_TAG: u8 = 0x04;
 const DEC_SPECIFIC_INFO_TAG: u8 = 0x05;
 /// objectTypeIndication for ISO/IEC 14496-3 (MPEG-4 Audio).
 const OTI_MPEG4_AUDIO: u8 = 0x40;
+/// objectTypeIndication for ISO/IEC 13818-3 (MPEG-2 audio, layers I–III incl. MP3 at half
+/// rates; ISO/IEC 14496-1 Table 5 / the MP4 registration authority).
+const OTI_MPEG2_AUDIO: u8 = 0x69;
+/// objectTypeIndication for ISO/IEC 11172-3 (MPEG-1 audio: MP1, MP2, MP3).
+const OTI_MPEG1_AUDIO: u8 = 0x6B;
+
+/// What an `esds` describes: AAC with its AudioSpecificConfig, or MPEG-1/2 audio (which needs
+/// no decoder-specific info: its frames carry their headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EsAudio {
+    /// objectTypeIndication 0x40: the raw AudioSpecificConfig bytes.
+    Aac(Vec<u8>),
+    /// objectTypeIndication 0x69 or 0x6B.
+    MpegAudio,
+}
 
 /// Sampling frequencies by samplingFrequencyIndex (ISO/IEC 14496-3 §1.6.3.4, Table 1.18).
 const SAMPLING_FREQUENCIES: [u32; 13] = [
@@ -23,8 +38,9 @@ const SAMPLING_FREQUENCIES: [u32; 13] = [
     7_350,
 ];
 
-/// Parses an `mp4a` sample entry and its `esds` (directly inside, or inside a QuickTime `wave`).
-pub(crate) fn parse_mp4a_entry(entry: &Mp4Box<'_>) -> Result<AacConfig, Mp4Error> {
+/// Parses an `mp4a` sample entry and its `esds` (directly inside, or inside a QuickTime `wave`):
+/// AAC, or MPEG-1/2 audio (MP3) by the esds object type indication.
+pub(crate) fn parse_mp4a_entry(entry: &Mp4Box<'_>) -> Result<Codec, Mp4Error> {
     let mut r = entry.reader();
     // §8.5.2.2 SampleEntry: reserved[6], data_reference_index.
     r.skip(8)?;
@@ -59,8 +75,15 @@ pub(crate) fn parse_mp4a_entry(entry: &Mp4Box<'_>) -> Result<AacConfig, Mp4Error
     let esds = find_esds(BoxIter::new(r.rest(), r.abs(), &entry.path))?
         .ok_or_else(|| entry.err(Mp4ErrorKind::MissingBox("esds")))?;
     let (_version, _flags, mut er) = esds.full_box()?;
-    let asc = parse_es_descriptor(&mut er)?;
-    parse_audio_specific_config(&asc, entry_rate, channels).map_err(|k| esds.err(k))
+    match parse_es_audio(&mut er)? {
+        EsAudio::Aac(asc) => parse_audio_specific_config(&asc, entry_rate, channels)
+            .map(Codec::Aac)
+            .map_err(|k| esds.err(k)),
+        EsAudio::MpegAudio => Ok(Codec::MpegAudio(MpegAudioConfig {
+            sample_rate_hz: entry_rate,
+            channels: u8::try_from(channels).unwrap_or(0),
+        })),
+    }
 }
 
 /// Finds `esds` among sample-entry children, looking one level into `wave` (QuickTime).
@@ -115,7 +138,19 @@ fn find_descriptor<'a>(r: &mut Reader<'a>, tag: u8) -> Result<Option<Reader<'a>>
 
 /// Walks ES_Descriptor → DecoderConfigDescriptor → DecoderSpecificInfo and returns the raw
 /// AudioSpecificConfig bytes. A non-AAC objectTypeIndication is reported as unsupported.
+#[cfg(test)]
 pub(crate) fn parse_es_descriptor(r: &mut Reader<'_>) -> Result<Vec<u8>, Mp4Error> {
+    match parse_es_audio(r)? {
+        EsAudio::Aac(asc) => Ok(asc),
+        EsAudio::MpegAudio => Err(r.err(Mp4ErrorKind::Unsupported(
+            "mpeg-1/2 audio where aac is expected".into(),
+        ))),
+    }
+}
+
+/// Walks ES_Descriptor → DecoderConfigDescriptor (→ DecoderSpecificInfo for AAC). An
+/// objectTypeIndication other than AAC or MPEG-1/2 audio is reported as unsupported.
+pub(crate) fn parse_es_audio(r: &mut Reader<'_>) -> Result<EsAudio, Mp4Error> {
     let (tag, mut es) = read_descriptor(r)?;
     if tag != ES_DESCR_TAG {
         return Err(r.err(Mp4ErrorKind::Invalid(
@@ -139,6 +174,9 @@ pub(crate) fn parse_es_descriptor(r: &mut Reader<'_>) -> Result<Vec<u8>, Mp4Erro
         .ok_or_else(|| es.err(Mp4ErrorKind::MissingBox("DecoderConfigDescriptor")))?;
     // §7.2.6.6.1: objectTypeIndication, streamType/upStream, bufferSizeDB(24), max/avgBitrate.
     let oti = dc.u8()?;
+    if oti == OTI_MPEG1_AUDIO || oti == OTI_MPEG2_AUDIO {
+        return Ok(EsAudio::MpegAudio);
+    }
     if oti != OTI_MPEG4_AUDIO {
         return Err(dc.err(Mp4ErrorKind::Unsupported(format!(
             "mp4a object type indication 0x{oti:02x}"
@@ -147,7 +185,7 @@ pub(crate) fn parse_es_descriptor(r: &mut Reader<'_>) -> Result<Vec<u8>, Mp4Erro
     dc.skip(1 + 3 + 4 + 4)?;
     let dsi = find_descriptor(&mut dc, DEC_SPECIFIC_INFO_TAG)?
         .ok_or_else(|| dc.err(Mp4ErrorKind::MissingBox("DecoderSpecificInfo")))?;
-    Ok(dsi.rest().to_vec())
+    Ok(EsAudio::Aac(dsi.rest().to_vec()))
 }
 
 /// MSB-first bit reader for the AudioSpecificConfig.
@@ -296,6 +334,14 @@ mod tests {
         }
         let mp3 = esds_body(0x6b, false);
         let e = parse_es_descriptor(&mut Reader::new(&mp3, 0, "esds")).map_err(|e| e.kind);
+        assert!(matches!(e, Err(Mp4ErrorKind::Unsupported(_))));
+        for oti in [0x69, 0x6b] {
+            let mp3 = esds_body(oti, false);
+            let a = parse_es_audio(&mut Reader::new(&mp3, 0, "esds")).expect("mpeg audio");
+            assert_eq!(a, EsAudio::MpegAudio);
+        }
+        let vorbis = esds_body(0xdd, false);
+        let e = parse_es_audio(&mut Reader::new(&vorbis, 0, "esds")).map_err(|e| e.kind);
         assert!(matches!(e, Err(Mp4ErrorKind::Unsupported(_))));
         let body = esds_body(0x40, false);
         for cut in 0..body.len() {

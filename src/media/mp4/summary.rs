@@ -95,6 +95,12 @@ fn summarize_track(t: &Track) -> TrackSummary {
             None,
         ),
         Codec::Vp8(c) | Codec::Vp9(c) => (String::new(), Some((c.width, c.height)), None, None),
+        Codec::MpegAudio(m) => (
+            String::new(),
+            None,
+            (m.sample_rate_hz > 0).then_some(m.sample_rate_hz),
+            (m.channels > 0).then_some(m.channels),
+        ),
     };
     let first_dts = t.samples.first().map_or(0, |s| s.dts);
     let last_dts = t.samples.last().map_or(0, |s| s.dts);

@@ -145,7 +145,7 @@ fn read_stsd(stsd: &Mp4Box<'_>, kind: TrackKind) -> Result<Codec, Mp4Error> {
     match (kind, &entry.typ) {
         (TrackKind::Video, b"avc1" | b"avc3") => Ok(Codec::H264(parse_avc_entry(&entry)?)),
         (TrackKind::Video, b"hvc1" | b"hev1") => Ok(Codec::H265(parse_hevc_entry(&entry)?)),
-        (TrackKind::Audio, b"mp4a") => Ok(Codec::Aac(parse_mp4a_entry(&entry)?)),
+        (TrackKind::Audio, b"mp4a") => parse_mp4a_entry(&entry),
         (TrackKind::Audio, b"Opus") => Ok(Codec::Opus(parse_opus_entry(&entry)?)),
         (_, other) => Err(entry.err(Mp4ErrorKind::Unsupported(format!(
             "codec {}",

@@ -189,6 +189,10 @@ fn sendable_tracks(
             (Codec::Vp8(_) | Codec::Vp9(_), _) => {
                 warnings.push("its VP8/VP9 video is not sent over WebRTC".to_owned())
             }
+            // Browsers' WebRTC decodes Opus and G.711, not MPEG audio (MP3).
+            (Codec::MpegAudio(_), _) => {
+                warnings.push("its MPEG audio (MP3) is not sent over WebRTC".to_owned())
+            }
             (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
             (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
                 rendition_pending: true,
@@ -318,10 +322,23 @@ impl SessionCore {
             .iter()
             .any(|t| matches!(t.codec, Codec::H264(_) | Codec::Opus(_) | Codec::Aac(_)));
         (!sendable).then(|| {
-            format!(
-                "stream {:?} has no H.264 video or audio to send over WebRTC",
-                media.name
-            )
+            let mp3 = media
+                .index
+                .tracks
+                .iter()
+                .any(|t| matches!(t.codec, Codec::MpegAudio(_)));
+            if mp3 {
+                format!(
+                    "stream {:?} has MPEG audio (MP3), which WebRTC does not carry, and no H.264 \
+                     video; play it over RTSP",
+                    media.name
+                )
+            } else {
+                format!(
+                    "stream {:?} has no H.264 video or audio to send over WebRTC",
+                    media.name
+                )
+            }
         })
     }
 
