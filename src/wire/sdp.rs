@@ -103,6 +103,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
             Codec::Vp8(_) => write_vpx(&mut out, pt, "VP8"),
             Codec::Vp9(_) => write_vpx(&mut out, pt, "VP9"),
             Codec::MpegAudio(_) => write_mpa(&mut out),
+            Codec::G711(g) => write_g711(&mut out, pt, g),
         }
         if let Some((group, ttl)) = t.multicast {
             announce_group(&mut out, section, group, ttl);
@@ -149,6 +150,30 @@ fn write_mpa(out: &mut String) {
     line(out, format_args!("a=rtpmap:{MPA_PAYLOAD_TYPE} MPA/90000"));
 }
 
+/// RFC 3551 §4.5.14 / §6: G.711 `PCMU` / `PCMA`. 8000 Hz mono uses the static payload type
+/// (0 or 8, [`payload_type_for`]) with its `rtpmap` (optional, players expect it); any other
+/// rate or channel count a dynamic type whose `rtpmap` names both (`PCMU/16000/2`; the
+/// channel count is left out for one channel, RFC 8866 §6.6).
+fn write_g711(out: &mut String, pt: u8, g: &crate::media::track::G711Config) {
+    let name = g.encoding_name();
+    let rate = g.sample_rate_hz;
+    line(out, format_args!("m=audio 0 RTP/AVP {pt}"));
+    if g.channels > 1 {
+        line(
+            out,
+            format_args!("a=rtpmap:{pt} {name}/{rate}/{}", g.channels),
+        );
+    } else {
+        line(out, format_args!("a=rtpmap:{pt} {name}/{rate}"));
+    }
+}
+
+/// The static RTP payload type of G.711 µ-law at 8000 Hz mono (RFC 3551 §6, Table 4: `PCMU`).
+pub const PCMU_PAYLOAD_TYPE: u8 = 0;
+
+/// The static RTP payload type of G.711 A-law at 8000 Hz mono (RFC 3551 §6, Table 4: `PCMA`).
+pub const PCMA_PAYLOAD_TYPE: u8 = 8;
+
 /// The static RTP payload type of MPEG audio (RFC 3551 §6, Table 4: `MPA`).
 pub const MPA_PAYLOAD_TYPE: u8 = 14;
 
@@ -156,11 +181,15 @@ pub const MPA_PAYLOAD_TYPE: u8 = 14;
 pub const MP2T_PAYLOAD_TYPE: u8 = 33;
 
 /// The RTP payload type of the track at `index` with `codec`: the static 33 for MPEG-TS
-/// (RFC 3551 §6), 14 for MPEG audio, else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
+/// (RFC 3551 §6), 14 for MPEG audio, 0 / 8 for 8000 Hz mono G.711, else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
 pub fn payload_type_for(codec: &Codec, index: usize) -> u8 {
     match codec {
         Codec::Mp2t(_) => MP2T_PAYLOAD_TYPE,
         Codec::MpegAudio(_) => MPA_PAYLOAD_TYPE,
+        Codec::G711(g) if g.sample_rate_hz == 8000 && g.channels == 1 => match g.law {
+            crate::media::track::G711Law::Mu => PCMU_PAYLOAD_TYPE,
+            crate::media::track::G711Law::A => PCMA_PAYLOAD_TYPE,
+        },
         _ => FIRST_PAYLOAD_TYPE + index as u8,
     }
 }
@@ -578,7 +607,8 @@ mod tests {
             | Codec::Mp2t(_)
             | Codec::Vp8(_)
             | Codec::Vp9(_)
-            | Codec::MpegAudio(_) => unreachable!(),
+            | Codec::MpegAudio(_)
+            | Codec::G711(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

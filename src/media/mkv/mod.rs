@@ -243,7 +243,20 @@ pub fn parse_mkv(bytes: &[u8]) -> Result<MkvIndex, MkvError> {
             skipped.push(format!("track {}: no frames", b.number));
             continue;
         }
-        tracks.push(finish_track(b, min_ns, scale_ns));
+        let mut track = finish_track(b, min_ns, scale_ns);
+        // G.711 blocks become 20 ms samples, one RTP packet each (media::g711).
+        let pieces = crate::media::g711::piece_count(&track);
+        if pieces > 0 {
+            walk.total_samples = walk.total_samples.saturating_add(pieces);
+            if walk.total_samples > MAX_SAMPLES {
+                return Err(MkvError::new(
+                    segment.start as u64,
+                    MkvErrorKind::TooManySamples(MAX_SAMPLES),
+                ));
+            }
+            crate::media::g711::split_track(&mut track);
+        }
+        tracks.push(track);
     }
     if tracks.is_empty() {
         return Err(MkvError::new(
