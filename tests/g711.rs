@@ -28,9 +28,20 @@ struct Clip {
     encoding: &'static str,
     depay: &'static str,
     dec: &'static str,
+    rate: u32,
+    channels: u8,
 }
 
-const CLIPS: [Clip; 2] = [
+impl Clip {
+    /// Bytes of a 20 ms piece (RFC 3551 §4.2).
+    fn piece(&self) -> usize {
+        self.rate as usize / 50 * usize::from(self.channels)
+    }
+}
+
+/// The third is a dynamic payload type: RFC 3551 §4.5.14 allows G.711 at other rates and
+/// channel counts (`a=rtpmap:<pt> PCMA/16000/2`).
+const CLIPS: [Clip; 3] = [
     Clip {
         name: "pcmu",
         encoder: "pcm_mulaw",
@@ -39,6 +50,8 @@ const CLIPS: [Clip; 2] = [
         encoding: "PCMU",
         depay: "rtppcmudepay",
         dec: "mulawdec",
+        rate: 8000,
+        channels: 1,
     },
     Clip {
         name: "pcma",
@@ -48,6 +61,19 @@ const CLIPS: [Clip; 2] = [
         encoding: "PCMA",
         depay: "rtppcmadepay",
         dec: "alawdec",
+        rate: 8000,
+        channels: 1,
+    },
+    Clip {
+        name: "pcma16k",
+        encoder: "pcm_alaw",
+        raw_format: "alaw",
+        pt: 97,
+        encoding: "PCMA",
+        depay: "rtppcmadepay",
+        dec: "alawdec",
+        rate: 16_000,
+        channels: 2,
     },
 ];
 
@@ -58,16 +84,18 @@ fn media_dir() -> &'static Path {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("g711-media");
         std::fs::create_dir_all(&dir).unwrap();
         for c in &CLIPS {
-            make_clip(&dir.join(format!("{}.mkv", c.name)), c.encoder, false);
+            make_clip(&dir.join(format!("{}.mkv", c.name)), c, false);
         }
-        make_clip(&dir.join("pcmuonly.mkv"), "pcm_mulaw", true);
+        make_clip(&dir.join("pcmuonly.mkv"), &CLIPS[0], true);
         dir
     })
 }
 
-/// 3 s of `testsrc2` in H.264 with a 440 Hz tone in G.711 at 8000 Hz mono; with
-/// `audio_only`, the tone alone (`-vn`).
-fn make_clip(path: &Path, encoder: &str, audio_only: bool) {
+/// 3 s of `testsrc2` in H.264 with a 440 Hz tone in the clip's G.711 law, rate and channels;
+/// with `audio_only`, the tone alone (`-vn`).
+fn make_clip(path: &Path, clip: &Clip, audio_only: bool) {
+    let rate = clip.rate.to_string();
+    let channels = clip.channels.to_string();
     let part = path.with_extension(format!("{}.part.mkv", std::process::id()));
     let mut cmd = Command::new("ffmpeg");
     cmd.args([
@@ -91,11 +119,11 @@ fn make_clip(path: &Path, encoder: &str, audio_only: bool) {
         "-bf",
         "0",
         "-c:a",
-        encoder,
+        clip.encoder,
         "-ar",
-        "8000",
+        &rate,
         "-ac",
-        "1",
+        &channels,
     ]);
     if audio_only {
         cmd.arg("-vn");
@@ -216,10 +244,17 @@ fn index_matches_the_file() {
         let media = open(c.name);
         assert!(media.index.skipped.is_empty(), "{:?}", media.index.skipped);
         let (_, track, g) = audio(&media);
-        let law = if c.pt == 0 { G711Law::Mu } else { G711Law::A };
-        assert_eq!((g.law, g.sample_rate_hz, g.channels), (law, 8000, 1));
-        assert_eq!(track.timescale, 8000);
-        assert_eq!(track.codec.clock_rate_hz(), 8000);
+        let law = if c.encoding == "PCMU" {
+            G711Law::Mu
+        } else {
+            G711Law::A
+        };
+        assert_eq!(
+            (g.law, g.sample_rate_hz, g.channels),
+            (law, c.rate, c.channels)
+        );
+        assert_eq!(track.timescale, c.rate);
+        assert_eq!(track.codec.clock_rate_hz(), c.rate);
         let out = ffprobe(&[
             "-select_streams",
             "a:0",
@@ -230,23 +265,28 @@ fn index_matches_the_file() {
             path_of(c.name).to_str().unwrap(),
         ]);
         let codec = format!("codec_name={}", c.encoder);
-        for want in [codec.as_str(), "sample_rate=8000", "channels=1"] {
+        let rate = format!("sample_rate={}", c.rate);
+        let channels = format!("channels={}", c.channels);
+        for want in [&codec, &rate, &channels] {
             assert!(
                 out.lines().any(|l| l == want),
                 "{}: {want} in {out}",
                 c.name
             );
         }
-        // 20 ms pieces (160 bytes), each at its exact time on the 8 kHz clock: the pieces
-        // tile the file's audio without gaps or overlaps.
+        // 20 ms pieces (160 bytes at 8 kHz mono), each at its exact time on the sampling
+        // clock: the pieces tile the file's audio without gaps or overlaps.
         let bytes = file_audio_bytes(c);
         let total: u64 = track.samples.iter().map(|s| u64::from(s.len)).sum();
         assert_eq!(total, bytes.len() as u64, "{}", c.name);
-        assert!(track.samples.iter().all(|s| s.len <= 160 && s.len > 0));
+        assert!(track
+            .samples
+            .iter()
+            .all(|s| s.len as usize <= c.piece() && s.len > 0));
         for w in track.samples.windows(2) {
             assert_eq!(
                 w[1].dts - w[0].dts,
-                u64::from(w[0].len),
+                u64::from(w[0].len / u32::from(c.channels)),
                 "{}: contiguous on the sample clock",
                 c.name
             );
@@ -269,7 +309,9 @@ fn ffprobe_over_rtsp_reports_g711() {
         ]);
         let lines: Vec<&str> = out.lines().collect();
         let codec = format!("codec_name={}", c.encoder);
-        for want in ["codec_name=h264", &codec, "sample_rate=8000", "channels=1"] {
+        let rate = format!("sample_rate={}", c.rate);
+        let channels = format!("channels={}", c.channels);
+        for want in ["codec_name=h264", &codec, &rate, &channels] {
             assert!(lines.contains(&want), "{}: {want} in\n{out}", c.name);
         }
     }
@@ -280,7 +322,12 @@ fn ffmpeg_decodes_every_sample_over_tcp_and_udp_without_warnings() {
     let server = server();
     for c in &CLIPS {
         let want = decoded_samples(path_of(c.name).to_str().unwrap(), None);
-        assert!(want >= 23_000, "{}: {want} samples in the file", c.name);
+        let three_secs = 3 * c.rate as usize * usize::from(c.channels);
+        assert!(
+            want * 100 >= three_secs * 95,
+            "{}: {want} samples in the file",
+            c.name
+        );
         for transport in ["tcp", "udp"] {
             let got = decoded_samples(&server.url(c.name), Some(transport));
             assert_eq!(got, want, "{} over {transport}", c.name);
@@ -357,8 +404,8 @@ fn catalog_lists_g711_and_hls_and_whep_refuse_it() {
         let s = list.iter().find(|s| s["name"] == c.name).expect("listed");
         let codec = format!("G.711 {}", c.encoding);
         assert_eq!(s["codecs"], serde_json::json!(["H.264", codec]), "{s}");
-        assert_eq!(s["tracks"][1]["sample_rate_hz"], 8000, "{s}");
-        assert_eq!(s["tracks"][1]["channels"], 1, "{s}");
+        assert_eq!(s["tracks"][1]["sample_rate_hz"], c.rate, "{s}");
+        assert_eq!(s["tracks"][1]["channels"], c.channels, "{s}");
         assert!(s["hls_url"].is_null(), "no HLS offered: {s}");
         let hls = common::http_request(
             server.hls.unwrap(),
@@ -385,9 +432,10 @@ fn catalog_lists_g711_and_hls_and_whep_refuse_it() {
     assert!(why.contains("G.711 audio (PCMU)"), "{why}");
 }
 
-/// RFC 3551 §4.5.14 on the wire: PT 0 / 8 with its static `rtpmap`, no payload header, no
-/// marker, each packet's timestamp the previous one's plus its sample count (160 for 20 ms),
-/// and the payloads, concatenated, the file's G.711 bytes.
+/// RFC 3551 §4.5.14 on the wire: PT 0 / 8 with its static `rtpmap` (a dynamic one with rate and
+/// channels otherwise), no payload header, no marker, each packet's timestamp the previous
+/// one's plus its sample count (160 for 20 ms at 8 kHz), and the payloads, concatenated, the
+/// file's G.711 bytes.
 #[test]
 fn rtp_packets_follow_rfc3551() {
     let server = server();
@@ -399,11 +447,22 @@ fn rtp_packets_follow_rfc3551() {
         let mut rtsp = RawRtsp::connect(server.addr);
         let (d, session) = rtsp.setup_interleaved(&url, &[k]);
         let sdp = String::from_utf8(d.body.clone()).unwrap();
-        let media_lines = format!(
-            "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/8000\r\n",
-            c.encoding,
-            pt = c.pt
-        );
+        let media_lines = if c.channels == 1 {
+            format!(
+                "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}\r\n",
+                c.encoding,
+                c.rate,
+                pt = c.pt
+            )
+        } else {
+            format!(
+                "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}/{}\r\n",
+                c.encoding,
+                c.rate,
+                c.channels,
+                pt = c.pt
+            )
+        };
         assert!(sdp.contains(&media_lines), "{sdp}");
         let p = rtsp.request("PLAY", &url, &[("Session", &session)]);
         assert_eq!(p.status, 200);
@@ -422,7 +481,7 @@ fn rtp_packets_follow_rfc3551() {
             assert_eq!(frame[0] & 0x3f, 0, "no padding, extension or CSRCs");
             let payload = &frame[12..];
             assert!(
-                !payload.is_empty() && payload.len() <= 160,
+                !payload.is_empty() && payload.len() <= c.piece(),
                 "{} packet {n}: {} bytes",
                 c.name,
                 payload.len()
@@ -430,7 +489,7 @@ fn rtp_packets_follow_rfc3551() {
             if let Some((ts, len)) = last {
                 assert_eq!(
                     rtp.ts.wrapping_sub(ts),
-                    len as u32,
+                    (len / usize::from(c.channels)) as u32,
                     "{} packet {n}: timestamp steps by the previous packet's samples",
                     c.name
                 );
@@ -440,7 +499,14 @@ fn rtp_packets_follow_rfc3551() {
         }
         assert_eq!(got.len(), want.len(), "{}", c.name);
         assert!(got == want, "{}: the payloads are the file's audio", c.name);
-        let full = track.samples.iter().filter(|s| s.len == 160).count();
-        assert!(full * 160 * 10 >= want.len() * 9, "mostly 20 ms pieces");
+        let full = track
+            .samples
+            .iter()
+            .filter(|s| s.len as usize == c.piece())
+            .count();
+        assert!(
+            full * c.piece() * 10 >= want.len() * 9,
+            "mostly 20 ms pieces"
+        );
     }
 }
