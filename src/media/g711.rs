@@ -121,6 +121,42 @@ pub fn split_track(track: &mut Track) {
     track.samples = out;
 }
 
+/// Fuzz entry point: parses `data` as an `A_MS/ACM` CodecPrivate and, when it is G.711,
+/// splits a block of the remaining bytes' length; must never panic.
+#[cfg(any(test, fuzzing))]
+pub fn fuzz_parse_waveformatex(data: &[u8]) {
+    let Ok(c) = parse_waveformatex(data) else {
+        return;
+    };
+    let piece = piece_bytes(&c);
+    assert!(piece > 0 && piece.is_multiple_of(u32::from(c.channels)));
+    assert!(piece <= MAX_PIECE_BYTES.max(u32::from(c.channels)));
+    let len = u32::try_from(data.len())
+        .unwrap_or(u32::MAX)
+        .saturating_mul(97);
+    let mut t = Track {
+        track_id: 1,
+        kind: super::track::TrackKind::Audio,
+        codec: Codec::G711(c),
+        timescale: c.sample_rate_hz,
+        edit_offset: 0,
+        samples: vec![super::track::Sample {
+            offset: 3,
+            len,
+            dts: u64::MAX - 5,
+            cts_offset: 0,
+            sync: true,
+        }],
+    };
+    let n = piece_count(&t);
+    split_track(&mut t);
+    assert_eq!(t.samples.len(), n);
+    assert_eq!(
+        t.samples.iter().map(|s| u64::from(s.len)).sum::<u64>(),
+        u64::from(len)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +167,7 @@ mod tests {
         v.extend_from_slice(&tag.to_le_bytes());
         v.extend_from_slice(&ch.to_le_bytes());
         v.extend_from_slice(&rate.to_le_bytes());
-        v.extend_from_slice(&(rate * u32::from(ch)).to_le_bytes());
+        v.extend_from_slice(&rate.wrapping_mul(u32::from(ch)).to_le_bytes());
         v.extend_from_slice(&ch.to_le_bytes());
         v.extend_from_slice(&bits.to_le_bytes());
         v.extend_from_slice(&0u16.to_le_bytes());
@@ -181,11 +217,22 @@ mod tests {
         assert!(parse_waveformatex(&wfx(7, 1, 0, 8))
             .unwrap_err()
             .contains("rate of 0"));
-        // Any bytes: no panic.
+        // Any bytes, and the fuzz target's body on the seeds and mutations: no panic.
         for n in 0..40 {
             let junk: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
             let _ = parse_waveformatex(&junk);
+            fuzz_parse_waveformatex(&junk);
         }
+        let seed = wfx(7, 1, 8000, 8);
+        for i in 0..seed.len() {
+            for v in [0u8, 1, 2, 6, 7, 8, 0x7f, 0xff] {
+                let mut m = seed.clone();
+                m[i] = v;
+                fuzz_parse_waveformatex(&m);
+            }
+        }
+        fuzz_parse_waveformatex(&wfx(6, 255, u32::MAX, 8));
+        fuzz_parse_waveformatex(&wfx(6, 255, 1, 8));
     }
 
     fn track(c: G711Config, blocks: &[(u64, u32, u64)]) -> Track {
@@ -268,7 +315,7 @@ mod tests {
             sample_rate_hz: 8000,
             channels: 7,
         };
-        assert_eq!(piece_bytes(&wide) % 7, 0);
+        assert!(piece_bytes(&wide).is_multiple_of(7));
         // An empty block stays one empty sample (the packetizer refuses it at send time).
         let mut t = track(mono, &[(0, 0, 0)]);
         split_track(&mut t);

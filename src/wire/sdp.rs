@@ -597,6 +597,64 @@ mod tests {
         ));
     }
 
+    /// RFC 3551 §4.5.14 / §6: 8000 Hz mono G.711 on its static type, anything else dynamic
+    /// with rate and channels in the rtpmap.
+    #[test]
+    fn g711_static_and_dynamic() {
+        use crate::media::track::{G711Config, G711Law};
+        let g = |law, rate, channels| {
+            Codec::G711(G711Config {
+                law,
+                sample_rate_hz: rate,
+                channels,
+            })
+        };
+        let cases = [
+            (
+                g(G711Law::Mu, 8000, 1),
+                "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            ),
+            (
+                g(G711Law::A, 8000, 1),
+                "m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+            ),
+            (
+                g(G711Law::Mu, 16_000, 1),
+                "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 PCMU/16000\r\n",
+            ),
+            (
+                g(G711Law::A, 8000, 2),
+                "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 PCMA/8000/2\r\n",
+            ),
+        ];
+        for (codec, want) in &cases {
+            let pt = payload_type_for(codec, 1);
+            let s = SdpSession {
+                session_id: 1,
+                origin_addr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                name: "g711",
+                duration_secs: Some(3.0),
+                tracks: vec![SdpTrack {
+                    codec,
+                    payload_type: pt,
+                    control: "trackID=1".into(),
+                    frame_rate: None,
+                    multicast: None,
+                }],
+            };
+            let sdp = write_sdp(&s);
+            assert!(sdp.contains(want), "{sdp}");
+            assert_eq!(codec.clock_rate_hz(), codec_rate(codec));
+        }
+    }
+
+    fn codec_rate(c: &Codec) -> u32 {
+        match c {
+            Codec::G711(g) => g.sample_rate_hz,
+            _ => 0,
+        }
+    }
+
     #[test]
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
