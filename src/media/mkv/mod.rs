@@ -17,6 +17,8 @@
 //! n-th decoded frame of a GOP decodes at the n-th smallest presentation time, shifted by the
 //! largest reordering delay of the track so no frame decodes after it is presented (H.264 and
 //! H.265 with B-frames play). Times are rebased so the earliest frame of the file is at 0.
+//! G.711 (`A_MS/ACM`) blocks are then split into 20 ms samples on the sampling clock
+//! ([`crate::media::g711::split_track`]), one RTP packet each.
 //!
 //! Bounds: every element size is checked against its parent and the file; vints are at most 8
 //! bytes and IDs 4; nesting is fixed by the structure walked (Segment → Cluster → BlockGroup →
