@@ -61,6 +61,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
                     (m.sample_rate_hz > 0).then_some(m.sample_rate_hz),
                     (m.channels > 0).then_some(m.channels),
                 ),
+                Codec::G711(g) => (None, None, Some(g.sample_rate_hz), Some(g.channels)),
             };
             TrackInfo {
                 kind: match t.kind {
@@ -227,11 +228,13 @@ impl Control {
         );
         // HLS serves files, live channels and published or pulled streams (their logs).
         // H.265 and MPEG-TS are not served over HLS yet (docs/design/reach.md "Codecs"): no
-        // URL to offer; nor is MPEG audio (reach.md "Other audio").
-        let hls_codecs = !info
-            .tracks
-            .iter()
-            .any(|t| t.codec == "H.265" || t.codec == "MPEG-TS" || t.codec == "MPEG audio");
+        // URL to offer; nor are MPEG audio and G.711 (reach.md "Other audio").
+        let hls_codecs = !info.tracks.iter().any(|t| {
+            t.codec == "H.265"
+                || t.codec == "MPEG-TS"
+                || t.codec == "MPEG audio"
+                || t.codec.starts_with("G.711")
+        });
         info.hls_url = self
             .hls_origin(host)
             .filter(|_| hls_codecs)

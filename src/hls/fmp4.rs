@@ -307,11 +307,17 @@ pub fn init_segment(index: &MediaIndex) -> Result<Vec<u8>, Fmp4Error> {
 pub(crate) fn init_segment_for(tracks: &[InitTrack<'_>]) -> Result<Vec<u8>, Fmp4Error> {
     // H.265: no test browser decodes it; MPEG-TS: its streams are not demuxed into fMP4;
     // VP8/VP9: no `vp08`/`vp09` sample entry is written (docs/design/reach.md "Codecs");
-    // MPEG audio (MP3): no `.mp3`/OTI 0x6B entry is written (reach.md "Other audio").
+    // MPEG audio (MP3): no `.mp3`/OTI 0x6B entry is written, G.711: no `ulaw`/`alaw` entry
+    // (reach.md "Other audio").
     if let Some(t) = tracks.iter().find(|t| {
         matches!(
             t.codec,
-            Codec::H265(_) | Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) | Codec::MpegAudio(_)
+            Codec::H265(_)
+                | Codec::Mp2t(_)
+                | Codec::Vp8(_)
+                | Codec::Vp9(_)
+                | Codec::MpegAudio(_)
+                | Codec::G711(_)
         )
     }) {
         return Err(Fmp4Error::UnsupportedCodec(t.codec.name()));
@@ -371,7 +377,9 @@ fn write_trak(w: &mut BoxWriter, i: usize, track: &InitTrack<'_>) -> Result<(), 
         Codec::H264(c) => (c.width, c.height),
         Codec::H265(c) => (c.width, c.height),
         Codec::Vp8(c) | Codec::Vp9(c) => (c.width, c.height),
-        Codec::Aac(_) | Codec::Opus(_) | Codec::Mp2t(_) | Codec::MpegAudio(_) => (0, 0),
+        Codec::Aac(_) | Codec::Opus(_) | Codec::Mp2t(_) | Codec::MpegAudio(_) | Codec::G711(_) => {
+            (0, 0)
+        }
     };
     w.boxed(b"trak", |w| {
         // §8.3.2 tkhd, version 0, flags track_enabled | track_in_movie.
@@ -512,7 +520,7 @@ fn write_sample_entry(w: &mut BoxWriter, track: &InitTrack<'_>) -> Result<(), Fm
         }
         // Refused up front in `init_segment_for`.
         Codec::H265(_) => result = Err(Fmp4Error::UnsupportedCodec("H.265")),
-        Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) | Codec::MpegAudio(_) => {
+        Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) | Codec::MpegAudio(_) | Codec::G711(_) => {
             result = Err(Fmp4Error::UnsupportedCodec(track.codec.name()))
         }
         Codec::Opus(c) => {

@@ -86,7 +86,11 @@ pub fn codecs(index: &MediaIndex) -> String {
             // RFC 6381 names Opus in MP4 `Opus` (the sample entry); HLS and browsers use `opus`.
             Codec::Opus(_) => out.push("opus".to_string()),
             // Never reaches a playlist: `init_segment_for` refuses it first.
-            Codec::Mp2t(_) | Codec::Vp8(_) | Codec::Vp9(_) | Codec::MpegAudio(_) => {}
+            Codec::Mp2t(_)
+            | Codec::Vp8(_)
+            | Codec::Vp9(_)
+            | Codec::MpegAudio(_)
+            | Codec::G711(_) => {}
         }
     }
     out.join(",")

@@ -319,7 +319,9 @@ fn read_section(s: &MediaSection<'_>) -> Result<AnnouncedTrack, SkippedTrack> {
                     | Codec::Mp2t(_)
                     | Codec::Vp8(_)
                     | Codec::Vp9(_) => TrackKind::Video,
-                    Codec::Aac(_) | Codec::Opus(_) | Codec::MpegAudio(_) => TrackKind::Audio,
+                    Codec::Aac(_) | Codec::Opus(_) | Codec::MpegAudio(_) | Codec::G711(_) => {
+                        TrackKind::Audio
+                    }
                 };
                 return Ok(AnnouncedTrack {
                     control: s.control.unwrap_or("").to_string(),

@@ -1,5 +1,6 @@
 //! Media files: the root-confined library, the ISO-BMFF, Matroska and MPEG-TS readers and the track
 //! model.
+pub mod g711;
 pub mod library;
 pub mod mkv;
 pub mod mp4;

@@ -160,6 +160,40 @@ pub enum Codec {
     /// Matroska `A_MPEG/L3`, `A_MPEG/L2`): one or more whole frames per sample, sent as
     /// RFC 2250 §3.5 `MPA` (static payload type 14, RFC 3551 §4.5.13).
     MpegAudio(MpegAudioConfig),
+    /// G.711 µ-law or A-law (Matroska `A_MS/ACM` with WAVEFORMATEX format tag 7 or 6): each
+    /// sample is one ~20 ms piece of a block (split when the index is built, see
+    /// [`crate::media::g711`]), sent as RFC 3551 §4.5.14 `PCMU` / `PCMA`.
+    G711(G711Config),
+}
+
+/// The G.711 companding law (ITU-T G.711; RFC 3551 §4.5.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum G711Law {
+    /// µ-law: RTP encoding name `PCMU`, static payload type 0 at 8000 Hz mono.
+    Mu,
+    /// A-law: RTP encoding name `PCMA`, static payload type 8 at 8000 Hz mono.
+    A,
+}
+
+/// A G.711 track: one byte per sample per channel, channels interleaved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct G711Config {
+    /// µ-law or A-law.
+    pub law: G711Law,
+    /// Sampling rate in Hz (never 0), also the RTP clock rate (RFC 3551 §4.5.14).
+    pub sample_rate_hz: u32,
+    /// Channel count (never 0).
+    pub channels: u8,
+}
+
+impl G711Config {
+    /// The RTP encoding name (RFC 3551 Table 4).
+    pub fn encoding_name(&self) -> &'static str {
+        match self.law {
+            G711Law::Mu => "PCMU",
+            G711Law::A => "PCMA",
+        }
+    }
 }
 
 /// An MPEG-1/2 audio track: the frames carry their own headers (RFC 2250 needs no out-of-band
@@ -198,6 +232,8 @@ impl Codec {
             | Codec::MpegAudio(_) => 90_000,
             Codec::Aac(a) => a.sample_rate_hz,
             Codec::Opus(_) => 48_000,
+            // RFC 3551 §4.5.14: the clock rate is the sampling rate.
+            Codec::G711(g) => g.sample_rate_hz,
         }
     }
 
@@ -212,6 +248,10 @@ impl Codec {
             Codec::Vp8(_) => "VP8",
             Codec::Vp9(_) => "VP9",
             Codec::MpegAudio(_) => "MPEG audio",
+            Codec::G711(g) => match g.law {
+                G711Law::Mu => "G.711 PCMU",
+                G711Law::A => "G.711 PCMA",
+            },
         }
     }
 }

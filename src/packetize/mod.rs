@@ -9,11 +9,13 @@
 //! packet per RTP packet §4.2, 48 kHz clock and marker §4.1) in [`opus`], and RFC 2250 §2
 //! (MPEG-2 transport streams: whole TS packets, no payload header) in [`mp2t`], and RFC 7741
 //! (VP8) and RFC 9628 (VP9: one-byte payload descriptors, equal pieces) in [`vpx`], and RFC 2250
-//! §3.5 (MPEG audio: 4-byte header with Frag_offset) in [`mpa`]. The per-packet path
+//! §3.5 (MPEG audio: 4-byte header with Frag_offset) in [`mpa`], and RFC 3551 §4.5.14 (G.711
+//! PCMU/PCMA: the bytes as they are) in [`g711`]. The per-packet path
 //! ([`Packetizer::next_packet`]) never allocates and never panics on corrupt input; every
 //! length read from the media is bounds-checked against the sample and the media slice.
 
 pub mod aac;
+pub mod g711;
 pub mod h264;
 pub mod h265;
 pub mod mp2t;
@@ -209,6 +211,10 @@ pub enum PacketizeError {
     /// An MPEG audio sample is empty or too large for the 16-bit Frag_offset (RFC 2250 §3.5).
     #[error("mpeg audio sample empty or larger than 65535 bytes")]
     MpegAudioFrameTooLarge,
+    /// A G.711 sample is empty or larger than the payload budget (RFC 3551 §4.5.14: one
+    /// sample per packet, cut into 20 ms pieces when the file is indexed).
+    #[error("g.711 sample empty or over the payload budget")]
+    G711SampleOverBudget,
 }
 
 /// A payload-format packetizer for one track.
@@ -228,6 +234,8 @@ pub enum Packetizer {
     Vpx(vpx::VpxPacketizer),
     /// RFC 2250 §3.5 MPEG audio.
     Mpa(mpa::MpaPacketizer),
+    /// RFC 3551 §4.5.14 G.711 (PCMU/PCMA).
+    G711(g711::G711Packetizer),
 }
 
 impl Packetizer {
@@ -264,6 +272,9 @@ impl Packetizer {
             Codec::MpegAudio(_) => Ok(Packetizer::Mpa(mpa::MpaPacketizer::new(
                 payload_budget_bytes,
             )?)),
+            Codec::G711(_) => Ok(Packetizer::G711(g711::G711Packetizer::new(
+                payload_budget_bytes,
+            )?)),
         }
     }
 
@@ -277,6 +288,7 @@ impl Packetizer {
             Packetizer::Mp2t(p) => p.begin_sample(sample),
             Packetizer::Vpx(p) => p.begin_sample(sample),
             Packetizer::Mpa(p) => p.begin_sample(sample),
+            Packetizer::G711(p) => p.begin_sample(sample),
         }
     }
 
@@ -291,7 +303,8 @@ impl Packetizer {
             | Packetizer::Opus(_)
             | Packetizer::Mp2t(_)
             | Packetizer::Vpx(_)
-            | Packetizer::Mpa(_) => 1,
+            | Packetizer::Mpa(_)
+            | Packetizer::G711(_) => 1,
             Packetizer::Aac(p) => aac::aggregate_len(samples, index, p.payload_budget(), timescale),
         }
     }
@@ -320,6 +333,7 @@ impl Packetizer {
             Packetizer::Mp2t(p) => p.next_packet(media),
             Packetizer::Vpx(p) => p.next_packet(media),
             Packetizer::Mpa(p) => p.next_packet(media),
+            Packetizer::G711(p) => p.next_packet(media),
         }
     }
 
@@ -333,7 +347,8 @@ impl Packetizer {
             | Packetizer::Opus(_)
             | Packetizer::Mp2t(_)
             | Packetizer::Vpx(_)
-            | Packetizer::Mpa(_) => &[],
+            | Packetizer::Mpa(_)
+            | Packetizer::G711(_) => &[],
         }
     }
 
@@ -352,6 +367,7 @@ impl Packetizer {
             Packetizer::Mp2t(p) => p.payload_budget(),
             Packetizer::Vpx(p) => p.payload_budget(),
             Packetizer::Mpa(p) => p.payload_budget(),
+            Packetizer::G711(p) => p.payload_budget(),
         }
     }
 }
@@ -476,7 +492,12 @@ pub fn fuzz_packetize(data: &[u8]) {
         sample_rate_hz: 44_100,
         channels: 2,
     });
-    for codec in [h264, h265, aac, opus, mp2t, mpa] {
+    let g711 = Codec::G711(crate::media::track::G711Config {
+        law: crate::media::track::G711Law::Mu,
+        sample_rate_hz: 8000,
+        channels: 1,
+    });
+    for codec in [h264, h265, aac, opus, mp2t, mpa, g711] {
         let Ok(mut p) = Packetizer::new(&codec, budget) else {
             continue;
         };

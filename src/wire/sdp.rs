@@ -103,6 +103,7 @@ pub fn write_sdp(s: &SdpSession) -> String {
             Codec::Vp8(_) => write_vpx(&mut out, pt, "VP8"),
             Codec::Vp9(_) => write_vpx(&mut out, pt, "VP9"),
             Codec::MpegAudio(_) => write_mpa(&mut out),
+            Codec::G711(g) => write_g711(&mut out, pt, g),
         }
         if let Some((group, ttl)) = t.multicast {
             announce_group(&mut out, section, group, ttl);
@@ -149,6 +150,30 @@ fn write_mpa(out: &mut String) {
     line(out, format_args!("a=rtpmap:{MPA_PAYLOAD_TYPE} MPA/90000"));
 }
 
+/// RFC 3551 §4.5.14 / §6: G.711 `PCMU` / `PCMA`. 8000 Hz mono uses the static payload type
+/// (0 or 8, [`payload_type_for`]) with its `rtpmap` (optional, players expect it); any other
+/// rate or channel count a dynamic type whose `rtpmap` names both (`PCMU/16000/2`; the
+/// channel count is left out for one channel, RFC 8866 §6.6).
+fn write_g711(out: &mut String, pt: u8, g: &crate::media::track::G711Config) {
+    let name = g.encoding_name();
+    let rate = g.sample_rate_hz;
+    line(out, format_args!("m=audio 0 RTP/AVP {pt}"));
+    if g.channels > 1 {
+        line(
+            out,
+            format_args!("a=rtpmap:{pt} {name}/{rate}/{}", g.channels),
+        );
+    } else {
+        line(out, format_args!("a=rtpmap:{pt} {name}/{rate}"));
+    }
+}
+
+/// The static RTP payload type of G.711 µ-law at 8000 Hz mono (RFC 3551 §6, Table 4: `PCMU`).
+pub const PCMU_PAYLOAD_TYPE: u8 = 0;
+
+/// The static RTP payload type of G.711 A-law at 8000 Hz mono (RFC 3551 §6, Table 4: `PCMA`).
+pub const PCMA_PAYLOAD_TYPE: u8 = 8;
+
 /// The static RTP payload type of MPEG audio (RFC 3551 §6, Table 4: `MPA`).
 pub const MPA_PAYLOAD_TYPE: u8 = 14;
 
@@ -156,11 +181,15 @@ pub const MPA_PAYLOAD_TYPE: u8 = 14;
 pub const MP2T_PAYLOAD_TYPE: u8 = 33;
 
 /// The RTP payload type of the track at `index` with `codec`: the static 33 for MPEG-TS
-/// (RFC 3551 §6), 14 for MPEG audio, else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
+/// (RFC 3551 §6), 14 for MPEG audio, 0 / 8 for 8000 Hz mono G.711, else the dynamic [`FIRST_PAYLOAD_TYPE`]` + index`.
 pub fn payload_type_for(codec: &Codec, index: usize) -> u8 {
     match codec {
         Codec::Mp2t(_) => MP2T_PAYLOAD_TYPE,
         Codec::MpegAudio(_) => MPA_PAYLOAD_TYPE,
+        Codec::G711(g) if g.sample_rate_hz == 8000 && g.channels == 1 => match g.law {
+            crate::media::track::G711Law::Mu => PCMU_PAYLOAD_TYPE,
+            crate::media::track::G711Law::A => PCMA_PAYLOAD_TYPE,
+        },
         _ => FIRST_PAYLOAD_TYPE + index as u8,
     }
 }
@@ -568,6 +597,64 @@ mod tests {
         ));
     }
 
+    /// RFC 3551 §4.5.14 / §6: 8000 Hz mono G.711 on its static type, anything else dynamic
+    /// with rate and channels in the rtpmap.
+    #[test]
+    fn g711_static_and_dynamic() {
+        use crate::media::track::{G711Config, G711Law};
+        let g = |law, rate, channels| {
+            Codec::G711(G711Config {
+                law,
+                sample_rate_hz: rate,
+                channels,
+            })
+        };
+        let cases = [
+            (
+                g(G711Law::Mu, 8000, 1),
+                "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+            ),
+            (
+                g(G711Law::A, 8000, 1),
+                "m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+            ),
+            (
+                g(G711Law::Mu, 16_000, 1),
+                "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 PCMU/16000\r\n",
+            ),
+            (
+                g(G711Law::A, 8000, 2),
+                "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 PCMA/8000/2\r\n",
+            ),
+        ];
+        for (codec, want) in &cases {
+            let pt = payload_type_for(codec, 1);
+            let s = SdpSession {
+                session_id: 1,
+                origin_addr: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                name: "g711",
+                duration_secs: Some(3.0),
+                tracks: vec![SdpTrack {
+                    codec,
+                    payload_type: pt,
+                    control: "trackID=1".into(),
+                    frame_rate: None,
+                    multicast: None,
+                }],
+            };
+            let sdp = write_sdp(&s);
+            assert!(sdp.contains(want), "{sdp}");
+            assert_eq!(codec.clock_rate_hz(), codec_rate(codec));
+        }
+    }
+
+    fn codec_rate(c: &Codec) -> u32 {
+        match c {
+            Codec::G711(g) => g.sample_rate_hz,
+            _ => 0,
+        }
+    }
+
     #[test]
     fn live_ipv6_no_sprop() {
         let mut cfg = match h264() {
@@ -578,7 +665,8 @@ mod tests {
             | Codec::Mp2t(_)
             | Codec::Vp8(_)
             | Codec::Vp9(_)
-            | Codec::MpegAudio(_) => unreachable!(),
+            | Codec::MpegAudio(_)
+            | Codec::G711(_) => unreachable!(),
         };
         cfg.sps.clear();
         cfg.pps.clear();

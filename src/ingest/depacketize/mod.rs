@@ -309,7 +309,8 @@ impl Depacketizer {
                 | crate::media::track::Codec::Mp2t(_)
                 | crate::media::track::Codec::Vp8(_)
                 | crate::media::track::Codec::Vp9(_)
-                | crate::media::track::Codec::MpegAudio(_),
+                | crate::media::track::Codec::MpegAudio(_)
+                | crate::media::track::Codec::G711(_),
             ) => Codec::Refused,
         };
         Depacketizer {

@@ -17,6 +17,8 @@
 //! n-th decoded frame of a GOP decodes at the n-th smallest presentation time, shifted by the
 //! largest reordering delay of the track so no frame decodes after it is presented (H.264 and
 //! H.265 with B-frames play). Times are rebased so the earliest frame of the file is at 0.
+//! G.711 (`A_MS/ACM`) blocks are then split into 20 ms samples on the sampling clock
+//! ([`crate::media::g711::split_track`]), one RTP packet each.
 //!
 //! Bounds: every element size is checked against its parent and the file; vints are at most 8
 //! bytes and IDs 4; nesting is fixed by the structure walked (Segment → Cluster → BlockGroup →
@@ -243,7 +245,20 @@ pub fn parse_mkv(bytes: &[u8]) -> Result<MkvIndex, MkvError> {
             skipped.push(format!("track {}: no frames", b.number));
             continue;
         }
-        tracks.push(finish_track(b, min_ns, scale_ns));
+        let mut track = finish_track(b, min_ns, scale_ns);
+        // G.711 blocks become 20 ms samples, one RTP packet each (media::g711).
+        let pieces = crate::media::g711::piece_count(&track);
+        if pieces > 0 {
+            walk.total_samples = walk.total_samples.saturating_add(pieces);
+            if walk.total_samples > MAX_SAMPLES {
+                return Err(MkvError::new(
+                    segment.start as u64,
+                    MkvErrorKind::TooManySamples(MAX_SAMPLES),
+                ));
+            }
+            crate::media::g711::split_track(&mut track);
+        }
+        tracks.push(track);
     }
     if tracks.is_empty() {
         return Err(MkvError::new(

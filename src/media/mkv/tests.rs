@@ -330,6 +330,83 @@ fn bad_input_is_a_typed_error() {
     }
 }
 
+fn g711_track(number: u64, private: &[u8]) -> Vec<u8> {
+    track(number, 2, "A_MS/ACM", private, &[])
+}
+
+/// G.711 WAVEFORMATEX: tag, channels, rate, avg bytes/s, block align, bits, cbSize.
+fn wfx(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
+    let mut v = tag.to_le_bytes().to_vec();
+    v.extend(channels.to_le_bytes());
+    v.extend(rate.to_le_bytes());
+    v.extend((rate * u32::from(channels)).to_le_bytes());
+    v.extend(channels.to_le_bytes());
+    v.extend(bits.to_le_bytes());
+    v.extend(0u16.to_le_bytes());
+    v
+}
+
+/// `A_MS/ACM` with a G.711 WAVEFORMATEX becomes a G.711 track whose blocks are split into
+/// 20 ms samples timed on the 8 kHz clock from each block's time; other format tags, short
+/// or lying CodecPrivates are skipped with the reason.
+#[test]
+fn g711_blocks_become_20ms_samples() {
+    let block0: Vec<u8> = (0..400u32).map(|i| i as u8).collect();
+    let block1: Vec<u8> = (0..170u32).map(|i| (i * 3) as u8).collect();
+    let f = file(
+        &[
+            g711_track(1, &wfx(7, 1, 8000, 8)),
+            g711_track(2, &wfx(1, 1, 8000, 16)),
+            g711_track(3, &wfx(7, 1, 8000, 8)[..15]),
+            g711_track(4, &wfx(6, 0, 8000, 8)),
+            g711_track(5, &wfx(6, 1, 8000, 16)),
+        ],
+        // The second block at 55 ms: not on the 20 ms grid, its pieces follow its own time.
+        &[cluster(
+            10,
+            &[simple(1, 0, 0x80, &block0), simple(1, 55, 0x80, &block1)],
+        )],
+    );
+    let mkv = parse_mkv(&f).unwrap();
+    assert_eq!(mkv.index.skipped.len(), 4, "{:?}", mkv.index.skipped);
+    for (n, why) in [
+        (2, "format tag 0x0001"),
+        (3, "15 bytes is not a WAVEFORMATEX"),
+        (4, "0 channels"),
+        (5, "16 bits"),
+    ] {
+        assert!(
+            mkv.index
+                .skipped
+                .iter()
+                .any(|s| s.starts_with(&format!("track {n}:")) && s.contains(why)),
+            "{why}: {:?}",
+            mkv.index.skipped
+        );
+    }
+    let t = &mkv.index.tracks[0];
+    assert_eq!((t.kind, t.timescale), (TrackKind::Audio, 8000));
+    let got: Vec<_> = t
+        .samples
+        .iter()
+        .map(|s| {
+            (
+                &f[s.offset as usize..][..s.len as usize],
+                t.pts_ns(s),
+                s.sync,
+            )
+        })
+        .collect();
+    let want = vec![
+        (&block0[..160], 0, true),
+        (&block0[160..320], 160, true),
+        (&block0[320..], 320, true),
+        (&block1[..160], 440, true),
+        (&block1[160..], 600, true),
+    ];
+    assert_eq!(got, want);
+}
+
 /// The fuzz seeds (ffmpeg's files, heads of laced and unknown-size ones) index, and thousands
 /// of pseudo-random mutations of them never panic nor yield a sample outside the input.
 #[test]

@@ -2,7 +2,8 @@
 //! CodecPrivate onto the server's [`Codec`] values (Matroska codec mappings, RFC 9559 §24 and
 //! the Matroska codec specifications): `V_MPEG4/ISO/AVC` (CodecPrivate = avcC),
 //! `V_MPEGH/ISO/HEVC` (hvcC), `V_VP8` and `V_VP9` (no CodecPrivate needed), `A_AAC` (AudioSpecificConfig), `A_OPUS` (OpusHead, RFC 7845
-//! §5.1) and `A_MPEG/L3`, `A_MPEG/L2` (MPEG audio, no CodecPrivate). Other codecs are reported, with the reason, as skipped tracks.
+//! §5.1), `A_MPEG/L3`, `A_MPEG/L2` (MPEG audio, no CodecPrivate) and `A_MS/ACM` with a G.711
+//! WAVEFORMATEX (µ-law / A-law). Other codecs are reported, with the reason, as skipped tracks.
 
 use super::ebml::{read_float, read_string, read_uint, Children};
 use super::error::MkvError;
@@ -150,6 +151,11 @@ pub(crate) fn map_codec(t: &TrackEntry<'_>) -> Result<(TrackKind, Codec), String
                 }),
             ))
         }
+        // Microsoft ACM audio: a WAVEFORMATEX in CodecPrivate; only its G.711 format tags
+        // (RFC 3551 §4.5.14 PCMU/PCMA) are served.
+        (2, "A_MS/ACM") => crate::media::g711::parse_waveformatex(t.private)
+            .map(|c| (TrackKind::Audio, Codec::G711(c)))
+            .map_err(|e| unsupported(&e)),
         (2, "A_OPUS") => parse_opus_head(t.private)
             .map(|c| (TrackKind::Audio, Codec::Opus(c)))
             .map_err(|e| unsupported(&e)),

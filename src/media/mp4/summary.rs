@@ -101,6 +101,12 @@ fn summarize_track(t: &Track) -> TrackSummary {
             (m.sample_rate_hz > 0).then_some(m.sample_rate_hz),
             (m.channels > 0).then_some(m.channels),
         ),
+        Codec::G711(g) => (
+            g.encoding_name().to_string(),
+            None,
+            Some(g.sample_rate_hz),
+            Some(g.channels),
+        ),
     };
     let first_dts = t.samples.first().map_or(0, |s| s.dts);
     let last_dts = t.samples.last().map_or(0, |s| s.dts);

@@ -193,6 +193,12 @@ fn sendable_tracks(
             (Codec::MpegAudio(_), _) => {
                 warnings.push("its MPEG audio (MP3) is not sent over WebRTC".to_owned())
             }
+            // WebRTC could carry PCMU/PCMA (RFC 7874 §3), but it is not offered yet
+            // (docs/design/reach.md "Other audio").
+            (Codec::G711(g), _) => warnings.push(format!(
+                "its G.711 audio ({}) is not sent over WebRTC",
+                g.encoding_name()
+            )),
             (Codec::Opus(_), _) => offered.push(own(SendTrack::Opus)),
             (Codec::Aac(_), _) if assume_rendition => offered.push(Offered {
                 rendition_pending: true,
@@ -327,10 +333,20 @@ impl SessionCore {
                 .tracks
                 .iter()
                 .any(|t| matches!(t.codec, Codec::MpegAudio(_)));
+            let g711 = media.index.tracks.iter().find_map(|t| match &t.codec {
+                Codec::G711(g) => Some(g.encoding_name()),
+                _ => None,
+            });
             if mp3 {
                 format!(
                     "stream {:?} has MPEG audio (MP3), which WebRTC does not carry, and no H.264 \
                      video; play it over RTSP",
+                    media.name
+                )
+            } else if let Some(name) = g711 {
+                format!(
+                    "stream {:?} has G.711 audio ({name}), which is not sent over WebRTC yet, and \
+                     no H.264 video; play it over RTSP",
                     media.name
                 )
             } else {
