@@ -16,7 +16,7 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 # --target keeps RUSTFLAGS off build scripts, as cargo-fuzz does.
 cargo build --release --manifest-path fuzz/Cargo.toml --target "$triple" --bins
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(rtsp_request transport range uri mp4_index packetize rtcp depacketize announce rtmp stun srtp_unprotect webrtc_offer dtls rtsp_http_tunnel hvcc mpegts_index mkv_index tls_record mikey)
+[ ${#targets[@]} -gt 0 ] || targets=(rtsp_request transport range uri mp4_index packetize rtcp depacketize announce rtmp stun srtp_unprotect webrtc_offer dtls rtsp_http_tunnel hvcc mpegts_index mkv_index tls_record mikey waveformatex)
 for t in "${targets[@]}"; do
   corpus=$(mktemp -d)
   cp fuzz/seeds/"$t"/* "$corpus"/
