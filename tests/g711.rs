@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::players::ffprobe;
+use common::players::{ended_cleanly_after_eos, ffprobe};
 use common::{parse_rtp, run_gst_launch, run_with_timeout, RawRtsp, Server};
 use shardcast::media::track::{Codec, G711Config, G711Law, Track, TrackKind};
 use shardcast::media::MediaFile;
@@ -387,7 +387,7 @@ fn gstreamer_depayloads_and_decodes_g711_to_eos() {
                 c.name
             );
             assert!(
-                ok && !out.contains("ERROR") && !err.contains("ERROR"),
+                ended_cleanly_after_eos(ok, &out, &err),
                 "{} over {protocol}:\n{out}\n{err}",
                 c.name
             );

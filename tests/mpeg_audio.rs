@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::players::{ffmpeg_decode_stream_without_warnings, ffprobe};
+use common::players::{ended_cleanly_after_eos, ffmpeg_decode_stream_without_warnings, ffprobe};
 use common::{parse_rtp, run_gst_launch, run_with_timeout, RawRtsp, Server};
 use shardcast::media::track::{Codec, MpegAudioConfig, Track, TrackKind};
 use shardcast::media::MediaFile;
@@ -232,7 +232,7 @@ fn gstreamer_depayloads_and_decodes_mp3_to_eos() {
                 "{name} over {protocol}: no EOS:\n{out}\n{err}"
             );
             assert!(
-                ok && !out.contains("ERROR") && !err.contains("ERROR"),
+                ended_cleanly_after_eos(ok, &out, &err),
                 "{name} over {protocol}:\n{out}\n{err}"
             );
         }
