@@ -272,6 +272,32 @@ fn catalog_lists_h265_and_hls_and_webrtc_refuse_it() {
     }
 }
 
+/// A play grant offers what the catalog does: for H.265 an RTSP URL with its token, no HLS
+/// URL (HLS answers 415) and no WHEP URL.
+#[test]
+fn a_play_grant_for_h265_offers_no_hls_or_whep_url() {
+    let admin = "h265-admin-token";
+    let server = Server::start_env(
+        &["--media", media_dir().to_str().unwrap()],
+        &[("SHARDCAST_ADMIN_TOKEN", admin)],
+    );
+    let r = common::http_request(
+        server.http_addr(),
+        "POST",
+        "/api/v1/play",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &format!("Bearer {admin}")),
+        ],
+        format!("{{\"stream\":\"{}\"}}", TAGS[0]).as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = r.json();
+    assert!(g["url"].as_str().unwrap().contains("token="), "{g}");
+    assert!(g["hls_url"].is_null(), "no HLS offered: {g}");
+    assert!(g["whep_url"].is_null(), "no WHEP offered: {g}");
+}
+
 /// One received RTP packet of the video track.
 struct Packet {
     marker: bool,

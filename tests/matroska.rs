@@ -988,6 +988,12 @@ fn catalog_lists_matroska_streams_and_what_they_miss() {
     assert_eq!(find("h265")["codecs"], serde_json::json!(["H.265", "AAC"]));
     assert_eq!(find("opus")["codecs"], serde_json::json!(["VP8", "Opus"]));
     assert_eq!(find("vp9")["codecs"], serde_json::json!(["VP9", "Opus"]));
+    // HLS carries H.264 with AAC, but neither VP8/VP9 nor H.265 (it answers 415 for them):
+    // the catalog offers an HLS URL only where it plays.
+    assert!(find("h264")["hls_url"].is_string(), "{}", find("h264"));
+    for n in ["h265", "opus", "vp9"] {
+        assert!(find(n)["hls_url"].is_null(), "no HLS offered: {}", find(n));
+    }
     // The WebM's audio is Vorbis: the catalog says the stream misses it.
     let missing = find("vorbis")["unsupported"]
         .as_array()

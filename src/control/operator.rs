@@ -98,6 +98,7 @@ fn describe_media(media: &MediaFile, live: bool) -> StreamInfo {
         token_required: false,
         tracks,
         unsupported: media.index.skipped.clone(),
+        hls_playable: media.index.tracks.iter().all(|t| t.codec.fmp4_carries()),
         source: None,
     }
 }
@@ -226,15 +227,10 @@ impl Control {
             self.rtsp_authority(host),
             encode_name(&info.name)
         );
-        // HLS serves files, live channels and published or pulled streams (their logs).
-        // H.265 and MPEG-TS are not served over HLS yet (docs/design/reach.md "Codecs"): no
-        // URL to offer; nor are MPEG audio and G.711 (reach.md "Other audio").
-        let hls_codecs = !info.tracks.iter().any(|t| {
-            t.codec == "H.265"
-                || t.codec == "MPEG-TS"
-                || t.codec == "MPEG audio"
-                || t.codec.starts_with("G.711")
-        });
+        // HLS serves files, live channels and published or pulled streams (their logs) whose
+        // codecs its fragmented MP4 carries (`Codec::fmp4_carries`: not H.265, MPEG-TS,
+        // VP8/VP9, MPEG audio or G.711, docs/design/reach.md): no URL to offer otherwise.
+        let hls_codecs = info.hls_playable;
         info.hls_url = self
             .hls_origin(host)
             .filter(|_| hls_codecs)
@@ -396,7 +392,11 @@ impl ControlApi for Control {
             .existing_stream(&req.stream)
             .ok_or_else(|| PlayError::UnknownStream(req.stream.clone()))?;
         let expires_unix = unix_secs(SystemTime::now()) + lifetime.as_secs();
-        let whep_url = self.stream(&name, host).and_then(|info| info.whep_url);
+        // The grant offers what the catalog offers for the stream (no HLS URL for codecs HLS
+        // does not carry, no WHEP URL for streams WebRTC cannot).
+        let (hls_url, whep_url) = self
+            .stream(&name, host)
+            .map_or((None, None), |info| (info.hls_url, info.whep_url));
         let token = self
             .core
             .borrow()
@@ -409,9 +409,7 @@ impl ControlApi for Control {
                 self.rtsp_authority(host),
                 encode_name(&name)
             ),
-            hls_url: self
-                .hls_origin(host)
-                .map(|o| format!("{o}/hls/{}/index.m3u8?token={token}", encode_name(&name))),
+            hls_url: hls_url.map(|u| format!("{u}?token={token}")),
             whep_url: whep_url.map(|u| format!("{u}?token={token}")),
             token,
             expires_unix,

@@ -309,17 +309,7 @@ pub(crate) fn init_segment_for(tracks: &[InitTrack<'_>]) -> Result<Vec<u8>, Fmp4
     // VP8/VP9: no `vp08`/`vp09` sample entry is written (docs/design/reach.md "Codecs");
     // MPEG audio (MP3): no `.mp3`/OTI 0x6B entry is written, G.711: no `ulaw`/`alaw` entry
     // (reach.md "Other audio").
-    if let Some(t) = tracks.iter().find(|t| {
-        matches!(
-            t.codec,
-            Codec::H265(_)
-                | Codec::Mp2t(_)
-                | Codec::Vp8(_)
-                | Codec::Vp9(_)
-                | Codec::MpegAudio(_)
-                | Codec::G711(_)
-        )
-    }) {
+    if let Some(t) = tracks.iter().find(|t| !t.codec.fmp4_carries()) {
         return Err(Fmp4Error::UnsupportedCodec(t.codec.name()));
     }
     let mut w = BoxWriter::new(1024);

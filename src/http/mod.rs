@@ -93,6 +93,10 @@ pub struct StreamInfo {
     /// unsupported codec V_VP8"`): a file whose video is listed here plays without its video.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsupported: Vec<String>,
+    /// Whether HLS carries every served track (`Codec::fmp4_carries`); not in the JSON: it
+    /// decides whether `hls_url` is offered.
+    #[serde(skip)]
+    pub hls_playable: bool,
     /// Who feeds it, for a published stream (absent for files and live channels).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceInfo>,

@@ -237,6 +237,12 @@ impl Codec {
         }
     }
 
+    /// Whether HLS's fragmented MP4 (`crate::hls::fmp4`) carries this codec: H.264, AAC and
+    /// Opus. The others are refused there (415) and the catalog offers no HLS URL for them.
+    pub fn fmp4_carries(&self) -> bool {
+        matches!(self, Codec::H264(_) | Codec::Aac(_) | Codec::Opus(_))
+    }
+
     /// Short codec name for logs and `probe` output.
     pub fn name(&self) -> &'static str {
         match self {
