@@ -3,7 +3,8 @@
 //! and over RTSPS by ffmpeg (`-rtsp_transport http`; `rtsps://` over TCP: every video frame
 //! decoded, no warning) and by GStreamer (`rtsph://`; `rtsps://` with
 //! `tls-validation-flags=0`: every video frame to EOS). UDP and TCP for each container are
-//! in `external_players.rs`, `h265.rs`, `matroska.rs` and `mpegts.rs`; docs/CONFORMANCE.md
+//! in `external_players.rs`, `h265.rs`, `matroska.rs`, `mpegts.rs`, `mpeg_audio.rs` and
+//! `g711.rs`; docs/CONFORMANCE.md
 //! carries the whole matrix.
 //!
 //! The files are made by ffmpeg here (3 s at 25 fps with an audio tone); a copy of the
@@ -25,7 +26,7 @@ use shardcast::media::MediaFile;
 const FRAMES: usize = 75;
 
 /// The made files: stream name → (file, ffmpeg's video and audio arguments).
-const FILES: [(&str, &str, &[&str]); 5] = [
+const FILES: [(&str, &str, &[&str]); 7] = [
     (
         "h265",
         "h265.mp4",
@@ -88,6 +89,43 @@ const FILES: [(&str, &str, &[&str]); 5] = [
         "ts.ts",
         &[
             "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        ],
+    ),
+    // MP3 (RFC 2250 MPA) from MP4 and G.711 µ-law (RFC 3551 PCMU) from Matroska: the other
+    // audio, through the same tunnel and TLS (tests/mpeg_audio.rs and tests/g711.rs play them
+    // over UDP and TCP and check the packets).
+    (
+        "mp3",
+        "mp3.mp4",
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "libmp3lame",
+        ],
+    ),
+    (
+        "pcmu",
+        "pcmu.mkv",
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "pcm_mulaw",
+            "-ar",
+            "8000",
+            "-ac",
+            "1",
         ],
     ),
 ];
