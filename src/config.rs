@@ -20,6 +20,12 @@ pub const DEFAULT_SHARD_NICE: i32 = -5;
 /// Smallest payload budget accepted: an FU-A needs room for its 2-byte header and data, and
 /// an AAC packet for its 4-byte AU header section.
 pub const MIN_PAYLOAD_BUDGET: usize = 64;
+/// Default `ingest-audio-hold-ms`: the span a looped channel's AAC packets may have
+/// (`packetize::aac::MAX_AGGREGATE_SPAN_MS`), so an RTMP publisher's viewers get the packets
+/// a channel of the same audio sends (six 64 kbit/s frames, 107 ms; the payload budget binds
+/// first at higher rates: three 128 kbit/s frames, 43 ms). ffmpeg's RTSP muxer holds its AAC
+/// as long (up to 8 frames a packet).
+pub const DEFAULT_INGEST_AUDIO_HOLD_MS: u64 = 150;
 /// Default `setup-timeout`: seconds a session may wait between SETUP and its first PLAY.
 pub const DEFAULT_SETUP_TIMEOUT_SECS: u64 = 15;
 /// Largest payload budget: a 1500-byte Ethernet MTU minus IPv6 (40), UDP (8) and RTP (12) headers.
@@ -102,6 +108,9 @@ pub struct ConfigOverlay {
     pub publisher_timeout: Option<u64>,
     /// Bytes of the memory-mapped live log of each ingested stream (its recent samples).
     pub live_log_size: Option<usize>,
+    /// Milliseconds an RTMP or pulled stream's AAC frame may be held so several go in one
+    /// RTP packet (`crate::ingest::regroup`); 0 = off, at most 150.
+    pub ingest_audio_hold_ms: Option<u64>,
     /// Recording live streams to fragmented MP4 files (`[record]`, `--record PATTERN`).
     pub record: Option<RecordOverlay>,
     /// Accept HTTP Basic credentials (RFC 7617) as well as Digest; off by default because
@@ -298,6 +307,7 @@ impl ConfigOverlay {
             },
             publisher_timeout: flags.publisher_timeout.or(self.publisher_timeout),
             live_log_size: flags.live_log_size.or(self.live_log_size),
+            ingest_audio_hold_ms: flags.ingest_audio_hold_ms.or(self.ingest_audio_hold_ms),
             record: match (self.record, flags.record) {
                 (Some(file), Some(flags)) => Some(file.overlaid_by(flags)),
                 (file, flags) => flags.or(file),
@@ -368,6 +378,8 @@ pub struct ServerConfig {
     pub publisher_timeout: Duration,
     /// Bytes of each ingested stream's live log.
     pub live_log_size: usize,
+    /// How long an RTMP or pulled stream's AAC frames may be held to group them (zero: off).
+    pub ingest_audio_hold: Duration,
     /// Recording of live streams; `None` when no path is recorded.
     pub record: Option<RecordSettings>,
     /// Whether Basic credentials are accepted.
@@ -498,6 +510,20 @@ impl ServerConfig {
             });
         }
         let budget = o.payload_budget.unwrap_or(1200);
+        let hold_ms = o
+            .ingest_audio_hold_ms
+            .unwrap_or(DEFAULT_INGEST_AUDIO_HOLD_MS);
+        if hold_ms > crate::packetize::aac::MAX_AGGREGATE_SPAN_MS {
+            return Err(ConfigError::Invalid {
+                name: "ingest-audio-hold-ms",
+                value: hold_ms.to_string(),
+                why: format!(
+                    "must be 0 (off) to {} milliseconds (the longest span of one AAC packet)",
+                    crate::packetize::aac::MAX_AGGREGATE_SPAN_MS
+                ),
+            });
+        }
+        let ingest_audio_hold = Duration::from_millis(hold_ms);
         if !(MIN_PAYLOAD_BUDGET..=MAX_PAYLOAD_BUDGET).contains(&budget) {
             return Err(ConfigError::Invalid {
                 name: "payload-budget",
@@ -576,6 +602,7 @@ impl ServerConfig {
                 .live_log_size
                 .unwrap_or(crate::live_log::DEFAULT_CAPACITY)
                 .max(crate::live_log::MIN_CAPACITY),
+            ingest_audio_hold,
             record,
             allow_basic: o.allow_basic.unwrap_or(false),
             admission: o.limits.unwrap_or_default().resolve(shards),

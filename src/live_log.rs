@@ -36,7 +36,9 @@
 //!   reader sees all of them or none. AAC frames of a batch keep the publisher's grouping
 //!   (RFC 3640 §3.2.2): a frame the aggregation rules let into the open group is marked
 //!   [`LogSample::joins`] and makes no packet of its own; shards send the group from its head
-//!   as one packet, at no added latency.
+//!   as one packet, at no added latency. Sources that hand frames over one at a time (RTMP,
+//!   pulled sources) are grouped before the log by `crate::ingest::regroup`, which appends
+//!   each group in one batch.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;

@@ -551,3 +551,111 @@ fn a_hostile_publisher_is_dropped_and_counted_and_nobody_else_notices() {
         );
     }
 }
+
+/// RTMP carries one AAC frame per FLV tag. The server holds them up to
+/// `--ingest-audio-hold-ms` (default 150) so RTSP viewers get several per RFC 3640 packet
+/// (§3.2.2), as RTSP publishers send them: sample.mp4's 64 kbit/s 48 kHz AAC goes six frames
+/// (107 ms) to a packet by default, as a looped channel of it does, three (43 ms) with a
+/// 50 ms hold (fewer when the publisher's timing stretches a group past the hold). Every
+/// frame arrives whole and in the file's order (the AU sizes are a run of
+/// the file's), each packet's timestamp one group after the last. With the hold off (`0`)
+/// each frame is its own packet, as before.
+#[test]
+fn rtmp_aac_frames_reach_rtsp_viewers_grouped_within_the_hold() {
+    use common::players::ffprobe;
+
+    let sample = media("sample.mp4");
+    let file_sizes: Vec<usize> = ffprobe(&[
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "packet=size",
+        "-of",
+        "csv=p=0",
+        &sample,
+    ])
+    .lines()
+    .map(|l| l.trim().trim_end_matches(','))
+    .filter(|l| !l.is_empty())
+    .map(|l| l.parse().unwrap())
+    .collect();
+    // (hold, frames most packets have, most frames the hold's span allows: the first frame
+    // and as many 1024-sample steps as fit in it at 48 kHz).
+    for (hold, group, most) in [("default", 6usize, 8usize), ("50", 3, 3), ("0", 1, 1)] {
+        let mut args = vec!["--publish", "live/*", "--publisher-timeout", "1"];
+        if hold != "default" {
+            args.extend(["--ingest-audio-hold-ms", hold]);
+        }
+        let server = Server::start_logged(&args);
+        let rtmp = server.rtmp.expect("the server printed its RTMP address");
+        let mut publisher = ffmpeg_publish_rtmp(&sample, &format!("rtmp://{rtmp}/live/aac"));
+        wait_published(&server, "live/aac", Duration::from_secs(10));
+        let mut viewer = common::setup_udp_stream(server.addr, "live/aac", 2);
+        let url = server.url("live/aac");
+        let play = viewer
+            .rtsp
+            .request("PLAY", &url, &[("Session", &viewer.session)]);
+        assert_eq!(play.status, 200);
+        let sock = &viewer.socks[1].0;
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut packets: Vec<Vec<u8>> = Vec::new();
+        let mut buf = [0u8; 2048];
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if let Ok(n) = sock.recv(&mut buf) {
+                packets.push(buf[..n].to_vec());
+            }
+        }
+        let _ = publisher.kill();
+        let _ = publisher.wait();
+        assert!(
+            packets.len() > 15,
+            "hold {hold}: {} audio packets",
+            packets.len()
+        );
+        let mut sizes = Vec::new();
+        let mut counts = Vec::new();
+        for p in &packets {
+            let aus = common::aac_units_completed(p);
+            assert!(aus >= 1, "hold {hold}: an unfragmented packet per group");
+            for k in 0..aus {
+                sizes.push(usize::from(
+                    u16::from_be_bytes([p[14 + 2 * k], p[15 + 2 * k]]) >> 3,
+                ));
+            }
+            counts.push(aus);
+        }
+        for (k, w) in packets.windows(2).enumerate() {
+            let (a, b) = (
+                common::parse_rtp(&w[0]).unwrap(),
+                common::parse_rtp(&w[1]).unwrap(),
+            );
+            assert_eq!(b.seq, a.seq.wrapping_add(1), "hold {hold}: no packet lost");
+            assert_eq!(
+                b.ts.wrapping_sub(a.ts),
+                1024 * counts[k] as u32,
+                "hold {hold}: packet {k}'s timestamp is one group ({} frames) after the last",
+                counts[k]
+            );
+        }
+        // A group the publisher's timing stretches past the hold goes out short (ffmpeg's
+        // FLV tags arrive with a few ms of jitter: with a 50 ms hold about one packet in six
+        // has 2); small frames (the encoder's first) let the budget take one more.
+        assert!(
+            sizes.len() > 100,
+            "hold {hold}: {} frames in 3 s",
+            sizes.len()
+        );
+        let full = counts.iter().filter(|&&n| n >= group).count();
+        assert!(
+            counts.iter().all(|&n| n <= most) && full * 2 >= counts.len(),
+            "hold {hold}: frames per packet {counts:?}, expected at most {most}, mostly {group}"
+        );
+        assert!(
+            file_sizes.windows(sizes.len()).any(|w| w == &sizes[..]),
+            "hold {hold}: the {} frames received are a run of the file's frames",
+            sizes.len()
+        );
+    }
+}

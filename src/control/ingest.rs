@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::record::{Recording, StreamRecording, SyncOn};
 use crate::ingest::depacketize::Depacketizer;
+use crate::ingest::regroup::AacRegroup;
 use crate::ingest::{DropReason, Frame};
 use crate::live_log::{LiveLog, LogError, LogState, LogTrackSpec, LogWriter};
 use crate::poll::Waker;
@@ -109,6 +110,9 @@ struct Stream {
     recording: Option<StreamRecording>,
     /// Opus made of the stream's AAC for WebRTC viewers, when WebRTC is on.
     webrtc_audio: Option<WebRtcAudio>,
+    /// The AAC track's frames held until they make one RTP packet, for sources that hand
+    /// frames over one at a time (RTMP, pulled sources; `crate::ingest::regroup`).
+    regroup: Option<AacRegroup>,
     /// What earlier publishers' depacketizers counted (packets, lost, drops per reason), so
     /// the stream's counters only grow as publishers come and go (`/metrics` counters and
     /// the API's totals are the stream's, like its frames and bytes).
@@ -116,6 +120,32 @@ struct Stream {
 }
 
 impl Stream {
+    /// Runs `op` on the stream's regrouping (if any) with a sink that appends what it
+    /// releases, all in one log batch (the released frames become one packet's group).
+    fn regrouped(
+        &mut self,
+        now: Instant,
+        op: impl FnOnce(&mut AacRegroup, &mut dyn FnMut(&Frame<'_>)),
+    ) {
+        let Stream {
+            writer,
+            recording,
+            webrtc_audio,
+            regroup,
+            ..
+        } = self;
+        let Some(r) = regroup.as_mut() else {
+            return;
+        };
+        let wall = SystemTime::now();
+        writer.begin_batch();
+        op(r, &mut |f| {
+            append(writer, (recording, webrtc_audio), f, now, wall)
+        });
+        writer.end_batch();
+        flush_webrtc_audio(writer, webrtc_audio, now);
+    }
+
     /// The publisher's depacketizers go (it left, or a new one takes over): their counts
     /// join the stream's past.
     fn retire_depacketizers(&mut self) {
@@ -289,6 +319,8 @@ pub(crate) struct Ingest {
     recording: Option<Recording>,
     /// Whether streams with AAC get Opus for WebRTC viewers (WebRTC is on).
     webrtc_audio: bool,
+    /// How long an RTMP or pulled stream's AAC frames may be held to group them.
+    audio_hold: Duration,
 }
 
 impl Ingest {
@@ -312,7 +344,29 @@ impl Ingest {
             unrouted: 0,
             recording: None,
             webrtc_audio: false,
+            audio_hold: Duration::ZERO,
         }
+    }
+
+    /// Holds a new RTMP or pulled stream's AAC frames up to `hold` so several go in one RTP
+    /// packet (`crate::ingest::regroup`); zero turns it off.
+    pub(crate) fn set_audio_hold(&mut self, hold: Duration) {
+        self.audio_hold = hold;
+    }
+
+    /// The regrouping a stream of `protocol` with `specs` gets: sources whose AAC frames come
+    /// one at a time (RTMP's FLV tags, a pulled source's depacketizer) and only when the
+    /// hold is on. An RTSP or WHIP publisher's packets keep their own grouping (batches).
+    fn regroup_for(&self, protocol: Protocol, specs: &[LogTrackSpec]) -> Option<AacRegroup> {
+        if !matches!(protocol, Protocol::Rtmp | Protocol::Pull) {
+            return None;
+        }
+        let (track, spec) = specs
+            .iter()
+            .enumerate()
+            .find(|(_, t)| matches!(t.codec, crate::media::track::Codec::Aac(_)))?;
+        let clock = spec.codec.clock_rate_hz();
+        AacRegroup::new(track, clock, self.payload_budget, self.audio_hold)
     }
 
     /// Makes Opus of every new stream's AAC for WebRTC viewers (`rendition::live`).
@@ -404,6 +458,7 @@ impl Ingest {
         (protocol, peer): (Protocol, SocketAddr),
         now: Instant,
     ) -> Result<Arc<LiveLog>, IngestError> {
+        let regroup = self.regroup_for(protocol, &specs);
         if let Some(s) = self.streams.get_mut(path) {
             if s.publisher.is_some_and(|p| p != id) {
                 return Err(IngestError::Taken(path.to_owned()));
@@ -419,6 +474,8 @@ impl Ingest {
                     r.finish(SyncOn::Helper);
                 }
                 s.recording = self.recording.as_ref().and_then(|r| r.start(path, &specs));
+                s.regrouped(now, |r, emit| r.flush(emit));
+                s.regroup = regroup;
                 s.publisher = Some(id);
                 (s.protocol, s.peer, s.since) = (protocol, peer, now);
                 s.retire_depacketizers();
@@ -466,6 +523,7 @@ impl Ingest {
                 gone_since: None,
                 recording,
                 webrtc_audio,
+                regroup,
                 past: (0, 0, [0; DropReason::ALL.len()]),
             },
         );
@@ -477,6 +535,13 @@ impl Ingest {
         if let Some(s) = self.streams.get_mut(path) {
             if s.publisher == Some(id) {
                 s.last_data = now;
+                if s.regroup.as_ref().is_some_and(|r| r.track() == frame.track) {
+                    s.regrouped(now, |r, emit| r.push(frame, now, emit));
+                    return;
+                }
+                // Any frame is a tick for the held audio: a source that stopped sending
+                // audio does not keep its last group past the hold.
+                s.regrouped(now, |r, emit| r.expire(now, emit));
                 append(
                     &mut s.writer,
                     (&mut s.recording, &mut s.webrtc_audio),
@@ -511,6 +576,7 @@ impl Ingest {
         self.udp_routes.retain(|_, r| r.publisher != id);
         if let Some(s) = self.streams.get_mut(path) {
             if s.publisher == Some(id) {
+                s.regrouped(now, |r, emit| r.flush(emit));
                 s.publisher = None;
                 s.retire_depacketizers();
                 s.gone_since = Some(now);
@@ -743,6 +809,9 @@ impl Ingest {
     pub(crate) fn tick(&mut self, now: Instant) -> IngestTick {
         let mut tick = IngestTick::default();
         let timeout = self.timeout;
+        for s in self.streams.values_mut() {
+            s.regrouped(now, |r, emit| r.expire(now, emit));
+        }
         self.streams.retain(|path, s| {
             if s.gone_since
                 .is_some_and(|t| now.saturating_duration_since(t) >= timeout)

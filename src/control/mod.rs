@@ -573,6 +573,7 @@ pub fn start(
                 ingest.set_recording(recording);
             }
             ingest.set_webrtc_audio(webrtc_on);
+            ingest.set_audio_hold(config.ingest_audio_hold);
             let mut core = core;
             core.set_ingest_ports(ingest_ports);
             core.set_whip_addr(whip_addr);

@@ -8,6 +8,7 @@
 pub mod depacketize;
 pub mod pull;
 pub mod record;
+pub mod regroup;
 pub mod rtmp;
 pub mod sdp;
 

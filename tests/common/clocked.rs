@@ -202,27 +202,53 @@ pub struct ViewerTimeline {
     pub shift: u32,
 }
 
-/// Reads what `rtp` holds now (non-blocking) and maps each packet to the publisher's frame
-/// by its bytes; asserts one AU per packet, consecutive sequence numbers and one constant
-/// timestamp shift.
+/// Reads what `rtp` holds now (non-blocking) and maps each access unit to the publisher's
+/// frame by its bytes; asserts consecutive sequence numbers, consecutive frames, and one
+/// constant timestamp shift. A packet may carry several AUs (RFC 3640 §3.2.2: the server
+/// groups a pulled source's frames, `ingest-audio-hold-ms`); the k-th is 1024 ticks after
+/// the packet's timestamp (§3.2.1).
 pub fn viewer_timeline(rtp: &UdpSocket, clock: &AacClock, within: usize) -> ViewerTimeline {
     rtp.set_nonblocking(true).unwrap();
-    let mut received = Vec::new();
+    // Per packet: its sequence number, and its AUs' timestamps and bytes.
+    type Units = Vec<(u32, Vec<u8>)>;
+    let mut received: Vec<(u16, Units)> = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(len) = rtp.recv(&mut buf) {
         let header = parse_rtp(&buf[..len]).unwrap();
-        received.push((header.seq, header.ts, buf[16..len].to_vec()));
+        let aus = usize::from(u16::from_be_bytes([buf[12], buf[13]]) / 16);
+        let mut at = 14 + 2 * aus;
+        let mut units = Vec::new();
+        for k in 0..aus {
+            let size = usize::from(u16::from_be_bytes([buf[14 + 2 * k], buf[15 + 2 * k]]) >> 3);
+            assert!(
+                at + size <= len,
+                "seq {}: AU {k} within the packet",
+                header.seq
+            );
+            let ts = header.ts.wrapping_add(1024 * k as u32);
+            units.push((ts, buf[at..at + size].to_vec()));
+            at += size;
+        }
+        received.push((header.seq, units));
     }
     let (first, n0) = received
         .iter()
         .enumerate()
-        .find_map(|(k, (_, _, au))| Some((k, clock.frame_index(au, within)?)))
-        .expect("a packet carrying one frame's bytes");
+        .find_map(|(k, (_, units))| Some((k, clock.frame_index(&units.first()?.1, within)?)))
+        .expect("a packet starting with one of the publisher's frames");
     let mut frames = Vec::new();
-    for (seq, ts, au) in &received[first..] {
-        let n = n0 + usize::from(seq.wrapping_sub(received[first].0));
-        assert_eq!(clock.frame(n), &au[..], "frame {n}'s bytes");
-        frames.push((n, *ts));
+    let mut n = n0;
+    for (k, (seq, units)) in received[first..].iter().enumerate() {
+        assert_eq!(
+            *seq,
+            received[first].0.wrapping_add(k as u16),
+            "no packet lost after the first"
+        );
+        for (ts, au) in units {
+            assert_eq!(clock.frame(n), &au[..], "frame {n}'s bytes");
+            frames.push((n, *ts));
+            n += 1;
+        }
     }
     let shift = frames[0]
         .1

@@ -129,6 +129,10 @@ struct ServeArgs {
     /// [default: 10].
     #[arg(long)]
     publisher_timeout: Option<u64>,
+    /// Milliseconds an RTMP or pulled stream's AAC frame may be held so several go in one
+    /// RTP packet, as RTSP publishers group them; 0 = off, at most 150 [default: 150, the span of a channel's AAC packets].
+    #[arg(long)]
+    ingest_audio_hold_ms: Option<u64>,
     /// Most viewers (sessions) in the server; 0 = unlimited [default: 10,000 per shard].
     #[arg(long)]
     max_viewers: Option<usize>,
@@ -265,6 +269,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         sources: (!args.sources.is_empty()).then(|| args.sources.into_iter().collect()),
         publisher_timeout: args.publisher_timeout,
         live_log_size: None,
+        ingest_audio_hold_ms: args.ingest_audio_hold_ms,
         record: (!args.record.is_empty()).then(|| shardcast::config::RecordOverlay {
             paths: Some(args.record),
             ..Default::default()
