@@ -134,37 +134,19 @@ fn gstreamer_rtspsrc_reaches_eos_over_tcp() {
 #[test]
 fn gstreamer_times_every_aggregated_aac_frame() {
     let server = common::Server::start(&[]);
-    let location = format!("location={}", server.url("sample"));
-    let (ok, out, err) = common::run_gst_launch(
-        || {
-            let mut gst = Command::new("gst-launch-1.0");
-            gst.args([
-                "-v",
-                "rtspsrc",
-                &location,
-                "protocols=udp",
-                "name=src",
-                "src.",
-                "!",
-                "application/x-rtp,media=audio",
-                "!",
-                "rtpmp4gdepay",
-                "!",
-                "identity",
-                "silent=false",
-                "!",
-                "fakesink",
-                "src.",
-                "!",
-                "application/x-rtp,media=video",
-                "!",
-                "fakesink",
-            ]);
-            gst
-        },
+    // `-v` prints identity's `last-message` on every buffer, as gst-launch -v did.
+    let (ok, out, err) = common::gst_play(
+        &server.url("sample"),
+        &["protocols=udp"],
+        &[
+            ("audio", "rtpmp4gdepay ! identity silent=false ! fakesink"),
+            ("video", "fakesink"),
+        ],
+        &[],
+        true,
         Duration::from_secs(40),
     );
-    assert!(ok, "gst-launch failed: {err}");
+    assert!(ok, "GStreamer failed: {err}");
     // identity's `last-message` lines: "chain ******* (identity0:sink) (N bytes, dts: …, pts: H:MM:SS.NNNNNNNNN, …".
     let pts: Vec<Option<f64>> = out
         .lines()

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::players::{ended_cleanly_after_eos, ffprobe};
-use common::{parse_rtp, run_gst_launch, run_with_timeout, RawRtsp, Server};
+use common::{gst_play, parse_rtp, run_with_timeout, RawRtsp, Server};
 use shardcast::media::track::{Codec, G711Config, G711Law, Track, TrackKind};
 use shardcast::media::MediaFile;
 
@@ -348,37 +348,16 @@ fn gstreamer_depayloads_and_decodes_g711_to_eos() {
         }
         for protocol in ["tcp", "udp"] {
             let url = server.url(c.name);
-            let (ok, out, err) = run_gst_launch(
-                || {
-                    let mut cmd = Command::new("gst-launch-1.0");
-                    cmd.args([
-                        "rtspsrc",
-                        &format!("location={url}"),
-                        &format!("protocols={protocol}"),
-                        "name=src",
-                        "src.",
-                        "!",
-                        "application/x-rtp,media=audio",
-                        "!",
-                        "queue",
-                        "!",
-                        c.depay,
-                        "!",
-                        c.dec,
-                        "!",
-                        "fakesink",
-                        "src.",
-                        "!",
-                        "application/x-rtp,media=video",
-                        "!",
-                        "queue",
-                        "!",
-                        "rtph264depay",
-                        "!",
-                        "fakesink",
-                    ]);
-                    cmd
-                },
+            let audio = format!("queue ! {} ! {} ! fakesink", c.depay, c.dec);
+            let (ok, out, err) = gst_play(
+                &url,
+                &[&format!("protocols={protocol}")],
+                &[
+                    ("audio", &audio),
+                    ("video", "queue ! rtph264depay ! fakesink"),
+                ],
+                &[],
+                false,
                 Duration::from_secs(40),
             );
             assert!(

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::players::{ended_cleanly_after_eos, ffmpeg_decode_stream_without_warnings, ffprobe};
-use common::{parse_rtp, run_gst_launch, run_with_timeout, RawRtsp, Server};
+use common::{gst_play, parse_rtp, run_with_timeout, RawRtsp, Server};
 use shardcast::media::track::{Codec, MpegAudioConfig, Track, TrackKind};
 use shardcast::media::MediaFile;
 
@@ -192,39 +192,18 @@ fn gstreamer_depayloads_and_decodes_mp3_to_eos() {
     for (name, _) in FILES {
         for protocol in ["tcp", "udp"] {
             let url = server.url(name);
-            let (ok, out, err) = run_gst_launch(
-                || {
-                    let mut c = Command::new("gst-launch-1.0");
-                    c.args([
-                        "rtspsrc",
-                        &format!("location={url}"),
-                        &format!("protocols={protocol}"),
-                        "name=src",
-                        "src.",
-                        "!",
-                        "application/x-rtp,media=audio",
-                        "!",
-                        "queue",
-                        "!",
-                        "rtpmpadepay",
-                        "!",
-                        "mpegaudioparse",
-                        "!",
-                        "avdec_mp3",
-                        "!",
-                        "fakesink",
-                        "src.",
-                        "!",
-                        "application/x-rtp,media=video",
-                        "!",
-                        "queue",
-                        "!",
-                        "rtph264depay",
-                        "!",
-                        "fakesink",
-                    ]);
-                    c
-                },
+            let (ok, out, err) = gst_play(
+                &url,
+                &[&format!("protocols={protocol}")],
+                &[
+                    (
+                        "audio",
+                        "queue ! rtpmpadepay ! mpegaudioparse ! avdec_mp3 ! fakesink",
+                    ),
+                    ("video", "queue ! rtph264depay ! fakesink"),
+                ],
+                &[],
+                false,
                 Duration::from_secs(40),
             );
             assert!(

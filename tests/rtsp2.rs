@@ -12,10 +12,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{parse_rtp, run_gst_launch, udp_pair, RawRtsp, Server};
+use common::{gst_play, parse_rtp, udp_pair, RawRtsp, Server};
 use shardcast::rtsp::response::{interleaved_frame, parse_response, RtspResponse};
 
 /// A folder holding only `short.mp4` (2 s, 50 video frames at 25 fps, AAC), served as
@@ -157,41 +156,21 @@ fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Runs gst-launch with rtspsrc in RTSP 2.0 over `protocol`, one branch per item of
-/// `branches` (each linked from `src.`), for at most `limit`: (success, stdout, stderr).
-fn gst_2_0(
-    url: &str,
-    protocol: &str,
-    branches: &[&str],
-    limit: Duration,
-) -> (bool, String, String) {
-    let location = format!("location={url}");
-    let protocols = format!("protocols={protocol}");
-    let mut args: Vec<&str> = vec![
-        "rtspsrc",
-        &location,
-        &protocols,
-        "default-rtsp-version=2-0",
-        "name=src",
-    ];
-    for branch in branches {
-        args.extend(["src.", "!"]);
-        args.extend(branch.split(' '));
-    }
-    run_gst_launch(
-        || {
-            let mut gst = Command::new("gst-launch-1.0");
-            gst.env("GST_DEBUG", "rtspsrc:4")
-                .env("GST_DEBUG_NO_COLOR", "1")
-                .args(&args);
-            gst
-        },
+/// Plays `url` with rtspsrc in RTSP 2.0 over `protocol` (`common::gst_play`: each track's
+/// branch linked as its pad appears), for at most `limit`: (success, stdout, stderr).
+fn gst_2_0(url: &str, protocol: &str, limit: Duration) -> (bool, String, String) {
+    gst_play(
+        url,
+        &[&format!("protocols={protocol}"), "default-rtsp-version=2-0"],
+        &[
+            ("video", "queue ! decodebin ! checksumsink"),
+            ("audio", "queue ! decodebin ! fakesink"),
+        ],
+        &[("GST_DEBUG", "rtspsrc:4"), ("GST_DEBUG_NO_COLOR", "1")],
+        false,
         limit,
     )
 }
-
-const VIDEO_BRANCH: &str = "application/x-rtp,media=video ! queue ! decodebin ! checksumsink";
-const AUDIO_BRANCH: &str = "application/x-rtp,media=audio ! queue ! decodebin ! fakesink";
 
 /// checksumsink's lines (`H:MM:SS.NNNNNNNNN <sha1>`, one per decoded frame).
 fn checksum_lines(out: &str) -> usize {
@@ -213,12 +192,7 @@ fn gstreamer_2_0_plays_a_file_to_eos_over_udp_and_tcp() {
     let expected = short_video_frames();
     for protocol in ["udp", "tcp"] {
         let url = server.url("short");
-        let (ok, out, err) = gst_2_0(
-            &url,
-            protocol,
-            &[VIDEO_BRANCH, AUDIO_BRANCH],
-            Duration::from_secs(40),
-        );
+        let (ok, out, err) = gst_2_0(&url, protocol, Duration::from_secs(40));
         let context = format!("gst over {protocol}:\n{out}\n{err}");
         assert!(
             err.contains("Now using version: 2.0"),
@@ -244,12 +218,7 @@ fn gstreamer_2_0_plays_a_live_channel() {
         &format!("ch={}/tests/media/short.mp4", env!("CARGO_MANIFEST_DIR")),
     ]);
     let url = server.url("ch");
-    let (_, out, err) = gst_2_0(
-        &url,
-        "tcp",
-        &[VIDEO_BRANCH, AUDIO_BRANCH],
-        Duration::from_secs(6),
-    );
+    let (_, out, err) = gst_2_0(&url, "tcp", Duration::from_secs(6));
     let context = format!("{out}\n{err}");
     assert!(err.contains("Now using version: 2.0"), "{context}");
     let frames = checksum_lines(&out);

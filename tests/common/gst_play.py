@@ -1,21 +1,31 @@
 #!/usr/bin/python3
-"""Plays an RTSP URL with GStreamer's rtspsrc until EOS, as the tests' gst-launch line did:
+"""Plays an RTSP URL with GStreamer's rtspsrc until EOS: what the tests' gst-launch lines
 
-    rtspsrc location=URL protocols=P buffer-mode=none [EXTRA...] name=src
-      src. ! application/x-rtp,media=video ! queue ! decodebin ! checksumsink
-      src. ! application/x-rtp,media=audio ! queue ! decodebin ! fakesink
+    rtspsrc location=URL PROPERTY=VALUE... name=src
+      src. ! application/x-rtp,media=video ! VIDEO-BRANCH
+      src. ! application/x-rtp,media=audio ! AUDIO-BRANCH
 
-but links each rtspsrc pad in its own pad-added callback. gst-launch links such caps-filtered
-branches by "delayed linking", which GStreamer 1.22 gives up on when rtspsrc's no-more-pads
-races a pad-added in another streaming thread ("Delayed linking failed"); the unlinked
-branch then stalls the whole pipeline until the test's timeout (seen in CI and here on a
-loaded machine, with and without the warning printed). Linking in the callback has no race.
+did, but each rtspsrc pad is linked to its media's branch in rtspsrc's pad-added callback.
+gst-launch links such caps-filtered branches by "delayed linking", which GStreamer 1.22 gives
+up on when rtspsrc's no-more-pads races a pad-added in another streaming thread ("Delayed
+linking failed"); the unlinked branch then stalls the whole pipeline until the test's timeout
+(seen in CI and here on a loaded machine, with and without the warning printed). Linking in
+the callback has no race.
+
+Usage: gst_play.py URL [PROPERTY=VALUE...] [--video BRANCH] [--audio BRANCH] [-v]
+
+PROPERTY=VALUE pairs set rtspsrc properties as gst-launch would (e.g. protocols=tcp,
+tls-validation-flags=0). A BRANCH is a chain of elements as gst-launch writes it (`queue !
+decodebin ! checksumsink`, `identity silent=false`; no caps filters or bins); with no --video/--audio the branches are `queue ! decodebin ! checksumsink`
+and `queue ! decodebin ! fakesink`. A pad of a media without a branch is reported and left
+unlinked (as a gst-launch line without that branch did). -v prints property changes as
+gst-launch -v does (`/GstPipeline:pipeline0/GstIdentity:identity0: last-message = ...`).
 
 Output matches gst-launch's where the tests read it: checksumsink prints one
 `H:MM:SS.NNNNNNNNN <sha1>` line per decoded video frame on stdout; EOS prints `Got EOS from
 element "pipeline0".`; bus warnings and errors print `WARNING: from element PATH: MESSAGE`
 and `ERROR: from element PATH: MESSAGE` (with `Additional debug info:`) on stderr. The exit
-status is 0 after EOS, 1 after an error. Usage: gst_play.py URL PROTOCOLS [PROPERTY=VALUE...]
+status is 0 after EOS, 1 after an error.
 """
 
 import sys
@@ -25,21 +35,67 @@ import gi
 gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
+DEFAULT_BRANCHES = {
+    "video": "queue ! decodebin ! checksumsink",
+    "audio": "queue ! decodebin ! fakesink",
+}
+
+
+def parse_args(argv):
+    url, props, branches, verbose = None, [], {}, False
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--video", "--audio"):
+            branches[arg[2:]] = next(args)
+        elif arg == "-v":
+            verbose = True
+        elif url is None:
+            url = arg
+        else:
+            name, _, value = arg.partition("=")
+            props.append((name, value))
+    return url, props, branches or dict(DEFAULT_BRANCHES), verbose
+
+
+def build_branch(pipeline, description):
+    """Makes the elements of `description` (`queue ! decodebin ! checksumsink`, each element
+    `FACTORY [PROPERTY=VALUE...]`) in `pipeline`, links them, and starts them; returns them.
+    An element whose source pad comes later (decodebin) is linked to the next when it adds the
+    pad. (Gst.parse_bin_from_description stalled here with decodebin inside a bin.)"""
+    elements = []
+    for part in description.split("!"):
+        factory, *props = part.split()
+        element = Gst.ElementFactory.make(factory)
+        if element is None:
+            raise SystemExit(f"ERROR: no GStreamer element {factory!r}")
+        for prop in props:
+            name, _, value = prop.partition("=")
+            Gst.util_set_object_arg(element, name, value)
+        pipeline.add(element)
+        elements.append(element)
+    for upstream, downstream in zip(elements, elements[1:]):
+        if not upstream.link(downstream):
+            def link_later(_element, pad, downstream=downstream):
+                sink = downstream.get_static_pad("sink")
+                if not sink.is_linked():
+                    pad.link(sink)
+
+            upstream.connect("pad-added", link_later)
+    for element in reversed(elements):
+        element.sync_state_with_parent()
+    return elements
+
 
 def main() -> int:
-    if len(sys.argv) < 3:
+    url, props, branches, verbose = parse_args(sys.argv[1:])
+    if url is None:
         print(__doc__, file=sys.stderr)
         return 2
-    url, protocols, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
     Gst.init(None)
     pipeline = Gst.Pipeline.new("pipeline0")
     src = Gst.ElementFactory.make("rtspsrc", "src")
     Gst.util_set_object_arg(src, "location", url)
-    Gst.util_set_object_arg(src, "protocols", protocols)
-    # Timestamps from the RTP timestamps alone (see players.rs).
-    Gst.util_set_object_arg(src, "buffer-mode", "none")
-    for prop in extra:
-        name, _, value = prop.partition("=")
+    for name, value in props:
         Gst.util_set_object_arg(src, name, value)
     pipeline.add(src)
     linked = set()
@@ -47,32 +103,29 @@ def main() -> int:
     def on_pad_added(_src, pad):
         caps = pad.get_current_caps() or pad.query_caps(None)
         media = caps.get_structure(0).get_string("media") if caps.get_size() else None
-        if media not in ("video", "audio") or media in linked:
+        if media not in branches or media in linked:
             print(f"gst_play: rtspsrc pad {pad.get_name()} ({media}) left unlinked",
                   file=sys.stderr, flush=True)
             return
         linked.add(media)
-        queue = Gst.ElementFactory.make("queue")
-        decode = Gst.ElementFactory.make("decodebin")
-        sink = Gst.ElementFactory.make("checksumsink" if media == "video" else "fakesink")
-        for e in (queue, decode, sink):
-            pipeline.add(e)
-        queue.link(decode)
-
-        def on_decoded_pad(_decode, dpad):
-            sink_pad = sink.get_static_pad("sink")
-            if not sink_pad.is_linked():
-                dpad.link(sink_pad)
-
-        decode.connect("pad-added", on_decoded_pad)
-        for e in (sink, decode, queue):
-            e.sync_state_with_parent()
-        result = pad.link(queue.get_static_pad("sink"))
+        elements = build_branch(pipeline, branches[media])
+        result = pad.link(elements[0].get_static_pad("sink"))
         if result != Gst.PadLinkReturn.OK:
             print(f"gst_play: linking the {media} pad failed: {result}",
                   file=sys.stderr, flush=True)
 
     src.connect("pad-added", on_pad_added)
+    if verbose:
+        def on_deep_notify(_bin, obj, pspec):
+            try:
+                value = obj.get_property(pspec.name)
+            except (TypeError, ValueError):
+                return
+            if hasattr(value, "to_string"):  # caps, structures: as gst-launch prints them
+                value = value.to_string()
+            print(f"{obj.get_path_string()}: {pspec.name} = {value}", flush=True)
+
+        pipeline.connect("deep-notify", on_deep_notify)
     loop = GLib.MainLoop()
     status = {"code": 1}
 
@@ -100,7 +153,7 @@ def main() -> int:
         print("ERROR: from element /GstPipeline:pipeline0: could not start", file=sys.stderr)
         return 1
     loop.run()
-    # As gst-launch does after EOS: stop the pipeline (rtspsrc sends TEARDOWN).
+    # As gst-launch does after EOS or an error: stop the pipeline (rtspsrc sends TEARDOWN).
     pipeline.set_state(Gst.State.NULL)
     return status["code"]
 

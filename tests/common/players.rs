@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::run_with_timeout;
+use super::{gst_play, run_with_timeout};
 
 /// `ffprobe` (errors only) with `args`, its output as `key=value` lines; fails on a nonzero
 /// exit, a hang or any error output.
@@ -99,40 +99,27 @@ fn ffmpeg_decode_at(url: &str, transport: &str, map: &str, level: &str) -> Decod
     Decoded { frames, end_secs }
 }
 
-/// Plays `url` with GStreamer (`rtspsrc protocols=… ! decodebin ! fakesink` for both tracks)
-/// until EOS; panics if it fails, hangs, never reaches EOS or reports an error before it.
+/// Plays `url` with GStreamer (`rtspsrc protocols=…`, each track `queue ! decodebin !
+/// fakesink`, through [`gst_play`]) until EOS; panics if it fails, hangs, never reaches EOS or reports an error before it.
 ///
-/// One error is tolerated, and only after gst-launch printed "Got EOS": rtspsrc 1.22 queues
+/// One error is tolerated, and only after "Got EOS" was printed: rtspsrc 1.22 queues
 /// PAUSE (PLAYING→PAUSED) and TEARDOWN (PAUSED→READY) as the pipeline is shut down after
 /// EOS, and now and then sends the TEARDOWN first, closes its own connection, then fails to
 /// send the PAUSE ("Could not send message. (Received end-of-file)" from
 /// `gst_rtspsrc_pause`). Seen once in CI; the server's log showed the session's TEARDOWN
-/// answered. gst-launch stops at the first error it sees, so an error before EOS never
+/// answered. The player stops at the first error it sees, so an error before EOS never
 /// reaches the "Got EOS" line and still fails.
 pub fn gstreamer_reaches_eos(url: &str, protocol: &str) {
-    let location = format!("location={url}");
     let protocols = format!("protocols={protocol}");
-    let (ok, out, err) = run_with_timeout(
-        Command::new("gst-launch-1.0").args([
-            "rtspsrc",
-            &location,
-            &protocols,
-            "name=src",
-            "src.",
-            "!",
-            "queue",
-            "!",
-            "decodebin",
-            "!",
-            "fakesink",
-            "src.",
-            "!",
-            "queue",
-            "!",
-            "decodebin",
-            "!",
-            "fakesink",
-        ]),
+    let (ok, out, err) = gst_play(
+        url,
+        &[&protocols],
+        &[
+            ("video", "queue ! decodebin ! fakesink"),
+            ("audio", "queue ! decodebin ! fakesink"),
+        ],
+        &[],
+        false,
         Duration::from_secs(40),
     );
     assert!(
@@ -187,29 +174,24 @@ pub fn gstreamer_decoded_video_frames(url: &str, protocol: &str) -> usize {
 /// As [`gstreamer_decoded_video_frames`], with more `rtspsrc` properties (`extra`, e.g.
 /// `tls-validation-flags=0` for RTSPS with a self-signed certificate).
 pub fn gstreamer_decoded_video_frames_with(url: &str, protocol: &str, extra: &[&str]) -> usize {
-    // The pipeline is gst-launch's `rtspsrc location=URL protocols=P buffer-mode=none
-    // name=src src. ! application/x-rtp,media=video ! queue ! decodebin ! checksumsink src. !
-    // application/x-rtp,media=audio ! queue ! decodebin ! fakesink`, built by gst_play.py,
-    // which links each rtspsrc pad as it appears: gst-launch's delayed linking of such
-    // branches loses a pad when rtspsrc's no-more-pads races a pad-added (GStreamer 1.22),
-    // and the unlinked branch stalls the pipeline to the timeout (CI, matroska VP9 over TCP;
-    // here 1 run in 15 on a loaded machine). Timestamps come from the RTP timestamps alone
-    // (rtpjitterbuffer mode none), not corrected by arrival times: what is checked is the
-    // stream the server sends. In its default `slave` mode the jitter buffer re-times
-    // packets by when they arrived; on a machine busy with parallel tests a late frame then
-    // gets a PTS a fraction of a millisecond off, and avdec_h264 warns "decreasing
-    // timestamp" when reordering B-frames (seen in CI over TCP when the bundled sample had
-    // B-frames, never with the stream's own timestamps).
-    let (ok, out, err) = run_with_timeout(
-        Command::new("/usr/bin/python3")
-            .env("GST_DEBUG", "*:2")
-            .env("GST_DEBUG_NO_COLOR", "1")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/common/gst_play.py"
-            ))
-            .args([url, protocol])
-            .args(extra),
+    // gst_play.py's default branches: `queue ! decodebin ! checksumsink` for video and
+    // `queue ! decodebin ! fakesink` for audio, each linked as rtspsrc adds its pad.
+    // Timestamps come from the RTP timestamps alone (rtpjitterbuffer mode none), not
+    // corrected by arrival times: what is checked is the stream the server sends. In its
+    // default `slave` mode the jitter buffer re-times packets by when they arrived; on a
+    // machine busy with parallel tests a late frame then gets a PTS a fraction of a
+    // millisecond off, and avdec_h264 warns "decreasing timestamp" when reordering B-frames
+    // (seen in CI over TCP when the bundled sample had B-frames, never with the stream's own
+    // timestamps).
+    let protocols = format!("protocols={protocol}");
+    let mut props = vec![protocols.as_str(), "buffer-mode=none"];
+    props.extend_from_slice(extra);
+    let (ok, out, err) = gst_play(
+        url,
+        &props,
+        &[],
+        &[("GST_DEBUG", "*:2"), ("GST_DEBUG_NO_COLOR", "1")],
+        false,
         Duration::from_secs(40),
     );
     let context = || format!("GStreamer (gst_play.py) over {protocol} ({url}):\n{out}\n{err}");
