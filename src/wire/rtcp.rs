@@ -429,6 +429,13 @@ fn ssrc_at(b: &[u8], at: usize) -> Result<Ssrc, RtcpError> {
     be32(b, at).map(Ssrc)
 }
 
+/// Whether `buf` passes the header checks of a compound packet (RFC 3550 §A.2: version 2, a
+/// report first, lengths that add up to the datagram, padding only on the last packet),
+/// without parsing the packets or allocating.
+pub fn is_valid_compound(buf: &[u8]) -> bool {
+    walk_compound(buf, true, |_, _, _| Ok(())).is_ok()
+}
+
 /// Parses and validates a compound RTCP packet (RFC 3550 §6.1, Appendix A.2 checks: version 2
 /// everywhere, padding only on the last packet, first packet SR or RR, length words summing
 /// exactly to the datagram).

@@ -131,4 +131,17 @@ fn srtp_viewers_get_protected_rtp_and_srtcp_and_their_srtcp_is_checked() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(get(&r.counters.srtcp_dropped), 2);
+    // GStreamer's random keep-alive from the viewer's RTP port that happens to start like
+    // RTCP: SRTCP only comes from the RTCP port, so it is a keep-alive, not a dropped SRTCP.
+    let keepalives = get(&r.counters.nat_keepalives);
+    let mut random = [0x5au8; 200];
+    random[..2].copy_from_slice(&[0x8d, 0xc5]);
+    viewer.rtp.send_to(&random, r.server_rtp).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while get(&r.counters.nat_keepalives) == keepalives && Instant::now() < deadline {
+        r.w.drain_rtcp(now);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(get(&r.counters.nat_keepalives), keepalives + 1);
+    assert_eq!(get(&r.counters.srtcp_dropped), 2);
 }
