@@ -230,7 +230,7 @@ fn parse_build(s: &str) -> Result<(String, PathBuf), String> {
 pub(crate) fn bench(args: BenchArgs) -> Result<()> {
     use crate::loadgen::{self, report, server, session::RtpTransport, Mode, Target};
     let exe = std::env::current_exe().context("locating the shardcast executable")?;
-    let placement = loadgen::plan_placement();
+    let placement = loadgen::plan_placement(args.shards);
     let (viewers, duration) = if args.smoke {
         (20, Duration::from_secs(5))
     } else {
@@ -240,7 +240,8 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
         return churn_bench(&args, rate, exe, placement);
     }
     if args.protocol == "hls" {
-        return hls_bench(&args, viewers, duration, exe, placement);
+        // HLS rows compare per core with nginx's workers: every shard on the server's core.
+        return hls_bench(&args, viewers, duration, exe, loadgen::plan_placement(1));
     }
     if args.protocol == "whep" {
         return whep::whep_bench(&args, viewers, duration, exe, placement);
@@ -306,7 +307,7 @@ pub(crate) fn bench(args: BenchArgs) -> Result<()> {
             shards: args.shards,
             media: args.media.clone(),
             extra_args: args.server_args.clone(),
-            pin_core: placement.server_core,
+            pin_cores: placement.server_cores.clone(),
             harness_core: placement.harness_core,
         }),
     };
@@ -502,7 +503,7 @@ fn hls_bench(
                         shards: args.shards,
                         media,
                         extra_args,
-                        pin_core: placement.server_core,
+                        pin_cores: placement.server_cores.clone(),
                         harness_core: placement.harness_core,
                     },
                     stream,
@@ -627,7 +628,7 @@ fn churn_bench(
                 .into_iter()
                 .chain(args.server_args.iter().cloned())
                 .collect(),
-            pin_core: placement.server_core,
+            pin_cores: placement.server_cores.clone(),
             harness_core: placement.harness_core,
         }),
     };

@@ -65,7 +65,7 @@ pub(super) fn whep_bench(
             shards: args.shards,
             media,
             extra_args: args.server_args.clone(),
-            pin_core: placement.server_core,
+            pin_cores: placement.server_cores.clone(),
             harness_core: placement.harness_core,
         },
         media_file,

@@ -663,6 +663,7 @@ pub(crate) fn run_churn(
         machine: String::new(),
         placement: Placement {
             server_core: None,
+            server_cores: Vec::new(),
             harness_core: None,
             how: String::new(),
         },

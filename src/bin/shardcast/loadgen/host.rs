@@ -25,6 +25,17 @@ pub(crate) fn raise_nofile_limit() -> io::Result<u64> {
     Ok(lim.current.unwrap_or(u64::MAX))
 }
 
+/// Restricts the calling thread to `cores` (sched_setaffinity(2)); threads and processes
+/// it then spawns inherit the mask. `core_affinity` sets one core only.
+pub(crate) fn pin_current_thread(cores: &[usize]) -> io::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    for &core in cores {
+        set.set(core);
+    }
+    rustix::thread::sched_setaffinity(None, &set)?;
+    Ok(())
+}
+
 /// Clock ticks per second, the unit of `/proc/stat` and of `utime`/`stime` in
 /// `/proc/<pid>/stat` (proc(5)).
 pub(crate) fn clock_ticks_per_sec() -> u64 {

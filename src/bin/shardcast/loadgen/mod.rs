@@ -671,7 +671,7 @@ fn run_once(
     let label = variant.label.as_str();
     // Keep a spawned server alive for the whole run; it is killed on drop.
     let core = match &opts.target {
-        Target::Spawn(launch) => launch.pin_core,
+        Target::Spawn(launch) => launch.exclusive_core(),
         Target::Url { .. } => None,
     };
     let source = variant.source.zip(opts.source_media.as_ref());
@@ -1120,35 +1120,62 @@ fn session_stalled(s: &receiver::FinishedSession, stop_ns: u64) -> bool {
 /// Where the harness runs relative to the server.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Placement {
-    /// Core of the server, if pinned.
+    /// The server's first core (a single-core server's, and nginx's, whole placement).
     pub(crate) server_core: Option<usize>,
+    /// Cores an RTSP/WebRTC server with `--shards` shards runs on (each shard pins itself to
+    /// one of them): as many as it has shards, and every core when that leaves none to the
+    /// harness alone; empty when not pinned.
+    pub(crate) server_cores: Vec<usize>,
     /// Core of the harness, if pinned.
     pub(crate) harness_core: Option<usize>,
     /// How, in words.
     pub(crate) how: String,
 }
 
-/// Pins the harness (the calling thread, before it spawns any) when there are ≥ 2 cores:
-/// server on core 0, harness on core 1, via `core_affinity` (sched_setaffinity).
-pub(crate) fn plan_placement() -> Placement {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    if cores.len() >= 2 {
-        let ok = core_affinity::set_for_current(cores[1]);
-        if ok {
+/// Pins the harness (the calling thread, before it spawns any) to the machine's last core
+/// when there are ≥ 2 cores, and gives the server the first `shards` of the others (all of
+/// them, the harness's included, when there are too few), via sched_setaffinity.
+pub(crate) fn plan_placement(shards: usize) -> Placement {
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    if let [first, .., last] = cores.as_slice() {
+        if core_affinity::set_for_current(core_affinity::CoreId { id: *last }) {
+            let server_cores = server_cores_for(&cores, shards);
+            let shared = server_cores.contains(last);
             return Placement {
-                server_core: Some(cores[0].id),
-                harness_core: Some(cores[1].id),
+                server_core: Some(*first),
                 how: format!(
-                    "server pinned to core {}, harness to core {} (sched_setaffinity via core_affinity)",
-                    cores[0].id, cores[1].id
+                    "server pinned to core(s) {server_cores:?}, harness to core {last}{} (sched_setaffinity)",
+                    if shared {
+                        " which it shares with the server's last shard"
+                    } else {
+                        ""
+                    }
                 ),
+                server_cores,
+                harness_core: Some(*last),
             };
         }
     }
     Placement {
         server_core: None,
+        server_cores: Vec::new(),
         harness_core: None,
         how: format!("not pinned ({} core(s) visible)", cores.len()),
+    }
+}
+
+/// The server's cores for `shards` shards on a machine with `cores` (the last one the
+/// harness's): one per shard while the harness keeps a core to itself, else all of them.
+fn server_cores_for(cores: &[usize], shards: usize) -> Vec<usize> {
+    let own = cores.len().saturating_sub(1);
+    if shards.max(1) <= own {
+        cores[..shards.max(1)].to_vec()
+    } else {
+        cores.to_vec()
     }
 }
 
@@ -1163,6 +1190,16 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn shards_get_a_core_each_and_share_the_harness_core_only_when_short() {
+        assert_eq!(server_cores_for(&[0, 1], 1), vec![0]);
+        assert_eq!(server_cores_for(&[0, 1], 2), vec![0, 1]);
+        assert_eq!(server_cores_for(&[0, 1, 2, 3], 2), vec![0, 1]);
+        assert_eq!(server_cores_for(&[0, 1, 2, 3], 3), vec![0, 1, 2]);
+        assert_eq!(server_cores_for(&[0, 1, 2, 3], 8), vec![0, 1, 2, 3]);
+        assert_eq!(server_cores_for(&[0, 1], 0), vec![0]);
     }
 
     #[test]

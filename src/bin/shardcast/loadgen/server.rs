@@ -28,10 +28,23 @@ pub(crate) struct ServerLaunch {
     pub(crate) media: Option<PathBuf>,
     /// Further arguments passed verbatim (e.g. `--io uring`).
     pub(crate) extra_args: Vec<String>,
-    /// Core to pin the server to (its threads inherit the mask), if any.
-    pub(crate) pin_core: Option<usize>,
+    /// Cores the server may run on (its threads inherit the mask; each shard then pins
+    /// itself to one of them); empty: not pinned.
+    pub(crate) pin_cores: Vec<usize>,
     /// Core the harness returns to after spawning, if any.
     pub(crate) harness_core: Option<usize>,
+}
+
+impl ServerLaunch {
+    /// The one core the server has to itself, whose busy time (softirq included) is the
+    /// server's; `None` when it is not pinned or spread over several cores (one of which
+    /// the harness shares).
+    pub(crate) fn exclusive_core(&self) -> Option<usize> {
+        match self.pin_cores.as_slice() {
+            [core] => Some(*core),
+            _ => None,
+        }
+    }
 }
 
 /// A running server process, killed on drop.
@@ -92,8 +105,13 @@ impl ServerProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // The child inherits the spawning thread's CPU mask: pin, spawn, then move back.
-        if let Some(core) = launch.pin_core {
-            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        if !launch.pin_cores.is_empty() {
+            super::host::pin_current_thread(&launch.pin_cores).map_err(|e| {
+                LoadError::io(
+                    format!("pinning the server to cores {:?}", launch.pin_cores),
+                    e,
+                )
+            })?;
         }
         let spawned = cmd.spawn();
         if let Some(core) = launch.harness_core {

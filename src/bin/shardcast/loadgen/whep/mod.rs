@@ -390,7 +390,7 @@ fn whep_phase(opts: &WhepOptions) -> Result<WhepFigures, LoadError> {
             + Duration::from_millis(u64::from(opts.viewers) * 5),
     };
     let pid = server.pid();
-    let core = opts.launch.pin_core;
+    let core = opts.launch.exclusive_core();
     let mut samples = Vec::with_capacity(2);
     let snmp = || {
         std::fs::read_to_string("/proc/net/snmp")
