@@ -61,7 +61,8 @@ pub(crate) struct BenchArgs {
     /// announces); sessions spread over them round-robin (default: the first announced).
     #[arg(long)]
     stream: Option<String>,
-    /// Shards of the started server.
+    /// Shards of the started server, each pinned to a core of its own (the harness keeps the
+    /// machine's last core, shared with the last shard only when there is no other).
     #[arg(long, default_value_t = 1)]
     shards: usize,
     /// Viewers for a fixed-load run (capped at 20000).
