@@ -477,6 +477,8 @@
         latency: hls ? num(hls.latency) : null,
         liveSyncPosition: hls ? num(hls.liveSyncPosition) : null,
         bufferedEnd: bufferedEnd(),
+        /** Every buffered range of the element, [start, end] in seconds. */
+        buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]),
         hlsVersion: window.Hls ? window.Hls.version : null,
       };
     },

@@ -418,10 +418,6 @@ impl LogHls {
                 to.and_then(|t| t.get(j).copied())
             };
             let mut next_dts = None;
-            let mut prev_dts = match n.checked_sub(1).map(|p| log.lookup(j, p, readable)) {
-                Some(Lookup::Ready(p)) => Some(p.dts),
-                _ => None,
-            };
             loop {
                 if limit.is_some_and(|l| n >= l) {
                     if j == lead {
@@ -437,16 +433,18 @@ impl LogHls {
                             let after = s.arrival_ns.saturating_sub(st.start_arrival_ns);
                             s.dts - nanos_to_ticks(i128::from(after), clock)
                         });
-                        // A sample that would end past the cut goes to the next fragment, so
-                        // the other tracks of a fragment starting at a keyframe start no
-                        // later than its video: a player starting there meets no hole
-                        // (MSE's buffered range is the tracks' intersection).
-                        let step = prev_dts.map_or(0, |p| (s.dts - p).max(0));
-                        if limit.is_none() && ticks_to_nanos(s.dts - base + step, clock) > cut_ns {
+                        // A sample goes to the fragment in which it starts (as channels'
+                        // parts do): an AAC frame straddling the cut stays here, so this
+                        // fragment's audio ends at or past its video's end and MSE's buffered
+                        // range (the tracks' intersection) ends where the playlist says the
+                        // part does. Ending a frame early instead left the buffer's end
+                        // inside a segment's last part, and hls.js 1.7.4 reloaded that part
+                        // in a loop instead of moving on to the next segment's first
+                        // (docs/design/live-ingest.md "Joining early").
+                        if limit.is_none() && ticks_to_nanos(s.dts - base, clock) >= cut_ns {
                             next_dts = Some(s.dts);
                             break;
                         }
-                        prev_dts = Some(s.dts);
                         let mut sample = s.as_sample(capacity);
                         sample.dts = (s.dts - base).max(0) as u64;
                         samples.push(sample);
