@@ -401,6 +401,41 @@ impl LiveLog {
             .find(|s| s.sync)
     }
 
+    /// How early `track`'s media arrives: the least, over its readable indexed samples, of
+    /// arrival minus decode time (ns, on the log's epoch and the track's clock). The sample
+    /// that waited least in the publisher's and our buffers gives it, as NTP's minimum-delay
+    /// filter does (RFC 5905 §10): an AAC frame sent in a group of several arrives as late as
+    /// the group's last, which arrives on time. `None` before the track's first sample.
+    pub fn earliest_arrival_lag_ns(&self, track: usize, readable: u64) -> Option<i128> {
+        let t = self.tracks.get(track)?;
+        let clock = i128::from(t.clock_rate_hz().max(1));
+        let end = t.published();
+        let start = end.saturating_sub(t.entries.len() as u64);
+        (start..end)
+            .rev()
+            .map_while(|n| t.entry(n).filter(|s| s.pos >= readable))
+            .map(|s| i128::from(s.arrival_ns) - i128::from(s.dts) * 1_000_000_000 / clock)
+            .min()
+    }
+
+    /// The first readable sample of `track` decoding at or after `dts` (the track's clock),
+    /// or the next to be written.
+    pub fn first_decoding_from(&self, track: usize, dts: i64, readable: u64) -> u64 {
+        let Some(t) = self.tracks.get(track) else {
+            return 0;
+        };
+        let end = t.published();
+        let start = end.saturating_sub(t.entries.len() as u64);
+        let mut first = end;
+        for n in (start..end).rev() {
+            match t.entry(n).filter(|s| s.pos >= readable) {
+                Some(s) if s.dts >= dts => first = n,
+                _ => break,
+            }
+        }
+        first
+    }
+
     /// The first sample of `track` whose arrival is at or after `arrival_ns` (to start the
     /// other tracks with the video's keyframe), or the next to be written.
     pub fn first_arrived_since(&self, track: usize, arrival_ns: u64, readable: u64) -> u64 {

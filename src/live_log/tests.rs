@@ -540,3 +540,62 @@ fn aac_frames_of_one_packet_are_published_together_and_keep_their_grouping() {
         assert_eq!(prev.pos + u64::from(prev.len), s.pos);
     }
 }
+
+#[test]
+fn a_tracks_earliest_arrival_is_its_least_delayed_sample_and_samples_are_found_by_decode_time() {
+    let file = sample_file();
+    let t0 = Instant::now();
+    let mut w = LogWriter::create(
+        "live/cam",
+        &specs(&file),
+        DEFAULT_CAPACITY,
+        DEFAULT_PAYLOAD_BUDGET,
+        wakers(1),
+        t0,
+    )
+    .unwrap();
+    let audio = 1;
+    assert_eq!(
+        w.log().earliest_arrival_lag_ns(audio, 0),
+        None,
+        "no sample yet"
+    );
+    // Groups of four AAC frames, each sent as ffmpeg's RTP muxer does: when the next frame
+    // comes, so the group's first waited four frame times and its last one.
+    let data: Vec<Vec<u8>> = (0..12).map(|n| patterned(n, 200)).collect();
+    for group in 0..3u64 {
+        let sent = real_time(t0, group * 4 + 4);
+        w.begin_batch();
+        for n in group * 4..group * 4 + 4 {
+            w.append(&aac_frame(audio, n, &data[n as usize]), sent)
+                .unwrap();
+        }
+        w.end_batch();
+    }
+    let log = w.log();
+    let first = match log.lookup(audio, 0, 0) {
+        Lookup::Ready(s) => s,
+        other => panic!("{other:?}"),
+    };
+    let lag = log.earliest_arrival_lag_ns(audio, 0).unwrap();
+    // Frame n decodes at n · 1024 / 48 kHz after the first; the least delayed is a group's
+    // last, one frame time (21.333 ms) after it was due.
+    let due_first = i128::from(first.dts) * 1_000_000_000 / 48_000;
+    let one_frame = 1_000_000_000 * 1024 / 48_000;
+    // The first frame was due at t0 (the log's epoch): the lag measured from there.
+    let late = lag + due_first;
+    assert!(
+        (late - one_frame).abs() < 50_000,
+        "earliest lag {lag} ns: {late} ns after the frames' due times"
+    );
+    assert_eq!(log.first_decoding_from(audio, first.dts + 5 * 1024, 0), 5);
+    assert_eq!(
+        log.first_decoding_from(audio, first.dts + 5 * 1024 - 1, 0),
+        5
+    );
+    assert_eq!(
+        log.first_decoding_from(audio, first.dts + 40 * 1024, 0),
+        12,
+        "not yet written"
+    );
+}

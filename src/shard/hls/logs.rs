@@ -79,10 +79,14 @@ struct State {
     open: Option<Open>,
     next_msn: u64,
     /// Per track, the log decode time that is fragment time zero (the lead track's fixed at
-    /// the first start, the others' at their first sample after it).
+    /// the first start, the others' then or at their first sample after it).
     bases: Vec<Option<i64>>,
     /// Arrival of the keyframe the store started at (ns since the log's epoch).
     start_arrival_ns: u64,
+    /// Fragment time zero on our clock (ns since the log's epoch) by the lead track's
+    /// earliest arrival ([`LiveLog::earliest_arrival_lag_ns`]): the other tracks' media
+    /// times are put against it.
+    time0_ns: Option<i128>,
     /// The next finished segment follows a restart.
     discontinuity: bool,
 }
@@ -146,6 +150,10 @@ fn lead_track(log: &LiveLog) -> usize {
         .position(|t| t.spec.kind == TrackKind::Video)
         .unwrap_or(0)
 }
+
+/// How far before the store's time 0 (or a restart's keyframe) a track's sample may decode
+/// and still start there: the rounding of converting between the tracks' clocks and ours.
+const ALIGN_SLACK_NS: i128 = 1_000_000;
 
 fn ticks_to_nanos(ticks: i64, clock_hz: u32) -> i128 {
     i128::from(ticks) * 1_000_000_000 / i128::from(clock_hz.max(1))
@@ -243,24 +251,54 @@ impl LogHls {
             }
         }
         let arrival = key.arrival_ns;
-        let start: Vec<u64> = (0..log.tracks.len())
-            .map(|j| {
-                if j == lead {
-                    key.n
-                } else {
-                    log.first_arrived_since(j, arrival, readable)
-                }
-            })
-            .collect();
         if st.bases.is_empty() {
-            // Tracks aligned by arrival at the start: each other track's first sample sits as
-            // far after the keyframe as it arrived after it (set when that sample is seen).
+            let lead_clock = log.tracks[lead].clock_rate_hz();
+            st.time0_ns = log
+                .earliest_arrival_lag_ns(lead, readable)
+                .map(|lag| ticks_to_nanos(key.dts, lead_clock) + lag);
             st.bases = (0..log.tracks.len())
-                .map(|j| (j == lead).then_some(key.dts))
+                .map(|j| match j == lead {
+                    true => Some(key.dts),
+                    false => self.aligned_base(st.time0_ns, j, readable),
+                })
                 .collect();
             st.start_arrival_ns = arrival;
         }
+        let lead_clock = log.tracks[lead].clock_rate_hz();
+        // The keyframe's time on the store's timeline, where every track starts.
+        let key_ns = st
+            .bases
+            .get(lead)
+            .copied()
+            .flatten()
+            .map_or(0, |b| ticks_to_nanos(key.dts - b, lead_clock));
+        let start: Vec<u64> = (0..log.tracks.len())
+            .map(|j| match st.bases.get(j).copied().flatten() {
+                _ if j == lead => key.n,
+                Some(base) => {
+                    let clock = log.tracks[j].clock_rate_hz();
+                    let from = base + nanos_to_ticks(key_ns - ALIGN_SLACK_NS, clock);
+                    log.first_decoding_from(j, from, readable)
+                }
+                None => log.first_arrived_since(j, arrival, readable),
+            })
+            .collect();
         st.open = Some(Open::at(start, &key, true));
+    }
+
+    /// Track `j`'s decode time at the store's time 0 (`time0_ns` on our clock), aligned by
+    /// media time: the track's media is put on our clock by its earliest arrival relative to
+    /// its decode times ([`LiveLog::earliest_arrival_lag_ns`]), so an AAC frame and a video
+    /// frame the publisher captured together get the same time whatever the publisher's (or
+    /// our RTMP regrouping's) audio packing delayed. Aligning by a first sample's own arrival
+    /// put the audio 87 ms (RTMP) to 130 ms (ffmpeg's RTSP packing) late. `None` before the
+    /// track's first sample (or without `time0_ns`).
+    fn aligned_base(&self, time0_ns: Option<i128>, j: usize, readable: u64) -> Option<i64> {
+        let lag = self.log.earliest_arrival_lag_ns(j, readable)?;
+        Some(nanos_to_ticks(
+            time0_ns? - lag,
+            self.log.tracks[j].clock_rate_hz(),
+        ))
     }
 
     /// The open segment is given up (the store starts again elsewhere): if parts of it were
@@ -430,9 +468,21 @@ impl LogHls {
                 match log.lookup(j, n, readable) {
                     Lookup::Ready(s) => {
                         let base = *base.get_or_insert_with(|| {
-                            let after = s.arrival_ns.saturating_sub(st.start_arrival_ns);
-                            s.dts - nanos_to_ticks(i128::from(after), clock)
+                            // The track's first sample since the start: aligned by media
+                            // time, else as far after the keyframe as it arrived after it.
+                            self.aligned_base(st.time0_ns, j, readable)
+                                .unwrap_or_else(|| {
+                                    let after = s.arrival_ns.saturating_sub(st.start_arrival_ns);
+                                    s.dts - nanos_to_ticks(i128::from(after), clock)
+                                })
                         });
+                        if s.dts < base - nanos_to_ticks(ALIGN_SLACK_NS, clock) {
+                            // Before the store's time 0 (an AAC group begun before the
+                            // keyframe): no fragment can hold it. (Within the slack, the
+                            // clocks' rounding: it starts at 0.)
+                            n += 1;
+                            continue;
+                        }
                         // A sample goes to the fragment in which it starts (as channels'
                         // parts do): an AAC frame straddling the cut stays here, so this
                         // fragment's audio ends at or past its video's end and MSE's buffered
@@ -711,18 +761,42 @@ mod tests {
         }
         let audio = &index.tracks[1];
         let source = &file.index.tracks[1];
-        // Audio up to the last cut (8 s, as far as it had arrived), from the first frame on.
-        let expected = source
+        // Audio up to the last cut (8 s, as far as it had arrived), from the first frame
+        // decoding at the video's first keyframe or later: the file's priming frame (at
+        // -21.3 ms, arriving with the keyframe) is before the store's time 0, aligned by
+        // media time.
+        let from_zero: Vec<_> = source
             .samples
+            .iter()
+            .filter(|s| source.dts_ticks(s) >= 0)
+            .collect();
+        assert_eq!(
+            from_zero.len() + 1,
+            source.samples.len(),
+            "one priming frame"
+        );
+        let expected = from_zero
             .iter()
             .filter(|s| (source.dts_ticks(s) as f64 / f64::from(source.timescale)) < 8.0)
             .count();
         assert!(
             audio.samples.len().abs_diff(expected) <= 2,
-            "{} audio frames, the source has {expected} before 8 s",
+            "{} audio frames, the source has {expected} in [0, 8 s)",
             audio.samples.len()
         );
-        for (got, want) in audio.samples.iter().zip(&source.samples) {
+        assert!(audio.samples.len() > 300);
+        // Aligned by media time: the frame the file decodes at 0 s does so here too, and
+        // every later one as far after it as in the file.
+        assert_eq!(audio.timescale, 48_000);
+        for (got, want) in audio.samples.iter().zip(&from_zero) {
+            let file_ticks = source.dts_ticks(want) * 48_000 / i64::from(source.timescale);
+            assert!(
+                (got.dts as i64 - file_ticks).abs() <= 48,
+                "an AAC frame at {} ticks, the file's at {file_ticks}",
+                got.dts
+            );
+        }
+        for (got, want) in audio.samples.iter().zip(from_zero) {
             let a = &mp4[got.offset as usize..][..got.len as usize];
             let b = &SAMPLE_MP4[want.offset as usize..][..want.len as usize];
             assert_eq!(a, b);
