@@ -407,14 +407,33 @@ impl LiveLog {
     /// filter does (RFC 5905 §10): an AAC frame sent in a group of several arrives as late as
     /// the group's last, which arrives on time. `None` before the track's first sample.
     pub fn earliest_arrival_lag_ns(&self, track: usize, readable: u64) -> Option<i128> {
+        let all = self.tracks.get(track)?.entries.len();
+        self.least_lag_ns(track, readable, all, |s| s.dts)
+    }
+
+    /// [`LiveLog::earliest_arrival_lag_ns`] of presentation times over the last `last`
+    /// samples (their index entries only: any still indexed will do): what puts the track's
+    /// RTP time on our clock for sender reports without the publisher's.
+    pub fn recent_presentation_lag_ns(&self, track: usize, last: usize) -> Option<i128> {
+        self.least_lag_ns(track, 0, last, |s| s.pts)
+    }
+
+    /// The least arrival minus `time(sample)` (ns) over the last `last` readable samples.
+    fn least_lag_ns(
+        &self,
+        track: usize,
+        readable: u64,
+        last: usize,
+        time: impl Fn(&LogSample) -> i64,
+    ) -> Option<i128> {
         let t = self.tracks.get(track)?;
         let clock = i128::from(t.clock_rate_hz().max(1));
         let end = t.published();
-        let start = end.saturating_sub(t.entries.len() as u64);
+        let start = end.saturating_sub(t.entries.len().min(last) as u64);
         (start..end)
             .rev()
             .map_while(|n| t.entry(n).filter(|s| s.pos >= readable))
-            .map(|s| i128::from(s.arrival_ns) - i128::from(s.dts) * 1_000_000_000 / clock)
+            .map(|s| i128::from(s.arrival_ns) - i128::from(time(&s)) * 1_000_000_000 / clock)
             .min()
     }
 

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::avsync::{assert_within_ebu_r37, hashed_packets, SourcePackets};
 use common::browser::Browser;
 use common::publishers::{
     ffmpeg_publish, ffmpeg_publish_looped, ffmpeg_publish_rtmp, media, wait_published,
@@ -507,49 +508,6 @@ fn hls_of_an_rtmp_publisher_keeps_audio_with_video() {
     let _ = publisher.wait();
 }
 
-/// `(codec_type, pts in s, MD5 of the bytes)` of every packet ffprobe reads from `file`.
-fn hashed_packets(file: &str) -> Vec<(String, f64, String)> {
-    let (ok, out, err) = run_with_timeout(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-show_packets",
-            "-show_data_hash",
-            "MD5",
-            "-show_entries",
-            "packet=stream_index,pts_time,data_hash:stream=index,codec_type",
-            "-of",
-            "json",
-            file,
-        ]),
-        Duration::from_secs(20),
-    );
-    assert!(ok, "ffprobe on {file}: {err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let kinds: Vec<(u64, String)> = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["index"].as_u64().unwrap(),
-                s["codec_type"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    v["packets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let index = p["stream_index"].as_u64().unwrap();
-            let kind = kinds.iter().find(|(i, _)| *i == index).unwrap().1.clone();
-            let pts: f64 = p["pts_time"].as_str().unwrap().parse().unwrap();
-            (kind, pts, p["data_hash"].as_str().unwrap().to_owned())
-        })
-        .collect()
-}
-
 /// For the last two finished segments of `path`'s HLS playlist: every audio packet's time
 /// after the segment's first video frame equals the same distance in `sample.mp4` within
 /// EBU R37's tolerance for a broadcaster's output (sound at most 40 ms early, 60 ms late).
@@ -557,14 +515,7 @@ fn hashed_packets(file: &str) -> Vec<(String, f64, String)> {
 /// after its last frame, and its first groups later still; aligning by arrival, the audio
 /// was 87 ms (RTMP) and 130 ms (RTSP) late.
 fn audio_sits_with_video_as_in_the_source(hls: SocketAddr, path: &str) {
-    let source = hashed_packets(&media("sample.mp4"));
-    let source_time = |kind: &str, hash: &str| {
-        let mut at = source.iter().filter(|(k, _, h)| k == kind && h == hash);
-        match (at.next(), at.next()) {
-            (Some((_, t, _)), None) => Some(*t),
-            _ => None, // not in the file, or not unique there
-        }
-    };
+    let source = SourcePackets::of(&media("sample.mp4"));
     let playlist = get(hls, &format!("/hls/{path}/media.m3u8")).text();
     let names = segments(&playlist);
     assert!(names.len() >= 2, "two finished segments: {playlist}");
@@ -581,31 +532,9 @@ fn audio_sits_with_video_as_in_the_source(hls: SocketAddr, path: &str) {
         std::fs::write(&file, [init.body.as_slice(), seg.body.as_slice()].concat()).unwrap();
         let packets = hashed_packets(file.to_str().unwrap());
         let _ = std::fs::remove_file(&file);
-        let (_, v0, v0_hash) = packets
-            .iter()
-            .find(|(k, _, _)| k == "video")
-            .unwrap_or_else(|| panic!("{name} has no video"));
-        let v0_source = source_time("video", v0_hash)
-            .unwrap_or_else(|| panic!("{name}'s first video frame is not the file's"));
-        let mut offsets = Vec::new();
-        for (kind, t, hash) in &packets {
-            if kind != "audio" {
-                continue;
-            }
-            let a_source = source_time("audio", hash)
-                .unwrap_or_else(|| panic!("{name}: an AAC frame at {t} is not the file's"));
-            // The file loops: its distance from the video frame modulo the loop is the same.
-            offsets.push((t - v0) - (a_source - v0_source));
-        }
+        let offsets = source.audio_against_video(&packets, &format!("{path} {name}"));
         assert!(offsets.len() > 50, "{name}: {} AAC frames", offsets.len());
-        let (lo, hi) = offsets
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &o| (lo.min(o), hi.max(o)));
-        eprintln!("{path} {name}: audio against video {lo:+.4} … {hi:+.4} s from the file's");
-        assert!(
-            lo >= -0.040 && hi <= 0.060,
-            "{path} {name}: audio off by {lo:+.4} … {hi:+.4} s against the video (EBU R37: -0.040 … +0.060 s)"
-        );
+        assert_within_ebu_r37(&offsets, &format!("{path} {name}"));
     }
 }
 

@@ -93,6 +93,52 @@ fn ffmpeg_publishes_over_rtmp_and_ffmpeg_plays_it_over_rtsp() {
     assert!(decoded.frames >= 150, "{} frames", decoded.frames);
 }
 
+/// A/V sync for RTSP viewers of an RTMP publisher: FLV carries no wall clock, so our sender
+/// reports map each track's RTP time to our clock. ffmpeg records six seconds over RTSP
+/// (placing the tracks by those reports, RFC 3550 §6.4.1) and every AAC frame of the
+/// recording sits against the video as in the file, within EBU R37. The server's regrouping
+/// holds an RTMP stream's AAC frames (`--ingest-audio-hold-ms`): mapping a group's head to
+/// the group's arrival put the audio 130 ms late.
+#[test]
+fn rtsp_viewers_of_an_rtmp_publisher_get_audio_with_video() {
+    use common::avsync::{assert_within_ebu_r37, hashed_packets, SourcePackets};
+
+    let server = Server::start_logged(&["--publish", "live/*", "--publisher-timeout", "1"]);
+    let rtmp = server.rtmp.expect("the server printed its RTMP address");
+    let mut publisher =
+        ffmpeg_publish_rtmp(&media("sample.mp4"), &format!("rtmp://{rtmp}/live/lipsync"));
+    wait_published(&server, "live/lipsync", Duration::from_secs(10));
+    let out = std::env::temp_dir().join(format!("shardcast-lipsync-{}.mkv", std::process::id()));
+    let (ok, _, err) = common::run_with_timeout(
+        Command::new("ffmpeg").args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &server.url("live/lipsync"),
+            "-t",
+            "6",
+            "-c",
+            "copy",
+            "-y",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffmpeg recording over RTSP: {err}");
+    let packets = hashed_packets(out.to_str().unwrap());
+    let _ = std::fs::remove_file(&out);
+    let offsets = SourcePackets::of(&media("sample.mp4"))
+        .audio_against_video(&packets, "an RTSP recording of an RTMP publisher");
+    assert!(offsets.len() > 200, "{} AAC frames", offsets.len());
+    assert_within_ebu_r37(&offsets, "an RTSP recording of an RTMP publisher");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
 /// Publishing is refused where no rule allows it (RTSP 403, RTMP rejected: ffmpeg fails),
 /// and a second publisher on a live path is refused whichever protocol each uses.
 #[test]

@@ -588,6 +588,15 @@ fn a_tracks_earliest_arrival_is_its_least_delayed_sample_and_samples_are_found_b
         (late - one_frame).abs() < 50_000,
         "earliest lag {lag} ns: {late} ns after the frames' due times"
     );
+    // Sender reports look at the last few samples' presentation times: the last group's
+    // last frame gives the same lag; its first frame alone waited four frame times.
+    let recent = log.recent_presentation_lag_ns(audio, 4).unwrap();
+    assert!((recent - lag).abs() < 50_000, "{recent} against {lag}");
+    let head = match log.lookup(audio, 8, 0) {
+        Lookup::Ready(s) => i128::from(s.arrival_ns) - i128::from(s.pts) * 1_000_000_000 / 48_000,
+        other => panic!("{other:?}"),
+    };
+    assert!(head - recent > 3 * one_frame, "{head} against {recent}");
     assert_eq!(log.first_decoding_from(audio, first.dts + 5 * 1024, 0), 5);
     assert_eq!(
         log.first_decoding_from(audio, first.dts + 5 * 1024 - 1, 0),

@@ -136,6 +136,10 @@ impl TrackStream {
     }
 }
 
+/// Samples of a live log track whose least delay maps its RTP time to our clock in sender
+/// reports without the publisher's (ten AAC groups; 2.5 s of 25 fps video).
+const SR_LAG_SAMPLES: usize = 64;
+
 /// A session owned by a shard.
 pub(super) struct ShardSession {
     pub(super) id: SessionId,
@@ -464,8 +468,7 @@ impl ShardSession {
     /// What a sender report of track `i` of a live log sent at `now` carries (RFC 3550
     /// §6.4.1): the publisher's own clock when it sent sender reports (its NTP time and the
     /// matching RTP time, so players keep its A/V sync and can recover capture times), else
-    /// our clock with the RTP time of the last sent sample advanced by the time since it
-    /// arrived. `None` for other sessions, and before a log session's first sample.
+    /// our clock with the track's RTP time there ([`ShardSession::log_rtp_now`]). `None` for other sessions, and before a log session's first sample.
     pub(super) fn log_report(&self, i: usize, now: Instant) -> Option<(NtpTime, RtpTimestamp)> {
         let log = self.log.as_ref()?;
         let t = &self.tracks[i];
@@ -477,19 +480,32 @@ impl ShardSession {
         Some((NtpTime::now(), self.log_rtp_now(i, now)?))
     }
 
-    /// The RTP timestamp of track `i` of a live log now by our clock: the last sent sample's,
-    /// advanced by the time since it arrived. `None` before the first sample.
+    /// The RTP timestamp of track `i` of a live log now by our clock, as this viewer gets
+    /// the samples (their arrival plus its `live_lag`): the track's presentation times put on
+    /// our clock by the least delayed of its last [`SR_LAG_SAMPLES`] samples
+    /// ([`LiveLog::recent_presentation_lag_ns`]). A publisher's packing (an AAC group's
+    /// first frames arrive with its last, up to our RTMP hold later) thus moves no track
+    /// against another; the last sent sample's own arrival did (RTMP audio 130 ms late).
+    /// `None` before the first sample.
     fn log_rtp_now(&self, i: usize, now: Instant) -> Option<RtpTimestamp> {
         let log = self.log.as_ref()?;
         let t = &self.tracks[i];
-        let (pts, arrival) = t.log_last?;
-        let since = now.saturating_duration_since(arrival + self.live_lag);
-        let ticks = (since.as_secs_f64() * f64::from(t.clock_rate_hz)).round() as i64;
-        Some(
-            log.tracks[t.setup.track_index]
-                .ts0
-                .wrapping_add(pts.wrapping_add(ticks) as u32),
-        )
+        let (last_pts, last_arrival) = t.log_last?;
+        let lt = &log.tracks[t.setup.track_index];
+        let clock = i128::from(t.clock_rate_hz.max(1));
+        let pts = match log.recent_presentation_lag_ns(t.setup.track_index, SR_LAG_SAMPLES) {
+            Some(lag) => {
+                let due_ns = now
+                    .saturating_duration_since(log.epoch + self.live_lag)
+                    .as_nanos() as i128;
+                ((due_ns - lag) * clock / 1_000_000_000) as i64
+            }
+            None => {
+                let since = now.saturating_duration_since(last_arrival + self.live_lag);
+                last_pts + (since.as_nanos() as i128 * clock / 1_000_000_000) as i64
+            }
+        };
+        Some(lt.ts0.wrapping_add(pts as u32))
     }
 
     /// Live channels: the absolute number of track `i`'s next sample (`loop · samples + k`),

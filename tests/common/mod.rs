@@ -3,6 +3,7 @@
 //! header parsing for what arrives.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod avsync;
 pub mod browser;
 pub mod clocked;
 pub mod players;

@@ -139,6 +139,28 @@ pub(super) fn emit_log_sample(
         s.advance(i);
         return;
     }
+    let bytes = log.media.bytes.as_slice();
+    // The AAC frames that arrived in one publisher packet go out as that one packet: the
+    // samples after the head that join it were published with it, so they are readable now.
+    let mut group_buf = [Sample::default(); MAX_AUS_PER_PACKET];
+    group_buf[0] = sample.as_sample(log.capacity());
+    let mut group_len = 1;
+    let mut newest = sample;
+    while group_len < MAX_AUS_PER_PACKET {
+        match log.lookup(track_index, next + group_len as u64, out.log_readable) {
+            Lookup::Ready(m) if m.joins => {
+                group_buf[group_len] = m.as_sample(log.capacity());
+                group_len += 1;
+                newest = m;
+            }
+            _ => break,
+        }
+    }
+    let group = &group_buf[..group_len];
+    // Our sender reports without the publisher's clock map the RTP time of the group's
+    // *last* frame to its arrival: the group arrived when that frame did (a publisher's or
+    // our RTMP regrouping's packing holds the first ones back), so the head's time would
+    // put the audio as late as the group is long (130 ms for a 150 ms hold).
     if sliced == 0
         && s.tracks[i]
             .last_sender_report
@@ -146,26 +168,10 @@ pub(super) fn emit_log_sample(
     {
         s.tracks[i]
             .log_last
-            .get_or_insert((sample.pts, log.arrival(&sample)));
+            .get_or_insert((newest.pts, log.arrival(&newest)));
         send_sender_report(s, slot, i, now, out);
     }
-    s.tracks[i].log_last = Some((sample.pts, log.arrival(&sample)));
-    let bytes = log.media.bytes.as_slice();
-    // The AAC frames that arrived in one publisher packet go out as that one packet: the
-    // samples after the head that join it were published with it, so they are readable now.
-    let mut group_buf = [Sample::default(); MAX_AUS_PER_PACKET];
-    group_buf[0] = sample.as_sample(log.capacity());
-    let mut group_len = 1;
-    while group_len < MAX_AUS_PER_PACKET {
-        match log.lookup(track_index, next + group_len as u64, out.log_readable) {
-            Lookup::Ready(m) if m.joins => {
-                group_buf[group_len] = m.as_sample(log.capacity());
-                group_len += 1;
-            }
-            _ => break,
-        }
-    }
-    let group = &group_buf[..group_len];
+    s.tracks[i].log_last = Some((newest.pts, log.arrival(&newest)));
     // The group's samples follow its head in the ring: its position bounds them all.
     out.srtp.log_pos = sample.pos;
     // The sample's first sequence number comes from the log; a slice continues after the
